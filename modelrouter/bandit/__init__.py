@@ -1,0 +1,1 @@
+"""Bandit posteriors and the Thompson allocator."""

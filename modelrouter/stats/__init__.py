@@ -1,0 +1,1 @@
+"""Pure numerics: two-sample tests, power, sequential designs, corrections, SRM, IPW."""
