@@ -1,0 +1,184 @@
+"""Two-sample comparisons from sufficient statistics.
+
+Every function takes per-group summaries (counts, means, variances) rather than raw arrays, so
+the same code serves per-unit columns, request-level counters and Redis-merged totals. The
+direction is always *treatment minus control*.
+
+- :func:`two_proportion_ztest`: pooled-variance z statistic for the p-value (the classic test,
+  statsmodels ``proportions_ztest``), unpooled Wald interval for the difference.
+- :func:`welch_ttest`: Welch's t-test with the Welch-Satterthwaite degrees of freedom
+  (scipy ``ttest_ind(equal_var=False)``).
+- :func:`ratio_ztest`: a ratio metric (sum over units of numerators / sum of denominators, e.g.
+  mean latency per request in a user-split test) with delta-method variance, so requests of one
+  user are not treated as independent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as _st
+
+from modelrouter.stats._results import ConfidenceInterval
+
+__all__ = [
+    "TwoSampleResult",
+    "cohens_d",
+    "cohens_h",
+    "ratio_moments",
+    "ratio_ztest",
+    "relative_lift",
+    "two_proportion_ztest",
+    "welch_ttest",
+]
+
+
+@dataclass(frozen=True)
+class TwoSampleResult:
+    """Outcome of a two-sample test; ``difference`` is treatment minus control."""
+
+    statistic: float
+    pvalue: float
+    difference: float
+    std_err: float
+    df: float = math.inf
+    method: str = ""
+    _ci_std_err: float = field(default=math.nan, repr=False)
+
+    def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """Two-sided interval for the difference (t quantile when ``df`` is finite)."""
+        _check_level(confidence_level)
+        se = self.std_err if math.isnan(self._ci_std_err) else self._ci_std_err
+        q = _quantile(confidence_level, self.df)
+        return ConfidenceInterval(self.difference - q * se, self.difference + q * se)
+
+
+def _check_level(confidence_level: float) -> None:
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"confidence_level ({confidence_level!r}) must be in (0, 1)")
+
+
+def _quantile(confidence_level: float, df: float) -> float:
+    p = 0.5 + confidence_level / 2.0
+    if math.isinf(df):
+        return float(_st.norm.ppf(p))
+    return float(_st.t.ppf(p, df))
+
+
+def _two_sided_p(z: float, df: float = math.inf) -> float:
+    if math.isnan(z):
+        return math.nan
+    if math.isinf(df):
+        return float(2.0 * _st.norm.sf(abs(z)))
+    return float(2.0 * _st.t.sf(abs(z), df))
+
+
+def _check_n(name: str, n: float, minimum: int) -> None:
+    if n < minimum:
+        raise ValueError(f"{name} ({n!r}) must be at least {minimum}")
+
+
+def two_proportion_ztest(x_control: float, n_control: int, x_treatment: float,
+                         n_treatment: int) -> TwoSampleResult:
+    """Two-proportion z-test: pooled SE for the test, unpooled (Wald) SE for the interval."""
+    _check_n("n_control", n_control, 1)
+    _check_n("n_treatment", n_treatment, 1)
+    for name, x, n in (("x_control", x_control, n_control),
+                       ("x_treatment", x_treatment, n_treatment)):
+        if not 0 <= x <= n:
+            raise ValueError(f"{name} ({x!r}) must be between 0 and its n ({n!r})")
+    p_c = x_control / n_control
+    p_t = x_treatment / n_treatment
+    diff = p_t - p_c
+    pooled = (x_control + x_treatment) / (n_control + n_treatment)
+    se_pooled = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_control + 1.0 / n_treatment))
+    se_wald = math.sqrt(p_c * (1.0 - p_c) / n_control + p_t * (1.0 - p_t) / n_treatment)
+    z = diff / se_pooled if se_pooled > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+    return TwoSampleResult(statistic=z, pvalue=_two_sided_p(z), difference=diff,
+                           std_err=se_pooled, method="two-proportion z-test",
+                           _ci_std_err=se_wald)
+
+
+def welch_ttest(mean_control: float, var_control: float, n_control: int,
+                mean_treatment: float, var_treatment: float, n_treatment: int) -> TwoSampleResult:
+    """Welch's unequal-variance t-test from means, sample variances (ddof=1) and counts."""
+    _check_n("n_control", n_control, 2)
+    _check_n("n_treatment", n_treatment, 2)
+    a = var_control / n_control
+    b = var_treatment / n_treatment
+    diff = mean_treatment - mean_control
+    se = math.sqrt(a + b)
+    if se == 0.0:
+        t = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+        df = float(n_control + n_treatment - 2)
+    else:
+        t = diff / se
+        df = (a + b) ** 2 / (a * a / (n_control - 1) + b * b / (n_treatment - 1))
+    return TwoSampleResult(statistic=t, pvalue=_two_sided_p(t, df), difference=diff,
+                           std_err=se, df=df, method="Welch's t-test")
+
+
+def ratio_moments(numerators: np.ndarray, denominators: np.ndarray) -> tuple[int, float, float]:
+    """Per-group ratio ``R = sum(num) / sum(den)`` and its delta-method variance.
+
+    Returns ``(n_units, ratio, variance_of_ratio)``. Units with a zero denominator still count
+    towards ``n`` (they are part of the randomised population) and contribute through the
+    covariance terms.
+    """
+    num = np.asarray(numerators, dtype=np.float64)
+    den = np.asarray(denominators, dtype=np.float64)
+    n = int(num.size)
+    if n < 2:
+        raise ValueError(f"ratio metrics need at least 2 units per group, got {n}")
+    mean_den = float(den.mean())
+    if mean_den == 0.0:
+        raise ValueError("ratio metric has no observations (all denominators are 0)")
+    ratio = float(num.sum() / den.sum())
+    # Var(R) ~ Var(mean(num) - R mean(den)) / mean(den)^2 = Var(num - R den) / (n mean(den)^2)
+    resid = num - ratio * den
+    var = float(resid.var(ddof=1)) / (n * mean_den * mean_den)
+    return n, ratio, var
+
+
+def ratio_ztest(ratio_control: float, var_control: float, ratio_treatment: float,
+                var_treatment: float) -> TwoSampleResult:
+    """z-test for a difference of two independent ratio estimates with delta-method variances."""
+    diff = ratio_treatment - ratio_control
+    se = math.sqrt(var_control + var_treatment)
+    z = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+    return TwoSampleResult(statistic=z, pvalue=_two_sided_p(z), difference=diff, std_err=se,
+                           method="delta-method z-test (ratio metric)")
+
+
+def relative_lift(mean_control: float, se_control: float, mean_treatment: float,
+                  se_treatment: float, confidence_level: float = 0.95
+                  ) -> tuple[float, ConfidenceInterval]:
+    """Relative lift ``mean_t / mean_c - 1`` with a delta-method interval (independent groups)."""
+    _check_level(confidence_level)
+    if mean_control == 0.0:
+        return math.nan, ConfidenceInterval(math.nan, math.nan)
+    lift = mean_treatment / mean_control - 1.0
+    var = (se_treatment**2 / mean_control**2
+           + mean_treatment**2 * se_control**2 / mean_control**4)
+    q = _quantile(confidence_level, math.inf)
+    half = q * math.sqrt(var)
+    return lift, ConfidenceInterval(lift - half, lift + half)
+
+
+def cohens_h(p_control: float, p_treatment: float) -> float:
+    """Cohen's h for two proportions: ``2 asin(sqrt(p_t)) - 2 asin(sqrt(p_c))``."""
+    return 2.0 * math.asin(math.sqrt(p_treatment)) - 2.0 * math.asin(math.sqrt(p_control))
+
+
+def cohens_d(mean_control: float, var_control: float, n_control: int,
+             mean_treatment: float, var_treatment: float, n_treatment: int) -> float:
+    """Cohen's d with the pooled standard deviation (ddof=1 variances)."""
+    dof = n_control + n_treatment - 2
+    if dof <= 0:
+        return math.nan
+    pooled = ((n_control - 1) * var_control + (n_treatment - 1) * var_treatment) / dof
+    if pooled <= 0:
+        return math.nan
+    return (mean_treatment - mean_control) / math.sqrt(pooled)
