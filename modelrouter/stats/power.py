@@ -1,0 +1,269 @@
+"""Planning: sample size, minimum detectable effect, duration, and the cost of sequential looks.
+
+Sample sizes use the normal approximation with the *unpooled* variance under the alternative,
+
+    n_control = (z_(1-alpha/sided) + z_power)^2 * (var_control + var_treatment / ratio) / delta^2,
+
+with ``ratio = n_treatment / n_control``; ``var = p (1 - p)`` for proportions and ``sd^2`` for
+means. This is the textbook formula (Chow, Shao & Wang, sec. 4.2), the one the seed table uses.
+statsmodels' ``NormalIndPower`` is the same formula for means (``effect_size = delta / sd``) and,
+for proportions, is usually fed Cohen's ``h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1))``, an
+arcsine-variance approximation that gives slightly different (not wrong) numbers.
+
+A group-sequential design needs ``inflation_factor`` times the fixed-design sample size to keep
+the same power (Jennison & Turnbull 2000, sec. 2.6); pass the design as ``sequential=``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import ndtri
+
+from modelrouter.stats.sequential import SequentialDesign, check_alpha, check_sided
+
+__all__ = [
+    "DesignCharacteristics",
+    "DetectableEffect",
+    "SampleSize",
+    "design_characteristics",
+    "duration_days",
+    "inflation_factor",
+    "mde_means",
+    "mde_proportions",
+    "sample_size_means",
+    "sample_size_proportions",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class DesignCharacteristics:
+    """Operating characteristics of a sequential design at a target power.
+
+    Sample sizes are relative to the fixed-sample design with the same alpha and power.
+    """
+
+    inflation_factor: float
+    power: float
+    drift: float
+    rejection_probabilities: np.ndarray
+    expected_sample_size_h0: float
+    expected_sample_size_h1: float
+
+    def __repr__(self) -> str:
+        rp = ", ".join(f"{p:.4g}" for p in self.rejection_probabilities)
+        return (f"DesignCharacteristics(inflation_factor={self.inflation_factor:.5f}, "
+                f"power={self.power:g}, drift={self.drift:.5f}, rejection_probabilities=[{rp}], "
+                f"expected_sample_size_h0={self.expected_sample_size_h0:.4f}, "
+                f"expected_sample_size_h1={self.expected_sample_size_h1:.4f})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python fields."""
+        return {"inflation_factor": self.inflation_factor, "power": self.power,
+                "drift": self.drift,
+                "rejection_probabilities": self.rejection_probabilities.tolist(),
+                "expected_sample_size_h0": self.expected_sample_size_h0,
+                "expected_sample_size_h1": self.expected_sample_size_h1}
+
+
+def _check_power(power: float) -> float:
+    if not (isinstance(power, (int, float)) and 0.0 < float(power) < 1.0):
+        raise ValueError(f"power ({power!r}) must be in (0, 1)")
+    return float(power)
+
+
+def _expected_rate(design: SequentialDesign, drift: float) -> float:
+    """E[information rate at stopping] under the given drift."""
+    up, lo = design.exit_probabilities(drift)
+    stop = up + lo
+    stop[-1] = 1.0 - stop[:-1].sum()
+    return float(stop @ design.information_rates)
+
+
+def design_characteristics(design: SequentialDesign, power: float = 0.8) -> DesignCharacteristics:
+    """Inflation factor, per-look rejection probabilities and expected sample sizes.
+
+    Power counts rejections through the upper boundary only (as rpact's default and the fixed
+    formula ``z_(1-alpha/sided) + z_power``), so the inflation factor is a ratio of drifts squared.
+    """
+    if not isinstance(design, SequentialDesign):
+        raise ValueError(f"design ({type(design).__name__}) must be a SequentialDesign")
+    pw = _check_power(power)
+    fixed = float(ndtri(1.0 - design.alpha / design.sided) + ndtri(pw))
+    drift = float(brentq(lambda d: design.power(d) - pw, 0.0, 40.0, xtol=1e-10, rtol=1e-12))
+    t_max = float(design.information_rates[-1])
+    inflation = t_max * (drift / fixed) ** 2
+    scale = inflation / t_max  # information rate -> multiple of the fixed sample size
+    return DesignCharacteristics(
+        inflation_factor=inflation, power=pw, drift=drift,
+        rejection_probabilities=design.exit_probabilities(drift)[0],
+        expected_sample_size_h0=_expected_rate(design, 0.0) * scale,
+        expected_sample_size_h1=_expected_rate(design, drift) * scale)
+
+
+def inflation_factor(design: SequentialDesign, power: float = 0.8) -> float:
+    """Maximum sample size of ``design`` divided by the fixed design's, at equal alpha and power."""
+    return design_characteristics(design, power).inflation_factor
+
+
+@dataclass(frozen=True)
+class SampleSize:
+    """Units needed per group; ``n_per_group`` is the control group (treatment: ratio times it)."""
+
+    n_per_group: int
+    n_treatment: int
+    n_total: int
+    n_exact: float = field(repr=False)
+    inflation_factor: float = 1.0
+    details: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python fields."""
+        return {"n_per_group": self.n_per_group, "n_treatment": self.n_treatment,
+                "n_total": self.n_total, "n_exact": self.n_exact,
+                "inflation_factor": self.inflation_factor, "details": self.details}
+
+    def explain(self) -> str:
+        """The formula and inputs in plain words."""
+        return self.details
+
+
+def _ceil(x: float) -> int:
+    # Guard against 8155.000000000001 from rounding in the formula.
+    return int(math.ceil(x - 1e-9 * max(1.0, x)))
+
+
+def _z_sum(alpha: float, power: float, sided: int) -> float:
+    return float(ndtri(1.0 - check_alpha(alpha) / check_sided(sided)) + ndtri(_check_power(power)))
+
+
+def _check_ratio(ratio: float) -> float:
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"ratio ({ratio!r}) must be a positive number")
+    return float(ratio)
+
+
+def _inflation(sequential: SequentialDesign | None, alpha: float, sided: int,
+               power: float) -> float:
+    if sequential is None:
+        return 1.0
+    if not isinstance(sequential, SequentialDesign):
+        raise ValueError(f"sequential ({type(sequential).__name__}) must be a SequentialDesign")
+    if not math.isclose(sequential.alpha, alpha) or sequential.sided != sided:
+        raise ValueError(f"sequential design (alpha={sequential.alpha:g}, sided="
+                         f"{sequential.sided}) must match alpha={alpha:g}, sided={sided}")
+    return inflation_factor(sequential, power)
+
+
+def _result(n1: float, ratio: float, infl: float, what: str) -> SampleSize:
+    n1 = n1 * infl
+    a, b = _ceil(n1), _ceil(n1 * ratio)
+    seq = "" if infl == 1.0 else f" Multiplied by the sequential inflation factor {infl:.4f}."
+    return SampleSize(a, b, a + b, n1, infl, what + seq)
+
+
+def sample_size_proportions(p1: float, p2: float, alpha: float = 0.05, power: float = 0.8,
+                            ratio: float = 1.0, sided: int = 2,
+                            sequential: SequentialDesign | None = None) -> SampleSize:
+    """Units per group to detect conversion ``p1`` (control) vs ``p2`` (treatment)."""
+    for name, p in (("p1", p1), ("p2", p2)):
+        if not (isinstance(p, (int, float)) and 0.0 < p < 1.0):
+            raise ValueError(f"{name} ({p!r}) must be in (0, 1)")
+    if p1 == p2:
+        raise ValueError(f"p2 ({p2!r}) must differ from p1 ({p1!r})")
+    r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
+    var = p1 * (1 - p1) + p2 * (1 - p2) / r
+    n1 = zs**2 * var / (p2 - p1) ** 2
+    what = (f"n = (z_(1-{alpha:g}/{sided}) + z_{power:g})^2 * (p1(1-p1) + p2(1-p2)/ratio) / "
+            f"(p2-p1)^2 = {zs:.4f}^2 * {var:.6g} / {(p2 - p1) ** 2:.6g} with p1={p1:g}, "
+            f"p2={p2:g}, ratio={r:g} (unpooled normal approximation).")
+    return _result(n1, r, _inflation(sequential, alpha, sided, power), what)
+
+
+def sample_size_means(delta: float, sd: float, alpha: float = 0.05, power: float = 0.8,
+                      ratio: float = 1.0, sided: int = 2, sd_treatment: float | None = None,
+                      sequential: SequentialDesign | None = None) -> SampleSize:
+    """Units per group to detect a difference ``delta`` in means with per-unit ``sd``."""
+    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta != 0):
+        raise ValueError(f"delta ({delta!r}) must be a non-zero number")
+    sd2 = sd if sd_treatment is None else sd_treatment
+    for name, s in (("sd", sd), ("sd_treatment", sd2)):
+        if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
+            raise ValueError(f"{name} ({s!r}) must be a positive number")
+    r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
+    n1 = zs**2 * (sd**2 + sd2**2 / r) / delta**2
+    what = (f"n = (z_(1-{alpha:g}/{sided}) + z_{power:g})^2 * (sd^2 + sd_treatment^2/ratio) / "
+            f"delta^2 with delta={delta:g}, sd={sd:g}, sd_treatment={sd2:g}, ratio={r:g}.")
+    return _result(n1, r, _inflation(sequential, alpha, sided, power), what)
+
+
+@dataclass(frozen=True)
+class DetectableEffect:
+    """The smallest true effect detected with the requested power at the given sample size."""
+
+    absolute: float
+    relative: float
+    baseline: float
+    n_per_group: float
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain-Python fields."""
+        return {"absolute": self.absolute, "relative": self.relative,
+                "baseline": self.baseline, "n_per_group": self.n_per_group}
+
+
+def _check_n(n: float) -> float:
+    if not (isinstance(n, (int, float)) and math.isfinite(n) and n > 0):
+        raise ValueError(f"n ({n!r}) must be a positive number of units per group")
+    return float(n)
+
+
+def mde_proportions(n: float, p1: float, alpha: float = 0.05, power: float = 0.8,
+                    ratio: float = 1.0, sided: int = 2,
+                    sequential: SequentialDesign | None = None) -> DetectableEffect:
+    """Smallest increase over ``p1`` detectable with ``n`` control units (inverts the formula)."""
+    n = _check_n(n)
+    if not (isinstance(p1, (int, float)) and 0.0 < p1 < 1.0):
+        raise ValueError(f"p1 ({p1!r}) must be in (0, 1)")
+    r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
+    n_eff = n / _inflation(sequential, alpha, sided, power)
+
+    def excess(p2: float) -> float:  # > 0 when n_eff units are more than p2 needs
+        return n_eff * (p2 - p1) ** 2 - zs**2 * (p1 * (1 - p1) + p2 * (1 - p2) / r)
+
+    hi = 1.0 - 1e-12
+    if excess(hi) < 0:
+        raise ValueError(f"n ({n!r}) is too small to detect any increase over p1={p1:g}")
+    p2 = float(brentq(excess, p1, hi, xtol=1e-14, rtol=1e-14))
+    return DetectableEffect(p2 - p1, (p2 - p1) / p1, float(p1), n)
+
+
+def mde_means(n: float, sd: float, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0,
+              sided: int = 2, baseline: float = math.nan,
+              sequential: SequentialDesign | None = None) -> DetectableEffect:
+    """Smallest difference in means detectable with ``n`` control units (closed form)."""
+    n = _check_n(n)
+    if not (isinstance(sd, (int, float)) and math.isfinite(sd) and sd > 0):
+        raise ValueError(f"sd ({sd!r}) must be a positive number")
+    r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
+    n_eff = n / _inflation(sequential, alpha, sided, power)
+    delta = zs * sd * math.sqrt((1 + 1 / r) / n_eff)
+    return DetectableEffect(delta, delta / baseline if baseline else math.nan, baseline, n)
+
+
+def duration_days(n_total: int | SampleSize, units_per_day: float,
+                  traffic_fraction: float = 1.0) -> int:
+    """Whole days until ``n_total`` units enter the experiment at ``units_per_day`` (times the
+    share of traffic sent into the experiment)."""
+    total = n_total.n_total if isinstance(n_total, SampleSize) else n_total
+    if not (isinstance(total, (int, np.integer)) and total >= 0):
+        raise ValueError(f"n_total ({total!r}) must be a non-negative integer")
+    if not (isinstance(units_per_day, (int, float)) and units_per_day > 0):
+        raise ValueError(f"units_per_day ({units_per_day!r}) must be positive")
+    if not (isinstance(traffic_fraction, (int, float)) and 0 < traffic_fraction <= 1):
+        raise ValueError(f"traffic_fraction ({traffic_fraction!r}) must be in (0, 1]")
+    return int(math.ceil(total / (units_per_day * traffic_fraction) - 1e-9))
