@@ -1,0 +1,173 @@
+"""Always-valid inference: the mixture sequential probability ratio test (mSPRT).
+
+Johari, Pekelis & Walsh, "Always Valid Inference: Continuous Monitoring of A/B Tests" (Operations
+Research, 2022). With an estimate ``d_n`` of the difference whose variance is ``V_n`` (e.g.
+``s_a^2 / n_a + s_b^2 / n_b``), mixing the alternative over ``theta ~ N(theta_0, tau2)`` gives the
+likelihood ratio
+
+    Lambda_n = sqrt(V_n / (V_n + tau2)) * exp(tau2 (d_n - theta_0)^2 / (2 V_n (V_n + tau2))),
+
+a non-negative martingale under ``theta = theta_0``. By Ville's inequality the p-value
+``p_n = min(1, min_{m <= n} 1 / Lambda_m)`` satisfies ``P(p_n <= alpha for some n) <= alpha``: it
+may be checked after every unit and the test stopped at any time. The confidence sequence is the
+running intersection of ``{theta_0 : Lambda_n(theta_0) < 1 / alpha}``, which has the closed form
+``d_n +- sqrt(2 V_n (V_n + tau2) / tau2 * (log(1/alpha) + log((V_n + tau2) / V_n) / 2))``.
+
+Validity holds for any ``tau2`` (exactly for normal data with known variance, asymptotically when
+``V_n`` is estimated, as for proportions); ``tau2`` only decides *when* the test is most
+powerful. :func:`mixing_variance` offers two documented choices: ``mde**2`` (mass on effects of
+the size you care about) or the value that makes the interval narrowest at the planned final
+sample size (``horizon_variance``), which is what we recommend when a horizon is known.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from modelrouter.stats._results import ConfidenceInterval
+
+__all__ = ["AlwaysValidResult", "always_valid_test", "mixing_variance", "msprt_pvalues"]
+
+
+def _arrays(difference: float | Sequence[float] | np.ndarray,
+            variance: float | Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.atleast_1d(np.asarray(difference, dtype=float))
+    v = np.atleast_1d(np.asarray(variance, dtype=float))
+    if d.ndim != 1 or d.shape != v.shape or d.size == 0:
+        raise ValueError(f"difference and variance must be matching scalars or 1-D sequences, "
+                         f"got shapes {d.shape} and {v.shape}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"difference must be finite, got {d.tolist()}")
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise ValueError(f"variance must be finite and >= 0, got {v.tolist()}")
+    return d, v
+
+
+def _check_tau2(tau2: float) -> float:
+    if not (isinstance(tau2, (int, float)) and math.isfinite(tau2) and tau2 > 0):
+        raise ValueError(f"tau2 ({tau2!r}) must be a positive number (see mixing_variance)")
+    return float(tau2)
+
+
+def _log_lr(d: np.ndarray, v: np.ndarray, tau2: float, null_value: float) -> np.ndarray:
+    """log Lambda per look; looks with zero variance carry no information (log Lambda = 0)."""
+    out = np.zeros_like(d)
+    ok = v > 0
+    vv, dd = v[ok], d[ok] - null_value
+    out[ok] = 0.5 * np.log(vv / (vv + tau2)) + tau2 * dd * dd / (2.0 * vv * (vv + tau2))
+    return out
+
+
+def msprt_pvalues(differences: Sequence[float] | np.ndarray,
+                  variances: Sequence[float] | np.ndarray, tau2: float,
+                  null_value: float = 0.0) -> np.ndarray:
+    """The always-valid p-value after each look (non-increasing)."""
+    d, v = _arrays(differences, variances)
+    inv = np.exp(-_log_lr(d, v, _check_tau2(tau2), float(null_value)))
+    return np.minimum.accumulate(np.minimum(inv, 1.0))
+
+
+def _half_widths(v: np.ndarray, tau2: float, alpha: float) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.where(v > 0, np.sqrt(2.0 * v * (v + tau2) / tau2 * (
+            math.log(1.0 / alpha) + 0.5 * np.log((v + tau2) / np.where(v > 0, v, 1.0)))), np.inf)
+
+
+@dataclass(frozen=True, eq=False)
+class AlwaysValidResult:
+    """mSPRT state after the last look; ``pvalue`` is valid under continuous monitoring."""
+
+    statistic: float  # log mixture likelihood ratio at the last look
+    pvalue: float
+    difference: float
+    std_err: float
+    tau2: float
+    null_value: float
+    looks: int
+    differences: np.ndarray = field(repr=False)
+    variances: np.ndarray = field(repr=False)
+
+    def pvalues(self) -> np.ndarray:
+        """The always-valid p-value after each look."""
+        return msprt_pvalues(self.differences, self.variances, self.tau2, self.null_value)
+
+    def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """Always-valid interval: the intersection of the per-look mixture intervals."""
+        if not 0.0 < confidence_level < 1.0:
+            raise ValueError(f"confidence_level ({confidence_level!r}) must be in (0, 1)")
+        h = _half_widths(self.variances, self.tau2, 1.0 - confidence_level)
+        lo, hi = float(np.max(self.differences - h)), float(np.min(self.differences + h))
+        if lo > hi:  # can only happen with a mis-specified variance; report the last interval
+            lo, hi = self.differences[-1] - h[-1], self.differences[-1] + h[-1]
+        return ConfidenceInterval(lo, hi)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python fields (the per-look history included)."""
+        ci = self.confidence_interval()
+        return {"statistic": self.statistic, "pvalue": self.pvalue,
+                "difference": self.difference, "std_err": self.std_err, "tau2": self.tau2,
+                "null_value": self.null_value, "looks": self.looks,
+                "confidence_interval": ci.to_dict()}
+
+    def explain(self, alpha: float = 0.05) -> str:
+        """Plain words: what was computed and why peeking is allowed."""
+        ci = self.confidence_interval(1.0 - alpha)
+        verdict = "reject" if self.pvalue <= alpha else "do not reject"
+        return (
+            f"Always-valid mSPRT (Johari et al.) with a normal mixture of variance "
+            f"tau2={self.tau2:.4g} around the null difference {self.null_value:g}. After "
+            f"{self.looks} look(s) the estimate is {self.difference:.4g} (standard error "
+            f"{self.std_err:.4g}) and the mixture likelihood ratio is "
+            f"{math.exp(min(self.statistic, 700.0)):.4g}. The always-valid p-value is the "
+            f"smallest 1/ratio seen at any look, {self.pvalue:.4g}: {verdict} at alpha={alpha:g}. "
+            f"The {1 - alpha:.0%} always-valid interval [{ci.low:.4g}, {ci.high:.4g}] is the "
+            f"intersection of every look's interval. No correction for the number of looks is "
+            f"needed: the false-positive rate stays below alpha however often you check, at the "
+            f"price of wider intervals than a single fixed-horizon test.")
+
+
+def always_valid_test(difference: float | Sequence[float] | np.ndarray,
+                      variance: float | Sequence[float] | np.ndarray, tau2: float,
+                      null_value: float = 0.0) -> AlwaysValidResult:
+    """mSPRT of ``difference == null_value`` from one look or the whole sequence of looks.
+
+    ``difference``/``variance`` are the estimate and its variance (per-unit variance over n) at
+    each look, in time order; pass the full history to get the running-minimum p-value and the
+    intersected interval. Looks with zero variance (no data yet) carry no information.
+    """
+    d, v = _arrays(difference, variance)
+    t2 = _check_tau2(tau2)
+    log_lr = _log_lr(d, v, t2, float(null_value))
+    p = float(np.min(np.minimum(np.exp(-log_lr), 1.0)))
+    return AlwaysValidResult(float(log_lr[-1]), p, float(d[-1]), float(math.sqrt(v[-1])), t2,
+                             float(null_value), int(d.size), d, v)
+
+
+def mixing_variance(mde: float | None = None, *, horizon_variance: float | None = None,
+                    alpha: float = 0.05) -> float:
+    """A mixing variance ``tau2`` for :func:`always_valid_test`.
+
+    With ``horizon_variance`` (the variance of the difference estimate at the planned final
+    sample size) returns the ``tau2`` that makes the always-valid interval narrowest there;
+    otherwise ``mde**2``, which centres the mixture's mass on effects of the size you care about.
+    """
+    if horizon_variance is not None:
+        if not (isinstance(horizon_variance, (int, float)) and horizon_variance > 0):
+            raise ValueError(f"horizon_variance ({horizon_variance!r}) must be positive")
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha ({alpha!r}) must be in (0, 1)")
+        c = 2.0 * math.log(1.0 / alpha)
+        # half-width^2 / V = (1 + 1/r) (c + log(1 + r)) with r = tau2 / V
+        res = minimize_scalar(lambda lr: math.log1p(math.exp(-lr)) + math.log(
+            c + math.log1p(math.exp(lr))), bounds=(-10.0, 10.0), method="bounded",
+            options={"xatol": 1e-10})
+        return float(math.exp(res.x) * horizon_variance)
+    if mde is None or not (isinstance(mde, (int, float)) and math.isfinite(mde) and mde != 0):
+        raise ValueError(f"mde ({mde!r}) must be a non-zero number, or pass horizon_variance")
+    return float(mde) ** 2
