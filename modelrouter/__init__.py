@@ -1,6 +1,49 @@
 """modelrouter: online experiments between model predictors inside any ASGI app."""
 
-from modelrouter.exceptions import ModelRouterError
+from modelrouter.analysis import Analysis, ComparisonResult, VariantSummary
+from modelrouter.assignment import Allocation, bucket
+from modelrouter.config import MetricSpec, RouterConfig
+from modelrouter.decision import Decision
+from modelrouter.exceptions import (
+    AnalysisError,
+    ConfigError,
+    ExpiredTokenError,
+    FeedbackError,
+    InvalidValueError,
+    ModelRouterError,
+    StoreError,
+    TokenError,
+    UnitIdError,
+    UnknownDecisionError,
+    UnknownMetricError,
+    UnknownUnitError,
+)
+from modelrouter.experiment import Experiment
+from modelrouter.middleware import ASGIVariant, ModelRouter
 
-__all__ = ["ModelRouterError"]
+__all__ = [
+    "ASGIVariant",
+    "Allocation",
+    "Analysis",
+    "AnalysisError",
+    "ComparisonResult",
+    "ConfigError",
+    "Decision",
+    "Experiment",
+    "ExpiredTokenError",
+    "FeedbackError",
+    "InvalidValueError",
+    "MetricSpec",
+    "ModelRouter",
+    "ModelRouterError",
+    "RouterConfig",
+    "StoreError",
+    "TokenError",
+    "UnitIdError",
+    "UnknownDecisionError",
+    "UnknownMetricError",
+    "UnknownUnitError",
+    "VariantSummary",
+    "bucket",
+]
 __version__ = "0.1.0"

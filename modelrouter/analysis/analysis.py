@@ -1,0 +1,199 @@
+"""The :class:`Analysis` facade: questions about an experiment, answered from one snapshot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modelrouter.analysis.results import ComparisonResult, VariantSummary
+from modelrouter.config import MetricSpec, RouterConfig
+from modelrouter.exceptions import AnalysisError, UnknownMetricError
+from modelrouter.stats import twosample
+from modelrouter.store.memory import Snapshot
+from modelrouter.store.moments import Moments, grouped_moments
+
+__all__ = ["Analysis"]
+
+
+class Analysis:
+    """Read-only analysis of a :class:`~modelrouter.store.memory.Snapshot`.
+
+    Built by ``router.analysis()``; every method computes from the same snapshot, so the
+    answers are consistent with each other even while traffic continues.
+    """
+
+    def __init__(self, snapshot: Snapshot, config: RouterConfig, control: str) -> None:
+        self.snapshot = snapshot
+        self.config = config
+        self.control = control
+        self.variants = snapshot.variants
+
+    @classmethod
+    def from_experiment(cls, experiment: Any) -> Analysis:
+        """Snapshot an :class:`~modelrouter.experiment.Experiment` and analyse it."""
+        return cls(experiment.store.snapshot(), experiment.config, experiment.control)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _spec(self, metric: str) -> MetricSpec:
+        try:
+            return self.snapshot.metrics[metric]
+        except KeyError:
+            raise UnknownMetricError(f"metric {metric!r} is not declared; declared metrics are "
+                                     f"{sorted(self.snapshot.metrics)}") from None
+
+    def _variant_index(self, variant: str) -> int:
+        try:
+            return self.variants.index(variant)
+        except ValueError:
+            raise AnalysisError(f"variant ({variant!r}) is not one of "
+                                f"{list(self.variants)!r}") from None
+
+    def unit_mask(self, segment: Mapping[str, str] | None) -> np.ndarray | None:
+        """Boolean mask of units in a segment (``{"platform": "mobile"}``), None for all."""
+        if not segment:
+            return None
+        units = self.snapshot.units
+        if units is None:
+            raise AnalysisError("segment filters on request-level experiments use groups")
+        mask = np.ones(units.variant.size, dtype=bool)
+        for dim, value in segment.items():
+            if dim not in self.snapshot.segment_dims:
+                raise AnalysisError(f"segment dimension ({dim!r}) is not declared; declared "
+                                    f"dimensions are {list(self.snapshot.segment_dims)!r}")
+            d = self.snapshot.segment_dims.index(dim)
+            values = self.snapshot.segment_values[dim]
+            code = values.index(value) if value in values else -1
+            mask &= units.segments[:, d] == code
+        return mask
+
+    def moments(self, metric: str, segment: Mapping[str, str] | None = None) -> list[Moments]:
+        """Per-variant moments of the metric's per-unit (x, y) pairs."""
+        spec = self._spec(metric)
+        k = len(self.variants)
+        units = self.snapshot.units
+        if units is not None:
+            mask = self.unit_mask(segment)
+            codes, x, y = units.variant, units.x[metric], units.y[metric]
+            if mask is not None:
+                codes, x, y = codes[mask], x[mask], y[mask]
+            if spec.aggregate == "any":
+                x = (x > 0).astype(np.float64)
+            return grouped_moments(codes, k, x, y)
+        out = [Moments() for _ in range(k)]
+        seg_filter = self._group_filter(segment)
+        for (variant, _epoch, seg), (_n, per_metric) in self.snapshot.groups.items():
+            if seg_filter is None or all(seg[d] == c for d, c in seg_filter):
+                out[variant] = out[variant].merge(per_metric[metric])
+        return out
+
+    def _group_filter(self, segment: Mapping[str, str] | None) -> list[tuple[int, int]] | None:
+        if not segment:
+            return None
+        pairs = []
+        for dim, value in segment.items():
+            if dim not in self.snapshot.segment_dims:
+                raise AnalysisError(f"segment dimension ({dim!r}) is not declared")
+            values = self.snapshot.segment_values[dim]
+            pairs.append((self.snapshot.segment_dims.index(dim),
+                          values.index(value) if value in values else -1))
+        return pairs
+
+    # -- questions ------------------------------------------------------------------------
+    def summary(self, metric: str, segment: Mapping[str, str] | None = None
+                ) -> list[VariantSummary]:
+        """Per-variant units, mean, std and standard error of a metric."""
+        spec = self._spec(metric)
+        return [_summarise(v, m, spec) for v, m in zip(self.variants,
+                                                        self.moments(metric, segment))]
+
+    def compare(self, metric: str, variant: str | None = None, *,
+                segment: Mapping[str, str] | None = None) -> ComparisonResult:
+        """Compare ``variant`` (default: the only treatment) against the control on ``metric``.
+
+        Binary metrics: two-proportion z-test and Cohen's h. Continuous per-unit sums: Welch's
+        t-test and Cohen's d. Ratio metrics (``aggregate="mean"``): delta-method z-test.
+        """
+        spec = self._spec(metric)
+        if variant is None:
+            others = [v for v in self.variants if v != self.control]
+            if len(others) != 1:
+                raise AnalysisError(f"compare() needs variant= with {len(self.variants)} "
+                                    f"variants; choose one of {others!r}")
+            variant = others[0]
+        t_idx, c_idx = self._variant_index(variant), self._variant_index(self.control)
+        if t_idx == c_idx:
+            raise AnalysisError(f"variant ({variant!r}) is the control; compare another variant")
+        moments = self.moments(metric, segment)
+        mc, mt = moments[c_idx], moments[t_idx]
+        for name, m in ((self.control, mc), (variant, mt)):
+            if m.n < 2:
+                raise AnalysisError(f"variant {name!r} has {m.n} units with data for "
+                                    f"{metric!r}; need at least 2")
+        sc, st = _summarise(self.control, mc, spec), _summarise(variant, mt, spec)
+        test, effect, effect_name = _test(spec, mc, mt)
+        lift, rci = twosample.relative_lift(sc.mean, sc.std_err, st.mean, st.std_err)
+        return ComparisonResult(
+            metric=metric, method=test.method, control=sc, treatment=st,
+            difference=test.difference, relative_lift=lift, statistic=test.statistic,
+            pvalue=test.pvalue, df=test.df, effect_size=effect, effect_size_name=effect_name,
+            notes=self._notes(), std_err=test.std_err, _relative_ci=rci, _test=test)
+
+    def compare_all(self, metric: str) -> dict[str, ComparisonResult]:
+        """Every non-control variant against the control."""
+        return {v: self.compare(metric, v) for v in self.variants if v != self.control}
+
+    def _notes(self) -> tuple[str, ...]:
+        notes = []
+        if len({e.weights for e in self.snapshot.epochs}) > 1:
+            notes.append(f"weights changed over {len(self.snapshot.epochs)} epochs; units are "
+                         "analysed in the variant of their first exposure")
+        if self.snapshot.uncounted_requests:
+            notes.append(f"{self.snapshot.uncounted_requests:,} requests without a unit id "
+                         "were served but not counted")
+        return tuple(notes)
+
+    def to_dict(self, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """Per-metric summaries and comparisons as plain data."""
+        out: dict[str, Any] = {"variants": list(self.variants), "control": self.control,
+                               "units": self.snapshot.n_units,
+                               "requests": dict(zip(self.variants,
+                                                    self.snapshot.requests.tolist())),
+                               "metrics": {}}
+        for metric in metrics or list(self.snapshot.metrics):
+            entry: dict[str, Any] = {"summary": [s.to_dict() for s in self.summary(metric)]}
+            try:
+                entry["comparisons"] = {v: c.to_dict() for v, c in
+                                        self.compare_all(metric).items()}
+            except AnalysisError as exc:
+                entry["comparisons"] = {"error": str(exc)}
+            out["metrics"][metric] = entry
+        return out
+
+
+def _summarise(variant: str, m: Moments, spec: MetricSpec) -> VariantSummary:
+    events = int(round(m.mean_y * m.n))
+    if spec.is_ratio:
+        se = math.sqrt(m.ratio_var) if m.n > 1 else math.nan
+        return VariantSummary(variant, m.n, m.ratio, se * math.sqrt(m.n), se, events)
+    std = math.sqrt(m.var_x) if m.n > 1 else math.nan
+    se = std / math.sqrt(m.n) if m.n > 1 else math.nan
+    return VariantSummary(variant, m.n, m.mean_x if m.n else math.nan, std, se, events)
+
+
+def _test(spec: MetricSpec, mc: Moments, mt: Moments
+          ) -> tuple[twosample.TwoSampleResult, float, str]:
+    if spec.is_ratio:
+        test = twosample.ratio_ztest(mc.ratio, mc.ratio_var, mt.ratio, mt.ratio_var)
+        pooled = math.sqrt((mc.ratio_var * mc.n + mt.ratio_var * mt.n) / 2.0)
+        d = test.difference / pooled if pooled > 0 else math.nan
+        return test, d, "standardised difference"
+    if spec.aggregate == "any":
+        xc, xt = round(mc.mean_x * mc.n), round(mt.mean_x * mt.n)
+        test = twosample.two_proportion_ztest(xc, mc.n, xt, mt.n)
+        return test, twosample.cohens_h(xc / mc.n, xt / mt.n), "Cohen's h"
+    test = twosample.welch_ttest(mc.mean_x, mc.var_x, mc.n, mt.mean_x, mt.var_x, mt.n)
+    d = twosample.cohens_d(mc.mean_x, mc.var_x, mc.n, mt.mean_x, mt.var_x, mt.n)
+    return test, d, "Cohen's d"

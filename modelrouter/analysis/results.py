@@ -1,0 +1,137 @@
+"""Result objects of the analysis: small, frozen, printable, serialisable."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy import stats as _st
+
+from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.twosample import TwoSampleResult
+
+__all__ = ["ComparisonResult", "VariantSummary", "format_table"]
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}g}"
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned text table (right-aligned columns, first column left-aligned)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    """One variant's data for one metric.
+
+    ``mean`` is the conversion rate (binary), the mean per unit (continuous sum) or the mean
+    per event (ratio metrics such as ``latency_ms``); ``std`` the standard deviation of the
+    per-unit values (for ratio metrics: ``std_err * sqrt(units)``); ``events`` the number of
+    recorded values.
+    """
+
+    variant: str
+    units: int
+    mean: float
+    std: float
+    std_err: float
+    events: int
+
+    def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """Normal-approximation interval for this variant's mean."""
+        q = float(_st.norm.ppf(0.5 + confidence_level / 2.0))
+        return ConfidenceInterval(self.mean - q * self.std_err, self.mean + q * self.std_err)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, including the 95% interval."""
+        ci = self.confidence_interval()
+        return {"variant": self.variant, "units": self.units, "mean": self.mean, "std": self.std,
+                "std_err": self.std_err, "events": self.events, "ci_low": ci.low,
+                "ci_high": ci.high}
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Treatment vs control on one metric; ``difference`` is treatment minus control."""
+
+    metric: str
+    method: str
+    control: VariantSummary
+    treatment: VariantSummary
+    difference: float
+    relative_lift: float
+    statistic: float
+    pvalue: float
+    df: float
+    effect_size: float
+    effect_size_name: str
+    estimator: str = "difference in means"
+    notes: tuple[str, ...] = ()
+    std_err: float = math.nan
+    _relative_ci: ConfidenceInterval = field(
+        default=ConfidenceInterval(math.nan, math.nan), repr=False)
+    _test: TwoSampleResult | None = field(default=None, repr=False, compare=False)
+
+    def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """Interval for the difference, from the same test as the p-value."""
+        if self._test is None:
+            q = float(_st.norm.ppf(0.5 + confidence_level / 2.0))
+            return ConfidenceInterval(self.difference - q * self.std_err,
+                                      self.difference + q * self.std_err)
+        return self._test.confidence_interval(confidence_level)
+
+    def relative_confidence_interval(self) -> ConfidenceInterval:
+        """95% delta-method interval for the relative lift."""
+        return self._relative_ci
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        """Whether the two-sided p-value is below ``alpha`` (a fixed-horizon reading)."""
+        return self.pvalue < alpha
+
+    def summary(self) -> str:
+        """A readable table of both variants and the comparison."""
+        ci = self.confidence_interval()
+        rci = self._relative_ci
+        rows = [[s.variant + (" (control)" if s is self.control else ""), _fmt(s.units),
+                 _fmt(s.mean), _fmt(s.std), _fmt(s.events)]
+                for s in (self.control, self.treatment)]
+        table = format_table(["variant", "units", "mean", "std", "events"], rows)
+        lines = [f"{self.metric}: {self.treatment.variant} vs {self.control.variant} "
+                 f"({self.method}; {self.estimator})", table,
+                 f"difference    {_fmt(self.difference)}  95% CI [{_fmt(ci.low)}, "
+                 f"{_fmt(ci.high)}]",
+                 f"relative lift {self.relative_lift:+.2%}  95% CI [{rci.low:+.2%}, "
+                 f"{rci.high:+.2%}]" if math.isfinite(self.relative_lift)
+                 else "relative lift n/a (control mean is 0)",
+                 f"statistic {_fmt(self.statistic)}  p-value {self.pvalue:.4g}  "
+                 f"{self.effect_size_name} {_fmt(self.effect_size, 3)}"]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for code and JSON."""
+        ci = self.confidence_interval()
+        return {
+            "metric": self.metric, "method": self.method, "estimator": self.estimator,
+            "control": self.control.to_dict(), "treatment": self.treatment.to_dict(),
+            "difference": self.difference, "ci_low": ci.low, "ci_high": ci.high,
+            "relative_lift": self.relative_lift, "relative_ci_low": self._relative_ci.low,
+            "relative_ci_high": self._relative_ci.high, "statistic": self.statistic,
+            "pvalue": self.pvalue, "df": self.df, "std_err": self.std_err,
+            "effect_size": self.effect_size, "effect_size_name": self.effect_size_name,
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,285 @@
+"""Experiment configuration: one keyword-only :class:`RouterConfig`, validated eagerly.
+
+Every mistake raises :class:`~modelrouter.exceptions.ConfigError` naming the field path and the
+bad value (``metrics.click.kind ('bool') must be one of 'binary', 'continuous'``). A config can
+be built in code, from a dict (``RouterConfig.from_dict``), from a TOML file
+(``RouterConfig.from_toml``); secrets may come from the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from modelrouter.exceptions import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "AUTOMATIC_METRICS",
+    "Aggregate",
+    "Level",
+    "MetricKind",
+    "MetricSpec",
+    "MissingUnitPolicy",
+    "Mode",
+    "RouterConfig",
+]
+
+MetricKind = Literal["binary", "continuous"]
+Aggregate = Literal["any", "sum", "mean"]
+Level = Literal["user", "session", "request"]
+MissingUnitPolicy = Literal["control", "random", "reject"]
+Mode = Literal["ab", "bandit"]
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def _choice(path: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ConfigError(f"{path} ({value!r}) must be one of {options}")
+
+
+def _check_name(path: str, name: object) -> str:
+    if not isinstance(name, str) or not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
+        raise ConfigError(f"{path} ({name!r}) must be a non-empty name of at most 64 characters "
+                          "from letters, digits, '_', '-' and '.'")
+    return name
+
+
+def _positive(path: str, value: object, *, integer: bool = False, allow_zero: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{path} ({value!r}) must be {kind}")
+    assert isinstance(value, (int, float))
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{path} ({value!r}) must be {'>= 0' if allow_zero else '> 0'}")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One outcome metric.
+
+    ``kind="binary"`` values are 0 or 1; ``kind="continuous"`` any finite float.
+    ``aggregate`` says how a unit's many values become one number: ``"any"`` (binary default:
+    the unit converts if any value is 1), ``"sum"`` (continuous default: revenue per user) or
+    ``"mean"`` (per-event rate or mean, analysed as a ratio metric with the delta method, as
+    for the automatic ``latency_ms`` and ``error``). ``lower_is_better`` orients guardrails.
+    """
+
+    name: str
+    kind: MetricKind = "continuous"
+    aggregate: Aggregate | None = None
+    lower_is_better: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name("metrics", self.name)
+        path = f"metrics.{self.name}"
+        _choice(f"{path}.kind", self.kind, get_args(MetricKind))
+        if self.aggregate is None:
+            object.__setattr__(self, "aggregate", "any" if self.kind == "binary" else "sum")
+        _choice(f"{path}.aggregate", self.aggregate, get_args(Aggregate))
+        if self.aggregate == "any" and self.kind != "binary":
+            raise ConfigError(f"{path}.aggregate ('any') needs kind 'binary', got {self.kind!r}")
+        if not isinstance(self.lower_is_better, bool):
+            raise ConfigError(f"{path}.lower_is_better ({self.lower_is_better!r}) must be a bool")
+
+    @property
+    def is_ratio(self) -> bool:
+        """True when analysed per event (sum / count per unit, delta method)."""
+        return self.aggregate == "mean"
+
+    @classmethod
+    def parse(cls, name: str, spec: object) -> MetricSpec:
+        """Build from the shorthand ``"binary"`` / ``"continuous"`` or a mapping of fields."""
+        if isinstance(spec, MetricSpec):
+            if spec.name != name:
+                raise ConfigError(f"metrics.{name}: MetricSpec is named {spec.name!r}")
+            return spec
+        if isinstance(spec, str):
+            return cls(name=name, kind=spec)  # type: ignore[arg-type]
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - {"kind", "aggregate", "lower_is_better"}
+            if unknown:
+                raise ConfigError(f"metrics.{name}: unknown field(s) {sorted(unknown)}")
+            return cls(name=name, **spec)
+        raise ConfigError(f"metrics.{name} ({spec!r}) must be 'binary', 'continuous' or a mapping")
+
+
+AUTOMATIC_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("latency_ms", "continuous", "mean", lower_is_better=True),
+    MetricSpec("error", "binary", "mean", lower_is_better=True),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterConfig:
+    """Everything that defines one experiment. Keyword-only, immutable, validated on creation.
+
+    Unit id sources are tried in order: ``unit_id`` callable, ``unit_header``, ``unit_cookie``,
+    ``unit_query``. ``level`` is the split level: ``"user"`` and ``"session"`` hash the unit id
+    and analyse per unit; ``"request"`` randomises every request and keeps O(1) state.
+    ``missing_unit`` decides what happens to a request without a unit id: ``"control"`` serves
+    the control and does not count it, ``"random"`` randomises it as its own unit (not stored
+    per unit), ``"reject"`` answers 400.
+    """
+
+    experiment: str = "experiment"
+    salt: str | None = None
+    weights: Mapping[str, float] | None = None
+    control: str | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    level: Level = "user"
+    unit_header: str | None = "x-user-id"
+    unit_cookie: str | None = None
+    unit_query: str | None = None
+    unit_id: Callable[[Mapping[str, Any]], str | None] | None = None
+    missing_unit: MissingUnitPolicy = "control"
+    max_unit_id_length: int = 256
+    paths: Sequence[str] | None = None
+    exclude_paths: Sequence[str] = ()
+    attribution_window: float = 86_400.0
+    max_pending: int = 1_000_000
+    mode: Mode = "ab"
+
+    def __post_init__(self) -> None:
+        _check_name("experiment", self.experiment)
+        if self.salt is None:
+            object.__setattr__(self, "salt", self.experiment)
+        if not isinstance(self.salt, str):
+            raise ConfigError(f"salt ({self.salt!r}) must be a string")
+        _choice("level", self.level, get_args(Level))
+        _choice("missing_unit", self.missing_unit, get_args(MissingUnitPolicy))
+        _choice("mode", self.mode, get_args(Mode))
+        _positive("max_unit_id_length", self.max_unit_id_length, integer=True)
+        _positive("attribution_window", self.attribution_window)
+        _positive("max_pending", self.max_pending, integer=True)
+        for name in ("unit_header", "unit_cookie", "unit_query"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{name} ({value!r}) must be a non-empty string or None")
+        if self.unit_header is not None:
+            object.__setattr__(self, "unit_header", self.unit_header.lower())
+        if self.unit_id is not None and not callable(self.unit_id):
+            raise ConfigError(f"unit_id ({self.unit_id!r}) must be a callable taking the scope")
+        if self.level != "request" and not (self.unit_id or self.unit_header or self.unit_cookie
+                                            or self.unit_query):
+            raise ConfigError(f"level ({self.level!r}) needs a unit id source: unit_header, "
+                              "unit_cookie, unit_query or unit_id")
+        for name in ("paths", "exclude_paths"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str) or not all(isinstance(p, str) and p.startswith("/")
+                                                 for p in value):
+                raise ConfigError(f"{name} ({value!r}) must be a list of path prefixes "
+                                  "starting with '/'")
+            object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "metrics", self._parse_metrics(self.metrics))
+        if self.weights is not None:
+            object.__setattr__(self, "weights", self.check_weights(self.weights))
+
+    @staticmethod
+    def _parse_metrics(metrics: object) -> dict[str, MetricSpec]:
+        if not isinstance(metrics, Mapping):
+            raise ConfigError(f"metrics ({metrics!r}) must be a mapping of name to spec")
+        parsed: dict[str, MetricSpec] = {m.name: m for m in AUTOMATIC_METRICS}
+        for name, spec in metrics.items():
+            _check_name("metrics", name)
+            parsed[name] = MetricSpec.parse(name, spec)
+        return parsed
+
+    @staticmethod
+    def check_weights(weights: object, variants: Sequence[str] | None = None) -> dict[str, float]:
+        """Validate a weights mapping (finite, >= 0, sum 1, known names); return a plain dict."""
+        if not isinstance(weights, Mapping) or not weights:
+            raise ConfigError(f"weights ({weights!r}) must be a non-empty mapping of variant "
+                              "to share")
+        out: dict[str, float] = {}
+        for name, w in weights.items():
+            _check_name("weights", name)
+            _positive(f"weights.{name}", w, allow_zero=True)
+            out[name] = float(w)
+        total = math.fsum(out.values())
+        if abs(total - 1.0) > 1e-9:
+            raise ConfigError(f"weights must sum to 1, got {total!r} from {out!r}")
+        if variants is not None:
+            unknown = sorted(set(out) - set(variants))
+            if unknown:
+                raise ConfigError(f"weights.{unknown[0]}: unknown variant {unknown[0]!r}; "
+                                  f"variants are {list(variants)!r}")
+            missing = sorted(set(variants) - set(out))
+            if missing:
+                raise ConfigError(f"weights: variant {missing[0]!r} has no weight; give every "
+                                  f"variant a weight (0 to pause it)")
+        return out
+
+    # -- construction helpers -------------------------------------------------------------
+    def replace(self, **changes: Any) -> RouterConfig:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config as plain data (callables shown by name; secrets never included)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS:
+                value = None if value is None else "***"
+            elif f.name == "metrics":
+                value = {n: {"kind": m.kind, "aggregate": m.aggregate,
+                             "lower_is_better": m.lower_is_better} for n, m in value.items()}
+            elif callable(value):
+                value = getattr(value, "__qualname__", repr(value))
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RouterConfig:
+        """Build from plain data (e.g. a parsed TOML ``[router]`` table); unknown keys fail."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config ({data!r}) must be a mapping")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown config field; known fields are "
+                              f"{sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], table: str = "router") -> RouterConfig:
+        """Load the ``[router]`` table (or the whole file when it has none) of a TOML file."""
+        data = load_toml(path)
+        section = data.get(table, data)
+        section = {k: v for k, v in section.items() if k != "variants"}
+        return cls.from_dict(section)
+
+
+_SECRET_FIELDS: frozenset[str] = frozenset({"secret", "admin_token"})
+
+
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a TOML file, turning read and syntax errors into ConfigError."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None

@@ -1,0 +1,178 @@
+"""The routing core: assign units to variants, record feedback. Knows nothing of ASGI.
+
+:class:`Experiment` is what :class:`~modelrouter.middleware.ModelRouter` calls on every request;
+it can be used on its own (a gRPC server, a batch job, a test) the same way.
+
+Thread safety: :meth:`Experiment.assign`, :meth:`Experiment.record` and
+:meth:`Experiment.record_unit` may be called at once from the event loop and from worker
+threads; the store's lock makes every update exact. :meth:`Experiment.configure` swaps the
+allocation as one immutable object, so a concurrent ``assign`` sees the old or the new weights,
+never a mix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from modelrouter.assignment import Allocation, Bucketer
+from modelrouter.config import MetricSpec, RouterConfig
+from modelrouter.decision import Decision
+from modelrouter.exceptions import (
+    ConfigError,
+    FeedbackError,
+    InvalidValueError,
+    UnitIdError,
+    UnknownDecisionError,
+    UnknownMetricError,
+)
+from modelrouter.store.memory import MemoryStore
+
+__all__ = ["Experiment", "check_value"]
+
+
+def check_value(spec: MetricSpec, value: object) -> float:
+    """Validate a feedback value for a metric; return it as a float or raise InvalidValueError."""
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, (int, float)):
+        raise InvalidValueError(f"value for metric {spec.name!r} must be a number, "
+                                f"got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise InvalidValueError(f"value for metric {spec.name!r} must be finite, got {v!r}")
+    if spec.kind == "binary" and v not in (0.0, 1.0):
+        raise InvalidValueError(f"value for binary metric {spec.name!r} must be 0 or 1, "
+                                f"got {value!r}")
+    return v
+
+
+class Experiment:
+    """Variants, the current allocation and the store of one experiment."""
+
+    def __init__(self, variants: Mapping[str, Any], config: RouterConfig | None = None, *,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 segment_dims: Sequence[str] = ()) -> None:
+        config = RouterConfig() if config is None else config
+        if not isinstance(variants, Mapping) or len(variants) < 2:
+            raise ConfigError(f"variants must map at least two names to predictors, got "
+                              f"{variants!r}")
+        for name in variants:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"variants: name ({name!r}) must be a non-empty string")
+        self.config = config
+        self.names: tuple[str, ...] = tuple(variants)
+        self.models: tuple[Any, ...] = tuple(variants.values())
+        self.control = config.control if config.control is not None else self.names[0]
+        if self.control not in self.names:
+            raise ConfigError(f"control ({self.control!r}) is not a variant; variants are "
+                              f"{list(self.names)!r}")
+        self.clock = clock
+        self._rng = rng if rng is not None else random.Random(os.urandom(16))
+        self._bucket = Bucketer(config.salt or "")
+        self._prefix = os.urandom(4).hex() + "-"
+        self._config_lock = threading.Lock()
+        self.store = MemoryStore(self.names, config.metrics, level=config.level,
+                                 max_pending=config.max_pending,
+                                 attribution_window=config.attribution_window,
+                                 segment_dims=segment_dims, clock=clock)
+        weights = config.weights or {n: 1.0 / len(self.names) for n in self.names}
+        weights = RouterConfig.check_weights(weights, self.names)
+        self.allocation = Allocation(self.names, weights, self.control, epoch=0)
+        self.mode = config.mode
+        self.store.begin_epoch(0, self.mode, self.allocation.propensities)
+
+    # -- routing --------------------------------------------------------------------------
+    def assign(self, unit: str | None, segment: Sequence[str] = ()) -> Decision:
+        """Route one request of ``unit`` (None: no unit id) and count its exposure."""
+        return self.route(unit, segment)[0]
+
+    def route(self, unit: str | None, segment: Sequence[str] = ()) -> tuple[Decision, int]:
+        """:meth:`assign`, also returning the store handle (-1 when not counted)."""
+        alloc = self.allocation  # one read: the whole decision uses one allocation
+        now = self.clock()
+        if self.config.level == "request":
+            unit = None
+            u = self._rng.random()
+        elif unit is None:
+            policy = self.config.missing_unit
+            if policy == "reject":
+                raise UnitIdError("request has no unit id "
+                                  f"(looked in {self._unit_sources()})")
+            self.store.uncounted()
+            i = alloc.choose(self._rng.random()) if policy == "random" else \
+                self.names.index(self.control)
+            p = alloc.propensities[i] if policy == "random" else 1.0
+            return Decision("", self.names[i], self.models[i], None, p, alloc.epoch, self.mode,
+                            now, False, tuple(segment)), -1
+        else:
+            u = self._bucket(unit)
+        i = alloc.choose(u)
+        codes = self.store.segment_codes(segment) if segment else ()
+        seq = self.store.expose(unit, i, alloc.propensities[i], alloc.epoch, codes)
+        return Decision(f"{self._prefix}{seq:x}", self.names[i], self.models[i], unit,
+                        alloc.propensities[i], alloc.epoch, self.mode, now, True,
+                        tuple(segment)), seq
+
+    def _unit_sources(self) -> str:
+        c = self.config
+        parts = [f"header {c.unit_header!r}" if c.unit_header else "",
+                 f"cookie {c.unit_cookie!r}" if c.unit_cookie else "",
+                 f"query parameter {c.unit_query!r}" if c.unit_query else "",
+                 "the unit_id callable" if c.unit_id else ""]
+        return ", ".join(p for p in parts if p)
+
+    # -- feedback -------------------------------------------------------------------------
+    def _metric(self, metric: str) -> tuple[int, MetricSpec]:
+        try:
+            return self.store.metric_index[metric], self.config.metrics[metric]
+        except KeyError:
+            raise UnknownMetricError(f"metric {metric!r} is not declared; declared metrics are "
+                                     f"{sorted(self.config.metrics)}") from None
+
+    def seq_of(self, decision_id: str) -> int:
+        """The store sequence number of one of this process's decision ids."""
+        if not isinstance(decision_id, str) or not decision_id.startswith(self._prefix):
+            raise UnknownDecisionError(f"decision {decision_id!r} was not issued by this router "
+                                       "(feedback from other processes needs the signed token)")
+        try:
+            return int(decision_id[len(self._prefix):], 16)
+        except ValueError:
+            raise UnknownDecisionError(f"decision {decision_id!r} is malformed") from None
+
+    def record(self, decision: str | Decision, metric: str, value: object) -> None:
+        """Record ``value`` of ``metric`` for a decision (its id or the Decision itself)."""
+        index, spec = self._metric(metric)
+        v = check_value(spec, value)
+        decision_id = decision.decision_id if isinstance(decision, Decision) else decision
+        self.store.record_seq(self.seq_of(decision_id), index, v)
+
+    def record_unit(self, unit: str, metric: str, value: object) -> None:
+        """Record ``value`` of ``metric`` for a unit id (user- or session-level experiments)."""
+        if self.config.level == "request":
+            raise FeedbackError("record_unit needs a unit-level experiment; this one "
+                                     "randomises requests (level='request'): use record()")
+        index, spec = self._metric(metric)
+        v = check_value(spec, value)
+        self.store.record_unit(unit, index, v)
+
+    # -- configuration --------------------------------------------------------------------
+    def configure(self, *, weights: Mapping[str, float] | None = None,
+                  mode: str | None = None) -> Allocation:
+        """Swap weights (and mode) atomically; starts a new epoch. Returns the new allocation."""
+        with self._config_lock:
+            new_mode = self.mode if mode is None else mode
+            if new_mode not in ("ab", "bandit"):
+                raise ConfigError(f"mode ({new_mode!r}) must be one of 'ab', 'bandit'")
+            w = self.allocation.weights if weights is None else RouterConfig.check_weights(
+                weights, self.names)
+            alloc = Allocation(self.names, w, self.control, epoch=self.allocation.epoch + 1)
+            self.store.begin_epoch(alloc.epoch, new_mode, alloc.propensities)
+            self.mode = new_mode
+            self.allocation = alloc
+            return alloc

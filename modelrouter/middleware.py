@@ -1,0 +1,175 @@
+"""`ModelRouter`: the pure ASGI middleware on the request path.
+
+Per request it reads the unit id, asks the :class:`~modelrouter.experiment.Experiment` for a
+decision, puts it in ``scope["state"]["modelrouter"]`` (``request.state.modelrouter`` in
+Starlette and FastAPI), calls the app (or the variant's own ASGI app) and, when the last body
+byte has been sent, records ``latency_ms`` and ``error`` for the decision. Lifespan, websocket
+and paths outside the experiment pass straight through. Per-request state lives in locals and
+the ``send`` wrapper, never on ``self``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from modelrouter.config import RouterConfig
+from modelrouter.decision import Decision
+from modelrouter.exceptions import ConfigError, UnitIdError
+from modelrouter.experiment import Experiment
+from modelrouter.units import UnitReader
+
+__all__ = ["ASGIVariant", "ModelRouter"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ASGIVariant:
+    """Marks a variant as a whole ASGI app: the router dispatches its requests to it."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        if not callable(app):
+            raise ConfigError(f"ASGIVariant needs an ASGI callable, got {app!r}")
+        self.app = app
+
+    def __repr__(self) -> str:
+        return f"ASGIVariant({self.app!r})"
+
+
+def _is_asgi_app(model: object) -> bool:
+    if isinstance(model, ASGIVariant):
+        return True
+    try:
+        from starlette.applications import Starlette
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, Starlette)
+
+
+class ModelRouter:
+    """Pure ASGI middleware routing each HTTP request of ``app`` to one of ``variants``.
+
+    ``variants`` maps names to predictors (any object: a scikit-learn estimator, a callable) or
+    to ASGI apps (wrap them in :class:`ASGIVariant`; Starlette/FastAPI apps are detected). The
+    first variant is the control unless ``config.control`` names another.
+    """
+
+    def __init__(self, app: ASGIApp, variants: Mapping[str, Any],
+                 config: RouterConfig | None = None, **experiment_kwargs: Any) -> None:
+        self.app = app
+        self.config = config if config is not None else RouterConfig()
+        self.experiment = Experiment(variants, self.config, **experiment_kwargs)
+        self._targets: tuple[ASGIApp, ...] = tuple(
+            (m.app if isinstance(m, ASGIVariant) else m) if _is_asgi_app(m) else app
+            for m in self.experiment.models)
+        self._index = {name: i for i, name in enumerate(self.experiment.names)}
+        self._read_unit = UnitReader(self.config)
+        self._paths = self.config.paths
+        self._exclude = tuple(self.config.exclude_paths)
+
+    # -- public API (delegates to the routing core) -----------------------------------------
+    @classmethod
+    def from_config(cls, path: str, app: ASGIApp | None = None,
+                    variants: Mapping[str, Any] | None = None) -> ModelRouter:
+        """Build from a TOML file: ``[router]`` is the config, ``[variants]`` maps names to
+        ``"package.module:attribute"`` import paths (or pass ``variants``/``app`` directly)."""
+        from modelrouter.config import load_toml
+        from modelrouter.loader import import_object
+
+        data = load_toml(path)
+        config = RouterConfig.from_toml(path)
+        if variants is None:
+            spec = data.get("variants")
+            if not isinstance(spec, Mapping):
+                raise ConfigError(f"{path}: [variants] table is missing; pass variants=")
+            variants = {name: import_object(f"variants.{name}", target)
+                        for name, target in spec.items()}
+        if app is None:
+            target = data.get("app")
+            if not isinstance(target, str):
+                raise ConfigError(f"{path}: app ('package.module:attribute') is missing; "
+                                  "pass app=")
+            app = import_object("app", target)
+        return cls(app, variants, config)
+
+    def record(self, decision: str | Decision, metric: str, value: object) -> None:
+        """Record feedback for a decision (its id or the Decision), also long after the
+        response (within the attribution window)."""
+        self.experiment.record(decision, metric, value)
+
+    def record_unit(self, unit_id: str, metric: str, value: object) -> None:
+        """Record feedback for a unit id (user- or session-level experiments)."""
+        self.experiment.record_unit(unit_id, metric, value)
+
+    def configure(self, *, weights: Mapping[str, float] | None = None,
+                  mode: str | None = None) -> None:
+        """Change weights or mode atomically while requests are in flight."""
+        self.experiment.configure(weights=weights, mode=mode)
+
+    def analysis(self) -> Any:
+        """An :class:`~modelrouter.analysis.Analysis` of a consistent snapshot of the store."""
+        from modelrouter.analysis import Analysis
+
+        return Analysis.from_experiment(self.experiment)
+
+    # -- ASGI -----------------------------------------------------------------------------
+    def _routed(self, path: str) -> bool:
+        if self._paths is not None and not path.startswith(self._paths):
+            return False
+        return not (self._exclude and path.startswith(self._exclude))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._routed(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            decision, seq = self.experiment.route(self._read_unit(scope))
+        except UnitIdError as exc:
+            await _send_error(send, 400, str(exc))
+            return
+        state = scope.get("state")
+        scope["state"] = {"modelrouter": decision} if state is None else {
+            **state, "modelrouter": decision}
+        target = self._targets[self._index[decision.variant]]
+        if not decision.counted:
+            await target(scope, receive, send)
+            return
+
+        store = self.experiment.store
+        start = time.perf_counter()
+        status = 0
+        done = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, done
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                done = True
+                store.record_auto(seq, (time.perf_counter() - start) * 1000.0,
+                                  1.0 if status >= 500 else 0.0)
+            await send(message)
+
+        try:
+            await target(scope, receive, send_wrapper)
+        except BaseException:
+            if not done:
+                done = True
+                store.record_auto(seq, (time.perf_counter() - start) * 1000.0, 1.0)
+            raise
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

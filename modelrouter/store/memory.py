@@ -1,0 +1,348 @@
+"""The in-memory store: the reference implementation of the store protocol.
+
+Layout (see ../DESIGN.md, "Store data model"):
+
+- **Unit level** (``level="user" | "session"``): a dict from unit id to row and growable
+  ``array.array`` columns per row (variant and epoch at first exposure, propensity, first
+  exposure time, segment codes, exposures) and per metric (``x``: sum of values, or the 0/1
+  conversion flag for ``aggregate="any"``; ``y``: number of values). Analysis is vectorised
+  numpy over copies of these columns.
+- **Request level**: every request is a unit, kept only while feedback may still arrive (the
+  pending ring); each change to a request's ``(x, y)`` is applied at once to additive sums per
+  (variant, epoch, segment) group, so memory is O(1) in traffic.
+- **Pending ring**: decisions are numbered; slot ``seq % max_pending`` remembers the decision's
+  row and issue time, so late feedback finds its unit in O(1) with no per-request allocation,
+  and a decision overwritten in the ring (or older than the attribution window) is refused.
+
+Thread safety: one ``threading.Lock`` guards every mutation and the copy taken by
+:meth:`MemoryStore.snapshot`; it is held for microseconds and never across I/O or an await.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelrouter.config import MetricSpec
+from modelrouter.exceptions import UnknownDecisionError, UnknownUnitError
+from modelrouter.store.moments import Moments
+
+__all__ = ["EpochInfo", "MemoryStore", "Snapshot", "UnitColumns"]
+
+OTHER = "other"
+_SUMS = 5  # sx, sy, sxx, syy, sxy per metric in a request-level group row
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """One period of fixed routing weights (a new one starts at every weight change)."""
+
+    epoch: int
+    mode: str
+    weights: tuple[float, ...]
+    started_at: float
+
+
+@dataclass(frozen=True)
+class UnitColumns:
+    """Copies of the per-unit columns (unit level only); index ``i`` is one unit."""
+
+    variant: np.ndarray
+    epoch: np.ndarray
+    propensity: np.ndarray
+    first_seen: np.ndarray
+    exposures: np.ndarray
+    segments: np.ndarray  # shape (n_units, n_dims), codes into Snapshot.segment_values
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy of the store's statistics, taken under the lock."""
+
+    variants: tuple[str, ...]
+    metrics: dict[str, MetricSpec]
+    level: str
+    taken_at: float
+    segment_dims: tuple[str, ...]
+    segment_values: dict[str, tuple[str, ...]]
+    epochs: tuple[EpochInfo, ...]
+    requests: np.ndarray  # routed requests per variant (counted ones)
+    uncounted_requests: int
+    segment_overflow: int
+    units: UnitColumns | None
+    # request level: (variant, epoch, segment codes) -> (n, {metric: Moments})
+    groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = field(
+        default_factory=dict)
+
+    @property
+    def n_units(self) -> int:
+        """Units in the experiment (requests at request level)."""
+        if self.units is not None:
+            return int(self.units.variant.size)
+        return sum(n for n, _ in self.groups.values())
+
+
+class MemoryStore:
+    """Exact, bounded, thread-safe statistics of one experiment, in process memory."""
+
+    def __init__(self, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
+                 level: str = "user", max_pending: int = 1_000_000,
+                 attribution_window: float = 86_400.0, segment_dims: Sequence[str] = (),
+                 segment_cap: int = 50, clock: Callable[[], float] = time.time) -> None:
+        self.variants = tuple(variants)
+        self.metrics = dict(metrics)
+        self.metric_names = tuple(self.metrics)
+        self.metric_index = {m: i for i, m in enumerate(self.metric_names)}
+        self._latency_index = self.metric_index["latency_ms"]
+        self._error_index = self.metric_index["error"]
+        self._any = tuple(self.metrics[m].aggregate == "any" for m in self.metric_names)
+        self.level = level
+        self.unit_level = level != "request"
+        self.max_pending = int(max_pending)
+        self.attribution_window = float(attribution_window)
+        self.segment_dims = tuple(segment_dims)
+        self.segment_cap = int(segment_cap)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._ring_seq = array("q")
+        self._ring_time = array("d")
+        self._ring_row = array("q")
+        self._requests = [0] * len(self.variants)
+        self._uncounted = 0
+        self._overflow = 0
+        self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
+        self._epochs: list[EpochInfo] = []
+        # unit level
+        self._rows: dict[str, int] = {}
+        self._variant = array("b")
+        self._epoch = array("i")
+        self._propensity = array("d")
+        self._first_seen = array("d")
+        self._exposures = array("I")
+        self._segs = [array("H") for _ in self.segment_dims]
+        self._x = [array("d") for _ in self.metric_names]
+        self._y = [array("d") for _ in self.metric_names]
+        # request level: ring slot -> group, per-slot per-metric (x, y); group sums
+        self._slot_group = array("q")
+        self._slot_x = [array("d") for _ in self.metric_names]
+        self._slot_y = [array("d") for _ in self.metric_names]
+        self._group_index: dict[tuple[int, int, tuple[int, ...]], int] = {}
+        self._group_keys: list[tuple[int, int, tuple[int, ...]]] = []
+        self._group_sums: list[list[float]] = []
+
+    # -- epochs ---------------------------------------------------------------------------
+    def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
+        """Record that routing weights changed; decisions carry the epoch they came from."""
+        with self._lock:
+            self._epochs.append(EpochInfo(epoch, mode, tuple(weights), self.clock()))
+
+    # -- hot path -------------------------------------------------------------------------
+    def segment_codes(self, values: Sequence[str]) -> tuple[int, ...]:
+        """Codes of segment values; values past the cardinality cap become ``other``."""
+        codes = []
+        for d, value in enumerate(values):
+            table = self._seg_codes[d]
+            code = table.get(value)
+            if code is None:
+                with self._lock:
+                    code = table.get(value)
+                    if code is None:
+                        if len(table) >= self.segment_cap - 1 and value != OTHER:
+                            self._overflow += 1
+                            value = OTHER
+                        code = table.setdefault(value, len(table))
+            codes.append(code)
+        return tuple(codes)
+
+    def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
+               segment: tuple[int, ...] = ()) -> int:
+        """Count one routed request; return its sequence number (the decision handle)."""
+        now = self.clock()
+        with self._lock:
+            seq = self._seq
+            self._seq = seq + 1
+            self._requests[variant] += 1
+            if self.unit_level:
+                assert unit is not None
+                row = self._rows.get(unit)
+                if row is None:
+                    row = len(self._variant)
+                    self._rows[unit] = row
+                    self._new_unit_row(variant, propensity, epoch, now, segment)
+                else:
+                    self._exposures[row] += 1
+            else:
+                key = (variant, epoch, segment)
+                row = self._group_index.get(key)
+                if row is None:
+                    row = self._new_group(key)
+                self._group_sums[row][0] += 1.0
+            self._remember(seq, now, row)
+        return seq
+
+    def _new_unit_row(self, variant: int, propensity: float, epoch: int, now: float,
+                      segment: tuple[int, ...]) -> None:
+        self._variant.append(variant)
+        self._epoch.append(epoch)
+        self._propensity.append(propensity)
+        self._first_seen.append(now)
+        self._exposures.append(1)
+        for d, col in enumerate(self._segs):
+            col.append(segment[d] if d < len(segment) else 0)
+        for col in self._x:
+            col.append(0.0)
+        for col in self._y:
+            col.append(0.0)
+
+    def _new_group(self, key: tuple[int, int, tuple[int, ...]]) -> int:
+        row = len(self._group_keys)
+        self._group_index[key] = row
+        self._group_keys.append(key)
+        self._group_sums.append([0.0] * (1 + _SUMS * len(self.metric_names)))
+        return row
+
+    def _remember(self, seq: int, now: float, row: int) -> None:
+        if seq < self.max_pending:
+            self._ring_seq.append(seq)
+            self._ring_time.append(now)
+            self._ring_row.append(row)
+            if not self.unit_level:
+                for col in self._slot_x:
+                    col.append(0.0)
+                for col in self._slot_y:
+                    col.append(0.0)
+            return
+        slot = seq % self.max_pending
+        self._ring_seq[slot] = seq
+        self._ring_time[slot] = now
+        self._ring_row[slot] = row
+        if not self.unit_level:
+            for col in self._slot_x:
+                col[slot] = 0.0
+            for col in self._slot_y:
+                col[slot] = 0.0
+
+    def uncounted(self) -> None:
+        """Count a request that was served but left out of the experiment."""
+        with self._lock:
+            self._uncounted += 1
+
+    def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
+        """Add a validated value of metric index ``metric`` to the decision ``seq``."""
+        with self._lock:
+            slot = self._slot_of(seq, window)
+            self._apply(slot, self._ring_row[slot], metric, value)
+
+    def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
+        """Record both automatic metrics of a finished request under one lock acquisition."""
+        with self._lock:
+            slot = seq % self.max_pending
+            if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
+                return  # evicted by a flood of newer requests: nothing to attribute to
+            row = self._ring_row[slot]
+            self._apply(slot, row, self._latency_index, latency_ms)
+            self._apply(slot, row, self._error_index, error)
+
+    def _slot_of(self, seq: int, window: bool) -> int:
+        slot = seq % self.max_pending if seq >= 0 else -1
+        if slot < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
+            raise UnknownDecisionError(f"decision {seq} is unknown or no longer pending "
+                                       f"(the store keeps the last {self.max_pending})")
+        if window and self.clock() - self._ring_time[slot] > self.attribution_window:
+            raise UnknownDecisionError(f"decision {seq} is past the attribution window "
+                                       f"({self.attribution_window:g} s)")
+        return slot
+
+    def _apply(self, slot: int, row: int, m: int, value: float) -> None:
+        if self.unit_level:
+            xs = self._x[m]
+            if self._any[m]:
+                if value > xs[row]:
+                    xs[row] = value
+            else:
+                xs[row] += value
+            self._y[m][row] += 1.0
+            return
+        old_x = self._slot_x[m][slot]
+        old_y = self._slot_y[m][slot]
+        new_x = max(old_x, value) if self._any[m] else old_x + value
+        new_y = old_y + 1.0
+        self._slot_x[m][slot] = new_x
+        self._slot_y[m][slot] = new_y
+        s = self._group_sums[row]
+        b = 1 + _SUMS * m
+        s[b] += new_x - old_x
+        s[b + 1] += 1.0
+        s[b + 2] += new_x * new_x - old_x * old_x
+        s[b + 3] += new_y * new_y - old_y * old_y
+        s[b + 4] += new_x * new_y - old_x * old_y
+
+    def record_unit(self, unit: str, metric: int, value: float) -> None:
+        """Add a validated value to a unit's row (unit level only)."""
+        with self._lock:
+            row = self._rows.get(unit)
+            if row is None:
+                raise UnknownUnitError(f"unit {unit!r} has not been routed by this experiment")
+            self._apply(-1, row, metric, value)
+
+    def has_unit(self, unit: str) -> bool:
+        """Whether the unit has been exposed (unit level)."""
+        return unit in self._rows
+
+    # -- reading --------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """Copy everything the analysis needs under the lock; compute outside it."""
+        with self._lock:
+            taken = self.clock()
+            units = None
+            if self.unit_level:
+                units = UnitColumns(
+                    variant=np.array(self._variant, dtype=np.int64),
+                    epoch=np.array(self._epoch, dtype=np.int64),
+                    propensity=np.array(self._propensity, dtype=np.float64),
+                    first_seen=np.array(self._first_seen, dtype=np.float64),
+                    exposures=np.array(self._exposures, dtype=np.int64),
+                    segments=np.column_stack([np.array(c, dtype=np.int64) for c in self._segs])
+                    if self._segs else np.zeros((len(self._variant), 0), dtype=np.int64),
+                    x={m: np.array(self._x[i], dtype=np.float64)
+                       for i, m in enumerate(self.metric_names)},
+                    y={m: np.array(self._y[i], dtype=np.float64)
+                       for i, m in enumerate(self.metric_names)},
+                )
+            sums = [(key, list(self._group_sums[i])) for i, key in enumerate(self._group_keys)]
+            seg_values = {d: tuple(sorted(t, key=t.__getitem__))
+                          for d, t in zip(self.segment_dims, self._seg_codes)}
+            snap_requests = np.array(self._requests, dtype=np.int64)
+            uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
+        groups = {}
+        for key, s in sums:
+            n = s[0]
+            per_metric = {}
+            for i, m in enumerate(self.metric_names):
+                b = 1 + _SUMS * i
+                # units without a value for this metric still count (x = y = 0)
+                per_metric[m] = Moments.from_sums(n, s[b], s[b + 1], s[b + 2], s[b + 3],
+                                                  s[b + 4])
+            groups[key] = (int(n), per_metric)
+        return Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
+                        taken_at=taken, segment_dims=self.segment_dims,
+                        segment_values=seg_values, epochs=epochs, requests=snap_requests,
+                        uncounted_requests=uncounted, segment_overflow=overflow, units=units,
+                        groups=groups)
+
+    @property
+    def pending_capacity(self) -> int:
+        """How many decisions can wait for feedback at once."""
+        return self.max_pending
+
+    def __len__(self) -> int:
+        return len(self._rows) if self.unit_level else int(
+            sum(s[0] for s in self._group_sums))
