@@ -226,7 +226,7 @@ def mde_proportions(n: float, p1: float, alpha: float = 0.05, power: float = 0.8
                     ratio: float = 1.0, sided: int = 2,
                     sequential: SequentialDesign | None = None) -> DetectableEffect:
     """Smallest increase over ``p1`` detectable with ``n`` control units (inverts the formula)."""
-    n = _check_n(n)
+    n_in, n = n, _check_n(n)
     if not (isinstance(p1, (int, float)) and 0.0 < p1 < 1.0):
         raise ValueError(f"p1 ({p1!r}) must be in (0, 1)")
     r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
@@ -237,7 +237,7 @@ def mde_proportions(n: float, p1: float, alpha: float = 0.05, power: float = 0.8
 
     hi = 1.0 - 1e-12
     if excess(hi) < 0:
-        raise ValueError(f"n ({n!r}) is too small to detect any increase over p1={p1:g}")
+        raise ValueError(f"n ({n_in!r}) is too small to detect any increase over p1={p1:g}")
     p2 = float(brentq(excess, p1, hi, xtol=1e-14, rtol=1e-14))
     return DetectableEffect(p2 - p1, (p2 - p1) / p1, float(p1), n)
 
