@@ -6,6 +6,7 @@ from modelrouter.stats.always_valid import (
     mixing_variance,
     msprt_pvalues,
 )
+from modelrouter.stats.ipw import IPWDifference, IPWEstimate, ipw_difference, ipw_means
 from modelrouter.stats.multiple import adjust_pvalues
 from modelrouter.stats.power import (
     DesignCharacteristics,
@@ -34,6 +35,8 @@ __all__ = [
     "AlwaysValidResult",
     "DesignCharacteristics",
     "DetectableEffect",
+    "IPWDifference",
+    "IPWEstimate",
     "SRMResult",
     "SampleSize",
     "SequentialDesign",
@@ -45,6 +48,8 @@ __all__ = [
     "duration_days",
     "exit_probabilities",
     "inflation_factor",
+    "ipw_difference",
+    "ipw_means",
     "mde_means",
     "mde_proportions",
     "mixing_variance",
