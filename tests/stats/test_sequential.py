@@ -223,3 +223,36 @@ def test_classic_bad_input() -> None:
         classic_boundaries(3, kind="haybittle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="statistics must be 2 finite z values"):
         sequential_test([1.0], [0.5, 1.0])
+
+
+# -- A/A simulations on binary data -------------------------------------------------------------
+
+def _aa_binary(runs: int, seed: int, looks: int = 5, per_look: int = 2_000,
+               p: float = 0.05) -> tuple[float, float]:
+    """(naive 1.96 at every look, spending boundaries) rejection rates of a pooled z-test."""
+    rng = np.random.default_rng(seed)
+    n = per_look * np.arange(1, looks + 1)
+    xa = rng.binomial(per_look, p, (runs, looks)).cumsum(axis=1)
+    xb = rng.binomial(per_look, p, (runs, looks)).cumsum(axis=1)
+    pooled = (xa + xb) / (2 * n)
+    se = np.sqrt(pooled * (1 - pooled) * 2 / n)
+    z = np.divide(xb / n - xa / n, se, out=np.zeros(se.shape), where=se > 0)
+    bounds = spending_boundaries(n / n[-1]).z
+    naive = np.mean(np.any(np.abs(z) >= 1.959964, axis=1))
+    return float(naive), float(np.mean(np.any(np.abs(z) >= bounds, axis=1)))
+
+
+def _assert_aa(runs: int, seed: int) -> None:
+    naive, seq = _aa_binary(runs, seed)
+    se = math.sqrt(0.05 * 0.95 / runs)
+    assert seq <= 0.05 + 2 * se
+    assert naive >= 0.10  # peeking five times roughly doubles the false-positive rate
+
+
+def test_aa_binary_five_looks_holds_alpha() -> None:
+    _assert_aa(runs=6_000, seed=2024)
+
+
+@pytest.mark.slow
+def test_aa_binary_five_looks_holds_alpha_large() -> None:
+    _assert_aa(runs=100_000, seed=2025)
