@@ -1,0 +1,184 @@
+"""The ASGI middleware end to end: routing, scope, pass-through, unit ids, automatic metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi import Request as FastAPIRequest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from modelrouter import ASGIVariant, ModelRouter, RouterConfig
+from modelrouter.testing import ASGIClient
+from tests.conftest import RouterFactory, make_app
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_same_user_same_variant_and_model_in_scope(router_factory: RouterFactory) -> None:
+    router = router_factory()
+    client = ASGIClient(router)
+
+    async def go() -> None:
+        seen: dict[str, set[str]] = {}
+        for i in range(300):
+            for _ in range(2):
+                r = await client.get("/predict", headers={"x-user-id": f"u{i}"})
+                body = r.json()
+                assert body["prediction"] == (3 if body["variant"] == "control" else 6)
+                seen.setdefault(f"u{i}", set()).add(body["variant"])
+        assert all(len(v) == 1 for v in seen.values())
+        both = {next(iter(v)) for v in seen.values()}
+        assert both == {"control", "treatment"}
+    run(go())
+    snap = router.experiment.store.snapshot()
+    assert snap.n_units == 300
+    assert snap.requests.sum() == 600
+    assert snap.units is not None and snap.units.exposures.sum() == 600
+
+
+def test_health_lifespan_websocket_pass_through(router_factory: RouterFactory) -> None:
+    router = router_factory()
+    r = ASGIClient(router).run("GET", "/health")
+    assert r.status == 200 and r.text == "ok"
+    assert router.experiment.store.snapshot().requests.sum() == 0
+
+    calls: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["type"])
+        assert "state" not in scope or "modelrouter" not in scope["state"]
+
+    mw = ModelRouter(inner, {"a": 1, "b": 2})
+    run(mw({"type": "lifespan"}, None, None))
+    run(mw({"type": "websocket", "path": "/ws", "headers": []}, None, None))
+    assert calls == ["lifespan", "websocket"]
+
+
+def test_paths_filter_only_routes_listed_prefixes(router_factory: RouterFactory) -> None:
+    router = router_factory(paths=["/predict"])
+    client = ASGIClient(router)
+    assert client.run("GET", "/fail", headers={"x-user-id": "a"}).status == 503
+    assert router.experiment.store.snapshot().requests.sum() == 0
+    assert client.run("GET", "/predict", headers={"x-user-id": "a"}).status == 200
+    assert router.experiment.store.snapshot().requests.sum() == 1
+
+
+def test_asgi_variant_dispatch() -> None:
+    async def a_app(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("from-a")(scope, receive, send)
+
+    b_app = Starlette(routes=[Route("/predict", lambda r: PlainTextResponse("from-b"))])
+    router = ModelRouter(make_app(), {"a": ASGIVariant(a_app), "b": b_app},
+                         RouterConfig(salt="dispatch"))
+    client = ASGIClient(router)
+    texts = {client.run("GET", "/predict", headers={"x-user-id": f"u{i}"}).text
+             for i in range(50)}
+    assert texts == {"from-a", "from-b"}
+
+
+@pytest.mark.parametrize(("headers", "message"), [
+    ([(b"x-user-id", b"\xff\xfe")], "not valid UTF-8"),
+    ([(b"x-user-id", b"a" * 300)], "limit is 256"),
+    ([(b"x-user-id", b"abc\x01def")], "control"),
+])
+def test_malformed_unit_ids_get_400(router_factory: RouterFactory, headers: Any,
+                                    message: str) -> None:
+    router = router_factory()
+    r = ASGIClient(router).run("GET", "/predict", headers=headers)
+    assert r.status == 400
+    assert message in r.json()["error"]
+    assert router.experiment.store.snapshot().requests.sum() == 0
+
+
+def test_missing_unit_policies(router_factory: RouterFactory) -> None:
+    r = router_factory(missing_unit="reject")
+    resp = ASGIClient(r).run("GET", "/predict")
+    assert resp.status == 400 and "x-user-id" in resp.json()["error"]
+
+    r = router_factory(missing_unit="control")
+    body = ASGIClient(r).run("GET", "/predict").json()
+    assert body["variant"] == "control" and body["decision_id"] == ""
+    snap = r.experiment.store.snapshot()
+    assert snap.n_units == 0 and snap.uncounted_requests == 1
+
+    r = router_factory(missing_unit="random")
+    client = ASGIClient(r)
+    variants = {client.run("GET", "/predict").json()["variant"] for _ in range(40)}
+    assert variants == {"control", "treatment"}
+    assert r.experiment.store.snapshot().n_units == 0
+
+
+def test_cookie_query_and_callable_sources(router_factory: RouterFactory) -> None:
+    r = router_factory(unit_header=None, unit_cookie="sid", level="session")
+    client = ASGIClient(r)
+    client.run("GET", "/predict", headers={"cookie": "theme=dark; sid=s-123"})
+    client.run("GET", "/predict", headers={"cookie": "sid=s-123"})
+    assert r.experiment.store.has_unit("s-123") and r.experiment.store.snapshot().n_units == 1
+
+    r = router_factory(unit_header=None, unit_query="uid")
+    ASGIClient(r).run("GET", "/predict?uid=q-9")
+    assert r.experiment.store.has_unit("q-9")
+
+    r = router_factory(unit_id=lambda scope: scope["client"][0])
+    ASGIClient(r).run("GET", "/predict")
+    assert r.experiment.store.has_unit("127.0.0.1")
+
+
+def test_automatic_latency_and_errors(router_factory: RouterFactory) -> None:
+    router = router_factory()
+    client = ASGIClient(router)
+    for i in range(20):
+        client.run("GET", "/predict", headers={"x-user-id": f"u{i}"})
+        client.run("GET", "/fail", headers={"x-user-id": f"u{i}"})
+        with pytest.raises(RuntimeError, match="model exploded"):
+            client.run("GET", "/crash", headers={"x-user-id": f"u{i}"})
+    units = router.experiment.store.snapshot().units
+    assert units is not None
+    assert units.y["latency_ms"].sum() == 60 and units.y["error"].sum() == 60
+    assert units.x["error"].sum() == 40  # the 503s and the exceptions
+    assert (units.x["latency_ms"] > 0).all()
+
+
+def test_request_level_keeps_no_per_unit_rows(router_factory: RouterFactory) -> None:
+    router = router_factory(level="request", max_pending=100)
+    client = ASGIClient(router)
+    ids = [client.run("GET", "/predict").json()["decision_id"] for _ in range(500)]
+    snap = router.experiment.store.snapshot()
+    assert snap.units is None and snap.n_units == 500
+    assert len(router.experiment.store._ring_seq) == 100  # bounded pending ring
+    router.record(ids[-1], "click", 1)
+    with pytest.raises(KeyError, match="no longer pending"):
+        router.record(ids[0], "click", 1)
+
+
+def test_fastapi_quick_start() -> None:
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(request: FastAPIRequest) -> dict[str, Any]:  # sync: runs in the thread pool
+        d = request.state.modelrouter
+        return {"variant": d.variant, "y": d.model.predict([[1.0]])[0],
+                "decision_id": d.decision_id}
+
+    class Model:
+        def __init__(self, k: float) -> None:
+            self.k = k
+
+        def predict(self, x: list[list[float]]) -> list[float]:
+            return [self.k * row[0] for row in x]
+
+    router = ModelRouter(app, {"control": Model(1.0), "treatment": Model(2.0)},
+                         RouterConfig(salt="exp-2026-11", metrics={"click": "binary"}))
+    client = ASGIClient(router)
+    body = client.run("POST", "/predict", headers={"x-user-id": "user-42"}, json={}).json()
+    assert body["y"] == (1.0 if body["variant"] == "control" else 2.0)
+    router.record(body["decision_id"], "click", 1)
+    units = router.experiment.store.snapshot().units
+    assert units is not None and units.x["click"].sum() == 1
