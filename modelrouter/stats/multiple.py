@@ -34,7 +34,7 @@ def adjust_pvalues(pvalues: Sequence[float] | np.ndarray,
     if m == 0:
         return p
     if method == "bonferroni":
-        return np.minimum(p * m, 1.0)
+        return np.asarray(np.minimum(p * m, 1.0))
     order = np.argsort(p, kind="stable")
     ps = p[order]
     if method == "holm":

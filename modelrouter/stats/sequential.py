@@ -60,7 +60,7 @@ def _hsd(t: np.ndarray, a: float, gamma: float | None) -> np.ndarray:
 
 
 def _power(t: np.ndarray, a: float, gamma: float | None) -> np.ndarray:
-    return a * t ** float(gamma)  # type: ignore[arg-type]
+    return np.asarray(a * t ** float(gamma))  # type: ignore[arg-type]
 
 
 _SPENDERS: dict[str, Callable[[np.ndarray, float, float | None], np.ndarray]] = {
@@ -132,7 +132,7 @@ def spending_function(information_rates: Sequence[float] | np.ndarray, alpha: fl
     t = check_rates(information_rates)
     a, s = check_alpha(alpha), check_sided(sided)
     g = _check_spending(spending, gamma)
-    return np.minimum(s * _SPENDERS[spending](t, a / s, g), a)
+    return np.asarray(np.minimum(s * _SPENDERS[spending](t, a / s, g), a))
 
 
 # -- the recursion ------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ class SequentialDesign:
     @property
     def nominal_pvalues(self) -> np.ndarray:
         """The fixed-sample p-value (same sidedness) that each boundary corresponds to."""
-        return self.sided * ndtr(-self.z)
+        return np.asarray(self.sided * ndtr(-self.z))
 
     def exit_probabilities(self, drift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Per-look (upper, lower) first-crossing probabilities when E[Z at t=1] = ``drift``."""
@@ -321,7 +321,7 @@ class SequentialDesign:
         for k in range(self.looks):
             rows.append(f"{k + 1:>4}  {self.information_rates[k]:>9.4f}  {self.z[k]:>8.4f}  "
                         f"{self.nominal_pvalues[k]:>10.3g}  {self.alpha_at_look[k]:>13.3g}  "
-                        f"{self.alpha_spent[k]:>11.5f}")
+                        f"{self.alpha_spent[k]:>11.4g}")
         return "\n".join(rows)
 
     def explain(self, look: int | None = None) -> str:
