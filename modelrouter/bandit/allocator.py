@@ -44,7 +44,7 @@ from modelrouter.bandit.policies import (
 from modelrouter.bandit.posteriors import Posterior, make_posterior
 from modelrouter.exceptions import ConfigError
 
-__all__ = ["Method", "ThompsonAllocator", "Weights"]
+__all__ = ["Method", "ThompsonAllocator", "Weights", "arm_index", "fixed_split"]
 
 Method = Literal["auto", "quadrature", "mc"]
 _METHODS = ("auto", "quadrature", "mc")

@@ -106,6 +106,13 @@ def _check_arms(arms: ArrayLike, n_arms: int) -> NDArray[np.intp]:
     return array.astype(np.intp, copy=False)
 
 
+def _reward_array(rewards: ArrayLike) -> FloatArray:
+    raw = np.asarray(rewards)
+    if raw.dtype.kind not in "biuf":  # strings, objects: refuse rather than coerce "1" -> 1.0
+        raise InvalidValueError(f"rewards must be numbers, got dtype {raw.dtype}")
+    return raw.astype(np.float64)
+
+
 def _counter(counters: Mapping[str, ArrayLike], name: str, n_arms: int) -> FloatArray:
     if name not in counters:
         raise ConfigError(f"counters lack {name!r}; got {sorted(counters)}")
@@ -162,7 +169,7 @@ class BetaBernoulli:
     def update_batch(self, arms: ArrayLike, rewards: ArrayLike) -> None:
         """Add many 0/1 rewards at once (vectorised)."""
         index = _check_arms(arms, self.n_arms)
-        values = np.asarray(rewards, dtype=np.float64)
+        values = _reward_array(rewards)
         if values.shape != index.shape:
             raise InvalidValueError(f"rewards shape {values.shape} != arms shape {index.shape}")
         if not np.all((values == 0.0) | (values == 1.0)):
@@ -293,7 +300,7 @@ class NormalInverseGamma:
     def update_batch(self, arms: ArrayLike, rewards: ArrayLike) -> None:
         """Add many finite rewards at once (vectorised)."""
         index = _check_arms(arms, self.n_arms)
-        values = np.asarray(rewards, dtype=np.float64)
+        values = _reward_array(rewards)
         if values.shape != index.shape:
             raise InvalidValueError(f"rewards shape {values.shape} != arms shape {index.shape}")
         if not np.all(np.isfinite(values)):
