@@ -7,6 +7,7 @@ from modelrouter.stats.always_valid import (
     msprt_pvalues,
 )
 from modelrouter.stats.ipw import IPWDifference, IPWEstimate, ipw_difference, ipw_means
+from modelrouter.stats.monitoring import SequentialTestResult, sequential_test
 from modelrouter.stats.multiple import adjust_pvalues
 from modelrouter.stats.power import (
     DesignCharacteristics,
@@ -22,10 +23,8 @@ from modelrouter.stats.power import (
 )
 from modelrouter.stats.sequential import (
     SequentialDesign,
-    SequentialTestResult,
     classic_boundaries,
     exit_probabilities,
-    sequential_test,
     spending_boundaries,
     spending_function,
 )

@@ -11,7 +11,6 @@ import pytest
 from modelrouter.stats import (
     SequentialDesign,
     classic_boundaries,
-    sequential_test,
     spending_boundaries,
     spending_function,
 )
@@ -187,16 +186,6 @@ def _phi(x: np.ndarray) -> np.ndarray:
     return np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x])
 
 
-def test_sequential_test_decisions() -> None:
-    r = sequential_test([1.0, 3.5], [0.2, 0.4])
-    assert r.decision == "reject" and r.rejected_at == 2 and r.look == 2
-    assert r.boundary == pytest.approx(3.357, abs=1e-3)
-    assert "Decision: reject" in r.explain()
-    assert sequential_test([1.0, 1.5], [0.2, 0.4]).decision == "continue"
-    assert sequential_test([1.0, 1.5, 1.9], [0.2, 0.4, 1.0]).decision == "final"
-    assert sequential_test([-2.5], [1.0], sided=1).decision == "final"
-
-
 @pytest.mark.parametrize(("kwargs", "match"), [
     (dict(information_rates=[0.5, 0.4]), r"strictly increasing, got \[0.5, 0.4\]"),
     (dict(information_rates=[0.5, 1.2]), r"information_rates must lie in \(0, 1\]"),
@@ -221,8 +210,6 @@ def test_classic_bad_input() -> None:
         classic_boundaries(0)
     with pytest.raises(ValueError, match=r"kind \('haybittle'\) must be one of"):
         classic_boundaries(3, kind="haybittle")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="statistics must be 2 finite z values"):
-        sequential_test([1.0], [0.5, 1.0])
 
 
 # -- A/A simulations on binary data -------------------------------------------------------------
