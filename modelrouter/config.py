@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from modelrouter.exceptions import ConfigError
+from modelrouter.guardrail_config import parse_guardrails, parse_segments
+from modelrouter.store_options import check_store_fields, redact_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -152,6 +154,28 @@ class RouterConfig:
     attribution_window: float = 86_400.0
     max_pending: int = 1_000_000
     mode: Mode = "ab"
+    secret: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    http_prefix: str = "/_modelrouter"
+    metrics_public: bool = False
+    max_seen_feedback: int = 100_000
+    # scale-out and durability (see modelrouter/store_options.py)
+    store: str = "memory"
+    snapshot_path: str | None = None
+    snapshot_seconds: float | None = None
+    flush_seconds: float = 0.1
+    flush_events: int = 10_000
+    max_buffer: int = 1_000_000
+    # segments, guardrails, rollback (see modelrouter/guardrail_config.py)
+    primary: str | None = None
+    segments: Mapping[str, str | None] = field(default_factory=dict)
+    segment_fn: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
+    segment_cap: int = 50
+    min_segment_units: int = 100
+    guardrails: Mapping[str, Any] | None = None
+    guardrail_alpha: float = 0.05
+    rollback: bool = False
+    guardrail_check_every: int = 1000
 
     def __post_init__(self) -> None:
         _check_name("experiment", self.experiment)
@@ -165,6 +189,7 @@ class RouterConfig:
         _positive("max_unit_id_length", self.max_unit_id_length, integer=True)
         _positive("attribution_window", self.attribution_window)
         _positive("max_pending", self.max_pending, integer=True)
+        check_store_fields(self)
         for name in ("unit_header", "unit_cookie", "unit_query"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -187,8 +212,54 @@ class RouterConfig:
                                   "starting with '/'")
             object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "metrics", self._parse_metrics(self.metrics))
+        self._check_http()
         if self.weights is not None:
             object.__setattr__(self, "weights", self.check_weights(self.weights))
+        self._check_guardrail_fields()
+
+    def _check_guardrail_fields(self) -> None:
+        if self.primary is not None and self.primary not in self.metrics:
+            raise ConfigError(f"primary ({self.primary!r}) is not a declared metric; declared "
+                              f"metrics are {sorted(self.metrics)}")
+        object.__setattr__(self, "segments", parse_segments(self.segments))
+        if self.segment_fn is not None and not callable(self.segment_fn):
+            raise ConfigError(f"segment_fn ({self.segment_fn!r}) must be a callable taking the "
+                              "scope and returning {dimension: value}")
+        _positive("segment_cap", self.segment_cap, integer=True)
+        if self.segment_cap < 2:
+            raise ConfigError(f"segment_cap ({self.segment_cap!r}) must be >= 2 (one value is "
+                              "reserved for 'other')")
+        _positive("min_segment_units", self.min_segment_units, integer=True)
+        _positive("guardrail_check_every", self.guardrail_check_every, integer=True)
+        _positive("guardrail_alpha", self.guardrail_alpha)
+        if not self.guardrail_alpha < 1:
+            raise ConfigError(f"guardrail_alpha ({self.guardrail_alpha!r}) must be in (0, 1)")
+        if not isinstance(self.rollback, bool):
+            raise ConfigError(f"rollback ({self.rollback!r}) must be a bool")
+        object.__setattr__(self, "guardrails", parse_guardrails(
+            self.guardrails, self.metrics, tuple(self.segments)))
+
+    def _check_http(self) -> None:
+        """Resolve the secrets (argument, else environment) and check the HTTP surface."""
+        for name, env in (("secret", "MODELROUTER_SECRET"),
+                          ("admin_token", "MODELROUTER_ADMIN_TOKEN")):
+            value = getattr(self, name)
+            if value is None:
+                value = os.environ.get(env) or None
+                object.__setattr__(self, name, value)
+            # the value itself is never repeated in a message: it may be a real secret
+            if value is not None and (not isinstance(value, str) or len(value) < 16
+                                      or not value.isprintable() or value != value.strip()):
+                raise ConfigError(f"{name} (from the argument or ${env}) must be a string of "
+                                  "at least 16 printable characters without surrounding spaces")
+        p = self.http_prefix
+        if (not isinstance(p, str) or not p.startswith("/") or p.endswith("/") or len(p) < 2
+                or not set(p[1:]) <= _NAME_CHARS | {"/"}):
+            raise ConfigError(f"http_prefix ({p!r}) must start with '/', not end with '/', and "
+                              "use letters, digits, '_', '-', '.' and '/'")
+        if not isinstance(self.metrics_public, bool):
+            raise ConfigError(f"metrics_public ({self.metrics_public!r}) must be a bool")
+        _positive("max_seen_feedback", self.max_seen_feedback, integer=True)
 
     @staticmethod
     def _parse_metrics(metrics: object) -> dict[str, MetricSpec]:
@@ -237,9 +308,13 @@ class RouterConfig:
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS:
                 value = None if value is None else "***"
+            elif f.name == "store":
+                value = redact_url(value)
             elif f.name == "metrics":
                 value = {n: {"kind": m.kind, "aggregate": m.aggregate,
                              "lower_is_better": m.lower_is_better} for n, m in value.items()}
+            elif f.name == "guardrails":
+                value = {n: g.to_dict() for n, g in value.items()}
             elif callable(value):
                 value = getattr(value, "__qualname__", repr(value))
             elif isinstance(value, tuple):

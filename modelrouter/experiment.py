@@ -31,7 +31,9 @@ from modelrouter.exceptions import (
     UnknownDecisionError,
     UnknownMetricError,
 )
+from modelrouter.rollback import GuardrailMonitor, RollbackEvent
 from modelrouter.store.memory import MemoryStore
+from modelrouter.tokens import TokenPayload
 
 __all__ = ["Experiment", "check_value"]
 
@@ -43,7 +45,11 @@ def check_value(spec: MetricSpec, value: object) -> float:
     if not isinstance(value, (int, float)):
         raise InvalidValueError(f"value for metric {spec.name!r} must be a number, "
                                 f"got {type(value).__name__} {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the float range (JSON allows 1 followed by 400 zeros)
+        raise InvalidValueError(f"value for metric {spec.name!r} must be finite, got an "
+                                "integer too large for a float") from None
     if not math.isfinite(v):
         raise InvalidValueError(f"value for metric {spec.name!r} must be finite, got {v!r}")
     if spec.kind == "binary" and v not in (0.0, 1.0):
@@ -77,10 +83,16 @@ class Experiment:
         self._bucket = Bucketer(config.salt or "")
         self._prefix = os.urandom(4).hex() + "-"
         self._config_lock = threading.Lock()
+        self.segment_dims = tuple(segment_dims) or tuple(config.segments)
         self.store = MemoryStore(self.names, config.metrics, level=config.level,
                                  max_pending=config.max_pending,
                                  attribution_window=config.attribution_window,
-                                 segment_dims=segment_dims, clock=clock)
+                                 segment_dims=self.segment_dims,
+                                 segment_cap=config.segment_cap, clock=clock)
+        self.guard = GuardrailMonitor(self, every=config.guardrail_check_every,
+                                      enabled=config.rollback)
+        # the hot path ticks the monitor only when automatic rollback is on
+        self.tick: Callable[[], None] | None = self.guard.tick if config.rollback else None
         weights = config.weights or {n: 1.0 / len(self.names) for n in self.names}
         weights = RouterConfig.check_weights(weights, self.names)
         self.allocation = Allocation(self.names, weights, self.control, epoch=0)
@@ -151,6 +163,8 @@ class Experiment:
         v = check_value(spec, value)
         decision_id = decision.decision_id if isinstance(decision, Decision) else decision
         self.store.record_seq(self.seq_of(decision_id), index, v)
+        if self.tick is not None:
+            self.tick()
 
     def record_unit(self, unit: str, metric: str, value: object) -> None:
         """Record ``value`` of ``metric`` for a unit id (user- or session-level experiments)."""
@@ -160,6 +174,51 @@ class Experiment:
         index, spec = self._metric(metric)
         v = check_value(spec, value)
         self.store.record_unit(unit, index, v)
+        if self.tick is not None:
+            self.tick()
+
+    def record_token(self, payload: TokenPayload, metric: str, value: object) -> None:
+        """Record feedback for a verified decision token (see :mod:`modelrouter.tokens`).
+
+        Attributed to the decision itself when it is one of this process's and still pending,
+        else (user- and session-level experiments) to the token's unit id, so any process
+        holding the secret can take the feedback. The token's age is the caller's check.
+        """
+        if payload.experiment != self.config.experiment:
+            raise FeedbackError(f"token is for experiment {payload.experiment!r}, not "
+                                f"{self.config.experiment!r}")
+        index, spec = self._metric(metric)
+        v = check_value(spec, value)
+        unit_level = self.config.level != "request"
+        if payload.decision_id.startswith(self._prefix):
+            try:
+                self.store.record_seq(self.seq_of(payload.decision_id), index, v, window=False)
+            except UnknownDecisionError:
+                if not unit_level or payload.unit_id is None:
+                    raise
+                self.store.record_unit(payload.unit_id, index, v)
+        elif not unit_level or payload.unit_id is None:
+            raise UnknownDecisionError(f"decision {payload.decision_id!r} was issued by another "
+                                       "process; request-level feedback must reach the process "
+                                       "that routed it (or use a shared store)")
+        else:
+            self.store.record_unit(payload.unit_id, index, v)
+        if self.tick is not None:
+            self.tick()
+
+    # -- guardrails and rollback ----------------------------------------------------------
+    def check_guardrails(self) -> Sequence[Any]:
+        """Run the guardrails now (synchronously); roll back if one fails and rollback is on."""
+        return self.guard.check()
+
+    def resume(self, reason: str = "resumed by an explicit call") -> None:
+        """Undo an automatic rollback: restore the weights in force before it."""
+        self.guard.resume(reason)
+
+    @property
+    def rollback_events(self) -> tuple[RollbackEvent, ...]:
+        """Rollbacks and resumes so far, oldest first."""
+        return tuple(self.guard.events)
 
     # -- configuration --------------------------------------------------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,

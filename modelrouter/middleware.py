@@ -19,6 +19,7 @@ from modelrouter.config import RouterConfig
 from modelrouter.decision import Decision
 from modelrouter.exceptions import ConfigError, UnitIdError
 from modelrouter.experiment import Experiment
+from modelrouter.segments import SegmentReader
 from modelrouter.units import UnitReader
 
 __all__ = ["ASGIVariant", "ModelRouter"]
@@ -72,6 +73,7 @@ class ModelRouter:
             for m in self.experiment.models)
         self._index = {name: i for i, name in enumerate(self.experiment.names)}
         self._read_unit = UnitReader(self.config)
+        self._read_segment = SegmentReader(self.config) if self.config.segments else None
         self._paths = self.config.paths
         self._exclude = tuple(self.config.exclude_paths)
 
@@ -114,6 +116,16 @@ class ModelRouter:
         """Change weights or mode atomically while requests are in flight."""
         self.experiment.configure(weights=weights, mode=mode)
 
+    def check_guardrails(self) -> Any:
+        """Run the guardrails now; with ``rollback=True`` a failing one moves all traffic to
+        the control. Also runs automatically every ``guardrail_check_every`` feedback events,
+        in a background thread."""
+        return self.experiment.check_guardrails()
+
+    def resume(self, reason: str = "resumed by an explicit call") -> None:
+        """Undo an automatic rollback: restore the weights in force before it."""
+        self.experiment.resume(reason)
+
     def analysis(self) -> Any:
         """An :class:`~modelrouter.analysis.Analysis` of a consistent snapshot of the store."""
         from modelrouter.analysis import Analysis
@@ -130,8 +142,9 @@ class ModelRouter:
         if scope["type"] != "http" or not self._routed(scope["path"]):
             await self.app(scope, receive, send)
             return
+        segment = self._read_segment(scope) if self._read_segment is not None else ()
         try:
-            decision, seq = self.experiment.route(self._read_unit(scope))
+            decision, seq = self.experiment.route(self._read_unit(scope), segment)
         except UnitIdError as exc:
             await _send_error(send, 400, str(exc))
             return
@@ -144,6 +157,7 @@ class ModelRouter:
             return
 
         store = self.experiment.store
+        tick = self.experiment.tick
         start = time.perf_counter()
         status = 0
         done = False
@@ -156,6 +170,8 @@ class ModelRouter:
                 done = True
                 store.record_auto(seq, (time.perf_counter() - start) * 1000.0,
                                   1.0 if status >= 500 else 0.0)
+                if tick is not None:
+                    tick()
             await send(message)
 
         try:
