@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from modelrouter.exceptions import ConfigError
+from modelrouter.store_options import check_store_fields, redact_url
 from modelrouter.guardrail_config import parse_guardrails, parse_segments
 from modelrouter.store_options import check_store_fields, redact_url
 
@@ -154,6 +155,13 @@ class RouterConfig:
     attribution_window: float = 86_400.0
     max_pending: int = 1_000_000
     mode: Mode = "ab"
+    # scale-out and durability (see modelrouter/store_options.py)
+    store: str = "memory"
+    snapshot_path: str | None = None
+    snapshot_seconds: float | None = None
+    flush_seconds: float = 0.1
+    flush_events: int = 10_000
+    max_buffer: int = 1_000_000
     secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
     http_prefix: str = "/_modelrouter"
@@ -189,6 +197,7 @@ class RouterConfig:
         _positive("max_unit_id_length", self.max_unit_id_length, integer=True)
         _positive("attribution_window", self.attribution_window)
         _positive("max_pending", self.max_pending, integer=True)
+        check_store_fields(self)
         check_store_fields(self)
         for name in ("unit_header", "unit_cookie", "unit_query"):
             value = getattr(self, name)
@@ -308,6 +317,8 @@ class RouterConfig:
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS:
                 value = None if value is None else "***"
+            elif f.name == "store":
+                value = redact_url(value)
             elif f.name == "store":
                 value = redact_url(value)
             elif f.name == "metrics":
