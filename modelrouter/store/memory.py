@@ -130,6 +130,7 @@ class MemoryStore:
         self._segs = [array("H") for _ in self.segment_dims]
         self._x = [array("d") for _ in self.metric_names]
         self._y = [array("d") for _ in self.metric_names]
+        self._bind_columns()
         # request level: ring slot -> group, per-slot per-metric (x, y); group sums
         self._slot_group = array("q")
         self._slot_x = [array("d") for _ in self.metric_names]
@@ -137,6 +138,12 @@ class MemoryStore:
         self._group_index: dict[tuple[int, int, tuple[int, ...]], int] = {}
         self._group_keys: list[tuple[int, int, tuple[int, ...]]] = []
         self._group_sums: list[list[float]] = []
+
+    def _bind_columns(self) -> None:
+        """Alias the automatic metrics' columns for the hot path; call again whenever the
+        column lists are replaced (restore)."""
+        self._lat_x, self._lat_y = self._x[self._latency_index], self._y[self._latency_index]
+        self._err_x, self._err_y = self._x[self._error_index], self._y[self._error_index]
 
     # -- epochs ---------------------------------------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -163,28 +170,37 @@ class MemoryStore:
         return tuple(codes)
 
     def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
-               segment: tuple[int, ...] = ()) -> int:
+               segment: tuple[int, ...] = (), now: float | None = None) -> int:
         """Count one routed request; return its sequence number (the decision handle)."""
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         with self._lock:
             seq = self._seq
             self._seq = seq + 1
             self._requests[variant] += 1
             if self.unit_level:
-                assert unit is not None
-                row = self._rows.get(unit)
+                row = self._rows.get(unit)  # type: ignore[arg-type]
                 if row is None:
                     row = len(self._variant)
-                    self._rows[unit] = row
+                    self._rows[unit] = row  # type: ignore[index]
                     self._new_unit_row(variant, propensity, epoch, now, segment)
                 else:
                     self._exposures[row] += 1
-            else:
-                key = (variant, epoch, segment)
-                row = self._group_index.get(key)
-                if row is None:
-                    row = self._new_group(key)
-                self._group_sums[row][0] += 1.0
+                if seq < self.max_pending:
+                    self._ring_seq.append(seq)
+                    self._ring_time.append(now)
+                    self._ring_row.append(row)
+                else:  # the common case once the ring is full: overwrite the oldest slot
+                    slot = seq % self.max_pending
+                    self._ring_seq[slot] = seq
+                    self._ring_time[slot] = now
+                    self._ring_row[slot] = row
+                return seq
+            key = (variant, epoch, segment)
+            row = self._group_index.get(key)
+            if row is None:
+                row = self._new_group(key)
+            self._group_sums[row][0] += 1.0
             self._remember(seq, now, row)
         return seq
 
@@ -237,17 +253,37 @@ class MemoryStore:
 
     def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
         """Add a validated value of metric index ``metric`` to the decision ``seq``."""
+        slot = seq % self.max_pending
         with self._lock:
-            slot = self._slot_of(seq, window)
-            self._apply(slot, self._ring_row[slot], metric, value)
+            if (seq < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq
+                    or (window and self.clock() - self._ring_time[slot]
+                        > self.attribution_window)):
+                self._slot_of(seq, window)  # raises the precise error
+            row = self._ring_row[slot]
+            if self.unit_level:
+                if self._any[metric]:
+                    xs = self._x[metric]
+                    if value > xs[row]:
+                        xs[row] = value
+                else:
+                    self._x[metric][row] += value
+                self._y[metric][row] += 1.0
+                return
+            self._apply(slot, row, metric, value)
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request under one lock acquisition."""
+        slot = seq % self.max_pending
         with self._lock:
-            slot = seq % self.max_pending
             if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
                 return  # evicted by a flood of newer requests: nothing to attribute to
             row = self._ring_row[slot]
+            if self.unit_level:  # both automatic metrics are per-event means: add, count
+                self._lat_x[row] += latency_ms
+                self._lat_y[row] += 1.0
+                self._err_x[row] += error
+                self._err_y[row] += 1.0
+                return
             self._apply(slot, row, self._latency_index, latency_ms)
             self._apply(slot, row, self._error_index, error)
 

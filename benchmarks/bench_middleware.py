@@ -1,0 +1,93 @@
+"""Per-request cost of the A/B routing step and of record(), against the floor, same run.
+
+    python benchmarks/bench_middleware.py [--rounds 15] [--calls 20000]
+
+Direct ASGI calls on a trivial Starlette endpoint (no network): the bare app, the app behind a
+pure pass-through middleware (the floor any middleware pays), and behind ModelRouter in A/B
+mode. Prints microseconds per request (median and min..max over interleaved rounds), the
+microseconds modelrouter adds over the pass-through, and the ratio to the bare app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from typing import Any
+
+from _harness import fmt, interleaved, per_call_us, table
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from modelrouter import Experiment, ModelRouter, RouterConfig
+
+
+def make_app() -> Starlette:
+    async def predict(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+    return Starlette(routes=[Route("/predict", predict)])
+
+
+class PassThrough:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def record_cost_us(n: int, threads: int = 1) -> float:
+    exp = Experiment({"control": 0, "treatment": 1},
+                     RouterConfig(metrics={"click": "binary", "revenue": "continuous"}))
+    decisions = [exp.assign(f"user-{i}").decision_id for i in range(10_000)]
+    per = n // threads
+
+    def work(k: int) -> None:
+        for i in range(per):
+            exp.record(decisions[(i + k) % 10_000], "revenue", 1.0)
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    start = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return (time.perf_counter() - start) / (per * threads) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=20_000)
+    args = parser.parse_args()
+    bare = make_app()
+    passthrough = PassThrough(make_app())
+    ab = ModelRouter(make_app(), {"control": 0, "treatment": 1},
+                     RouterConfig(metrics={"click": "binary"}))
+    n = args.calls
+    res = interleaved({"bare": lambda: per_call_us(bare, n),
+                       "pass": lambda: per_call_us(passthrough, n),
+                       "ab": lambda: per_call_us(ab, n)}, args.rounds)
+    added = [a - p for a, p in zip(res["ab"], res["pass"])]
+    print(f"In-process ASGI calls, {n:,} requests x {args.rounds} interleaved rounds "
+          "(median (min..max)):\n")
+    rows = [["bare Starlette app", fmt(res["bare"]), "1.00"],
+            ["pass-through pure ASGI middleware", fmt(res["pass"]),
+             f"{statistics.median(res['pass']) / statistics.median(res['bare']):.3f}"],
+            ["modelrouter A/B", fmt(res["ab"]),
+             f"{statistics.median(res['ab']) / statistics.median(res['bare']):.3f}"]]
+    print(table(["app", "us / request", "ratio to bare"], rows))
+    med_added = statistics.median(added)
+    print(f"\nmodelrouter A/B adds {fmt(added)} us over the pass-through "
+          f"(target <= 3 us): {'pass' if med_added <= 3 else 'MISS'}")
+    rec1 = [record_cost_us(200_000) for _ in range(5)]
+    rec8 = [record_cost_us(200_000, threads=8) for _ in range(5)]
+    print(f"record(): {fmt(rec1)} us per event single-threaded (target <= 1.5 us): "
+          f"{'pass' if statistics.median(rec1) <= 1.5 else 'MISS'}; "
+          f"{fmt(rec8)} us per event with 8 threads")
+
+
+if __name__ == "__main__":
+    main()
