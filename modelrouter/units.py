@@ -38,6 +38,23 @@ class UnitReader:
         self._max = config.max_unit_id_length
 
     def __call__(self, scope: Mapping[str, Any]) -> str | None:
+        name = self._header
+        if name is not None and self._callable is None:  # the common case, inlined
+            for key, raw in scope["headers"]:
+                if key == name:
+                    try:
+                        value = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise UnitIdError("unit id in header is not valid UTF-8") from None
+                    if 0 < len(value) <= self._max and value.isprintable() and (
+                            value[0] != " " and value[-1] != " "):
+                        return value  # type: ignore[no-any-return]
+                    return self._check(self._decode(raw, "header"), "header")
+            return self._slow(scope, header=False) if self._cookie or self._query else None
+        return self._slow(scope)
+
+    def _slow(self, scope: Mapping[str, Any], header: bool = True) -> str | None:
+        """Every source in order: callable, header (unless done), cookie, query."""
         if self._callable is not None:
             try:
                 value = self._callable(scope)
@@ -48,7 +65,7 @@ class UnitReader:
                     raise UnitIdError(f"the unit_id callable returned {type(value).__name__}, "
                                       "expected str or None")
                 return self._check(value, "the unit_id callable")
-        if self._header is not None:
+        if header and self._header is not None:
             raw = header_value(scope, self._header)
             if raw is not None:
                 return self._check(self._decode(raw, "header"), "header")
