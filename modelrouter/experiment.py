@@ -33,6 +33,7 @@ from modelrouter.exceptions import (
 )
 from modelrouter.rollback import GuardrailMonitor, RollbackEvent
 from modelrouter.store.memory import MemoryStore
+from modelrouter.tokens import TokenPayload
 
 __all__ = ["Experiment", "check_value"]
 
@@ -173,6 +174,35 @@ class Experiment:
         index, spec = self._metric(metric)
         v = check_value(spec, value)
         self.store.record_unit(unit, index, v)
+        if self.tick is not None:
+            self.tick()
+
+    def record_token(self, payload: TokenPayload, metric: str, value: object) -> None:
+        """Record feedback for a verified decision token (see :mod:`modelrouter.tokens`).
+
+        Attributed to the decision itself when it is one of this process's and still pending,
+        else (user- and session-level experiments) to the token's unit id, so any process
+        holding the secret can take the feedback. The token's age is the caller's check.
+        """
+        if payload.experiment != self.config.experiment:
+            raise FeedbackError(f"token is for experiment {payload.experiment!r}, not "
+                                f"{self.config.experiment!r}")
+        index, spec = self._metric(metric)
+        v = check_value(spec, value)
+        unit_level = self.config.level != "request"
+        if payload.decision_id.startswith(self._prefix):
+            try:
+                self.store.record_seq(self.seq_of(payload.decision_id), index, v, window=False)
+            except UnknownDecisionError:
+                if not unit_level or payload.unit_id is None:
+                    raise
+                self.store.record_unit(payload.unit_id, index, v)
+        elif not unit_level or payload.unit_id is None:
+            raise UnknownDecisionError(f"decision {payload.decision_id!r} was issued by another "
+                                       "process; request-level feedback must reach the process "
+                                       "that routed it (or use a shared store)")
+        else:
+            self.store.record_unit(payload.unit_id, index, v)
         if self.tick is not None:
             self.tick()
 

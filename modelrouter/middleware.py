@@ -20,6 +20,7 @@ from modelrouter.decision import Decision
 from modelrouter.exceptions import ConfigError, UnitIdError
 from modelrouter.experiment import Experiment
 from modelrouter.segments import SegmentReader
+from modelrouter.tokens import TOKEN_HEADER, Signer
 from modelrouter.units import UnitReader
 
 __all__ = ["ASGIVariant", "ModelRouter"]
@@ -76,6 +77,19 @@ class ModelRouter:
         self._read_segment = SegmentReader(self.config) if self.config.segments else None
         self._paths = self.config.paths
         self._exclude = tuple(self.config.exclude_paths)
+        # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
+        # configured, so an unconfigured router pays nothing for it on the routed path
+        self._http: Any = None
+        self._observe: Callable[[int, float, bool], None] | None = None
+        if self.config.secret or self.config.admin_token or self.config.metrics_public:
+            from modelrouter.http import HTTPSurface
+
+            self._http = HTTPSurface(self)
+            if self._http.request_metrics is not None:
+                self._observe = self._http.request_metrics.observe
+        self._http_prefix = self.config.http_prefix + "/"
+        self._signer = (Signer(self.config.secret, self.config.experiment)
+                        if self.config.secret else None)
 
     # -- public API (delegates to the routing core) -----------------------------------------
     @classmethod
@@ -139,6 +153,10 @@ class ModelRouter:
         return not (self._exclude and path.startswith(self._exclude))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self._http is not None and scope["type"] == "http"
+                and scope["path"].startswith(self._http_prefix)):
+            await self._http(scope, receive, send)  # never experiment traffic
+            return
         if scope["type"] != "http" or not self._routed(scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -151,13 +169,16 @@ class ModelRouter:
         state = scope.get("state")
         scope["state"] = {"modelrouter": decision} if state is None else {
             **state, "modelrouter": decision}
-        target = self._targets[self._index[decision.variant]]
+        index = self._index[decision.variant]
+        target = self._targets[index]
         if not decision.counted:
             await target(scope, receive, send)
             return
 
         store = self.experiment.store
         tick = self.experiment.tick
+        signer = self._signer
+        observe = self._observe
         start = time.perf_counter()
         status = 0
         done = False
@@ -166,10 +187,15 @@ class ModelRouter:
             nonlocal status, done
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if signer is not None:  # the signed token for late feedback (tokens.py)
+                    message = {**message, "headers": [*message.get("headers", ()), (
+                        _TOKEN_HEADER, signer.sign_decision(decision))]}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 done = True
-                store.record_auto(seq, (time.perf_counter() - start) * 1000.0,
-                                  1.0 if status >= 500 else 0.0)
+                latency = (time.perf_counter() - start) * 1000.0
+                store.record_auto(seq, latency, 1.0 if status >= 500 else 0.0)
+                if observe is not None:
+                    observe(index, latency, status >= 500)
                 if tick is not None:
                     tick()
             await send(message)
@@ -179,8 +205,14 @@ class ModelRouter:
         except BaseException:
             if not done:
                 done = True
-                store.record_auto(seq, (time.perf_counter() - start) * 1000.0, 1.0)
+                latency = (time.perf_counter() - start) * 1000.0
+                store.record_auto(seq, latency, 1.0)
+                if observe is not None:
+                    observe(index, latency, True)
             raise
+
+
+_TOKEN_HEADER = TOKEN_HEADER.encode("latin-1")
 
 
 async def _send_error(send: Send, status: int, message: str) -> None:
