@@ -41,47 +41,27 @@ class Posterior(Protocol):
 
     @property
     def n_arms(self) -> int: ...
-
     def update(self, arm: int, reward: float) -> None: ...
-
     def update_batch(self, arms: ArrayLike, rewards: ArrayLike) -> None: ...
-
     def mean(self) -> FloatArray: ...
-
     def counts(self) -> FloatArray: ...
-
     def sample(self, rng: np.random.Generator, size: int) -> FloatArray: ...
-
     def cdf(self, x: FloatArray) -> FloatArray: ...
-
     def location_scale(self) -> tuple[FloatArray, FloatArray]: ...
-
     def support(self) -> tuple[float, float]: ...
-
     def counters(self) -> dict[str, FloatArray]: ...
-
     def with_counters(self, counters: Mapping[str, ArrayLike]) -> Posterior: ...
-
     def copy(self) -> Posterior: ...
 
 
-def _check_positive(name: str, value: float) -> float:
+def _check_number(name: str, value: float, *, positive: bool = True) -> float:
+    what = "a positive finite number" if positive else "a finite number"
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} ({value!r}) must be a positive finite number") from None
-    if not (math.isfinite(number) and number > 0):
-        raise ConfigError(f"{name} ({value!r}) must be a positive finite number")
-    return number
-
-
-def _check_finite(name: str, value: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} ({value!r}) must be a finite number") from None
-    if not math.isfinite(number):
-        raise ConfigError(f"{name} ({value!r}) must be a finite number")
+        raise ConfigError(f"{name} ({value!r}) must be {what}") from None
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise ConfigError(f"{name} ({value!r}) must be {what}")
     return number
 
 
@@ -128,8 +108,8 @@ class BetaBernoulli:
     kind: RewardKind = "binary"
 
     def __init__(self, n_arms: int, *, alpha0: float = 1.0, beta0: float = 1.0) -> None:
-        self.alpha0 = _check_positive("alpha0", alpha0)
-        self.beta0 = _check_positive("beta0", beta0)
+        self.alpha0 = _check_number("alpha0", alpha0)
+        self.beta0 = _check_number("beta0", beta0)
         k = _check_n_arms(n_arms)
         # float64 counters: exact for integers below 2**53 and directly summable across workers
         self.successes: FloatArray = np.zeros(k)
@@ -263,11 +243,11 @@ class NormalInverseGamma:
         beta0: float = 1.0,
         shift: float | None = None,
     ) -> None:
-        self.mu0 = _check_finite("mu0", mu0)
-        self.kappa0 = _check_positive("kappa0", kappa0)
-        self.alpha0 = _check_positive("alpha0", alpha0)
-        self.beta0 = _check_positive("beta0", beta0)
-        self.shift = self.mu0 if shift is None else _check_finite("shift", shift)
+        self.mu0 = _check_number("mu0", mu0, positive=False)
+        self.kappa0 = _check_number("kappa0", kappa0)
+        self.alpha0 = _check_number("alpha0", alpha0)
+        self.beta0 = _check_number("beta0", beta0)
+        self.shift = self.mu0 if shift is None else _check_number("shift", shift, positive=False)
         k = _check_n_arms(n_arms)
         self.n: FloatArray = np.zeros(k)
         self.sum: FloatArray = np.zeros(k)
