@@ -32,6 +32,7 @@ from modelrouter.exceptions import (
     UnknownMetricError,
 )
 from modelrouter.rollback import GuardrailMonitor, RollbackEvent
+from modelrouter.store.factory import open_remote_store, restore_experiment, save_experiment
 from modelrouter.store.memory import MemoryStore
 from modelrouter.tokens import TokenPayload
 
@@ -89,6 +90,8 @@ class Experiment:
                                  attribution_window=config.attribution_window,
                                  segment_dims=self.segment_dims,
                                  segment_cap=config.segment_cap, clock=clock)
+        if config.store != "memory":  # shared state in Redis; a local buffer is the hot path
+            self.store = open_remote_store(config, self.names, self.segment_dims, clock)
         self.guard = GuardrailMonitor(self, every=config.guardrail_check_every,
                                       enabled=config.rollback)
         # the hot path ticks the monitor only when automatic rollback is on
@@ -219,6 +222,27 @@ class Experiment:
     def rollback_events(self) -> tuple[RollbackEvent, ...]:
         """Rollbacks and resumes so far, oldest first."""
         return tuple(self.guard.events)
+
+    # -- durability and scale-out (modelrouter/store/factory.py) --------------------------
+    def flush(self) -> None:
+        """Write every buffered delta to the shared store now (no-op in memory)."""
+        flush = getattr(self.store, "flush", None)
+        if flush is not None:
+            flush()
+
+    def close(self) -> None:
+        """Stop background flushing and flush what is left (no-op in memory)."""
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+    def save(self, path: str | os.PathLike[str]) -> Any:
+        """Snapshot the in-memory statistics to ``path`` (atomic; see store/snapshot.py)."""
+        return save_experiment(self, path)
+
+    def restore(self, path: str | os.PathLike[str]) -> Any:
+        """Replace the statistics with a snapshot's (all or nothing; StoreError if refused)."""
+        return restore_experiment(self, path)
 
     # -- configuration --------------------------------------------------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,

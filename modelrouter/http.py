@@ -25,16 +25,13 @@ missing admin credentials 401, wrong ones 403. Admin secrets are compared in con
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from modelrouter.config import RouterConfig
+from modelrouter.admin import COOKIE_NAME, AdminAuth, config_change
 from modelrouter.exceptions import (
     AnalysisError,
     ConfigError,
@@ -55,7 +52,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
-COOKIE_NAME = "modelrouter_admin"
 _SECURITY_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
                      (b"referrer-policy", b"no-referrer")]
 _DASHBOARD_CSP = (b"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -164,13 +160,7 @@ class HTTPSurface:
         config = router.config
         self.prefix = config.http_prefix
         self.feedback = TokenFeedback(self.experiment, config.secret) if config.secret else None
-        self._admin: bytes | None = None
-        self._session: bytes | None = None
-        if config.admin_token:
-            self._admin = hashlib.sha256(config.admin_token.encode()).digest()
-            # the cookie holds a value derived from the token, never the token itself
-            self._session = hmac.new(config.admin_token.encode(), b"modelrouter dashboard "
-                                     b"session v1", "sha256").hexdigest().encode()
+        self._admin = AdminAuth(config.admin_token) if config.admin_token else None
         self.metrics_enabled = self._admin is not None or config.metrics_public
         self.request_metrics = (RequestMetrics(self.experiment.names)
                                 if self.metrics_enabled else None)
@@ -213,41 +203,14 @@ class HTTPSurface:
             return self.metrics_enabled
         return self._admin is not None
 
-    # -- authentication -------------------------------------------------------------------
-    def _cookie_ok(self, scope: Scope) -> bool | None:
-        """True/False when the session cookie is present and right/wrong, None when absent."""
-        raw = _header(scope, b"cookie")
-        if raw is None or self._session is None:
-            return None
-        try:
-            morsel = SimpleCookie(raw.decode("latin-1")).get(COOKIE_NAME)
-        except CookieError:
-            return None
-        if morsel is None:
-            return None
-        return hmac.compare_digest(morsel.value.encode("latin-1", "replace"), self._session)
-
     def _authorize(self, scope: Scope, *, cookie: bool) -> None:
-        """Raise 401 without credentials, 403 with wrong ones."""
+        """Raise 401 without credentials, 403 with wrong ones (see AdminAuth.check)."""
         assert self._admin is not None
-        raw = _header(scope, b"authorization")
-        if raw is not None:
-            scheme, _, value = raw.partition(b" ")
-            if scheme.lower() != b"bearer" or not value.strip():
-                raise HTTPError(401, "authorization: expected 'Bearer <admin token>'",
-                                [(b"www-authenticate", b'Bearer realm="modelrouter"')])
-            digest = hashlib.sha256(value.strip()).digest()
-            if not hmac.compare_digest(digest, self._admin):
-                raise HTTPError(403, "authorization: wrong admin token")
-            return
-        if cookie:
-            ok = self._cookie_ok(scope)
-            if ok:
-                return
-            if ok is False:
-                raise HTTPError(403, "cookie: the dashboard session is not valid; log in again")
-        raise HTTPError(401, "authorization: this endpoint needs 'Authorization: Bearer <admin "
-                             "token>'", [(b"www-authenticate", b'Bearer realm="modelrouter"')])
+        refused = self._admin.check(scope.get("headers", ()), cookie=cookie)
+        if refused is not None:
+            status, message = refused
+            raise HTTPError(status, message, [(b"www-authenticate", b'Bearer realm="modelrouter"')]
+                            if status == 401 else [])
 
     # -- feedback -------------------------------------------------------------------------
     async def _post_feedback(self, scope: Scope, receive: Receive) -> Any:
@@ -327,53 +290,14 @@ class HTTPSurface:
     async def _post_config(self, scope: Scope, receive: Receive) -> Any:
         self._authorize(scope, cookie=False)
         data = _parse_json(await _read_body(scope, receive))
-        if not isinstance(data, dict) or not data:
-            raise HTTPError(422, "body: expected an object with any of 'mode', 'weights', "
-                                 "'pause', 'resume'")
-        unknown = sorted(set(data) - {"mode", "weights", "pause", "resume"})
-        if unknown:
-            raise HTTPError(422, f"{str(unknown[0])[:60]}: unknown field; expected 'mode', "
-                                 "'weights', 'pause' or 'resume'")
-        mode = data.get("mode")
-        if mode is not None and mode not in ("ab", "bandit"):
-            raise HTTPError(422, f"mode ({str(mode)[:60]!r}) must be one of 'ab', 'bandit'")
-        # No await from here to configure(): the read-modify-write is atomic on the loop.
-        weights = self._new_weights(data)
+        # No await from reading the weights to configure(): atomic on the event loop, and
+        # configure() swaps the allocation as one object for other threads.
         try:
+            weights, mode = config_change(self.experiment, data)
             self.experiment.configure(weights=weights, mode=mode)
         except ConfigError as exc:
             raise HTTPError(422, str(exc)) from None
         return _json_body(200, self._config_state())
-
-    def _new_weights(self, data: Mapping[str, Any]) -> dict[str, float] | None:
-        names = self.experiment.names
-        weights = data.get("weights")
-        if weights is not None:
-            if "pause" in data or "resume" in data:
-                raise HTTPError(422, "weights: give either 'weights' or 'pause'/'resume'")
-            try:
-                return RouterConfig.check_weights(weights, names)
-            except ConfigError as exc:
-                raise HTTPError(422, str(exc)) from None
-        if "pause" not in data and "resume" not in data:
-            return None
-        current = dict(self.experiment.allocation.weights)
-        base = self.router.config.weights or {n: 1.0 / len(names) for n in names}
-        for field in ("resume", "pause"):
-            if field not in data:
-                continue
-            arms = data[field]
-            arms = [arms] if isinstance(arms, str) else arms
-            if not isinstance(arms, list) or not arms or not all(
-                    isinstance(a, str) and a in names for a in arms):
-                raise HTTPError(422, f"{field} ({str(data[field])[:80]}) must be a variant name "
-                                     f"or a list of them; variants are {list(names)}")
-            for arm in arms:
-                current = _pause(current, arm) if field == "pause" else _resume(
-                    current, arm, base[arm] or 1.0 / len(names))
-        if math.fsum(current.values()) <= 0:
-            raise HTTPError(422, "pause: cannot pause every variant")
-        return current
 
     async def _post_looks(self, scope: Scope, receive: Receive) -> Any:
         self._authorize(scope, cookie=False)
@@ -414,17 +338,17 @@ class HTTPSurface:
     async def _post_login(self, scope: Scope, receive: Receive) -> Any:
         from modelrouter.dashboard import render_login
 
-        assert self._admin is not None and self._session is not None
+        assert self._admin is not None
         body = await _read_body(scope, receive)
         try:
             form = parse_qs(body.decode("utf-8"), max_num_fields=10)
         except (UnicodeDecodeError, ValueError):
             form = {}
         token = (form.get("token") or [""])[0].strip().encode("utf-8")
-        if not hmac.compare_digest(hashlib.sha256(token).digest(), self._admin):
+        if not self._admin.token_ok(token):
             return 403, _html_headers(), render_login(self.prefix, "Wrong admin token.").encode()
         secure = "; Secure" if scope.get("scheme") == "https" else ""
-        cookie = (f"{COOKIE_NAME}={self._session.decode()}; Path={self.prefix}; HttpOnly; "
+        cookie = (f"{COOKIE_NAME}={self._admin.session_value}; Path={self.prefix}; HttpOnly; "
                   f"SameSite=Strict{secure}")
         return 303, [(b"location", f"{self.prefix}/dashboard".encode()),
                      (b"set-cookie", cookie.encode()),
@@ -437,27 +361,6 @@ class HTTPSurface:
         counts = dict(self.feedback.counts) if self.feedback is not None else None
         text = render(self.experiment, self.request_metrics, counts)
         return 200, [(b"content-type", CONTENT_TYPE.encode())], text.encode()
-
-
-def _pause(weights: dict[str, float], arm: str) -> dict[str, float]:
-    """The arm's share goes to the others in proportion to their weights."""
-    rest = math.fsum(w for v, w in weights.items() if v != arm)
-    if rest <= 0:
-        return {v: 0.0 for v in weights}
-    return {v: 0.0 if v == arm else w / rest for v, w in weights.items()}
-
-
-def _resume(weights: dict[str, float], arm: str, share: float) -> dict[str, float]:
-    """The arm gets back its configured share; the others shrink in proportion."""
-    if weights[arm] > 0:
-        return weights
-    rest = math.fsum(w for v, w in weights.items() if v != arm)
-    if rest <= 0:
-        return {v: 1.0 if v == arm else 0.0 for v in weights}
-    scale = (1.0 - share) / rest
-    out = {v: share if v == arm else w * scale for v, w in weights.items()}
-    total = math.fsum(out.values())
-    return {v: w / total for v, w in out.items()}
 
 
 def _html_headers() -> list[tuple[bytes, bytes]]:

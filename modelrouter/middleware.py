@@ -19,6 +19,7 @@ from modelrouter.config import RouterConfig
 from modelrouter.decision import Decision
 from modelrouter.exceptions import ConfigError, UnitIdError
 from modelrouter.experiment import Experiment
+from modelrouter.lifespan import RouterLifecycle, run_lifespan
 from modelrouter.segments import SegmentReader
 from modelrouter.tokens import TOKEN_HEADER, Signer
 from modelrouter.units import UnitReader
@@ -77,6 +78,7 @@ class ModelRouter:
         self._read_segment = SegmentReader(self.config) if self.config.segments else None
         self._paths = self.config.paths
         self._exclude = tuple(self.config.exclude_paths)
+        self.lifecycle = RouterLifecycle(self.experiment)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         self._http: Any = None
@@ -140,6 +142,35 @@ class ModelRouter:
         """Undo an automatic rollback: restore the weights in force before it."""
         self.experiment.resume(reason)
 
+    def flush(self) -> None:
+        """Write every buffered delta to the shared store now (Redis); no-op in memory.
+        Also done every ``flush_seconds`` in the background and on lifespan shutdown."""
+        self.experiment.flush()
+
+    def save(self, path: str) -> Any:
+        """Snapshot the in-memory statistics to ``path`` atomically; returns SnapshotInfo."""
+        return self.experiment.save(path)
+
+    def restore(self, path: str) -> Any:
+        """Replace the statistics with the snapshot at ``path``; StoreError (and no change)
+        if it is corrupted, truncated or belongs to another experiment."""
+        return self.experiment.restore(path)
+
+    @classmethod
+    def load(cls, path: str, app: ASGIApp, variants: Mapping[str, Any],
+             config: RouterConfig | None = None, **experiment_kwargs: Any) -> ModelRouter:
+        """A new router whose statistics are restored from the snapshot at ``path``."""
+        router = cls(app, variants, config, **experiment_kwargs)
+        router.restore(path)
+        return router
+
+    def reward_counters(self, metric: str) -> dict[str, Any]:
+        """Global per-variant additive counters of ``metric`` (``n``, ``sum``, ``sumsq``,
+        ``successes``, ``failures``): every worker's data when the store is Redis."""
+        from modelrouter.store.base import reward_counters
+
+        return reward_counters(self.experiment.store.snapshot(), metric)
+
     def analysis(self) -> Any:
         """An :class:`~modelrouter.analysis.Analysis` of a consistent snapshot of the store."""
         from modelrouter.analysis import Analysis
@@ -158,6 +189,9 @@ class ModelRouter:
             await self._http(scope, receive, send)  # never experiment traffic
             return
         if scope["type"] != "http" or not self._routed(scope["path"]):
+            if scope["type"] == "lifespan":
+                await run_lifespan(self.app, self.lifecycle, scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         segment = self._read_segment(scope) if self._read_segment is not None else ()

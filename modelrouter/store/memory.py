@@ -80,6 +80,8 @@ class Snapshot:
     # request level: (variant, epoch, segment codes) -> (n, {metric: Moments})
     groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = field(
         default_factory=dict)
+    # remote stores: what could not be merged (dropped_exposures, dropped_values, orphan_values)
+    losses: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_units(self) -> int:

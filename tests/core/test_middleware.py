@@ -56,7 +56,18 @@ def test_health_lifespan_websocket_pass_through(router_factory: RouterFactory) -
         assert "state" not in scope or "modelrouter" not in scope["state"]
 
     mw = ModelRouter(inner, {"a": 1, "b": 2})
-    run(mw({"type": "lifespan"}, None, None))
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    outbox: list[str] = []
+
+    async def lifespan_receive() -> Any:
+        return inbox.pop(0)
+
+    async def lifespan_send(message: Any) -> None:
+        outbox.append(message["type"])
+
+    run(mw({"type": "lifespan"}, lifespan_receive, lifespan_send))
+    # the app ignored lifespan (returned without answering): the router answers the server
+    assert outbox == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     run(mw({"type": "websocket", "path": "/ws", "headers": []}, None, None))
     assert calls == ["lifespan", "websocket"]
 

@@ -1,0 +1,566 @@
+"""The Redis store: many workers and hosts, one experiment. Needs ``modelrouter[redis]``.
+
+No network on the request path: ``expose``/``record_*`` only touch a local buffer under a lock
+(as :class:`~modelrouter.store.memory.MemoryStore` does). A flusher thread writes the buffered
+deltas every ``flush_seconds`` or ``flush_events`` events as Lua scripts, each atomic and
+idempotent (a batch id is set with ``SET NX`` in the same script, so a batch whose reply was
+lost is never applied twice). Everything shared merges by addition or first-writer-wins:
+
+==========================  ===============================================================
+``mr:{exp}:meta``           variants, metrics, level, segment dimensions (checked on connect)
+``mr:{exp}:first``          unit -> JSON ``[variant, epoch, propensity, first_seen, [segs]]``
+                            written with ``HSETNX``: the first worker to flush a unit wins
+``mr:{exp}:exposures``      unit -> exposures (``HINCRBY``)
+``mr:{exp}:x:<metric>``     unit -> sum of values (``HINCRBYFLOAT``; "any" metrics clip >0)
+``mr:{exp}:y:<metric>``     unit -> number of values
+``mr:{exp}:requests``       variant -> routed requests
+``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values
+``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
+``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum
+``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
+==========================  ===============================================================
+
+Redis down or slow: routing keeps serving; the buffer keeps deltas up to ``max_buffer`` unit
+entries and counts what it had to refuse (``dropped_exposures``, ``dropped_values``, flushed as
+counters once Redis is back and shown by the analysis). Reconnects back off exponentially.
+Request-level experiments buffer O(groups) sums, so they never drop.
+
+Snapshots (:meth:`RedisStore.snapshot`) read every key in one MULTI transaction and rebuild the
+same :class:`~modelrouter.store.memory.Snapshot` the memory store gives, so the analysis is
+unchanged. Decision ids stay local to the worker that issued them; feedback by unit id
+(``record_unit``) may arrive at any worker.
+
+Thread safety: hot-path methods hold ``_lock`` for microseconds; the flusher holds
+``_flush_lock`` (never the buffer lock) while talking to Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modelrouter.config import MetricSpec
+from modelrouter.exceptions import StoreError, UnknownDecisionError
+from modelrouter.store.memory import OTHER, EpochInfo, MemoryStore, Snapshot, UnitColumns
+from modelrouter.store.moments import Moments
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("modelrouter.store.redis")
+
+FORMAT = "1"
+_CHUNK = 4096  # ops per Lua call
+_SUMS = 5
+
+# KEYS[1] = batch marker; then ARGV = ttl, (op, key index, field, value)*
+_LUA = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 2, #ARGV, 4 do
+  local op, k, f, v = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  if op == 'i' then redis.call('HINCRBY', k, f, v)
+  elseif op == 'f' then redis.call('HINCRBYFLOAT', k, f, v)
+  else redis.call('HSETNX', k, f, v) end
+end
+return 1
+"""
+
+
+def _redis() -> Any:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise StoreError("store='redis://...' needs redis-py: pip install "
+                         "'modelrouter[redis]'") from None
+    return redis
+
+
+class RedisStore:
+    """Local buffer on the request path, Redis as the merged state of every worker."""
+
+    def __init__(self, url: str, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
+                 experiment: str = "experiment", level: str = "user",
+                 max_pending: int = 1_000_000, attribution_window: float = 86_400.0,
+                 segment_dims: Sequence[str] = (), segment_cap: int = 50,
+                 clock: Callable[[], float] = time.time, flush_seconds: float = 0.1,
+                 flush_events: int = 10_000, max_buffer: int = 1_000_000,
+                 client: Any = None, socket_timeout: float = 1.0,
+                 max_backoff: float = 5.0) -> None:
+        redis = _redis()
+        self.url = url
+        self.variants = tuple(variants)
+        self.metrics = dict(metrics)
+        self.metric_names = tuple(self.metrics)
+        self.metric_index = {m: i for i, m in enumerate(self.metric_names)}
+        self.level = level
+        self.unit_level = level != "request"
+        self.segment_dims = tuple(segment_dims)
+        self.segment_cap = int(segment_cap)
+        self.max_pending = int(max_pending)
+        self.attribution_window = float(attribution_window)
+        self.clock = clock
+        self.flush_seconds = float(flush_seconds)
+        self.flush_events = int(flush_events)
+        self.max_buffer = int(max_buffer)
+        self.max_backoff = float(max_backoff)
+        self.prefix = f"mr:{{{experiment}}}:"
+        self.experiment = experiment
+        self._client = client if client is not None else redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+        self._script = self._client.register_script(_LUA)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        # the local reference store: segment codes, epochs, pending ring, request-level sums
+        self._local = MemoryStore(self.variants, self.metrics, level=level,
+                                  max_pending=max_pending,
+                                  attribution_window=attribution_window,
+                                  segment_dims=segment_dims, segment_cap=segment_cap,
+                                  clock=clock)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._ring_seq = array("q")
+        self._ring_time = array("d")
+        self._ring_unit: list[str] = []
+        self._ring_var = array("b")
+        self._any = tuple(self.metrics[m].aggregate == "any" for m in self.metric_names)
+        self._lat, self._err = self.metric_index["latency_ms"], self.metric_index["error"]
+        self._new_buffer()
+        self._dropped = [0, 0]  # exposures, values: cumulative, for stats()
+        self._flush_lock = threading.Lock()
+        self._queue: list[tuple[str, list[str], list[str]]] = []  # (batch id, keys, argv)
+        self._batch_no = 0
+        self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._meta_ok = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.flushed_events = 0
+        self.failed_flushes = 0
+
+    def _new_buffer(self) -> None:
+        # unit -> [exposures, variant, epoch, propensity, first_seen, segment codes]
+        self._first: dict[str, list[Any]] = {}
+        self._xy: dict[tuple[str, int], list[float]] = {}
+        self._events: dict[tuple[int, int], list[float]] = {}
+        self._requests = [0] * len(self.variants)
+        self._uncounted = 0
+        self._dropped_delta = [0, 0]
+        self._new_epochs: list[EpochInfo] = []
+        self._size = 0
+
+    # -- protocol: epochs and segments ---------------------------------------------------
+    def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
+        """Record a weight change locally; flushed with first-writer-wins semantics."""
+        self._local.begin_epoch(epoch, mode, weights)
+        with self._lock:
+            self._new_epochs.append(self._local._epochs[-1])
+
+    def segment_codes(self, values: Sequence[str]) -> tuple[int, ...]:
+        """Local codes of segment values; translated back to values when flushed."""
+        return self._local.segment_codes(values)
+
+    # -- protocol: hot path --------------------------------------------------------------
+    def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
+               segment: tuple[int, ...] = ()) -> int:
+        """Count one routed request in the buffer; return its decision handle."""
+        self._ensure_started()
+        if not self.unit_level:
+            return self._local.expose(None, variant, propensity, epoch, segment)
+        assert unit is not None
+        now = self.clock()
+        with self._lock:
+            seq = self._seq
+            self._seq = seq + 1
+            self._requests[variant] += 1
+            entry = self._first.get(unit)
+            if entry is not None:
+                entry[0] += 1
+            elif self._size < self.max_buffer:
+                self._first[unit] = [1, variant, epoch, propensity, now, segment]
+                self._size += 1
+            else:
+                self._dropped_delta[0] += 1
+            if seq < self.max_pending:
+                self._ring_seq.append(seq)
+                self._ring_time.append(now)
+                self._ring_unit.append(unit)
+                self._ring_var.append(variant)
+            else:
+                slot = seq % self.max_pending
+                self._ring_seq[slot] = seq
+                self._ring_time[slot] = now
+                self._ring_unit[slot] = unit
+                self._ring_var[slot] = variant
+            size = self._size
+        if size >= self.flush_events:
+            self._wake.set()
+        return seq
+
+    def uncounted(self) -> None:
+        """Count a request served but left out of the experiment."""
+        with self._lock:
+            self._uncounted += 1
+
+    def _add(self, unit: str, m: int, variant: int, value: float) -> None:
+        """Buffer one value (lock held)."""
+        key = (unit, m)
+        xy = self._xy.get(key)
+        if xy is None:
+            if self._size >= self.max_buffer:
+                self._dropped_delta[1] += 1
+                return
+            xy = self._xy[key] = [0.0, 0.0]
+            self._size += 1
+        xy[0] += value
+        xy[1] += 1.0
+        if variant >= 0:
+            ev = self._events.get((variant, m))
+            if ev is None:
+                ev = self._events[(variant, m)] = [0.0, 0.0, 0.0]
+            ev[0] += 1.0
+            ev[1] += value
+            ev[2] += value * value
+
+    def _slot(self, seq: int, window: bool) -> int:
+        slot = seq % self.max_pending if seq >= 0 else -1
+        if slot < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
+            raise UnknownDecisionError(f"decision {seq} is unknown or no longer pending "
+                                       f"(the store keeps the last {self.max_pending})")
+        if window and self.clock() - self._ring_time[slot] > self.attribution_window:
+            raise UnknownDecisionError(f"decision {seq} is past the attribution window "
+                                       f"({self.attribution_window:g} s)")
+        return slot
+
+    def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
+        """Buffer a value for one of this worker's decisions."""
+        if not self.unit_level:
+            self._local.record_seq(seq, metric, value, window=window)
+            return
+        with self._lock:
+            slot = self._slot(seq, window)
+            self._add(self._ring_unit[slot], metric, self._ring_var[slot], value)
+
+    def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
+        """Buffer the automatic metrics of a finished request."""
+        if not self.unit_level:
+            self._local.record_auto(seq, latency_ms, error)
+            return
+        with self._lock:
+            slot = seq % self.max_pending
+            if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
+                return
+            unit, variant = self._ring_unit[slot], self._ring_var[slot]
+            self._add(unit, self._lat, variant, latency_ms)
+            self._add(unit, self._err, variant, error)
+
+    def record_unit(self, unit: str, metric: int, value: float) -> None:
+        """Buffer a value for a unit; the unit may have been exposed by another worker."""
+        with self._lock:
+            entry = self._first.get(unit)
+            self._add(unit, metric, entry[1] if entry is not None else -1, value)
+
+    def has_unit(self, unit: str) -> bool:
+        """Whether the unit is in this worker's unflushed buffer (no network)."""
+        return unit in self._first
+
+    # -- flushing ------------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            self.start()
+
+    def start(self) -> None:
+        """Start the flusher thread (idempotent; also started by the first request)."""
+        with self._flush_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="modelrouter-redis-flush",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self._flush_once()
+                backoff = 0.05
+            except StoreError as exc:
+                self.last_error = str(exc)
+                self.failed_flushes += 1
+                log.warning("modelrouter: Redis flush failed (retry in %.2fs): %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2.0, self.max_backoff)
+
+    def flush(self) -> None:
+        """Write every buffered delta to Redis now; StoreError if Redis cannot be reached
+        (the deltas stay buffered and the flusher retries)."""
+        self._flush_once()
+
+    def close(self) -> None:
+        """Stop the flusher and flush what is left (best effort: errors are logged)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        try:
+            self._flush_once()
+        except StoreError as exc:
+            log.error("modelrouter: final Redis flush failed, deltas lost: %s", exc)
+
+    def _flush_once(self) -> None:
+        with self._flush_lock:
+            try:
+                if not self._meta_ok:
+                    self._check_meta()
+                if not self._queue:
+                    self._queue = self._drain()
+                while self._queue:
+                    batch_id, keys, argv = self._queue[0]
+                    self._script(keys=[self.prefix + "batch:" + batch_id, *keys],
+                                 args=argv, client=self._client)
+                    self._queue.pop(0)
+                    self.flushed_events += (len(argv) - 1) // 4
+                self.last_error = None
+            except self._errors as exc:
+                self._meta_ok = False
+                raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+
+    def _safe_url(self) -> str:
+        from modelrouter.store_options import redact_url
+
+        return redact_url(self.url)
+
+    def _identity(self) -> dict[str, str]:
+        return {"format": FORMAT, "variants": json.dumps(list(self.variants)),
+                "level": self.level, "segment_dims": json.dumps(list(self.segment_dims)),
+                "metrics": json.dumps({n: [m.kind, m.aggregate]
+                                       for n, m in self.metrics.items()}, sort_keys=True)}
+
+    def _check_meta(self) -> None:
+        key = self.prefix + "meta"
+        mine = self._identity()
+        pipe = self._client.pipeline(transaction=True)
+        for field, value in mine.items():
+            pipe.hsetnx(key, field, value)
+        pipe.hgetall(key)
+        stored = {_s(k): _s(v) for k, v in pipe.execute()[-1].items()}
+        for field, value in mine.items():
+            if stored.get(field) != value:
+                raise StoreError(f"Redis key {key!r} belongs to another configuration of "
+                                 f"experiment {self.experiment!r}: {field} is "
+                                 f"{stored.get(field)!r} there, {value!r} here")
+        self._meta_ok = True
+
+    def _drain(self) -> list[tuple[str, list[str], list[str]]]:
+        """Swap the buffer out under the lock; turn it into idempotent script calls."""
+        with self._lock:
+            first, xy, events = self._first, self._xy, self._events
+            requests, uncounted, dropped = self._requests, self._uncounted, self._dropped_delta
+            epochs = self._new_epochs
+            self._new_buffer()
+        self._dropped[0] += dropped[0]
+        self._dropped[1] += dropped[1]
+        with self._local._lock:
+            overflow, self._local._overflow = self._local._overflow, 0
+        ops: list[tuple[str, str, str, str]] = []
+        p = self.prefix
+        if self.unit_level:
+            tables = self._segment_values()
+            for unit, (n, variant, epoch, prop, seen, seg) in first.items():
+                segs = [tables[d][c] for d, c in enumerate(seg)]
+                ops.append(("n", "first", unit,
+                            json.dumps([variant, epoch, prop, seen, segs], separators=(",", ":"))))
+                ops.append(("i", "exposures", unit, str(n)))
+            for (unit, m), (x, y) in xy.items():
+                name = self.metric_names[m]
+                ops.append(("f", "x:" + name, unit, repr(x)))
+                ops.append(("f", "y:" + name, unit, repr(y)))
+        else:
+            requests, local_uncounted, groups = self._drain_local()
+            uncounted += local_uncounted
+            ops.extend(groups)
+        for (variant, m), (n, s, ss) in events.items():
+            f = f"{self.variants[variant]}:{self.metric_names[m]}:"
+            ops += [("f", "events", f + "n", repr(n)), ("f", "events", f + "sum", repr(s)),
+                    ("f", "events", f + "sumsq", repr(ss))]
+        for i, r in enumerate(requests):
+            if r:
+                ops.append(("i", "requests", self.variants[i], str(r)))
+        for name, value in (("uncounted", uncounted), ("segment_overflow", overflow),
+                            ("dropped_exposures", dropped[0]),
+                            ("dropped_values", dropped[1])):
+            if value:
+                ops.append(("i", "counters", name, str(value)))
+        for e in epochs:
+            ops.append(("n", "epochs", str(e.epoch),
+                        json.dumps([e.mode, list(e.weights), e.started_at])))
+        batches = []
+        for start in range(0, len(ops), _CHUNK):
+            chunk = ops[start:start + _CHUNK]
+            key_index: dict[str, int] = {}
+            argv = ["86400"]
+            for op, key, field, value in chunk:
+                k = key_index.setdefault(p + key, len(key_index) + 2)
+                argv += [op, str(k), field, value]
+            self._batch_no += 1
+            batches.append((f"{self._worker}:{self._batch_no}", list(key_index), argv))
+        return batches
+
+    def _segment_values(self) -> list[list[str]]:
+        return [sorted(t, key=t.__getitem__) for t in self._local._seg_codes]
+
+    def _drain_local(self) -> tuple[list[int], int, list[tuple[str, str, str, str]]]:
+        """Request level: take the local store's group sums and counters, zero them."""
+        local = self._local
+        with local._lock:
+            keys = list(local._group_keys)
+            sums = [list(s) for s in local._group_sums]
+            for s in local._group_sums:
+                s[:] = [0.0] * len(s)
+            requests, local._requests = local._requests, [0] * len(self.variants)
+            uncounted, local._uncounted = local._uncounted, 0
+        tables = self._segment_values()
+        ops = []
+        for (variant, epoch, seg), s in zip(keys, sums):
+            name = json.dumps([variant, epoch, [tables[d][c] for d, c in enumerate(seg)]],
+                              separators=(",", ":"))
+            ops += [("f", "groups", f"{name}#{k}", repr(v)) for k, v in enumerate(s) if v]
+        return requests, uncounted, ops
+
+    # -- reading -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """This worker's buffer and flusher state (no network)."""
+        return {"buffered": self._size, "queued_batches": len(self._queue),
+                "dropped_exposures": self._dropped[0] + self._dropped_delta[0],
+                "dropped_values": self._dropped[1] + self._dropped_delta[1],
+                "flushed_events": self.flushed_events, "failed_flushes": self.failed_flushes,
+                "last_error": self.last_error}
+
+    def _read_all(self) -> dict[str, dict[str, str]]:
+        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "events"]
+        names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            for n in names:
+                pipe.hgetall(self.prefix + n)
+            results = pipe.execute()
+        except self._errors as exc:
+            raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+        return {n: {_s(k): _s(v) for k, v in r.items()} for n, r in zip(names, results)}
+
+    def event_counters(self, metric: str) -> dict[str, np.ndarray]:
+        """Global per-variant ``n``/``sum``/``sumsq`` of every recorded event of ``metric``
+        (additive over workers; one small read): counters for request-level bandits."""
+        try:
+            raw = self._client.hgetall(self.prefix + "events")
+        except self._errors as exc:
+            raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+        ev = {_s(k): float(v) for k, v in raw.items()}
+        return {c: np.array([ev.get(f"{v}:{metric}:{c}", 0.0) for v in self.variants])
+                for c in ("n", "sum", "sumsq")}
+
+    def snapshot(self) -> Snapshot:
+        """The merged state of every worker (what they have flushed), as one Snapshot."""
+        taken = self.clock()
+        data = self._read_all()
+        requests = np.array([int(data["requests"].get(v, 0)) for v in self.variants],
+                            dtype=np.int64)
+        counters = {n: int(v) for n, v in data["counters"].items()}
+        epochs = tuple(sorted((EpochInfo(int(e), m, tuple(w), float(t)) for e, (m, w, t) in
+                               ((e, json.loads(v)) for e, v in data["epochs"].items())),
+                              key=lambda e: e.epoch))
+        tables: list[dict[str, int]] = [{} for _ in self.segment_dims]
+        overflow = counters.get("segment_overflow", 0)
+
+        def code(d: int, value: str) -> int:
+            table = tables[d]
+            c = table.get(value)
+            if c is None:
+                if len(table) >= self.segment_cap - 1 and value != OTHER:
+                    value = OTHER
+                c = table.setdefault(value, len(table))
+            return c
+
+        units = None
+        groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = {}
+        orphans = 0
+        if self.unit_level:
+            rows = sorted(((json.loads(v), u) for u, v in data["first"].items()),
+                          key=lambda r: (r[0][3], r[1]))
+            ids = [u for _, u in rows]
+            index = {u: i for i, u in enumerate(ids)}
+            n = len(ids)
+            segs = np.zeros((n, len(self.segment_dims)), dtype=np.int64)
+            for i, (r, _u) in enumerate(rows):
+                for d, value in enumerate(r[4][:len(self.segment_dims)]):
+                    segs[i, d] = code(d, value)
+            x, y = {}, {}
+            for j, m in enumerate(self.metric_names):
+                x[m], y[m] = np.zeros(n), np.zeros(n)
+                for col, target in ((data[f"x:{m}"], x[m]), (data[f"y:{m}"], y[m])):
+                    for u, v in col.items():
+                        i = index.get(u, -1)
+                        if i >= 0:
+                            target[i] = float(v)
+                        elif col is data[f"y:{m}"]:
+                            orphans += int(float(v))
+                if self._any[j]:
+                    x[m] = (x[m] > 0).astype(np.float64)
+            exposures = np.zeros(n, dtype=np.int64)
+            for u, v in data["exposures"].items():
+                i = index.get(u, -1)
+                if i >= 0:
+                    exposures[i] = int(v)
+            units = UnitColumns(
+                variant=np.array([r[0] for r, _ in rows], dtype=np.int64).reshape(n),
+                epoch=np.array([r[1] for r, _ in rows], dtype=np.int64).reshape(n),
+                propensity=np.array([r[2] for r, _ in rows], dtype=np.float64).reshape(n),
+                first_seen=np.array([r[3] for r, _ in rows], dtype=np.float64).reshape(n),
+                exposures=exposures, segments=segs, x=x, y=y)
+        else:
+            width = 1 + _SUMS * len(self.metric_names)
+            sums: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}
+            for field, v in data["groups"].items():
+                name, _, kk = field.rpartition("#")
+                variant, epoch, seg = json.loads(name)
+                key = (int(variant), int(epoch),
+                       tuple(code(d, s) for d, s in enumerate(seg)))
+                sums.setdefault(key, [0.0] * width)[int(kk)] += float(v)
+            for key, s in sums.items():
+                per_metric = {m: Moments.from_sums(s[0], *s[1 + _SUMS * i:1 + _SUMS * (i + 1)])
+                              for i, m in enumerate(self.metric_names)}
+                groups[key] = (int(s[0]), per_metric)
+        seg_values = {d: tuple(sorted(t, key=t.__getitem__))
+                      for d, t in zip(self.segment_dims, tables)}
+        snap = Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
+                        taken_at=taken, segment_dims=self.segment_dims,
+                        segment_values=seg_values, epochs=epochs, requests=requests,
+                        uncounted_requests=counters.get("uncounted", 0),
+                        segment_overflow=overflow, units=units, groups=groups,
+                        losses={"dropped_exposures": counters.get("dropped_exposures", 0),
+                                "dropped_values": counters.get("dropped_values", 0),
+                                "orphan_values": orphans})
+        return snap
+
+    @property
+    def pending_capacity(self) -> int:
+        """How many decisions can wait for feedback at once (per worker)."""
+        return self.max_pending
+
+    def __len__(self) -> int:
+        return self._size
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
