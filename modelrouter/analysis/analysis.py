@@ -8,7 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from modelrouter.analysis.guardrails import GuardrailResult, guardrail_results
+from modelrouter.analysis.report import render_report
 from modelrouter.analysis.results import ComparisonResult, VariantSummary
+from modelrouter.analysis.segments import SegmentAnalysis, segment_analysis
+from modelrouter.analysis.verdict import Verdict, decide
 from modelrouter.config import MetricSpec, RouterConfig
 from modelrouter.exceptions import AnalysisError, UnknownMetricError
 from modelrouter.stats import twosample
@@ -30,11 +34,14 @@ class Analysis:
         self.config = config
         self.control = control
         self.variants = snapshot.variants
+        self.rollback_events: tuple[Any, ...] = ()  # RollbackEvent, set by from_experiment
 
     @classmethod
     def from_experiment(cls, experiment: Any) -> Analysis:
         """Snapshot an :class:`~modelrouter.experiment.Experiment` and analyse it."""
-        return cls(experiment.store.snapshot(), experiment.config, experiment.control)
+        analysis = cls(experiment.store.snapshot(), experiment.config, experiment.control)
+        analysis.rollback_events = tuple(getattr(experiment, "rollback_events", ()))
+        return analysis
 
     # -- helpers --------------------------------------------------------------------------
     def _spec(self, metric: str) -> MetricSpec:
@@ -144,6 +151,25 @@ class Analysis:
     def compare_all(self, metric: str) -> dict[str, ComparisonResult]:
         """Every non-control variant against the control."""
         return {v: self.compare(metric, v) for v in self.variants if v != self.control}
+
+    def segments(self, metric: str, by: str | Sequence[str], variant: str | None = None, *,
+                 method: str = "holm", alpha: float = 0.05) -> SegmentAnalysis:
+        """Per-segment comparisons (``by`` a dimension or a list of them, crossed), p-values
+        adjusted across segments, heterogeneity and per-segment SRM (see analysis/segments)."""
+        return segment_analysis(self, metric, by, variant, method=method, alpha=alpha)
+
+    def guardrails(self) -> tuple[GuardrailResult, ...]:
+        """Every configured guardrail as a sequentially valid non-inferiority test."""
+        return guardrail_results(self)
+
+    def verdict(self, variant: str | None = None) -> Verdict:
+        """ship / keep_testing / blocked_by_guardrail / no_effect / invalid, with reasons."""
+        return decide(self, variant, alpha=getattr(self.config, "alpha", 0.05))
+
+    def report(self, variant: str | None = None) -> str:
+        """Everything a reviewer needs in one text: verdict, SRM, primary, guardrails,
+        segments, rollbacks."""
+        return render_report(self, variant)
 
     def _notes(self) -> tuple[str, ...]:
         notes = []

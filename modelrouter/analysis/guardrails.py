@@ -1,0 +1,200 @@
+"""Guardrails: sequentially valid non-inferiority tests of the metrics that must not get worse.
+
+For each configured guardrail (see :mod:`modelrouter.guardrail_config`), each treatment and the
+overall population (plus each value of the guardrail's ``segments`` dimensions), the change
+``treatment - control`` gets an **always-valid** interval (the mSPRT confidence sequence of
+:mod:`modelrouter.stats.always_valid`, normal mixture with ``tau2 = margin**2``, so its power is
+centred on changes of the margin's size). Then, for a metric that must not increase by more
+than ``margin``:
+
+- ``fail``: the whole interval lies above the margin (a breach is shown);
+- ``pass``: the whole interval lies below the margin (a breach is excluded);
+- ``inconclusive``: otherwise (not enough data yet).
+
+(mirrored for ``max_decrease``). Because the intervals hold uniformly over time, the guardrails
+may be checked after every batch of data (the rollback monitor does) and the chance that a
+guardrail whose true change is within the margin ever *fails* stays below ``guardrail_alpha``.
+
+Absolute margins compare the difference of means (per unit, or per event with the delta method
+for ``aggregate="mean"`` metrics such as ``latency_ms``). Relative margins work on the log
+ratio ``log(mean_t / mean_c)`` with delta-method variance ``(se_t/mean_t)^2 + (se_c/mean_c)^2``
+and the margin ``log(1 + m)`` (``log(1 - m)`` for decreases); the interval is reported back on
+the relative scale ``exp(.) - 1``. The log ratio is used instead of ``mean_t/mean_c - 1``
+because its sampling distribution is closer to normal and its variance does not depend on the
+unknown ratio itself.
+
+Per-segment checks are Bonferroni-corrected across the segment values tested for that guardrail
+(each at ``alpha / m``); segments with fewer than ``min_segment_units`` units in either arm are
+reported as ``inconclusive`` with the reason. Caveats: the validity is asymptotic (estimated
+variances); the per-look interval is used, not the running intersection, which is slightly
+conservative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from modelrouter.analysis.segments import present_segments
+from modelrouter.guardrail_config import GuardrailSpec
+from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.always_valid import always_valid_test
+
+if TYPE_CHECKING:
+    from modelrouter.analysis.analysis import Analysis
+    from modelrouter.store.moments import Moments
+
+__all__ = ["GuardrailResult", "Status", "check_guardrail", "guardrail_results"]
+
+Status = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class GuardrailResult:
+    """One guardrail for one treatment in one population (``segment=None``: everyone).
+
+    ``estimate``, ``low`` and ``high`` are on the margin's scale: a difference (absolute
+    margins) or a relative change such as ``0.12`` for +12% (relative margins).
+    """
+
+    metric: str
+    variant: str
+    segment: dict[str, str] | None
+    status: Status
+    direction: str
+    margin: float
+    relative: bool
+    estimate: float
+    low: float
+    high: float
+    alpha: float
+    units_control: int
+    units_treatment: int
+    reason: str
+
+    def confidence_interval(self) -> ConfidenceInterval:
+        """The always-valid ``1 - alpha`` interval the status was decided on."""
+        return ConfidenceInterval(self.low, self.high)
+
+    @property
+    def where(self) -> str:
+        """``overall`` or ``platform=mobile``."""
+        if not self.segment:
+            return "overall"
+        return ", ".join(f"{k}={v}" for k, v in self.segment.items())
+
+    def __repr__(self) -> str:
+        return (f"GuardrailResult({self.metric} {self.variant} {self.where}: {self.status}, "
+                f"estimate={self.estimate:.4g}, interval=[{self.low:.4g}, {self.high:.4g}], "
+                f"margin={'+' if self.direction == 'increase' else '-'}{self.margin:.4g}"
+                f"{' relative' if self.relative else ''})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return {"metric": self.metric, "variant": self.variant, "segment": self.segment,
+                "status": self.status, "direction": self.direction, "margin": self.margin,
+                "relative": self.relative, "estimate": self.estimate, "low": self.low,
+                "high": self.high, "alpha": self.alpha, "units_control": self.units_control,
+                "units_treatment": self.units_treatment, "reason": self.reason}
+
+
+def _fmt(x: float, relative: bool) -> str:
+    return f"{x:+.2%}" if relative else f"{x:+.4g}"
+
+
+def _scale(spec: GuardrailSpec, mc: Moments, mt: Moments, ratio: bool
+           ) -> tuple[float, float, float, float, float] | str:
+    """(estimate on the test scale, its variance, breach threshold, mean_c, mean_t) or why not."""
+    if ratio:
+        mean_c, mean_t = mc.ratio, mt.ratio
+        var_c, var_t = mc.ratio_var, mt.ratio_var
+    else:
+        mean_c, mean_t = mc.mean_x, mt.mean_x
+        var_c, var_t = mc.var_x / mc.n, mt.var_x / mt.n
+    if not all(math.isfinite(v) for v in (mean_c, mean_t, var_c, var_t)):
+        return "no events recorded yet in one arm"
+    sign = 1.0 if spec.direction == "increase" else -1.0
+    if not spec.relative:
+        return mean_t - mean_c, var_c + var_t, sign * spec.margin, mean_c, mean_t
+    if mean_c <= 0 or mean_t <= 0:
+        return "a relative margin needs positive means in both arms"
+    if spec.direction == "decrease" and spec.margin >= 1:
+        return "a relative decrease margin must be below 100%"
+    est = math.log(mean_t / mean_c)
+    var = var_t / mean_t**2 + var_c / mean_c**2
+    return est, var, math.log1p(sign * spec.margin), mean_c, mean_t
+
+
+def check_guardrail(spec: GuardrailSpec, mc: Moments, mt: Moments, *, ratio: bool,
+                    alpha: float, variant: str, segment: dict[str, str] | None = None,
+                    min_units: int = 2) -> GuardrailResult:
+    """Decide one guardrail from the control's and the treatment's moments."""
+    def result(status: Status, est: float, lo: float, hi: float, reason: str
+               ) -> GuardrailResult:
+        return GuardrailResult(spec.metric, variant, segment, status, spec.direction,
+                               spec.margin, spec.relative, est, lo, hi, alpha, mc.n, mt.n,
+                               reason)
+
+    where = "" if not segment else " in " + ", ".join(f"{k}={v}" for k, v in segment.items())
+    nan = math.nan
+    if min(mc.n, mt.n) < max(min_units, 2):
+        return result("inconclusive", nan, nan, nan,
+                      f"{spec.metric}{where}: too few units ({mc.n} control, {mt.n} "
+                      f"{variant}; need {max(min_units, 2)} each)")
+    scaled = _scale(spec, mc, mt, ratio)
+    if isinstance(scaled, str):
+        return result("inconclusive", nan, nan, nan, f"{spec.metric}{where}: {scaled}")
+    est, var, threshold, _c, _t = scaled
+    if var <= 0:
+        if spec.relative:
+            return result("inconclusive", nan, nan, nan,
+                          f"{spec.metric}{where}: no variation observed yet")
+        # e.g. no error at all in either arm: as uncertain as one event per arm would be
+        var = 1.0 / mc.n**2 + 1.0 / mt.n**2
+    ci = always_valid_test(est, var, tau2=threshold**2).confidence_interval(1.0 - alpha)
+    lo, hi = ci.low, ci.high
+    back = (lambda v: math.expm1(v)) if spec.relative else (lambda v: v)
+    e, low, high = back(est), back(lo), back(hi)
+    bound = _fmt(back(threshold), spec.relative)
+    shown = (f"{variant} vs control {_fmt(e, spec.relative)}, always-valid "
+             f"{1 - alpha:.1%} interval [{_fmt(low, spec.relative)}, "
+             f"{_fmt(high, spec.relative)}]")
+    breach = lo > threshold if spec.direction == "increase" else hi < threshold
+    safe = hi < threshold if spec.direction == "increase" else lo > threshold
+    if breach:
+        return result("fail", e, low, high, f"{spec.metric}{where}: {shown} lies entirely "
+                      f"beyond the margin {bound}: the guardrail is breached")
+    if safe:
+        return result("pass", e, low, high, f"{spec.metric}{where}: {shown} excludes a "
+                      f"change beyond {bound}")
+    return result("inconclusive", e, low, high, f"{spec.metric}{where}: {shown} still "
+                  f"contains the margin {bound}: not enough data to decide")
+
+
+def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
+    """Every configured guardrail, for every treatment, overall and per declared segment."""
+    config = analysis.config
+    alpha = config.guardrail_alpha
+    control = analysis.control
+    c_idx = analysis.variants.index(control)
+    out: list[GuardrailResult] = []
+    for spec in config.guardrails.values():
+        ratio = analysis.snapshot.metrics[spec.metric].is_ratio
+        overall = analysis.moments(spec.metric)
+        families = [(None, overall, alpha, 2)]
+        for dim in spec.segments:
+            segs = present_segments(analysis, [dim])
+            per = [(seg, analysis.moments(spec.metric, seg)) for seg in segs]
+            big = [p for p in per if min(p[1][i].n for i in range(len(p[1]))) >=
+                   config.min_segment_units]
+            m = max(len(big), 1)
+            families += [(seg, mom, alpha / m, config.min_segment_units) for seg, mom in per]
+        for t_idx, variant in enumerate(analysis.variants):
+            if t_idx == c_idx:
+                continue
+            for seg, mom, a, min_units in families:
+                out.append(check_guardrail(spec, mom[c_idx], mom[t_idx], ratio=ratio, alpha=a,
+                                           variant=variant, segment=seg,
+                                           min_units=min_units))
+    return tuple(out)

@@ -1,0 +1,54 @@
+"""``analysis.report()``: everything a reviewer needs, as one text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from modelrouter.analysis.results import format_table
+from modelrouter.exceptions import AnalysisError
+
+if TYPE_CHECKING:
+    from modelrouter.analysis.analysis import Analysis
+
+__all__ = ["render_report"]
+
+
+def render_report(analysis: Analysis, variant: str | None = None) -> str:
+    """Verdict, data, sample ratio, primary metric, guardrails, segments and rollbacks."""
+    snap = analysis.snapshot
+    config = analysis.config
+    verdict = analysis.verdict(variant)
+    out = [f"Experiment {config.experiment!r}: {snap.n_units:,} units, variants "
+           f"{list(analysis.variants)} (control {analysis.control!r})", "",
+           verdict.summary(), "",
+           "Sample ratio: p = " + f"{verdict.srm_pvalue:.3g} (alarm below 0.001)"]
+    if verdict.comparison is not None:
+        out += ["", "Primary metric", str(verdict.comparison)]
+        seq = verdict.sequential
+        explain = getattr(seq, "explain", None)
+        if seq is not None and seq is not verdict.comparison and callable(explain):
+            out += [explain()]
+    guards = analysis.guardrails()
+    if guards:
+        rows = [[g.metric, g.variant, g.where, g.status.upper() if g.status == "fail"
+                 else g.status, f"{'+' if g.direction == 'increase' else '-'}{g.margin:.4g}"
+                 + (" rel" if g.relative else ""),
+                 f"{g.estimate:+.4g}", f"[{g.low:+.4g}, {g.high:+.4g}]", f"{g.alpha:.3g}"]
+                for g in guards]
+        out += ["", "Guardrails (always-valid intervals; relative margins as ratios - 1)",
+                format_table(["metric", "variant", "where", "status", "margin", "estimate",
+                              "interval", "alpha"], rows)]
+    if config.primary is not None and snap.segment_dims:
+        for dim in snap.segment_dims:
+            try:
+                seg = analysis.segments(config.primary, by=dim, variant=verdict.variant)
+            except AnalysisError as exc:
+                out += ["", f"Segments by {dim}: {exc}"]
+                continue
+            out += ["", seg.summary()]
+        if snap.segment_overflow:
+            out += [f"note: {snap.segment_overflow:,} segment values past the cap were "
+                    "counted as 'other'"]
+    for e in getattr(analysis, "rollback_events", ()):
+        out += ["", f"{e.kind} at {e.at:.0f}: {'; '.join(e.reasons)}"]
+    return "\n".join(out)
