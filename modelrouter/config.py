@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 from modelrouter.exceptions import ConfigError
 from modelrouter.store_options import check_store_fields, redact_url
 from modelrouter.guardrail_config import parse_guardrails, parse_segments
+from modelrouter.plan import ExperimentPlan, parse_plan
 from modelrouter.store_options import check_store_fields, redact_url
 
 if sys.version_info >= (3, 11):
@@ -184,6 +185,8 @@ class RouterConfig:
     guardrail_alpha: float = 0.05
     rollback: bool = False
     guardrail_check_every: int = 1000
+    # statistical plan of the primary metric's sequential test (see modelrouter/plan.py)
+    plan: ExperimentPlan | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_name("experiment", self.experiment)
@@ -225,6 +228,24 @@ class RouterConfig:
         if self.weights is not None:
             object.__setattr__(self, "weights", self.check_weights(self.weights))
         self._check_guardrail_fields()
+        self._check_plan()
+
+    def _check_plan(self) -> None:
+        plan = parse_plan(self.plan)
+        object.__setattr__(self, "plan", plan)
+        spec = self.metrics.get(self.primary) if self.primary is not None else None
+        if plan is None or spec is None:
+            return
+        conversion = spec.aggregate == "any"  # planned as a difference of two proportions
+        if conversion and plan.sd is not None:
+            raise ConfigError(f"plan.sd ({plan.sd!r}) is for means; primary {self.primary!r} "
+                              "is a conversion: give plan.baseline (its rate) instead")
+        if not conversion and plan.baseline is not None:
+            raise ConfigError(f"plan.baseline ({plan.baseline!r}) is a conversion rate; primary "
+                              f"{self.primary!r} is a mean: give plan.sd (per unit) instead")
+        if spec.kind == "binary" and plan.mde is not None and plan.mde >= 1:
+            raise ConfigError(f"plan.mde ({plan.mde!r}) must be < 1 for the binary primary "
+                              f"metric {self.primary!r} (it is an absolute difference of rates)")
 
     def _check_guardrail_fields(self) -> None:
         if self.primary is not None and self.primary not in self.metrics:
@@ -324,6 +345,8 @@ class RouterConfig:
             elif f.name == "metrics":
                 value = {n: {"kind": m.kind, "aggregate": m.aggregate,
                              "lower_is_better": m.lower_is_better} for n, m in value.items()}
+            elif f.name == "plan":
+                value = None if value is None else value.to_dict()
             elif f.name == "guardrails":
                 value = {n: g.to_dict() for n, g in value.items()}
             elif callable(value):

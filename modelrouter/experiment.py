@@ -33,6 +33,7 @@ from modelrouter.exceptions import (
 )
 from modelrouter.rollback import GuardrailMonitor, RollbackEvent
 from modelrouter.store.factory import open_remote_store, restore_experiment, save_experiment
+from modelrouter.store.looks import Look
 from modelrouter.store.memory import MemoryStore
 from modelrouter.tokens import TokenPayload
 
@@ -84,6 +85,7 @@ class Experiment:
         self._bucket = Bucketer(config.salt or "")
         self._prefix = os.urandom(4).hex() + "-"
         self._config_lock = threading.Lock()
+        self._look_lock = threading.Lock()  # one record_look at a time (never the hot path)
         self.segment_dims = tuple(segment_dims) or tuple(config.segments)
         self.store = MemoryStore(self.names, config.metrics, level=config.level,
                                  max_pending=config.max_pending,
@@ -243,6 +245,23 @@ class Experiment:
     def restore(self, path: str | os.PathLike[str]) -> Any:
         """Replace the statistics with a snapshot's (all or nothing; StoreError if refused)."""
         return restore_experiment(self, path)
+
+    # -- sequential looks -----------------------------------------------------------------
+    def record_look(self, metric: str | None = None, *, variant: str | None = None) -> Look:
+        """Record an official look of the plan's sequential test and return it.
+
+        The look (time, information rate, z, boundary given the earlier looks, alpha spent,
+        decision) becomes part of the store's state, so later boundaries account for it.
+        ``metric`` defaults to the config's primary; raises AnalysisError without a plan or
+        when nothing changed since the last look. Off the hot path: it snapshots the store.
+        """
+        from modelrouter.analysis import Analysis
+        from modelrouter.analysis.sequential import make_look
+
+        with self._look_lock:
+            look = make_look(Analysis.from_experiment(self), metric, variant, self.clock())
+            self.store.add_look(look)
+        return look
 
     # -- configuration --------------------------------------------------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,

@@ -171,6 +171,11 @@ class ModelRouter:
 
         return reward_counters(self.experiment.store.snapshot(), metric)
 
+    def record_look(self, metric: str | None = None, *, variant: str | None = None) -> Any:
+        """Record an official look of the plan's sequential test (see
+        :meth:`Experiment.record_look`); later boundaries account for it."""
+        return self.experiment.record_look(metric, variant=variant)
+
     def analysis(self) -> Any:
         """An :class:`~modelrouter.analysis.Analysis` of a consistent snapshot of the store."""
         from modelrouter.analysis import Analysis

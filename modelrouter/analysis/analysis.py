@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,11 @@ from modelrouter.exceptions import AnalysisError, UnknownMetricError
 from modelrouter.stats import twosample
 from modelrouter.store.memory import Snapshot
 from modelrouter.store.moments import Moments, grouped_moments
+
+if TYPE_CHECKING:
+    from modelrouter.analysis.always_valid import AlwaysValidAnalysis
+    from modelrouter.analysis.sequential import SequentialAnalysis
+    from modelrouter.analysis.srm import SampleRatioCheck
 
 __all__ = ["Analysis"]
 
@@ -170,6 +175,30 @@ class Analysis:
         """Everything a reviewer needs in one text: verdict, SRM, primary, guardrails,
         segments, rollbacks."""
         return render_report(self, variant)
+
+    def sequential(self, metric: str | None = None, variant: str | None = None
+                   ) -> SequentialAnalysis:
+        """The plan's group-sequential test now: information rate, z, this look's boundary
+        given the recorded looks, alpha spent, and reject / continue / final (see
+        analysis/sequential.py). ``metric`` defaults to the config's primary."""
+        from modelrouter.analysis.sequential import sequential_analysis
+
+        return sequential_analysis(self, metric, variant)
+
+    def always_valid(self, metric: str | None = None, variant: str | None = None, *,
+                     tau2: float | None = None) -> AlwaysValidAnalysis:
+        """Always-valid (mSPRT) p-value and interval now, over the recorded looks and this
+        moment (see analysis/always_valid.py)."""
+        from modelrouter.analysis.always_valid import always_valid_analysis
+
+        return always_valid_analysis(self, metric, variant, tau2=tau2)
+
+    def srm(self, threshold: float = 0.001) -> SampleRatioCheck:
+        """Sample-ratio check of units per variant against the configured weights, epoch by
+        epoch when they changed (see analysis/srm.py)."""
+        from modelrouter.analysis.srm import srm_analysis
+
+        return srm_analysis(self, threshold)
 
     def _notes(self) -> tuple[str, ...]:
         notes = []

@@ -30,6 +30,7 @@ import numpy as np
 
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import UnknownDecisionError, UnknownUnitError
+from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.moments import Moments
 
 __all__ = ["EpochInfo", "MemoryStore", "Snapshot", "UnitColumns"]
@@ -80,6 +81,8 @@ class Snapshot:
     # request level: (variant, epoch, segment codes) -> (n, {metric: Moments})
     groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = field(
         default_factory=dict)
+    # recorded looks of sequential tests, oldest first (see store/looks.py)
+    looks: tuple[Look, ...] = ()
     # remote stores: what could not be merged (dropped_exposures, dropped_values, orphan_values)
     losses: dict[str, int] = field(default_factory=dict)
 
@@ -122,6 +125,7 @@ class MemoryStore:
         self._overflow = 0
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs: list[EpochInfo] = []
+        self._looks: list[Look] = []
         # unit level
         self._rows: dict[str, int] = {}
         self._variant = array("b")
@@ -335,6 +339,13 @@ class MemoryStore:
         """Whether the unit has been exposed (unit level)."""
         return unit in self._rows
 
+    # -- looks ----------------------------------------------------------------------------
+    def add_look(self, look: Look) -> None:
+        """Append a recorded look; refused (ValueError) unless it is its comparison's next."""
+        with self._lock:
+            check_next_look(self._looks, look)
+            self._looks.append(look)
+
     # -- reading --------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """Copy everything the analysis needs under the lock; compute outside it."""
@@ -360,6 +371,7 @@ class MemoryStore:
                           for d, t in zip(self.segment_dims, self._seg_codes)}
             snap_requests = np.array(self._requests, dtype=np.int64)
             uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
+            looks = tuple(self._looks)
         groups = {}
         for key, s in sums:
             n = s[0]
@@ -374,7 +386,7 @@ class MemoryStore:
                         taken_at=taken, segment_dims=self.segment_dims,
                         segment_values=seg_values, epochs=epochs, requests=snap_requests,
                         uncounted_requests=uncounted, segment_overflow=overflow, units=units,
-                        groups=groups)
+                        groups=groups, looks=looks)
 
     @property
     def pending_capacity(self) -> int:

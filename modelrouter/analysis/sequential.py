@@ -1,0 +1,213 @@
+"""``analysis.sequential()``: the group-sequential test of the plan at this moment.
+
+What is computed, and why:
+
+- **z statistic** from :meth:`Analysis.compare`: the two-proportion z (pooled), the
+  delta-method z (ratio metrics), or Welch's t converted to the z with the same tail
+  probability (``Phi^-1(F_t(t; df))``, equal to t for large df and honest for small ones).
+  One-sided plans test "treatment better": the sign flips for ``lower_is_better`` metrics.
+- **information rate** = units in control and treatment / planned units at the maximum
+  (:mod:`modelrouter.analysis.horizon`), capped at 1 with a note. For a difference of means or
+  proportions with a fixed split, information is proportional to units.
+- **boundary** of this look from :func:`~modelrouter.stats.spending_boundaries` on the
+  information rates of every *recorded* look plus this one (when it is later than the last
+  recorded look; otherwise this *is* the last recorded look and its recorded z is shown). Alpha
+  that earlier looks could not spend is carried forward, so looking at unplanned times is fine.
+- **decision** ``reject`` if this or any recorded look crossed its boundary (a crossing is never
+  undone), ``final`` when the planned maximum is reached without crossing, else ``continue``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from scipy.special import ndtri, stdtr
+
+from modelrouter.analysis.horizon import Horizon, planned_ratio, resolve_horizon
+from modelrouter.analysis.results import ComparisonResult
+from modelrouter.config import MetricSpec
+from modelrouter.exceptions import AnalysisError
+from modelrouter.plan import ExperimentPlan
+from modelrouter.stats import SequentialTestResult, sequential_test
+from modelrouter.store.looks import Look, looks_of
+
+if TYPE_CHECKING:
+    from modelrouter.analysis.analysis import Analysis
+
+__all__ = ["SequentialAnalysis", "make_look", "resolve_target", "sequential_analysis"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One planned comparison: metric, treatment, and the recorded looks of the pair."""
+
+    metric: str
+    variant: str
+    spec: MetricSpec
+    plan: ExperimentPlan
+    looks: tuple[Look, ...]
+
+
+def resolve_target(analysis: Analysis, metric: str | None, variant: str | None,
+                   what: str) -> Target:
+    """Metric (default: the config's primary), treatment (default: the only one) and plan."""
+    plan = analysis.config.plan
+    if not isinstance(plan, ExperimentPlan):
+        raise AnalysisError(f"{what}() needs a plan in the config, e.g. RouterConfig(primary="
+                            "'click', plan={'mde': 0.01}) or plan={'max_units': 20000}")
+    metric = metric if metric is not None else analysis.config.primary
+    if metric is None:
+        raise AnalysisError(f"{what}() needs a metric: pass metric= or set primary in the "
+                            "config")
+    spec = analysis._spec(metric)
+    if variant is None:
+        others = [v for v in analysis.variants if v != analysis.control]
+        if len(others) != 1:
+            raise AnalysisError(f"{what}() needs variant= with {len(analysis.variants)} "
+                                f"variants; choose one of {others!r}")
+        variant = others[0]
+    return Target(metric, variant, spec, plan,
+                  looks_of(analysis.snapshot.looks, metric, variant))
+
+
+def z_statistic(cmp: ComparisonResult, spec: MetricSpec, sided: int) -> float:
+    """The comparison's statistic as a standard-normal z, oriented for one-sided plans."""
+    t = cmp.statistic
+    if math.isfinite(cmp.df) and math.isfinite(t):  # Welch: same tail probability under N(0,1)
+        t = math.copysign(-float(ndtri(stdtr(cmp.df, -abs(t)))), t) if t != 0 else 0.0
+    if not math.isfinite(t):
+        raise AnalysisError(f"the test statistic of {cmp.metric!r} is not finite ({t!r}): "
+                            "both groups have no variation")
+    return -t if sided == 1 and spec.lower_is_better else t
+
+
+@dataclass(frozen=True)
+class SequentialAnalysis:
+    """The group-sequential test of one comparison at this moment."""
+
+    metric: str
+    variant: str
+    control: str
+    method: str
+    statistic: float
+    boundary: float
+    information_rate: float
+    units: int
+    planned_units: int
+    look: int
+    recorded: bool
+    alpha_spent: float
+    alpha_at_look: float
+    decision: str
+    rejected_at: int | None
+    difference: float
+    std_err: float
+    notes: tuple[str, ...] = ()
+    horizon: str = field(default="", repr=False)
+    horizon_variance: float = field(default=math.nan, repr=False)
+    plan: ExperimentPlan | None = field(default=None, repr=False)
+    test: SequentialTestResult | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def alpha_spent_before(self) -> float:
+        """Alpha spent by the recorded looks before this one."""
+        return self.alpha_spent - self.alpha_at_look
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for code and JSON (the boundary design included)."""
+        out = {k: getattr(self, k) for k in (
+            "metric", "variant", "control", "method", "statistic", "boundary",
+            "information_rate", "units", "planned_units", "look", "recorded", "alpha_spent",
+            "alpha_at_look", "decision", "rejected_at", "difference", "std_err", "horizon")}
+        out["notes"] = list(self.notes)
+        out["alpha_spent_before"] = self.alpha_spent_before
+        out["plan"] = None if self.plan is None else self.plan.to_dict()
+        out["design"] = None if self.test is None else self.test.design.to_dict()
+        return out
+
+    def explain(self) -> str:
+        """Plain words: information rate and how it was computed, alpha spent, the boundary."""
+        status = ("recorded" if self.recorded else
+                  "not recorded yet: router.record_look() makes it an official look")
+        lines = [
+            f"Sequential test of {self.metric!r}: {self.variant} vs {self.control} "
+            f"({self.method}; plan: {self.plan.describe() if self.plan else 'none'}).",
+            f"Information rate {self.information_rate:.4f} = {self.units:,} units in both groups"
+            f" / {self.planned_units:,} planned units at the maximum ({self.horizon}).",
+            f"This is look {self.look} ({status}); the boundary accounts for "
+            f"{self.look - 1} earlier recorded look(s).",
+        ]
+        if self.test is not None:
+            lines.append(self.test.explain())
+        lines += [f"Note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def sequential_analysis(analysis: Analysis, metric: str | None = None,
+                        variant: str | None = None) -> SequentialAnalysis:
+    """See the module docstring; ``metric`` defaults to the config's primary."""
+    t = resolve_target(analysis, metric, variant, "sequential")
+    plan, looks = t.plan, t.looks
+    cmp = analysis.compare(t.metric, t.variant)
+    ratio = planned_ratio(analysis.config, analysis.control, t.variant, analysis.variants)
+    horizon: Horizon = resolve_horizon(plan, t.spec, cmp.control, ratio, looks)
+    units = cmp.control.units + cmp.treatment.units
+    raw = units / horizon.planned_units
+    rate = min(raw, 1.0)
+    notes = []
+    if horizon.provisional:
+        notes.append("the horizon uses a nuisance parameter estimated from the data so far; "
+                     "it is frozen when the first look is recorded")
+    if raw > 1.0:
+        notes.append(f"{units:,} units exceed the planned maximum {horizon.planned_units:,} "
+                     f"(rate {raw:.4f}); the rate is capped at 1, which spends all remaining "
+                     f"alpha")
+    if plan.sided == 1 and t.spec.lower_is_better:
+        notes.append(f"{t.metric!r} is lower-is-better: the one-sided test is for a decrease "
+                     "and z is reported with its sign flipped")
+    z = z_statistic(cmp, t.spec, plan.sided)
+    if looks and rate <= looks[-1].information_rate:
+        recorded = True
+        statistics = [k.statistic for k in looks]
+        rates = [k.information_rate for k in looks]
+        notes.append(f"no new units since recorded look {looks[-1].number}: it is shown as "
+                     f"recorded (z then {looks[-1].statistic:.4f}, z now {z:.4f})")
+    else:
+        recorded = False
+        statistics = [k.statistic for k in looks] + [z]
+        rates = [k.information_rate for k in looks] + [rate]
+    if len(rates) > plan.looks:
+        notes.append(f"{len(rates)} looks against {plan.looks} planned: allowed (the spending "
+                     "function sets each boundary), but power is lower than planned")
+    test = sequential_test(statistics, rates, plan.alpha, plan.sided, plan.spending,
+                           plan.gamma)
+    return SequentialAnalysis(
+        metric=t.metric, variant=t.variant, control=analysis.control, method=cmp.method,
+        statistic=test.statistic, boundary=test.boundary,
+        information_rate=test.information_rate, units=units,
+        planned_units=horizon.planned_units, look=test.look, recorded=recorded,
+        alpha_spent=test.alpha_spent, alpha_at_look=test.alpha_at_look,
+        decision=test.decision, rejected_at=test.rejected_at, difference=cmp.difference,
+        std_err=math.hypot(cmp.control.std_err, cmp.treatment.std_err), notes=tuple(notes),
+        horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test)
+
+
+def make_look(analysis: Analysis, metric: str | None, variant: str | None,
+              taken_at: float) -> Look:
+    """The next official look of a comparison, ready for ``store.add_look``."""
+    seq = sequential_analysis(analysis, metric, variant)
+    if seq.recorded:
+        raise AnalysisError(f"no new units since look {seq.look} of {seq.metric!r} "
+                            f"(information rate {seq.information_rate:.4f}); a look needs new "
+                            "data" + (" (the planned maximum is reached)"
+                                      if seq.information_rate >= 1.0 else ""))
+    capped = [n for n in seq.notes if n.startswith(f"{seq.units:,} units exceed")]
+    return Look(number=seq.look, taken_at=taken_at, metric=seq.metric, variant=seq.variant,
+                control=seq.control, units=seq.units, planned_units=seq.planned_units,
+                information_rate=seq.information_rate, statistic=seq.statistic,
+                difference=seq.difference, variance=seq.std_err**2, boundary=seq.boundary,
+                alpha_spent=seq.alpha_spent, decision=seq.decision,
+                horizon_variance=seq.horizon_variance, horizon=seq.horizon,
+                note="; ".join(capped))
