@@ -302,24 +302,30 @@ class HTTPSurface:
     async def _post_looks(self, scope: Scope, receive: Receive) -> Any:
         self._authorize(scope, cookie=False)
         data = _parse_json(await _read_body(scope, receive))
-        if not isinstance(data, dict) or not isinstance(data.get("metric"), str):
-            raise HTTPError(422, "metric: required, the name of the metric to look at")
-        unknown = sorted(set(data) - {"metric"})
+        if not isinstance(data, dict):
+            raise HTTPError(422, "body: expected an object with optional 'metric' and 'variant'")
+        unknown = sorted(str(k) for k in data if k not in ("metric", "variant"))
         if unknown:
-            raise HTTPError(422, f"{str(unknown[0])[:60]}: unknown field; expected 'metric'")
-        metric = data["metric"]
-        if metric not in self.router.config.metrics:
-            raise HTTPError(422, f"metric: {metric[:100]!r} is not declared; declared metrics "
-                                 f"are {sorted(self.router.config.metrics)}")
+            raise HTTPError(422, f"{unknown[0][:60]}: unknown field; expected 'metric' or "
+                                 "'variant'")
+        metric, variant = data.get("metric"), data.get("variant")
+        if metric is not None and (not isinstance(metric, str)
+                                   or metric not in self.router.config.metrics):
+            raise HTTPError(422, f"metric: {str(metric)[:100]!r} is not declared; declared "
+                                 f"metrics are {sorted(self.router.config.metrics)}")
+        if variant is not None and (not isinstance(variant, str)
+                                    or variant not in self.experiment.names):
+            raise HTTPError(422, f"variant: {str(variant)[:100]!r} is not one of "
+                                 f"{list(self.experiment.names)}")
         record_look = getattr(self.router, "record_look", None)
-        if record_look is None:
+        if not callable(record_look):
             raise HTTPError(501, "looks: sequential looks are not available in this version "
                                  "(the router has no record_look)")
         try:
-            result = record_look(metric)
+            result = record_look(metric, variant=variant)
         except (AnalysisError, ConfigError, ValueError) as exc:
             raise HTTPError(409, f"looks: {exc}") from None
-        return _json_body(200, {"metric": metric, "look": result})
+        return _json_body(200, {"metric": metric, "variant": variant, "look": result})
 
     # -- dashboard ------------------------------------------------------------------------
     async def _get_dashboard(self, scope: Scope, receive: Receive) -> Any:

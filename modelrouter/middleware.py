@@ -127,6 +127,14 @@ class ModelRouter:
         """Record feedback for a unit id (user- or session-level experiments)."""
         self.experiment.record_unit(unit_id, metric, value)
 
+    def record_token(self, token: str, metric: str, value: object) -> bool:
+        """Record feedback by a signed decision token, as ``POST {prefix}/feedback`` does
+        (any process with the secret); False when this (decision, metric) was already seen."""
+        if self._http is None or self._http.feedback is None:
+            raise ConfigError("record_token needs a secret: RouterConfig(secret=...) or "
+                              "$MODELROUTER_SECRET")
+        return bool(self._http.feedback.submit(token, metric, value))
+
     def configure(self, *, weights: Mapping[str, float] | None = None,
                   mode: str | None = None) -> None:
         """Change weights or mode atomically while requests are in flight."""

@@ -16,6 +16,7 @@ from modelrouter.analysis.verdict import Verdict, decide
 from modelrouter.config import MetricSpec, RouterConfig
 from modelrouter.exceptions import AnalysisError, UnknownMetricError
 from modelrouter.stats import twosample
+from modelrouter.store.base import loss_notes
 from modelrouter.store.memory import Snapshot
 from modelrouter.store.moments import Moments, grouped_moments
 
@@ -208,6 +209,7 @@ class Analysis:
         if self.snapshot.uncounted_requests:
             notes.append(f"{self.snapshot.uncounted_requests:,} requests without a unit id "
                          "were served but not counted")
+        notes.extend(loss_notes(getattr(self.snapshot, "losses", {})))
         return tuple(notes)
 
     def to_dict(self, metrics: Sequence[str] | None = None) -> dict[str, Any]:

@@ -10,14 +10,14 @@ I/O and never block on the network; ``snapshot`` may be slow (it is called off t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from modelrouter.config import MetricSpec
 from modelrouter.store.memory import Snapshot
 
-__all__ = ["Store", "reward_counters"]
+__all__ = ["RemoteStore", "Store", "loss_notes", "metric_specs", "reward_counters"]
 
 
 @runtime_checkable
@@ -57,14 +57,29 @@ class Store(Protocol):
     def has_unit(self, unit: str) -> bool:
         """Whether the unit is known (locally, for remote stores)."""
 
+    def add_look(self, look: Any) -> None:
+        """Record an official look of a sequential test (kept with the statistics)."""
+
     def snapshot(self) -> Snapshot:
         """A consistent copy of the (merged, for remote stores) statistics."""
 
+
+
+@runtime_checkable
+class RemoteStore(Store, Protocol):
+    """A store whose shared state lives elsewhere (Redis): the hot path only buffers."""
+
+    def start(self) -> None:
+        """Start background flushing (idempotent)."""
+
     def flush(self) -> None:
-        """Write buffered deltas to shared storage now (no-op in memory)."""
+        """Write every buffered delta now; StoreError if the backend cannot be reached."""
 
     def close(self) -> None:
-        """Flush and release resources (background threads, connections)."""
+        """Stop background flushing and flush what is left."""
+
+    def stats(self) -> dict[str, object]:
+        """Buffer and flusher state of this worker (no I/O)."""
 
 
 def reward_counters(snapshot: Snapshot, metric: str) -> dict[str, np.ndarray]:
@@ -101,3 +116,18 @@ def reward_counters(snapshot: Snapshot, metric: str) -> dict[str, np.ndarray]:
 def metric_specs(metrics: Mapping[str, MetricSpec]) -> dict[str, tuple[str, str]]:
     """(kind, aggregate) per metric: what two stores must agree on to be merged."""
     return {name: (m.kind, str(m.aggregate)) for name, m in metrics.items()}
+
+
+def loss_notes(losses: Mapping[str, int]) -> list[str]:
+    """Analysis notes for what a remote store could not merge (never silently lost)."""
+    notes = []
+    if losses.get("dropped_exposures"):
+        notes.append(f"{losses['dropped_exposures']:,} exposures were dropped by full worker "
+                     "buffers while the shared store was unreachable (requests still counted)")
+    if losses.get("dropped_values"):
+        notes.append(f"{losses['dropped_values']:,} feedback values were dropped by full worker "
+                     "buffers while the shared store was unreachable")
+    if losses.get("orphan_values"):
+        notes.append(f"{losses['orphan_values']:,} feedback values belong to units whose exposure "
+                     "is not in the shared store (dropped or not yet flushed); not analysed")
+    return notes

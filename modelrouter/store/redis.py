@@ -36,6 +36,7 @@ Thread safety: hot-path methods hold ``_lock`` for microseconds; the flusher hol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -154,6 +155,7 @@ class RedisStore:
         self._uncounted = 0
         self._dropped_delta = [0, 0]
         self._new_epochs: list[EpochInfo] = []
+        self._new_looks: list[Any] = []
         self._size = 0
 
     # -- protocol: epochs and segments ---------------------------------------------------
@@ -163,19 +165,28 @@ class RedisStore:
         with self._lock:
             self._new_epochs.append(self._local._epochs[-1])
 
+    def add_look(self, look: Any) -> None:
+        """Record a look locally (checked against this worker's looks); flushed first-writer-
+        wins per (metric, variant, number), so workers agree on the official looks."""
+        self._local.add_look(look)
+        with self._lock:
+            self._new_looks.append(look)
+
     def segment_codes(self, values: Sequence[str]) -> tuple[int, ...]:
         """Local codes of segment values; translated back to values when flushed."""
         return self._local.segment_codes(values)
 
     # -- protocol: hot path --------------------------------------------------------------
     def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
-               segment: tuple[int, ...] = ()) -> int:
+               segment: tuple[int, ...] = (), now: float | None = None) -> int:
         """Count one routed request in the buffer; return its decision handle."""
-        self._ensure_started()
+        if self._thread is None:
+            self.start()
         if not self.unit_level:
             return self._local.expose(None, variant, propensity, epoch, segment)
         assert unit is not None
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         with self._lock:
             seq = self._seq
             self._seq = seq + 1
@@ -272,10 +283,6 @@ class RedisStore:
         return unit in self._first
 
     # -- flushing ------------------------------------------------------------------------
-    def _ensure_started(self) -> None:
-        if self._thread is None:
-            self.start()
-
     def start(self) -> None:
         """Start the flusher thread (idempotent; also started by the first request)."""
         with self._flush_lock:
@@ -367,7 +374,7 @@ class RedisStore:
         with self._lock:
             first, xy, events = self._first, self._xy, self._events
             requests, uncounted, dropped = self._requests, self._uncounted, self._dropped_delta
-            epochs = self._new_epochs
+            epochs, looks = self._new_epochs, self._new_looks
             self._new_buffer()
         self._dropped[0] += dropped[0]
         self._dropped[1] += dropped[1]
@@ -405,6 +412,9 @@ class RedisStore:
         for e in epochs:
             ops.append(("n", "epochs", str(e.epoch),
                         json.dumps([e.mode, list(e.weights), e.started_at])))
+        for look in looks:
+            ops.append(("n", "looks", f"{look.metric}|{look.variant}|{look.number}",
+                        json.dumps(look.to_dict())))
         batches = []
         for start in range(0, len(ops), _CHUNK):
             chunk = ops[start:start + _CHUNK]
@@ -448,7 +458,8 @@ class RedisStore:
                 "last_error": self.last_error}
 
     def _read_all(self) -> dict[str, dict[str, str]]:
-        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "events"]
+        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "events",
+                 "looks"]
         names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
         try:
             pipe = self._client.pipeline(transaction=True)
@@ -551,6 +562,12 @@ class RedisStore:
                         losses={"dropped_exposures": counters.get("dropped_exposures", 0),
                                 "dropped_values": counters.get("dropped_values", 0),
                                 "orphan_values": orphans})
+        if data["looks"]:
+            from modelrouter.store.looks import Look
+
+            looks = sorted((Look.from_dict(json.loads(v)) for v in data["looks"].values()),
+                           key=lambda k: (k.taken_at, k.metric, k.variant, k.number))
+            snap = dataclasses.replace(snap, looks=tuple(looks))
         return snap
 
     @property

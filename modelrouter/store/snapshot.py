@@ -95,6 +95,7 @@ def _dump(store: MemoryStore) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "epochs": [[e.epoch, e.mode, list(e.weights), e.started_at] for e in s._epochs],
             "group_keys": [[v, e, list(seg)] for v, e, seg in s._group_keys],
             "saved_at": s.clock(),
+            "looks": [k.to_dict() for k in getattr(s, "_looks", ())],
         }
         arrays: dict[str, np.ndarray] = {}
         if s.unit_level:
@@ -135,7 +136,8 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
         header["arrays"].append([name, dtype, list(a.shape), offset, len(raw)])
         chunks.append(raw)
         offset += len(raw)
-    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    # allow_nan: a look's boundary may be infinite (JSON "Infinity", read back by json.loads)
+    head = json.dumps(header, separators=(",", ":")).encode()
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head))
     digest = hashlib.sha256(prefix)
     digest.update(head)
@@ -261,6 +263,9 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *,
         new.update(_empty_ring(store))
         for attr, value in new.items():
             setattr(store, attr, value)
+        rebind = getattr(store, "_bind_columns", None)
+        if rebind is not None:  # hot-path aliases of the replaced columns
+            rebind()
         store._bind_columns()
     n = len(new["_rows"]) if store.unit_level else 0
     return SnapshotInfo(name, FORMAT_VERSION, experiment, store.variants, store.level, n,
@@ -297,6 +302,10 @@ def _build(store: MemoryStore, header: dict[str, Any], arrays: dict[str, np.ndar
         "_group_keys": keys, "_group_index": {key: i for i, key in enumerate(keys)},
         "_group_sums": [list(map(float, row)) for row in sums],
     }
+    if hasattr(store, "_looks"):
+        from modelrouter.store.looks import Look
+
+        new["_looks"] = [Look.from_dict(k) for k in header.get("looks", [])]
     n = 0
     if store.unit_level:
         lengths = arrays["unit_len"].astype(np.int64)
