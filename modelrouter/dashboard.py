@@ -67,26 +67,52 @@ def _section(key: str, title: str, html: str) -> str:
     return f'<section id="{escape(key)}"><h2>{escape(title)}</h2>{html}</section>'
 
 
+_PREFERRED = ("metric", "variant", "segment", "status", "decision", "estimate", "low", "high",
+              "margin", "pvalue", "reason")
+
+
+def _cell(value: Any) -> str:
+    return escape(fmt(value) if isinstance(value, float) else str(value))
+
+
+def _rows_table(results: Sequence[Any]) -> str:
+    """A list of result objects as one table, one row each (e.g. the guardrails)."""
+    dicts = [r.to_dict() if callable(getattr(r, "to_dict", None)) else r for r in results]
+    if not all(isinstance(d, dict) for d in dicts):
+        return "".join(_generic(r) for r in results)
+    keys = [k for k in _PREFERRED if any(k in d for d in dicts)] or [
+        k for k, v in dicts[0].items() if isinstance(v, (str, int, float, bool))]
+    rows = []
+    for d in dicts:
+        cells = [_cell(d.get(k, "")) for k in keys]
+        if str(d.get("status", "")).lower() in ("fail", "failed", "violated", "alarm"):
+            cells[0] = f'<span class="alarm">{cells[0]}</span>'
+        rows.append(cells)
+    return _table(keys, rows, "results")
+
+
 def _generic(result: Any) -> str:
-    """Any result object: its explanation, else its scalar fields."""
+    """Any result object: its explanation or summary, else its scalar fields."""
     if isinstance(result, (list, tuple)):
-        return "".join(_generic(r) for r in result) or '<p class="muted">none</p>'
-    if isinstance(result, dict) and not hasattr(result, "to_dict"):
-        data: Any = result
-    else:
-        explain = getattr(result, "explain", None)
-        if callable(explain):
+        return _rows_table(result) if result else '<p class="muted">none</p>'
+    text = ""
+    decision = getattr(result, "decision", None)
+    if isinstance(decision, str):
+        text = f'<p class="decision"><strong>{escape(decision.upper())}</strong></p>'
+    for name in ("explain", "summary"):
+        fn = getattr(result, name, None)
+        if callable(fn):
             try:
-                return f"<pre>{escape(str(explain()))}</pre>"
-            except Exception:  # fall back to the fields
-                pass
-        to_dict = getattr(result, "to_dict", None)
-        data = to_dict() if callable(to_dict) else None
+                return f"{text}<pre>{escape(str(fn()))}</pre>"
+            except Exception:  # try the next way of showing it
+                continue
+    to_dict = getattr(result, "to_dict", None)
+    data = to_dict() if callable(to_dict) else result
     if not isinstance(data, dict):
-        return f"<pre>{escape(str(result))}</pre>"
-    rows = [[escape(str(k)), escape(fmt(v) if isinstance(v, float) else str(v))]
-            for k, v in data.items() if isinstance(v, (str, int, float, bool)) or v is None]
-    return _table(["field", "value"], rows)
+        return f"{text}<pre>{escape(str(result))}</pre>"
+    rows = [[escape(str(k)), _cell(v)] for k, v in data.items()
+            if isinstance(v, (str, int, float, bool)) or v is None]
+    return text + _table(["field", "value"], rows)
 
 
 def _status_class(result: Any) -> str:
@@ -146,23 +172,27 @@ def _metric_section(analysis: Any, metric: str) -> str:
     return _section(f"metric-{metric}", f"Metric: {metric}", html)
 
 
-def _sequential_chart(result: Any) -> str:
-    design = getattr(result, "design", None)
+def _sequential_chart(result: Any, analysis: Any) -> str:
+    """z at each look (the recorded ones, then now) against the boundaries of those looks."""
+    test = getattr(result, "test", None)
+    design = getattr(test if test is not None else result, "design", None)
     rates = getattr(design, "information_rates", None)
     bounds = getattr(design, "z", None)
     if rates is None or bounds is None:
         return ""
-    path = getattr(result, "statistics", None)
-    if path is None:
-        path = [getattr(result, "statistic", math.nan)]
-    path = list(path)
     t = [float(x) for x in rates]
-    series = {"z": list(zip(t[-len(path):], map(float, path))),
-              "upper boundary": list(zip(t, map(float, bounds)))}
+    metric, variant = getattr(result, "metric", None), getattr(result, "variant", None)
+    path = [float(k.statistic) for k in getattr(analysis.snapshot, "looks", ())
+            if getattr(k, "metric", None) == metric and getattr(k, "variant", None) == variant]
+    path = path[:len(t)]
+    if len(path) < len(t):
+        path.append(float(getattr(result, "statistic", math.nan)))
+    series = {"z": list(zip(t[:len(path)], path)),
+              "boundary": list(zip(t, map(float, bounds)))}
     if getattr(design, "sided", 2) == 2:
-        series["lower boundary"] = [(x, -float(b)) for x, b in zip(t, bounds)]
-    return line_chart(series, title="Sequential test: z against its boundaries",
-                      x_label="information rate", dashed=("upper boundary", "lower boundary"))
+        series["-boundary"] = [(x, -float(b)) for x, b in zip(t, bounds)]
+    return line_chart(series, title="Sequential test: z at each look against its boundary",
+                      x_label="information rate", dashed=("boundary", "-boundary"))
 
 
 def _weights_chart(analysis: Any) -> str:
@@ -208,7 +238,7 @@ def render_dashboard(router: Any, analysis: Any, prefix: str, refresh: int = 10)
                 continue
             html = f'<div class="{_status_class(result)}">{_generic(result)}</div>'
             if key == "sequential":
-                html = _sequential_chart(result) + html
+                html = _sequential_chart(result, analysis) + html
         except Exception as exc:  # one section failing must not take the page down
             html = f'<p class="alarm">unavailable: {escape(str(exc))}</p>'
         parts.append(_section(key, title, html))

@@ -149,8 +149,11 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: st
         if len(coords) > 1:
             out.append(f'<polyline points="{d}" fill="none" stroke="{color}" '
                        f'stroke-width="2"{dash}/>')
-        for x, y in p:
-            if name not in dashed:
+        for x, y in p:  # points; dashed series (boundaries) get short horizontal ticks
+            if name in dashed:
+                out.append(f'<line x1="{px(x) - 7:.1f}" y1="{py(y):.1f}" x2="{px(x) + 7:.1f}" '
+                           f'y2="{py(y):.1f}" stroke="{color}" stroke-width="3"/>')
+            else:
                 out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
         out.append(f'<text x="{left + 8 + 150 * (i % 4)}" y="{height - 6 - 14 * (i // 4)}" '
                    f'fill="{color}" class="legend">{escape(name)}</text></g>')
