@@ -170,7 +170,7 @@ class Analysis:
 
     def verdict(self, variant: str | None = None) -> Verdict:
         """ship / keep_testing / blocked_by_guardrail / no_effect / invalid, with reasons."""
-        return decide(self, variant, alpha=getattr(self.config, "alpha", 0.05))
+        return decide(self, variant)
 
     def report(self, variant: str | None = None) -> str:
         """Everything a reviewer needs in one text: verdict, SRM, primary, guardrails,

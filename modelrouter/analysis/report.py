@@ -28,6 +28,16 @@ def render_report(analysis: Analysis, variant: str | None = None) -> str:
         explain = getattr(seq, "explain", None)
         if seq is not None and seq is not verdict.comparison and callable(explain):
             out += [explain()]
+    others = [m for m in snap.metrics if m != config.primary]
+    if others:
+        out += ["", "Primary metric: none configured (RouterConfig(primary=...))"
+                if config.primary is None else "", "Other metrics"]
+        for metric in others:
+            try:
+                for cmp_ in analysis.compare_all(metric).values():
+                    out += [str(cmp_), ""]
+            except AnalysisError as exc:
+                out += [f"{metric}: {exc}", ""]
     guards = analysis.guardrails()
     if guards:
         rows = [[g.metric, g.variant, g.where, g.status.upper() if g.status == "fail"

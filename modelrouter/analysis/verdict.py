@@ -103,9 +103,15 @@ def _sequential(analysis: Analysis, metric: str, alpha: float,
     return ("reject" if cmp_.pvalue < alpha else "continue"), cmp_, note
 
 
-def decide(analysis: Analysis, variant: str | None = None, alpha: float = 0.05) -> Verdict:
-    """See the module docstring; ``Analysis.verdict`` is the public entry point."""
+def decide(analysis: Analysis, variant: str | None = None, alpha: float | None = None
+           ) -> Verdict:
+    """See the module docstring; ``Analysis.verdict`` is the public entry point.
+
+    ``alpha`` (for the fixed-horizon fallback only) defaults to the plan's, else 0.05.
+    """
     config = analysis.config
+    if alpha is None:
+        alpha = float(getattr(getattr(config, "plan", None), "alpha", 0.05))
     primary = config.primary
     srm_p, srm_text = _srm_pvalue(analysis)
     if primary is None:
