@@ -121,7 +121,8 @@ def _post_config(client: Client, body: object) -> tuple[int, dict[str, object]]:
 
 
 def test_change_weights_mode_pause_resume() -> None:
-    router = make_router(metrics={"click": "binary"}, weights={"control": 0.8, "treatment": 0.2})
+    router = make_router(metrics={"click": "binary"}, weights={"control": 0.8, "treatment": 0.2},
+                         reward="click")
     client = Client(router)
     status, body = _post_config(client, {"weights": {"control": 0.3, "treatment": 0.7}})
     assert status == 200 and body["weights"] == {"control": 0.3, "treatment": 0.7}
@@ -135,6 +136,13 @@ def test_change_weights_mode_pause_resume() -> None:
     assert body["weights"] == pytest.approx({"control": 0.8, "treatment": 0.2})
     status, body = _post_config(client, {"mode": "bandit"})
     assert status == 200 and body["mode"] == "bandit" and router.experiment.mode == "bandit"
+
+
+def test_bandit_mode_needs_a_reward(router: ModelRouter, client: Client) -> None:
+    before = fingerprint(router)
+    status, body = _post_config(client, {"mode": "bandit"})
+    assert status == 422 and "reward" in str(body["error"])
+    assert fingerprint(router) == before
 
 
 @pytest.mark.parametrize(("body", "field"), [

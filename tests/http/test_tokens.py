@@ -4,6 +4,7 @@ expiry, constant-time comparison."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import statistics
 import time
@@ -151,10 +152,8 @@ def test_verification_time_does_not_depend_on_where_the_tag_differs() -> None:
         for k, tok in enumerate(variants):
             t0 = time.perf_counter()
             for _ in range(200):
-                try:
+                with contextlib.suppress(TokenError):
                     signer.verify(tok)
-                except TokenError:
-                    pass
             samples[k].append(time.perf_counter() - t0)
     first, last = (statistics.median(sorted(s)[:15]) for s in samples)
     assert 0.67 < first / last < 1.5
