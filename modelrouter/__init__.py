@@ -20,6 +20,7 @@ from modelrouter.exceptions import (
 )
 from modelrouter.experiment import Experiment
 from modelrouter.middleware import ASGIVariant, ModelRouter
+from modelrouter.plan import ExperimentPlan
 
 __all__ = [
     "ASGIVariant",
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Experiment",
+    "ExperimentPlan",
     "ExpiredTokenError",
     "FeedbackError",
     "InvalidValueError",
