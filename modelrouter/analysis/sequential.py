@@ -172,8 +172,10 @@ def sequential_analysis(analysis: Analysis, metric: str | None = None,
         recorded = True
         statistics = [k.statistic for k in looks]
         rates = [k.information_rate for k in looks]
-        notes.append(f"no new units since recorded look {looks[-1].number}: it is shown as "
-                     f"recorded (z then {looks[-1].statistic:.4f}, z now {z:.4f})")
+        why = ("the planned maximum was reached at" if rate >= 1.0 else
+               "no new units since")
+        notes.append(f"{why} recorded look {looks[-1].number}: it is shown as recorded "
+                     f"(z then {looks[-1].statistic:.4f}, z now {z:.4f})")
     else:
         recorded = False
         statistics = [k.statistic for k in looks] + [z]
@@ -198,11 +200,14 @@ def make_look(analysis: Analysis, metric: str | None, variant: str | None,
               taken_at: float) -> Look:
     """The next official look of a comparison, ready for ``store.add_look``."""
     seq = sequential_analysis(analysis, metric, variant)
+    if seq.recorded and seq.information_rate >= 1.0:
+        raise AnalysisError(f"look {seq.look} of {seq.metric!r} already reached the planned "
+                            f"maximum (information rate 1); the test is {seq.decision}, no "
+                            "further looks")
     if seq.recorded:
         raise AnalysisError(f"no new units since look {seq.look} of {seq.metric!r} "
                             f"(information rate {seq.information_rate:.4f}); a look needs new "
-                            "data" + (" (the planned maximum is reached)"
-                                      if seq.information_rate >= 1.0 else ""))
+                            "data")
     capped = [n for n in seq.notes if n.startswith(f"{seq.units:,} units exceed")]
     return Look(number=seq.look, taken_at=taken_at, metric=seq.metric, variant=seq.variant,
                 control=seq.control, units=seq.units, planned_units=seq.planned_units,

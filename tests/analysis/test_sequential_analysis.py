@@ -112,8 +112,11 @@ def test_planned_maximum_gives_final_and_the_rate_is_capped() -> None:
     look = exp.record_look()
     assert look.information_rate == 1.0 and "capped" in look.note
     drive(exp, led, 10, bernoulli(rng, {"control": 0.3, "treatment": 0.3}))
-    with pytest.raises(AnalysisError, match="planned maximum is reached"):
+    with pytest.raises(AnalysisError, match=r"look 2 of 'click' already reached the planned "
+                       r"maximum \(information rate 1\); the test is final"):
         exp.record_look()
+    assert any("planned maximum was reached at recorded look 2" in n
+               for n in analyse(exp).sequential().notes)
 
 
 def test_record_look_refuses_without_new_units_or_plan_or_metric() -> None:
