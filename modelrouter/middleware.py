@@ -66,8 +66,12 @@ class ModelRouter:
     """
 
     def __init__(self, app: ASGIApp, variants: Mapping[str, Any],
-                 config: RouterConfig | None = None, **experiment_kwargs: Any) -> None:
+                 config: RouterConfig | None = None, *,
+                 timer: Callable[[], float] = time.perf_counter,
+                 **experiment_kwargs: Any) -> None:
         self.app = app
+        # seconds; measures ``latency_ms``. Injectable so simulations can model slow variants
+        self._timer = timer
         self.config = config if config is not None else RouterConfig()
         self.experiment = Experiment(variants, self.config, **experiment_kwargs)
         self._targets: tuple[ASGIApp, ...] = tuple(
@@ -226,7 +230,8 @@ class ModelRouter:
         tick = self.experiment.tick
         signer = self._signer
         observe = self._observe
-        start = time.perf_counter()
+        timer = self._timer
+        start = timer()
         status = 0
         done = False
 
@@ -239,7 +244,7 @@ class ModelRouter:
                         _TOKEN_HEADER, signer.sign_decision(decision))]}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 done = True
-                latency = (time.perf_counter() - start) * 1000.0
+                latency = (timer() - start) * 1000.0
                 store.record_auto(seq, latency, 1.0 if status >= 500 else 0.0)
                 if observe is not None:
                     observe(index, latency, status >= 500)
@@ -252,7 +257,7 @@ class ModelRouter:
         except BaseException:
             if not done:
                 done = True
-                latency = (time.perf_counter() - start) * 1000.0
+                latency = (timer() - start) * 1000.0
                 store.record_auto(seq, latency, 1.0)
                 if observe is not None:
                     observe(index, latency, True)

@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 __all__ = ["GuardrailMonitor", "RollbackEvent"]
@@ -41,12 +42,20 @@ class RollbackEvent:
     weights_before: Mapping[str, float] = field(default_factory=dict)
     weights_after: Mapping[str, float] = field(default_factory=dict)
 
+    @property
+    def when(self) -> str:
+        """``at`` as an ISO 8601 UTC time."""
+        try:
+            return datetime.fromtimestamp(self.at, tz=timezone.utc).isoformat(timespec="seconds")
+        except (OverflowError, OSError, ValueError):  # an injected clock far from the epoch
+            return f"{self.at:g}"
+
     def __repr__(self) -> str:
-        return f"RollbackEvent({self.kind} at {self.at:.3f}: {'; '.join(self.reasons)})"
+        return f"RollbackEvent({self.kind} at {self.when}: {'; '.join(self.reasons)})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return {"kind": self.kind, "at": self.at, "reasons": list(self.reasons),
+        return {"kind": self.kind, "at": self.at, "when": self.when, "reasons": list(self.reasons),
                 "weights_before": dict(self.weights_before),
                 "weights_after": dict(self.weights_after)}
 

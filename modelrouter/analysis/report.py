@@ -60,5 +60,5 @@ def render_report(analysis: Analysis, variant: str | None = None) -> str:
             out += [f"note: {snap.segment_overflow:,} segment values past the cap were "
                     "counted as 'other'"]
     for e in getattr(analysis, "rollback_events", ()):
-        out += ["", f"{e.kind} at {e.at:.0f}: {'; '.join(e.reasons)}"]
+        out += ["", f"{e.kind} at {e.when}: {'; '.join(e.reasons)}"]
     return "\n".join(out)

@@ -132,7 +132,7 @@ def decide(analysis: Analysis, variant: str | None = None, alpha: float | None =
     if failed or rolled_back:
         reasons = [f"guardrail failed: {g.reason}" for g in failed]
         if rolled_back:
-            reasons.append(f"traffic was rolled back to the control at {events[-1].at:.0f} "
+            reasons.append(f"traffic was rolled back to the control at {events[-1].when} "
                            f"({'; '.join(events[-1].reasons)}) and has not been resumed")
         return Verdict("blocked_by_guardrail", tuple(reasons), primary, variant, srm_p, cmp_,
                        None, guards)
