@@ -36,7 +36,6 @@ Thread safety: hot-path methods hold ``_lock`` for microseconds; the flusher hol
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -50,33 +49,15 @@ import numpy as np
 
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import StoreError, UnknownDecisionError
-from modelrouter.store.memory import OTHER, EpochInfo, MemoryStore, Snapshot, UnitColumns
-from modelrouter.store.moments import Moments
+from modelrouter.store.memory import EpochInfo, MemoryStore, Snapshot
+from modelrouter.store.redis_batch import LUA, counter_ops, group_ops, pack_batches, unit_ops
+from modelrouter.store.redis_snapshot import build_snapshot
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("modelrouter.store.redis")
 
 FORMAT = "1"
-_CHUNK = 20_000  # ops per Lua call (one atomic script; Redis is busy ~10 ms per chunk)
-_SUMS = 5
-
-# KEYS[1] = batch marker, KEYS[2..] = hashes; ARGV[1] = marker TTL, ARGV[2] = JSON list of
-# [op, key index, field, value] (one argument: packing 4 arguments per op in redis-py costs more
-# than the whole Lua loop)
-_LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-local ops = cjson.decode(ARGV[2])
-for i = 1, #ops do
-  local o = ops[i]
-  local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
-  if op == 'i' then redis.call('HINCRBY', k, f, v)
-  elseif op == 'f' then redis.call('HINCRBYFLOAT', k, f, v)
-  else redis.call('HSETNX', k, f, v) end
-end
-return 1
-"""
-
 
 def _redis() -> Any:
     try:
@@ -96,7 +77,7 @@ class RedisStore:
                  segment_dims: Sequence[str] = (), segment_cap: int = 50,
                  clock: Callable[[], float] = time.time, flush_seconds: float = 0.1,
                  flush_events: int = 10_000, max_buffer: int = 1_000_000,
-                 client: Any = None, socket_timeout: float = 1.0,
+                 client: Any = None, socket_timeout: float = 5.0,
                  max_backoff: float = 5.0) -> None:
         redis = _redis()
         self.url = url
@@ -120,7 +101,7 @@ class RedisStore:
         self._client = client if client is not None else redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
             retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
-        self._script = self._client.register_script(_LUA)
+        self._script = self._client.register_script(LUA)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         # the local reference store: segment codes, epochs, pending ring, request-level sums
         self._local = MemoryStore(self.variants, self.metrics, level=level,
@@ -384,72 +365,19 @@ class RedisStore:
         self._dropped[1] += dropped[1]
         with self._local._lock:
             overflow, self._local._overflow = self._local._overflow, 0
-        ops: list[tuple[str, str, str, str]] = []
-        p = self.prefix
+        tables = [sorted(t, key=t.__getitem__) for t in self._local._seg_codes]
         if self.unit_level:
-            tables = self._segment_values()
-            for unit, (n, variant, epoch, prop, seen, seg) in first.items():
-                segs = [tables[d][c] for d, c in enumerate(seg)]
-                ops.append(("n", "first", unit,
-                            json.dumps([variant, epoch, prop, seen, segs], separators=(",", ":"))))
-                ops.append(("i", "exposures", unit, str(n)))
-            for (unit, m), (x, y) in xy.items():
-                name = self.metric_names[m]
-                ops.append(("f", "x:" + name, unit, repr(x)))
-                ops.append(("f", "y:" + name, unit, repr(y)))
+            ops = unit_ops(first, xy, self.metric_names, tables)
         else:
-            requests, local_uncounted, groups = self._drain_local()
+            requests, local_uncounted, ops = group_ops(self._local, tables)
             uncounted += local_uncounted
-            ops.extend(groups)
-        for (variant, m), (n, s, ss) in events.items():
-            f = f"{self.variants[variant]}:{self.metric_names[m]}:"
-            ops += [("f", "events", f + "n", repr(n)), ("f", "events", f + "sum", repr(s)),
-                    ("f", "events", f + "sumsq", repr(ss))]
-        for i, r in enumerate(requests):
-            if r:
-                ops.append(("i", "requests", self.variants[i], str(r)))
-        for name, value in (("uncounted", uncounted), ("segment_overflow", overflow),
-                            ("dropped_exposures", dropped[0]),
-                            ("dropped_values", dropped[1])):
-            if value:
-                ops.append(("i", "counters", name, str(value)))
-        for e in epochs:
-            ops.append(("n", "epochs", str(e.epoch),
-                        json.dumps([e.mode, list(e.weights), e.started_at])))
-        for look in looks:
-            ops.append(("n", "looks", f"{look.metric}|{look.variant}|{look.number}",
-                        json.dumps(look.to_dict())))
-        batches = []
-        for start in range(0, len(ops), _CHUNK):
-            chunk = ops[start:start + _CHUNK]
-            key_index: dict[str, int] = {}
-            packed = [[op, key_index.setdefault(p + key, len(key_index) + 2), field, value]
-                      for op, key, field, value in chunk]
-            argv = ["86400", json.dumps(packed, separators=(",", ":")), str(len(chunk))]
-            self._batch_no += 1
-            batches.append((f"{self._worker}:{self._batch_no}", list(key_index), argv))
+        ops += counter_ops(self.variants, self.metric_names, events, requests,
+                           {"uncounted": uncounted, "segment_overflow": overflow,
+                            "dropped_exposures": dropped[0], "dropped_values": dropped[1]},
+                           epochs, looks)
+        batches = pack_batches(ops, self.prefix, self._worker, self._batch_no)
+        self._batch_no += len(batches)
         return batches
-
-    def _segment_values(self) -> list[list[str]]:
-        return [sorted(t, key=t.__getitem__) for t in self._local._seg_codes]
-
-    def _drain_local(self) -> tuple[list[int], int, list[tuple[str, str, str, str]]]:
-        """Request level: take the local store's group sums and counters, zero them."""
-        local = self._local
-        with local._lock:
-            keys = list(local._group_keys)
-            sums = [list(s) for s in local._group_sums]
-            for s in local._group_sums:
-                s[:] = [0.0] * len(s)
-            requests, local._requests = local._requests, [0] * len(self.variants)
-            uncounted, local._uncounted = local._uncounted, 0
-        tables = self._segment_values()
-        ops = []
-        for (variant, epoch, seg), s in zip(keys, sums):
-            name = json.dumps([variant, epoch, [tables[d][c] for d, c in enumerate(seg)]],
-                              separators=(",", ":"))
-            ops += [("f", "groups", f"{name}#{k}", repr(v)) for k, v in enumerate(s) if v]
-        return requests, uncounted, ops
 
     # -- reading -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -460,11 +388,8 @@ class RedisStore:
                 "flushed_events": self.flushed_events, "failed_flushes": self.failed_flushes,
                 "last_error": self.last_error}
 
-    def _read_all(self) -> dict[str, dict[str, str]]:
-        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "events",
-                 "looks"]
-        names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
-        try:
+    def _read(self, names: list[str]) -> dict[str, dict[str, str]]:
+        try:  # one MULTI: batches are atomic scripts, so the read is a consistent cut
             pipe = self._client.pipeline(transaction=True)
             for n in names:
                 pipe.hgetall(self.prefix + n)
@@ -476,102 +401,16 @@ class RedisStore:
     def event_counters(self, metric: str) -> dict[str, np.ndarray]:
         """Global per-variant ``n``/``sum``/``sumsq`` of every recorded event of ``metric``
         (additive over workers; one small read): counters for request-level bandits."""
-        try:
-            raw = self._client.hgetall(self.prefix + "events")
-        except self._errors as exc:
-            raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
-        ev = {_s(k): float(v) for k, v in raw.items()}
-        return {c: np.array([ev.get(f"{v}:{metric}:{c}", 0.0) for v in self.variants])
+        ev = self._read(["events"])["events"]
+        return {c: np.array([float(ev.get(f"{v}:{metric}:{c}", 0.0)) for v in self.variants])
                 for c in ("n", "sum", "sumsq")}
 
     def snapshot(self) -> Snapshot:
         """The merged state of every worker (what they have flushed), as one Snapshot."""
         taken = self.clock()
-        data = self._read_all()
-        requests = np.array([int(data["requests"].get(v, 0)) for v in self.variants],
-                            dtype=np.int64)
-        counters = {n: int(v) for n, v in data["counters"].items()}
-        epochs = tuple(sorted((EpochInfo(int(e), m, tuple(w), float(t)) for e, (m, w, t) in
-                               ((e, json.loads(v)) for e, v in data["epochs"].items())),
-                              key=lambda e: e.epoch))
-        tables: list[dict[str, int]] = [{} for _ in self.segment_dims]
-        overflow = counters.get("segment_overflow", 0)
-
-        def code(d: int, value: str) -> int:
-            table = tables[d]
-            c = table.get(value)
-            if c is None:
-                if len(table) >= self.segment_cap - 1 and value != OTHER:
-                    value = OTHER
-                c = table.setdefault(value, len(table))
-            return c
-
-        units = None
-        groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = {}
-        orphans = 0
-        if self.unit_level:
-            rows = sorted(((json.loads(v), u) for u, v in data["first"].items()),
-                          key=lambda r: (r[0][3], r[1]))
-            ids = [u for _, u in rows]
-            index = {u: i for i, u in enumerate(ids)}
-            n = len(ids)
-            segs = np.zeros((n, len(self.segment_dims)), dtype=np.int64)
-            for i, (r, _u) in enumerate(rows):
-                for d, value in enumerate(r[4][:len(self.segment_dims)]):
-                    segs[i, d] = code(d, value)
-            x, y = {}, {}
-            for j, m in enumerate(self.metric_names):
-                x[m], y[m] = np.zeros(n), np.zeros(n)
-                for col, target in ((data[f"x:{m}"], x[m]), (data[f"y:{m}"], y[m])):
-                    for u, v in col.items():
-                        i = index.get(u, -1)
-                        if i >= 0:
-                            target[i] = float(v)
-                        elif col is data[f"y:{m}"]:
-                            orphans += int(float(v))
-                if self._any[j]:
-                    x[m] = (x[m] > 0).astype(np.float64)
-            exposures = np.zeros(n, dtype=np.int64)
-            for u, v in data["exposures"].items():
-                i = index.get(u, -1)
-                if i >= 0:
-                    exposures[i] = int(v)
-            units = UnitColumns(
-                variant=np.array([r[0] for r, _ in rows], dtype=np.int64).reshape(n),
-                epoch=np.array([r[1] for r, _ in rows], dtype=np.int64).reshape(n),
-                propensity=np.array([r[2] for r, _ in rows], dtype=np.float64).reshape(n),
-                first_seen=np.array([r[3] for r, _ in rows], dtype=np.float64).reshape(n),
-                exposures=exposures, segments=segs, x=x, y=y)
-        else:
-            width = 1 + _SUMS * len(self.metric_names)
-            sums: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}
-            for field, v in data["groups"].items():
-                name, _, kk = field.rpartition("#")
-                variant, epoch, seg = json.loads(name)
-                key = (int(variant), int(epoch),
-                       tuple(code(d, s) for d, s in enumerate(seg)))
-                sums.setdefault(key, [0.0] * width)[int(kk)] += float(v)
-            for key, s in sums.items():
-                per_metric = {m: Moments.from_sums(s[0], *s[1 + _SUMS * i:1 + _SUMS * (i + 1)])
-                              for i, m in enumerate(self.metric_names)}
-                groups[key] = (int(s[0]), per_metric)
-        seg_values = {d: tuple(sorted(t, key=t.__getitem__))
-                      for d, t in zip(self.segment_dims, tables)}
-        snap = Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
-                        taken_at=taken, segment_dims=self.segment_dims,
-                        segment_values=seg_values, epochs=epochs, requests=requests,
-                        uncounted_requests=counters.get("uncounted", 0),
-                        segment_overflow=overflow, units=units, groups=groups,
-                        losses={"dropped_exposures": counters.get("dropped_exposures", 0),
-                                "dropped_values": counters.get("dropped_values", 0),
-                                "orphan_values": orphans})
-        if data["looks"]:
-            from modelrouter.store.looks import Look
-
-            looks = sorted((Look.from_dict(json.loads(v)) for v in data["looks"].values()),
-                           key=lambda k: (k.taken_at, k.metric, k.variant, k.number))
-            snap = dataclasses.replace(snap, looks=tuple(looks))
-        return snap
+        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks"]
+        names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
+        return build_snapshot(self, self._read(names), taken)
 
     @property
     def pending_capacity(self) -> int:
