@@ -19,8 +19,10 @@ from modelrouter.exceptions import (
     UnknownUnitError,
 )
 from modelrouter.experiment import Experiment
+from modelrouter.guardrail_config import GuardrailSpec
 from modelrouter.middleware import ASGIVariant, ModelRouter
 from modelrouter.plan import ExperimentPlan
+from modelrouter.rollback import RollbackEvent
 
 __all__ = [
     "ASGIVariant",
@@ -34,10 +36,12 @@ __all__ = [
     "ExperimentPlan",
     "ExpiredTokenError",
     "FeedbackError",
+    "GuardrailSpec",
     "InvalidValueError",
     "MetricSpec",
     "ModelRouter",
     "ModelRouterError",
+    "RollbackEvent",
     "RouterConfig",
     "StoreError",
     "TokenError",

@@ -225,8 +225,9 @@ def present_segments(analysis: Analysis, by: Sequence[str]) -> list[dict[str, st
                                 f"dimensions are {list(dims)!r}")
     cols = [dims.index(d) for d in by]
     if snap.units is not None:
-        codes = snap.units.segments[:, cols] if snap.units.variant.size else np.zeros((0, 0))
-        combos = sorted({tuple(int(c) for c in row) for row in codes})
+        codes = snap.units.segments[:, cols]
+        combos = [tuple(int(c) for c in row) for row in np.unique(codes, axis=0)] \
+            if codes.shape[0] else []
     else:
         combos = sorted({tuple(seg[c] for c in cols) for (_v, _e, seg) in snap.groups})
     return [{d: snap.segment_values[d][c] for d, c in zip(by, combo)} for combo in combos]
