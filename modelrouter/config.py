@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from modelrouter.bandit_config import check_bandit_fields
 from modelrouter.exceptions import ConfigError
 from modelrouter.store_options import check_store_fields, redact_url
 from modelrouter.guardrail_config import parse_guardrails, parse_segments
@@ -156,6 +157,18 @@ class RouterConfig:
     attribution_window: float = 86_400.0
     max_pending: int = 1_000_000
     mode: Mode = "ab"
+    # bandit mode (see modelrouter/bandit_config.py and modelrouter/bandit/router.py)
+    reward: str | None = None
+    reward_cost: Mapping[str, float] | None = None
+    refresh_every: int = 100
+    refresh_seconds: float | None = 1.0
+    min_share: float = 0.01
+    bandit_policy: str = "thompson"
+    prior: Mapping[str, float] | None = None
+    sticky_seconds: float | None = None
+    sticky_max_units: int = 100_000
+    missing_reward: str = "zero"
+    holdout: float = 0.0
     # scale-out and durability (see modelrouter/store_options.py)
     store: str = "memory"
     snapshot_path: str | None = None
@@ -229,6 +242,7 @@ class RouterConfig:
             object.__setattr__(self, "weights", self.check_weights(self.weights))
         self._check_guardrail_fields()
         self._check_plan()
+        check_bandit_fields(self)
 
     def _check_plan(self) -> None:
         plan = parse_plan(self.plan)

@@ -102,6 +102,13 @@ class Experiment:
         weights = RouterConfig.check_weights(weights, self.names)
         self.allocation = Allocation(self.names, weights, self.control, epoch=0)
         self.mode = config.mode
+        # bandit mode (bandit/router.py): available when the config names a reward metric
+        self.bandit: Any = None
+        self._bandit_route: Callable[..., tuple[Decision, int]] | None = None
+        if config.reward is not None:
+            from modelrouter.bandit.router import BanditRouter
+
+            self.bandit = BanditRouter(self)  # in bandit mode, epoch 0 gets its weights
         self.store.begin_epoch(0, self.mode, self.allocation.propensities)
 
     # -- routing --------------------------------------------------------------------------
@@ -111,6 +118,9 @@ class Experiment:
 
     def route(self, unit: str | None, segment: Sequence[str] = ()) -> tuple[Decision, int]:
         """:meth:`assign`, also returning the store handle (-1 when not counted)."""
+        bandit_route = self._bandit_route  # set while in bandit mode
+        if bandit_route is not None:
+            return bandit_route(unit, segment)
         alloc = self.allocation  # one read: the whole decision uses one allocation
         now = self.clock()
         if self.config.level == "request":
@@ -266,15 +276,64 @@ class Experiment:
     # -- configuration --------------------------------------------------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,
                   mode: str | None = None) -> Allocation:
-        """Swap weights (and mode) atomically; starts a new epoch. Returns the new allocation."""
+        """Swap weights (and mode) atomically; starts a new epoch. Returns the new allocation.
+
+        In bandit mode ``weights`` only pause (0) or resume (> 0) arms, the bandit sets the
+        shares (see :meth:`BanditRouter.configure`); switching to A/B without ``weights``
+        restores the last A/B weights. Requests in flight finish under the epoch they started
+        in, so no decision is lost or counted twice.
+        """
+        new_mode = self.mode if mode is None else mode
+        if new_mode == "bandit":
+            if self.bandit is None:
+                raise ConfigError("mode ('bandit') needs a reward metric: set "
+                                  "RouterConfig(reward=<a declared metric>)")
+            return self.bandit.configure(weights)  # type: ignore[no-any-return]
         with self._config_lock:
             new_mode = self.mode if mode is None else mode
             if new_mode not in ("ab", "bandit"):
                 raise ConfigError(f"mode ({new_mode!r}) must be one of 'ab', 'bandit'")
-            w = self.allocation.weights if weights is None else RouterConfig.check_weights(
-                weights, self.names)
+            base = self.allocation.weights if self.mode == "ab" else self.bandit.ab_weights
+            w = base if weights is None else RouterConfig.check_weights(weights, self.names)
             alloc = Allocation(self.names, w, self.control, epoch=self.allocation.epoch + 1)
             self.store.begin_epoch(alloc.epoch, new_mode, alloc.propensities)
-            self.mode = new_mode
             self.allocation = alloc
+            if self._bandit_route is not None:  # leave bandit mode: A/B routing from now on
+                self._bandit_route = None
+                self.bandit.deactivate()
+            self.mode = new_mode
             return alloc
+
+    def pause_arm(self, variant: str) -> Allocation:
+        """Route nothing to ``variant`` from a new epoch on. A/B: its share goes to the others
+        in proportion; bandit: the arm leaves the allocation (and stays out after a switch)."""
+        return self._set_arm(variant, False)
+
+    def resume_arm(self, variant: str) -> Allocation:
+        """Undo :meth:`pause_arm`. A/B: the arm gets back its configured share, the others
+        shrinking in proportion; bandit: the arm rejoins the allocation."""
+        return self._set_arm(variant, True)
+
+    def _set_arm(self, variant: str, active: bool) -> Allocation:
+        if variant not in self.names:
+            raise ConfigError(f"variant ({variant!r}) must be one of {list(self.names)!r}")
+        if self.mode == "bandit" and self.bandit is not None:
+            self.bandit.set_active(variant, active)
+            return self.allocation
+        w = dict(self.allocation.weights)
+        if (w[variant] > 0) == active:
+            return self.allocation  # already so
+        rest = math.fsum(x for v, x in w.items() if v != variant)
+        if not active and rest <= 0:
+            raise ConfigError(f"variant ({variant!r}) is the only one with traffic; it cannot "
+                              "be paused")
+        if active and w[variant] <= 0:
+            share = (self.config.weights or {}).get(variant) or 1.0 / len(self.names)
+            w = {v: share if v == variant else x * (1.0 - share) / rest for v, x in w.items()}
+        elif not active:
+            w = {v: 0.0 if v == variant else x / rest for v, x in w.items()}
+        total = math.fsum(w.values())
+        alloc = self.configure(weights={v: x / total for v, x in w.items()}, mode="ab")
+        if self.bandit is not None:
+            self.bandit.set_active(variant, active)
+        return alloc

@@ -22,6 +22,7 @@ from modelrouter.store.moments import Moments, grouped_moments
 
 if TYPE_CHECKING:
     from modelrouter.analysis.always_valid import AlwaysValidAnalysis
+    from modelrouter.analysis.bandit import BanditResult
     from modelrouter.analysis.sequential import SequentialAnalysis
     from modelrouter.analysis.srm import SampleRatioCheck
 
@@ -41,12 +42,15 @@ class Analysis:
         self.control = control
         self.variants = snapshot.variants
         self.rollback_events: tuple[Any, ...] = ()  # RollbackEvent, set by from_experiment
+        self.bandit_status: dict[str, Any] | None = None  # BanditRouter.status(), idem
 
     @classmethod
     def from_experiment(cls, experiment: Any) -> Analysis:
         """Snapshot an :class:`~modelrouter.experiment.Experiment` and analyse it."""
         analysis = cls(experiment.store.snapshot(), experiment.config, experiment.control)
         analysis.rollback_events = tuple(getattr(experiment, "rollback_events", ()))
+        if getattr(experiment, "bandit", None) is not None:
+            analysis.bandit_status = experiment.bandit.status()
         return analysis
 
     # -- helpers --------------------------------------------------------------------------
@@ -123,12 +127,23 @@ class Analysis:
                                                         self.moments(metric, segment))]
 
     def compare(self, metric: str, variant: str | None = None, *,
-                segment: Mapping[str, str] | None = None) -> ComparisonResult:
+                segment: Mapping[str, str] | None = None,
+                estimator: str | None = None) -> ComparisonResult:
         """Compare ``variant`` (default: the only treatment) against the control on ``metric``.
 
         Binary metrics: two-proportion z-test and Cohen's h. Continuous per-unit sums: Welch's
         t-test and Cohen's d. Ratio metrics (``aggregate="mean"``): delta-method z-test.
+        After bandit traffic (adaptive allocation) the unit is the decision and the estimate
+        is inverse-propensity weighted: ``estimator`` "hajek" (default), "stratified", "aipw"
+        or "naive" (biased, a reference); see analysis/adaptive.py.
         """
+        from modelrouter.analysis.adaptive import adaptive, adaptive_compare
+
+        if adaptive(self):
+            return adaptive_compare(self, metric, variant, segment=segment, estimator=estimator)
+        if estimator is not None:
+            raise AnalysisError(f"estimator ({estimator!r}) applies to bandit (adaptive) "
+                                "traffic; this experiment has none")
         spec = self._spec(metric)
         if variant is None:
             others = [v for v in self.variants if v != self.control]
@@ -197,9 +212,26 @@ class Analysis:
     def srm(self, threshold: float = 0.001) -> SampleRatioCheck:
         """Sample-ratio check of units per variant against the configured weights, epoch by
         epoch when they changed (see analysis/srm.py)."""
+        from modelrouter.analysis.adaptive import adaptive, adaptive_srm
         from modelrouter.analysis.srm import srm_analysis
 
+        if adaptive(self):  # bandit decisions against each epoch's weights
+            return adaptive_srm(self, threshold)
         return srm_analysis(self, threshold)
+
+    def bandit(self) -> BanditResult:
+        """Weights, P(best), expected loss, posterior means, regret estimate and weights
+        history of the bandit (see analysis/bandit.py)."""
+        from modelrouter.analysis.bandit import bandit_result
+
+        return bandit_result(self)
+
+    def holdout(self, metric: str | None = None) -> ComparisonResult:
+        """The bandit as a whole against its uniform holdout on ``metric`` (default: the
+        reward); needs ``RouterConfig(holdout=...)`` (see analysis/adaptive.py)."""
+        from modelrouter.analysis.adaptive import holdout_compare
+
+        return holdout_compare(self, metric)
 
     def _notes(self) -> tuple[str, ...]:
         notes = []

@@ -30,6 +30,7 @@ import numpy as np
 
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import UnknownDecisionError, UnknownUnitError
+from modelrouter.store.decisions import DecisionStoreMixin, DecisionTracker, decision_groups
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.moments import Moments
 
@@ -85,6 +86,9 @@ class Snapshot:
     looks: tuple[Look, ...] = ()
     # remote stores: what could not be merged (dropped_exposures, dropped_values, orphan_values)
     losses: dict[str, int] = field(default_factory=dict)
+    # bandit decisions: (variant, epoch, segment codes, tag) -> (n, {metric: Moments})
+    decisions: dict[tuple[int, int, tuple[int, ...], int], tuple[int, dict[str, Moments]]] = (
+        field(default_factory=dict))
 
     @property
     def n_units(self) -> int:
@@ -94,7 +98,7 @@ class Snapshot:
         return sum(n for n, _ in self.groups.values())
 
 
-class MemoryStore:
+class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.py
     """Exact, bounded, thread-safe statistics of one experiment, in process memory."""
 
     def __init__(self, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
@@ -144,6 +148,7 @@ class MemoryStore:
         self._group_index: dict[tuple[int, int, tuple[int, ...]], int] = {}
         self._group_keys: list[tuple[int, int, tuple[int, ...]]] = []
         self._group_sums: list[list[float]] = []
+        self._decisions: DecisionTracker | None = None  # bandit mode (store/decisions.py)
 
     def _bind_columns(self) -> None:
         """Alias the automatic metrics' columns for the hot path; call again whenever the
@@ -274,8 +279,10 @@ class MemoryStore:
                 else:
                     self._x[metric][row] += value
                 self._y[metric][row] += 1.0
-                return
-            self._apply(slot, row, metric, value)
+            else:
+                self._apply(slot, row, metric, value)
+            if self._decisions is not None:
+                self._decisions.apply(seq, metric, value)
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request under one lock acquisition."""
@@ -289,9 +296,12 @@ class MemoryStore:
                 self._lat_y[row] += 1.0
                 self._err_x[row] += error
                 self._err_y[row] += 1.0
-                return
-            self._apply(slot, row, self._latency_index, latency_ms)
-            self._apply(slot, row, self._error_index, error)
+            else:
+                self._apply(slot, row, self._latency_index, latency_ms)
+                self._apply(slot, row, self._error_index, error)
+            if self._decisions is not None:
+                self._decisions.apply(seq, self._latency_index, latency_ms)
+                self._decisions.apply(seq, self._error_index, error)
 
     def _slot_of(self, seq: int, window: bool) -> int:
         slot = seq % self.max_pending if seq >= 0 else -1
@@ -334,6 +344,8 @@ class MemoryStore:
             if row is None:
                 raise UnknownUnitError(f"unit {unit!r} has not been routed by this experiment")
             self._apply(-1, row, metric, value)
+            if self._decisions is not None:
+                self._decisions.apply_unit(row, metric, value, self._pending_seq)
 
     def has_unit(self, unit: str) -> bool:
         """Whether the unit has been exposed (unit level)."""
@@ -372,6 +384,7 @@ class MemoryStore:
             snap_requests = np.array(self._requests, dtype=np.int64)
             uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
             looks = tuple(self._looks)
+            dsums = self._decisions.copy_sums() if self._decisions is not None else []
         groups = {}
         for key, s in sums:
             n = s[0]
@@ -386,7 +399,8 @@ class MemoryStore:
                         taken_at=taken, segment_dims=self.segment_dims,
                         segment_values=seg_values, epochs=epochs, requests=snap_requests,
                         uncounted_requests=uncounted, segment_overflow=overflow, units=units,
-                        groups=groups, looks=looks)
+                        groups=groups, looks=looks,
+                        decisions=decision_groups(dsums, self.metric_names))
 
     @property
     def pending_capacity(self) -> int:
