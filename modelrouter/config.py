@@ -19,7 +19,6 @@ from typing import Any, Literal, get_args
 
 from modelrouter.bandit_config import check_bandit_fields
 from modelrouter.exceptions import ConfigError
-from modelrouter.store_options import check_store_fields, redact_url
 from modelrouter.guardrail_config import parse_guardrails, parse_segments
 from modelrouter.plan import ExperimentPlan, parse_plan
 from modelrouter.store_options import check_store_fields, redact_url
@@ -169,13 +168,6 @@ class RouterConfig:
     sticky_max_units: int = 100_000
     missing_reward: str = "zero"
     holdout: float = 0.0
-    # scale-out and durability (see modelrouter/store_options.py)
-    store: str = "memory"
-    snapshot_path: str | None = None
-    snapshot_seconds: float | None = None
-    flush_seconds: float = 0.1
-    flush_events: int = 10_000
-    max_buffer: int = 1_000_000
     secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
     http_prefix: str = "/_modelrouter"
@@ -213,7 +205,6 @@ class RouterConfig:
         _positive("max_unit_id_length", self.max_unit_id_length, integer=True)
         _positive("attribution_window", self.attribution_window)
         _positive("max_pending", self.max_pending, integer=True)
-        check_store_fields(self)
         check_store_fields(self)
         for name in ("unit_header", "unit_cookie", "unit_query"):
             value = getattr(self, name)
@@ -352,8 +343,6 @@ class RouterConfig:
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS:
                 value = None if value is None else "***"
-            elif f.name == "store":
-                value = redact_url(value)
             elif f.name == "store":
                 value = redact_url(value)
             elif f.name == "metrics":
