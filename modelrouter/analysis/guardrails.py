@@ -33,6 +33,7 @@ conservative.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -179,10 +180,12 @@ def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
     control = analysis.control
     c_idx = analysis.variants.index(control)
     out: list[GuardrailResult] = []
-    for spec in config.guardrails.values():
+    specs: Mapping[str, GuardrailSpec] = config.guardrails or {}
+    for spec in specs.values():
         ratio = analysis.snapshot.metrics[spec.metric].is_ratio
         overall = analysis.moments(spec.metric)
-        families = [(None, overall, alpha, 2)]
+        families: list[tuple[dict[str, str] | None, list[Moments], float, int]] = [
+            (None, overall, alpha, 2)]
         for dim in spec.segments:
             segs = present_segments(analysis, [dim])
             per = [(seg, analysis.moments(spec.metric, seg)) for seg in segs]

@@ -298,7 +298,7 @@ def segment_analysis(analysis: Analysis, metric: str, by: str | Sequence[str],
               and math.isfinite(r["cmp"].pvalue)]
     adjusted = adjust_pvalues([rows[i]["cmp"].pvalue for i in tested], method)  # type: ignore
     adj = dict(zip(tested, adjusted.tolist()))
-    srm_adj = adjust_pvalues([r["srm"] for r in rows], "bonferroni") if rows else []
+    srm_adj = adjust_pvalues([r["srm"] for r in rows], "bonferroni")
     sign = np.sign(overall.difference)
     results = []
     for i, r in enumerate(rows):
