@@ -104,7 +104,6 @@ class Experiment:
         self.mode = config.mode
         # bandit mode (bandit/router.py): available when the config names a reward metric
         self.bandit: Any = None
-        self._bandit_route: Callable[..., tuple[Decision, int]] | None = None
         if config.reward is not None:
             from modelrouter.bandit.router import BanditRouter
 
@@ -118,10 +117,9 @@ class Experiment:
 
     def route(self, unit: str | None, segment: Sequence[str] = ()) -> tuple[Decision, int]:
         """:meth:`assign`, also returning the store handle (-1 when not counted)."""
-        bandit_route = self._bandit_route  # set while in bandit mode
-        if bandit_route is not None:
-            return bandit_route(unit, segment)
         alloc = self.allocation  # one read: the whole decision uses one allocation
+        if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (bandit/router.py)
+            return self.bandit.route(unit, segment, alloc)  # type: ignore[no-any-return]
         now = self.clock()
         if self.config.level == "request":
             unit = None
@@ -135,15 +133,15 @@ class Experiment:
             i = alloc.choose(self._rng.random()) if policy == "random" else \
                 self.names.index(self.control)
             p = alloc.propensities[i] if policy == "random" else 1.0
-            return Decision("", self.names[i], self.models[i], None, p, alloc.epoch, self.mode,
-                            now, False, tuple(segment)), -1
+            return Decision("", self.names[i], self.models[i], None, p, alloc.epoch, "ab", now,
+                            False, tuple(segment)), -1
         else:
             u = self._bucket(unit)
         i = alloc.choose(u)
         codes = self.store.segment_codes(segment) if segment else ()
         seq = self.store.expose(unit, i, alloc.propensities[i], alloc.epoch, codes)
         return Decision(f"{self._prefix}{seq:x}", self.names[i], self.models[i], unit,
-                        alloc.propensities[i], alloc.epoch, self.mode, now, True,
+                        alloc.propensities[i], alloc.epoch, "ab", now, True,
                         tuple(segment)), seq
 
     def _unit_sources(self) -> str:
@@ -298,8 +296,7 @@ class Experiment:
             alloc = Allocation(self.names, w, self.control, epoch=self.allocation.epoch + 1)
             self.store.begin_epoch(alloc.epoch, new_mode, alloc.propensities)
             self.allocation = alloc
-            if self._bandit_route is not None:  # leave bandit mode: A/B routing from now on
-                self._bandit_route = None
+            if self.bandit is not None:  # A/B routing from now on (a plain Allocation)
                 self.bandit.deactivate()
             self.mode = new_mode
             return alloc

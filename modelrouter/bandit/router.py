@@ -52,11 +52,23 @@ from modelrouter.store.decisions import HOLDOUT, STICKY, DecisionTracker, Traini
 if TYPE_CHECKING:
     from modelrouter.experiment import Experiment
 
-__all__ = ["BanditRouter", "BanditState"]
+__all__ = ["BanditAllocation", "BanditRouter", "BanditState"]
 
 _log = logging.getLogger("modelrouter.bandit")
 _ALIVE: weakref.WeakSet[BanditRouter] = weakref.WeakSet()
 _BELOW_ONE = math.nextafter(1.0, 0.0)
+
+
+class BanditAllocation(Allocation):
+    """The experiment's allocation in bandit mode: the effective propensities (for the admin
+    API and dashboards) plus the :class:`BanditState` the request path routes by."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, variants: Sequence[str], weights: Mapping[str, float], control: str,
+                 epoch: int, state: BanditState | None = None) -> None:
+        super().__init__(variants, weights, control, epoch)
+        self.state = state
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +81,7 @@ class BanditState:
     active: tuple[int, ...]  # indices of active arms
     holdout: float
     per_request: bool
-    allocation: Allocation  # the same propensities, for dashboards and the admin API
+    allocation: BanditAllocation  # holds this state; what the experiment routes by
 
 
 class BanditRouter:
@@ -111,7 +123,6 @@ class BanditRouter:
             state = self._state_for(self.allocator.weights, exp.allocation.epoch)
             self._state = state
             exp.allocation = state.allocation
-            exp._bandit_route = self.route
             self._start()
 
     def _init_threading(self) -> None:
@@ -130,11 +141,16 @@ class BanditRouter:
                 f"epoch={None if st is None else st.epoch})")
 
     # -- request path ---------------------------------------------------------------------
-    def route(self, unit: str | None, segment: Sequence[str] = ()) -> tuple[Decision, int]:
-        """Choose an arm for one request and count the decision (the bandit's hot path)."""
-        st = self._state
+    def route(self, unit: str | None, segment: Sequence[str] = (),
+              alloc: BanditAllocation | None = None) -> tuple[Decision, int]:
+        """Choose an arm for one request and count the decision (the bandit's hot path).
+
+        ``alloc`` is the experiment's allocation as the caller read it: the decision uses that
+        epoch even if a refresh or a switch to A/B happens meanwhile.
+        """
         exp = self.experiment
-        if st is None:  # switched to A/B between the caller's read and now
+        st = alloc.state if alloc is not None else self._state
+        if st is None:
             return exp.route(unit, segment)
         now = exp.clock()
         if not self._unit_level:
@@ -207,9 +223,8 @@ class BanditRouter:
                     if self._sticky is not None:
                         with self._lock:
                             self._sticky.clear()
-                state = self._install(w)
+                state = self._install(w)  # from here on the experiment routes through us
                 exp.mode = "bandit"
-                exp._bandit_route = self.route
         self._start()
         return state.allocation
 
@@ -272,8 +287,10 @@ class BanditRouter:
         props = tuple((h / len(active) if i in active else 0.0) + (1.0 - h) * p
                       for i, p in enumerate(w.probabilities))
         exp = self.experiment
-        alloc = Allocation(exp.names, dict(zip(exp.names, props)), exp.control, epoch=epoch)
-        return BanditState(epoch, w, props, active, h, self.allocator.policy.per_request, alloc)
+        alloc = BanditAllocation(exp.names, dict(zip(exp.names, props)), exp.control, epoch)
+        state = BanditState(epoch, w, props, active, h, self.allocator.policy.per_request, alloc)
+        alloc.state = state
+        return state
 
     # -- the refresh worker ---------------------------------------------------------------
     def _wake(self) -> None:

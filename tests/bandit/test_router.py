@@ -1,0 +1,299 @@
+"""Bandit mode through the real Experiment: routing, training, refresh, switch, pause, config.
+
+Refreshes run in the router's background thread; the tests make them deterministic by calling
+``experiment.bandit.wait_idle()`` after each feedback, i.e. waiting at every refresh point
+until the worker has installed the new weights.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelrouter import Analysis, ConfigError, Experiment, ModelRouter, RouterConfig
+from modelrouter.store.decisions import HOLDOUT
+from modelrouter.testing import ASGIClient
+
+SEEDS_RATES = [0.031, 0.038]
+
+
+def make(names: tuple[str, ...] = ("a", "b"), seed: int = 0, **config: Any) -> Experiment:
+    config.setdefault("metrics", {"click": "binary"})
+    config.setdefault("reward", "click")
+    config.setdefault("mode", "bandit")
+    config.setdefault("level", "request")
+    config.setdefault("refresh_seconds", None)  # refresh on counts only: deterministic
+    return Experiment({n: n for n in names}, RouterConfig(**config), rng=random.Random(seed))
+
+
+def drive(exp: Experiment, rates: Any, n: int, seed: int) -> np.ndarray:
+    """Route ``n`` requests, record a Bernoulli click for each at once; return the arms.
+    ``rates`` is (arms,) or a callable t -> (arms,)."""
+    rng = np.random.default_rng(seed)
+    u = rng.random(n)
+    arms = np.empty(n, dtype=np.intp)
+    for t in range(n):
+        d, _ = exp.route(None)
+        i = exp.names.index(d.variant)
+        r = rates(t) if callable(rates) else rates
+        exp.record(d, "click", int(u[t] < r[i]))
+        exp.bandit.wait_idle()
+        arms[t] = i
+    return arms
+
+
+def _seeds(runs: int) -> tuple[float, float]:
+    shares, ratios = [], []
+    for seed in range(runs):
+        exp = make(seed=seed, refresh_every=100, min_share=0.01, missing_reward="omit")
+        arms = drive(exp, SEEDS_RATES, 10_000, seed)
+        worse = float(np.mean(arms == 0))
+        shares.append(1.0 - worse)
+        # regret / regret of 50/50 = (n_worse * gap) / (n / 2 * gap)
+        ratios.append(2.0 * worse)
+        exp.bandit.close()
+    return float(np.median(shares)), float(np.median(ratios))
+
+
+def test_seeds_scenario_through_the_experiment_fast() -> None:
+    share, ratio = _seeds(5)
+    assert share >= 0.70 and ratio <= 0.6
+
+
+@pytest.mark.slow
+def test_seeds_scenario_through_the_experiment() -> None:
+    share, ratio = _seeds(50)
+    assert share >= 0.70 and ratio <= 0.6
+
+
+def test_three_arms_converge_to_the_best() -> None:
+    exp = make(("a", "b", "c"), seed=3, refresh_every=100)
+    arms = drive(exp, [0.02, 0.03, 0.06], 6000, seed=3)
+    assert np.mean(arms[-1000:] == 2) > 0.8
+    b = Analysis.from_experiment(exp).bandit()
+    assert b.best == "c" and b.p_best["c"] > 0.95
+    assert b.weights["c"] == pytest.approx(exp.allocation.weights["c"])
+    assert b.regret < b.regret_uniform
+    assert set(b.to_dict()["weights"]) == {"a", "b", "c"} and "c" in b.summary()
+
+
+def test_decision_carries_propensity_epoch_and_mode() -> None:
+    exp = make(("a", "b", "c"), holdout=0.3, min_share=0.05)
+    st = exp.bandit._state
+    d = exp.assign(None)
+    assert d.mode == "bandit" and d.epoch == st.epoch
+    w = st.weights.probabilities
+    assert d.propensity == pytest.approx(0.3 / 3 + 0.7 * w[exp.names.index(d.variant)])
+    assert sum(exp.allocation.propensities) == pytest.approx(1.0)
+    assert exp.store.snapshot().epochs[-1].mode == "bandit"
+
+
+def test_asgi_request_state_has_the_propensity() -> None:
+    seen = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["modelrouter"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    router = ModelRouter(app, {"a": 1, "b": 2}, RouterConfig(
+        mode="bandit", reward="click", metrics={"click": "binary"}, level="request"))
+    client = ASGIClient(router)
+    for _ in range(20):
+        assert client.run("GET", "/predict").status == 200
+    assert all(d.mode == "bandit" and 0 < d.propensity <= 1 for d in seen)
+    snap = router.experiment.store.snapshot()
+    assert sum(n for n, _ in snap.decisions.values()) == 20
+    lat = sum(m["latency_ms"].n * m["latency_ms"].mean_y for _, m in snap.decisions.values())
+    assert lat == 20  # the middleware's latency reached the decision-level sums
+
+
+def test_holdout_decisions_never_train() -> None:
+    exp = make(holdout=0.5, refresh_every=10_000)
+    decisions = [exp.assign(None) for _ in range(400)]
+    for d in decisions:
+        exp.record(d, "click", 1)
+    snap = exp.store.snapshot()
+    held = sum(n for k, (n, _) in snap.decisions.items() if k[3] & HOLDOUT)
+    assert 150 < held < 250
+    counters = exp.store.peek_training()
+    assert counters["successes"].sum() == 400 - held and counters["failures"].sum() == 0
+
+
+def test_missing_reward_zero_counts_failure_until_the_reward_arrives() -> None:
+    exp = make(refresh_every=10_000)  # missing_reward="zero" is the default
+    ds = [exp.assign(None) for _ in range(50)]
+    c = exp.store.peek_training()
+    assert c["failures"].sum() == 50 and c["successes"].sum() == 0
+    exp.record(ds[7], "click", 1)  # a delayed reward updates the arm that was served
+    arm = exp.names.index(ds[7].variant)
+    c = exp.store.peek_training()
+    assert c["successes"][arm] == 1 and c["failures"].sum() == 49
+    exp.record(ds[7], "click", 1)  # "any": a second click changes nothing
+    assert exp.store.peek_training()["successes"].sum() == 1
+
+
+def test_missing_reward_omit_counts_only_recorded_rewards() -> None:
+    exp = make(refresh_every=10_000, missing_reward="omit")
+    ds = [exp.assign(None) for _ in range(50)]
+    assert exp.store.peek_training()["failures"].sum() == 0
+    exp.record(ds[3], "click", 0)
+    exp.record(ds[4], "click", 1)
+    c = exp.store.peek_training()
+    assert c["failures"].sum() == 1 and c["successes"].sum() == 1
+
+
+def test_reward_cost_makes_a_continuous_reward() -> None:
+    exp = make(metrics={"click": "binary", "cost": "continuous"}, reward_cost={"cost": 0.5},
+               refresh_every=10_000, missing_reward="omit")
+    d = exp.assign(None)
+    exp.record(d, "cost", 1.0)  # no reward yet: "omit" leaves it out
+    assert exp.store.peek_training()["n"].sum() == 0
+    exp.record(d, "click", 1)
+    c = exp.store.peek_training()
+    assert c["n"].sum() == 1 and c["sum"].sum() == pytest.approx(0.5)  # 1 - 0.5 * 1
+    exp.record(d, "cost", 1.0)  # a later cost updates the same decision: 1 - 0.5 * 2
+    assert exp.store.peek_training()["sum"].sum() == pytest.approx(0.0)
+
+
+def test_user_level_feedback_by_unit_trains_the_latest_decision() -> None:
+    exp = make(level="user", refresh_every=10_000)
+    d1 = exp.assign("u1")
+    d2 = exp.assign("u1")
+    exp.record_unit("u1", "click", 1)
+    c = exp.store.peek_training()
+    assert c["successes"].sum() == 1 and c["failures"].sum() == 1
+    assert c["successes"][exp.names.index(d2.variant)] == 1
+    assert d1.decision_id != d2.decision_id
+
+
+def test_sticky_units_keep_their_arm_within_the_ttl() -> None:
+    now = [1000.0]
+    cfg = RouterConfig(mode="bandit", reward="click", metrics={"click": "binary"},
+                       sticky_seconds=60.0, sticky_max_units=1000, refresh_seconds=None)
+    exp = Experiment({"a": 1, "b": 2, "c": 3}, cfg, rng=random.Random(1), clock=lambda: now[0])
+    first = {u: exp.assign(u) for u in (f"u{i}" for i in range(100))}
+    again = {u: exp.assign(u) for u in first}
+    assert all(again[u].variant == first[u].variant for u in first)
+    assert all(again[u].propensity == first[u].propensity for u in first)
+    now[0] += 120.0  # past the TTL: fresh draws, some arms change
+    later = {u: exp.assign(u) for u in first}
+    assert any(later[u].variant != first[u].variant for u in first)
+
+
+def test_pause_and_resume_an_arm() -> None:
+    exp = make(("a", "b", "c"))
+    exp.pause_arm("b")
+    assert exp.allocation.weights["b"] == 0.0
+    assert all(exp.assign(None).variant != "b" for _ in range(300))
+    exp.resume_arm("b")
+    assert exp.allocation.weights["b"] > 0
+    with pytest.raises(ConfigError, match="variant \\('zzz'\\)"):
+        exp.pause_arm("zzz")
+
+
+def test_switch_to_ab_restores_the_ab_weights_and_back() -> None:
+    exp = make(weights={"a": 0.7, "b": 0.3}, mode="ab")
+    assert exp.mode == "ab" and exp.allocation.weights == {"a": 0.7, "b": 0.3}
+    exp.configure(mode="bandit")
+    assert exp.mode == "bandit" and exp.assign(None).mode == "bandit"
+    exp.configure(mode="ab")
+    assert exp.allocation.weights == {"a": 0.7, "b": 0.3} and exp.assign(None).mode == "ab"
+    modes = [e.mode for e in exp.store.snapshot().epochs]
+    assert modes == ["ab", "bandit", "ab"]
+    assert [e.epoch for e in exp.store.snapshot().epochs] == [0, 1, 2]
+
+
+def test_switching_modes_under_concurrent_load_loses_and_duplicates_nothing() -> None:
+    exp = make(mode="ab", refresh_every=50)
+    n_threads, per_thread = 6, 1500
+    results: list[list[tuple[str, str, int, int]]] = [[] for _ in range(n_threads)]
+    stop = threading.Event()
+
+    def worker(k: int) -> None:
+        rng = random.Random(k)
+        for _ in range(per_thread):
+            d = exp.assign(None)
+            click = int(rng.random() < 0.3)
+            exp.record(d, "click", click)
+            results[k].append((d.decision_id, d.mode, d.epoch, click))
+
+    def switcher() -> None:
+        mode = "ab"
+        while not stop.is_set():
+            mode = "bandit" if mode == "ab" else "ab"
+            exp.configure(mode=mode)
+            stop.wait(0.002)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
+    s = threading.Thread(target=switcher)
+    s.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    s.join()
+    exp.bandit.wait_idle()
+    rows = [r for part in results for r in part]
+    total = n_threads * per_thread
+    assert len({r[0] for r in rows}) == total  # every decision id once
+    snap = exp.store.snapshot()
+    assert int(snap.requests.sum()) == total
+    assert sum(n for n, _ in snap.groups.values()) == total
+    modes = {e.epoch: e.mode for e in snap.epochs}
+    assert all(modes[epoch] == mode for _, mode, epoch, _ in rows)  # mode known per epoch
+    assert len({e.epoch for e in snap.epochs}) == len(snap.epochs)  # one counter, no reuse
+    bandit_rows = [r for r in rows if r[1] == "bandit"]
+    assert 0 < len(bandit_rows) < total
+    assert sum(n for n, _ in snap.decisions.values()) == len(bandit_rows)
+    clicks = sum(m["click"].n * m["click"].mean_x for _, m in snap.decisions.values())
+    assert round(clicks) == sum(r[3] for r in bandit_rows)
+    per_epoch: dict[int, int] = {}
+    for (_v, epoch, _s, _t), (n, _m) in snap.decisions.items():
+        per_epoch[epoch] = per_epoch.get(epoch, 0) + n
+    expected: dict[int, int] = {}
+    for _, _mode, epoch, _ in bandit_rows:
+        expected[epoch] = expected.get(epoch, 0) + 1
+    assert per_epoch == expected
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "bandit", "reward": None}, r"reward \(None\)"),
+    ({"reward": "purchase"}, r"reward \('purchase'\) is not a declared metric"),
+    ({"reward": "latency_ms"}, r"reward \('latency_ms'\)"),
+    ({"min_share": 0.6}, r"min_share \(0.6\)"),
+    ({"min_share": -0.1}, r"min_share \(-0.1\)"),
+    ({"prior": {"alpha0": 0}}, r"prior.alpha0 \(0\)"),
+    ({"prior": {"mu0": 1.0}}, r"prior.mu0"),
+    ({"refresh_every": 0}, r"refresh_every \(0\)"),
+    ({"refresh_seconds": -1}, r"refresh_seconds \(-1\)"),
+    ({"bandit_policy": "greedy"}, r"bandit_policy \('greedy'\)"),
+    ({"missing_reward": "drop"}, r"missing_reward \('drop'\)"),
+    ({"holdout": 1.0}, r"holdout \(1.0\)"),
+    ({"sticky_seconds": 0}, r"sticky_seconds \(0\)"),
+    ({"reward_cost": {"nope": 1.0}}, r"reward_cost.nope"),
+    ({"reward_cost": {"latency_ms": float("nan")}}, r"reward_cost.latency_ms \(nan\)"),
+])
+def test_bad_config_names_field_and_value(kwargs: dict[str, Any], message: str) -> None:
+    base: dict[str, Any] = {"metrics": {"click": "binary"}, "reward": "click", "mode": "bandit"}
+    with pytest.raises(ConfigError, match=message):
+        RouterConfig(**{**base, **kwargs})
+
+
+def test_floor_times_arms_above_one_is_refused_with_the_arm_count() -> None:
+    cfg = RouterConfig(mode="bandit", reward="click", metrics={"click": "binary"},
+                       min_share=0.4)
+    with pytest.raises(ConfigError, match=r"min_share \(0.4\).*3 arms"):
+        Experiment({"a": 1, "b": 2, "c": 3}, cfg)
+
+
+def test_bandit_mode_without_reward_is_refused_at_run_time() -> None:
+    exp = Experiment({"a": 1, "b": 2}, RouterConfig(metrics={"click": "binary"}))
+    with pytest.raises(ConfigError, match="reward"):
+        exp.configure(mode="bandit")
+    assert exp.mode == "ab"
