@@ -5,7 +5,9 @@ scikit-learn: the control is a PCA + logistic regression, the treatment an RBF s
 machine. A Starlette app serves ``POST /predict`` behind :class:`~modelrouter.ModelRouter`.
 Simulated users send digit images through the ASGI interface; a user accepts a prediction
 (``click``) more often when it is right, sometimes buys (``revenue``), and part of the
-feedback arrives late, after other users' requests. The analysis report is printed at the end.
+feedback arrives late, after other users' requests. Each user has a platform (a segment read
+from a header); four official looks of the group-sequential test on ``click`` are recorded as
+users finish. The full analysis report is printed at the end.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from modelrouter.middleware import ModelRouter
 from modelrouter.testing import ASGIClient
 
 __all__ = ["DemoResult", "build_app", "run_demo", "train_models"]
+
+LOOKS = 4
+PLATFORMS = ("desktop", "mobile", "tablet")
 
 
 def train_models(seed: int = 0) -> tuple[Any, Any, np.ndarray, np.ndarray]:
@@ -111,9 +116,11 @@ async def _simulate(router: ModelRouter, users: int, seed: int, x_test: np.ndarr
 
     async def user_session(i: int) -> None:
         unit = f"user-{i:06d}"
+        platform = PLATFORMS[i % len(PLATFORMS)]
         for _ in range(rng.randint(1, 4)):
             k = rng.randrange(len(y_test))
-            resp = await client.post("/predict", headers={"x-user-id": unit},
+            resp = await client.post("/predict", headers={"x-user-id": unit,
+                                                          "x-platform": platform},
                                      json={"pixels": x_test[k].tolist()})
             body = resp.json()
             counts["requests"] += 1
@@ -129,10 +136,17 @@ async def _simulate(router: ModelRouter, users: int, seed: int, x_test: np.ndarr
                     router.record(body["decision_id"], "revenue", amount)
                     counts["feedback"] += 2
 
+    finished = 0
+    milestones = [users * (k + 1) // LOOKS for k in range(LOOKS)]
+
     async def worker() -> None:
+        nonlocal finished
         while not queue.empty():
             i = queue.get_nowait()
             await user_session(i)
+            finished += 1
+            if finished in milestones:  # an official interim look of the sequential test
+                router.record_look()
             if progress:
                 progress.advance()
 
@@ -152,6 +166,8 @@ def run_demo(users: int = 4000, seed: int = 7, stream: TextIO | None = sys.stdou
     control, treatment, x_test, y_test = train_models(seed)
     config = RouterConfig(experiment="digits-demo", salt="digits-demo-2026",
                           metrics={"click": "binary", "revenue": "continuous"},
+                          primary="click", segments={"platform": "x-platform"},
+                          plan={"mde": 0.05, "baseline": 0.5, "looks": LOOKS},
                           exclude_paths=["/health"])
     router = ModelRouter(build_app(), {"control": control, "treatment": treatment}, config)
     bar = _Progress(users, out) if progress else None
@@ -167,6 +183,7 @@ def run_demo(users: int = 4000, seed: int = 7, stream: TextIO | None = sys.stdou
     report = getattr(analysis, "report", None)
     if callable(report):
         out.write(str(report()) + "\n")
+        out.write(str(analysis.segments("click", by="platform")) + "\n")
     else:
         for metric in ("click", "revenue", "latency_ms", "error"):
             out.write(str(analysis.compare(metric)) + "\n\n")

@@ -13,7 +13,8 @@ def test_demo_end_to_end_small() -> None:
     result = run_demo(users=300, seed=3, stream=out, progress=True)
     text = out.getvalue()
     assert "users [" in text and "300/300" in text
-    assert "click" in text and "p-value" in text
+    assert "verdict:" in text and "Sequential test of 'click'" in text
+    assert "click by platform" in text and "p-value" in text
     snap = result.router.experiment.store.snapshot()
     assert snap.n_units == 300
     assert int(snap.requests.sum()) == result.requests
@@ -21,6 +22,7 @@ def test_demo_end_to_end_small() -> None:
     # every feedback event, late ones included, reached the store
     assert int(snap.units.y["click"].sum() + snap.units.y["revenue"].sum()) == result.feedback
     assert result.late_feedback > 0
+    assert len(snap.looks) == 4  # the demo records the planned interim looks
     # the SVM really is the better model on held-out digits
     assert result.accuracy["treatment"] > result.accuracy["control"]
 
