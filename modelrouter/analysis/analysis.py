@@ -269,6 +269,8 @@ def _summarise(variant: str, m: Moments, spec: MetricSpec) -> VariantSummary:
         return VariantSummary(variant, m.n, m.ratio, se * math.sqrt(m.n), se, events)
     std = math.sqrt(m.var_x) if m.n > 1 else math.nan
     se = std / math.sqrt(m.n) if m.n > 1 else math.nan
+    if spec.aggregate == "any" and m.n > 0:  # a proportion: the binomial standard error
+        se = math.sqrt(m.mean_x * (1.0 - m.mean_x) / m.n)
     return VariantSummary(variant, m.n, m.mean_x if m.n else math.nan, std, se, events)
 
 

@@ -155,14 +155,21 @@ def ratio_ztest(ratio_control: float, var_control: float, ratio_treatment: float
 def relative_lift(mean_control: float, se_control: float, mean_treatment: float,
                   se_treatment: float, confidence_level: float = 0.95
                   ) -> tuple[float, ConfidenceInterval]:
-    """Relative lift ``mean_t / mean_c - 1`` with a delta-method interval (independent groups)."""
+    """Relative lift ``mean_t / mean_c - 1`` with an interval from the delta method on the
+    log ratio (statsmodels' ``method="log"``), which stays inside (-1, inf) and is not
+    symmetric; when either mean is not positive the linear delta method is used instead."""
     _check_level(confidence_level)
     if mean_control == 0.0:
         return math.nan, ConfidenceInterval(math.nan, math.nan)
     lift = mean_treatment / mean_control - 1.0
+    q = _quantile(confidence_level, math.inf)
+    if mean_control > 0.0 and mean_treatment > 0.0:
+        sd = math.sqrt((se_treatment / mean_treatment) ** 2 + (se_control / mean_control) ** 2)
+        log_ratio = math.log(mean_treatment / mean_control)
+        return lift, ConfidenceInterval(math.exp(log_ratio - q * sd) - 1.0,
+                                        math.exp(log_ratio + q * sd) - 1.0)
     var = (se_treatment**2 / mean_control**2
            + mean_treatment**2 * se_control**2 / mean_control**4)
-    q = _quantile(confidence_level, math.inf)
     half = q * math.sqrt(var)
     return lift, ConfidenceInterval(lift - half, lift + half)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from scipy import stats
-from statsmodels.stats.proportion import proportions_ztest
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from modelrouter import AnalysisError, Experiment, RouterConfig, UnknownMetricError
 
@@ -57,6 +57,10 @@ def test_binary_matches_statsmodels(level: str) -> None:
     assert res.pvalue == pytest.approx(p, abs=1e-9)
     assert res.difference == pytest.approx(t.mean() - c.mean(), abs=1e-12)
     assert res.control.units == c.size and res.treatment.units == t.size
+    lo, hi = confint_proportions_2indep(t.sum(), t.size, c.sum(), c.size, method="log",
+                                        compare="ratio")
+    rci = res.relative_confidence_interval()
+    assert (rci.low, rci.high) == pytest.approx((lo - 1, hi - 1), abs=1e-9)
     assert res.effect_size == pytest.approx(2 * np.arcsin(np.sqrt(t.mean()))
                                             - 2 * np.arcsin(np.sqrt(c.mean())), abs=1e-12)
 

@@ -17,6 +17,7 @@ from modelrouter.stats.twosample import (
     cohens_h,
     ratio_moments,
     ratio_ztest,
+    relative_lift,
     two_proportion_ztest,
     welch_ttest,
 )
@@ -34,6 +35,15 @@ def test_two_proportion_matches_statsmodels(xc: int, nc: int, xt: int, nt: int) 
     assert (ci.low, ci.high) == pytest.approx((lo, hi), abs=1e-9)
     assert cohens_h(xc / nc, xt / nt) == pytest.approx(
         proportion_effectsize(xt / nt, xc / nc), abs=1e-12)
+
+
+@pytest.mark.parametrize(("xc", "nc", "xt", "nt"), [(155, 5000, 190, 5000), (30, 400, 12, 380)])
+def test_relative_lift_matches_statsmodels_log_ratio(xc: int, nc: int, xt: int, nt: int) -> None:
+    pc, pt = xc / nc, xt / nt
+    lift, ci = relative_lift(pc, np.sqrt(pc * (1 - pc) / nc), pt, np.sqrt(pt * (1 - pt) / nt))
+    lo, hi = confint_proportions_2indep(xt, nt, xc, nc, method="log", compare="ratio")
+    assert lift == pytest.approx(pt / pc - 1, rel=1e-12)
+    assert (ci.low, ci.high) == pytest.approx((lo - 1, hi - 1), abs=1e-9)
 
 
 def test_welch_matches_scipy() -> None:
