@@ -82,6 +82,7 @@ class DecisionTracker:
         self._r = array("d")  # current reward of the decision; NaN: not in the counters
         self._x = [array("d") for _ in aggregates]
         self._y = [array("d") for _ in aggregates]
+        self._xy = (*self._x, *self._y)
         self._unit_last: dict[int, int] = {}  # unit row -> its latest tracked decision
         self._index: dict[tuple[int, int, tuple[int, ...], int], int] = {}
         self._keys: list[tuple[int, int, tuple[int, ...], int]] = []
@@ -110,25 +111,37 @@ class DecisionTracker:
             self._sums.append([0.0] * (1 + _SUMS * len(self._x)))
         self._sums[g][0] += 1.0
         slot = seq % self.capacity
-        train = self.training is not None and not tag & HOLDOUT
-        if slot >= len(self._seq):  # grow; slots of untracked (A/B) decisions stay empty
-            gap = slot + 1 - len(self._seq)
-            self._seq.extend([-1] * gap)
-            self._group.extend([0] * gap)
-            self._train.extend([0] * gap)
-            self._r.extend([math.nan] * gap)
-            for col in (*self._x, *self._y):
-                col.extend([0.0] * gap)
-        self._seq[slot] = seq  # an evicted decision keeps its contribution: it is final
-        self._group[slot] = g
-        self._train[slot] = train
-        self._r[slot] = math.nan
-        for col in (*self._x, *self._y):
-            col[slot] = 0.0
+        t = self.training
+        train = t is not None and not tag & HOLDOUT
+        zero = train and t.rule == "zero"  # type: ignore[union-attr]
+        size = len(self._seq)
+        if slot < size:  # ring full: overwrite (an evicted decision keeps its contribution)
+            self._seq[slot] = seq
+            self._group[slot] = g
+            self._train[slot] = train
+            self._r[slot] = 0.0 if zero else math.nan
+            for col in self._xy:
+                col[slot] = 0.0
+        else:
+            if slot > size:  # slots of untracked (A/B) decisions stay empty
+                gap = slot - size
+                self._seq.extend([-1] * gap)
+                self._group.extend([0] * gap)
+                self._train.extend([0] * gap)
+                self._r.extend([math.nan] * gap)
+                for col in self._xy:
+                    col.extend([0.0] * gap)
+            self._seq.append(seq)
+            self._group.append(g)
+            self._train.append(train)
+            self._r.append(0.0 if zero else math.nan)
+            for col in self._xy:
+                col.append(0.0)
         if unit_row is not None:
             self._unit_last[unit_row] = seq
-        if train and self.training is not None and self.training.rule == "zero":
-            self._retrain(slot, variant)
+        if zero:  # counts as a reward of 0 from now until its reward arrives
+            self._add(variant, 0.0, 1.0)
+            self._bump()
 
     def apply(self, seq: int, m: int, value: float) -> None:
         """Add a validated value of metric ``m`` to decision ``seq`` if it is tracked."""
@@ -170,8 +183,9 @@ class DecisionTracker:
         if t.rule == "omit" and self._y[t.reward][slot] <= 0:
             new = math.nan
         else:
-            new = self._value(t.reward, slot) - math.fsum(
-                c * self._value(m, slot) for m, c in t.costs)
+            new = self._value(t.reward, slot)
+            for m, c in t.costs:
+                new -= c * self._value(m, slot)
         old = self._r[slot]
         if new == old or (math.isnan(new) and math.isnan(old)):
             return
@@ -180,8 +194,13 @@ class DecisionTracker:
         if not math.isnan(new):
             self._add(arm, new, 1.0)
         self._r[slot] = new
+        self._bump()
+
+    def _bump(self) -> None:
         self.pending += 1
-        if self.pending >= t.due_every and not self._signalled and self.on_due is not None:
+        t = self.training
+        if (t is not None and self.pending >= t.due_every and not self._signalled
+                and self.on_due is not None):
             self._signalled = True
             self.on_due()
 
