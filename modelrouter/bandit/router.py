@@ -106,6 +106,7 @@ class BanditRouter:
         self._np_rng = np.random.default_rng(seeds[2])
         index = store.metric_index
         costs = tuple((index[m], c) for m, c in (cfg.reward_cost or {}).items())
+        assert cfg.reward is not None  # the experiment builds us only then
         training = Training(index[cfg.reward], costs, cfg.missing_reward, kind,
                             float(getattr(self.allocator.posterior, "shift", 0.0)),
                             cfg.refresh_every)
