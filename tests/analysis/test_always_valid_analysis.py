@@ -29,9 +29,10 @@ def _mixture_lr(d: float, v: float, tau2: float) -> float:
 
 
 def _diff_var(led: Ledger) -> tuple[float, float]:
+    # binary data: the binomial (unpooled Wald) variance p (1 - p) / n of each proportion
     xt, xc = led.values("treatment"), led.values("control")
     return (xt.mean() - xc.mean(),
-            xt.var(ddof=1) / xt.size + xc.var(ddof=1) / xc.size)
+            xt.var(ddof=0) / xt.size + xc.var(ddof=0) / xc.size)
 
 
 def test_pvalue_is_the_running_minimum_over_recorded_looks_and_now() -> None:

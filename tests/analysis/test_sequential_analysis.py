@@ -48,8 +48,8 @@ def test_recorded_looks_match_statsmodels_and_spending_boundaries() -> None:
         assert looks[-1].units == len(led.variant)
         assert looks[-1].information_rate == pytest.approx(len(led.variant) / 2000)
         assert looks[-1].difference == pytest.approx(xt.mean() - xc.mean(), rel=1e-12)
-        assert looks[-1].variance == pytest.approx(
-            xt.var(ddof=1) / xt.size + xc.var(ddof=1) / xc.size, rel=1e-10)
+        assert looks[-1].variance == pytest.approx(  # binomial variances p (1 - p) / n
+            xt.var(ddof=0) / xt.size + xc.var(ddof=0) / xc.size, rel=1e-10)
     rates = [k.information_rate for k in looks]
     design = spending_boundaries(rates)  # the wiring: boundaries on the recorded rates
     np.testing.assert_allclose([k.boundary for k in looks], design.z, rtol=1e-12)
