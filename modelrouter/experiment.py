@@ -86,6 +86,7 @@ class Experiment:
         self._prefix = os.urandom(4).hex() + "-"
         self._config_lock = threading.Lock()
         self._look_lock = threading.Lock()  # one record_look at a time (never the hot path)
+        self._unit_level = config.level != "request"
         self.segment_dims = tuple(segment_dims) or tuple(config.segments)
         self.store = MemoryStore(self.names, config.metrics, level=config.level,
                                  max_pending=config.max_pending,
@@ -121,6 +122,14 @@ class Experiment:
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (bandit/router.py)
             return self.bandit.route(unit, segment, alloc)  # type: ignore[no-any-return]
         now = self.clock()
+        if unit is not None and self._unit_level:  # the hot path: a known split unit
+            i = alloc.choose(self._bucket(unit))
+            p = alloc.propensities[i]
+            codes = self.store.segment_codes(segment) if segment else ()
+            seq = self.store.expose(unit, i, p, alloc.epoch, codes, now)
+            return Decision(self._prefix + format(seq, "x"), self.names[i], self.models[i], unit,
+                            p, alloc.epoch, "ab", now, True,
+                            segment if type(segment) is tuple else tuple(segment)), seq
         if self.config.level == "request":
             unit = None
             u = self._rng.random()
@@ -139,7 +148,7 @@ class Experiment:
             u = self._bucket(unit)
         i = alloc.choose(u)
         codes = self.store.segment_codes(segment) if segment else ()
-        seq = self.store.expose(unit, i, alloc.propensities[i], alloc.epoch, codes)
+        seq = self.store.expose(unit, i, alloc.propensities[i], alloc.epoch, codes, now)
         return Decision(f"{self._prefix}{seq:x}", self.names[i], self.models[i], unit,
                         alloc.propensities[i], alloc.epoch, "ab", now, True,
                         tuple(segment)), seq
