@@ -39,6 +39,8 @@ from modelrouter.tokens import TokenPayload
 
 __all__ = ["Experiment", "check_value"]
 
+_new_decision = tuple.__new__
+
 
 def check_value(spec: MetricSpec, value: object) -> float:
     """Validate a feedback value for a metric; return it as a float or raise InvalidValueError."""
@@ -127,9 +129,11 @@ class Experiment:
             p = alloc.propensities[i]
             codes = self.store.segment_codes(segment) if segment else ()
             seq = self.store.expose(unit, i, p, alloc.epoch, codes, now)
-            return Decision(self._prefix + format(seq, "x"), self.names[i], self.models[i], unit,
-                            p, alloc.epoch, "ab", now, True,
-                            segment if type(segment) is tuple else tuple(segment)), seq
+            # tuple.__new__ skips NamedTuple's Python-level __new__ (half the cost)
+            return _new_decision(Decision, (
+                self._prefix + format(seq, "x"), self.names[i], self.models[i], unit, p,
+                alloc.epoch, "ab", now, True,
+                segment if type(segment) is tuple else tuple(segment))), seq
         if self.config.level == "request":
             unit = None
             u = self._rng.random()
