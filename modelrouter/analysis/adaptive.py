@@ -100,15 +100,8 @@ def adaptive_compare(analysis: Analysis, metric: str, variant: str | None = None
     if method not in ESTIMATORS:
         raise AnalysisError(f"estimator ({estimator!r}) must be one of "
                             f"{', '.join(map(repr, ESTIMATORS))}")
-    if variant is None:
-        others = [v for v in analysis.variants if v != analysis.control]
-        if len(others) != 1:
-            raise AnalysisError(f"compare() needs variant= with {len(analysis.variants)} "
-                                f"variants; choose one of {others!r}")
-        variant = others[0]
+    variant = analysis.treatment(variant)
     t, c = analysis._variant_index(variant), analysis._variant_index(analysis.control)
-    if t == c:
-        raise AnalysisError(f"variant ({variant!r}) is the control; compare another variant")
     data, epochs = grouped_data(analysis, metric, segment)
     try:
         diff = grouped_ipw_difference(data, arm=t, control=c, method=method,  # type: ignore[arg-type]

@@ -61,6 +61,18 @@ class Analysis:
             raise UnknownMetricError(f"metric {metric!r} is not declared; declared metrics are "
                                      f"{sorted(self.snapshot.metrics)}") from None
 
+    def treatment(self, variant: str | None, what: str = "compare") -> str:
+        """The treatment to compare: ``variant``, or the only non-control variant; validated."""
+        if variant is None:
+            others = [v for v in self.variants if v != self.control]
+            if len(others) != 1:
+                raise AnalysisError(f"{what}() needs variant= with {len(self.variants)} "
+                                    f"variants; choose one of {others!r}")
+            return others[0]
+        if self._variant_index(variant) == self._variant_index(self.control):
+            raise AnalysisError(f"variant ({variant!r}) is the control; compare another variant")
+        return variant
+
     def _variant_index(self, variant: str) -> int:
         try:
             return self.variants.index(variant)
@@ -145,15 +157,8 @@ class Analysis:
             raise AnalysisError(f"estimator ({estimator!r}) applies to bandit (adaptive) "
                                 "traffic; this experiment has none")
         spec = self._spec(metric)
-        if variant is None:
-            others = [v for v in self.variants if v != self.control]
-            if len(others) != 1:
-                raise AnalysisError(f"compare() needs variant= with {len(self.variants)} "
-                                    f"variants; choose one of {others!r}")
-            variant = others[0]
+        variant = self.treatment(variant)
         t_idx, c_idx = self._variant_index(variant), self._variant_index(self.control)
-        if t_idx == c_idx:
-            raise AnalysisError(f"variant ({variant!r}) is the control; compare another variant")
         moments = self.moments(metric, segment)
         mc, mt = moments[c_idx], moments[t_idx]
         for name, m in ((self.control, mc), (variant, mt)):

@@ -62,12 +62,7 @@ def resolve_target(analysis: Analysis, metric: str | None, variant: str | None,
         raise AnalysisError(f"{what}() needs a metric: pass metric= or set primary in the "
                             "config")
     spec = analysis._spec(metric)
-    if variant is None:
-        others = [v for v in analysis.variants if v != analysis.control]
-        if len(others) != 1:
-            raise AnalysisError(f"{what}() needs variant= with {len(analysis.variants)} "
-                                f"variants; choose one of {others!r}")
-        variant = others[0]
+    variant = analysis.treatment(variant, what)
     return Target(metric, variant, spec, plan,
                   looks_of(analysis.snapshot.looks, metric, variant))
 
