@@ -67,8 +67,8 @@ def _section(key: str, title: str, html: str) -> str:
     return f'<section id="{escape(key)}"><h2>{escape(title)}</h2>{html}</section>'
 
 
-_PREFERRED = ("metric", "variant", "segment", "status", "decision", "estimate", "low", "high",
-              "margin", "pvalue", "reason")
+_PREFERRED = ("guardrail", "metric", "variant", "segment", "status", "decision", "estimate",
+              "low", "high", "margin", "pvalue", "reason")
 
 
 def _cell(value: Any) -> str:
@@ -80,7 +80,8 @@ def _rows_table(results: Sequence[Any]) -> str:
     dicts = [r.to_dict() if callable(getattr(r, "to_dict", None)) else r for r in results]
     if not all(isinstance(d, dict) for d in dicts):
         return "".join(_generic(r) for r in results)
-    keys = [k for k in _PREFERRED if any(k in d for d in dicts)] or [
+    keys = [k for k in _PREFERRED if any(k in d for d in dicts)
+            and not (k == "metric" and any("guardrail" in d for d in dicts))] or [
         k for k, v in dicts[0].items() if isinstance(v, (str, int, float, bool))]
     rows = []
     for d in dicts:

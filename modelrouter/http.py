@@ -42,7 +42,7 @@ from modelrouter.exceptions import (
     UnknownUnitError,
 )
 from modelrouter.feedback import CheckedFeedback, TokenFeedback
-from modelrouter.prometheus import CONTENT_TYPE, RequestMetrics, render
+from modelrouter.prometheus import CONTENT_TYPE, render
 
 __all__ = ["COOKIE_NAME", "MAX_BODY", "HTTPSurface", "jsonable"]
 
@@ -162,8 +162,6 @@ class HTTPSurface:
         self.feedback = TokenFeedback(self.experiment, config.secret) if config.secret else None
         self._admin = AdminAuth(config.admin_token) if config.admin_token else None
         self.metrics_enabled = self._admin is not None or config.metrics_public
-        self.request_metrics = (RequestMetrics(self.experiment.names)
-                                if self.metrics_enabled else None)
         self.refresh_seconds = 10
         self._routes: dict[str, dict[str, Callable[[Scope, Receive], Awaitable[Any]]]] = {
             "/feedback": {"POST": self._post_feedback},
@@ -365,7 +363,7 @@ class HTTPSurface:
         if not self.router.config.metrics_public:
             self._authorize(scope, cookie=True)
         counts = dict(self.feedback.counts) if self.feedback is not None else None
-        text = render(self.experiment, self.request_metrics, counts)
+        text = render(self.experiment, counts)
         return 200, [(b"content-type", CONTENT_TYPE.encode())], text.encode()
 
 

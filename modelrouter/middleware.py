@@ -86,13 +86,10 @@ class ModelRouter:
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         self._http: Any = None
-        self._observe: Callable[[int, float, bool], None] | None = None
         if self.config.secret or self.config.admin_token or self.config.metrics_public:
             from modelrouter.http import HTTPSurface
 
             self._http = HTTPSurface(self)
-            if self._http.request_metrics is not None:
-                self._observe = self._http.request_metrics.observe
         self._http_prefix = self.config.http_prefix + "/"
         self._signer = (Signer(self.config.secret, self.config.experiment)
                         if self.config.secret else None)
@@ -229,7 +226,6 @@ class ModelRouter:
         store = self.experiment.store
         tick = self.experiment.tick
         signer = self._signer
-        observe = self._observe
         timer = self._timer
         start = timer()
         status = 0
@@ -246,8 +242,6 @@ class ModelRouter:
                 done = True
                 latency = (timer() - start) * 1000.0
                 store.record_auto(seq, latency, 1.0 if status >= 500 else 0.0)
-                if observe is not None:
-                    observe(index, latency, status >= 500)
                 if tick is not None:
                     tick()
             await send(message)
@@ -259,8 +253,6 @@ class ModelRouter:
                 done = True
                 latency = (timer() - start) * 1000.0
                 store.record_auto(seq, latency, 1.0)
-                if observe is not None:
-                    observe(index, latency, True)
             raise
 
 

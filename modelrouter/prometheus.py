@@ -1,59 +1,33 @@
 """Prometheus text exposition (format 0.0.4) of an experiment, without prometheus_client.
 
-:class:`RequestMetrics` counts finished routed requests per variant in a fixed bucket array
-(O(log buckets) per request, one short lock), because the store keeps per-unit sums and not the
-per-request latency distribution a histogram needs. :func:`render` writes everything else from a
-store snapshot and the current allocation at scrape time.
+:func:`render` writes everything from one store snapshot and the current allocation at scrape
+time; nothing is counted on the request path for Prometheus alone. The latency histogram is the
+store's own (store/histogram.py, updated in ``record_auto`` under the store's lock): its ``le``
+boundaries are exact edges of the store's buckets, so the cumulative counts are exact, and with
+a Redis store they cover every worker. Requests, errors and latencies are attributed to the
+unit's variant (its first one, as in the analysis; they differ from the serving variant only for
+units whose variant changed with the weights).
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS_S", "RequestMetrics", "render"]
+from modelrouter.store.histogram import EDGES_MS, PER_DECADE
+
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS_S", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# seconds, as Prometheus convention wants; the hot path compares milliseconds
-LATENCY_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                        0.5, 1.0, 2.5, 5.0, 10.0)
-_BOUNDS_MS = tuple(b * 1000.0 for b in LATENCY_BUCKETS_S)
-
-
-class RequestMetrics:
-    """Per-variant latency histogram and error count of finished routed requests.
-
-    Thread-safe: :meth:`observe` and :meth:`snapshot` hold one lock for a few operations.
-    """
-
-    __slots__ = ("_buckets", "_errors", "_lock", "_sum_ms", "variants")
-
-    def __init__(self, variants: Sequence[str]) -> None:
-        self.variants = tuple(variants)
-        k = len(self.variants)
-        self._buckets = [[0] * (len(_BOUNDS_MS) + 1) for _ in range(k)]  # last: above all
-        self._sum_ms = [0.0] * k
-        self._errors = [0] * k
-        self._lock = threading.Lock()
-
-    def observe(self, variant: int, latency_ms: float, error: bool) -> None:
-        """Count one finished request of variant index ``variant``."""
-        b = bisect_left(_BOUNDS_MS, latency_ms)  # first bucket whose bound is >= the value
-        with self._lock:
-            self._buckets[variant][b] += 1
-            self._sum_ms[variant] += latency_ms
-            if error:
-                self._errors[variant] += 1
-
-    def snapshot(self) -> tuple[list[list[int]], list[float], list[int]]:
-        """Copies of (per-bucket counts, latency sums in ms, error counts) per variant."""
-        with self._lock:
-            return ([list(b) for b in self._buckets], list(self._sum_ms), list(self._errors))
+# ``le`` boundaries: store bucket edges at 1, ~2.5 and ~5 per decade from 1 ms to 10 s (the
+# decades are exact; 2.5 and 5 are the nearest edges, 10**(46/115) = 2.512 and 10**(80/115) =
+# 4.963), so each cumulative count is a sum of whole store buckets
+_LE_INDEX: tuple[int, ...] = (*(2 * PER_DECADE + d * PER_DECADE + j for d in range(4)
+                                for j in (0, 46, 80)), 6 * PER_DECADE)
+LATENCY_BUCKETS_S: tuple[float, ...] = tuple(EDGES_MS[i] / 1000.0 for i in _LE_INDEX)
 
 
 def _label(value: object) -> str:
@@ -83,6 +57,18 @@ class _Writer:
         self.lines.append(f"{name}{{{inner}}} {_num(value)}" if inner else f"{name} {_num(value)}")
 
 
+def _errors(snapshot: Any) -> list[float]:
+    """Requests recorded with ``error = 1`` per variant (5xx or an exception)."""
+    k = len(snapshot.variants)
+    if snapshot.units is not None:
+        return np.bincount(snapshot.units.variant, weights=snapshot.units.x["error"],
+                           minlength=k).tolist()  # type: ignore[no-any-return]
+    out = [0.0] * k
+    for (variant, _e, _s), (n, per_metric) in snapshot.groups.items():
+        out[variant] += round(per_metric["error"].mean_x * n)
+    return out
+
+
 def _events(snapshot: Any) -> dict[str, float]:
     """Recorded values per metric (automatic ones included), from a store snapshot."""
     if snapshot.units is not None:
@@ -94,8 +80,7 @@ def _events(snapshot: Any) -> dict[str, float]:
     return out
 
 
-def render(experiment: Any, requests: RequestMetrics | None,
-           feedback: Mapping[tuple[str, str], int] | None = None) -> str:
+def render(experiment: Any, feedback: Mapping[tuple[str, str], int] | None = None) -> str:
     """The exposition text: requests, errors and latency per variant, values recorded per
     metric, HTTP feedback outcomes per (metric, result), current weights and epoch."""
     snap = experiment.store.snapshot()
@@ -110,23 +95,22 @@ def render(experiment: Any, requests: RequestMetrics | None,
              "Requests served without a unit id and left out of the experiment.")
     w.sample("modelrouter_uncounted_requests_total", {"experiment": exp},
              snap.uncounted_requests)
-    if requests is not None:
-        buckets, sums, errors = requests.snapshot()
-        w.family("modelrouter_errors_total", "counter",
-                 "Finished routed requests answered with a 5xx or an exception, by variant.")
-        for v, e in zip(requests.variants, errors):
-            w.sample("modelrouter_errors_total", {"experiment": exp, "variant": v}, e)
+    w.family("modelrouter_errors_total", "counter",
+             "Finished routed requests answered with a 5xx or an exception, by variant.")
+    for v, e in zip(snap.variants, _errors(snap)):
+        w.sample("modelrouter_errors_total", {"experiment": exp, "variant": v}, e)
+    if snap.latency is not None:
         name = "modelrouter_request_duration_seconds"
         w.family(name, "histogram", "Latency of finished routed requests, by variant.")
-        for v, counts, total in zip(requests.variants, buckets, sums):
-            cumulative = 0
-            for bound, c in zip((*LATENCY_BUCKETS_S, math.inf), counts):
-                cumulative += c
-                w.sample(f"{name}_bucket", {"experiment": exp, "variant": v,
-                                            "le": _num(bound) if math.isinf(bound)
-                                            else repr(bound)}, cumulative)
-            w.sample(f"{name}_sum", {"experiment": exp, "variant": v}, total / 1000.0)
-            w.sample(f"{name}_count", {"experiment": exp, "variant": v}, cumulative)
+        for v, counts, total in zip(snap.variants, snap.latency.counts, snap.latency.sum_ms):
+            cumulative = np.cumsum(counts).tolist()  # [i]: requests <= EDGES_MS[i]
+            for bound, i in zip(LATENCY_BUCKETS_S, _LE_INDEX):
+                w.sample(f"{name}_bucket", {"experiment": exp, "variant": v, "le": repr(bound)},
+                         cumulative[i])
+            w.sample(f"{name}_bucket", {"experiment": exp, "variant": v, "le": "+Inf"},
+                     cumulative[-1])
+            w.sample(f"{name}_sum", {"experiment": exp, "variant": v}, float(total) / 1000.0)
+            w.sample(f"{name}_count", {"experiment": exp, "variant": v}, cumulative[-1])
     w.family("modelrouter_metric_values_total", "counter",
              "Values recorded per metric (feedback, and the automatic latency_ms and error).")
     for m, n in _events(snap).items():

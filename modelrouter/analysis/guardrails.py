@@ -23,6 +23,11 @@ the relative scale ``exp(.) - 1``. The log ratio is used instead of ``mean_t/mea
 because its sampling distribution is closer to normal and its variance does not depend on the
 unknown ratio itself.
 
+Quantile guardrails (``quantile=0.95``: the p95 of ``latency_ms``) take the estimate and its
+variance from :mod:`modelrouter.analysis.quantile_guardrails` (log ratio of the two quantiles,
+variances from Woodruff intervals) and are decided by the same always-valid rule
+(:func:`decide`).
+
 Per-segment checks are Bonferroni-corrected across the segment values tested for that guardrail
 (each at ``alpha / m``); segments with fewer than ``min_segment_units`` units in either arm are
 reported as ``inconclusive`` with the reason. Caveats: the validity is asymptotic (estimated
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelrouter.analysis.segments import present_segments
-from modelrouter.guardrail_config import GuardrailSpec
+from modelrouter.guardrail_config import GuardrailSpec, guardrail_key
 from modelrouter.stats._results import ConfidenceInterval
 from modelrouter.stats.always_valid import always_valid_test
 
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from modelrouter.analysis.analysis import Analysis
     from modelrouter.store.moments import Moments
 
-__all__ = ["GuardrailResult", "Status", "check_guardrail", "guardrail_results"]
+__all__ = ["GuardrailResult", "Status", "check_guardrail", "decide", "guardrail_results"]
 
 Status = Literal["pass", "fail", "inconclusive"]
 
@@ -73,6 +78,12 @@ class GuardrailResult:
     units_control: int
     units_treatment: int
     reason: str
+    quantile: float | None = None  # None: the mean; 0.95: the 95th percentile
+
+    @property
+    def label(self) -> str:
+        """The guardrail's name: ``latency_ms`` (mean) or ``latency_ms p95``."""
+        return guardrail_key(self.metric, self.quantile)
 
     def confidence_interval(self) -> ConfidenceInterval:
         """The always-valid ``1 - alpha`` interval the status was decided on."""
@@ -86,18 +97,20 @@ class GuardrailResult:
         return ", ".join(f"{k}={v}" for k, v in self.segment.items())
 
     def __repr__(self) -> str:
-        return (f"GuardrailResult({self.metric} {self.variant} {self.where}: {self.status}, "
+        return (f"GuardrailResult({self.label} {self.variant} {self.where}: {self.status}, "
                 f"estimate={self.estimate:.4g}, interval=[{self.low:.4g}, {self.high:.4g}], "
                 f"margin={'+' if self.direction == 'increase' else '-'}{self.margin:.4g}"
                 f"{' relative' if self.relative else ''})")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return {"metric": self.metric, "variant": self.variant, "segment": self.segment,
+        return {"guardrail": self.label, "metric": self.metric, "variant": self.variant,
+                "segment": self.segment,
                 "status": self.status, "direction": self.direction, "margin": self.margin,
                 "relative": self.relative, "estimate": self.estimate, "low": self.low,
                 "high": self.high, "alpha": self.alpha, "units_control": self.units_control,
-                "units_treatment": self.units_treatment, "reason": self.reason}
+                "units_treatment": self.units_treatment, "reason": self.reason,
+                "quantile": self.quantile}
 
 
 def _fmt(x: float, relative: bool) -> str:
@@ -131,28 +144,44 @@ def check_guardrail(spec: GuardrailSpec, mc: Moments, mt: Moments, *, ratio: boo
                     alpha: float, variant: str, segment: dict[str, str] | None = None,
                     min_units: int = 2) -> GuardrailResult:
     """Decide one guardrail from the control's and the treatment's moments."""
+    if min(mc.n, mt.n) < max(min_units, 2):
+        return decide(spec, f"too few units ({mc.n} control, {mt.n} {variant}; need "
+                      f"{max(min_units, 2)} each)", alpha=alpha, variant=variant,
+                      segment=segment, units=(mc.n, mt.n))
+    scaled = _scale(spec, mc, mt, ratio)
+    if isinstance(scaled, str):
+        return decide(spec, scaled, alpha=alpha, variant=variant, segment=segment,
+                      units=(mc.n, mt.n))
+    est, var, threshold, _c, _t = scaled
+    if var <= 0 and not spec.relative:
+        # e.g. no error at all in either arm: as uncertain as one event per arm would be
+        var = 1.0 / mc.n**2 + 1.0 / mt.n**2
+    return decide(spec, (est, var, threshold), alpha=alpha, variant=variant, segment=segment,
+                  units=(mc.n, mt.n))
+
+
+def decide(spec: GuardrailSpec, scaled: tuple[float, float, float] | str, *, alpha: float,
+           variant: str, segment: dict[str, str] | None, units: tuple[int, int]
+           ) -> GuardrailResult:
+    """The always-valid decision from ``(estimate, variance, breach threshold)`` on the test
+    scale (the log ratio for relative margins), or ``inconclusive`` with the reason given."""
     def result(status: Status, est: float, lo: float, hi: float, reason: str
                ) -> GuardrailResult:
         return GuardrailResult(spec.metric, variant, segment, status, spec.direction,
-                               spec.margin, spec.relative, est, lo, hi, alpha, mc.n, mt.n,
-                               reason)
+                               spec.margin, spec.relative, est, lo, hi, alpha, units[0],
+                               units[1], reason, spec.quantile)
 
     where = "" if not segment else " in " + ", ".join(f"{k}={v}" for k, v in segment.items())
+    name = spec.key
     nan = math.nan
-    if min(mc.n, mt.n) < max(min_units, 2):
-        return result("inconclusive", nan, nan, nan,
-                      f"{spec.metric}{where}: too few units ({mc.n} control, {mt.n} "
-                      f"{variant}; need {max(min_units, 2)} each)")
-    scaled = _scale(spec, mc, mt, ratio)
     if isinstance(scaled, str):
-        return result("inconclusive", nan, nan, nan, f"{spec.metric}{where}: {scaled}")
-    est, var, threshold, _c, _t = scaled
+        return result("inconclusive", nan, nan, nan, f"{name}{where}: {scaled}")
+    est, var, threshold = scaled
+    if not (math.isfinite(est) and math.isfinite(var)):
+        return result("inconclusive", nan, nan, nan,
+                      f"{name}{where}: too few observations to bound the estimate yet")
     if var <= 0:
-        if spec.relative:
-            return result("inconclusive", nan, nan, nan,
-                          f"{spec.metric}{where}: no variation observed yet")
-        # e.g. no error at all in either arm: as uncertain as one event per arm would be
-        var = 1.0 / mc.n**2 + 1.0 / mt.n**2
+        return result("inconclusive", nan, nan, nan, f"{name}{where}: no variation observed yet")
     ci = always_valid_test(est, var, tau2=threshold**2).confidence_interval(1.0 - alpha)
     lo, hi = ci.low, ci.high
     back = (lambda v: math.expm1(v)) if spec.relative else (lambda v: v)
@@ -164,17 +193,19 @@ def check_guardrail(spec: GuardrailSpec, mc: Moments, mt: Moments, *, ratio: boo
     breach = lo > threshold if spec.direction == "increase" else hi < threshold
     safe = hi < threshold if spec.direction == "increase" else lo > threshold
     if breach:
-        return result("fail", e, low, high, f"{spec.metric}{where}: {shown} lies entirely "
+        return result("fail", e, low, high, f"{name}{where}: {shown} lies entirely "
                       f"beyond the margin {bound}: the guardrail is breached")
     if safe:
-        return result("pass", e, low, high, f"{spec.metric}{where}: {shown} excludes a "
+        return result("pass", e, low, high, f"{name}{where}: {shown} excludes a "
                       f"change beyond {bound}")
-    return result("inconclusive", e, low, high, f"{spec.metric}{where}: {shown} still "
+    return result("inconclusive", e, low, high, f"{name}{where}: {shown} still "
                   f"contains the margin {bound}: not enough data to decide")
 
 
 def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
     """Every configured guardrail, for every treatment, overall and per declared segment."""
+    from modelrouter.analysis.quantile_guardrails import quantile_guardrail_results
+
     config = analysis.config
     alpha = config.guardrail_alpha
     control = analysis.control
@@ -182,6 +213,9 @@ def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
     out: list[GuardrailResult] = []
     specs: Mapping[str, GuardrailSpec] = config.guardrails or {}
     for spec in specs.values():
+        if spec.quantile is not None:
+            out += quantile_guardrail_results(analysis, spec, alpha)
+            continue
         ratio = analysis.snapshot.metrics[spec.metric].is_ratio
         overall = analysis.moments(spec.metric)
         families: list[tuple[dict[str, str] | None, list[Moments], float, int]] = [

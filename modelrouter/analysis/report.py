@@ -40,13 +40,13 @@ def render_report(analysis: Analysis, variant: str | None = None) -> str:
                 out += [f"{metric}: {exc}", ""]
     guards = analysis.guardrails()
     if guards:
-        rows = [[g.metric, g.variant, g.where, g.status.upper() if g.status == "fail"
+        rows = [[g.label, g.variant, g.where, g.status.upper() if g.status == "fail"
                  else g.status, f"{'+' if g.direction == 'increase' else '-'}{g.margin:.4g}"
                  + (" rel" if g.relative else ""),
                  f"{g.estimate:+.4g}", f"[{g.low:+.4g}, {g.high:+.4g}]", f"{g.alpha:.3g}"]
                 for g in guards]
         out += ["", "Guardrails (always-valid intervals; relative margins as ratios - 1)",
-                format_table(["metric", "variant", "where", "status", "margin", "estimate",
+                format_table(["guardrail", "variant", "where", "status", "margin", "estimate",
                               "interval", "alpha"], rows)]
     if config.primary is not None and snap.segment_dims:
         for dim in snap.segment_dims:

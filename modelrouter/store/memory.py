@@ -31,6 +31,7 @@ import numpy as np
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import UnknownDecisionError, UnknownUnitError
 from modelrouter.store.decisions import DecisionStoreMixin, DecisionTracker, decision_groups
+from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.moments import Moments
 
@@ -89,6 +90,8 @@ class Snapshot:
     # bandit decisions: (variant, epoch, segment codes, tag) -> (n, {metric: Moments})
     decisions: dict[tuple[int, int, tuple[int, ...], int], tuple[int, dict[str, Moments]]] = (
         field(default_factory=dict))
+    # per-variant histogram of every recorded request's latency_ms (see store/histogram.py)
+    latency: LatencyHistogram | None = None
 
     @property
     def n_units(self) -> int:
@@ -149,6 +152,9 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
         self._group_keys: list[tuple[int, int, tuple[int, ...]]] = []
         self._group_sums: list[list[float]] = []
         self._decisions: DecisionTracker | None = None  # bandit mode (store/decisions.py)
+        # latency histogram: slot s of variant v at v * N_SLOTS + s (store/histogram.py)
+        self._hist = array("q", bytes(8 * N_SLOTS * len(self.variants)))
+        self._hist_sum = [0.0] * len(self.variants)
 
     def _bind_columns(self) -> None:
         """Alias the automatic metrics' columns for the hot path; call again whenever the
@@ -287,6 +293,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request under one lock acquisition."""
         slot = seq % self.max_pending
+        h = slot_of(latency_ms)
         with self._lock:
             if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
                 return  # evicted by a flood of newer requests: nothing to attribute to
@@ -296,9 +303,13 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
                 self._lat_y[row] += 1.0
                 self._err_x[row] += error
                 self._err_y[row] += 1.0
+                v = self._variant[row]  # the unit's variant, as in its analysis
             else:
                 self._apply(slot, row, self._latency_index, latency_ms)
                 self._apply(slot, row, self._error_index, error)
+                v = self._group_keys[row][0]
+            self._hist[v * N_SLOTS + h] += 1
+            self._hist_sum[v] += latency_ms
             if self._decisions is not None:
                 self._decisions.apply(seq, self._latency_index, latency_ms)
                 self._decisions.apply(seq, self._error_index, error)
@@ -385,6 +396,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
             uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
             looks = tuple(self._looks)
             dsums = self._decisions.copy_sums() if self._decisions is not None else []
+            hist = LatencyHistogram.from_flat(self._hist, self._hist_sum, len(self.variants))
         groups = {}
         for key, s in sums:
             n = s[0]
@@ -400,7 +412,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
                         segment_values=seg_values, epochs=epochs, requests=snap_requests,
                         uncounted_requests=uncounted, segment_overflow=overflow, units=units,
                         groups=groups, looks=looks,
-                        decisions=decision_groups(dsums, self.metric_names))
+                        decisions=decision_groups(dsums, self.metric_names), latency=hist)
 
     @property
     def pending_capacity(self) -> int:

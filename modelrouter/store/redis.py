@@ -18,6 +18,8 @@ lost is never applied twice). Everything shared merges by addition or first-writ
 ``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
 ``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum
 ``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
+``mr:{exp}:latency``        ``variant#slot`` -> requests, ``variant#sum`` -> latency_ms sum
+                            (the latency histogram, store/histogram.py)
 ==========================  ===============================================================
 
 Redis down or slow: routing keeps serving; the buffer keeps deltas up to ``max_buffer`` unit
@@ -49,6 +51,8 @@ import numpy as np
 
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import StoreError, UnknownDecisionError
+from modelrouter.store import redis_batch
+from modelrouter.store.histogram import LAYOUT, N_SLOTS, slot_of
 from modelrouter.store.memory import EpochInfo, MemoryStore, Snapshot
 from modelrouter.store.redis_batch import LUA, counter_ops, group_ops, pack_batches, unit_ops
 from modelrouter.store.redis_snapshot import build_snapshot
@@ -142,6 +146,8 @@ class RedisStore:
         self._new_epochs: list[EpochInfo] = []
         self._new_looks: list[Any] = []
         self._size = 0
+        self._hist = array("q", bytes(8 * N_SLOTS * len(self.variants)))
+        self._hist_sum = [0.0] * len(self.variants)
 
     # -- protocol: epochs and segments ---------------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -249,6 +255,7 @@ class RedisStore:
         if not self.unit_level:
             self._local.record_auto(seq, latency_ms, error)
             return
+        h = slot_of(latency_ms)
         with self._lock:
             slot = seq % self.max_pending
             if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
@@ -256,6 +263,8 @@ class RedisStore:
             unit, variant = self._ring_unit[slot], self._ring_var[slot]
             self._add(unit, self._lat, variant, latency_ms)
             self._add(unit, self._err, variant, error)
+            self._hist[variant * N_SLOTS + h] += 1
+            self._hist_sum[variant] += latency_ms
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Buffer a value for a unit; the unit may have been exposed by another worker."""
@@ -334,7 +343,8 @@ class RedisStore:
         return redact_url(self.url)
 
     def _identity(self) -> dict[str, str]:
-        return {"format": FORMAT, "variants": json.dumps(list(self.variants)),
+        return {"format": FORMAT, "latency_layout": LAYOUT,
+                "variants": json.dumps(list(self.variants)),
                 "level": self.level, "segment_dims": json.dumps(list(self.segment_dims)),
                 "metrics": json.dumps({n: [m.kind, m.aggregate]
                                        for n, m in self.metrics.items()}, sort_keys=True)}
@@ -360,7 +370,10 @@ class RedisStore:
             first, xy, events = self._first, self._xy, self._events
             requests, uncounted, dropped = self._requests, self._uncounted, self._dropped_delta
             epochs, looks = self._new_epochs, self._new_looks
+            hist, hist_sum = self._hist, self._hist_sum
             self._new_buffer()
+        if not self.unit_level:  # request level: the local store recorded the latencies
+            hist, hist_sum = redis_batch.take_latency(self._local, self._local._lock)
         self._dropped[0] += dropped[0]
         self._dropped[1] += dropped[1]
         with self._local._lock:
@@ -375,6 +388,7 @@ class RedisStore:
                            {"uncounted": uncounted, "segment_overflow": overflow,
                             "dropped_exposures": dropped[0], "dropped_values": dropped[1]},
                            epochs, looks)
+        ops += redis_batch.latency_ops(self.variants, hist, hist_sum)
         batches = pack_batches(ops, self.prefix, self._worker, self._batch_no)
         self._batch_no += len(batches)
         return batches
@@ -408,7 +422,8 @@ class RedisStore:
     def snapshot(self) -> Snapshot:
         """The merged state of every worker (what they have flushed), as one Snapshot."""
         taken = self.clock()
-        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks"]
+        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks",
+                 "latency"]
         names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
         return build_snapshot(self, self._read(names), taken)
 

@@ -9,10 +9,16 @@ not applied twice, and every chunk is applied whole or not at all.
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["LUA", "counter_ops", "group_ops", "pack_batches", "unit_ops"]
+import numpy as np
+
+from modelrouter.store.histogram import N_SLOTS
+
+__all__ = ["LUA", "counter_ops", "group_ops", "latency_ops", "pack_batches", "take_latency",
+           "unit_ops"]
 
 Op = tuple[str, str, str, str]
 Batch = tuple[str, list[str], list[str]]
@@ -70,6 +76,28 @@ def group_ops(local: Any, tables: Sequence[Sequence[str]]) -> tuple[list[int], i
                           separators=_COMPACT)
         ops += [("f", "groups", f"{name}#{k}", repr(v)) for k, v in enumerate(s) if v]
     return requests, uncounted, ops
+
+
+def take_latency(owner: Any, lock: Any) -> tuple[array[int], list[float]]:
+    """Swap ``owner``'s latency histogram (``_hist``, ``_hist_sum``) for zeros under ``lock``."""
+    k = len(owner._hist_sum)
+    fresh, zero = array("q", bytes(8 * N_SLOTS * k)), [0.0] * k
+    with lock:
+        hist, sums = owner._hist, owner._hist_sum
+        owner._hist, owner._hist_sum = fresh, zero
+    return hist, sums
+
+
+def latency_ops(variants: Sequence[str], hist: array[int], sums: Sequence[float]) -> list[Op]:
+    """Histogram deltas as ``latency`` hash increments: ``<variant>#<slot>`` and ``#sum``."""
+    counts = np.frombuffer(hist, dtype=np.int64).reshape(len(variants), N_SLOTS)
+    ops: list[Op] = []
+    for v, name in enumerate(variants):
+        ops += [("i", "latency", f"{name}#{s}", str(int(counts[v, s])))
+                for s in np.flatnonzero(counts[v])]
+        if sums[v]:
+            ops.append(("f", "latency", f"{name}#sum", repr(float(sums[v]))))
+    return ops
 
 
 def counter_ops(variants: Sequence[str], metric_names: Sequence[str],

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
 from modelrouter.store.memory import OTHER, EpochInfo, Snapshot, UnitColumns
 from modelrouter.store.moments import Moments
 
@@ -101,7 +102,8 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
                     segment_overflow=overflow, units=units, groups=groups,
                     losses={"dropped_exposures": counters.get("dropped_exposures", 0),
                             "dropped_values": counters.get("dropped_values", 0),
-                            "orphan_values": orphans})
+                            "orphan_values": orphans},
+                    latency=_latency(self.variants, data.get("latency", {})))
     if data["looks"]:
         from modelrouter.store.looks import Look
 
@@ -109,3 +111,19 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
                        key=lambda k: (k.taken_at, k.metric, k.variant, k.number))
         snap = dataclasses.replace(snap, looks=tuple(looks))
     return snap
+
+
+def _latency(variants: tuple[str, ...], fields: dict[str, str]) -> LatencyHistogram:
+    """The merged histogram from the ``latency`` hash (``variant#slot`` / ``variant#sum``)."""
+    hist = LatencyHistogram.empty(len(variants))
+    index = {v: i for i, v in enumerate(variants)}
+    for field, value in fields.items():
+        name, _, slot = field.rpartition("#")
+        v = index.get(name)
+        if v is None:
+            continue
+        if slot == "sum":
+            hist.sum_ms[v] = float(value)
+        elif slot.isdigit() and int(slot) < N_SLOTS:
+            hist.counts[v, int(slot)] = int(value)
+    return hist

@@ -1,9 +1,9 @@
 """Snapshot files of the in-memory store: versioned, checksummed, atomic, never pickled.
 
-Format (version 1), all integers big-endian::
+Format (version 2), all integers big-endian::
 
     offset 0   8 bytes   magic  b"MRSNAP\\r\\n"  (the CR/LF pair catches text-mode mangling)
-           8   4 bytes   format version (uint32, currently 1)
+           8   4 bytes   format version (uint32, currently 2)
           12   8 bytes   header length H (uint64)
           20   H bytes   header: UTF-8 JSON object (see below)
         20+H   P bytes   payload: raw little-endian arrays, back to back
@@ -15,6 +15,12 @@ restoring it is refused as foreign. It also holds the small state (requests per 
 uncounted requests, segment overflow, segment value tables, epochs, request-level group keys)
 and ``arrays``: ``[name, dtype, shape, offset, nbytes]`` per array of the payload, with dtypes
 from a fixed whitelist. Unit ids are one UTF-8 blob plus a ``uint32`` length per unit.
+
+Version 2 adds the per-variant latency histogram (arrays ``latency_hist``, ``latency_sum``
+and its bucket layout ``latency_layout`` in the header, see store/histogram.py). Version 1
+files still load, with an empty histogram: quantile guardrails then see only the requests
+recorded after the restore (the means keep every request). A file whose histogram layout
+differs from this release's is refused.
 
 Reading parses bytes and numbers only (``np.frombuffer`` with a whitelisted dtype): a snapshot
 cannot run code. Every check (checksum, version, identity, shapes) passes before anything in
@@ -47,12 +53,14 @@ from typing import Any
 import numpy as np
 
 from modelrouter.exceptions import StoreError
+from modelrouter.store.histogram import LAYOUT, N_SLOTS
 from modelrouter.store.memory import EpochInfo, MemoryStore
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "SnapshotInfo", "read_info", "restore_store", "save_store"]
 
 MAGIC = b"MRSNAP\r\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READS = (1, 2)  # versions this release restores (1: no latency histogram)
 _PREFIX = struct.Struct(">8sIQ")
 _DIGEST = 32
 _DTYPES = {"|i1": "b", "<u2": "H", "<i4": "i", "<u4": "I", "<i8": "q", "<f8": "d", "|u1": "B"}
@@ -96,8 +104,11 @@ def _dump(store: MemoryStore) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "group_keys": [[v, e, list(seg)] for v, e, seg in s._group_keys],
             "saved_at": s.clock(),
             "looks": [k.to_dict() for k in getattr(s, "_looks", ())],
+            "latency_layout": LAYOUT,
         }
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray] = {
+            "latency_hist": np.array(s._hist, dtype="<i8").reshape(-1, N_SLOTS),
+            "latency_sum": np.array(s._hist_sum, dtype="<f8")}
         if s.unit_level:
             ids = [u.encode("utf-8", "surrogatepass") for u in s._rows]
             arrays["unit_len"] = np.array([len(b) for b in ids], dtype="<u4")
@@ -195,9 +206,9 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], memoryview, int
     if len(data) < _PREFIX.size + _DIGEST or not data.startswith(MAGIC):
         raise StoreError(f"{name!r} is not a modelrouter snapshot (bad magic or too short)")
     _, version, head_len = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version not in _READS:
         raise StoreError(f"snapshot {name!r} has format version {version}; this modelrouter "
-                         f"reads version {FORMAT_VERSION}")
+                         f"reads versions {', '.join(map(str, _READS))}")
     if hashlib.sha256(memoryview(data)[:-_DIGEST]).digest() != data[-_DIGEST:]:
         raise StoreError(f"snapshot {name!r} is corrupted or truncated (SHA-256 mismatch)")
     if head_len > min(_MAX_HEADER, len(data) - _PREFIX.size - _DIGEST):
@@ -210,6 +221,7 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], memoryview, int
     if not isinstance(header, dict):
         raise StoreError(f"snapshot {name!r} has a malformed header")
     payload = memoryview(data)[start + head_len:len(data) - _DIGEST]
+    header["_version"] = version
     return header, payload, len(data)
 
 
@@ -219,7 +231,7 @@ def read_info(path: str | os.PathLike[str]) -> SnapshotInfo:
     try:
         n = next((int(shape[0]) for name, _d, shape, _o, _b in header["arrays"]
                   if name == "rows"), 0)
-        return SnapshotInfo(str(path), FORMAT_VERSION, str(header["experiment"]),
+        return SnapshotInfo(str(path), int(header["_version"]), str(header["experiment"]),
                             tuple(header["variants"]), str(header["level"]), n,
                             float(header["saved_at"]), size)
     except (KeyError, TypeError, ValueError) as exc:
@@ -268,7 +280,7 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *,
             rebind()
         store._bind_columns()
     n = len(new["_rows"]) if store.unit_level else 0
-    return SnapshotInfo(name, FORMAT_VERSION, experiment, store.variants, store.level, n,
+    return SnapshotInfo(name, int(header["_version"]), experiment, store.variants, store.level, n,
                         float(header["saved_at"]), size)
 
 
@@ -302,6 +314,7 @@ def _build(store: MemoryStore, header: dict[str, Any], arrays: dict[str, np.ndar
         "_group_keys": keys, "_group_index": {key: i for i, key in enumerate(keys)},
         "_group_sums": [list(map(float, row)) for row in sums],
     }
+    new["_hist"], new["_hist_sum"] = _latency(header, arrays, k)
     if hasattr(store, "_looks"):
         from modelrouter.store.looks import Look
 
@@ -332,6 +345,22 @@ def _build(store: MemoryStore, header: dict[str, Any], arrays: dict[str, np.ndar
     else:
         new["_rows"] = {}
     return new
+
+
+def _latency(header: dict[str, Any], arrays: dict[str, np.ndarray], k: int
+             ) -> tuple[array[Any], list[float]]:
+    """The latency histogram (empty for a version 1 file), checked against this layout."""
+    if header["_version"] < 2:
+        return array("q", bytes(8 * N_SLOTS * k)), [0.0] * k
+    if header.get("latency_layout") != LAYOUT:
+        raise StoreError(f"snapshot latency histogram has layout "
+                         f"{header.get('latency_layout')!r}; this modelrouter uses {LAYOUT!r}")
+    hist, sums = arrays["latency_hist"], arrays["latency_sum"]
+    if hist.shape != (k, N_SLOTS) or sums.shape != (k,) or int(hist.min(initial=0)) < 0:
+        raise StoreError(f"snapshot latency histogram has shape {hist.shape} (sums "
+                         f"{sums.shape}), expected ({k}, {N_SLOTS}) of counts >= 0")
+    return (array("q", hist.astype("<i8").tobytes()),
+            [float(v) for v in sums])
 
 
 def _empty_ring(store: MemoryStore) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from modelrouter import RouterConfig
 from modelrouter.analysis import Analysis
+from modelrouter.store.histogram import LatencyHistogram
 from modelrouter.store.memory import EpochInfo, Snapshot, UnitColumns
 
 
@@ -23,7 +24,8 @@ def snapshot(config: RouterConfig, variant: np.ndarray, segments: Mapping[str, n
     """An Analysis of units with the given variant codes, segment codes and metric columns.
 
     ``segments`` maps each dimension to integer codes; value names are ``f"{dim}{code}"``.
-    ``y`` defaults to one value per unit for every metric given in ``x``.
+    ``y`` defaults to one value per unit for every metric given in ``x``. With one latency
+    per unit, the latency histogram is built from those values (as the store would).
     """
     n = variant.size
     dims = tuple(config.segments)
@@ -44,5 +46,8 @@ def snapshot(config: RouterConfig, variant: np.ndarray, segments: Mapping[str, n
                     taken_at=0.0, segment_dims=dims, segment_values=seg_values,
                     epochs=(EpochInfo(0, "ab", weights, 0.0),),
                     requests=np.bincount(variant, minlength=len(variants)),
-                    uncounted_requests=0, segment_overflow=0, units=units)
+                    uncounted_requests=0, segment_overflow=0, units=units,
+                    latency=LatencyHistogram.from_values(variant, xs["latency_ms"],
+                                                         len(variants))
+                    if "latency_ms" in x and np.all(ys["latency_ms"] == 1) else None)
     return Analysis(snap, config, variants[0])

@@ -19,7 +19,41 @@ def test_default_guardrails_latency_and_error() -> None:
     c = RouterConfig(metrics=METRICS)
     assert c.guardrails == {
         "latency_ms": GuardrailSpec("latency_ms", "increase", 0.10, relative=True),
+        "latency_ms p95": GuardrailSpec("latency_ms", "increase", 0.10, relative=True,
+                                        quantile=0.95),
         "error": GuardrailSpec("error", "increase", 0.01)}
+    assert c.guardrails["latency_ms p95"].describe() == (
+        "latency_ms p95 must not increase by more than 10% of the control's p95")
+
+
+def test_latency_guardrails_override_and_remove_one_at_a_time() -> None:
+    def keys(guardrails: dict) -> dict[str, tuple]:
+        g = RouterConfig(metrics=METRICS, guardrails=guardrails).guardrails
+        return {k: (s.margin, s.quantile) for k, s in g.items() if s.metric == "latency_ms"}
+
+    # the contract's form: a quantile spec replaces the p95 default, the mean one stays
+    assert keys({"latency_ms": {"max_increase": 0.2, "relative": True, "quantile": 0.95}}) == {
+        "latency_ms": (0.1, None), "latency_ms p95": (0.2, 0.95)}
+    # a mean spec replaces the mean only
+    assert keys({"latency_ms": {"max_increase": 0.3, "relative": True}}) == {
+        "latency_ms": (0.3, None), "latency_ms p95": (0.1, 0.95)}
+    # by key: override or remove the p95 alone; another quantile is added beside it
+    assert keys({"latency_ms p95": {"max_increase": 0.05, "relative": True}}) == {
+        "latency_ms": (0.1, None), "latency_ms p95": (0.05, 0.95)}
+    assert keys({"latency_ms p95": None}) == {"latency_ms": (0.1, None)}
+    assert keys({"latency_ms p99": {"max_increase": 0.2, "relative": True}}) == {
+        "latency_ms": (0.1, None), "latency_ms p95": (0.1, 0.95), "latency_ms p99": (0.2, 0.99)}
+    # the metric's name with None removes all; keys given beside it win in any order
+    assert keys({"latency_ms": None}) == {}
+    for g in ({"latency_ms": None, "latency_ms p95": {"max_increase": 0.1, "relative": True}},
+              {"latency_ms p95": {"max_increase": 0.1, "relative": True}, "latency_ms": False}):
+        assert keys(g) == {"latency_ms p95": (0.1, 0.95)}
+    # the parsed form round-trips through as_dict / from_dict (TOML)
+    c = RouterConfig(metrics=METRICS, guardrails={"latency_ms p95": {"max_increase": 0.2,
+                                                                     "relative": True}})
+    assert c.as_dict()["guardrails"]["latency_ms p95"] == {"max_increase": 0.2,
+                                                           "relative": True, "quantile": 0.95}
+    assert RouterConfig.from_dict(c.as_dict()).guardrails == c.guardrails
 
 
 def test_contract_config_and_overrides() -> None:
@@ -32,7 +66,7 @@ def test_contract_config_and_overrides() -> None:
                      rollback=True)
     assert c.segments == {"platform": "x-platform"}
     g = c.guardrails
-    assert set(g) == {"latency_ms", "unsubscribe", "revenue"}
+    assert set(g) == {"latency_ms", "latency_ms p95", "unsubscribe", "revenue"}
     assert g["latency_ms"] == GuardrailSpec("latency_ms", "increase", 0.2, True, ("platform",))
     assert g["unsubscribe"].relative is False and g["unsubscribe"].direction == "increase"
     assert g["revenue"].direction == "decrease"  # higher is better: must not decrease
@@ -59,8 +93,23 @@ def test_contract_config_and_overrides() -> None:
      "guardrails.latency_ms.segments ('country') is not a declared segment dimension"),
     ({"guardrails": {"latency_ms": {"max_increase": 0.1, "relative": "yes"}}},
      "guardrails.latency_ms.relative ('yes') must be a bool"),
-    ({"guardrails": {"latency_ms": {"max_increase": 0.1, "quantile": 0.95}}},
-     "guardrails.latency_ms.quantile (0.95)"),
+    ({"guardrails": {"error": {"max_increase": 0.1, "quantile": 0.95}}},
+     "guardrails.error.quantile (0.95): quantile guardrails need the per-request distribution"),
+    ({"guardrails": {"latency_ms": {"max_increase": 0.1, "quantile": 1.5}}},
+     "guardrails.latency_ms.quantile (1.5) must be a number in (0, 1)"),
+    ({"guardrails": {"latency_ms": {"max_increase": 0.1, "quantile": True}}},
+     "guardrails.latency_ms.quantile (True) must be a number in (0, 1)"),
+    ({"guardrails": {"latency_ms": {"max_increase": 0.1, "quantile": 0.95,
+                                    "segments": ["platform"]}}},
+     "guardrails.latency_ms.segments (['platform']): quantile guardrails are checked overall"),
+    ({"guardrails": {"latency_ms p95": {"max_increase": 0.1, "quantile": 0.9}}},
+     "guardrails.latency_ms p95.quantile (0.9) contradicts the key 'latency_ms p95'"),
+    ({"guardrails": {"latency_ms p95.0": None}},
+     "guardrails.latency_ms p95.0: write the key as 'latency_ms p95'"),
+    ({"guardrails": {"latency_ms p100": None}},
+     "guardrails.latency_ms p100 (1.0) must be a number in (0, 1)"),
+    ({"guardrails": {"latncy_ms p95": None}},
+     "guardrails.latncy_ms p95: metric ('latncy_ms') is not declared"),
     ({"primary": "clicks"}, "primary ('clicks') is not a declared metric"),
     ({"segments": ["platform"]}, "segments (['platform']) must be a mapping"),
     ({"segments": {"platform": ""}}, "segments.platform ('') must be a header name"),

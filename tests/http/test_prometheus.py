@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelrouter import ModelRouter
-from modelrouter.prometheus import LATENCY_BUCKETS_S, RequestMetrics, render
+from modelrouter.prometheus import LATENCY_BUCKETS_S, render
 from tests.http.conftest import BEARER, PREFIX, Client, make_router
 
 
@@ -68,21 +68,41 @@ def test_histogram_is_cumulative_with_sum_and_count(router: ModelRouter,
         assert 0 < sums[v] < 1.0  # seconds, not milliseconds
 
 
-def test_bucket_boundaries_are_inclusive() -> None:
-    m = RequestMetrics(["a", "b"])
-    for ms in (0.5, 1.0, 1.0001, 3.0, 20_000.0):
-        m.observe(0, ms, False)
-    m.observe(1, 7.0, True)
-    buckets, sums, errors = m.snapshot()
-    # le=0.001 s holds 0.5 ms and exactly 1 ms; 1.0001 ms and 3 ms fall in le=0.0025/0.005
-    assert buckets[0][:3] == [2, 1, 1] and buckets[0][-1] == 1 and sum(buckets[0]) == 5
-    assert errors == [0, 1] and sums[0] == pytest.approx(20_005.5001)
+def test_bucket_boundaries_are_inclusive_and_counts_exact() -> None:
+    """Values exactly on an ``le`` boundary count in it (Prometheus' ``<=``); every cumulative
+    count equals a direct count of the values sent, per variant, errors included."""
+    router = make_router(metrics_public=True)
+    store = router.experiment.store
+    sent: dict[str, list[tuple[float, float]]] = {"control": [], "treatment": []}
+    edges_ms = [b * 1000.0 for b in LATENCY_BUCKETS_S]
+    values = [0.0, 0.004, 0.5, *edges_ms, *(e * (1 + 1e-12) for e in edges_ms), 3.0, 7.0,
+              20_000.0, 200_000.0, *(float(x) for x in range(1, 400, 7))]
+    for i, ms in enumerate(values):
+        decision, seq = router.experiment.route(f"u{i}", ())
+        error = float(i % 5 == 0)
+        store.record_auto(seq, ms, error)
+        sent[decision.variant].append((ms, error))
+    fams = families(Client(router).get(f"{PREFIX}/metrics").text)
+    hist = fams["modelrouter_request_duration_seconds"]
+    for v, pairs in sent.items():
+        ms = [m for m, _ in pairs]
+        got = {s.labels["le"]: s.value for s in hist.samples  # type: ignore[attr-defined]
+               if s.name.endswith("_bucket") and s.labels["variant"] == v}
+        for le in LATENCY_BUCKETS_S:
+            assert got[repr(le)] == sum(m / 1000.0 <= le for m in ms), (v, le)
+        assert got["+Inf"] == len(ms)
+        total = next(s.value for s in hist.samples  # type: ignore[attr-defined]
+                     if s.name.endswith("_sum") and s.labels["variant"] == v)
+        assert total == pytest.approx(sum(ms) / 1000.0)
+        errors = {s.labels["variant"]: s.value
+                  for s in fams["modelrouter_errors"].samples}  # type: ignore[attr-defined]
+        assert errors[v] == sum(e for _, e in pairs)
 
 
 def test_render_is_valid_for_a_crash_and_a_fresh_router() -> None:
     router = make_router()
     client = Client(router)
-    text = render(router.experiment, RequestMetrics(router.experiment.names))
+    text = render(router.experiment)
     assert families(text)["modelrouter_units"].samples[0].value == 0  # type: ignore[attr-defined]
     with pytest.raises(RuntimeError):
         client.route("boom", "/crash")

@@ -197,12 +197,12 @@ def test_format_is_versioned_and_never_pickled(tmp_path: Path) -> None:
     fill(router, 20)
     router.save(str(path))
     data = path.read_bytes()
-    assert data.startswith(MAGIC) and int.from_bytes(data[8:12], "big") == 1
+    assert data.startswith(MAGIC) and int.from_bytes(data[8:12], "big") == 2
     assert b"pickle" not in data and b"\x80\x04\x95" not in data  # no pickle protocol-4 frame
     bumped = bytearray(data)
-    bumped[8:12] = (2).to_bytes(4, "big")
+    bumped[8:12] = (3).to_bytes(4, "big")
     path.write_bytes(bytes(bumped))
-    with pytest.raises(StoreError, match="format version 2"):
+    with pytest.raises(StoreError, match="format version 3; this modelrouter reads versions 1, 2"):
         read_info(path)
 
 
