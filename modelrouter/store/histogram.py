@@ -46,27 +46,23 @@ def _edges() -> tuple[float, ...]:
 EDGES_MS: tuple[float, ...] = _edges()
 _LO, _HI = EDGES_MS[0], EDGES_MS[-1]
 _INV_LOG_WIDTH = PER_DECADE / math.log(10.0)
-_LOG_LO = math.log(_LO)
+_OFFSET = math.log(_LO) * _INV_LOG_WIDTH
 _SLOT_EDGES = (-math.inf, *EDGES_MS, math.inf)  # slot s covers (_SLOT_EDGES[s], [s + 1]]
 
 
-def slot_of(ms: float, _log: Any = math.log, _ceil: Any = math.ceil,
-            _e: tuple[float, ...] = _SLOT_EDGES) -> int:
+def slot_of(ms: float, _log: Any = math.log, _e: tuple[float, ...] = _SLOT_EDGES) -> int:
     """The histogram slot of a latency in milliseconds (O(1), allocation-free)."""
     if not ms > _LO:  # also NaN
         return 0
     if ms > _HI:
         return N_SLOTS - 1
-    s = _ceil((_log(ms) - _LOG_LO) * _INV_LOG_WIDTH)  # 1 .. N_BUCKETS up to rounding
-    if s < 1:
-        s = 1
-    elif s > N_BUCKETS:
-        s = N_BUCKETS
+    # ceil of the exact position, up to rounding; 1 <= s <= N_BUCKETS + 1 as ms in (_LO, _HI]
+    s = int(_log(ms) * _INV_LOG_WIDTH - _OFFSET) + 1
     if ms > _e[s + 1]:
         s += 1
-    elif ms <= _e[s]:
+    elif ms <= _e[s]:  # also an exact edge, whose int() is already the ceil
         s -= 1
-    return s  # type: ignore[no-any-return]
+    return s
 
 
 @dataclass(frozen=True, repr=False)
