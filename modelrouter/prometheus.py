@@ -61,8 +61,9 @@ def _errors(snapshot: Any) -> list[float]:
     """Requests recorded with ``error = 1`` per variant (5xx or an exception)."""
     k = len(snapshot.variants)
     if snapshot.units is not None:
-        return np.bincount(snapshot.units.variant, weights=snapshot.units.x["error"],
-                           minlength=k).tolist()  # type: ignore[no-any-return]
+        counts = np.bincount(snapshot.units.variant, weights=snapshot.units.x["error"],
+                             minlength=k)
+        return [float(c) for c in counts]
     out = [0.0] * k
     for (variant, _e, _s), (n, per_metric) in snapshot.groups.items():
         out[variant] += round(per_metric["error"].mean_x * n)

@@ -12,10 +12,12 @@ per-unit exceedance counts, which the store does not keep; we use instead the de
 the **mean latency**, which it can estimate exactly: the cluster-robust (delta-method) variance
 of the per-request mean from the per-unit sums, over the naive variance ``s^2 / n`` that treats
 requests as independent (``s^2`` from the histogram), floored at 1. This is an approximation:
-it is right when the unit effect shifts the whole distribution (as a per-user latency factor
-does) and can under- or overstate the clustering of the tail; the simulations in
-``tests/analysis/test_quantile_guardrails.py`` check the coverage it gives (>= 0.93 for a
-nominal 0.95 with lognormal per-user effects).
+it is conservative when the unit effect scales the whole distribution (a lognormal per-user
+factor: 95% intervals cover 0.99 of the time in ``tests/analysis/test_quantile_guardrails.py``,
+where treating requests as independent covers < 0.90), and anti-conservative when units differ
+mainly in the spread of their own latencies (measured coverage ~0.93 with 5 requests per unit,
+~0.90 with 20). The always-valid interval the guardrail decides on is much wider than these
+fixed intervals, which keeps its false-fail rate low in both cases.
 
 Comparison. The relative change is tested on ``log(Q_t / Q_c)`` with the delta-method variance
 ``se_log_t^2 + se_log_c^2``, each ``se_log`` read off that arm's Woodruff interval on the log
@@ -137,11 +139,13 @@ def quantile_ratio(analysis: Analysis, variant: str, q: float = 0.95) -> Quantil
         return "this store keeps no latency histogram"
     c, t = analysis.variants.index(analysis.control), analysis.variants.index(variant)
     moments = analysis.moments("latency_ms") if analysis.snapshot.units is not None else None
-    arms = [_arm(hist, i, moments[i] if moments is not None else None, q) for i in (c, t)]
-    for arm in arms:
-        if isinstance(arm, str):
-            return arm
-    (ec, dc), (et, dt) = arms  # type: ignore[misc]
+    arm_c = _arm(hist, c, moments[c] if moments is not None else None, q)
+    if isinstance(arm_c, str):
+        return arm_c
+    arm_t = _arm(hist, t, moments[t] if moments is not None else None, q)
+    if isinstance(arm_t, str):
+        return arm_t
+    (ec, dc), (et, dt) = arm_c, arm_t
     if not (ec.estimate > 0 and et.estimate > 0 and math.isfinite(ec.estimate)
             and math.isfinite(et.estimate)):
         return "a quantile is zero or beyond the histogram's range"

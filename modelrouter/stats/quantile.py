@@ -11,8 +11,9 @@ observations; for clustered data pass ``n / deff`` (see
 :mod:`modelrouter.analysis.quantile_guardrails`). The standard error of the quantile (or of its
 log, for ratios of quantiles) is read off the interval as its width over ``2 z``, the
 delta-method form ``sqrt(q (1 - q) / n_eff) / f(Q(q))`` with the density ``f`` replaced by a
-finite difference of the empirical CDF (Sitter & Wu 2001 show this is the better-calibrated
-route to a variance of a quantile).
+finite difference of the empirical CDF (Woodruff's own variance estimator; Sitter & Wu, 2001,
+"A note on Woodruff confidence intervals for quantiles", discuss why it behaves well in the
+tails).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _invert(e: np.ndarray, c: np.ndarray, qs: np.ndarray) -> np.ndarray:
     upper = np.concatenate((e, [np.inf]))[s]
     inside = np.where(c[s] > 0, (target - before) / np.where(c[s] > 0, c[s], 1.0), 0.0)
     out = lower + inside * (upper - lower)
-    return np.where(s == c.size - 1, np.inf, out)  # type: ignore[no-any-return]
+    return np.where(s == c.size - 1, np.inf, out)
 
 
 @dataclass(frozen=True)
