@@ -141,6 +141,31 @@ class ModelRouter:
         """Change weights or mode atomically while requests are in flight."""
         self.experiment.configure(weights=weights, mode=mode)
 
+    def reload(self, path: str) -> None:
+        """Apply ``mode`` and ``weights`` from the ``[router]`` table of a TOML file, atomically
+        (the run-time switch through the config file); other fields need a restart and are
+        refused when they differ from the running config."""
+        from modelrouter.config import load_toml
+
+        data = load_toml(path)
+        table = data.get("router", data)
+        fresh = RouterConfig.from_dict({k: v for k, v in table.items() if k != "variants"})
+        live = {k: v for k, v in fresh.as_dict().items() if k not in ("mode", "weights")}
+        running = {k: v for k, v in self.config.as_dict().items() if k not in ("mode", "weights")}
+        changed = sorted(k for k in live if live[k] != running.get(k))
+        if changed:
+            raise ConfigError(f"{path}: {changed[0]} differs from the running config; only "
+                              "mode and weights can change at run time (restart for the rest)")
+        self.experiment.configure(weights=fresh.weights, mode=fresh.mode)
+
+    def pause_arm(self, variant: str) -> None:
+        """Stop routing to ``variant`` (its share goes to the others); see :meth:`resume_arm`."""
+        self.experiment.pause_arm(variant)
+
+    def resume_arm(self, variant: str) -> None:
+        """Route to a paused ``variant`` again."""
+        self.experiment.resume_arm(variant)
+
     def check_guardrails(self) -> Any:
         """Run the guardrails now; with ``rollback=True`` a failing one moves all traffic to
         the control. Also runs automatically every ``guardrail_check_every`` feedback events,

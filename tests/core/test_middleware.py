@@ -193,3 +193,23 @@ def test_fastapi_quick_start() -> None:
     router.record(body["decision_id"], "click", 1)
     units = router.experiment.store.snapshot().units
     assert units is not None and units.x["click"].sum() == 1
+
+
+def test_reload_switches_weights_and_mode_from_toml(tmp_path: Any) -> None:
+    from modelrouter import ConfigError
+
+    cfg = tmp_path / "router.toml"
+    base = 'salt = "r"\nmetrics = { click = "binary" }\nreward = "click"\n'
+    router = ModelRouter(make_app(), {"control": 0, "treatment": 1},
+                         RouterConfig(salt="r", metrics={"click": "binary"}, reward="click"))
+    cfg.write_text("[router]\n" + base + "weights = { control = 0.9, treatment = 0.1 }\n")
+    router.reload(str(cfg))
+    assert router.experiment.allocation.weights == {"control": 0.9, "treatment": 0.1}
+    assert router.experiment.allocation.epoch == 1
+    cfg.write_text("[router]\n" + base + 'mode = "bandit"\n')
+    router.reload(str(cfg))
+    assert router.experiment.mode == "bandit"
+    cfg.write_text("[router]\n" + base.replace('"r"', '"other"'))
+    with pytest.raises(ConfigError, match="salt differs from the running config"):
+        router.reload(str(cfg))
+    assert router.experiment.mode == "bandit"  # a refused reload changes nothing
