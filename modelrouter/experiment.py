@@ -97,6 +97,8 @@ class Experiment:
                                  segment_cap=config.segment_cap, clock=clock)
         if config.store != "memory":  # shared state in Redis; a local buffer is the hot path
             self.store = open_remote_store(config, self.names, self.segment_dims, clock)
+        # the memory store routes a split unit in one lock with its bucket cached per row
+        self._expose_unit = getattr(self.store, "expose_unit", self._expose_unit_uncached)
         self.guard = GuardrailMonitor(self, every=config.guardrail_check_every,
                                       enabled=config.rollback)
         # the hot path ticks the monitor only when automatic rollback is on
@@ -124,11 +126,10 @@ class Experiment:
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (bandit/router.py)
             return self.bandit.route(unit, segment, alloc)  # type: ignore[no-any-return]
         now = self.clock()
-        if unit is not None and self._unit_level:  # the hot path: a known split unit
-            i = alloc.choose(self._bucket(unit))
-            p = alloc.propensities[i]
+        if unit is not None and self._unit_level:  # the hot path: a split unit
             codes = self.store.segment_codes(segment) if segment else ()
-            seq = self.store.expose(unit, i, p, alloc.epoch, codes, now)
+            seq, i = self._expose_unit(unit, self._bucket, alloc, codes, now)
+            p = alloc.propensities[i]
             # tuple.__new__ skips NamedTuple's Python-level __new__ (half the cost)
             return _new_decision(Decision, (
                 self._prefix + format(seq, "x"), self.names[i], self.models[i], unit, p,
@@ -156,6 +157,13 @@ class Experiment:
         return Decision(f"{self._prefix}{seq:x}", self.names[i], self.models[i], unit,
                         alloc.propensities[i], alloc.epoch, "ab", now, True,
                         tuple(segment)), seq
+
+    def _expose_unit_uncached(self, unit: str, bucket: Callable[[str], float],
+                              alloc: Allocation, codes: tuple[int, ...], now: float
+                              ) -> tuple[int, int]:
+        """:meth:`MemoryStore.expose_unit` for stores without a bucket cache (Redis)."""
+        i = alloc.choose(bucket(unit))
+        return self.store.expose(unit, i, alloc.propensities[i], alloc.epoch, codes, now), i
 
     def _unit_sources(self) -> str:
         c = self.config

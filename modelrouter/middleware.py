@@ -77,11 +77,12 @@ class ModelRouter:
         self._targets: tuple[ASGIApp, ...] = tuple(
             (m.app if isinstance(m, ASGIVariant) else m) if _is_asgi_app(m) else app
             for m in self.experiment.models)
-        self._index = {name: i for i, name in enumerate(self.experiment.names)}
+        self._target_of = dict(zip(self.experiment.names, self._targets))
         self._read_unit = UnitReader(self.config)
         self._read_segment = SegmentReader(self.config) if self.config.segments else None
         self._paths = self.config.paths
         self._exclude = tuple(self.config.exclude_paths)
+        self._every_path = self._paths is None and not self._exclude
         self.lifecycle = RouterLifecycle(self.experiment)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
@@ -227,7 +228,7 @@ class ModelRouter:
                 and scope["path"].startswith(self._http_prefix)):
             await self._http(scope, receive, send)  # never experiment traffic
             return
-        if scope["type"] != "http" or not self._routed(scope["path"]):
+        if scope["type"] != "http" or not (self._every_path or self._routed(scope["path"])):
             if scope["type"] == "lifespan":
                 await run_lifespan(self.app, self.lifecycle, scope, receive, send)
                 return
@@ -242,8 +243,7 @@ class ModelRouter:
         state = scope.get("state")
         scope["state"] = {"modelrouter": decision} if state is None else {
             **state, "modelrouter": decision}
-        index = self._index[decision.variant]
-        target = self._targets[index]
+        target = self._target_of[decision.variant]
         if not decision.counted:
             await target(scope, receive, send)
             return

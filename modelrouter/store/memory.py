@@ -24,81 +24,23 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from modelrouter.assignment import Allocation
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import UnknownDecisionError, UnknownUnitError
 from modelrouter.store.decisions import DecisionStoreMixin, DecisionTracker, decision_groups
-from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of
+from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of_bisect
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.moments import Moments
+from modelrouter.store.types import EpochInfo, Snapshot, UnitColumns
 
 __all__ = ["EpochInfo", "MemoryStore", "Snapshot", "UnitColumns"]
 
 OTHER = "other"
+_NAN = float("nan")
 _SUMS = 5  # sx, sy, sxx, syy, sxy per metric in a request-level group row
-
-
-@dataclass(frozen=True)
-class EpochInfo:
-    """One period of fixed routing weights (a new one starts at every weight change)."""
-
-    epoch: int
-    mode: str
-    weights: tuple[float, ...]
-    started_at: float
-
-
-@dataclass(frozen=True)
-class UnitColumns:
-    """Copies of the per-unit columns (unit level only); index ``i`` is one unit."""
-
-    variant: np.ndarray
-    epoch: np.ndarray
-    propensity: np.ndarray
-    first_seen: np.ndarray
-    exposures: np.ndarray
-    segments: np.ndarray  # shape (n_units, n_dims), codes into Snapshot.segment_values
-    x: dict[str, np.ndarray]
-    y: dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A consistent copy of the store's statistics, taken under the lock."""
-
-    variants: tuple[str, ...]
-    metrics: dict[str, MetricSpec]
-    level: str
-    taken_at: float
-    segment_dims: tuple[str, ...]
-    segment_values: dict[str, tuple[str, ...]]
-    epochs: tuple[EpochInfo, ...]
-    requests: np.ndarray  # routed requests per variant (counted ones)
-    uncounted_requests: int
-    segment_overflow: int
-    units: UnitColumns | None
-    # request level: (variant, epoch, segment codes) -> (n, {metric: Moments})
-    groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = field(
-        default_factory=dict)
-    # recorded looks of sequential tests, oldest first (see store/looks.py)
-    looks: tuple[Look, ...] = ()
-    # remote stores: what could not be merged (dropped_exposures, dropped_values, orphan_values)
-    losses: dict[str, int] = field(default_factory=dict)
-    # bandit decisions: (variant, epoch, segment codes, tag) -> (n, {metric: Moments})
-    decisions: dict[tuple[int, int, tuple[int, ...], int], tuple[int, dict[str, Moments]]] = (
-        field(default_factory=dict))
-    # per-variant histogram of every recorded request's latency_ms (see store/histogram.py)
-    latency: LatencyHistogram | None = None
-
-    @property
-    def n_units(self) -> int:
-        """Units in the experiment (requests at request level)."""
-        if self.units is not None:
-            return int(self.units.variant.size)
-        return sum(n for n, _ in self.groups.values())
 
 
 class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.py
@@ -140,6 +82,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
         self._propensity = array("d")
         self._first_seen = array("d")
         self._exposures = array("I")
+        self._ubucket = array("d")  # the unit's hash bucket, cached (derived, never saved)
         self._segs = [array("H") for _ in self.segment_dims]
         self._x = [array("d") for _ in self.metric_names]
         self._y = [array("d") for _ in self.metric_names]
@@ -161,6 +104,9 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
         column lists are replaced (restore)."""
         self._lat_x, self._lat_y = self._x[self._latency_index], self._y[self._latency_index]
         self._err_x, self._err_y = self._x[self._error_index], self._y[self._error_index]
+        n = len(self._variant)
+        if len(self._ubucket) != n:  # restored rows: their buckets are recomputed on demand
+            self._ubucket = array("d", [_NAN]) * n
 
     # -- epochs ---------------------------------------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -221,8 +167,42 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
             self._remember(seq, now, row)
         return seq
 
+    def expose_unit(self, unit: str, bucket: Callable[[str], float], alloc: Allocation,
+                    segment: tuple[int, ...], now: float) -> tuple[int, int]:
+        """The A/B hot path at unit level in one lock: find or create the unit's row, choose
+        its variant from its (cached) hash bucket, count the exposure, remember the decision.
+        Returns ``(seq, variant)``."""
+        with self._lock:
+            row = self._rows.get(unit)
+            if row is None:
+                u = bucket(unit)
+                i = alloc.choose(u)
+                row = len(self._variant)
+                self._new_unit_row(i, alloc.propensities[i], alloc.epoch, now, segment, u)
+                self._rows[unit] = row
+            else:
+                u = self._ubucket[row]
+                if u != u:  # NaN: a restored row
+                    u = self._ubucket[row] = bucket(unit)
+                i = alloc.choose(u)
+                self._exposures[row] += 1
+            seq = self._seq
+            self._seq = seq + 1
+            self._requests[i] += 1
+            if seq < self.max_pending:
+                self._ring_seq.append(seq)
+                self._ring_time.append(now)
+                self._ring_row.append(row)
+            else:
+                slot = seq % self.max_pending
+                self._ring_seq[slot] = seq
+                self._ring_time[slot] = now
+                self._ring_row[slot] = row
+        return seq, i
+
     def _new_unit_row(self, variant: int, propensity: float, epoch: int, now: float,
-                      segment: tuple[int, ...]) -> None:
+                      segment: tuple[int, ...], bucket: float = _NAN) -> None:
+        self._ubucket.append(bucket)
         self._variant.append(variant)
         self._epoch.append(epoch)
         self._propensity.append(propensity)
@@ -293,7 +273,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request under one lock acquisition."""
         slot = seq % self.max_pending
-        h = slot_of(latency_ms)
+        h = slot_of_bisect(latency_ms)
         with self._lock:
             if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
                 return  # evicted by a flood of newer requests: nothing to attribute to
@@ -301,7 +281,8 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
             if self.unit_level:  # both automatic metrics are per-event means: add, count
                 self._lat_x[row] += latency_ms
                 self._lat_y[row] += 1.0
-                self._err_x[row] += error
+                if error:
+                    self._err_x[row] += error
                 self._err_y[row] += 1.0
                 v = self._variant[row]  # the unit's variant, as in its analysis
             else:

@@ -85,3 +85,21 @@ def test_fallback_layout_when_a_weight_outgrows_its_lane() -> None:
     u = np.linspace(0, 1, 10_000, endpoint=False)
     counts = np.bincount([alloc.choose(x) for x in u], minlength=3) / u.size
     assert counts == pytest.approx([0.1, 0.8, 0.1], abs=1e-3)
+
+
+def test_cached_row_buckets_route_like_the_hash_also_after_restore(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from modelrouter import Experiment
+
+    config = RouterConfig(salt="cache", weights={"a": 0.3, "b": 0.7})
+    users = [f"user-{i}" for i in range(2000)]
+    alloc = Allocation(["a", "b"], {"a": 0.3, "b": 0.7})
+    expected = [alloc.variants[alloc.choose(bucket("cache", u))] for u in users]
+    exp = Experiment({"a": 0, "b": 1}, config)
+    assert [exp.assign(u).variant for u in users] == expected  # new rows
+    assert [exp.assign(u).variant for u in users] == expected  # cached buckets
+    path = str(tmp_path / "s.mrsnap")
+    exp.save(path)
+    again = Experiment({"a": 0, "b": 1}, config)
+    again.restore(path)
+    assert [again.assign(u).variant for u in users] == expected  # recomputed after restore
+    assert list(again.store._ubucket) == [bucket("cache", u) for u in users]

@@ -1,0 +1,74 @@
+"""The store's data types: epochs, per-unit column copies and the analysis snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelrouter.config import MetricSpec
+from modelrouter.store.histogram import LatencyHistogram
+from modelrouter.store.looks import Look
+from modelrouter.store.moments import Moments
+
+__all__ = ["EpochInfo", "Snapshot", "UnitColumns"]
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """One period of fixed routing weights (a new one starts at every weight change)."""
+
+    epoch: int
+    mode: str
+    weights: tuple[float, ...]
+    started_at: float
+
+
+@dataclass(frozen=True)
+class UnitColumns:
+    """Copies of the per-unit columns (unit level only); index ``i`` is one unit."""
+
+    variant: np.ndarray
+    epoch: np.ndarray
+    propensity: np.ndarray
+    first_seen: np.ndarray
+    exposures: np.ndarray
+    segments: np.ndarray  # shape (n_units, n_dims), codes into Snapshot.segment_values
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy of the store's statistics, taken under the lock."""
+
+    variants: tuple[str, ...]
+    metrics: dict[str, MetricSpec]
+    level: str
+    taken_at: float
+    segment_dims: tuple[str, ...]
+    segment_values: dict[str, tuple[str, ...]]
+    epochs: tuple[EpochInfo, ...]
+    requests: np.ndarray  # routed requests per variant (counted ones)
+    uncounted_requests: int
+    segment_overflow: int
+    units: UnitColumns | None
+    # request level: (variant, epoch, segment codes) -> (n, {metric: Moments})
+    groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = field(
+        default_factory=dict)
+    # recorded looks of sequential tests, oldest first (see store/looks.py)
+    looks: tuple[Look, ...] = ()
+    # remote stores: what could not be merged (dropped_exposures, dropped_values, orphan_values)
+    losses: dict[str, int] = field(default_factory=dict)
+    # bandit decisions: (variant, epoch, segment codes, tag) -> (n, {metric: Moments})
+    decisions: dict[tuple[int, int, tuple[int, ...], int], tuple[int, dict[str, Moments]]] = (
+        field(default_factory=dict))
+    # per-variant histogram of every recorded request's latency_ms (see store/histogram.py)
+    latency: LatencyHistogram | None = None
+
+    @property
+    def n_units(self) -> int:
+        """Units in the experiment (requests at request level)."""
+        if self.units is not None:
+            return int(self.units.variant.size)
+        return sum(n for n, _ in self.groups.values())
