@@ -40,6 +40,7 @@ from modelrouter.tokens import TokenPayload
 __all__ = ["Experiment", "check_value"]
 
 _new_decision = tuple.__new__
+_EXACT_INT = 2**53  # ints up to here convert to float exactly (larger ones: check_value)
 
 
 def check_value(spec: MetricSpec, value: object) -> float:
@@ -97,6 +98,8 @@ class Experiment:
                                  segment_cap=config.segment_cap, clock=clock)
         if config.store != "memory":  # shared state in Redis; a local buffer is the hot path
             self.store = open_remote_store(config, self.names, self.segment_dims, clock)
+        self._metric_info = {m: (self.store.metric_index[m], spec, spec.kind == "binary")
+                             for m, spec in config.metrics.items()}
         # the memory store routes a split unit in one lock with its bucket cached per row
         self._expose_unit = getattr(self.store, "expose_unit", self._expose_unit_uncached)
         self.guard = GuardrailMonitor(self, every=config.guardrail_check_every,
@@ -193,8 +196,19 @@ class Experiment:
 
     def record(self, decision: str | Decision, metric: str, value: object) -> None:
         """Record ``value`` of ``metric`` for a decision (its id or the Decision itself)."""
-        index, spec = self._metric(metric)
-        v = check_value(spec, value)
+        info = self._metric_info.get(metric)
+        if info is None:
+            self._metric(metric)  # raises the precise UnknownMetricError
+        index, spec, binary = info  # type: ignore[misc]
+        t = type(value)  # fast paths for plain finite floats and ints; bool and the rest below
+        if t is float and value - value == 0.0 and (  # type: ignore[operator]
+                not binary or value == 0.0 or value == 1.0):
+            v: float = value  # type: ignore[assignment]
+        elif t is int and (value == 0 or value == 1 or (  # type: ignore[comparison-overlap]
+                not binary and -_EXACT_INT <= value <= _EXACT_INT)):  # type: ignore[operator]
+            v = float(value)  # type: ignore[arg-type]
+        else:
+            v = check_value(spec, value)
         decision_id = decision.decision_id if isinstance(decision, Decision) else decision
         self.store.record_seq(self.seq_of(decision_id), index, v)
         if self.tick is not None:

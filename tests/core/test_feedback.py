@@ -18,6 +18,7 @@ from modelrouter import (
     UnknownMetricError,
     UnknownUnitError,
 )
+from modelrouter.experiment import check_value
 
 
 class Clock:
@@ -153,3 +154,21 @@ def test_concurrent_threads_and_async_tasks_lose_nothing() -> None:
     assert snap.units.y["revenue"].sum() == total
     assert snap.units.exposures.sum() == len(units) + 8 * per_thread
     assert snap.requests.sum() == len(units) + 8 * per_thread
+
+
+@pytest.mark.parametrize("value", [1e308 * 10, -1e308 * 10, float("nan"), 2**1100, True, 3])
+def test_fast_paths_refuse_what_check_value_refuses(value: Any) -> None:
+    exp = experiment()
+    d = exp.assign("u1")
+    before = state(exp)
+    for metric in ("click", "revenue"):
+        try:
+            ref = check_value(exp.config.metrics[metric], value)
+        except InvalidValueError:
+            with pytest.raises(InvalidValueError):
+                exp.record(d, metric, value)
+            assert state(exp) == before
+        else:
+            exp.record(d, metric, value)
+            units = exp.store.snapshot().units
+            assert units is not None and units.x[metric][0] >= min(ref, 0.0)
