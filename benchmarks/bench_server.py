@@ -61,9 +61,9 @@ def parse_latency(text: str, label: str) -> float:
     return value / 1000.0 if unit == "us" else value * 1000.0 if unit == "s" else value
 
 
-def run_one(app: str, seconds: int, connections: int, script: str) -> tuple[float, float, float]:
+def run_one(app: str, seconds: int, connections: int, script: str, http: str
+            ) -> tuple[float, float, float]:
     port = free_port()
-    http = "httptools" if _has("httptools") else "h11"
     cmd = [sys.executable, "-m", "uvicorn", f"server_apps:{app}", "--host", "127.0.0.1",
            "--port", str(port), "--no-access-log", "--log-level", "warning", "--http", http,
            "--lifespan", "off"]
@@ -96,7 +96,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
+                        help="uvicorn's HTTP parser (auto: httptools when installed)")
+    parser.add_argument("--users", type=int, default=100_000,
+                        help="distinct x-user-id values cycled by wrk")
     args = parser.parse_args()
+    http = args.http if args.http != "auto" else ("httptools" if _has("httptools") else "h11")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     sys.path.insert(0, str(HERE))
@@ -105,11 +110,12 @@ def main() -> None:
     apps = ["bare", "ab"] + (["bandit"] if server_apps.bandit is not None else [])
     results: dict[str, list[tuple[float, float, float]]] = {a: [] for a in apps}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(LUA)
+        fh.write(LUA.replace("100000", str(args.users)))
     try:
         for _ in range(args.rounds):
             for app in apps:
-                results[app].append(run_one(app, args.seconds, args.connections, fh.name))
+                results[app].append(run_one(app, args.seconds, args.connections, fh.name,
+                                            http))
     finally:
         os.unlink(fh.name)
     med = {a: [statistics.median(x[i] for x in r) for i in range(3)] for a, r in results.items()}
@@ -119,9 +125,9 @@ def main() -> None:
         rows.append([a, f"{med[a][0]:,.0f} ({min(rps):,.0f}..{max(rps):,.0f})",
                      f"{med[a][0] / med['bare'][0]:.3f}", f"{med[a][1]:.2f}", f"{med[a][2]:.2f}",
                      f"{med[a][2] / med['bare'][2]:.2f}"])
-    http = "httptools" if _has("httptools") else "h11"
-    print(f"uvicorn ({http}), 1 worker, wrk -t1 -c{args.connections} -d{args.seconds}s, "
-          f"{args.rounds} interleaved rounds, medians:\n")
+    print(f"uvicorn ({http}, {args.users:,} distinct users), 1 worker, "
+          f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} interleaved rounds, "
+          "medians:\n")
     print(table(["app", "requests/s (min..max)", "ratio to bare", "p50 ms", "p99 ms",
                  "p99 ratio"], rows))
     targets = {"ab": 0.95, "bandit": 0.93}

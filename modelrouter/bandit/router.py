@@ -84,6 +84,9 @@ class BanditState:
     allocation: BanditAllocation  # holds this state; what the experiment routes by
 
 
+_new_decision = tuple.__new__
+
+
 class BanditRouter:
     """Thompson-sampling routing, training and refresh for one experiment (see module doc)."""
 
@@ -173,9 +176,9 @@ class BanditRouter:
         store = exp.store
         codes = store.segment_codes(segment) if segment else ()
         seq = store.expose_decision(unit, i, p, epoch, codes, now, tag)
-        return Decision(exp._prefix + format(seq, "x"), exp.names[i], exp.models[i], unit, p,
-                        epoch, "bandit", now, True,
-                        segment if type(segment) is tuple else tuple(segment)), seq
+        return _new_decision(Decision, (  # tuple.__new__: see Experiment.route
+            exp._prefix + format(seq, "x"), exp.names[i], exp.models[i], unit, p, epoch,
+            "bandit", now, True, segment if type(segment) is tuple else tuple(segment))), seq
 
     def _draw(self, st: BanditState) -> tuple[int, int]:
         u = self._rng.random()
