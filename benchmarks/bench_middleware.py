@@ -30,6 +30,26 @@ def make_app() -> Starlette:
     return Starlette(routes=[Route("/predict", predict)])
 
 
+def naive_base_http(app: Any) -> Any:
+    """What a naive implementation costs: BaseHTTPMiddleware doing the same hashing."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    from modelrouter.assignment import Allocation, Bucketer
+
+    bucket = Bucketer("bench")
+    alloc = Allocation(["control", "treatment"], {"control": 0.5, "treatment": 0.5})
+
+    async def dispatch(request: Any, call_next: Any) -> Any:
+        unit = request.headers.get("x-user-id")
+        request.state.variant = alloc.choose(bucket(unit)) if unit else 0
+        start = time.perf_counter()
+        response = await call_next(request)
+        request.state.latency = time.perf_counter() - start
+        return response
+
+    return BaseHTTPMiddleware(app, dispatch=dispatch)
+
+
 class PassThrough:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -67,9 +87,11 @@ def main() -> None:
     ab = ModelRouter(make_app(), {"control": 0, "treatment": 1},
                      RouterConfig(metrics={"click": "binary"}))
     n = args.calls
+    naive = naive_base_http(make_app())
     res = interleaved({"bare": lambda: per_call_us(bare, n),
                        "pass": lambda: per_call_us(passthrough, n),
-                       "ab": lambda: per_call_us(ab, n)}, args.rounds)
+                       "ab": lambda: per_call_us(ab, n),
+                       "naive": lambda: per_call_us(naive, max(1, n // 10))}, args.rounds)
     added = [a - p for a, p in zip(res["ab"], res["pass"])]
     print(f"In-process ASGI calls, {n:,} requests x {args.rounds} interleaved rounds "
           "(median (min..max)):\n")
@@ -77,7 +99,9 @@ def main() -> None:
             ["pass-through pure ASGI middleware", fmt(res["pass"]),
              f"{statistics.median(res['pass']) / statistics.median(res['bare']):.3f}"],
             ["modelrouter A/B", fmt(res["ab"]),
-             f"{statistics.median(res['ab']) / statistics.median(res['bare']):.3f}"]]
+             f"{statistics.median(res['ab']) / statistics.median(res['bare']):.3f}"],
+            ["BaseHTTPMiddleware doing the same hashing", fmt(res["naive"]),
+             f"{statistics.median(res['naive']) / statistics.median(res['bare']):.3f}"]]
     print(table(["app", "us / request", "ratio to bare"], rows))
     med_added = statistics.median(added)
     print(f"\nmodelrouter A/B adds {fmt(added)} us over the pass-through "
