@@ -21,12 +21,12 @@ def _plan(args: argparse.Namespace) -> int:
 
     result = sample_size_proportions(args.baseline, args.baseline + args.mde, alpha=args.alpha,
                                      power=args.power)
-    n = getattr(result, "n_per_group", result)
+    n = int(result.n_per_group)
     print(f"baseline {args.baseline:.4g}, minimum detectable effect {args.mde:+.4g} "
           f"(absolute), alpha {args.alpha:g}, power {args.power:g}")
-    print(f"units per group: {int(n):,}   total (2 groups): {2 * int(n):,}")
+    print(f"units per group: {n:,}   total (2 groups): {2 * n:,}")
     if args.per_day:
-        print(f"duration at {args.per_day:,.0f} units/day: {2 * int(n) / args.per_day:.1f} days")
+        print(f"duration at {args.per_day:,.0f} units/day: {2 * n / args.per_day:.1f} days")
     return 0
 
 

@@ -204,7 +204,7 @@ class Experiment:
         if t is float and value - value == 0.0 and (  # type: ignore[operator]
                 not binary or value == 0.0 or value == 1.0):
             v: float = value  # type: ignore[assignment]
-        elif t is int and (value == 0 or value == 1 or (  # type: ignore[comparison-overlap]
+        elif t is int and (value == 0 or value == 1 or (
                 not binary and -_EXACT_INT <= value <= _EXACT_INT)):  # type: ignore[operator]
             v = float(value)  # type: ignore[arg-type]
         else:
@@ -333,7 +333,7 @@ class Experiment:
             self.allocation = alloc
             if self.bandit is not None:  # A/B routing from now on (a plain Allocation)
                 self.bandit.deactivate()
-            self.mode = new_mode
+            self.mode = new_mode  # type: ignore[assignment]  # validated above
             return alloc
 
     def pause_arm(self, variant: str) -> Allocation:

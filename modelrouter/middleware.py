@@ -80,7 +80,7 @@ class ModelRouter:
         self._target_of = dict(zip(self.experiment.names, self._targets))
         self._read_unit = UnitReader(self.config)
         self._read_segment = SegmentReader(self.config) if self.config.segments else None
-        self._paths = self.config.paths
+        self._paths = None if self.config.paths is None else tuple(self.config.paths)
         self._exclude = tuple(self.config.exclude_paths)
         self._every_path = self._paths is None and not self._exclude
         self.lifecycle = RouterLifecycle(self.experiment)

@@ -20,7 +20,8 @@ def _number(name: str, value: object, *, integer: bool = False, optional: bool =
     if optional and value is None:
         return
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type]
+    if (isinstance(value, bool) or not ok or not math.isfinite(value)  # type: ignore[arg-type]
+            or value <= 0):  # type: ignore[operator]
         kind = "a positive integer" if integer else "a positive number"
         raise ConfigError(f"{name} ({value!r}) must be {kind}" + (" or None" if optional else ""))
 

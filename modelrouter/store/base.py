@@ -100,11 +100,11 @@ def reward_counters(snapshot: Snapshot, metric: str) -> dict[str, np.ndarray]:
         elif spec.aggregate == "mean":
             has = y > 0
             codes, x = codes[has], x[has] / y[has]
-        n = np.bincount(codes, minlength=k).astype(np.float64)
+        n: np.ndarray[Any, Any] = np.bincount(codes, minlength=k).astype(np.float64)
         s = np.bincount(codes, weights=x, minlength=k)
         ss = np.bincount(codes, weights=x * x, minlength=k)
     else:  # request level: per-group moments of per-request x merge by addition
-        n, s, ss = np.zeros(k), np.zeros(k), np.zeros(k)
+        n, s, ss = np.zeros(k), np.zeros(k), np.zeros(k)  # type: ignore[assignment]
         for (variant, _epoch, _seg), (_count, per_metric) in snapshot.groups.items():
             m = per_metric[metric]
             n[variant] += m.n

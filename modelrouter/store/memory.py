@@ -208,8 +208,8 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
         self._propensity.append(propensity)
         self._first_seen.append(now)
         self._exposures.append(1)
-        for d, col in enumerate(self._segs):
-            col.append(segment[d] if d < len(segment) else 0)
+        for d, seg_col in enumerate(self._segs):
+            seg_col.append(segment[d] if d < len(segment) else 0)
         for col in self._x:
             col.append(0.0)
         for col in self._y:
