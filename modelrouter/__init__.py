@@ -23,6 +23,7 @@ from modelrouter.guardrail_config import GuardrailSpec
 from modelrouter.middleware import ASGIVariant, ModelRouter
 from modelrouter.plan import ExperimentPlan
 from modelrouter.rollback import RollbackEvent
+from modelrouter.tokens import TOKEN_HEADER, Signer, TokenPayload
 
 __all__ = [
     "ASGIVariant",
@@ -43,8 +44,11 @@ __all__ = [
     "ModelRouterError",
     "RollbackEvent",
     "RouterConfig",
+    "Signer",
     "StoreError",
+    "TOKEN_HEADER",
     "TokenError",
+    "TokenPayload",
     "UnitIdError",
     "UnknownDecisionError",
     "UnknownMetricError",

@@ -15,4 +15,6 @@ if ((${#need[@]})); then
   fi
 fi
 python -m pip install -q --disable-pip-version-check -e ".[test]"
+python -m ruff check modelrouter tests benchmarks examples
+python -m mypy modelrouter
 python -m pytest "$@"
