@@ -92,7 +92,8 @@ def _sequential(analysis: Analysis, metric: str, alpha: float,
     seq = getattr(analysis, "sequential", None)
     if callable(seq):
         try:
-            res = seq(metric)
+            # the treatment of this verdict: with 3+ variants the default would be ambiguous
+            res = seq(metric, cmp_.treatment.variant)
             return str(res.decision), res, None
         except (AnalysisError, ValueError) as exc:
             why = f"sequential analysis unavailable ({exc})"

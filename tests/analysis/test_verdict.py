@@ -79,3 +79,23 @@ def test_report_has_every_section() -> None:
         assert needle in text, needle
     d = _analysis(10, 8000, lift=0.04).verdict().to_dict()
     assert d["decision"] == "ship" and d["guardrails"]
+
+
+def test_three_variants_use_the_sequential_test_of_the_chosen_treatment() -> None:
+    # regression: the verdict asked sequential() for the primary without the variant, which is
+    # ambiguous with two treatments, and silently fell back to the fixed-horizon p-value
+    rng = np.random.default_rng(11)
+    n = 12_000
+    variant = rng.integers(0, 3, n)
+    click = (rng.random(n) < 0.12 + 0.04 * (variant == 1)).astype(float)
+    a = snapshot(CONFIG, variant, {"platform": rng.integers(0, 3, n)},
+                 {"click": click, "latency_ms": 50 * rng.lognormal(0, 0.3, n),
+                  "error": np.zeros(n)},
+                 variants=("control", "b", "c"), weights=(1 / 3, 1 / 3, 1 / 3))
+    for name in ("b", "c"):
+        v = a.verdict(name)
+        assert not v.notes, v.notes  # no fixed-horizon fallback
+        assert v.sequential.variant == name
+        assert v.sequential.decision == a.sequential("click", name).decision
+    assert a.verdict("b").decision == "ship"
+    assert a.verdict("c").decision in ("keep_testing", "no_effect")
