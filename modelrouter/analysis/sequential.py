@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SequentialAnalysis", "make_look", "resolve_target", "sequential_analysis"]
 
+_Z_UNDERFLOW = 37.5  # the z beyond which a normal tail probability underflows double precision
+
 
 @dataclass(frozen=True)
 class Target:
@@ -70,8 +72,14 @@ def resolve_target(analysis: Analysis, metric: str | None, variant: str | None,
 def z_statistic(cmp: ComparisonResult, spec: MetricSpec, sided: int) -> float:
     """The comparison's statistic as a standard-normal z, oriented for one-sided plans."""
     t = cmp.statistic
-    if math.isfinite(cmp.df) and math.isfinite(t):  # Welch: same tail probability under N(0,1)
-        t = math.copysign(-float(ndtri(stdtr(cmp.df, -abs(t)))), t) if t != 0 else 0.0
+    if math.isfinite(cmp.df) and math.isfinite(t) and t != 0:
+        # Welch: the z with the same tail probability under N(0, 1)
+        z = -float(ndtri(stdtr(cmp.df, -abs(t))))
+        if not math.isfinite(z):
+            # the tail probability underflows (|t| > ~38 with large df, e.g. a big effect on
+            # latency with many units): Wallace's (1959) approximation, far past any boundary
+            z = max(math.sqrt(cmp.df * math.log1p(t * t / cmp.df)), _Z_UNDERFLOW)
+        t = math.copysign(z, t)
     if not math.isfinite(t):
         raise AnalysisError(f"the test statistic of {cmp.metric!r} is not finite ({t!r}): "
                             "both groups have no variation")

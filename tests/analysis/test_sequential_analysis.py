@@ -267,3 +267,26 @@ def test_looks_are_plain_data_that_round_trip() -> None:
     with pytest.raises(AttributeError):
         look.statistic = 0.0  # type: ignore[misc]
     assert "Look(number=1, metric='click'" in repr(look)
+
+
+def test_huge_welch_statistic_stays_finite_and_rejects() -> None:
+    # regression: Phi^-1(F_t) underflowed to inf for |t| > ~38 (a big effect on a continuous
+    # metric with many units), and sequential() / record_look() raised a ValueError
+    from tests.analysis._sim import snapshot
+
+    rng = np.random.default_rng(12)
+    cfg = RouterConfig(metrics={"revenue": "continuous"}, primary="revenue",
+                       plan={"max_units": 50_000})
+    variant = rng.integers(0, 2, 40_000)
+    a = snapshot(cfg, variant, {}, {"revenue": rng.normal(10.0 + 0.5 * variant, 1.0)})
+    cmp = a.compare("revenue")
+    assert cmp.statistic > 40 and stats.t.sf(cmp.statistic, cmp.df) == 0.0
+    seq = a.sequential()
+    assert math.isfinite(seq.statistic) and seq.statistic >= 37.5
+    assert seq.decision == "reject"
+    # below the underflow the conversion is still exact: scipy's t and normal quantiles
+    small = snapshot(cfg, variant[:400], {},
+                     {"revenue": rng.normal(10.0 + 0.5 * variant[:400], 1.0)})
+    ref = small.compare("revenue")
+    z_ref = stats.norm.isf(stats.t.sf(ref.statistic, ref.df))
+    assert small.sequential().statistic == pytest.approx(z_ref, rel=1e-9)
