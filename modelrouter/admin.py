@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 from collections.abc import Mapping, Sequence
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelrouter.config import RouterConfig
 from modelrouter.exceptions import ConfigError
 
-__all__ = ["COOKIE_NAME", "AdminAuth", "config_change"]
+__all__ = ["COOKIE_NAME", "AdminAuth", "ConfigChange", "apply_change", "config_change"]
 
 COOKIE_NAME = "modelrouter_admin"
 _SESSION_LABEL = b"modelrouter dashboard session v1"
@@ -83,32 +82,32 @@ class AdminAuth:
         return 401, "authorization: this endpoint needs 'Authorization: Bearer <admin token>'"
 
 
-def _pause(weights: dict[str, float], arm: str) -> dict[str, float]:
-    """The arm's share goes to the others in proportion to their weights."""
-    rest = math.fsum(w for v, w in weights.items() if v != arm)
-    if rest <= 0:
-        raise ConfigError(f"pause ({arm!r}): cannot pause the only variant with traffic")
-    return {v: 0.0 if v == arm else w / rest for v, w in weights.items()}
+class ConfigChange(NamedTuple):
+    """A validated ``POST /config`` body (see :func:`config_change`)."""
+
+    weights: dict[str, float] | None
+    mode: str | None
+    resume: tuple[str, ...] = ()
+    pause: tuple[str, ...] = ()
 
 
-def _resume(weights: dict[str, float], arm: str, share: float) -> dict[str, float]:
-    """The arm gets back its configured share; the others shrink in proportion."""
-    if weights[arm] > 0:
-        return weights
-    rest = math.fsum(w for v, w in weights.items() if v != arm)
-    scale = (1.0 - share) / rest
-    out = {v: share if v == arm else w * scale for v, w in weights.items()}
-    total = math.fsum(out.values())
-    return {v: w / total for v, w in out.items()}
+def _arms(data: Mapping[str, Any], field: str, names: Sequence[str]) -> tuple[str, ...]:
+    arms = data.get(field, [])
+    arms = [arms] if isinstance(arms, str) else arms
+    if field in data and (not isinstance(arms, list) or not arms or not all(
+            isinstance(a, str) and a in names for a in arms)):
+        raise ConfigError(f"{field} ({str(data[field])[:80]}) must be a variant name or a "
+                          f"list of them; variants are {list(names)}")
+    return tuple(dict.fromkeys(arms))
 
 
-def config_change(experiment: Any, data: object) -> tuple[dict[str, float] | None, str | None]:
-    """Validate a ``POST /config`` body; return the (weights, mode) to pass to ``configure``.
+def config_change(experiment: Any, data: object) -> ConfigChange:
+    """Validate a ``POST /config`` body against ``experiment``; change nothing.
 
     ``{"mode": "ab" | "bandit"}``, ``{"weights": {variant: share}}`` (every variant, summing
-    to 1), ``{"pause": name | [names]}`` (its share goes to the others in proportion) and
-    ``{"resume": name | [names]}`` (back to its configured share, the others shrinking in
-    proportion); mode combines with either. Raises ConfigError naming the field.
+    to 1), ``{"pause": name | [names]}`` and ``{"resume": name | [names]}`` (as
+    :meth:`Experiment.pause_arm` / :meth:`Experiment.resume_arm`); mode combines with either.
+    Raises ConfigError naming the field.
     """
     fields = ("mode", "weights", "pause", "resume")
     if not isinstance(data, Mapping) or not data:
@@ -124,23 +123,30 @@ def config_change(experiment: Any, data: object) -> tuple[dict[str, float] | Non
     if data.get("weights") is not None:
         if "pause" in data or "resume" in data:
             raise ConfigError("weights: give either 'weights' or 'pause'/'resume', not both")
-        return RouterConfig.check_weights(data["weights"], names), mode
-    if "pause" not in data and "resume" not in data:
-        return None, mode
-    weights = dict(experiment.allocation.weights)
-    base = experiment.config.weights or {}
-    for field in ("resume", "pause"):
-        if field not in data:
-            continue
-        arms = data[field]
-        arms = [arms] if isinstance(arms, str) else arms
-        if not isinstance(arms, list) or not arms or not all(
-                isinstance(a, str) and a in names for a in arms):
-            raise ConfigError(f"{field} ({str(data[field])[:80]}) must be a variant name or a "
-                              f"list of them; variants are {list(names)}")
-        for arm in arms:
-            if field == "pause":
-                weights = _pause(weights, arm)
-            else:
-                weights = _resume(weights, arm, base.get(arm) or 1.0 / len(names))
-    return weights, mode
+        try:
+            return ConfigChange(RouterConfig.check_weights(data["weights"], names), mode)
+        except OverflowError:  # finite shares whose sum overflows (1e308 + 1e308)
+            raise ConfigError("weights: each share must be in [0, 1] and they must sum to "
+                              "1") from None
+    resume, pause = _arms(data, "resume", names), _arms(data, "pause", names)
+    both = [a for a in pause if a in resume]
+    if both:
+        raise ConfigError(f"pause ({both[0]!r}): also listed in 'resume'")
+    active = {v for v, w in experiment.allocation.weights.items() if w > 0} | set(resume)
+    if pause and not active - set(pause):
+        raise ConfigError(f"pause ({list(pause)}): cannot pause every variant with traffic")
+    return ConfigChange(None, mode, resume, pause)
+
+
+def apply_change(experiment: Any, change: ConfigChange) -> None:
+    """Apply a validated change: weights and mode in one ``configure``, else the mode first
+    and then the arms, through the same pause/resume as the Python API."""
+    if change.weights is not None or not (change.resume or change.pause):
+        experiment.configure(weights=change.weights, mode=change.mode)
+        return
+    if change.mode is not None and change.mode != experiment.mode:
+        experiment.configure(mode=change.mode)
+    for arm in change.resume:
+        experiment.resume_arm(arm)
+    for arm in change.pause:
+        experiment.pause_arm(arm)

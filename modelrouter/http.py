@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from typing import Any
 from urllib.parse import parse_qs
 
-from modelrouter.admin import COOKIE_NAME, AdminAuth, config_change
+from modelrouter.admin import COOKIE_NAME, AdminAuth, apply_change, config_change
 from modelrouter.exceptions import (
     AnalysisError,
     ConfigError,
@@ -288,11 +288,10 @@ class HTTPSurface:
     async def _post_config(self, scope: Scope, receive: Receive) -> Any:
         self._authorize(scope, cookie=False)
         data = _parse_json(await _read_body(scope, receive))
-        # No await from reading the weights to configure(): atomic on the event loop, and
-        # configure() swaps the allocation as one object for other threads.
+        # No await from validating to applying: atomic on the event loop, and configure()
+        # swaps the allocation as one object for other threads.
         try:
-            weights, mode = config_change(self.experiment, data)
-            self.experiment.configure(weights=weights, mode=mode)
+            apply_change(self.experiment, config_change(self.experiment, data))
         except ConfigError as exc:
             raise HTTPError(422, str(exc)) from None
         return _json_body(200, self._config_state())

@@ -211,3 +211,32 @@ def test_responses_are_not_cached(client: Client) -> None:
     r = client.get(f"{PREFIX}/config", headers=BEARER)
     assert r.header("cache-control") == "no-store"
     assert r.header("content-type") == "application/json"
+
+
+def test_overflowing_weights_are_422_not_500(router: ModelRouter, client: Client) -> None:
+    # each share is finite, their sum is not: math.fsum raised OverflowError (a 500)
+    before = fingerprint(router)
+    status, answer = _post_config(client, {"weights": {"control": 1e308, "treatment": 1e308}})
+    assert status == 422 and str(answer["error"]).startswith("weights"), answer
+    assert fingerprint(router) == before
+
+
+def test_http_pause_is_the_python_pause() -> None:
+    """A pause over HTTP survives a switch to bandit mode, as router.pause_arm() does (the
+    HTTP path used to recompute the weights itself and forget the arm in the bandit)."""
+    routers = [make_router(metrics={"click": "binary"}, reward="click") for _ in range(2)]
+    status, _ = _post_config(Client(routers[0]), {"pause": "treatment"})
+    assert status == 200
+    routers[1].pause_arm("treatment")
+    for r in routers:
+        r.experiment.configure(mode="bandit")
+        assert dict(r.experiment.allocation.weights) == {"control": 1.0, "treatment": 0.0}
+    status, body = _post_config(Client(routers[0]), {"resume": "treatment"})
+    assert status == 200 and body["paused"] == [] and body["mode"] == "bandit"
+
+
+def test_pause_and_resume_of_one_arm_is_422(router: ModelRouter, client: Client) -> None:
+    before = fingerprint(router)
+    status, answer = _post_config(client, {"pause": "treatment", "resume": ["treatment"]})
+    assert status == 422 and str(answer["error"]).startswith("pause"), answer
+    assert fingerprint(router) == before
