@@ -194,23 +194,27 @@ def _naive(d: _Data, arm: int) -> tuple[float, FloatArray]:
     return mean, np.where(hit, (d.n / n_a) * (d.y - mean), 0.0)
 
 
-def _periods(d: _Data, min_units: int) -> NDArray[np.intp]:
-    """Merge consecutive epochs until each period holds ``min_units`` units of every arm."""
-    table = np.zeros((d.n_epochs, d.k))
-    np.add.at(table, (d.epochs, d.arms), 1.0)
-    period = np.empty(d.n_epochs, dtype=np.intp)
-    current = 0
-    filled = np.zeros(d.k)
-    last_closed = -1
-    for t in range(d.n_epochs):
+def merge_periods(counts: FloatArray, min_units: int) -> NDArray[np.intp]:
+    """Period of each epoch (rows of ``counts``, shape (epochs, arms), in time order):
+    consecutive epochs merged until each period holds ``min_units`` units of every arm."""
+    period = np.empty(counts.shape[0], dtype=np.intp)
+    current, filled, last_closed = 0, np.zeros(counts.shape[1]), -1
+    for t in range(counts.shape[0]):
         period[t] = current
-        filled += table[t]
+        filled = filled + counts[t]
         if np.all(filled >= min_units):
-            last_closed, current, filled = t, current + 1, np.zeros(d.k)
+            last_closed, current, filled = t, current + 1, np.zeros(counts.shape[1])
     if last_closed < 0:
         raise ValueError(f"some arm has fewer than min_units ({min_units}) units in total")
     period[last_closed + 1:] = period[last_closed]  # an unfilled tail joins the last period
-    return period[d.epochs]
+    return period
+
+
+def _periods(d: _Data, min_units: int) -> NDArray[np.intp]:
+    """Period of each row (see :func:`merge_periods`)."""
+    table = np.zeros((d.n_epochs, d.k))
+    np.add.at(table, (d.epochs, d.arms), 1.0)
+    return merge_periods(table, min_units)[d.epochs]
 
 
 def _estimator(

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats as _st
 
-from modelrouter.stats.ipw import _METHOD_NAMES, IPWDifference, IPWEstimate
+from modelrouter.stats.ipw import _METHOD_NAMES, IPWDifference, IPWEstimate, merge_periods
 
 __all__ = ["GroupedData", "grouped_ipw_difference", "grouped_ipw_means"]
 
@@ -77,22 +77,6 @@ class GroupedData:
     def inv_p(self) -> FloatArray:
         """``1 / p`` where the cell has decisions, else 0."""
         return np.where(self.n > 0, 1.0 / np.where(self.p > 0, self.p, 1.0), 0.0)
-
-
-def periods(n: FloatArray, min_units: int) -> NDArray[np.intp]:
-    """Period of each epoch: consecutive epochs merged until every arm has ``min_units``
-    decisions (the rule of :func:`modelrouter.stats.ipw.ipw_means`, ``method="stratified"``)."""
-    out = np.empty(n.shape[0], dtype=np.intp)
-    current, filled, last_closed = 0, np.zeros(n.shape[1]), -1
-    for t in range(n.shape[0]):
-        out[t] = current
-        filled = filled + n[t]
-        if np.all(filled >= min_units):
-            last_closed, current, filled = t, current + 1, np.zeros(n.shape[1])
-    if last_closed < 0:
-        raise ValueError(f"some arm has fewer than min_units ({min_units}) decisions in total")
-    out[last_closed + 1:] = out[last_closed]
-    return out
 
 
 def _ratio_part(d: GroupedData, arm: int, rows: NDArray[np.bool_]) -> tuple[float, float, float]:
@@ -177,7 +161,7 @@ def grouped_ipw_means(d: GroupedData, *, method: Method = "hajek", min_units: in
                       ) -> tuple[IPWEstimate, ...]:
     """Per-arm means as :func:`~modelrouter.stats.ipw.ipw_means` would give on the decisions."""
     _check(d, method)
-    strata = periods(d.n, min_units) if method == "stratified" else None
+    strata = merge_periods(d.n, min_units) if method == "stratified" else None
     out = []
     for arm in range(d.n.shape[1]):
         estimate, ss = _one(d, arm, method, strata)
@@ -196,7 +180,7 @@ def grouped_ipw_difference(d: GroupedData, *, arm: int, control: int = 0,
             raise ValueError(f"{name} ({value!r}) must be an arm index in [0, {k})")
     if arm == control:
         raise ValueError(f"arm ({arm!r}) and control ({control!r}) must differ")
-    strata = periods(d.n, min_units) if method == "stratified" else None
+    strata = merge_periods(d.n, min_units) if method == "stratified" else None
     if method == "aipw":
         mu_t, _, m_t = _aipw(d, arm)
         mu_c, _, m_c = _aipw(d, control)
