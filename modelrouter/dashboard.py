@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
+from modelrouter.exceptions import AnalysisError
 from modelrouter.svg import ForestRow, fmt, forest_plot, line_chart
 
 __all__ = ["render_dashboard", "render_login"]
@@ -240,6 +241,8 @@ def render_dashboard(router: Any, analysis: Any, prefix: str, refresh: int = 10)
             html = f'<div class="{_status_class(result)}">{_generic(result)}</div>'
             if key == "sequential":
                 html = _sequential_chart(result, analysis) + html
+        except AnalysisError as exc:  # not configured or not enough data: a note, no alarm
+            html = f'<p class="muted">not available: {escape(str(exc))}</p>'
         except Exception as exc:  # one section failing must not take the page down
             html = f'<p class="alarm">unavailable: {escape(str(exc))}</p>'
         parts.append(_section(key, title, html))

@@ -19,8 +19,9 @@ path               method  enabled when                  auth
 
 Disabled endpoints answer 404. Bad input always gets a 4xx with a JSON ``{"error": ...}``
 naming the field, never a 500: forged or tampered token 403, expired token 410, bad body 422,
-missing admin credentials 401, wrong ones 403. Admin secrets are compared in constant time
-(:func:`hmac.compare_digest` of SHA-256 digests, so not even the length leaks).
+missing admin credentials 401, wrong ones 403; a store that cannot be read (Redis down) 503.
+Admin secrets are compared in constant time (:func:`hmac.compare_digest` of SHA-256 digests,
+so not even the length leaks).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from modelrouter.exceptions import (
     ConfigError,
     ExpiredTokenError,
     FeedbackError,
+    StoreError,
     TokenError,
     UnknownDecisionError,
     UnknownUnitError,
@@ -192,6 +194,10 @@ class HTTPSurface:
         except HTTPError as exc:
             status, headers, body = _json_body(exc.status, {"error": exc.message})
             headers += exc.headers
+        except StoreError:  # e.g. Redis down: the store's message may name its URL, so not here
+            status, headers, body = _json_body(503, {"error": "store: the experiment's store "
+                                                              "cannot be read right now"})
+            headers.append((b"retry-after", b"5"))
         await _respond(send, status, headers, body)
 
     def _on(self, path: str) -> bool:

@@ -240,3 +240,18 @@ def test_pause_and_resume_of_one_arm_is_422(router: ModelRouter, client: Client)
     status, answer = _post_config(client, {"pause": "treatment", "resume": ["treatment"]})
     assert status == 422 and str(answer["error"]).startswith("pause"), answer
     assert fingerprint(router) == before
+
+
+@pytest.mark.parametrize("path", ["/stats", "/dashboard", "/metrics"])
+def test_an_unreadable_store_is_503_without_its_message(router: ModelRouter, client: Client,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        path: str) -> None:
+    from modelrouter.exceptions import StoreError
+
+    def down() -> None:
+        raise StoreError("Redis at redis://h/0?password=hunter2 is unavailable")
+
+    monkeypatch.setattr(router.experiment.store, "snapshot", down)
+    r = client.get(PREFIX + path, headers=BEARER)
+    assert r.status == 503 and r.header("retry-after") == "5"
+    assert "store" in r.json()["error"] and b"hunter2" not in r.body

@@ -143,3 +143,14 @@ def test_svg_charts_handle_missing_numbers() -> None:
     steps = line_chart({"w": [(0.0, 0.5), (1.0, 0.2), (2.0, 0.2)]}, title="t", step=True)
     pts = re.search(r'<polyline points="([^"]+)"', steps)
     assert pts is not None and len(pts.group(1).split()) == 5  # a step adds a corner per jump
+
+
+def test_features_not_configured_are_a_note_not_an_alarm(router: ModelRouter,
+                                                         client: Client) -> None:
+    # no plan and no bandit: sequential() and bandit() raise AnalysisError, which is expected
+    client.tokens(10)
+    html = client.get(URL, headers=BEARER).text
+    for key in ("sequential", "bandit"):
+        section = html[html.index(f'id="{key}"'):]
+        section = section[:section.index("</section>")]
+        assert "not available" in section and 'class="alarm"' not in section, section
