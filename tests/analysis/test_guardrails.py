@@ -108,3 +108,21 @@ def test_segment_guardrails_bonferroni_and_min_units() -> None:
     assert res[("latency_ms", "overall")].alpha == 0.05
     assert res[("error", "overall")].status == "pass"  # no error at all: floor variance
     assert {g.segment is None for g in a.guardrails()} == {True, False}
+
+
+def test_relative_interval_is_the_mixture_confidence_sequence_on_the_log_ratio() -> None:
+    # reference written out from raw data: delta-method variance of log(mean_t / mean_c) and
+    # the closed-form normal-mixture interval (Johari et al.) with tau2 = log(1.1)^2
+    rng = np.random.default_rng(7)
+    c, t = rng.lognormal(np.log(50), 0.4, 3000), rng.lognormal(np.log(53), 0.4, 2500)
+    r = check_guardrail(INC_REL, _m(c), _m(t), ratio=False, alpha=0.05, variant="treatment")
+    d = math.log(t.mean() / c.mean())
+    v = (t.var(ddof=1) / t.size / t.mean() ** 2 + c.var(ddof=1) / c.size / c.mean() ** 2)
+    tau2 = math.log(1.1) ** 2
+    half = math.sqrt(2 * v * (v + tau2) / tau2 * (math.log(20) + 0.5 * math.log((v + tau2) / v)))
+    assert r.estimate == pytest.approx(math.expm1(d), rel=1e-12)
+    assert (r.low, r.high) == pytest.approx((math.expm1(d - half), math.expm1(d + half)),
+                                            rel=1e-9)
+    expected = ("fail" if d - half > math.log(1.1) else
+                "pass" if d + half < math.log(1.1) else "inconclusive")
+    assert r.status == expected
