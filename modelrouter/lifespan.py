@@ -35,12 +35,18 @@ class RouterLifecycle:
         self._task: asyncio.Task[None] | None = None
         self.restored: Any = None
         self.last_snapshot: Any = None
+        self._restore_failed = False
 
     async def start(self) -> None:
         """Restore the snapshot (if configured and present), start flushing and snapshots."""
         path = self.config.snapshot_path
         if path is not None and os.path.exists(path):
-            self.restored = await asyncio.to_thread(self.experiment.restore, path)
+            try:
+                self.restored = await asyncio.to_thread(self.experiment.restore, path)
+            except Exception:
+                self._restore_failed = True  # stop() must not overwrite the file with less
+                raise
+            self._restore_failed = False
             log.info("modelrouter: restored %s", self.restored)
         start = getattr(self.experiment.store, "start", None)
         if start is not None:
@@ -65,7 +71,10 @@ class RouterLifecycle:
                 await self._task
             self._task = None
         await asyncio.to_thread(self.experiment.close)
-        if self.config.snapshot_path is not None:
+        if self._restore_failed:  # the file holds state this process never loaded: keep it
+            log.warning("modelrouter: not writing %r, which failed to restore at startup",
+                        self.config.snapshot_path)
+        elif self.config.snapshot_path is not None:
             self.last_snapshot = await asyncio.to_thread(self.experiment.save,
                                                          self.config.snapshot_path)
 

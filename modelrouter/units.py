@@ -81,14 +81,16 @@ class UnitReader:
                     return self._check(morsel.value, "cookie")
         if self._query is not None:
             qs = scope.get("query_string", b"")
-            if qs:
-                values = parse_qs(self._decode(qs, "query string")).get(self._query)
+            if qs:  # the whole string is unbounded (other parameters): only the value is checked
+                # percent escapes to bytes (latin-1 maps them 1:1), then only our value as UTF-8
+                values = parse_qs(qs.decode("latin-1"), encoding="latin-1").get(self._query)
                 if values:
-                    return self._check(values[0], "query parameter")
+                    raw = values[0].encode("latin-1")
+                    return self._check(self._decode(raw, "query parameter"), "query parameter")
         return None
 
     def _decode(self, raw: bytes, where: str) -> str:
-        if len(raw) > 4 * self._max and where != "cookie header":
+        if len(raw) > 4 * self._max and where == "header":
             raise UnitIdError(f"unit id in {where} is longer than {self._max} characters")
         try:
             return raw.decode("utf-8")

@@ -285,6 +285,12 @@ class BanditRouter:
         exp.allocation = state.allocation
         return state
 
+    def at_epoch(self, epoch: int) -> BanditAllocation:
+        """The current weights renumbered as ``epoch`` (config lock held; after a restore)."""
+        w = self._state.weights if self._state is not None else self.allocator.weights
+        self._state = self._state_for(w, epoch)
+        return self._state.allocation
+
     def _state_for(self, w: Weights, epoch: int) -> BanditState:
         h = float(self.experiment.config.holdout)
         active = tuple(i for i, a in enumerate(w.active) if a)

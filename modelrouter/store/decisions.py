@@ -240,7 +240,6 @@ class DecisionStoreMixin:
 
     _lock: threading.Lock
     _decisions: DecisionTracker | None
-    _rows: dict[str, int]
     _ring_seq: array[int]
     _ring_time: array[float]
     unit_level: bool
@@ -248,8 +247,8 @@ class DecisionStoreMixin:
     attribution_window: float
     clock: Callable[[], float]
 
-    def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
-               segment: tuple[int, ...] = (), now: float | None = None) -> int:
+    def _expose_locked(self, unit: str | None, variant: int, propensity: float, epoch: int,
+                       segment: tuple[int, ...], now: float) -> tuple[int, int | None]:
         raise NotImplementedError  # pragma: no cover - MemoryStore's
 
     def track_decisions(self, tracker: DecisionTracker) -> None:
@@ -260,11 +259,13 @@ class DecisionStoreMixin:
     def expose_decision(self, unit: str | None, variant: int, propensity: float, epoch: int,
                         segment: tuple[int, ...] = (), now: float | None = None,
                         tag: int = 0) -> int:
-        """:meth:`expose` a bandit decision and open its row in the decision tracker."""
-        seq = self.expose(unit, variant, propensity, epoch, segment, now)
-        with self._lock:  # the id is not out yet, so no feedback can come in between
+        """:meth:`expose` a bandit decision and open its row in the decision tracker, in one
+        lock: a snapshot never sees the exposure without its decision."""
+        if now is None:
+            now = self.clock()
+        with self._lock:
+            seq, row = self._expose_locked(unit, variant, propensity, epoch, segment, now)
             if self._decisions is not None:
-                row = self._rows.get(unit) if self.unit_level else None  # type: ignore[arg-type]
                 self._decisions.open(seq, variant, epoch, segment, tag, row)
         return seq
 

@@ -56,11 +56,19 @@ def restore_experiment(experiment: Any, path: str | os.PathLike[str]) -> Snapsho
         last = epochs[-1] if epochs else None
         if last is not None and (last.weights != alloc.propensities
                                  or last.mode != experiment.mode):
-            new = Allocation(experiment.names, alloc.weights, experiment.control,
-                             epoch=max(e.epoch for e in epochs) + 1)
+            new = _allocation_at(experiment, max(e.epoch for e in epochs) + 1)
             store.begin_epoch(new.epoch, experiment.mode, new.propensities)
             experiment.allocation = new
         elif last is not None:
-            experiment.allocation = Allocation(experiment.names, alloc.weights,
-                                               experiment.control, epoch=last.epoch)
+            experiment.allocation = _allocation_at(experiment, last.epoch)
     return info
+
+
+def _allocation_at(experiment: Any, epoch: int) -> Allocation:
+    """The current weights at ``epoch`` (config lock held); in bandit mode the bandit's own
+    allocation, so routing stays bandit routing."""
+    bandit = getattr(experiment, "bandit", None)
+    if experiment.mode == "bandit" and bandit is not None:
+        return bandit.at_epoch(epoch)  # type: ignore[no-any-return]
+    return Allocation(experiment.names, experiment.allocation.weights, experiment.control,
+                      epoch=epoch)

@@ -122,7 +122,8 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
             table = self._seg_codes[d]
             code = table.get(value)
             if code is None:
-                with self._lock:
+                with self._lock:  # re-read: a restore may have replaced the tables
+                    table = self._seg_codes[d]
                     code = table.get(value)
                     if code is None:
                         if len(table) >= self.segment_cap - 1 and value != OTHER:
@@ -138,34 +139,31 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
         if now is None:
             now = self.clock()
         with self._lock:
-            seq = self._seq
-            self._seq = seq + 1
-            self._requests[variant] += 1
-            if self.unit_level:
-                row = self._rows.get(unit)  # type: ignore[arg-type]
-                if row is None:
-                    row = len(self._variant)
-                    self._rows[unit] = row  # type: ignore[index]
-                    self._new_unit_row(variant, propensity, epoch, now, segment)
-                else:
-                    self._exposures[row] += 1
-                if seq < self.max_pending:
-                    self._ring_seq.append(seq)
-                    self._ring_time.append(now)
-                    self._ring_row.append(row)
-                else:  # the common case once the ring is full: overwrite the oldest slot
-                    slot = seq % self.max_pending
-                    self._ring_seq[slot] = seq
-                    self._ring_time[slot] = now
-                    self._ring_row[slot] = row
-                return seq
-            key = (variant, epoch, segment)
-            row = self._group_index.get(key)
+            return self._expose_locked(unit, variant, propensity, epoch, segment, now)[0]
+
+    def _expose_locked(self, unit: str | None, variant: int, propensity: float, epoch: int,
+                       segment: tuple[int, ...], now: float) -> tuple[int, int | None]:
+        """:meth:`expose` with the lock held; returns ``(seq, unit row or None)``."""
+        seq = self._seq
+        self._seq = seq + 1
+        self._requests[variant] += 1
+        if self.unit_level:
+            row = self._rows.get(unit)  # type: ignore[arg-type]
             if row is None:
-                row = self._new_group(key)
-            self._group_sums[row][0] += 1.0
+                row = len(self._variant)
+                self._rows[unit] = row  # type: ignore[index]
+                self._new_unit_row(variant, propensity, epoch, now, segment)
+            else:
+                self._exposures[row] += 1
             self._remember(seq, now, row)
-        return seq
+            return seq, row
+        key = (variant, epoch, segment)
+        group = self._group_index.get(key)
+        if group is None:
+            group = self._new_group(key)
+        self._group_sums[group][0] += 1.0
+        self._remember(seq, now, group)
+        return seq, None
 
     def expose_unit(self, unit: str, bucket: Callable[[str], float], alloc: Allocation,
                     segment: tuple[int, ...], now: float) -> tuple[int, int]:
@@ -256,17 +254,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
                     or (window and self.clock() - self._ring_time[slot]
                         > self.attribution_window)):
                 self._slot_of(seq, window)  # raises the precise error
-            row = self._ring_row[slot]
-            if self.unit_level:
-                if self._any[metric]:
-                    xs = self._x[metric]
-                    if value > xs[row]:
-                        xs[row] = value
-                else:
-                    self._x[metric][row] += value
-                self._y[metric][row] += 1.0
-            else:
-                self._apply(slot, row, metric, value)
+            self._apply(slot, self._ring_row[slot], metric, value)
             if self._decisions is not None:
                 self._decisions.apply(seq, metric, value)
 

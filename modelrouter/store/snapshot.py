@@ -275,10 +275,9 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *,
         new.update(_empty_ring(store))
         for attr, value in new.items():
             setattr(store, attr, value)
-        rebind = getattr(store, "_bind_columns", None)
-        if rebind is not None:  # hot-path aliases of the replaced columns
-            rebind()
-        store._bind_columns()
+        store._bind_columns()  # hot-path aliases of the replaced columns
+        if store._decisions is not None:  # its sums are keyed by the replaced epochs
+            store._decisions.reset()
     n = len(new["_rows"]) if store.unit_level else 0
     return SnapshotInfo(name, int(header["_version"]), experiment, store.variants, store.level, n,
                         float(header["saved_at"]), size)
@@ -333,6 +332,8 @@ def _build(store: MemoryStore, header: dict[str, Any], arrays: dict[str, np.ndar
         if len(rows) != n or sorted(rows) != list(range(n)) or len(set(ids)) != n:
             raise StoreError("snapshot unit index is inconsistent (rows or duplicate ids)")
         new["_rows"] = dict(zip(ids, rows))
+        # cached hash buckets belong to the old rows' units: recompute them on demand
+        new["_ubucket"] = array("d", [float("nan")]) * n
         for attr, code in (("variant", "b"), ("epoch", "i"), ("propensity", "d"),
                            ("first_seen", "d"), ("exposures", "I")):
             new["_" + attr] = _col(arrays[attr], code, n, attr)

@@ -297,3 +297,49 @@ def test_bandit_mode_without_reward_is_refused_at_run_time() -> None:
     with pytest.raises(ConfigError, match="reward"):
         exp.configure(mode="bandit")
     assert exp.mode == "ab"
+
+
+def test_restore_in_bandit_mode_keeps_bandit_routing_and_drops_stale_decision_sums(
+        tmp_path: Any) -> None:
+    path = str(tmp_path / "bandit.mrsnap")
+    first = make(level="user", refresh_every=10)
+    for i in range(30):
+        first.record(first.assign(f"u{i}"), "click", i % 2)
+    first.save(path)
+    second = make(level="user", refresh_every=10, seed=1)
+    for i in range(40):  # decisions of this process, in its own epochs
+        second.assign(f"other{i}")
+    second.restore(path)
+    # its decision groups referred to epochs the restore replaced: they are gone
+    assert second.store.snapshot().decisions == {}
+    d = second.assign("fresh")
+    assert d.mode == "bandit" and second.mode == "bandit"
+    second.record(d, "click", 1)
+    snap = second.store.snapshot()
+    assert d.epoch in {e.epoch for e in snap.epochs}
+    [(n, metrics)] = snap.decisions.values()  # tracked as a bandit decision, with its click
+    assert n == 1 and metrics["click"].mean_x == 1.0
+    first.bandit.close()
+    second.bandit.close()
+
+
+def test_snapshot_never_sees_an_exposure_without_its_decision() -> None:
+    exp = make(refresh_every=1_000_000)
+    stop = threading.Event()
+
+    def route() -> None:
+        while not stop.is_set():
+            exp.route(None)
+
+    threads = [threading.Thread(target=route) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(300):
+            snap = exp.store.snapshot()
+            assert sum(n for n, _ in snap.decisions.values()) == int(snap.requests.sum())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    exp.bandit.close()

@@ -136,6 +136,12 @@ def test_cookie_query_and_callable_sources(router_factory: RouterFactory) -> Non
     r = router_factory(unit_header=None, unit_query="uid")
     ASGIClient(r).run("GET", "/predict?uid=q-9")
     assert r.experiment.store.has_unit("q-9")
+    # only the unit id is bounded and decoded, not the rest of the query string
+    long_query = "/predict?uid=%C3%A9-1&q=" + "x" * 5000 + "&junk=%FF"
+    assert ASGIClient(r).run("GET", long_query).status == 200
+    assert r.experiment.store.has_unit("\u00e9-1")
+    bad = ASGIClient(r).run("GET", "/predict?uid=%FF%FE")
+    assert bad.status == 400 and "not valid UTF-8" in bad.json()["error"]
 
     r = router_factory(unit_id=lambda scope: scope["client"][0])
     ASGIClient(r).run("GET", "/predict")

@@ -126,3 +126,21 @@ def test_periodic_snapshots(tmp_path: Path) -> None:
 
     asyncio.run(lifespan(router, between))
     assert seen and seen[-1] == 20  # written while running, not only at shutdown
+
+
+def test_failed_restore_leaves_the_snapshot_file_alone_at_stop(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.mrsnap"
+    other = ModelRouter(make_app(), VARIANTS, RouterConfig(experiment="another",
+                                                           metrics={"click": "binary"}))
+    asyncio.run(traffic(other, 5))
+    other.save(str(path))
+    before = path.read_bytes()
+    router = ModelRouter(make_app(), VARIANTS, cfg(path))
+
+    async def start_then_stop() -> None:  # a server (or caller) that still runs shutdown
+        with pytest.raises(Exception, match="another experiment"):
+            await router.lifecycle.start()
+        await router.lifecycle.stop()
+
+    asyncio.run(start_then_stop())
+    assert path.read_bytes() == before

@@ -211,3 +211,22 @@ def test_save_refused_for_redis_store() -> None:
     router = ModelRouter(make_app(), VARIANTS, cfg(store="redis://127.0.0.1:1/0"))
     with pytest.raises(StoreError, match="in-memory store"):
         router.save("/tmp/never-written.mrsnap")
+
+
+def test_restore_over_as_many_units_routes_each_by_its_own_hash(tmp_path: Path) -> None:
+    from modelrouter.assignment import Allocation, bucket
+
+    path = str(tmp_path / "same-n.mrsnap")
+    first = ModelRouter(make_app(), VARIANTS, cfg(salt="s"))
+    for i in range(200):
+        first.experiment.assign(f"saved{i}")
+    first.save(path)
+    second = ModelRouter(make_app(), VARIANTS, cfg(salt="s"))
+    for i in range(200):  # as many rows, other units: their cached buckets must not survive
+        second.experiment.assign(f"live{i}")
+    second.restore(path)
+    alloc = Allocation(("a", "b"), {"a": 0.5, "b": 0.5}, "a")
+    for i in range(200):
+        unit = f"saved{i}"
+        assert second.experiment.assign(unit).variant == alloc.variants[
+            alloc.choose(bucket("s", unit))]
