@@ -317,7 +317,10 @@ class RouterConfig:
             _check_name("weights", name)
             _positive(f"weights.{name}", w, allow_zero=True)
             out[name] = float(w)
-        total = math.fsum(out.values())
+        try:
+            total = math.fsum(out.values())
+        except OverflowError:  # each share finite, their sum not (1e308 + 1e308)
+            total = math.inf
         if abs(total - 1.0) > 1e-9:
             raise ConfigError(f"weights must sum to 1, got {total!r} from {out!r}")
         if variants is not None:

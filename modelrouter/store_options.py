@@ -62,12 +62,21 @@ def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***`` (for messages and ``as_dict``)."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        netloc = f"{user}:***@{host}{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        netloc = parts.netloc
+        if parts.password is not None:
+            user = parts.username or ""
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+            netloc = f"{user}:***@{host}{port}"
+        # redis-py also takes the password from the query string (?password=...)
+        query = "&".join(
+            f"{k}=***" if k.lower() in _SECRET_QUERY_KEYS else (f"{k}={v}" if v or "=" in raw
+                                                                 else k)
+            for raw in parts.query.split("&") if raw
+            for k, _, v in [raw.partition("=")])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return "<invalid url>"
+
+
+_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "auth"})
