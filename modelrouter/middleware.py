@@ -10,6 +10,7 @@ the ``send`` wrapper, never on ``self``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -273,6 +274,8 @@ class ModelRouter:
 
         try:
             await target(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            raise  # the client went away: neither a latency nor a server error to record
         except BaseException:
             if not done:
                 done = True

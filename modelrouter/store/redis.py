@@ -52,7 +52,7 @@ import numpy as np
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import StoreError, UnknownDecisionError
 from modelrouter.store import redis_batch
-from modelrouter.store.histogram import LAYOUT, N_SLOTS, slot_of
+from modelrouter.store.histogram import LAYOUT, N_SLOTS, slot_of_bisect
 from modelrouter.store.memory import EpochInfo, MemoryStore, Snapshot
 from modelrouter.store.redis_batch import LUA, counter_ops, group_ops, pack_batches, unit_ops
 from modelrouter.store.redis_snapshot import build_snapshot
@@ -255,7 +255,7 @@ class RedisStore:
         if not self.unit_level:
             self._local.record_auto(seq, latency_ms, error)
             return
-        h = slot_of(latency_ms)
+        h = slot_of_bisect(latency_ms)
         with self._lock:
             slot = seq % self.max_pending
             if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:

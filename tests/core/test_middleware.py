@@ -219,3 +219,25 @@ def test_reload_switches_weights_and_mode_from_toml(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="salt differs from the running config"):
         router.reload(str(cfg))
     assert router.experiment.mode == "bandit"  # a refused reload changes nothing
+
+
+def test_client_disconnect_is_not_a_server_error(router_factory: RouterFactory) -> None:
+    router = router_factory()
+
+    async def go() -> None:
+        async def slow(scope: Any, receive: Any, send: Any) -> None:
+            await asyncio.sleep(10)
+
+        router._target_of = {name: slow for name in router._target_of}
+        scope = {"type": "http", "path": "/predict", "headers": [(b"x-user-id", b"u1")],
+                 "query_string": b"", "method": "GET"}
+        task = asyncio.ensure_future(router(scope, None, None))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(go())
+    units = router.experiment.store.snapshot().units
+    assert units is not None and units.variant.size == 1  # the exposure counts
+    assert units.y["error"].sum() == 0 and units.y["latency_ms"].sum() == 0
