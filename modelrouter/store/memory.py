@@ -29,11 +29,12 @@ import numpy as np
 
 from modelrouter.assignment import Allocation
 from modelrouter.config import MetricSpec
-from modelrouter.exceptions import UnknownDecisionError, UnknownUnitError
+from modelrouter.exceptions import UnknownUnitError
 from modelrouter.store.decisions import DecisionStoreMixin, DecisionTracker, decision_groups
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of_bisect
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.moments import Moments
+from modelrouter.store.ring import pending_slot
 from modelrouter.store.types import EpochInfo, Snapshot, UnitColumns
 
 __all__ = ["EpochInfo", "MemoryStore", "Snapshot", "UnitColumns"]
@@ -284,14 +285,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
                 self._decisions.apply(seq, self._error_index, error)
 
     def _slot_of(self, seq: int, window: bool) -> int:
-        slot = seq % self.max_pending if seq >= 0 else -1
-        if slot < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
-            raise UnknownDecisionError(f"decision {seq} is unknown or no longer pending "
-                                       f"(the store keeps the last {self.max_pending})")
-        if window and self.clock() - self._ring_time[slot] > self.attribution_window:
-            raise UnknownDecisionError(f"decision {seq} is past the attribution window "
-                                       f"({self.attribution_window:g} s)")
-        return slot
+        return pending_slot(self, seq, window)
 
     def _apply(self, slot: int, row: int, m: int, value: float) -> None:
         if self.unit_level:

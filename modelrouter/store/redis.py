@@ -38,7 +38,6 @@ Thread safety: hot-path methods hold ``_lock`` for microseconds; the flusher hol
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -50,12 +49,13 @@ from typing import Any
 import numpy as np
 
 from modelrouter.config import MetricSpec
-from modelrouter.exceptions import StoreError, UnknownDecisionError
+from modelrouter.exceptions import StoreError
 from modelrouter.store import redis_batch
-from modelrouter.store.histogram import LAYOUT, N_SLOTS, slot_of_bisect
+from modelrouter.store.histogram import N_SLOTS, slot_of_bisect
 from modelrouter.store.memory import EpochInfo, MemoryStore, Snapshot
-from modelrouter.store.redis_batch import LUA, counter_ops, group_ops, pack_batches, unit_ops
-from modelrouter.store.redis_snapshot import build_snapshot
+from modelrouter.store.redis_batch import LUA
+from modelrouter.store.redis_snapshot import build_snapshot, check_meta
+from modelrouter.store.ring import pending_slot
 
 __all__ = ["RedisStore"]
 
@@ -232,14 +232,7 @@ class RedisStore:
             ev[2] += value * value
 
     def _slot(self, seq: int, window: bool) -> int:
-        slot = seq % self.max_pending if seq >= 0 else -1
-        if slot < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
-            raise UnknownDecisionError(f"decision {seq} is unknown or no longer pending "
-                                       f"(the store keeps the last {self.max_pending})")
-        if window and self.clock() - self._ring_time[slot] > self.attribution_window:
-            raise UnknownDecisionError(f"decision {seq} is past the attribution window "
-                                       f"({self.attribution_window:g} s)")
-        return slot
+        return pending_slot(self, seq, window)
 
     def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
         """Buffer a value for one of this worker's decisions."""
@@ -342,54 +335,13 @@ class RedisStore:
 
         return redact_url(self.url)
 
-    def _identity(self) -> dict[str, str]:
-        return {"format": FORMAT, "latency_layout": LAYOUT,
-                "variants": json.dumps(list(self.variants)),
-                "level": self.level, "segment_dims": json.dumps(list(self.segment_dims)),
-                "metrics": json.dumps({n: [m.kind, m.aggregate]
-                                       for n, m in self.metrics.items()}, sort_keys=True)}
-
     def _check_meta(self) -> None:
-        key = self.prefix + "meta"
-        mine = self._identity()
-        pipe = self._client.pipeline(transaction=True)
-        for field, value in mine.items():
-            pipe.hsetnx(key, field, value)
-        pipe.hgetall(key)
-        stored = {_s(k): _s(v) for k, v in pipe.execute()[-1].items()}
-        for field, value in mine.items():
-            if stored.get(field) != value:
-                raise StoreError(f"Redis key {key!r} belongs to another configuration of "
-                                 f"experiment {self.experiment!r}: {field} is "
-                                 f"{stored.get(field)!r} there, {value!r} here")
+        check_meta(self, self._client)
         self._meta_ok = True
 
     def _drain(self) -> list[tuple[str, list[str], list[str]]]:
         """Swap the buffer out under the lock; turn it into idempotent script calls."""
-        with self._lock:
-            first, xy, events = self._first, self._xy, self._events
-            requests, uncounted, dropped = self._requests, self._uncounted, self._dropped_delta
-            epochs, looks = self._new_epochs, self._new_looks
-            hist, hist_sum = self._hist, self._hist_sum
-            self._new_buffer()
-        if not self.unit_level:  # request level: the local store recorded the latencies
-            hist, hist_sum = redis_batch.take_latency(self._local, self._local._lock)
-        self._dropped[0] += dropped[0]
-        self._dropped[1] += dropped[1]
-        with self._local._lock:
-            overflow, self._local._overflow = self._local._overflow, 0
-        tables = [sorted(t, key=t.__getitem__) for t in self._local._seg_codes]
-        if self.unit_level:
-            ops = unit_ops(first, xy, self.metric_names, tables)
-        else:
-            requests, local_uncounted, ops = group_ops(self._local, tables)
-            uncounted += local_uncounted
-        ops += counter_ops(self.variants, self.metric_names, events, requests,
-                           {"uncounted": uncounted, "segment_overflow": overflow,
-                            "dropped_exposures": dropped[0], "dropped_values": dropped[1]},
-                           epochs, looks)
-        ops += redis_batch.latency_ops(self.variants, hist, hist_sum)
-        batches = pack_batches(ops, self.prefix, self._worker, self._batch_no)
+        batches = redis_batch.drain(self)
         self._batch_no += len(batches)
         return batches
 

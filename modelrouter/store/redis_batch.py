@@ -17,8 +17,8 @@ import numpy as np
 
 from modelrouter.store.histogram import N_SLOTS
 
-__all__ = ["LUA", "counter_ops", "group_ops", "latency_ops", "pack_batches", "take_latency",
-           "unit_ops"]
+__all__ = ["LUA", "counter_ops", "drain", "group_ops", "latency_ops", "pack_batches",
+           "take_latency", "unit_ops"]
 
 Op = tuple[str, str, str, str]
 Batch = tuple[str, list[str], list[str]]
@@ -129,3 +129,32 @@ def pack_batches(ops: Sequence[Op], prefix: str, worker: str, last_no: int) -> l
         argv = [MARKER_TTL, json.dumps(packed, separators=_COMPACT), str(len(packed))]
         batches.append((f"{worker}:{last_no + i + 1}", list(key_index), argv))
     return batches
+
+
+def drain(store: Any) -> list[Batch]:
+    """Swap a RedisStore's buffer out under its lock; turn it into idempotent script calls
+    (the caller advances ``store._batch_no`` by the number of batches)."""
+    with store._lock:
+        first, xy, events = store._first, store._xy, store._events
+        requests, uncounted, dropped = store._requests, store._uncounted, store._dropped_delta
+        epochs, looks = store._new_epochs, store._new_looks
+        hist, hist_sum = store._hist, store._hist_sum
+        store._new_buffer()
+    if not store.unit_level:  # request level: the local store recorded the latencies
+        hist, hist_sum = take_latency(store._local, store._local._lock)
+    store._dropped[0] += dropped[0]
+    store._dropped[1] += dropped[1]
+    with store._local._lock:
+        overflow, store._local._overflow = store._local._overflow, 0
+    tables = [sorted(t, key=t.__getitem__) for t in store._local._seg_codes]
+    if store.unit_level:
+        ops = unit_ops(first, xy, store.metric_names, tables)
+    else:
+        requests, local_uncounted, ops = group_ops(store._local, tables)
+        uncounted += local_uncounted
+    ops += counter_ops(store.variants, store.metric_names, events, requests,
+                       {"uncounted": uncounted, "segment_overflow": overflow,
+                        "dropped_exposures": dropped[0], "dropped_values": dropped[1]},
+                       epochs, looks)
+    ops += latency_ops(store.variants, hist, hist_sum)
+    return pack_batches(ops, store.prefix, store._worker, store._batch_no)

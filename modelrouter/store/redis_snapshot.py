@@ -18,7 +18,7 @@ from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
 from modelrouter.store.memory import OTHER, EpochInfo, Snapshot, UnitColumns
 from modelrouter.store.moments import Moments
 
-__all__ = ["build_snapshot"]
+__all__ = ["build_snapshot", "check_meta"]
 
 _SUMS = 5
 
@@ -127,3 +127,32 @@ def _latency(variants: tuple[str, ...], fields: dict[str, str]) -> LatencyHistog
         elif slot.isdigit() and int(slot) < N_SLOTS:
             hist.counts[v, int(slot)] = int(value)
     return hist
+
+
+def check_meta(store: Any, client: Any) -> None:
+    """Claim the experiment's meta key for this configuration, or refuse a foreign one.
+
+    The first worker writes its identity (key format, latency layout, variants, level, segment
+    dimensions, metrics) with HSETNX; every worker then compares field by field, so two
+    differently configured deployments can never merge into one set of counters.
+    """
+    from modelrouter.exceptions import StoreError
+    from modelrouter.store.histogram import LAYOUT
+    from modelrouter.store.redis import FORMAT, _s
+
+    key = store.prefix + "meta"
+    mine = {"format": FORMAT, "latency_layout": LAYOUT,
+            "variants": json.dumps(list(store.variants)),
+            "level": store.level, "segment_dims": json.dumps(list(store.segment_dims)),
+            "metrics": json.dumps({n: [m.kind, m.aggregate] for n, m in store.metrics.items()},
+                                  sort_keys=True)}
+    pipe = client.pipeline(transaction=True)
+    for field, value in mine.items():
+        pipe.hsetnx(key, field, value)
+    pipe.hgetall(key)
+    stored = {_s(k): _s(v) for k, v in pipe.execute()[-1].items()}
+    for field, value in mine.items():
+        if stored.get(field) != value:
+            raise StoreError(f"Redis key {key!r} belongs to another configuration of experiment "
+                             f"{store.experiment!r}: {field} is {stored.get(field)!r} there, "
+                             f"{value!r} here")
