@@ -174,7 +174,7 @@ def adaptive_srm(analysis: Analysis, threshold: float = 0.001) -> SampleRatioChe
 def holdout_compare(analysis: Analysis, metric: str | None = None) -> ComparisonResult:
     """The bandit's routed decisions against the uniform holdout's, on ``metric`` (default:
     the reward): which policy earns more per decision."""
-    from modelrouter.analysis.analysis import _summarise, _test
+    from modelrouter.analysis.analysis import comparison
 
     metric = metric or analysis.config.reward
     if metric is None:
@@ -189,14 +189,9 @@ def holdout_compare(analysis: Analysis, metric: str | None = None) -> Comparison
         raise AnalysisError(f"holdout(): need 2+ decisions on each side, got {mc.n} in the "
                             f"holdout and {mt.n} routed by the bandit (config holdout="
                             f"{analysis.config.holdout})")
-    sc, st = _summarise("holdout", mc, spec), _summarise("bandit", mt, spec)
-    test, effect, effect_name = _test(spec, mc, mt)
-    lift, rci = twosample.relative_lift(sc.mean, sc.std_err, st.mean, st.std_err)
-    return ComparisonResult(
-        metric=metric, method=test.method, control=sc, treatment=st,
-        difference=test.difference, relative_lift=lift, statistic=test.statistic,
-        pvalue=test.pvalue, df=test.df, effect_size=effect, effect_size_name=effect_name,
+    return comparison(
+        spec, "holdout", mc, "bandit", mt,
         estimator="policy value: bandit-routed vs uniform holdout decisions",
         notes=("each decision went to the holdout independently with probability "
                f"{analysis.config.holdout:g}; the bandit side mixes its arms as it routed "
-               "them",), std_err=test.std_err, _relative_ci=rci, _test=test)
+               "them",))

@@ -165,14 +165,7 @@ class Analysis:
             if m.n < 2:
                 raise AnalysisError(f"variant {name!r} has {m.n} units with data for "
                                     f"{metric!r}; need at least 2")
-        sc, st = _summarise(self.control, mc, spec), _summarise(variant, mt, spec)
-        test, effect, effect_name = _test(spec, mc, mt)
-        lift, rci = twosample.relative_lift(sc.mean, sc.std_err, st.mean, st.std_err)
-        return ComparisonResult(
-            metric=metric, method=test.method, control=sc, treatment=st,
-            difference=test.difference, relative_lift=lift, statistic=test.statistic,
-            pvalue=test.pvalue, df=test.df, effect_size=effect, effect_size_name=effect_name,
-            notes=self._notes(), std_err=test.std_err, _relative_ci=rci, _test=test)
+        return comparison(spec, self.control, mc, variant, mt, notes=self._notes())
 
     def compare_all(self, metric: str) -> dict[str, ComparisonResult]:
         """Every non-control variant against the control."""
@@ -265,6 +258,20 @@ class Analysis:
                 entry["comparisons"] = {"error": str(exc)}
             out["metrics"][metric] = entry
         return out
+
+
+def comparison(spec: MetricSpec, control: str, mc: Moments, treatment: str, mt: Moments, *,
+               notes: tuple[str, ...] = (), estimator: str = "difference in means"
+               ) -> ComparisonResult:
+    """The test that fits the metric, effect size and relative lift, from two groups' moments."""
+    sc, st = _summarise(control, mc, spec), _summarise(treatment, mt, spec)
+    test, effect, effect_name = _test(spec, mc, mt)
+    lift, rci = twosample.relative_lift(sc.mean, sc.std_err, st.mean, st.std_err)
+    return ComparisonResult(
+        metric=spec.name, method=test.method, control=sc, treatment=st,
+        difference=test.difference, relative_lift=lift, statistic=test.statistic,
+        pvalue=test.pvalue, df=test.df, effect_size=effect, effect_size_name=effect_name,
+        estimator=estimator, notes=notes, std_err=test.std_err, _relative_ci=rci, _test=test)
 
 
 def _summarise(variant: str, m: Moments, spec: MetricSpec) -> VariantSummary:

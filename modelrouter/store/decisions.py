@@ -37,12 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from modelrouter.store.moments import add_to_pair, moments_of_row, new_sums_row
+
 __all__ = ["HOLDOUT", "STICKY", "DecisionStoreMixin", "DecisionTracker", "Training",
            "decision_groups"]
 
 HOLDOUT = 1  # tag bit: routed by the uniform holdout, never trains the bandit
 STICKY = 2  # tag bit: a sticky unit's repeat of an earlier draw (not a fresh draw)
-_SUMS = 5
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class DecisionTracker:
             g = len(self._keys)
             self._index[key] = g
             self._keys.append(key)
-            self._sums.append([0.0] * (1 + _SUMS * len(self._x)))
+            self._sums.append(new_sums_row(len(self._x)))
         self._sums[g][0] += 1.0
         slot = seq % self.capacity
         t = self.training
@@ -148,19 +149,8 @@ class DecisionTracker:
         slot = seq % self.capacity
         if seq < 0 or slot >= len(self._seq) or self._seq[slot] != seq:
             return  # an A/B decision, or one no longer in the ring
-        xs, ys = self._x[m], self._y[m]
-        old_x, old_y = xs[slot], ys[slot]
-        new_x = max(old_x, value) if self._any[m] else old_x + value
-        new_y = old_y + 1.0
-        xs[slot], ys[slot] = new_x, new_y
         g = self._group[slot]
-        s = self._sums[g]
-        b = 1 + _SUMS * m
-        s[b] += new_x - old_x
-        s[b + 1] += 1.0
-        s[b + 2] += new_x * new_x - old_x * old_x
-        s[b + 3] += new_y * new_y - old_y * old_y
-        s[b + 4] += new_x * new_y - old_x * old_y
+        add_to_pair(self._x[m], self._y[m], slot, self._sums[g], m, value, self._any[m])
         if self._train[slot] and m in self._relevant:
             self._retrain(slot, self._keys[g][0])
 
@@ -291,14 +281,4 @@ class DecisionStoreMixin:
 def decision_groups(sums: Sequence[tuple[Any, list[float]]], metric_names: Sequence[str]
                     ) -> dict[Any, tuple[int, dict[str, Any]]]:
     """Turn copied sums into ``key -> (n, {metric: Moments})`` (outside the lock)."""
-    from modelrouter.store.moments import Moments
-
-    out = {}
-    for key, s in sums:
-        per_metric = {}
-        for i, m in enumerate(metric_names):
-            b = 1 + _SUMS * i
-            per_metric[m] = Moments.from_sums(s[0], s[b], s[b + 1], s[b + 2], s[b + 3],
-                                              s[b + 4])
-        out[key] = (int(s[0]), per_metric)
-    return out
+    return {key: moments_of_row(s, metric_names) for key, s in sums}

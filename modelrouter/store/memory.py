@@ -33,7 +33,7 @@ from modelrouter.exceptions import UnknownUnitError
 from modelrouter.store.decisions import DecisionStoreMixin, DecisionTracker, decision_groups
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of_bisect
 from modelrouter.store.looks import Look, check_next_look
-from modelrouter.store.moments import Moments
+from modelrouter.store.moments import add_to_pair, moments_of_row, new_sums_row
 from modelrouter.store.ring import pending_slot
 from modelrouter.store.types import EpochInfo, Snapshot, UnitColumns
 
@@ -41,7 +41,6 @@ __all__ = ["EpochInfo", "MemoryStore", "Snapshot", "UnitColumns"]
 
 OTHER = "other"
 _NAN = float("nan")
-_SUMS = 5  # sx, sy, sxx, syy, sxy per metric in a request-level group row
 
 
 class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.py
@@ -218,7 +217,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
         row = len(self._group_keys)
         self._group_index[key] = row
         self._group_keys.append(key)
-        self._group_sums.append([0.0] * (1 + _SUMS * len(self.metric_names)))
+        self._group_sums.append(new_sums_row(len(self.metric_names)))
         return row
 
     def _remember(self, seq: int, now: float, row: int) -> None:
@@ -297,19 +296,8 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
                 xs[row] += value
             self._y[m][row] += 1.0
             return
-        old_x = self._slot_x[m][slot]
-        old_y = self._slot_y[m][slot]
-        new_x = max(old_x, value) if self._any[m] else old_x + value
-        new_y = old_y + 1.0
-        self._slot_x[m][slot] = new_x
-        self._slot_y[m][slot] = new_y
-        s = self._group_sums[row]
-        b = 1 + _SUMS * m
-        s[b] += new_x - old_x
-        s[b + 1] += 1.0
-        s[b + 2] += new_x * new_x - old_x * old_x
-        s[b + 3] += new_y * new_y - old_y * old_y
-        s[b + 4] += new_x * new_y - old_x * old_y
+        add_to_pair(self._slot_x[m], self._slot_y[m], slot, self._group_sums[row], m, value,
+                    self._any[m])
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit's row (unit level only)."""
@@ -360,16 +348,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
             looks = tuple(self._looks)
             dsums = self._decisions.copy_sums() if self._decisions is not None else []
             hist = LatencyHistogram.from_flat(self._hist, self._hist_sum, len(self.variants))
-        groups = {}
-        for key, s in sums:
-            n = s[0]
-            per_metric = {}
-            for i, m in enumerate(self.metric_names):
-                b = 1 + _SUMS * i
-                # units without a value for this metric still count (x = y = 0)
-                per_metric[m] = Moments.from_sums(n, s[b], s[b + 1], s[b + 2], s[b + 3],
-                                                  s[b + 4])
-            groups[key] = (int(n), per_metric)
+        groups = {key: moments_of_row(s, self.metric_names) for key, s in sums}
         return Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
                         taken_at=taken, segment_dims=self.segment_dims,
                         segment_values=seg_values, epochs=epochs, requests=snap_requests,

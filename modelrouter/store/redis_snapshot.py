@@ -16,11 +16,10 @@ import numpy as np
 
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
 from modelrouter.store.memory import OTHER, EpochInfo, Snapshot, UnitColumns
-from modelrouter.store.moments import Moments
+from modelrouter.store.moments import Moments, moments_of_row, new_sums_row
 
 __all__ = ["build_snapshot", "check_meta"]
 
-_SUMS = 5
 
 
 def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) -> Snapshot:
@@ -81,7 +80,7 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
             first_seen=np.array([r[3] for r, _ in rows], dtype=np.float64).reshape(n),
             exposures=exposures, segments=segs, x=x, y=y)
     else:
-        width = 1 + _SUMS * len(self.metric_names)
+        width = len(new_sums_row(len(self.metric_names)))
         sums: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}
         for field, v in data["groups"].items():
             name, _, kk = field.rpartition("#")
@@ -90,9 +89,7 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
                    tuple(code(d, s) for d, s in enumerate(seg)))
             sums.setdefault(key, [0.0] * width)[int(kk)] += float(v)
         for key, s in sums.items():
-            per_metric = {m: Moments.from_sums(s[0], *s[1 + _SUMS * i:1 + _SUMS * (i + 1)])
-                          for i, m in enumerate(self.metric_names)}
-            groups[key] = (int(s[0]), per_metric)
+            groups[key] = moments_of_row(s, self.metric_names)
     seg_values = {d: tuple(sorted(t, key=t.__getitem__))
                   for d, t in zip(self.segment_dims, tables)}
     snap = Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
