@@ -87,15 +87,18 @@ async def run_lifespan(app: Callable[..., Awaitable[None]], lifecycle: RouterLif
     state: dict[str, Any] = {"app_sent": False, "started": False, "error": None,
                              "stopped": False}
 
+    async def start() -> None:
+        state["started"] = True
+        try:
+            await lifecycle.start()
+        except Exception as exc:
+            log.exception("modelrouter: startup failed")
+            state["error"] = exc
+
     async def receive_wrapper() -> Message:
         message = await receive()
         if message["type"] == "lifespan.startup" and not state["started"]:
-            state["started"] = True
-            try:
-                await lifecycle.start()
-            except Exception as exc:
-                log.exception("modelrouter: startup failed")
-                state["error"] = exc
+            await start()
         elif message["type"] == "lifespan.shutdown" and not state["stopped"]:
             state["stopped"] = True
             await lifecycle.stop()
@@ -122,12 +125,7 @@ async def run_lifespan(app: Callable[..., Awaitable[None]], lifecycle: RouterLif
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
-        state["started"] = True
-        try:
-            await lifecycle.start()
-        except Exception as exc:
-            log.exception("modelrouter: startup failed")
-            state["error"] = exc
+        await start()
     if state["error"] is not None:
         await send({"type": "lifespan.startup.failed",
                     "message": f"modelrouter: {state['error']}"})
