@@ -42,7 +42,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelrouter.analysis.adaptive import adaptive
 from modelrouter.analysis.segments import present_segments
+from modelrouter.exceptions import AnalysisError
 from modelrouter.guardrail_config import GuardrailSpec, guardrail_key
 from modelrouter.stats._results import ConfidenceInterval
 from modelrouter.stats.always_valid import always_valid_test
@@ -126,6 +128,12 @@ def _scale(spec: GuardrailSpec, mc: Moments, mt: Moments, ratio: bool
     else:
         mean_c, mean_t = mc.mean_x, mt.mean_x
         var_c, var_t = mc.var_x / mc.n, mt.var_x / mt.n
+    return _scale_means(spec, mean_c, var_c, mean_t, var_t)
+
+
+def _scale_means(spec: GuardrailSpec, mean_c: float, var_c: float, mean_t: float, var_t: float
+                 ) -> tuple[float, float, float, float, float] | str:
+    """:func:`_scale` from each arm's mean and the variance of that mean."""
     if not all(math.isfinite(v) for v in (mean_c, mean_t, var_c, var_t)):
         return "no events recorded yet in one arm"
     sign = 1.0 if spec.direction == "increase" else -1.0
@@ -216,6 +224,9 @@ def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
         if spec.quantile is not None:
             out += quantile_guardrail_results(analysis, spec, alpha)
             continue
+        if adaptive(analysis):  # bandit traffic: inverse-propensity means, never naive ones
+            out += _adaptive_guardrails(analysis, spec, alpha)
+            continue
         ratio = analysis.snapshot.metrics[spec.metric].is_ratio
         overall = analysis.moments(spec.metric)
         families: list[tuple[dict[str, str] | None, list[Moments], float, int]] = [
@@ -235,3 +246,32 @@ def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
                                            variant=variant, segment=seg,
                                            min_units=min_units))
     return tuple(out)
+
+
+def _adaptive_guardrails(analysis: Analysis, spec: GuardrailSpec, alpha: float
+                         ) -> list[GuardrailResult]:
+    """Guardrails on adaptively allocated traffic: each arm's Hajek (IPW) mean and its
+    variance from :func:`~modelrouter.analysis.adaptive.adaptive_compare`, the same always-valid
+    decision; the two arms' estimates are treated as independent, as the compare does."""
+    out: list[GuardrailResult] = []
+    families: list[tuple[dict[str, str] | None, float]] = [(None, alpha)]
+    for dim in spec.segments:
+        segs = present_segments(analysis, [dim])
+        families += [(seg, alpha / max(len(segs), 1)) for seg in segs]
+    for variant in analysis.variants:
+        if variant == analysis.control:
+            continue
+        for seg, a in families:
+            try:
+                cmp = analysis.compare(spec.metric, variant, segment=seg)
+            except AnalysisError as exc:
+                out.append(decide(spec, str(exc), alpha=a, variant=variant, segment=seg,
+                                  units=(0, 0)))
+                continue
+            c, t = cmp.control, cmp.treatment
+            scaled = _scale_means(spec, c.mean, c.std_err**2, t.mean, t.std_err**2)
+            if not isinstance(scaled, str) and not spec.relative:  # the compare's own variance
+                scaled = (cmp.difference, cmp.std_err**2, *scaled[2:])
+            out.append(decide(spec, scaled if isinstance(scaled, str) else scaled[:3], alpha=a,
+                              variant=variant, segment=seg, units=(c.units, t.units)))
+    return out

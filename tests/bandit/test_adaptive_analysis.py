@@ -158,3 +158,21 @@ def test_compare_says_it_used_ipw_and_refuses_estimators_without_bandit_traffic(
         Analysis.from_experiment(ab).compare("click", estimator="hajek")
     with pytest.raises(AnalysisError, match="no bandit"):
         Analysis.from_experiment(ab).bandit()
+
+
+def test_guardrails_on_bandit_traffic_use_the_ipw_estimates() -> None:
+    """Guardrails of adaptive traffic take the Hajek means from the per-decision reference
+    (stats/ipw.py), not the naive means, which the rising base rate biases."""
+    exp = make(3, refresh_every=50, guardrails={
+        "revenue": {"max_decrease": 0.5}, "click": {"max_decrease": 0.2, "relative": True}})
+    log = run(exp, 2500, 3, lambda t: 0.1 + 0.4 * t / 2500)
+    results = {g.metric: g for g in Analysis.from_experiment(exp).guardrails()
+               if g.metric in ("revenue", "click")}
+    arm = log["arm"].astype(int)
+    diff = ipw_difference(arm, log["revenue"], log["p"], arm=1, control=0)
+    assert results["revenue"].estimate == pytest.approx(diff.difference, rel=1e-9)
+    naive = log["revenue"][arm == 1].mean() - log["revenue"][arm == 0].mean()
+    assert abs(results["revenue"].estimate - naive) > 1e-3  # the naive means differ here
+    means = ipw_means(arm, log["click"], log["p"])
+    ratio = means[1].estimate / means[0].estimate - 1.0
+    assert results["click"].estimate == pytest.approx(ratio, rel=1e-9)  # reported as a ratio - 1
