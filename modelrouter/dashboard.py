@@ -72,7 +72,11 @@ _PREFERRED = ("guardrail", "metric", "variant", "segment", "status", "decision",
               "low", "high", "margin", "pvalue", "reason")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, key: str = "") -> str:
+    if value is None and key == "segment":
+        return "overall"
+    if isinstance(value, dict):  # a segment: {"platform": "mobile"}
+        return escape(", ".join(f"{k}={v}" for k, v in value.items()))
     return escape(fmt(value) if isinstance(value, float) else str(value))
 
 
@@ -86,7 +90,7 @@ def _rows_table(results: Sequence[Any]) -> str:
         k for k, v in dicts[0].items() if isinstance(v, (str, int, float, bool))]
     rows = []
     for d in dicts:
-        cells = [_cell(d.get(k, "")) for k in keys]
+        cells = [_cell(d.get(k, ""), k) for k in keys]
         if str(d.get("status", "")).lower() in ("fail", "failed", "violated", "alarm"):
             cells[0] = f'<span class="alarm">{cells[0]}</span>'
         rows.append(cells)
