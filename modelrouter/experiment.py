@@ -189,8 +189,13 @@ class Experiment:
         if not isinstance(decision_id, str) or not decision_id.startswith(self._prefix):
             raise UnknownDecisionError(f"decision {decision_id!r} was not issued by this router "
                                        "(feedback from other processes needs the signed token)")
+        digits = decision_id[len(self._prefix):]
+        # only the canonical spelling we issue: lower-case ASCII hex, no sign, no leading zero
+        if not (digits.isascii() and digits.isalnum() and digits == digits.lower()
+                and (digits[0] != "0" or digits == "0")):
+            raise UnknownDecisionError(f"decision {decision_id!r} is malformed")
         try:
-            return int(decision_id[len(self._prefix):], 16)
+            return int(digits, 16)
         except ValueError:
             raise UnknownDecisionError(f"decision {decision_id!r} is malformed") from None
 

@@ -50,6 +50,8 @@ class VariantSummary:
 
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         """Normal-approximation interval for this variant's mean."""
+        if not 0.0 < confidence_level < 1.0:
+            raise ValueError(f"confidence_level ({confidence_level!r}) must be in (0, 1)")
         q = float(_st.norm.ppf(0.5 + confidence_level / 2.0))
         return ConfidenceInterval(self.mean - q * self.std_err, self.mean + q * self.std_err)
 

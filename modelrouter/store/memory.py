@@ -117,6 +117,9 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
     # -- hot path -------------------------------------------------------------------------
     def segment_codes(self, values: Sequence[str]) -> tuple[int, ...]:
         """Codes of segment values; values past the cardinality cap become ``other``."""
+        if len(values) != len(self._seg_codes):
+            raise ValueError(f"segment ({tuple(values)!r}) must give one value per declared "
+                             f"dimension {self.segment_dims!r}")
         codes = []
         for d, value in enumerate(values):
             table = self._seg_codes[d]

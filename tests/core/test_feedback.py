@@ -172,3 +172,20 @@ def test_fast_paths_refuse_what_check_value_refuses(value: Any) -> None:
             exp.record(d, metric, value)
             units = exp.store.snapshot().units
             assert units is not None and units.x[metric][0] >= min(ref, 0.0)
+
+
+@pytest.mark.parametrize("suffix", ["0x0", "+0", " 0", "", "00", "\u0661", "A", "0_0"])
+def test_only_the_canonical_decision_id_is_accepted(suffix: str) -> None:
+    exp = experiment()
+    exp.assign("u1")  # decision 0 exists: other spellings of it must not reach it
+    with pytest.raises(UnknownDecisionError, match="malformed"):
+        exp.record(exp._prefix + suffix, "click", 1)
+    assert state(exp)["click"] == [0.0, 0.0]
+
+
+def test_segment_values_must_match_the_declared_dimensions() -> None:
+    exp = Experiment({"control": "A", "treatment": "B"},
+                     RouterConfig(segments={"platform": "x-platform"}))
+    exp.assign("u1", ("mobile",))
+    with pytest.raises(ValueError, match=r"one value per declared dimension \('platform',\)"):
+        exp.assign("u2", ("mobile", "extra"))
