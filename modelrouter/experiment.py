@@ -191,7 +191,7 @@ class Experiment:
                                        "(feedback from other processes needs the signed token)")
         digits = decision_id[len(self._prefix):]
         # only the canonical spelling we issue: lower-case ASCII hex, no sign, no leading zero
-        if not (digits.isascii() and digits.isalnum() and digits == digits.lower()
+        if not (digits.isascii() and digits.isalnum() and (digits.islower() or digits.isdigit())
                 and (digits[0] != "0" or digits == "0")):
             raise UnknownDecisionError(f"decision {decision_id!r} is malformed")
         try:
