@@ -186,13 +186,13 @@ class Experiment:
 
     def seq_of(self, decision_id: str) -> int:
         """The store sequence number of one of this process's decision ids."""
-        if not isinstance(decision_id, str) or not decision_id.startswith(self._prefix):
+        if type(decision_id) is not str or not decision_id.startswith(self._prefix):
             raise UnknownDecisionError(f"decision {decision_id!r} was not issued by this router "
                                        "(feedback from other processes needs the signed token)")
         digits = decision_id[len(self._prefix):]
-        # only the canonical spelling we issue: lower-case ASCII hex, no sign, no leading zero
-        if not (digits.isascii() and digits.isalnum() and (digits.islower() or digits.isdigit())
-                and (digits[0] != "0" or digits == "0")):
+        # ASCII hex digits only (case-insensitive), without the sign, spaces, "_", "0x" or
+        # leading zeros that int() would accept: one decision has one spelling
+        if not digits.isalnum() or not digits.isascii() or (digits[0] == "0" and len(digits) > 1):
             raise UnknownDecisionError(f"decision {decision_id!r} is malformed")
         try:
             return int(digits, 16)
