@@ -257,7 +257,17 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
                     or (window and self.clock() - self._ring_time[slot]
                         > self.attribution_window)):
                 self._slot_of(seq, window)  # raises the precise error
-            self._apply(slot, self._ring_row[slot], metric, value)
+            row = self._ring_row[slot]
+            if self.unit_level:  # _apply inlined: record() is on the feedback hot path
+                if self._any[metric]:
+                    xs = self._x[metric]
+                    if value > xs[row]:
+                        xs[row] = value
+                else:
+                    self._x[metric][row] += value
+                self._y[metric][row] += 1.0
+            else:
+                self._apply(slot, row, metric, value)
             if self._decisions is not None:
                 self._decisions.apply(seq, metric, value)
 
