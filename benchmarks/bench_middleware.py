@@ -74,7 +74,10 @@ def record_cost_us(n: int, threads: int = 1) -> float:
         t.start()
     for t in ts:
         t.join()
-    return (time.perf_counter() - start) / (per * threads) * 1e6
+    elapsed = time.perf_counter() - start
+    units = exp.store.snapshot().units
+    assert units is not None and units.x["revenue"].sum() == per * threads  # exact totals
+    return elapsed / (per * threads) * 1e6
 
 
 def main() -> None:
