@@ -182,8 +182,7 @@ def run_demo(users: int = 4000, seed: int = 7, stream: TextIO | None = sys.stdou
     analysis = router.analysis()
     report = getattr(analysis, "report", None)
     if callable(report):
-        out.write(str(report()) + "\n")
-        out.write(str(analysis.segments("click", by="platform")) + "\n")
+        out.write(str(report()) + "\n")  # includes the segments by platform
     else:
         for metric in ("click", "revenue", "latency_ms", "error"):
             out.write(str(analysis.compare(metric)) + "\n\n")
