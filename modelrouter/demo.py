@@ -167,7 +167,7 @@ def run_demo(users: int = 4000, seed: int = 7, stream: TextIO | None = sys.stdou
     config = RouterConfig(experiment="digits-demo", salt="digits-demo-2026",
                           metrics={"click": "binary", "revenue": "continuous"},
                           primary="click", segments={"platform": "x-platform"},
-                          plan={"mde": 0.05, "baseline": 0.5, "looks": LOOKS},
+                          plan={"mde": 0.044, "baseline": 0.5, "looks": LOOKS},
                           exclude_paths=["/health"])
     router = ModelRouter(build_app(), {"control": control, "treatment": treatment}, config)
     bar = _Progress(users, out) if progress else None
