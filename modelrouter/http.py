@@ -320,12 +320,8 @@ class HTTPSurface:
                                     or variant not in self.experiment.names):
             raise HTTPError(422, f"variant: {str(variant)[:100]!r} is not one of "
                                  f"{list(self.experiment.names)}")
-        record_look = getattr(self.router, "record_look", None)
-        if not callable(record_look):
-            raise HTTPError(501, "looks: sequential looks are not available in this version "
-                                 "(the router has no record_look)")
         try:
-            result = record_look(metric, variant=variant)
+            result = self.router.record_look(metric, variant=variant)
         except (AnalysisError, ConfigError, ValueError) as exc:
             raise HTTPError(409, f"looks: {exc}") from None
         return _json_body(200, {"metric": metric, "variant": variant, "look": result})

@@ -31,7 +31,7 @@ from modelrouter.assignment import Allocation
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import UnknownUnitError
 from modelrouter.store.decisions import DecisionStoreMixin, DecisionTracker, decision_groups
-from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of_bisect
+from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.moments import add_to_pair, moments_of_row, new_sums_row
 from modelrouter.store.ring import pending_slot
@@ -274,7 +274,7 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request under one lock acquisition."""
         slot = seq % self.max_pending
-        h = slot_of_bisect(latency_ms)
+        h = slot_of(latency_ms)
         with self._lock:
             if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
                 return  # evicted by a flood of newer requests: nothing to attribute to

@@ -51,7 +51,7 @@ import numpy as np
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import StoreError
 from modelrouter.store import redis_batch
-from modelrouter.store.histogram import N_SLOTS, slot_of_bisect
+from modelrouter.store.histogram import N_SLOTS, slot_of
 from modelrouter.store.memory import EpochInfo, MemoryStore, Snapshot
 from modelrouter.store.redis_batch import LUA
 from modelrouter.store.redis_snapshot import build_snapshot, check_meta
@@ -248,7 +248,7 @@ class RedisStore:
         if not self.unit_level:
             self._local.record_auto(seq, latency_ms, error)
             return
-        h = slot_of_bisect(latency_ms)
+        h = slot_of(latency_ms)
         with self._lock:
             slot = seq % self.max_pending
             if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:

@@ -201,12 +201,6 @@ def test_looks_without_a_plan_is_409(client: Client) -> None:
     assert r.status == 409 and "plan" in r.json()["error"]
 
 
-def test_looks_without_record_look_is_501(router: ModelRouter, client: Client) -> None:
-    router.record_look = None  # type: ignore[assignment,method-assign]  # an older router
-    r = client.post(f"{PREFIX}/looks", headers=BEARER, json={"metric": "click"})
-    assert r.status == 501 and "record_look" in r.json()["error"]
-
-
 def test_responses_are_not_cached(client: Client) -> None:
     r = client.get(f"{PREFIX}/config", headers=BEARER)
     assert r.header("cache-control") == "no-store"
