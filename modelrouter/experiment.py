@@ -138,10 +138,7 @@ class Experiment:
                 self._prefix + format(seq, "x"), self.names[i], self.models[i], unit, p,
                 alloc.epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq
-        if self.config.level == "request":
-            unit = None
-            u = self._rng.random()
-        elif unit is None:
+        if self._unit_level:  # a split experiment, but this request has no unit id
             policy = self.config.missing_unit
             if policy == "reject":
                 raise UnitIdError("request has no unit id "
@@ -152,12 +149,11 @@ class Experiment:
             p = alloc.propensities[i] if policy == "random" else 1.0
             return Decision("", self.names[i], self.models[i], None, p, alloc.epoch, "ab", now,
                             False, tuple(segment)), -1
-        else:
-            u = self._bucket(unit)
-        i = alloc.choose(u)
+        # request level: every request is its own unit, randomised
+        i = alloc.choose(self._rng.random())
         codes = self.store.segment_codes(segment) if segment else ()
-        seq = self.store.expose(unit, i, alloc.propensities[i], alloc.epoch, codes, now)
-        return Decision(f"{self._prefix}{seq:x}", self.names[i], self.models[i], unit,
+        seq = self.store.expose(None, i, alloc.propensities[i], alloc.epoch, codes, now)
+        return Decision(f"{self._prefix}{seq:x}", self.names[i], self.models[i], None,
                         alloc.propensities[i], alloc.epoch, "ab", now, True,
                         tuple(segment)), seq
 
@@ -221,7 +217,7 @@ class Experiment:
 
     def record_unit(self, unit: str, metric: str, value: object) -> None:
         """Record ``value`` of ``metric`` for a unit id (user- or session-level experiments)."""
-        if self.config.level == "request":
+        if not self._unit_level:
             raise FeedbackError("record_unit needs a unit-level experiment; this one "
                                      "randomises requests (level='request'): use record()")
         index, spec = self._metric(metric)
@@ -242,7 +238,7 @@ class Experiment:
                                 f"{self.config.experiment!r}")
         index, spec = self._metric(metric)
         v = check_value(spec, value)
-        unit_level = self.config.level != "request"
+        unit_level = self._unit_level
         if payload.decision_id.startswith(self._prefix):
             try:
                 self.store.record_seq(self.seq_of(payload.decision_id), index, v, window=False)
@@ -328,7 +324,7 @@ class Experiment:
                                   "RouterConfig(reward=<a declared metric>)")
             return self.bandit.configure(weights)  # type: ignore[no-any-return]
         with self._config_lock:
-            new_mode = self.mode if mode is None else mode
+            new_mode = self.mode if mode is None else mode  # again, under the lock
             if new_mode not in ("ab", "bandit"):
                 raise ConfigError(f"mode ({new_mode!r}) must be one of 'ab', 'bandit'")
             base = self.allocation.weights if self.mode == "ab" else self.bandit.ab_weights
