@@ -51,7 +51,7 @@ def adaptive(analysis: Analysis) -> bool:
 
 def _groups(analysis: Analysis, segment: Mapping[str, str] | None) -> list[tuple[Any, Any]]:
     snap = analysis.snapshot
-    pairs = analysis._group_filter(segment) or []
+    pairs = analysis._segment_codes(segment) if segment else []
     return [(key, value) for key, value in snap.decisions.items()
             if all(key[2][d] == c if d < len(key[2]) else False for d, c in pairs)]
 

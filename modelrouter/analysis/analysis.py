@@ -88,13 +88,7 @@ class Analysis:
         if units is None:
             raise AnalysisError("segment filters on request-level experiments use groups")
         mask = np.ones(units.variant.size, dtype=bool)
-        for dim, value in segment.items():
-            if dim not in self.snapshot.segment_dims:
-                raise AnalysisError(f"segment dimension ({dim!r}) is not declared; declared "
-                                    f"dimensions are {list(self.snapshot.segment_dims)!r}")
-            d = self.snapshot.segment_dims.index(dim)
-            values = self.snapshot.segment_values[dim]
-            code = values.index(value) if value in values else -1
+        for d, code in self._segment_codes(segment):
             mask &= units.segments[:, d] == code
         return mask
 
@@ -112,19 +106,19 @@ class Analysis:
                 x = (x > 0).astype(np.float64)
             return grouped_moments(codes, k, x, y)
         out = [Moments() for _ in range(k)]
-        seg_filter = self._group_filter(segment)
+        seg_filter = self._segment_codes(segment) if segment else None
         for (variant, _epoch, seg), (_n, per_metric) in self.snapshot.groups.items():
             if seg_filter is None or all(seg[d] == c for d, c in seg_filter):
                 out[variant] = out[variant].merge(per_metric[metric])
         return out
 
-    def _group_filter(self, segment: Mapping[str, str] | None) -> list[tuple[int, int]] | None:
-        if not segment:
-            return None
+    def _segment_codes(self, segment: Mapping[str, str]) -> list[tuple[int, int]]:
+        """``(dimension index, value code)`` per filter; code -1 for a value never seen."""
         pairs = []
         for dim, value in segment.items():
             if dim not in self.snapshot.segment_dims:
-                raise AnalysisError(f"segment dimension ({dim!r}) is not declared")
+                raise AnalysisError(f"segment dimension ({dim!r}) is not declared; declared "
+                                    f"dimensions are {list(self.snapshot.segment_dims)!r}")
             values = self.snapshot.segment_values[dim]
             pairs.append((self.snapshot.segment_dims.index(dim),
                           values.index(value) if value in values else -1))

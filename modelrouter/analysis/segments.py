@@ -252,7 +252,7 @@ def unit_counts(analysis: Analysis, segment: Mapping[str, str] | None
             if n:
                 expected += n * weights[e]
         return observed, expected
-    flt = analysis._group_filter(segment)
+    flt = analysis._segment_codes(segment) if segment else None
     observed, expected = np.zeros(k), np.zeros(k)
     for (v, e, seg), (n, _m) in snap.groups.items():
         if flt is None or all(seg[d] == c for d, c in flt):
