@@ -26,8 +26,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from modelrouter import ModelRouter, RouterConfig
-from modelrouter.decision import Decision
-from modelrouter.tokens import Signer
+from modelrouter.routing.decision import Decision
+from modelrouter.routing.tokens import Signer
 
 SECRET = "benchmark-secret-0123456789abcdef"
 ADMIN = "benchmark-admin-0123456789abcdef"

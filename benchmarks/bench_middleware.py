@@ -34,7 +34,7 @@ def naive_base_http(app: Any) -> Any:
     """What a naive implementation costs: BaseHTTPMiddleware doing the same hashing."""
     from starlette.middleware.base import BaseHTTPMiddleware
 
-    from modelrouter.assignment import Allocation, Bucketer
+    from modelrouter.routing.assignment import Allocation, Bucketer
 
     bucket = Bucketer("bench")
     alloc = Allocation(["control", "treatment"], {"control": 0.5, "treatment": 0.5})

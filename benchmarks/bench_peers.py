@@ -21,7 +21,7 @@ from collections.abc import Callable
 from _harness import fmt, interleaved, table
 
 from modelrouter import Experiment, RouterConfig
-from modelrouter.assignment import Allocation, Bucketer
+from modelrouter.routing.assignment import Allocation, Bucketer
 
 
 def per_call(fn: Callable[[int], object], n: int) -> float:

@@ -50,7 +50,7 @@ def main() -> None:
     proc, url = (None, args.url) if args.url else start_server()
     try:
         from modelrouter.config import RouterConfig
-        from modelrouter.store.redis import RedisStore
+        from modelrouter.store.redis.store import RedisStore
 
         config = RouterConfig(metrics={"revenue": "continuous"}, store=url)
         m = 0  # revenue

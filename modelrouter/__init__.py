@@ -1,9 +1,10 @@
 """modelrouter: online experiments between model predictors inside any ASGI app."""
 
 from modelrouter.analysis import Analysis, ComparisonResult, VariantSummary
-from modelrouter.assignment import Allocation, bucket
+from modelrouter.asgi.middleware import ASGIVariant, ModelRouter
 from modelrouter.config import MetricSpec, RouterConfig
-from modelrouter.decision import Decision
+from modelrouter.config.guardrails import GuardrailSpec
+from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import (
     AnalysisError,
     ConfigError,
@@ -18,12 +19,11 @@ from modelrouter.exceptions import (
     UnknownMetricError,
     UnknownUnitError,
 )
-from modelrouter.experiment import Experiment
-from modelrouter.guardrail_config import GuardrailSpec
-from modelrouter.middleware import ASGIVariant, ModelRouter
-from modelrouter.plan import ExperimentPlan
-from modelrouter.rollback import RollbackEvent
-from modelrouter.tokens import TOKEN_HEADER, Signer, TokenPayload
+from modelrouter.monitor import RollbackEvent
+from modelrouter.routing.assignment import Allocation, bucket
+from modelrouter.routing.decision import Decision
+from modelrouter.routing.experiment import Experiment
+from modelrouter.routing.tokens import TOKEN_HEADER, Signer, TokenPayload
 
 __all__ = [
     "ASGIVariant",

@@ -30,8 +30,8 @@ from modelrouter.analysis.results import ComparisonResult, VariantSummary
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import srm_test, twosample
 from modelrouter.stats.ipw_grouped import GroupedData, grouped_ipw_difference, grouped_ipw_means
+from modelrouter.stats.moments import Moments
 from modelrouter.store.decisions import HOLDOUT, STICKY
-from modelrouter.store.moments import Moments
 
 if TYPE_CHECKING:
     from modelrouter.analysis.analysis import Analysis

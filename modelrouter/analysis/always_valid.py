@@ -23,7 +23,7 @@ from modelrouter.analysis.horizon import planned_ratio, resolve_horizon
 from modelrouter.analysis.sequential import resolve_target
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import AlwaysValidResult, always_valid_test, mixing_variance
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.results import ConfidenceInterval
 
 if TYPE_CHECKING:
     from modelrouter.analysis.analysis import Analysis

@@ -16,9 +16,9 @@ from modelrouter.analysis.verdict import Verdict, decide
 from modelrouter.config import MetricSpec, RouterConfig
 from modelrouter.exceptions import AnalysisError, UnknownMetricError
 from modelrouter.stats import twosample
-from modelrouter.store.base import loss_notes
+from modelrouter.stats.moments import Moments, grouped_moments
 from modelrouter.store.memory import Snapshot
-from modelrouter.store.moments import Moments, grouped_moments
+from modelrouter.store.protocol import loss_notes
 
 if TYPE_CHECKING:
     from modelrouter.analysis.always_valid import AlwaysValidAnalysis
@@ -46,7 +46,7 @@ class Analysis:
 
     @classmethod
     def from_experiment(cls, experiment: Any) -> Analysis:
-        """Snapshot an :class:`~modelrouter.experiment.Experiment` and analyse it."""
+        """Snapshot an :class:`~modelrouter.routing.experiment.Experiment` and analyse it."""
         analysis = cls(experiment.store.snapshot(), experiment.config, experiment.control)
         analysis.rollback_events = tuple(getattr(experiment, "rollback_events", ()))
         if getattr(experiment, "bandit", None) is not None:

@@ -1,6 +1,6 @@
 """Guardrails: sequentially valid non-inferiority tests of the metrics that must not get worse.
 
-For each configured guardrail (see :mod:`modelrouter.guardrail_config`), each treatment and the
+For each configured guardrail (see :mod:`modelrouter.config.guardrails`), each treatment and the
 overall population (plus each value of the guardrail's ``segments`` dimensions), the change
 ``treatment - control`` gets an **always-valid** interval (the mSPRT confidence sequence of
 :mod:`modelrouter.stats.always_valid`, normal mixture with ``tau2 = margin**2``, so its power is
@@ -44,14 +44,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelrouter.analysis.adaptive import adaptive
 from modelrouter.analysis.segments import present_segments
+from modelrouter.config.guardrails import GuardrailSpec, guardrail_key
 from modelrouter.exceptions import AnalysisError
-from modelrouter.guardrail_config import GuardrailSpec, guardrail_key
-from modelrouter.stats._results import ConfidenceInterval
 from modelrouter.stats.always_valid import always_valid_test
+from modelrouter.stats.results import ConfidenceInterval
 
 if TYPE_CHECKING:
     from modelrouter.analysis.analysis import Analysis
-    from modelrouter.store.moments import Moments
+    from modelrouter.stats.moments import Moments
 
 __all__ = ["GuardrailResult", "Status", "check_guardrail", "decide", "guardrail_results"]
 

@@ -1,6 +1,6 @@
 """The planned horizon of a sequential test: maximum units and the variance of the difference there.
 
-Both come from the config's :class:`~modelrouter.plan.ExperimentPlan`:
+Both come from the config's :class:`~modelrouter.config.plan.ExperimentPlan`:
 
 - ``max_units`` given: that many control units and ``ratio`` times as many treatment units.
 - ``mde`` given: the group-sequential sample size for that absolute effect
@@ -30,8 +30,8 @@ import numpy as np
 
 from modelrouter.analysis.results import VariantSummary
 from modelrouter.config import MetricSpec, RouterConfig
+from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import AnalysisError
-from modelrouter.plan import ExperimentPlan
 from modelrouter.stats import (
     inflation_factor,
     sample_size_means,

@@ -41,15 +41,15 @@ import numpy as np
 from scipy.stats import norm
 
 from modelrouter.analysis.guardrails import GuardrailResult, decide
-from modelrouter.guardrail_config import GuardrailSpec
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.config.guardrails import GuardrailSpec
 from modelrouter.stats.quantile import QuantileEstimate, woodruff
+from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.store.histogram import EDGES_MS
 
 if TYPE_CHECKING:
     from modelrouter.analysis.analysis import Analysis
+    from modelrouter.stats.moments import Moments
     from modelrouter.store.histogram import LatencyHistogram
-    from modelrouter.store.moments import Moments
 
 __all__ = ["QuantileRatio", "design_effect", "quantile_guardrail_results", "quantile_ratio"]
 

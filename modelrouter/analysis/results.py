@@ -8,7 +8,7 @@ from typing import Any
 
 from scipy import stats as _st
 
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.twosample import TwoSampleResult
 
 __all__ = ["ComparisonResult", "VariantSummary", "format_table"]

@@ -28,8 +28,8 @@ from scipy import stats as _st
 
 from modelrouter.analysis.results import ComparisonResult, format_table
 from modelrouter.exceptions import AnalysisError
-from modelrouter.stats._results import ConfidenceInterval
 from modelrouter.stats.multiple import CORRECTIONS, adjust_pvalues
+from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.srm import srm_test
 
 if TYPE_CHECKING:

@@ -28,8 +28,8 @@ from scipy.special import ndtri, stdtr
 from modelrouter.analysis.horizon import Horizon, planned_ratio, resolve_horizon
 from modelrouter.analysis.results import ComparisonResult
 from modelrouter.config import MetricSpec
+from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import AnalysisError
-from modelrouter.plan import ExperimentPlan
 from modelrouter.stats import SequentialTestResult, sequential_test
 from modelrouter.store.looks import Look, looks_of
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.results import ConfidenceInterval
 
 __all__ = ["AlwaysValidResult", "always_valid_test", "mixing_variance", "msprt_pvalues"]
 

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats as _st
 
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.results import ConfidenceInterval
 
 __all__ = [
     "IPWDifference",

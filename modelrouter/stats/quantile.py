@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.results import ConfidenceInterval
 
 __all__ = ["QuantileEstimate", "histogram_quantile", "woodruff"]
 

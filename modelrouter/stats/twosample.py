@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as _st
 
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.results import ConfidenceInterval
 
 __all__ = [
     "TwoSampleResult",

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from modelrouter.store.moments import add_to_pair, moments_of_row, new_sums_row
+from modelrouter.stats.moments import add_to_pair, moments_of_row, new_sums_row
 
 __all__ = ["HOLDOUT", "STICKY", "DecisionStoreMixin", "DecisionTracker", "Training",
            "decision_groups"]

@@ -6,19 +6,19 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelrouter.assignment import Allocation
 from modelrouter.config import RouterConfig
 from modelrouter.exceptions import StoreError
+from modelrouter.routing.assignment import Allocation
 from modelrouter.store.memory import MemoryStore
-from modelrouter.store.snapshot import SnapshotInfo, restore_store, save_store
+from modelrouter.store.persistence import SnapshotInfo, restore_store, save_store
 
 __all__ = ["open_remote_store", "restore_experiment", "save_experiment"]
 
 
 def open_remote_store(config: RouterConfig, variants: Sequence[str],
                       segment_dims: Sequence[str], clock: Callable[[], float]) -> Any:
-    """The :class:`~modelrouter.store.redis.RedisStore` for ``config.store`` (no I/O yet)."""
-    from modelrouter.store.redis import RedisStore
+    """The :class:`~modelrouter.store.redis.store.RedisStore` for ``config.store`` (no I/O yet)."""
+    from modelrouter.store.redis.store import RedisStore
 
     return RedisStore(config.store, variants, config.metrics, experiment=config.experiment,
                       level=config.level, max_pending=config.max_pending,

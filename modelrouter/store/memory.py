@@ -27,13 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from modelrouter.assignment import Allocation
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import UnknownUnitError
+from modelrouter.routing.assignment import Allocation
+from modelrouter.stats.moments import add_to_pair, moments_of_row, new_sums_row
 from modelrouter.store.decisions import DecisionStoreMixin, DecisionTracker, decision_groups
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram, slot_of
 from modelrouter.store.looks import Look, check_next_look
-from modelrouter.store.moments import add_to_pair, moments_of_row, new_sums_row
 from modelrouter.store.ring import pending_slot
 from modelrouter.store.types import EpochInfo, Snapshot, UnitColumns
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelrouter.config import MetricSpec
+from modelrouter.stats.moments import Moments
 from modelrouter.store.histogram import LatencyHistogram
 from modelrouter.store.looks import Look
-from modelrouter.store.moments import Moments
 
 __all__ = ["EpochInfo", "Snapshot", "UnitColumns"]
 

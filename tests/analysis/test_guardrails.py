@@ -10,8 +10,8 @@ import pytest
 
 from modelrouter import RouterConfig
 from modelrouter.analysis.guardrails import check_guardrail
-from modelrouter.guardrail_config import GuardrailSpec
-from modelrouter.store.moments import Moments
+from modelrouter.config.guardrails import GuardrailSpec
+from modelrouter.stats.moments import Moments
 from tests.analysis._sim import snapshot
 
 INC_REL = GuardrailSpec("latency_ms", "increase", 0.10, relative=True)

@@ -8,7 +8,7 @@ from scipy import stats
 
 from modelrouter.bandit import simulate_bernoulli
 from modelrouter.stats import IPWDifference, IPWEstimate, ipw_difference, ipw_means
-from modelrouter.stats._results import ConfidenceInterval
+from modelrouter.stats.results import ConfidenceInterval
 
 METHODS = ("hajek", "aipw", "stratified")
 

@@ -22,7 +22,7 @@ from modelrouter.store.histogram import (
     LatencyHistogram,
     slot_of,
 )
-from modelrouter.store.snapshot import MAGIC, read_info
+from modelrouter.store.persistence import MAGIC, read_info
 from tests.conftest import make_app
 from tests.store.conftest import RedisServer
 

@@ -1,0 +1,1 @@
+"""The ASGI side: request readers (unit id, segment), the middleware (hot path), lifespan."""

@@ -1,0 +1,144 @@
+"""ASGI lifespan for the router: restore and start on startup, flush and snapshot on shutdown.
+
+The router wraps the app's lifespan instead of replacing it: the startup message reaches the
+app after the router has started (restored its snapshot, started flushing), the shutdown message
+after the router has flushed and saved. An app that does not speak lifespan (it raises or returns
+without answering, which servers such as uvicorn treat as "unsupported") still gets the router's
+startup and shutdown: the router then answers the server itself.
+
+If the router's own startup fails (a corrupted or foreign snapshot), the server is told
+``lifespan.startup.failed`` with the reason, so it stops instead of serving with lost state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["RouterLifecycle", "run_lifespan"]
+
+log = logging.getLogger("modelrouter.asgi.lifespan")
+
+Message = MutableMapping[str, Any]
+
+
+class RouterLifecycle:
+    """What the router does at startup and shutdown; usable without ASGI (``await start()``)."""
+
+    def __init__(self, experiment: Any) -> None:
+        self.experiment = experiment
+        self.config = experiment.config
+        self._task: asyncio.Task[None] | None = None
+        self.restored: Any = None
+        self.last_snapshot: Any = None
+        self._restore_failed = False
+
+    async def start(self) -> None:
+        """Restore the snapshot (if configured and present), start flushing and snapshots."""
+        path = self.config.snapshot_path
+        if path is not None and os.path.exists(path):
+            try:
+                self.restored = await asyncio.to_thread(self.experiment.restore, path)
+            except Exception:
+                self._restore_failed = True  # stop() must not overwrite the file with less
+                raise
+            self._restore_failed = False
+            log.info("modelrouter: restored %s", self.restored)
+        start = getattr(self.experiment.store, "start", None)
+        if start is not None:
+            start()
+        if path is not None and self.config.snapshot_seconds is not None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._snapshot_every(path, float(self.config.snapshot_seconds)))
+
+    async def _snapshot_every(self, path: str, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                self.last_snapshot = await asyncio.to_thread(self.experiment.save, path)
+            except Exception:  # keep serving; the next period retries
+                log.exception("modelrouter: periodic snapshot to %r failed", path)
+
+    async def stop(self) -> None:
+        """Stop background work, flush buffered deltas, write the final snapshot."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.to_thread(self.experiment.close)
+        if self._restore_failed:  # the file holds state this process never loaded: keep it
+            log.warning("modelrouter: not writing %r, which failed to restore at startup",
+                        self.config.snapshot_path)
+        elif self.config.snapshot_path is not None:
+            self.last_snapshot = await asyncio.to_thread(self.experiment.save,
+                                                         self.config.snapshot_path)
+
+
+async def run_lifespan(app: Callable[..., Awaitable[None]], lifecycle: RouterLifecycle,
+                       scope: MutableMapping[str, Any],
+                       receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+    """Run ``app``'s lifespan with the router's startup and shutdown woven in."""
+    state: dict[str, Any] = {"app_sent": False, "started": False, "error": None,
+                             "stopped": False}
+
+    async def start() -> None:
+        state["started"] = True
+        try:
+            await lifecycle.start()
+        except Exception as exc:
+            log.exception("modelrouter: startup failed")
+            state["error"] = exc
+
+    async def receive_wrapper() -> Message:
+        message = await receive()
+        if message["type"] == "lifespan.startup" and not state["started"]:
+            await start()
+        elif message["type"] == "lifespan.shutdown" and not state["stopped"]:
+            state["stopped"] = True
+            await lifecycle.stop()
+        return message
+
+    async def send_wrapper(message: Message) -> None:
+        state["app_sent"] = True
+        if message["type"] == "lifespan.startup.complete" and state["error"] is not None:
+            message = {"type": "lifespan.startup.failed",
+                       "message": f"modelrouter: {state['error']}"}
+        await send(message)
+
+    try:
+        await app(scope, receive_wrapper, send_wrapper)
+    except BaseException:
+        if state["app_sent"]:
+            raise  # the app speaks lifespan: its failure is its own
+        log.debug("modelrouter: the app does not support lifespan; the router answers it")
+    else:
+        if state["app_sent"]:
+            return
+    # the app does not speak lifespan: answer the server ourselves
+    if not state["started"]:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        await start()
+    if state["error"] is not None:
+        await send({"type": "lifespan.startup.failed",
+                    "message": f"modelrouter: {state['error']}"})
+        return
+    await send({"type": "lifespan.startup.complete"})
+    if not state["stopped"]:
+        message = await receive()
+        if message["type"] == "lifespan.shutdown":
+            state["stopped"] = True
+            try:
+                await lifecycle.stop()
+            except Exception as exc:
+                await send({"type": "lifespan.shutdown.failed",
+                            "message": f"modelrouter: {exc}"})
+                return
+    await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,155 @@
+"""Rebuilding a :class:`~modelrouter.store.memory.Snapshot` from the Redis store's hashes.
+
+Units are ordered by first exposure (then id), so every worker builds identical arrays from the
+same Redis state; segment values get codes in that order, re-capped at ``segment_cap`` (workers
+cap locally, the union may exceed it). Feedback values of units without a first-exposure row are
+counted as ``orphan_values`` in ``Snapshot.losses``, never analysed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from modelrouter.stats.moments import Moments, moments_of_row, new_sums_row
+from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
+from modelrouter.store.memory import OTHER, EpochInfo, Snapshot, UnitColumns
+
+__all__ = ["build_snapshot", "check_meta"]
+
+
+
+def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) -> Snapshot:
+    """Rebuild a :class:`Snapshot` from the hashes of one MULTI read (see redis.py)."""
+    self = store
+    requests = np.array([int(data["requests"].get(v, 0)) for v in self.variants],
+                        dtype=np.int64)
+    counters = {n: int(v) for n, v in data["counters"].items()}
+    epochs = tuple(sorted((EpochInfo(int(e), m, tuple(w), float(t)) for e, (m, w, t) in
+                           ((e, json.loads(v)) for e, v in data["epochs"].items())),
+                          key=lambda e: e.epoch))
+    tables: list[dict[str, int]] = [{} for _ in self.segment_dims]
+    overflow = counters.get("segment_overflow", 0)
+
+    def code(d: int, value: str) -> int:
+        table = tables[d]
+        c = table.get(value)
+        if c is None:
+            if len(table) >= self.segment_cap - 1 and value != OTHER:
+                value = OTHER
+            c = table.setdefault(value, len(table))
+        return c
+
+    units = None
+    groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = {}
+    orphans = 0
+    if self.unit_level:
+        rows = sorted(((json.loads(v), u) for u, v in data["first"].items()),
+                      key=lambda r: (r[0][3], r[1]))
+        ids = [u for _, u in rows]
+        index = {u: i for i, u in enumerate(ids)}
+        n = len(ids)
+        segs = np.zeros((n, len(self.segment_dims)), dtype=np.int64)
+        for i, (r, _u) in enumerate(rows):
+            for d, value in enumerate(r[4][:len(self.segment_dims)]):
+                segs[i, d] = code(d, value)
+        x, y = {}, {}
+        for j, m in enumerate(self.metric_names):
+            x[m], y[m] = np.zeros(n), np.zeros(n)
+            for col, target in ((data[f"x:{m}"], x[m]), (data[f"y:{m}"], y[m])):
+                for u, v in col.items():
+                    i = index.get(u, -1)
+                    if i >= 0:
+                        target[i] = float(v)
+                    elif col is data[f"y:{m}"]:
+                        orphans += int(float(v))
+            if self._any[j]:
+                x[m] = (x[m] > 0).astype(np.float64)
+        exposures = np.zeros(n, dtype=np.int64)
+        for u, v in data["exposures"].items():
+            i = index.get(u, -1)
+            if i >= 0:
+                exposures[i] = int(v)
+        units = UnitColumns(
+            variant=np.array([r[0] for r, _ in rows], dtype=np.int64).reshape(n),
+            epoch=np.array([r[1] for r, _ in rows], dtype=np.int64).reshape(n),
+            propensity=np.array([r[2] for r, _ in rows], dtype=np.float64).reshape(n),
+            first_seen=np.array([r[3] for r, _ in rows], dtype=np.float64).reshape(n),
+            exposures=exposures, segments=segs, x=x, y=y)
+    else:
+        width = len(new_sums_row(len(self.metric_names)))
+        sums: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}
+        for field, v in data["groups"].items():
+            name, _, kk = field.rpartition("#")
+            variant, epoch, seg = json.loads(name)
+            key = (int(variant), int(epoch),
+                   tuple(code(d, s) for d, s in enumerate(seg)))
+            sums.setdefault(key, [0.0] * width)[int(kk)] += float(v)
+        for key, s in sums.items():
+            groups[key] = moments_of_row(s, self.metric_names)
+    seg_values = {d: tuple(sorted(t, key=t.__getitem__))
+                  for d, t in zip(self.segment_dims, tables)}
+    snap = Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
+                    taken_at=taken, segment_dims=self.segment_dims,
+                    segment_values=seg_values, epochs=epochs, requests=requests,
+                    uncounted_requests=counters.get("uncounted", 0),
+                    segment_overflow=overflow, units=units, groups=groups,
+                    losses={"dropped_exposures": counters.get("dropped_exposures", 0),
+                            "dropped_values": counters.get("dropped_values", 0),
+                            "orphan_values": orphans},
+                    latency=_latency(self.variants, data.get("latency", {})))
+    if data["looks"]:
+        from modelrouter.store.looks import Look
+
+        looks = sorted((Look.from_dict(json.loads(v)) for v in data["looks"].values()),
+                       key=lambda k: (k.taken_at, k.metric, k.variant, k.number))
+        snap = dataclasses.replace(snap, looks=tuple(looks))
+    return snap
+
+
+def _latency(variants: tuple[str, ...], fields: dict[str, str]) -> LatencyHistogram:
+    """The merged histogram from the ``latency`` hash (``variant#slot`` / ``variant#sum``)."""
+    hist = LatencyHistogram.empty(len(variants))
+    index = {v: i for i, v in enumerate(variants)}
+    for field, value in fields.items():
+        name, _, slot = field.rpartition("#")
+        v = index.get(name)
+        if v is None:
+            continue
+        if slot == "sum":
+            hist.sum_ms[v] = float(value)
+        elif slot.isdigit() and int(slot) < N_SLOTS:
+            hist.counts[v, int(slot)] = int(value)
+    return hist
+
+
+def check_meta(store: Any, client: Any) -> None:
+    """Claim the experiment's meta key for this configuration, or refuse a foreign one.
+
+    The first worker writes its identity (key format, latency layout, variants, level, segment
+    dimensions, metrics) with HSETNX; every worker then compares field by field, so two
+    differently configured deployments can never merge into one set of counters.
+    """
+    from modelrouter.exceptions import StoreError
+    from modelrouter.store.histogram import LAYOUT
+    from modelrouter.store.redis.store import FORMAT, _s
+
+    key = store.prefix + "meta"
+    mine = {"format": FORMAT, "latency_layout": LAYOUT,
+            "variants": json.dumps(list(store.variants)),
+            "level": store.level, "segment_dims": json.dumps(list(store.segment_dims)),
+            "metrics": json.dumps({n: [m.kind, m.aggregate] for n, m in store.metrics.items()},
+                                  sort_keys=True)}
+    pipe = client.pipeline(transaction=True)
+    for field, value in mine.items():
+        pipe.hsetnx(key, field, value)
+    pipe.hgetall(key)
+    stored = {_s(k): _s(v) for k, v in pipe.execute()[-1].items()}
+    for field, value in mine.items():
+        if stored.get(field) != value:
+            raise StoreError(f"Redis key {key!r} belongs to another configuration of experiment "
+                             f"{store.experiment!r}: {field} is {stored.get(field)!r} there, "
+                             f"{value!r} here")

@@ -1,0 +1,392 @@
+"""The Redis store: many workers and hosts, one experiment. Needs ``modelrouter[redis]``.
+
+No network on the request path: ``expose``/``record_*`` only touch a local buffer under a lock
+(as :class:`~modelrouter.store.memory.MemoryStore` does). A flusher thread writes the buffered
+deltas every ``flush_seconds`` or ``flush_events`` events as Lua scripts, each atomic and
+idempotent (a batch id is set with ``SET NX`` in the same script, so a batch whose reply was
+lost is never applied twice). Everything shared merges by addition or first-writer-wins:
+
+==========================  ===============================================================
+``mr:{exp}:meta``           variants, metrics, level, segment dimensions (checked on connect)
+``mr:{exp}:first``          unit -> JSON ``[variant, epoch, propensity, first_seen, [segs]]``
+                            written with ``HSETNX``: the first worker to flush a unit wins
+``mr:{exp}:exposures``      unit -> exposures (``HINCRBY``)
+``mr:{exp}:x:<metric>``     unit -> sum of values (``HINCRBYFLOAT``; "any" metrics clip >0)
+``mr:{exp}:y:<metric>``     unit -> number of values
+``mr:{exp}:requests``       variant -> routed requests
+``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values
+``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
+``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum
+``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
+``mr:{exp}:latency``        ``variant#slot`` -> requests, ``variant#sum`` -> latency_ms sum
+                            (the latency histogram, store/histogram.py)
+==========================  ===============================================================
+
+Redis down or slow: routing keeps serving; the buffer keeps deltas up to ``max_buffer`` unit
+entries and counts what it had to refuse (``dropped_exposures``, ``dropped_values``, flushed as
+counters once Redis is back and shown by the analysis). Reconnects back off exponentially.
+Request-level experiments buffer O(groups) sums, so they never drop.
+
+Snapshots (:meth:`RedisStore.snapshot`) read every key in one MULTI transaction and rebuild the
+same :class:`~modelrouter.store.memory.Snapshot` the memory store gives, so the analysis is
+unchanged. Decision ids stay local to the worker that issued them; feedback by unit id
+(``record_unit``) may arrive at any worker.
+
+Thread safety: hot-path methods hold ``_lock`` for microseconds; the flusher holds
+``_flush_lock`` (never the buffer lock) while talking to Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modelrouter.config import MetricSpec
+from modelrouter.exceptions import StoreError
+from modelrouter.store.histogram import N_SLOTS, slot_of
+from modelrouter.store.memory import EpochInfo, MemoryStore, Snapshot
+from modelrouter.store.redis import batch as redis_batch
+from modelrouter.store.redis.batch import LUA
+from modelrouter.store.redis.snapshot import build_snapshot, check_meta
+from modelrouter.store.ring import pending_slot
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("modelrouter.store.redis")
+
+FORMAT = "1"
+
+def _redis() -> Any:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise StoreError("store='redis://...' needs redis-py: pip install "
+                         "'modelrouter[redis]'") from None
+    return redis
+
+
+class RedisStore:
+    """Local buffer on the request path, Redis as the merged state of every worker."""
+
+    def __init__(self, url: str, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
+                 experiment: str = "experiment", level: str = "user",
+                 max_pending: int = 1_000_000, attribution_window: float = 86_400.0,
+                 segment_dims: Sequence[str] = (), segment_cap: int = 50,
+                 clock: Callable[[], float] = time.time, flush_seconds: float = 0.1,
+                 flush_events: int = 10_000, max_buffer: int = 1_000_000,
+                 client: Any = None, socket_timeout: float = 5.0,
+                 max_backoff: float = 5.0) -> None:
+        redis = _redis()
+        self.url = url
+        self.variants = tuple(variants)
+        self.metrics = dict(metrics)
+        self.metric_names = tuple(self.metrics)
+        self.metric_index = {m: i for i, m in enumerate(self.metric_names)}
+        self.level = level
+        self.unit_level = level != "request"
+        self.segment_dims = tuple(segment_dims)
+        self.segment_cap = int(segment_cap)
+        self.max_pending = int(max_pending)
+        self.attribution_window = float(attribution_window)
+        self.clock = clock
+        self.flush_seconds = float(flush_seconds)
+        self.flush_events = int(flush_events)
+        self.max_buffer = int(max_buffer)
+        self.max_backoff = float(max_backoff)
+        self.prefix = f"mr:{{{experiment}}}:"
+        self.experiment = experiment
+        self._client = client if client is not None else redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+        self._script = self._client.register_script(LUA)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        # the local reference store: segment codes, epochs, pending ring, request-level sums
+        self._local = MemoryStore(self.variants, self.metrics, level=level,
+                                  max_pending=max_pending,
+                                  attribution_window=attribution_window,
+                                  segment_dims=segment_dims, segment_cap=segment_cap,
+                                  clock=clock)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._ring_seq = array("q")
+        self._ring_time = array("d")
+        self._ring_unit: list[str] = []
+        self._ring_var = array("b")
+        self._any = tuple(self.metrics[m].aggregate == "any" for m in self.metric_names)
+        self._lat, self._err = self.metric_index["latency_ms"], self.metric_index["error"]
+        self._new_buffer()
+        self._dropped = [0, 0]  # exposures, values: cumulative, for stats()
+        self._flush_lock = threading.Lock()
+        self._queue: list[tuple[str, list[str], list[str]]] = []  # (batch id, keys, argv)
+        self._batch_no = 0
+        self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._meta_ok = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.flushed_events = 0
+        self.failed_flushes = 0
+
+    def _new_buffer(self) -> None:
+        # unit -> [exposures, variant, epoch, propensity, first_seen, segment codes]
+        self._first: dict[str, list[Any]] = {}
+        self._xy: dict[tuple[str, int], list[float]] = {}
+        self._events: dict[tuple[int, int], list[float]] = {}
+        self._requests = [0] * len(self.variants)
+        self._uncounted = 0
+        self._dropped_delta = [0, 0]
+        self._new_epochs: list[EpochInfo] = []
+        self._new_looks: list[Any] = []
+        self._size = 0
+        self._hist = array("q", bytes(8 * N_SLOTS * len(self.variants)))
+        self._hist_sum = [0.0] * len(self.variants)
+
+    # -- protocol: epochs and segments ---------------------------------------------------
+    def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
+        """Record a weight change locally; flushed with first-writer-wins semantics."""
+        self._local.begin_epoch(epoch, mode, weights)
+        with self._lock:
+            self._new_epochs.append(self._local._epochs[-1])
+
+    def add_look(self, look: Any) -> None:
+        """Record a look locally (checked against this worker's looks); flushed first-writer-
+        wins per (metric, variant, number), so workers agree on the official looks."""
+        self._local.add_look(look)
+        with self._lock:
+            self._new_looks.append(look)
+
+    def segment_codes(self, values: Sequence[str]) -> tuple[int, ...]:
+        """Local codes of segment values; translated back to values when flushed."""
+        return self._local.segment_codes(values)
+
+    # -- protocol: hot path --------------------------------------------------------------
+    def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
+               segment: tuple[int, ...] = (), now: float | None = None) -> int:
+        """Count one routed request in the buffer; return its decision handle."""
+        if self._thread is None:
+            self.start()
+        if not self.unit_level:
+            return self._local.expose(None, variant, propensity, epoch, segment)
+        assert unit is not None
+        if now is None:
+            now = self.clock()
+        with self._lock:
+            seq = self._seq
+            self._seq = seq + 1
+            self._requests[variant] += 1
+            entry = self._first.get(unit)
+            if entry is not None:
+                entry[0] += 1
+            elif self._size < self.max_buffer:
+                self._first[unit] = [1, variant, epoch, propensity, now, segment]
+                self._size += 1
+            else:
+                self._dropped_delta[0] += 1
+            if seq < self.max_pending:
+                self._ring_seq.append(seq)
+                self._ring_time.append(now)
+                self._ring_unit.append(unit)
+                self._ring_var.append(variant)
+            else:
+                slot = seq % self.max_pending
+                self._ring_seq[slot] = seq
+                self._ring_time[slot] = now
+                self._ring_unit[slot] = unit
+                self._ring_var[slot] = variant
+            size = self._size
+        if size >= self.flush_events:
+            self._wake.set()
+        return seq
+
+    def uncounted(self) -> None:
+        """Count a request served but left out of the experiment."""
+        with self._lock:
+            self._uncounted += 1
+
+    def _add(self, unit: str, m: int, variant: int, value: float) -> None:
+        """Buffer one value (lock held)."""
+        key = (unit, m)
+        xy = self._xy.get(key)
+        if xy is None:
+            if self._size >= self.max_buffer:
+                self._dropped_delta[1] += 1
+                return
+            xy = self._xy[key] = [0.0, 0.0]
+            self._size += 1
+        xy[0] += value
+        xy[1] += 1.0
+        if variant >= 0:
+            ev = self._events.get((variant, m))
+            if ev is None:
+                ev = self._events[(variant, m)] = [0.0, 0.0, 0.0]
+            ev[0] += 1.0
+            ev[1] += value
+            ev[2] += value * value
+
+    def _slot(self, seq: int, window: bool) -> int:
+        return pending_slot(self, seq, window)
+
+    def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
+        """Buffer a value for one of this worker's decisions."""
+        if not self.unit_level:
+            self._local.record_seq(seq, metric, value, window=window)
+            return
+        with self._lock:
+            slot = self._slot(seq, window)
+            self._add(self._ring_unit[slot], metric, self._ring_var[slot], value)
+
+    def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
+        """Buffer the automatic metrics of a finished request."""
+        if not self.unit_level:
+            self._local.record_auto(seq, latency_ms, error)
+            return
+        h = slot_of(latency_ms)
+        with self._lock:
+            slot = seq % self.max_pending
+            if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
+                return
+            unit, variant = self._ring_unit[slot], self._ring_var[slot]
+            self._add(unit, self._lat, variant, latency_ms)
+            self._add(unit, self._err, variant, error)
+            self._hist[variant * N_SLOTS + h] += 1
+            self._hist_sum[variant] += latency_ms
+
+    def record_unit(self, unit: str, metric: int, value: float) -> None:
+        """Buffer a value for a unit; the unit may have been exposed by another worker."""
+        with self._lock:
+            entry = self._first.get(unit)
+            self._add(unit, metric, entry[1] if entry is not None else -1, value)
+
+    def has_unit(self, unit: str) -> bool:
+        """Whether the unit is in this worker's unflushed buffer (no network)."""
+        return unit in self._first
+
+    # -- flushing ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the flusher thread (idempotent; also started by the first request)."""
+        with self._flush_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="modelrouter-redis-flush",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self._flush_once()
+                backoff = 0.05
+            except StoreError as exc:
+                self.last_error = str(exc)
+                self.failed_flushes += 1
+                log.warning("modelrouter: Redis flush failed (retry in %.2fs): %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2.0, self.max_backoff)
+
+    def flush(self) -> None:
+        """Write every buffered delta to Redis now; StoreError if Redis cannot be reached
+        (the deltas stay buffered and the flusher retries)."""
+        self._flush_once()
+
+    def close(self) -> None:
+        """Stop the flusher and flush what is left (best effort: errors are logged)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        try:
+            self._flush_once()
+        except StoreError as exc:
+            log.error("modelrouter: final Redis flush failed, deltas lost: %s", exc)
+
+    def _flush_once(self) -> None:
+        with self._flush_lock:
+            try:
+                if not self._meta_ok:
+                    self._check_meta()
+                if not self._queue:
+                    self._queue = self._drain()
+                while self._queue:
+                    batch_id, keys, argv = self._queue[0]
+                    self._script(keys=[self.prefix + "batch:" + batch_id, *keys],
+                                 args=argv, client=self._client)
+                    self._queue.pop(0)
+                    self.flushed_events += int(argv[2])
+                self.last_error = None
+            except self._errors as exc:
+                self._meta_ok = False
+                raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+
+    def _safe_url(self) -> str:
+        from modelrouter.config.store import redact_url
+
+        return redact_url(self.url)
+
+    def _check_meta(self) -> None:
+        check_meta(self, self._client)
+        self._meta_ok = True
+
+    def _drain(self) -> list[tuple[str, list[str], list[str]]]:
+        """Swap the buffer out under the lock; turn it into idempotent script calls."""
+        batches = redis_batch.drain(self)
+        self._batch_no += len(batches)
+        return batches
+
+    # -- reading -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """This worker's buffer and flusher state (no network)."""
+        return {"buffered": self._size, "queued_batches": len(self._queue),
+                "dropped_exposures": self._dropped[0] + self._dropped_delta[0],
+                "dropped_values": self._dropped[1] + self._dropped_delta[1],
+                "flushed_events": self.flushed_events, "failed_flushes": self.failed_flushes,
+                "last_error": self.last_error}
+
+    def _read(self, names: list[str]) -> dict[str, dict[str, str]]:
+        try:  # one MULTI: batches are atomic scripts, so the read is a consistent cut
+            pipe = self._client.pipeline(transaction=True)
+            for n in names:
+                pipe.hgetall(self.prefix + n)
+            results = pipe.execute()
+        except self._errors as exc:
+            raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+        return {n: {_s(k): _s(v) for k, v in r.items()} for n, r in zip(names, results)}
+
+    def event_counters(self, metric: str) -> dict[str, np.ndarray]:
+        """Global per-variant ``n``/``sum``/``sumsq`` of every recorded event of ``metric``
+        (additive over workers; one small read): counters for request-level bandits."""
+        ev = self._read(["events"])["events"]
+        return {c: np.array([float(ev.get(f"{v}:{metric}:{c}", 0.0)) for v in self.variants])
+                for c in ("n", "sum", "sumsq")}
+
+    def snapshot(self) -> Snapshot:
+        """The merged state of every worker (what they have flushed), as one Snapshot."""
+        taken = self.clock()
+        names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks",
+                 "latency"]
+        names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
+        return build_snapshot(self, self._read(names), taken)
+
+    @property
+    def pending_capacity(self) -> int:
+        """How many decisions can wait for feedback at once (per worker)."""
+        return self.max_pending
+
+    def __len__(self) -> int:
+        return self._size
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)

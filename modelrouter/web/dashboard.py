@@ -1,0 +1,269 @@
+"""The dashboard page: one self-contained HTML document (inline CSS and SVG, no script, no
+external asset), rebuilt from a fresh analysis on every load and refreshed by a meta tag.
+
+Sections appear when there is something to show: the verdict, SRM, guardrails, the
+sequential test and the bandit are read from the analysis with ``getattr`` (they land with
+other parts of the library), and a section that fails renders its error instead of breaking
+the page. Every value that reaches the page goes through :func:`html.escape`: variant and
+metric names come from the config, but unit ids and segment values come from users.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from html import escape
+from typing import Any
+
+from modelrouter.exceptions import AnalysisError
+from modelrouter.web.svg import ForestRow, fmt, forest_plot, line_chart
+
+__all__ = ["render_dashboard", "render_login"]
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;
+background:#f6f7f9}header{background:#1d2733;color:#fff;padding:12px 24px}
+header h1{font-size:18px;margin:0}header p{margin:4px 0 0;color:#c9d1d9}
+main{padding:16px 24px;max-width:1100px}section{background:#fff;border:1px solid #e1e4e8;
+border-radius:6px;padding:12px 16px;margin:0 0 16px}h2{font-size:16px;margin:0 0 8px}
+h3{font-size:14px;margin:12px 0 6px}table{border-collapse:collapse;margin:6px 0}
+td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.alarm{color:#cf222e;
+font-weight:600}.muted{color:#666}svg text{font:12px system-ui,sans-serif}
+.chart-title{font-weight:600}pre{white-space:pre-wrap;margin:4px 0}
+form input{font:inherit;padding:4px 8px;margin-right:8px}
+"""
+
+
+def _page(title: str, body: str, refresh: int | None = None) -> str:
+    meta = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{meta}'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}"
+            f"</body></html>")
+
+
+def render_login(prefix: str, message: str = "") -> str:
+    """The login form; POSTs the admin token to the dashboard, which sets the cookie."""
+    note = f'<p class="alarm" id="login-error">{escape(message)}</p>' if message else ""
+    body = (f"<header><h1>modelrouter dashboard</h1></header><main><section><h2>Log in</h2>"
+            f"{note}<form method=\"post\" action=\"{escape(prefix)}/dashboard\">"
+            f'<label>Admin token <input type="password" name="token" id="token" '
+            f'autocomplete="current-password" required></label>'
+            f'<button type="submit" id="login">Log in</button></form>'
+            f'<p class="muted">The token is kept in an HttpOnly, SameSite=Strict cookie.</p>'
+            f"</section></main>")
+    return _page("modelrouter: log in", body)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return (f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def _section(key: str, title: str, html: str) -> str:
+    return f'<section id="{escape(key)}"><h2>{escape(title)}</h2>{html}</section>'
+
+
+_PREFERRED = ("guardrail", "metric", "variant", "segment", "status", "decision", "estimate",
+              "low", "high", "margin", "pvalue", "reason")
+
+
+def _cell(value: Any, key: str = "") -> str:
+    if value is None and key == "segment":
+        return "overall"
+    if isinstance(value, dict):  # a segment: {"platform": "mobile"}
+        return escape(", ".join(f"{k}={v}" for k, v in value.items()))
+    return escape(fmt(value) if isinstance(value, float) else str(value))
+
+
+def _rows_table(results: Sequence[Any]) -> str:
+    """A list of result objects as one table, one row each (e.g. the guardrails)."""
+    dicts = [r.to_dict() if callable(getattr(r, "to_dict", None)) else r for r in results]
+    if not all(isinstance(d, dict) for d in dicts):
+        return "".join(_generic(r) for r in results)
+    keys = [k for k in _PREFERRED if any(k in d for d in dicts)
+            and not (k == "metric" and any("guardrail" in d for d in dicts))] or [
+        k for k, v in dicts[0].items() if isinstance(v, (str, int, float, bool))]
+    rows = []
+    for d in dicts:
+        cells = [_cell(d.get(k, ""), k) for k in keys]
+        if str(d.get("status", "")).lower() in ("fail", "failed", "violated", "alarm"):
+            cells[0] = f'<span class="alarm">{cells[0]}</span>'
+        rows.append(cells)
+    return _table(keys, rows, "results")
+
+
+def _generic(result: Any) -> str:
+    """Any result object: its explanation or summary, else its scalar fields."""
+    if isinstance(result, (list, tuple)):
+        return _rows_table(result) if result else '<p class="muted">none</p>'
+    text = ""
+    decision = getattr(result, "decision", None)
+    if isinstance(decision, str):
+        text = f'<p class="decision"><strong>{escape(decision.upper())}</strong></p>'
+    for name in ("explain", "summary"):
+        fn = getattr(result, name, None)
+        if callable(fn):
+            try:
+                return f"{text}<pre>{escape(str(fn()))}</pre>"
+            except Exception:  # try the next way of showing it
+                continue
+    to_dict = getattr(result, "to_dict", None)
+    data = to_dict() if callable(to_dict) else result
+    if not isinstance(data, dict):
+        return f"{text}<pre>{escape(str(result))}</pre>"
+    rows = [[escape(str(k)), _cell(v)] for k, v in data.items()
+            if isinstance(v, (str, int, float, bool)) or v is None]
+    return text + _table(["field", "value"], rows)
+
+
+def _status_class(result: Any) -> str:
+    alarm = getattr(result, "alarm", None)
+    passed = getattr(result, "passed", None)
+    if alarm is True or passed is False:
+        return "alarm"
+    if alarm is False or passed is True:
+        return "ok"
+    return ""
+
+
+def _optional(analysis: Any, name: str, metric: str | None) -> tuple[bool, Any]:
+    """Call ``analysis.<name>()`` (or with the primary metric) when the analysis has it."""
+    fn: Callable[..., Any] | None = getattr(analysis, name, None)
+    if not callable(fn):
+        return False, None
+    try:
+        return True, fn()
+    except TypeError:  # it wants a metric: the primary one, if the config names it
+        if metric is None:
+            return False, None
+        return True, fn(metric)
+
+
+def _metric_section(analysis: Any, metric: str) -> str:
+    summaries = analysis.summary(metric)
+    rows, forest = [], []
+    for s in summaries:
+        ci = s.confidence_interval()
+        control = s.variant == analysis.control
+        rows.append([escape(s.variant) + (" <span class=\"muted\">(control)</span>"
+                                          if control else ""),
+                     f"{s.units:,}", f'<span class="mean">{escape(fmt(s.mean))}</span>',
+                     f"[{escape(fmt(ci.low))}, {escape(fmt(ci.high))}]", f"{s.events:,}"])
+        forest.append(ForestRow(s.variant, s.mean, ci.low, ci.high))
+    html = forest_plot(forest, title=f"{metric}: mean per variant, 95% CI")
+    html += _table(["variant", "units", "mean", "95% CI", "events"], rows, "summary")
+    comparisons = []
+    for v in analysis.variants:
+        if v == analysis.control:
+            continue
+        try:
+            c = analysis.compare(metric, v)
+        except Exception as exc:  # not enough data yet is the common case
+            comparisons.append([escape(v), f'<span class="muted">{escape(str(exc))}</span>',
+                                "", "", ""])
+            continue
+        ci = c.confidence_interval()
+        lift = f"{c.relative_lift:+.2%}" if math.isfinite(c.relative_lift) else "n/a"
+        comparisons.append([escape(v), escape(fmt(c.difference)),
+                            f"[{escape(fmt(ci.low))}, {escape(fmt(ci.high))}]", escape(lift),
+                            escape(fmt(c.pvalue, 3))])
+    html += "<h3>vs control</h3>" + _table(
+        ["variant", "difference", "95% CI", "relative lift", "p-value"], comparisons,
+        "comparisons")
+    return _section(f"metric-{metric}", f"Metric: {metric}", html)
+
+
+def _sequential_chart(result: Any, analysis: Any) -> str:
+    """z at each look (the recorded ones, then now) against the boundaries of those looks."""
+    test = getattr(result, "test", None)
+    design = getattr(test if test is not None else result, "design", None)
+    rates = getattr(design, "information_rates", None)
+    bounds = getattr(design, "z", None)
+    if rates is None or bounds is None:
+        return ""
+    t = [float(x) for x in rates]
+    metric, variant = getattr(result, "metric", None), getattr(result, "variant", None)
+    path = [float(k.statistic) for k in getattr(analysis.snapshot, "looks", ())
+            if getattr(k, "metric", None) == metric and getattr(k, "variant", None) == variant]
+    path = path[:len(t)]
+    if len(path) < len(t):
+        path.append(float(getattr(result, "statistic", math.nan)))
+    series = {"z": list(zip(t[:len(path)], path)),
+              "boundary": list(zip(t, map(float, bounds)))}
+    if getattr(design, "sided", 2) == 2:
+        series["-boundary"] = [(x, -float(b)) for x, b in zip(t, bounds)]
+    return line_chart(series, title="Sequential test: z at each look against its boundary",
+                      x_label="information rate", dashed=("boundary", "-boundary"))
+
+
+def _weights_chart(analysis: Any) -> str:
+    epochs = analysis.snapshot.epochs
+    now = analysis.snapshot.taken_at
+    start = epochs[0].started_at if epochs else now
+    series = {}
+    for i, v in enumerate(analysis.variants):
+        pts = [((e.started_at - start) / 60.0, e.weights[i]) for e in epochs]
+        pts.append(((now - start) / 60.0, epochs[-1].weights[i] if epochs else math.nan))
+        series[v] = pts
+    return line_chart(series, title="Weights over time", x_label="minutes since start",
+                      step=True, height=200)
+
+
+def render_dashboard(router: Any, analysis: Any, prefix: str, refresh: int = 10) -> str:
+    """The whole page for ``router`` from one ``analysis`` snapshot."""
+    config, experiment = router.config, router.experiment
+    alloc = experiment.allocation
+    snap = analysis.snapshot
+    requests = dict(zip(snap.variants, snap.requests.tolist()))
+    primary = getattr(config, "primary", None)
+    header = (f"<header><h1>{escape(config.experiment)}</h1><p>mode {escape(experiment.mode)}"
+              f" · level {escape(config.level)} · epoch {alloc.epoch} · "
+              f"{snap.n_units:,} units · updated "
+              f"{escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snap.taken_at)))}"
+              f" · refreshes every {int(refresh)} s</p></header>")
+    overview = _table(
+        ["variant", "weight", "requests"],
+        [[escape(v) + (" <span class=\"muted\">(control)</span>" if v == alloc.control else ""),
+          f"{w:.3f}" + (' <span class="alarm">paused</span>' if w == 0 else ""),
+          f"{requests.get(v, 0):,}"] for v, w in alloc.weights.items()], "overview")
+    if snap.uncounted_requests:
+        overview += (f'<p class="muted">{snap.uncounted_requests:,} requests without a unit id '
+                     "were served but not counted.</p>")
+    parts = [_section("overview", "Overview", overview)]
+    for key, title in (("verdict", "Verdict"), ("srm", "Sample ratio (SRM)"),
+                       ("guardrails", "Guardrails"), ("sequential", "Sequential test"),
+                       ("bandit", "Bandit")):
+        try:
+            present, result = _optional(analysis, key, primary)
+            if not present:
+                continue
+            html = f'<div class="{_status_class(result)}">{_generic(result)}</div>'
+            if key == "sequential":
+                html = _sequential_chart(result, analysis) + html
+        except AnalysisError as exc:  # not configured or not enough data: a note, no alarm
+            html = f'<p class="muted">not available: {escape(str(exc))}</p>'
+        except Exception as exc:  # one section failing must not take the page down
+            html = f'<p class="alarm">unavailable: {escape(str(exc))}</p>'
+        parts.append(_section(key, title, html))
+    if len(snap.epochs) > 1 or experiment.mode == "bandit":
+        parts.append(_section("weights", "Weights over time", _weights_chart(analysis)))
+    custom = [m for m in snap.metrics if m not in ("latency_ms", "error")]
+    if primary in custom:
+        custom.remove(primary)
+        custom.insert(0, primary)
+    for metric in [*custom, "latency_ms", "error"]:
+        if metric in snap.metrics:
+            try:
+                parts.append(_metric_section(analysis, metric))
+            except Exception as exc:
+                parts.append(_section(f"metric-{metric}", f"Metric: {metric}",
+                                      f'<p class="alarm">unavailable: {escape(str(exc))}</p>'))
+    body = header + "<main>" + "".join(parts) + (
+        f'<p class="muted">JSON: {escape(prefix)}/stats · Prometheus: {escape(prefix)}/metrics'
+        "</p></main>")
+    return _page(f"modelrouter: {config.experiment}", body, refresh=refresh)

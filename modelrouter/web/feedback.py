@@ -1,0 +1,105 @@
+"""Feedback by signed token: verify, validate, de-duplicate, record.
+
+:class:`TokenFeedback` is what ``POST {prefix}/feedback`` and ``ModelRouter.record_token`` use.
+Validation (:meth:`TokenFeedback.check`) is separate from recording (:meth:`TokenFeedback.commit`)
+so a batch is checked as a whole before anything is recorded.
+
+Idempotency: a bounded "seen" set of ``(decision id, metric)`` pairs (a
+:class:`cachetools.TTLCache` whose entries live for the attribution window, the time a token is
+accepted) makes the same feedback count once. The set is per process and bounded by
+``RouterConfig.max_seen_feedback``: past that many pairs within one window, the oldest are
+forgotten and a replay of those would count again. Thread-safe (one lock around the set).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any, NamedTuple
+
+from cachetools import TTLCache
+
+from modelrouter.exceptions import FeedbackError, UnknownMetricError
+from modelrouter.routing.experiment import check_value
+from modelrouter.routing.tokens import Signer, TokenPayload
+
+__all__ = ["CheckedFeedback", "TokenFeedback"]
+
+_AUTOMATIC = frozenset({"latency_ms", "error"})
+
+
+class CheckedFeedback(NamedTuple):
+    """One verified, validated feedback item, ready to record."""
+
+    payload: TokenPayload
+    metric: str
+    value: float
+
+
+class TokenFeedback:
+    """Verifies decision tokens and records their feedback exactly once."""
+
+    def __init__(self, experiment: Any, secret: str) -> None:
+        self.experiment = experiment
+        self.signer = Signer(secret, experiment.config.experiment)
+        self._window = experiment.config.attribution_window
+        self._seen: TTLCache[tuple[str, str], bool] = TTLCache(
+            maxsize=experiment.config.max_seen_feedback, ttl=self._window,
+            timer=experiment.clock)
+        self._lock = threading.Lock()
+        self.counts: Counter[tuple[str, str]] = Counter()  # (metric, result) -> n
+
+    def check(self, token: object, metric: object, value: object) -> CheckedFeedback:
+        """Verify the token and validate metric and value; record nothing.
+
+        Raises :class:`~modelrouter.exceptions.TokenError` (forged, tampered, malformed),
+        :class:`~modelrouter.exceptions.ExpiredTokenError` (past the attribution window) or a
+        :class:`~modelrouter.exceptions.FeedbackError` naming the field.
+        """
+        payload = self.signer.verify(token, now=self.experiment.clock(), max_age=self._window)
+        config = self.experiment.config
+        if payload.experiment != config.experiment:
+            raise FeedbackError(f"token: issued for experiment {payload.experiment!r}, this "
+                                f"router runs {config.experiment!r}")
+        if not isinstance(metric, str):
+            raise FeedbackError(f"metric: must be a string, got {type(metric).__name__}")
+        spec = config.metrics.get(metric)
+        if spec is None or metric in _AUTOMATIC:
+            declared = sorted(set(config.metrics) - _AUTOMATIC)
+            why = "is recorded automatically" if metric in _AUTOMATIC else "is not declared"
+            raise UnknownMetricError(f"metric: {metric[:100]!r} {why}; feedback metrics are "
+                                     f"{declared}")
+        try:
+            v = check_value(spec, value)
+        except FeedbackError as exc:
+            raise type(exc)(f"value: {exc}") from None
+        return CheckedFeedback(payload, metric, v)
+
+    def commit(self, item: CheckedFeedback) -> bool:
+        """Record a checked item unless its (decision, metric) was seen; True if recorded."""
+        key = (item.payload.decision_id, item.metric)
+        with self._lock:
+            if key in self._seen:
+                self.counts[item.metric, "duplicate"] += 1
+                return False
+            self._seen[key] = True
+        try:
+            self.experiment.record_token(item.payload, item.metric, item.value)
+        except BaseException:
+            with self._lock:
+                self._seen.pop(key, None)
+            raise
+        with self._lock:
+            self.counts[item.metric, "recorded"] += 1
+        return True
+
+    def submit(self, token: object, metric: object, value: object) -> bool:
+        """:meth:`check` then :meth:`commit`: True if recorded, False if a duplicate."""
+        return self.commit(self.check(token, metric, value))
+
+    def rejected(self, metric: object) -> None:
+        """Count a refused item (for the Prometheus endpoint)."""
+        name = metric if isinstance(metric, str) and metric in self.experiment.config.metrics \
+            else "unknown"
+        with self._lock:
+            self.counts[name, "rejected"] += 1

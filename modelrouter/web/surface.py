@@ -1,0 +1,373 @@
+"""The HTTP surface under ``config.http_prefix``: feedback, admin API, dashboard, metrics.
+
+Pure ASGI: :class:`HTTPSurface` is called by :class:`~modelrouter.asgi.middleware.ModelRouter` for
+paths under ``{prefix}/`` (one ``startswith`` on the routed path; nothing when the surface is
+off) and never counts those requests as experiment traffic.
+
+=================  ======  ============================  ====================================
+path               method  enabled when                  auth
+=================  ======  ============================  ====================================
+``/feedback``      POST    ``secret``                    the signed decision token
+``/stats``         GET     ``admin_token``               bearer (or dashboard cookie)
+``/config``        GET     ``admin_token``               bearer (or dashboard cookie)
+``/config``        POST    ``admin_token``               bearer only (no cookie: no CSRF)
+``/looks``         POST    ``admin_token``               bearer only
+``/dashboard``     GET     ``admin_token``               bearer or cookie; else login form
+``/dashboard``     POST    ``admin_token``               the login form (sets the cookie)
+``/metrics``       GET     ``admin_token`` or public     bearer/cookie unless metrics_public
+=================  ======  ============================  ====================================
+
+Disabled endpoints answer 404. Bad input always gets a 4xx with a JSON ``{"error": ...}``
+naming the field, never a 500: forged or tampered token 403, expired token 410, bad body 422,
+missing admin credentials 401, wrong ones 403; a store that cannot be read (Redis down) 503.
+Admin secrets are compared in constant time (:func:`hmac.compare_digest` of SHA-256 digests,
+so not even the length leaks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from modelrouter.exceptions import (
+    AnalysisError,
+    ConfigError,
+    ExpiredTokenError,
+    FeedbackError,
+    StoreError,
+    TokenError,
+    UnknownDecisionError,
+    UnknownUnitError,
+)
+from modelrouter.web.admin import COOKIE_NAME, AdminAuth, apply_change, config_change
+from modelrouter.web.feedback import CheckedFeedback, TokenFeedback
+from modelrouter.web.prometheus import CONTENT_TYPE, render
+
+__all__ = ["COOKIE_NAME", "MAX_BODY", "HTTPSurface", "jsonable"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY = 64 * 1024
+_SECURITY_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
+                     (b"referrer-policy", b"no-referrer")]
+_DASHBOARD_CSP = (b"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+class HTTPError(Exception):
+    """An answer other than 200, with a message for the client."""
+
+    def __init__(self, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+                 ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = list(headers)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data: NaN/inf become null (strict JSON has neither), numpy and tuples become
+    lists and numbers, objects with ``to_dict()`` their dict, anything else its string."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return jsonable(value.tolist())
+    if hasattr(value, "to_dict"):
+        return jsonable(value.to_dict())
+    return str(value)
+
+
+def _json_body(status: int, data: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps(jsonable(data), allow_nan=False, separators=(",", ":")).encode()
+    return status, [(b"content-type", b"application/json")], body
+
+
+async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, *_SECURITY_HEADERS,
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise HTTPError(400, "content-length header is not an integer") from None
+        if declared > MAX_BODY:
+            raise HTTPError(422, f"body: {declared} bytes is larger than the limit of "
+                                 f"{MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPError(400, "client disconnected before the body was complete")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HTTPError(422, f"body: larger than the limit of {MAX_BODY} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        raise HTTPError(422, "body: empty; expected JSON")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise HTTPError(422, f"body: not valid JSON ({str(exc)[:120]})") from None
+
+
+def _feedback_status(exc: Exception) -> int:
+    if isinstance(exc, ExpiredTokenError):
+        return 410
+    if isinstance(exc, TokenError):
+        return 403
+    if isinstance(exc, (UnknownDecisionError, UnknownUnitError)):
+        return 404
+    return 422
+
+
+class HTTPSurface:
+    """The ASGI app mounted under the prefix by the router (see the module docstring)."""
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+        self.experiment = router.experiment
+        config = router.config
+        self.prefix = config.http_prefix
+        self.feedback = TokenFeedback(self.experiment, config.secret) if config.secret else None
+        self._admin = AdminAuth(config.admin_token) if config.admin_token else None
+        self.metrics_enabled = self._admin is not None or config.metrics_public
+        self.refresh_seconds = 10
+        self._routes: dict[str, dict[str, Callable[[Scope, Receive], Awaitable[Any]]]] = {
+            "/feedback": {"POST": self._post_feedback},
+            "/stats": {"GET": self._get_stats},
+            "/config": {"GET": self._get_config, "POST": self._post_config},
+            "/looks": {"POST": self._post_looks},
+            "/dashboard": {"GET": self._get_dashboard, "POST": self._post_login},
+            "/metrics": {"GET": self._get_metrics},
+        }
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any endpoint is on (otherwise the router does not mount the surface)."""
+        return self.feedback is not None or self.metrics_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"][len(self.prefix):]
+        methods = self._routes.get(path)
+        try:
+            if methods is None or not self._on(path):
+                raise HTTPError(404, f"no endpoint {scope['path'][:200]!r}")
+            handler = methods.get(scope["method"])
+            if handler is None:
+                raise HTTPError(405, f"method {scope['method']!r} is not allowed here; use "
+                                     f"{', '.join(methods)}",
+                                [(b"allow", ", ".join(methods).encode())])
+            status, headers, body = await handler(scope, receive)
+        except HTTPError as exc:
+            status, headers, body = _json_body(exc.status, {"error": exc.message})
+            headers += exc.headers
+        except StoreError:  # e.g. Redis down: the store's message may name its URL, so not here
+            status, headers, body = _json_body(503, {"error": "store: the experiment's store "
+                                                              "cannot be read right now"})
+            headers.append((b"retry-after", b"5"))
+        await _respond(send, status, headers, body)
+
+    def _on(self, path: str) -> bool:
+        if path == "/feedback":
+            return self.feedback is not None
+        if path == "/metrics":
+            return self.metrics_enabled
+        return self._admin is not None
+
+    def _authorize(self, scope: Scope, *, cookie: bool) -> None:
+        """Raise 401 without credentials, 403 with wrong ones (see AdminAuth.check)."""
+        assert self._admin is not None
+        refused = self._admin.check(scope.get("headers", ()), cookie=cookie)
+        if refused is not None:
+            status, message = refused
+            raise HTTPError(status, message, [(b"www-authenticate", b'Bearer realm="modelrouter"')]
+                            if status == 401 else [])
+
+    # -- feedback -------------------------------------------------------------------------
+    async def _post_feedback(self, scope: Scope, receive: Receive) -> Any:
+        assert self.feedback is not None
+        data = _parse_json(await _read_body(scope, receive))
+        batch = isinstance(data, list) or (isinstance(data, dict) and "items" in data)
+        if isinstance(data, dict) and "items" in data:
+            if set(data) != {"items"}:
+                raise HTTPError(422, f"body: a batch has only 'items', got "
+                                     f"{sorted(map(str, data))[:10]}")
+            data = data["items"]
+            if not isinstance(data, list):
+                raise HTTPError(422, f"items: must be a list, got {type(data).__name__}")
+        items = data if batch else [data]
+        if batch and not items:
+            raise HTTPError(422, "items: empty batch")
+        checked = [self._check_item(item, f"items[{i}]." if batch else "")
+                   for i, item in enumerate(items)]
+        results = []
+        for i, item in enumerate(checked):
+            try:
+                recorded = self.feedback.commit(item)
+            except FeedbackError as exc:  # attribution failed after validation (race, eviction)
+                if not batch:
+                    raise HTTPError(_feedback_status(exc), str(exc)) from None
+                results.append({"error": f"items[{i}]: {exc}", "status": _feedback_status(exc),
+                                "recorded": False, "duplicate": False})
+                continue
+            results.append({"decision_id": item.payload.decision_id, "metric": item.metric,
+                            "recorded": recorded, "duplicate": not recorded})
+        if not batch:
+            return _json_body(200, results[0])
+        return _json_body(200, {"results": results,
+                                "recorded": sum(r["recorded"] for r in results),
+                                "duplicates": sum(r["duplicate"] for r in results)})
+
+    def _check_item(self, item: object, where: str) -> CheckedFeedback:
+        assert self.feedback is not None
+        if not isinstance(item, dict):
+            raise HTTPError(422, f"{where or 'body: '}must be an object with 'token', 'metric' "
+                                 f"and 'value', got {type(item).__name__}")
+        for field in ("token", "metric", "value"):
+            if field not in item:
+                self.feedback.rejected(item.get("metric"))
+                raise HTTPError(422, f"{where}{field}: missing")
+        unknown = sorted(set(item) - {"token", "metric", "value"})
+        if unknown:
+            self.feedback.rejected(item.get("metric"))
+            raise HTTPError(422, f"{where}{str(unknown[0])[:60]}: unknown field; expected "
+                                 "'token', 'metric' and 'value'")
+        try:
+            return self.feedback.check(item["token"], item["metric"], item["value"])
+        except (TokenError, FeedbackError) as exc:
+            self.feedback.rejected(item["metric"])
+            msg = str(exc) if not isinstance(exc, TokenError) else f"token: {exc}"
+            raise HTTPError(_feedback_status(exc), f"{where}{msg}") from None
+
+    # -- admin API ------------------------------------------------------------------------
+    async def _get_stats(self, scope: Scope, receive: Receive) -> Any:
+        self._authorize(scope, cookie=True)
+        try:
+            analysis = self.router.analysis()
+            return _json_body(200, analysis.to_dict())
+        except AnalysisError as exc:
+            raise HTTPError(409, f"analysis: {exc}") from None
+
+    def _config_state(self) -> dict[str, Any]:
+        alloc = self.experiment.allocation
+        return {"config": self.router.config.as_dict(), "mode": self.experiment.mode,
+                "epoch": alloc.epoch, "weights": alloc.weights, "control": alloc.control,
+                "paused": [v for v, w in alloc.weights.items() if w == 0.0]}
+
+    async def _get_config(self, scope: Scope, receive: Receive) -> Any:
+        self._authorize(scope, cookie=True)
+        return _json_body(200, self._config_state())
+
+    async def _post_config(self, scope: Scope, receive: Receive) -> Any:
+        self._authorize(scope, cookie=False)
+        data = _parse_json(await _read_body(scope, receive))
+        # No await from validating to applying: atomic on the event loop, and configure()
+        # swaps the allocation as one object for other threads.
+        try:
+            apply_change(self.experiment, config_change(self.experiment, data))
+        except ConfigError as exc:
+            raise HTTPError(422, str(exc)) from None
+        return _json_body(200, self._config_state())
+
+    async def _post_looks(self, scope: Scope, receive: Receive) -> Any:
+        self._authorize(scope, cookie=False)
+        data = _parse_json(await _read_body(scope, receive))
+        if not isinstance(data, dict):
+            raise HTTPError(422, "body: expected an object with optional 'metric' and 'variant'")
+        unknown = sorted(str(k) for k in data if k not in ("metric", "variant"))
+        if unknown:
+            raise HTTPError(422, f"{unknown[0][:60]}: unknown field; expected 'metric' or "
+                                 "'variant'")
+        metric, variant = data.get("metric"), data.get("variant")
+        if metric is not None and (not isinstance(metric, str)
+                                   or metric not in self.router.config.metrics):
+            raise HTTPError(422, f"metric: {str(metric)[:100]!r} is not declared; declared "
+                                 f"metrics are {sorted(self.router.config.metrics)}")
+        if variant is not None and (not isinstance(variant, str)
+                                    or variant not in self.experiment.names):
+            raise HTTPError(422, f"variant: {str(variant)[:100]!r} is not one of "
+                                 f"{list(self.experiment.names)}")
+        try:
+            result = self.router.record_look(metric, variant=variant)
+        except (AnalysisError, ConfigError, ValueError) as exc:
+            raise HTTPError(409, f"looks: {exc}") from None
+        return _json_body(200, {"metric": metric, "variant": variant, "look": result})
+
+    # -- dashboard ------------------------------------------------------------------------
+    async def _get_dashboard(self, scope: Scope, receive: Receive) -> Any:
+        from modelrouter.web.dashboard import render_dashboard, render_login
+
+        try:
+            self._authorize(scope, cookie=True)
+        except HTTPError as exc:
+            return exc.status, _html_headers(), render_login(
+                self.prefix, "Your session is not valid; log in again." if exc.status == 403
+                else "").encode()
+        page = render_dashboard(self.router, self.router.analysis(), self.prefix,
+                                refresh=self.refresh_seconds)
+        return 200, _html_headers(), page.encode()
+
+    async def _post_login(self, scope: Scope, receive: Receive) -> Any:
+        from modelrouter.web.dashboard import render_login
+
+        assert self._admin is not None
+        body = await _read_body(scope, receive)
+        try:
+            form = parse_qs(body.decode("utf-8"), max_num_fields=10)
+        except (UnicodeDecodeError, ValueError):
+            form = {}
+        token = (form.get("token") or [""])[0].strip().encode("utf-8")
+        if not self._admin.token_ok(token):
+            return 403, _html_headers(), render_login(self.prefix, "Wrong admin token.").encode()
+        secure = "; Secure" if scope.get("scheme") == "https" else ""
+        cookie = (f"{COOKIE_NAME}={self._admin.session_value}; Path={self.prefix}; HttpOnly; "
+                  f"SameSite=Strict{secure}")
+        return 303, [(b"location", f"{self.prefix}/dashboard".encode()),
+                     (b"set-cookie", cookie.encode()),
+                     (b"content-type", b"text/plain; charset=utf-8")], b"logged in"
+
+    # -- Prometheus -----------------------------------------------------------------------
+    async def _get_metrics(self, scope: Scope, receive: Receive) -> Any:
+        if not self.router.config.metrics_public:
+            self._authorize(scope, cookie=True)
+        counts = dict(self.feedback.counts) if self.feedback is not None else None
+        text = render(self.experiment, counts)
+        return 200, [(b"content-type", CONTENT_TYPE.encode())], text.encode()
+
+
+def _html_headers() -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"text/html; charset=utf-8"),
+            (b"content-security-policy", _DASHBOARD_CSP), (b"x-frame-options", b"DENY")]

@@ -1,0 +1,191 @@
+"""Feedback: validation that changes nothing, late attribution, and exact concurrent counts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelrouter import (
+    Experiment,
+    FeedbackError,
+    InvalidValueError,
+    RouterConfig,
+    UnknownDecisionError,
+    UnknownMetricError,
+    UnknownUnitError,
+)
+from modelrouter.routing.experiment import check_value
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def experiment(**kw: Any) -> Experiment:
+    kw.setdefault("metrics", {"click": "binary", "revenue": "continuous"})
+    clock = kw.pop("clock", None)
+    extra = {"clock": clock} if clock else {}
+    return Experiment({"control": "A", "treatment": "B"}, RouterConfig(**kw), **extra)
+
+
+def state(exp: Experiment) -> dict[str, list[float]]:
+    units = exp.store.snapshot().units
+    assert units is not None
+    return {m: [*units.x[m].tolist(), *units.y[m].tolist()] for m in units.x}
+
+
+@pytest.mark.parametrize(("metric", "value", "error", "match"), [
+    ("click", float("nan"), InvalidValueError, "finite"),
+    ("revenue", float("inf"), InvalidValueError, "finite"),
+    ("revenue", -float("inf"), InvalidValueError, "finite"),
+    ("click", 2, InvalidValueError, "0 or 1"),
+    ("click", 0.5, InvalidValueError, "0 or 1"),
+    ("revenue", "12.5", InvalidValueError, "must be a number"),
+    ("revenue", None, InvalidValueError, "must be a number"),
+    ("clicks", 1, UnknownMetricError, "'clicks' is not declared"),
+])
+def test_bad_feedback_raises_and_changes_nothing(metric: str, value: Any, error: type,
+                                                 match: str) -> None:
+    exp = experiment()
+    d = exp.assign("u1")
+    exp.record(d.decision_id, "revenue", 3.0)
+    before = state(exp)
+    with pytest.raises(error, match=match):
+        exp.record(d.decision_id, metric, value)
+    with pytest.raises(error, match=match):
+        exp.record_unit("u1", metric, value)
+    assert state(exp) == before
+
+
+@pytest.mark.parametrize("decision_id", ["", "nope", "deadbeef-1", None, 42])
+def test_unknown_or_forged_decisions(decision_id: Any) -> None:
+    exp = experiment()
+    exp.assign("u1")
+    before = state(exp)
+    with pytest.raises(UnknownDecisionError):
+        exp.record(decision_id, "click", 1)
+    assert state(exp) == before
+    with pytest.raises(UnknownDecisionError):  # right prefix, never issued
+        exp.record(exp._prefix + "ff", "click", 1)
+    with pytest.raises(UnknownUnitError, match="'ghost'"):
+        exp.record_unit("ghost", "click", 1)
+
+
+def test_errors_derive_from_base_and_value_error() -> None:
+    from modelrouter import ModelRouterError
+    for cls in (InvalidValueError, UnknownMetricError, UnknownDecisionError, UnknownUnitError):
+        assert issubclass(cls, FeedbackError) and issubclass(cls, ModelRouterError)
+        assert issubclass(cls, ValueError)
+
+
+def test_late_feedback_within_window_and_refused_after() -> None:
+    clock = Clock()
+    exp = experiment(clock=clock, attribution_window=3600)
+    d = exp.assign("u1")
+    clock.now += 3000  # 50 minutes later
+    exp.record(d.decision_id, "click", 1)
+    clock.now += 700
+    with pytest.raises(UnknownDecisionError, match="attribution window"):
+        exp.record(d.decision_id, "revenue", 5.0)
+    units = exp.store.snapshot().units
+    assert units is not None and units.x["click"][0] == 1 and units.y["revenue"][0] == 0
+    exp.record_unit("u1", "revenue", 5.0)  # by unit id, the unit keeps its data
+    assert exp.store.snapshot().units.x["revenue"][0] == 5.0  # type: ignore[union-attr]
+
+
+def test_binary_any_and_continuous_sum_per_unit() -> None:
+    exp = experiment()
+    d1, d2 = exp.assign("u1"), exp.assign("u1")
+    exp.record(d1, "click", 0)
+    exp.record(d2, "click", 1)
+    exp.record(d2, "click", 1)
+    exp.record(d1, "revenue", 2.5)
+    exp.record_unit("u1", "revenue", 4.0)
+    units = exp.store.snapshot().units
+    assert units is not None
+    assert units.x["click"][0] == 1 and units.y["click"][0] == 3  # converted once
+    assert units.x["revenue"][0] == 6.5 and units.y["revenue"][0] == 2
+
+
+def test_concurrent_threads_and_async_tasks_lose_nothing() -> None:
+    """8 threads + an event loop, >= 200k events: totals are exact."""
+    exp = experiment(metrics={"click": "binary", "revenue": "continuous"})
+    units = [f"u{i}" for i in range(2000)]
+    decisions = [exp.assign(u) for u in units]
+    per_thread = 25_000
+    barrier = threading.Barrier(9)
+
+    def worker(k: int) -> None:
+        rng = np.random.default_rng(k)
+        picks = rng.integers(0, len(units), per_thread)
+        barrier.wait()
+        for j, i in enumerate(picks):
+            if j % 2:
+                exp.record(decisions[i].decision_id, "revenue", 1.0)
+            else:
+                exp.record_unit(units[i], "revenue", 1.0)
+            exp.assign(units[i])
+
+    async def async_side() -> None:
+        barrier.wait()
+        for j in range(per_thread):
+            exp.record(decisions[j % len(units)].decision_id, "revenue", 1.0)
+            if j % 100 == 0:
+                await asyncio.sleep(0)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    asyncio.run(async_side())
+    for t in threads:
+        t.join()
+    snap = exp.store.snapshot()
+    assert snap.units is not None
+    total = 9 * per_thread
+    assert snap.units.x["revenue"].sum() == total
+    assert snap.units.y["revenue"].sum() == total
+    assert snap.units.exposures.sum() == len(units) + 8 * per_thread
+    assert snap.requests.sum() == len(units) + 8 * per_thread
+
+
+@pytest.mark.parametrize("value", [1e308 * 10, -1e308 * 10, float("nan"), 2**1100, True, 3])
+def test_fast_paths_refuse_what_check_value_refuses(value: Any) -> None:
+    exp = experiment()
+    d = exp.assign("u1")
+    before = state(exp)
+    for metric in ("click", "revenue"):
+        try:
+            ref = check_value(exp.config.metrics[metric], value)
+        except InvalidValueError:
+            with pytest.raises(InvalidValueError):
+                exp.record(d, metric, value)
+            assert state(exp) == before
+        else:
+            exp.record(d, metric, value)
+            units = exp.store.snapshot().units
+            assert units is not None and units.x[metric][0] >= min(ref, 0.0)
+
+
+@pytest.mark.parametrize("suffix", ["0x0", "+0", " 0", "", "00", "\u0661", "0_0", "-0"])
+def test_only_the_canonical_decision_id_is_accepted(suffix: str) -> None:
+    exp = experiment()
+    exp.assign("u1")  # decision 0 exists: other spellings of it must not reach it
+    with pytest.raises(UnknownDecisionError, match="malformed"):
+        exp.record(exp._prefix + suffix, "click", 1)
+    assert state(exp)["click"] == [0.0, 0.0]
+
+
+def test_segment_values_must_match_the_declared_dimensions() -> None:
+    exp = Experiment({"control": "A", "treatment": "B"},
+                     RouterConfig(segments={"platform": "x-platform"}))
+    exp.assign("u1", ("mobile",))
+    with pytest.raises(ValueError, match=r"one value per declared dimension \('platform',\)"):
+        exp.assign("u2", ("mobile", "extra"))

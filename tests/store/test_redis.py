@@ -1,0 +1,199 @@
+"""RedisStore against a real redis-server: merged totals, agreement with the memory store,
+idempotent batches, outages with a bounded buffer, foreign configurations."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from modelrouter import Experiment, RouterConfig, StoreError
+from modelrouter.analysis import Analysis
+from modelrouter.store.memory import MemoryStore
+from modelrouter.store.protocol import RemoteStore, Store, reward_counters
+from tests.store.conftest import RedisServer
+
+pytest.importorskip("redis")
+
+VARIANTS = {"a": 1, "b": 2}
+
+
+def config(url: str = "memory", **kw: Any) -> RouterConfig:
+    return RouterConfig(experiment="exp7", metrics={"click": "binary", "revenue": "continuous"},
+                        store=url, **kw)
+
+
+def drive(experiments: list[Experiment], n_units: int = 400, seed: int = 7) -> dict[str, float]:
+    """Route units through the experiments in turn and record integer feedback; return totals."""
+    sent = {"requests": 0, "click": 0.0, "revenue": 0.0, "revenue_values": 0}
+    for i in range(n_units * 3):
+        unit = f"u{(i * 7919 + seed) % n_units}"
+        exp = experiments[i % len(experiments)]
+        d = exp.assign(unit)
+        sent["requests"] += 1
+        exp.store.record_auto(int(d.decision_id.split("-")[1], 16), 5.0, 0.0)
+        if i % 3 == 0:
+            exp.record(d, "click", 1 if (i // 3) % 4 == 0 else 0)
+            sent["click"] += 1 if (i // 3) % 4 == 0 else 0
+        if i % 5 == 0:  # feedback by unit id, possibly to the other worker
+            other = experiments[(i + 1) % len(experiments)]
+            other.record_unit(unit, "revenue", i % 11)
+            sent["revenue"] += i % 11
+            sent["revenue_values"] += 1
+    return sent
+
+
+def canonical(analysis: Analysis) -> str:
+    return json.dumps(analysis.to_dict(), sort_keys=True, default=str)
+
+
+def test_protocol_is_implemented_by_both_stores(redis_server: RedisServer) -> None:
+    memory = Experiment(VARIANTS, config())
+    remote = Experiment(VARIANTS, config(redis_server.url))
+    assert isinstance(memory.store, MemoryStore) and isinstance(memory.store, Store)
+    assert isinstance(remote.store, RemoteStore) and not isinstance(memory.store, RemoteStore)
+    remote.close()
+
+
+def test_two_routers_same_redis_see_same_statistics(redis_server: RedisServer) -> None:
+    import redis
+
+    one = Experiment(VARIANTS, config(redis_server.url))
+    two = Experiment(VARIANTS, config(redis_server.url))
+    reference = Experiment(VARIANTS, config())  # in-memory reference fed the same events
+    sent = drive([one, two])
+    drive([reference])
+    one.flush()
+    two.flush()
+    # the raw totals in Redis are exactly what was sent
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    p = "mr:{exp7}:"
+    assert sum(int(v) for v in r.hgetall(p + "requests").values()) == sent["requests"]
+    assert sum(int(v) for v in r.hgetall(p + "exposures").values()) == sent["requests"]
+    assert sum(float(v) for v in r.hgetall(p + "x:revenue").values()) == sent["revenue"]
+    assert sum(float(v) for v in r.hgetall(p + "y:revenue").values()) == sent["revenue_values"]
+    assert sum(float(v) for v in r.hgetall(p + "x:click").values()) == sent["click"]
+    # both workers read the same merged state, and it matches the in-memory reference
+    a1, a2 = Analysis.from_experiment(one), Analysis.from_experiment(two)
+    assert canonical(a1) == canonical(a2)
+    ref = Analysis.from_experiment(reference)
+    assert a1.snapshot.n_units == ref.snapshot.n_units == 400
+    assert a1.snapshot.requests.tolist() == ref.snapshot.requests.tolist()
+    for metric in ("click", "revenue", "latency_ms", "error"):
+        for s, t in zip(a1.summary(metric), ref.summary(metric)):
+            assert (s.units, s.events) == (t.units, t.events)
+            assert s.mean == pytest.approx(t.mean, rel=1e-12, nan_ok=True)
+            assert s.std_err == pytest.approx(t.std_err, rel=1e-9, nan_ok=True)
+        c1, cr = a1.compare(metric), ref.compare(metric)
+        assert c1.pvalue == pytest.approx(cr.pvalue, rel=1e-9, nan_ok=True)
+    assert a1.snapshot.losses == {"dropped_exposures": 0, "dropped_values": 0,
+                                  "orphan_values": 0}
+    # bandit counters are additive and global
+    rc = reward_counters(a1.snapshot, "click")
+    rr = reward_counters(ref.snapshot, "click")
+    assert rc["n"].tolist() == rr["n"].tolist() and rc["sum"].tolist() == rr["sum"].tolist()
+    ev = one.store.event_counters("click")
+    assert ev["n"].sum() == sent["requests"] // 3 and ev["sum"].sum() == sent["click"]
+    one.close()
+    two.close()
+
+
+def test_request_level_groups_merge(redis_server: RedisServer) -> None:
+    cfg = dict(level="request")
+    one = Experiment(VARIANTS, config(redis_server.url, **cfg))
+    two = Experiment(VARIANTS, config(redis_server.url, **cfg))
+    reference = Experiment(VARIANTS, config(**cfg))
+    decisions: list[tuple[Experiment, Any]] = []
+    for i in range(600):
+        for exp in (one if i % 2 else two, reference):
+            d = exp.assign(None)
+            decisions.append((exp, d))
+    # feedback keyed by arrival order; the variant mix differs between stores, so compare totals
+    for i, (exp, d) in enumerate(decisions):
+        exp.record(d, "revenue", i % 7)
+        exp.record(d, "revenue", 1)
+    one.flush()
+    two.flush()
+    snap = one.store.snapshot()
+    ref = reference.store.snapshot()
+    assert snap.n_units == ref.n_units == 600
+    total = sum(m["revenue"].mean_x * m["revenue"].n for _n, m in snap.groups.values())
+    expected = sum(i % 7 + 1 for i, (exp, _d) in enumerate(decisions) if exp is not reference)
+    assert total == expected
+    assert canonical(Analysis.from_experiment(one)) == canonical(Analysis.from_experiment(two))
+    one.close()
+    two.close()
+
+
+def test_lost_reply_is_not_applied_twice(redis_server: RedisServer) -> None:
+    exp = Experiment(VARIANTS, config(redis_server.url))
+    for i in range(50):
+        exp.record_unit(exp.assign(f"u{i}").unit_id or "", "revenue", 2)
+    store: Any = exp.store
+    store._check_meta()
+    store._queue = store._drain()
+    batch_id, keys, argv = store._queue[0]
+    # the batch reaches Redis but the reply is "lost": the worker still holds it and retries
+    store._script(keys=[store.prefix + "batch:" + batch_id, *keys], args=argv)
+    exp.flush()
+    snap = exp.store.snapshot()
+    assert snap.n_units == 50 and snap.units is not None
+    assert snap.units.x["revenue"].sum() == 100.0
+    assert snap.requests.sum() == 50
+    exp.close()
+
+
+def test_outage_keeps_serving_and_bounded_buffer_counts_drops(redis_server: RedisServer
+                                                              ) -> None:
+    exp = Experiment(VARIANTS, config(redis_server.url, max_buffer=100))
+    for i in range(30):
+        exp.record_unit(exp.assign(f"early{i}").unit_id or "", "revenue", 1)
+    exp.flush()
+    redis_server.kill()
+    sent_units, sent_values = 30, 30
+    for i in range(200):  # routing keeps answering while Redis is down
+        d = exp.assign(f"late{i}")
+        assert d.variant in VARIANTS
+        exp.record(d, "revenue", 1)
+        sent_units += 1
+        sent_values += 1
+    with pytest.raises(StoreError, match="unavailable"):
+        exp.flush()
+    assert exp.store.stats()["dropped_exposures"] > 0  # type: ignore[attr-defined]
+    redis_server.start()  # a fresh, empty server: the early data is gone with the old one
+    exp.flush()
+    snap = exp.store.snapshot()
+    assert snap.units is not None
+    lost = snap.losses
+    # every request is counted; every exposure and value is either in Redis or counted dropped
+    assert int(snap.requests.sum()) == 200
+    exposures = int(snap.units.exposures.sum())
+    assert exposures + lost["dropped_exposures"] == 200
+    values = int(snap.units.y["revenue"].sum()) + lost["orphan_values"]
+    assert values + lost["dropped_values"] == 200
+    assert any("dropped" in note for note in Analysis.from_experiment(exp)._notes())
+    exp.close()
+
+
+def test_foreign_configuration_is_refused(redis_server: RedisServer) -> None:
+    exp = Experiment(VARIANTS, config(redis_server.url))
+    exp.assign("u1")
+    exp.flush()
+    other = Experiment({"a": 1, "c": 2}, config(redis_server.url))
+    other.assign("u1")
+    with pytest.raises(StoreError, match="another configuration"):
+        other.flush()
+    exp.close()
+    other.close()  # logs the refused final flush; nothing reaches the other experiment's keys
+
+
+def test_config_validation() -> None:
+    from modelrouter import ConfigError
+
+    with pytest.raises(ConfigError, match="store"):
+        config("redis:/nowhere")
+    assert config("redis://:s3cret@127.0.0.1:1/0").as_dict()["store"] == (
+        "redis://:***@127.0.0.1:1/0")
+    assert not math.isnan(config().flush_seconds)

@@ -1,0 +1,156 @@
+"""The dashboard page: login and cookie, self-containment, escaping, sections, SVG numbers."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+from modelrouter import ModelRouter
+from modelrouter.stats import sequential_test
+from modelrouter.web.admin import COOKIE_NAME
+from modelrouter.web.dashboard import render_dashboard
+from modelrouter.web.svg import ForestRow, forest_plot, line_chart
+from tests.web.conftest import ADMIN, BEARER, PREFIX, Client
+
+URL = f"{PREFIX}/dashboard"
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    p = _Tags()
+    p.feed(html)
+    return p.tags
+
+
+def login(client: Client) -> str:
+    r = client.post(URL, body=f"token={ADMIN}".encode(),
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status == 303 and r.header("location") == URL
+    cookie = r.header("set-cookie")
+    assert cookie is not None
+    return cookie
+
+
+def test_login_flow(client: Client) -> None:
+    r = client.get(URL)
+    assert r.status == 401 and '<form method="post"' in r.text and 'name="token"' in r.text
+    r = client.post(URL, body=b"token=wrong", headers={"content-type":
+                                                       "application/x-www-form-urlencoded"})
+    assert r.status == 403 and "Wrong admin token" in r.text and r.header("set-cookie") is None
+    cookie = login(client)
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and f"Path={PREFIX}" in cookie
+    assert ADMIN not in cookie
+    value = cookie.split(";")[0]
+    page = client.get(URL, headers={"cookie": value})
+    assert page.status == 200 and "Metric: click" in page.text
+    # the cookie also opens the read-only JSON, never the state-changing endpoints
+    assert client.get(f"{PREFIX}/stats", headers={"cookie": value}).status == 200
+    assert client.post(f"{PREFIX}/config", headers={"cookie": value},
+                       json={"mode": "ab"}).status == 401
+    r = client.get(URL, headers={"cookie": f"{COOKIE_NAME}=x{value[-10:]}"})
+    assert r.status == 403 and "log in again" in r.text
+    assert client.get(URL, headers=BEARER).status == 200
+
+
+def test_page_is_self_contained_and_locked_down(client: Client) -> None:
+    client.tokens(5)
+    r = client.get(URL, headers=BEARER)
+    html = r.text
+    assert r.header("content-type") == "text/html; charset=utf-8"
+    csp = r.header("content-security-policy") or ""
+    assert "default-src 'none'" in csp and "script-src" not in csp
+    assert r.header("x-frame-options") == "DENY" and r.header("cache-control") == "no-store"
+    for tag, attrs in tags(html):
+        assert tag not in ("script", "link", "iframe", "img"), tag
+        assert not any(k in ("src", "href") for k in attrs), (tag, attrs)
+    urls = set(re.findall(r"https?://[^\"' )]+", html))
+    assert urls <= {"http://www.w3.org/2000/svg"}  # the SVG namespace, not a fetch
+    assert '<meta http-equiv="refresh" content="10">' in html
+
+
+def test_forest_plot_numbers_are_the_analysis(router: ModelRouter, client: Client) -> None:
+    for i, t in enumerate(client.tokens(40)):
+        router.record_token(t, "click", int(i % 3 == 0))
+    html = client.get(URL, headers=BEARER).text
+    section = html[html.index('id="metric-click"'):]
+    section = section[:section.index("</section>")]
+    rows = [a for t, a in tags(section) if t == "g" and a.get("class") == "row"]
+    summaries = router.analysis().summary("click")
+    assert [r["data-label"] for r in rows] == [s.variant for s in summaries]
+    for r, s in zip(rows, summaries):
+        ci = s.confidence_interval()
+        assert float(r["data-estimate"] or "nan") == s.mean
+        assert (float(r["data-low"] or "nan"), float(r["data-high"] or "nan")) == (ci.low,
+                                                                                   ci.high)
+        assert f"{s.mean:.4g} [{ci.low:.4g}, {ci.high:.4g}]" in section
+
+
+def test_everything_user_supplied_is_escaped(router: ModelRouter) -> None:
+    evil = '<script>alert("x")</script>'
+
+    class Evil:
+        def explain(self) -> str:
+            return f"segment {evil} looks odd"
+
+    analysis: Any = router.analysis()
+    analysis.verdict = lambda: Evil()
+    analysis.guardrails = lambda: [{"metric": evil, "status": "fail", "reason": evil}]
+    analysis.bandit = lambda: (_ for _ in ()).throw(RuntimeError(evil))
+    html = render_dashboard(router, analysis, PREFIX)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert 'id="bandit"' in html and "unavailable" in html  # a failing section says so
+    svg = forest_plot([ForestRow(evil, 1.0, 0.5, 1.5)], title=evil)
+    # title (aria-label, <title>, caption), row label and data-label: all escaped
+    assert "<script>" not in svg and svg.count("&lt;script&gt;") == 5
+
+
+def test_sections_follow_the_analysis(router: ModelRouter, client: Client) -> None:
+    client.tokens(10)
+    analysis: Any = router.analysis()
+    for name in ("verdict", "srm", "guardrails", "sequential", "bandit"):
+        setattr(analysis, name, None)  # an analysis without them
+    html = render_dashboard(router, analysis, PREFIX)
+    for name in ("verdict", "srm", "guardrails", "sequential", "bandit", "weights"):
+        assert f'id="{name}"' not in html, name
+    router.configure(weights={"control": 0.7, "treatment": 0.3})
+    analysis = router.analysis()
+    analysis.sequential = lambda: sequential_test([1.1, 2.0], [0.4, 0.7])
+    html = render_dashboard(router, analysis, PREFIX)
+    assert 'id="sequential"' in html and 'data-name="boundary"' in html
+    # weights history: one point per epoch plus now, as a step line
+    assert 'id="weights"' in html and 'data-name="treatment"' in html
+
+
+def test_svg_charts_handle_missing_numbers() -> None:
+    nan = float("nan")
+    svg = forest_plot([ForestRow("a", nan, nan, nan), ForestRow("b", 2.0, 1.0, 3.0)],
+                      title="t", reference=0.0)
+    assert "no data" in svg and svg.count("<circle") == 1
+    xs = [float(m) for m in re.findall(r'<circle class="estimate" cx="([0-9.]+)"', svg)]
+    assert len(xs) == 1
+    empty = line_chart({"z": [(nan, 1.0)]}, title="t")
+    assert empty.startswith("<svg") and "<polyline" not in empty
+    steps = line_chart({"w": [(0.0, 0.5), (1.0, 0.2), (2.0, 0.2)]}, title="t", step=True)
+    pts = re.search(r'<polyline points="([^"]+)"', steps)
+    assert pts is not None and len(pts.group(1).split()) == 5  # a step adds a corner per jump
+
+
+def test_features_not_configured_are_a_note_not_an_alarm(router: ModelRouter,
+                                                         client: Client) -> None:
+    # no plan and no bandit: sequential() and bandit() raise AnalysisError, which is expected
+    client.tokens(10)
+    html = client.get(URL, headers=BEARER).text
+    for key in ("sequential", "bandit"):
+        section = html[html.index(f'id="{key}"'):]
+        section = section[:section.index("</section>")]
+        assert "not available" in section and 'class="alarm"' not in section, section
