@@ -1,6 +1,6 @@
 """Automatic rollback: move all traffic to the control when a guardrail fails.
 
-:class:`GuardrailMonitor` belongs to one :class:`~modelrouter.routing.experiment.Experiment`. The hot
+:class:`GuardrailMonitor` belongs to one :class:`Experiment`. The hot
 path only calls :meth:`GuardrailMonitor.tick` (an integer increment and a comparison); every
 ``guardrail_check_every`` feedback events it wakes one background worker thread, which takes a
 store snapshot, runs :meth:`~modelrouter.analysis.Analysis.guardrails` and, when a guardrail

@@ -1,6 +1,6 @@
 """The routing core: assign units to variants, record feedback. Knows nothing of ASGI.
 
-:class:`Experiment` is what :class:`~modelrouter.asgi.middleware.ModelRouter` calls on every request;
+:class:`Experiment` is what :class:`~modelrouter.ModelRouter` calls on every request;
 it can be used on its own (a gRPC server, a batch job, a test) the same way.
 
 Thread safety: :meth:`Experiment.assign`, :meth:`Experiment.record` and

@@ -1,7 +1,7 @@
 """The store protocol: what the routing core and the analysis need from a store.
 
 :class:`~modelrouter.store.memory.MemoryStore` is the reference implementation;
-:class:`~modelrouter.store.redis.store.RedisStore` implements the same protocol with a local buffer on
+:class:`~modelrouter.store.redis.RedisStore` implements the same protocol with a local buffer on
 the request path and Redis as the shared, merged state. Hot-path methods (``segment_codes``,
 ``expose``, ``uncounted``, ``record_seq``, ``record_auto``, ``record_unit``) must be O(1), do no
 I/O and never block on the network; ``snapshot`` may be slow (it is called off the request path).
