@@ -19,10 +19,10 @@ from modelrouter.exceptions import (
     UnknownMetricError,
     UnknownUnitError,
 )
-from modelrouter.monitor import RollbackEvent
 from modelrouter.routing.assignment import Allocation, bucket
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.experiment import Experiment
+from modelrouter.routing.state import RollbackEvent
 from modelrouter.routing.tokens import TOKEN_HEADER, Signer, TokenPayload
 
 __all__ = [

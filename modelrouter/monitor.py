@@ -21,43 +21,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
+
+from modelrouter.routing.state import RollbackEvent
 
 __all__ = ["GuardrailMonitor", "RollbackEvent"]
 
 _log = logging.getLogger("modelrouter")
-
-
-@dataclass(frozen=True)
-class RollbackEvent:
-    """A weight change made by the guardrail monitor (``rollback``) or undone by a user
-    (``resume``), with when and why."""
-
-    kind: Literal["rollback", "resume"]
-    at: float
-    reasons: tuple[str, ...]
-    weights_before: Mapping[str, float] = field(default_factory=dict)
-    weights_after: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def when(self) -> str:
-        """``at`` as an ISO 8601 UTC time."""
-        try:
-            return datetime.fromtimestamp(self.at, tz=timezone.utc).isoformat(timespec="seconds")
-        except (OverflowError, OSError, ValueError):  # an injected clock far from the epoch
-            return f"{self.at:g}"
-
-    def __repr__(self) -> str:
-        return f"RollbackEvent({self.kind} at {self.when}: {'; '.join(self.reasons)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return {"kind": self.kind, "at": self.at, "when": self.when, "reasons": list(self.reasons),
-                "weights_before": dict(self.weights_before),
-                "weights_after": dict(self.weights_after)}
 
 
 class GuardrailMonitor:

@@ -13,6 +13,7 @@ from modelrouter.analysis.report import render_report
 from modelrouter.analysis.results import ComparisonResult, VariantSummary
 from modelrouter.analysis.segments import SegmentAnalysis, segment_analysis
 from modelrouter.analysis.verdict import Verdict, decide
+from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import MetricSpec, RouterConfig
 from modelrouter.exceptions import AnalysisError, UnknownMetricError
 from modelrouter.stats import twosample
@@ -42,15 +43,14 @@ class Analysis:
         self.control = control
         self.variants = snapshot.variants
         self.rollback_events: tuple[Any, ...] = ()  # RollbackEvent, set by from_experiment
-        self.bandit_status: dict[str, Any] | None = None  # BanditRouter.status(), idem
+        self.bandit_status: BanditStatus | None = None  # Experiment.bandit_status(), idem
 
     @classmethod
     def from_experiment(cls, experiment: Any) -> Analysis:
         """Snapshot an :class:`~modelrouter.routing.experiment.Experiment` and analyse it."""
         analysis = cls(experiment.store.snapshot(), experiment.config, experiment.control)
         analysis.rollback_events = tuple(getattr(experiment, "rollback_events", ()))
-        if getattr(experiment, "bandit", None) is not None:
-            analysis.bandit_status = experiment.bandit.status()
+        analysis.bandit_status = experiment.bandit_status()
         return analysis
 
     # -- helpers --------------------------------------------------------------------------

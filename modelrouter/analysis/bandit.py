@@ -118,15 +118,15 @@ def bandit_result(analysis: Analysis) -> BanditResult:
             held += n
         else:
             routed[variant] += n
-    loss = np.asarray(status["expected_loss"], dtype=np.float64)
+    loss = np.asarray(status.expected_loss, dtype=np.float64)
     history = tuple(WeightsEpoch(e.epoch, e.mode, dict(zip(names, e.weights)), e.started_at)
                     for e in snap.epochs)
     return BanditResult(
-        policy=status["policy"], mode="bandit" if status["active"] else "ab",
-        epoch=int(status["epoch"]), weights=dict(zip(names, status["weights"])),
-        p_best=dict(zip(names, status["p_best"])),
+        policy=status.policy, mode="bandit" if status.active else "ab",
+        epoch=int(status.epoch), weights=dict(zip(names, status.weights)),
+        p_best=dict(zip(names, status.p_best)),
         expected_loss=dict(zip(names, loss.tolist())),
-        posterior_mean=dict(zip(names, status["mean"])),
+        posterior_mean=dict(zip(names, status.mean)),
         decisions={v: int(n) for v, n in zip(names, routed)}, holdout_decisions=int(held),
         regret=float(np.dot(routed, loss)), regret_uniform=float(routed.sum() * loss.mean()),
-        paused=tuple(v for v, p in zip(names, status["paused"]) if p), history=history)
+        paused=tuple(v for v, p in zip(names, status.paused) if p), history=history)

@@ -35,13 +35,14 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from cachetools import TTLCache
 
 from modelrouter.bandit.allocator import ThompsonAllocator, Weights
 from modelrouter.bandit.policies import check_min_share, p_best_quadrature, summarize
+from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import RouterConfig
 from modelrouter.config.bandit import reward_kind
 from modelrouter.exceptions import ConfigError, UnitIdError
@@ -342,7 +343,7 @@ class BanditRouter:
             self._idle.notify_all()
 
     # -- reading --------------------------------------------------------------------------
-    def status(self, draws: int = 20_000) -> dict[str, Any]:
+    def status(self, draws: int = 20_000) -> BanditStatus:
         """Posterior now (means, P(best), expected loss), weights, policy, epoch: plain data."""
         with self._refresh_lock:
             counters = self.experiment.store.peek_training()
@@ -356,13 +357,14 @@ class BanditRouter:
         p_best = p_best_quadrature(posterior)
         current = st.propensities if st is not None else tuple(
             self.experiment.allocation.propensities)
-        return {"policy": self.allocator.policy.name, "active": st is not None,
-                "epoch": self.experiment.allocation.epoch, "weights": list(current),
-                "bandit_weights": list(weights.probabilities), "p_best": p_best.tolist(),
-                "mean": summary.mean.tolist(), "expected_loss": summary.expected_loss.tolist(),
-                "paused": [not a for a in active.tolist()], "counts": posterior.counts().tolist(),
-                "kind": posterior.kind, "holdout": self.experiment.config.holdout,
-                "min_share": self.allocator.min_share}
+        return BanditStatus(
+            policy=self.allocator.policy.name, active=st is not None,
+            epoch=self.experiment.allocation.epoch, weights=tuple(current),
+            bandit_weights=tuple(weights.probabilities), p_best=tuple(p_best.tolist()),
+            mean=tuple(summary.mean.tolist()), expected_loss=tuple(summary.expected_loss.tolist()),
+            paused=tuple(not a for a in active.tolist()),
+            counts=tuple(posterior.counts().tolist()), kind=posterior.kind,
+            holdout=self.experiment.config.holdout, min_share=self.allocator.min_share)
 
     def _after_fork(self) -> None:
         self._rng.seed(os.urandom(16))

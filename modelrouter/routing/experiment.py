@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import MetricSpec, RouterConfig
 from modelrouter.exceptions import (
     ConfigError,
@@ -29,9 +30,10 @@ from modelrouter.exceptions import (
     UnknownDecisionError,
     UnknownMetricError,
 )
-from modelrouter.monitor import GuardrailMonitor, RollbackEvent
+from modelrouter.monitor import GuardrailMonitor
 from modelrouter.routing.assignment import Allocation, Bucketer
 from modelrouter.routing.decision import Decision
+from modelrouter.routing.state import RollbackEvent
 from modelrouter.routing.tokens import TokenPayload
 from modelrouter.store.factory import open_remote_store, restore_experiment, save_experiment
 from modelrouter.store.looks import Look
@@ -263,6 +265,10 @@ class Experiment:
     def resume(self, reason: str = "resumed by an explicit call") -> None:
         """Undo an automatic rollback: restore the weights in force before it."""
         self.guard.resume(reason)
+
+    def bandit_status(self) -> BanditStatus | None:
+        """The bandit's posterior, weights and arms now; None without a reward metric."""
+        return self.bandit.status() if self.bandit is not None else None
 
     @property
     def rollback_events(self) -> tuple[RollbackEvent, ...]:
