@@ -26,6 +26,7 @@ from modelrouter.exceptions import (
     ConfigError,
     FeedbackError,
     InvalidValueError,
+    StoreError,
     UnitIdError,
     UnknownDecisionError,
     UnknownMetricError,
@@ -35,9 +36,10 @@ from modelrouter.routing.assignment import Allocation, Bucketer
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.state import RollbackEvent
 from modelrouter.routing.tokens import TokenPayload
-from modelrouter.store.factory import open_remote_store, restore_experiment, save_experiment
+from modelrouter.store.factory import open_remote_store
 from modelrouter.store.looks import Look
 from modelrouter.store.memory import MemoryStore
+from modelrouter.store.persistence import SnapshotInfo, restore_store, save_store
 
 __all__ = ["Experiment", "check_value"]
 
@@ -288,13 +290,42 @@ class Experiment:
         if close is not None:
             close()
 
-    def save(self, path: str | os.PathLike[str]) -> Any:
-        """Snapshot the in-memory statistics to ``path`` (atomic; see store/snapshot.py)."""
-        return save_experiment(self, path)
+    def _memory_store(self, verb: str) -> MemoryStore:
+        if not isinstance(self.store, MemoryStore):
+            raise StoreError(f"{verb} works on the in-memory store; this experiment uses "
+                             f"{type(self.store).__name__} (Redis persists itself: RDB or AOF)")
+        return self.store
 
-    def restore(self, path: str | os.PathLike[str]) -> Any:
-        """Replace the statistics with a snapshot's (all or nothing; StoreError if refused)."""
-        return restore_experiment(self, path)
+    def save(self, path: str | os.PathLike[str]) -> SnapshotInfo:
+        """Snapshot the in-memory statistics to ``path`` (atomic; see store/persistence.py)."""
+        return save_store(self._memory_store("save()"), path, experiment=self.config.experiment)
+
+    def restore(self, path: str | os.PathLike[str]) -> SnapshotInfo:
+        """Replace the statistics with a snapshot's (all or nothing; StoreError if refused).
+
+        Routing continues from the restored epochs: if the current weights and mode equal
+        those of the last restored epoch, in that epoch; otherwise a new epoch starts after it.
+        """
+        store = self._memory_store("restore()")
+        with self._config_lock:
+            info = restore_store(store, path, experiment=self.config.experiment)
+            epochs = store.epochs()
+            last = epochs[-1] if epochs else None
+            if last is not None and (last.weights != self.allocation.propensities
+                                     or last.mode != self.mode):
+                new = self._allocation_at(max(e.epoch for e in epochs) + 1)
+                store.begin_epoch(new.epoch, self.mode, new.propensities)
+                self.allocation = new
+            elif last is not None:
+                self.allocation = self._allocation_at(last.epoch)
+        return info
+
+    def _allocation_at(self, epoch: int) -> Allocation:
+        """The current weights at ``epoch`` (config lock held); in bandit mode the bandit's
+        own allocation, so routing stays bandit routing."""
+        if self.mode == "bandit" and self.bandit is not None:
+            return self.bandit.at_epoch(epoch)  # type: ignore[no-any-return]
+        return Allocation(self.names, self.allocation.weights, self.control, epoch=epoch)
 
     # -- sequential looks -----------------------------------------------------------------
     def record_look(self, metric: str | None = None, *, variant: str | None = None) -> Look:

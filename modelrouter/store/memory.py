@@ -114,6 +114,11 @@ class MemoryStore(DecisionStoreMixin):  # bandit entry points: store/decisions.p
         with self._lock:
             self._epochs.append(EpochInfo(epoch, mode, tuple(weights), self.clock()))
 
+    def epochs(self) -> tuple[EpochInfo, ...]:
+        """Every epoch recorded so far, oldest first (restored ones included)."""
+        with self._lock:
+            return tuple(self._epochs)
+
     # -- hot path -------------------------------------------------------------------------
     def segment_codes(self, values: Sequence[str]) -> tuple[int, ...]:
         """Codes of segment values; values past the cardinality cap become ``other``."""
