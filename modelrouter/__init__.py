@@ -1,7 +1,7 @@
 """modelrouter: online experiments between model predictors inside any ASGI app."""
 
 from modelrouter.analysis import Analysis, ComparisonResult, VariantSummary
-from modelrouter.asgi.middleware import ASGIVariant, ModelRouter
+from modelrouter.asgi.middleware import ASGIVariant
 from modelrouter.config import MetricSpec, RouterConfig
 from modelrouter.config.guardrails import GuardrailSpec
 from modelrouter.config.plan import ExperimentPlan
@@ -19,6 +19,7 @@ from modelrouter.exceptions import (
     UnknownMetricError,
     UnknownUnitError,
 )
+from modelrouter.router import ModelRouter
 from modelrouter.routing.assignment import Allocation, bucket
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.experiment import Experiment

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from modelrouter.asgi.middleware import ModelRouter
 from modelrouter.config import RouterConfig
+from modelrouter.router import ModelRouter
 from modelrouter.testing import ASGIClient
 
 __all__ = ["DemoResult", "build_app", "run_demo", "train_models"]

@@ -1,0 +1,174 @@
+"""`ModelRouter`: the composition root. It builds the experiment, the request path and the
+HTTP surface, and offers the public API (feedback, control plane, analysis, persistence).
+
+The request path itself lives in :mod:`modelrouter.asgi.middleware`; this module is the only
+one that knows every layer, so nothing below it imports upwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from modelrouter.asgi.middleware import RoutingMiddleware
+from modelrouter.asgi.types import ASGIApp
+from modelrouter.config import RouterConfig
+from modelrouter.exceptions import ConfigError
+from modelrouter.routing.decision import Decision
+from modelrouter.routing.experiment import Experiment
+
+if TYPE_CHECKING:  # loaded when used: importing the router must stay cheap (no scipy)
+    from modelrouter.analysis import Analysis
+    from modelrouter.web.surface import HTTPSurface
+
+__all__ = ["ModelRouter"]
+
+
+class ModelRouter(RoutingMiddleware):
+    """Pure ASGI middleware routing each HTTP request of ``app`` to one of ``variants``.
+
+    ``variants`` maps names to predictors (any object: a scikit-learn estimator, a callable) or
+    to ASGI apps (wrap them in :class:`ASGIVariant`; Starlette/FastAPI apps are detected). The
+    first variant is the control unless ``config.control`` names another.
+    """
+
+    def __init__(self, app: ASGIApp, variants: Mapping[str, Any],
+                 config: RouterConfig | None = None, *,
+                 timer: Callable[[], float] = time.perf_counter,
+                 **experiment_kwargs: Any) -> None:
+        config = config if config is not None else RouterConfig()
+        experiment = Experiment(variants, config, **experiment_kwargs)
+        super().__init__(app, experiment, timer=timer)
+        # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
+        # configured, so an unconfigured router pays nothing for it on the routed path
+        if config.secret or config.admin_token or config.metrics_public:
+            from modelrouter.web.surface import HTTPSurface
+
+            self.surface: HTTPSurface | None = HTTPSurface(self)
+        else:
+            self.surface = None
+        self._http = self.surface
+
+    # -- public API (delegates to the routing core) -----------------------------------------
+    @classmethod
+    def from_config(cls, path: str, app: ASGIApp | None = None,
+                    variants: Mapping[str, Any] | None = None) -> ModelRouter:
+        """Build from a TOML file: ``[router]`` is the config, ``[variants]`` maps names to
+        ``"package.module:attribute"`` import paths (or pass ``variants``/``app`` directly)."""
+        from modelrouter.config import load_toml
+        from modelrouter.loader import import_object
+
+        data = load_toml(path)
+        config = RouterConfig.from_toml(path)
+        if variants is None:
+            spec = data.get("variants")
+            if not isinstance(spec, Mapping):
+                raise ConfigError(f"{path}: [variants] table is missing; pass variants=")
+            variants = {name: import_object(f"variants.{name}", target)
+                        for name, target in spec.items()}
+        if app is None:
+            target = data.get("app")
+            if not isinstance(target, str):
+                raise ConfigError(f"{path}: app ('package.module:attribute') is missing; "
+                                  "pass app=")
+            app = import_object("app", target)
+        return cls(app, variants, config)
+
+    def record(self, decision: str | Decision, metric: str, value: object) -> None:
+        """Record feedback for a decision (its id or the Decision), also long after the
+        response (within the attribution window)."""
+        self.experiment.record(decision, metric, value)
+
+    def record_unit(self, unit_id: str, metric: str, value: object) -> None:
+        """Record feedback for a unit id (user- or session-level experiments)."""
+        self.experiment.record_unit(unit_id, metric, value)
+
+    def record_token(self, token: str, metric: str, value: object) -> bool:
+        """Record feedback by a signed decision token, as ``POST {prefix}/feedback`` does
+        (any process with the secret); False when this (decision, metric) was already seen."""
+        if self.surface is None or self.surface.feedback is None:
+            raise ConfigError("record_token needs a secret: RouterConfig(secret=...) or "
+                              "$MODELROUTER_SECRET")
+        return bool(self.surface.feedback.submit(token, metric, value))
+
+    def configure(self, *, weights: Mapping[str, float] | None = None,
+                  mode: str | None = None) -> None:
+        """Change weights or mode atomically while requests are in flight."""
+        self.experiment.configure(weights=weights, mode=mode)
+
+    def reload(self, path: str) -> None:
+        """Apply ``mode`` and ``weights`` from the ``[router]`` table of a TOML file, atomically
+        (the run-time switch through the config file); other fields need a restart and are
+        refused when they differ from the running config."""
+        from modelrouter.config import load_toml
+
+        data = load_toml(path)
+        table = data.get("router", data)
+        fresh = RouterConfig.from_dict({k: v for k, v in table.items() if k != "variants"})
+        live = {k: v for k, v in fresh.as_dict().items() if k not in ("mode", "weights")}
+        running = {k: v for k, v in self.config.as_dict().items() if k not in ("mode", "weights")}
+        changed = sorted(k for k in live if live[k] != running.get(k))
+        if changed:
+            raise ConfigError(f"{path}: {changed[0]} differs from the running config; only "
+                              "mode and weights can change at run time (restart for the rest)")
+        self.experiment.configure(weights=fresh.weights, mode=fresh.mode)
+
+    def pause_arm(self, variant: str) -> None:
+        """Stop routing to ``variant`` (its share goes to the others); see :meth:`resume_arm`."""
+        self.experiment.pause_arm(variant)
+
+    def resume_arm(self, variant: str) -> None:
+        """Route to a paused ``variant`` again."""
+        self.experiment.resume_arm(variant)
+
+    def check_guardrails(self) -> Any:
+        """Run the guardrails now; with ``rollback=True`` a failing one moves all traffic to
+        the control. Also runs automatically every ``guardrail_check_every`` feedback events,
+        in a background thread."""
+        return self.experiment.check_guardrails()
+
+    def resume(self, reason: str = "resumed by an explicit call") -> None:
+        """Undo an automatic rollback: restore the weights in force before it."""
+        self.experiment.resume(reason)
+
+    def flush(self) -> None:
+        """Write every buffered delta to the shared store now (Redis); no-op in memory.
+        Also done every ``flush_seconds`` in the background and on lifespan shutdown."""
+        self.experiment.flush()
+
+    def save(self, path: str) -> Any:
+        """Snapshot the in-memory statistics to ``path`` atomically; returns SnapshotInfo."""
+        return self.experiment.save(path)
+
+    def restore(self, path: str) -> Any:
+        """Replace the statistics with the snapshot at ``path``; StoreError (and no change)
+        if it is corrupted, truncated or belongs to another experiment."""
+        return self.experiment.restore(path)
+
+    @classmethod
+    def load(cls, path: str, app: ASGIApp, variants: Mapping[str, Any],
+             config: RouterConfig | None = None, **experiment_kwargs: Any) -> ModelRouter:
+        """A new router whose statistics are restored from the snapshot at ``path``."""
+        router = cls(app, variants, config, **experiment_kwargs)
+        router.restore(path)
+        return router
+
+    def reward_counters(self, metric: str) -> dict[str, Any]:
+        """Global per-variant additive counters of ``metric`` (``n``, ``sum``, ``sumsq``,
+        ``successes``, ``failures``): every worker's data when the store is Redis."""
+        from modelrouter.store.protocol import reward_counters
+
+        return reward_counters(self.experiment.store.snapshot(), metric)
+
+    def record_look(self, metric: str | None = None, *, variant: str | None = None) -> Any:
+        """Record an official look of the plan's sequential test (see
+        :meth:`Experiment.record_look`); later boundaries account for it."""
+        return self.experiment.record_look(metric, variant=variant)
+
+    def analysis(self) -> Analysis:
+        """An :class:`~modelrouter.analysis.Analysis` of a consistent snapshot of the store."""
+        from modelrouter.analysis import Analysis
+
+        return Analysis.from_experiment(self.experiment)
+
