@@ -5,26 +5,33 @@ path only calls :meth:`GuardrailMonitor.tick` (an integer increment and a compar
 ``guardrail_check_every`` feedback events it wakes one background worker thread, which takes a
 store snapshot, runs :meth:`~modelrouter.analysis.Analysis.guardrails` and, when a guardrail
 *fails* (its always-valid interval lies entirely beyond the margin) and ``rollback=True``, calls
-``Experiment.configure(weights=control-only)``. So the analysis never runs on a request, no lock
-is held across it, and traffic moves to the control within one refresh after the evidence is
-in. :meth:`GuardrailMonitor.check` does the same synchronously (tests, cron jobs, an admin
-endpoint); :meth:`GuardrailMonitor.resume` restores the weights saved at the rollback.
+``Experiment.rollback(reasons)``: the routing state holds all traffic on the control until
+``resume()``, whatever else the operator changes meanwhile. So the analysis never runs on a
+request, no lock is held across it, and traffic moves to the control within one refresh after
+the evidence is in. :meth:`GuardrailMonitor.check` does the same synchronously (tests, cron
+jobs, an admin endpoint). The monitor is subscribed to feedback through the experiment's hook
+(:meth:`~modelrouter.routing.experiment.Experiment.subscribe`): the routing core never imports
+the analysis.
 
 Because the guardrail test uses always-valid (mSPRT) intervals, checking after every refresh
 does not inflate the chance of a false rollback beyond the guardrail's alpha.
 
-Thread safety: ``tick`` may be called from any thread or the event loop; ``check``, ``rollback``
-and ``resume`` serialise on one lock (never held by the request path).
+Thread safety: ``tick`` may be called from any thread or the event loop; ``check`` runs one at
+a time (its own lock, never held by the request path); rollback and resume are atomic steps of
+the routing state.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
+from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.state import RollbackEvent
+
+if TYPE_CHECKING:
+    from modelrouter.analysis import GuardrailResult
 
 __all__ = ["GuardrailMonitor", "RollbackEvent"]
 
@@ -32,17 +39,15 @@ _log = logging.getLogger("modelrouter")
 
 
 class GuardrailMonitor:
-    """Periodic guardrail checks off the request path, and the rollback / resume switch."""
+    """Periodic guardrail checks off the request path; a failing one triggers the rollback."""
 
-    def __init__(self, experiment: Any, *, every: int, enabled: bool) -> None:
+    def __init__(self, experiment: Experiment, *, every: int, enabled: bool) -> None:
         self.experiment = experiment
         self.every = int(every)
         self.enabled = enabled
-        self.events: list[RollbackEvent] = []
         self.checks = 0
         self.last_error: BaseException | None = None
         self._count = 0
-        self._saved: dict[str, float] | None = None
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
@@ -53,7 +58,12 @@ class GuardrailMonitor:
     @property
     def rolled_back(self) -> bool:
         """Whether traffic is currently held on the control by a rollback."""
-        return self._saved is not None
+        return self.experiment.rolled_back
+
+    @property
+    def events(self) -> tuple[RollbackEvent, ...]:
+        """Rollbacks and resumes so far, oldest first (kept by the routing state)."""
+        return self.experiment.rollback_events
 
     # -- hot path -------------------------------------------------------------------------
     def tick(self) -> None:
@@ -90,40 +100,27 @@ class GuardrailMonitor:
         """Block until no background check is pending (for tests and shutdown)."""
         return self._idle.wait(timeout)
 
-    # -- checks and switches ----------------------------------------------------------------
-    def check(self) -> Sequence[Any]:
+    # -- checks ---------------------------------------------------------------------------
+    def check(self) -> tuple[GuardrailResult, ...]:
         """Run the guardrails on a fresh snapshot; roll back if one fails and rollback is on.
 
-        Returns the guardrail results.
+        Returns the guardrail results. The rollback itself is one atomic step of the routing
+        state, so an operator's concurrent ``pause_arm``/``configure`` can not undo it.
         """
-        from modelrouter.analysis import Analysis  # the router core never imports analysis
+        from modelrouter.analysis import Analysis  # loaded when first checked (scipy)
 
         with self._lock:
             self.checks += 1
-            results = Analysis.from_experiment(self.experiment).guardrails()
+            exp = self.experiment
+            results = Analysis.from_experiment(exp).guardrails()
             failed = [r for r in results if r.status == "fail"]
-            if failed and self.enabled and self._saved is None:
-                self._rollback(tuple(r.reason for r in failed))
+            if failed and self.enabled:
+                event = exp.rollback(tuple(r.reason for r in failed))
+                if event is not None:
+                    _log.warning("modelrouter: experiment %r rolled back to %r: %s",
+                                 exp.config.experiment, exp.control, "; ".join(event.reasons))
             return results
 
-    def _rollback(self, reasons: tuple[str, ...]) -> None:
-        exp = self.experiment
-        before = dict(exp.allocation.weights)
-        after = {n: 1.0 if n == exp.control else 0.0 for n in exp.names}
-        exp.configure(weights=after)
-        self._saved = before
-        self.events.append(RollbackEvent("rollback", exp.clock(), reasons, before, after))
-        _log.warning("modelrouter: experiment %r rolled back to %r: %s",
-                     exp.config.experiment, exp.control, "; ".join(reasons))
-
     def resume(self, reason: str = "resumed by an explicit call") -> None:
-        """Restore the weights in force before the rollback (no-op when not rolled back)."""
-        with self._lock:
-            if self._saved is None:
-                return
-            exp = self.experiment
-            before = dict(exp.allocation.weights)
-            exp.configure(weights=self._saved)
-            self.events.append(RollbackEvent("resume", exp.clock(), (reason,), before,
-                                             dict(self._saved)))
-            self._saved = None
+        """Lift the rollback (no-op when not rolled back)."""
+        self.experiment.resume(reason)

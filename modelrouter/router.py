@@ -15,8 +15,8 @@ from modelrouter.asgi.middleware import RoutingMiddleware
 from modelrouter.asgi.types import ASGIApp
 from modelrouter.config import RouterConfig
 from modelrouter.exceptions import ConfigError
+from modelrouter.experiment import Experiment
 from modelrouter.routing.decision import Decision
-from modelrouter.routing.experiment import Experiment
 
 if TYPE_CHECKING:  # loaded when used: importing the router must stay cheap (no scipy)
     from modelrouter.analysis import Analysis

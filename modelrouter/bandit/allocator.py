@@ -311,6 +311,19 @@ class ThompsonAllocator:
         """Let a paused arm back in from a new epoch on."""
         return self._set_active(arm, True)
 
+    @property
+    def active(self) -> tuple[bool, ...]:
+        """Which arms take part in the allocation (a paused arm gets weight 0)."""
+        return tuple(self._active.tolist())
+
+    def set_active(self, active: Sequence[bool]) -> None:
+        """Set which arms take part, applied at the next refresh (the caller serialises)."""
+        mask = np.array(active, dtype=bool)
+        if mask.shape != (self.n_arms,) or not mask.any():
+            raise ConfigError(f"active ({list(active)!r}) must name {self.n_arms} arms, at "
+                              "least one of them active")
+        self._active = mask
+
     def reseed(self, seed: int | None = None) -> None:
         """Replace the generator (OS entropy by default); done automatically after fork."""
         self.rng = np.random.default_rng(seed)

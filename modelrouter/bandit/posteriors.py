@@ -38,6 +38,7 @@ class Posterior(Protocol):
     """What the allocator needs from a posterior over K arms' mean rewards."""
 
     kind: RewardKind
+    shift: float  # rewards are stored as ``reward - shift`` (0 for binary rewards)
 
     @property
     def n_arms(self) -> int: ...
@@ -106,6 +107,7 @@ class BetaBernoulli:
     """Beta-Bernoulli model for binary rewards: arm k's rate ~ Beta(alpha0 + s_k, beta0 + f_k)."""
 
     kind: RewardKind = "binary"
+    shift: float = 0.0  # rates need no centring
 
     def __init__(self, n_arms: int, *, alpha0: float = 1.0, beta0: float = 1.0) -> None:
         self.alpha0 = _check_number("alpha0", alpha0)

@@ -7,7 +7,8 @@ Thread safety: :meth:`Experiment.assign`, :meth:`Experiment.record` and
 :meth:`Experiment.record_unit` may be called at once from the event loop and from worker
 threads; the store's lock makes every update exact. :meth:`Experiment.configure` swaps the
 allocation as one immutable object, so a concurrent ``assign`` sees the old or the new weights,
-never a mix.
+never a mix. Control-plane calls are linearizable: the :class:`RoutingState` applies each one
+as a read-modify-write under its lock.
 """
 
 from __future__ import annotations
@@ -15,31 +16,30 @@ from __future__ import annotations
 import math
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from modelrouter.bandit.status import BanditStatus
-from modelrouter.config import MetricSpec, RouterConfig
+from modelrouter.config import MetricSpec, Mode, RouterConfig
 from modelrouter.exceptions import (
     ConfigError,
     FeedbackError,
     InvalidValueError,
     StoreError,
-    UnitIdError,
     UnknownDecisionError,
     UnknownMetricError,
 )
-from modelrouter.monitor import GuardrailMonitor
 from modelrouter.routing.assignment import Allocation, Bucketer
+from modelrouter.routing.bandit import BanditRouter
 from modelrouter.routing.decision import Decision
-from modelrouter.routing.state import RollbackEvent
+from modelrouter.routing.policies import RouteContext, unit_sources
+from modelrouter.routing.state import RollbackEvent, RoutingState
 from modelrouter.routing.tokens import TokenPayload
 from modelrouter.store.factory import open_remote_store
-from modelrouter.store.looks import Look
 from modelrouter.store.memory import MemoryStore
 from modelrouter.store.persistence import SnapshotInfo, restore_store, save_store
+from modelrouter.store.protocol import Store
 
 __all__ = ["Experiment", "check_value"]
 
@@ -68,7 +68,15 @@ def check_value(spec: MetricSpec, value: object) -> float:
 
 
 class Experiment:
-    """Variants, the current allocation and the store of one experiment."""
+    """Variants, the routing state and the store of one experiment: the routing core.
+
+    It routes (:meth:`route`), records feedback (:meth:`record`, :meth:`record_unit`,
+    :meth:`record_token`) and takes control-plane calls, which it hands to its
+    :class:`~modelrouter.routing.state.RoutingState`, the one writer of the allocation, epoch
+    and mode. It knows nothing of ASGI or of the analysis; :class:`modelrouter.Experiment` adds
+    the guardrail monitor and sequential looks on top. ``tick`` is the feedback hook: called
+    after every recorded feedback event when set (see :meth:`subscribe`).
+    """
 
     def __init__(self, variants: Mapping[str, Any], config: RouterConfig | None = None, *,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
@@ -91,36 +99,56 @@ class Experiment:
         self._rng = rng if rng is not None else random.Random(os.urandom(16))
         self._bucket = Bucketer(config.salt or "")
         self._prefix = os.urandom(4).hex() + "-"
-        self._config_lock = threading.Lock()
-        self._look_lock = threading.Lock()  # one record_look at a time (never the hot path)
         self._unit_level = config.level != "request"
         self.segment_dims = tuple(segment_dims) or tuple(config.segments)
-        self.store = MemoryStore(self.names, config.metrics, level=config.level,
-                                 max_pending=config.max_pending,
-                                 attribution_window=config.attribution_window,
-                                 segment_dims=self.segment_dims,
-                                 segment_cap=config.segment_cap, clock=clock)
-        if config.store != "memory":  # shared state in Redis; a local buffer is the hot path
+        self.store: Store
+        if config.store == "memory":
+            self.store = MemoryStore(self.names, config.metrics, level=config.level,
+                                     max_pending=config.max_pending,
+                                     attribution_window=config.attribution_window,
+                                     segment_dims=self.segment_dims,
+                                     segment_cap=config.segment_cap, clock=clock)
+        else:  # shared state in Redis; a local buffer is the hot path
             self.store = open_remote_store(config, self.names, self.segment_dims, clock)
         self._metric_info = {m: (self.store.metric_index[m], spec, spec.kind == "binary")
                              for m, spec in config.metrics.items()}
-        # the memory store routes a split unit in one lock with its bucket cached per row
-        self._expose_unit = getattr(self.store, "expose_unit", self._expose_unit_uncached)
-        self.guard = GuardrailMonitor(self, every=config.guardrail_check_every,
-                                      enabled=config.rollback)
-        # the hot path ticks the monitor only when automatic rollback is on
-        self.tick: Callable[[], None] | None = self.guard.tick if config.rollback else None
-        weights = config.weights or {n: 1.0 / len(self.names) for n in self.names}
-        weights = RouterConfig.check_weights(weights, self.names)
-        self.allocation = Allocation(self.names, weights, self.control, epoch=0)
-        self.mode = config.mode
-        # bandit mode (bandit/router.py): available when the config names a reward metric
-        self.bandit: Any = None
+        self.context = RouteContext(self.names, self.models, self.names.index(self.control),
+                                    self._prefix, self.store, clock, self._unit_level,
+                                    config.missing_unit, unit_sources(config))
+        self.tick: Callable[[], None] | None = None  # the feedback hook (see subscribe)
+        # bandit mode (routing/bandit.py): available when the config names a reward metric
+        self.bandit: BanditRouter | None = None
         if config.reward is not None:
-            from modelrouter.routing.bandit import BanditRouter
+            seeds = [self._rng.getrandbits(63) for _ in range(3)]  # reproducible, seeded rng
+            self.bandit = BanditRouter(config, self.context, seeds)
+        self.state = RoutingState(self.names, self.control, config, self.store, clock,
+                                  self.bandit)
+        if self.bandit is not None:
+            self.bandit.bind(self.state.refresh_bandit)
+            if self.state.mode == "bandit":
+                self.bandit.start()
 
-            self.bandit = BanditRouter(self)  # in bandit mode, epoch 0 gets its weights
-        self.store.begin_epoch(0, self.mode, self.allocation.propensities)
+    def subscribe(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` after every feedback event (the guardrail monitor's tick). It runs
+        on the caller's thread, so it must be O(1) and never block."""
+        previous = self.tick
+        if previous is None:
+            self.tick = hook
+        else:
+            def both() -> None:
+                previous()
+                hook()
+            self.tick = both
+
+    @property
+    def allocation(self) -> Allocation:
+        """The allocation in force (immutable; replaced whole by the routing state)."""
+        return self.state.allocation
+
+    @property
+    def mode(self) -> Mode:
+        """``"ab"`` or ``"bandit"``: how units are routed now."""
+        return self.state.mode
 
     # -- routing --------------------------------------------------------------------------
     def assign(self, unit: str | None, segment: Sequence[str] = ()) -> Decision:
@@ -129,13 +157,13 @@ class Experiment:
 
     def route(self, unit: str | None, segment: Sequence[str] = ()) -> tuple[Decision, int]:
         """:meth:`assign`, also returning the store handle (-1 when not counted)."""
-        alloc = self.allocation  # one read: the whole decision uses one allocation
-        if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (bandit/router.py)
-            return self.bandit.route(unit, segment, alloc)  # type: ignore[no-any-return]
+        alloc = self.state.allocation  # one read: the whole decision uses one allocation
+        if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
+            return self.bandit.route(unit, segment, alloc)  # type: ignore[union-attr,arg-type]
         now = self.clock()
         if unit is not None and self._unit_level:  # the hot path: a split unit
             codes = self.store.segment_codes(segment) if segment else ()
-            seq, i = self._expose_unit(unit, self._bucket, alloc, codes, now)
+            seq, i = self.store.expose_unit(unit, self._bucket, alloc, codes, now)
             p = alloc.propensities[i]
             # tuple.__new__ skips NamedTuple's Python-level __new__ (half the cost)
             return _new_decision(Decision, (
@@ -143,16 +171,10 @@ class Experiment:
                 alloc.epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq
         if self._unit_level:  # a split experiment, but this request has no unit id
-            policy = self.config.missing_unit
-            if policy == "reject":
-                raise UnitIdError("request has no unit id "
-                                  f"(looked in {self._unit_sources()})")
-            self.store.uncounted()
-            i = alloc.choose(self._rng.random()) if policy == "random" else \
-                self.names.index(self.control)
-            p = alloc.propensities[i] if policy == "random" else 1.0
-            return Decision("", self.names[i], self.models[i], None, p, alloc.epoch, "ab", now,
-                            False, tuple(segment)), -1
+            def draw() -> tuple[int, float]:
+                i = alloc.choose(self._rng.random())
+                return i, alloc.propensities[i]
+            return self.context.missing(draw, alloc.epoch, "ab", segment, now)
         # request level: every request is its own unit, randomised
         i = alloc.choose(self._rng.random())
         codes = self.store.segment_codes(segment) if segment else ()
@@ -160,21 +182,6 @@ class Experiment:
         return Decision(f"{self._prefix}{seq:x}", self.names[i], self.models[i], None,
                         alloc.propensities[i], alloc.epoch, "ab", now, True,
                         tuple(segment)), seq
-
-    def _expose_unit_uncached(self, unit: str, bucket: Callable[[str], float],
-                              alloc: Allocation, codes: tuple[int, ...], now: float
-                              ) -> tuple[int, int]:
-        """:meth:`MemoryStore.expose_unit` for stores without a bucket cache (Redis)."""
-        i = alloc.choose(bucket(unit))
-        return self.store.expose(unit, i, alloc.propensities[i], alloc.epoch, codes, now), i
-
-    def _unit_sources(self) -> str:
-        c = self.config
-        parts = [f"header {c.unit_header!r}" if c.unit_header else "",
-                 f"cookie {c.unit_cookie!r}" if c.unit_cookie else "",
-                 f"query parameter {c.unit_query!r}" if c.unit_query else "",
-                 "the unit_id callable" if c.unit_id else ""]
-        return ", ".join(p for p in parts if p)
 
     # -- feedback -------------------------------------------------------------------------
     def _metric(self, metric: str) -> tuple[int, MetricSpec]:
@@ -259,36 +266,38 @@ class Experiment:
         if self.tick is not None:
             self.tick()
 
-    # -- guardrails and rollback ----------------------------------------------------------
-    def check_guardrails(self) -> Sequence[Any]:
-        """Run the guardrails now (synchronously); roll back if one fails and rollback is on."""
-        return self.guard.check()
+    # -- rollback (the guardrail monitor decides; the routing state holds it) ----------------
+    @property
+    def rolled_back(self) -> bool:
+        """Whether a rollback holds all traffic on the control (until :meth:`resume`)."""
+        return self.state.rolled_back
+
+    def rollback(self, reasons: Sequence[str]) -> RollbackEvent | None:
+        """Send all traffic to the control until :meth:`resume` (None if already held)."""
+        return self.state.rollback(reasons)
 
     def resume(self, reason: str = "resumed by an explicit call") -> None:
-        """Undo an automatic rollback: restore the weights in force before it."""
-        self.guard.resume(reason)
-
-    def bandit_status(self) -> BanditStatus | None:
-        """The bandit's posterior, weights and arms now; None without a reward metric."""
-        return self.bandit.status() if self.bandit is not None else None
+        """Undo a rollback: route by the weights, mode and arms configured (also those
+        changed while it was in force)."""
+        self.state.resume(reason)
 
     @property
     def rollback_events(self) -> tuple[RollbackEvent, ...]:
         """Rollbacks and resumes so far, oldest first."""
-        return tuple(self.guard.events)
+        return self.state.events
 
-    # -- durability and scale-out (modelrouter/store/factory.py) --------------------------
+    def bandit_status(self) -> BanditStatus | None:
+        """The bandit's posterior, weights and arms now; None without a reward metric."""
+        return self.state.bandit_status()
+
+    # -- durability and scale-out ---------------------------------------------------------
     def flush(self) -> None:
         """Write every buffered delta to the shared store now (no-op in memory)."""
-        flush = getattr(self.store, "flush", None)
-        if flush is not None:
-            flush()
+        self.store.flush()
 
     def close(self) -> None:
         """Stop background flushing and flush what is left (no-op in memory)."""
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        self.store.close()
 
     def _memory_store(self, verb: str) -> MemoryStore:
         if not isinstance(self.store, MemoryStore):
@@ -307,103 +316,30 @@ class Experiment:
         those of the last restored epoch, in that epoch; otherwise a new epoch starts after it.
         """
         store = self._memory_store("restore()")
-        with self._config_lock:
-            info = restore_store(store, path, experiment=self.config.experiment)
-            epochs = store.epochs()
-            last = epochs[-1] if epochs else None
-            if last is not None and (last.weights != self.allocation.propensities
-                                     or last.mode != self.mode):
-                new = self._allocation_at(max(e.epoch for e in epochs) + 1)
-                store.begin_epoch(new.epoch, self.mode, new.propensities)
-                self.allocation = new
-            elif last is not None:
-                self.allocation = self._allocation_at(last.epoch)
-        return info
+        return self.state.restore(
+            lambda: restore_store(store, path, experiment=self.config.experiment))
 
-    def _allocation_at(self, epoch: int) -> Allocation:
-        """The current weights at ``epoch`` (config lock held); in bandit mode the bandit's
-        own allocation, so routing stays bandit routing."""
-        if self.mode == "bandit" and self.bandit is not None:
-            return self.bandit.at_epoch(epoch)  # type: ignore[no-any-return]
-        return Allocation(self.names, self.allocation.weights, self.control, epoch=epoch)
-
-    # -- sequential looks -----------------------------------------------------------------
-    def record_look(self, metric: str | None = None, *, variant: str | None = None) -> Look:
-        """Record an official look of the plan's sequential test and return it.
-
-        The look (time, information rate, z, boundary given the earlier looks, alpha spent,
-        decision) becomes part of the store's state, so later boundaries account for it.
-        ``metric`` defaults to the config's primary; raises AnalysisError without a plan or
-        when nothing changed since the last look. Off the hot path: it snapshots the store.
-        """
-        from modelrouter.analysis import Analysis
-        from modelrouter.analysis.sequential import make_look
-
-        with self._look_lock:
-            look = make_look(Analysis.from_experiment(self), metric, variant, self.clock())
-            self.store.add_look(look)
-        return look
-
-    # -- configuration --------------------------------------------------------------------
+    # -- configuration (the routing state applies it atomically) --------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,
                   mode: str | None = None) -> Allocation:
         """Swap weights (and mode) atomically; starts a new epoch. Returns the new allocation.
 
         In bandit mode ``weights`` only pause (0) or resume (> 0) arms, the bandit sets the
-        shares (see :meth:`BanditRouter.configure`); switching to A/B without ``weights``
-        restores the last A/B weights. Requests in flight finish under the epoch they started
-        in, so no decision is lost or counted twice.
+        shares; switching to A/B without ``weights`` restores the last A/B weights. Requests
+        in flight finish under the epoch they started in, so no decision is lost or counted
+        twice. During a rollback the change is kept and applies at :meth:`resume`.
         """
-        new_mode = self.mode if mode is None else mode
-        if new_mode == "bandit":
-            if self.bandit is None:
-                raise ConfigError("mode ('bandit') needs a reward metric: set "
-                                  "RouterConfig(reward=<a declared metric>)")
-            return self.bandit.configure(weights)  # type: ignore[no-any-return]
-        with self._config_lock:
-            new_mode = self.mode if mode is None else mode  # again, under the lock
-            if new_mode not in ("ab", "bandit"):
-                raise ConfigError(f"mode ({new_mode!r}) must be one of 'ab', 'bandit'")
-            base = self.allocation.weights if self.mode == "ab" else self.bandit.ab_weights
-            w = base if weights is None else RouterConfig.check_weights(weights, self.names)
-            alloc = Allocation(self.names, w, self.control, epoch=self.allocation.epoch + 1)
-            self.store.begin_epoch(alloc.epoch, new_mode, alloc.propensities)
-            self.allocation = alloc
-            if self.bandit is not None:  # A/B routing from now on (a plain Allocation)
-                self.bandit.deactivate()
-            self.mode = new_mode  # type: ignore[assignment]  # validated above
-            return alloc
+        alloc = self.state.configure(weights=weights, mode=mode)
+        if self.bandit is not None and self.state.mode == "bandit":
+            self.bandit.start()
+        return alloc
 
     def pause_arm(self, variant: str) -> Allocation:
         """Route nothing to ``variant`` from a new epoch on. A/B: its share goes to the others
         in proportion; bandit: the arm leaves the allocation (and stays out after a switch)."""
-        return self._set_arm(variant, False)
+        return self.state.set_arm(variant, False)
 
     def resume_arm(self, variant: str) -> Allocation:
         """Undo :meth:`pause_arm`. A/B: the arm gets back its configured share, the others
         shrinking in proportion; bandit: the arm rejoins the allocation."""
-        return self._set_arm(variant, True)
-
-    def _set_arm(self, variant: str, active: bool) -> Allocation:
-        if variant not in self.names:
-            raise ConfigError(f"variant ({variant!r}) must be one of {list(self.names)!r}")
-        if self.mode == "bandit" and self.bandit is not None:
-            self.bandit.set_active(variant, active)
-            return self.allocation
-        w = dict(self.allocation.weights)
-        if (w[variant] > 0) == active:
-            return self.allocation  # already so
-        rest = math.fsum(x for v, x in w.items() if v != variant)
-        if not active and rest <= 0:
-            raise ConfigError(f"variant ({variant!r}) is the only one with traffic; it cannot "
-                              "be paused")
-        if active and w[variant] <= 0:
-            share = (self.config.weights or {}).get(variant) or 1.0 / len(self.names)
-            w = {v: share if v == variant else x * (1.0 - share) / rest for v, x in w.items()}
-        elif not active:
-            w = {v: 0.0 if v == variant else x / rest for v, x in w.items()}
-        total = math.fsum(w.values())
-        alloc = self.configure(weights={v: x / total for v, x in w.items()}, mode="ab")
-        if self.bandit is not None:
-            self.bandit.set_active(variant, active)
-        return alloc
+        return self.state.set_arm(variant, True)

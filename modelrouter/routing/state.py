@@ -1,16 +1,51 @@
 """The routing state: the one writer of the allocation, the epoch and the mode.
 
-(Being built: see issue "One owner per concept".) For now it holds the control-plane event type.
+Every control-plane call (``configure``, ``pause_arm``, ``resume_arm``, a bandit refresh, the
+guardrail rollback and ``resume``, a restore) is a read-modify-write of one *desired* state
+under one lock, followed by the installation of the *effective* allocation derived from it:
+
+- ``mode``: ``"ab"`` or ``"bandit"``;
+- ``ab_weights``: the A/B weights last configured (what A/B mode routes by);
+- ``active``: the arms the operator has not paused (shared by both modes: a pause survives a
+  switch);
+- ``held``: a guardrail rollback is in force. The effective allocation then sends everything
+  to the control, whatever else changes; only :meth:`RoutingState.resume` lifts it. Changes
+  made while held are kept in the desired state and take effect at the resume.
+
+Installing means: next epoch number, ``store.begin_epoch`` (so any decision of the new epoch
+finds its epoch recorded), then one attribute assignment of the immutable allocation, which
+the request path reads without a lock. So every end state of racing calls is the end state of
+some serial order of them (linearizable), and no allocation is ever a mix of two calls.
+
+Thread safety: all methods may be called from any thread; they serialise on ``_lock``, which
+is never taken by the request path, never held across I/O or an await, and is the only lock
+the bandit refresh takes before the store's (lock order: state, then store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-__all__ = ["RollbackEvent"]
+from modelrouter.bandit.allocator import Weights
+from modelrouter.bandit.status import BanditStatus
+from modelrouter.config import Mode, RouterConfig
+from modelrouter.exceptions import ConfigError
+from modelrouter.routing.assignment import Allocation
+from modelrouter.store.protocol import Store
+from modelrouter.store.types import EpochInfo
+
+if TYPE_CHECKING:
+    from modelrouter.routing.bandit import BanditRouter
+
+__all__ = ["RollbackEvent", "RoutingState"]
+
+T = TypeVar("T")
+_MODES: tuple[Mode, ...] = ("ab", "bandit")
 
 
 @dataclass(frozen=True)
@@ -40,3 +75,191 @@ class RollbackEvent:
         return {"kind": self.kind, "at": self.at, "when": self.when, "reasons": list(self.reasons),
                 "weights_before": dict(self.weights_before),
                 "weights_after": dict(self.weights_after)}
+
+
+class RoutingState:
+    """Desired routing (mode, A/B weights, active arms, rollback hold) and the effective
+    :class:`Allocation` derived from it; see the module docstring."""
+
+    def __init__(self, names: Sequence[str], control: str, config: RouterConfig, store: Store,
+                 clock: Callable[[], float], bandit: BanditRouter | None = None) -> None:
+        self.names = tuple(names)
+        self.control = control
+        self._control_index = self.names.index(control)
+        self._configured = dict(config.weights or {})
+        self._store = store
+        self._clock = clock
+        self._bandit = bandit
+        self._lock = threading.Lock()
+        weights = config.weights or {n: 1.0 / len(self.names) for n in self.names}
+        self._ab: dict[str, float] = RouterConfig.check_weights(weights, self.names)
+        self._active = [True] * len(self.names)
+        self._held = False
+        self._events: list[RollbackEvent] = []
+        self._bandit_weights: Weights | None = None
+        if config.mode == "bandit" and bandit is None:
+            raise ConfigError("mode ('bandit') needs a reward metric: set "
+                              "RouterConfig(reward=<a declared metric>)")
+        self.mode: Mode = config.mode
+        self.allocation: Allocation = self._derive(0)
+        store.begin_epoch(0, self.mode, self.allocation.propensities)
+
+    # -- reading (no lock: immutable values swapped whole) ---------------------------------
+    @property
+    def rolled_back(self) -> bool:
+        """Whether a guardrail rollback holds all traffic on the control."""
+        return self._held
+
+    @property
+    def events(self) -> tuple[RollbackEvent, ...]:
+        """Rollbacks and resumes so far, oldest first."""
+        return tuple(self._events)
+
+    # -- control plane ----------------------------------------------------------------------
+    def configure(self, *, weights: Mapping[str, float] | None = None,
+                  mode: str | None = None) -> Allocation:
+        """Set the mode and/or weights; starts a new epoch. Returns the new allocation.
+
+        A/B: ``weights`` become the A/B weights (without ``weights`` the last A/B weights
+        stay, so a switch back from bandit restores them). Bandit: ``weights`` only say which
+        arms take part (0 pauses, > 0 activates); the bandit sets the shares.
+        """
+        with self._lock:
+            new_mode = self.mode if mode is None else mode
+            if new_mode not in _MODES:
+                raise ConfigError(f"mode ({new_mode!r}) must be one of 'ab', 'bandit'")
+            if new_mode == "bandit" and self._bandit is None:
+                raise ConfigError("mode ('bandit') needs a reward metric: set "
+                                  "RouterConfig(reward=<a declared metric>)")
+            checked = None if weights is None else RouterConfig.check_weights(weights,
+                                                                              self.names)
+            if checked is not None and new_mode == "ab":
+                self._ab = checked
+            elif checked is not None:
+                self._active = [checked[n] > 0 for n in self.names]
+            if new_mode == "bandit" and self.mode != "bandit" and self._bandit is not None:
+                self._bandit.clear_sticky()  # units drawn under A/B draw again
+            self.mode = new_mode
+            return self._install()
+
+    def set_arm(self, variant: str, active: bool) -> Allocation:
+        """Pause (``active=False``) or resume an arm from a new epoch on (see the module
+        docstring: the pause holds in both modes). A no-op returns the current allocation."""
+        with self._lock:
+            if variant not in self.names:
+                raise ConfigError(f"variant ({variant!r}) must be one of {list(self.names)!r}")
+            i = self.names.index(variant)
+            mask = list(self._active)
+            mask[i] = active
+            if not active and not any(mask) and self.mode == "bandit":
+                raise ConfigError(f"variant ({variant!r}) is the last active arm; it cannot be "
+                                  "paused")
+            ab = self._ab
+            if self.mode == "ab":  # the A/B weights change too: the share moves
+                rest = math.fsum(w for n, w, a in zip(self.names, ab.values(), mask)
+                                 if a and n != variant)
+                if not active and rest <= 0:
+                    raise ConfigError(f"variant ({variant!r}) is the only one with traffic; "
+                                      "it cannot be paused")
+                if not active:  # its share goes to the others in proportion
+                    ab = {n: 0.0 if n == variant else w / rest for n, w in ab.items()}
+                elif ab[variant] <= 0:  # back at its configured share, the others shrinking
+                    share = self._configured.get(variant) or 1.0 / len(self.names)
+                    ab = {n: share if n == variant else w * (1.0 - share) / rest
+                          for n, w in ab.items()} if rest > 0 else {
+                          n: 1.0 if n == variant else 0.0 for n in ab}
+            if mask == self._active and ab == self._ab:
+                return self.allocation  # already so
+            self._active, self._ab = mask, ab
+            return self._install()
+
+    def rollback(self, reasons: Sequence[str]) -> RollbackEvent | None:
+        """Hold all traffic on the control until :meth:`resume`; None if already held."""
+        with self._lock:
+            if self._held:
+                return None
+            before = dict(self.allocation.weights)
+            self._held = True
+            after = dict(self._install().weights)
+            event = RollbackEvent("rollback", self._clock(), tuple(reasons), before, after)
+            self._events.append(event)
+            return event
+
+    def resume(self, reason: str) -> RollbackEvent | None:
+        """Lift a rollback: route by the desired state again; None if not rolled back."""
+        with self._lock:
+            if not self._held:
+                return None
+            before = dict(self.allocation.weights)
+            self._held = False
+            after = dict(self._install().weights)
+            event = RollbackEvent("resume", self._clock(), (reason,), before, after)
+            self._events.append(event)
+            return event
+
+    def refresh_bandit(self, *, force: bool = False) -> Weights | None:
+        """Recompute the bandit's weights and install them as a new epoch, if in bandit mode
+        and the schedule says so (or ``force``); never on the request path."""
+        with self._lock:
+            bandit = self._bandit
+            if self.mode != "bandit" or bandit is None:
+                return None  # A/B mode: the counters keep accumulating for later
+            if not force and not bandit.refresh_due():
+                return None
+            self._install()
+            return self._bandit_weights
+
+    def restore(self, load: Callable[[], T]) -> T:
+        """Run ``load`` (which replaces the store's contents, epochs included) under the lock,
+        then continue routing after the restored epochs: in the last one if it has the
+        current weights and mode, else in a new epoch after it."""
+        with self._lock:
+            result = load()
+            epochs: tuple[EpochInfo, ...] = self._store.epochs()
+            if epochs:
+                last = epochs[-1]
+                if last.weights != self.allocation.propensities or last.mode != self.mode:
+                    self.allocation = self._derive(max(e.epoch for e in epochs) + 1,
+                                                   recompute=False)
+                    self._store.begin_epoch(self.allocation.epoch, self.mode,
+                                            self.allocation.propensities)
+                else:
+                    self.allocation = self._derive(last.epoch, recompute=False)
+            return result
+
+    def bandit_status(self) -> BanditStatus | None:
+        """The bandit's posterior, weights and arms now; None without a reward metric."""
+        bandit = self._bandit
+        if bandit is None:
+            return None
+        with self._lock:  # one consistent reading of the counters, weights and mode
+            parts = bandit.status_parts()
+            alloc, mode = self.allocation, self.mode
+        return bandit.status(parts, epoch=alloc.epoch, active=mode == "bandit",
+                             weights=alloc.propensities)
+
+    # -- deriving the effective allocation (lock held) ---------------------------------------
+    def _install(self) -> Allocation:
+        alloc = self._derive(self.allocation.epoch + 1)
+        self._store.begin_epoch(alloc.epoch, self.mode, alloc.propensities)
+        self.allocation = alloc  # one assignment: the request path sees old or new
+        return alloc
+
+    def _effective_active(self) -> list[bool]:
+        if self._held:
+            return [i == self._control_index for i in range(len(self.names))]
+        return self._active
+
+    def _derive(self, epoch: int, *, recompute: bool = True) -> Allocation:
+        active = self._effective_active()
+        if self.mode == "bandit" and self._bandit is not None:
+            if recompute or self._bandit_weights is None:
+                self._bandit_weights = self._bandit.compute(active)
+            return self._bandit.allocation_for(self._bandit_weights, epoch)
+        w = {n: (x if a else 0.0) for (n, x), a in zip(self._ab.items(), active)}
+        total = math.fsum(w.values())
+        if total <= 0:  # every arm with A/B weight is paused: the control serves
+            w = {n: 1.0 if n == self.control else 0.0 for n in self.names}
+        elif total != 1.0:
+            w = {n: x / total for n, x in w.items()}
+        return Allocation(self.names, w, self.control, epoch=epoch)

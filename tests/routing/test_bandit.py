@@ -83,7 +83,7 @@ def test_three_arms_converge_to_the_best() -> None:
 
 def test_decision_carries_propensity_epoch_and_mode() -> None:
     exp = make(("a", "b", "c"), holdout=0.3, min_share=0.05)
-    st = exp.bandit._state
+    st = exp.allocation.state  # type: ignore[attr-defined]  # a BanditAllocation
     d = exp.assign(None)
     assert d.mode == "bandit" and d.epoch == st.epoch
     w = st.weights.probabilities
