@@ -16,25 +16,34 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelrouter.asgi.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from modelrouter.routing.experiment import Experiment
+    from modelrouter.store.persistence import SnapshotInfo
 
 __all__ = ["RouterLifecycle", "run_lifespan"]
 
 log = logging.getLogger("modelrouter.asgi.lifespan")
 
-Message = MutableMapping[str, Any]
-
 
 class RouterLifecycle:
-    """What the router does at startup and shutdown; usable without ASGI (``await start()``)."""
+    """What the router does at startup and shutdown; usable without ASGI (``await start()``).
 
-    def __init__(self, experiment: Any) -> None:
+    ``restored`` is the snapshot read at startup (None when there was none to read) and
+    ``last_snapshot`` the latest one written, periodic or final: both say what happened to the
+    experiment's state without reading the file again.
+    """
+
+    def __init__(self, experiment: Experiment) -> None:
         self.experiment = experiment
         self.config = experiment.config
         self._task: asyncio.Task[None] | None = None
-        self.restored: Any = None
-        self.last_snapshot: Any = None
+        self.restored: SnapshotInfo | None = None
+        self.last_snapshot: SnapshotInfo | None = None
         self._restore_failed = False
 
     async def start(self) -> None:
@@ -79,62 +88,69 @@ class RouterLifecycle:
                                                          self.config.snapshot_path)
 
 
-async def run_lifespan(app: Callable[..., Awaitable[None]], lifecycle: RouterLifecycle,
-                       scope: MutableMapping[str, Any],
-                       receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+@dataclass
+class _LifespanState:
+    """What one lifespan run has seen so far (shared by the wrappers and the fallback)."""
+
+    app_sent: bool = False  # the app sent a lifespan message: it speaks lifespan
+    started: bool = False  # the router's startup ran (once, whoever triggered it)
+    stopped: bool = False  # the router's shutdown ran
+    error: Exception | None = None  # why the router's startup failed
+
+
+async def run_lifespan(app: ASGIApp, lifecycle: RouterLifecycle, scope: Scope,
+                       receive: Receive, send: Send) -> None:
     """Run ``app``'s lifespan with the router's startup and shutdown woven in."""
-    state: dict[str, Any] = {"app_sent": False, "started": False, "error": None,
-                             "stopped": False}
+    state = _LifespanState()
 
     async def start() -> None:
-        state["started"] = True
+        state.started = True
         try:
             await lifecycle.start()
         except Exception as exc:
             log.exception("modelrouter: startup failed")
-            state["error"] = exc
+            state.error = exc
 
     async def receive_wrapper() -> Message:
         message = await receive()
-        if message["type"] == "lifespan.startup" and not state["started"]:
+        if message["type"] == "lifespan.startup" and not state.started:
             await start()
-        elif message["type"] == "lifespan.shutdown" and not state["stopped"]:
-            state["stopped"] = True
+        elif message["type"] == "lifespan.shutdown" and not state.stopped:
+            state.stopped = True
             await lifecycle.stop()
         return message
 
     async def send_wrapper(message: Message) -> None:
-        state["app_sent"] = True
-        if message["type"] == "lifespan.startup.complete" and state["error"] is not None:
+        state.app_sent = True
+        if message["type"] == "lifespan.startup.complete" and state.error is not None:
             message = {"type": "lifespan.startup.failed",
-                       "message": f"modelrouter: {state['error']}"}
+                       "message": f"modelrouter: {state.error}"}
         await send(message)
 
     try:
         await app(scope, receive_wrapper, send_wrapper)
     except BaseException:
-        if state["app_sent"]:
+        if state.app_sent:
             raise  # the app speaks lifespan: its failure is its own
         log.debug("modelrouter: the app does not support lifespan; the router answers it")
     else:
-        if state["app_sent"]:
+        if state.app_sent:
             return
     # the app does not speak lifespan: answer the server ourselves
-    if not state["started"]:
+    if not state.started:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
         await start()
-    if state["error"] is not None:
+    if state.error is not None:
         await send({"type": "lifespan.startup.failed",
-                    "message": f"modelrouter: {state['error']}"})
+                    "message": f"modelrouter: {state.error}"})
         return
     await send({"type": "lifespan.startup.complete"})
-    if not state["stopped"]:
+    if not state.stopped:
         message = await receive()
         if message["type"] == "lifespan.shutdown":
-            state["stopped"] = True
+            state.stopped = True
             try:
                 await lifecycle.stop()
             except Exception as exc:

@@ -9,9 +9,10 @@ a hostile header cannot grow memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from modelrouter.asgi.types import Scope
 from modelrouter.config import RouterConfig
 
 __all__ = ["UNKNOWN", "SegmentReader"]
@@ -32,26 +33,31 @@ class SegmentReader:
         self._dims = tuple(config.segments)
         self._headers = {h.encode("latin-1"): i
                          for i, h in enumerate(config.segments.values()) if h is not None}
+        # the config's callable takes the scope as a read-only mapping of arbitrary ASGI values
         self._fn: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = config.segment_fn
 
     def __bool__(self) -> bool:
+        """Whether any dimension is declared (no reader is needed otherwise)."""
         return bool(self._dims)
 
-    def __call__(self, scope: Mapping[str, Any]) -> tuple[str, ...]:
+    def __call__(self, scope: Scope) -> tuple[str, ...]:
+        """The request's value of each dimension; ``"unknown"`` where none is given."""
         values = [UNKNOWN] * len(self._dims)
         if self._headers:
-            for key, raw in scope["headers"]:
+            headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+            for key, raw in headers:
                 i = self._headers.get(key)
                 if i is not None and values[i] is UNKNOWN:
                     text = raw.decode("latin-1").strip()[:_MAX_VALUE]
                     if text:
                         values[i] = text
         if self._fn is not None:
+            extra: object
             try:
                 extra = self._fn(scope)
             except Exception:  # a failing callable must not turn a request into a 500
                 extra = None
-            if isinstance(extra, Mapping):
+            if isinstance(extra, Mapping):  # user code: whatever else it returns is ignored
                 for i, dim in enumerate(self._dims):
                     v = extra.get(dim)
                     if v is not None and str(v).strip():
