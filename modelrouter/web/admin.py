@@ -14,10 +14,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelrouter.config import RouterConfig
 from modelrouter.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from modelrouter.routing.experiment import Experiment
 
 __all__ = ["COOKIE_NAME", "AdminAuth", "ConfigChange", "apply_change", "config_change"]
 
@@ -48,6 +51,7 @@ class AdminAuth:
         return hmac.compare_digest(hashlib.sha256(token).digest(), self._digest)
 
     def _cookie(self, headers: Sequence[tuple[bytes, bytes]]) -> bool | None:
+        """Whether the session cookie is right; None when the request has none."""
         for key, raw in headers:
             if key.lower() != b"cookie":
                 continue
@@ -91,17 +95,20 @@ class ConfigChange(NamedTuple):
     pause: tuple[str, ...] = ()
 
 
-def _arms(data: Mapping[str, Any], field: str, names: Sequence[str]) -> tuple[str, ...]:
-    arms = data.get(field, [])
-    arms = [arms] if isinstance(arms, str) else arms
-    if field in data and (not isinstance(arms, list) or not arms or not all(
-            isinstance(a, str) and a in names for a in arms)):
-        raise ConfigError(f"{field} ({str(data[field])[:80]}) must be a variant name or a "
+def _arms(data: Mapping[str, object], field: str, names: Sequence[str]) -> tuple[str, ...]:
+    """The variants named by ``data[field]`` (a name or a list of names), de-duplicated."""
+    if field not in data:
+        return ()
+    value = data[field]
+    arms = [value] if isinstance(value, str) else value
+    if not isinstance(arms, list) or not arms or not all(
+            isinstance(a, str) and a in names for a in arms):
+        raise ConfigError(f"{field} ({str(value)[:80]}) must be a variant name or a "
                           f"list of them; variants are {list(names)}")
     return tuple(dict.fromkeys(arms))
 
 
-def config_change(experiment: Any, data: object) -> ConfigChange:
+def config_change(experiment: Experiment, data: object) -> ConfigChange:
     """Validate a ``POST /config`` body against ``experiment``; change nothing.
 
     ``{"mode": "ab" | "bandit"}``, ``{"weights": {variant: share}}`` (every variant, summing
@@ -138,7 +145,7 @@ def config_change(experiment: Any, data: object) -> ConfigChange:
     return ConfigChange(None, mode, resume, pause)
 
 
-def apply_change(experiment: Any, change: ConfigChange) -> None:
+def apply_change(experiment: Experiment, change: ConfigChange) -> None:
     """Apply a validated change: weights and mode in one ``configure``, else the mode first
     and then the arms, through the same pause/resume as the Python API."""
     if change.weights is not None or not (change.resume or change.pause):

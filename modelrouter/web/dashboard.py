@@ -1,25 +1,33 @@
 """The dashboard page: one self-contained HTML document (inline CSS and SVG, no script, no
 external asset), rebuilt from a fresh analysis on every load and refreshed by a meta tag.
 
-Sections appear when there is something to show: the verdict, SRM, guardrails, the
-sequential test and the bandit are read from the analysis with ``getattr`` (they land with
-other parts of the library), and a section that fails renders its error instead of breaking
-the page. Every value that reaches the page goes through :func:`html.escape`: variant and
-metric names come from the config, but unit ids and segment values come from users.
+The page shows the allocation, one section per analysis question (:data:`SECTIONS`: the
+verdict, SRM, guardrails, the sequential test and the bandit; the caller may choose fewer), the
+weights over time when they changed, and every metric. A section whose question cannot be
+answered yet (no plan, no bandit, too little data: :class:`AnalysisError`) says so in a muted
+note; one that fails otherwise renders its error as an alarm instead of breaking the page.
+Every value that reaches the page goes through :func:`html.escape`: variant and metric names
+come from the config, but unit ids and segment values come from users.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING
 
 from modelrouter.exceptions import AnalysisError
+from modelrouter.web.handle import RouterHandle
 from modelrouter.web.svg import ForestRow, fmt, forest_plot, line_chart
 
-__all__ = ["render_dashboard", "render_login"]
+if TYPE_CHECKING:  # types only: the analysis (scipy) is loaded by whoever builds one
+    from modelrouter.analysis import Analysis
+    from modelrouter.analysis.sequential import SequentialAnalysis
+    from modelrouter.store.looks import Look
+
+__all__ = ["SECTIONS", "render_dashboard", "render_login"]
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;
@@ -68,83 +76,65 @@ def _section(key: str, title: str, html: str) -> str:
     return f'<section id="{escape(key)}"><h2>{escape(title)}</h2>{html}</section>'
 
 
-_PREFERRED = ("guardrail", "metric", "variant", "segment", "status", "decision", "estimate",
-              "low", "high", "margin", "pvalue", "reason")
+def _decision(decision: str) -> str:
+    return f'<p class="decision"><strong>{escape(decision.upper())}</strong></p>'
 
 
-def _cell(value: Any, key: str = "") -> str:
-    if value is None and key == "segment":
-        return "overall"
-    if isinstance(value, dict):  # a segment: {"platform": "mobile"}
-        return escape(", ".join(f"{k}={v}" for k, v in value.items()))
-    return escape(fmt(value) if isinstance(value, float) else str(value))
+def _verdict(analysis: Analysis) -> str:
+    verdict = analysis.verdict()
+    return (f'<div class="">{_decision(verdict.decision)}<pre>{escape(verdict.summary())}'
+            "</pre></div>")
 
 
-def _rows_table(results: Sequence[Any]) -> str:
-    """A list of result objects as one table, one row each (e.g. the guardrails)."""
-    dicts = [r.to_dict() if callable(getattr(r, "to_dict", None)) else r for r in results]
-    if not all(isinstance(d, dict) for d in dicts):
-        return "".join(_generic(r) for r in results)
-    keys = [k for k in _PREFERRED if any(k in d for d in dicts)
-            and not (k == "metric" and any("guardrail" in d for d in dicts))] or [
-        k for k, v in dicts[0].items() if isinstance(v, (str, int, float, bool))]
+def _srm(analysis: Analysis) -> str:
+    check = analysis.srm()
+    return (f'<div class="{"alarm" if check.alarm else "ok"}"><pre>{escape(check.explain())}'
+            "</pre></div>")
+
+
+_GUARDRAIL_COLUMNS = ("guardrail", "variant", "segment", "status", "estimate", "low", "high",
+                      "margin", "reason")
+
+
+def _guardrails(analysis: Analysis) -> str:
+    """One row per guardrail (and segment); a failing one's name is marked as an alarm."""
+    results = analysis.guardrails()
+    if not results:
+        return '<div class=""><p class="muted">none</p></div>'
     rows = []
-    for d in dicts:
-        cells = [_cell(d.get(k, ""), k) for k in keys]
-        if str(d.get("status", "")).lower() in ("fail", "failed", "violated", "alarm"):
+    for g in results:
+        cells = [escape(c) for c in (g.label, g.variant, g.where, g.status, fmt(g.estimate),
+                                     fmt(g.low), fmt(g.high), fmt(g.margin), g.reason)]
+        if g.status == "fail":
             cells[0] = f'<span class="alarm">{cells[0]}</span>'
         rows.append(cells)
-    return _table(keys, rows, "results")
+    return f'<div class="">{_table(_GUARDRAIL_COLUMNS, rows, "results")}</div>'
 
 
-def _generic(result: Any) -> str:
-    """Any result object: its explanation or summary, else its scalar fields."""
-    if isinstance(result, (list, tuple)):
-        return _rows_table(result) if result else '<p class="muted">none</p>'
-    text = ""
-    decision = getattr(result, "decision", None)
-    if isinstance(decision, str):
-        text = f'<p class="decision"><strong>{escape(decision.upper())}</strong></p>'
-    for name in ("explain", "summary"):
-        fn = getattr(result, name, None)
-        if callable(fn):
-            try:
-                return f"{text}<pre>{escape(str(fn()))}</pre>"
-            except Exception:  # try the next way of showing it
-                continue
-    to_dict = getattr(result, "to_dict", None)
-    data = to_dict() if callable(to_dict) else result
-    if not isinstance(data, dict):
-        return f"{text}<pre>{escape(str(result))}</pre>"
-    rows = [[escape(str(k)), _cell(v)] for k, v in data.items()
-            if isinstance(v, (str, int, float, bool)) or v is None]
-    return text + _table(["field", "value"], rows)
+def _sequential(analysis: Analysis) -> str:
+    result = analysis.sequential()
+    return (_sequential_chart(result, analysis.snapshot.looks)
+            + f'<div class="">{_decision(result.decision)}<pre>{escape(result.explain())}'
+            "</pre></div>")
 
 
-def _status_class(result: Any) -> str:
-    alarm = getattr(result, "alarm", None)
-    passed = getattr(result, "passed", None)
-    if alarm is True or passed is False:
-        return "alarm"
-    if alarm is False or passed is True:
-        return "ok"
-    return ""
+def _bandit(analysis: Analysis) -> str:
+    return f'<div class=""><pre>{escape(analysis.bandit().summary())}</pre></div>'
 
 
-def _optional(analysis: Any, name: str, metric: str | None) -> tuple[bool, Any]:
-    """Call ``analysis.<name>()`` (or with the primary metric) when the analysis has it."""
-    fn: Callable[..., Any] | None = getattr(analysis, name, None)
-    if not callable(fn):
-        return False, None
-    try:
-        return True, fn()
-    except TypeError:  # it wants a metric: the primary one, if the config names it
-        if metric is None:
-            return False, None
-        return True, fn(metric)
+SECTIONS: dict[str, tuple[str, Callable[[Analysis], str]]] = {
+    "verdict": ("Verdict", _verdict),
+    "srm": ("Sample ratio (SRM)", _srm),
+    "guardrails": ("Guardrails", _guardrails),
+    "sequential": ("Sequential test", _sequential),
+    "bandit": ("Bandit", _bandit),
+}
+"""The analysis sections of the page, in order: key (the section's id), title, renderer."""
 
 
-def _metric_section(analysis: Any, metric: str) -> str:
+def _metric_section(analysis: Analysis, metric: str) -> str:
+    """Forest plot and table of the metric's per-variant means, then each treatment against
+    the control (a comparison that cannot be made yet shows why)."""
     summaries = analysis.summary(metric)
     rows, forest = [], []
     for s in summaries:
@@ -178,30 +168,27 @@ def _metric_section(analysis: Any, metric: str) -> str:
     return _section(f"metric-{metric}", f"Metric: {metric}", html)
 
 
-def _sequential_chart(result: Any, analysis: Any) -> str:
+def _sequential_chart(result: SequentialAnalysis, looks: Sequence[Look]) -> str:
     """z at each look (the recorded ones, then now) against the boundaries of those looks."""
-    test = getattr(result, "test", None)
-    design = getattr(test if test is not None else result, "design", None)
-    rates = getattr(design, "information_rates", None)
-    bounds = getattr(design, "z", None)
-    if rates is None or bounds is None:
+    if result.test is None:
         return ""
-    t = [float(x) for x in rates]
-    metric, variant = getattr(result, "metric", None), getattr(result, "variant", None)
-    path = [float(k.statistic) for k in getattr(analysis.snapshot, "looks", ())
-            if getattr(k, "metric", None) == metric and getattr(k, "variant", None) == variant]
+    design = result.test.design
+    t = [float(x) for x in design.information_rates]
+    path = [float(k.statistic) for k in looks
+            if k.metric == result.metric and k.variant == result.variant]
     path = path[:len(t)]
     if len(path) < len(t):
-        path.append(float(getattr(result, "statistic", math.nan)))
+        path.append(float(result.statistic))
     series = {"z": list(zip(t[:len(path)], path)),
-              "boundary": list(zip(t, map(float, bounds)))}
-    if getattr(design, "sided", 2) == 2:
-        series["-boundary"] = [(x, -float(b)) for x, b in zip(t, bounds)]
+              "boundary": list(zip(t, map(float, design.z)))}
+    if design.sided == 2:
+        series["-boundary"] = [(x, -float(b)) for x, b in zip(t, design.z)]
     return line_chart(series, title="Sequential test: z at each look against its boundary",
                       x_label="information rate", dashed=("boundary", "-boundary"))
 
 
-def _weights_chart(analysis: Any) -> str:
+def _weights_chart(analysis: Analysis) -> str:
+    """Each variant's weight as a step line, one step per epoch, up to the snapshot."""
     epochs = analysis.snapshot.epochs
     now = analysis.snapshot.taken_at
     start = epochs[0].started_at if epochs else now
@@ -214,13 +201,18 @@ def _weights_chart(analysis: Any) -> str:
                       step=True, height=200)
 
 
-def render_dashboard(router: Any, analysis: Any, prefix: str, refresh: int = 10) -> str:
-    """The whole page for ``router`` from one ``analysis`` snapshot."""
+def render_dashboard(router: RouterHandle, analysis: Analysis, prefix: str, refresh: int = 10,
+                     *, sections: Collection[str] = tuple(SECTIONS)) -> str:
+    """The whole page for ``router`` from one ``analysis`` snapshot, with the analysis
+    ``sections`` named (keys of :data:`SECTIONS`; all by default) in their usual order."""
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"sections: {unknown[0]!r} is not one of {list(SECTIONS)}")
     config, experiment = router.config, router.experiment
     alloc = experiment.allocation
     snap = analysis.snapshot
     requests = dict(zip(snap.variants, snap.requests.tolist()))
-    primary = getattr(config, "primary", None)
+    primary = config.primary
     header = (f"<header><h1>{escape(config.experiment)}</h1><p>mode {escape(experiment.mode)}"
               f" · level {escape(config.level)} · epoch {alloc.epoch} · "
               f"{snap.n_units:,} units · updated "
@@ -235,16 +227,11 @@ def render_dashboard(router: Any, analysis: Any, prefix: str, refresh: int = 10)
         overview += (f'<p class="muted">{snap.uncounted_requests:,} requests without a unit id '
                      "were served but not counted.</p>")
     parts = [_section("overview", "Overview", overview)]
-    for key, title in (("verdict", "Verdict"), ("srm", "Sample ratio (SRM)"),
-                       ("guardrails", "Guardrails"), ("sequential", "Sequential test"),
-                       ("bandit", "Bandit")):
+    for key, (title, section) in SECTIONS.items():
+        if key not in sections:
+            continue
         try:
-            present, result = _optional(analysis, key, primary)
-            if not present:
-                continue
-            html = f'<div class="{_status_class(result)}">{_generic(result)}</div>'
-            if key == "sequential":
-                html = _sequential_chart(result, analysis) + html
+            html = section(analysis)
         except AnalysisError as exc:  # not configured or not enough data: a note, no alarm
             html = f'<p class="muted">not available: {escape(str(exc))}</p>'
         except Exception as exc:  # one section failing must not take the page down

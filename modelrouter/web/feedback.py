@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from cachetools import TTLCache
 
 from modelrouter.exceptions import FeedbackError, UnknownMetricError
-from modelrouter.routing.experiment import check_value
+from modelrouter.routing.experiment import Experiment, check_value
 from modelrouter.routing.tokens import Signer, TokenPayload
 
 __all__ = ["CheckedFeedback", "TokenFeedback"]
@@ -39,7 +39,7 @@ class CheckedFeedback(NamedTuple):
 class TokenFeedback:
     """Verifies decision tokens and records their feedback exactly once."""
 
-    def __init__(self, experiment: Any, secret: str) -> None:
+    def __init__(self, experiment: Experiment, secret: str) -> None:
         self.experiment = experiment
         self.signer = Signer(secret, experiment.config.experiment)
         self._window = experiment.config.attribution_window

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelrouter.store.histogram import EDGES_MS, PER_DECADE
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS_S", "render"]
+if TYPE_CHECKING:
+    from modelrouter.routing.experiment import Experiment
+    from modelrouter.store.types import Snapshot
+
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS_S", "label_value", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # ``le`` boundaries: store bucket edges at 1, ~2.5 and ~5 per decade from 1 ms to 10 s (the
@@ -30,11 +34,15 @@ _LE_INDEX: tuple[int, ...] = (*(2 * PER_DECADE + d * PER_DECADE + j for d in ran
 LATENCY_BUCKETS_S: tuple[float, ...] = tuple(EDGES_MS[i] / 1000.0 for i in _LE_INDEX)
 
 
-def _label(value: object) -> str:
+def label_value(value: object) -> str:
+    """``value`` as the inside of a quoted label value: backslash, newline and double quote
+    escaped as the exposition format requires (variant and metric names are user text)."""
     return str(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 def _num(value: float) -> str:
+    """A sample value: integers without a fraction, NaN and infinities as Prometheus spells
+    them."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -45,6 +53,8 @@ def _num(value: float) -> str:
 
 
 class _Writer:
+    """Collects the exposition lines: a family's HELP and TYPE, then its samples."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
 
@@ -53,11 +63,11 @@ class _Writer:
         self.lines.append(f"# TYPE {name} {kind}")
 
     def sample(self, name: str, labels: Mapping[str, object], value: float) -> None:
-        inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+        inner = ",".join(f'{k}="{label_value(v)}"' for k, v in labels.items())
         self.lines.append(f"{name}{{{inner}}} {_num(value)}" if inner else f"{name} {_num(value)}")
 
 
-def _errors(snapshot: Any) -> list[float]:
+def _errors(snapshot: Snapshot) -> list[float]:
     """Requests recorded with ``error = 1`` per variant (5xx or an exception)."""
     k = len(snapshot.variants)
     if snapshot.units is not None:
@@ -70,7 +80,7 @@ def _errors(snapshot: Any) -> list[float]:
     return out
 
 
-def _events(snapshot: Any) -> dict[str, float]:
+def _events(snapshot: Snapshot) -> dict[str, float]:
     """Recorded values per metric (automatic ones included), from a store snapshot."""
     if snapshot.units is not None:
         return {m: float(np.sum(snapshot.units.y[m])) for m in snapshot.metrics}
@@ -81,7 +91,7 @@ def _events(snapshot: Any) -> dict[str, float]:
     return out
 
 
-def render(experiment: Any, feedback: Mapping[tuple[str, str], int] | None = None) -> str:
+def render(experiment: Experiment, feedback: Mapping[tuple[str, str], int] | None = None) -> str:
     """The exposition text: requests, errors and latency per variant, values recorded per
     metric, HTTP feedback outcomes per (metric, result), current weights and epoch."""
     snap = experiment.store.snapshot()

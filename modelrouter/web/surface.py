@@ -1,8 +1,10 @@
 """The HTTP surface under ``config.http_prefix``: feedback, admin API, dashboard, metrics.
 
-Pure ASGI: :class:`HTTPSurface` is called by :class:`~modelrouter.asgi.middleware.ModelRouter` for
-paths under ``{prefix}/`` (one ``startswith`` on the routed path; nothing when the surface is
-off) and never counts those requests as experiment traffic.
+Pure ASGI: :class:`HTTPSurface` is called by the router's middleware
+(:class:`~modelrouter.asgi.middleware.RoutingMiddleware`) for paths under ``{prefix}/`` (one
+``startswith`` on the routed path; nothing when the surface is off) and never counts those
+requests as experiment traffic. It reaches the router only through
+:class:`~modelrouter.web.handle.RouterHandle`.
 
 =================  ======  ============================  ====================================
 path               method  enabled when                  auth
@@ -28,10 +30,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeAlias
 from urllib.parse import parse_qs
 
+import numpy as np
+
+from modelrouter.asgi.types import Receive, Scope, Send
 from modelrouter.exceptions import (
     AnalysisError,
     ConfigError,
@@ -44,14 +49,16 @@ from modelrouter.exceptions import (
 )
 from modelrouter.web.admin import COOKIE_NAME, AdminAuth, apply_change, config_change
 from modelrouter.web.feedback import CheckedFeedback, TokenFeedback
+from modelrouter.web.handle import RouterHandle
 from modelrouter.web.prometheus import CONTENT_TYPE, render
 
-__all__ = ["COOKIE_NAME", "MAX_BODY", "HTTPSurface", "jsonable"]
+__all__ = ["COOKIE_NAME", "JSON", "MAX_BODY", "HTTPSurface", "jsonable"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+JSON: TypeAlias = "None | bool | int | float | str | list[JSON] | dict[str, JSON]"
+"""Plain JSON data, as :func:`jsonable` returns it."""
+Headers: TypeAlias = "list[tuple[bytes, bytes]]"
+Reply: TypeAlias = "tuple[int, Headers, bytes]"
+"""What an endpoint answers: status, headers, body (the surface adds the security headers)."""
 
 MAX_BODY = 64 * 1024
 _SECURITY_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
@@ -71,9 +78,13 @@ class HTTPError(Exception):
         self.headers = list(headers)
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON data: NaN/inf become null (strict JSON has neither), numpy and tuples become
-    lists and numbers, objects with ``to_dict()`` their dict, anything else its string."""
+def jsonable(value: object) -> JSON:
+    """Plain JSON data: NaN/inf become null (strict JSON has neither), tuples, sets and numpy
+    arrays become lists, numpy scalars numbers, mapping keys strings, anything else its string.
+
+    Results reach it as their ``to_dict()`` (the analysis, a look): plain data, possibly with
+    numpy values and non-finite floats, which is what this makes strict JSON of.
+    """
     if value is None or isinstance(value, (bool, str, int)):
         return value
     if isinstance(value, float):
@@ -82,20 +93,17 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
+    if isinstance(value, (np.ndarray, np.generic)):
         return jsonable(value.tolist())
-    if hasattr(value, "to_dict"):
-        return jsonable(value.to_dict())
     return str(value)
 
 
-def _json_body(status: int, data: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _json_body(status: int, data: object) -> Reply:
     body = json.dumps(jsonable(data), allow_nan=False, separators=(",", ":")).encode()
     return status, [(b"content-type", b"application/json")], body
 
 
-async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]],
-                   body: bytes) -> None:
+async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, *_SECURITY_HEADERS,
                             (b"content-length", str(len(body)).encode())]})
@@ -103,9 +111,10 @@ async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]],
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
+    headers: Sequence[tuple[bytes, bytes]] = scope.get("headers", ())
+    for key, value in headers:
         if key.lower() == name:
-            return value  # type: ignore[no-any-return]
+            return value
     return None
 
 
@@ -125,7 +134,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise HTTPError(400, "client disconnected before the body was complete")
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
             raise HTTPError(422, f"body: larger than the limit of {MAX_BODY} bytes")
@@ -134,7 +143,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def _parse_json(body: bytes) -> Any:
+def _parse_json(body: bytes) -> object:
     if not body:
         raise HTTPError(422, "body: empty; expected JSON")
     try:
@@ -156,7 +165,7 @@ def _feedback_status(exc: Exception) -> int:
 class HTTPSurface:
     """The ASGI app mounted under the prefix by the router (see the module docstring)."""
 
-    def __init__(self, router: Any) -> None:
+    def __init__(self, router: RouterHandle) -> None:
         self.router = router
         self.experiment = router.experiment
         config = router.config
@@ -165,7 +174,7 @@ class HTTPSurface:
         self._admin = AdminAuth(config.admin_token) if config.admin_token else None
         self.metrics_enabled = self._admin is not None or config.metrics_public
         self.refresh_seconds = 10
-        self._routes: dict[str, dict[str, Callable[[Scope, Receive], Awaitable[Any]]]] = {
+        self._routes: dict[str, dict[str, Callable[[Scope, Receive], Awaitable[Reply]]]] = {
             "/feedback": {"POST": self._post_feedback},
             "/stats": {"GET": self._get_stats},
             "/config": {"GET": self._get_config, "POST": self._post_config},
@@ -210,14 +219,15 @@ class HTTPSurface:
     def _authorize(self, scope: Scope, *, cookie: bool) -> None:
         """Raise 401 without credentials, 403 with wrong ones (see AdminAuth.check)."""
         assert self._admin is not None
-        refused = self._admin.check(scope.get("headers", ()), cookie=cookie)
+        headers: Sequence[tuple[bytes, bytes]] = scope.get("headers", ())
+        refused = self._admin.check(headers, cookie=cookie)
         if refused is not None:
             status, message = refused
             raise HTTPError(status, message, [(b"www-authenticate", b'Bearer realm="modelrouter"')]
                             if status == 401 else [])
 
     # -- feedback -------------------------------------------------------------------------
-    async def _post_feedback(self, scope: Scope, receive: Receive) -> Any:
+    async def _post_feedback(self, scope: Scope, receive: Receive) -> Reply:
         assert self.feedback is not None
         data = _parse_json(await _read_body(scope, receive))
         batch = isinstance(data, list) or (isinstance(data, dict) and "items" in data)
@@ -228,12 +238,13 @@ class HTTPSurface:
             data = data["items"]
             if not isinstance(data, list):
                 raise HTTPError(422, f"items: must be a list, got {type(data).__name__}")
-        items = data if batch else [data]
+        items: list[object] = data if isinstance(data, list) else [data]
         if batch and not items:
             raise HTTPError(422, "items: empty batch")
         checked = [self._check_item(item, f"items[{i}]." if batch else "")
                    for i, item in enumerate(items)]
-        results = []
+        results: list[dict[str, object]] = []
+        recorded_total = duplicates = 0
         for i, item in enumerate(checked):
             try:
                 recorded = self.feedback.commit(item)
@@ -245,11 +256,12 @@ class HTTPSurface:
                 continue
             results.append({"decision_id": item.payload.decision_id, "metric": item.metric,
                             "recorded": recorded, "duplicate": not recorded})
+            recorded_total += recorded
+            duplicates += not recorded
         if not batch:
             return _json_body(200, results[0])
-        return _json_body(200, {"results": results,
-                                "recorded": sum(r["recorded"] for r in results),
-                                "duplicates": sum(r["duplicate"] for r in results)})
+        return _json_body(200, {"results": results, "recorded": recorded_total,
+                                "duplicates": duplicates})
 
     def _check_item(self, item: object, where: str) -> CheckedFeedback:
         assert self.feedback is not None
@@ -273,7 +285,7 @@ class HTTPSurface:
             raise HTTPError(_feedback_status(exc), f"{where}{msg}") from None
 
     # -- admin API ------------------------------------------------------------------------
-    async def _get_stats(self, scope: Scope, receive: Receive) -> Any:
+    async def _get_stats(self, scope: Scope, receive: Receive) -> Reply:
         self._authorize(scope, cookie=True)
         try:
             analysis = self.router.analysis()
@@ -281,17 +293,17 @@ class HTTPSurface:
         except AnalysisError as exc:
             raise HTTPError(409, f"analysis: {exc}") from None
 
-    def _config_state(self) -> dict[str, Any]:
+    def _config_state(self) -> dict[str, object]:
         alloc = self.experiment.allocation
         return {"config": self.router.config.as_dict(), "mode": self.experiment.mode,
                 "epoch": alloc.epoch, "weights": alloc.weights, "control": alloc.control,
                 "paused": [v for v, w in alloc.weights.items() if w == 0.0]}
 
-    async def _get_config(self, scope: Scope, receive: Receive) -> Any:
+    async def _get_config(self, scope: Scope, receive: Receive) -> Reply:
         self._authorize(scope, cookie=True)
         return _json_body(200, self._config_state())
 
-    async def _post_config(self, scope: Scope, receive: Receive) -> Any:
+    async def _post_config(self, scope: Scope, receive: Receive) -> Reply:
         self._authorize(scope, cookie=False)
         data = _parse_json(await _read_body(scope, receive))
         # No await from validating to applying: atomic on the event loop, and configure()
@@ -302,7 +314,7 @@ class HTTPSurface:
             raise HTTPError(422, str(exc)) from None
         return _json_body(200, self._config_state())
 
-    async def _post_looks(self, scope: Scope, receive: Receive) -> Any:
+    async def _post_looks(self, scope: Scope, receive: Receive) -> Reply:
         self._authorize(scope, cookie=False)
         data = _parse_json(await _read_body(scope, receive))
         if not isinstance(data, dict):
@@ -321,13 +333,13 @@ class HTTPSurface:
             raise HTTPError(422, f"variant: {str(variant)[:100]!r} is not one of "
                                  f"{list(self.experiment.names)}")
         try:
-            result = self.router.record_look(metric, variant=variant)
+            look = self.router.record_look(metric, variant=variant)
         except (AnalysisError, ConfigError, ValueError) as exc:
             raise HTTPError(409, f"looks: {exc}") from None
-        return _json_body(200, {"metric": metric, "variant": variant, "look": result})
+        return _json_body(200, {"metric": metric, "variant": variant, "look": look.to_dict()})
 
     # -- dashboard ------------------------------------------------------------------------
-    async def _get_dashboard(self, scope: Scope, receive: Receive) -> Any:
+    async def _get_dashboard(self, scope: Scope, receive: Receive) -> Reply:
         from modelrouter.web.dashboard import render_dashboard, render_login
 
         try:
@@ -340,7 +352,7 @@ class HTTPSurface:
                                 refresh=self.refresh_seconds)
         return 200, _html_headers(), page.encode()
 
-    async def _post_login(self, scope: Scope, receive: Receive) -> Any:
+    async def _post_login(self, scope: Scope, receive: Receive) -> Reply:
         from modelrouter.web.dashboard import render_login
 
         assert self._admin is not None
@@ -360,7 +372,7 @@ class HTTPSurface:
                      (b"content-type", b"text/plain; charset=utf-8")], b"logged in"
 
     # -- Prometheus -----------------------------------------------------------------------
-    async def _get_metrics(self, scope: Scope, receive: Receive) -> Any:
+    async def _get_metrics(self, scope: Scope, receive: Receive) -> Reply:
         if not self.router.config.metrics_public:
             self._authorize(scope, cookie=True)
         counts = dict(self.feedback.counts) if self.feedback is not None else None
@@ -368,6 +380,6 @@ class HTTPSurface:
         return 200, [(b"content-type", CONTENT_TYPE.encode())], text.encode()
 
 
-def _html_headers() -> list[tuple[bytes, bytes]]:
+def _html_headers() -> Headers:
     return [(b"content-type", b"text/html; charset=utf-8"),
             (b"content-security-policy", _DASHBOARD_CSP), (b"x-frame-options", b"DENY")]

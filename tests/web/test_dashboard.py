@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 from html.parser import HTMLParser
 from typing import Any
 
+import pytest
+
 from modelrouter import ModelRouter
-from modelrouter.stats import sequential_test
+from modelrouter.analysis import GuardrailResult, Verdict
 from modelrouter.web.admin import COOKIE_NAME
-from modelrouter.web.dashboard import render_dashboard
-from modelrouter.web.svg import ForestRow, forest_plot, line_chart
-from tests.web.conftest import ADMIN, BEARER, PREFIX, Client
+from modelrouter.web.dashboard import SECTIONS, render_dashboard
+from modelrouter.web.svg import ForestRow, forest_plot
+from tests.web.conftest import ADMIN, BEARER, PREFIX, Client, make_router
 
 URL = f"{PREFIX}/dashboard"
 
@@ -96,16 +99,19 @@ def test_forest_plot_numbers_are_the_analysis(router: ModelRouter, client: Clien
 
 def test_everything_user_supplied_is_escaped(router: ModelRouter) -> None:
     evil = '<script>alert("x")</script>'
-
-    class Evil:
-        def explain(self) -> str:
-            return f"segment {evil} looks odd"
-
+    verdict = Verdict(decision="keep_testing", reasons=(f"segment {evil} looks odd",),
+                      primary="click", variant="treatment", srm_pvalue=math.nan)
+    guardrail = GuardrailResult(
+        metric=evil, variant="treatment", segment={"platform": evil}, status="fail",
+        direction="increase", margin=0.1, relative=True, estimate=0.2, low=0.1, high=0.3,
+        alpha=0.05, units_control=10, units_treatment=10, reason=evil)
     analysis: Any = router.analysis()
-    analysis.verdict = lambda: Evil()
-    analysis.guardrails = lambda: [{"metric": evil, "status": "fail", "reason": evil}]
+    analysis.verdict = lambda: verdict
+    analysis.guardrails = lambda: (guardrail,)
     analysis.bandit = lambda: (_ for _ in ()).throw(RuntimeError(evil))
     html = render_dashboard(router, analysis, PREFIX)
+    section = html[html.index('id="guardrails"'):]
+    assert '<span class="alarm">' in section[:section.index("</section>")]  # a failing one
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert 'id="bandit"' in html and "unavailable" in html  # a failing section says so
@@ -114,35 +120,23 @@ def test_everything_user_supplied_is_escaped(router: ModelRouter) -> None:
     assert "<script>" not in svg and svg.count("&lt;script&gt;") == 5
 
 
-def test_sections_follow_the_analysis(router: ModelRouter, client: Client) -> None:
-    client.tokens(10)
-    analysis: Any = router.analysis()
-    for name in ("verdict", "srm", "guardrails", "sequential", "bandit"):
-        setattr(analysis, name, None)  # an analysis without them
-    html = render_dashboard(router, analysis, PREFIX)
+def test_sections_follow_the_analysis() -> None:
+    router = make_router(primary="click", plan={"max_units": 200})
+    client = Client(router)
+    for i, t in enumerate(client.tokens(10)):
+        router.record_token(t, "click", i % 2)
+    html = render_dashboard(router, router.analysis(), PREFIX, sections=())  # none of them
     for name in ("verdict", "srm", "guardrails", "sequential", "bandit", "weights"):
         assert f'id="{name}"' not in html, name
     router.configure(weights={"control": 0.7, "treatment": 0.3})
-    analysis = router.analysis()
-    analysis.sequential = lambda: sequential_test([1.1, 2.0], [0.4, 0.7])
-    html = render_dashboard(router, analysis, PREFIX)
+    router.record_look()
+    html = render_dashboard(router, router.analysis(), PREFIX)
     assert 'id="sequential"' in html and 'data-name="boundary"' in html
     # weights history: one point per epoch plus now, as a step line
     assert 'id="weights"' in html and 'data-name="treatment"' in html
-
-
-def test_svg_charts_handle_missing_numbers() -> None:
-    nan = float("nan")
-    svg = forest_plot([ForestRow("a", nan, nan, nan), ForestRow("b", 2.0, 1.0, 3.0)],
-                      title="t", reference=0.0)
-    assert "no data" in svg and svg.count("<circle") == 1
-    xs = [float(m) for m in re.findall(r'<circle class="estimate" cx="([0-9.]+)"', svg)]
-    assert len(xs) == 1
-    empty = line_chart({"z": [(nan, 1.0)]}, title="t")
-    assert empty.startswith("<svg") and "<polyline" not in empty
-    steps = line_chart({"w": [(0.0, 0.5), (1.0, 0.2), (2.0, 0.2)]}, title="t", step=True)
-    pts = re.search(r'<polyline points="([^"]+)"', steps)
-    assert pts is not None and len(pts.group(1).split()) == 5  # a step adds a corner per jump
+    with pytest.raises(ValueError, match="'charts' is not one of"):
+        render_dashboard(router, router.analysis(), PREFIX, sections=("charts",))
+    assert list(SECTIONS) == ["verdict", "srm", "guardrails", "sequential", "bandit"]
 
 
 def test_features_not_configured_are_a_note_not_an_alarm(router: ModelRouter,

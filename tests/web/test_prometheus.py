@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelrouter import ModelRouter
-from modelrouter.web.prometheus import LATENCY_BUCKETS_S, render
+from modelrouter.web.prometheus import LATENCY_BUCKETS_S, label_value, render
 from tests.web.conftest import BEARER, PREFIX, Client, make_router
 
 
@@ -111,9 +111,7 @@ def test_render_is_valid_for_a_crash_and_a_fresh_router() -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    from modelrouter.web.prometheus import _label
-
-    line = f'm{{x="{_label(chr(92) + chr(34) + chr(10) + "end")}"}} 1\n'
+    line = f'm{{x="{label_value(chr(92) + chr(34) + chr(10) + "end")}"}} 1\n'
     fam = next(iter(text_string_to_metric_families(line)))
     assert fam.samples[0].labels["x"] == '\\"\nend'
 
