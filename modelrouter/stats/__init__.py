@@ -1,41 +1,102 @@
-"""Pure numerics: two-sample tests, power, sequential designs, corrections, SRM, IPW."""
+"""Pure numerics: two-sample tests, power, sequential designs, corrections, SRM, IPW.
 
-from modelrouter.stats.always_valid import (
-    AlwaysValidResult,
-    always_valid_test,
-    mixing_variance,
-    msprt_pvalues,
-)
-from modelrouter.stats.ipw import IPWDifference, IPWEstimate, ipw_difference, ipw_means
-from modelrouter.stats.monitoring import SequentialTestResult, sequential_test
-from modelrouter.stats.multiple import adjust_pvalues
-from modelrouter.stats.power import (
-    DesignCharacteristics,
-    DetectableEffect,
-    SampleSize,
-    design_characteristics,
-    duration_days,
-    inflation_factor,
-    mde_means,
-    mde_proportions,
-    sample_size_means,
-    sample_size_proportions,
-)
-from modelrouter.stats.sequential import (
-    SequentialDesign,
-    classic_boundaries,
-    exit_probabilities,
-    spending_boundaries,
-    spending_function,
-)
-from modelrouter.stats.srm import SRMResult, srm_test
+Names load when first used (PEP 562), so that importing one light submodule (``moments``,
+``results``: what the store and the routing core need) does not import scipy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelrouter.stats.always_valid import (
+        AlwaysValidResult,
+        always_valid_test,
+        mixing_variance,
+        msprt_pvalues,
+    )
+    from modelrouter.stats.ipw import IPWDifference, IPWEstimate, ipw_difference, ipw_means
+    from modelrouter.stats.moments import Moments
+    from modelrouter.stats.monitoring import SequentialTestResult, sequential_test
+    from modelrouter.stats.multiple import adjust_pvalues
+    from modelrouter.stats.power import (
+        DesignCharacteristics,
+        DetectableEffect,
+        SampleSize,
+        design_characteristics,
+        duration_days,
+        inflation_factor,
+        mde_means,
+        mde_proportions,
+        sample_size_means,
+        sample_size_proportions,
+    )
+    from modelrouter.stats.results import ConfidenceInterval
+    from modelrouter.stats.sequential import (
+        SequentialDesign,
+        classic_boundaries,
+        exit_probabilities,
+        spending_boundaries,
+        spending_function,
+    )
+    from modelrouter.stats.srm import SRMResult, srm_test
+
+_LAZY = {
+    "ConfidenceInterval": "modelrouter.stats.results",
+    "Moments": "modelrouter.stats.moments",
+    "AlwaysValidResult": "modelrouter.stats.always_valid",
+    "DesignCharacteristics": "modelrouter.stats.power",
+    "DetectableEffect": "modelrouter.stats.power",
+    "IPWDifference": "modelrouter.stats.ipw",
+    "IPWEstimate": "modelrouter.stats.ipw",
+    "SRMResult": "modelrouter.stats.srm",
+    "SampleSize": "modelrouter.stats.power",
+    "SequentialDesign": "modelrouter.stats.sequential",
+    "SequentialTestResult": "modelrouter.stats.monitoring",
+    "adjust_pvalues": "modelrouter.stats.multiple",
+    "always_valid_test": "modelrouter.stats.always_valid",
+    "classic_boundaries": "modelrouter.stats.sequential",
+    "design_characteristics": "modelrouter.stats.power",
+    "duration_days": "modelrouter.stats.power",
+    "exit_probabilities": "modelrouter.stats.sequential",
+    "inflation_factor": "modelrouter.stats.power",
+    "ipw_difference": "modelrouter.stats.ipw",
+    "ipw_means": "modelrouter.stats.ipw",
+    "mde_means": "modelrouter.stats.power",
+    "mde_proportions": "modelrouter.stats.power",
+    "mixing_variance": "modelrouter.stats.always_valid",
+    "msprt_pvalues": "modelrouter.stats.always_valid",
+    "sample_size_means": "modelrouter.stats.power",
+    "sample_size_proportions": "modelrouter.stats.power",
+    "sequential_test": "modelrouter.stats.monitoring",
+    "spending_boundaries": "modelrouter.stats.sequential",
+    "spending_function": "modelrouter.stats.sequential",
+    "srm_test": "modelrouter.stats.srm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelrouter.stats' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AlwaysValidResult",
+    "ConfidenceInterval",
     "DesignCharacteristics",
     "DetectableEffect",
     "IPWDifference",
     "IPWEstimate",
+    "Moments",
     "SRMResult",
     "SampleSize",
     "SequentialDesign",

@@ -45,7 +45,8 @@ __all__ = [
 IPWMethod = Literal["hajek", "aipw", "stratified", "naive"]
 FloatArray = NDArray[np.float64]
 
-_METHOD_NAMES = {
+# estimator key -> the method named in results
+METHOD_NAMES = {
     "hajek": "Hajek (self-normalised IPW)",
     "aipw": "AIPW (predictable per-epoch outcome model)",
     "stratified": "period-stratified (per-epoch Hajek, weighted by the epoch's units)",
@@ -229,7 +230,7 @@ def _estimator(
         return lambda arm: _aipw(d, arm)
     if method == "naive":
         return lambda arm: _naive(d, arm)
-    raise ValueError(f"method ({method!r}) must be one of {', '.join(map(repr, _METHOD_NAMES))}")
+    raise ValueError(f"method ({method!r}) must be one of {', '.join(map(repr, METHOD_NAMES))}")
 
 
 def _z_statistic(delta: float, se: float) -> float:
@@ -255,7 +256,7 @@ def ipw_means(
     for arm in range(d.k):
         value, influence = estimate(arm)
         se = math.sqrt(float(np.dot(influence, influence))) / d.n
-        results.append(IPWEstimate(arm, value, se, d.count(arm), _METHOD_NAMES[method]))
+        results.append(IPWEstimate(arm, value, se, d.count(arm), METHOD_NAMES[method]))
     return tuple(results)
 
 
@@ -286,4 +287,4 @@ def ipw_difference(
     delta = mu_t - mu_c
     z = _z_statistic(delta, se)
     pvalue = float(2.0 * _st.norm.sf(abs(z)))
-    return IPWDifference(arm, control, delta, se, z, pvalue, mu_t, mu_c, _METHOD_NAMES[method])
+    return IPWDifference(arm, control, delta, se, z, pvalue, mu_t, mu_c, METHOD_NAMES[method])

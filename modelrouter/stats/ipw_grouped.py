@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats as _st
 
-from modelrouter.stats.ipw import _METHOD_NAMES, IPWDifference, IPWEstimate, merge_periods
+from modelrouter.stats.ipw import METHOD_NAMES, IPWDifference, IPWEstimate, merge_periods
 
 __all__ = ["GroupedData", "grouped_ipw_difference", "grouped_ipw_means"]
 
@@ -140,8 +140,8 @@ def _aipw(d: GroupedData, arm: int) -> tuple[float, float, FloatArray]:
 
 
 def _check(d: GroupedData, method: str) -> None:
-    if method not in _METHOD_NAMES:
-        names = ", ".join(map(repr, _METHOD_NAMES))
+    if method not in METHOD_NAMES:
+        names = ", ".join(map(repr, METHOD_NAMES))
         raise ValueError(f"method ({method!r}) must be one of {names}")
     if method == "aipw" and d.ratio:
         raise ValueError("method ('aipw') is offered for plain means, not ratio metrics")
@@ -166,7 +166,7 @@ def grouped_ipw_means(d: GroupedData, *, method: Method = "hajek", min_units: in
     for arm in range(d.n.shape[1]):
         estimate, ss = _one(d, arm, method, strata)
         out.append(IPWEstimate(arm, estimate, math.sqrt(max(ss, 0.0)) / d.total,
-                               int(d.n[:, arm].sum()), _METHOD_NAMES[method]))
+                               int(d.n[:, arm].sum()), METHOD_NAMES[method]))
     return tuple(out)
 
 
@@ -193,7 +193,7 @@ def grouped_ipw_difference(d: GroupedData, *, arm: int, control: int = 0,
     delta = mu_t - mu_c
     z = delta / se if se > 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
     pvalue = float(2.0 * _st.norm.sf(abs(z)))
-    return IPWDifference(arm, control, delta, se, z, pvalue, mu_t, mu_c, _METHOD_NAMES[method])
+    return IPWDifference(arm, control, delta, se, z, pvalue, mu_t, mu_c, METHOD_NAMES[method])
 
 
 def _aipw_difference_ss(d: GroupedData, t: int, c: int, mu_t: float, mu_c: float,

@@ -19,7 +19,7 @@ from modelrouter.stats.sequential import (
     SequentialDesign,
     Sided,
     Spending,
-    _fmt,
+    format_values,
     spending_boundaries,
 )
 
@@ -77,7 +77,7 @@ def sequential_test(statistics: Sequence[float] | np.ndarray,
     design = spending_boundaries(information_rates, alpha, sided, spending, gamma)
     if z.shape != design.z.shape or not np.all(np.isfinite(z)):
         raise ValueError(f"statistics must be {design.looks} finite z values (one per look), "
-                         f"got {_fmt(z)}")
+                         f"got {format_values(z)}")
     crossed = np.flatnonzero((np.abs(z) if design.sided == 2 else z) >= design.z)
     first = int(crossed[0]) + 1 if crossed.size else None
     k = design.looks

@@ -78,7 +78,8 @@ _FORMULAS = {
 
 # -- validation ---------------------------------------------------------------------------------
 
-def _fmt(values: Any) -> str:
+def format_values(values: Any) -> str:
+    """Numbers as a short list for error messages (``[0.5, 1]``)."""
     return "[" + ", ".join(f"{float(v):g}" for v in np.ravel(values)) + "]"
 
 
@@ -102,9 +103,9 @@ def check_rates(information_rates: Sequence[float] | np.ndarray) -> np.ndarray:
     if t.size == 0:
         raise ValueError("information_rates must not be empty")
     if not np.all(np.isfinite(t)) or t[0] <= 0.0 or t[-1] > 1.0:
-        raise ValueError(f"information_rates must lie in (0, 1], got {_fmt(t)}")
+        raise ValueError(f"information_rates must lie in (0, 1], got {format_values(t)}")
     if np.any(np.diff(t) <= 0.0):
-        raise ValueError(f"information_rates must be strictly increasing, got {_fmt(t)}")
+        raise ValueError(f"information_rates must be strictly increasing, got {format_values(t)}")
     return t
 
 
