@@ -18,7 +18,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import MetricSpec, Mode, RouterConfig
@@ -31,7 +31,6 @@ from modelrouter.exceptions import (
     UnknownMetricError,
 )
 from modelrouter.routing.assignment import Allocation, Bucketer
-from modelrouter.routing.bandit import BanditRouter
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.policies import RouteContext, unit_sources
 from modelrouter.routing.state import RollbackEvent, RoutingState
@@ -40,6 +39,9 @@ from modelrouter.store.factory import open_remote_store
 from modelrouter.store.memory import MemoryStore
 from modelrouter.store.persistence import SnapshotInfo, restore_store, save_store
 from modelrouter.store.protocol import Store
+
+if TYPE_CHECKING:
+    from modelrouter.routing.bandit import BanditRouter
 
 __all__ = ["Experiment", "check_value"]
 
@@ -118,7 +120,9 @@ class Experiment:
         self.tick: Callable[[], None] | None = None  # the feedback hook (see subscribe)
         # bandit mode (routing/bandit.py): available when the config names a reward metric
         self.bandit: BanditRouter | None = None
-        if config.reward is not None:
+        if config.reward is not None:  # loaded only then: the bandit brings numpy and scipy
+            from modelrouter.routing.bandit import BanditRouter
+
             seeds = [self._rng.getrandbits(63) for _ in range(3)]  # reproducible, seeded rng
             self.bandit = BanditRouter(config, self.context, seeds)
         self.state = RoutingState(self.names, self.control, config, self.store, clock,

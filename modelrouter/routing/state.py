@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from modelrouter.bandit.allocator import Weights
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import Mode, RouterConfig
 from modelrouter.exceptions import ConfigError
@@ -40,6 +39,7 @@ from modelrouter.store.protocol import Store
 from modelrouter.store.types import EpochInfo
 
 if TYPE_CHECKING:
+    from modelrouter.bandit.allocator import Weights
     from modelrouter.routing.bandit import BanditRouter
 
 __all__ = ["RollbackEvent", "RoutingState"]
