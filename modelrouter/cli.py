@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """``modelrouter demo``: the end-to-end experiment of :mod:`modelrouter.demo`."""
     from modelrouter.demo import run_demo
 
     run_demo(users=args.users, seed=args.seed, progress=not args.quiet)
@@ -17,6 +18,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    """``modelrouter plan``: units per group to detect ``--mde`` on a ``--baseline`` rate."""
     from modelrouter.stats import sample_size_proportions
 
     result = sample_size_proportions(args.baseline, args.baseline + args.mde, alpha=args.alpha,
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan.add_argument("--per-day", type=float, default=None, help="units per day")
     plan.set_defaults(func=_plan)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    command: Callable[[argparse.Namespace], int] = args.func
+    return command(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

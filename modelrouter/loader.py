@@ -11,7 +11,11 @@ __all__ = ["import_object"]
 
 
 def import_object(path: str, target: object) -> Any:
-    """Import ``"package.module:attr.sub"``; ``path`` names the config field for errors."""
+    """Import ``"package.module:attr.sub"``; ``path`` names the config field for errors.
+
+    The result is ``Any`` because it is whatever the config names (an ASGI app, a model): the
+    caller knows what the field must hold. ``getattr`` walks the dotted attribute path.
+    """
     if not isinstance(target, str) or ":" not in target:
         raise ConfigError(f"{path} ({target!r}) must be 'package.module:attribute'")
     module_name, _, attr = target.partition(":")

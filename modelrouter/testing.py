@@ -11,10 +11,15 @@ import asyncio
 import json as _json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import urlencode
 
-__all__ = ["ASGIClient", "Response"]
+from modelrouter.asgi.types import ASGIApp, Message, Scope
+
+__all__ = ["ASGIClient", "Headers", "Response"]
+
+Headers: TypeAlias = "Mapping[str, str] | list[tuple[bytes, bytes]]"
+"""Request headers: ``{name: value}`` (encoded for you) or raw ASGI ``(name, value)`` pairs."""
 
 
 @dataclass
@@ -34,7 +39,7 @@ class Response:
         return None
 
     def json(self) -> Any:
-        """The body parsed as JSON."""
+        """The body parsed as JSON (``Any``: its shape is whatever the app answered)."""
         return _json.loads(self.body)
 
     @property
@@ -49,15 +54,18 @@ class ASGIClient:
     ``get``/``post`` are coroutines; :meth:`run` wraps one in ``asyncio.run`` for sync code.
     """
 
-    def __init__(self, app: Any, *, client: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
+    def __init__(self, app: ASGIApp, *, client: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
         self.app = app
         self.client = client
 
-    async def request(self, method: str, path: str, *,
-                      headers: Mapping[str, str] | list[tuple[bytes, bytes]] | None = None,
+    async def request(self, method: str, path: str, *, headers: Headers | None = None,
                       query: Mapping[str, str] | None = None, body: bytes = b"",
-                      json: Any = None) -> Response:
-        """Send one request through the app and return the collected response."""
+                      json: object = None) -> Response:
+        """Send one request through the app and return the collected response.
+
+        ``json`` (any JSON-serialisable value) replaces ``body`` and sets the content type;
+        ``query`` replaces a query string given in ``path``.
+        """
         if json is not None:
             body = _json.dumps(json).encode()
         raw: list[tuple[bytes, bytes]]
@@ -74,14 +82,14 @@ class ASGIClient:
         path, _, qs = path.partition("?")
         if query:
             qs = urlencode(query)
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+        scope: Scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
                  "http_version": "1.1", "method": method.upper(), "scheme": "http",
                  "path": path, "raw_path": path.encode(), "root_path": "",
                  "query_string": qs.encode(), "headers": raw, "client": self.client,
                  "server": ("testserver", 80)}
         sent = False
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
@@ -92,7 +100,7 @@ class ASGIClient:
         response = Response(status=0)
         chunks: list[bytes] = []
 
-        async def send(message: Mapping[str, Any]) -> None:
+        async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response.status = message["status"]
                 response.headers = list(message.get("headers", []))
@@ -103,14 +111,23 @@ class ASGIClient:
         response.body = b"".join(chunks)
         return response
 
-    async def get(self, path: str, **kwargs: Any) -> Response:
-        """``GET path``."""
-        return await self.request("GET", path, **kwargs)
+    async def get(self, path: str, *, headers: Headers | None = None,
+                  query: Mapping[str, str] | None = None, body: bytes = b"",
+                  json: object = None) -> Response:
+        """``GET path`` (see :meth:`request`)."""
+        return await self.request("GET", path, headers=headers, query=query, body=body,
+                                  json=json)
 
-    async def post(self, path: str, **kwargs: Any) -> Response:
-        """``POST path``."""
-        return await self.request("POST", path, **kwargs)
+    async def post(self, path: str, *, headers: Headers | None = None,
+                   query: Mapping[str, str] | None = None, body: bytes = b"",
+                   json: object = None) -> Response:
+        """``POST path`` (see :meth:`request`)."""
+        return await self.request("POST", path, headers=headers, query=query, body=body,
+                                  json=json)
 
-    def run(self, method: str, path: str, **kwargs: Any) -> Response:
+    def run(self, method: str, path: str, *, headers: Headers | None = None,
+            query: Mapping[str, str] | None = None, body: bytes = b"",
+            json: object = None) -> Response:
         """Synchronous :meth:`request` (starts an event loop; not for use inside one)."""
-        return asyncio.run(self.request(method, path, **kwargs))
+        return asyncio.run(self.request(method, path, headers=headers, query=query, body=body,
+                                        json=json))
