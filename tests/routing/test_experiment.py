@@ -1,4 +1,8 @@
-"""Feedback: validation that changes nothing, late attribution, and exact concurrent counts."""
+"""The routing core (routing/experiment.py): routing, the missing-unit rule, the feedback hook,
+and feedback: validation that changes nothing, late attribution, exact concurrent counts.
+
+Matrix cells: memory store; A/B and bandit; 2 and 3 variants; user and request level; fresh
+and after configure; valid and hostile input."""
 
 from __future__ import annotations
 
@@ -14,10 +18,12 @@ from modelrouter import (
     FeedbackError,
     InvalidValueError,
     RouterConfig,
+    UnitIdError,
     UnknownDecisionError,
     UnknownMetricError,
     UnknownUnitError,
 )
+from modelrouter.routing import experiment as core
 from modelrouter.routing.experiment import check_value
 
 
@@ -189,3 +195,65 @@ def test_segment_values_must_match_the_declared_dimensions() -> None:
     exp.assign("u1", ("mobile",))
     with pytest.raises(ValueError, match=r"one value per declared dimension \('platform',\)"):
         exp.assign("u2", ("mobile", "extra"))
+
+
+# -- routing ----------------------------------------------------------------------------------
+def test_the_core_routes_and_records_without_the_analysis_layer() -> None:
+    exp = core.Experiment({"a": 1, "b": 2}, RouterConfig(metrics={"click": "binary"}))
+    assert not hasattr(exp, "check_guardrails")  # monitoring lives above, in modelrouter
+    d = exp.assign("u1")
+    assert exp.assign("u1").variant == d.variant  # sticky by hash
+    exp.record(d, "click", 1)
+    units = exp.store.snapshot().units
+    assert units is not None and units.x["click"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("mode", ["ab", "bandit"])
+@pytest.mark.parametrize("policy", ["control", "random", "reject"])
+def test_missing_unit_rule_is_the_same_in_both_modes(mode: str, policy: str) -> None:
+    cfg = RouterConfig(metrics={"click": "binary"}, reward="click", mode=mode,  # type: ignore[arg-type]
+                       missing_unit=policy, refresh_seconds=None)  # type: ignore[arg-type]
+    exp = Experiment({"a": 1, "b": 2, "c": 3}, cfg)
+    if policy == "reject":
+        with pytest.raises(UnitIdError, match="request has no unit id \\(looked in header"):
+            exp.assign(None)
+    else:
+        decisions = [exp.assign(None) for _ in range(300)]
+        assert all(not d.counted and d.decision_id == "" and d.mode == mode for d in decisions)
+        variants = {d.variant for d in decisions}
+        if policy == "control":
+            assert variants == {"a"} and {d.propensity for d in decisions} == {1.0}
+        else:  # randomised by the current weights, with their propensity
+            assert variants == {"a", "b", "c"}
+            assert all(d.propensity == pytest.approx(exp.allocation.weights[d.variant])
+                       for d in decisions)
+        assert exp.store.snapshot().uncounted_requests == 300
+    assert exp.store.snapshot().n_units == 0
+    if exp.bandit is not None:
+        exp.bandit.close()
+
+
+def test_feedback_hook_runs_once_per_event_and_hooks_compose() -> None:
+    exp = core.Experiment({"a": 1, "b": 2}, RouterConfig(metrics={"click": "binary"}))
+    calls: list[str] = []
+    exp.subscribe(lambda: calls.append("first"))
+    exp.subscribe(lambda: calls.append("second"))
+    d = exp.assign("u1")
+    exp.record(d, "click", 1)
+    exp.record_unit("u1", "click", 0)
+    assert calls == ["first", "second"] * 2
+    with pytest.raises(InvalidValueError):
+        exp.record(d, "click", 7)  # refused: no event, no hook call
+    assert len(calls) == 4
+
+
+def test_decisions_carry_the_epoch_and_propensity_they_were_routed_under() -> None:
+    exp = experiment(weights={"control": 0.9, "treatment": 0.1}, level="request")
+    before = [exp.assign(None) for _ in range(50)]
+    exp.configure(weights={"control": 0.2, "treatment": 0.8})
+    after = [exp.assign(None) for _ in range(50)]
+    assert {d.epoch for d in before} == {0} and {d.epoch for d in after} == {1}
+    assert {d.propensity for d in before if d.variant == "treatment"} <= {0.1}
+    assert {d.propensity for d in after if d.variant == "treatment"} <= {0.8}
+    epochs = exp.store.snapshot().epochs
+    assert [(e.epoch, e.weights) for e in epochs] == [(0, (0.9, 0.1)), (1, (0.2, 0.8))]
