@@ -7,8 +7,9 @@ one that knows every layer, so nothing below it imports upwards.
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.asgi.middleware import RoutingMiddleware
@@ -19,7 +20,11 @@ from modelrouter.experiment import Experiment
 from modelrouter.routing.decision import Decision
 
 if TYPE_CHECKING:  # loaded when used: importing the router must stay cheap (no scipy)
-    from modelrouter.analysis import Analysis
+    import numpy as np
+
+    from modelrouter.analysis import Analysis, GuardrailResult
+    from modelrouter.store.looks import Look
+    from modelrouter.store.persistence import SnapshotInfo
     from modelrouter.web.surface import HTTPSurface
 
 __all__ = ["ModelRouter"]
@@ -33,12 +38,16 @@ class ModelRouter(RoutingMiddleware):
     first variant is the control unless ``config.control`` names another.
     """
 
+    experiment: Experiment  # the routing core with monitoring and looks
+
     def __init__(self, app: ASGIApp, variants: Mapping[str, Any],
                  config: RouterConfig | None = None, *,
                  timer: Callable[[], float] = time.perf_counter,
-                 **experiment_kwargs: Any) -> None:
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 segment_dims: Sequence[str] = ()) -> None:
         config = config if config is not None else RouterConfig()
-        experiment = Experiment(variants, config, **experiment_kwargs)
+        experiment = Experiment(variants, config, clock=clock, rng=rng,
+                                segment_dims=segment_dims)
         super().__init__(app, experiment, timer=timer)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
@@ -122,7 +131,7 @@ class ModelRouter(RoutingMiddleware):
         """Route to a paused ``variant`` again."""
         self.experiment.resume_arm(variant)
 
-    def check_guardrails(self) -> Any:
+    def check_guardrails(self) -> tuple[GuardrailResult, ...]:
         """Run the guardrails now; with ``rollback=True`` a failing one moves all traffic to
         the control. Also runs automatically every ``guardrail_check_every`` feedback events,
         in a background thread."""
@@ -137,31 +146,35 @@ class ModelRouter(RoutingMiddleware):
         Also done every ``flush_seconds`` in the background and on lifespan shutdown."""
         self.experiment.flush()
 
-    def save(self, path: str) -> Any:
+    def save(self, path: str) -> SnapshotInfo:
         """Snapshot the in-memory statistics to ``path`` atomically; returns SnapshotInfo."""
         return self.experiment.save(path)
 
-    def restore(self, path: str) -> Any:
+    def restore(self, path: str) -> SnapshotInfo:
         """Replace the statistics with the snapshot at ``path``; StoreError (and no change)
         if it is corrupted, truncated or belongs to another experiment."""
         return self.experiment.restore(path)
 
     @classmethod
     def load(cls, path: str, app: ASGIApp, variants: Mapping[str, Any],
-             config: RouterConfig | None = None, **experiment_kwargs: Any) -> ModelRouter:
+             config: RouterConfig | None = None, *,
+             timer: Callable[[], float] = time.perf_counter,
+             clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+             segment_dims: Sequence[str] = ()) -> ModelRouter:
         """A new router whose statistics are restored from the snapshot at ``path``."""
-        router = cls(app, variants, config, **experiment_kwargs)
+        router = cls(app, variants, config, timer=timer, clock=clock, rng=rng,
+                     segment_dims=segment_dims)
         router.restore(path)
         return router
 
-    def reward_counters(self, metric: str) -> dict[str, Any]:
+    def reward_counters(self, metric: str) -> dict[str, np.ndarray]:
         """Global per-variant additive counters of ``metric`` (``n``, ``sum``, ``sumsq``,
         ``successes``, ``failures``): every worker's data when the store is Redis."""
         from modelrouter.store.protocol import reward_counters
 
         return reward_counters(self.experiment.store.snapshot(), metric)
 
-    def record_look(self, metric: str | None = None, *, variant: str | None = None) -> Any:
+    def record_look(self, metric: str | None = None, *, variant: str | None = None) -> Look:
         """Record an official look of the plan's sequential test (see
         :meth:`Experiment.record_look`); later boundaries account for it."""
         return self.experiment.record_look(metric, variant=variant)
