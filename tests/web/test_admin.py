@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
@@ -98,13 +97,6 @@ def test_stats_json_has_no_nan(client: Client) -> None:
     r = client.get(f"{PREFIX}/stats", headers=BEARER)
     assert b"NaN" not in r.body and b"Infinity" not in r.body
     assert r.json()["metrics"]["click"]["summary"][1]["std"] is None
-
-
-def test_jsonable() -> None:
-    import numpy as np
-
-    assert jsonable({"a": math.nan, "b": (1, np.float64(2.5)), "c": np.arange(2), 3: math.inf}
-                    ) == {"a": None, "b": [1, 2.5], "c": [0, 1], "3": None}
 
 
 def test_get_config(router: ModelRouter, client: Client) -> None:
