@@ -114,6 +114,7 @@ class Experiment:
             self.store = open_remote_store(config, self.names, self.segment_dims, clock)
         self._metric_info = {m: (self.store.metric_index[m], spec, spec.kind == "binary")
                              for m, spec in config.metrics.items()}
+        self._expose_unit = self.store.expose_unit  # bound once: the A/B hot path
         self.context = RouteContext(self.names, self.models, self.names.index(self.control),
                                     self._prefix, self.store, clock, self._unit_level,
                                     config.missing_unit, unit_sources(config))
@@ -167,7 +168,7 @@ class Experiment:
         now = self.clock()
         if unit is not None and self._unit_level:  # the hot path: a split unit
             codes = self.store.segment_codes(segment) if segment else ()
-            seq, i = self.store.expose_unit(unit, self._bucket, alloc, codes, now)
+            seq, i = self._expose_unit(unit, self._bucket, alloc, codes, now)
             p = alloc.propensities[i]
             # tuple.__new__ skips NamedTuple's Python-level __new__ (half the cost)
             return _new_decision(Decision, (
