@@ -57,9 +57,7 @@ class RouterLifecycle:
                 raise
             self._restore_failed = False
             log.info("modelrouter: restored %s", self.restored)
-        start = getattr(self.experiment.store, "start", None)
-        if start is not None:
-            start()
+        self.experiment.store.start()  # background flushing (a no-op for the memory store)
         if path is not None and self.config.snapshot_seconds is not None:
             self._task = asyncio.get_running_loop().create_task(
                 self._snapshot_every(path, float(self.config.snapshot_seconds)))
