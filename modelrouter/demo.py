@@ -114,6 +114,8 @@ class _Progress:
 async def _simulate(router: ModelRouter, users: int, seed: int, x_test: np.ndarray,
                     y_test: np.ndarray, progress: _Progress | None, concurrency: int = 32
                     ) -> tuple[int, int, int, dict[str, list[int]]]:
+    """Drive ``users`` simulated users through the router, ``concurrency`` at a time; return
+    (requests, feedback events, late ones, per variant whether each prediction was right)."""
     rng = random.Random(seed)
     client = ASGIClient(router)
     late: list[tuple[str, str, float]] = []

@@ -63,6 +63,8 @@ class RouterLifecycle:
                 self._snapshot_every(path, float(self.config.snapshot_seconds)))
 
     async def _snapshot_every(self, path: str, seconds: float) -> None:
+        """Save a snapshot every ``seconds`` until cancelled; a failed one is logged, so a full
+        disk does not stop the service."""
         while True:
             await asyncio.sleep(seconds)
             try:

@@ -45,6 +45,7 @@ form input{font:inherit;padding:4px 8px;margin-right:8px}
 
 
 def _page(title: str, body: str, refresh: int | None = None) -> str:
+    """A whole HTML document around ``body``, reloading itself every ``refresh`` seconds."""
     meta = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{meta}'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -66,6 +67,7 @@ def render_login(prefix: str, message: str = "") -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    """A table of already escaped cells (the header is escaped here)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return (f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead>'
@@ -73,20 +75,24 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") 
 
 
 def _section(key: str, title: str, html: str) -> str:
+    """A section with id ``key`` (what tests and links find it by)."""
     return f'<section id="{escape(key)}"><h2>{escape(title)}</h2>{html}</section>'
 
 
 def _decision(decision: str) -> str:
+    """A result's decision word, prominent."""
     return f'<p class="decision"><strong>{escape(decision.upper())}</strong></p>'
 
 
 def _verdict(analysis: Analysis) -> str:
+    """The verdict and its reasons."""
     verdict = analysis.verdict()
     return (f'<div class="">{_decision(verdict.decision)}<pre>{escape(verdict.summary())}'
             "</pre></div>")
 
 
 def _srm(analysis: Analysis) -> str:
+    """The sample-ratio check, marked as an alarm when it fails."""
     check = analysis.srm()
     return (f'<div class="{"alarm" if check.alarm else "ok"}"><pre>{escape(check.explain())}'
             "</pre></div>")
@@ -112,6 +118,7 @@ def _guardrails(analysis: Analysis) -> str:
 
 
 def _sequential(analysis: Analysis) -> str:
+    """The sequential test: its chart, decision and explanation."""
     result = analysis.sequential()
     return (_sequential_chart(result, analysis.snapshot.looks)
             + f'<div class="">{_decision(result.decision)}<pre>{escape(result.explain())}'
@@ -119,6 +126,7 @@ def _sequential(analysis: Analysis) -> str:
 
 
 def _bandit(analysis: Analysis) -> str:
+    """The bandit's weights, posterior and regret."""
     return f'<div class=""><pre>{escape(analysis.bandit().summary())}</pre></div>'
 
 

@@ -59,10 +59,12 @@ class _Writer:
         self.lines: list[str] = []
 
     def family(self, name: str, kind: str, help_text: str) -> None:
+        """Start a metric family (its samples follow)."""
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
 
     def sample(self, name: str, labels: Mapping[str, object], value: float) -> None:
+        """One sample line, label values escaped."""
         inner = ",".join(f'{k}="{label_value(v)}"' for k, v in labels.items())
         self.lines.append(f"{name}{{{inner}}} {_num(value)}" if inner else f"{name} {_num(value)}")
 

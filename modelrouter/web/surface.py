@@ -28,13 +28,8 @@ so not even the length leaks).
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeAlias
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qs
-
-import numpy as np
 
 from modelrouter.asgi.types import Receive, Scope, Send
 from modelrouter.exceptions import (
@@ -50,109 +45,25 @@ from modelrouter.exceptions import (
 from modelrouter.web.admin import COOKIE_NAME, AdminAuth, apply_change, config_change
 from modelrouter.web.feedback import CheckedFeedback, TokenFeedback
 from modelrouter.web.handle import RouterHandle
+from modelrouter.web.messages import (
+    Headers,
+    HTTPError,
+    Reply,
+    json_reply,
+    parse_json,
+    read_body,
+    respond,
+)
 from modelrouter.web.prometheus import CONTENT_TYPE, render
 
-__all__ = ["COOKIE_NAME", "JSON", "MAX_BODY", "HTTPSurface", "jsonable"]
+__all__ = ["COOKIE_NAME", "HTTPSurface"]
 
-JSON: TypeAlias = "None | bool | int | float | str | list[JSON] | dict[str, JSON]"
-"""Plain JSON data, as :func:`jsonable` returns it."""
-Headers: TypeAlias = "list[tuple[bytes, bytes]]"
-Reply: TypeAlias = "tuple[int, Headers, bytes]"
-"""What an endpoint answers: status, headers, body (the surface adds the security headers)."""
-
-MAX_BODY = 64 * 1024
-_SECURITY_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
-                     (b"referrer-policy", b"no-referrer")]
 _DASHBOARD_CSP = (b"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                   b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-class HTTPError(Exception):
-    """An answer other than 200, with a message for the client."""
-
-    def __init__(self, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
-                 ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = list(headers)
-
-
-def jsonable(value: object) -> JSON:
-    """Plain JSON data: NaN/inf become null (strict JSON has neither), tuples, sets and numpy
-    arrays become lists, numpy scalars numbers, mapping keys strings, anything else its string.
-
-    Results reach it as their ``to_dict()`` (the analysis, a look): plain data, possibly with
-    numpy values and non-finite floats, which is what this makes strict JSON of.
-    """
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.ndarray, np.generic)):
-        return jsonable(value.tolist())
-    return str(value)
-
-
-def _json_body(status: int, data: object) -> Reply:
-    body = json.dumps(jsonable(data), allow_nan=False, separators=(",", ":")).encode()
-    return status, [(b"content-type", b"application/json")], body
-
-
-async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, *_SECURITY_HEADERS,
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    headers: Sequence[tuple[bytes, bytes]] = scope.get("headers", ())
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
-
-
-async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    length = _header(scope, b"content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise HTTPError(400, "content-length header is not an integer") from None
-        if declared > MAX_BODY:
-            raise HTTPError(422, f"body: {declared} bytes is larger than the limit of "
-                                 f"{MAX_BODY} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "client disconnected before the body was complete")
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HTTPError(422, f"body: larger than the limit of {MAX_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _parse_json(body: bytes) -> object:
-    if not body:
-        raise HTTPError(422, "body: empty; expected JSON")
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise HTTPError(422, f"body: not valid JSON ({str(exc)[:120]})") from None
-
-
 def _feedback_status(exc: Exception) -> int:
+    """The status of refused feedback: 410 expired, 403 forged, 404 unknown, 422 invalid."""
     if isinstance(exc, ExpiredTokenError):
         return 410
     if isinstance(exc, TokenError):
@@ -201,15 +112,16 @@ class HTTPSurface:
                                 [(b"allow", ", ".join(methods).encode())])
             status, headers, body = await handler(scope, receive)
         except HTTPError as exc:
-            status, headers, body = _json_body(exc.status, {"error": exc.message})
+            status, headers, body = json_reply(exc.status, {"error": exc.message})
             headers += exc.headers
         except StoreError:  # e.g. Redis down: the store's message may name its URL, so not here
-            status, headers, body = _json_body(503, {"error": "store: the experiment's store "
+            status, headers, body = json_reply(503, {"error": "store: the experiment's store "
                                                               "cannot be read right now"})
             headers.append((b"retry-after", b"5"))
-        await _respond(send, status, headers, body)
+        await respond(send, status, headers, body)
 
     def _on(self, path: str) -> bool:
+        """Whether the endpoint at ``path`` is configured (a disabled one answers 404)."""
         if path == "/feedback":
             return self.feedback is not None
         if path == "/metrics":
@@ -228,8 +140,10 @@ class HTTPSurface:
 
     # -- feedback -------------------------------------------------------------------------
     async def _post_feedback(self, scope: Scope, receive: Receive) -> Reply:
+        """One item, or a batch (a list or ``{"items": [...]}``) checked as a whole before any
+        of it is recorded; a batch answers per item."""
         assert self.feedback is not None
-        data = _parse_json(await _read_body(scope, receive))
+        data = parse_json(await read_body(scope, receive))
         batch = isinstance(data, list) or (isinstance(data, dict) and "items" in data)
         if isinstance(data, dict) and "items" in data:
             if set(data) != {"items"}:
@@ -259,11 +173,12 @@ class HTTPSurface:
             recorded_total += recorded
             duplicates += not recorded
         if not batch:
-            return _json_body(200, results[0])
-        return _json_body(200, {"results": results, "recorded": recorded_total,
+            return json_reply(200, results[0])
+        return json_reply(200, {"results": results, "recorded": recorded_total,
                                 "duplicates": duplicates})
 
     def _check_item(self, item: object, where: str) -> CheckedFeedback:
+        """Verify one item's token and validate its fields; errors are prefixed by ``where``."""
         assert self.feedback is not None
         if not isinstance(item, dict):
             raise HTTPError(422, f"{where or 'body: '}must be an object with 'token', 'metric' "
@@ -286,37 +201,43 @@ class HTTPSurface:
 
     # -- admin API ------------------------------------------------------------------------
     async def _get_stats(self, scope: Scope, receive: Receive) -> Reply:
+        """The analysis of a fresh snapshot, as ``router.analysis().to_dict()``."""
         self._authorize(scope, cookie=True)
         try:
             analysis = self.router.analysis()
-            return _json_body(200, analysis.to_dict())
+            return json_reply(200, analysis.to_dict())
         except AnalysisError as exc:
             raise HTTPError(409, f"analysis: {exc}") from None
 
     def _config_state(self) -> dict[str, object]:
+        """The config (secrets masked) and the live allocation: what ``/config`` answers."""
         alloc = self.experiment.allocation
         return {"config": self.router.config.as_dict(), "mode": self.experiment.mode,
                 "epoch": alloc.epoch, "weights": alloc.weights, "control": alloc.control,
                 "paused": [v for v, w in alloc.weights.items() if w == 0.0]}
 
     async def _get_config(self, scope: Scope, receive: Receive) -> Reply:
+        """The config and the live allocation."""
         self._authorize(scope, cookie=True)
-        return _json_body(200, self._config_state())
+        return json_reply(200, self._config_state())
 
     async def _post_config(self, scope: Scope, receive: Receive) -> Reply:
+        """Change mode, weights or paused arms (see :func:`~modelrouter.web.admin.config_change`);
+        an invalid change is a 422 and changes nothing."""
         self._authorize(scope, cookie=False)
-        data = _parse_json(await _read_body(scope, receive))
+        data = parse_json(await read_body(scope, receive))
         # No await from validating to applying: atomic on the event loop, and configure()
         # swaps the allocation as one object for other threads.
         try:
             apply_change(self.experiment, config_change(self.experiment, data))
         except ConfigError as exc:
             raise HTTPError(422, str(exc)) from None
-        return _json_body(200, self._config_state())
+        return json_reply(200, self._config_state())
 
     async def _post_looks(self, scope: Scope, receive: Receive) -> Reply:
+        """Record an official look of the sequential test; 409 when none can be taken now."""
         self._authorize(scope, cookie=False)
-        data = _parse_json(await _read_body(scope, receive))
+        data = parse_json(await read_body(scope, receive))
         if not isinstance(data, dict):
             raise HTTPError(422, "body: expected an object with optional 'metric' and 'variant'")
         unknown = sorted(str(k) for k in data if k not in ("metric", "variant"))
@@ -336,10 +257,11 @@ class HTTPSurface:
             look = self.router.record_look(metric, variant=variant)
         except (AnalysisError, ConfigError, ValueError) as exc:
             raise HTTPError(409, f"looks: {exc}") from None
-        return _json_body(200, {"metric": metric, "variant": variant, "look": look.to_dict()})
+        return json_reply(200, {"metric": metric, "variant": variant, "look": look.to_dict()})
 
     # -- dashboard ------------------------------------------------------------------------
     async def _get_dashboard(self, scope: Scope, receive: Receive) -> Reply:
+        """The dashboard page, or the login form (with the 401/403) without valid credentials."""
         from modelrouter.web.dashboard import render_dashboard, render_login
 
         try:
@@ -353,10 +275,11 @@ class HTTPSurface:
         return 200, _html_headers(), page.encode()
 
     async def _post_login(self, scope: Scope, receive: Receive) -> Reply:
+        """The login form: the right admin token sets the session cookie (Secure over https)."""
         from modelrouter.web.dashboard import render_login
 
         assert self._admin is not None
-        body = await _read_body(scope, receive)
+        body = await read_body(scope, receive)
         try:
             form = parse_qs(body.decode("utf-8"), max_num_fields=10)
         except (UnicodeDecodeError, ValueError):
@@ -373,6 +296,7 @@ class HTTPSurface:
 
     # -- Prometheus -----------------------------------------------------------------------
     async def _get_metrics(self, scope: Scope, receive: Receive) -> Reply:
+        """The Prometheus exposition, with the HTTP feedback counts when feedback is on."""
         if not self.router.config.metrics_public:
             self._authorize(scope, cookie=True)
         counts = dict(self.feedback.counts) if self.feedback is not None else None
@@ -381,5 +305,6 @@ class HTTPSurface:
 
 
 def _html_headers() -> Headers:
+    """A page's headers: no script, no framing, nothing loaded from elsewhere."""
     return [(b"content-type", b"text/html; charset=utf-8"),
             (b"content-security-policy", _DASHBOARD_CSP), (b"x-frame-options", b"DENY")]

@@ -8,7 +8,7 @@ import pytest
 
 from modelrouter import ModelRouter
 from modelrouter.web.admin import COOKIE_NAME, AdminAuth
-from modelrouter.web.surface import jsonable
+from modelrouter.web.messages import jsonable
 from tests.web.conftest import ADMIN, BEARER, PREFIX, Client, fingerprint, make_router
 
 ADMIN_ENDPOINTS = [("GET", "/stats"), ("GET", "/config"), ("POST", "/config"),
