@@ -4,19 +4,19 @@ For every unit the store keeps ``x`` (sum of the metric's values, or the 0/1 con
 and ``y`` (how many values were recorded). A group's :class:`Moments` are the count, the means
 and the centred second moments of those pairs; they merge exactly (Chan et al.), so per-epoch,
 per-segment and per-worker pieces add up to the whole without revisiting units.
+
+The stores keep additive rows of raw sums and turn them into :class:`Moments` with
+:meth:`Moments.from_sums` (see ``modelrouter/store/rows.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-__all__ = ["SUMS_PER_METRIC", "Moments", "add_to_pair", "grouped_moments", "moments_of_row",
-           "new_sums_row"]
+__all__ = ["Moments", "grouped_moments"]
 
 
 @dataclass(frozen=True)
@@ -108,40 +108,3 @@ def grouped_moments(codes: np.ndarray, n_groups: int, x: np.ndarray, y: np.ndarr
     cxy = np.bincount(codes, weights=dx * dy, minlength=n_groups)
     return [Moments(int(counts[g]), float(mx[g]), float(my[g]), float(m2x[g]), float(m2y[g]),
                     float(cxy[g])) if counts[g] > 0 else Moments() for g in range(n_groups)]
-
-
-# -- additive group rows (request level, bandit decisions, Redis) -------------------------------
-# A group's row is [n, then per metric: sum x, sum y, sum x^2, sum y^2, sum x*y] over its units.
-SUMS_PER_METRIC = 5
-
-
-def new_sums_row(n_metrics: int) -> list[float]:
-    """An empty group row for ``n_metrics`` metrics."""
-    return [0.0] * (1 + SUMS_PER_METRIC * n_metrics)
-
-
-def add_to_pair(xs: Any, ys: Any, slot: int, row: list[float], m: int, value: float,
-                any_: bool) -> None:
-    """Add ``value`` to one unit's ``(x, y)`` of metric ``m`` (x is a max for "any" metrics)
-    and move its group's additive sums by exactly the change, so they stay exact."""
-    old_x, old_y = xs[slot], ys[slot]
-    new_x = max(old_x, value) if any_ else old_x + value
-    new_y = old_y + 1.0
-    xs[slot], ys[slot] = new_x, new_y
-    b = 1 + SUMS_PER_METRIC * m
-    row[b] += new_x - old_x
-    row[b + 1] += 1.0
-    row[b + 2] += new_x * new_x - old_x * old_x
-    row[b + 3] += new_y * new_y - old_y * old_y
-    row[b + 4] += new_x * new_y - old_x * old_y
-
-
-def moments_of_row(row: Sequence[float], metric_names: Sequence[str]
-                   ) -> tuple[int, dict[str, Moments]]:
-    """``(n, {metric: Moments})`` of a group row; units without a value count as x = y = 0."""
-    per_metric = {}
-    for i, m in enumerate(metric_names):
-        b = 1 + SUMS_PER_METRIC * i
-        per_metric[m] = Moments.from_sums(row[0], row[b], row[b + 1], row[b + 2], row[b + 3],
-                                          row[b + 4])
-    return int(row[0]), per_metric

@@ -22,28 +22,36 @@ The :class:`DecisionTracker` keeps, for the decisions the bandit routes:
   attribution window or evicted from the ring) leaves it at 0. ``"omit"``: a decision counts
   only once a value of the reward metric has been recorded for it.
 
-Memory is O(max_pending x metrics) for the ring and O(groups) for the sums. Every method is
-called with the store's lock held; none takes a lock of its own.
+Memory is O(max_pending x metrics) for the ring and O(groups) for the sums. The ring is the
+shared :class:`~modelrouter.store.ring.PendingRing` (payload: the decision's group; columns:
+whether it trains, its current reward, its ``(x, y)`` per metric), indexed by the store's
+decision numbers; the group sums are a :class:`~modelrouter.store.rows.GroupTable`.
+
+Thread safety: the tracker has no lock of its own. The store that tracks it
+(:meth:`MemoryStore.track_decisions <modelrouter.store.memory.MemoryStore.track_decisions>`)
+calls every method with its lock held; ``on_due`` runs under that lock too.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+from modelrouter.store.ring import PendingRing
+from modelrouter.store.rows import GroupTable, add_to_pair
 
-from modelrouter.stats.moments import add_to_pair, moments_of_row, new_sums_row
+if TYPE_CHECKING:
+    import numpy as np
 
-__all__ = ["HOLDOUT", "STICKY", "DecisionStoreMixin", "DecisionTracker", "Training",
-           "decision_groups"]
+__all__ = ["HOLDOUT", "STICKY", "DecisionKey", "DecisionTracker", "Training"]
 
 HOLDOUT = 1  # tag bit: routed by the uniform holdout, never trains the bandit
 STICKY = 2  # tag bit: a sticky unit's repeat of an earlier draw (not a fresh draw)
+
+DecisionKey = tuple[int, int, tuple[int, ...], int]  # (variant, epoch, segment codes, tag)
 
 
 @dataclass(frozen=True)
@@ -75,23 +83,18 @@ class DecisionTracker:
 
     def reset(self) -> None:
         """Forget every tracked decision, sum and counter (e.g. after a restore)."""
-        aggregates = self.aggregates
-        training = self.training
-        self._seq = array("q")
-        self._group = array("q")
-        self._train = array("b")
-        self._r = array("d")  # current reward of the decision; NaN: not in the counters
-        self._x = [array("d") for _ in aggregates]
-        self._y = [array("d") for _ in aggregates]
-        self._xy = (*self._x, *self._y)
+        ring = self.ring = PendingRing(self.capacity)
+        self._train = ring.add_column("b", 0)
+        self._r = ring.add_column("d", math.nan)  # current reward; NaN: not in the counters
+        self._x: list[array[float]] = [ring.add_column("d", 0.0) for _ in self.aggregates]
+        self._y: list[array[float]] = [ring.add_column("d", 0.0) for _ in self.aggregates]
         self._unit_last: dict[int, int] = {}  # unit row -> its latest tracked decision
-        self._index: dict[tuple[int, int, tuple[int, ...], int], int] = {}
-        self._keys: list[tuple[int, int, tuple[int, ...], int]] = []
-        self._sums: list[list[float]] = []
+        self.groups: GroupTable[DecisionKey] = GroupTable(len(self.aggregates))
         k = self.n_variants
         self.counters = [[0.0] * k for _ in range(2 if self._binary else 3)]
         self.pending = 0
         self._signalled = False
+        training = self.training
         self._relevant = frozenset() if training is None else frozenset(
             [training.reward, *(m for m, _ in training.costs)])
 
@@ -101,43 +104,18 @@ class DecisionTracker:
 
     # -- exposure and feedback (store lock held) --------------------------------------------
     def open(self, seq: int, variant: int, epoch: int, segment: tuple[int, ...], tag: int,
-             unit_row: int | None = None) -> None:
-        """Start tracking decision ``seq``; it trains unless it is a holdout decision."""
-        key = (variant, epoch, segment, tag)
-        g = self._index.get(key)
-        if g is None:
-            g = len(self._keys)
-            self._index[key] = g
-            self._keys.append(key)
-            self._sums.append(new_sums_row(len(self._x)))
-        self._sums[g][0] += 1.0
-        slot = seq % self.capacity
+             unit_row: int | None = None, now: float = 0.0) -> None:
+        """Start tracking decision ``seq`` (issued at ``now``); it trains unless it is a
+        holdout decision. A decision evicted from the ring keeps its contribution."""
+        g = self.groups.row_of((variant, epoch, segment, tag))
+        self.groups.sums[g][0] += 1.0
         t = self.training
         train = t is not None and not tag & HOLDOUT
-        zero = train and t.rule == "zero"  # type: ignore[union-attr]
-        size = len(self._seq)
-        if slot < size:  # ring full: overwrite (an evicted decision keeps its contribution)
-            self._seq[slot] = seq
-            self._group[slot] = g
-            self._train[slot] = train
-            self._r[slot] = 0.0 if zero else math.nan
-            for col in self._xy:
-                col[slot] = 0.0
-        else:
-            if slot > size:  # slots of untracked (A/B) decisions stay empty
-                gap = slot - size
-                self._seq.extend([-1] * gap)
-                self._group.extend([0] * gap)
-                self._train.extend([0] * gap)
-                self._r.extend([math.nan] * gap)
-                for col in self._xy:
-                    col.extend([0.0] * gap)
-            self._seq.append(seq)
-            self._group.append(g)
-            self._train.append(train)
-            self._r.append(0.0 if zero else math.nan)
-            for col in self._xy:
-                col.append(0.0)
+        zero = train and t is not None and t.rule == "zero"
+        slot = self.ring.remember(seq, now, g)
+        self._train[slot] = train
+        if zero:
+            self._r[slot] = 0.0
         if unit_row is not None:
             self._unit_last[unit_row] = seq
         if zero:  # counts as a reward of 0 from now until its reward arrives
@@ -146,16 +124,17 @@ class DecisionTracker:
 
     def apply(self, seq: int, m: int, value: float) -> None:
         """Add a validated value of metric ``m`` to decision ``seq`` if it is tracked."""
-        slot = seq % self.capacity
-        if seq < 0 or slot >= len(self._seq) or self._seq[slot] != seq:
+        slot = self.ring.find(seq)
+        if slot < 0:
             return  # an A/B decision, or one no longer in the ring
-        g = self._group[slot]
-        add_to_pair(self._x[m], self._y[m], slot, self._sums[g], m, value, self._any[m])
+        g = self.ring.row[slot]
+        add_to_pair(self._x[m], self._y[m], slot, self.groups.sums[g], m, value, self._any[m])
         if self._train[slot] and m in self._relevant:
-            self._retrain(slot, self._keys[g][0])
+            self._retrain(slot, self.groups.keys[g][0])
 
     def apply_unit(self, row: int, m: int, value: float, alive: Callable[[int], bool]) -> None:
-        """Feedback by unit id: it belongs to the unit's latest decision, if still pending."""
+        """Feedback by unit id: it belongs to the unit's latest decision, if still pending
+        (``alive``: the store's answer, attribution window included)."""
         seq = self._unit_last.get(row)
         if seq is not None and alive(seq):
             self.apply(seq, m, value)
@@ -210,6 +189,8 @@ class DecisionTracker:
     def take_counters(self, reset: bool = True) -> tuple[dict[str, np.ndarray], int]:
         """Copies of the training counters and the updates since the last take (``reset``:
         start counting updates again)."""
+        import numpy as np
+
         names = ("successes", "failures") if self._binary else ("n", "sum", "sumsq")
         # counts are sums of +1/-1 (exact); the clip only removes float dust of costs
         out = {n: np.maximum(np.array(c), 0.0) if n != "sum" else np.array(c)
@@ -219,66 +200,6 @@ class DecisionTracker:
             self.pending, self._signalled = 0, False
         return out, pending
 
-    def copy_sums(self) -> list[tuple[tuple[int, int, tuple[int, ...], int], list[float]]]:
+    def copy_sums(self) -> list[tuple[DecisionKey, list[float]]]:
         """(key, sums) of every decision group, copied."""
-        return [(key, list(self._sums[i])) for i, key in enumerate(self._keys)]
-
-
-class DecisionStoreMixin:
-    """The bandit's entry points of :class:`~modelrouter.store.memory.MemoryStore` (kept here
-    to keep the store module small); the attributes are the store's own."""
-
-    _lock: threading.Lock
-    _decisions: DecisionTracker | None
-    _ring_seq: array[int]
-    _ring_time: array[float]
-    unit_level: bool
-    max_pending: int
-    attribution_window: float
-    clock: Callable[[], float]
-
-    def _expose_locked(self, unit: str | None, variant: int, propensity: float, epoch: int,
-                       segment: tuple[int, ...], now: float) -> tuple[int, int | None]:
-        raise NotImplementedError  # pragma: no cover - MemoryStore's
-
-    def track_decisions(self, tracker: DecisionTracker) -> None:
-        """Keep decision-level sums (and bandit training counters) from now on."""
-        with self._lock:
-            self._decisions = tracker
-
-    def expose_decision(self, unit: str | None, variant: int, propensity: float, epoch: int,
-                        segment: tuple[int, ...] = (), now: float | None = None,
-                        tag: int = 0) -> int:
-        """:meth:`expose` a bandit decision and open its row in the decision tracker, in one
-        lock: a snapshot never sees the exposure without its decision."""
-        if now is None:
-            now = self.clock()
-        with self._lock:
-            seq, row = self._expose_locked(unit, variant, propensity, epoch, segment, now)
-            if self._decisions is not None:
-                self._decisions.open(seq, variant, epoch, segment, tag, row)
-        return seq
-
-    def take_training(self) -> tuple[dict[str, np.ndarray], int]:
-        """The bandit's training counters and the updates since the last call."""
-        with self._lock:
-            assert self._decisions is not None
-            return self._decisions.take_counters()
-
-    def peek_training(self) -> dict[str, np.ndarray]:
-        """The bandit's training counters now, without starting a new refresh count."""
-        with self._lock:
-            assert self._decisions is not None
-            return self._decisions.take_counters(reset=False)[0]
-
-    def _pending_seq(self, seq: int) -> bool:
-        slot = seq % self.max_pending
-        return (slot < len(self._ring_seq) and self._ring_seq[slot] == seq
-                and self.clock() - self._ring_time[slot] <= self.attribution_window)
-
-
-
-def decision_groups(sums: Sequence[tuple[Any, list[float]]], metric_names: Sequence[str]
-                    ) -> dict[Any, tuple[int, dict[str, Any]]]:
-    """Turn copied sums into ``key -> (n, {metric: Moments})`` (outside the lock)."""
-    return {key: moments_of_row(s, metric_names) for key, s in sums}
+        return self.groups.copy()

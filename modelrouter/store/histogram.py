@@ -13,16 +13,21 @@ process and release, so histograms merge by addition (Redis, snapshot files):
   (upper edge included, as Prometheus' ``le``), the last slot counts values above 122 s.
 
 :func:`slot_of` is a binary search over the exact edges, so a value's slot always agrees
-with ``edge[i-1] < value <= edge[i]``, rounding included.
+with ``edge[i-1] < value <= edge[i]``, rounding included. It and the layout constants are what
+the request path needs; numpy is imported by :class:`LatencyHistogram`'s methods only.
+
+Thread safety: :class:`LatencyHistogram` is immutable; the store's flat counters are guarded by
+the store's lock.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "EDGES_MS",
@@ -69,11 +74,15 @@ class LatencyHistogram:
     @classmethod
     def empty(cls, n_variants: int) -> LatencyHistogram:
         """No request yet."""
+        import numpy as np
+
         return cls(np.zeros((n_variants, N_SLOTS), dtype=np.int64), np.zeros(n_variants))
 
     @classmethod
     def from_flat(cls, counts: Any, sums: Any, n_variants: int) -> LatencyHistogram:
         """From the store's flat ``array('q')`` of counts and per-variant sums (copies)."""
+        import numpy as np
+
         return cls(np.array(counts, dtype=np.int64).reshape(n_variants, N_SLOTS),
                    np.array(sums, dtype=np.float64))
 
@@ -81,6 +90,8 @@ class LatencyHistogram:
     def from_values(cls, variant: np.ndarray, latency_ms: np.ndarray,
                     n_variants: int) -> LatencyHistogram:
         """Vectorised: the histogram of one request per ``(variant code, latency)`` pair."""
+        import numpy as np
+
         v = np.asarray(latency_ms, dtype=np.float64)
         slots = np.where(np.isnan(v), 0, np.searchsorted(np.asarray(EDGES_MS), v, "left"))
         codes = np.asarray(variant, dtype=np.int64)
@@ -99,6 +110,8 @@ class LatencyHistogram:
 
     def cdf_at_edges(self, variant: int) -> np.ndarray:
         """``F(edge_i)``, the share of requests ``<= edge_i``, for ``i = 0 .. N_BUCKETS``."""
+        import numpy as np
+
         c = self.counts[variant]
         n = c.sum()
         return np.cumsum(c)[:-1] / n if n else np.full(N_BUCKETS + 1, np.nan)
@@ -108,6 +121,8 @@ class LatencyHistogram:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data: the layout, and per variant the non-empty slots and the sum."""
+        import numpy as np
+
         return {"layout": LAYOUT, "variants": [
             {"slots": {int(s): int(c[s]) for s in np.flatnonzero(c)},
              "sum_ms": float(self.sum_ms[v])} for v, c in enumerate(self.counts)]}

@@ -23,7 +23,8 @@ recorded after the restore (the means keep every request). A file whose histogra
 differs from this release's is refused.
 
 Reading parses bytes and numbers only (``np.frombuffer`` with a whitelisted dtype): a snapshot
-cannot run code. Every check (checksum, version, identity, shapes) passes before anything in
+cannot run code. Every check (checksum, version, identity, then the state's own checks in
+:meth:`MemoryStore.load <modelrouter.store.memory.MemoryStore.load>`) passes before anything in
 the store is replaced, and the swap happens under the store's lock: a bad file changes nothing.
 
 Not saved: the pending ring of decisions. Decision ids issued before a restart cannot receive
@@ -32,8 +33,13 @@ feedback afterwards (``UnknownDecisionError``); per-unit feedback (``record_unit
 Writing is atomic: temp file in the same directory, ``fsync``, ``os.replace``, ``fsync`` of the
 directory. A crash at any point leaves the previous snapshot or the new one, never a mix.
 
-This module knows :class:`~modelrouter.store.memory.MemoryStore`'s private layout; the round
-trip test compares every column, so a layout change that this module misses fails a test.
+This module knows the file framing only: the state itself comes from
+:meth:`MemoryStore.dump <modelrouter.store.memory.MemoryStore.dump>` and goes back through
+:meth:`MemoryStore.load <modelrouter.store.memory.MemoryStore.load>` (store/state.py). The round
+trip test compares every column.
+
+Thread safety: no state of its own; the store's lock is taken by ``dump`` and ``load``. Two
+saves to the same path at once each write their own temp file; the last ``os.replace`` wins.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ import json
 import os
 import struct
 import tempfile
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +58,7 @@ from typing import Any
 import numpy as np
 
 from modelrouter.exceptions import StoreError
-from modelrouter.store.histogram import LAYOUT, N_SLOTS
-from modelrouter.store.memory import EpochInfo, MemoryStore
+from modelrouter.store.memory import MemoryStore
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "SnapshotInfo", "read_info", "restore_store", "save_store"]
 
@@ -93,39 +97,6 @@ def _identity(store: MemoryStore, experiment: str) -> dict[str, Any]:
             "segment_dims": list(store.segment_dims)}
 
 
-def _dump(store: MemoryStore) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Copy the store's state under its lock (arrays as numpy copies)."""
-    s = store
-    with s._lock:
-        state = {
-            "requests": list(s._requests), "uncounted": s._uncounted, "overflow": s._overflow,
-            "segment_tables": [sorted(t, key=t.__getitem__) for t in s._seg_codes],
-            "epochs": [[e.epoch, e.mode, list(e.weights), e.started_at] for e in s._epochs],
-            "group_keys": [[v, e, list(seg)] for v, e, seg in s._group_keys],
-            "saved_at": s.clock(),
-            "looks": [k.to_dict() for k in getattr(s, "_looks", ())],
-            "latency_layout": LAYOUT,
-        }
-        arrays: dict[str, np.ndarray] = {
-            "latency_hist": np.array(s._hist, dtype="<i8").reshape(-1, N_SLOTS),
-            "latency_sum": np.array(s._hist_sum, dtype="<f8")}
-        if s.unit_level:
-            ids = [u.encode("utf-8", "surrogatepass") for u in s._rows]
-            arrays["unit_len"] = np.array([len(b) for b in ids], dtype="<u4")
-            arrays["unit_ids"] = np.frombuffer(b"".join(ids), dtype="|u1")
-            arrays["rows"] = np.fromiter(s._rows.values(), dtype="<i8", count=len(s._rows))
-            for name in ("variant", "epoch", "propensity", "first_seen", "exposures"):
-                arrays[name] = np.array(getattr(s, "_" + name))
-            for d, col in enumerate(s._segs):
-                arrays[f"seg{d}"] = np.array(col)
-            for i, m in enumerate(s.metric_names):
-                arrays[f"x:{m}"] = np.array(s._x[i])
-                arrays[f"y:{m}"] = np.array(s._y[i])
-        width = 1 + 5 * len(s.metric_names)
-        arrays["group_sums"] = np.array(s._group_sums, dtype="<f8").reshape(-1, width)
-    return state, arrays
-
-
 def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str,
                _write: Callable[[Any, bytes], None] | None = None) -> SnapshotInfo:
     """Write the store's state to ``path`` atomically; return what was written.
@@ -133,7 +104,7 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
     ``_write`` (tests only) replaces the function writing the bytes to the temp file, to
     simulate a crash half-way through.
     """
-    state, arrays = _dump(store)
+    state, arrays = store.dump()
     header: dict[str, Any] = {**_identity(store, experiment), **state, "arrays": []}
     chunks: list[bytes] = []
     offset = 0
@@ -266,114 +237,15 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *,
             raise StoreError(f"snapshot {name!r} belongs to another experiment: {key} is "
                              f"{header.get(key)!r} in the file, {value!r} here")
     try:
-        new = _build(store, header, _arrays(header, payload, name))
-    except StoreError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        arrays = _arrays(header, payload, name)
+        if header["_version"] >= 2 and "latency_hist" not in arrays:
+            raise KeyError("latency_hist")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise StoreError(f"snapshot {name!r} is malformed: {exc!r}") from None
-    with store._lock:
-        new.update(_empty_ring(store))
-        for attr, value in new.items():
-            setattr(store, attr, value)
-        store._bind_columns()  # hot-path aliases of the replaced columns
-        if store._decisions is not None:  # its sums are keyed by the replaced epochs
-            store._decisions.reset()
-    n = len(new["_rows"]) if store.unit_level else 0
+    try:
+        store.load(header, arrays)  # validates everything, then swaps under the store's lock
+    except StoreError as exc:
+        raise StoreError(f"snapshot {name!r}: {exc}") from None
+    n = int(arrays["rows"].shape[0]) if "rows" in arrays else 0
     return SnapshotInfo(name, int(header["_version"]), experiment, store.variants, store.level, n,
                         float(header["saved_at"]), size)
-
-
-def _col(a: np.ndarray, code: str, n: int, what: str) -> array[Any]:
-    if a.shape != (n,):
-        raise StoreError(f"snapshot column {what!r} has shape {a.shape}, expected ({n},)")
-    return array(code, a.astype(np.dtype(code), copy=False).tobytes())
-
-
-def _build(store: MemoryStore, header: dict[str, Any], arrays: dict[str, np.ndarray]
-           ) -> dict[str, Any]:
-    """The new private state of the store, fully validated; nothing is assigned yet."""
-    k, n_metrics = len(store.variants), len(store.metric_names)
-    requests = [int(r) for r in header["requests"]]
-    if len(requests) != k:
-        raise StoreError(f"snapshot has {len(requests)} request counters for {k} variants")
-    tables = header["segment_tables"]
-    if len(tables) != len(store.segment_dims):
-        raise StoreError("snapshot segment tables do not match the segment dimensions")
-    seg_codes = [{str(v): i for i, v in enumerate(t)} for t in tables]
-    epochs = [EpochInfo(int(e), str(m), tuple(float(w) for w in ws), float(t))
-              for e, m, ws, t in header["epochs"]]
-    keys = [(int(v), int(e), tuple(int(c) for c in seg)) for v, e, seg in header["group_keys"]]
-    sums = arrays["group_sums"]
-    if sums.shape != (len(keys), 1 + 5 * n_metrics):
-        raise StoreError(f"snapshot group sums have shape {sums.shape}, expected "
-                         f"({len(keys)}, {1 + 5 * n_metrics})")
-    new: dict[str, Any] = {
-        "_requests": requests, "_uncounted": int(header["uncounted"]),
-        "_overflow": int(header["overflow"]), "_seg_codes": seg_codes, "_epochs": epochs,
-        "_group_keys": keys, "_group_index": {key: i for i, key in enumerate(keys)},
-        "_group_sums": [list(map(float, row)) for row in sums],
-    }
-    new["_hist"], new["_hist_sum"] = _latency(header, arrays, k)
-    if hasattr(store, "_looks"):
-        from modelrouter.store.looks import Look
-
-        new["_looks"] = [Look.from_dict(k) for k in header.get("looks", [])]
-    n = 0
-    if store.unit_level:
-        lengths = arrays["unit_len"].astype(np.int64)
-        blob = arrays["unit_ids"].tobytes()
-        if int(lengths.sum()) != len(blob):
-            raise StoreError("snapshot unit ids do not match their lengths")
-        ends = np.cumsum(lengths).tolist()
-        starts = [0, *ends[:-1]]
-        ids = [blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends)]
-        rows = arrays["rows"].tolist()
-        n = len(ids)
-        if len(rows) != n or sorted(rows) != list(range(n)) or len(set(ids)) != n:
-            raise StoreError("snapshot unit index is inconsistent (rows or duplicate ids)")
-        new["_rows"] = dict(zip(ids, rows))
-        # cached hash buckets belong to the old rows' units: recompute them on demand
-        new["_ubucket"] = array("d", [float("nan")]) * n
-        for attr, code in (("variant", "b"), ("epoch", "i"), ("propensity", "d"),
-                           ("first_seen", "d"), ("exposures", "I")):
-            new["_" + attr] = _col(arrays[attr], code, n, attr)
-        if n and int(arrays["variant"].max()) >= k:
-            raise StoreError("snapshot has a variant code out of range")
-        new["_segs"] = [_col(arrays[f"seg{d}"], "H", n, f"seg{d}")
-                        for d in range(len(store.segment_dims))]
-        new["_x"] = [_col(arrays[f"x:{m}"], "d", n, f"x:{m}") for m in store.metric_names]
-        new["_y"] = [_col(arrays[f"y:{m}"], "d", n, f"y:{m}") for m in store.metric_names]
-    else:
-        new["_rows"] = {}
-    return new
-
-
-def _latency(header: dict[str, Any], arrays: dict[str, np.ndarray], k: int
-             ) -> tuple[array[Any], list[float]]:
-    """The latency histogram (empty for a version 1 file), checked against this layout."""
-    if header["_version"] < 2:
-        return array("q", bytes(8 * N_SLOTS * k)), [0.0] * k
-    if header.get("latency_layout") != LAYOUT:
-        raise StoreError(f"snapshot latency histogram has layout "
-                         f"{header.get('latency_layout')!r}; this modelrouter uses {LAYOUT!r}")
-    hist, sums = arrays["latency_hist"], arrays["latency_sum"]
-    if hist.shape != (k, N_SLOTS) or sums.shape != (k,) or int(hist.min(initial=0)) < 0:
-        raise StoreError(f"snapshot latency histogram has shape {hist.shape} (sums "
-                         f"{sums.shape}), expected ({k}, {N_SLOTS}) of counts >= 0")
-    return (array("q", hist.astype("<i8").tobytes()),
-            [float(v) for v in sums])
-
-
-def _empty_ring(store: MemoryStore) -> dict[str, Any]:
-    """The pending ring is not saved: mark every slot empty but keep numbering monotonic, so
-    decision ids issued before the restore can never land on a restored unit (under the lock).
-    """
-    ring = min(store._seq, store.max_pending)
-    new: dict[str, Any] = {"_ring_seq": array("q", [-1]) * ring,
-                           "_ring_time": array("d", [0.0]) * ring,
-                           "_ring_row": array("q", [0]) * ring}
-    if not store.unit_level:
-        n_metrics = len(store.metric_names)
-        new["_slot_x"] = [array("d", [0.0]) * ring for _ in range(n_metrics)]
-        new["_slot_y"] = [array("d", [0.0]) * ring for _ in range(n_metrics)]
-    return new

@@ -1,17 +1,26 @@
-"""The store's data types: epochs, per-unit column copies and the analysis snapshot."""
+"""The store's data types: epochs, per-unit column copies and the analysis snapshot.
+
+Plain frozen dataclasses. numpy, the metric specs and the statistics are only named in
+annotations here (imported for type checking), so importing the store's request path does not
+load them.
+"""
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from modelrouter.config import MetricSpec
-from modelrouter.stats.moments import Moments
-from modelrouter.store.histogram import LatencyHistogram
 from modelrouter.store.looks import Look
 
-__all__ = ["EpochInfo", "Snapshot", "UnitColumns"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from modelrouter.config import MetricSpec
+    from modelrouter.stats.moments import Moments
+    from modelrouter.store.histogram import LatencyHistogram
+
+__all__ = ["Deltas", "EpochInfo", "Snapshot", "UnitColumns"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +81,17 @@ class Snapshot:
         if self.units is not None:
             return int(self.units.variant.size)
         return sum(n for n, _ in self.groups.values())
+
+
+@dataclass(frozen=True)
+class Deltas:
+    """What a memory store counted since the last take (``MemoryStore.take_deltas``), for a
+    remote store that merges increments: request-level group sums and counters."""
+
+    requests: list[int]  # routed requests per variant
+    uncounted: int
+    segment_overflow: int
+    segment_tables: tuple[tuple[str, ...], ...]  # per dimension: values in code order (current)
+    groups: list[tuple[tuple[int, int, tuple[int, ...]], list[float]]]  # (key, row delta)
+    hist: array[int]  # latency histogram increments, slot s of variant v at v * N_SLOTS + s
+    hist_sum: list[float]

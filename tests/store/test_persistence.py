@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from modelrouter import ModelRouter, RouterConfig, StoreError
+from modelrouter.store.memory import MemoryStore
 from modelrouter.store.persistence import MAGIC, read_info
 from modelrouter.testing import ASGIClient
 from tests.conftest import make_app
@@ -52,7 +53,11 @@ def columns(router: ModelRouter) -> dict[str, Any]:
     out["requests"] = snap.requests.tolist()
     out["epochs"] = snap.epochs
     out["segment_values"] = snap.segment_values
-    out["ids"] = list(router.experiment.store._rows)  # type: ignore[attr-defined]
+    store = router.experiment.store
+    assert isinstance(store, MemoryStore)
+    _header, arrays = store.dump()  # the unit index: ids in row order
+    out["ids"] = [arrays["unit_ids"].tobytes(), arrays["unit_len"].tolist(),
+                  arrays["rows"].tolist()]
     return out
 
 

@@ -173,7 +173,7 @@ def test_outage_keeps_serving_and_bounded_buffer_counts_drops(redis_server: Redi
     assert exposures + lost["dropped_exposures"] == 200
     values = int(snap.units.y["revenue"].sum()) + lost["orphan_values"]
     assert values + lost["dropped_values"] == 200
-    assert any("dropped" in note for note in Analysis.from_experiment(exp)._notes())
+    assert any("dropped" in note for note in Analysis.from_experiment(exp).compare("revenue").notes)
     exp.close()
 
 

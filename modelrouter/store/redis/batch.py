@@ -1,9 +1,15 @@
-"""Turning a worker's drained buffer into idempotent, atomic Redis batches (see redis.py).
+"""Turning a worker's drained buffer into idempotent, atomic Redis batches (see store.py).
 
-An op is ``(kind, hash, field, value)`` with kind ``i`` (HINCRBY), ``f`` (HINCRBYFLOAT) or ``n``
-(HSETNX). Ops are packed into chunks; each chunk is one Lua call that first sets its batch id
+:func:`drain_ops` takes plain values: a swapped-out :class:`~.buffer.DeltaBuffer`, the local
+memory store's :class:`~modelrouter.store.types.Deltas` and the experiment's
+:class:`~.layout.Layout`; it never sees the store.
+
+An op is ``(kind, hash, field, value)`` with kind ``i`` (HINCRBY), ``f`` (HINCRBYFLOAT) or
+``n`` (HSETNX). Ops are packed into chunks; each chunk is one Lua call that first sets its batch id
 with ``SET NX`` and applies nothing if the id exists, so a retried batch whose reply was lost is
 not applied twice, and every chunk is applied whole or not at all.
+
+Thread safety: pure functions of their arguments (the flusher owns a drained buffer alone).
 """
 
 from __future__ import annotations
@@ -11,14 +17,17 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
 from modelrouter.store.histogram import N_SLOTS
+from modelrouter.store.looks import Look
+from modelrouter.store.redis.buffer import DeltaBuffer, FirstExposure
+from modelrouter.store.redis.layout import Layout
+from modelrouter.store.types import Deltas, EpochInfo
 
-__all__ = ["LUA", "counter_ops", "drain", "group_ops", "latency_ops", "pack_batches",
-           "take_latency", "unit_ops"]
+__all__ = ["LUA", "counter_ops", "drain_ops", "group_ops", "latency_ops", "pack_batches",
+           "unit_ops"]
 
 Op = tuple[str, str, str, str]
 Batch = tuple[str, list[str], list[str]]
@@ -45,7 +54,7 @@ return 1
 _COMPACT = (",", ":")
 
 
-def unit_ops(first: Mapping[str, list[Any]], xy: Mapping[tuple[str, int], list[float]],
+def unit_ops(first: Mapping[str, FirstExposure], xy: Mapping[tuple[str, int], list[float]],
              metric_names: Sequence[str], tables: Sequence[Sequence[str]]) -> list[Op]:
     """First exposures (HSETNX, first writer wins), exposure counts and per-unit x/y sums."""
     ops: list[Op] = []
@@ -61,31 +70,15 @@ def unit_ops(first: Mapping[str, list[Any]], xy: Mapping[tuple[str, int], list[f
     return ops
 
 
-def group_ops(local: Any, tables: Sequence[Sequence[str]]) -> tuple[list[int], int, list[Op]]:
-    """Request level: take the local MemoryStore's group sums and counters, zero them."""
-    with local._lock:
-        keys = list(local._group_keys)
-        sums = [list(s) for s in local._group_sums]
-        for s in local._group_sums:
-            s[:] = [0.0] * len(s)
-        requests, local._requests = local._requests, [0] * len(local.variants)
-        uncounted, local._uncounted = local._uncounted, 0
+def group_ops(groups: Sequence[tuple[tuple[int, int, tuple[int, ...]], list[float]]],
+              tables: Sequence[Sequence[str]]) -> list[Op]:
+    """Request level: group sum increments, keyed by variant, epoch and segment *values*."""
     ops: list[Op] = []
-    for (variant, epoch, seg), s in zip(keys, sums):
+    for (variant, epoch, seg), s in groups:
         name = json.dumps([variant, epoch, [tables[d][c] for d, c in enumerate(seg)]],
                           separators=_COMPACT)
         ops += [("f", "groups", f"{name}#{k}", repr(v)) for k, v in enumerate(s) if v]
-    return requests, uncounted, ops
-
-
-def take_latency(owner: Any, lock: Any) -> tuple[array[int], list[float]]:
-    """Swap ``owner``'s latency histogram (``_hist``, ``_hist_sum``) for zeros under ``lock``."""
-    k = len(owner._hist_sum)
-    fresh, zero = array("q", bytes(8 * N_SLOTS * k)), [0.0] * k
-    with lock:
-        hist, sums = owner._hist, owner._hist_sum
-        owner._hist, owner._hist_sum = fresh, zero
-    return hist, sums
+    return ops
 
 
 def latency_ops(variants: Sequence[str], hist: array[int], sums: Sequence[float]) -> list[Op]:
@@ -102,8 +95,8 @@ def latency_ops(variants: Sequence[str], hist: array[int], sums: Sequence[float]
 
 def counter_ops(variants: Sequence[str], metric_names: Sequence[str],
                 events: Mapping[tuple[int, int], list[float]], requests: Sequence[int],
-                counters: Mapping[str, int], epochs: Sequence[Any], looks: Sequence[Any]
-                ) -> list[Op]:
+                counters: Mapping[str, int], epochs: Sequence[EpochInfo],
+                looks: Sequence[Look]) -> list[Op]:
     """Per-variant event counters, request counts, store counters, epochs and looks."""
     ops: list[Op] = []
     for (variant, m), (n, s, ss) in events.items():
@@ -131,30 +124,20 @@ def pack_batches(ops: Sequence[Op], prefix: str, worker: str, last_no: int) -> l
     return batches
 
 
-def drain(store: Any) -> list[Batch]:
-    """Swap a RedisStore's buffer out under its lock; turn it into idempotent script calls
-    (the caller advances ``store._batch_no`` by the number of batches)."""
-    with store._lock:
-        first, xy, events = store._first, store._xy, store._events
-        requests, uncounted, dropped = store._requests, store._uncounted, store._dropped_delta
-        epochs, looks = store._new_epochs, store._new_looks
-        hist, hist_sum = store._hist, store._hist_sum
-        store._new_buffer()
-    if not store.unit_level:  # request level: the local store recorded the latencies
-        hist, hist_sum = take_latency(store._local, store._local._lock)
-    store._dropped[0] += dropped[0]
-    store._dropped[1] += dropped[1]
-    with store._local._lock:
-        overflow, store._local._overflow = store._local._overflow, 0
-    tables = [sorted(t, key=t.__getitem__) for t in store._local._seg_codes]
-    if store.unit_level:
-        ops = unit_ops(first, xy, store.metric_names, tables)
+def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout) -> list[Op]:
+    """Every op of a swapped-out buffer and of the local store's deltas (request level: its
+    group sums, requests and latencies; both levels: segment overflow)."""
+    tables = local.segment_tables
+    if layout.unit_level:
+        ops = unit_ops(buf.first, buf.xy, layout.metric_names, tables)
     else:
-        requests, local_uncounted, ops = group_ops(store._local, tables)
-        uncounted += local_uncounted
-    ops += counter_ops(store.variants, store.metric_names, events, requests,
-                       {"uncounted": uncounted, "segment_overflow": overflow,
-                        "dropped_exposures": dropped[0], "dropped_values": dropped[1]},
-                       epochs, looks)
-    ops += latency_ops(store.variants, hist, hist_sum)
-    return pack_batches(ops, store.prefix, store._worker, store._batch_no)
+        ops = group_ops(local.groups, tables)
+    requests = [a + b for a, b in zip(buf.requests, local.requests)]
+    ops += counter_ops(layout.variants, layout.metric_names, buf.events, requests,
+                       {"uncounted": buf.uncounted + local.uncounted,
+                        "segment_overflow": local.segment_overflow,
+                        "dropped_exposures": buf.dropped[0], "dropped_values": buf.dropped[1]},
+                       buf.epochs, buf.looks)
+    ops += latency_ops(layout.variants, buf.hist, buf.hist_sum)
+    ops += latency_ops(layout.variants, local.hist, local.hist_sum)
+    return ops

@@ -4,6 +4,10 @@ Units are ordered by first exposure (then id), so every worker builds identical 
 same Redis state; segment values get codes in that order, re-capped at ``segment_cap`` (workers
 cap locally, the union may exceed it). Feedback values of units without a first-exposure row are
 counted as ``orphan_values`` in ``Snapshot.losses``, never analysed.
+
+Both functions take the experiment's :class:`~.layout.Layout` (plain values), never the store.
+
+Thread safety: pure functions of their arguments (``check_meta`` does one Redis transaction).
 """
 
 from __future__ import annotations
@@ -14,31 +18,35 @@ from typing import Any
 
 import numpy as np
 
-from modelrouter.stats.moments import Moments, moments_of_row, new_sums_row
+from modelrouter.exceptions import StoreError
+from modelrouter.stats.moments import Moments
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
-from modelrouter.store.memory import OTHER, EpochInfo, Snapshot, UnitColumns
+from modelrouter.store.looks import Look
+from modelrouter.store.memory import OTHER
+from modelrouter.store.redis.layout import Layout, text
+from modelrouter.store.rows import SUMS_PER_METRIC, moments_of_row
+from modelrouter.store.types import EpochInfo, Snapshot, UnitColumns
 
 __all__ = ["build_snapshot", "check_meta"]
 
 
-
-def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) -> Snapshot:
-    """Rebuild a :class:`Snapshot` from the hashes of one MULTI read (see redis.py)."""
-    self = store
-    requests = np.array([int(data["requests"].get(v, 0)) for v in self.variants],
+def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float) -> Snapshot:
+    """Rebuild a :class:`Snapshot` from the hashes of one MULTI read (see store.py)."""
+    any_flags = tuple(m.aggregate == "any" for m in layout.metrics.values())
+    requests = np.array([int(data["requests"].get(v, 0)) for v in layout.variants],
                         dtype=np.int64)
     counters = {n: int(v) for n, v in data["counters"].items()}
     epochs = tuple(sorted((EpochInfo(int(e), m, tuple(w), float(t)) for e, (m, w, t) in
                            ((e, json.loads(v)) for e, v in data["epochs"].items())),
                           key=lambda e: e.epoch))
-    tables: list[dict[str, int]] = [{} for _ in self.segment_dims]
+    tables: list[dict[str, int]] = [{} for _ in layout.segment_dims]
     overflow = counters.get("segment_overflow", 0)
 
     def code(d: int, value: str) -> int:
         table = tables[d]
         c = table.get(value)
         if c is None:
-            if len(table) >= self.segment_cap - 1 and value != OTHER:
+            if len(table) >= layout.segment_cap - 1 and value != OTHER:
                 value = OTHER
             c = table.setdefault(value, len(table))
         return c
@@ -46,18 +54,18 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
     units = None
     groups: dict[tuple[int, int, tuple[int, ...]], tuple[int, dict[str, Moments]]] = {}
     orphans = 0
-    if self.unit_level:
+    if layout.unit_level:
         rows = sorted(((json.loads(v), u) for u, v in data["first"].items()),
                       key=lambda r: (r[0][3], r[1]))
         ids = [u for _, u in rows]
         index = {u: i for i, u in enumerate(ids)}
         n = len(ids)
-        segs = np.zeros((n, len(self.segment_dims)), dtype=np.int64)
+        segs = np.zeros((n, len(layout.segment_dims)), dtype=np.int64)
         for i, (r, _u) in enumerate(rows):
-            for d, value in enumerate(r[4][:len(self.segment_dims)]):
+            for d, value in enumerate(r[4][:len(layout.segment_dims)]):
                 segs[i, d] = code(d, value)
         x, y = {}, {}
-        for j, m in enumerate(self.metric_names):
+        for j, m in enumerate(layout.metric_names):
             x[m], y[m] = np.zeros(n), np.zeros(n)
             for col, target in ((data[f"x:{m}"], x[m]), (data[f"y:{m}"], y[m])):
                 for u, v in col.items():
@@ -66,7 +74,7 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
                         target[i] = float(v)
                     elif col is data[f"y:{m}"]:
                         orphans += int(float(v))
-            if self._any[j]:
+            if any_flags[j]:
                 x[m] = (x[m] > 0).astype(np.float64)
         exposures = np.zeros(n, dtype=np.int64)
         for u, v in data["exposures"].items():
@@ -80,7 +88,7 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
             first_seen=np.array([r[3] for r, _ in rows], dtype=np.float64).reshape(n),
             exposures=exposures, segments=segs, x=x, y=y)
     else:
-        width = len(new_sums_row(len(self.metric_names)))
+        width = 1 + SUMS_PER_METRIC * len(layout.metric_names)
         sums: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}
         for field, v in data["groups"].items():
             name, _, kk = field.rpartition("#")
@@ -89,21 +97,19 @@ def build_snapshot(store: Any, data: dict[str, dict[str, str]], taken: float) ->
                    tuple(code(d, s) for d, s in enumerate(seg)))
             sums.setdefault(key, [0.0] * width)[int(kk)] += float(v)
         for key, s in sums.items():
-            groups[key] = moments_of_row(s, self.metric_names)
+            groups[key] = moments_of_row(s, layout.metric_names)
     seg_values = {d: tuple(sorted(t, key=t.__getitem__))
-                  for d, t in zip(self.segment_dims, tables)}
-    snap = Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
-                    taken_at=taken, segment_dims=self.segment_dims,
+                  for d, t in zip(layout.segment_dims, tables)}
+    snap = Snapshot(variants=layout.variants, metrics=layout.metrics, level=layout.level,
+                    taken_at=taken, segment_dims=layout.segment_dims,
                     segment_values=seg_values, epochs=epochs, requests=requests,
                     uncounted_requests=counters.get("uncounted", 0),
                     segment_overflow=overflow, units=units, groups=groups,
                     losses={"dropped_exposures": counters.get("dropped_exposures", 0),
                             "dropped_values": counters.get("dropped_values", 0),
                             "orphan_values": orphans},
-                    latency=_latency(self.variants, data.get("latency", {})))
+                    latency=_latency(layout.variants, data["latency"]))
     if data["looks"]:
-        from modelrouter.store.looks import Look
-
         looks = sorted((Look.from_dict(json.loads(v)) for v in data["looks"].values()),
                        key=lambda k: (k.taken_at, k.metric, k.variant, k.number))
         snap = dataclasses.replace(snap, looks=tuple(looks))
@@ -126,30 +132,23 @@ def _latency(variants: tuple[str, ...], fields: dict[str, str]) -> LatencyHistog
     return hist
 
 
-def check_meta(store: Any, client: Any) -> None:
+def check_meta(layout: Layout, client: Any) -> None:
     """Claim the experiment's meta key for this configuration, or refuse a foreign one.
 
     The first worker writes its identity (key format, latency layout, variants, level, segment
     dimensions, metrics) with HSETNX; every worker then compares field by field, so two
-    differently configured deployments can never merge into one set of counters.
+    differently configured deployments can never merge into one set of counters. ``client``
+    is a redis-py client (any type: redis-py is an optional dependency).
     """
-    from modelrouter.exceptions import StoreError
-    from modelrouter.store.histogram import LAYOUT
-    from modelrouter.store.redis.store import FORMAT, _s
-
-    key = store.prefix + "meta"
-    mine = {"format": FORMAT, "latency_layout": LAYOUT,
-            "variants": json.dumps(list(store.variants)),
-            "level": store.level, "segment_dims": json.dumps(list(store.segment_dims)),
-            "metrics": json.dumps({n: [m.kind, m.aggregate] for n, m in store.metrics.items()},
-                                  sort_keys=True)}
+    key = layout.prefix + "meta"
+    mine = layout.meta()
     pipe = client.pipeline(transaction=True)
     for field, value in mine.items():
         pipe.hsetnx(key, field, value)
     pipe.hgetall(key)
-    stored = {_s(k): _s(v) for k, v in pipe.execute()[-1].items()}
+    stored = {text(k): text(v) for k, v in pipe.execute()[-1].items()}
     for field, value in mine.items():
         if stored.get(field) != value:
             raise StoreError(f"Redis key {key!r} belongs to another configuration of experiment "
-                             f"{store.experiment!r}: {field} is {stored.get(field)!r} there, "
+                             f"{layout.experiment!r}: {field} is {stored.get(field)!r} there, "
                              f"{value!r} here")

@@ -28,12 +28,22 @@ counters once Redis is back and shown by the analysis). Reconnects back off expo
 Request-level experiments buffer O(groups) sums, so they never drop.
 
 Snapshots (:meth:`RedisStore.snapshot`) read every key in one MULTI transaction and rebuild the
-same :class:`~modelrouter.store.memory.Snapshot` the memory store gives, so the analysis is
+same :class:`~modelrouter.store.types.Snapshot` the memory store gives, so the analysis is
 unchanged. Decision ids stay local to the worker that issued them; feedback by unit id
 (``record_unit``) may arrive at any worker.
 
-Thread safety: hot-path methods hold ``_lock`` for microseconds; the flusher holds
-``_flush_lock`` (never the buffer lock) while talking to Redis.
+Module layout (imports point one way: ``store -> batch, snapshot -> buffer, layout``): the
+request path writes a :class:`~.buffer.DeltaBuffer`; a flush swaps it out and
+:func:`~.batch.drain_ops` turns it (with the local memory store's
+:meth:`~modelrouter.store.memory.MemoryStore.take_deltas`) into batches; snapshots are rebuilt by
+:func:`~.snapshot.build_snapshot`. Those modules get plain values (a :class:`~.layout.Layout`),
+never the store.
+
+Thread safety: hot-path methods hold ``_lock`` (the buffer, the pending ring, the decision
+counter) for microseconds; the local memory store has its own lock (segment codes, epochs,
+looks, request-level sums). The flusher holds ``_flush_lock`` (the batch queue, the meta check,
+the flusher thread) while talking to Redis, taking ``_lock`` only to swap the buffer; no
+code holds ``_lock`` and the local store's lock together.
 """
 
 from __future__ import annotations
@@ -42,26 +52,31 @@ import logging
 import os
 import threading
 import time
-from array import array
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from modelrouter.config import MetricSpec
 from modelrouter.exceptions import StoreError
-from modelrouter.store.histogram import N_SLOTS, slot_of
-from modelrouter.store.memory import EpochInfo, MemoryStore, Snapshot
-from modelrouter.store.redis import batch as redis_batch
-from modelrouter.store.redis.batch import LUA
+from modelrouter.store.histogram import slot_of as latency_slot
+from modelrouter.store.looks import Look
+from modelrouter.store.memory import MemoryStore
+from modelrouter.store.protocol import BaseStore
+from modelrouter.store.redis.batch import LUA, Batch, drain_ops, pack_batches
+from modelrouter.store.redis.buffer import DeltaBuffer
+from modelrouter.store.redis.layout import Layout, text
 from modelrouter.store.redis.snapshot import build_snapshot, check_meta
-from modelrouter.store.ring import pending_slot
+from modelrouter.store.ring import PendingRing
+from modelrouter.store.types import EpochInfo, Snapshot
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from modelrouter.config import MetricSpec
+    from modelrouter.store.protocol import RemoteStore
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("modelrouter.store.redis")
 
-FORMAT = "1"
 
 def _redis() -> Any:
     try:
@@ -72,7 +87,7 @@ def _redis() -> Any:
     return redis
 
 
-class RedisStore:
+class RedisStore(BaseStore):
     """Local buffer on the request path, Redis as the merged state of every worker."""
 
     def __init__(self, url: str, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
@@ -83,31 +98,26 @@ class RedisStore:
                  flush_events: int = 10_000, max_buffer: int = 1_000_000,
                  client: Any = None, socket_timeout: float = 5.0,
                  max_backoff: float = 5.0) -> None:
+        super().__init__(variants, metrics, level=level, max_pending=max_pending,
+                         attribution_window=attribution_window, segment_dims=segment_dims,
+                         segment_cap=segment_cap, clock=clock)
         redis = _redis()
         self.url = url
-        self.variants = tuple(variants)
-        self.metrics = dict(metrics)
-        self.metric_names = tuple(self.metrics)
-        self.metric_index = {m: i for i, m in enumerate(self.metric_names)}
-        self.level = level
-        self.unit_level = level != "request"
-        self.segment_dims = tuple(segment_dims)
-        self.segment_cap = int(segment_cap)
-        self.max_pending = int(max_pending)
-        self.attribution_window = float(attribution_window)
-        self.clock = clock
         self.flush_seconds = float(flush_seconds)
         self.flush_events = int(flush_events)
         self.max_buffer = int(max_buffer)
         self.max_backoff = float(max_backoff)
-        self.prefix = f"mr:{{{experiment}}}:"
         self.experiment = experiment
+        self.layout = Layout.of(experiment, self.variants, self.metrics, level,
+                                self.segment_dims, self.segment_cap)
+        self.prefix = self.layout.prefix
+        # a redis-py client (Any: redis-py is an optional dependency without stubs here)
         self._client = client if client is not None else redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
             retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
         self._script = self._client.register_script(LUA)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        # the local reference store: segment codes, epochs, pending ring, request-level sums
+        # the local reference store: segment codes, epochs, looks; request level: everything
         self._local = MemoryStore(self.variants, self.metrics, level=level,
                                   max_pending=max_pending,
                                   attribution_window=attribution_window,
@@ -115,16 +125,14 @@ class RedisStore:
                                   clock=clock)
         self._lock = threading.Lock()
         self._seq = 0
-        self._ring_seq = array("q")
-        self._ring_time = array("d")
-        self._ring_unit: list[str] = []
-        self._ring_var = array("b")
-        self._any = tuple(self.metrics[m].aggregate == "any" for m in self.metric_names)
+        # unit level: this worker's pending decisions (payload: variant; column: unit id)
+        self.ring = PendingRing(self.max_pending, self.attribution_window, clock)
+        self._ring_unit = self.ring.add_objects("")
         self._lat, self._err = self.metric_index["latency_ms"], self.metric_index["error"]
-        self._new_buffer()
-        self._dropped = [0, 0]  # exposures, values: cumulative, for stats()
+        self._buf = DeltaBuffer(len(self.variants), self.max_buffer)
+        self._dropped = [0, 0]  # exposures, values: flushed so far, for stats()
         self._flush_lock = threading.Lock()
-        self._queue: list[tuple[str, list[str], list[str]]] = []  # (batch id, keys, argv)
+        self._queue: list[Batch] = []
         self._batch_no = 0
         self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
         self._meta_ok = False
@@ -135,33 +143,24 @@ class RedisStore:
         self.flushed_events = 0
         self.failed_flushes = 0
 
-    def _new_buffer(self) -> None:
-        # unit -> [exposures, variant, epoch, propensity, first_seen, segment codes]
-        self._first: dict[str, list[Any]] = {}
-        self._xy: dict[tuple[str, int], list[float]] = {}
-        self._events: dict[tuple[int, int], list[float]] = {}
-        self._requests = [0] * len(self.variants)
-        self._uncounted = 0
-        self._dropped_delta = [0, 0]
-        self._new_epochs: list[EpochInfo] = []
-        self._new_looks: list[Any] = []
-        self._size = 0
-        self._hist = array("q", bytes(8 * N_SLOTS * len(self.variants)))
-        self._hist_sum = [0.0] * len(self.variants)
-
-    # -- protocol: epochs and segments ---------------------------------------------------
+    # -- protocol: epochs, segments, looks -----------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
         """Record a weight change locally; flushed with first-writer-wins semantics."""
         self._local.begin_epoch(epoch, mode, weights)
+        info = self._local.epochs()[-1]
         with self._lock:
-            self._new_epochs.append(self._local._epochs[-1])
+            self._buf.epochs.append(info)
 
-    def add_look(self, look: Any) -> None:
+    def epochs(self) -> tuple[EpochInfo, ...]:
+        """The epochs this worker recorded (every worker's: ``snapshot().epochs``)."""
+        return self._local.epochs()
+
+    def add_look(self, look: Look) -> None:
         """Record a look locally (checked against this worker's looks); flushed first-writer-
         wins per (metric, variant, number), so workers agree on the official looks."""
         self._local.add_look(look)
         with self._lock:
-            self._new_looks.append(look)
+            self._buf.looks.append(look)
 
     def segment_codes(self, values: Sequence[str]) -> tuple[int, ...]:
         """Local codes of segment values; translated back to values when flushed."""
@@ -174,34 +173,18 @@ class RedisStore:
         if self._thread is None:
             self.start()
         if not self.unit_level:
-            return self._local.expose(None, variant, propensity, epoch, segment)
-        assert unit is not None
+            return self._local.expose(None, variant, propensity, epoch, segment, now)
+        if unit is None:
+            raise ValueError(f"a {self.level}-level store counts units: unit is None")
         if now is None:
             now = self.clock()
         with self._lock:
             seq = self._seq
             self._seq = seq + 1
-            self._requests[variant] += 1
-            entry = self._first.get(unit)
-            if entry is not None:
-                entry[0] += 1
-            elif self._size < self.max_buffer:
-                self._first[unit] = [1, variant, epoch, propensity, now, segment]
-                self._size += 1
-            else:
-                self._dropped_delta[0] += 1
-            if seq < self.max_pending:
-                self._ring_seq.append(seq)
-                self._ring_time.append(now)
-                self._ring_unit.append(unit)
-                self._ring_var.append(variant)
-            else:
-                slot = seq % self.max_pending
-                self._ring_seq[slot] = seq
-                self._ring_time[slot] = now
-                self._ring_unit[slot] = unit
-                self._ring_var[slot] = variant
-            size = self._size
+            buf = self._buf
+            buf.expose(unit, variant, epoch, propensity, now, segment)
+            self._ring_unit[self.ring.remember(seq, now, variant)] = unit
+            size = buf.size
         if size >= self.flush_events:
             self._wake.set()
         return seq
@@ -209,30 +192,7 @@ class RedisStore:
     def uncounted(self) -> None:
         """Count a request served but left out of the experiment."""
         with self._lock:
-            self._uncounted += 1
-
-    def _add(self, unit: str, m: int, variant: int, value: float) -> None:
-        """Buffer one value (lock held)."""
-        key = (unit, m)
-        xy = self._xy.get(key)
-        if xy is None:
-            if self._size >= self.max_buffer:
-                self._dropped_delta[1] += 1
-                return
-            xy = self._xy[key] = [0.0, 0.0]
-            self._size += 1
-        xy[0] += value
-        xy[1] += 1.0
-        if variant >= 0:
-            ev = self._events.get((variant, m))
-            if ev is None:
-                ev = self._events[(variant, m)] = [0.0, 0.0, 0.0]
-            ev[0] += 1.0
-            ev[1] += value
-            ev[2] += value * value
-
-    def _slot(self, seq: int, window: bool) -> int:
-        return pending_slot(self, seq, window)
+            self._buf.uncounted += 1
 
     def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
         """Buffer a value for one of this worker's decisions."""
@@ -240,34 +200,34 @@ class RedisStore:
             self._local.record_seq(seq, metric, value, window=window)
             return
         with self._lock:
-            slot = self._slot(seq, window)
-            self._add(self._ring_unit[slot], metric, self._ring_var[slot], value)
+            slot = self.ring.slot_of(seq, window)
+            self._buf.add(self._ring_unit[slot], metric, self.ring.row[slot], value)
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Buffer the automatic metrics of a finished request."""
         if not self.unit_level:
             self._local.record_auto(seq, latency_ms, error)
             return
-        h = slot_of(latency_ms)
+        h = latency_slot(latency_ms)
         with self._lock:
-            slot = seq % self.max_pending
-            if slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
+            slot = self.ring.find(seq)
+            if slot < 0:
                 return
-            unit, variant = self._ring_unit[slot], self._ring_var[slot]
-            self._add(unit, self._lat, variant, latency_ms)
-            self._add(unit, self._err, variant, error)
-            self._hist[variant * N_SLOTS + h] += 1
-            self._hist_sum[variant] += latency_ms
+            unit, variant = self._ring_unit[slot], self.ring.row[slot]
+            buf = self._buf
+            buf.add(unit, self._lat, variant, latency_ms)
+            buf.add(unit, self._err, variant, error)
+            buf.add_latency(variant, h, latency_ms)
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Buffer a value for a unit; the unit may have been exposed by another worker."""
         with self._lock:
-            entry = self._first.get(unit)
-            self._add(unit, metric, entry[1] if entry is not None else -1, value)
+            buf = self._buf
+            buf.add(unit, metric, buf.variant_of(unit), value)
 
     def has_unit(self, unit: str) -> bool:
         """Whether the unit is in this worker's unflushed buffer (no network)."""
-        return unit in self._first
+        return unit in self._buf.first
 
     # -- flushing ------------------------------------------------------------------------
     def start(self) -> None:
@@ -336,21 +296,29 @@ class RedisStore:
         return redact_url(self.url)
 
     def _check_meta(self) -> None:
-        check_meta(self, self._client)
+        check_meta(self.layout, self._client)
         self._meta_ok = True
 
-    def _drain(self) -> list[tuple[str, list[str], list[str]]]:
-        """Swap the buffer out under the lock; turn it into idempotent script calls."""
-        batches = redis_batch.drain(self)
+    def _drain(self) -> list[Batch]:
+        """Swap the buffer out under the lock; turn it into idempotent script calls
+        (``_flush_lock`` held)."""
+        fresh = DeltaBuffer(len(self.variants), self.max_buffer)
+        with self._lock:
+            buf, self._buf = self._buf, fresh
+        self._dropped[0] += buf.dropped[0]
+        self._dropped[1] += buf.dropped[1]
+        ops = drain_ops(buf, self._local.take_deltas(), self.layout)
+        batches = pack_batches(ops, self.prefix, self._worker, self._batch_no)
         self._batch_no += len(batches)
         return batches
 
     # -- reading -------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, object]:
         """This worker's buffer and flusher state (no network)."""
-        return {"buffered": self._size, "queued_batches": len(self._queue),
-                "dropped_exposures": self._dropped[0] + self._dropped_delta[0],
-                "dropped_values": self._dropped[1] + self._dropped_delta[1],
+        buf = self._buf
+        return {"buffered": buf.size, "queued_batches": len(self._queue),
+                "dropped_exposures": self._dropped[0] + buf.dropped[0],
+                "dropped_values": self._dropped[1] + buf.dropped[1],
                 "flushed_events": self.flushed_events, "failed_flushes": self.failed_flushes,
                 "last_error": self.last_error}
 
@@ -362,11 +330,13 @@ class RedisStore:
             results = pipe.execute()
         except self._errors as exc:
             raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
-        return {n: {_s(k): _s(v) for k, v in r.items()} for n, r in zip(names, results)}
+        return {n: {text(k): text(v) for k, v in r.items()} for n, r in zip(names, results)}
 
     def event_counters(self, metric: str) -> dict[str, np.ndarray]:
         """Global per-variant ``n``/``sum``/``sumsq`` of every recorded event of ``metric``
         (additive over workers; one small read): counters for request-level bandits."""
+        import numpy as np
+
         ev = self._read(["events"])["events"]
         return {c: np.array([float(ev.get(f"{v}:{metric}:{c}", 0.0)) for v in self.variants])
                 for c in ("n", "sum", "sumsq")}
@@ -377,16 +347,12 @@ class RedisStore:
         names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks",
                  "latency"]
         names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
-        return build_snapshot(self, self._read(names), taken)
-
-    @property
-    def pending_capacity(self) -> int:
-        """How many decisions can wait for feedback at once (per worker)."""
-        return self.max_pending
+        return build_snapshot(self.layout, self._read(names), taken)
 
     def __len__(self) -> int:
-        return self._size
+        return self._buf.size
 
 
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
+if TYPE_CHECKING:
+    def _is_a_remote_store(store: RedisStore) -> RemoteStore:  # mypy: RedisStore implements it
+        return store

@@ -1,0 +1,67 @@
+"""What the Redis modules share: the key layout of one experiment and reply decoding.
+
+:class:`Layout` is the plain, immutable description of an experiment's keys and shape
+(prefix, variants, metrics, level, segment dimensions) that the batch and snapshot code need;
+the store builds it once from its public attributes, so those modules never see the store.
+Bottom of the Redis package's import graph (``store -> batch, snapshot -> layout``).
+
+Thread safety: immutable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelrouter.store.histogram import LAYOUT
+
+if TYPE_CHECKING:
+    from modelrouter.config import MetricSpec
+
+__all__ = ["FORMAT", "Layout", "text"]
+
+FORMAT = "1"  # version of the key layout, checked in the meta hash
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The keys ``<prefix><name>`` of one experiment and the shape of its statistics."""
+
+    prefix: str  # "mr:{<experiment>}:" (one hash slot in a cluster)
+    experiment: str
+    variants: tuple[str, ...]
+    metrics: dict[str, MetricSpec]
+    level: str
+    segment_dims: tuple[str, ...]
+    segment_cap: int
+
+    @classmethod
+    def of(cls, experiment: str, variants: tuple[str, ...], metrics: dict[str, MetricSpec],
+           level: str, segment_dims: tuple[str, ...], segment_cap: int) -> Layout:
+        """The layout of ``experiment``'s keys."""
+        return cls(f"mr:{{{experiment}}}:", experiment, variants, metrics, level, segment_dims,
+                   segment_cap)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Metric names in index order."""
+        return tuple(self.metrics)
+
+    @property
+    def unit_level(self) -> bool:
+        """Whether units are users or sessions (not requests)."""
+        return self.level != "request"
+
+    def meta(self) -> dict[str, str]:
+        """The identity fields of the ``meta`` hash (two deployments merge only if equal)."""
+        return {"format": FORMAT, "latency_layout": LAYOUT,
+                "variants": json.dumps(list(self.variants)),
+                "level": self.level, "segment_dims": json.dumps(list(self.segment_dims)),
+                "metrics": json.dumps({n: [m.kind, m.aggregate]
+                                       for n, m in self.metrics.items()}, sort_keys=True)}
+
+
+def text(value: bytes | str | int | float) -> str:
+    """A Redis reply value as text (bytes decoded as UTF-8, lone surrogates kept)."""
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,170 @@
+"""The per-unit columns of a unit-level memory store (``level="user" | "session"``).
+
+A dict from unit id to row, and growable ``array.array`` columns per row: variant and epoch at
+first exposure, propensity, first exposure time, segment codes, exposures, and per metric
+``x`` (sum of values, or the 0/1 conversion flag for ``aggregate="any"``) and ``y`` (number of
+values). Appending a unit is O(1) amortised and allocates no Python object per column; the
+analysis gets numpy copies (:meth:`UnitTable.columns`).
+
+:meth:`UnitTable.dump` and :meth:`UnitTable.load` convert to and from the named arrays of a
+snapshot file (``rows``, ``unit_len``, ``unit_ids``, ``variant``, ..., ``seg<d>``,
+``x:<metric>``, ``y:<metric>``); :meth:`load` validates everything and builds a new table, so
+the store swaps it in whole or not at all.
+
+numpy is imported by the methods that build arrays (snapshots, files), not by this module: the
+request path never needs it.
+
+Thread safety: none of its own; the owning :class:`~modelrouter.store.memory.MemoryStore`
+calls everything under its lock (and swaps whole tables under it on a restore).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from modelrouter.exceptions import StoreError
+from modelrouter.store.types import UnitColumns
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["UnitTable"]
+
+class UnitTable:
+    """Per-unit columns; row ``i`` is the ``i``-th unit exposed. ``auto`` gives the indices of
+    the automatic metrics (latency, error), whose columns are aliased for ``record_auto``."""
+
+    __slots__ = ("epoch", "err_x", "err_y", "exposures", "first_seen", "lat_x", "lat_y",
+                 "propensity", "rows", "segs", "variant", "x", "y")
+
+    def __init__(self, n_metrics: int, n_dims: int, auto: tuple[int, int]) -> None:
+        self.rows: dict[str, int] = {}
+        self.variant: array[int] = array("b")
+        self.epoch: array[int] = array("i")
+        self.propensity: array[float] = array("d")
+        self.first_seen: array[float] = array("d")
+        self.exposures: array[int] = array("I")
+        self.segs: list[array[int]] = [array("H") for _ in range(n_dims)]
+        self.x: list[array[float]] = [array("d") for _ in range(n_metrics)]
+        self.y: list[array[float]] = [array("d") for _ in range(n_metrics)]
+        self._alias(auto)
+
+    def _alias(self, auto: tuple[int, int]) -> None:
+        latency, error = auto
+        self.lat_x, self.lat_y = self.x[latency], self.y[latency]
+        self.err_x, self.err_y = self.x[error], self.y[error]
+
+    def __len__(self) -> int:
+        return len(self.variant)
+
+    def _fixed(self) -> tuple[tuple[str, array[Any]], ...]:
+        """The columns every table has, by their name in a snapshot file."""
+        return (("variant", self.variant), ("epoch", self.epoch),
+                ("propensity", self.propensity), ("first_seen", self.first_seen),
+                ("exposures", self.exposures))
+
+    def add(self, unit: str, variant: int, propensity: float, epoch: int, now: float,
+            segment: tuple[int, ...]) -> int:
+        """Append ``unit``'s row (first exposure now, no value yet); return the row."""
+        row = len(self.variant)
+        self.rows[unit] = row
+        self.variant.append(variant)
+        self.epoch.append(epoch)
+        self.propensity.append(propensity)
+        self.first_seen.append(now)
+        self.exposures.append(1)
+        for d, seg_col in enumerate(self.segs):
+            seg_col.append(segment[d] if d < len(segment) else 0)
+        for col in self.x:
+            col.append(0.0)
+        for col in self.y:
+            col.append(0.0)
+        return row
+
+    def apply(self, row: int, m: int, value: float, any_: bool) -> None:
+        """Add a value of metric ``m`` to a row (``any_``: x is the 0/1 flag, a max)."""
+        xs = self.x[m]
+        if any_:
+            if value > xs[row]:
+                xs[row] = value
+        else:
+            xs[row] += value
+        self.y[m][row] += 1.0
+
+    def columns(self, metric_names: Sequence[str]) -> UnitColumns:
+        """numpy copies of every column, for a snapshot."""
+        import numpy as np
+
+        n = len(self.variant)
+        return UnitColumns(
+            variant=np.array(self.variant, dtype=np.int64),
+            epoch=np.array(self.epoch, dtype=np.int64),
+            propensity=np.array(self.propensity, dtype=np.float64),
+            first_seen=np.array(self.first_seen, dtype=np.float64),
+            exposures=np.array(self.exposures, dtype=np.int64),
+            segments=np.column_stack([np.array(c, dtype=np.int64) for c in self.segs])
+            if self.segs else np.zeros((n, 0), dtype=np.int64),
+            x={m: np.array(self.x[i], dtype=np.float64) for i, m in enumerate(metric_names)},
+            y={m: np.array(self.y[i], dtype=np.float64) for i, m in enumerate(metric_names)})
+
+    # -- snapshot files -------------------------------------------------------------------
+    def dump(self, metric_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Copies of every column as the named arrays of a snapshot file."""
+        import numpy as np
+
+        ids = [u.encode("utf-8", "surrogatepass") for u in self.rows]
+        arrays: dict[str, np.ndarray] = {
+            "unit_len": np.array([len(b) for b in ids], dtype="<u4"),
+            "unit_ids": np.frombuffer(b"".join(ids), dtype="|u1"),
+            "rows": np.fromiter(self.rows.values(), dtype="<i8", count=len(self.rows))}
+        for name, col in self._fixed():
+            arrays[name] = np.array(col)
+        for d, col in enumerate(self.segs):
+            arrays[f"seg{d}"] = np.array(col)
+        for i, m in enumerate(metric_names):
+            arrays[f"x:{m}"] = np.array(self.x[i])
+            arrays[f"y:{m}"] = np.array(self.y[i])
+        return arrays
+
+    @classmethod
+    def load(cls, arrays: Mapping[str, np.ndarray], metric_names: Sequence[str], n_dims: int,
+             n_variants: int, auto: tuple[int, int]) -> UnitTable:
+        """A new table from the arrays of :meth:`dump`, fully validated (StoreError; a missing
+        array is a KeyError, for the caller to report as a malformed state)."""
+        import numpy as np
+
+        lengths = arrays["unit_len"].astype(np.int64)
+        blob = arrays["unit_ids"].tobytes()
+        if int(lengths.sum()) != len(blob):
+            raise StoreError("unit ids do not match their lengths")
+        ends = np.cumsum(lengths).tolist()
+        starts = [0, *ends[:-1]]
+        ids = [blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends)]
+        rows = arrays["rows"].tolist()
+        n = len(ids)
+        if len(rows) != n or sorted(rows) != list(range(n)) or len(set(ids)) != n:
+            raise StoreError("unit index is inconsistent (rows or duplicate ids)")
+        table = cls(len(metric_names), n_dims, auto)
+        table.rows = dict(zip(ids, rows))
+        table.variant = _col(arrays["variant"], "b", n, "variant")
+        table.epoch = _col(arrays["epoch"], "i", n, "epoch")
+        table.propensity = _col(arrays["propensity"], "d", n, "propensity")
+        table.first_seen = _col(arrays["first_seen"], "d", n, "first_seen")
+        table.exposures = _col(arrays["exposures"], "I", n, "exposures")
+        if n and int(arrays["variant"].max()) >= n_variants:
+            raise StoreError("a unit's variant code is out of range")
+        table.segs = [_col(arrays[f"seg{d}"], "H", n, f"seg{d}") for d in range(n_dims)]
+        table.x = [_col(arrays[f"x:{m}"], "d", n, f"x:{m}") for m in metric_names]
+        table.y = [_col(arrays[f"y:{m}"], "d", n, f"y:{m}") for m in metric_names]
+        table._alias(auto)
+        return table
+
+
+def _col(a: np.ndarray, code: str, n: int, what: str) -> array[Any]:
+    import numpy as np
+
+    if a.shape != (n,):
+        raise StoreError(f"column {what!r} has shape {a.shape}, expected ({n},)")
+    return array(code, a.astype(np.dtype(code), copy=False).tobytes())
