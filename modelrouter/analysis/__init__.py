@@ -1,8 +1,13 @@
-"""Analysis of an experiment: comparisons, and (as they land) sequential tests, segments,
-guardrails, verdicts."""
+"""Analysis of an experiment: comparisons, sequential and always-valid tests, segments,
+guardrails, sample-ratio checks, the bandit, verdicts and reports.
+
+Every question is a function of one frozen :class:`AnalysisData` (see ``data.py``);
+:class:`Analysis` is the facade that asks them.
+"""
 
 from modelrouter.analysis.always_valid import AlwaysValidAnalysis
 from modelrouter.analysis.analysis import Analysis
+from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.guardrails import GuardrailResult
 from modelrouter.analysis.results import ComparisonResult, VariantSummary
 from modelrouter.analysis.segments import Heterogeneity, SegmentAnalysis, SegmentResult
@@ -13,6 +18,7 @@ from modelrouter.analysis.verdict import Verdict
 __all__ = [
     "AlwaysValidAnalysis",
     "Analysis",
+    "AnalysisData",
     "ComparisonResult",
     "GuardrailResult",
     "Heterogeneity",

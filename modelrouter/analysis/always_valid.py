@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from modelrouter.analysis.compare import compare
+from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.horizon import planned_ratio, resolve_horizon
 from modelrouter.analysis.sequential import resolve_target
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import AlwaysValidResult, always_valid_test, mixing_variance
 from modelrouter.stats.results import ConfidenceInterval
-
-if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
 
 __all__ = ["AlwaysValidAnalysis", "always_valid_analysis"]
 
@@ -71,14 +70,14 @@ class AlwaysValidAnalysis:
                 f"{self.tau2_source}. " + self.result.explain(self.alpha))
 
 
-def always_valid_analysis(analysis: Analysis, metric: str | None = None,
+def always_valid_analysis(data: AnalysisData, metric: str | None = None,
                           variant: str | None = None, *,
                           tau2: float | None = None) -> AlwaysValidAnalysis:
     """See the module docstring; ``metric`` defaults to the config's primary."""
-    t = resolve_target(analysis, metric, variant, "always_valid")
-    cmp = analysis.compare(t.metric, t.variant)
+    t = resolve_target(data, metric, variant, "always_valid")
+    cmp = compare(data, t.metric, t.variant)
     if tau2 is None:
-        ratio = planned_ratio(analysis.config, analysis.control, t.variant, analysis.variants)
+        ratio = planned_ratio(data.config, data.control, t.variant, data.variants)
         horizon = resolve_horizon(t.plan, t.spec, cmp.control, ratio, t.looks)
         tau2 = mixing_variance(horizon_variance=horizon.horizon_variance, alpha=t.plan.alpha)
         source = (f"tau2={tau2:.4g} makes the interval narrowest at the planned maximum of "
@@ -97,7 +96,7 @@ def always_valid_analysis(analysis: Analysis, metric: str | None = None,
     variances = [k.variance for k in t.looks] + [variance]
     res = always_valid_test(diffs, variances, float(tau2))
     return AlwaysValidAnalysis(
-        metric=t.metric, variant=t.variant, control=analysis.control, pvalue=res.pvalue,
+        metric=t.metric, variant=t.variant, control=data.control, pvalue=res.pvalue,
         difference=res.difference, std_err=res.std_err, alpha=t.plan.alpha,
         decision="reject" if res.pvalue <= t.plan.alpha else "continue", tau2=float(tau2),
         looks=res.looks, tau2_source=source, result=res)

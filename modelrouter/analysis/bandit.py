@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.results import format_table
 from modelrouter.exceptions import AnalysisError
 from modelrouter.store.decisions import HOLDOUT
-
-if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
 
 __all__ = ["BanditResult", "WeightsEpoch", "bandit_result"]
 
@@ -103,14 +101,14 @@ class BanditResult:
                              "started_at": h.started_at} for h in self.history]}
 
 
-def bandit_result(analysis: Analysis) -> BanditResult:
+def bandit_result(data: AnalysisData) -> BanditResult:
     """Build the :class:`BanditResult` from the snapshot and the bandit's status."""
-    status = getattr(analysis, "bandit_status", None)
+    status = data.bandit_status
     if status is None:
         raise AnalysisError("this experiment has no bandit: set RouterConfig(reward=...) and "
                             "mode='bandit' (or configure(mode='bandit'))")
-    names = analysis.variants
-    snap = analysis.snapshot
+    names = data.variants
+    snap = data.snapshot
     routed = np.zeros(len(names))
     held = 0
     for (variant, _epoch, _seg, tag), (n, _m) in snap.decisions.items():

@@ -26,7 +26,7 @@ unknown ratio itself.
 Quantile guardrails (``quantile=0.95``: the p95 of ``latency_ms``) take the estimate and its
 variance from :mod:`modelrouter.analysis.quantile_guardrails` (log ratio of the two quantiles,
 variances from Woodruff intervals) and are decided by the same always-valid rule
-(:func:`decide`).
+(:func:`decide`, in :func:`quantile_guardrail_results`).
 
 Per-segment checks are Bonferroni-corrected across the segment values tested for that guardrail
 (each at ``alpha / m``); segments with fewer than ``min_segment_units`` units in either arm are
@@ -40,20 +40,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from modelrouter.analysis.adaptive import adaptive
-from modelrouter.analysis.segments import present_segments
+from modelrouter.analysis.compare import compare
+from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.quantile_guardrails import quantile_ratio
 from modelrouter.config.guardrails import GuardrailSpec, guardrail_key
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.always_valid import always_valid_test
+from modelrouter.stats.moments import Moments
 from modelrouter.stats.results import ConfidenceInterval
 
-if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
-    from modelrouter.stats.moments import Moments
-
-__all__ = ["GuardrailResult", "Status", "check_guardrail", "decide", "guardrail_results"]
+__all__ = ["GuardrailResult", "Status", "check_guardrail", "decide", "guardrail_results",
+           "quantile_guardrail_results"]
 
 Status = Literal["pass", "fail", "inconclusive"]
 
@@ -210,35 +209,32 @@ def decide(spec: GuardrailSpec, scaled: tuple[float, float, float] | str, *, alp
                   f"contains the margin {bound}: not enough data to decide")
 
 
-def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
+def guardrail_results(data: AnalysisData) -> tuple[GuardrailResult, ...]:
     """Every configured guardrail, for every treatment, overall and per declared segment."""
-    from modelrouter.analysis.quantile_guardrails import quantile_guardrail_results
-
-    config = analysis.config
+    config = data.config
     alpha = config.guardrail_alpha
-    control = analysis.control
-    c_idx = analysis.variants.index(control)
+    c_idx = data.variants.index(data.control)
     out: list[GuardrailResult] = []
     specs: Mapping[str, GuardrailSpec] = config.guardrails or {}
     for spec in specs.values():
         if spec.quantile is not None:
-            out += quantile_guardrail_results(analysis, spec, alpha)
+            out += quantile_guardrail_results(data, spec, alpha)
             continue
-        if adaptive(analysis):  # bandit traffic: inverse-propensity means, never naive ones
-            out += _adaptive_guardrails(analysis, spec, alpha)
+        if data.adaptive:  # bandit traffic: inverse-propensity means, never naive ones
+            out += _adaptive_guardrails(data, spec, alpha)
             continue
-        ratio = analysis.snapshot.metrics[spec.metric].is_ratio
-        overall = analysis.moments(spec.metric)
+        ratio = data.snapshot.metrics[spec.metric].is_ratio
+        overall = data.moments(spec.metric)
         families: list[tuple[dict[str, str] | None, list[Moments], float, int]] = [
             (None, overall, alpha, 2)]
         for dim in spec.segments:
-            segs = present_segments(analysis, [dim])
-            per = [(seg, analysis.moments(spec.metric, seg)) for seg in segs]
+            segs = data.present_segments([dim])
+            per = [(seg, data.moments(spec.metric, seg)) for seg in segs]
             big = [p for p in per if min(p[1][i].n for i in range(len(p[1]))) >=
                    config.min_segment_units]
             m = max(len(big), 1)
             families += [(seg, mom, alpha / m, config.min_segment_units) for seg, mom in per]
-        for t_idx, variant in enumerate(analysis.variants):
+        for t_idx, variant in enumerate(data.variants):
             if t_idx == c_idx:
                 continue
             for seg, mom, a, min_units in families:
@@ -248,7 +244,38 @@ def guardrail_results(analysis: Analysis) -> tuple[GuardrailResult, ...]:
     return tuple(out)
 
 
-def _adaptive_guardrails(analysis: Analysis, spec: GuardrailSpec, alpha: float
+def quantile_guardrail_results(data: AnalysisData, spec: GuardrailSpec, alpha: float
+                               ) -> list[GuardrailResult]:
+    """One quantile guardrail for every treatment (overall only), from the quantile ratio of
+    :func:`~modelrouter.analysis.quantile_guardrails.quantile_ratio`."""
+    assert spec.quantile is not None
+    moments = data.moments(spec.metric)
+    c_idx = data.variants.index(data.control)
+    out = []
+    sign = 1.0 if spec.direction == "increase" else -1.0
+    for t_idx, variant in enumerate(data.variants):
+        if t_idx == c_idx:
+            continue
+        units = (moments[c_idx].n, moments[t_idx].n)
+        scaled: tuple[float, float, float] | str
+        r = quantile_ratio(data, variant, spec.quantile) if min(units) >= 2 else None
+        if r is None:
+            scaled = f"too few units ({units[0]} control, {units[1]} {variant}; need 2 each)"
+        elif isinstance(r, str):
+            scaled = r
+        elif spec.relative and spec.direction == "decrease" and spec.margin >= 1:
+            scaled = "a relative decrease margin must be below 100%"
+        elif spec.relative:
+            scaled = (r.log_ratio, r.variance, math.log1p(sign * spec.margin))
+        else:
+            ec, et = r.control_estimate, r.treatment_estimate
+            scaled = (et.estimate - ec.estimate, ec.se**2 + et.se**2, sign * spec.margin)
+        out.append(decide(spec, scaled, alpha=alpha, variant=variant, segment=None,
+                          units=units))
+    return out
+
+
+def _adaptive_guardrails(data: AnalysisData, spec: GuardrailSpec, alpha: float
                          ) -> list[GuardrailResult]:
     """Guardrails on adaptively allocated traffic: each arm's Hajek (IPW) mean and its
     variance from :func:`~modelrouter.analysis.adaptive.adaptive_compare`, the same always-valid
@@ -256,14 +283,14 @@ def _adaptive_guardrails(analysis: Analysis, spec: GuardrailSpec, alpha: float
     out: list[GuardrailResult] = []
     families: list[tuple[dict[str, str] | None, float]] = [(None, alpha)]
     for dim in spec.segments:
-        segs = present_segments(analysis, [dim])
+        segs = data.present_segments([dim])
         families += [(seg, alpha / max(len(segs), 1)) for seg in segs]
-    for variant in analysis.variants:
-        if variant == analysis.control:
+    for variant in data.variants:
+        if variant == data.control:
             continue
         for seg, a in families:
             try:
-                cmp = analysis.compare(spec.metric, variant, segment=seg)
+                cmp = compare(data, spec.metric, variant, segment=seg)
             except AnalysisError as exc:
                 out.append(decide(spec, str(exc), alpha=a, variant=variant, segment=seg,
                                   units=(0, 0)))

@@ -24,7 +24,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from modelrouter.stats import (
     spending_boundaries,
 )
 from modelrouter.store.looks import Look
+
+if TYPE_CHECKING:
+    from modelrouter.stats.sequential import Sided, Spending
 
 __all__ = ["Horizon", "planned_ratio", "resolve_horizon"]
 
@@ -66,7 +69,7 @@ def _ceil(x: float) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _inflation(alpha: float, power: float, sided: Any, looks: int, spending: Any,
+def _inflation(alpha: float, power: float, sided: Sided, looks: int, spending: Spending,
                gamma: float | None) -> float:
     """Inflation factor of ``looks`` equally spaced looks (memoised: ~50 ms per design)."""
     design = spending_boundaries(np.arange(1, looks + 1) / looks, alpha, sided, spending, gamma)

@@ -22,8 +22,9 @@ fixed intervals, which keeps its false-fail rate low in both cases.
 Comparison. The relative change is tested on ``log(Q_t / Q_c)`` with the delta-method variance
 ``se_log_t^2 + se_log_c^2``, each ``se_log`` read off that arm's Woodruff interval on the log
 scale (width over ``2 z``). Absolute margins use ``Q_t - Q_c`` and the interval widths. The
-decision is then the mean guardrail's (:func:`modelrouter.analysis.guardrails.decide`): an
-always-valid interval, so repeated looks keep the false-fail rate below ``alpha``.
+decision is then the mean guardrail's (:func:`modelrouter.analysis.guardrails.decide`, applied
+by :func:`modelrouter.analysis.guardrails.quantile_guardrail_results`): an always-valid
+interval, so repeated looks keep the false-fail rate below ``alpha``.
 
 Caveats: the histogram counts requests under the unit's (first) variant, as the analysis of
 means does; at extreme sample sizes (standard errors below ~0.5% of the quantile) the
@@ -35,23 +36,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
-from modelrouter.analysis.guardrails import GuardrailResult, decide
-from modelrouter.config.guardrails import GuardrailSpec
+from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.results import normal_quantile
+from modelrouter.stats.moments import Moments
 from modelrouter.stats.quantile import QuantileEstimate, woodruff
 from modelrouter.stats.results import ConfidenceInterval
-from modelrouter.store.histogram import EDGES_MS
+from modelrouter.store.histogram import EDGES_MS, LatencyHistogram
 
-if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
-    from modelrouter.stats.moments import Moments
-    from modelrouter.store.histogram import LatencyHistogram
-
-__all__ = ["QuantileRatio", "design_effect", "quantile_guardrail_results", "quantile_ratio"]
+__all__ = ["QuantileRatio", "design_effect", "quantile_ratio"]
 
 _EDGES = np.asarray(EDGES_MS)
 # a representative value per slot for the per-request variance: geometric bucket centres
@@ -100,7 +96,7 @@ class QuantileRatio:
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         """Fixed-look interval for the ratio (not valid under repeated looks; the guardrail
         uses the always-valid one)."""
-        z = float(norm.ppf(0.5 + confidence_level / 2.0))
+        z = normal_quantile(confidence_level)
         half = z * math.sqrt(self.variance)
         return ConfidenceInterval(math.exp(self.log_ratio - half),
                                   math.exp(self.log_ratio + half))
@@ -122,6 +118,7 @@ class QuantileRatio:
 
 def _arm(hist: LatencyHistogram, i: int, moments: Moments | None, q: float
          ) -> tuple[QuantileEstimate, float] | str:
+    """One arm's quantile estimate and design effect, or why it cannot be estimated."""
     counts = hist.counts[i]
     n = int(counts.sum())
     if n < 2:
@@ -132,13 +129,13 @@ def _arm(hist: LatencyHistogram, i: int, moments: Moments | None, q: float
     return woodruff(_EDGES, counts, q, n_eff=n / deff), deff
 
 
-def quantile_ratio(analysis: Analysis, variant: str, q: float = 0.95) -> QuantileRatio | str:
+def quantile_ratio(data: AnalysisData, variant: str, q: float = 0.95) -> QuantileRatio | str:
     """The ``q`` quantile of ``latency_ms`` of ``variant`` against the control, or why not."""
-    hist = analysis.snapshot.latency
+    hist = data.snapshot.latency
     if hist is None:
         return "this store keeps no latency histogram"
-    c, t = analysis.variants.index(analysis.control), analysis.variants.index(variant)
-    moments = analysis.moments("latency_ms") if analysis.snapshot.units is not None else None
+    c, t = data.variants.index(data.control), data.variants.index(variant)
+    moments = data.moments("latency_ms") if data.snapshot.units is not None else None
     arm_c = _arm(hist, c, moments[c] if moments is not None else None, q)
     if isinstance(arm_c, str):
         return arm_c
@@ -149,39 +146,5 @@ def quantile_ratio(analysis: Analysis, variant: str, q: float = 0.95) -> Quantil
     if not (ec.estimate > 0 and et.estimate > 0 and math.isfinite(ec.estimate)
             and math.isfinite(et.estimate)):
         return "a quantile is zero or beyond the histogram's range"
-    return QuantileRatio(q, analysis.control, variant, math.log(et.estimate / ec.estimate),
+    return QuantileRatio(q, data.control, variant, math.log(et.estimate / ec.estimate),
                          ec.se_log**2 + et.se_log**2, ec, et, dc, dt)
-
-
-def quantile_guardrail_results(analysis: Analysis, spec: GuardrailSpec, alpha: float
-                               ) -> list[GuardrailResult]:
-    """One quantile guardrail for every treatment (overall only)."""
-    assert spec.quantile is not None
-    moments = analysis.moments(spec.metric)
-    c_idx = analysis.variants.index(analysis.control)
-    out = []
-    sign = 1.0 if spec.direction == "increase" else -1.0
-    for t_idx, variant in enumerate(analysis.variants):
-        if t_idx == c_idx:
-            continue
-        units = (moments[c_idx].n, moments[t_idx].n)
-        kw: dict[str, Any] = {"alpha": alpha, "variant": variant, "segment": None,
-                              "units": units}
-        if min(units) < 2:
-            out.append(decide(spec, f"too few units ({units[0]} control, {units[1]} "
-                              f"{variant}; need 2 each)", **kw))
-            continue
-        r = quantile_ratio(analysis, variant, spec.quantile)
-        if isinstance(r, str):
-            out.append(decide(spec, r, **kw))
-        elif spec.relative:
-            if spec.direction == "decrease" and spec.margin >= 1:
-                out.append(decide(spec, "a relative decrease margin must be below 100%", **kw))
-                continue
-            out.append(decide(spec, (r.log_ratio, r.variance, math.log1p(sign * spec.margin)),
-                              **kw))
-        else:
-            ec, et = r.control_estimate, r.treatment_estimate
-            out.append(decide(spec, (et.estimate - ec.estimate, ec.se**2 + et.se**2,
-                                     sign * spec.margin), **kw))
-    return out

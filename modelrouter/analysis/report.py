@@ -2,43 +2,42 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from modelrouter.analysis.compare import compare_all
+from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.guardrails import guardrail_results
 from modelrouter.analysis.results import format_table
+from modelrouter.analysis.segments import segment_analysis
+from modelrouter.analysis.sequential import SequentialAnalysis
+from modelrouter.analysis.verdict import decide
 from modelrouter.exceptions import AnalysisError
-
-if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
 
 __all__ = ["render_report"]
 
 
-def render_report(analysis: Analysis, variant: str | None = None) -> str:
+def render_report(data: AnalysisData, variant: str | None = None) -> str:
     """Verdict, data, sample ratio, primary metric, guardrails, segments and rollbacks."""
-    snap = analysis.snapshot
-    config = analysis.config
-    verdict = analysis.verdict(variant)
+    snap = data.snapshot
+    config = data.config
+    verdict = decide(data, variant)
     out = [f"Experiment {config.experiment!r}: {snap.n_units:,} units, variants "
-           f"{list(analysis.variants)} (control {analysis.control!r})", "",
+           f"{list(data.variants)} (control {data.control!r})", "",
            verdict.summary(), "",
            "Sample ratio: p = " + f"{verdict.srm_pvalue:.3g} (alarm below 0.001)"]
     if verdict.comparison is not None:
         out += ["", "Primary metric", str(verdict.comparison)]
-        seq = verdict.sequential
-        explain = getattr(seq, "explain", None)
-        if seq is not None and seq is not verdict.comparison and callable(explain):
-            out += [explain()]
+        if isinstance(verdict.sequential, SequentialAnalysis):  # not the compare() fallback
+            out += [verdict.sequential.explain()]
     others = [m for m in snap.metrics if m != config.primary]
     if others:
         out += ["", "Primary metric: none configured (RouterConfig(primary=...))"
                 if config.primary is None else "", "Other metrics"]
         for metric in others:
             try:
-                for cmp_ in analysis.compare_all(metric).values():
+                for cmp_ in compare_all(data, metric).values():
                     out += [str(cmp_), ""]
             except AnalysisError as exc:
                 out += [f"{metric}: {exc}", ""]
-    guards = analysis.guardrails()
+    guards = guardrail_results(data)
     if guards:
         rows = [[g.label, g.variant, g.where, g.status.upper() if g.status == "fail"
                  else g.status, f"{'+' if g.direction == 'increase' else '-'}{g.margin:.4g}"
@@ -51,7 +50,7 @@ def render_report(analysis: Analysis, variant: str | None = None) -> str:
     if config.primary is not None and snap.segment_dims:
         for dim in snap.segment_dims:
             try:
-                seg = analysis.segments(config.primary, by=dim, variant=verdict.variant)
+                seg = segment_analysis(data, config.primary, dim, verdict.variant)
             except AnalysisError as exc:
                 out += ["", f"Segments by {dim}: {exc}"]
                 continue
@@ -59,6 +58,6 @@ def render_report(analysis: Analysis, variant: str | None = None) -> str:
         if snap.segment_overflow:
             out += [f"note: {snap.segment_overflow:,} segment values past the cap were "
                     "counted as 'other'"]
-    for e in getattr(analysis, "rollback_events", ()):
+    for e in data.rollback_events:
         out += ["", f"{e.kind} at {e.when}: {'; '.join(e.reasons)}"]
     return "\n".join(out)

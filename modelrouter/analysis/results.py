@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-from scipy import stats as _st
+from typing import TYPE_CHECKING, Any
 
 from modelrouter.stats.results import ConfidenceInterval
-from modelrouter.stats.twosample import TwoSampleResult
 
-__all__ = ["ComparisonResult", "VariantSummary", "format_table"]
+if TYPE_CHECKING:  # an annotation only: importing the test functions would load scipy
+    from modelrouter.stats.twosample import TwoSampleResult
+
+__all__ = ["ComparisonResult", "VariantSummary", "format_table", "normal_quantile"]
+
+
+def normal_quantile(confidence_level: float) -> float:
+    """The two-sided standard-normal quantile of a confidence level (1.96 for 0.95).
+
+    scipy is imported here, when an interval is computed, not when the analysis is imported.
+    """
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + confidence_level / 2.0))
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -52,7 +62,7 @@ class VariantSummary:
         """Normal-approximation interval for this variant's mean."""
         if not 0.0 < confidence_level < 1.0:
             raise ValueError(f"confidence_level ({confidence_level!r}) must be in (0, 1)")
-        q = float(_st.norm.ppf(0.5 + confidence_level / 2.0))
+        q = normal_quantile(confidence_level)
         return ConfidenceInterval(self.mean - q * self.std_err, self.mean + q * self.std_err)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,7 +98,7 @@ class ComparisonResult:
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         """Interval for the difference, from the same test as the p-value."""
         if self._test is None:
-            q = float(_st.norm.ppf(0.5 + confidence_level / 2.0))
+            q = normal_quantile(confidence_level)
             return ConfidenceInterval(self.difference - q * self.std_err,
                                       self.difference + q * self.std_err)
         return self._test.confidence_interval(confidence_level)

@@ -19,31 +19,33 @@ segment value present in the data, plus
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-from scipy import stats as _st
 
+from modelrouter.analysis.compare import compare
+from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.results import ComparisonResult, format_table
+from modelrouter.analysis.srm import unit_counts
 from modelrouter.exceptions import AnalysisError
-from modelrouter.stats.multiple import CORRECTIONS, adjust_pvalues
+from modelrouter.stats.multiple import adjust_pvalues
 from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.srm import srm_test
 
 if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
+    from modelrouter.stats.multiple import Correction
 
 __all__ = [
     "Heterogeneity",
     "SegmentAnalysis",
     "SegmentResult",
     "cochran_q",
-    "present_segments",
     "segment_analysis",
-    "unit_counts",
 ]
+
+_CORRECTIONS: dict[str, Correction] = {"holm": "holm", "bonferroni": "bonferroni", "bh": "bh"}
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class Heterogeneity:
 
 def cochran_q(differences: Sequence[float], std_errs: Sequence[float]) -> Heterogeneity:
     """Cochran's Q with inverse-variance weights (as in meta-analysis)."""
+    from scipy.stats import chi2  # when a statistic is computed, not at import
+
     d = np.asarray(differences, dtype=float)
     se = np.asarray(std_errs, dtype=float)
     if d.size < 2:
@@ -127,7 +131,7 @@ def cochran_q(differences: Sequence[float], std_errs: Sequence[float]) -> Hetero
     q = float(np.sum(w * (d - pooled) ** 2))
     df = int(d.size - 1)
     i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
-    return Heterogeneity(q, df, float(_st.chi2.sf(q, df)), i2)
+    return Heterogeneity(q, df, float(chi2.sf(q, df)), i2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,104 +219,71 @@ class SegmentAnalysis(Sequence[SegmentResult]):
                 "heterogeneity": self.heterogeneity.to_dict()}
 
 
-def present_segments(analysis: Analysis, by: Sequence[str]) -> list[dict[str, str]]:
-    """The segment value combinations of ``by`` that have at least one unit, in code order."""
-    snap = analysis.snapshot
-    dims = snap.segment_dims
-    for d in by:
-        if d not in dims:
-            raise AnalysisError(f"segment dimension ({d!r}) is not declared; declared "
-                                f"dimensions are {list(dims)!r}")
-    cols = [dims.index(d) for d in by]
-    if snap.units is not None:
-        codes = snap.units.segments[:, cols]
-        combos = [tuple(int(c) for c in row) for row in np.unique(codes, axis=0)] \
-            if codes.shape[0] else []
-    else:
-        combos = sorted({tuple(seg[c] for c in cols) for (_v, _e, seg) in snap.groups})
-    return [{d: snap.segment_values[d][c] for d, c in zip(by, combo)} for combo in combos]
+@dataclass(frozen=True)
+class _Row:
+    """One segment before the family-wide adjustments."""
 
-
-def unit_counts(analysis: Analysis, segment: Mapping[str, str] | None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Observed units per variant, and the count expected from the weights in force when each
-    unit arrived (the sum over epochs of units times that epoch's weights)."""
-    snap = analysis.snapshot
-    k = len(snap.variants)
-    weights = {e.epoch: np.asarray(e.weights, dtype=float) for e in snap.epochs}
-    if snap.units is not None:
-        mask = analysis.unit_mask(segment)
-        variant, epoch = snap.units.variant, snap.units.epoch
-        if mask is not None:
-            variant, epoch = variant[mask], epoch[mask]
-        observed = np.bincount(variant, minlength=k).astype(float)
-        per_epoch = np.bincount(epoch) if epoch.size else np.zeros(0, dtype=np.int64)
-        expected = np.zeros(k)
-        for e, n in enumerate(per_epoch):
-            if n:
-                expected += n * weights[e]
-        return observed, expected
-    flt = analysis._segment_codes(segment) if segment else None
-    observed, expected = np.zeros(k), np.zeros(k)
-    for (v, e, seg), (n, _m) in snap.groups.items():
-        if flt is None or all(seg[d] == c for d, c in flt):
-            observed[v] += n
-            expected += n * weights[e]
-    return observed, expected
+    segment: dict[str, str]
+    n_c: int
+    n_t: int
+    comparison: ComparisonResult | None  # None: fewer than 2 units in an arm
+    too_small: bool
+    srm: float
 
 
 def _srm_pvalue(observed: np.ndarray, expected: np.ndarray) -> float:
+    """The segment's own SRM p-value: its units against the expected split scaled to them."""
     if observed.sum() <= 0:
         return 1.0
     return srm_test(observed, expected_counts=expected * observed.sum() / expected.sum()).pvalue
 
 
-def segment_analysis(analysis: Analysis, metric: str, by: str | Sequence[str],
+def segment_analysis(data: AnalysisData, metric: str, by: str | Sequence[str],
                      variant: str | None = None, *, method: str = "holm",
                      alpha: float = 0.05) -> SegmentAnalysis:
     """See the module docstring; ``Analysis.segments`` is the public entry point."""
     dims = (by,) if isinstance(by, str) else tuple(by)
     if not dims:
         raise AnalysisError("by ([]) must name at least one segment dimension")
-    if method not in CORRECTIONS:
+    correction = _CORRECTIONS.get(method)
+    if correction is None:
         raise AnalysisError(f"method ({method!r}) must be one of 'holm', 'bonferroni', 'bh'")
     if not 0.0 < alpha < 1.0:
         raise AnalysisError(f"alpha ({alpha!r}) must be in (0, 1)")
-    overall = analysis.compare(metric, variant)  # validates metric and variant
+    overall = compare(data, metric, variant)  # validates metric and variant
     treatment, control = overall.treatment.variant, overall.control.variant
-    t_idx, c_idx = analysis.variants.index(treatment), analysis.variants.index(control)
-    minimum = analysis.config.min_segment_units
-    segments = present_segments(analysis, dims)
-    rows: list[dict[str, Any]] = []
-    for seg in segments:
-        moments = analysis.moments(metric, seg)
+    t_idx, c_idx = data.variants.index(treatment), data.variants.index(control)
+    minimum = data.config.min_segment_units
+    rows: list[_Row] = []
+    for seg in data.present_segments(dims):
+        moments = data.moments(metric, seg)
         n_c, n_t = moments[c_idx].n, moments[t_idx].n
         comparison = None
         if min(n_c, n_t) >= 2:
-            comparison = analysis.compare(metric, treatment, segment=seg)
-        observed, expected = unit_counts(analysis, seg)
-        rows.append({"segment": seg, "n_c": n_c, "n_t": n_t, "cmp": comparison,
-                     "too_small": min(n_c, n_t) < minimum or comparison is None,
-                     "srm": _srm_pvalue(observed, expected)})
-    tested = [i for i, r in enumerate(rows) if not r["too_small"]
-              and math.isfinite(r["cmp"].pvalue)]
-    adjusted = adjust_pvalues([rows[i]["cmp"].pvalue for i in tested], method)  # type: ignore
+            comparison = compare(data, metric, treatment, segment=seg)
+        observed, expected = unit_counts(data, seg)
+        rows.append(_Row(seg, n_c, n_t, comparison,
+                         min(n_c, n_t) < minimum or comparison is None,
+                         _srm_pvalue(observed, expected)))
+    tested = {i: r.comparison for i, r in enumerate(rows) if r.comparison is not None
+              and not r.too_small and math.isfinite(r.comparison.pvalue)}
+    adjusted = adjust_pvalues([c.pvalue for c in tested.values()], correction)
     adj = dict(zip(tested, adjusted.tolist()))
-    srm_adj = adjust_pvalues([r["srm"] for r in rows], "bonferroni")
+    srm_adj = adjust_pvalues([r.srm for r in rows], "bonferroni")
     sign = np.sign(overall.difference)
     results = []
     for i, r in enumerate(rows):
-        cmp_ = r["cmp"]
+        cmp_ = r.comparison
         a = adj.get(i, math.nan)
         results.append(SegmentResult(
-            segment=r["segment"], metric=metric, units_control=r["n_c"],
-            units_treatment=r["n_t"], difference=cmp_.difference if cmp_ else math.nan,
+            segment=r.segment, metric=metric, units_control=r.n_c, units_treatment=r.n_t,
+            difference=cmp_.difference if cmp_ else math.nan,
             std_err=cmp_.std_err if cmp_ else math.nan,
-            pvalue=cmp_.pvalue if i in adj else math.nan, adjusted_pvalue=a,
-            too_small=r["too_small"],
-            opposes_overall=bool(i in adj and a < alpha and sign != 0
+            pvalue=cmp_.pvalue if cmp_ and i in adj else math.nan, adjusted_pvalue=a,
+            too_small=r.too_small,
+            opposes_overall=bool(cmp_ and i in adj and a < alpha and sign != 0
                                  and np.sign(cmp_.difference) == -sign),
-            srm_pvalue=r["srm"], srm_adjusted_pvalue=float(srm_adj[i]),
+            srm_pvalue=r.srm, srm_adjusted_pvalue=float(srm_adj[i]),
             srm_alarm=bool(srm_adj[i] < 0.001), comparison=cmp_))
     het = cochran_q([results[i].difference for i in tested],
                     [results[i].std_err for i in tested]) if len(tested) >= 2 else \

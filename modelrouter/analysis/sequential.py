@@ -2,9 +2,9 @@
 
 What is computed, and why:
 
-- **z statistic** from :meth:`Analysis.compare`: the two-proportion z (pooled), the
-  delta-method z (ratio metrics), or Welch's t converted to the z with the same tail
-  probability (``Phi^-1(F_t(t; df))``, equal to t for large df and honest for small ones).
+- **z statistic** from :func:`~modelrouter.analysis.compare.compare`: the two-proportion z
+  (pooled), the delta-method z (ratio metrics), or Welch's t converted to the z with the same
+  tail probability (``Phi^-1(F_t(t; df))``, equal to t for large df and honest for small ones).
   One-sided plans test "treatment better": the sign flips for ``lower_is_better`` metrics.
 - **information rate** = units in control and treatment / planned units at the maximum
   (:mod:`modelrouter.analysis.horizon`), capped at 1 with a note. For a difference of means or
@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from scipy.special import ndtri, stdtr
-
+from modelrouter.analysis.compare import compare
+from modelrouter.analysis.data import AnalysisData, HasAnalysisData
 from modelrouter.analysis.horizon import Horizon, planned_ratio, resolve_horizon
 from modelrouter.analysis.results import ComparisonResult
 from modelrouter.config import MetricSpec
@@ -33,10 +33,8 @@ from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import SequentialTestResult, sequential_test
 from modelrouter.store.looks import Look, looks_of
 
-if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
-
-__all__ = ["SequentialAnalysis", "make_look", "resolve_target", "sequential_analysis"]
+__all__ = ["SequentialAnalysis", "Target", "make_look", "resolve_target", "sequential_analysis",
+           "z_statistic"]
 
 _Z_UNDERFLOW = 37.5  # the z beyond which a normal tail probability underflows double precision
 
@@ -52,25 +50,26 @@ class Target:
     looks: tuple[Look, ...]
 
 
-def resolve_target(analysis: Analysis, metric: str | None, variant: str | None,
+def resolve_target(data: AnalysisData, metric: str | None, variant: str | None,
                    what: str) -> Target:
     """Metric (default: the config's primary), treatment (default: the only one) and plan."""
-    plan = analysis.config.plan
+    plan = data.config.plan
     if not isinstance(plan, ExperimentPlan):
         raise AnalysisError(f"{what}() needs a plan in the config, e.g. RouterConfig(primary="
                             "'click', plan={'mde': 0.01}) or plan={'max_units': 20000}")
-    metric = metric if metric is not None else analysis.config.primary
+    metric = metric if metric is not None else data.config.primary
     if metric is None:
         raise AnalysisError(f"{what}() needs a metric: pass metric= or set primary in the "
                             "config")
-    spec = analysis._spec(metric)
-    variant = analysis.treatment(variant, what)
-    return Target(metric, variant, spec, plan,
-                  looks_of(analysis.snapshot.looks, metric, variant))
+    spec = data.spec(metric)
+    variant = data.treatment(variant, what)
+    return Target(metric, variant, spec, plan, looks_of(data.snapshot.looks, metric, variant))
 
 
 def z_statistic(cmp: ComparisonResult, spec: MetricSpec, sided: int) -> float:
     """The comparison's statistic as a standard-normal z, oriented for one-sided plans."""
+    from scipy.special import ndtri, stdtr  # when a statistic is computed, not at import
+
     t = cmp.statistic
     if math.isfinite(cmp.df) and math.isfinite(t) and t != 0:
         # Welch: the z with the same tail probability under N(0, 1)
@@ -148,13 +147,13 @@ class SequentialAnalysis:
         return "\n".join(lines)
 
 
-def sequential_analysis(analysis: Analysis, metric: str | None = None,
+def sequential_analysis(data: AnalysisData, metric: str | None = None,
                         variant: str | None = None) -> SequentialAnalysis:
     """See the module docstring; ``metric`` defaults to the config's primary."""
-    t = resolve_target(analysis, metric, variant, "sequential")
+    t = resolve_target(data, metric, variant, "sequential")
     plan, looks = t.plan, t.looks
-    cmp = analysis.compare(t.metric, t.variant)
-    ratio = planned_ratio(analysis.config, analysis.control, t.variant, analysis.variants)
+    cmp = compare(data, t.metric, t.variant)
+    ratio = planned_ratio(data.config, data.control, t.variant, data.variants)
     horizon: Horizon = resolve_horizon(plan, t.spec, cmp.control, ratio, looks)
     units = cmp.control.units + cmp.treatment.units
     raw = units / horizon.planned_units
@@ -189,7 +188,7 @@ def sequential_analysis(analysis: Analysis, metric: str | None = None,
     test = sequential_test(statistics, rates, plan.alpha, plan.sided, plan.spending,
                            plan.gamma)
     return SequentialAnalysis(
-        metric=t.metric, variant=t.variant, control=analysis.control, method=cmp.method,
+        metric=t.metric, variant=t.variant, control=data.control, method=cmp.method,
         statistic=test.statistic, boundary=test.boundary,
         information_rate=test.information_rate, units=units,
         planned_units=horizon.planned_units, look=test.look, recorded=recorded,
@@ -199,10 +198,14 @@ def sequential_analysis(analysis: Analysis, metric: str | None = None,
         horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test)
 
 
-def make_look(analysis: Analysis, metric: str | None, variant: str | None,
-              taken_at: float) -> Look:
-    """The next official look of a comparison, ready for ``store.add_look``."""
-    seq = sequential_analysis(analysis, metric, variant)
+def make_look(source: AnalysisData | HasAnalysisData, metric: str | None,
+              variant: str | None, taken_at: float) -> Look:
+    """The next official look of a comparison, ready for ``store.add_look``.
+
+    ``source`` may also be the Analysis facade (``Experiment.record_look`` passes one).
+    """
+    data = source if isinstance(source, AnalysisData) else source.data
+    seq = sequential_analysis(data, metric, variant)
     if seq.recorded and seq.information_rate >= 1.0:
         raise AnalysisError(f"look {seq.look} of {seq.metric!r} already reached the planned "
                             f"maximum (information rate 1); the test is {seq.decision}, no "

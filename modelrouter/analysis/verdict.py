@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from modelrouter.analysis.guardrails import GuardrailResult
+from modelrouter.analysis.compare import compare
+from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.guardrails import GuardrailResult, guardrail_results
 from modelrouter.analysis.results import ComparisonResult
-from modelrouter.analysis.segments import unit_counts
+from modelrouter.analysis.sequential import SequentialAnalysis, sequential_analysis
+from modelrouter.analysis.srm import check_sample_ratio, unit_counts
+from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.srm import srm_test
-
-if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
 
 __all__ = ["Verdict", "VerdictDecision", "decide"]
 
@@ -45,7 +46,8 @@ class Verdict:
     variant: str | None
     srm_pvalue: float
     comparison: ComparisonResult | None = field(default=None, repr=False)
-    sequential: Any = field(default=None, repr=False)
+    # the sequential test decided on; the comparison itself when it fell back to compare()
+    sequential: SequentialAnalysis | ComparisonResult | None = field(default=None, repr=False)
     guardrails: tuple[GuardrailResult, ...] = field(default=(), repr=False)
     notes: tuple[str, ...] = ()
 
@@ -71,64 +73,61 @@ class Verdict:
                 "guardrails": [g.to_dict() for g in self.guardrails]}
 
 
-def _srm_pvalue(analysis: Analysis) -> tuple[float, str | None]:
-    srm = getattr(analysis, "srm", None)
-    if callable(srm):
-        try:
-            res = srm()
-            return float(res.pvalue), (res.explain() if res.alarm else None)
-        except (AnalysisError, ValueError):
-            pass
-    observed, expected = unit_counts(analysis, None)
+def _srm_pvalue(data: AnalysisData) -> tuple[float, str | None]:
+    """The sample-ratio p-value and, on alarm, its explanation. When ``srm()`` cannot run
+    (e.g. bandit traffic without fresh decisions), the per-unit counts against
+    :func:`~modelrouter.analysis.srm.expected_counts`; no units: p = 1."""
+    try:
+        res = check_sample_ratio(data)
+        return float(res.pvalue), (res.explain() if res.alarm else None)
+    except (AnalysisError, ValueError):
+        pass
+    observed, expected = unit_counts(data, None)
     if observed.sum() <= 0:
         return 1.0, None
-    res = srm_test(observed, expected_counts=expected)
-    return res.pvalue, (res.explain() if res.alarm else None)
+    test = srm_test(observed, expected_counts=expected)
+    return test.pvalue, (test.explain() if test.alarm else None)
 
 
-def _sequential(analysis: Analysis, metric: str, alpha: float,
-                cmp_: ComparisonResult) -> tuple[str, Any, str | None]:
+def _sequential(data: AnalysisData, metric: str, alpha: float, cmp_: ComparisonResult
+                ) -> tuple[str, SequentialAnalysis | ComparisonResult, str | None]:
     """(decision in reject/continue/final, the result object, a note when falling back)."""
-    seq = getattr(analysis, "sequential", None)
-    if callable(seq):
-        try:
-            # the treatment of this verdict: with 3+ variants the default would be ambiguous
-            res = seq(metric, cmp_.treatment.variant)
-            return str(res.decision), res, None
-        except (AnalysisError, ValueError) as exc:
-            why = f"sequential analysis unavailable ({exc})"
-    else:
-        why = "sequential analysis is not available in this version"
+    try:
+        # the treatment of this verdict: with 3+ variants the default would be ambiguous
+        res = sequential_analysis(data, metric, cmp_.treatment.variant)
+        return str(res.decision), res, None
+    except (AnalysisError, ValueError) as exc:
+        why = f"sequential analysis unavailable ({exc})"
     note = (f"{why}; used the fixed-horizon p-value of compare() at alpha={alpha:g}, which is "
             "only valid at the planned final look (repeated looks inflate false positives)")
     return ("reject" if cmp_.pvalue < alpha else "continue"), cmp_, note
 
 
-def decide(analysis: Analysis, variant: str | None = None, alpha: float | None = None
+def decide(data: AnalysisData, variant: str | None = None, alpha: float | None = None
            ) -> Verdict:
     """See the module docstring; ``Analysis.verdict`` is the public entry point.
 
     ``alpha`` (for the fixed-horizon fallback only) defaults to the plan's, else 0.05.
     """
-    config = analysis.config
+    config = data.config
     if alpha is None:
-        alpha = float(getattr(getattr(config, "plan", None), "alpha", 0.05))
+        alpha = float(config.plan.alpha) if isinstance(config.plan, ExperimentPlan) else 0.05
     primary = config.primary
-    srm_p, srm_text = _srm_pvalue(analysis)
+    srm_p, srm_text = _srm_pvalue(data)
     if primary is None:
         return Verdict("invalid", ("no primary metric is configured: set "
                                    "RouterConfig(primary=...)",), None, variant, srm_p)
     if srm_text is not None:
         return Verdict("invalid", (srm_text,), primary, variant, srm_p)
     try:
-        cmp_ = analysis.compare(primary, variant)
+        cmp_ = compare(data, primary, variant)
     except AnalysisError as exc:
         return Verdict("invalid", (f"too little data on {primary!r}: {exc}",), primary,
                        variant, srm_p)
     variant = cmp_.treatment.variant
-    guards = tuple(g for g in analysis.guardrails() if g.variant == variant)
+    guards = tuple(g for g in guardrail_results(data) if g.variant == variant)
     failed = [g for g in guards if g.status == "fail"]
-    events = tuple(getattr(analysis, "rollback_events", ()))
+    events = data.rollback_events
     rolled_back = bool(events) and events[-1].kind == "rollback"
     if failed or rolled_back:
         reasons = [f"guardrail failed: {g.reason}" for g in failed]
@@ -137,9 +136,9 @@ def decide(analysis: Analysis, variant: str | None = None, alpha: float | None =
                            f"({'; '.join(events[-1].reasons)}) and has not been resumed")
         return Verdict("blocked_by_guardrail", tuple(reasons), primary, variant, srm_p, cmp_,
                        None, guards)
-    decision, seq, note = _sequential(analysis, primary, alpha, cmp_)
+    decision, seq, note = _sequential(data, primary, alpha, cmp_)
     notes = (note,) if note else ()
-    spec = analysis.snapshot.metrics[primary]
+    spec = data.snapshot.metrics[primary]
     good = cmp_.difference < 0 if spec.lower_is_better else cmp_.difference > 0
     lift = (f"{cmp_.relative_lift:+.2%}" if math.isfinite(cmp_.relative_lift)
             else f"{cmp_.difference:+.4g}")

@@ -89,7 +89,7 @@ def true_p95(scale: float = 1.0, sn: float = SN) -> float:
 def test_p95_estimate_within_a_bucket_of_numpy() -> None:
     for seed in range(20):
         a, lat, rv = simulate(seed, 400, scale_t=1.2)
-        r = quantile_ratio(a, "treatment")
+        r = quantile_ratio(a.data, "treatment")
         assert not isinstance(r, str)
         for est, arm in ((r.control_estimate, 0), (r.treatment_estimate, 1)):
             ref = float(np.quantile(lat[rv == arm], 0.95, method="inverted_cdf"))
@@ -100,7 +100,8 @@ def test_p95_estimate_within_a_bucket_of_numpy() -> None:
 def _coverage(runs: int, shift: float, **kw: float) -> float:
     hits = 0
     for seed in range(runs):
-        r = quantile_ratio(simulate(10_000 + seed, 800, scale_t=shift, **kw)[0], "treatment")
+        a = simulate(10_000 + seed, 800, scale_t=shift, **kw)[0]
+        r = quantile_ratio(a.data, "treatment")
         assert not isinstance(r, str)
         ci = r.confidence_interval(0.95)
         hits += ci.low <= true_p95(shift) / true_p95() <= ci.high
@@ -139,7 +140,7 @@ def test_coverage_when_users_differ_only_in_their_tail() -> None:
     for per_user in hits:
         for seed in range(1000):
             r = quantile_ratio(simulate(30_000 + seed, 800, tail_only=True,
-                                        per_user=per_user)[0], "treatment")
+                                        per_user=per_user)[0].data, "treatment")
             assert not isinstance(r, str)
             ci = r.confidence_interval()
             hits[per_user] += ci.low <= 1.0 <= ci.high
@@ -223,6 +224,6 @@ def test_results_report_and_request_level_through_the_middleware() -> None:
     assert g["latency_ms"].status != "fail"
     assert "latency_ms p95  treatment" in a.report()
     assert a.verdict().decision in ("blocked_by_guardrail", "invalid")
-    r = quantile_ratio(a, "treatment")
+    r = quantile_ratio(a.data, "treatment")
     assert not isinstance(r, str) and r.deff_control == 1.0  # request level: independent
     assert r.ratio == pytest.approx(1.3, rel=0.1)

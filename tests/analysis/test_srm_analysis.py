@@ -90,3 +90,33 @@ def test_request_level_groups_by_epoch() -> None:
     res = Analysis.from_experiment(exp).srm()
     assert res.observed == tuple(int(o) for o in obs)
     assert res.pvalue == pytest.approx(chisquare(obs, f_exp=expected).pvalue, rel=1e-12)
+
+
+def test_expected_counts_per_segment_from_each_units_epoch() -> None:
+    """One function computes the expected counts: the overall check, each segment's and the
+    verdict's fallback all get sum over epochs of (units entered then) x (weights then)."""
+    from modelrouter.analysis.srm import epoch_counts, expected_counts, unit_counts
+
+    cfg = RouterConfig(salt="srm5", segments={"platform": "x-platform"})
+    exp = Experiment({"control": "a", "treatment": "b"}, cfg)
+    ledger = []  # (variant, epoch, platform) of each new unit
+    for i in range(3000):
+        if i == 1200:
+            exp.configure(weights={"control": 0.7, "treatment": 0.3})
+        platform = ("ios", "web")[i % 3 == 0]
+        d = exp.assign(f"u{i}", (platform,))
+        ledger.append((d.variant, d.epoch, platform))
+    data = Analysis.from_experiment(exp).data
+    weights = {0: np.array([0.5, 0.5]), 1: np.array([0.7, 0.3])}
+    for segment in (None, {"platform": "web"}, {"platform": "ios"}):
+        rows = [r for r in ledger if segment is None or r[2] == segment["platform"]]
+        observed, expected = unit_counts(data, segment)
+        assert observed.tolist() == [sum(r[0] == v for r in rows) for v in ("control",
+                                                                         "treatment")]
+        hand = sum(sum(r[1] == e for r in rows) * w for e, w in weights.items())
+        assert expected == pytest.approx(hand, rel=1e-12)
+    epochs, counts = epoch_counts(data, {"platform": "web"})
+    assert epochs == [0, 1] and counts.sum() == sum(r[2] == "web" for r in ledger)
+    assert expected_counts(data, epochs, counts).sum() == pytest.approx(counts.sum())
+    res = Analysis.from_experiment(exp).srm()
+    assert res.expected == tuple(unit_counts(data, None)[1].tolist()) and res.epochs == 2
