@@ -53,10 +53,10 @@ class Experiment(core.Experiment):
         ``metric`` defaults to the config's primary; raises AnalysisError without a plan or
         when nothing changed since the last look. Off the hot path: it snapshots the store.
         """
-        from modelrouter.analysis import Analysis
+        from modelrouter.analysis.data import AnalysisData
         from modelrouter.analysis.sequential import make_look
 
         with self._look_lock:
-            look = make_look(Analysis.from_experiment(self), metric, variant, self.clock())
+            look = make_look(AnalysisData.from_experiment(self), metric, variant, self.clock())
             self.store.add_look(look)
         return look

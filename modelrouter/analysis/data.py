@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # annotations only: the analysis needs neither package to run
     from modelrouter.bandit.status import BanditStatus
     from modelrouter.routing.state import RollbackEvent
 
-__all__ = ["AnalysisData", "ExperimentSource", "HasAnalysisData", "SnapshotSource"]
+__all__ = ["AnalysisData", "ExperimentSource", "SnapshotSource"]
 
 
 class SnapshotSource(Protocol):
@@ -77,15 +77,6 @@ class ExperimentSource(Protocol):
 
     def bandit_status(self) -> BanditStatus | None:
         """The bandit's state now; None without a bandit."""
-        ...
-
-
-class HasAnalysisData(Protocol):
-    """Anything that carries an :class:`AnalysisData`, such as the Analysis facade."""
-
-    @property
-    def data(self) -> AnalysisData:
-        """The frozen data the answers are computed from."""
         ...
 
 

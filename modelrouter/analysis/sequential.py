@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelrouter.analysis.compare import compare
-from modelrouter.analysis.data import AnalysisData, HasAnalysisData
+from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.horizon import Horizon, planned_ratio, resolve_horizon
 from modelrouter.analysis.results import ComparisonResult
 from modelrouter.config import MetricSpec
@@ -198,13 +198,9 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
         horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test)
 
 
-def make_look(source: AnalysisData | HasAnalysisData, metric: str | None,
-              variant: str | None, taken_at: float) -> Look:
-    """The next official look of a comparison, ready for ``store.add_look``.
-
-    ``source`` may also be the Analysis facade (``Experiment.record_look`` passes one).
-    """
-    data = source if isinstance(source, AnalysisData) else source.data
+def make_look(data: AnalysisData, metric: str | None, variant: str | None,
+              taken_at: float) -> Look:
+    """The next official look of a comparison, ready for ``store.add_look``."""
     seq = sequential_analysis(data, metric, variant)
     if seq.recorded and seq.information_rate >= 1.0:
         raise AnalysisError(f"look {seq.look} of {seq.metric!r} already reached the planned "
