@@ -29,31 +29,57 @@ a mean, ``"latency_ms p95"`` for a quantile. Overriding and removing, order-inde
   add ``"latency_ms p95": {...}`` beside it to keep only the p95 one.
 
 ``None`` may be written ``False`` (TOML has no null).
+
+:class:`GuardrailConfig` groups what the experiment is judged on - ``primary``, segments,
+guardrails, their test level and the rollback - into one frozen value, so the analysis and the
+middleware's segment reader can take it instead of the whole config.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelrouter.config._checks import (
+    check_bool,
+    check_callable,
+    check_integer,
+    check_keys,
+    check_list,
+    check_mapping,
+    check_number,
+    check_open_unit,
+    check_optional,
+    check_positive_int,
+    check_text,
+    choices,
+    invalid,
+)
+from modelrouter.config.base import SubConfig
+from modelrouter.config.metrics import MetricSpec, parse_metrics
 from modelrouter.exceptions import ConfigError
 
 __all__ = [
     "DEFAULT_GUARDRAILS",
+    "Direction",
+    "GuardrailConfig",
     "GuardrailSpec",
     "Guardrails",
+    "MarginKey",
     "guardrail_key",
     "parse_guardrails",
     "parse_segments",
 ]
 
 Direction = Literal["increase", "decrease"]
-_KEYS = frozenset({"max_increase", "max_decrease", "margin", "relative", "segments", "quantile"})
+MarginKey = Literal["max_increase", "max_decrease", "margin"]  # exactly one per guardrail
+_KEYS = frozenset({*choices(MarginKey), "relative", "segments", "quantile"})
 QUANTILE_METRICS = frozenset({"latency_ms"})  # metrics whose per-request histogram is kept
 _LABEL = re.compile(r"^(?P<metric>\S+) p(?P<pct>\d+(?:\.\d+)?)$")
+_MARGIN_WHY = ("the margin is the size of the allowed change, its direction is in the key "
+               "(max_increase / max_decrease)")
 
 
 def guardrail_key(metric: str, quantile: float | None = None) -> str:
@@ -108,61 +134,45 @@ DEFAULT_GUARDRAILS: dict[str, GuardrailSpec] = {
 }
 
 
-def _margin(path: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{path} ({value!r}) must be a finite number")
-    if value <= 0:
-        raise ConfigError(f"{path} ({value!r}) must be > 0: the margin is the size of the "
-                          "allowed change, its direction is in the key (max_increase / "
-                          "max_decrease)")
-    return float(value)
-
-
 def _quantile(path: str, value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ConfigError(f"{path} ({value!r}) must be a number in (0, 1), e.g. 0.95")
+    q = check_number(path, value, low=0, high=1, low_open=True, high_open=True,
+                     expected="a number in (0, 1), e.g. 0.95")
     if name not in QUANTILE_METRICS:
         raise ConfigError(f"{path} ({value!r}): quantile guardrails need the per-request "
                           f"distribution, which the store keeps for {sorted(QUANTILE_METRICS)} "
                           f"only, not for {name!r}")
-    return float(value)
+    return q
 
 
-def _one(name: str, spec: object, metric: Any, dims: Sequence[str],
+def _one(name: str, spec: object, metric: MetricSpec, dims: Sequence[str],
          label_quantile: float | None = None, label: str | None = None) -> GuardrailSpec:
     path = f"guardrails.{label or name}"
     if isinstance(spec, GuardrailSpec):
         if spec.metric != name:
             raise ConfigError(f"{path}: GuardrailSpec is for metric {spec.metric!r}")
         spec = spec.to_dict()
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{path} ({spec!r}) must be a mapping such as "
-                          "{'max_increase': 0.1, 'relative': True}, or None to remove it")
-    unknown = sorted(set(spec) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}: unknown key; known keys are {sorted(_KEYS)}")
-    given = [k for k in ("max_increase", "max_decrease", "margin") if k in spec]
+    spec = check_mapping(path, spec, expected="a mapping such as {'max_increase': 0.1, "
+                         "'relative': True}, or None to remove it")
+    check_keys(path, spec, _KEYS, what="key")
+    given = [k for k in choices(MarginKey) if k in spec]
     if len(given) != 1:
-        raise ConfigError(f"{path} ({dict(spec)!r}) needs exactly one of 'max_increase', "
-                          "'max_decrease', 'margin'")
+        raise ConfigError(f"{path} ({dict(spec)!r}) needs exactly one of "
+                          f"{', '.join(map(repr, choices(MarginKey)))}")
     key = given[0]
-    margin = _margin(f"{path}.{key}", spec[key])
+    margin = check_number(f"{path}.{key}", spec[key], low=0, low_open=True, why=_MARGIN_WHY)
     if key == "margin":
         direction: Direction = "increase" if metric.lower_is_better else "decrease"
     else:
         direction = "increase" if key == "max_increase" else "decrease"
-    relative = spec.get("relative", False)
-    if not isinstance(relative, bool):
-        raise ConfigError(f"{path}.relative ({relative!r}) must be a bool")
+    relative = check_bool(f"{path}.relative", spec.get("relative", False))
     quantile = label_quantile
     if spec.get("quantile") is not None:
         quantile = _quantile(f"{path}.quantile", spec["quantile"], name)
         if label is not None and guardrail_key(name, quantile) != label:
             raise ConfigError(f"{path}.quantile ({spec['quantile']!r}) contradicts the key "
                               f"{label!r}")
-    segs = spec.get("segments", ())
-    if isinstance(segs, str) or not isinstance(segs, Sequence):
-        raise ConfigError(f"{path}.segments ({segs!r}) must be a list of segment dimensions")
+    segs = check_list(f"{path}.segments", spec.get("segments", ()),
+                      expected="a list of segment dimensions")
     for d in segs:
         if d not in dims:
             raise ConfigError(f"{path}.segments ({d!r}) is not a declared segment dimension; "
@@ -170,28 +180,38 @@ def _one(name: str, spec: object, metric: Any, dims: Sequence[str],
     if quantile is not None and segs:
         raise ConfigError(f"{path}.segments ({list(segs)!r}): quantile guardrails are checked "
                           "overall only (the store keeps one latency histogram per variant)")
-    return GuardrailSpec(name, direction, margin, relative, tuple(segs), quantile)
+    return GuardrailSpec(name, direction, margin, relative, tuple(map(str, segs)), quantile)
 
 
-class Guardrails(dict):  # type: ignore[type-arg]
+class Guardrails(dict[str, GuardrailSpec]):
     """The parsed, complete set (defaults already merged): parsing it again merges nothing."""
 
+    @classmethod
+    def defaults(cls) -> Guardrails:
+        """The default guardrails, as a parsed set."""
+        return cls(DEFAULT_GUARDRAILS)
 
-def parse_guardrails(guardrails: object, metrics: Mapping[str, Any],
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that :func:`parse_guardrails` turns back into this set: each guardrail in
+        the shorthand, and ``False`` for a removed default (else parsing would restore it)."""
+        out: dict[str, Any] = {key: g.to_dict() for key, g in self.items()}
+        out.update({key: False for key in DEFAULT_GUARDRAILS if key not in self})
+        return out
+
+
+def parse_guardrails(guardrails: object, metrics: Mapping[str, MetricSpec],
                      dims: Sequence[str]) -> Guardrails:
     """Defaults merged with the declared guardrails, validated against metrics and segments."""
-    if guardrails is None:
-        guardrails = {}
-    if not isinstance(guardrails, Mapping):
-        raise ConfigError(f"guardrails ({guardrails!r}) must be a mapping of metric to spec")
-    out = Guardrails() if isinstance(guardrails, Guardrails) else Guardrails(DEFAULT_GUARDRAILS)
-    labelled = []
-    for name, spec in guardrails.items():  # metric keys first: "latency_ms": None removes all
+    declared = check_mapping("guardrails", {} if guardrails is None else guardrails,
+                             expected="a mapping of metric to spec")
+    out = Guardrails() if isinstance(declared, Guardrails) else Guardrails.defaults()
+    labelled: list[tuple[str, re.Match[str], object]] = []
+    for name, spec in declared.items():  # metric keys first: "latency_ms": None removes all
         match = _LABEL.match(name) if isinstance(name, str) and name not in metrics else None
         if match is not None:
-            labelled.append((name, match, spec))
+            labelled.append((match.string, match, spec))
             continue
-        if name not in metrics:
+        if not isinstance(name, str) or name not in metrics:
             raise ConfigError(f"guardrails.{name}: metric ({name!r}) is not declared; declared "
                               f"metrics are {sorted(metrics)}")
         if spec is None or spec is False:
@@ -217,18 +237,64 @@ def parse_guardrails(guardrails: object, metrics: Mapping[str, Any],
 
 def parse_segments(segments: object) -> dict[str, str | None]:
     """Validate ``segments`` (dimension -> request header, or None: from ``segment_fn`` only)."""
-    if segments is None:
-        return {}
-    if not isinstance(segments, Mapping):
-        raise ConfigError(f"segments ({segments!r}) must be a mapping of dimension to request "
-                          "header, e.g. {'platform': 'x-platform'}")
+    declared = check_mapping("segments", {} if segments is None else segments,
+                             expected="a mapping of dimension to request header, e.g. "
+                             "{'platform': 'x-platform'}")
     out: dict[str, str | None] = {}
-    for dim, header in segments.items():
+    for dim, header in declared.items():
         if not isinstance(dim, str) or not dim or not dim.replace("_", "").isalnum():
-            raise ConfigError(f"segments ({dim!r}) must be a dimension name of letters, digits "
-                              "and '_'")
-        if header is not None and (not isinstance(header, str) or not header.strip()):
-            raise ConfigError(f"segments.{dim} ({header!r}) must be a header name, or None "
-                              "when segment_fn supplies it")
-        out[dim] = None if header is None else header.strip().lower()
+            raise invalid("segments", dim, "a dimension name of letters, digits and '_'")
+        if header is not None:
+            header = check_text(f"segments.{dim}", header, expected="a header name, or None "
+                                "when segment_fn supplies it").strip().lower()
+        out[dim] = header
     return out
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GuardrailConfig(SubConfig):
+    """What the experiment is judged on: the ``primary`` metric, the ``guardrails`` (parsed,
+    defaults merged), the ``segments`` they may be checked in, and what happens on a failure.
+
+    ``metrics`` are the config's declared metrics, which ``primary`` and the guardrails refer
+    to. ``segments`` maps a dimension to its request header (None: from ``segment_fn``);
+    at most ``segment_cap`` values are kept per dimension (one is ``"other"``) and a segment
+    needs ``min_segment_units`` units to be analysed. Guardrails are tested at level
+    ``guardrail_alpha`` every ``guardrail_check_every`` feedback events; with ``rollback`` a
+    failing one sends all traffic to the control. Mappings and shorthand are accepted, as by
+    :class:`~modelrouter.config.RouterConfig`, and normalised.
+    """
+
+    metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
+    primary: str | None = None
+    segments: Mapping[str, str | None] = field(default_factory=dict)
+    segment_fn: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
+    segment_cap: int = 50
+    min_segment_units: int = 100
+    guardrails: Mapping[str, GuardrailSpec] = field(default_factory=Guardrails.defaults)
+    guardrail_alpha: float = 0.05
+    rollback: bool = False
+    guardrail_check_every: int = 1000
+
+    def __post_init__(self) -> None:
+        metrics = parse_metrics(self.metrics)
+        object.__setattr__(self, "metrics", metrics)
+        if self.primary is not None and self.primary not in metrics:
+            raise ConfigError(f"primary ({self.primary!r}) is not a declared metric; declared "
+                              f"metrics are {sorted(metrics)}")
+        object.__setattr__(self, "segments", parse_segments(self.segments))
+        check_optional(check_callable, "segment_fn", self.segment_fn,
+                       expected="a callable taking the scope and returning {dimension: value}")
+        check_integer("segment_cap", self.segment_cap, low=2,
+                      why="one value is reserved for 'other'")
+        check_positive_int("min_segment_units", self.min_segment_units)
+        check_positive_int("guardrail_check_every", self.guardrail_check_every)
+        check_open_unit("guardrail_alpha", self.guardrail_alpha)
+        check_bool("rollback", self.rollback)
+        object.__setattr__(self, "guardrails", parse_guardrails(
+            self.guardrails, metrics, tuple(self.segments)))
+
+    @property
+    def primary_spec(self) -> MetricSpec | None:
+        """The primary metric's spec, or None without a primary."""
+        return None if self.primary is None else self.metrics[self.primary]

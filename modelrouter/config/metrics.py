@@ -1,44 +1,29 @@
-"""Metric declarations: :class:`MetricSpec`, the automatic metrics, and the shared validators
-that name the field and the bad value in every :class:`~modelrouter.exceptions.ConfigError`."""
+"""Metric declarations: :class:`MetricSpec`, the automatic metrics, and :func:`parse_metrics`.
+
+The parsed metrics (``dict[str, MetricSpec]``, automatic ones included) are the metrics part of
+a :class:`~modelrouter.config.RouterConfig`: ``config.metrics``. The bandit and guardrail
+settings refer to them by name, so their sub-configs carry them too, to validate against.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from modelrouter.config._checks import (
+    check_bool,
+    check_choice,
+    check_keys,
+    check_mapping,
+    check_name,
+)
 from modelrouter.exceptions import ConfigError
 
-__all__ = ["AUTOMATIC_METRICS", "Aggregate", "MetricKind", "MetricSpec"]
+__all__ = ["AUTOMATIC_METRICS", "Aggregate", "MetricKind", "MetricSpec", "parse_metrics"]
 
 MetricKind = Literal["binary", "continuous"]
 Aggregate = Literal["any", "sum", "mean"]
-
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
-
-
-def _choice(path: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        options = ", ".join(repr(a) for a in allowed)
-        raise ConfigError(f"{path} ({value!r}) must be one of {options}")
-
-
-def _check_name(path: str, name: object) -> str:
-    if not isinstance(name, str) or not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
-        raise ConfigError(f"{path} ({name!r}) must be a non-empty name of at most 64 characters "
-                          "from letters, digits, '_', '-' and '.'")
-    return name
-
-
-def _positive(path: str, value: object, *, integer: bool = False, allow_zero: bool = False) -> None:
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{path} ({value!r}) must be {kind}")
-    assert isinstance(value, (int, float))
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{path} ({value!r}) must be {'>= 0' if allow_zero else '> 0'}")
+_FIELDS = frozenset({"kind", "aggregate", "lower_is_better"})
 
 
 @dataclass(frozen=True)
@@ -58,21 +43,25 @@ class MetricSpec:
     lower_is_better: bool = False
 
     def __post_init__(self) -> None:
-        _check_name("metrics", self.name)
+        check_name("metrics", self.name)
         path = f"metrics.{self.name}"
-        _choice(f"{path}.kind", self.kind, get_args(MetricKind))
+        check_choice(f"{path}.kind", self.kind, MetricKind)
         if self.aggregate is None:
             object.__setattr__(self, "aggregate", "any" if self.kind == "binary" else "sum")
-        _choice(f"{path}.aggregate", self.aggregate, get_args(Aggregate))
+        check_choice(f"{path}.aggregate", self.aggregate, Aggregate)
         if self.aggregate == "any" and self.kind != "binary":
             raise ConfigError(f"{path}.aggregate ('any') needs kind 'binary', got {self.kind!r}")
-        if not isinstance(self.lower_is_better, bool):
-            raise ConfigError(f"{path}.lower_is_better ({self.lower_is_better!r}) must be a bool")
+        check_bool(f"{path}.lower_is_better", self.lower_is_better)
 
     @property
     def is_ratio(self) -> bool:
         """True when analysed per event (sum / count per unit, delta method)."""
         return self.aggregate == "mean"
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields but the name, as plain data (the mapping form :meth:`parse` accepts)."""
+        return {"kind": self.kind, "aggregate": self.aggregate,
+                "lower_is_better": self.lower_is_better}
 
     @classmethod
     def parse(cls, name: str, spec: object) -> MetricSpec:
@@ -82,16 +71,23 @@ class MetricSpec:
                 raise ConfigError(f"metrics.{name}: MetricSpec is named {spec.name!r}")
             return spec
         if isinstance(spec, str):
-            return cls(name=name, kind=spec)  # type: ignore[arg-type]
-        if isinstance(spec, Mapping):
-            unknown = set(spec) - {"kind", "aggregate", "lower_is_better"}
-            if unknown:
-                raise ConfigError(f"metrics.{name}: unknown field(s) {sorted(unknown)}")
-            return cls(name=name, **spec)
-        raise ConfigError(f"metrics.{name} ({spec!r}) must be 'binary', 'continuous' or a mapping")
+            return cls(name=name, kind=spec)  # type: ignore[arg-type]  # checked on creation
+        kinds = ", ".join(map(repr, get_args(MetricKind)))
+        fields = check_mapping(f"metrics.{name}", spec, expected=f"{kinds} or a mapping")
+        check_keys(f"metrics.{name}", fields, _FIELDS)
+        return cls(name=name, **{str(k): v for k, v in fields.items()})  # type: ignore[arg-type]
 
 
 AUTOMATIC_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("latency_ms", "continuous", "mean", lower_is_better=True),
     MetricSpec("error", "binary", "mean", lower_is_better=True),
 )
+
+
+def parse_metrics(metrics: object) -> dict[str, MetricSpec]:
+    """The automatic metrics and the declared ones (shorthand, mappings or specs), by name."""
+    declared = check_mapping("metrics", metrics, expected="a mapping of name to spec")
+    parsed: dict[str, MetricSpec] = {m.name: m for m in AUTOMATIC_METRICS}
+    for name, spec in declared.items():
+        parsed[check_name("metrics", name)] = MetricSpec.parse(str(name), spec)
+    return parsed

@@ -17,40 +17,42 @@ In TOML::
     baseline = 0.05
     looks = 5
     spending = "obrien-fleming"
+
+:class:`ExperimentPlan` is the plan part of a :class:`~modelrouter.config.RouterConfig`
+(``config.plan``): a frozen, keyword-only value that validates itself, like the other
+sub-configs, and is given whole (the flat ``plan=`` field) because its fields belong together.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from modelrouter.config._checks import (
+    check_choice,
+    check_integer,
+    check_keys,
+    check_mapping,
+    check_number,
+    check_open_unit,
+    check_positive,
+    choices,
+)
+from modelrouter.config.base import config_dict, config_repr
+from modelrouter.config.metrics import MetricSpec
 from modelrouter.exceptions import ConfigError
 
-__all__ = ["SPENDING_NAMES", "ExperimentPlan", "parse_plan"]
+__all__ = ["SPENDING_NAMES", "ExperimentPlan", "Sided", "Spending", "parse_plan"]
 
+# the same names as modelrouter.stats.sequential (a test keeps them in step); repeated here so
+# that building a config does not import the numerics
 Spending = Literal["obrien-fleming", "pocock", "hwang-shih-decani", "power"]
-# the same names as modelrouter.stats.SPENDING_FUNCTIONS (a test keeps them in step); repeated
-# here so that building a config does not import the numerics
-SPENDING_NAMES: tuple[str, ...] = ("obrien-fleming", "pocock", "hwang-shih-decani", "power")
+Sided = Literal[1, 2]
+SPENDING_NAMES: tuple[str, ...] = choices(Spending)
 
 
-def _number(path: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{path} ({value!r}) must be a finite number")
-    return float(value)
-
-
-def _open_unit(path: str, value: object) -> float:
-    v = _number(path, value)
-    if not 0.0 < v < 1.0:
-        raise ConfigError(f"{path} ({value!r}) must be in (0, 1)")
-    return v
-
-
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ExperimentPlan:
     """Error rates, horizon, looks and spending function of the primary metric's test.
 
@@ -73,25 +75,21 @@ class ExperimentPlan:
     sd: float | None = None
 
     def __post_init__(self) -> None:
-        _open_unit("plan.alpha", self.alpha)
-        _open_unit("plan.power", self.power)
-        if self.sided not in (1, 2) or isinstance(self.sided, bool):
-            raise ConfigError(f"plan.sided ({self.sided!r}) must be 1 or 2")
+        check_open_unit("plan.alpha", self.alpha)
+        check_open_unit("plan.power", self.power)
+        check_choice("plan.sided", self.sided, Sided, expected="1 or 2")
         if (self.mde is None) == (self.max_units is None):
             raise ConfigError(f"plan: give exactly one of mde (absolute minimum detectable "
                               f"effect) and max_units (units per group), got mde={self.mde!r}, "
                               f"max_units={self.max_units!r}")
-        if self.mde is not None and _number("plan.mde", self.mde) <= 0:
-            raise ConfigError(f"plan.mde ({self.mde!r}) must be > 0 (an absolute effect size)")
-        if self.max_units is not None and (isinstance(self.max_units, bool) or not isinstance(
-                self.max_units, int) or self.max_units < 2):
-            raise ConfigError(f"plan.max_units ({self.max_units!r}) must be an integer >= 2")
-        if isinstance(self.looks, bool) or not isinstance(self.looks, int) or not (
-                1 <= self.looks <= 50):
-            raise ConfigError(f"plan.looks ({self.looks!r}) must be an integer from 1 to 50")
-        if self.spending not in SPENDING_NAMES:
-            names = ", ".join(repr(s) for s in SPENDING_NAMES)
-            raise ConfigError(f"plan.spending ({self.spending!r}) must be one of {names}")
+        if self.mde is not None:
+            check_number("plan.mde", self.mde, low=0, low_open=True,
+                         why="an absolute effect size")
+        if self.max_units is not None:
+            check_integer("plan.max_units", self.max_units, low=2, expected="an integer >= 2")
+        check_integer("plan.looks", self.looks, low=1, high=50,
+                      expected="an integer from 1 to 50")
+        check_choice("plan.spending", self.spending, Spending)
         if self.spending in ("obrien-fleming", "pocock"):
             if self.gamma is not None:
                 raise ConfigError(f"plan.gamma ({self.gamma!r}) is only used by spending "
@@ -99,12 +97,27 @@ class ExperimentPlan:
         elif self.gamma is None:
             raise ConfigError(f"plan.gamma (None) must be a number for spending "
                               f"{self.spending!r}")
-        elif _number("plan.gamma", self.gamma) <= 0 and self.spending == "power":
+        elif check_number("plan.gamma", self.gamma) <= 0 and self.spending == "power":
             raise ConfigError(f"plan.gamma ({self.gamma!r}) is the power rho and must be > 0")
         if self.baseline is not None:
-            _open_unit("plan.baseline", self.baseline)
-        if self.sd is not None and _number("plan.sd", self.sd) <= 0:
-            raise ConfigError(f"plan.sd ({self.sd!r}) must be > 0")
+            check_open_unit("plan.baseline", self.baseline)
+        if self.sd is not None:
+            check_positive("plan.sd", self.sd)
+
+    def check_primary(self, primary: str, spec: MetricSpec) -> None:
+        """The nuisance parameter and effect fit the primary metric: ``baseline`` for a
+        conversion (``aggregate="any"``, a difference of two proportions), ``sd`` for a mean;
+        a binary metric's ``mde`` is a difference of rates, below 1."""
+        conversion = spec.aggregate == "any"
+        if conversion and self.sd is not None:
+            raise ConfigError(f"plan.sd ({self.sd!r}) is for means; primary {primary!r} "
+                              "is a conversion: give plan.baseline (its rate) instead")
+        if not conversion and self.baseline is not None:
+            raise ConfigError(f"plan.baseline ({self.baseline!r}) is a conversion rate; primary "
+                              f"{primary!r} is a mean: give plan.sd (per unit) instead")
+        if spec.kind == "binary" and self.mde is not None and self.mde >= 1:
+            raise ConfigError(f"plan.mde ({self.mde!r}) must be < 1 for the binary primary "
+                              f"metric {primary!r} (it is an absolute difference of rates)")
 
     def describe(self) -> str:
         """One line: ``alpha=0.05 two-sided, power 0.8, mde 0.01, 5 looks, obrien-fleming``."""
@@ -115,9 +128,14 @@ class ExperimentPlan:
         return (f"alpha={self.alpha:g} {side}, power {self.power:g}, {horizon}, "
                 f"{self.looks} planned looks, {self.spending} spending{gamma}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         """The plan as plain data (the shape :func:`parse_plan` accepts)."""
-        return dataclasses.asdict(self)
+        return config_dict(self)
+
+    to_dict = as_dict  # the name GuardrailSpec and MetricSpec use
+
+    def __repr__(self) -> str:
+        return config_repr(self)
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(ExperimentPlan))
@@ -127,11 +145,6 @@ def parse_plan(value: object) -> ExperimentPlan | None:
     """An :class:`ExperimentPlan` from itself, a mapping (e.g. a TOML table) or None."""
     if value is None or isinstance(value, ExperimentPlan):
         return value
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"plan ({value!r}) must be an ExperimentPlan or a mapping of its "
-                          "fields")
-    unknown = sorted(set(value) - _FIELDS)
-    if unknown:
-        raise ConfigError(f"plan.{unknown[0]}: unknown plan field; known fields are "
-                          f"{sorted(_FIELDS)}")
-    return ExperimentPlan(**value)
+    fields = check_mapping("plan", value, expected="an ExperimentPlan or a mapping of its fields")
+    check_keys("plan", fields, _FIELDS, what="plan field")
+    return ExperimentPlan(**{str(k): v for k, v in fields.items()})  # type: ignore[arg-type]
