@@ -43,8 +43,7 @@ from cachetools import TTLCache
 from modelrouter.bandit.allocator import ThompsonAllocator, Weights
 from modelrouter.bandit.policies import check_min_share, p_best_quadrature, summarize
 from modelrouter.bandit.status import BanditStatus
-from modelrouter.config import RouterConfig
-from modelrouter.config.bandit import reward_kind
+from modelrouter.config.bandit import BanditConfig
 from modelrouter.exceptions import ConfigError
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.decision import Decision
@@ -94,13 +93,15 @@ class BanditRouter:
     :meth:`bind`.
     """
 
-    def __init__(self, config: RouterConfig, ctx: RouteContext, seeds: Sequence[int]) -> None:
+    def __init__(self, config: BanditConfig, ctx: RouteContext, seeds: Sequence[int], *,
+                 name: str = "experiment") -> None:
         self.config = config
+        self.name = name  # the experiment's, for the worker thread's name
         self.ctx = ctx
         store = ctx.store
         k = len(ctx.names)
         check_min_share(config.min_share, k)  # min_share x arms <= 1, naming the field
-        kind = reward_kind(config)
+        kind = config.reward_kind
         if config.reward is None:
             raise ConfigError("bandit routing needs RouterConfig(reward=<a declared metric>)")
         self.allocator = ThompsonAllocator.from_config(
@@ -251,7 +252,7 @@ class BanditRouter:
             return
         self._thread = threading.Thread(
             target=_worker, args=(weakref.ref(self), self._event, self.allocator.refresh_seconds),
-            name=f"modelrouter-bandit-{self.config.experiment}", daemon=True)
+            name=f"modelrouter-bandit-{self.name}", daemon=True)
         weakref.finalize(self, self._event.set)  # wake the worker so it sees we are gone
         self._thread.start()
 

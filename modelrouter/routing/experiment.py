@@ -125,7 +125,8 @@ class Experiment:
             from modelrouter.routing.bandit import BanditRouter
 
             seeds = [self._rng.getrandbits(63) for _ in range(3)]  # reproducible, seeded rng
-            self.bandit = BanditRouter(config, self.context, seeds)
+            self.bandit = BanditRouter(config.bandit_config, self.context, seeds,
+                                       name=config.experiment)
         self.state = RoutingState(self.names, self.control, config, self.store, clock,
                                   self.bandit)
         if self.bandit is not None:
