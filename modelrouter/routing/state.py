@@ -24,9 +24,12 @@ the bandit refresh takes before the store's (lock order: state, then store).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["RollbackEvent", "RoutingState"]
 
 T = TypeVar("T")
+_ALIVE: weakref.WeakSet[RoutingState] = weakref.WeakSet()
 _MODES: tuple[Mode, ...] = ("ab", "bandit")
 
 
@@ -91,6 +95,7 @@ class RoutingState:
         self._clock = clock
         self._bandit = bandit
         self._lock = threading.Lock()
+        _ALIVE.add(self)
         weights = config.weights or {n: 1.0 / len(self.names) for n in self.names}
         self._ab: dict[str, float] = RouterConfig.check_weights(weights, self.names)
         self._active = [True] * len(self.names)
@@ -124,7 +129,7 @@ class RoutingState:
         stay, so a switch back from bandit restores them). Bandit: ``weights`` only say which
         arms take part (0 pauses, > 0 activates); the bandit sets the shares.
         """
-        with self._lock:
+        with self._writing():
             new_mode = self.mode if mode is None else mode
             if new_mode not in _MODES:
                 raise ConfigError(f"mode ({new_mode!r}) must be one of 'ab', 'bandit'")
@@ -145,7 +150,7 @@ class RoutingState:
     def set_arm(self, variant: str, active: bool) -> Allocation:
         """Pause (``active=False``) or resume an arm from a new epoch on (see the module
         docstring: the pause holds in both modes). A no-op returns the current allocation."""
-        with self._lock:
+        with self._writing():
             if variant not in self.names:
                 raise ConfigError(f"variant ({variant!r}) must be one of {list(self.names)!r}")
             i = self.names.index(variant)
@@ -175,7 +180,7 @@ class RoutingState:
 
     def rollback(self, reasons: Sequence[str]) -> RollbackEvent | None:
         """Hold all traffic on the control until :meth:`resume`; None if already held."""
-        with self._lock:
+        with self._writing():
             if self._held:
                 return None
             before = dict(self.allocation.weights)
@@ -187,7 +192,7 @@ class RoutingState:
 
     def resume(self, reason: str) -> RollbackEvent | None:
         """Lift a rollback: route by the desired state again; None if not rolled back."""
-        with self._lock:
+        with self._writing():
             if not self._held:
                 return None
             before = dict(self.allocation.weights)
@@ -238,6 +243,19 @@ class RoutingState:
         return bandit.status(parts, epoch=alloc.epoch, active=mode == "bandit",
                              weights=alloc.propensities)
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The lock, and all or nothing: if a change fails half way (a bad value, a failed
+        bandit computation), the desired state is put back as it was."""
+        with self._lock:
+            saved = (self.mode, self._ab, list(self._active), self._held, len(self._events))
+            try:
+                yield
+            except BaseException:
+                self.mode, self._ab, self._active, self._held, n = saved
+                del self._events[n:]
+                raise
+
     # -- deriving the effective allocation (lock held) ---------------------------------------
     def _install(self) -> Allocation:
         alloc = self._derive(self.allocation.epoch + 1)
@@ -263,3 +281,21 @@ class RoutingState:
         elif total != 1.0:
             w = {n: x / total for n, x in w.items()}
         return Allocation(self.names, w, self.control, epoch=epoch)
+
+
+# A fork (gunicorn --preload, multiprocessing) while another thread holds a state's lock would
+# leave the child's copy locked forever: the fork waits until no state is mid-change.
+def _before_fork() -> None:
+    for state in list(_ALIVE):
+        state._lock.acquire()
+
+
+def _after_fork() -> None:
+    for state in list(_ALIVE):
+        if state._lock.locked():
+            state._lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                        after_in_child=_after_fork)

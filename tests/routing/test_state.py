@@ -13,10 +13,14 @@ execution, not this code's arithmetic).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -187,3 +191,65 @@ def test_every_install_is_a_new_epoch_recorded_before_it_is_routed() -> None:
     epochs = {e.epoch for e in exp.store.snapshot().epochs}
     assert set(seen) <= epochs and max(epochs) >= 200  # (+ bandit refreshes)
     exp.bandit.close()  # type: ignore[union-attr]
+
+
+def test_a_failed_change_leaves_the_state_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    exp = make(mode="ab")
+    exp.pause_arm("c")
+    before = (exp.mode, exp.allocation, exp.store.snapshot().epochs)
+    bandit = exp.bandit
+    assert bandit is not None
+
+    def broken(active: object) -> object:
+        raise RuntimeError("posterior blew up")
+
+    monkeypatch.setattr(bandit, "compute", broken)
+    with pytest.raises(RuntimeError, match="blew up"):
+        exp.configure(mode="bandit", weights={"a": 1.0, "b": 0.0, "c": 0.0})
+    assert (exp.mode, exp.allocation, exp.store.snapshot().epochs) == before
+    monkeypatch.undo()
+    exp.resume_arm("c")  # the desired state was put back too: c is still paused before this
+    assert exp.allocation.weights == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
+    bandit.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads (3.12+)
+def test_fork_during_a_control_plane_call_does_not_leave_the_child_locked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    exp = make(mode="ab")
+    bandit = exp.bandit
+    assert bandit is not None
+    compute = bandit.compute
+    started = threading.Event()
+
+    def slow(active: Any) -> Any:
+        started.set()
+        time.sleep(0.3)  # the state's lock is held meanwhile
+        return compute(active)
+
+    monkeypatch.setattr(bandit, "compute", slow)
+    t = threading.Thread(target=exp.configure, kwargs={"mode": "bandit"})
+    t.start()
+    started.wait(5)
+    pid = os.fork()  # waits for the call to finish (before-fork hook)
+    if pid == 0:  # the child: the lock must be free
+        try:
+            exp.configure(weights={"a": 0.5, "b": 0.5, "c": 0.0})
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    t.join()
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child deadlocked on the routing state's lock")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert exp.mode == "bandit"
+    bandit.close()
