@@ -1,23 +1,29 @@
-"""Building the remote store a config asks for."""
+"""Building the remote store a config asks for.
+
+The Redis store (and redis-py) is imported only when a config names it. Thread safety: no state.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from modelrouter.config import RouterConfig
+if TYPE_CHECKING:
+    from modelrouter.config import RouterConfig
+    from modelrouter.store.protocol import RemoteStore
 
 __all__ = ["open_remote_store"]
 
 
 def open_remote_store(config: RouterConfig, variants: Sequence[str],
-                      segment_dims: Sequence[str], clock: Callable[[], float]) -> Any:
+                      segment_dims: Sequence[str], clock: Callable[[], float]
+                      ) -> RemoteStore:
     """The :class:`~modelrouter.store.redis.store.RedisStore` for ``config.store`` (no I/O yet)."""
     from modelrouter.store.redis.store import RedisStore
 
     return RedisStore(config.store, variants, config.metrics, experiment=config.experiment,
                       level=config.level, max_pending=config.max_pending,
                       attribution_window=config.attribution_window, segment_dims=segment_dims,
-                      segment_cap=getattr(config, "segment_cap", 50), clock=clock,
+                      segment_cap=config.segment_cap, clock=clock,
                       flush_seconds=config.flush_seconds, flush_events=config.flush_events,
                       max_buffer=config.max_buffer)

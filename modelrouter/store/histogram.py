@@ -23,6 +23,7 @@ the store's lock.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,11 +58,12 @@ def _edges() -> tuple[float, ...]:
 EDGES_MS: tuple[float, ...] = _edges()
 
 
-def slot_of(ms: float, _bisect: Any = bisect_left, _e: tuple[float, ...] = EDGES_MS) -> int:
+def slot_of(ms: float, _bisect: Callable[[Sequence[float], float], int] = bisect_left,
+            _e: tuple[float, ...] = EDGES_MS) -> int:
     """The histogram slot of a latency in milliseconds: the number of edges below ``ms``, so
     ``edge[i-1] < ms <= edge[i]`` lands in slot ``i``; NaN compares false and lands in slot 0.
     O(log n) in C, allocation-free (faster in CPython than a logarithm plus edge checks)."""
-    return _bisect(_e, ms)  # type: ignore[no-any-return]
+    return _bisect(_e, ms)
 
 
 @dataclass(frozen=True, repr=False)
@@ -79,7 +81,8 @@ class LatencyHistogram:
         return cls(np.zeros((n_variants, N_SLOTS), dtype=np.int64), np.zeros(n_variants))
 
     @classmethod
-    def from_flat(cls, counts: Any, sums: Any, n_variants: int) -> LatencyHistogram:
+    def from_flat(cls, counts: Sequence[int], sums: Sequence[float], n_variants: int
+                  ) -> LatencyHistogram:
         """From the store's flat ``array('q')`` of counts and per-variant sums (copies)."""
         import numpy as np
 

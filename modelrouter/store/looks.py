@@ -5,6 +5,9 @@ looks are part of the experiment's state (kept by the store, copied into every s
 saved with it), not something an analysis recomputes. A :class:`Look` is plain data: numbers
 and names only, so any store can persist it as JSON (:meth:`Look.to_dict` /
 :meth:`Look.from_dict`).
+
+Thread safety: a :class:`Look` is immutable; each store guards its list of looks with its own
+lock (:func:`check_next_look` runs under it).
 """
 
 from __future__ import annotations

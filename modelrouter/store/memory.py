@@ -19,8 +19,8 @@ Layout (see ../DESIGN.md, "Store data model"):
 - **Files**: :meth:`MemoryStore.dump` / :meth:`MemoryStore.load` give and take the state as
   plain data (store/state.py); store/persistence.py frames it in a snapshot file.
 
-numpy is imported by the methods that build arrays (``snapshot``, ``dump``, ``load``), not by
-this module: routing and recording never need it.
+numpy is imported by ``snapshot``, ``dump`` and ``load``, not by this module (routing and
+recording never need it).
 
 Thread safety: one ``threading.Lock`` (``_lock``) guards every mutation (counters, unit table,
 group sums, ring, decision tracker, latency histogram, epochs, looks, segment tables) and the
@@ -88,9 +88,7 @@ class MemoryStore(BaseStore):
             self.ring.add_column("d", 0.0) for _ in range(n_metrics)]
         self._slot_y = [] if self.unit_level else [
             self.ring.add_column("d", 0.0) for _ in range(n_metrics)]
-        self._requests = [0] * k
-        self._uncounted = 0
-        self._overflow = 0
+        self._requests, self._uncounted, self._overflow = [0] * k, 0, 0
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs: list[EpochInfo] = []
         self._looks: list[Look] = []

@@ -53,7 +53,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def _identity(store: MemoryStore, experiment: str) -> dict[str, Any]:
 
 
 def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str,
-               _write: Callable[[Any, bytes], None] | None = None) -> SnapshotInfo:
+               _write: Callable[[BinaryIO, bytes], None] | None = None) -> SnapshotInfo:
     """Write the store's state to ``path`` atomically; return what was written.
 
     ``_write`` (tests only) replaces the function writing the bytes to the temp file, to

@@ -3,6 +3,9 @@
 Plain frozen dataclasses. numpy, the metric specs and the statistics are only named in
 annotations here (imported for type checking), so importing the store's request path does not
 load them.
+
+Thread safety: every type is frozen; a :class:`Snapshot` is a copy taken under the store's lock,
+safe to read from any thread.
 """
 
 from __future__ import annotations

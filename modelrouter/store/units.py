@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from modelrouter.exceptions import StoreError
 from modelrouter.store.types import UnitColumns
@@ -59,7 +59,7 @@ class UnitTable:
     def __len__(self) -> int:
         return len(self.variant)
 
-    def _fixed(self) -> tuple[tuple[str, array[Any]], ...]:
+    def _fixed(self) -> tuple[tuple[str, Sequence[float]], ...]:
         """The columns every table has, by their name in a snapshot file."""
         return (("variant", self.variant), ("epoch", self.epoch),
                 ("propensity", self.propensity), ("first_seen", self.first_seen),
@@ -148,23 +148,35 @@ class UnitTable:
             raise StoreError("unit index is inconsistent (rows or duplicate ids)")
         table = cls(len(metric_names), n_dims, auto)
         table.rows = dict(zip(ids, rows))
-        table.variant = _col(arrays["variant"], "b", n, "variant")
-        table.epoch = _col(arrays["epoch"], "i", n, "epoch")
-        table.propensity = _col(arrays["propensity"], "d", n, "propensity")
-        table.first_seen = _col(arrays["first_seen"], "d", n, "first_seen")
-        table.exposures = _col(arrays["exposures"], "I", n, "exposures")
+        table.variant = _ints(arrays["variant"], "b", n, "variant")
+        table.epoch = _ints(arrays["epoch"], "i", n, "epoch")
+        table.propensity = _floats(arrays["propensity"], n, "propensity")
+        table.first_seen = _floats(arrays["first_seen"], n, "first_seen")
+        table.exposures = _ints(arrays["exposures"], "I", n, "exposures")
         if n and int(arrays["variant"].max()) >= n_variants:
             raise StoreError("a unit's variant code is out of range")
-        table.segs = [_col(arrays[f"seg{d}"], "H", n, f"seg{d}") for d in range(n_dims)]
-        table.x = [_col(arrays[f"x:{m}"], "d", n, f"x:{m}") for m in metric_names]
-        table.y = [_col(arrays[f"y:{m}"], "d", n, f"y:{m}") for m in metric_names]
+        table.segs = [_ints(arrays[f"seg{d}"], "H", n, f"seg{d}") for d in range(n_dims)]
+        table.x = [_floats(arrays[f"x:{m}"], n, f"x:{m}") for m in metric_names]
+        table.y = [_floats(arrays[f"y:{m}"], n, f"y:{m}") for m in metric_names]
         table._alias(auto)
         return table
 
 
-def _col(a: np.ndarray, code: str, n: int, what: str) -> array[Any]:
+def _checked(a: np.ndarray, code: str, n: int, what: str) -> bytes:
     import numpy as np
 
     if a.shape != (n,):
         raise StoreError(f"column {what!r} has shape {a.shape}, expected ({n},)")
-    return array(code, a.astype(np.dtype(code), copy=False).tobytes())
+    return a.astype(np.dtype(code), copy=False).tobytes()
+
+
+def _ints(a: np.ndarray, code: str, n: int, what: str) -> array[int]:
+    """An integer column (typecode ``code``) from a saved array of ``n`` values."""
+    col: array[int] = array(code)
+    col.frombytes(_checked(a, code, n, what))
+    return col
+
+
+def _floats(a: np.ndarray, n: int, what: str) -> array[float]:
+    """A float column from a saved array of ``n`` values."""
+    return array("d", _checked(a, "d", n, what))

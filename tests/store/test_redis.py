@@ -13,6 +13,7 @@ from modelrouter import Experiment, RouterConfig, StoreError
 from modelrouter.analysis import Analysis
 from modelrouter.store.memory import MemoryStore
 from modelrouter.store.protocol import RemoteStore, Store, reward_counters
+from modelrouter.store.redis.store import RedisStore
 from tests.store.conftest import RedisServer
 
 pytest.importorskip("redis")
@@ -127,22 +128,45 @@ def test_request_level_groups_merge(redis_server: RedisServer) -> None:
     two.close()
 
 
+class LosesOneReply:
+    """A redis-py client whose first script call is applied by Redis, but its reply is lost."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.lost = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def evalsha(self, *args: Any) -> Any:
+        import redis
+
+        result = self.real.evalsha(*args)
+        if not self.lost:
+            self.lost = True
+            raise redis.ConnectionError("reply lost")
+        return result
+
+
 def test_lost_reply_is_not_applied_twice(redis_server: RedisServer) -> None:
-    exp = Experiment(VARIANTS, config(redis_server.url))
+    import redis
+
+    client = LosesOneReply(redis.Redis.from_url(redis_server.url))
+    store = RedisStore(redis_server.url, list(VARIANTS), config().metrics, experiment="exp7",
+                       client=client, flush_seconds=3600)
+    revenue = store.metric_index["revenue"]
     for i in range(50):
-        exp.record_unit(exp.assign(f"u{i}").unit_id or "", "revenue", 2)
-    store: Any = exp.store
-    store._check_meta()
-    store._queue = store._drain()
-    batch_id, keys, argv = store._queue[0]
-    # the batch reaches Redis but the reply is "lost": the worker still holds it and retries
-    store._script(keys=[store.prefix + "batch:" + batch_id, *keys], args=argv)
-    exp.flush()
-    snap = exp.store.snapshot()
+        store.expose(f"u{i}", i % 2, 0.5, 0)
+        store.record_unit(f"u{i}", revenue, 2.0)
+    with pytest.raises(StoreError, match="unavailable"):
+        store.flush()  # Redis applied the batch, the worker never heard: it keeps the batch
+    assert client.lost and store.stats()["queued_batches"] == 1
+    store.flush()  # the retry carries the same batch id: nothing is applied twice
+    snap = store.snapshot()
     assert snap.n_units == 50 and snap.units is not None
     assert snap.units.x["revenue"].sum() == 100.0
     assert snap.requests.sum() == 50
-    exp.close()
+    store.close()
 
 
 def test_outage_keeps_serving_and_bounded_buffer_counts_drops(redis_server: RedisServer

@@ -58,11 +58,11 @@ def unit_ops(first: Mapping[str, FirstExposure], xy: Mapping[tuple[str, int], li
              metric_names: Sequence[str], tables: Sequence[Sequence[str]]) -> list[Op]:
     """First exposures (HSETNX, first writer wins), exposure counts and per-unit x/y sums."""
     ops: list[Op] = []
-    for unit, (n, variant, epoch, prop, seen, seg) in first.items():
-        segs = [tables[d][c] for d, c in enumerate(seg)]
-        ops.append(("n", "first", unit, json.dumps([variant, epoch, prop, seen, segs],
-                                                   separators=_COMPACT)))
-        ops.append(("i", "exposures", unit, str(n)))
+    for unit, f in first.items():
+        segs = [tables[d][c] for d, c in enumerate(f.segment)]
+        ops.append(("n", "first", unit, json.dumps(
+            [f.variant, f.epoch, f.propensity, f.first_seen, segs], separators=_COMPACT)))
+        ops.append(("i", "exposures", unit, str(f.exposures)))
     for (unit, m), (x, y) in xy.items():
         name = metric_names[m]
         ops.append(("f", "x:" + name, unit, repr(x)))

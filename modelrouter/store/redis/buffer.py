@@ -15,7 +15,6 @@ buffer lock; a swapped-out buffer belongs to the flusher alone.
 from __future__ import annotations
 
 from array import array
-from typing import Any
 
 from modelrouter.store.histogram import N_SLOTS
 from modelrouter.store.looks import Look
@@ -23,8 +22,20 @@ from modelrouter.store.types import EpochInfo
 
 __all__ = ["DeltaBuffer", "FirstExposure"]
 
-# [exposures, variant, epoch, propensity, first_seen, segment codes]; exposures grows in place
-FirstExposure = list[Any]
+
+class FirstExposure:
+    """A unit's first exposure in this buffer, and its exposures since (``exposures`` grows)."""
+
+    __slots__ = ("epoch", "exposures", "first_seen", "propensity", "segment", "variant")
+
+    def __init__(self, variant: int, epoch: int, propensity: float, first_seen: float,
+                 segment: tuple[int, ...]) -> None:
+        self.exposures = 1
+        self.variant = variant
+        self.epoch = epoch
+        self.propensity = propensity
+        self.first_seen = first_seen
+        self.segment = segment
 
 
 class DeltaBuffer:
@@ -53,9 +64,9 @@ class DeltaBuffer:
         self.requests[variant] += 1
         entry = self.first.get(unit)
         if entry is not None:
-            entry[0] += 1
+            entry.exposures += 1
         elif self.size < self.max_buffer:
-            self.first[unit] = [1, variant, epoch, propensity, now, segment]
+            self.first[unit] = FirstExposure(variant, epoch, propensity, now, segment)
             self.size += 1
         else:
             self.dropped[0] += 1
@@ -63,7 +74,7 @@ class DeltaBuffer:
     def variant_of(self, unit: str) -> int:
         """The unit's variant if its first exposure is buffered here, else -1."""
         entry = self.first.get(unit)
-        return int(entry[1]) if entry is not None else -1
+        return entry.variant if entry is not None else -1
 
     def add(self, unit: str, m: int, variant: int, value: float) -> None:
         """Add one value of metric ``m`` to ``unit`` (and to its variant's event counters,
