@@ -132,14 +132,15 @@ class PendingRing:
 
     def alive(self, seq: int) -> bool:
         """Whether ``seq`` is in the ring and inside the attribution window."""
-        slot = self.find(seq)
-        return slot >= 0 and self.clock() - self.time[slot] <= self.window
+        slot = seq % self.capacity
+        return (seq >= 0 and slot < len(self.seq) and self.seq[slot] == seq
+                and self.clock() - self.time[slot] <= self.window)
 
     def slot_of(self, seq: int, window: bool = True) -> int:
         """The slot of decision ``seq``; UnknownDecisionError when it was never issued, was
         overwritten by newer decisions, or (``window``) is past the attribution window."""
-        slot = self.find(seq)
-        if slot < 0:
+        slot = seq % self.capacity  # find() inlined: on every feedback of a Redis store
+        if seq < 0 or slot >= len(self.seq) or self.seq[slot] != seq:
             raise UnknownDecisionError(f"decision {seq} is unknown or no longer pending "
                                        f"(the store keeps the last {self.capacity})")
         if window and self.clock() - self.time[slot] > self.window:

@@ -54,15 +54,16 @@ return 1
 _COMPACT = (",", ":")
 
 
-def unit_ops(first: Mapping[str, FirstExposure], xy: Mapping[tuple[str, int], list[float]],
-             metric_names: Sequence[str], tables: Sequence[Sequence[str]]) -> list[Op]:
+def unit_ops(first: Mapping[str, FirstExposure], exposures: Mapping[str, int],
+             xy: Mapping[tuple[str, int], list[float]], metric_names: Sequence[str],
+             tables: Sequence[Sequence[str]]) -> list[Op]:
     """First exposures (HSETNX, first writer wins), exposure counts and per-unit x/y sums."""
     ops: list[Op] = []
-    for unit, f in first.items():
-        segs = [tables[d][c] for d, c in enumerate(f.segment)]
-        ops.append(("n", "first", unit, json.dumps(
-            [f.variant, f.epoch, f.propensity, f.first_seen, segs], separators=_COMPACT)))
-        ops.append(("i", "exposures", unit, str(f.exposures)))
+    for unit, (variant, epoch, prop, seen, seg) in first.items():
+        segs = [tables[d][c] for d, c in enumerate(seg)]
+        ops.append(("n", "first", unit, json.dumps([variant, epoch, prop, seen, segs],
+                                                   separators=_COMPACT)))
+        ops.append(("i", "exposures", unit, str(exposures[unit])))
     for (unit, m), (x, y) in xy.items():
         name = metric_names[m]
         ops.append(("f", "x:" + name, unit, repr(x)))
@@ -129,7 +130,7 @@ def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout) -> list[Op]:
     group sums, requests and latencies; both levels: segment overflow)."""
     tables = local.segment_tables
     if layout.unit_level:
-        ops = unit_ops(buf.first, buf.xy, layout.metric_names, tables)
+        ops = unit_ops(buf.first, buf.exposures, buf.xy, layout.metric_names, tables)
     else:
         ops = group_ops(local.groups, tables)
     requests = [a + b for a, b in zip(buf.requests, local.requests)]

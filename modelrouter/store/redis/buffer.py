@@ -23,30 +23,20 @@ from modelrouter.store.types import EpochInfo
 __all__ = ["DeltaBuffer", "FirstExposure"]
 
 
-class FirstExposure:
-    """A unit's first exposure in this buffer, and its exposures since (``exposures`` grows)."""
-
-    __slots__ = ("epoch", "exposures", "first_seen", "propensity", "segment", "variant")
-
-    def __init__(self, variant: int, epoch: int, propensity: float, first_seen: float,
-                 segment: tuple[int, ...]) -> None:
-        self.exposures = 1
-        self.variant = variant
-        self.epoch = epoch
-        self.propensity = propensity
-        self.first_seen = first_seen
-        self.segment = segment
+# a unit's first exposure in this buffer: variant, epoch, propensity, time, segment codes
+FirstExposure = tuple[int, int, float, float, tuple[int, ...]]
 
 
 class DeltaBuffer:
     """See the module docstring."""
 
-    __slots__ = ("dropped", "epochs", "events", "first", "hist", "hist_sum", "looks",
-                 "max_buffer", "requests", "size", "uncounted", "xy")
+    __slots__ = ("dropped", "epochs", "events", "exposures", "first", "hist", "hist_sum",
+                 "looks", "max_buffer", "requests", "size", "uncounted", "xy")
 
     def __init__(self, n_variants: int, max_buffer: int) -> None:
         self.max_buffer = max_buffer
         self.first: dict[str, FirstExposure] = {}
+        self.exposures: dict[str, int] = {}  # the units of ``first``: exposures since
         self.xy: dict[tuple[str, int], list[float]] = {}
         self.events: dict[tuple[int, int], list[float]] = {}
         self.requests = [0] * n_variants
@@ -62,11 +52,12 @@ class DeltaBuffer:
                segment: tuple[int, ...]) -> None:
         """Count one exposure of ``unit`` (its first one keeps variant, epoch, ...)."""
         self.requests[variant] += 1
-        entry = self.first.get(unit)
-        if entry is not None:
-            entry.exposures += 1
+        n = self.exposures.get(unit)
+        if n is not None:
+            self.exposures[unit] = n + 1
         elif self.size < self.max_buffer:
-            self.first[unit] = FirstExposure(variant, epoch, propensity, now, segment)
+            self.first[unit] = (variant, epoch, propensity, now, segment)
+            self.exposures[unit] = 1
             self.size += 1
         else:
             self.dropped[0] += 1
@@ -74,7 +65,7 @@ class DeltaBuffer:
     def variant_of(self, unit: str) -> int:
         """The unit's variant if its first exposure is buffered here, else -1."""
         entry = self.first.get(unit)
-        return entry.variant if entry is not None else -1
+        return entry[0] if entry is not None else -1
 
     def add(self, unit: str, m: int, variant: int, value: float) -> None:
         """Add one value of metric ``m`` to ``unit`` (and to its variant's event counters,

@@ -183,7 +183,14 @@ class RedisStore(BaseStore):
             self._seq = seq + 1
             buf = self._buf
             buf.expose(unit, variant, epoch, propensity, now, segment)
-            self._ring_unit[self.ring.remember(seq, now, variant)] = unit
+            ring = self.ring
+            if seq < ring.capacity:  # PendingRing.remember inlined: len(ring) == seq here
+                ring.seq.append(seq)
+                ring.time.append(now)
+                ring.row.append(variant)
+                self._ring_unit.append(unit)
+            else:
+                self._ring_unit[ring.remember(seq, now, variant)] = unit
             size = buf.size
         if size >= self.flush_events:
             self._wake.set()
