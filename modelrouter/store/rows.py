@@ -125,7 +125,7 @@ class GroupTable(Generic[K]):
         for key, row in zip(keys, sums):
             if len(row) != table.width:
                 raise ValueError(f"group row of {len(row)} sums, expected {table.width}")
-            if table.row_of(key) != len(table.keys) - 1:
+            if key in table.index:
                 raise ValueError(f"duplicate group key {key!r}")
-            table.sums[-1] = [float(v) for v in row]
+            table.sums[table.row_of(key)] = [float(v) for v in row]
         return table

@@ -153,7 +153,7 @@ class UnitTable:
         table.propensity = _floats(arrays["propensity"], n, "propensity")
         table.first_seen = _floats(arrays["first_seen"], n, "first_seen")
         table.exposures = _ints(arrays["exposures"], "I", n, "exposures")
-        if n and int(arrays["variant"].max()) >= n_variants:
+        if n and (min(table.variant) < 0 or max(table.variant) >= n_variants):
             raise StoreError("a unit's variant code is out of range")
         table.segs = [_ints(arrays[f"seg{d}"], "H", n, f"seg{d}") for d in range(n_dims)]
         table.x = [_floats(arrays[f"x:{m}"], n, f"x:{m}") for m in metric_names]

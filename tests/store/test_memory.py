@@ -289,3 +289,15 @@ def test_threads_give_exact_totals() -> None:
     assert u.y["latency_ms"].sum() == total and u.x["latency_ms"].sum() == 2.0 * total
     assert snap.latency is not None and int(snap.latency.n.sum()) == total
     assert s.stats()["decisions"] == total
+
+
+def test_load_refuses_duplicate_groups_and_negative_variants() -> None:
+    header, arrays = filled("request").dump()
+    header["group_keys"] = [header["group_keys"][0]] * len(header["group_keys"])
+    target = store(level="request", segment_dims=("platform",))
+    with pytest.raises(StoreError, match="duplicate group key"):
+        target.load(header, arrays)
+    header, arrays = filled().dump()
+    arrays["variant"] = arrays["variant"] - 1
+    with pytest.raises(StoreError, match="variant code is out of range"):
+        store(segment_dims=("platform",)).load(header, arrays)
