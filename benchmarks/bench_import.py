@@ -3,8 +3,9 @@
     python benchmarks/bench_import.py [--runs 15]
 
 Each measurement is a fresh interpreter timing ``CODE`` with ``time.perf_counter`` after its
-own startup (``python -X importtime`` shows where the time goes). Interleaved rounds, medians. Targets (architecture issue): importing modelrouter and everything the
-middleware needs to route takes <= 2.5x ``import starlette.applications`` and imports no scipy.
+own startup (``python -X importtime`` shows where the time goes). Interleaved rounds,
+medians. Targets (architecture issue): importing modelrouter and everything the middleware
+needs to route takes <= 2.5x ``import starlette.applications`` and imports no scipy.
 """
 
 from __future__ import annotations

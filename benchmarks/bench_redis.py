@@ -53,11 +53,11 @@ def main() -> None:
         from modelrouter.store.redis.store import RedisStore
 
         config = RouterConfig(metrics={"revenue": "continuous"}, store=url)
-        m = 0  # revenue
         results = []
         for r in range(args.rounds):
             store = RedisStore(url, ("a", "b"), config.metrics, experiment=f"bench{r}",
                                max_buffer=10 * args.events, flush_events=10 * args.events)
+            m = store.metric_index["revenue"]
             store._thread = object()  # type: ignore[assignment]  # no background flusher
             half = args.events // 2
             t0 = time.perf_counter()

@@ -169,7 +169,7 @@ def test_request_level_keeps_no_per_unit_rows(router_factory: RouterFactory) -> 
     ids = [client.run("GET", "/predict").json()["decision_id"] for _ in range(500)]
     snap = router.experiment.store.snapshot()
     assert snap.units is None and snap.n_units == 500
-    assert len(router.experiment.store._ring_seq) == 100  # bounded pending ring
+    assert router.experiment.store.stats()["pending_slots"] == 100  # bounded pending ring
     router.record(ids[-1], "click", 1)
     with pytest.raises(KeyError, match="no longer pending"):
         router.record(ids[0], "click", 1)

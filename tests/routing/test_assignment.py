@@ -102,4 +102,3 @@ def test_cached_row_buckets_route_like_the_hash_also_after_restore(tmp_path) -> 
     again = Experiment({"a": 0, "b": 1}, config)
     again.restore(path)
     assert [again.assign(u).variant for u in users] == expected  # recomputed after restore
-    assert list(again.store._ubucket) == [bucket("cache", u) for u in users]
