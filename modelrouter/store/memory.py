@@ -14,10 +14,9 @@ Layout (see ../DESIGN.md, "Store data model"):
   finds its unit in O(1), and a decision overwritten in the ring (or older than the
   attribution window) is refused. :meth:`MemoryStore.expose_unit` (the request path) inlines
   the ring's append through the ring's own arrays.
-- **Bandit mode**: a :class:`~modelrouter.store.decisions.DecisionTracker`, opened and fed
-  under the same lock as the exposure it belongs to.
-- **Files**: :meth:`MemoryStore.dump` / :meth:`MemoryStore.load` give and take the state as
-  plain data (store/state.py); store/persistence.py frames it in a snapshot file.
+- **Bandit mode**: a :class:`~modelrouter.store.decisions.DecisionTracker`, fed under the same
+  lock as its exposure. **Files**: :meth:`MemoryStore.dump` / :meth:`MemoryStore.load` give and
+  take the state as plain data (store/state.py); store/persistence.py frames it in a file.
 
 numpy is imported by ``snapshot``, ``dump`` and ``load``, not by this module (routing and
 recording never need it).
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from modelrouter.config import MetricSpec
-    from modelrouter.store.protocol import Store
 
 __all__ = ["OTHER", "EpochInfo", "MemoryStore", "Snapshot", "UnitColumns"]
 
@@ -92,8 +90,7 @@ class MemoryStore(BaseStore):
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs: list[EpochInfo] = []
         self._looks: list[Look] = []
-        self._units = UnitTable(n_metrics, len(self.segment_dims), self._auto)
-        self._ubucket: array[float] = array("d")  # row -> the unit's hash bucket; NaN: unknown
+        self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto))
         self._groups: GroupTable[GroupKey] = GroupTable(n_metrics)
         self._decisions: DecisionTracker | None = None
         self._hist = array("q", bytes(8 * N_SLOTS * k))  # slot s of variant v: v * N_SLOTS + s
@@ -167,28 +164,33 @@ class MemoryStore(BaseStore):
         self.ring.remember(seq, now, group)
         return seq, None
 
+    def _use_units(self, units: UnitTable) -> None:
+        """Install a unit table with its hot-path aliases (under the lock, or in __init__)."""
+        self._units, self._unit_rows, self._unit_exposures = units, units.rows, units.exposures
+        self._ubucket = array("d", [_NAN]) * len(units)  # row -> hash bucket; NaN: unknown
+
     def expose_unit(self, unit: str, bucket: Callable[[str], float], alloc: Chooser,
                     segment: tuple[int, ...], now: float) -> tuple[int, int]:
         """The A/B hot path at unit level in one lock: find or create the unit's row, choose
         its variant from its (cached) hash bucket, count the exposure, remember the decision.
         Returns ``(seq, variant)``."""
         with self._lock:
-            t = self._units
-            row = t.rows.get(unit)
+            row = self._unit_rows.get(unit)
             if row is None:
                 u = bucket(unit)
                 i = alloc.choose(u)
                 if not self.unit_level:  # request level: the unit is only this request
                     return self._expose_locked(None, i, alloc.propensities[i], alloc.epoch,
                                                segment, now)[0], i
-                row = t.add(unit, i, alloc.propensities[i], alloc.epoch, now, segment)
+                row = self._units.add(unit, i, alloc.propensities[i], alloc.epoch, now,
+                                      segment)
                 self._ubucket.append(u)
             else:
                 u = self._ubucket[row]
                 if u != u:  # NaN: a restored row
                     u = self._ubucket[row] = bucket(unit)
                 i = alloc.choose(u)
-                t.exposures[row] += 1
+                self._unit_exposures[row] += 1
             seq = self._seq
             self._seq = seq + 1
             self._requests[i] += 1
@@ -387,13 +389,7 @@ class MemoryStore(BaseStore):
             self._overflow, self._seg_codes = new.overflow, new.segment_codes
             self._epochs, self._looks, self._groups = new.epochs, new.looks, new.groups
             self._hist, self._hist_sum = new.hist, new.hist_sum
-            self._units = units
-            self._ubucket = array("d", [_NAN]) * len(units)  # recomputed on demand
+            self._use_units(units)
             self.ring.clear(self._seq)
             if self._decisions is not None:  # its sums are keyed by the replaced epochs
                 self._decisions.reset()
-
-
-if TYPE_CHECKING:
-    def _is_a_store(store: MemoryStore) -> Store:  # mypy: MemoryStore implements Store
-        return store
