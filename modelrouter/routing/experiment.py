@@ -37,11 +37,11 @@ from modelrouter.routing.state import RollbackEvent, RoutingState
 from modelrouter.routing.tokens import TokenPayload
 from modelrouter.store.factory import open_remote_store
 from modelrouter.store.memory import MemoryStore
-from modelrouter.store.persistence import SnapshotInfo, restore_store, save_store
 from modelrouter.store.protocol import Store
 
 if TYPE_CHECKING:
     from modelrouter.routing.bandit import BanditRouter
+    from modelrouter.store.persistence import SnapshotInfo
 
 __all__ = ["Experiment", "check_value"]
 
@@ -313,6 +313,8 @@ class Experiment:
 
     def save(self, path: str | os.PathLike[str]) -> SnapshotInfo:
         """Snapshot the in-memory statistics to ``path`` (atomic; see store/persistence.py)."""
+        from modelrouter.store.persistence import save_store  # numpy: loaded when used
+
         return save_store(self._memory_store("save()"), path, experiment=self.config.experiment)
 
     def restore(self, path: str | os.PathLike[str]) -> SnapshotInfo:
@@ -321,6 +323,8 @@ class Experiment:
         Routing continues from the restored epochs: if the current weights and mode equal
         those of the last restored epoch, in that epoch; otherwise a new epoch starts after it.
         """
+        from modelrouter.store.persistence import restore_store  # numpy: loaded when used
+
         store = self._memory_store("restore()")
         return self.state.restore(
             lambda: restore_store(store, path, experiment=self.config.experiment))
