@@ -1,4 +1,8 @@
-"""Command line: ``modelrouter demo | plan``."""
+"""Command line: ``modelrouter demo | plan`` (also ``python -m modelrouter``).
+
+Bad input ends with a one-line ``modelrouter: error: ...`` on stderr and exit status 2, never a
+traceback: the numbers go through the same validated helpers as the Python API.
+"""
 
 from __future__ import annotations
 
@@ -10,47 +14,98 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """``modelrouter demo``: the end-to-end experiment of :mod:`modelrouter.demo`."""
+    """``modelrouter demo``: the end-to-end experiment of :mod:`modelrouter.demo`.
+
+    The report goes to stdout; the progress bar to stderr, and only when stderr is a terminal,
+    so ``modelrouter demo > report.txt`` writes the report alone."""
     from modelrouter.demo import run_demo
 
-    run_demo(users=args.users, seed=args.seed, progress=not args.quiet)
+    run_demo(users=args.users, seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
+             progress_stream=sys.stderr)
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
-    """``modelrouter plan``: units per group to detect ``--mde`` on a ``--baseline`` rate."""
-    from modelrouter.stats import sample_size_proportions
+    """``modelrouter plan``: units per group to detect ``--mde`` on a ``--baseline`` rate, or
+    (with ``--sd``) a difference ``--mde`` in means; ``--looks`` adds a group-sequential design's
+    inflation (the test ``RouterConfig(plan=...)`` runs)."""
+    from modelrouter.stats import sample_size_means, sample_size_proportions, spending_boundaries
 
-    result = sample_size_proportions(args.baseline, args.baseline + args.mde, alpha=args.alpha,
-                                     power=args.power)
-    n = int(result.n_per_group)
-    print(f"baseline {args.baseline:.4g}, minimum detectable effect {args.mde:+.4g} "
-          f"(absolute), alpha {args.alpha:g}, power {args.power:g}")
-    print(f"units per group: {n:,}   total (2 groups): {2 * n:,}")
+    design = None
+    if args.looks > 1:
+        rates = [(k + 1) / args.looks for k in range(args.looks)]
+        design = spending_boundaries(rates, alpha=args.alpha, sided=args.sided,
+                                     spending=args.spending)
+    if args.sd is None:
+        result = sample_size_proportions(args.baseline, args.baseline + args.mde,
+                                         alpha=args.alpha, power=args.power, ratio=args.ratio,
+                                         sided=args.sided, sequential=design)
+        what = f"baseline rate {args.baseline:.4g}, minimum detectable effect {args.mde:+.4g} " \
+               "(absolute)"
+    else:
+        result = sample_size_means(args.mde, args.sd, alpha=args.alpha, power=args.power,
+                                   ratio=args.ratio, sided=args.sided, sequential=design)
+        what = f"difference in means {args.mde:+.4g} with per-unit sd {args.sd:.4g}"
+    print(f"{what}, alpha {args.alpha:g} ({args.sided}-sided), power {args.power:g}")
+    if design is not None:
+        print(f"group-sequential: {args.looks} equally spaced looks, {args.spending} spending, "
+              f"inflation factor {result.inflation_factor:.4f}")
+    n, n_t = result.n_per_group, result.n_treatment
+    groups = f"control {n:,}, treatment {n_t:,}" if n_t != n else f"units per group: {n:,}"
+    print(f"{groups}   total (2 groups): {result.n_total:,}")
     if args.per_day:
-        print(f"duration at {args.per_day:,.0f} units/day: {2 * n / args.per_day:.1f} days")
+        print(f"duration at {args.per_day:,.0f} units/day: "
+              f"{result.n_total / args.per_day:.1f} days")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``modelrouter`` command."""
-    parser = argparse.ArgumentParser(prog="modelrouter", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelrouter",
+                                     description="Online experiments between model predictors.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run an end-to-end experiment on scikit-learn models")
     demo.add_argument("--users", type=int, default=4000, help="simulated users (default 4000)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
-    plan = sub.add_parser("plan", help="units needed to detect a change in a conversion rate")
-    plan.add_argument("--baseline", type=float, required=True, help="control rate, e.g. 0.05")
-    plan.add_argument("--mde", type=float, required=True, help="absolute change, e.g. 0.005")
+    plan = sub.add_parser("plan", help="units needed to detect a change (rate or mean)",
+                          description="Units needed per group. A conversion rate: --baseline "
+                          "and --mde (absolute change). A mean: --mde (difference) and --sd "
+                          "(per-unit standard deviation; --baseline is then not needed).")
+    plan.add_argument("--baseline", type=float, default=None, help="control rate, e.g. 0.05")
+    plan.add_argument("--mde", type=float, required=True,
+                      help="absolute change to detect, e.g. 0.005")
+    plan.add_argument("--sd", type=float, default=None,
+                      help="per-unit standard deviation: plan for a difference in means")
     plan.add_argument("--alpha", type=float, default=0.05)
     plan.add_argument("--power", type=float, default=0.8)
+    plan.add_argument("--sided", type=int, choices=(1, 2), default=2)
+    plan.add_argument("--ratio", type=float, default=1.0,
+                      help="treatment units per control unit (default 1)")
+    plan.add_argument("--looks", type=int, default=1,
+                      help="equally spaced looks of a group-sequential test (default 1: fixed)")
+    plan.add_argument("--spending", default="obrien-fleming",
+                      choices=("obrien-fleming", "pocock"), help="alpha spending with --looks")
     plan.add_argument("--per-day", type=float, default=None, help="units per day")
     plan.set_defaults(func=_plan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``modelrouter`` command."""
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "plan":
+        if args.sd is None and args.baseline is None:
+            parser.error("plan: give --baseline (a rate) or --sd (a mean)")
+        if args.looks < 1:
+            parser.error(f"plan: --looks ({args.looks}) must be at least 1")
     command: Callable[[argparse.Namespace], int] = args.func
-    return command(args)
+    try:
+        return command(args)
+    except ValueError as exc:  # a value the helpers refuse, with the reason (ConfigError too)
+        parser.error(f"{args.command}: {exc}")
+    return 2  # pragma: no cover - parser.error exits
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -168,8 +168,11 @@ async def _simulate(router: ModelRouter, users: int, seed: int, x_test: np.ndarr
 
 
 def run_demo(users: int = 4000, seed: int = 7, stream: TextIO | None = sys.stdout,
-             progress: bool = True) -> DemoResult:
-    """Train, serve, simulate ``users`` users, and print the analysis report."""
+             progress: bool = True, progress_stream: TextIO | None = None) -> DemoResult:
+    """Train, serve, simulate ``users`` users, and print the analysis report to ``stream``.
+
+    The progress bar goes to ``progress_stream`` (default: ``stream``); the command line sends
+    it to stderr so that a redirected report holds no progress frames."""
     out = stream if stream is not None else io.StringIO()  # no stream: the text is dropped
     started = time.perf_counter()
     out.write("modelrouter demo: digits classifier, PCA+logistic (control) vs RBF SVM "
@@ -181,7 +184,7 @@ def run_demo(users: int = 4000, seed: int = 7, stream: TextIO | None = sys.stdou
                           plan={"mde": 0.044, "baseline": 0.5, "looks": LOOKS},
                           exclude_paths=["/health"])
     router = ModelRouter(build_app(), {"control": control, "treatment": treatment}, config)
-    bar = _Progress(users, out) if progress else None
+    bar = _Progress(users, progress_stream or out) if progress else None
     n_req, n_fb, n_late, correct = asyncio.run(
         _simulate(router, users, seed, x_test, y_test, bar))
     seconds = time.perf_counter() - started

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import io
+import math
+import subprocess
+import sys
+
+import pytest
 
 from modelrouter.cli import main
 from modelrouter.demo import run_demo
+from modelrouter.stats import inflation_factor, sample_size_proportions, spending_boundaries
 
 
 def test_demo_end_to_end_small() -> None:
@@ -31,3 +37,51 @@ def test_cli_plan_reproduces_seed_table(capsys) -> None:  # type: ignore[no-unty
     assert main(["plan", "--baseline", "0.05", "--mde", "0.005", "--per-day", "1000"]) == 0
     out = capsys.readouterr().out
     assert "31,231" in out and "62,462" in out and "62.5 days" in out
+
+
+def test_cli_plan_for_means_with_sequential_looks(capsys) -> None:  # type: ignore[no-untyped-def]
+    from statsmodels.stats.power import NormalIndPower
+
+    assert main(["plan", "--mde", "0.5", "--sd", "4", "--sided", "1"]) == 0
+    out = capsys.readouterr().out
+    # statsmodels: z-test power for effect size d = 0.5 / 4, one-sided, alpha 0.05, power 0.8
+    n = NormalIndPower().solve_power(effect_size=0.5 / 4, alpha=0.05, power=0.8,
+                                     alternative="larger")
+    assert f"units per group: {math.ceil(n):,}" in out
+    assert main(["plan", "--baseline", "0.05", "--mde", "0.005", "--looks", "4"]) == 0
+    seq = capsys.readouterr().out
+    # the CLI is wiring: the same numbers as the Python API (whose inflation factors are
+    # checked against Jennison & Turnbull and rpact in tests/stats/test_power.py)
+    design = spending_boundaries([0.25, 0.5, 0.75, 1.0])
+    expected = sample_size_proportions(0.05, 0.055, sequential=design)
+    assert f"inflation factor {inflation_factor(design, 0.8):.4f}" in seq
+    assert f"units per group: {expected.n_per_group:,}" in seq
+    assert expected.n_per_group > 31_231  # more than the fixed design
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["plan", "--baseline", "5", "--mde", "0.5"], "p1 (5.0) must be in (0, 1)"),
+    (["plan", "--mde", "0.5"], "give --baseline (a rate) or --sd (a mean)"),
+    (["plan", "--mde", "0", "--sd", "1"], "delta (0.0) must be a non-zero number"),
+    (["plan", "--baseline", "0.1", "--mde", "0.01", "--looks", "0"], "--looks (0)"),
+])
+def test_cli_plan_errors_are_one_line_not_a_traceback(argv: list[str], message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_python_dash_m_modelrouter_runs_the_cli() -> None:
+    out = subprocess.run([sys.executable, "-m", "modelrouter", "plan", "--baseline", "0.05",
+                          "--mde", "0.005"], capture_output=True, text=True, check=True)
+    assert "31,231" in out.stdout
+
+
+def test_demo_progress_goes_to_its_own_stream() -> None:
+    report, progress = io.StringIO(), io.StringIO()
+    run_demo(users=120, seed=4, stream=report, progress=True, progress_stream=progress)
+    assert "\r" not in report.getvalue() and "verdict:" in report.getvalue()
+    assert "120/120" in progress.getvalue()
