@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from modelrouter.asgi.middleware import RoutingMiddleware
 from modelrouter.asgi.types import ASGIApp
 from modelrouter.config import RouterConfig
+from modelrouter.config.store import redact_url
 from modelrouter.exceptions import ConfigError
 from modelrouter.experiment import Experiment
 from modelrouter.routing.decision import Decision
@@ -41,11 +42,17 @@ class ModelRouter(RoutingMiddleware):
     experiment: Experiment  # the routing core with monitoring and looks
 
     def __init__(self, app: ASGIApp, variants: Mapping[str, Any],
-                 config: RouterConfig | None = None, *,
+                 config: RouterConfig | Mapping[str, Any] | None = None, *,
                  timer: Callable[[], float] = time.perf_counter,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  segment_dims: Sequence[str] = ()) -> None:
-        config = config if config is not None else RouterConfig()
+        if config is None:
+            config = RouterConfig()
+        elif isinstance(config, Mapping):  # the [router] table of a TOML file, as a dict
+            config = RouterConfig.from_dict(config)
+        elif not isinstance(config, RouterConfig):
+            raise ConfigError(f"config ({type(config).__name__}) must be a RouterConfig or a "
+                              "mapping of its fields")
         experiment = Experiment(variants, config, clock=clock, rng=rng,
                                 segment_dims=segment_dims)
         super().__init__(app, experiment, timer=timer)
@@ -58,6 +65,12 @@ class ModelRouter(RoutingMiddleware):
         else:
             self.surface = None
         self._http = self.surface
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"ModelRouter(experiment={c.experiment!r}, mode={self.experiment.mode!r}, "
+                f"variants={list(self.experiment.names)!r}, level={c.level!r}, "
+                f"store={redact_url(c.store)!r})")
 
     # -- public API (delegates to the routing core) -----------------------------------------
     @classmethod
