@@ -199,6 +199,15 @@ def test_fastapi_quick_start() -> None:
     router.record(body["decision_id"], "click", 1)
     units = router.experiment.store.snapshot().units
     assert units is not None and units.x["click"].sum() == 1
+    # as in the README: with paths=["/predict"], FastAPI's own pages are not experiment traffic
+    scoped = ModelRouter(app, {"control": Model(1.0), "treatment": Model(2.0)},
+                         RouterConfig(metrics={"click": "binary"}, paths=["/predict"]))
+    client = ASGIClient(scoped)
+    assert client.run("GET", "/docs").status == 200
+    assert client.run("GET", "/openapi.json").status == 200
+    client.run("POST", "/predict", headers={"x-user-id": "user-42"}, json={})
+    snap = scoped.experiment.store.snapshot()
+    assert int(snap.requests.sum()) == 1 and snap.uncounted_requests == 0
 
 
 def test_reload_switches_weights_and_mode_from_toml(tmp_path: Any) -> None:
