@@ -14,6 +14,7 @@ as a read-modify-write under its lock.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import random
 import time
@@ -43,30 +44,113 @@ if TYPE_CHECKING:
     from modelrouter.routing.bandit import BanditRouter
     from modelrouter.store.persistence import SnapshotInfo
 
-__all__ = ["Experiment", "check_value"]
+__all__ = ["MAX_ABS_VALUE", "MAX_LATENCY_MS", "Experiment", "check_value", "value_range"]
 
 _new_decision = tuple.__new__
-_EXACT_INT = 2**53  # ints up to here convert to float exactly (larger ones: check_value)
+
+MAX_ABS_VALUE = 1e100
+"""The largest magnitude a feedback value may have: ``|value| <= 1e100``, else
+:class:`~modelrouter.exceptions.InvalidValueError` before anything changes.
+
+Why: the stores keep sums and sums of squares of per-unit totals (``x``, ``x**2``), and the
+analysis their second moments. With ``|value| <= 1e100`` a square is at most ``1e200``, which
+leaves a factor ``1e108`` below the largest float (``1.8e308``): every sum of squares stays
+finite as long as ``units x (values per unit)**2 < 1e108``, i.e. for any traffic a store can
+hold. Higher powers (Welch's degrees of freedom, delta-method variances) are computed in a
+scaled form by the statistics (see docs/statistics.md, "Numerical safety"). No real metric
+comes near the bound (a currency amount of ``1e100`` is not revenue)."""
+
+MAX_LATENCY_MS = 86_400_000.0
+"""The largest ``latency_ms`` that :meth:`Experiment.record` accepts: 24 hours, in ms."""
+
+_AUTOMATIC_RANGE = {"latency_ms": (0.0, MAX_LATENCY_MS), "error": (0.0, 1.0)}
+
+
+def value_range(spec: MetricSpec) -> tuple[float, float]:
+    """The closed interval ``[low, high]`` a value of ``spec``'s metric must lie in.
+
+    Binary metrics (and the automatic ``error``): 0 and 1 only (also checked to be one of
+    them). The automatic ``latency_ms``: a duration, ``0 .. MAX_LATENCY_MS``. Every other
+    continuous metric: ``-MAX_ABS_VALUE .. MAX_ABS_VALUE``.
+    """
+    automatic = _AUTOMATIC_RANGE.get(spec.name)
+    if automatic is not None:
+        return automatic
+    if spec.kind == "binary":
+        return 0.0, 1.0
+    return -MAX_ABS_VALUE, MAX_ABS_VALUE
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_numpy_bool(t: type) -> bool:
+    return t.__module__ == "numpy" and t.__name__ in ("bool", "bool_")
+
+
+def _as_float(spec: MetricSpec, value: object) -> float:
+    """``value`` as a float if it is a real number, else InvalidValueError.
+
+    Accepted: ``float`` (and subclasses such as ``numpy.float64``), ``int`` (exactly, then
+    rounded to the nearest float), ``bool`` and ``numpy.bool_`` (as 0 and 1), every
+    :class:`numbers.Integral` (``numpy.int64``, ``numpy.uint8``, ...: read exactly through
+    ``__index__``), every other :class:`numbers.Real` (``numpy.float32``,
+    :class:`fractions.Fraction`) and :class:`decimal.Decimal`, both rounded to the nearest
+    float. Refused: everything else (``str``, ``bytes``, ``complex``, arrays, ``None``, ...).
+    Neither numpy nor :mod:`numbers` is imported by the routing core until a value that is
+    not a plain float, int or bool arrives.
+    """
+    if isinstance(value, float):
+        return float(value)
+    t = type(value)
+    if t is bool or _is_numpy_bool(t):
+        return 1.0 if value else 0.0
+    import numbers  # lazy: not on the routing path's import
+    from decimal import Decimal
+
+    try:
+        if isinstance(value, numbers.Integral):
+            return float(operator.index(value))
+        if isinstance(value, (numbers.Real, Decimal)):
+            return float(value)
+    except OverflowError:  # an int or Fraction beyond the float range
+        raise InvalidValueError(f"value for metric {spec.name!r} must be finite and at most "
+                                f"{MAX_ABS_VALUE:g} in magnitude (MAX_ABS_VALUE), got a "
+                                "number too large for a float") from None
+    except (ValueError, ArithmeticError):  # Decimal("sNaN") and the like
+        raise InvalidValueError(f"value for metric {spec.name!r} must be finite, got "
+                                f"{_shown(value)}") from None
+    raise InvalidValueError(f"value for metric {spec.name!r} must be a number, "
+                            f"got {t.__name__} {_shown(value)}")
 
 
 def check_value(spec: MetricSpec, value: object) -> float:
-    """Validate a feedback value for a metric; return it as a float or raise InvalidValueError."""
-    if isinstance(value, bool):
-        value = int(value)
-    if not isinstance(value, (int, float)):
-        raise InvalidValueError(f"value for metric {spec.name!r} must be a number, "
-                                f"got {type(value).__name__} {value!r}")
-    try:
-        v = float(value)
-    except OverflowError:  # an int beyond the float range (JSON allows 1 followed by 400 zeros)
-        raise InvalidValueError(f"value for metric {spec.name!r} must be finite, got an "
-                                "integer too large for a float") from None
-    if not math.isfinite(v):
-        raise InvalidValueError(f"value for metric {spec.name!r} must be finite, got {v!r}")
-    if spec.kind == "binary" and v not in (0.0, 1.0):
-        raise InvalidValueError(f"value for binary metric {spec.name!r} must be 0 or 1, "
-                                f"got {value!r}")
-    return v
+    """Validate a feedback value for a metric; return it as a float or raise InvalidValueError.
+
+    The value must be a real number (see ``_as_float`` for the types accepted), finite and in
+    :func:`value_range` of the metric: 0 or 1 for binary metrics and ``error``,
+    ``0 .. MAX_LATENCY_MS`` for ``latency_ms``, at most :data:`MAX_ABS_VALUE` in magnitude
+    otherwise. The message names the metric and the value.
+    """
+    v = _as_float(spec, value)
+    low, high = value_range(spec)
+    binary = high == 1.0
+    if low <= v <= high and (not binary or v == 0.0 or v == 1.0):
+        return v
+    name, shown = spec.name, _shown(value)
+    if math.isnan(v):
+        raise InvalidValueError(f"value for metric {name!r} must be finite, got {shown}")
+    if binary:
+        why = "finite" if math.isinf(v) else "0 or 1"
+        raise InvalidValueError(f"value for binary metric {name!r} must be {why}, got {shown}")
+    if name == "latency_ms":
+        raise InvalidValueError(f"value for metric 'latency_ms' (recorded automatically by the "
+                                f"middleware) must be a finite duration in milliseconds from 0 "
+                                f"to {high:.0f} (24 hours), got {shown}")
+    raise InvalidValueError(f"value for metric {name!r} must be finite and at most "
+                            f"{MAX_ABS_VALUE:g} in magnitude (MAX_ABS_VALUE), got {shown}")
 
 
 class Experiment:
@@ -112,7 +196,9 @@ class Experiment:
                                      segment_cap=config.segment_cap, clock=clock)
         else:  # shared state in Redis; a local buffer is the hot path
             self.store = open_remote_store(config, self.names, self.segment_dims, clock)
-        self._metric_info = {m: (self.store.metric_index[m], spec, spec.kind == "binary")
+        # metric -> (store index, spec, binary, low, high): what record()'s fast paths check
+        self._metric_info = {m: (self.store.metric_index[m], spec, spec.kind == "binary",
+                                 *value_range(spec))
                              for m, spec in config.metrics.items()}
         self._expose_unit = self.store.expose_unit  # bound once: the A/B hot path
         self.context = RouteContext(self.names, self.models, self.names.index(self.control),
@@ -217,13 +303,15 @@ class Experiment:
         info = self._metric_info.get(metric)
         if info is None:
             self._metric(metric)  # raises the precise UnknownMetricError
-        index, spec, binary = info  # type: ignore[misc]
-        t = type(value)  # fast paths for plain finite floats and ints; bool and the rest below
-        if t is float and value - value == 0.0 and (  # type: ignore[operator]
+        index, spec, binary, low, high = info  # type: ignore[misc]
+        # fast paths for plain floats and ints within the metric's range (NaN fails the
+        # comparison); bool, numpy scalars and everything refused: check_value below
+        t = type(value)
+        if t is float and low <= value <= high and (  # type: ignore[operator]
                 not binary or value == 0.0 or value == 1.0):
             v: float = value  # type: ignore[assignment]
         elif t is int and (value == 0 or value == 1 or (
-                not binary and -_EXACT_INT <= value <= _EXACT_INT)):  # type: ignore[operator]
+                not binary and low <= value <= high)):  # type: ignore[operator]
             v = float(value)  # type: ignore[arg-type]
         else:
             v = check_value(spec, value)
