@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelrouter.asgi.types import ASGIApp, Message, Receive, Scope, Send
+from modelrouter.store.lock import SnapshotLock
 
 if TYPE_CHECKING:
     from modelrouter.routing.experiment import Experiment
@@ -45,15 +46,26 @@ class RouterLifecycle:
         self.restored: SnapshotInfo | None = None
         self.last_snapshot: SnapshotInfo | None = None
         self._restore_failed = False
+        # one process per memory-store snapshot (store/lock.py); Redis is shared by design
+        path = self.config.snapshot_path
+        self._lock = (SnapshotLock(path) if path is not None
+                      and self.config.store_config.is_memory else None)
 
     async def start(self) -> None:
-        """Restore the snapshot (if configured and present), start flushing and snapshots."""
+        """Restore the snapshot (if configured and present), start flushing and snapshots.
+
+        With the memory store and a ``snapshot_path``, first take the snapshot's lock: a second
+        process configured with the same path fails here with a StoreError naming this one."""
         path = self.config.snapshot_path
+        if self._lock is not None:
+            self._lock.acquire()
         if path is not None and os.path.exists(path):
             try:
                 self.restored = await asyncio.to_thread(self.experiment.restore, path)
             except Exception:
                 self._restore_failed = True  # stop() must not overwrite the file with less
+                if self._lock is not None:  # this process will not serve: let the file go
+                    self._lock.release()
                 raise
             self._restore_failed = False
             log.info("modelrouter: restored %s", self.restored)
@@ -79,13 +91,17 @@ class RouterLifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await asyncio.to_thread(self.experiment.close)
-        if self._restore_failed:  # the file holds state this process never loaded: keep it
-            log.warning("modelrouter: not writing %r, which failed to restore at startup",
-                        self.config.snapshot_path)
-        elif self.config.snapshot_path is not None:
-            self.last_snapshot = await asyncio.to_thread(self.experiment.save,
-                                                         self.config.snapshot_path)
+        try:
+            await asyncio.to_thread(self.experiment.close)
+            if self._restore_failed:  # the file holds state this process never loaded: keep it
+                log.warning("modelrouter: not writing %r, which failed to restore at startup",
+                            self.config.snapshot_path)
+            elif self.config.snapshot_path is not None:
+                self.last_snapshot = await asyncio.to_thread(self.experiment.save,
+                                                             self.config.snapshot_path)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
 
 @dataclass
