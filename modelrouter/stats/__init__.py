@@ -40,7 +40,13 @@ if TYPE_CHECKING:
         spending_boundaries,
         spending_function,
     )
-    from modelrouter.stats.srm import SRMResult, srm_test
+    from modelrouter.stats.srm import (
+        SequentialSRMResult,
+        SRMResult,
+        sequential_srm_test,
+        srm_log_bayes_factor,
+        srm_test,
+    )
 
 _LAZY = {
     "ConfidenceInterval": "modelrouter.stats.results",
@@ -53,6 +59,7 @@ _LAZY = {
     "SRMResult": "modelrouter.stats.srm",
     "SampleSize": "modelrouter.stats.power",
     "SequentialDesign": "modelrouter.stats.sequential",
+    "SequentialSRMResult": "modelrouter.stats.srm",
     "SequentialTestResult": "modelrouter.stats.monitoring",
     "adjust_pvalues": "modelrouter.stats.multiple",
     "always_valid_test": "modelrouter.stats.always_valid",
@@ -69,9 +76,11 @@ _LAZY = {
     "msprt_pvalues": "modelrouter.stats.always_valid",
     "sample_size_means": "modelrouter.stats.power",
     "sample_size_proportions": "modelrouter.stats.power",
+    "sequential_srm_test": "modelrouter.stats.srm",
     "sequential_test": "modelrouter.stats.monitoring",
     "spending_boundaries": "modelrouter.stats.sequential",
     "spending_function": "modelrouter.stats.sequential",
+    "srm_log_bayes_factor": "modelrouter.stats.srm",
     "srm_test": "modelrouter.stats.srm",
 }
 
@@ -100,6 +109,7 @@ __all__ = [
     "SRMResult",
     "SampleSize",
     "SequentialDesign",
+    "SequentialSRMResult",
     "SequentialTestResult",
     "adjust_pvalues",
     "always_valid_test",
@@ -116,8 +126,10 @@ __all__ = [
     "msprt_pvalues",
     "sample_size_means",
     "sample_size_proportions",
+    "sequential_srm_test",
     "sequential_test",
     "spending_boundaries",
     "spending_function",
+    "srm_log_bayes_factor",
     "srm_test",
 ]
