@@ -11,7 +11,7 @@ from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.guardrails import GuardrailResult
 from modelrouter.analysis.results import ComparisonResult, VariantSummary
 from modelrouter.analysis.segments import Heterogeneity, SegmentAnalysis, SegmentResult
-from modelrouter.analysis.sequential import SequentialAnalysis
+from modelrouter.analysis.sequential import Crossing, SequentialAnalysis
 from modelrouter.analysis.srm import SampleRatioCheck
 from modelrouter.analysis.verdict import Verdict
 
@@ -20,6 +20,7 @@ __all__ = [
     "Analysis",
     "AnalysisData",
     "ComparisonResult",
+    "Crossing",
     "GuardrailResult",
     "Heterogeneity",
     "SampleRatioCheck",

@@ -191,10 +191,12 @@ class Analysis:
         moment (see analysis/always_valid.py)."""
         return always_valid_analysis(self._data, metric, variant, tau2=tau2)
 
-    def srm(self, threshold: float = 0.001) -> SampleRatioCheck:
+    def srm(self, threshold: float = 0.001, method: str = "sequential") -> SampleRatioCheck:
         """Sample-ratio check of units per variant against the configured weights, epoch by
-        epoch when they changed (see analysis/srm.py)."""
-        return check_sample_ratio(self._data, threshold)
+        epoch when they changed: the anytime-valid sequential test by default (valid however
+        often it is checked), or ``method="chi-square"`` for one check at a fixed sample size
+        (see analysis/srm.py)."""
+        return check_sample_ratio(self._data, threshold, method)
 
     def bandit(self) -> BanditResult:
         """Weights, P(best), expected loss, posterior means, regret estimate and weights

@@ -19,10 +19,15 @@ def render_report(data: AnalysisData, variant: str | None = None) -> str:
     snap = data.snapshot
     config = data.config
     verdict = decide(data, variant)
+    srm = verdict.srm
     out = [f"Experiment {config.experiment!r}: {snap.n_units:,} units, variants "
            f"{list(data.variants)} (control {data.control!r})", "",
            verdict.summary(), "",
-           "Sample ratio: p = " + f"{verdict.srm_pvalue:.3g} (alarm below 0.001)"]
+           "Sample ratio: no units to check yet" if srm is None else
+           f"Sample ratio: always-valid p = {srm.sequential_pvalue:.3g} (sequential "
+           f"multinomial test, valid however often it is checked; alarm below "
+           f"{srm.threshold:g}{': ALARM' if srm.alarm else ''}); the one-off chi-square p = "
+           f"{srm.chi2_pvalue:.3g} is for reference only"]
     if verdict.comparison is not None:
         out += ["", "Primary metric", str(verdict.comparison)]
         if isinstance(verdict.sequential, SequentialAnalysis):  # not the compare() fallback

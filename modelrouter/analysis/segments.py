@@ -11,9 +11,10 @@ segment value present in the data, plus
   opposite sign to the overall estimate: the Simpson's-paradox warning;
 - a heterogeneity test: Cochran's Q on the tested segments' differences with inverse-variance
   weights (chi-square with k - 1 df; segments are disjoint, so their estimates are independent);
-- each segment's own sample-ratio check against the weights in force when its units arrived,
-  Bonferroni-corrected across segments (a segment-specific SRM points at a platform-specific
-  assignment or logging bug).
+- each segment's own sample-ratio check against the weights in force when its units arrived
+  (the anytime-valid sequential test of :func:`~modelrouter.analysis.srm.srm_analysis`, so a
+  report rerun at any time keeps its false-alarm rate), Bonferroni-corrected across segments
+  (a segment-specific SRM points at a platform-specific assignment or logging bug).
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ import numpy as np
 from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.results import ComparisonResult, format_table
-from modelrouter.analysis.srm import unit_counts
+from modelrouter.analysis.srm import srm_analysis
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.multiple import adjust_pvalues
 from modelrouter.stats.results import ConfidenceInterval
-from modelrouter.stats.srm import srm_test
 
 if TYPE_CHECKING:
     from modelrouter.stats.multiple import Correction
@@ -231,11 +231,13 @@ class _Row:
     srm: float
 
 
-def _srm_pvalue(observed: np.ndarray, expected: np.ndarray) -> float:
-    """The segment's own SRM p-value: its units against the expected split scaled to them."""
-    if observed.sum() <= 0:
+def _srm_pvalue(data: AnalysisData, segment: dict[str, str]) -> float:
+    """The segment's own always-valid SRM p-value: its units, epoch by epoch, against the
+    weights in force then (1 when it has none)."""
+    try:
+        return srm_analysis(data, segment=segment).pvalue
+    except AnalysisError:  # no units in the segment
         return 1.0
-    return srm_test(observed, expected_counts=expected * observed.sum() / expected.sum()).pvalue
 
 
 def segment_analysis(data: AnalysisData, metric: str, by: str | Sequence[str],
@@ -261,10 +263,9 @@ def segment_analysis(data: AnalysisData, metric: str, by: str | Sequence[str],
         comparison = None
         if min(n_c, n_t) >= 2:
             comparison = compare(data, metric, treatment, segment=seg)
-        observed, expected = unit_counts(data, seg)
         rows.append(_Row(seg, n_c, n_t, comparison,
                          min(n_c, n_t) < minimum or comparison is None,
-                         _srm_pvalue(observed, expected)))
+                         _srm_pvalue(data, seg)))
     tested = {i: r.comparison for i, r in enumerate(rows) if r.comparison is not None
               and not r.too_small and math.isfinite(r.comparison.pvalue)}
     adjusted = adjust_pvalues([c.pvalue for c in tested.values()], correction)

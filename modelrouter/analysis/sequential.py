@@ -15,13 +15,17 @@ What is computed, and why:
   that earlier looks could not spend is carried forward, so looking at unplanned times is fine.
 - **decision** ``reject`` if this or any recorded look crossed its boundary (a crossing is never
   undone), ``final`` when the planned maximum is reached without crossing, else ``continue``.
+- **crossing**: the first look that crossed (a recorded look, or this one), with ITS z,
+  boundary, estimate and direction (``better`` / ``worse`` for the treatment, respecting
+  ``lower_is_better``). The group-sequential decision is made there; later looks do not change
+  it, so the direction of a ``reject`` is the crossing look's, not the current estimate's.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
@@ -33,8 +37,8 @@ from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import SequentialTestResult, sequential_test
 from modelrouter.store.looks import Look, looks_of
 
-__all__ = ["SequentialAnalysis", "Target", "make_look", "resolve_target", "sequential_analysis",
-           "z_statistic"]
+__all__ = ["Crossing", "SequentialAnalysis", "Target", "make_look", "resolve_target",
+           "sequential_analysis", "z_statistic"]
 
 _Z_UNDERFLOW = 37.5  # the z beyond which a normal tail probability underflows double precision
 
@@ -86,6 +90,41 @@ def z_statistic(cmp: ComparisonResult, spec: MetricSpec, sided: int) -> float:
 
 
 @dataclass(frozen=True)
+class Crossing:
+    """The look at which the boundary was first crossed: where the decision was made.
+
+    ``statistic`` is that look's z (oriented as :attr:`SequentialAnalysis.statistic`),
+    ``difference`` its estimate (treatment minus control, in the metric's unit) and
+    ``variance`` the estimate's variance; ``direction`` is ``better`` or ``worse`` for the
+    treatment (``lower_is_better`` respected). ``recorded`` is False when the crossing is the
+    current, not yet recorded, look.
+    """
+
+    look: int
+    recorded: bool
+    statistic: float
+    boundary: float
+    difference: float
+    variance: float
+    units: int
+    information_rate: float
+    direction: Literal["better", "worse"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return {k: getattr(self, k) for k in (
+            "look", "recorded", "statistic", "boundary", "difference", "variance", "units",
+            "information_rate", "direction")}
+
+
+def _direction(z: float, spec: MetricSpec, sided: int) -> Literal["better", "worse"]:
+    """Whether a z of this comparison favours the treatment (one-sided z is already oriented
+    so that positive favours it; two-sided z has the sign of treatment minus control)."""
+    favours = z > 0 if sided == 1 else (z < 0 if spec.lower_is_better else z > 0)
+    return "better" if favours else "worse"
+
+
+@dataclass(frozen=True)
 class SequentialAnalysis:
     """The group-sequential test of one comparison at this moment."""
 
@@ -111,6 +150,7 @@ class SequentialAnalysis:
     horizon_variance: float = field(default=math.nan, repr=False)
     plan: ExperimentPlan | None = field(default=None, repr=False)
     test: SequentialTestResult | None = field(default=None, repr=False, compare=False)
+    crossing: Crossing | None = None
 
     @property
     def alpha_spent_before(self) -> float:
@@ -127,6 +167,7 @@ class SequentialAnalysis:
         out["alpha_spent_before"] = self.alpha_spent_before
         out["plan"] = None if self.plan is None else self.plan.to_dict()
         out["design"] = None if self.test is None else self.test.design.to_dict()
+        out["crossing"] = None if self.crossing is None else self.crossing.to_dict()
         return out
 
     def explain(self) -> str:
@@ -143,6 +184,15 @@ class SequentialAnalysis:
         ]
         if self.test is not None:
             lines.append(self.test.explain())
+        c = self.crossing
+        if c is not None:
+            where = (f"look {c.look}" if c.recorded else
+                     f"look {c.look} (this one, not recorded yet)")
+            lines.append(
+                f"The decision was made at {where}: |z| {abs(c.statistic):.4f} >= boundary "
+                f"{c.boundary:.4f}, {self.variant} - {self.control} = {c.difference:+.4g}, "
+                f"{self.variant} {c.direction} than {self.control}. Later looks do not change "
+                f"it (now: {self.variant} - {self.control} = {self.difference:+.4g}).")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -187,6 +237,17 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
                      "function sets each boundary), but power is lower than planned")
     test = sequential_test(statistics, rates, plan.alpha, plan.sided, plan.spending,
                            plan.gamma)
+    crossing = None
+    k = test.rejected_at
+    if k is not None and k <= len(looks):
+        first = looks[k - 1]
+        crossing = Crossing(k, True, first.statistic, first.boundary, first.difference,
+                            first.variance, first.units, first.information_rate,
+                            _direction(first.statistic, t.spec, plan.sided))
+    elif k is not None:
+        crossing = Crossing(k, False, z, test.boundary, cmp.difference,
+                            math.hypot(cmp.control.std_err, cmp.treatment.std_err) ** 2, units,
+                            test.information_rate, _direction(z, t.spec, plan.sided))
     return SequentialAnalysis(
         metric=t.metric, variant=t.variant, control=data.control, method=cmp.method,
         statistic=test.statistic, boundary=test.boundary,
@@ -195,7 +256,8 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
         alpha_spent=test.alpha_spent, alpha_at_look=test.alpha_at_look,
         decision=test.decision, rejected_at=test.rejected_at, difference=cmp.difference,
         std_err=math.hypot(cmp.control.std_err, cmp.treatment.std_err), notes=tuple(notes),
-        horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test)
+        horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test,
+        crossing=crossing)
 
 
 def make_look(data: AnalysisData, metric: str | None, variant: str | None,

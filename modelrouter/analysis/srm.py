@@ -2,39 +2,60 @@
 
 This module is the one place that computes the counts a sample-ratio check expects
 (:func:`expected_counts`); the overall check, the per-segment checks of
-:mod:`modelrouter.analysis.segments` and the verdict's fallback all come through it.
+:mod:`modelrouter.analysis.segments` and the verdict all come through it.
 
 Observed units per variant (per-unit rows at user/session level; request counts per
-(variant, epoch, segment) group at request level) against the expected counts. With one set of
-weights the expectation is ``weights * total``. When the weights changed over epochs (a ramp,
-a bandit, a rollback) each unit is expected under the weights of the epoch it entered in:
-``expected = sum over epochs of units_in_epoch * weights_of_epoch``. After bandit traffic
-(adaptive allocation) the draws are the bandit's fresh decisions (sticky repeats are not
-independent draws) and the same sum runs over their epochs (:func:`adaptive_srm`). The
-chi-square test is :func:`~modelrouter.stats.srm_test`; the alarm is p < ``threshold`` (0.001
-by default).
+(variant, epoch, segment) group at request level) against the configured weights. When the
+weights changed over epochs (a ramp, a bandit, a rollback) each unit is expected under the
+weights of the epoch it entered in. After bandit traffic (adaptive allocation) the draws are the
+bandit's fresh decisions (sticky repeats are not independent draws), per epoch
+(:func:`adaptive_srm`).
+
+Two tests are computed from the same counts; ``method`` says which one sets ``pvalue`` and
+``alarm`` (p < ``threshold``, 0.001 by default):
+
+- ``"sequential"`` (the default, and what the verdict, the report and the dashboard use):
+  :func:`~modelrouter.stats.sequential_srm_test`, the anytime-valid multinomial test of
+  Lindon & Malek (2022) on each epoch's counts against that epoch's weights (the product of the
+  epochs' Bayes factors). The dashboard reloads, the report is rerun and the verdict is asked at
+  any time: this test keeps its false-alarm rate at most ``threshold`` however often that
+  happens (A/A checked every 100 units up to 10,000: 0.043%, s.e. 0.007%, 200,000 runs).
+- ``"chi-square"``: :func:`~modelrouter.stats.srm_test` on the totals against
+  ``sum over epochs of units_in_epoch * weights_of_epoch``: valid for ONE check at a sample
+  size fixed in advance (checked every 100 units in the same A/A simulation it alarms 1.5% of
+  the time). Its statistic, df and p-value (``chi2_pvalue``) are reported either way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.exceptions import AnalysisError
-from modelrouter.stats import SRMResult, srm_test
+from modelrouter.stats import SequentialSRMResult, SRMResult, sequential_srm_test, srm_test
 from modelrouter.store.decisions import STICKY
 
-__all__ = ["SampleRatioCheck", "adaptive_srm", "check_sample_ratio", "epoch_counts",
-           "expected_counts", "srm_analysis", "unit_counts"]
+__all__ = ["SRMMethod", "SampleRatioCheck", "adaptive_srm", "check_sample_ratio",
+           "epoch_counts", "expected_counts", "srm_analysis", "unit_counts"]
+
+SRMMethod = Literal["sequential", "chi-square"]
+_METHODS: tuple[SRMMethod, ...] = ("sequential", "chi-square")
 
 
 @dataclass(frozen=True)
 class SampleRatioCheck:
-    """Chi-square check of units per variant against the configured split."""
+    """Units per variant against the configured split (see the module docstring).
+
+    ``pvalue`` and ``alarm`` (``pvalue < threshold``) are those of ``method``: the anytime-valid
+    ``sequential_pvalue`` by default, or the one-off ``chi2_pvalue``. ``statistic`` and ``df``
+    are the chi-square's; ``log_bayes_factor`` is the sequential test's statistic (the log of
+    its e-value), ``concentration`` its Dirichlet prior's.
+    """
 
     variants: tuple[str, ...]
     observed: tuple[int, ...]
@@ -46,16 +67,25 @@ class SampleRatioCheck:
     threshold: float
     epochs: int  # distinct weight settings under which units entered
     result: SRMResult | None = field(default=None, repr=False, compare=False)
+    method: SRMMethod = "sequential"
+    chi2_pvalue: float = math.nan
+    sequential_pvalue: float = math.nan
+    log_bayes_factor: float = math.nan
+    concentration: float = math.nan
+    sequential: SequentialSRMResult | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for code and JSON."""
         return {"variants": list(self.variants), "observed": list(self.observed),
                 "expected": list(self.expected), "statistic": self.statistic,
                 "pvalue": self.pvalue, "df": self.df, "alarm": self.alarm,
-                "threshold": self.threshold, "epochs": self.epochs}
+                "threshold": self.threshold, "epochs": self.epochs, "method": self.method,
+                "chi2_pvalue": self.chi2_pvalue, "sequential_pvalue": self.sequential_pvalue,
+                "log_bayes_factor": self.log_bayes_factor,
+                "concentration": self.concentration}
 
     def explain(self) -> str:
-        """Plain words: observed against expected per variant, and the verdict."""
+        """Plain words: observed against expected per variant, both tests, and the verdict."""
         n = max(sum(self.observed), 1)
         parts = ", ".join(f"{v} {o:,} ({o / n:.2%}) vs {e:,.1f} expected"
                           for v, o, e in zip(self.variants, self.observed, self.expected,
@@ -65,9 +95,15 @@ class SampleRatioCheck:
         verdict = ("SAMPLE RATIO MISMATCH: assignment or logging is broken somewhere; do not "
                    "trust the comparisons until it is explained" if self.alarm
                    else "no evidence of a sample ratio mismatch")
-        return (f"Units per variant: {parts}; expected from {how}. Chi-square "
-                f"{self.statistic:.3f} on {self.df} df, p = {self.pvalue:.3g} (alarm below "
-                f"{self.threshold:g}): {verdict}.")
+        seq = (f"sequential multinomial test (Lindon & Malek 2022; valid however often it is "
+               f"checked): always-valid p = {self.sequential_pvalue:.3g}, log Bayes factor "
+               f"{self.log_bayes_factor:.3f}")
+        chi = (f"chi-square (valid for one check at a sample size fixed in advance) "
+               f"{self.statistic:.3f} on {self.df} df, p = {self.chi2_pvalue:.3g}")
+        tests = (f"{seq}; for reference, the {chi}" if self.method == "sequential" else
+                 f"{chi}; the {seq}")
+        return (f"Units per variant: {parts}; expected from {how}. The alarm uses the {tests}. "
+                f"Alarm below {self.threshold:g}: {verdict}.")
 
 
 def epoch_counts(data: AnalysisData, segment: Mapping[str, str] | None = None
@@ -115,26 +151,51 @@ def unit_counts(data: AnalysisData, segment: Mapping[str, str] | None
     return counts.sum(axis=0), expected_counts(data, epochs, counts)
 
 
-def srm_analysis(data: AnalysisData, threshold: float = 0.001) -> SampleRatioCheck:
-    """The per-unit check (A/B traffic); see the module docstring."""
+def _method(method: str) -> SRMMethod:
+    for m in _METHODS:
+        if method == m:
+            return m
+    raise AnalysisError(f"method ({method!r}) must be 'sequential' or 'chi-square'")
+
+
+def _check(variants: tuple[str, ...], counts: np.ndarray, weights: np.ndarray,
+           threshold: float, method: SRMMethod, epochs: int) -> SampleRatioCheck:
+    """Both tests on per-epoch ``counts`` against per-epoch ``weights`` (rows: epochs)."""
+    observed = counts.sum(axis=0)
+    expected = np.zeros(counts.shape[1])
+    for total, w in zip(counts.sum(axis=1), weights):  # in epoch order, as expected_counts
+        expected = expected + total * w
+    chi = srm_test(observed, expected_counts=expected, threshold=threshold)
+    seq = sequential_srm_test(counts, weights, threshold=threshold)
+    pvalue, alarm = ((seq.pvalue, seq.alarm) if method == "sequential" else
+                     (chi.pvalue, chi.alarm))
+    return SampleRatioCheck(variants, tuple(int(o) for o in observed),
+                            tuple(float(e) for e in expected), chi.statistic, pvalue, chi.df,
+                            alarm, chi.threshold, epochs, chi, method, chi.pvalue, seq.pvalue,
+                            seq.statistic, seq.concentration, seq)
+
+
+def srm_analysis(data: AnalysisData, threshold: float = 0.001,
+                 segment: Mapping[str, str] | None = None, method: str = "sequential"
+                 ) -> SampleRatioCheck:
+    """The per-unit check (A/B traffic), optionally within a segment; see the module
+    docstring."""
+    chosen = _method(method)
     if not data.snapshot.epochs:
         raise AnalysisError("no routing epochs recorded; nothing to check")
-    epochs, counts = epoch_counts(data)
-    observed = counts.sum(axis=0)
-    if observed.sum() <= 0:
+    epochs, counts = epoch_counts(data, segment)
+    if counts.sum() <= 0:
         raise AnalysisError("no units yet; the sample ratio cannot be checked")
-    expected = expected_counts(data, epochs, counts)
     weights = data.epoch_weights(epochs, "units")
     used = len({tuple(w) for w, n in zip(weights, counts.sum(axis=1)) if n > 0})
-    res = srm_test(observed, expected_counts=expected, threshold=threshold)
-    return SampleRatioCheck(data.variants, tuple(int(o) for o in observed),
-                            tuple(float(e) for e in expected), res.statistic, res.pvalue,
-                            res.df, res.alarm, res.threshold, max(used, 1), res)
+    return _check(data.variants, counts, weights, threshold, chosen, max(used, 1))
 
 
-def adaptive_srm(data: AnalysisData, threshold: float = 0.001) -> SampleRatioCheck:
-    """Bandit traffic: fresh draws per arm against ``sum over epochs of draws x the epoch's
-    weights``; arms paused throughout (nothing expected) are left out."""
+def adaptive_srm(data: AnalysisData, threshold: float = 0.001, method: str = "sequential"
+                 ) -> SampleRatioCheck:
+    """Bandit traffic: fresh draws per arm and epoch against each epoch's weights; arms paused
+    throughout (nothing expected) are left out."""
+    chosen = _method(method)
     fresh = [(key, value) for key, value in data.snapshot.decisions.items()
              if not key[3] & STICKY]
     if not fresh:
@@ -144,20 +205,17 @@ def adaptive_srm(data: AnalysisData, threshold: float = 0.001) -> SampleRatioChe
     counts = np.zeros((len(epochs), len(data.variants)))
     for (variant, epoch, _seg, _tag), (n, _m) in fresh:
         counts[row[epoch], variant] += n
-    expected = expected_counts(data, epochs, counts, "decisions")
-    observed = counts.sum(axis=0)
-    keep = expected > 0  # paused arms: nothing expected, nothing observed
-    if np.any(observed[~keep] > 0):
+    weights = data.epoch_weights(epochs, "decisions")
+    keep = expected_counts(data, epochs, counts, "decisions") > 0  # paused arms: none expected
+    if np.any(counts[:, ~keep] > 0):
         raise AnalysisError("decisions on an arm whose weight was 0: routing is broken")
-    res = srm_test(observed[keep], expected_counts=expected[keep], threshold=threshold)
-    return SampleRatioCheck(tuple(v for v, k in zip(data.variants, keep) if k),
-                            tuple(int(o) for o in observed[keep]),
-                            tuple(float(e) for e in expected[keep]), res.statistic, res.pvalue,
-                            res.df, res.alarm, res.threshold, len(epochs), res)
+    return _check(tuple(v for v, k in zip(data.variants, keep) if k), counts[:, keep],
+                  weights[:, keep], threshold, chosen, len(epochs))
 
 
-def check_sample_ratio(data: AnalysisData, threshold: float = 0.001) -> SampleRatioCheck:
+def check_sample_ratio(data: AnalysisData, threshold: float = 0.001,
+                       method: str = "sequential") -> SampleRatioCheck:
     """``analysis.srm()``: per bandit decision after adaptive traffic, else per unit."""
     if data.adaptive:
-        return adaptive_srm(data, threshold)
-    return srm_analysis(data, threshold)
+        return adaptive_srm(data, threshold, method)
+    return srm_analysis(data, threshold, method=method)

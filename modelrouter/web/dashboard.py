@@ -84,18 +84,29 @@ def _decision(decision: str) -> str:
     return f'<p class="decision"><strong>{escape(decision.upper())}</strong></p>'
 
 
+_STOP = ("harmful", "blocked_by_guardrail", "invalid")
+
+
 def _verdict(analysis: Analysis) -> str:
-    """The verdict and its reasons."""
+    """The verdict and its reasons; a stopping verdict, and later data that disagree with the
+    decision (a possible novelty effect), are marked as alarms."""
     verdict = analysis.verdict()
-    return (f'<div class="">{_decision(verdict.decision)}<pre>{escape(verdict.summary())}'
-            "</pre></div>")
+    flag = ""
+    if verdict.later_disagreement and verdict.disagreement:
+        flag = (f'<p class="alarm" id="verdict-disagreement">later data disagree: '
+                f"{escape(verdict.disagreement)}</p>")
+    cls = "alarm" if verdict.decision in _STOP else ""
+    return (f'<div class="{cls}">{_decision(verdict.decision)}{flag}'
+            f"<pre>{escape(verdict.summary())}</pre></div>")
 
 
 def _srm(analysis: Analysis) -> str:
-    """The sample-ratio check, marked as an alarm when it fails."""
+    """The sample-ratio check (the anytime-valid sequential test: the page reloads itself, so
+    it is checked continuously), marked as an alarm when it fails."""
     check = analysis.srm()
-    return (f'<div class="{"alarm" if check.alarm else "ok"}"><pre>{escape(check.explain())}'
-            "</pre></div>")
+    return (f'<div class="{"alarm" if check.alarm else "ok"}" data-method="'
+            f'{escape(check.method)}" data-pvalue="{check.pvalue!r}"><pre>'
+            f"{escape(check.explain())}</pre></div>")
 
 
 _GUARDRAIL_COLUMNS = ("guardrail", "variant", "segment", "status", "estimate", "low", "high",

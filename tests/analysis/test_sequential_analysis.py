@@ -95,6 +95,22 @@ def test_crossing_at_a_recorded_look_stays_reject() -> None:
     seq = analyse(exp).sequential()
     assert seq.decision == "reject" and seq.rejected_at == 1 and seq.recorded
     assert "earlier look (1) already crossed" in seq.explain()
+    # the decision is look 1's, in look 1's direction, whatever the estimate is now
+    c = seq.crossing
+    assert c is not None and (c.look, c.recorded, c.direction) == (1, True, "better")
+    assert (c.statistic, c.boundary, c.difference, c.variance, c.units) == (
+        first.statistic, first.boundary, first.difference, first.variance, first.units)
+    assert "The decision was made at look 1" in seq.explain()
+    assert seq.to_dict()["crossing"]["direction"] == "better"
+    # no crossing yet: none; crossing now (unrecorded): this look's numbers
+    quiet = experiment({"max_units": 1000}, salt="quiet")
+    drive(quiet, Ledger(), 200, bernoulli(rng, {"control": 0.3, "treatment": 0.3}))
+    assert analyse(quiet).sequential().crossing is None
+    loud = experiment({"max_units": 1000}, salt="loud")
+    drive(loud, Ledger(), 200, bernoulli(rng, {"control": 0.9, "treatment": 0.1}))
+    now = analyse(loud).sequential()
+    assert now.crossing is not None and not now.crossing.recorded
+    assert now.crossing.direction == "worse" and now.crossing.difference == now.difference
 
 
 def test_planned_maximum_gives_final_and_the_rate_is_capped() -> None:

@@ -13,6 +13,7 @@ from scipy import stats as st
 from modelrouter import Analysis, AnalysisError, Experiment, RouterConfig
 from modelrouter.stats.ipw import ipw_difference, ipw_means
 from modelrouter.stats.ipw_grouped import GroupedData, grouped_ipw_difference, grouped_ipw_means
+from modelrouter.stats.srm import srm_log_bayes_factor
 
 
 def make(seed: int, **config: Any) -> Experiment:
@@ -130,8 +131,14 @@ def test_srm_uses_each_epochs_weights() -> None:
     observed = np.bincount(log["arm"].astype(int), minlength=2)
     ref = st.chisquare(observed, expected)
     assert check.observed == tuple(observed)
-    assert check.pvalue == pytest.approx(ref.pvalue, rel=1e-9) and not check.alarm
+    assert check.chi2_pvalue == pytest.approx(ref.pvalue, rel=1e-9) and not check.alarm
     assert check.epochs == len(epochs)
+    # the sequential test multiplies each epoch's Bayes factor (its draws against its weights)
+    log_bf = sum(srm_log_bayes_factor(
+        np.bincount(log["arm"][log["epoch"] == e].astype(int), minlength=2),
+        np.asarray(weights[e]), 100.0) for e in epochs)
+    assert check.method == "sequential"
+    assert check.log_bayes_factor == pytest.approx(float(log_bf), rel=1e-9, abs=1e-9)
 
 
 def test_holdout_compares_the_bandit_with_the_uniform_slice() -> None:

@@ -120,6 +120,26 @@ def test_everything_user_supplied_is_escaped(router: ModelRouter) -> None:
     assert "<script>" not in svg and svg.count("&lt;script&gt;") == 5
 
 
+def test_verdict_disagreement_and_stop_decisions_are_alarms(router: ModelRouter) -> None:
+    Client(router).tokens(20)  # some units, so that the sample ratio can be checked
+    analysis: Any = router.analysis()
+    ship = Verdict(decision="ship", reasons=("click: decided at look 1",), primary="click",
+                   variant="treatment", srm_pvalue=1.0, decided_at_look=1, direction="better",
+                   later_disagreement=True, disagreement="the data after look 1 disagree <b>")
+    analysis.verdict = lambda: ship
+    html = render_dashboard(router, analysis, PREFIX, sections=("verdict",))
+    section = html[html.index('id="verdict"'):]
+    assert '<p class="alarm" id="verdict-disagreement">' in section
+    assert "the data after look 1 disagree &lt;b&gt;" in section and "<b>" not in section
+    harmful = Verdict(decision="harmful", reasons=("click: significantly worse",),
+                      primary="click", variant="treatment", srm_pvalue=1.0)
+    analysis.verdict = lambda: harmful
+    html = render_dashboard(router, analysis, PREFIX, sections=("verdict", "srm"))
+    assert '<div class="alarm"><p class="decision"><strong>HARMFUL' in html
+    assert "verdict-disagreement" not in html
+    assert 'data-method="sequential"' in html  # the SRM section: the anytime-valid test
+
+
 def test_sections_follow_the_analysis() -> None:
     router = make_router(primary="click", plan={"max_units": 200})
     client = Client(router)
