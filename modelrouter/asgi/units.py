@@ -4,20 +4,26 @@ The unit id decides which variant a user (or session) sees, so it comes from the
 itself: a callable on the scope, a header, a cookie or a query parameter (the config names
 which). It is untrusted input: a malformed one is refused with :class:`UnitIdError` (the
 middleware answers 400) rather than hashed, so garbage never becomes a unit of the experiment.
+
+Spaces and tabs around a value are removed (HTTP's optional whitespace, which servers may or
+may not strip from a header); nothing else is. The rest is the one unit id rule of
+:mod:`modelrouter.config.unit_ids`: valid UTF-8, at most ``max_unit_id_length`` characters, no
+control, surrogate, format (invisible) or line-separator character anywhere, so
+``alice\x1f`` is refused, never merged into ``alice``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
 from modelrouter.asgi.types import Scope
 from modelrouter.config import RouterConfig
+from modelrouter.config.unit_ids import unit_id_problem
 from modelrouter.exceptions import UnitIdError
 
-__all__ = ["UnitReader", "header_value"]
+__all__ = ["UnitReader", "cookie_value", "header_value"]
 
 
 def header_value(scope: Scope, name: bytes) -> bytes | None:
@@ -29,20 +35,49 @@ def header_value(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def cookie_value(scope: Scope, name: bytes) -> bytes | None:
+    """The raw value of cookie ``name`` in the request's ``Cookie`` header(s), or None.
+
+    Parsed as RFC 6265 (5.4) says a request's cookies are sent: ``name=value`` pairs separated
+    by ``;``, spaces and tabs around each part ignored, the first pair of the name wins, a value
+    in double quotes is unquoted. Bytes in, bytes out: the caller decodes only this value, so
+    another application's malformed cookie neither hides ours nor fails the request, and a
+    character in our value that a cookie may not hold is not skipped over but refused by the
+    unit id rule. A quoted value with no closing quote is malformed (UnitIdError).
+    """
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+    for key, raw in headers:
+        if key != b"cookie":
+            continue
+        for pair in raw.split(b";"):
+            key_part, eq, value = pair.partition(b"=")
+            if eq and key_part.strip(b" \t") == name:
+                value = value.strip(b" \t")
+                if value[:1] == b'"':
+                    if len(value) < 2 or value[-1:] != b'"':
+                        raise UnitIdError("unit id in cookie has an opening quote but no "
+                                          "closing one")
+                    value = value[1:-1]
+                return value
+    return None
+
+
 class UnitReader:
     """Finds a request's unit id (callable, header, cookie, query) and validates it.
 
-    Returns None when no source has an id; raises :class:`UnitIdError` (HTTP 400) when an id is
-    present but malformed: not UTF-8, longer than the bound, or containing control characters.
+    Returns None when no source has an id (or its value is blank: empty, or spaces and tabs
+    only); raises :class:`UnitIdError` (HTTP 400) when an id is present but malformed: not
+    UTF-8, longer than the bound, or holding a refused character (see the module docstring).
     """
 
-    __slots__ = ("_callable", "_cookie", "_header", "_max", "_query")
+    __slots__ = ("_callable", "_cookie", "_cookie_name", "_header", "_max", "_query")
 
     def __init__(self, config: RouterConfig) -> None:
         # the config's callable takes the scope as a read-only mapping of arbitrary ASGI values
         self._callable: Callable[[Mapping[str, Any]], str | None] | None = config.unit_id
         self._header = config.unit_header.encode("latin-1") if config.unit_header else None
         self._cookie = config.unit_cookie
+        self._cookie_name = (config.unit_cookie or "").encode("utf-8")
         self._query = config.unit_query
         self._max = config.max_unit_id_length
 
@@ -57,8 +92,9 @@ class UnitReader:
                         value = raw.decode("utf-8")
                     except UnicodeDecodeError:
                         raise UnitIdError("unit id in header is not valid UTF-8") from None
-                    if 0 < len(value) <= self._max and value.isprintable() and (
-                            value[0] != " " and value[-1] != " "):
+                    # printable ASCII (no control character), no space to strip: valid
+                    if 0 < len(value) <= self._max and value.isascii() and (
+                            value.isprintable() and value[0] != " " and value[-1] != " "):
                         return value
                     return self._check(self._decode(raw, "header"), "header")
             return self._slow(scope, header=False) if self._cookie or self._query else None
@@ -75,21 +111,15 @@ class UnitReader:
                 if not isinstance(value, str):
                     raise UnitIdError(f"the unit_id callable returned {type(value).__name__}, "
                                       "expected str or None")
-                return self._check(value, "the unit_id callable")
+                return self._check(str.__str__(value), "the unit_id callable")
         if header and self._header is not None:
             raw = header_value(scope, self._header)
             if raw is not None:
                 return self._check(self._decode(raw, "header"), "header")
         if self._cookie is not None:
-            raw = header_value(scope, b"cookie")
+            raw = cookie_value(scope, self._cookie_name)
             if raw is not None:
-                text = self._decode(raw, "cookie header")
-                try:
-                    morsel = SimpleCookie(text).get(self._cookie)
-                except CookieError:
-                    morsel = None
-                if morsel is not None:
-                    return self._check(morsel.value, "cookie")
+                return self._check(self._decode(raw, "cookie"), "cookie")
         if self._query is not None:
             qs: bytes = scope.get("query_string", b"")
             if qs:  # the whole string is unbounded (other parameters): only the value is checked
@@ -101,8 +131,8 @@ class UnitReader:
         return None
 
     def _decode(self, raw: bytes, where: str) -> str:
-        """``raw`` as UTF-8; a header far over the bound is refused before decoding it."""
-        if len(raw) > 4 * self._max and where == "header":
+        """``raw`` as UTF-8; a value far over the bound is refused before decoding it."""
+        if len(raw.strip(b" \t")) > 4 * self._max:
             raise UnitIdError(f"unit id in {where} is longer than {self._max} characters")
         try:
             return raw.decode("utf-8")
@@ -110,13 +140,15 @@ class UnitReader:
             raise UnitIdError(f"unit id in {where} is not valid UTF-8") from None
 
     def _check(self, value: str, where: str) -> str | None:
-        """``value`` stripped; None when blank; UnitIdError when too long or not printable."""
-        value = value.strip()
+        """``value`` without surrounding spaces and tabs; None when nothing is left;
+        UnitIdError when it breaks the unit id rule (config/unit_ids.py)."""
+        value = value.strip(_OWS)
         if not value:
             return None
-        if len(value) > self._max:
-            raise UnitIdError(f"unit id in {where} has {len(value)} characters; the limit is "
-                              f"{self._max}")
-        if not value.isprintable():
-            raise UnitIdError(f"unit id in {where} contains control or non-printable characters")
+        problem = unit_id_problem(value, self._max)
+        if problem is not None:
+            raise UnitIdError(f"unit id in {where} {problem}")
         return value
+
+
+_OWS = " \t"  # HTTP optional whitespace (RFC 9110, 5.6.3): the only characters stripped

@@ -58,6 +58,7 @@ from modelrouter.config._checks import (
     invalid,
 )
 from modelrouter.config.base import SubConfig
+from modelrouter.config.limits import MAX_SEGMENT_CAP
 from modelrouter.config.metrics import MetricSpec, parse_metrics
 from modelrouter.exceptions import ConfigError
 
@@ -287,6 +288,8 @@ class GuardrailConfig(SubConfig):
                        expected="a callable taking the scope and returning {dimension: value}")
         check_integer("segment_cap", self.segment_cap, low=2,
                       why="one value is reserved for 'other'")
+        check_integer("segment_cap", self.segment_cap, high=MAX_SEGMENT_CAP,
+                      why="segment values are stored as 16-bit codes")
         check_positive_int("min_segment_units", self.min_segment_units)
         check_positive_int("guardrail_check_every", self.guardrail_check_every)
         check_open_unit("guardrail_alpha", self.guardrail_alpha)

@@ -50,11 +50,13 @@ from modelrouter.config._checks import (
     check_path_prefixes,
     check_positive_int,
     check_text,
+    invalid,
 )
 from modelrouter.config.bandit import BanditConfig, BanditPolicy, MissingReward
 from modelrouter.config.base import SECRET, SHOW, SubConfig, config_dict, config_repr
 from modelrouter.config.guardrails import GuardrailConfig
 from modelrouter.config.http import HttpConfig
+from modelrouter.config.limits import MAX_TOKEN_CHARS, MAX_VARIANTS, max_token_unit_id_length
 from modelrouter.config.metrics import (
     AUTOMATIC_METRICS,
     Aggregate,
@@ -180,6 +182,20 @@ class RouterConfig:
         self._adopt(self.bandit_config)
         if self.mode == "bandit" and self.reward is None:
             raise ConfigError("reward (None) must name a declared metric when mode is 'bandit'")
+        self._check_token_room()
+
+    def _check_token_room(self) -> None:
+        """With a secret, a decision token (it carries the unit id) must fit the length
+        tokens are verified at (see config/limits.py); ``Experiment`` checks again with the
+        variant names."""
+        if self.secret is None:
+            return
+        limit = max_token_unit_id_length(self.experiment)
+        if self.max_unit_id_length > limit:
+            raise invalid("max_unit_id_length", self.max_unit_id_length,
+                          f"<= {limit} with a secret: a decision token carries the unit id "
+                          f"(up to 4 UTF-8 bytes a character) and is verified up to "
+                          f"{MAX_TOKEN_CHARS} characters")
 
     def _check_units(self) -> None:
         """Where a unit id comes from, and which paths are routed."""
@@ -236,6 +252,9 @@ class RouterConfig:
         """Validate a weights mapping (finite, >= 0, sum 1, known names); return a plain dict."""
         out = check_mapping_of("weights", weights, check_number, low=0, non_empty=True,
                                expected="a non-empty mapping of variant to share")
+        if len(out) > MAX_VARIANTS:
+            raise ConfigError(f"weights: {len(out)} variants; at most {MAX_VARIANTS} (a unit's "
+                              "variant is stored as a signed byte)")
         try:
             total = math.fsum(out.values())
         except OverflowError:  # each share finite, their sum not (1e308 + 1e308)

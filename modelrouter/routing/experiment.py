@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import MetricSpec, Mode, RouterConfig
+from modelrouter.config.limits import check_variant_names
+from modelrouter.config.unit_ids import check_unit_id
 from modelrouter.exceptions import (
     ConfigError,
     FeedbackError,
@@ -174,6 +176,9 @@ class Experiment:
         for name in variants:
             if not isinstance(name, str) or not name:
                 raise ConfigError(f"variants: name ({name!r}) must be a non-empty string")
+        check_variant_names(tuple(variants), experiment=config.experiment,
+                            token_unit_id_length=config.max_unit_id_length if config.secret
+                            else None)
         self.config = config
         self.names: tuple[str, ...] = tuple(variants)
         self.models: tuple[Any, ...] = tuple(variants.values())
@@ -186,6 +191,7 @@ class Experiment:
         self._bucket = Bucketer(config.salt or "")
         self._prefix = os.urandom(4).hex() + "-"
         self._unit_level = config.level != "request"
+        self._max_unit = config.max_unit_id_length
         self.segment_dims = tuple(segment_dims) or tuple(config.segments)
         self.store: Store
         if config.store == "memory":
@@ -248,7 +254,16 @@ class Experiment:
         return self.route(unit, segment)[0]
 
     def route(self, unit: str | None, segment: Sequence[str] = ()) -> tuple[Decision, int]:
-        """:meth:`assign`, also returning the store handle (-1 when not counted)."""
+        """:meth:`assign`, also returning the store handle (-1 when not counted).
+
+        ``unit`` must be a valid unit id (:func:`~modelrouter.config.unit_ids.check_unit_id`:
+        at most ``max_unit_id_length`` characters, no control, surrogate, format or line
+        separator character, no surrounding space), else :class:`UnitIdError`."""
+        if unit is not None and (  # printable ASCII within the bound skips the full check
+                type(unit) is not str or not 0 < len(unit) <= self._max_unit
+                or not unit.isascii() or not unit.isprintable()
+                or unit[0] == " " or unit[-1] == " "):
+            unit = check_unit_id(unit, self._max_unit)
         alloc = self.state.allocation  # one read: the whole decision uses one allocation
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
             return self.bandit.route(unit, segment, alloc)  # type: ignore[union-attr,arg-type]
@@ -325,6 +340,7 @@ class Experiment:
         if not self._unit_level:
             raise FeedbackError("record_unit needs a unit-level experiment; this one "
                                      "randomises requests (level='request'): use record()")
+        unit = check_unit_id(unit, self._max_unit)
         index, spec = self._metric(metric)
         v = check_value(spec, value)
         self.store.record_unit(unit, index, v)
@@ -403,19 +419,23 @@ class Experiment:
         """Snapshot the in-memory statistics to ``path`` (atomic; see store/persistence.py)."""
         from modelrouter.store.persistence import save_store  # numpy: loaded when used
 
-        return save_store(self._memory_store("save()"), path, experiment=self.config.experiment)
+        return save_store(self._memory_store("save()"), path, experiment=self.config.experiment,
+                          salt=self.config.salt or "", control=self.control)
 
     def restore(self, path: str | os.PathLike[str]) -> SnapshotInfo:
         """Replace the statistics with a snapshot's (all or nothing; StoreError if refused).
 
         Routing continues from the restored epochs: if the current weights and mode equal
         those of the last restored epoch, in that epoch; otherwise a new epoch starts after it.
+        A snapshot of another experiment, salt, control, variants (or their order), level,
+        metrics or segment dimensions is refused before anything changes.
         """
         from modelrouter.store.persistence import restore_store  # numpy: loaded when used
 
         store = self._memory_store("restore()")
         return self.state.restore(
-            lambda: restore_store(store, path, experiment=self.config.experiment))
+            lambda: restore_store(store, path, experiment=self.config.experiment,
+                                  salt=self.config.salt or "", control=self.control))
 
     # -- configuration (the routing state applies it atomically) --------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,

@@ -13,6 +13,12 @@ The token is self-contained (no shared map is needed to attribute feedback), rea
 :func:`verify` compares tags with :func:`hmac.compare_digest`, so its running time does not
 depend on how many tag bytes match, and rejects any non-canonical encoding, so flipping any
 character of a token is detected.
+
+Size: :meth:`Signer.verify` takes tokens of at most ``MAX_TOKEN_CHARS`` (4096) characters, and
+signing refuses to make a longer one (:class:`TokenError`, never a ``struct.error``). With a
+secret, the config bounds ``max_unit_id_length`` so that every decision's token fits (see
+:mod:`modelrouter.config.limits`). A token's unit id obeys the unit id rule
+(:mod:`modelrouter.config.unit_ids`); a token carrying any other is refused as malformed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from modelrouter.config.limits import MAX_TOKEN_CHARS, TOKEN_OVERHEAD
+from modelrouter.config.unit_ids import unit_id_problem
 from modelrouter.exceptions import ExpiredTokenError, TokenError
 from modelrouter.routing.decision import Decision
 
@@ -38,7 +46,9 @@ _HEAD = struct.Struct(">BddI4H")
 _TAG = 32
 _BLOCK = 64  # SHA-256 block size
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_MAX_TOKEN_CHARS = 4096
+if _HEAD.size + _TAG != TOKEN_OVERHEAD:  # config/limits.py sizes unit ids from it
+    raise ImportError("config.limits.TOKEN_OVERHEAD does not match the token format")
+_NO_LIMIT = 1 << 62  # unit_id_problem without a length bound (the config bounds the length)
 
 
 @dataclass(frozen=True)
@@ -76,11 +86,28 @@ def _key(secret: str | bytes) -> bytes:
 
 def _pack(decision_id: str, experiment: bytes, variant: str, unit_id: str | None,
           propensity: float, issued_at: float, epoch: int) -> bytes:
-    d = decision_id.encode("utf-8")
-    v = variant.encode("utf-8")
-    u = b"" if unit_id is None else unit_id.encode("utf-8")
-    return _HEAD.pack(_VERSION, issued_at, propensity, epoch & 0xFFFFFFFF, len(d),
-                      len(experiment), len(v), len(u)) + d + experiment + v + u
+    try:
+        d = decision_id.encode("utf-8")
+        v = variant.encode("utf-8")
+        u = b"" if unit_id is None else unit_id.encode("utf-8")
+        return _HEAD.pack(_VERSION, issued_at, propensity, epoch & 0xFFFFFFFF, len(d),
+                          len(experiment), len(v), len(u)) + d + experiment + v + u
+    except (UnicodeEncodeError, struct.error) as exc:
+        raise _unsignable(exc) from None
+
+
+def _unsignable(exc: Exception) -> TokenError:
+    """The error for a payload no token can carry (the config's bounds prevent it)."""
+    if isinstance(exc, UnicodeEncodeError):
+        return TokenError(f"cannot sign: a field is not valid UTF-8 ({exc.reason} at index "
+                          f"{exc.start})")
+    return TokenError("cannot sign: a field is longer than 65,535 UTF-8 bytes")
+
+
+def _too_long(n: int) -> TokenError:
+    """The error for a token :meth:`Signer.verify` would refuse (the config prevents it)."""
+    return TokenError(f"cannot sign: the token would have {n} characters; tokens are verified "
+                      f"up to {MAX_TOKEN_CHARS} (see max_unit_id_length)")
 
 
 class Signer:
@@ -112,26 +139,39 @@ class Signer:
     def sign_decision(self, decision: Decision) -> bytes:
         """The token of a routing decision, as ASCII bytes ready for a response header."""
         # inlined _pack + _mac: this runs once per routed response (about 1.5 us)
-        d = decision.decision_id.encode("utf-8")
-        v = decision.variant.encode("utf-8")
-        u = b"" if decision.unit_id is None else decision.unit_id.encode("utf-8")
-        e = self._experiment
-        body = b"".join((_HEAD.pack(_VERSION, decision.issued_at, decision.propensity,
-                                    decision.epoch & 0xFFFFFFFF, len(d), len(e), len(v), len(u)),
-                         d, e, v, u))
+        try:
+            d = decision.decision_id.encode("utf-8")
+            v = decision.variant.encode("utf-8")
+            u = b"" if decision.unit_id is None else decision.unit_id.encode("utf-8")
+            e = self._experiment
+            body = b"".join((_HEAD.pack(_VERSION, decision.issued_at, decision.propensity,
+                                        decision.epoch & 0xFFFFFFFF, len(d), len(e), len(v),
+                                        len(u)), d, e, v, u))
+        except (UnicodeEncodeError, struct.error) as exc:
+            raise _unsignable(exc) from None
         inner = self._inner.copy()
         inner.update(body)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return binascii.b2a_base64(body + outer.digest(), newline=False).translate(
+        token = binascii.b2a_base64(body + outer.digest(), newline=False).translate(
             _URLSAFE).rstrip(b"=")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise _too_long(len(token))
+        return token
 
     def sign(self, payload: TokenPayload) -> str:
-        """The token of any payload (its own experiment name is used)."""
+        """The token of any payload (its own experiment name is used); TokenError for one no
+        token can carry or :meth:`verify` would refuse (a unit id breaking the unit id rule,
+        a field that is not UTF-8, a token over the size bound)."""
+        problem = unit_id_problem(payload.unit_id, _NO_LIMIT) if payload.unit_id else None
+        if problem is not None:
+            raise TokenError(f"cannot sign: the unit id {problem}")
         body = _pack(payload.decision_id, payload.experiment.encode("utf-8"), payload.variant,
                      payload.unit_id, payload.propensity, payload.issued_at, payload.epoch)
-        raw = body + self._mac(body)
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        token = base64.urlsafe_b64encode(body + self._mac(body)).rstrip(b"=").decode("ascii")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise _too_long(len(token))
+        return token
 
     def verify(self, token: object, *, now: float | None = None,
                max_age: float | None = None) -> TokenPayload:
@@ -148,8 +188,8 @@ class Signer:
                 raise TokenError("token is not ASCII") from None
         if not isinstance(token, str):
             raise TokenError(f"token must be a string, got {type(token).__name__}")
-        if not token or len(token) > _MAX_TOKEN_CHARS:
-            raise TokenError(f"token must have 1 to {_MAX_TOKEN_CHARS} characters")
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            raise TokenError(f"token must have 1 to {MAX_TOKEN_CHARS} characters")
         try:
             text = token.encode("ascii")
             raw = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
@@ -190,6 +230,9 @@ def _unpack(body: bytes) -> TokenPayload:
     if not (math.isfinite(issued) and math.isfinite(prop)):
         raise TokenError("token payload is malformed")
     d, e, v, u = fields
+    problem = unit_id_problem(u, _NO_LIMIT) if u else None
+    if problem is not None:  # signed by a release without the unit id rule
+        raise TokenError(f"token payload is malformed: its unit id {problem}")
     return TokenPayload(d, e, v, u or None, prop, issued, epoch)
 
 

@@ -1,6 +1,6 @@
 """Snapshot files of the in-memory store: versioned, checksummed, atomic, never pickled.
 
-Format (version 2), all integers big-endian::
+Format (version 3), all integers big-endian::
 
     offset 0   8 bytes   magic  b"MRSNAP\\r\\n"  (the CR/LF pair catches text-mode mangling)
            8   4 bytes   format version (uint32, currently 2)
@@ -9,14 +9,29 @@ Format (version 2), all integers big-endian::
         20+H   P bytes   payload: raw little-endian arrays, back to back
       20+H+P  32 bytes   SHA-256 of every byte before it
 
-The header holds the identity of the experiment (``experiment``, ``variants``, ``metrics`` with
-kind and aggregate, ``level``, ``segment_dims``): a file whose identity differs from the router
-restoring it is refused as foreign. It also holds the small state (requests per variant,
+The header holds the identity of the experiment, everything that decides which variant a unit
+is assigned or what a stored number means: ``experiment``, ``variants`` (names, in order: a
+unit's variant is stored as its index), ``control`` (it anchors the assignment lanes),
+``level``, ``salt_sha256`` (SHA-256 of ``modelrouter salt\0`` + the salt: the salt itself is
+not written), ``metrics`` (kind and aggregate) and ``segment_dims``. A router restoring a file
+compares them in that order and refuses the first that differs with a :class:`StoreError`
+naming it, before anything changes: with another salt or control, returning users would be
+served one variant and analysed under another. Not identity: weights and mode (the file's
+epochs record them), the primary metric, guardrails, plan and thresholds, which judge the data
+and may change between runs.
+
+Files written before version 3 have no ``salt_sha256`` and no ``control``: they are still
+restored (an upgrade must not strand its own snapshot), with the other fields checked, a
+warning logged and ``SnapshotInfo.unchecked == ("salt", "control")``. The first save after the
+upgrade writes version 3.
+
+The header also holds the small state (requests per variant,
 uncounted requests, segment overflow, segment value tables, epochs, request-level group keys)
 and ``arrays``: ``[name, dtype, shape, offset, nbytes]`` per array of the payload, with dtypes
 from a fixed whitelist. Unit ids are one UTF-8 blob plus a ``uint32`` length per unit.
 
-Version 2 adds the per-variant latency histogram (arrays ``latency_hist``, ``latency_sum``
+Version 3 adds ``salt_sha256`` and ``control`` to the identity (above). Version 2 added the
+per-variant latency histogram (arrays ``latency_hist``, ``latency_sum``
 and its bucket layout ``latency_layout`` in the header, see store/histogram.py). Version 1
 files still load, with an empty histogram: quantile guardrails then see only the requests
 recorded after the restore (the means keep every request). A file whose histogram layout
@@ -33,6 +48,14 @@ feedback afterwards (``UnknownDecisionError``); per-unit feedback (``record_unit
 Writing is atomic: temp file in the same directory, ``fsync``, ``os.replace``, ``fsync`` of the
 directory. A crash at any point leaves the previous snapshot or the new one, never a mix.
 
+A writer killed half way (``kill -9``, power loss) leaves its temp file behind. Temp files are
+named ``.<snapshot name>.<host>-<pid>-<random>.tmp`` (``host``: 8 hex digits of the SHA-256 of
+the host name), and every save and restore first removes the stale ones of the same snapshot:
+those whose writer ran on this host and is no longer alive, and any untouched for
+:data:`STALE_TEMP_SECONDS` (a writer on another host sharing the directory, a reused pid, a
+temp file of an older release). A temp file of a live writer (another thread's save, another
+process) is left alone.
+
 This module knows the file framing only: the state itself comes from
 :meth:`MemoryStore.dump <modelrouter.store.memory.MemoryStore.dump>` and goes back through
 :meth:`MemoryStore.load <modelrouter.store.memory.MemoryStore.load>` (store/state.py). The round
@@ -47,9 +70,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
+import socket
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +87,20 @@ import numpy as np
 from modelrouter.exceptions import StoreError
 from modelrouter.store.memory import MemoryStore
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "SnapshotInfo", "read_info", "restore_store", "save_store"]
+__all__ = ["FORMAT_VERSION", "IDENTITY", "MAGIC", "STALE_TEMP_SECONDS", "SnapshotInfo",
+           "read_info", "remove_stale_temp_files", "restore_store", "salt_digest", "save_store"]
+
+log = logging.getLogger("modelrouter.store.persistence")
 
 MAGIC = b"MRSNAP\r\n"
-FORMAT_VERSION = 2
-_READS = (1, 2)  # versions this release restores (1: no latency histogram)
+FORMAT_VERSION = 3
+_READS = (1, 2, 3)  # versions this release restores (1: no latency histogram, < 3: no salt)
+IDENTITY = ("experiment", "variants", "control", "level", "salt_sha256", "metrics",
+            "segment_dims")
+"""The header fields a restore compares, in this order (see the module docstring)."""
+_SINCE_3 = ("salt_sha256", "control")  # identity fields files before version 3 lack
+STALE_TEMP_SECONDS = 3600.0
+"""A temp file untouched for this long is abandoned, whoever wrote it."""
 _PREFIX = struct.Struct(">8sIQ")
 _DIGEST = 32
 _DTYPES = {"|i1": "b", "<u2": "H", "<i4": "i", "<u4": "I", "<i8": "q", "<f8": "d", "|u1": "B"}
@@ -83,29 +119,47 @@ class SnapshotInfo:
     units: int
     created_at: float
     size: int
+    unchecked: tuple[str, ...] = ()  # identity fields the file lacks (written before v3)
 
     def to_dict(self) -> dict[str, Any]:
         """As plain data."""
         return {"path": self.path, "version": self.version, "experiment": self.experiment,
                 "variants": list(self.variants), "level": self.level, "units": self.units,
-                "created_at": self.created_at, "size": self.size}
+                "created_at": self.created_at, "size": self.size,
+                "unchecked": list(self.unchecked)}
 
 
-def _identity(store: MemoryStore, experiment: str) -> dict[str, Any]:
-    return {"experiment": experiment, "variants": list(store.variants), "level": store.level,
-            "metrics": {n: [m.kind, m.aggregate] for n, m in store.metrics.items()},
-            "segment_dims": list(store.segment_dims)}
+def salt_digest(salt: str) -> str:
+    """What a snapshot records of the assignment salt: a SHA-256 hex digest (domain-separated),
+    enough to tell two salts apart without writing the salt into the file."""
+    return hashlib.sha256(b"modelrouter salt\0" + salt.encode("utf-8", "surrogatepass")
+                          ).hexdigest()
 
 
-def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str,
-               _write: Callable[[BinaryIO, bytes], None] | None = None) -> SnapshotInfo:
+def _identity(store: MemoryStore, experiment: str, salt: str, control: str) -> dict[str, Any]:
+    out = {"experiment": experiment, "variants": list(store.variants), "control": control,
+           "level": store.level, "salt_sha256": salt_digest(salt),
+           "metrics": {n: [m.kind, m.aggregate] for n, m in store.metrics.items()},
+           "segment_dims": list(store.segment_dims)}
+    return out
+
+
+def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str, salt: str,
+               control: str, _write: Callable[[BinaryIO, bytes], None] | None = None
+               ) -> SnapshotInfo:
     """Write the store's state to ``path`` atomically; return what was written.
 
+    ``experiment``, ``salt`` and ``control`` complete the identity the file records (see the
+    module docstring); stale temp files of earlier, interrupted saves are removed first.
     ``_write`` (tests only) replaces the function writing the bytes to the temp file, to
     simulate a crash half-way through.
     """
+    if control not in store.variants:
+        raise StoreError(f"control ({control!r}) is not one of the store's variants "
+                         f"{list(store.variants)!r}")
     state, arrays = store.dump()
-    header: dict[str, Any] = {**_identity(store, experiment), **state, "arrays": []}
+    header: dict[str, Any] = {**_identity(store, experiment, salt, control), **state,
+                              "arrays": []}
     chunks: list[bytes] = []
     offset = 0
     for name, a in arrays.items():
@@ -127,8 +181,10 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
         digest.update(c)
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    remove_stale_temp_files(target)  # first: a full disk may need their space
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_host_tag()}-{os.getpid()}-",
+                                   suffix=".tmp", dir=directory)
     except OSError as exc:
         raise StoreError(f"cannot write snapshot {str(target)!r}: {exc}") from exc
     try:
@@ -150,6 +206,68 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
     n = int(arrays["rows"].size) if "rows" in arrays else 0
     return SnapshotInfo(str(target), FORMAT_VERSION, experiment, store.variants, store.level, n,
                         float(state["saved_at"]), size)
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+_TEMP = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-[A-Za-z0-9_]+\.tmp")
+_OLD_TEMP = re.compile(r"\.[a-z0-9_]{8}\.tmp")  # tempfile.mkstemp's name, before version 3
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running (a zombie is not)."""
+    if pid <= 0 or os.name != "posix":  # Windows: os.kill would terminate it; age decides
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, as another user
+        return True
+    try:  # Linux: a killed writer not yet reaped by its parent is a zombie ("Z")
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] != b"Z"
+    except (OSError, ValueError):
+        return True
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[str]:
+    """Remove the temp files that interrupted saves of the snapshot ``path`` left behind;
+    return their names. Stale: written on this host by a process that is no longer alive, or
+    untouched for :data:`STALE_TEMP_SECONDS`. Errors (a read-only directory) are ignored."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    prefix = f".{target.name}"
+    host, now = _host_tag(), time.time()
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        match = _TEMP.fullmatch(name, len(prefix))
+        if match is None and _OLD_TEMP.fullmatch(name, len(prefix)) is None:
+            continue
+        full = directory / name
+        try:
+            stale = now - full.stat().st_mtime > STALE_TEMP_SECONDS
+            if not stale and match is not None and match["host"] == host:
+                pid = int(match["pid"])
+                stale = pid != os.getpid() and not _alive(pid)
+            if stale:
+                full.unlink()
+                removed.append(name)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    if removed:
+        log.warning("modelrouter: removed %d stale temp file(s) of snapshot %r: %s",
+                    len(removed), str(target), ", ".join(removed))
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -222,20 +340,35 @@ def _arrays(header: dict[str, Any], payload: memoryview, name: str) -> dict[str,
     return out
 
 
-def restore_store(store: MemoryStore, path: str | os.PathLike[str], *,
-                  experiment: str) -> SnapshotInfo:
+def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str,
+                  salt: str, control: str) -> SnapshotInfo:
     """Replace the store's statistics with a snapshot's; all or nothing.
 
     Raises :class:`StoreError` for a missing, corrupted, truncated or foreign file (another
-    experiment, variants, metrics, level or segment dimensions), leaving the store unchanged.
+    experiment, variants or their order, control, level, salt, metrics or segment
+    dimensions: the first that differs is named), leaving the store unchanged. Stale temp
+    files of interrupted saves are removed first.
     """
     name = str(path)
+    remove_stale_temp_files(path)
     header, payload, size = _read(path)
-    mine = _identity(store, experiment)
+    mine = _identity(store, experiment, salt, control)
+    unchecked = tuple(k for k in _SINCE_3 if header["_version"] < 3 and k not in header)
     for key, value in mine.items():
-        if header.get(key) != value:
+        if key in unchecked:
+            continue
+        theirs = header.get(key)
+        if theirs != value:
+            if key == "salt_sha256":
+                raise StoreError(f"snapshot {name!r} belongs to another experiment: its salt "
+                                 f"differs from this router's (SHA-256 {str(theirs)[:12]}... "
+                                 f"in the file, {value[:12]}... here)")
             raise StoreError(f"snapshot {name!r} belongs to another experiment: {key} is "
-                             f"{header.get(key)!r} in the file, {value!r} here")
+                             f"{theirs!r} in the file, {value!r} here")
+    if unchecked:
+        log.warning("modelrouter: snapshot %r (format version %d) does not record the %s; "
+                    "restored without checking them against this router", name,
+                    header["_version"], " and ".join(u.replace("_sha256", "") for u in unchecked))
     try:
         arrays = _arrays(header, payload, name)
         if header["_version"] >= 2 and "latency_hist" not in arrays:
@@ -248,4 +381,5 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *,
         raise StoreError(f"snapshot {name!r}: {exc}") from None
     n = int(arrays["rows"].shape[0]) if "rows" in arrays else 0
     return SnapshotInfo(name, int(header["_version"]), experiment, store.variants, store.level, n,
-                        float(header["saved_at"]), size)
+                        float(header["saved_at"]), size,
+                        tuple(u.replace("_sha256", "") for u in unchecked))

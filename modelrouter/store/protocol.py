@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from modelrouter.config.limits import MAX_SEGMENT_CAP, MAX_VARIANTS
 from modelrouter.exceptions import ConfigError
 from modelrouter.store.looks import Look
 from modelrouter.store.types import EpochInfo, Snapshot
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     from modelrouter.config import MetricSpec
     from modelrouter.store.decisions import DecisionTracker
 
-__all__ = ["BaseStore", "Chooser", "RemoteStore", "Store", "loss_notes", "metric_specs",
-           "reward_counters"]
+__all__ = ["REFUSAL_REASONS", "BaseStore", "Chooser", "RemoteStore", "Store", "loss_notes",
+           "metric_specs", "reward_counters"]
 
 
 class Chooser(Protocol):
@@ -162,6 +163,12 @@ class BaseStore(abc.ABC):
                  attribution_window: float = 86_400.0, segment_dims: Sequence[str] = (),
                  segment_cap: int = 50, clock: Callable[[], float] = time.time) -> None:
         self.variants = tuple(variants)
+        if len(self.variants) > MAX_VARIANTS:  # a unit's variant is a signed byte
+            raise ConfigError(f"variants: {len(self.variants)} variants; at most "
+                              f"{MAX_VARIANTS} (a unit's variant is stored as a signed byte)")
+        if not 2 <= int(segment_cap) <= MAX_SEGMENT_CAP:  # segment codes are 16-bit
+            raise ConfigError(f"segment_cap ({segment_cap!r}) must be in [2, "
+                              f"{MAX_SEGMENT_CAP}]: segment values are stored as 16-bit codes")
         self.metrics = dict(metrics)
         self.metric_names = tuple(self.metrics)
         self.metric_index = {m: i for i, m in enumerate(self.metric_names)}
@@ -326,5 +333,24 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
     if losses.get("orphan_values"):
         notes.append(f"{losses['orphan_values']:,} feedback values belong to units whose exposure "
                      "is not in the shared store (dropped or not yet flushed); not analysed")
+    if losses.get("refused_batches"):
+        reasons = "; ".join(
+            f"{n:,} x {REFUSAL_REASONS.get(key[8:], key[8:])}"
+            for key, n in sorted(losses.items()) if key.startswith("refused:") and n)
+        notes.append(f"{losses['refused_batches']:,} batches of updates could not be applied "
+                     f"by the shared store and were dropped whole ({reasons or 'no reason'}): "
+                     f"{losses.get('refused_requests', 0):,} requests, "
+                     f"{losses.get('refused_exposures', 0):,} exposures and "
+                     f"{losses.get('refused_values', 0):,} feedback values are missing")
     return notes
+
+
+REFUSAL_REASONS: Mapping[str, str] = {
+    "ops": "the batch did not decode (e.g. a unit id that is not valid UTF-8)",
+    "type": "a key of the experiment is not a hash (overwritten by another client)",
+    "stored": "a stored counter is not a number (overwritten by another client)",
+    "increment": "an increment is not a finite number",
+    "overflow": "a total would overflow (not a finite float, or beyond 64-bit integers)",
+}
+"""Why the Redis store may refuse a batch (store/redis/batch.py), as the analysis notes say."""
 

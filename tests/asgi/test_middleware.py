@@ -97,7 +97,7 @@ def test_asgi_variant_dispatch() -> None:
 @pytest.mark.parametrize(("headers", "message"), [
     ([(b"x-user-id", b"\xff\xfe")], "not valid UTF-8"),
     ([(b"x-user-id", b"a" * 300)], "limit is 256"),
-    ([(b"x-user-id", b"abc\x01def")], "control"),
+    ([(b"x-user-id", b"abc\x01def")], "contains a control character U+0001 at index 3"),
 ])
 def test_malformed_unit_ids_get_400(router_factory: RouterFactory, headers: Any,
                                     message: str) -> None:
@@ -106,6 +106,28 @@ def test_malformed_unit_ids_get_400(router_factory: RouterFactory, headers: Any,
     assert r.status == 400
     assert message in r.json()["error"]
     assert router.experiment.store.snapshot().requests.sum() == 0
+
+
+@pytest.mark.parametrize("source", ["header", "cookie", "query"])
+@pytest.mark.parametrize("raw", [b"alice\x1f", b"\x1calice", "alice\u0085".encode()])
+def test_control_characters_at_either_end_are_400_not_merged(router_factory: RouterFactory,
+                                                             source: str, raw: bytes) -> None:
+    """The attack: ``alice\\x1f`` was stripped to ``alice`` and counted as alice. Through the
+    real middleware each source answers 400 naming the character, and alice has no request."""
+    router = router_factory(unit_cookie="sid", unit_query="uid")
+    client = ASGIClient(router)
+    assert client.run("GET", "/predict", headers={"x-user-id": "alice"}).status == 200
+    if source == "header":
+        r = client.run("GET", "/predict", headers=[(b"x-user-id", raw)])
+    elif source == "cookie":
+        r = client.run("GET", "/predict", headers=[(b"cookie", b'sid="' + raw + b'"')])
+    else:
+        r = client.run("GET", "/predict?uid=" + "".join(f"%{c:02X}" for c in raw))
+    assert r.status == 400
+    assert "control character U+00" in r.json()["error"]
+    snap = router.experiment.store.snapshot()
+    assert snap.n_units == 1 and snap.units is not None
+    assert int(snap.units.exposures.sum()) == 1 and int(snap.requests.sum()) == 1
 
 
 def test_missing_unit_policies(router_factory: RouterFactory) -> None:

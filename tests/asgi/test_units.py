@@ -1,5 +1,7 @@
 """UnitReader: where a request's unit id comes from (callable, header, cookie, query, in that
-order), and which ids are refused (not UTF-8, too long, control characters)."""
+order), and which ids are refused (not UTF-8, too long, control, surrogate, format or
+line-separator characters anywhere: config/unit_ids.py), in every source, never stripped into
+another id."""
 
 from __future__ import annotations
 
@@ -97,9 +99,27 @@ def test_cookie_source() -> None:
     assert read(scope({"cookie": b"a=1; sid=s-123; b=2"})) == "s-123"
     assert read(scope({"cookie": b"sid=\"quoted\""})) == "quoted"
     assert read(scope({"cookie": b"other=1"})) is None
-    assert read(scope({"cookie": b"sid=\"unterminated"})) is None  # unparsable: no cookie
-    with pytest.raises(UnitIdError, match="cookie header is not valid UTF-8"):
+    assert read(scope({"cookie": b"sidx=1; xsid=2"})) is None  # the name must match whole
+    assert read(scope({"cookie": b"sid=first; sid=second"})) == "first"
+    assert read(scope({"cookie": b"sid="})) is None  # an empty value is no value
+    with pytest.raises(UnitIdError, match="^unit id in cookie has an opening quote but no "
+                                          "closing one$"):
+        read(scope({"cookie": b"sid=\"unterminated"}))
+    with pytest.raises(UnitIdError, match="^unit id in cookie is not valid UTF-8$"):
         read(scope({"cookie": b"sid=\xff"}))
+
+
+def test_cookie_is_read_as_utf8_and_other_cookies_do_not_matter() -> None:
+    """Browsers send cookie values as raw bytes: a UTF-8 id is an id (the stdlib's SimpleCookie
+    dropped every cookie of the header for it), and another application's cookie that is not
+    UTF-8 or holds a control character neither hides ours nor fails the request."""
+    read = reader(unit_header=None, unit_cookie="sid")
+    assert read(scope({"cookie": "sid=\u00e9l\u00e8ve".encode()})) == "\u00e9l\u00e8ve"
+    assert read(scope({"cookie": b"junk=\xff\x01; sid=s-1"})) == "s-1"
+    assert read(scope({"cookie": b"a=b\tc;sid = s-2 ;d=e"})) == "s-2"
+    s = scope()  # HTTP/2 may send the cookies in several headers
+    s["headers"] = [(b"cookie", b"a=1"), (b"cookie", b"sid=s-3")]
+    assert read(s) == "s-3"
 
 
 @pytest.mark.parametrize("source", ["header", "cookie", "query"])
@@ -126,14 +146,66 @@ def test_length_counts_characters_not_bytes() -> None:
         read(scope({"x-user-id": b"a" * 17}))
 
 
-@pytest.mark.parametrize("value", [b"abc\x01def", b"tab\there", b"new\nline", b"del\x7f",
-                                   "zero\u200bwidth".encode()])
-def test_control_and_non_printable_characters_are_refused(value: bytes) -> None:
-    with pytest.raises(UnitIdError, match="control or non-printable"):
-        reader()(scope({"x-user-id": value}))
-    with pytest.raises(UnitIdError, match="query parameter contains control"):
-        reader(unit_header=None, unit_query="uid")(
-            scope(query=b"uid=" + b"".join(b"%%%02X" % c for c in value)))
+SOURCES = ("header", "cookie", "query", "callable")
+
+
+def in_source(source: str, value: str) -> tuple[UnitReader, Scope]:
+    """A reader of ``source`` and a request carrying ``value`` there (UTF-8, percent-encoded
+    in the query, quoted in the cookie so that every byte can be sent)."""
+    raw = value.encode("utf-8", "surrogatepass")
+    if source == "header":
+        return reader(), scope({"x-user-id": raw})
+    if source == "cookie":
+        return reader(unit_header=None, unit_cookie="sid"), scope({"cookie": b'sid="' + raw +
+                                                                   b'"'})
+    if source == "query":
+        return (reader(unit_header=None, unit_query="uid"),
+                scope(query=b"uid=" + b"".join(b"%%%02X" % c for c in raw)))
+    return reader(unit_id=lambda s: value), scope()
+
+
+WHERE = {"header": "header", "cookie": "cookie", "query": "query parameter",
+         "callable": "the unit_id callable"}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize(("value", "problem"), [
+    ("alice\x1f", "contains a control character U+001F at index 5"),
+    ("\x1calice", "contains a control character U+001C at index 0"),
+    ("alice\x85", "contains a control character U+0085 at index 5"),
+    ("ali\x1fce", "contains a control character U+001F at index 3"),
+    ("abc\x01def", "contains a control character U+0001 at index 3"),
+    ("tab\there", "contains a control character U+0009 at index 3"),
+    ("new\nline", "contains a control character U+000A at index 3"),
+    ("del\x7f", "contains a control character U+007F at index 3"),
+    ("zero\u200bwidth", "contains a format character U+200B at index 4"),
+    ("alice\u2028", "contains a line separator character U+2028 at index 5"),
+])
+def test_refused_characters_anywhere_in_every_source(source: str, value: str,
+                                                     problem: str) -> None:
+    """The measured bug: ``alice\\x1f`` was stripped into ``alice``. Every source now refuses
+    it (400 on the request path) with the same message, naming the source."""
+    read, s = in_source(source, value)
+    with pytest.raises(UnitIdError) as info:
+        read(s)
+    assert str(info.value) == f"unit id in {WHERE[source]} {problem}"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_only_spaces_and_tabs_around_a_value_are_removed(source: str) -> None:
+    for value in ("  alice", "alice\t", " \t alice \t "):
+        read, s = in_source(source, value)
+        assert read(s) == "alice"
+    read, s = in_source(source, "alice\u00a0")  # not HTTP whitespace: kept, its own unit
+    assert read(s) == "alice\u00a0"
+    read, s = in_source(source, " \t ")
+    assert read(s) is None
+
+
+def test_a_callable_returning_a_lone_surrogate_is_refused() -> None:
+    with pytest.raises(UnitIdError, match="^unit id in the unit_id callable contains a "
+                                          "surrogate character U\\+DC80 at index 5$"):
+        reader(unit_id=lambda s: "alice\udc80")(scope())
 
 
 def test_header_that_is_not_utf8_is_refused() -> None:

@@ -257,3 +257,43 @@ def test_decisions_carry_the_epoch_and_propensity_they_were_routed_under() -> No
     assert {d.propensity for d in after if d.variant == "treatment"} <= {0.8}
     epochs = exp.store.snapshot().epochs
     assert [(e.epoch, e.weights) for e in epochs] == [(0, (0.9, 0.1)), (1, (0.2, 0.8))]
+
+
+# -- unit ids (config/unit_ids.py): the same rule as the HTTP readers -------------------------
+@pytest.mark.parametrize(("unit", "problem"), [
+    ("alice\x1f", "contains a control character U+001F at index 5"),
+    ("\x1calice", "contains a control character U+001C at index 0"),
+    ("alice\x85", "contains a control character U+0085 at index 5"),
+    ("alice\udc80", "contains a surrogate character U+DC80 at index 5"),
+    ("alice\u200b", "contains a format character U+200B at index 5"),
+    ("alice ", "begins or ends with a space"),
+    ("", "is empty"),
+    ("x" * 257, "has 257 characters; the limit is 256"),
+])
+@pytest.mark.parametrize("mode", ["ab", "bandit"])
+def test_assign_route_and_record_unit_refuse_malformed_unit_ids(unit: str, problem: str,
+                                                                mode: str) -> None:
+    exp = experiment(reward="click", mode=mode)
+    exp.assign("alice")
+    before = exp.store.snapshot()
+    for call in (lambda: exp.assign(unit), lambda: exp.route(unit),
+                 lambda: exp.record_unit(unit, "revenue", 1.0)):
+        with pytest.raises(UnitIdError) as info:
+            call()
+        assert str(info.value) == f"unit id {problem}"
+    after = exp.store.snapshot()  # nothing was counted, nothing merged into alice
+    assert after.n_units == before.n_units == 1
+    assert after.requests.tolist() == before.requests.tolist()
+    assert after.units is not None and after.units.y["revenue"].sum() == 0
+
+
+def test_assign_refuses_non_strings_and_keeps_valid_ids_exactly() -> None:
+    exp = experiment()
+    with pytest.raises(UnitIdError, match="^unit id must be a string, got int$"):
+        exp.assign(42)  # type: ignore[arg-type]
+    for unit in ("alice", "alice\u00a0", "\u00e9l\u00e8ve", "a b", "x" * 256):
+        assert exp.assign(unit).unit_id == unit
+    assert exp.store.snapshot().n_units == 5
+    exp.record_unit("alice\u00a0", "revenue", 2.0)  # its own unit, not alice
+    snap = exp.store.snapshot()
+    assert snap.units is not None and sorted(snap.units.x["revenue"].tolist()) == [0] * 4 + [2]

@@ -165,3 +165,67 @@ def test_verification_time_does_not_depend_on_where_the_tag_differs() -> None:
 def test_arbitrary_input_only_ever_raises_token_error(token: object) -> None:
     with pytest.raises(TokenError):
         Signer(SECRET, "e").verify(token)
+
+
+# -- hostile fields and the size bound (config/limits.py, config/unit_ids.py) ------------------
+def _seal(body: bytes, secret: str = SECRET) -> str:
+    """A correctly signed token of any payload bytes (what a forger with the secret makes)."""
+    raw = body + hmac.digest(secret.encode(), body, "sha256")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_unsignable_fields_raise_token_error_not_encode_or_struct_errors() -> None:
+    signer = Signer(SECRET, "e")
+    with pytest.raises(TokenError, match="^cannot sign: a field is not valid UTF-8"):
+        signer.sign_decision(_decision("alice\udc80"))
+    with pytest.raises(TokenError, match="^cannot sign: a field is longer than 65,535"):
+        signer.sign_decision(Decision("0a1b2c3d-2f", "t" * 70_000, None, "u", 0.5, 0, "ab", 1.0))
+    with pytest.raises(TokenError, match="^cannot sign: the unit id contains a control "
+                                         "character U\\+001F at index 5$"):
+        signer.sign(TokenPayload("0a1b2c3d-2f", "e", "t", "alice\x1f", 0.5, 1.0))
+    with pytest.raises(TokenError, match="^cannot sign: the unit id contains a surrogate"):
+        signer.sign(TokenPayload("0a1b2c3d-2f", "e", "t", "alice\ud800", 0.5, 1.0))
+
+
+def test_a_signed_token_carrying_a_refused_unit_id_does_not_verify() -> None:
+    """A token signed by a release without the unit id rule: genuine, but its unit id could
+    merge into another unit, so it is refused as malformed."""
+    import struct
+
+    d, e, v, u = b"0a1b2c3d-2f", b"e", b"t", b"alice\x1f"
+    body = struct.pack(">BddI4H", 1, 1.0, 0.5, 0, len(d), len(e), len(v), len(u)) + d + e + v + u
+    with pytest.raises(TokenError, match="^token payload is malformed: its unit id contains a "
+                                         "control character U\\+001F at index 5$"):
+        Signer(SECRET, "e").verify(_seal(body))
+    good = body[:-len(u)] + b"alice"
+    good = good[:27] + struct.pack(">H", 5) + good[29:]
+    assert Signer(SECRET, "e").verify(_seal(good)).unit_id == "alice"
+
+
+def test_the_largest_token_fits_the_verified_size_and_one_more_character_does_not() -> None:
+    """At ``max_token_unit_id_length`` (every character 4 UTF-8 bytes, the longest decision id,
+    a 64-character experiment and variant name) a token is at most 4096 characters and
+    verifies; one character more makes it longer than verify takes, and signing refuses it."""
+    from modelrouter.config.limits import (
+        MAX_DECISION_ID_BYTES,
+        MAX_TOKEN_CHARS,
+        max_token_unit_id_length,
+    )
+
+    experiment, variant = "e" * 64, "v" * 64
+    n = max_token_unit_id_length(experiment, [variant])
+    assert n == (3072 - 61 - 25 - 64 - 64) // 4 == 714
+    decision_id = "0a1b2c3d-" + "f" * 16
+    assert len(decision_id) == MAX_DECISION_ID_BYTES
+    signer = Signer(SECRET, experiment)
+    unit = "\U0001f642" * n
+    token = signer.sign_decision(Decision(decision_id, variant, None, unit, 0.5, 3, "ab", 1.0))
+    assert len(token) == 4094 <= MAX_TOKEN_CHARS
+    assert signer.verify(token).unit_id == unit
+    with pytest.raises(TokenError, match="^cannot sign: the token would have 4099 characters; "
+                                         "tokens are verified up to 4096"):
+        signer.sign_decision(Decision(decision_id, variant, None, unit + "\U0001f642", 0.5, 3,
+                                      "ab", 1.0))
+    payload = TokenPayload(decision_id, experiment, variant, unit + "\U0001f642", 0.5, 1.0)
+    with pytest.raises(TokenError, match="would have 4099 characters"):
+        signer.sign(payload)
