@@ -167,7 +167,7 @@ def later_evidence(decision_estimate: float, decision_variance: float, decision_
     second rule also fires without a real change: with a constant true effect at 80% power
     (5-look O'Brien-Fleming plan) it flagged 6% of the experiments that crossed before the last
     look, judged at the last look (200,000 simulated paths, tests/analysis/test_verdict.py);
-    when the crossing was a false positive (no effect), 29%.
+    when the crossing was a false positive (no effect), 27%.
     """
     sign = math.copysign(1.0, decision_estimate)
     later, se, z = math.nan, math.nan, math.nan
