@@ -337,8 +337,10 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
         reasons = "; ".join(
             f"{n:,} x {REFUSAL_REASONS.get(key[8:], key[8:])}"
             for key, n in sorted(losses.items()) if key.startswith("refused:") and n)
-        notes.append(f"{losses['refused_batches']:,} batches of updates could not be applied "
-                     f"by the shared store and were dropped whole ({reasons or 'no reason'}): "
+        n = losses["refused_batches"]
+        notes.append(f"{n:,} batch{'' if n == 1 else 'es'} of updates could not be applied by "
+                     f"the shared store and {'was' if n == 1 else 'were'} dropped whole "
+                     f"({reasons or 'no reason recorded'}): "
                      f"{losses.get('refused_requests', 0):,} requests, "
                      f"{losses.get('refused_exposures', 0):,} exposures and "
                      f"{losses.get('refused_values', 0):,} feedback values are missing")
@@ -349,7 +351,7 @@ REFUSAL_REASONS: Mapping[str, str] = {
     "ops": "the batch did not decode (e.g. a unit id that is not valid UTF-8)",
     "type": "a key of the experiment is not a hash (overwritten by another client)",
     "stored": "a stored counter is not a number (overwritten by another client)",
-    "increment": "an increment is not a finite number",
+    "increment": "an increment is not a finite number (a worker's buffered sum overflowed)",
     "overflow": "a total would overflow (not a finite float, or beyond 64-bit integers)",
 }
 """Why the Redis store may refuse a batch (store/redis/batch.py), as the analysis notes say."""

@@ -12,7 +12,7 @@ import pytest
 from modelrouter import Experiment, RouterConfig, StoreError
 from modelrouter.analysis import Analysis
 from modelrouter.store.memory import MemoryStore
-from modelrouter.store.protocol import RemoteStore, Store, reward_counters
+from modelrouter.store.protocol import RemoteStore, Store, loss_notes, reward_counters
 from modelrouter.store.redis.store import RedisStore
 from tests.store.conftest import RedisServer
 
@@ -90,7 +90,9 @@ def test_two_routers_same_redis_see_same_statistics(redis_server: RedisServer) -
         c1, cr = a1.compare(metric), ref.compare(metric)
         assert c1.pvalue == pytest.approx(cr.pvalue, rel=1e-9, nan_ok=True)
     assert a1.snapshot.losses == {"dropped_exposures": 0, "dropped_values": 0,
-                                  "orphan_values": 0}
+                                  "orphan_values": 0, "refused_batches": 0,
+                                  "refused_requests": 0, "refused_exposures": 0,
+                                  "refused_values": 0}
     # bandit counters are additive and global
     rc = reward_counters(a1.snapshot, "click")
     rr = reward_counters(ref.snapshot, "click")
@@ -221,3 +223,168 @@ def test_config_validation() -> None:
     assert config("redis://:s3cret@127.0.0.1:1/0").as_dict()["store"] == (
         "redis://:***@127.0.0.1:1/0")
     assert not math.isnan(config().flush_seconds)
+
+
+# -- batches apply completely or not at all; refused ones are counted with their reason ---------
+def redis_client(server: RedisServer) -> Any:
+    import redis
+
+    return redis.Redis.from_url(server.url, decode_responses=True)
+
+
+P = "mr:{exp7}:"
+
+
+def test_an_overflowing_batch_is_refused_whole_and_counted_the_others_intact(
+        redis_server: RedisServer) -> None:
+    """Values allowed one by one (1e154, whose square is finite) whose sum of squares is not:
+    the batch holding that counter is refused before any of its writes (before the fix the
+    events' n and sum were written, then the script stopped at sumsq, and the batch marker
+    made the retry skip the rest: 1,500 requests lost, no drop counted)."""
+    store = RedisStore(redis_server.url, list(VARIANTS), config().metrics, experiment="exp7",
+                       flush_seconds=3600)
+    revenue = store.metric_index["revenue"]
+    for i in range(1500):
+        store.expose(f"u{i}", i % 2, 0.5, 0)
+        store.record_unit(f"u{i}", revenue, 2.0)
+    store.record_unit("u0", revenue, 1e154)  # u0's variant is in the buffer: event counters
+    store.record_unit("u0", revenue, 1e154)  # sumsq = 2 + 1e308 + 1e308 = inf
+    store.flush()  # no exception: the refused batch is dropped and counted, the rest written
+    r = redis_client(redis_server)
+    assert r.hlen(P + "first") == r.hlen(P + "exposures") == r.hlen(P + "x:revenue") == 1500
+    assert r.hgetall(P + "requests") == {} and r.hgetall(P + "events") == {}  # not half-applied
+    assert r.hgetall(P + "refused") == {"increment": "1"}  # the buffered sumsq is inf
+    counters = r.hgetall(P + "counters")
+    assert counters["refused_batches"] == "1" and counters["refused_requests"] == "1500"
+    stats = store.stats()
+    assert stats["refused_batches"] == 1 and stats["failed_flushes"] == 0
+    assert "refused: increment: " in str(stats["last_refusal"])
+    assert stats["queued_batches"] == 0
+    snap = store.snapshot()
+    assert snap.losses["refused_batches"] == 1 and snap.losses["refused:increment"] == 1
+    assert snap.losses["refused_requests"] == 1500
+    assert snap.units is not None and int(snap.units.exposures.sum()) == 1500
+    notes = loss_notes(snap.losses)  # what every analysis of this snapshot notes
+    assert any("1 batch of updates could not be applied by the shared store and was dropped "
+               "whole (1 x an increment is not a finite number" in n and "1,500 requests" in n
+               for n in notes)
+    store.flush()  # nothing queued, nothing counted twice
+    assert r.hget(P + "counters", "refused_batches") == "1"
+    store.close()
+
+
+def test_a_batch_meeting_a_corrupt_counter_is_refused_and_the_batches_around_it_apply(
+        redis_server: RedisServer) -> None:
+    """A counter some other client overwrote with text: the batch that adds to it is refused
+    whole (none of its 2,000 updates written), the batches before and after it apply."""
+    r = redis_client(redis_server)
+    store = RedisStore(redis_server.url, list(VARIANTS), config().metrics, experiment="exp7",
+                       flush_seconds=3600)
+    revenue = store.metric_index["revenue"]
+    for i in range(1500):  # ops: 3,000 first/exposures, then 3,000 x/y, then counters
+        store.expose(f"u{i}", i % 2, 0.5, 0)
+        store.record_unit(f"u{i}", revenue, 1.0)
+    r.hset(P + "x:revenue", "u800", "not a number")  # x/y ops of u500..u1499: the 3rd batch
+    store.flush()
+    assert r.hgetall(P + "refused") == {"stored": "1"}
+    assert r.hlen(P + "first") == 1500  # batches 1 and 2
+    assert r.hlen(P + "y:revenue") == 500  # batch 2 holds u0..u499's x/y; batch 3 none
+    assert sum(int(v) for v in r.hgetall(P + "requests").values()) == 1500  # batch 4
+    with pytest.raises(StoreError, match=r"^Redis at \S+ holds malformed data for experiment "
+                                         r"'exp7' \(key 'mr:\{exp7\}:x:revenue'\)"):
+        store.snapshot()  # the corrupt counter is named, not a ValueError
+    r.hdel(P + "x:revenue", "u800")
+    snap = store.snapshot()
+    assert snap.losses["refused_values"] == 1000 and snap.losses["refused_exposures"] == 0
+    store.close()
+
+
+def test_the_script_checks_everything_before_writing_anything(redis_server: RedisServer) -> None:
+    """Batches straight through the store's script: whatever op fails, the ones before it are
+    not written, the refusal is counted once, and the batch id is used up."""
+    from modelrouter.store.redis.batch import LUA, pack_batches
+
+    r = redis_client(redis_server)
+    script = r.register_script(LUA)
+    def run(ops: list[tuple[str, str, str, str]], batch: str) -> Any:
+        (_id, keys, argv), = pack_batches(ops, P, "w", 0)
+        return script(keys=[P + "batch:" + batch, P + "counters", P + "refused", *keys],
+                      args=argv)
+
+    good = [("i", "requests", "a", "5"), ("f", "y:revenue", "u1", "1.0")]
+    cases = {
+        "increment": [("f", "x:revenue", "u1", "inf")],
+        "overflow": [("f", "x:revenue", "u1", "1e308"), ("f", "x:revenue", "u1", "1e308")],
+        "ops": [("n", "first", "alice\udc80", "[0,0,0.5,1.0,[]]")],  # a lone surrogate
+    }
+    for i, (reason, poison) in enumerate(cases.items()):
+        reply = run(good + poison + good, f"b{i}")
+        assert reply[0] == -1 and reply[1] == reason
+        assert r.hgetall(P + "requests") == {} and r.hgetall(P + "y:revenue") == {}
+        assert run(good + poison + good, f"b{i}") == 0  # a retry: neither applied nor counted
+    r.set(P + "latency", "a string")
+    assert run([*good, ("i", "latency", "a#3", "1")], "b9")[1] == "type"
+    assert r.hgetall(P + "refused") == {"increment": "1", "overflow": "1", "ops": "1",
+                                        "type": "1"}
+    counters = r.hgetall(P + "counters")  # what the refused batches held: 7 x 5 requests
+    assert counters["refused_batches"] == "4" and counters["refused_requests"] == "35"
+    assert counters["refused_values"] == "7"
+    assert run(good, "ok") == 1 and r.hget(P + "requests", "a") == "5"
+
+
+def test_the_hot_path_refuses_what_redis_cannot_store(redis_server: RedisServer) -> None:
+    from modelrouter import InvalidValueError, UnitIdError
+
+    store = RedisStore(redis_server.url, list(VARIANTS), config().metrics, experiment="exp7",
+                       flush_seconds=3600)
+    revenue = store.metric_index["revenue"]
+    with pytest.raises(UnitIdError, match="^unit id is not valid UTF-8 \\(a lone surrogate "
+                                          "U\\+DC80 at index 5\\): Redis cannot store it$"):
+        store.expose("alice\udc80", 0, 0.5, 0)
+    with pytest.raises(UnitIdError, match="lone surrogate U\\+D800"):
+        store.record_unit("\ud800", revenue, 1.0)
+    seq = store.expose("b\u00f6b", 0, 0.5, 0)  # non-ASCII, valid UTF-8: fine
+    for bad in (1e155, -1e155, math.inf, math.nan):
+        with pytest.raises(InvalidValueError, match="cannot be stored in Redis"):
+            store.record_unit("b\u00f6b", revenue, bad)
+        with pytest.raises(InvalidValueError, match="cannot be stored in Redis"):
+            store.record_seq(seq, revenue, bad)
+        with pytest.raises(InvalidValueError, match="cannot be stored in Redis"):
+            store.record_auto(seq, bad, 0.0)
+    store.record_unit("b\u00f6b", revenue, 1.3e154)
+    store.flush()
+    assert store.stats()["refused_batches"] == 0
+    assert redis_client(redis_server).hget(P + "x:revenue", "b\u00f6b") is not None
+    # through the routing core the unit id rule refuses it first, for every store
+    exp = Experiment(VARIANTS, config(redis_server.url))
+    with pytest.raises(UnitIdError, match="surrogate character U\\+DC80"):
+        exp.assign("alice\udc80")
+    exp.close()
+    store.close()
+
+
+def test_errors_say_unavailable_or_refused(redis_server: RedisServer) -> None:
+    """No answer (Redis down) and an error reply (out of memory) are different failures; both
+    keep the batch, which is applied once when Redis takes it."""
+    r = redis_client(redis_server)
+    store = RedisStore(redis_server.url, list(VARIANTS), config().metrics, experiment="exp7",
+                       flush_seconds=3600)
+    store.expose("u1", 0, 0.5, 0)
+    store.flush()  # claims the meta key
+    store.expose("u2", 1, 0.5, 0)
+    r.config_set("maxmemory", "1")
+    with pytest.raises(StoreError, match=r"^Redis at redis://127\.0\.0\.1:\d+/0 refused "
+                                         r"(batch \S+|the configuration check) \(kept and "
+                                         r"retried\): .*maxmemory"):
+        store.flush()
+    r.config_set("maxmemory", "0")
+    store.flush()
+    assert r.hlen(P + "first") == 2 and sum(map(int, r.hgetall(P + "requests").values())) == 2
+    store.expose("u3", 0, 0.5, 0)
+    redis_server.kill()
+    with pytest.raises(StoreError, match=r"^Redis at redis://127\.0\.0\.1:\d+/0 is unavailable "
+                                         r"\(.* is kept and retried\)"):
+        store.flush()
+    with pytest.raises(StoreError, match="is unavailable"):
+        store.snapshot()
+    store.close()  # the final flush fails and is logged: Redis is gone

@@ -1,13 +1,29 @@
-"""Turning a worker's drained buffer into idempotent, atomic Redis batches (see store.py).
+"""Turning a worker's drained buffer into idempotent, all-or-nothing Redis batches (store.py).
 
 :func:`drain_ops` takes plain values: a swapped-out :class:`~.buffer.DeltaBuffer`, the local
 memory store's :class:`~modelrouter.store.types.Deltas` and the experiment's
 :class:`~.layout.Layout`; it never sees the store.
 
 An op is ``(kind, hash, field, value)`` with kind ``i`` (HINCRBY), ``f`` (HINCRBYFLOAT) or
-``n`` (HSETNX). Ops are packed into chunks; each chunk is one Lua call that first sets its batch id
-with ``SET NX`` and applies nothing if the id exists, so a retried batch whose reply was lost is
-not applied twice, and every chunk is applied whole or not at all.
+``n`` (HSETNX). Ops are packed into chunks; each chunk is one call of :data:`LUA`, which
+
+1. returns 0 at once when the chunk's batch id (marker key) exists: a retried batch whose
+   reply was lost is not applied twice;
+2. validates everything before it writes anything: the ops decode (a unit id with a lone
+   surrogate does not), every key is a hash (or absent), every increment is a finite number
+   (an integer for HINCRBY), every stored value it adds to is a number, and every total,
+   computed as the batch would leave it, stays finite (and, for HINCRBY, within 64 bits);
+3. only then applies every op and sets the marker, last.
+
+A Redis script is atomic towards other clients, but a command failing in the middle of one
+(HINCRBYFLOAT refusing an infinite total, say) leaves the writes before it in place; with every
+failure checked first, a chunk is applied completely or not at all. A chunk that fails the
+checks can never apply, so the script drops it whole and counts it, atomically, where every
+worker's snapshot sees it: ``refused_batches`` and what the chunk held (``refused_requests``,
+``refused_exposures``, ``refused_values``: the ``lost`` tallies :func:`pack_batches` attaches)
+in the ``counters`` hash, the reason in the ``refused`` hash (``ops``, ``type``, ``stored``,
+``increment``, ``overflow``: see :data:`~modelrouter.store.protocol.REFUSAL_REASONS`), and the
+marker, so a retry neither applies nor counts it again. It returns ``[-1, reason, detail]``.
 
 Thread safety: pure functions of their arguments (the flusher owns a drained buffer alone).
 """
@@ -15,6 +31,7 @@ Thread safety: pure functions of their arguments (the flusher owns a drained buf
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from collections.abc import Mapping, Sequence
 
@@ -24,10 +41,11 @@ from modelrouter.store.histogram import N_SLOTS
 from modelrouter.store.looks import Look
 from modelrouter.store.redis.buffer import DeltaBuffer, FirstExposure
 from modelrouter.store.redis.layout import Layout
+from modelrouter.store.rows import SUMS_PER_METRIC
 from modelrouter.store.types import Deltas, EpochInfo
 
-__all__ = ["LUA", "counter_ops", "drain_ops", "group_ops", "latency_ops", "pack_batches",
-           "unit_ops"]
+__all__ = ["FIRST_KEY", "LUA", "counter_ops", "drain_ops", "group_ops", "latency_ops",
+           "lost_tallies", "pack_batches", "unit_ops"]
 
 Op = tuple[str, str, str, str]
 Batch = tuple[str, list[str], list[str]]
@@ -35,12 +53,75 @@ Batch = tuple[str, list[str], list[str]]
 CHUNK = 2_000  # ops per Lua call: one atomic script keeps Redis busy ~10 ms, not seconds
 MARKER_TTL = "86400"
 
-# KEYS[1] = batch marker, KEYS[2..] = hashes; ARGV[1] = marker TTL, ARGV[2] = JSON list of
+# KEYS[1] = batch marker, KEYS[2] = counters hash, KEYS[3] = refused hash (reason -> batches),
+# KEYS[4..] = the hashes of the ops; ARGV[1] = marker TTL, ARGV[2] = JSON list of
 # [op, key index, field, value] (one argument: packing 4 arguments per op in redis-py costs more
-# than the whole Lua loop), ARGV[3] = number of ops (for the flusher's count)
+# than the whole Lua loop), ARGV[3] = number of ops (for the flusher's count), ARGV[4] = JSON
+# list of [counter, n]: what the batch holds, added to the counters if it is refused
 LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-local ops = cjson.decode(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local function refuse(reason, detail)
+  for _, k in ipairs({KEYS[2], KEYS[3]}) do
+    local t = redis.call('TYPE', k)['ok']
+    if t ~= 'hash' and t ~= 'none' then
+      return redis.error_reply('modelrouter: batch refused (' .. reason .. ': ' .. detail ..
+                               ') and not countable: ' .. k .. ' is a ' .. t)
+    end
+  end
+  local ok, lost = pcall(cjson.decode, ARGV[4])
+  if ok and type(lost) == 'table' then
+    for _, c in ipairs(lost) do redis.call('HINCRBY', KEYS[2], c[1], c[2]) end
+  end
+  redis.call('HINCRBY', KEYS[2], 'refused_batches', 1)
+  redis.call('HINCRBY', KEYS[3], reason, 1)
+  redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+  return {-1, reason, detail}
+end
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+local ok, ops = pcall(cjson.decode, ARGV[2])
+if not ok or type(ops) ~= 'table' then
+  return refuse('ops', 'the batch does not decode: ' .. tostring(ops))
+end
+for i = 4, #KEYS do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'hash' and t ~= 'none' then return refuse('type', KEYS[i] .. ' is a ' .. t) end
+end
+local total = {}
+for i = 1, #ops do
+  local o = ops[i]
+  if type(o) ~= 'table' or type(o[2]) ~= 'number' or o[2] < 4 or KEYS[o[2]] == nil
+      or type(o[3]) ~= 'string' or type(o[4]) ~= 'string' then
+    return refuse('ops', 'op ' .. i .. ' is malformed')
+  end
+  local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
+  if op == 'i' or op == 'f' then
+    local d = tonumber(v)
+    if d == nil or not finite(d) or string.find(v, '[xXnN]')
+        or (op == 'i' and not string.find(v, '^%-?%d+$')) then
+      return refuse('increment', k .. ' op ' .. i .. ': increment ' .. string.sub(v, 1, 40))
+    end
+    local id = o[2] .. ' ' .. f
+    local cur = total[id]
+    if cur == nil then
+      local raw = redis.call('HGET', k, f)
+      cur = 0
+      if raw then
+        cur = tonumber(raw)
+        if cur == nil or not finite(cur) or string.find(raw, '[xXnN]')
+            or (op == 'i' and not string.find(raw, '^%-?%d+$')) then
+          return refuse('stored', k .. ' op ' .. i .. ': stored value ' .. string.sub(raw, 1, 40))
+        end
+      end
+    end
+    local s = cur + d
+    if not finite(s) or (op == 'i' and (s >= 9.2e18 or s <= -9.2e18)) then
+      return refuse('overflow', k .. ' op ' .. i .. ': the total would be ' .. tostring(s))
+    end
+    total[id] = s
+  elseif op ~= 'n' then
+    return refuse('ops', 'op ' .. i .. ' has kind ' .. tostring(op))
+  end
+end
 for i = 1, #ops do
   local o = ops[i]
   local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
@@ -48,8 +129,10 @@ for i = 1, #ops do
   elseif op == 'f' then redis.call('HINCRBYFLOAT', k, f, v)
   else redis.call('HSETNX', k, f, v) end
 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
+FIRST_KEY = 4  # KEYS index of an op's first hash (after marker, counters, refused)
 
 _COMPACT = (",", ":")
 
@@ -113,14 +196,40 @@ def counter_ops(variants: Sequence[str], metric_names: Sequence[str],
     return ops
 
 
+def lost_tallies(ops: Sequence[Op]) -> list[list[str | int]]:
+    """What a chunk holds, as ``[counter, n]`` pairs: the requests, exposures and feedback
+    values that go missing if Redis refuses it (added to the ``counters`` hash then)."""
+    requests = exposures = values = 0.0
+    for _op, key, field, value in ops:
+        if key == "requests":
+            requests += float(value)
+        elif key == "exposures":
+            exposures += float(value)
+        elif key.startswith("y:"):
+            values += float(value)
+        elif key == "groups":  # request level: sum k = 1 + 5m + 1 counts metric m's values
+            k = field.rpartition("#")[2]
+            if k.isdigit() and int(k) % SUMS_PER_METRIC == 2:
+                values += float(value)
+    tallies: list[list[str | int]] = []
+    for name, n in (("refused_requests", requests), ("refused_exposures", exposures),
+                    ("refused_values", values)):
+        if n > 0 and math.isfinite(n):
+            tallies.append([name, int(n)])
+    return tallies
+
+
 def pack_batches(ops: Sequence[Op], prefix: str, worker: str, last_no: int) -> list[Batch]:
-    """Chunks of ops as ``(batch id, hash keys, ARGV)`` for :data:`LUA`."""
+    """Chunks of ops as ``(batch id, hash keys, ARGV)`` for :data:`LUA` (the hash keys are
+    ``KEYS[FIRST_KEY:]``; the caller puts marker, counters and refused keys first)."""
     batches = []
     for i, start in enumerate(range(0, len(ops), CHUNK)):
+        chunk = ops[start:start + CHUNK]
         key_index: dict[str, int] = {}
-        packed = [[op, key_index.setdefault(prefix + key, len(key_index) + 2), field, value]
-                  for op, key, field, value in ops[start:start + CHUNK]]
-        argv = [MARKER_TTL, json.dumps(packed, separators=_COMPACT), str(len(packed))]
+        packed = [[op, key_index.setdefault(prefix + key, len(key_index) + FIRST_KEY), field,
+                   value] for op, key, field, value in chunk]
+        argv = [MARKER_TTL, json.dumps(packed, separators=_COMPACT), str(len(packed)),
+                json.dumps(lost_tallies(chunk), separators=_COMPACT)]
         batches.append((f"{worker}:{last_no + i + 1}", list(key_index), argv))
     return batches
 

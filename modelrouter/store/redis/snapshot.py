@@ -3,7 +3,8 @@
 Units are ordered by first exposure (then id), so every worker builds identical arrays from the
 same Redis state; segment values get codes in that order, re-capped at ``segment_cap`` (workers
 cap locally, the union may exceed it). Feedback values of units without a first-exposure row are
-counted as ``orphan_values`` in ``Snapshot.losses``, never analysed.
+counted as ``orphan_values`` in ``Snapshot.losses``, never analysed; batches Redis refused are
+there too (``refused_batches``, what they held, and ``refused:<reason>``: see batch.py).
 
 Both functions take the experiment's :class:`~.layout.Layout` (plain values), never the store.
 
@@ -28,6 +29,9 @@ from modelrouter.store.rows import SUMS_PER_METRIC, moments_of_row
 from modelrouter.store.types import EpochInfo, Snapshot, UnitColumns
 
 __all__ = ["build_snapshot", "check_meta"]
+
+_REFUSED_COUNTERS = ("refused_batches", "refused_requests", "refused_exposures",
+                     "refused_values")
 
 
 def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float) -> Snapshot:
@@ -107,7 +111,10 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
                     segment_overflow=overflow, units=units, groups=groups,
                     losses={"dropped_exposures": counters.get("dropped_exposures", 0),
                             "dropped_values": counters.get("dropped_values", 0),
-                            "orphan_values": orphans},
+                            "orphan_values": orphans,
+                            **{name: counters.get(name, 0) for name in _REFUSED_COUNTERS},
+                            **{f"refused:{reason}": int(n)
+                               for reason, n in sorted(data.get("refused", {}).items())}},
                     latency=_latency(layout.variants, data["latency"]))
     if data["looks"]:
         looks = sorted((Look.from_dict(json.loads(v)) for v in data["looks"].values()),

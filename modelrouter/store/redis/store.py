@@ -14,7 +14,9 @@ lost is never applied twice). Everything shared merges by addition or first-writ
 ``mr:{exp}:x:<metric>``     unit -> sum of values (``HINCRBYFLOAT``; "any" metrics clip >0)
 ``mr:{exp}:y:<metric>``     unit -> number of values
 ``mr:{exp}:requests``       variant -> routed requests
-``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values
+``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values,
+                            refused_batches, refused_requests/_exposures/_values
+``mr:{exp}:refused``        reason -> batches Redis refused for it (see batch.py)
 ``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
 ``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum
 ``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
@@ -26,6 +28,21 @@ Redis down or slow: routing keeps serving; the buffer keeps deltas up to ``max_b
 entries and counts what it had to refuse (``dropped_exposures``, ``dropped_values``, flushed as
 counters once Redis is back and shown by the analysis). Reconnects back off exponentially.
 Request-level experiments buffer O(groups) sums, so they never drop.
+
+Each batch is applied completely or not at all (batch.py validates it inside its script before
+writing). A batch Redis can never apply (a total that would overflow a float, a key some other
+client overwrote) is dropped whole and counted, with its reason, in the ``counters`` and
+``refused`` hashes, so every worker's snapshot reports it in ``Snapshot.losses``
+(``refused_batches``, ``refused_requests``, ``refused_exposures``, ``refused_values``,
+``refused:<reason>``) and the analysis notes it; the flusher logs it and carries on with the
+next batch. Errors say which failure it was: ``Redis at ... is unavailable`` (connection,
+timeout: the batch stays queued and is retried) or ``Redis at ... refused ...`` (an error
+reply such as OOM or READONLY: also kept and retried).
+
+The hot path defends what the script could not take: a unit id that is not valid UTF-8 (a lone
+surrogate: :class:`~modelrouter.exceptions.UnitIdError`) and a value whose square is not a
+finite float (:class:`~modelrouter.exceptions.InvalidValueError`), refused before anything is
+buffered. (The routing core refuses far smaller values first; this is the store's own bound.)
 
 Snapshots (:meth:`RedisStore.snapshot`) read every key in one MULTI transaction and rebuild the
 same :class:`~modelrouter.store.types.Snapshot` the memory store gives, so the analysis is
@@ -55,7 +72,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelrouter.exceptions import StoreError
+from modelrouter.exceptions import InvalidValueError, StoreError, UnitIdError
 from modelrouter.store.histogram import slot_of as latency_slot
 from modelrouter.store.looks import Look
 from modelrouter.store.memory import MemoryStore
@@ -76,6 +93,40 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("modelrouter.store.redis")
+
+MAX_SQUARABLE = 1.3407807929942596e154
+"""The largest value the Redis store buffers: ``sqrt`` of the largest float, so that the
+buffer's sum of squares of one value is finite (``x * x`` overflows to ``inf`` beyond it)."""
+
+
+def _unit_text(unit: str) -> str:
+    """``unit`` if it encodes as UTF-8 (no lone surrogate), else UnitIdError (the hot path
+    calls this only for ids that are not ASCII)."""
+    try:
+        unit.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        cp = ord(unit[exc.start])
+        raise UnitIdError(f"unit id is not valid UTF-8 (a lone surrogate U+{cp:04X} at index "
+                          f"{exc.start}): Redis cannot store it") from None
+    return unit
+
+
+def _culprit(prefix: str, data: dict[str, dict[str, str]]) -> str:
+    """The first key holding a value a snapshot cannot read, for the error message."""
+    for name, fields in data.items():
+        if name in ("first", "epochs", "looks", "groups"):
+            continue  # JSON values or keys, checked by the snapshot itself
+        for value in fields.values():
+            try:
+                float(value)
+            except ValueError:
+                return f"key {prefix + name!r}"
+    return "a JSON value"
+
+
+def _too_large(value: float) -> InvalidValueError:
+    return InvalidValueError(f"value {value!r} cannot be stored in Redis: its magnitude must be "
+                             f"at most {MAX_SQUARABLE:.4g} (its square must be finite)")
 
 
 def _redis() -> Any:
@@ -117,6 +168,10 @@ class RedisStore(BaseStore):
             retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
         self._script = self._client.register_script(LUA)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        # no answer at all (connection refused or lost, timeout), as opposed to an error reply
+        self._unavailable: tuple[type[BaseException], ...] = (
+            redis.ConnectionError, redis.TimeoutError, OSError)
+        self._script_keys = [self.prefix + "counters", self.prefix + "refused"]
         # the local reference store: segment codes, epochs, looks; request level: everything
         self._local = MemoryStore(self.variants, self.metrics, level=level,
                                   max_pending=max_pending,
@@ -142,6 +197,8 @@ class RedisStore(BaseStore):
         self.last_error: str | None = None
         self.flushed_events = 0
         self.failed_flushes = 0
+        self.refused_batches = 0  # by this worker; every worker's: snapshot().losses
+        self.last_refusal: str | None = None
 
     # -- protocol: epochs, segments, looks -----------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -176,6 +233,8 @@ class RedisStore(BaseStore):
             return self._local.expose(None, variant, propensity, epoch, segment, now)
         if unit is None:
             raise ValueError(f"a {self.level}-level store counts units: unit is None")
+        if not unit.isascii():
+            _unit_text(unit)
         if now is None:
             now = self.clock()
         with self._lock:
@@ -203,6 +262,8 @@ class RedisStore(BaseStore):
 
     def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
         """Buffer a value for one of this worker's decisions."""
+        if not -MAX_SQUARABLE <= value <= MAX_SQUARABLE:  # NaN fails too
+            raise _too_large(value)
         if not self.unit_level:
             self._local.record_seq(seq, metric, value, window=window)
             return
@@ -212,6 +273,10 @@ class RedisStore(BaseStore):
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Buffer the automatic metrics of a finished request."""
+        if not (-MAX_SQUARABLE <= latency_ms <= MAX_SQUARABLE
+                and -MAX_SQUARABLE <= error <= MAX_SQUARABLE):
+            bad_latency = not -MAX_SQUARABLE <= latency_ms <= MAX_SQUARABLE
+            raise _too_large(latency_ms if bad_latency else error)
         if not self.unit_level:
             self._local.record_auto(seq, latency_ms, error)
             return
@@ -228,6 +293,10 @@ class RedisStore(BaseStore):
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Buffer a value for a unit; the unit may have been exposed by another worker."""
+        if not unit.isascii():
+            _unit_text(unit)
+        if not -MAX_SQUARABLE <= value <= MAX_SQUARABLE:
+            raise _too_large(value)
         with self._lock:
             buf = self._buf
             buf.add(unit, metric, buf.variant_of(unit), value)
@@ -281,6 +350,7 @@ class RedisStore(BaseStore):
 
     def _flush_once(self) -> None:
         with self._flush_lock:
+            doing = "the configuration check"
             try:
                 if not self._meta_ok:
                     self._check_meta()
@@ -288,14 +358,32 @@ class RedisStore(BaseStore):
                     self._queue = self._drain()
                 while self._queue:
                     batch_id, keys, argv = self._queue[0]
-                    self._script(keys=[self.prefix + "batch:" + batch_id, *keys],
-                                 args=argv, client=self._client)
+                    doing = f"batch {batch_id}"
+                    reply = self._script(keys=[self.prefix + "batch:" + batch_id,
+                                               *self._script_keys, *keys],
+                                         args=argv, client=self._client)
                     self._queue.pop(0)
-                    self.flushed_events += int(argv[2])
+                    if isinstance(reply, list) and reply and reply[0] == -1:
+                        self._refused(batch_id, argv, reply)
+                    else:
+                        self.flushed_events += int(argv[2])
                 self.last_error = None
-            except self._errors as exc:
+            except self._unavailable as exc:
                 self._meta_ok = False
-                raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+                raise StoreError(f"Redis at {self._safe_url()} is unavailable ({doing} is kept "
+                                 f"and retried): {exc}") from exc
+            except self._errors as exc:  # an error reply: Redis is there but said no
+                self._meta_ok = False
+                raise StoreError(f"Redis at {self._safe_url()} refused {doing} (kept and "
+                                 f"retried): {exc}") from exc
+
+    def _refused(self, batch_id: str, argv: list[str], reply: list[Any]) -> None:
+        """A batch the script refused: dropped whole, already counted in Redis; log it."""
+        reason, detail = (text(v) for v in reply[1:3])
+        self.refused_batches += 1
+        self.last_refusal = f"batch {batch_id} ({argv[2]} updates) refused: {reason}: {detail}"
+        log.error("modelrouter: Redis refused %s; it is dropped whole and counted in the "
+                  "losses", self.last_refusal)
 
     def _safe_url(self) -> str:
         from modelrouter.config.store import redact_url
@@ -327,7 +415,8 @@ class RedisStore(BaseStore):
                 "dropped_exposures": self._dropped[0] + buf.dropped[0],
                 "dropped_values": self._dropped[1] + buf.dropped[1],
                 "flushed_events": self.flushed_events, "failed_flushes": self.failed_flushes,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "refused_batches": self.refused_batches,
+                "last_refusal": self.last_refusal}
 
     def _read(self, names: list[str]) -> dict[str, dict[str, str]]:
         try:  # one MULTI: batches are atomic scripts, so the read is a consistent cut
@@ -335,8 +424,10 @@ class RedisStore(BaseStore):
             for n in names:
                 pipe.hgetall(self.prefix + n)
             results = pipe.execute()
-        except self._errors as exc:
+        except self._unavailable as exc:
             raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+        except self._errors as exc:
+            raise StoreError(f"Redis at {self._safe_url()} refused the read: {exc}") from exc
         return {n: {text(k): text(v) for k, v in r.items()} for n, r in zip(names, results)}
 
     def event_counters(self, metric: str) -> dict[str, np.ndarray]:
@@ -352,9 +443,15 @@ class RedisStore(BaseStore):
         """The merged state of every worker (what they have flushed), as one Snapshot."""
         taken = self.clock()
         names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks",
-                 "latency"]
+                 "latency", "refused"]
         names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
-        return build_snapshot(self.layout, self._read(names), taken)
+        data = self._read(names)
+        try:
+            return build_snapshot(self.layout, data, taken)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:  # JSON errors included
+            raise StoreError(f"Redis at {self._safe_url()} holds malformed data for experiment "
+                             f"{self.experiment!r} ({_culprit(self.prefix, data)}): "
+                             f"{exc}") from None
 
     def __len__(self) -> int:
         return self._buf.size
