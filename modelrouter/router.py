@@ -120,21 +120,49 @@ class ModelRouter(RoutingMiddleware):
         self.experiment.configure(weights=weights, mode=mode)
 
     def reload(self, path: str) -> None:
-        """Apply ``mode`` and ``weights`` from the ``[router]`` table of a TOML file, atomically
-        (the run-time switch through the config file); other fields need a restart and are
-        refused when they differ from the running config."""
+        """Apply ``mode``, ``weights`` and rotated secrets from the ``[router]`` table of a TOML
+        file, all of it or nothing (the run-time switch through the config file).
+
+        ``secret`` and ``admin_token`` (from the file, or the environment when the file has
+        none) may be rotated: when ``reload`` returns, the new values are in force and the old
+        ones are refused everywhere (the old admin token as bearer or dashboard cookie: 403;
+        tokens signed with the old secret: 403, so feedback on responses served before the
+        rotation is lost; responses carry tokens signed with the new secret). Adding or removing
+        one (None <-> a value) would add or remove endpoints: refused, restart. Every other
+        field needs a restart and is refused (ConfigError naming it) when it differs from the
+        running config; a refused reload changes nothing.
+        """
         from modelrouter.config import load_toml
 
         data = load_toml(path)
         table = data.get("router", data)
         fresh = RouterConfig.from_dict({k: v for k, v in table.items() if k != "variants"})
-        live = {k: v for k, v in fresh.as_dict().items() if k not in ("mode", "weights")}
-        running = {k: v for k, v in self.config.as_dict().items() if k not in ("mode", "weights")}
+        runtime = ("mode", "weights", "secret", "admin_token")  # secrets: compared below
+        live = {k: v for k, v in fresh.as_dict().items() if k not in runtime}
+        running = {k: v for k, v in self.config.as_dict().items() if k not in runtime}
         changed = sorted(k for k in live if live[k] != running.get(k))
         if changed:
             raise ConfigError(f"{path}: {changed[0]} differs from the running config; only "
-                              "mode and weights can change at run time (restart for the rest)")
-        self.experiment.configure(weights=fresh.weights, mode=fresh.mode)
+                              "mode, weights, secret and admin_token can change at run time "
+                              "(restart for the rest)")
+        rotated: dict[str, str] = {}
+        for name in ("secret", "admin_token"):
+            old, new = getattr(self.config, name), getattr(fresh, name)
+            if (old is None) != (new is None):
+                raise ConfigError(f"{path}: {name} is {'set' if old is None else 'not set'} "
+                                  f"but the running config has {'none' if old is None else 'one'}"
+                                  f"; adding or removing it turns endpoints on or off: restart "
+                                  f"to apply it")
+            if new is not None and new != old:
+                rotated[name] = new
+        new_config = self.config.replace(**rotated) if rotated else self.config
+        self.experiment.configure(weights=fresh.weights, mode=fresh.mode)  # may refuse: no change
+        if rotated:  # nothing below can fail: the values are validated
+            if self.surface is not None:
+                self.surface.rotate(**rotated)
+            if "secret" in rotated:
+                self.rotate_secret(rotated["secret"])
+            self.config = self.experiment.config = new_config
 
     def pause_arm(self, variant: str) -> None:
         """Stop routing to ``variant`` (its share goes to the others); see :meth:`resume_arm`."""

@@ -80,6 +80,13 @@ class RoutingMiddleware:
         self._http_prefix = config.http_prefix + "/"
         self._signer = Signer(config.secret, config.experiment) if config.secret else None
 
+    def rotate_secret(self, secret: str) -> None:
+        """Sign the tokens of responses started from now on with ``secret`` (a rotation: the
+        router must already sign tokens; ConfigError otherwise)."""
+        if self._signer is None:
+            raise ConfigError("rotate_secret: this router signs no tokens (no secret configured)")
+        self._signer = Signer(secret, self.config.experiment)
+
     # -- ASGI -----------------------------------------------------------------------------
     def _routed(self, path: str) -> bool:
         if self._paths is not None and not path.startswith(self._paths):

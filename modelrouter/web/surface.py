@@ -42,6 +42,7 @@ from modelrouter.exceptions import (
     UnknownDecisionError,
     UnknownUnitError,
 )
+from modelrouter.routing.tokens import Signer
 from modelrouter.web.admin import COOKIE_NAME, AdminAuth, apply_change, config_change
 from modelrouter.web.feedback import CheckedFeedback, TokenFeedback
 from modelrouter.web.handle import RouterHandle
@@ -98,6 +99,19 @@ class HTTPSurface:
     def enabled(self) -> bool:
         """Whether any endpoint is on (otherwise the router does not mount the surface)."""
         return self.feedback is not None or self.metrics_enabled
+
+    def rotate(self, *, secret: str | None = None, admin_token: str | None = None) -> None:
+        """Check tokens against a new ``secret`` and admin credentials against a new
+        ``admin_token`` from now on (each given one replaces its predecessor, which is refused
+        from then on: bearer, dashboard cookie, tokens it signed). Only what is configured can
+        be rotated (ConfigError otherwise: turning an endpoint on or off needs a restart)."""
+        if (secret is not None and self.feedback is None) or (
+                admin_token is not None and self._admin is None):
+            raise ConfigError("rotate: only a configured secret or admin token can be rotated")
+        admin = AdminAuth(admin_token) if admin_token is not None else self._admin
+        if secret is not None and self.feedback is not None:
+            self.feedback.signer = Signer(secret, self.experiment.config.experiment)
+        self._admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][len(self.prefix):]
