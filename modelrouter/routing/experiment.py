@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from modelrouter.routing.bandit import BanditRouter
     from modelrouter.store.persistence import SnapshotInfo
 
-__all__ = ["MAX_ABS_VALUE", "MAX_LATENCY_MS", "Experiment", "check_value", "value_range"]
+__all__ = ["MAX_ABS_VALUE", "MAX_LATENCY_MS", "MIN_ABS_VALUE", "Experiment", "check_value",
+           "in_range", "value_range"]
 
 _new_decision = tuple.__new__
 
@@ -62,25 +63,42 @@ hold. Higher powers (Welch's degrees of freedom, delta-method variances) are com
 scaled form by the statistics (see docs/statistics.md, "Numerical safety"). No real metric
 comes near the bound (a currency amount of ``1e100`` is not revenue)."""
 
+MIN_ABS_VALUE = 1e-100
+"""The smallest magnitude a non-zero feedback value may have: ``0`` or ``|value| >= 1e-100``.
+
+Why: the mirror image of :data:`MAX_ABS_VALUE`. Sums of such values are 0 or at least about
+``1e-116`` in magnitude (a multiple of the last bit of ``1e-100``), so every non-zero square of a
+per-unit total or of a difference between two is at least ``1e-232``, far above the smallest
+float: no spread underflows to a variance of 0 (which would report a zero standard error and a
+p-value of 0 for data that do vary)."""
+
 MAX_LATENCY_MS = 86_400_000.0
 """The largest ``latency_ms`` that :meth:`Experiment.record` accepts: 24 hours, in ms."""
 
-_AUTOMATIC_RANGE = {"latency_ms": (0.0, MAX_LATENCY_MS), "error": (0.0, 1.0)}
+# (low, high, smallest non-zero magnitude); binary: 1.0, so that the range is exactly {0, 1}
+_BINARY = (0.0, 1.0, 1.0)
+_AUTOMATIC_RANGE = {"latency_ms": (0.0, MAX_LATENCY_MS, MIN_ABS_VALUE), "error": _BINARY}
+_CONTINUOUS = (-MAX_ABS_VALUE, MAX_ABS_VALUE, MIN_ABS_VALUE)
 
 
-def value_range(spec: MetricSpec) -> tuple[float, float]:
-    """The closed interval ``[low, high]`` a value of ``spec``'s metric must lie in.
+def value_range(spec: MetricSpec) -> tuple[float, float, float]:
+    """``(low, high, tiny)``: a value of ``spec``'s metric must be 0 or lie in
+    ``[low, high]`` with a magnitude of at least ``tiny``.
 
-    Binary metrics (and the automatic ``error``): 0 and 1 only (also checked to be one of
-    them). The automatic ``latency_ms``: a duration, ``0 .. MAX_LATENCY_MS``. Every other
-    continuous metric: ``-MAX_ABS_VALUE .. MAX_ABS_VALUE``.
+    Binary metrics (and the automatic ``error``): ``(0, 1, 1)``, i.e. 0 or 1. The automatic
+    ``latency_ms``: a duration, ``(0, MAX_LATENCY_MS, MIN_ABS_VALUE)``. Every other continuous
+    metric: ``(-MAX_ABS_VALUE, MAX_ABS_VALUE, MIN_ABS_VALUE)``.
     """
     automatic = _AUTOMATIC_RANGE.get(spec.name)
     if automatic is not None:
         return automatic
-    if spec.kind == "binary":
-        return 0.0, 1.0
-    return -MAX_ABS_VALUE, MAX_ABS_VALUE
+    return _BINARY if spec.kind == "binary" else _CONTINUOUS
+
+
+def in_range(value: float, low: float, high: float, tiny: float) -> bool:
+    """Whether ``value`` is 0 or lies in ``[low, high]`` with ``|value| >= tiny`` (False for
+    NaN): the test :meth:`Experiment.record`'s fast paths inline."""
+    return tiny <= value <= high or value == 0.0 or low <= value <= -tiny
 
 
 def _shown(value: object) -> str:
@@ -131,26 +149,30 @@ def _as_float(spec: MetricSpec, value: object) -> float:
 def check_value(spec: MetricSpec, value: object) -> float:
     """Validate a feedback value for a metric; return it as a float or raise InvalidValueError.
 
-    The value must be a real number (see ``_as_float`` for the types accepted), finite and in
-    :func:`value_range` of the metric: 0 or 1 for binary metrics and ``error``,
-    ``0 .. MAX_LATENCY_MS`` for ``latency_ms``, at most :data:`MAX_ABS_VALUE` in magnitude
-    otherwise. The message names the metric and the value.
+    The value must be a real number (see ``_as_float`` for the types accepted, rounded to the
+    nearest float before it is checked), finite and in :func:`value_range` of the metric: 0 or
+    1 for binary metrics and ``error``, ``0 .. MAX_LATENCY_MS`` for ``latency_ms``, at most
+    :data:`MAX_ABS_VALUE` in magnitude otherwise; non-zero magnitudes below
+    :data:`MIN_ABS_VALUE` are refused too. The message names the metric and the value.
     """
     v = _as_float(spec, value)
-    low, high = value_range(spec)
-    binary = high == 1.0
-    if low <= v <= high and (not binary or v == 0.0 or v == 1.0):
+    low, high, tiny = value_range(spec)
+    if in_range(v, low, high, tiny):
         return v
     name, shown = spec.name, _shown(value)
     if math.isnan(v):
         raise InvalidValueError(f"value for metric {name!r} must be finite, got {shown}")
-    if binary:
+    if tiny == 1.0:
         why = "finite" if math.isinf(v) else "0 or 1"
         raise InvalidValueError(f"value for binary metric {name!r} must be {why}, got {shown}")
-    if name == "latency_ms":
+    if name == "latency_ms" and not (0.0 < v < tiny):
         raise InvalidValueError(f"value for metric 'latency_ms' (recorded automatically by the "
                                 f"middleware) must be a finite duration in milliseconds from 0 "
                                 f"to {high:.0f} (24 hours), got {shown}")
+    if v != 0.0 and -tiny < v < tiny:
+        raise InvalidValueError(f"value for metric {name!r} must be 0 or at least "
+                                f"{MIN_ABS_VALUE:g} in magnitude (MIN_ABS_VALUE: smaller squares "
+                                f"underflow), got {shown}")
     raise InvalidValueError(f"value for metric {name!r} must be finite and at most "
                             f"{MAX_ABS_VALUE:g} in magnitude (MAX_ABS_VALUE), got {shown}")
 
@@ -202,9 +224,8 @@ class Experiment:
                                      segment_cap=config.segment_cap, clock=clock)
         else:  # shared state in Redis; a local buffer is the hot path
             self.store = open_remote_store(config, self.names, self.segment_dims, clock)
-        # metric -> (store index, spec, binary, low, high): what record()'s fast paths check
-        self._metric_info = {m: (self.store.metric_index[m], spec, spec.kind == "binary",
-                                 *value_range(spec))
+        # metric -> (store index, spec, low, high, tiny): what record()'s fast paths check
+        self._metric_info = {m: (self.store.metric_index[m], spec, *value_range(spec))
                              for m, spec in config.metrics.items()}
         self._expose_unit = self.store.expose_unit  # bound once: the A/B hot path
         self.context = RouteContext(self.names, self.models, self.names.index(self.control),
@@ -318,15 +339,15 @@ class Experiment:
         info = self._metric_info.get(metric)
         if info is None:
             self._metric(metric)  # raises the precise UnknownMetricError
-        index, spec, binary, low, high = info  # type: ignore[misc]
-        # fast paths for plain floats and ints within the metric's range (NaN fails the
-        # comparison); bool, numpy scalars and everything refused: check_value below
+        index, spec, low, high, tiny = info  # type: ignore[misc]
+        # fast paths for plain floats and ints in the metric's range (in_range inlined; NaN
+        # fails every comparison); bool, numpy scalars and everything refused: check_value
         t = type(value)
-        if t is float and low <= value <= high and (  # type: ignore[operator]
-                not binary or value == 0.0 or value == 1.0):
+        if t is float and (tiny <= value <= high or value == 0.0  # type: ignore[operator]
+                           or low <= value <= -tiny):  # type: ignore[operator]
             v: float = value  # type: ignore[assignment]
-        elif t is int and (value == 0 or value == 1 or (
-                not binary and low <= value <= high)):  # type: ignore[operator]
+        elif t is int and (tiny <= value <= high or value == 0  # type: ignore[operator]
+                           or low <= value <= -tiny):  # type: ignore[operator]
             v = float(value)  # type: ignore[arg-type]
         else:
             v = check_value(spec, value)

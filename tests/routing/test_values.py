@@ -3,7 +3,8 @@ accepted, what is refused before anything changes, and the documented bounds.
 
 Accepted: real numbers (``float``, ``int``, ``bool``, numpy integer, float and bool scalars,
 ``Fraction``, ``Decimal``), finite and within the metric's range: 0/1 for binary metrics and
-``error``, ``0 .. MAX_LATENCY_MS`` for ``latency_ms``, ``|value| <= MAX_ABS_VALUE`` otherwise.
+``error``, ``0 .. MAX_LATENCY_MS`` for ``latency_ms``, ``|value| <= MAX_ABS_VALUE`` otherwise,
+and 0 or at least ``MIN_ABS_VALUE`` in magnitude.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelrouter import Experiment, InvalidValueError, RouterConfig
 from modelrouter.routing.experiment import (
     MAX_ABS_VALUE,
     MAX_LATENCY_MS,
+    MIN_ABS_VALUE,
     check_value,
+    in_range,
     value_range,
 )
 
 NEXT_ABOVE = math.nextafter(MAX_ABS_VALUE, math.inf)
+NEXT_BELOW_TINY = math.nextafter(MIN_ABS_VALUE, 0.0)
 
 
 def experiment(level: str = "user") -> Experiment:
@@ -47,11 +53,30 @@ def fingerprint(exp: Experiment) -> Any:
 
 
 def test_the_bound_keeps_squares_and_their_sums_finite() -> None:
-    assert MAX_ABS_VALUE == 1e100
+    assert MAX_ABS_VALUE == 1e100 and MIN_ABS_VALUE == 1e-100
     # a square of a per-unit total of 1e4 values at the bound, summed over 1e12 units
     assert math.isfinite((1e4 * MAX_ABS_VALUE) ** 2 * 1e12)
-    assert value_range(RouterConfig().metrics["latency_ms"]) == (0.0, MAX_LATENCY_MS)
-    assert value_range(RouterConfig().metrics["error"]) == (0.0, 1.0)
+    metrics = RouterConfig(metrics={"click": "binary", "revenue": "continuous"}).metrics
+    assert value_range(metrics["latency_ms"]) == (0.0, MAX_LATENCY_MS, MIN_ABS_VALUE)
+    assert value_range(metrics["error"]) == value_range(metrics["click"]) == (0.0, 1.0, 1.0)
+    assert value_range(metrics["revenue"]) == (-MAX_ABS_VALUE, MAX_ABS_VALUE, MIN_ABS_VALUE)
+    assert [in_range(v, 0.0, 1.0, 1.0) for v in (0.0, 1.0, 0.5, -1.0, math.nan)] == [
+        True, True, False, False, False]
+
+
+accepted = st.one_of(st.floats(MIN_ABS_VALUE, MAX_ABS_VALUE),
+                     st.floats(-MAX_ABS_VALUE, -MIN_ABS_VALUE), st.just(0.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(accepted, min_size=1, max_size=8), st.lists(accepted, min_size=1, max_size=8))
+def test_no_square_of_a_total_or_a_difference_underflows(a: list[float], b: list[float]
+                                                         ) -> None:
+    """Why MIN_ABS_VALUE: totals of accepted values are 0 or at least ~1e-116 in magnitude, so
+    the squares the moments are made of are 0 or at least ~1e-232 (never a silent 0)."""
+    x, y = math.fsum(a), math.fsum(b)
+    for v in (x, y, x - y):
+        assert v == 0.0 or v * v >= 1e-233
 
 
 @pytest.mark.parametrize(("metric", "value", "expected"), [
@@ -68,7 +93,9 @@ def test_the_bound_keeps_squares_and_their_sums_finite() -> None:
     ("revenue", int(MAX_ABS_VALUE), MAX_ABS_VALUE),
     ("revenue", 2**60 + 1, float(2**60)),
     ("revenue", True, 1.0),
-    ("revenue", 5e-324, 5e-324),
+    ("revenue", MIN_ABS_VALUE, MIN_ABS_VALUE),
+    ("revenue", -MIN_ABS_VALUE, -MIN_ABS_VALUE),
+    ("revenue", -0.0, 0.0),
     ("click", np.int64(1), 1.0),
     ("click", np.bool_(True), 1.0),
     ("click", np.float32(0.0), 0.0),
@@ -127,6 +154,11 @@ def test_numpy_int64_is_accepted_where_float64_is() -> None:
     ("latency_ms", -1, "latency_ms"),
     ("latency_ms", math.nextafter(MAX_LATENCY_MS, math.inf), "24 hours"),
     ("latency_ms", float("nan"), "'latency_ms' must be finite"),
+    ("latency_ms", 1e-200, "'latency_ms' must be 0 or at least 1e-100 in magnitude"),
+    ("revenue", 5e-324, r"'revenue' must be 0 or at least 1e-100 in magnitude.*5e-324"),
+    ("revenue", -NEXT_BELOW_TINY, "at least 1e-100"),
+    ("revenue", Decimal("1e-200"), r"at least 1e-100.*Decimal\('1E-200'\)"),
+    ("revenue", np.float64(-1e-300), "at least 1e-100"),
     ("error", 0.5, "'error' must be 0 or 1"),
     ("error", -1, "'error' must be 0 or 1"),
 ])
@@ -150,7 +182,8 @@ def test_refused_values_change_nothing(metric: str, value: Any, match: str) -> N
     MAX_ABS_VALUE, -MAX_ABS_VALUE, NEXT_ABOVE, -NEXT_ABOVE, int(MAX_ABS_VALUE),
     int(MAX_ABS_VALUE) + 1, -int(MAX_ABS_VALUE) - 1, 2**53 + 1, 0, 1, -0.0, 0.0, 1.0, -1, 2,
     MAX_LATENCY_MS, math.nextafter(MAX_LATENCY_MS, math.inf), int(MAX_LATENCY_MS) + 1,
-    -5e-324, 5e-324, float("nan"), float("inf")])
+    -5e-324, 5e-324, MIN_ABS_VALUE, -MIN_ABS_VALUE, NEXT_BELOW_TINY, -NEXT_BELOW_TINY,
+    float("nan"), float("inf"), -float("inf")])
 def test_fast_paths_agree_with_check_value_at_the_bounds(value: Any) -> None:
     for metric in ("click", "revenue", "latency_ms", "error"):
         exp = experiment()
