@@ -113,13 +113,15 @@ def adaptive_compare(data: AnalysisData, metric: str, variant: str | None = None
                                         int(round(float(sy[:, i].sum()))) if grouped.ratio
                                         else n))
     sc, st = summaries
-    lift, rci = twosample.relative_lift(sc.mean, sc.std_err, st.mean, st.std_err)
+    lift, rci, why = twosample.relative_lift_note(sc.mean, sc.std_err, st.mean, st.std_err)
     notes = [f"adaptive allocation: {int(grouped.total):,} bandit decisions over {len(epochs)} "
              "epochs, analysed per decision with inverse-propensity weights"]
     if method == "naive":
         notes.append("the naive difference of means is biased when the allocation adapts; "
                      "shown as a reference only")
     notes.extend(_extra_notes(data))
+    if why is not None:
+        notes.append(why)
     return ComparisonResult(
         metric=metric, method="z-test (inverse-propensity weighted)", control=sc, treatment=st,
         difference=diff.difference, relative_lift=lift, statistic=diff.statistic,

@@ -68,7 +68,9 @@ def comparison(spec: MetricSpec, control: str, mc: Moments, treatment: str, mt: 
     """The test that fits the metric, effect size and relative lift, from two groups' moments."""
     sc, st = summarise(control, mc, spec), summarise(treatment, mt, spec)
     test, effect, effect_name = two_sample_test(spec, mc, mt)
-    lift, rci = twosample.relative_lift(sc.mean, sc.std_err, st.mean, st.std_err)
+    lift, rci, why = twosample.relative_lift_note(sc.mean, sc.std_err, st.mean, st.std_err)
+    if why is not None:
+        notes = (*notes, why)
     return ComparisonResult(
         metric=spec.name, method=test.method, control=sc, treatment=st,
         difference=test.difference, relative_lift=lift, statistic=test.statistic,

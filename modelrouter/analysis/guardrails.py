@@ -114,6 +114,11 @@ class GuardrailResult:
                 "quantile": self.quantile}
 
 
+def _relative(log_ratio: float) -> float:
+    """A log ratio as a relative change, ``exp(x) - 1``; ``inf`` beyond the float range."""
+    return math.expm1(log_ratio) if log_ratio < 709.0 else math.inf
+
+
 def _fmt(x: float, relative: bool) -> str:
     return f"{x:+.2%}" if relative else f"{x:+.4g}"
 
@@ -142,8 +147,12 @@ def _scale_means(spec: GuardrailSpec, mean_c: float, var_c: float, mean_t: float
         return "a relative margin needs positive means in both arms"
     if spec.direction == "decrease" and spec.margin >= 1:
         return "a relative decrease margin must be below 100%"
-    est = math.log(mean_t / mean_c)
-    var = var_t / mean_t**2 + var_c / mean_c**2
+    # a difference of logs and squared coefficients of variation: no ratio or square of a mean
+    # that could overflow or underflow to 0 (var is inf when beyond the float range: decide()
+    # then reports the estimate as not bounded yet)
+    est = math.log(mean_t) - math.log(mean_c)
+    cv_t, cv_c = math.sqrt(var_t) / mean_t, math.sqrt(var_c) / mean_c
+    var = cv_t * cv_t + cv_c * cv_c
     return est, var, math.log1p(sign * spec.margin), mean_c, mean_t
 
 
@@ -189,9 +198,12 @@ def decide(spec: GuardrailSpec, scaled: tuple[float, float, float] | str, *, alp
                       f"{name}{where}: too few observations to bound the estimate yet")
     if var <= 0:
         return result("inconclusive", nan, nan, nan, f"{name}{where}: no variation observed yet")
-    ci = always_valid_test(est, var, tau2=threshold**2).confidence_interval(1.0 - alpha)
+    # the mixing variance only tunes when the test is most powerful (any tau2 > 0 is valid):
+    # kept inside the float range for margins whose square is not
+    tau2 = min(max(threshold * threshold, 1e-300), 1e300)
+    ci = always_valid_test(est, var, tau2=tau2).confidence_interval(1.0 - alpha)
     lo, hi = ci.low, ci.high
-    back = (lambda v: math.expm1(v)) if spec.relative else (lambda v: v)
+    back = _relative if spec.relative else (lambda v: v)
     e, low, high = back(est), back(lo), back(hi)
     bound = _fmt(back(threshold), spec.relative)
     shown = (f"{variant} vs control {_fmt(e, spec.relative)}, always-valid "

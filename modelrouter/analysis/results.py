@@ -125,7 +125,7 @@ class ComparisonResult:
                  f"{_fmt(ci.high)}]",
                  f"relative lift {self.relative_lift:+.2%}  95% CI [{rci.low:+.2%}, "
                  f"{rci.high:+.2%}]" if math.isfinite(self.relative_lift)
-                 else "relative lift n/a (control mean is 0)",
+                 else "relative lift n/a (see the notes)",
                  f"statistic {_fmt(self.statistic)}  p-value {self.pvalue:.4g}  "
                  f"{self.effect_size_name} {_fmt(self.effect_size, 3)}"]
         lines += [f"note: {n}" for n in self.notes]

@@ -119,18 +119,25 @@ class Heterogeneity:
 
 
 def cochran_q(differences: Sequence[float], std_errs: Sequence[float]) -> Heterogeneity:
-    """Cochran's Q with inverse-variance weights (as in meta-analysis)."""
+    """Cochran's Q with inverse-variance weights (as in meta-analysis).
+
+    NaN (not defined) unless every standard error is positive and finite. The weights are
+    scaled by the smallest variance (``(se_min / se)**2``, in (0, 1]) so they cannot overflow;
+    Q itself is ``inf`` (p-value 0) when beyond the float range."""
     from scipy.stats import chi2  # when a statistic is computed, not at import
 
     d = np.asarray(differences, dtype=float)
     se = np.asarray(std_errs, dtype=float)
+    df = int(d.size - 1)
     if d.size < 2:
         return Heterogeneity(math.nan, 0, math.nan, math.nan)
-    w = 1.0 / se**2
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(se)) and np.all(se > 0)):
+        return Heterogeneity(math.nan, df, math.nan, math.nan)
+    w = (se.min() / se) ** 2
     pooled = float(np.sum(w * d) / np.sum(w))
-    q = float(np.sum(w * (d - pooled) ** 2))
-    df = int(d.size - 1)
-    i2 = max(0.0, (q - df) / q) if q > 0 else 0.0
+    with np.errstate(over="ignore"):
+        q = float(np.sum(((d - pooled) / se) ** 2))
+    i2 = max(0.0, 1.0 - df / q) if q > 0 else 0.0
     return Heterogeneity(q, df, float(chi2.sf(q, df)), i2)
 
 

@@ -56,11 +56,20 @@ def _check_tau2(tau2: float) -> float:
 
 
 def _log_lr(d: np.ndarray, v: np.ndarray, tau2: float, null_value: float) -> np.ndarray:
-    """log Lambda per look; looks with zero variance carry no information (log Lambda = 0)."""
+    """log Lambda per look; looks with zero variance carry no information (log Lambda = 0).
+
+    Computed in logs so that no magnitude of ``d``, ``V`` or ``tau2`` overflows on the way:
+    ``log Lambda = -log1p(tau2 / V) / 2 + exp(2 log|d| - log V + log tau2 - log(V + tau2))
+    / 2``, each ``log(1 + e^x)`` as ``logaddexp(0, x)``. Only the result may be ``inf`` (an
+    estimate infinitely many standard errors from the null: p-value 0)."""
     out = np.zeros_like(d)
     ok = v > 0
-    vv, dd = v[ok], d[ok] - null_value
-    out[ok] = 0.5 * np.log(vv / (vv + tau2)) + tau2 * dd * dd / (2.0 * vv * (vv + tau2))
+    log_v, log_t = np.log(v[ok]), math.log(tau2)
+    dd = np.abs(d[ok] - null_value)
+    with np.errstate(divide="ignore", over="ignore"):  # log 0 = -inf, exp(big) = inf: intended
+        log_quad = (2.0 * np.log(dd) - log_v + log_t - np.logaddexp(log_v, log_t)
+                    - math.log(2.0))
+        out[ok] = -0.5 * np.logaddexp(0.0, log_t - log_v) + np.exp(log_quad)
     return out
 
 
@@ -74,9 +83,17 @@ def msprt_pvalues(differences: Sequence[float] | np.ndarray,
 
 
 def _half_widths(v: np.ndarray, tau2: float, alpha: float) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.where(v > 0, np.sqrt(2.0 * v * (v + tau2) / tau2 * (
-            math.log(1.0 / alpha) + 0.5 * np.log((v + tau2) / np.where(v > 0, v, 1.0)))), np.inf)
+    """``sqrt(2 V (V + tau2) / tau2 * (log(1/alpha) + log((V + tau2) / V) / 2))`` per look, in
+    logs (no overflow on the way; ``inf`` when the width itself is beyond the float range, and
+    for looks with zero variance)."""
+    out = np.full(v.shape, np.inf)
+    ok = v > 0
+    log_v, log_t = np.log(v[ok]), math.log(tau2)
+    log_sq = (math.log(2.0) + log_v + np.logaddexp(0.0, log_v - log_t)
+              + np.log(math.log(1.0 / alpha) + 0.5 * np.logaddexp(0.0, log_t - log_v)))
+    with np.errstate(over="ignore"):
+        out[ok] = np.exp(0.5 * log_sq)
+    return out
 
 
 @dataclass(frozen=True, eq=False)

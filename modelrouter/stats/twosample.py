@@ -30,7 +30,9 @@ __all__ = [
     "ratio_moments",
     "ratio_ztest",
     "relative_lift",
+    "relative_lift_note",
     "two_proportion_ztest",
+    "welch_df",
     "welch_ttest",
 ]
 
@@ -62,13 +64,15 @@ def _check_level(confidence_level: float) -> None:
 
 def _quantile(confidence_level: float, df: float) -> float:
     p = 0.5 + confidence_level / 2.0
+    if math.isnan(df):
+        return math.nan
     if math.isinf(df):
         return float(_st.norm.ppf(p))
     return float(_st.t.ppf(p, df))
 
 
 def _two_sided_p(z: float, df: float = math.inf) -> float:
-    if math.isnan(z):
+    if math.isnan(z) or math.isnan(df):
         return math.nan
     if math.isinf(df):
         return float(2.0 * _st.norm.sf(abs(z)))
@@ -103,21 +107,40 @@ def two_proportion_ztest(x_control: float, n_control: int, x_treatment: float,
 
 def welch_ttest(mean_control: float, var_control: float, n_control: int,
                 mean_treatment: float, var_treatment: float, n_treatment: int) -> TwoSampleResult:
-    """Welch's unequal-variance t-test from means, sample variances (ddof=1) and counts."""
+    """Welch's unequal-variance t-test from means, sample variances (ddof=1) and counts.
+
+    The Welch-Satterthwaite degrees of freedom are computed from the two variances of the
+    means scaled by the larger one (``(a + b)**2 / (a**2 / (n_c - 1) + b**2 / (n_t - 1))`` with
+    ``a, b <= 1``), so they cannot overflow whatever the data's magnitude; the standard error
+    is ``hypot(sqrt(a), sqrt(b))``. Non-finite variances give NaN statistics.
+    """
     _check_n("n_control", n_control, 2)
     _check_n("n_treatment", n_treatment, 2)
     a = var_control / n_control
     b = var_treatment / n_treatment
     diff = mean_treatment - mean_control
-    se = math.sqrt(a + b)
+    if not all(math.isfinite(v) for v in (a, b, diff)) or a < 0 or b < 0:
+        return TwoSampleResult(statistic=math.nan, pvalue=math.nan, difference=diff,
+                               std_err=math.nan, df=math.nan, method="Welch's t-test")
+    se = math.hypot(math.sqrt(a), math.sqrt(b))
     if se == 0.0:
         t = 0.0 if diff == 0 else math.copysign(math.inf, diff)
         df = float(n_control + n_treatment - 2)
     else:
         t = diff / se
-        df = (a + b) ** 2 / (a * a / (n_control - 1) + b * b / (n_treatment - 1))
+        df = welch_df(a, n_control, b, n_treatment)
     return TwoSampleResult(statistic=t, pvalue=_two_sided_p(t, df), difference=diff,
                            std_err=se, df=df, method="Welch's t-test")
+
+
+def welch_df(a: float, n_a: int, b: float, n_b: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of two variances of means ``a = s_a^2 / n_a`` and
+    ``b = s_b^2 / n_b``, in a form that cannot overflow (both scaled by the larger first)."""
+    top = max(a, b)
+    if not top > 0.0:
+        return float(n_a + n_b - 2)
+    ra, rb = a / top, b / top
+    return (ra + rb) ** 2 / (ra * ra / (n_a - 1) + rb * rb / (n_b - 1))
 
 
 def ratio_moments(numerators: np.ndarray, denominators: np.ndarray) -> tuple[int, float, float]:
@@ -146,7 +169,11 @@ def ratio_ztest(ratio_control: float, var_control: float, ratio_treatment: float
                 var_treatment: float) -> TwoSampleResult:
     """z-test for a difference of two independent ratio estimates with delta-method variances."""
     diff = ratio_treatment - ratio_control
-    se = math.sqrt(var_control + var_treatment)
+    if not all(math.isfinite(v) for v in (var_control, var_treatment, diff)) \
+            or var_control < 0 or var_treatment < 0:
+        return TwoSampleResult(statistic=math.nan, pvalue=math.nan, difference=diff,
+                               std_err=math.nan, method="delta-method z-test (ratio metric)")
+    se = math.hypot(math.sqrt(var_control), math.sqrt(var_treatment))
     z = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
     return TwoSampleResult(statistic=z, pvalue=_two_sided_p(z), difference=diff, std_err=se,
                            method="delta-method z-test (ratio metric)")
@@ -157,21 +184,58 @@ def relative_lift(mean_control: float, se_control: float, mean_treatment: float,
                   ) -> tuple[float, ConfidenceInterval]:
     """Relative lift ``mean_t / mean_c - 1`` with an interval from the delta method on the
     log ratio (statsmodels' ``method="log"``), which stays inside (-1, inf) and is not
-    symmetric; when either mean is not positive the linear delta method is used instead."""
+    symmetric; when either mean is not positive the linear delta method is used instead.
+
+    NaN (lift and interval) when the lift is not defined: see :func:`relative_lift_note`,
+    which also says why."""
+    lift, ci, _note = relative_lift_note(mean_control, se_control, mean_treatment,
+                                         se_treatment, confidence_level)
+    return lift, ci
+
+
+def relative_lift_note(mean_control: float, se_control: float, mean_treatment: float,
+                       se_treatment: float, confidence_level: float = 0.95
+                       ) -> tuple[float, ConfidenceInterval, str | None]:
+    """:func:`relative_lift` and, when it is NaN, why (else None).
+
+    The relative lift is NaN with a note when the control mean is 0, when it is not
+    distinguishable from 0 (``|mean_c| <= q * se_c``, ``q`` the interval's normal quantile:
+    the control's own interval contains 0, so by Fieller's theorem the ratio has no bounded
+    interval and its point estimate can change sign with the noise), or when the ratio lies
+    beyond the float range. Every step is computed in a form that cannot overflow: the log
+    ratio as a difference of logs, its standard error with ``hypot``, an interval end beyond
+    the float range as ``inf``.
+    """
     _check_level(confidence_level)
+    nan_ci = ConfidenceInterval(math.nan, math.nan)
+    if not (math.isfinite(mean_control) and math.isfinite(mean_treatment)):
+        return math.nan, nan_ci, "relative lift n/a: a mean is not defined"
     if mean_control == 0.0:
-        return math.nan, ConfidenceInterval(math.nan, math.nan)
-    lift = mean_treatment / mean_control - 1.0
+        return math.nan, nan_ci, "relative lift n/a: the control mean is 0"
     q = _quantile(confidence_level, math.inf)
+    if not (abs(mean_control) > q * se_control):  # also when se_control is NaN
+        return math.nan, nan_ci, (
+            f"relative lift n/a: the control mean ({mean_control:.4g}) is within {q:.3g} "
+            f"standard errors ({se_control:.4g}) of 0, so the ratio has no bounded "
+            f"{confidence_level:.0%} interval (Fieller)")
+    lift = mean_treatment / mean_control - 1.0
+    if not math.isfinite(lift):
+        return math.nan, nan_ci, "relative lift n/a: the ratio of the means is beyond the " \
+                                 "float range"
     if mean_control > 0.0 and mean_treatment > 0.0:
-        sd = math.sqrt((se_treatment / mean_treatment) ** 2 + (se_control / mean_control) ** 2)
-        log_ratio = math.log(mean_treatment / mean_control)
-        return lift, ConfidenceInterval(math.exp(log_ratio - q * sd) - 1.0,
-                                        math.exp(log_ratio + q * sd) - 1.0)
-    var = (se_treatment**2 / mean_control**2
-           + mean_treatment**2 * se_control**2 / mean_control**4)
-    half = q * math.sqrt(var)
-    return lift, ConfidenceInterval(lift - half, lift + half)
+        sd = math.hypot(se_treatment / mean_treatment, se_control / mean_control)
+        log_ratio = math.log(mean_treatment) - math.log(mean_control)
+        return lift, ConfidenceInterval(_expm1(log_ratio - q * sd),
+                                        _expm1(log_ratio + q * sd)), None
+    ratio = mean_treatment / mean_control
+    half = q * math.hypot(se_treatment / mean_control,
+                          ratio * (se_control / mean_control))
+    return lift, ConfidenceInterval(lift - half, lift + half), None
+
+
+def _expm1(x: float) -> float:
+    """``exp(x) - 1``, ``inf`` beyond the float range (instead of OverflowError)."""
+    return math.expm1(x) if x < 709.0 else math.inf
 
 
 def cohens_h(p_control: float, p_treatment: float) -> float:
@@ -181,11 +245,15 @@ def cohens_h(p_control: float, p_treatment: float) -> float:
 
 def cohens_d(mean_control: float, var_control: float, n_control: int,
              mean_treatment: float, var_treatment: float, n_treatment: int) -> float:
-    """Cohen's d with the pooled standard deviation (ddof=1 variances)."""
+    """Cohen's d with the pooled standard deviation (ddof=1 variances); NaN when undefined.
+
+    The pooled variance is computed scaled by the larger variance, so it cannot overflow."""
     dof = n_control + n_treatment - 2
-    if dof <= 0:
+    top = max(var_control, var_treatment)
+    if dof <= 0 or not (math.isfinite(top) and top > 0):
         return math.nan
-    pooled = ((n_control - 1) * var_control + (n_treatment - 1) * var_treatment) / dof
+    pooled = ((n_control - 1) * (var_control / top)
+              + (n_treatment - 1) * (var_treatment / top)) / dof
     if pooled <= 0:
         return math.nan
-    return (mean_treatment - mean_control) / math.sqrt(pooled)
+    return (mean_treatment - mean_control) / math.sqrt(top) / math.sqrt(pooled)
