@@ -170,7 +170,9 @@ class Analysis:
         return guardrail_results(self._data)
 
     def verdict(self, variant: str | None = None) -> Verdict:
-        """ship / keep_testing / blocked_by_guardrail / no_effect / invalid, with reasons."""
+        """ship / keep_testing / blocked_by_guardrail / no_effect / harmful / invalid, with
+        reasons; a sequential decision is the crossing look's, and later data that disagree
+        with it are flagged (see analysis/verdict.py)."""
         return decide(self._data, variant)
 
     def report(self, variant: str | None = None) -> str:
