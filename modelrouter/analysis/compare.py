@@ -28,7 +28,7 @@ from modelrouter.stats.moments import Moments
 from modelrouter.store.decisions import HOLDOUT
 
 __all__ = ["compare", "compare_all", "comparison", "holdout_compare", "metrics_dict",
-           "summarise", "summary", "two_sample_test", "unit_compare"]
+           "summarise", "summary", "two_sample_test", "undefined_note", "unit_compare"]
 
 
 # -- from two groups' moments -------------------------------------------------------------
@@ -65,17 +65,33 @@ def two_sample_test(spec: MetricSpec, mc: Moments, mt: Moments
 def comparison(spec: MetricSpec, control: str, mc: Moments, treatment: str, mt: Moments, *,
                notes: tuple[str, ...] = (), estimator: str = "difference in means"
                ) -> ComparisonResult:
-    """The test that fits the metric, effect size and relative lift, from two groups' moments."""
+    """The test that fits the metric, effect size and relative lift, from two groups' moments.
+
+    A p-value or relative lift that is not defined is NaN with a note saying why."""
     sc, st = summarise(control, mc, spec), summarise(treatment, mt, spec)
     test, effect, effect_name = two_sample_test(spec, mc, mt)
     lift, rci, why = twosample.relative_lift_note(sc.mean, sc.std_err, st.mean, st.std_err)
-    if why is not None:
+    undefined = undefined_note(spec, (sc, st)) if math.isnan(test.pvalue) else None
+    if undefined is not None:  # it also says why the lift is not defined
+        notes = (*notes, undefined)
+    elif why is not None:
         notes = (*notes, why)
     return ComparisonResult(
         metric=spec.name, method=test.method, control=sc, treatment=st,
         difference=test.difference, relative_lift=lift, statistic=test.statistic,
         pvalue=test.pvalue, df=test.df, effect_size=effect, effect_size_name=effect_name,
         estimator=estimator, notes=notes, std_err=test.std_err, _relative_ci=rci, _test=test)
+
+
+def undefined_note(spec: MetricSpec, summaries: Sequence[VariantSummary]) -> str:
+    """Why a comparison's p-value is NaN: an arm without events of a per-event (ratio) metric,
+    else a variance beyond the float range (not reachable with the record-time bounds)."""
+    empty = [s.variant for s in summaries if s.events == 0 or math.isnan(s.mean)]
+    if spec.is_ratio and empty:
+        return (f"no {spec.name!r} events recorded in {' and '.join(map(repr, empty))} yet: the "
+                "per-event mean, the test and the relative lift are not defined (p-value NaN)")
+    return ("the variance of the difference is not finite: the test and its p-value are not "
+            "defined (p-value NaN)")
 
 
 # -- questions about an experiment --------------------------------------------------------

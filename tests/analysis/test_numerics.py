@@ -163,3 +163,21 @@ def test_cochran_q_is_scale_free_and_nan_without_positive_standard_errors() -> N
         assert math.isnan(h.statistic) and math.isnan(h.pvalue) and h.df == 2
     h = cochran_q([1e100, -1e100], [1e-100, 1e-100])  # Q beyond the float range
     assert h.statistic == math.inf and h.pvalue == 0.0 and h.i2 == 1.0
+
+
+def test_a_p_value_that_is_not_defined_is_nan_with_a_note() -> None:
+    """A per-event (ratio) metric without events in the control: NaN p-value and lift, and a
+    note naming the arm (one note: it also explains the lift)."""
+    r = ModelRouter(_app, {"control": 0, "treatment": 1},
+                    RouterConfig(metrics={"rate": {"kind": "continuous", "aggregate": "mean"}},
+                                 admin_token=ADMIN, salt="numerics"))
+    for variant, decisions in split(r, 40).items():
+        for d in decisions:
+            if variant == "treatment":
+                r.record(d, "rate", 2.0)
+    res = r.analysis().compare("rate")
+    assert math.isnan(res.pvalue) and math.isnan(res.relative_lift)
+    assert res.notes == ("no 'rate' events recorded in 'control' yet: the per-event mean, the "
+                         "test and the relative lift are not defined (p-value NaN)",)
+    status, body = get_stats(r)
+    assert status == 200 and body["metrics"]["rate"]["comparisons"]["treatment"]["pvalue"] is None
