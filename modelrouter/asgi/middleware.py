@@ -106,7 +106,8 @@ class RoutingMiddleware:
             return
         segment = self._read_segment(scope) if self._read_segment is not None else ()
         try:
-            decision, seq = self.experiment.route(self._read_unit(scope), segment)
+            # the reader validated the unit id (config/unit_ids.py): route without checking again
+            decision, seq = self.experiment.route_checked(self._read_unit(scope), segment)
         except UnitIdError as exc:
             await _send_error(send, 400, str(exc))
             return

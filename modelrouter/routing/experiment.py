@@ -285,6 +285,12 @@ class Experiment:
                 or not unit.isascii() or not unit.isprintable()
                 or unit[0] == " " or unit[-1] == " "):
             unit = check_unit_id(unit, self._max_unit)
+        return self.route_checked(unit, segment)
+
+    def route_checked(self, unit: str | None, segment: Sequence[str] = ()
+                      ) -> tuple[Decision, int]:
+        """:meth:`route` for a unit id already validated by the same rule (the ASGI readers
+        check it as they read it): the request path does not check it twice."""
         alloc = self.state.allocation  # one read: the whole decision uses one allocation
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
             return self.bandit.route(unit, segment, alloc)  # type: ignore[union-attr,arg-type]
