@@ -167,6 +167,7 @@ def metrics_dict(data: AnalysisData, metrics: Sequence[str] | None = None) -> di
     """Per-metric summaries and comparisons as plain data (``Analysis.to_dict``); a metric
     that cannot be compared yet gets ``{"error": ...}`` instead of comparisons."""
     out: dict[str, Any] = {"variants": list(data.variants), "control": data.control,
+                           "data_source": data.snapshot.source,
                            "units": data.snapshot.n_units,
                            "requests": dict(zip(data.variants,
                                                 data.snapshot.requests.tolist())),

@@ -21,7 +21,8 @@ def render_report(data: AnalysisData, variant: str | None = None) -> str:
     verdict = decide(data, variant)
     srm = verdict.srm
     out = [f"Experiment {config.experiment!r}: {snap.n_units:,} units, variants "
-           f"{list(data.variants)} (control {data.control!r})", "",
+           f"{list(data.variants)} (control {data.control!r})"
+           + (f"; data of {snap.source}" if snap.source else ""), "",
            verdict.summary(), "",
            "Sample ratio: no units to check yet" if srm is None else
            f"Sample ratio: always-valid p = {srm.sequential_pvalue:.3g} (sequential "

@@ -32,6 +32,7 @@ hit path of :meth:`MemoryStore.segment_codes` (a miss takes the lock and looks a
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from array import array
@@ -337,7 +338,8 @@ class MemoryStore(BaseStore):
                         segment_values=seg_values, epochs=epochs, requests=requests,
                         uncounted_requests=uncounted, segment_overflow=overflow, units=units,
                         groups=moments_of_rows(sums, self.metric_names), looks=looks,
-                        decisions=moments_of_rows(dsums, self.metric_names), latency=hist)
+                        decisions=moments_of_rows(dsums, self.metric_names), latency=hist,
+                        source=f"one process (pid {os.getpid()}, memory store)")
 
     def take_deltas(self) -> Deltas:
         """Request counts, segment overflow, group sums and latency histogram counted since

@@ -77,6 +77,9 @@ class Snapshot:
         field(default_factory=dict))
     # per-variant histogram of every recorded request's latency_ms (see store/histogram.py)
     latency: LatencyHistogram | None = None
+    # whose traffic the numbers cover, said in every analysis output: the memory store holds
+    # one process's ("one process (pid 123, memory store)"), Redis every worker's
+    source: str = ""
 
     @property
     def n_units(self) -> int:

@@ -236,7 +236,9 @@ def render_dashboard(router: RouterHandle, analysis: Analysis, prefix: str, refr
               f" · level {escape(config.level)} · epoch {alloc.epoch} · "
               f"{snap.n_units:,} units · updated "
               f"{escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snap.taken_at)))}"
-              f" · refreshes every {int(refresh)} s</p></header>")
+              f" · refreshes every {int(refresh)} s</p>"
+              + (f'<p id="data-source">data of {escape(snap.source)}</p>' if snap.source else "")
+              + "</header>")
     overview = _table(
         ["variant", "weight", "requests"],
         [[escape(v) + (" <span class=\"muted\">(control)</span>" if v == alloc.control else ""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 import pytest
@@ -82,6 +83,10 @@ def test_two_routers_same_redis_see_same_statistics(redis_server: RedisServer) -
     ref = Analysis.from_experiment(reference)
     assert a1.snapshot.n_units == ref.snapshot.n_units == 400
     assert a1.snapshot.requests.tolist() == ref.snapshot.requests.tolist()
+    # every output says whose traffic it covers
+    assert a1.to_dict()["data_source"] == "every worker and host (Redis store)"
+    assert "data of every worker and host (Redis store)" in a1.report()
+    assert ref.to_dict()["data_source"] == f"one process (pid {os.getpid()}, memory store)"
     for metric in ("click", "revenue", "latency_ms", "error"):
         for s, t in zip(a1.summary(metric), ref.summary(metric)):
             assert (s.units, s.events) == (t.units, t.events)

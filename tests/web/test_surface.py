@@ -4,6 +4,7 @@ carries, the login cookie, and that any RouterHandle (not only the router) can s
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,3 +105,17 @@ def test_login_cookie_is_secure_over_https() -> None:
 
     assert asyncio.run(login("https")).endswith("; Secure")
     assert "Secure" not in asyncio.run(login("http"))
+
+
+def test_every_output_says_the_memory_store_covers_one_process() -> None:
+    """With the memory store the numbers are this process's traffic only: /stats, the
+    dashboard and the report say so, with the pid (a second worker would differ)."""
+    router = make_router()
+    client = Client(router)
+    client.tokens(5)
+    source = f"one process (pid {os.getpid()}, memory store)"
+    stats = client.get(f"{PREFIX}/stats", headers=BEARER).json()
+    assert stats["data_source"] == source
+    page = client.get(f"{PREFIX}/dashboard", headers=BEARER).text
+    assert f'<p id="data-source">data of {source}</p>' in page
+    assert f"data of {source}" in router.analysis().report().splitlines()[0]

@@ -115,7 +115,8 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
                             **{name: counters.get(name, 0) for name in _REFUSED_COUNTERS},
                             **{f"refused:{reason}": int(n)
                                for reason, n in sorted(data.get("refused", {}).items())}},
-                    latency=_latency(layout.variants, data["latency"]))
+                    latency=_latency(layout.variants, data["latency"]),
+                    source="every worker and host (Redis store)")
     if data["looks"]:
         looks = sorted((Look.from_dict(json.loads(v)) for v in data["looks"].values()),
                        key=lambda k: (k.taken_at, k.metric, k.variant, k.number))
