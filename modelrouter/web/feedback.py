@@ -20,8 +20,9 @@ from typing import NamedTuple
 from cachetools import TTLCache
 
 from modelrouter.exceptions import FeedbackError, UnknownMetricError
-from modelrouter.routing.experiment import Experiment, check_value
+from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.tokens import Signer, TokenPayload
+from modelrouter.routing.values import check_value
 
 __all__ = ["CheckedFeedback", "TokenFeedback"]
 

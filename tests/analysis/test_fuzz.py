@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from modelrouter import AnalysisError, InvalidValueError, ModelRouter, RouterConfig
 from modelrouter.analysis import Analysis, ComparisonResult
 from modelrouter.asgi.types import Receive, Scope, Send
-from modelrouter.routing.experiment import MAX_ABS_VALUE, MAX_LATENCY_MS, MIN_ABS_VALUE
+from modelrouter.routing.values import MAX_ABS_VALUE, MAX_LATENCY_MS, MIN_ABS_VALUE
 from modelrouter.testing import ASGIClient
 from modelrouter.web.messages import jsonable
 

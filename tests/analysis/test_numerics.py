@@ -15,7 +15,7 @@ from scipy import stats
 from modelrouter import InvalidValueError, ModelRouter, RouterConfig
 from modelrouter.analysis.segments import cochran_q
 from modelrouter.asgi.types import Receive, Scope, Send
-from modelrouter.routing.experiment import MAX_ABS_VALUE
+from modelrouter.routing.values import MAX_ABS_VALUE
 from modelrouter.testing import ASGIClient
 
 ADMIN = "admin-token-0123456789abcdef"

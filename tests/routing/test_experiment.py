@@ -24,7 +24,7 @@ from modelrouter import (
     UnknownUnitError,
 )
 from modelrouter.routing import experiment as core
-from modelrouter.routing.experiment import check_value
+from modelrouter.routing.values import check_value
 
 
 class Clock:

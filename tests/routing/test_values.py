@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelrouter import Experiment, InvalidValueError, RouterConfig
-from modelrouter.routing.experiment import (
+from modelrouter.routing.values import (
     MAX_ABS_VALUE,
     MAX_LATENCY_MS,
     MIN_ABS_VALUE,
