@@ -16,11 +16,33 @@ from __future__ import annotations
 
 from array import array
 
+from modelrouter.exceptions import InvalidValueError, UnitIdError
 from modelrouter.store.histogram import N_SLOTS
 from modelrouter.store.looks import Look
 from modelrouter.store.types import EpochInfo
 
-__all__ = ["DeltaBuffer", "FirstExposure"]
+__all__ = ["MAX_SQUARABLE", "DeltaBuffer", "FirstExposure", "too_large", "unit_text"]
+
+MAX_SQUARABLE = 1.3407807929942596e154
+"""The largest value the Redis store buffers: ``sqrt`` of the largest float, so that the
+buffer's sum of squares of one value is finite (``x * x`` overflows to ``inf`` beyond it)."""
+
+
+def unit_text(unit: str) -> str:
+    """``unit`` if it encodes as UTF-8 (no lone surrogate), else UnitIdError (the hot path
+    calls this only for ids that are not ASCII)."""
+    try:
+        unit.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        cp = ord(unit[exc.start])
+        raise UnitIdError(f"unit id is not valid UTF-8 (a lone surrogate U+{cp:04X} at index "
+                          f"{exc.start}): Redis cannot store it") from None
+    return unit
+
+
+def too_large(value: float) -> InvalidValueError:
+    return InvalidValueError(f"value {value!r} cannot be stored in Redis: its magnitude must be "
+                             f"at most {MAX_SQUARABLE:.4g} (its square must be finite)")
 
 
 # a unit's first exposure in this buffer: variant, epoch, propensity, time, segment codes

@@ -5,6 +5,28 @@
 the store builds it once from its public attributes, so those modules never see the store.
 Bottom of the Redis package's import graph (``store -> batch, snapshot -> layout``).
 
+The keys of one experiment, each shared by every worker and merged by addition or
+first-writer-wins:
+
+==========================  ===============================================================
+``mr:{exp}:meta``           variants, metrics, level, segment dimensions (checked on connect)
+``mr:{exp}:first``          unit -> JSON ``[variant, epoch, propensity, first_seen, [segs]]``
+                            written with ``HSETNX``: the first worker to flush a unit wins
+``mr:{exp}:exposures``      unit -> exposures (``HINCRBY``)
+``mr:{exp}:x:<metric>``     unit -> sum of values (``HINCRBYFLOAT``; "any" metrics clip >0)
+``mr:{exp}:y:<metric>``     unit -> number of values
+``mr:{exp}:requests``       variant -> routed requests
+``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values,
+                            refused_batches, refused_requests/_exposures/_values
+``mr:{exp}:refused``        reason -> batches Redis refused for it (see batch.py)
+``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
+``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum
+``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
+``mr:{exp}:latency``        ``variant#slot`` -> requests, ``variant#sum`` -> latency_ms sum
+                            (the latency histogram, store/histogram.py)
+==========================  ===============================================================
+
+
 Thread safety: immutable.
 """
 

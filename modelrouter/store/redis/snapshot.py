@@ -28,7 +28,7 @@ from modelrouter.store.redis.layout import Layout, text
 from modelrouter.store.rows import SUMS_PER_METRIC, moments_of_row
 from modelrouter.store.types import EpochInfo, Snapshot, UnitColumns
 
-__all__ = ["build_snapshot", "check_meta"]
+__all__ = ["culprit_key", "build_snapshot", "check_meta"]
 
 _REFUSED_COUNTERS = ("refused_batches", "refused_requests", "refused_exposures",
                      "refused_values")
@@ -160,3 +160,16 @@ def check_meta(layout: Layout, client: Any) -> None:
             raise StoreError(f"Redis key {key!r} belongs to another configuration of experiment "
                              f"{layout.experiment!r}: {field} is {stored.get(field)!r} there, "
                              f"{value!r} here")
+
+
+def culprit_key(prefix: str, data: dict[str, dict[str, str]]) -> str:
+    """The first key holding a value a snapshot cannot read, for the error message."""
+    for name, fields in data.items():
+        if name in ("first", "epochs", "looks", "groups"):
+            continue  # JSON values or keys, checked by the snapshot itself
+        for value in fields.values():
+            try:
+                float(value)
+            except ValueError:
+                return f"key {prefix + name!r}"
+    return "a JSON value"

@@ -4,40 +4,20 @@ No network on the request path: ``expose``/``record_*`` only touch a local buffe
 (as :class:`~modelrouter.store.memory.MemoryStore` does). A flusher thread writes the buffered
 deltas every ``flush_seconds`` or ``flush_events`` events as Lua scripts, each atomic and
 idempotent (a batch id is set with ``SET NX`` in the same script, so a batch whose reply was
-lost is never applied twice). Everything shared merges by addition or first-writer-wins:
-
-==========================  ===============================================================
-``mr:{exp}:meta``           variants, metrics, level, segment dimensions (checked on connect)
-``mr:{exp}:first``          unit -> JSON ``[variant, epoch, propensity, first_seen, [segs]]``
-                            written with ``HSETNX``: the first worker to flush a unit wins
-``mr:{exp}:exposures``      unit -> exposures (``HINCRBY``)
-``mr:{exp}:x:<metric>``     unit -> sum of values (``HINCRBYFLOAT``; "any" metrics clip >0)
-``mr:{exp}:y:<metric>``     unit -> number of values
-``mr:{exp}:requests``       variant -> routed requests
-``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values,
-                            refused_batches, refused_requests/_exposures/_values
-``mr:{exp}:refused``        reason -> batches Redis refused for it (see batch.py)
-``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
-``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum
-``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
-``mr:{exp}:latency``        ``variant#slot`` -> requests, ``variant#sum`` -> latency_ms sum
-                            (the latency histogram, store/histogram.py)
-==========================  ===============================================================
+lost is never applied twice). Everything shared merges by addition or first-writer-wins
+(the keys: store/redis/layout.py).
 
 Redis down or slow: routing keeps serving; the buffer keeps deltas up to ``max_buffer`` unit
 entries and counts what it had to refuse (``dropped_exposures``, ``dropped_values``, flushed as
 counters once Redis is back and shown by the analysis). Reconnects back off exponentially.
 Request-level experiments buffer O(groups) sums, so they never drop.
 
-Each batch is applied completely or not at all (batch.py validates it inside its script before
-writing). A batch Redis can never apply (a total that would overflow a float, a key some other
-client overwrote) is dropped whole and counted, with its reason, in the ``counters`` and
-``refused`` hashes, so every worker's snapshot reports it in ``Snapshot.losses``
-(``refused_batches``, ``refused_requests``, ``refused_exposures``, ``refused_values``,
-``refused:<reason>``) and the analysis notes it; the flusher logs it and carries on with the
-next batch. Errors say which failure it was: ``Redis at ... is unavailable`` (connection,
-timeout: the batch stays queued and is retried) or ``Redis at ... refused ...`` (an error
-reply such as OOM or READONLY: also kept and retried).
+Each batch applies completely or not at all (batch.py validates it in its script before
+writing); one Redis can never apply (a total overflowing a float, a key another client
+overwrote) is dropped whole and counted with its reason (``refused_*`` counters, the
+``refused`` hash), reported in ``Snapshot.losses`` and the analysis notes. Errors say which
+failure it was: ``... is unavailable`` (no answer) or ``... refused ...`` (an error reply such
+as OOM or READONLY); both keep the batch queued for a retry.
 
 The hot path defends what the script could not take: a unit id that is not valid UTF-8 (a lone
 surrogate: :class:`~modelrouter.exceptions.UnitIdError`) and a value whose square is not a
@@ -49,12 +29,10 @@ same :class:`~modelrouter.store.types.Snapshot` the memory store gives, so the a
 unchanged. Decision ids stay local to the worker that issued them; feedback by unit id
 (``record_unit``) may arrive at any worker.
 
-Module layout (imports point one way: ``store -> batch, snapshot -> buffer, layout``): the
-request path writes a :class:`~.buffer.DeltaBuffer`; a flush swaps it out and
-:func:`~.batch.drain_ops` turns it (with the local memory store's
-:meth:`~modelrouter.store.memory.MemoryStore.take_deltas`) into batches; snapshots are rebuilt by
-:func:`~.snapshot.build_snapshot`. Those modules get plain values (a :class:`~.layout.Layout`),
-never the store.
+Module layout (``store -> batch, snapshot -> buffer, layout``): the request path writes a
+:class:`~.buffer.DeltaBuffer`; a flush swaps it out and :func:`~.batch.drain_ops` turns it (with
+the local store's ``take_deltas``) into batches; :func:`~.snapshot.build_snapshot` rebuilds
+snapshots. Those modules get plain values (a :class:`~.layout.Layout`), never the store.
 
 Thread safety: hot-path methods hold ``_lock`` (the buffer, the pending ring, the decision
 counter) for microseconds; the local memory store has its own lock (segment codes, epochs,
@@ -72,15 +50,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelrouter.exceptions import InvalidValueError, StoreError, UnitIdError
+from modelrouter.exceptions import StoreError
 from modelrouter.store.histogram import slot_of as latency_slot
 from modelrouter.store.looks import Look
 from modelrouter.store.memory import MemoryStore
 from modelrouter.store.protocol import BaseStore
 from modelrouter.store.redis.batch import LUA, Batch, drain_ops, pack_batches
-from modelrouter.store.redis.buffer import DeltaBuffer
+from modelrouter.store.redis.buffer import MAX_SQUARABLE, DeltaBuffer, too_large, unit_text
 from modelrouter.store.redis.layout import Layout, text
-from modelrouter.store.redis.snapshot import build_snapshot, check_meta
+from modelrouter.store.redis.snapshot import build_snapshot, check_meta, culprit_key
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.types import EpochInfo, Snapshot
 
@@ -88,46 +66,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from modelrouter.config import MetricSpec
-    from modelrouter.store.protocol import RemoteStore
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("modelrouter.store.redis")
-
-MAX_SQUARABLE = 1.3407807929942596e154
-"""The largest value the Redis store buffers: ``sqrt`` of the largest float, so that the
-buffer's sum of squares of one value is finite (``x * x`` overflows to ``inf`` beyond it)."""
-
-
-def _unit_text(unit: str) -> str:
-    """``unit`` if it encodes as UTF-8 (no lone surrogate), else UnitIdError (the hot path
-    calls this only for ids that are not ASCII)."""
-    try:
-        unit.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        cp = ord(unit[exc.start])
-        raise UnitIdError(f"unit id is not valid UTF-8 (a lone surrogate U+{cp:04X} at index "
-                          f"{exc.start}): Redis cannot store it") from None
-    return unit
-
-
-def _culprit(prefix: str, data: dict[str, dict[str, str]]) -> str:
-    """The first key holding a value a snapshot cannot read, for the error message."""
-    for name, fields in data.items():
-        if name in ("first", "epochs", "looks", "groups"):
-            continue  # JSON values or keys, checked by the snapshot itself
-        for value in fields.values():
-            try:
-                float(value)
-            except ValueError:
-                return f"key {prefix + name!r}"
-    return "a JSON value"
-
-
-def _too_large(value: float) -> InvalidValueError:
-    return InvalidValueError(f"value {value!r} cannot be stored in Redis: its magnitude must be "
-                             f"at most {MAX_SQUARABLE:.4g} (its square must be finite)")
-
 
 def _redis() -> Any:
     try:
@@ -234,7 +176,7 @@ class RedisStore(BaseStore):
         if unit is None:
             raise ValueError(f"a {self.level}-level store counts units: unit is None")
         if not unit.isascii():
-            _unit_text(unit)
+            unit_text(unit)
         if now is None:
             now = self.clock()
         with self._lock:
@@ -263,7 +205,7 @@ class RedisStore(BaseStore):
     def record_seq(self, seq: int, metric: int, value: float, *, window: bool = True) -> None:
         """Buffer a value for one of this worker's decisions."""
         if not -MAX_SQUARABLE <= value <= MAX_SQUARABLE:  # NaN fails too
-            raise _too_large(value)
+            raise too_large(value)
         if not self.unit_level:
             self._local.record_seq(seq, metric, value, window=window)
             return
@@ -276,7 +218,7 @@ class RedisStore(BaseStore):
         if not (-MAX_SQUARABLE <= latency_ms <= MAX_SQUARABLE
                 and -MAX_SQUARABLE <= error <= MAX_SQUARABLE):
             bad_latency = not -MAX_SQUARABLE <= latency_ms <= MAX_SQUARABLE
-            raise _too_large(latency_ms if bad_latency else error)
+            raise too_large(latency_ms if bad_latency else error)
         if not self.unit_level:
             self._local.record_auto(seq, latency_ms, error)
             return
@@ -294,9 +236,9 @@ class RedisStore(BaseStore):
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Buffer a value for a unit; the unit may have been exposed by another worker."""
         if not unit.isascii():
-            _unit_text(unit)
+            unit_text(unit)
         if not -MAX_SQUARABLE <= value <= MAX_SQUARABLE:
-            raise _too_large(value)
+            raise too_large(value)
         with self._lock:
             buf = self._buf
             buf.add(unit, metric, buf.variant_of(unit), value)
@@ -450,13 +392,8 @@ class RedisStore(BaseStore):
             return build_snapshot(self.layout, data, taken)
         except (ValueError, TypeError, KeyError, IndexError) as exc:  # JSON errors included
             raise StoreError(f"Redis at {self._safe_url()} holds malformed data for experiment "
-                             f"{self.experiment!r} ({_culprit(self.prefix, data)}): "
+                             f"{self.experiment!r} ({culprit_key(self.prefix, data)}): "
                              f"{exc}") from None
 
     def __len__(self) -> int:
         return self._buf.size
-
-
-if TYPE_CHECKING:
-    def _is_a_remote_store(store: RedisStore) -> RemoteStore:  # mypy: RedisStore implements it
-        return store
