@@ -324,6 +324,24 @@ class ThompsonAllocator:
                               "least one of them active")
         self._active = mask
 
+    def restore(self, counters: Mapping[str, ArrayLike], weights: Weights) -> None:
+        """Continue from a saved state: the posterior from ``counters``, ``weights`` (their
+        epoch and active mask) in force, nothing pending. With a per-request policy the
+        weights' posterior snapshot is the restored posterior."""
+        if weights.n_arms != self.n_arms:
+            raise ConfigError(f"weights over {weights.n_arms} arms for an allocator of "
+                              f"{self.n_arms}")
+        posterior = self.posterior.with_counters(counters)
+        if self.policy.per_request and weights.snapshot is None:
+            weights = Weights(weights.probabilities, weights.p_best, weights.epoch,
+                              weights.created_at, weights.policy, weights.min_share,
+                              weights.active, posterior.copy())
+        self.posterior = posterior
+        self._active = np.array(weights.active, dtype=bool)
+        self._weights = weights
+        self._pending = 0
+        self._last_refresh = self.clock()
+
     def reseed(self, seed: int | None = None) -> None:
         """Replace the generator (OS entropy by default); done automatically after fork."""
         self.rng = np.random.default_rng(seed)

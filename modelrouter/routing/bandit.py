@@ -36,6 +36,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from cachetools import TTLCache
@@ -217,6 +218,36 @@ class BanditRouter:
         state = BanditState(epoch, w, props, active, h, self.allocator.policy.per_request)
         return BanditAllocation(ctx.names, dict(zip(ctx.names, props)),
                                 ctx.names[ctx.control_index], epoch, state)
+
+    def identity(self) -> dict[str, Any]:
+        """What the training counters and weights mean, as a snapshot records it (a restore
+        refuses a file whose bandit identity differs, see store/persistence.py)."""
+        c = self.config
+        return {"reward": c.reward, "kind": c.reward_kind,
+                "costs": {m: float(v) for m, v in sorted((c.reward_cost or {}).items())},
+                "missing_reward": c.missing_reward, "policy": self.allocator.policy.name}
+
+    def saved_state(self, active: Sequence[bool]) -> dict[str, Any]:
+        """The snapshot's bandit section (JSON-safe): identity, the allocator's weights in
+        force and the operator's ``active`` arms (routing state lock held)."""
+        w = self.allocator.weights
+        return {"identity": self.identity(), "active": [bool(a) for a in active],
+                "weights": {"probabilities": list(w.probabilities), "p_best": list(w.p_best),
+                            "active": list(w.active), "epoch": w.epoch,
+                            "created_at": w.created_at, "policy": w.policy,
+                            "min_share": w.min_share}}
+
+    def restore(self, section: Mapping[str, Any]) -> Weights:
+        """Continue from a snapshot's (checked) bandit section, after the store restored the
+        training counters: they go into the posterior, the saved weights come back in force
+        (routing state lock held). Returns the weights."""
+        w = section["weights"]
+        weights = Weights(tuple(w["probabilities"]), tuple(w["p_best"]), int(w["epoch"]),
+                          float(w["created_at"]), str(w["policy"]), float(w["min_share"]),
+                          tuple(bool(a) for a in w["active"]))
+        self.allocator.restore(self.ctx.store.peek_training(), weights)
+        self.clear_sticky()  # draws of the replaced epochs
+        return weights
 
     def status_parts(self) -> tuple[dict[str, np.ndarray], tuple[bool, ...], Weights]:
         """Counters, active arms and weights, read together (routing state lock held)."""

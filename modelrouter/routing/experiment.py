@@ -317,8 +317,11 @@ class Experiment:
         """Snapshot the in-memory statistics to ``path`` (atomic; see store/persistence.py)."""
         from modelrouter.store.persistence import save_store  # numpy: loaded when used
 
-        return save_store(self._memory_store("save()"), path, experiment=self.config.experiment,
-                          salt=self.config.salt or "", control=self.control)
+        store = self._memory_store("save()")
+        dumped, bandit = self.state.save(store.dump)  # the bandit's state as of the dump
+        return save_store(store, path, experiment=self.config.experiment,
+                          salt=self.config.salt or "", control=self.control, bandit=bandit,
+                          dumped=dumped)
 
     def restore(self, path: str | os.PathLike[str]) -> SnapshotInfo:
         """Replace the statistics with a snapshot's (all or nothing; StoreError if refused).
@@ -327,13 +330,23 @@ class Experiment:
         those of the last restored epoch, in that epoch; otherwise a new epoch starts after it.
         A snapshot of another experiment, salt, control, variants (or their order), level,
         metrics or segment dimensions is refused before anything changes.
+
+        With a bandit, the file's training counters, weights and active arms come back (the
+        routing continues in the restored epoch by the restored weights), and a file whose
+        bandit identity (reward metric, reward kind, costs, missing-reward rule, policy)
+        differs is refused. A file without a bandit state leaves the bandit fresh; into a
+        router without a bandit, a file's bandit state is ignored. ``SnapshotInfo.bandit``
+        says which.
         """
         from modelrouter.store.persistence import restore_store  # numpy: loaded when used
 
         store = self._memory_store("restore()")
+        identity = None if self.bandit is None else self.bandit.identity()
         return self.state.restore(
             lambda: restore_store(store, path, experiment=self.config.experiment,
-                                  salt=self.config.salt or "", control=self.control))
+                                  salt=self.config.salt or "", control=self.control,
+                                  bandit=identity),
+            lambda info: info.bandit_state)
 
     # -- configuration (the routing state applies it atomically) --------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,

@@ -214,22 +214,40 @@ class RoutingState:
             self._install()
             return self._bandit_weights
 
-    def restore(self, load: Callable[[], T]) -> T:
+    def save(self, dump: Callable[[], T]) -> tuple[T, dict[str, Any] | None]:
+        """Run ``dump`` (a copy of the store's state) under the lock, with the bandit's section
+        of the snapshot (identity, weights in force, active arms; None without a bandit) read
+        at the same moment: no refresh can fall between the two."""
+        with self._lock:
+            section = None if self._bandit is None else self._bandit.saved_state(self._active)
+            return dump(), section
+
+    def restore(self, load: Callable[[], T],
+                bandit_of: Callable[[T], Mapping[str, Any] | None] | None = None) -> T:
         """Run ``load`` (which replaces the store's contents, epochs included) under the lock,
         then continue routing after the restored epochs: in the last one if it has the
-        current weights and mode, else in a new epoch after it."""
+        current weights and mode, else in a new epoch after it.
+
+        ``bandit_of(result)``: the restored bandit section, if any (see
+        :meth:`BanditRouter.restore <modelrouter.routing.bandit.BanditRouter.restore>`): the
+        bandit's weights and the active arms become the saved ones before that decision, so a
+        bandit router continues in the restored epoch with the restored weights."""
         with self._lock:
             result = load()
+            section = None if bandit_of is None else bandit_of(result)
+            if section is not None and self._bandit is not None:
+                self._bandit_weights = self._bandit.restore(section)
+                self._active = [bool(a) for a in section["active"]]
             epochs: tuple[EpochInfo, ...] = self._store.epochs()
             if epochs:
                 last = epochs[-1]
-                if last.weights != self.allocation.propensities or last.mode != self.mode:
-                    self.allocation = self._derive(max(e.epoch for e in epochs) + 1,
-                                                   recompute=False)
-                    self._store.begin_epoch(self.allocation.epoch, self.mode,
-                                            self.allocation.propensities)
-                else:
-                    self.allocation = self._derive(last.epoch, recompute=False)
+                alloc = self._derive(last.epoch, recompute=False)  # restored bandit weights
+                if last.weights != alloc.propensities or last.mode != self.mode:
+                    alloc = self._derive(max(e.epoch for e in epochs) + 1, recompute=False)
+                    self._store.begin_epoch(alloc.epoch, self.mode, alloc.propensities)
+                self.allocation = alloc
+            elif section is not None:
+                self.allocation = self._derive(self.allocation.epoch, recompute=False)
             return result
 
     def bandit_status(self) -> BanditStatus | None:

@@ -200,6 +200,30 @@ class DecisionTracker:
             self.pending, self._signalled = 0, False
         return out, pending
 
+    @property
+    def counter_names(self) -> tuple[str, ...]:
+        """Names of the training counters, in the order of :attr:`counters`."""
+        return ("successes", "failures") if self._binary else ("n", "sum", "sumsq")
+
+    def dump_training(self) -> dict[str, object] | None:
+        """The training counters (exact, unclipped) and the updates not yet taken, as plain
+        data for a snapshot; None without training."""
+        if self.training is None:
+            return None
+        return {"kind": self.training.kind, "pending": self.pending,
+                "counters": {n: list(c) for n, c in zip(self.counter_names, self.counters)}}
+
+    def restore_training(self, counters: Sequence[Sequence[float]], pending: int) -> None:
+        """Start from restored training counters (in :attr:`counter_names` order) and
+        ``pending`` updates not yet taken: the decisions behind them are gone (no late feedback
+        reaches them), their contribution stays."""
+        if len(counters) != len(self.counters) or any(
+                len(c) != self.n_variants for c in counters):
+            raise ValueError("restored training counters do not match the tracker's layout")
+        self.counters = [[float(v) for v in c] for c in counters]
+        self.pending = int(pending)
+        self._signalled = False
+
     def copy_sums(self) -> list[tuple[DecisionKey, list[float]]]:
         """(key, sums) of every decision group, copied."""
         return self.groups.copy()

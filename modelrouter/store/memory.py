@@ -39,7 +39,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelrouter.exceptions import ConfigError, UnknownUnitError
+from modelrouter.exceptions import ConfigError, StoreError, UnknownUnitError
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
 from modelrouter.store.histogram import slot_of as latency_slot
@@ -374,18 +374,27 @@ class MemoryStore(BaseStore):
     def _state(self) -> StoreState:
         return StoreState(self._requests, self._uncounted, self._overflow, self._seg_codes,
                           self._epochs, self._looks, self._groups,
-                          self._units if self.unit_level else None, self._hist, self._hist_sum)
+                          self._units if self.unit_level else None, self._hist, self._hist_sum,
+                          None if self._decisions is None else self._decisions.dump_training())
 
     def load(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         """Replace the statistics by a :meth:`dump`'s, all or nothing: everything is validated
         first (StoreError, and no change, for anything inconsistent), then swapped in under
         the lock. Pending decisions are forgotten (numbering continues, so an id issued before
-        the load never lands on a loaded unit); bandit decision tracking restarts."""
+        the load never lands on a loaded unit); bandit decision tracking restarts, from the
+        state's training counters if it has them (else from none). A state whose training
+        counters are of another reward kind than the tracker's is refused."""
         new = parse_state(header, arrays, n_variants=len(self.variants),
                           metric_names=self.metric_names, n_dims=len(self.segment_dims),
                           unit_level=self.unit_level, auto=self._auto)
         units = new.units if new.units is not None else UnitTable(
             len(self.metric_names), len(self.segment_dims), self._auto)
+        tracker = self._decisions
+        if tracker is not None and new.training is not None and (
+                tracker.training is None or tracker.training.kind != new.training["kind"]):
+            mine = None if tracker.training is None else tracker.training.kind
+            raise StoreError(f"the state has {new.training['kind']} training counters; this "
+                             f"store's bandit trains {mine or 'nothing'}")
         with self._lock:
             self._requests, self._uncounted = new.requests, new.uncounted
             self._overflow, self._seg_codes = new.overflow, new.segment_codes
@@ -395,3 +404,6 @@ class MemoryStore(BaseStore):
             self.ring.clear(self._seq)
             if self._decisions is not None:  # its sums are keyed by the replaced epochs
                 self._decisions.reset()
+                if new.training is not None and new.training_counters is not None:
+                    self._decisions.restore_training(new.training_counters,
+                                                     int(new.training["pending"]))

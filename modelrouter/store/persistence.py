@@ -1,9 +1,9 @@
 """Snapshot files of the in-memory store: versioned, checksummed, atomic, never pickled.
 
-Format (version 3), all integers big-endian::
+Format (version 4), all integers big-endian::
 
     offset 0   8 bytes   magic  b"MRSNAP\\r\\n"  (the CR/LF pair catches text-mode mangling)
-           8   4 bytes   format version (uint32, currently 2)
+           8   4 bytes   format version (uint32, currently 4)
           12   8 bytes   header length H (uint64)
           20   H bytes   header: UTF-8 JSON object (see below)
         20+H   P bytes   payload: raw little-endian arrays, back to back
@@ -29,6 +29,20 @@ The header also holds the small state (requests per variant,
 uncounted requests, segment overflow, segment value tables, epochs, request-level group keys)
 and ``arrays``: ``[name, dtype, shape, offset, nbytes]`` per array of the payload, with dtypes
 from a fixed whitelist. Unit ids are one UTF-8 blob plus a ``uint32`` length per unit.
+
+Version 4 adds the bandit's state, two optional header sections written when the router has a
+bandit (a ``reward``): ``training`` (the decision tracker's training counters, exact, and
+its updates not yet taken by a refresh; store/state.py) and ``bandit``: ``identity`` (reward
+metric, reward kind, reward costs, missing-reward rule and bandit policy: what the counters
+and weights mean), ``weights`` (the allocator's weights in force: probabilities, P(best),
+active mask, allocator epoch, policy, min_share) and ``active`` (the arms the operator has not
+paused). A restore into a router with a bandit compares ``identity`` key by key (after the
+experiment identity) and refuses the first that differs, naming it; then the counters go
+back into the tracker and the posterior, and routing continues by the saved weights
+(routing/state.py). A file without these sections (an A/B router's, or one written before
+version 4) leaves the bandit fresh: ``SnapshotInfo.bandit`` says so. A file with them
+restored into a router without a bandit: the sections are ignored (the statistics still
+mean the same), ``SnapshotInfo.bandit`` says so.
 
 Version 3 adds ``salt_sha256`` and ``control`` to the identity (above). Version 2 added the
 per-variant latency histogram (arrays ``latency_hist``, ``latency_sum``
@@ -71,14 +85,15 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import socket
 import struct
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -87,14 +102,16 @@ import numpy as np
 from modelrouter.exceptions import StoreError
 from modelrouter.store.memory import MemoryStore
 
-__all__ = ["FORMAT_VERSION", "IDENTITY", "MAGIC", "STALE_TEMP_SECONDS", "SnapshotInfo",
-           "read_info", "remove_stale_temp_files", "restore_store", "salt_digest", "save_store"]
+__all__ = ["BANDIT_IDENTITY", "FORMAT_VERSION", "IDENTITY", "MAGIC", "STALE_TEMP_SECONDS",
+           "SnapshotInfo", "read_info", "remove_stale_temp_files", "restore_store",
+           "salt_digest", "save_store"]
 
 log = logging.getLogger("modelrouter.store.persistence")
 
 MAGIC = b"MRSNAP\r\n"
-FORMAT_VERSION = 3
-_READS = (1, 2, 3)  # versions this release restores (1: no latency histogram, < 3: no salt)
+FORMAT_VERSION = 4
+_READS = (1, 2, 3, 4)  # versions this release restores (1: no latency histogram, < 3: no
+# salt, < 4: no bandit state)
 IDENTITY = ("experiment", "variants", "control", "level", "salt_sha256", "metrics",
             "segment_dims")
 """The header fields a restore compares, in this order (see the module docstring)."""
@@ -120,13 +137,16 @@ class SnapshotInfo:
     created_at: float
     size: int
     unchecked: tuple[str, ...] = ()  # identity fields the file lacks (written before v3)
+    bandit: str = ""  # what happened to the bandit's state ("" without a bandit on either side)
+    bandit_state: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    """On a restore that keeps the bandit's state: the file's ``bandit`` section (checked)."""
 
     def to_dict(self) -> dict[str, Any]:
         """As plain data."""
         return {"path": self.path, "version": self.version, "experiment": self.experiment,
                 "variants": list(self.variants), "level": self.level, "units": self.units,
                 "created_at": self.created_at, "size": self.size,
-                "unchecked": list(self.unchecked)}
+                "unchecked": list(self.unchecked), "bandit": self.bandit}
 
 
 def salt_digest(salt: str) -> str:
@@ -145,21 +165,27 @@ def _identity(store: MemoryStore, experiment: str, salt: str, control: str) -> d
 
 
 def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str, salt: str,
-               control: str, _write: Callable[[BinaryIO, bytes], None] | None = None
-               ) -> SnapshotInfo:
+               control: str, bandit: Mapping[str, Any] | None = None,
+               dumped: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+               _write: Callable[[BinaryIO, bytes], None] | None = None) -> SnapshotInfo:
     """Write the store's state to ``path`` atomically; return what was written.
 
     ``experiment``, ``salt`` and ``control`` complete the identity the file records (see the
     module docstring); stale temp files of earlier, interrupted saves are removed first.
+    ``bandit``: the router's bandit section (identity, weights, active arms; JSON-safe), read
+    together with ``dumped`` (a :meth:`MemoryStore.dump` taken at the same moment; taken here
+    without it).
     ``_write`` (tests only) replaces the function writing the bytes to the temp file, to
     simulate a crash half-way through.
     """
     if control not in store.variants:
         raise StoreError(f"control ({control!r}) is not one of the store's variants "
                          f"{list(store.variants)!r}")
-    state, arrays = store.dump()
+    state, arrays = store.dump() if dumped is None else dumped
     header: dict[str, Any] = {**_identity(store, experiment, salt, control), **state,
                               "arrays": []}
+    if bandit is not None:
+        header["bandit"] = dict(bandit)
     chunks: list[bytes] = []
     offset = 0
     for name, a in arrays.items():
@@ -205,7 +231,8 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
     size = len(prefix) + len(head) + offset + _DIGEST
     n = int(arrays["rows"].size) if "rows" in arrays else 0
     return SnapshotInfo(str(target), FORMAT_VERSION, experiment, store.variants, store.level, n,
-                        float(state["saved_at"]), size)
+                        float(state["saved_at"]), size,
+                        bandit="saved" if bandit is not None else "")
 
 
 def _host_tag() -> str:
@@ -341,13 +368,19 @@ def _arrays(header: dict[str, Any], payload: memoryview, name: str) -> dict[str,
 
 
 def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str,
-                  salt: str, control: str) -> SnapshotInfo:
+                  salt: str, control: str, bandit: Mapping[str, Any] | None = None
+                  ) -> SnapshotInfo:
     """Replace the store's statistics with a snapshot's; all or nothing.
 
     Raises :class:`StoreError` for a missing, corrupted, truncated or foreign file (another
     experiment, variants or their order, control, level, salt, metrics or segment
-    dimensions: the first that differs is named), leaving the store unchanged. Stale temp
-    files of interrupted saves are removed first.
+    dimensions, then the bandit's identity: the first that differs is named), leaving the
+    store unchanged. Stale temp files of interrupted saves are removed first.
+
+    ``bandit``: this router's bandit identity (reward, kind, costs, missing_reward, policy),
+    None without a bandit. The file's bandit state is restored (training counters into the
+    store's tracker, the checked section in ``SnapshotInfo.bandit_state`` for the router) only
+    when both sides have one and they agree; otherwise ``SnapshotInfo.bandit`` says why not.
     """
     name = str(path)
     remove_stale_temp_files(path)
@@ -365,6 +398,7 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experimen
                                  f"in the file, {value[:12]}... here)")
             raise StoreError(f"snapshot {name!r} belongs to another experiment: {key} is "
                              f"{theirs!r} in the file, {value!r} here")
+    section, note = _bandit_section(header, bandit, name, len(store.variants))
     if unchecked:
         log.warning("modelrouter: snapshot %r (format version %d) does not record the %s; "
                     "restored without checking them against this router", name,
@@ -375,6 +409,8 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experimen
             raise KeyError("latency_hist")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise StoreError(f"snapshot {name!r} is malformed: {exc!r}") from None
+    if section is None:  # no bandit state to restore: the tracker starts fresh
+        header = {k: v for k, v in header.items() if k != "training"}
     try:
         store.load(header, arrays)  # validates everything, then swaps under the store's lock
     except StoreError as exc:
@@ -382,4 +418,67 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experimen
     n = int(arrays["rows"].shape[0]) if "rows" in arrays else 0
     return SnapshotInfo(name, int(header["_version"]), experiment, store.variants, store.level, n,
                         float(header["saved_at"]), size,
-                        tuple(u.replace("_sha256", "") for u in unchecked))
+                        tuple(u.replace("_sha256", "") for u in unchecked), note, section)
+
+
+BANDIT_IDENTITY = ("reward", "kind", "costs", "missing_reward", "policy")
+"""The bandit identity fields a restore compares, in this order."""
+
+
+def _bandit_section(header: Mapping[str, Any], mine: Mapping[str, Any] | None, name: str,
+                    k: int) -> tuple[dict[str, Any] | None, str]:
+    """The file's bandit section checked against this router's bandit identity ``mine``:
+    ``(section, note)``, section None when nothing of the bandit is restored; StoreError when
+    the identities differ or the section is malformed."""
+    theirs = header.get("bandit")
+    if theirs is None:
+        if mine is None:
+            return None, ""
+        why = ("written before format version 4" if header["_version"] < 4
+               else "saved by a router without a bandit")
+        return None, f"no bandit state in the file ({why}): the bandit starts fresh"
+    if mine is None:
+        reward = theirs.get("identity", {}).get("reward") if isinstance(theirs, dict) else None
+        return None, (f"the file's bandit state (reward {reward!r}) was ignored: this router "
+                      "has no bandit")
+    try:
+        identity = theirs["identity"]
+        for key in BANDIT_IDENTITY:
+            if identity.get(key) != mine.get(key):
+                raise StoreError(f"snapshot {name!r} belongs to another experiment: the "
+                                 f"bandit's {key} is {identity.get(key)!r} in the file, "
+                                 f"{mine.get(key)!r} here")
+        if "training" not in header:
+            raise KeyError("training")
+        section = {"identity": dict(identity), "weights": _weights(theirs["weights"], k),
+                   "active": _mask(theirs["active"], k)}
+    except StoreError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoreError(f"snapshot {name!r} has a malformed bandit section: {exc!r}") from None
+    return section, "restored: training counters, weights and active arms"
+
+
+def _mask(value: Any, k: int) -> list[bool]:
+    if (not isinstance(value, list) or len(value) != k or not all(isinstance(v, bool)
+                                                                  for v in value)
+            or not any(value)):
+        raise ValueError(f"active mask {value!r}: {k} booleans, at least one true")
+    return list(value)
+
+
+def _weights(w: Any, k: int) -> dict[str, Any]:
+    """The saved weights checked: k finite probabilities >= 0 summing to 1, k P(best), the
+    allocator's active mask, epoch >= 0."""
+    probs = [float(p) for p in w["probabilities"]]
+    p_best = [float(p) for p in w["p_best"]]
+    if (len(probs) != k or len(p_best) != k or not all(math.isfinite(p) and p >= 0
+                                                       for p in probs + p_best)
+            or abs(math.fsum(probs) - 1.0) > 1e-9):
+        raise ValueError(f"weights {probs!r}: {k} finite probabilities >= 0 summing to 1")
+    epoch = w["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"weights epoch {epoch!r}")
+    return {"probabilities": probs, "p_best": p_best, "active": _mask(w["active"], k),
+            "epoch": epoch, "created_at": float(w["created_at"]), "policy": str(w["policy"]),
+            "min_share": float(w["min_share"])}

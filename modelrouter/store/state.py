@@ -9,8 +9,14 @@ the same back: :func:`parse_state` validates all of it and builds new objects be
 changes anything, so a bad state changes nothing. ``store/persistence.py`` frames these in a
 snapshot file; this module knows nothing of files.
 
-Not part of the state: the pending ring (decision ids do not survive a restore), the bandit's
-decision tracker, the units' cached hash buckets (recomputed on demand).
+With a bandit, the header's ``training`` section holds the decision tracker's training
+counters (cumulative over every training decision, exact) and its updates not yet taken by a
+refresh (see store/decisions.py); a state without one (an A/B store, a file written before
+format version 4) leaves the tracker empty.
+
+Not part of the state: the pending ring (decision ids do not survive a restore), the rest of
+the decision tracker (its decision-level sums and ring), the units' cached hash buckets
+(recomputed on demand).
 
 Thread safety: :func:`dump_state` copies live objects and must run under the store's lock;
 :func:`parse_state` touches only its arguments.
@@ -18,6 +24,7 @@ Thread safety: :func:`dump_state` copies live objects and must run under the sto
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +40,7 @@ from modelrouter.store.units import UnitTable
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["GroupKey", "StoreState", "dump_state", "parse_state"]
+__all__ = ["TRAINING_COUNTERS", "GroupKey", "StoreState", "dump_state", "parse_state"]
 
 GroupKey = tuple[int, int, tuple[int, ...]]  # request level: (variant, epoch, segment codes)
 
@@ -52,6 +59,12 @@ class StoreState:
     units: UnitTable | None  # unit level only
     hist: array[int]  # latency histogram: slot s of variant v at v * N_SLOTS + s
     hist_sum: list[float]
+    training: Mapping[str, Any] | None = None  # the tracker's counters (dump_training)
+    training_counters: list[list[float]] | None = None  # parsed, in the tracker's order
+
+
+TRAINING_COUNTERS = {"binary": ("successes", "failures"), "continuous": ("n", "sum", "sumsq")}
+"""The training counters of each reward kind, in the tracker's order."""
 
 
 def code_order(table: Mapping[str, int]) -> tuple[str, ...]:
@@ -74,6 +87,8 @@ def dump_state(state: StoreState, metric_names: Sequence[str], saved_at: float
         "looks": [k.to_dict() for k in state.looks],
         "latency_layout": LAYOUT,
     }
+    if state.training is not None:
+        header["training"] = state.training
     arrays: dict[str, np.ndarray] = {
         "latency_hist": np.array(state.hist, dtype="<i8").reshape(-1, N_SLOTS),
         "latency_sum": np.array(state.hist_sum, dtype="<f8")}
@@ -121,13 +136,36 @@ def _parse(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], k: int,
     units = None
     if unit_level:
         units = UnitTable.load(arrays, metric_names, n_dims, k, auto)
+    training, counters = _training(header.get("training"), k)
     return StoreState(
         requests=requests, uncounted=int(header["uncounted"]),
         overflow=int(header["overflow"]),
         segment_codes=[{str(v): i for i, v in enumerate(t)} for t in tables],
         epochs=epochs, looks=[Look.from_dict(k) for k in header.get("looks", [])],
         groups=GroupTable.of(len(metric_names), keys, sums.tolist()), units=units,
-        hist=hist, hist_sum=hist_sum)
+        hist=hist, hist_sum=hist_sum, training=training, training_counters=counters)
+
+
+def _training(section: Any, k: int) -> tuple[Mapping[str, Any] | None, list[list[float]] | None]:
+    """The ``training`` section checked: a known kind, its counters (k finite numbers each),
+    ``pending`` >= 0; (None, None) without one."""
+    if section is None:
+        return None, None
+    kind = section["kind"]
+    if kind not in TRAINING_COUNTERS:
+        raise StoreError(f"training counters of unknown kind {kind!r}")
+    counters = section["counters"]
+    if set(counters) != set(TRAINING_COUNTERS[kind]):
+        raise StoreError(f"{kind} training counters are {sorted(counters)!r}, expected "
+                         f"{list(TRAINING_COUNTERS[kind])!r}")
+    out = [[float(v) for v in counters[n]] for n in TRAINING_COUNTERS[kind]]
+    if any(len(c) != k or not all(math.isfinite(v) for v in c) for c in out):
+        raise StoreError(f"training counters must be {k} finite numbers each")
+    pending = section["pending"]
+    if isinstance(pending, bool) or not isinstance(pending, int) or pending < 0:
+        raise StoreError(f"training pending ({pending!r}) must be an integer >= 0")
+    return {"kind": kind, "pending": pending, "counters": {
+        n: c for n, c in zip(TRAINING_COUNTERS[kind], out)}}, out
 
 
 def _latency(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], k: int

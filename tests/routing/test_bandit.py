@@ -343,3 +343,99 @@ def test_snapshot_never_sees_an_exposure_without_its_decision() -> None:
         for t in threads:
             t.join()
     exp.bandit.close()
+
+
+def _train(exp: Experiment, rates: list[float], n: int, seed: int) -> None:
+    """Route and reward ``n`` decisions (a unit per decision at user level)."""
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        d = exp.assign(None if exp.config.level == "request" else f"u{seed}-{t}")
+        exp.record(d, "click", int(rng.random() < rates[exp.names.index(d.variant)]))
+        exp.bandit.wait_idle()
+
+
+def _state(exp: Experiment) -> dict[str, Any]:
+    """Everything of the bandit a restore must bring back."""
+    status = exp.bandit_status()
+    assert status is not None and exp.bandit is not None
+    w = exp.bandit.allocator.weights
+    return {"counts": status.counts, "mean": status.mean, "weights": status.weights,
+            "bandit_weights": status.bandit_weights, "paused": status.paused,
+            "epoch": status.epoch, "p_best_of_weights": w.p_best, "alloc_epoch": w.epoch,
+            "active": w.active, "training": {k: v.tolist() for k, v in
+                                             exp.store.peek_training().items()},
+            "pending": exp.bandit.tracker.pending,
+            "history": Analysis.from_experiment(exp).bandit().history}
+
+
+@pytest.mark.parametrize("level", ["request", "user"])
+@pytest.mark.parametrize("rates", [[0.05, 0.6], [0.05, 0.1, 0.6]])
+def test_snapshot_round_trip_keeps_the_bandits_counters_weights_and_history(
+        tmp_path: Any, level: str, rates: list[float]) -> None:
+    """Measured in issue 13: restore() forgot the bandit (counts [703, 5297] and weights
+    [0.01, 0.99] before saving, [0, 0] and [0.5, 0.5] after)."""
+    names = ("a", "b", "c")[:len(rates)]
+    path = str(tmp_path / "bandit.mrsnap")
+    first = make(names, level=level, refresh_every=40, min_share=0.01)
+    _train(first, rates, 1200, 0)
+    for i in range(7):  # training updates not yet taken by a refresh
+        first.record(first.assign(None if level == "request" else f"late{i}"), "click", 1)
+    first.bandit.wait_idle()
+    before = _state(first)
+    assert max(before["bandit_weights"]) > 0.9  # the weights moved
+    assert first.save(path).bandit == "saved"
+    fresh = make(names, level=level, refresh_every=40, min_share=0.01, seed=5)
+    info = fresh.restore(path)
+    assert info.bandit.startswith("restored")
+    after = _state(fresh)
+    assert after == before
+    # the posterior holds the counters (the tracker's cumulative ones)
+    assert {k: v.tolist() for k, v in fresh.bandit.allocator.counters().items()} == \
+        before["training"]
+    # the next decisions use the restored weights, in the restored epoch
+    for t in range(30):
+        d = fresh.assign(None if level == "request" else f"next{t}")
+        assert d.epoch == before["epoch"] and d.mode == "bandit"
+        assert d.propensity == before["weights"][names.index(d.variant)]
+    # and training continues from the restored counters
+    d = fresh.assign(None if level == "request" else "one-more")
+    fresh.record(d, "click", 1)
+    fresh.bandit.wait_idle()
+    grown = fresh.store.peek_training()["successes"]
+    assert grown.sum() == np.sum(before["training"]["successes"]) + 1
+    first.bandit.close()
+    fresh.bandit.close()
+
+
+def test_a_paused_arm_stays_paused_after_a_restore(tmp_path: Any) -> None:
+    path = str(tmp_path / "paused.mrsnap")
+    first = make(("a", "b", "c"), refresh_every=30)
+    _train(first, [0.1, 0.5, 0.3], 300, 1)
+    first.pause_arm("c")
+    before = _state(first)
+    first.save(path)
+    fresh = make(("a", "b", "c"), refresh_every=30, seed=2)
+    fresh.restore(path)
+    assert _state(fresh) == before and before["paused"] == (False, False, True)
+    fresh.state.refresh_bandit(force=True)  # a refresh keeps the operator's pause
+    status = fresh.bandit_status()
+    assert status is not None and status.paused == (False, False, True)
+    assert status.weights[2] == 0.0
+    first.bandit.close()
+    fresh.bandit.close()
+
+
+def test_per_request_policy_restores_its_posterior_snapshot(tmp_path: Any) -> None:
+    path = str(tmp_path / "per-request.mrsnap")
+    first = make(bandit_policy="thompson-per-request", refresh_every=40)
+    _train(first, [0.05, 0.6], 400, 3)
+    first.save(path)
+    fresh = make(bandit_policy="thompson-per-request", refresh_every=40, seed=4)
+    fresh.restore(path)
+    assert _state(fresh) == _state(first)
+    snap = fresh.bandit.allocator.weights.snapshot
+    assert snap is not None
+    assert np.allclose(snap.counts(), fresh.bandit.allocator.posterior.counts())
+    assert sum(fresh.assign(None).variant == "b" for _ in range(200)) > 150
+    first.bandit.close()
+    fresh.bandit.close()

@@ -22,7 +22,7 @@ from modelrouter.store.histogram import (
     LatencyHistogram,
     slot_of,
 )
-from modelrouter.store.persistence import MAGIC, read_info
+from modelrouter.store.persistence import FORMAT_VERSION, MAGIC, read_info
 from tests.conftest import make_app
 from tests.store.conftest import RedisServer
 
@@ -117,7 +117,7 @@ def test_snapshot_round_trip_and_version_1_files(tmp_path: Path) -> None:
     router = _router()
     _fill(router)
     router.save(str(path))
-    assert path.read_bytes().startswith(MAGIC) and read_info(path).version == 3
+    assert path.read_bytes().startswith(MAGIC) and read_info(path).version == FORMAT_VERSION
     loaded = ModelRouter.load(str(path), make_app(), {"a": 1, "b": 2},
                               RouterConfig(experiment="hist"))
     before, after = router.experiment.store.snapshot(), loaded.experiment.store.snapshot()

@@ -16,7 +16,7 @@ import pytest
 
 from modelrouter import ModelRouter, RouterConfig, StoreError
 from modelrouter.store.memory import MemoryStore
-from modelrouter.store.persistence import MAGIC, read_info
+from modelrouter.store.persistence import FORMAT_VERSION, MAGIC, read_info
 from modelrouter.testing import ASGIClient
 from tests.conftest import make_app
 
@@ -209,13 +209,13 @@ def test_format_is_versioned_and_never_pickled(tmp_path: Path) -> None:
     fill(router, 20)
     router.save(str(path))
     data = path.read_bytes()
-    assert data.startswith(MAGIC) and int.from_bytes(data[8:12], "big") == 3
+    assert data.startswith(MAGIC) and int.from_bytes(data[8:12], "big") == FORMAT_VERSION
     assert b"pickle" not in data and b"\x80\x04\x95" not in data  # no pickle protocol-4 frame
     bumped = bytearray(data)
-    bumped[8:12] = (4).to_bytes(4, "big")
+    bumped[8:12] = (5).to_bytes(4, "big")
     path.write_bytes(bytes(bumped))
-    with pytest.raises(StoreError, match="format version 4; this modelrouter reads versions 1, "
-                                         "2, 3"):
+    with pytest.raises(StoreError, match="format version 5; this modelrouter reads versions 1, "
+                                         "2, 3, 4"):
         read_info(path)
 
 
@@ -405,7 +405,7 @@ def test_the_same_identity_restores(tmp_path: Path) -> None:
     first = ModelRouter(make_app(), VARIANTS, cfg(salt="s1", control="b"))
     fill(first, 40)
     info = first.save(path)
-    assert info.version == 3 and info.unchecked == ()
+    assert info.version == FORMAT_VERSION and info.unchecked == ()
     second = ModelRouter(make_app(), VARIANTS, cfg(salt="s1", control="b"))
     restored = second.restore(path)
     assert restored.unchecked == () and canonical(second) == canonical(first)
@@ -437,5 +437,5 @@ def test_files_before_version_3_restore_with_salt_and_control_unchecked(
     assert columns(old) == columns(router)
     with pytest.raises(StoreError, match="variants is"):
         ModelRouter(make_app(), {"a": 1, "c": 2}, cfg()).restore(str(path))
-    old.save(str(path))  # the next save writes version 3, with the identity
-    assert read_info(path).version == 3
+    old.save(str(path))  # the next save writes the current version, with the identity
+    assert read_info(path).version == FORMAT_VERSION
