@@ -439,3 +439,140 @@ def test_files_before_version_3_restore_with_salt_and_control_unchecked(
         ModelRouter(make_app(), {"a": 1, "c": 2}, cfg()).restore(str(path))
     old.save(str(path))  # the next save writes the current version, with the identity
     assert read_info(path).version == FORMAT_VERSION
+
+
+def _bandit(seed: int = 0, **kw: Any) -> Any:
+    from modelrouter import Experiment
+
+    kw.setdefault("metrics", {"click": "binary", "conv": "binary"})
+    kw.setdefault("reward", "click")
+    kw.setdefault("mode", "bandit")
+    kw.setdefault("level", "request")
+    kw.setdefault("refresh_seconds", None)
+    kw.setdefault("refresh_every", 40)
+    return Experiment({"a": 1, "b": 2}, RouterConfig(experiment="snap", **kw),
+                      rng=__import__("random").Random(seed))
+
+
+def _trained(path: Path) -> Any:
+    import numpy as np
+
+    exp = _bandit()
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        d = exp.assign(None)
+        exp.record(d, "click", int(rng.random() < (0.05 if d.variant == "a" else 0.6)))
+        exp.bandit.wait_idle()
+    exp.save(str(path))
+    return exp
+
+
+def _observed(exp: Any) -> tuple[Any, ...]:
+    status = exp.bandit_status()
+    return (exp.store.snapshot().requests.tolist(), status.counts, status.bandit_weights,
+            status.epoch, status.mean, exp.state.allocation.epoch)
+
+
+def _rewrite(path: Path, version: int, edit: Any) -> None:
+    """Rewrite a snapshot's header with ``edit(header)`` and the given format version."""
+    data = path.read_bytes()
+    head_len = int.from_bytes(data[12:20], "big")
+    header = json.loads(data[20:20 + head_len])
+    edit(header)
+    head = json.dumps(header).encode()
+    body = MAGIC + version.to_bytes(4, "big") + len(head).to_bytes(8, "big") + head + \
+        data[20 + head_len:-32]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def test_a_bandit_snapshot_holds_the_training_counters_and_weights(tmp_path: Path) -> None:
+    path = tmp_path / "b.mrsnap"
+    exp = _trained(path)
+    data = path.read_bytes()
+    header = json.loads(data[20:20 + int.from_bytes(data[12:20], "big")])
+    assert header["bandit"]["identity"] == {"reward": "click", "kind": "binary", "costs": {},
+                                            "missing_reward": "zero", "policy": "thompson"}
+    counters = exp.store.peek_training()
+    assert header["training"]["counters"] == {k: v.tolist() for k, v in counters.items()}
+    assert header["bandit"]["weights"]["probabilities"] == list(
+        exp.bandit.allocator.weights.probabilities)
+    assert read_info(path).version == FORMAT_VERSION == 4
+    exp.bandit.close()
+
+
+def test_a_file_before_version_4_restores_with_a_fresh_bandit(tmp_path: Path) -> None:
+    path = tmp_path / "b.mrsnap"
+    exp = _trained(path)
+
+    def strip(header: dict[str, Any]) -> None:
+        del header["bandit"], header["training"]
+
+    _rewrite(path, 3, strip)
+    fresh = _bandit(seed=1)
+    info = fresh.restore(str(path))
+    assert info.version == 3 and "written before format version 4" in info.bandit
+    assert "starts fresh" in info.to_dict()["bandit"]
+    status = fresh.bandit_status()
+    assert status is not None and status.counts == (0.0, 0.0)
+    assert status.bandit_weights == (0.5, 0.5)
+    assert fresh.store.snapshot().requests.tolist() == exp.store.snapshot().requests.tolist()
+    exp.bandit.close()
+    fresh.bandit.close()
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"reward": "conv"}, "reward"),
+    ({"bandit_policy": "top-two"}, "policy"),
+    ({"missing_reward": "omit"}, "missing_reward"),
+    ({"metrics": {"click": "binary", "conv": "continuous"}, "reward": "conv"}, None),
+])
+def test_a_bandit_that_differs_is_refused_and_nothing_changes(
+        tmp_path: Path, change: dict[str, Any], field: str | None) -> None:
+    path = tmp_path / "b.mrsnap"
+    exp = _trained(path)
+    other = _bandit(seed=1, **change)
+    other.assign(None)
+    before = _observed(other)
+    # a metric of another kind is refused by the experiment identity first
+    with pytest.raises(StoreError, match=f"bandit's {field} is" if field else "metrics is"):
+        other.restore(str(path))
+    assert _observed(other) == before
+    exp.bandit.close()
+    other.bandit.close()
+
+
+def test_a_bandit_file_into_a_router_without_a_bandit_ignores_the_bandit_state(
+        tmp_path: Path) -> None:
+    path = tmp_path / "b.mrsnap"
+    exp = _trained(path)
+    plain = _bandit(seed=1, reward=None, mode="ab")
+    info = plain.restore(str(path))
+    assert "was ignored: this router has no bandit" in info.bandit and "'click'" in info.bandit
+    assert plain.bandit_status() is None
+    assert plain.store.snapshot().requests.tolist() == exp.store.snapshot().requests.tolist()
+    plain.save(str(path))  # its own snapshot has no bandit state
+    assert "no bandit state in the file (saved by a router without a bandit)" in \
+        _bandit(seed=2).restore(str(path)).bandit
+    exp.bandit.close()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda h: h["bandit"]["weights"].update(probabilities=[0.5, 0.6]),
+    lambda h: h["bandit"]["weights"].update(active=[False, False]),
+    lambda h: h["bandit"].update(active=[True]),
+    lambda h: h["training"]["counters"].update(successes=[1.0]),
+    lambda h: h.pop("training"),
+])
+def test_a_malformed_bandit_section_is_refused_and_nothing_changes(
+        tmp_path: Path, edit: Any) -> None:
+    path = tmp_path / "b.mrsnap"
+    exp = _trained(path)
+    _rewrite(path, FORMAT_VERSION, edit)
+    other = _bandit(seed=1)
+    other.assign(None)
+    before = _observed(other)
+    with pytest.raises(StoreError, match="malformed|training counters"):
+        other.restore(str(path))
+    assert _observed(other) == before
+    exp.bandit.close()
+    other.bandit.close()
