@@ -72,14 +72,25 @@ class AlwaysValidAnalysis:
 
 def always_valid_analysis(data: AnalysisData, metric: str | None = None,
                           variant: str | None = None, *,
-                          tau2: float | None = None) -> AlwaysValidAnalysis:
-    """See the module docstring; ``metric`` defaults to the config's primary."""
+                          tau2: float | None = None,
+                          alpha: float | None = None) -> AlwaysValidAnalysis:
+    """See the module docstring; ``metric`` defaults to the config's primary.
+
+    ``alpha`` (default: the plan's) replaces the plan's alpha for the decision, the interval's
+    level and the default ``tau2``, e.g. the Bonferroni share ``plan.alpha / K`` with ``K``
+    treatments (a Bonferroni split keeps always-valid p-values valid jointly: Ville's
+    inequality holds for each, and the union bound needs no independence).
+    """
     t = resolve_target(data, metric, variant, "always_valid")
+    if alpha is None:
+        alpha = t.plan.alpha
+    elif not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise AnalysisError(f"alpha ({alpha!r}) must lie in (0, 1)")
     cmp = compare(data, t.metric, t.variant)
     if tau2 is None:
         ratio = planned_ratio(data.config, data.control, t.variant, data.variants)
         horizon = resolve_horizon(t.plan, t.spec, cmp.control, ratio, t.looks)
-        tau2 = mixing_variance(horizon_variance=horizon.horizon_variance, alpha=t.plan.alpha)
+        tau2 = mixing_variance(horizon_variance=horizon.horizon_variance, alpha=float(alpha))
         source = (f"tau2={tau2:.4g} makes the interval narrowest at the planned maximum of "
                   f"{horizon.planned_units:,} units, where the difference has variance "
                   f"{horizon.horizon_variance:.4g} ({horizon.how})"
@@ -97,6 +108,6 @@ def always_valid_analysis(data: AnalysisData, metric: str | None = None,
     res = always_valid_test(diffs, variances, float(tau2))
     return AlwaysValidAnalysis(
         metric=t.metric, variant=t.variant, control=data.control, pvalue=res.pvalue,
-        difference=res.difference, std_err=res.std_err, alpha=t.plan.alpha,
-        decision="reject" if res.pvalue <= t.plan.alpha else "continue", tau2=float(tau2),
+        difference=res.difference, std_err=res.std_err, alpha=float(alpha),
+        decision="reject" if res.pvalue <= alpha else "continue", tau2=float(tau2),
         looks=res.looks, tau2_source=source, result=res)

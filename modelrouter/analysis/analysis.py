@@ -172,7 +172,13 @@ class Analysis:
     def verdict(self, variant: str | None = None) -> Verdict:
         """ship / keep_testing / blocked_by_guardrail / no_effect / harmful / invalid, with
         reasons; a sequential decision is the crossing look's, and later data that disagree
-        with it are flagged (see analysis/verdict.py)."""
+        with it are flagged (see analysis/verdict.py).
+
+        With ``K >= 2`` treatments each comparison uses ``alpha / K`` (Bonferroni, so the
+        family-wise error across treatments stays at most alpha). Without ``variant=`` the
+        verdict covers every treatment: ``per_variant`` holds each one's verdict and
+        ``recommended`` the treatment to ship (the best significantly better one), if any.
+        With ``variant=`` only that treatment is decided, still at ``alpha / K``."""
         return decide(self._data, variant)
 
     def report(self, variant: str | None = None) -> str:
@@ -180,18 +186,25 @@ class Analysis:
         segments, rollbacks."""
         return render_report(self._data, variant)
 
-    def sequential(self, metric: str | None = None, variant: str | None = None
-                   ) -> SequentialAnalysis:
+    def sequential(self, metric: str | None = None, variant: str | None = None, *,
+                   alpha: float | None = None) -> SequentialAnalysis:
         """The plan's group-sequential test now: information rate, z, this look's boundary
         given the recorded looks, alpha spent, and reject / continue / final (see
-        analysis/sequential.py). ``metric`` defaults to the config's primary."""
-        return sequential_analysis(self._data, metric, variant)
+        analysis/sequential.py). ``metric`` defaults to the config's primary.
+
+        One comparison per call: with several treatments pass ``variant=`` (without it an
+        AnalysisError says so). ``alpha`` (default: the plan's, uncorrected) replaces the
+        plan's; ``alpha=analysis.verdict().alpha_per_comparison`` gives the test the verdict
+        decided on (the plan's alpha split across the treatments)."""
+        return sequential_analysis(self._data, metric, variant, alpha=alpha)
 
     def always_valid(self, metric: str | None = None, variant: str | None = None, *,
-                     tau2: float | None = None) -> AlwaysValidAnalysis:
+                     tau2: float | None = None,
+                     alpha: float | None = None) -> AlwaysValidAnalysis:
         """Always-valid (mSPRT) p-value and interval now, over the recorded looks and this
-        moment (see analysis/always_valid.py)."""
-        return always_valid_analysis(self._data, metric, variant, tau2=tau2)
+        moment (see analysis/always_valid.py). One comparison per call, like
+        :meth:`sequential`; ``alpha`` (default: the plan's) as there."""
+        return always_valid_analysis(self._data, metric, variant, tau2=tau2, alpha=alpha)
 
     def srm(self, threshold: float = 0.001, method: str = "sequential") -> SampleRatioCheck:
         """Sample-ratio check of units per variant against the configured weights, epoch by

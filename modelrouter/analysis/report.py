@@ -29,10 +29,17 @@ def render_report(data: AnalysisData, variant: str | None = None) -> str:
            f"multinomial test, valid however often it is checked; alarm below "
            f"{srm.threshold:g}{': ALARM' if srm.alarm else ''}); the one-off chi-square p = "
            f"{srm.chi2_pvalue:.3g} is for reference only"]
-    if verdict.comparison is not None:
-        out += ["", "Primary metric", str(verdict.comparison)]
-        if isinstance(verdict.sequential, SequentialAnalysis):  # not the compare() fallback
-            out += [verdict.sequential.explain()]
+    # with several treatments, every one of them (each verdict holds its comparison)
+    shown = list(verdict.per_variant.values()) or [verdict]
+    for v in shown:
+        if v.comparison is None:
+            continue
+        title = "Primary metric" if len(shown) == 1 else (
+            f"Primary metric: {v.variant} ({v.decision}; alpha "
+            f"{v.alpha_per_comparison:.4g} per comparison)")
+        out += ["", title, str(v.comparison)]
+        if isinstance(v.sequential, SequentialAnalysis):  # not the compare() fallback
+            out += [v.sequential.explain()]
     others = [m for m in snap.metrics if m != config.primary]
     if others:
         out += ["", "Primary metric: none configured (RouterConfig(primary=...))"
@@ -54,13 +61,15 @@ def render_report(data: AnalysisData, variant: str | None = None) -> str:
                 format_table(["guardrail", "variant", "where", "status", "margin", "estimate",
                               "interval", "alpha"], rows)]
     if config.primary is not None and snap.segment_dims:
+        treatments: list[str | None] = [*verdict.per_variant] or [verdict.variant]
         for dim in snap.segment_dims:
-            try:
-                seg = segment_analysis(data, config.primary, dim, verdict.variant)
-            except AnalysisError as exc:
-                out += ["", f"Segments by {dim}: {exc}"]
-                continue
-            out += ["", seg.summary()]
+            for t in treatments:
+                try:
+                    seg = segment_analysis(data, config.primary, dim, t)
+                except AnalysisError as exc:
+                    out += ["", f"Segments by {dim}: {exc}"]
+                    continue
+                out += ["", seg.summary()]
         if snap.segment_overflow:
             out += [f"note: {snap.segment_overflow:,} segment values past the cap were "
                     "counted as 'other'"]

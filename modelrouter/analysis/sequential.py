@@ -66,7 +66,17 @@ def resolve_target(data: AnalysisData, metric: str | None, variant: str | None,
         raise AnalysisError(f"{what}() needs a metric: pass metric= or set primary in the "
                             "config")
     spec = data.spec(metric)
-    variant = data.treatment(variant, what)
+    try:
+        variant = data.treatment(variant, what)
+    except AnalysisError as exc:
+        if variant is not None:
+            raise
+        # several treatments: one comparison per call; the verdict tests them all
+        raise AnalysisError(f"{exc}: {what}() tests one treatment against the control, call "
+                            f"it once per treatment ({what}(variant=...)); analysis.verdict() "
+                            "tests every treatment with the family-wise alpha split across "
+                            f"them (Bonferroni), and {what}(variant=..., alpha=verdict."
+                            "alpha_per_comparison) shows one of those tests") from None
     return Target(metric, variant, spec, plan, looks_of(data.snapshot.looks, metric, variant))
 
 
@@ -198,10 +208,21 @@ class SequentialAnalysis:
 
 
 def sequential_analysis(data: AnalysisData, metric: str | None = None,
-                        variant: str | None = None) -> SequentialAnalysis:
-    """See the module docstring; ``metric`` defaults to the config's primary."""
+                        variant: str | None = None, *,
+                        alpha: float | None = None) -> SequentialAnalysis:
+    """See the module docstring; ``metric`` defaults to the config's primary.
+
+    ``alpha`` (default: the plan's) replaces the plan's alpha for this comparison, e.g. the
+    Bonferroni share ``plan.alpha / K`` the verdict uses with ``K`` treatments; the boundaries
+    of every look (recorded ones included) are recomputed at it.
+    """
     t = resolve_target(data, metric, variant, "sequential")
     plan, looks = t.plan, t.looks
+    split = alpha is not None and alpha != plan.alpha
+    if alpha is None:
+        alpha = plan.alpha
+    elif not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise AnalysisError(f"alpha ({alpha!r}) must lie in (0, 1)")
     cmp = compare(data, t.metric, t.variant)
     ratio = planned_ratio(data.config, data.control, t.variant, data.variants)
     horizon: Horizon = resolve_horizon(plan, t.spec, cmp.control, ratio, looks)
@@ -235,13 +256,19 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
     if len(rates) > plan.looks:
         notes.append(f"{len(rates)} looks against {plan.looks} planned: allowed (the spending "
                      "function sets each boundary), but power is lower than planned")
-    test = sequential_test(statistics, rates, plan.alpha, plan.sided, plan.spending,
+    if split:
+        notes.append(f"boundaries at alpha={alpha:.4g} instead of the plan's {plan.alpha:g} "
+                     "(a share of the family-wise alpha across several treatments)")
+    test = sequential_test(statistics, rates, float(alpha), plan.sided, plan.spending,
                            plan.gamma)
     crossing = None
     k = test.rejected_at
     if k is not None and k <= len(looks):
         first = looks[k - 1]
-        crossing = Crossing(k, True, first.statistic, first.boundary, first.difference,
+        # a recorded look's boundary was computed at the plan's alpha; at another alpha, the
+        # recomputed one (boundaries of looks 1..k do not depend on later looks)
+        bound = float(test.design.z[k - 1]) if split else first.boundary
+        crossing = Crossing(k, True, first.statistic, bound, first.difference,
                             first.variance, first.units, first.information_rate,
                             _direction(first.statistic, t.spec, plan.sided))
     elif k is not None:

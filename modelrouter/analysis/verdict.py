@@ -24,6 +24,14 @@ effect, or a lucky early look), ``later_disagreement`` is True and ``disagreemen
 the numbers. The decision itself stands (a group-sequential decision is not revised by later
 looks), but the reviewer is told before acting on it.
 
+With ``K >= 2`` treatments every comparison runs at ``alpha / K`` (a Bonferroni split of the
+plan's alpha for the group-sequential test, and of ``alpha`` for the fixed-horizon fallback): the
+union bound needs no assumption about the dependence of the comparisons (they share the
+control) and holds for a whole sequence of looks, so the family-wise false-positive rate across
+treatments stays at most alpha. Without ``variant=`` the verdict covers every treatment
+(:func:`decide_all`: ``per_variant`` and ``recommended``); with ``variant=`` that treatment alone,
+still at ``alpha / K``. With one treatment nothing is split.
+
 Numbers in the reasons use one convention: the difference ``treatment - control`` in the
 metric's own unit (a proportion for binary metrics), with the sequential |z| against its
 boundary (or the fixed-horizon p-value against alpha); the first reason says whether higher or
@@ -32,6 +40,7 @@ lower is better.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,7 +54,7 @@ from modelrouter.analysis.srm import SampleRatioCheck, check_sample_ratio, srm_a
 from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import AnalysisError
 
-__all__ = ["Direction", "LaterEvidence", "Verdict", "VerdictDecision", "decide",
+__all__ = ["Direction", "LaterEvidence", "Verdict", "VerdictDecision", "decide", "decide_all",
            "later_evidence"]
 
 VerdictDecision = Literal["ship", "keep_testing", "blocked_by_guardrail", "no_effect",
@@ -99,6 +108,10 @@ class Verdict:
     later_disagreement: bool = False
     disagreement: str | None = None
     srm: SampleRatioCheck | None = field(default=None, repr=False, compare=False)
+    per_variant: dict[str, Verdict] = field(default_factory=dict, repr=False, compare=False)
+    recommended: str | None = None
+    comparisons: int = 1
+    alpha_per_comparison: float = math.nan
 
     def __repr__(self) -> str:
         flag = " [later data disagree]" if self.later_disagreement else ""
@@ -131,7 +144,10 @@ class Verdict:
                 "disagreement": self.disagreement,
                 "srm": None if self.srm is None else self.srm.to_dict(),
                 "comparison": None if self.comparison is None else self.comparison.to_dict(),
-                "guardrails": [g.to_dict() for g in self.guardrails]}
+                "guardrails": [g.to_dict() for g in self.guardrails],
+                "recommended": self.recommended, "comparisons": self.comparisons,
+                "alpha_per_comparison": _num(self.alpha_per_comparison),
+                "per_variant": {k: v.to_dict() for k, v in self.per_variant.items()}}
 
 
 @dataclass(frozen=True)
@@ -201,12 +217,14 @@ def _srm(data: AnalysisData) -> tuple[float, str | None, SampleRatioCheck | None
     return 1.0, None, None
 
 
-def _sequential(data: AnalysisData, metric: str, alpha: float, cmp_: ComparisonResult
+def _sequential(data: AnalysisData, metric: str, alpha: float, cmp_: ComparisonResult,
+                seq_alpha: float | None = None
                 ) -> tuple[str, SequentialAnalysis | ComparisonResult, str | None]:
-    """(decision in reject/continue/final, the result object, a note when falling back)."""
+    """(decision in reject/continue/final, the result object, a note when falling back).
+    ``seq_alpha`` replaces the plan's alpha (None: the plan's)."""
     try:
         # the treatment of this verdict: with 3+ variants the default would be ambiguous
-        res = sequential_analysis(data, metric, cmp_.treatment.variant)
+        res = sequential_analysis(data, metric, cmp_.treatment.variant, alpha=seq_alpha)
         return str(res.decision), res, None
     except (AnalysisError, ValueError) as exc:
         why = f"sequential analysis unavailable ({exc})"
@@ -259,24 +277,57 @@ def decide(data: AnalysisData, variant: str | None = None, alpha: float | None =
            ) -> Verdict:
     """See the module docstring; ``Analysis.verdict`` is the public entry point.
 
-    ``alpha`` (for the fixed-horizon fallback only) defaults to the plan's, else 0.05.
+    ``alpha`` (for the fixed-horizon fallback only) defaults to the plan's, else 0.05. With
+    ``K >= 2`` treatments both the plan's alpha (group-sequential test) and this one are split
+    by Bonferroni, ``alpha / K`` per comparison, whether one treatment (``variant=``) or all of
+    them (the overall verdict, see :func:`decide_all`) are decided.
     """
     config = data.config
     if alpha is None:
         alpha = float(config.plan.alpha) if isinstance(config.plan, ExperimentPlan) else 0.05
+    treatments = [v for v in data.variants if v != data.control]
+    k = max(len(treatments), 1)
     primary = config.primary
     srm_p, srm_text, srm = _srm(data)
+    split: dict[str, Any] = {"comparisons": k, "alpha_per_comparison": alpha / k}
     if primary is None:
         return Verdict("invalid", ("no primary metric is configured: set "
                                    "RouterConfig(primary=...)",), None, variant, srm_p,
-                       srm=srm)
+                       srm=srm, **split)
     if srm_text is not None:
-        return Verdict("invalid", (srm_text,), primary, variant, srm_p, srm=srm)
+        return Verdict("invalid", (srm_text,), primary, variant, srm_p, srm=srm, **split)
+    if variant is None and k > 1:
+        return decide_all(data, treatments, alpha, (srm_p, srm))
+    return _decide_one(data, variant, alpha, k, (srm_p, srm))
+
+
+def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
+                srm_check: tuple[float, SampleRatioCheck | None]) -> Verdict:
+    """One treatment's verdict at the Bonferroni share ``1/k`` of the alphas (after the
+    primary and SRM checks)."""
+    config = data.config
+    primary = config.primary
+    assert primary is not None
+    srm_p, srm = srm_check
+    plan_alpha = float(config.plan.alpha) if isinstance(config.plan, ExperimentPlan) else None
+    seq_alpha = None if k == 1 or plan_alpha is None else plan_alpha / k
+    alpha = alpha / k
+    split: dict[str, Any] = {"comparisons": k,
+                             "alpha_per_comparison": alpha if seq_alpha is None else seq_alpha}
+    # with several treatments, a last reason says which alpha was used (not a note: notes
+    # flag departures from the plan's test, e.g. the fixed-horizon fallback)
+    split_note = (f"{k} treatments: each is compared with the control at alpha "
+                  f"{split['alpha_per_comparison']:.4g} (the family-wise alpha split equally, "
+                  "Bonferroni)",) if k > 1 else ()
+
+    def why(*reasons: str) -> tuple[str, ...]:
+        return (*reasons, *split_note)
+
     try:
         cmp_ = compare(data, primary, variant)
     except AnalysisError as exc:
-        return Verdict("invalid", (f"too little data on {primary!r}: {exc}",), primary,
-                       variant, srm_p, srm=srm)
+        return Verdict("invalid", why(f"too little data on {primary!r}: {exc}"), primary,
+                       variant, srm_p, srm=srm, **split)
     variant = cmp_.treatment.variant
     control = cmp_.control.variant
     guards = tuple(g for g in guardrail_results(data) if g.variant == variant)
@@ -288,9 +339,9 @@ def decide(data: AnalysisData, variant: str | None = None, alpha: float | None =
         if rolled_back:
             reasons.append(f"traffic was rolled back to the control at {events[-1].when} "
                            f"({'; '.join(events[-1].reasons)}) and has not been resumed")
-        return Verdict("blocked_by_guardrail", tuple(reasons), primary, variant, srm_p, cmp_,
-                       None, guards, estimate_now=cmp_.difference, srm=srm)
-    decision, seq, note = _sequential(data, primary, alpha, cmp_)
+        return Verdict("blocked_by_guardrail", why(*reasons), primary, variant, srm_p, cmp_,
+                       None, guards, estimate_now=cmp_.difference, srm=srm, **split)
+    decision, seq, note = _sequential(data, primary, alpha, cmp_, seq_alpha)
     notes = (note,) if note else ()
     lower = data.snapshot.metrics[primary].lower_is_better
     d = _decided(seq, cmp_, lower, alpha)
@@ -311,7 +362,8 @@ def decide(data: AnalysisData, variant: str | None = None, alpha: float | None =
         estimate_now=cmp_.difference,
         later_estimate=d.later.estimate if d.later else math.nan,
         later_std_err=d.later.std_err if d.later else math.nan,
-        later_disagreement=disagreement is not None, disagreement=disagreement, srm=srm)
+        later_disagreement=disagreement is not None, disagreement=disagreement, srm=srm,
+        **split)
     at = f"{_diff(variant, control, d.estimate)}, {d.evidence}"
     if d.look is not None and d.later is not None:
         at += f"; now {now}"
@@ -320,20 +372,94 @@ def decide(data: AnalysisData, variant: str | None = None, alpha: float | None =
         reasons = [f"{head}: {at}: {variant} significantly better than {control}"]
         if pending:
             reasons += [f"guardrail not yet shown safe: {g.reason}" for g in pending]
-            return Verdict("keep_testing", tuple(reasons), primary, variant, srm_p, cmp_, seq,
+            return Verdict("keep_testing", why(*reasons), primary, variant, srm_p, cmp_, seq,
                            guards, notes, **extra)
         reasons.append(f"all {len(guards)} guardrail check(s) pass" if guards else
                        f"no guardrail is configured for {variant}")
-        return Verdict("ship", tuple(reasons), primary, variant, srm_p, cmp_, seq, guards,
+        return Verdict("ship", why(*reasons), primary, variant, srm_p, cmp_, seq, guards,
                        notes, **extra)
     if decision == "reject":
-        return Verdict("harmful", (f"{head}: {at}: {variant} significantly worse than "
-                                   f"{control}; do not ship",), primary, variant, srm_p, cmp_,
+        return Verdict("harmful", why(f"{head}: {at}: {variant} significantly worse than "
+                                      f"{control}; do not ship"), primary, variant, srm_p, cmp_,
                        seq, guards, notes, **extra)
     if decision == "final":
-        return Verdict("no_effect", (f"{head}: {now}, {d.evidence}: the planned maximum is "
-                                     "reached without a significant difference",), primary,
+        return Verdict("no_effect", why(f"{head}: {now}, {d.evidence}: the planned maximum "
+                                        "is reached without a significant difference"), primary,
                        variant, srm_p, cmp_, seq, guards, notes, **extra)
-    return Verdict("keep_testing", (f"{head}: {now}, {d.evidence}: not significant yet; keep "
-                                    "collecting data",), primary, variant, srm_p, cmp_, seq,
+    return Verdict("keep_testing", why(f"{head}: {now}, {d.evidence}: not significant yet; "
+                                       "keep collecting data"), primary, variant, srm_p, cmp_, seq,
                    guards, notes, **extra)
+
+
+def _better(v: Verdict, lower_is_better: bool) -> float:
+    """Sort key, larger is better: the current estimate from all data (the estimate at an
+    early crossing is biased away from zero, more so the earlier it crossed, so it would
+    favour the treatment that crossed first over the one that is best)."""
+    x = v.estimate_now
+    return -x if lower_is_better else x
+
+
+def decide_all(data: AnalysisData, treatments: list[str], alpha: float,
+               srm_check: tuple[float, SampleRatioCheck | None]) -> Verdict:
+    """Every treatment against the control, each at ``alpha / K`` (Bonferroni), and one
+    recommendation.
+
+    The overall decision, from the per-treatment ones (:attr:`Verdict.per_variant`):
+
+    - ``invalid`` when any treatment cannot be compared yet (every comparison is needed to
+      control the family-wise error and to pick the best);
+    - ``ship`` when at least one treatment is significantly better with its guardrails shown
+      safe: ``recommended`` names the one with the best current estimate (all data) among
+      them;
+    - otherwise ``keep_testing`` while any treatment is still undecided (or better with a
+      guardrail not yet shown safe);
+    - otherwise ``blocked_by_guardrail`` when any treatment is blocked, ``harmful`` when every
+      treatment is significantly worse, else ``no_effect``.
+    """
+    config = data.config
+    primary = config.primary
+    assert primary is not None
+    srm_p, srm = srm_check
+    k = len(treatments)
+    per = {t: _decide_one(data, t, alpha, k, srm_check) for t in treatments}
+    first = next(iter(per.values()))
+    split: dict[str, Any] = {"comparisons": k,
+                             "alpha_per_comparison": first.alpha_per_comparison,
+                             "per_variant": per, "srm": srm}
+    head = (f"{k} treatments against {data.control}: each at alpha "
+            f"{first.alpha_per_comparison:.4g} (the family-wise alpha split equally across "
+            "them, Bonferroni)")
+    lines = [f"{t}: {v.decision.upper()}: {v.reasons[0]}" for t, v in per.items()]
+    notes = tuple(dict.fromkeys(n for v in per.values() for n in v.notes))
+    decisions = {v.decision for v in per.values()}
+    if "invalid" in decisions:
+        bad = [t for t, v in per.items() if v.decision == "invalid"]
+        return Verdict("invalid", (head, *lines, f"cannot decide until every treatment can be "
+                                   f"compared ({', '.join(bad)} cannot yet)"), primary, None,
+                       srm_p, notes=notes, **split)
+    lower = data.snapshot.metrics[primary].lower_is_better
+    ships = sorted((v for v in per.values() if v.decision == "ship"),
+                   key=lambda v: _better(v, lower), reverse=True)
+    if ships:
+        best = ships[0]
+        assert best.variant is not None
+        why = (f"recommendation: ship {best.variant}" + (
+            f", the best estimate of the {len(ships)} significantly better treatments "
+            f"({', '.join(v.variant or '' for v in ships)})" if len(ships) > 1 else
+            ", the only treatment significantly better than the control"))
+        return dataclasses.replace(best, reasons=(head, *lines, why), notes=notes,
+                                   recommended=best.variant, **split)
+    if "keep_testing" in decisions:
+        why = "recommendation: keep testing (no treatment is significantly better yet)"
+        return Verdict("keep_testing", (head, *lines, why), primary, None, srm_p, notes=notes,
+                       **split)
+    if "blocked_by_guardrail" in decisions:
+        decision: VerdictDecision = "blocked_by_guardrail"
+        why = "recommendation: ship nothing (guardrails block the treatments)"
+    elif decisions == {"harmful"}:
+        decision, why = "harmful", "recommendation: ship nothing (every treatment is worse)"
+    else:
+        decision = "no_effect"
+        why = ("recommendation: ship nothing (no treatment is significantly better at the "
+               "planned maximum)")
+    return Verdict(decision, (head, *lines, why), primary, None, srm_p, notes=notes, **split)

@@ -96,7 +96,19 @@ def _verdict(analysis: Analysis) -> str:
         flag = (f'<p class="alarm" id="verdict-disagreement">later data disagree: '
                 f"{escape(verdict.disagreement)}</p>")
     cls = "alarm" if verdict.decision in _STOP else ""
-    return (f'<div class="{cls}">{_decision(verdict.decision)}{flag}'
+    table = ""
+    if verdict.per_variant:  # several treatments: one row each, the recommended one marked
+        rows = []
+        for name, v in verdict.per_variant.items():
+            cells = [escape(name), escape(v.decision), escape(fmt(v.estimate_now)),
+                     escape(fmt(v.alpha_per_comparison)),
+                     "recommended" if name == verdict.recommended else ""]
+            if v.decision in _STOP:
+                cells[1] = f'<span class="alarm">{cells[1]}</span>'
+            rows.append(cells)
+        table = _table(["treatment", "decision", "estimate (treatment - control)",
+                        "alpha per comparison", ""], rows, "verdicts")
+    return (f'<div class="{cls}">{_decision(verdict.decision)}{flag}{table}'
             f"<pre>{escape(verdict.summary())}</pre></div>")
 
 
@@ -129,11 +141,19 @@ def _guardrails(analysis: Analysis) -> str:
 
 
 def _sequential(analysis: Analysis) -> str:
-    """The sequential test: its chart, decision and explanation."""
-    result = analysis.sequential()
-    return (_sequential_chart(result, analysis.snapshot.looks)
-            + f'<div class="">{_decision(result.decision)}<pre>{escape(result.explain())}'
-            "</pre></div>")
+    """The sequential test: its chart, decision and explanation; with several treatments one
+    per treatment, each at the plan's alpha split across them (as the verdict decides)."""
+    treatments = [v for v in analysis.variants if v != analysis.control]
+    if len(treatments) <= 1:
+        results = [analysis.sequential()]
+    else:
+        alpha = analysis.verdict().alpha_per_comparison
+        results = [analysis.sequential(variant=t, alpha=alpha if math.isfinite(alpha) else None)
+                   for t in treatments]
+    return "".join(
+        _sequential_chart(result, analysis.snapshot.looks)
+        + f'<div class="">{_decision(result.decision)}<pre>{escape(result.explain())}'
+        "</pre></div>" for result in results)
 
 
 def _bandit(analysis: Analysis) -> str:
