@@ -18,11 +18,12 @@ Checked in this order (the first that applies decides):
    - crossed in the bad direction: ``harmful`` (stop: the treatment is significantly worse);
    - no crossing and the planned maximum reached: ``no_effect``; otherwise ``keep_testing``.
 
-After a crossing, the data that arrived later are checked against it (:func:`later_evidence`):
-when they disagree (the effect shrank significantly, vanished or reversed: a possible novelty
-effect, or a lucky early look), ``later_disagreement`` is True and ``disagreement`` says so with
-the numbers. The decision itself stands (a group-sequential decision is not revised by later
-looks), but the reviewer is told before acting on it.
+After a crossing, the data that arrived later are checked against it
+(:mod:`modelrouter.analysis.decision_point`, which also locates the decision): when they
+disagree (the effect shrank significantly, vanished or reversed: a possible novelty effect, or a
+lucky early look), ``later_disagreement`` is True and ``disagreement`` says so with the numbers.
+The decision itself stands (a group-sequential decision is not revised by later looks), but the
+reviewer is told before acting on it.
 
 With ``K >= 2`` treatments every comparison runs at ``alpha / K`` (a Bonferroni split of the
 plan's alpha for the group-sequential test, and of ``alpha`` for the fixed-horizon fallback): the
@@ -47,9 +48,17 @@ from typing import Any, Literal
 
 from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.decision_point import (
+    Direction,
+    LaterEvidence,
+    decision_point,
+    describe_disagreement,
+    diff_text,
+    later_evidence,
+)
 from modelrouter.analysis.guardrails import GuardrailResult, guardrail_results
 from modelrouter.analysis.results import ComparisonResult
-from modelrouter.analysis.sequential import Crossing, SequentialAnalysis, sequential_analysis
+from modelrouter.analysis.sequential import SequentialAnalysis, sequential_analysis
 from modelrouter.analysis.srm import SampleRatioCheck, check_sample_ratio, srm_analysis
 from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import AnalysisError
@@ -59,9 +68,6 @@ __all__ = ["Direction", "LaterEvidence", "Verdict", "VerdictDecision", "decide",
 
 VerdictDecision = Literal["ship", "keep_testing", "blocked_by_guardrail", "no_effect",
                           "harmful", "invalid"]
-Direction = Literal["better", "worse"]
-
-_DISAGREE_Z = 1.959963984540054  # the later data differ from the decision's estimate at 5%
 
 
 def _num(x: float) -> float | None:
@@ -150,60 +156,6 @@ class Verdict:
                 "per_variant": {k: v.to_dict() for k, v in self.per_variant.items()}}
 
 
-@dataclass(frozen=True)
-class LaterEvidence:
-    """What the data after a decision say, from :func:`later_evidence`."""
-
-    estimate: float  # treatment - control from the later data alone (NaN: none)
-    std_err: float  # NaN when it cannot be separated from the earlier data
-    z: float  # (later - decision estimate) / s.e., signed so that negative weakens it
-    disagree: bool
-    reason: str  # empty unless disagree
-
-
-def later_evidence(decision_estimate: float, decision_variance: float, decision_units: int,
-                   estimate_now: float, variance_now: float, units_now: int) -> LaterEvidence:
-    """Do the data that arrived after a decision agree with it?
-
-    With ``n1`` units at the decision and ``n`` now, each arm's mean now is the units-weighted
-    mean of its earlier and later units, so (when each arm's share of units is the same before
-    and after, as a fixed split gives in expectation) ``d_now = (n1 d_dec + n2 d_later) / n``
-    with ``n2 = n - n1``, and likewise ``n^2 v_now = n1^2 v_dec + n2^2 v_later``. Hence the
-    estimate of the later data alone, ``d_later = (n d_now - n1 d_dec) / n2``, and its variance
-    ``v_later = (n^2 v_now - n1^2 v_dec) / n2^2`` (NaN when that is not positive). They
-    *disagree* with the decision when
-
-    - the current overall estimate is zero or of the opposite sign to the decision's (the effect
-      vanished or reversed), or
-    - the later estimate is significantly (two-sided 5%) smaller in the decided direction than
-      the estimate at the decision: ``s (d_later - d_dec) / sqrt(v_later + v_dec) <= -1.96``
-      with ``s`` the decision's sign.
-
-    Estimates at an early crossing are biased away from zero (only large ones cross), so the
-    second rule also fires without a real change: with a constant true effect at 80% power
-    (5-look O'Brien-Fleming plan) it flagged 6% of the experiments that crossed before the last
-    look, judged at the last look (200,000 simulated paths, tests/analysis/test_verdict.py);
-    when the crossing was a false positive (no effect), 27%.
-    """
-    sign = math.copysign(1.0, decision_estimate)
-    later, se, z = math.nan, math.nan, math.nan
-    n1, n = float(decision_units), float(units_now)
-    n2 = n - n1
-    if n2 > 0:
-        later = (n * estimate_now - n1 * decision_estimate) / n2
-        var = (n * n * variance_now - n1 * n1 * decision_variance) / (n2 * n2)
-        if var > 0:
-            se = math.sqrt(var)
-            z = sign * (later - decision_estimate) / math.sqrt(var + decision_variance)
-    if sign * estimate_now <= 0:
-        return LaterEvidence(later, se, z, True, "the overall estimate is now zero or of the "
-                             "opposite sign")
-    if z <= -_DISAGREE_Z:
-        return LaterEvidence(later, se, z, True, "the data since then show a significantly "
-                             "smaller effect than the estimate at the decision")
-    return LaterEvidence(later, se, z, False, "")
-
-
 def _srm(data: AnalysisData) -> tuple[float, str | None, SampleRatioCheck | None]:
     """The always-valid sample-ratio p-value, its explanation on alarm, and the check. When
     ``srm()`` cannot run (e.g. bandit traffic without fresh decisions), the per-unit check
@@ -231,46 +183,6 @@ def _sequential(data: AnalysisData, metric: str, alpha: float, cmp_: ComparisonR
     note = (f"{why}; used the fixed-horizon p-value of compare() at alpha={alpha:g}, which is "
             "only valid at the planned final look (repeated looks inflate false positives)")
     return ("reject" if cmp_.pvalue < alpha else "continue"), cmp_, note
-
-
-def _diff(variant: str, control: str, x: float) -> str:
-    return f"{variant} - {control} = {x:+.4g}"
-
-
-@dataclass
-class _Decided:
-    """Where and how the primary metric's decision was made (or not yet)."""
-
-    look: int | None
-    direction: Direction | None
-    estimate: float
-    evidence: str  # |z| against the boundary, or p against alpha
-    later: LaterEvidence | None
-
-
-def _decided(seq: SequentialAnalysis | ComparisonResult, cmp_: ComparisonResult,
-             lower_is_better: bool, alpha: float) -> _Decided:
-    """The crossing (sequential) or the fixed-horizon test, and the later data's evidence."""
-    if isinstance(seq, SequentialAnalysis):
-        c: Crossing | None = seq.crossing
-        if c is None:
-            rel = ">=" if abs(seq.statistic) >= seq.boundary else "<"
-            return _Decided(None, None, math.nan, f"|z| {abs(seq.statistic):.3f} {rel} "
-                            f"boundary {seq.boundary:.3f} at look {seq.look}", None)
-        where = f"look {c.look}" if c.recorded else f"look {c.look} (now; not recorded yet)"
-        later = None
-        if seq.units > c.units:
-            later = later_evidence(c.difference, c.variance, c.units, seq.difference,
-                                   seq.std_err ** 2, seq.units)
-        return _Decided(c.look, c.direction, c.difference,
-                        f"|z| {abs(c.statistic):.3f} >= boundary {c.boundary:.3f} at {where}",
-                        later)
-    rel = "<" if cmp_.pvalue < alpha else ">="
-    evidence = f"fixed-horizon p = {cmp_.pvalue:.3g} {rel} alpha {alpha:g}"
-    if cmp_.pvalue >= alpha:
-        return _Decided(None, None, math.nan, evidence, None)
-    good = cmp_.difference < 0 if lower_is_better else cmp_.difference > 0
-    return _Decided(None, "better" if good else "worse", cmp_.difference, evidence, None)
 
 
 def decide(data: AnalysisData, variant: str | None = None, alpha: float | None = None
@@ -344,19 +256,11 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
     decision, seq, note = _sequential(data, primary, alpha, cmp_, seq_alpha)
     notes = (note,) if note else ()
     lower = data.snapshot.metrics[primary].lower_is_better
-    d = _decided(seq, cmp_, lower, alpha)
+    d = decision_point(seq, cmp_, lower, alpha)
     head = f"{primary} ({'lower' if lower else 'higher'} is better)"
-    now = _diff(variant, control, cmp_.difference)
-    disagreement = None
-    if d.later is not None and d.later.disagree:
-        later = (f"{_diff(variant, control, d.later.estimate)} (s.e. {d.later.std_err:.3g})"
-                 if math.isfinite(d.later.estimate) else "no separate estimate")
-        disagreement = (
-            f"the data after look {d.look} disagree with the decision made there "
-            f"({d.later.reason}): at look {d.look} {_diff(variant, control, d.estimate)}, "
-            f"the later data alone {later}, all data now {now}. Possibly a novelty effect (or a "
-            f"lucky early look); the decision of look {d.look} stands, but check the effect "
-            "over time before acting on it")
+    now = diff_text(variant, control, cmp_.difference)
+    now = diff_text(variant, control, cmp_.difference)
+    disagreement = describe_disagreement(d, variant, control, cmp_.difference)
     extra: dict[str, Any] = dict(
         decided_at_look=d.look, direction=d.direction, estimate_at_decision=d.estimate,
         estimate_now=cmp_.difference,
@@ -364,7 +268,7 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
         later_std_err=d.later.std_err if d.later else math.nan,
         later_disagreement=disagreement is not None, disagreement=disagreement, srm=srm,
         **split)
-    at = f"{_diff(variant, control, d.estimate)}, {d.evidence}"
+    at = f"{diff_text(variant, control, d.estimate)}, {d.evidence}"
     if d.look is not None and d.later is not None:
         at += f"; now {now}"
     pending = [g for g in guards if g.status == "inconclusive"]
