@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelrouter.exceptions import StoreError
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, add_to_pair
 
@@ -212,6 +213,14 @@ class DecisionTracker:
             return None
         return {"kind": self.training.kind, "pending": self.pending,
                 "counters": {n: list(c) for n, c in zip(self.counter_names, self.counters)}}
+
+    def check_restorable(self, kind: str) -> None:
+        """Refuse (StoreError) a state's training counters of reward kind ``kind`` unless
+        this tracker trains the same kind (checked before a load changes anything)."""
+        mine = None if self.training is None else self.training.kind
+        if mine != kind:
+            raise StoreError(f"the state has {kind} training counters; this "
+                             f"store's bandit trains {mine or 'nothing'}")
 
     def restore_training(self, counters: Sequence[Sequence[float]], pending: int) -> None:
         """Start from restored training counters (in :attr:`counter_names` order) and

@@ -39,7 +39,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelrouter.exceptions import ConfigError, StoreError, UnknownUnitError
+from modelrouter.exceptions import ConfigError, UnknownUnitError
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
 from modelrouter.store.histogram import slot_of as latency_slot
@@ -78,10 +78,9 @@ class MemoryStore(BaseStore):
         k, n_metrics = len(self.variants), len(self.metric_names)
         self._lock = threading.Lock()
         self._seq = 0  # the next decision number
-        self.ring = PendingRing(self.max_pending, self.attribution_window, clock)
+        ring = self.ring = PendingRing(self.max_pending, self.attribution_window, clock)
         # hot-path aliases of the ring's arrays (a ring never replaces them)
-        self._ring_seq, self._ring_time, self._ring_row = (
-            self.ring.seq, self.ring.time, self.ring.row)
+        self._ring_seq, self._ring_time, self._ring_row = ring.seq, ring.time, ring.row
         # request level: each pending request's own (x, y) per metric, reset when reused
         self._slot_x = [] if self.unit_level else [
             self.ring.add_column("d", 0.0) for _ in range(n_metrics)]
@@ -137,8 +136,7 @@ class MemoryStore(BaseStore):
     def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
                segment: tuple[int, ...] = (), now: float | None = None) -> int:
         """Count one routed request; return its sequence number (the decision handle)."""
-        if now is None:
-            now = self.clock()
+        now = self.clock() if now is None else now
         with self._lock:
             return self._expose_locked(unit, variant, propensity, epoch, segment, now)[0]
 
@@ -288,8 +286,7 @@ class MemoryStore(BaseStore):
                         tag: int = 0) -> int:
         """:meth:`expose` a bandit decision and open it in the decision tracker, in one lock:
         a snapshot never sees the exposure without its decision."""
-        if now is None:
-            now = self.clock()
+        now = self.clock() if now is None else now
         with self._lock:
             seq, row = self._expose_locked(unit, variant, propensity, epoch, segment, now)
             if self._decisions is not None:
@@ -362,8 +359,7 @@ class MemoryStore(BaseStore):
                     "units": len(self._units), "groups": len(self._groups)}
 
     def __len__(self) -> int:
-        return len(self._units) if self.unit_level else int(
-            sum(s[0] for s in self._groups.sums))
+        return len(self._units) if self.unit_level else self._groups.total_n()
 
     # -- state ----------------------------------------------------------------------------
     def dump(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -378,23 +374,18 @@ class MemoryStore(BaseStore):
                           None if self._decisions is None else self._decisions.dump_training())
 
     def load(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        """Replace the statistics by a :meth:`dump`'s, all or nothing: everything is validated
-        first (StoreError, and no change, for anything inconsistent), then swapped in under
-        the lock. Pending decisions are forgotten (numbering continues, so an id issued before
-        the load never lands on a loaded unit); bandit decision tracking restarts, from the
-        state's training counters if it has them (else from none). A state whose training
-        counters are of another reward kind than the tracker's is refused."""
+        """Replace the statistics by a :meth:`dump`'s, all or nothing: validated first
+        (StoreError and no change for anything inconsistent, training counters of another
+        reward kind than the tracker's included), then swapped in under the lock. Pending
+        decisions are forgotten (numbering continues: an id issued before the load never lands
+        on a loaded unit); bandit decision tracking restarts from the state's counters, if any."""
         new = parse_state(header, arrays, n_variants=len(self.variants),
                           metric_names=self.metric_names, n_dims=len(self.segment_dims),
                           unit_level=self.unit_level, auto=self._auto)
         units = new.units if new.units is not None else UnitTable(
             len(self.metric_names), len(self.segment_dims), self._auto)
-        tracker = self._decisions
-        if tracker is not None and new.training is not None and (
-                tracker.training is None or tracker.training.kind != new.training["kind"]):
-            mine = None if tracker.training is None else tracker.training.kind
-            raise StoreError(f"the state has {new.training['kind']} training counters; this "
-                             f"store's bandit trains {mine or 'nothing'}")
+        if self._decisions is not None and new.training is not None:
+            self._decisions.check_restorable(new.training["kind"])
         with self._lock:
             self._requests, self._uncounted = new.requests, new.uncounted
             self._overflow, self._seg_codes = new.overflow, new.segment_codes

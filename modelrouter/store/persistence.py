@@ -15,10 +15,10 @@ unit's variant is stored as its index), ``control`` (it anchors the assignment l
 ``level``, ``salt_sha256`` (SHA-256 of ``modelrouter salt\0`` + the salt: the salt itself is
 not written), ``metrics`` (kind and aggregate) and ``segment_dims``. A router restoring a file
 compares them in that order and refuses the first that differs with a :class:`StoreError`
-naming it, before anything changes: with another salt or control, returning users would be
-served one variant and analysed under another. Not identity: weights and mode (the file's
-epochs record them), the primary metric, guardrails, plan and thresholds, which judge the data
-and may change between runs.
+naming it, before anything changes (store/identity.py: with another salt or control,
+returning users would be served one variant and analysed under another). Not identity:
+weights and mode (the file's epochs record them), the primary metric, guardrails, plan and
+thresholds, which judge the data and may change between runs.
 
 Files written before version 3 have no ``salt_sha256`` and no ``control``: they are still
 restored (an upgrade must not strand its own snapshot), with the other fields checked, a
@@ -37,12 +37,12 @@ metric, reward kind, reward costs, missing-reward rule and bandit policy: what t
 and weights mean), ``weights`` (the allocator's weights in force: probabilities, P(best),
 active mask, allocator epoch, policy, min_share) and ``active`` (the arms the operator has not
 paused). A restore into a router with a bandit compares ``identity`` key by key (after the
-experiment identity) and refuses the first that differs, naming it; then the counters go
-back into the tracker and the posterior, and routing continues by the saved weights
-(routing/state.py). A file without these sections (an A/B router's, or one written before
-version 4) leaves the bandit fresh: ``SnapshotInfo.bandit`` says so. A file with them
-restored into a router without a bandit: the sections are ignored (the statistics still
-mean the same), ``SnapshotInfo.bandit`` says so.
+experiment identity, store/identity.py) and refuses the first that differs, naming it;
+then the counters go back into the tracker and the posterior, and routing continues by the
+saved weights (routing/state.py). A file without these sections (an A/B router's, or one
+written before version 4) leaves the bandit fresh: ``SnapshotInfo.bandit`` says so. A file
+with them restored into a router without a bandit: the sections are ignored (the statistics
+still mean the same), ``SnapshotInfo.bandit`` says so.
 
 Version 3 adds ``salt_sha256`` and ``control`` to the identity (above). Version 2 added the
 per-variant latency histogram (arrays ``latency_hist``, ``latency_sum``
@@ -62,15 +62,12 @@ feedback afterwards (``UnknownDecisionError``); per-unit feedback (``record_unit
 Writing is atomic: temp file in the same directory, ``fsync``, ``os.replace``, ``fsync`` of the
 directory. A crash at any point leaves the previous snapshot or the new one, never a mix.
 
-A writer killed half way (``kill -9``, power loss) leaves its temp file behind. Temp files are
-named ``.<snapshot name>.<host>-<pid>-<random>.tmp`` (``host``: 8 hex digits of the SHA-256 of
-the host name), and every save and restore first removes the stale ones of the same snapshot:
-those whose writer ran on this host and is no longer alive, and any untouched for
-:data:`STALE_TEMP_SECONDS` (a writer on another host sharing the directory, a reused pid, a
-temp file of an older release). A temp file of a live writer (another thread's save, another
-process) is left alone.
+A writer killed half way (``kill -9``, power loss) leaves its temp file behind; every save and
+restore first removes the stale ones of the same snapshot (dead writer on this host, or
+untouched for :data:`STALE_TEMP_SECONDS`), see store/tempfiles.py.
 
-This module knows the file framing only: the state itself comes from
+This module knows the file framing only (the identity checks are store/identity.py's, the
+temp file naming and cleanup store/tempfiles.py's): the state itself comes from
 :meth:`MemoryStore.dump <modelrouter.store.memory.MemoryStore.dump>` and goes back through
 :meth:`MemoryStore.load <modelrouter.store.memory.MemoryStore.load>` (store/state.py). The round
 trip test compares every column.
@@ -85,13 +82,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
-import re
-import socket
 import struct
-import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +92,20 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from modelrouter.exceptions import StoreError
+from modelrouter.store.identity import (
+    BANDIT_IDENTITY,
+    IDENTITY,
+    check_bandit_section,
+    check_identity,
+    experiment_identity,
+    salt_digest,
+)
 from modelrouter.store.memory import MemoryStore
+from modelrouter.store.tempfiles import (
+    STALE_TEMP_SECONDS,
+    make_temp_file,
+    remove_stale_temp_files,
+)
 
 __all__ = ["BANDIT_IDENTITY", "FORMAT_VERSION", "IDENTITY", "MAGIC", "STALE_TEMP_SECONDS",
            "SnapshotInfo", "read_info", "remove_stale_temp_files", "restore_store",
@@ -112,12 +117,6 @@ MAGIC = b"MRSNAP\r\n"
 FORMAT_VERSION = 4
 _READS = (1, 2, 3, 4)  # versions this release restores (1: no latency histogram, < 3: no
 # salt, < 4: no bandit state)
-IDENTITY = ("experiment", "variants", "control", "level", "salt_sha256", "metrics",
-            "segment_dims")
-"""The header fields a restore compares, in this order (see the module docstring)."""
-_SINCE_3 = ("salt_sha256", "control")  # identity fields files before version 3 lack
-STALE_TEMP_SECONDS = 3600.0
-"""A temp file untouched for this long is abandoned, whoever wrote it."""
 _PREFIX = struct.Struct(">8sIQ")
 _DIGEST = 32
 _DTYPES = {"|i1": "b", "<u2": "H", "<i4": "i", "<u4": "I", "<i8": "q", "<f8": "d", "|u1": "B"}
@@ -149,21 +148,6 @@ class SnapshotInfo:
                 "unchecked": list(self.unchecked), "bandit": self.bandit}
 
 
-def salt_digest(salt: str) -> str:
-    """What a snapshot records of the assignment salt: a SHA-256 hex digest (domain-separated),
-    enough to tell two salts apart without writing the salt into the file."""
-    return hashlib.sha256(b"modelrouter salt\0" + salt.encode("utf-8", "surrogatepass")
-                          ).hexdigest()
-
-
-def _identity(store: MemoryStore, experiment: str, salt: str, control: str) -> dict[str, Any]:
-    out = {"experiment": experiment, "variants": list(store.variants), "control": control,
-           "level": store.level, "salt_sha256": salt_digest(salt),
-           "metrics": {n: [m.kind, m.aggregate] for n, m in store.metrics.items()},
-           "segment_dims": list(store.segment_dims)}
-    return out
-
-
 def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str, salt: str,
                control: str, bandit: Mapping[str, Any] | None = None,
                dumped: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
@@ -182,7 +166,7 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
         raise StoreError(f"control ({control!r}) is not one of the store's variants "
                          f"{list(store.variants)!r}")
     state, arrays = store.dump() if dumped is None else dumped
-    header: dict[str, Any] = {**_identity(store, experiment, salt, control), **state,
+    header: dict[str, Any] = {**experiment_identity(store, experiment, salt, control), **state,
                               "arrays": []}
     if bandit is not None:
         header["bandit"] = dict(bandit)
@@ -209,8 +193,7 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
     directory = target.parent if str(target.parent) else Path(".")
     remove_stale_temp_files(target)  # first: a full disk may need their space
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_host_tag()}-{os.getpid()}-",
-                                   suffix=".tmp", dir=directory)
+        fd, tmp = make_temp_file(target, directory)
     except OSError as exc:
         raise StoreError(f"cannot write snapshot {str(target)!r}: {exc}") from exc
     try:
@@ -233,68 +216,6 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
     return SnapshotInfo(str(target), FORMAT_VERSION, experiment, store.variants, store.level, n,
                         float(state["saved_at"]), size,
                         bandit="saved" if bandit is not None else "")
-
-
-def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
-
-
-_TEMP = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-[A-Za-z0-9_]+\.tmp")
-_OLD_TEMP = re.compile(r"\.[a-z0-9_]{8}\.tmp")  # tempfile.mkstemp's name, before version 3
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host is running (a zombie is not)."""
-    if pid <= 0 or os.name != "posix":  # Windows: os.kill would terminate it; age decides
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. EPERM: it exists, as another user
-        return True
-    try:  # Linux: a killed writer not yet reaped by its parent is a zombie ("Z")
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] != b"Z"
-    except (OSError, ValueError):
-        return True
-
-
-def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[str]:
-    """Remove the temp files that interrupted saves of the snapshot ``path`` left behind;
-    return their names. Stale: written on this host by a process that is no longer alive, or
-    untouched for :data:`STALE_TEMP_SECONDS`. Errors (a read-only directory) are ignored."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    prefix = f".{target.name}"
-    host, now = _host_tag(), time.time()
-    removed: list[str] = []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in names:
-        if not name.startswith(prefix):
-            continue
-        match = _TEMP.fullmatch(name, len(prefix))
-        if match is None and _OLD_TEMP.fullmatch(name, len(prefix)) is None:
-            continue
-        full = directory / name
-        try:
-            stale = now - full.stat().st_mtime > STALE_TEMP_SECONDS
-            if not stale and match is not None and match["host"] == host:
-                pid = int(match["pid"])
-                stale = pid != os.getpid() and not _alive(pid)
-            if stale:
-                full.unlink()
-                removed.append(name)
-        except OSError:  # gone meanwhile, or not ours to remove
-            continue
-    if removed:
-        log.warning("modelrouter: removed %d stale temp file(s) of snapshot %r: %s",
-                    len(removed), str(target), ", ".join(removed))
-    return removed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -385,20 +306,9 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experimen
     name = str(path)
     remove_stale_temp_files(path)
     header, payload, size = _read(path)
-    mine = _identity(store, experiment, salt, control)
-    unchecked = tuple(k for k in _SINCE_3 if header["_version"] < 3 and k not in header)
-    for key, value in mine.items():
-        if key in unchecked:
-            continue
-        theirs = header.get(key)
-        if theirs != value:
-            if key == "salt_sha256":
-                raise StoreError(f"snapshot {name!r} belongs to another experiment: its salt "
-                                 f"differs from this router's (SHA-256 {str(theirs)[:12]}... "
-                                 f"in the file, {value[:12]}... here)")
-            raise StoreError(f"snapshot {name!r} belongs to another experiment: {key} is "
-                             f"{theirs!r} in the file, {value!r} here")
-    section, note = _bandit_section(header, bandit, name, len(store.variants))
+    unchecked = check_identity(header, experiment_identity(store, experiment, salt, control),
+                               name)
+    section, note = check_bandit_section(header, bandit, name, len(store.variants))
     if unchecked:
         log.warning("modelrouter: snapshot %r (format version %d) does not record the %s; "
                     "restored without checking them against this router", name,
@@ -419,66 +329,3 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experimen
     return SnapshotInfo(name, int(header["_version"]), experiment, store.variants, store.level, n,
                         float(header["saved_at"]), size,
                         tuple(u.replace("_sha256", "") for u in unchecked), note, section)
-
-
-BANDIT_IDENTITY = ("reward", "kind", "costs", "missing_reward", "policy")
-"""The bandit identity fields a restore compares, in this order."""
-
-
-def _bandit_section(header: Mapping[str, Any], mine: Mapping[str, Any] | None, name: str,
-                    k: int) -> tuple[dict[str, Any] | None, str]:
-    """The file's bandit section checked against this router's bandit identity ``mine``:
-    ``(section, note)``, section None when nothing of the bandit is restored; StoreError when
-    the identities differ or the section is malformed."""
-    theirs = header.get("bandit")
-    if theirs is None:
-        if mine is None:
-            return None, ""
-        why = ("written before format version 4" if header["_version"] < 4
-               else "saved by a router without a bandit")
-        return None, f"no bandit state in the file ({why}): the bandit starts fresh"
-    if mine is None:
-        reward = theirs.get("identity", {}).get("reward") if isinstance(theirs, dict) else None
-        return None, (f"the file's bandit state (reward {reward!r}) was ignored: this router "
-                      "has no bandit")
-    try:
-        identity = theirs["identity"]
-        for key in BANDIT_IDENTITY:
-            if identity.get(key) != mine.get(key):
-                raise StoreError(f"snapshot {name!r} belongs to another experiment: the "
-                                 f"bandit's {key} is {identity.get(key)!r} in the file, "
-                                 f"{mine.get(key)!r} here")
-        if "training" not in header:
-            raise KeyError("training")
-        section = {"identity": dict(identity), "weights": _weights(theirs["weights"], k),
-                   "active": _mask(theirs["active"], k)}
-    except StoreError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise StoreError(f"snapshot {name!r} has a malformed bandit section: {exc!r}") from None
-    return section, "restored: training counters, weights and active arms"
-
-
-def _mask(value: Any, k: int) -> list[bool]:
-    if (not isinstance(value, list) or len(value) != k or not all(isinstance(v, bool)
-                                                                  for v in value)
-            or not any(value)):
-        raise ValueError(f"active mask {value!r}: {k} booleans, at least one true")
-    return list(value)
-
-
-def _weights(w: Any, k: int) -> dict[str, Any]:
-    """The saved weights checked: k finite probabilities >= 0 summing to 1, k P(best), the
-    allocator's active mask, epoch >= 0."""
-    probs = [float(p) for p in w["probabilities"]]
-    p_best = [float(p) for p in w["p_best"]]
-    if (len(probs) != k or len(p_best) != k or not all(math.isfinite(p) and p >= 0
-                                                       for p in probs + p_best)
-            or abs(math.fsum(probs) - 1.0) > 1e-9):
-        raise ValueError(f"weights {probs!r}: {k} finite probabilities >= 0 summing to 1")
-    epoch = w["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"weights epoch {epoch!r}")
-    return {"probabilities": probs, "p_best": p_best, "active": _mask(w["active"], k),
-            "epoch": epoch, "created_at": float(w["created_at"]), "policy": str(w["policy"]),
-            "min_share": float(w["min_share"])}

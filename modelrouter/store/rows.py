@@ -93,6 +93,10 @@ class GroupTable(Generic[K]):
     def __len__(self) -> int:
         return len(self.keys)
 
+    def total_n(self) -> int:
+        """The sum of every group's count (the first number of its row)."""
+        return int(sum(s[0] for s in self.sums))
+
     def row_of(self, key: K) -> int:
         """The number of ``key``'s group, created empty on first use."""
         g = self.index.get(key)
