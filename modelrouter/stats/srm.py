@@ -53,12 +53,7 @@ class SRMResult:
 
     def explain(self) -> str:
         """Plain words: observed against expected shares, and the verdict."""
-        n = self.observed.sum()
-        parts = ", ".join(f"{o:,.0f} ({o / n:.2%}) vs {e:,.1f} ({e / n:.2%})"
-                          for o, e in zip(self.observed, self.expected, strict=True))
-        verdict = ("SAMPLE RATIO MISMATCH: the split differs from the configured one by more "
-                   "than chance allows; check assignment and logging before trusting results"
-                   if self.alarm else "no evidence of a sample ratio mismatch")
+        parts, verdict = _shares_and_verdict(self.observed, self.expected, self.alarm)
         return (f"Observed vs expected units per variant: {parts}. Chi-square = "
                 f"{self.statistic:.3f} on {self.df} df, p = {self.pvalue:.3g} (alarm below "
                 f"{self.threshold:g}): {verdict}.")
@@ -149,12 +144,7 @@ class SequentialSRMResult:
 
     def explain(self) -> str:
         """Plain words: observed against expected shares, the e-value, and the verdict."""
-        n = max(float(self.observed.sum()), 1.0)
-        parts = ", ".join(f"{o:,.0f} ({o / n:.2%}) vs {e:,.1f} ({e / n:.2%})"
-                          for o, e in zip(self.observed, self.expected, strict=True))
-        verdict = ("SAMPLE RATIO MISMATCH: the split differs from the configured one by more "
-                   "than chance allows; check assignment and logging before trusting results"
-                   if self.alarm else "no evidence of a sample ratio mismatch")
+        parts, verdict = _shares_and_verdict(self.observed, self.expected, self.alarm)
         return (f"Observed vs expected units per variant: {parts}. Sequential multinomial test "
                 f"(Dirichlet prior, concentration {self.concentration:g}): log Bayes factor "
                 f"{self.statistic:.3f}, always-valid p = {self.pvalue:.3g} (alarm below "
@@ -260,3 +250,15 @@ def sequential_srm_test(observed_counts: Sequence[float] | Sequence[Sequence[flo
     return SequentialSRMResult(log_bf, pvalue, pvalue < threshold, float(threshold),
                                float(concentration), int(np.sum(obs.sum(axis=1) > 0)),
                                obs.sum(axis=0), expected, per_epoch)
+
+
+def _shares_and_verdict(observed: np.ndarray, expected: np.ndarray, alarm: bool
+                        ) -> tuple[str, str]:
+    """The observed vs expected counts and shares, and the verdict, in words (both tests)."""
+    n = max(float(observed.sum()), 1.0)
+    parts = ", ".join(f"{o:,.0f} ({o / n:.2%}) vs {e:,.1f} ({e / n:.2%})"
+                      for o, e in zip(observed, expected, strict=True))
+    verdict = ("SAMPLE RATIO MISMATCH: the split differs from the configured one by more "
+               "than chance allows; check assignment and logging before trusting results"
+               if alarm else "no evidence of a sample ratio mismatch")
+    return parts, verdict
