@@ -38,13 +38,15 @@ def _plan(args: argparse.Namespace) -> int:
                                      spending=args.spending)
     if args.sd is None:
         result = sample_size_proportions(args.baseline, args.baseline + args.mde,
-                                         alpha=args.alpha, power=args.power, ratio=args.ratio,
-                                         sided=args.sided, sequential=design)
+                                         alpha=args.alpha, power=args.power,
+                                         ratio=args.allocation_ratio, sided=args.sided,
+                                         sequential=design)
         what = f"baseline rate {args.baseline:.4g}, minimum detectable effect {args.mde:+.4g} " \
                "(absolute)"
     else:
         result = sample_size_means(args.mde, args.sd, alpha=args.alpha, power=args.power,
-                                   ratio=args.ratio, sided=args.sided, sequential=design)
+                                   ratio=args.allocation_ratio, sided=args.sided,
+                                   sequential=design)
         what = f"difference in means {args.mde:+.4g} with per-unit sd {args.sd:.4g}"
     print(f"{what}, alpha {args.alpha:g} ({args.sided}-sided), power {args.power:g}")
     if design is not None:
@@ -80,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--alpha", type=float, default=0.05)
     plan.add_argument("--power", type=float, default=0.8)
     plan.add_argument("--sided", type=int, choices=(1, 2), default=2)
-    plan.add_argument("--ratio", type=float, default=1.0,
+    plan.add_argument("--allocation-ratio", type=float, default=1.0, dest="allocation_ratio",
                       help="treatment units per control unit (default 1)")
     plan.add_argument("--looks", type=int, default=1,
                       help="equally spaced looks of a group-sequential test (default 1: fixed)")

@@ -85,3 +85,13 @@ def test_demo_progress_goes_to_its_own_stream() -> None:
     run_demo(users=120, seed=4, stream=report, progress=True, progress_stream=progress)
     assert "\r" not in report.getvalue() and "verdict:" in report.getvalue()
     assert "120/120" in progress.getvalue()
+
+
+def test_cli_plan_allocation_ratio_matches_the_python_helper(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--baseline", "0.05", "--mde", "0.005",
+                 "--allocation-ratio", "2"]) == 0
+    out = capsys.readouterr().out
+    expected = sample_size_proportions(0.05, 0.055, ratio=2.0)
+    assert f"control {expected.n_per_group:,}, treatment {expected.n_treatment:,}" in out
+    assert f"total (2 groups): {expected.n_total:,}" in out
