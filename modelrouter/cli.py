@@ -28,15 +28,28 @@ def _demo(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     """``modelrouter plan``: units per group to detect ``--mde`` on a ``--baseline`` rate, or
     (with ``--sd``) a difference ``--mde`` in means; ``--looks`` adds a group-sequential design's
-    inflation (the test ``RouterConfig(plan=...)`` runs)."""
-    from modelrouter.stats import sample_size_means, sample_size_proportions, spending_boundaries
+    inflation (the test ``RouterConfig(plan=...)`` runs). With ``--ratio`` (per-unit moments
+    ``MEAN_X,MEAN_Y,VAR_X,VAR_Y,COV_XY``) ``--mde`` is an absolute change of a ratio metric."""
+    from modelrouter.stats import (
+        sample_size_means,
+        sample_size_proportions,
+        sample_size_ratio,
+        spending_boundaries,
+    )
 
     design = None
     if args.looks > 1:
         rates = [(k + 1) / args.looks for k in range(args.looks)]
         design = spending_boundaries(rates, alpha=args.alpha, sided=args.sided,
                                      spending=args.spending)
-    if args.sd is None:
+    if args.ratio is not None:
+        mx, my, vx, vy, cxy = args.ratio
+        result = sample_size_ratio(args.mde, mx, my, vx, vy, cxy, alpha=args.alpha,
+                                   power=args.power, ratio=args.allocation_ratio,
+                                   sided=args.sided, sequential=design)
+        what = f"ratio metric {mx / my:.4g} (per-unit mean_x {mx:.4g}, mean_y {my:.4g}), " \
+               f"minimum detectable effect {args.mde:+.4g} (absolute)"
+    elif args.sd is None:
         result = sample_size_proportions(args.baseline, args.baseline + args.mde,
                                          alpha=args.alpha, power=args.power,
                                          ratio=args.allocation_ratio, sided=args.sided,
@@ -73,12 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="units needed to detect a change (rate or mean)",
                           description="Units needed per group. A conversion rate: --baseline "
                           "and --mde (absolute change). A mean: --mde (difference) and --sd "
-                          "(per-unit standard deviation; --baseline is then not needed).")
+                          "(per-unit standard deviation; --baseline is then not needed). A "
+                          "ratio metric sum(x)/sum(y): --mde (absolute change of the ratio) and "
+                          "--ratio with the per-unit moments of x (sum of values) and y (events).")
     plan.add_argument("--baseline", type=float, default=None, help="control rate, e.g. 0.05")
     plan.add_argument("--mde", type=float, required=True,
                       help="absolute change to detect, e.g. 0.005")
     plan.add_argument("--sd", type=float, default=None,
                       help="per-unit standard deviation: plan for a difference in means")
+    plan.add_argument("--ratio", default=None, metavar="MEAN_X,MEAN_Y,VAR_X,VAR_Y,COV_XY",
+                      help="per-unit moments of a ratio metric sum(x)/sum(y): plan for a "
+                      "change --mde of the ratio (linearised variance, delta method)")
     plan.add_argument("--alpha", type=float, default=0.05)
     plan.add_argument("--power", type=float, default=0.8)
     plan.add_argument("--sided", type=int, choices=(1, 2), default=2)
@@ -93,13 +111,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ratio_moments(text: str, parser: argparse.ArgumentParser) -> tuple[float, ...]:
+    """``--ratio MEAN_X,MEAN_Y,VAR_X,VAR_Y,COV_XY`` as five floats (else a one-line error)."""
+    parts = text.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(parts) != 5 or len(values) != 5:
+        parser.error(f"plan: --ratio ({text!r}) must be five numbers "
+                     "MEAN_X,MEAN_Y,VAR_X,VAR_Y,COV_XY")
+    return values
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modelrouter`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "plan":
-        if args.sd is None and args.baseline is None:
-            parser.error("plan: give --baseline (a rate) or --sd (a mean)")
+        if args.ratio is not None:
+            if args.sd is not None or args.baseline is not None:
+                parser.error("plan: --ratio plans a ratio metric; give it without --baseline "
+                             "and --sd")
+            args.ratio = _ratio_moments(args.ratio, parser)
+        elif args.sd is None and args.baseline is None:
+            parser.error("plan: give --baseline (a rate), --sd (a mean) or --ratio (a ratio "
+                         "metric)")
         if args.looks < 1:
             parser.error(f"plan: --looks ({args.looks}) must be at least 1")
     command: Callable[[argparse.Namespace], int] = args.func

@@ -61,7 +61,11 @@ def test_cli_plan_for_means_with_sequential_looks(capsys) -> None:  # type: igno
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["plan", "--baseline", "5", "--mde", "0.5"], "p1 (5.0) must be in (0, 1)"),
-    (["plan", "--mde", "0.5"], "give --baseline (a rate) or --sd (a mean)"),
+    (["plan", "--mde", "0.5"], "give --baseline (a rate), --sd (a mean) or --ratio"),
+    (["plan", "--mde", "0.1", "--ratio", "3,2,12"], "--ratio ('3,2,12') must be five numbers"),
+    (["plan", "--mde", "0.1", "--ratio", "3,2,a,2,4"], "must be five numbers"),
+    (["plan", "--mde", "0.1", "--ratio", "3,0,12,2,4"], "mean_y (0.0) must be a positive"),
+    (["plan", "--mde", "0.1", "--ratio", "3,2,12,2,4", "--sd", "1"], "without --baseline"),
     (["plan", "--mde", "0", "--sd", "1"], "delta (0.0) must be a non-zero number"),
     (["plan", "--baseline", "0.1", "--mde", "0.01", "--looks", "0"], "--looks (0)"),
 ])
@@ -93,5 +97,19 @@ def test_cli_plan_allocation_ratio_matches_the_python_helper(
                  "--allocation-ratio", "2"]) == 0
     out = capsys.readouterr().out
     expected = sample_size_proportions(0.05, 0.055, ratio=2.0)
+    assert f"control {expected.n_per_group:,}, treatment {expected.n_treatment:,}" in out
+    assert f"total (2 groups): {expected.n_total:,}" in out
+
+
+def test_cli_plan_ratio_metric_matches_the_python_helper(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from modelrouter.stats import sample_size_ratio
+
+    assert main(["plan", "--mde", "0.05", "--ratio", "3,2,12,2,4", "--allocation-ratio", "2",
+                 "--looks", "3"]) == 0
+    out = capsys.readouterr().out
+    expected = sample_size_ratio(0.05, 3.0, 2.0, 12.0, 2.0, 4.0, ratio=2.0,
+                                 sequential=spending_boundaries([1 / 3, 2 / 3, 1.0]))
+    assert "ratio metric 1.5" in out
     assert f"control {expected.n_per_group:,}, treatment {expected.n_treatment:,}" in out
     assert f"total (2 groups): {expected.n_total:,}" in out

@@ -10,6 +10,14 @@ statsmodels' ``NormalIndPower`` is the same formula for means (``effect_size = d
 for proportions, is usually fed Cohen's ``h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1))``, an
 arcsine-variance approximation that gives slightly different (not wrong) numbers.
 
+Ratio metrics (``sum(x) / sum(y)`` per variant, e.g. value per event with ``y`` the events of a
+unit) use the per-unit linearised variance of ``R = mean_x / mean_y`` (the delta method; Deng,
+Knoblich & Lu 2018, "Applying the Delta Method in Metric Analytics", KDD),
+
+    sigma^2 = (var_x - 2 R cov_xy + R^2 var_y) / mean_y^2,
+
+so that ``Var(R_hat) ~ sigma^2 / n``: the variance the analysis' delta-method z-test uses.
+
 A group-sequential design needs ``inflation_factor`` times the fixed-design sample size to keep
 the same power (Jennison & Turnbull 2000, sec. 2.6); pass the design as ``sequential=``.
 """
@@ -35,8 +43,11 @@ __all__ = [
     "inflation_factor",
     "mde_means",
     "mde_proportions",
+    "mde_ratio",
+    "ratio_unit_variance",
     "sample_size_means",
     "sample_size_proportions",
+    "sample_size_ratio",
 ]
 
 
@@ -201,6 +212,68 @@ def sample_size_means(delta: float, sd: float, alpha: float = 0.05, power: float
     return _result(n1, r, _inflation(sequential, alpha, sided, power), what)
 
 
+def _check_finite(name: str, value: float, positive: bool = False,
+                  non_negative: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and positive and not value > 0:
+        raise ValueError(f"{name} ({value!r}) must be a positive number")
+    if ok and non_negative and not value >= 0:
+        raise ValueError(f"{name} ({value!r}) must be a non-negative number")
+    if not ok:
+        raise ValueError(f"{name} ({value!r}) must be a finite number")
+    return float(value)
+
+
+def ratio_unit_variance(mean_x: float, mean_y: float, var_x: float, var_y: float,
+                        cov_xy: float) -> float:
+    """Per-unit linearised variance of ``R = mean_x / mean_y`` (Deng, Knoblich & Lu 2018):
+    ``(var_x - 2 R cov_xy + R^2 var_y) / mean_y^2``, so ``Var(R_hat) ~ this / n``.
+
+    ``x`` is the per-unit sum of values, ``y`` the per-unit number of events (``mean_y > 0``);
+    the moments are per unit, e.g. from last period's data."""
+    mx = _check_finite("mean_x", mean_x)
+    my = _check_finite("mean_y", mean_y, positive=True)
+    vx = _check_finite("var_x", var_x, non_negative=True)
+    vy = _check_finite("var_y", var_y, non_negative=True)
+    c = _check_finite("cov_xy", cov_xy)
+    if c * c > vx * vy * (1 + 1e-9) + 1e-300:
+        raise ValueError(f"cov_xy ({cov_xy!r}) must satisfy cov_xy^2 <= var_x * var_y "
+                         f"({vx * vy:.6g})")
+    r = mx / my
+    sigma2 = (vx - 2.0 * r * c + r * r * vy) / (my * my)
+    if not sigma2 > 0:
+        raise ValueError(f"the linearised variance ({sigma2:.6g}) of the ratio must be "
+                         "positive (x proportional to y has no variance to plan for)")
+    return sigma2
+
+
+def sample_size_ratio(delta: float, mean_x: float, mean_y: float, var_x: float, var_y: float,
+                      cov_xy: float, alpha: float = 0.05, power: float = 0.8,
+                      ratio: float = 1.0, sided: int = 2,
+                      sequential: SequentialDesign | None = None) -> SampleSize:
+    """Units per group to detect an absolute change ``delta`` in a ratio metric
+    ``R = sum(x) / sum(y)`` (e.g. mean value per event), given per-unit moments of ``x`` (sum of
+    values of a unit) and ``y`` (events of a unit) in the control group.
+
+    ``n = (z_(1-alpha/sided) + z_power)^2 (sigma_c^2 + sigma_t^2 / ratio) / delta^2`` with the
+    linearised per-unit variance ``sigma^2`` of :func:`ratio_unit_variance` (Deng, Knoblich & Lu
+    2018). Assumes the treatment's per-unit linearised variance equals the control's
+    (``sigma_t = sigma_c``: the change shifts the ratio, not its spread), as
+    :func:`sample_size_means` does without ``sd_treatment``. With ``var_y = 0`` and
+    ``mean_y = 1`` (one event per unit) it is :func:`sample_size_means` with ``sd = sqrt(var_x)``.
+    """
+    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta != 0):
+        raise ValueError(f"delta ({delta!r}) must be a non-zero number")
+    sigma2 = ratio_unit_variance(mean_x, mean_y, var_x, var_y, cov_xy)
+    r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
+    n1 = zs**2 * (sigma2 + sigma2 / r) / delta**2
+    what = (f"n = (z_(1-{alpha:g}/{sided}) + z_{power:g})^2 * sigma^2 (1 + 1/ratio) / delta^2 "
+            f"with sigma^2 = (var_x - 2 R cov_xy + R^2 var_y) / mean_y^2 = {sigma2:.6g} "
+            f"(R = {mean_x / mean_y:.6g}; linearised per-unit variance, treatment assumed "
+            f"equal), delta={delta:g}, ratio={r:g}.")
+    return _result(n1, r, _inflation(sequential, alpha, sided, power), what)
+
+
 @dataclass(frozen=True)
 class DetectableEffect:
     """The smallest true effect detected with the requested power at the given sample size."""
@@ -253,6 +326,20 @@ def mde_means(n: float, sd: float, alpha: float = 0.05, power: float = 0.8, rati
     n_eff = n / _inflation(sequential, alpha, sided, power)
     delta = zs * sd * math.sqrt((1 + 1 / r) / n_eff)
     return DetectableEffect(delta, delta / baseline if baseline else math.nan, baseline, n)
+
+
+def mde_ratio(n: float, mean_x: float, mean_y: float, var_x: float, var_y: float,
+              cov_xy: float, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0,
+              sided: int = 2, sequential: SequentialDesign | None = None) -> DetectableEffect:
+    """Smallest absolute change of the ratio ``mean_x / mean_y`` detectable with ``n`` control
+    units (inverts :func:`sample_size_ratio`; ``relative`` is against that ratio)."""
+    n = _check_n(n)
+    sigma2 = ratio_unit_variance(mean_x, mean_y, var_x, var_y, cov_xy)
+    r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
+    n_eff = n / _inflation(sequential, alpha, sided, power)
+    delta = zs * math.sqrt(sigma2 * (1 + 1 / r) / n_eff)
+    base = mean_x / mean_y
+    return DetectableEffect(delta, delta / base if base else math.nan, base, n)
 
 
 def duration_days(n_total: int | SampleSize, units_per_day: float,

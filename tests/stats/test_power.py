@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy.stats import norm
 from statsmodels.stats.power import NormalIndPower, zt_ind_solve_power
@@ -16,8 +17,11 @@ from modelrouter.stats import (
     inflation_factor,
     mde_means,
     mde_proportions,
+    mde_ratio,
+    ratio_unit_variance,
     sample_size_means,
     sample_size_proportions,
+    sample_size_ratio,
     spending_boundaries,
 )
 
@@ -133,3 +137,109 @@ def test_duration_days() -> None:
 def test_bad_input(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+# --- ratio metrics (sum(x) / sum(y) per variant, delta-method z-test) -------------------------
+
+
+def _ratio_units(rng: np.random.Generator, shape: tuple[int, ...], lam: float, mu: float,
+                 shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit events y ~ Poisson(lam) and x = sum of y values, each exponential(mean mu) plus
+    ``shift`` (a sum of k exponentials is Gamma(k, mu); shape 0 gives 0)."""
+    y = rng.poisson(lam, size=shape).astype(np.float64)
+    x = rng.gamma(y, mu) + shift * y
+    return x, y
+
+
+def test_ratio_linearised_variance_equals_the_delta_method_of_the_analysis() -> None:
+    from modelrouter.stats import Moments
+
+    rng = np.random.default_rng(12)
+    x, y = _ratio_units(rng, (5000,), lam=2.0, mu=1.5)
+    m = Moments.from_arrays(x, y)
+    cov = np.cov(x, y, ddof=1)
+    sigma2 = ratio_unit_variance(float(x.mean()), float(y.mean()), float(cov[0, 0]),
+                                 float(cov[1, 1]), float(cov[0, 1]))
+    assert sigma2 == pytest.approx(m.ratio_var * m.n, rel=1e-6)
+    # and the closed form for this process: sigma^2 = mu^2 / lam (sampling error ~ 3%)
+    assert ratio_unit_variance(2.0 * 1.5, 2.0, 2 * 2.0 * 1.5**2, 2.0, 1.5 * 2.0) == \
+        pytest.approx(1.5**2 / 2.0, rel=1e-12)
+    assert sigma2 == pytest.approx(1.5**2 / 2.0, rel=0.1)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 2.0])
+def test_ratio_reduces_to_means_with_one_event_per_unit(ratio: float) -> None:
+    design = spending_boundaries([0.5, 1.0])
+    for seq in (None, design):
+        a = sample_size_ratio(0.3, 5.0, 1.0, 9.0, 0.0, 0.0, ratio=ratio, sequential=seq)
+        b = sample_size_means(0.3, 3.0, ratio=ratio, sequential=seq)
+        assert a.n_exact == pytest.approx(b.n_exact, rel=1e-12)
+        assert (a.n_per_group, a.n_treatment, a.n_total) == \
+            (b.n_per_group, b.n_treatment, b.n_total)
+    assert mde_ratio(1000, 5.0, 1.0, 9.0, 0.0, 0.0).absolute == \
+        pytest.approx(mde_means(1000, 3.0).absolute, rel=1e-12)
+
+
+def test_mde_ratio_inverts_sample_size_ratio() -> None:
+    n = sample_size_ratio(0.05, 3.0, 2.0, 12.0, 2.0, 4.0, ratio=2.0, sided=1)
+    mde = mde_ratio(n.n_exact, 3.0, 2.0, 12.0, 2.0, 4.0, ratio=2.0, sided=1)
+    assert mde.absolute == pytest.approx(0.05, rel=1e-12)
+    assert mde.baseline == 1.5 and mde.relative == pytest.approx(0.05 / 1.5)
+    assert "linearised" in n.explain()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"delta": 0.0}, "delta (0.0) must be a non-zero number"),
+    ({"mean_y": 0.0}, "mean_y (0.0) must be a positive number"),
+    ({"mean_x": math.nan}, "mean_x (nan) must be a finite number"),
+    ({"var_x": -1.0}, "var_x (-1.0) must be a non-negative number"),
+    ({"var_y": math.inf}, "var_y (inf) must be a finite number"),
+    ({"cov_xy": 10.0}, "cov_xy (10.0) must satisfy"),
+    ({"var_x": 2.25, "var_y": 1.0, "cov_xy": 1.5}, "must be positive"),  # x = 1.5 y exactly
+    ({"ratio": 0.0}, "ratio (0.0) must be a positive number"),
+])
+def test_ratio_rejects_bad_inputs_naming_the_argument(kwargs: dict[str, float],
+                                                      message: str) -> None:
+    args = {"delta": 0.1, "mean_x": 3.0, "mean_y": 2.0, "var_x": 12.0, "var_y": 2.0,
+            "cov_xy": 4.0} | kwargs
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        sample_size_ratio(**args)  # type: ignore[arg-type]
+
+
+def _ratio_power(runs: int, seed: int) -> tuple[float, int]:
+    """Share of simulated experiments the library's delta-method z-test rejects at alpha 0.05,
+    with n per group from sample_size_ratio for power 0.8.
+
+    Units: Poisson(2) events, exponential(mean 1) values; the treatment adds 0.05 to every
+    value, which moves the ratio by exactly 0.05 and keeps the linearised per-unit variance
+    (sigma^2 = mu^2 / lam = 0.5) equal in both groups, the helper's assumption."""
+    from modelrouter.stats import Moments
+    from modelrouter.stats.twosample import ratio_ztest
+
+    lam, mu, delta = 2.0, 1.0, 0.05
+    n = sample_size_ratio(delta, lam * mu, lam, 2 * lam * mu**2, lam, lam * mu).n_per_group
+    rng = np.random.default_rng(seed)
+    hits, chunk = 0, 100
+    for start in range(0, runs, chunk):
+        k = min(chunk, runs - start)
+        xc, yc = _ratio_units(rng, (k, n), lam, mu)
+        xt, yt = _ratio_units(rng, (k, n), lam, mu, shift=delta)
+        for i in range(k):
+            mc, mt = Moments.from_arrays(xc[i], yc[i]), Moments.from_arrays(xt[i], yt[i])
+            test = ratio_ztest(mc.ratio, mc.ratio_var, mt.ratio, mt.ratio_var)
+            hits += test.pvalue < 0.05
+    return hits / runs, n
+
+
+def test_ratio_sample_size_reaches_power_fast() -> None:
+    # 300 runs: MC SE = sqrt(0.8 * 0.2 / 300) = 0.023; accept within 3 SE (0.069)
+    power, n = _ratio_power(300, seed=3)
+    assert n == math.ceil((norm.ppf(0.975) + norm.ppf(0.8)) ** 2 * 0.5 * 2 / 0.05**2 - 1e-9)
+    assert abs(power - 0.8) < 3 * math.sqrt(0.8 * 0.2 / 300)
+
+
+@pytest.mark.slow
+def test_ratio_sample_size_reaches_power() -> None:
+    # 2,000 runs: MC SE = sqrt(0.8 * 0.2 / 2000) = 0.0089; accept within 2 SE (0.018)
+    power, _ = _ratio_power(2000, seed=2018)
+    assert abs(power - 0.8) < 2 * math.sqrt(0.8 * 0.2 / 2000)
