@@ -40,6 +40,7 @@ class ModelRouter(RoutingMiddleware):
     """
 
     experiment: Experiment  # the routing core with monitoring and looks
+    surface: HTTPSurface | None  # the HTTP surface (the request path sees an ASGI app)
 
     def __init__(self, app: ASGIApp, variants: Mapping[str, Any],
                  config: RouterConfig | Mapping[str, Any] | None = None, *,
@@ -61,10 +62,7 @@ class ModelRouter(RoutingMiddleware):
         if config.secret or config.admin_token or config.metrics_public:
             from modelrouter.web.surface import HTTPSurface
 
-            self.surface: HTTPSurface | None = HTTPSurface(self)
-        else:
-            self.surface = None
-        self._http = self.surface
+            self.surface = HTTPSurface(self)
 
     def __repr__(self) -> str:
         c = self.config

@@ -53,14 +53,13 @@ def _is_asgi_app(model: object) -> bool:
 class RoutingMiddleware:
     """The request path of :class:`~modelrouter.ModelRouter`: pure ASGI, O(1) per request.
 
-    Built by the router (the composition root) from an :class:`Experiment`; ``surface`` is the
-    HTTP surface answering under ``config.http_prefix`` (None when nothing is configured, so an
-    unconfigured router pays nothing for it on the routed path).
+    Built by the router (the composition root) from an :class:`Experiment`; the router sets
+    ``surface`` to the HTTP surface answering under ``config.http_prefix`` (it stays None when
+    nothing is configured, so an unconfigured router pays nothing for it on the routed path).
     """
 
     def __init__(self, app: ASGIApp, experiment: Experiment, *,
-                 timer: Callable[[], float] = time.perf_counter,
-                 surface: ASGIApp | None = None) -> None:
+                 timer: Callable[[], float] = time.perf_counter) -> None:
         self.app = app
         self.experiment = experiment
         config = self.config = experiment.config
@@ -76,7 +75,7 @@ class RoutingMiddleware:
         self._exclude = tuple(config.exclude_paths)
         self._every_path = self._paths is None and not self._exclude
         self.lifecycle = RouterLifecycle(experiment)
-        self._http = surface
+        self.surface: ASGIApp | None = None
         self._http_prefix = config.http_prefix + "/"
         self._signer = Signer(config.secret, config.experiment) if config.secret else None
 
@@ -94,9 +93,9 @@ class RoutingMiddleware:
         return not (self._exclude and path.startswith(self._exclude))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self._http is not None and scope["type"] == "http"
+        if (self.surface is not None and scope["type"] == "http"
                 and scope["path"].startswith(self._http_prefix)):
-            await self._http(scope, receive, send)  # never experiment traffic
+            await self.surface(scope, receive, send)  # never experiment traffic
             return
         if scope["type"] != "http" or not (self._every_path or self._routed(scope["path"])):
             if scope["type"] == "lifespan":

@@ -296,8 +296,3 @@ class GuardrailConfig(SubConfig):
         check_bool("rollback", self.rollback)
         object.__setattr__(self, "guardrails", parse_guardrails(
             self.guardrails, metrics, tuple(self.segments)))
-
-    @property
-    def primary_spec(self) -> MetricSpec | None:
-        """The primary metric's spec, or None without a primary."""
-        return None if self.primary is None else self.metrics[self.primary]
