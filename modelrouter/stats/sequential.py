@@ -5,7 +5,8 @@ at those times: ``S_k = Z_k * sqrt(t_k)`` has independent normal increments with
 ``t_k - t_{k-1}`` and mean ``drift * (t_k - t_{k-1})``. The probability of first crossing a
 boundary at look ``k`` is an integral over the continuation regions of looks ``1..k-1``; it is
 evaluated by the Armitage-McPherson-Rowe recursion on the grid of Jennison & Turnbull (2000,
-ch. 19): ``6r - 1`` points per look, Simpson's rule, the density carried forward as a vector.
+ch. 19; :mod:`modelrouter.stats.sequential_recursion`): ``6r - 1`` points per look, Simpson's
+rule, the density carried forward as a vector.
 Each look's boundary is then the root (``scipy.optimize.brentq``) of "probability of crossing at
 this look, not before, under H0 = alpha spent at this look". Boundaries of looks ``1..k`` never
 depend on later looks, so the same call serves planning and monitoring of the looks actually
@@ -27,6 +28,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
+from modelrouter.stats.sequential_recursion import Z_MAX, BrownianRecursion
+
 __all__ = [
     "SPENDING_FUNCTIONS",
     "SequentialDesign",
@@ -39,9 +42,6 @@ __all__ = [
 Spending = Literal["obrien-fleming", "pocock", "hwang-shih-decani", "power"]
 Sided = Literal[1, 2]
 
-_GRID_R = 32  # J&T's r: 6r - 1 grid points per look; r = 32 keeps boundaries exact to ~1e-6
-_Z_MAX = 38.0  # beyond this, normal tail probabilities underflow double precision
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
 def _of(t: np.ndarray, a: float, gamma: float | None) -> np.ndarray:
@@ -134,63 +134,7 @@ def spending_function(information_rates: Sequence[float] | np.ndarray, alpha: fl
     return np.asarray(np.minimum(s * _SPENDERS[spending](t, a / s, g), a))
 
 
-# -- the recursion ------------------------------------------------------------------------------
-
-def _grid(mean: float, lo: float, hi: float, r: int = _GRID_R) -> tuple[np.ndarray, np.ndarray]:
-    """J&T grid on the continuation region (lo, hi) with Simpson weights."""
-    i = np.arange(1, 6 * r, dtype=float)
-    x = np.where(i < r, -3.0 - 4.0 * np.log(r / i),
-                 np.where(i <= 5 * r, -3.0 + 3.0 * (i - r) / (2.0 * r),
-                          3.0 + 4.0 * np.log(r / np.maximum(6 * r - i, 1e-300))))
-    x = mean + x
-    pts = x[(x > lo) & (x < hi)]
-    if lo > x[0]:
-        pts = np.concatenate(([lo], pts))
-    if hi < x[-1]:
-        pts = np.concatenate((pts, [hi]))
-    if pts.size < 2:
-        return np.empty(0), np.empty(0)
-    z = np.empty(2 * pts.size - 1)
-    z[0::2], z[1::2] = pts, 0.5 * (pts[:-1] + pts[1:])
-    d = np.diff(pts) / 6.0
-    w = np.zeros_like(z)
-    w[0:-1:2] += d
-    w[2::2] += d
-    w[1::2] = 4.0 * d
-    return z, w
-
-
-class _Recursion:
-    """Sub-density of Z at the last look restricted to 'not stopped yet', times grid weights."""
-
-    def __init__(self, drift: float = 0.0) -> None:
-        self.drift = drift
-        self.t = 0.0
-        self.z = np.zeros(1)  # Z at t = 0 is a point mass at 0
-        self.g = np.ones(1)
-
-    def _moments(self, t: float) -> tuple[np.ndarray, float]:
-        dt = t - self.t
-        return self.z * math.sqrt(self.t) + self.drift * dt, math.sqrt(dt)
-
-    def upper(self, b: float, t: float) -> float:
-        """P(Z_t >= b and no earlier stop)."""
-        c, s = self._moments(t)
-        return float(self.g @ ndtr((c - b * math.sqrt(t)) / s))
-
-    def lower(self, a: float, t: float) -> float:
-        """P(Z_t <= a and no earlier stop)."""
-        c, s = self._moments(t)
-        return float(self.g @ ndtr((a * math.sqrt(t) - c) / s))
-
-    def advance(self, a: float, b: float, t: float) -> None:
-        """Move to look ``t`` keeping only paths with ``a < Z_t < b``."""
-        c, s = self._moments(t)
-        z, w = _grid(self.drift * math.sqrt(t), a, b)
-        u = (z[:, None] * math.sqrt(t) - c[None, :]) / s
-        dens = (np.exp(-0.5 * u * u) @ self.g) * (math.sqrt(t) / (s * _SQRT_2PI))
-        self.t, self.z, self.g = t, z, w * dens
-
+# -- the recursion (modelrouter.stats.sequential_recursion) -------------------------------------
 
 def exit_probabilities(z: Sequence[float] | np.ndarray, information_rates: Sequence[float]
                        | np.ndarray, drift: float = 0.0, sided: Sided = 2
@@ -204,7 +148,7 @@ def exit_probabilities(z: Sequence[float] | np.ndarray, information_rates: Seque
     b = np.asarray(z, dtype=float)
     if b.shape != t.shape:
         raise ValueError(f"z has {b.size} values but information_rates has {t.size}")
-    rec = _Recursion(float(drift))
+    rec = BrownianRecursion(float(drift))
     up, lo = np.zeros(t.size), np.zeros(t.size)
     for k, (tk, bk) in enumerate(zip(t, b, strict=True)):
         ak = -bk if s == 2 else -math.inf
@@ -215,7 +159,7 @@ def exit_probabilities(z: Sequence[float] | np.ndarray, information_rates: Seque
     return up, lo
 
 
-def _solve_look(rec: _Recursion, t: float, target: float, sided: int) -> float:
+def _solve_look(rec: BrownianRecursion, t: float, target: float, sided: int) -> float:
     """The boundary b at which P(cross at t, not before | H0) equals ``target``."""
     if target <= 0.0:
         return math.inf
@@ -226,16 +170,16 @@ def _solve_look(rec: _Recursion, t: float, target: float, sided: int) -> float:
     else:
         def f(b: float) -> float:
             return rec.upper(b, t) - target
-        lo = -_Z_MAX
-    if f(_Z_MAX) >= 0.0:
-        return _Z_MAX
+        lo = -Z_MAX
+    if f(Z_MAX) >= 0.0:
+        return Z_MAX
     if f(lo) <= 0.0:  # more alpha than paths left to reject: reject everything still running
         return lo
-    return float(brentq(f, lo, _Z_MAX, xtol=1e-12, rtol=1e-12))
+    return float(brentq(f, lo, Z_MAX, xtol=1e-12, rtol=1e-12))
 
 
 def _solve_all(t: np.ndarray, cumulative: np.ndarray, sided: int) -> tuple[np.ndarray, np.ndarray]:
-    rec, z, spent, total = _Recursion(), np.empty(t.size), np.empty(t.size), 0.0
+    rec, z, spent, total = BrownianRecursion(), np.empty(t.size), np.empty(t.size), 0.0
     for k, tk in enumerate(t):
         # Spend what the function allows minus what was actually spent (nothing is lost when an
         # earlier look could not spend its share, e.g. an O'Brien-Fleming look at t ~ 0).
@@ -381,6 +325,6 @@ def classic_boundaries(k: int, alpha: float = 0.05, sided: Sided = 2,
         up, lo = exit_probabilities(c * shape, t, 0.0, s)  # type: ignore[arg-type]
         return float(up.sum() + lo.sum())
 
-    c = brentq(lambda c: total(c) - a, 0.0, _Z_MAX, xtol=1e-12, rtol=1e-12)
+    c = brentq(lambda c: total(c) - a, 0.0, Z_MAX, xtol=1e-12, rtol=1e-12)
     up, lo = exit_probabilities(c * shape, t, 0.0, s)  # type: ignore[arg-type]
     return SequentialDesign(t, c * shape, np.cumsum(up + lo), a, s, f"classic-{kind}")
