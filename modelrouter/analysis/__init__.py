@@ -9,7 +9,7 @@ from modelrouter.analysis.always_valid import AlwaysValidAnalysis
 from modelrouter.analysis.analysis import Analysis
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.guardrails import GuardrailResult
-from modelrouter.analysis.results import ComparisonResult, VariantSummary
+from modelrouter.analysis.results import ComparisonResult, PhaseEstimate, VariantSummary
 from modelrouter.analysis.segments import Heterogeneity, SegmentAnalysis, SegmentResult
 from modelrouter.analysis.sequential import Crossing, SequentialAnalysis
 from modelrouter.analysis.srm import SampleRatioCheck
@@ -23,6 +23,7 @@ __all__ = [
     "Crossing",
     "GuardrailResult",
     "Heterogeneity",
+    "PhaseEstimate",
     "SampleRatioCheck",
     "SegmentAnalysis",
     "SegmentResult",

@@ -19,8 +19,10 @@ per-decision arrays):
 :class:`~modelrouter.analysis.data.AnalysisData` says whether a snapshot is adaptive
 (``data.adaptive``); :func:`modelrouter.analysis.compare.compare` dispatches here when it is.
 
-Decisions of A/B epochs are not in these sums (A/B is analysed per unit). Sticky repeats are
-real decisions but not independent draws: they count in the estimates and not in the SRM.
+Decisions of A/B epochs are not in these sums: an experiment that switched between A/B and
+bandit mode with data on both sides is compared across phases by
+:mod:`modelrouter.analysis.phases` (``compare`` dispatches there). Sticky repeats are real
+decisions but not independent draws: they count in the estimates and not in the SRM.
 """
 
 from __future__ import annotations
@@ -127,15 +129,15 @@ def adaptive_compare(data: AnalysisData, metric: str, variant: str | None = None
         difference=diff.difference, relative_lift=lift, statistic=diff.statistic,
         pvalue=diff.pvalue, df=math.inf, effect_size=math.nan,
         effect_size_name="n/a (adaptive allocation)", estimator=diff.method,
-        notes=tuple(notes), std_err=diff.std_err, _relative_ci=rci)
+        notes=tuple(notes), std_err=diff.std_err,
+        covers=f"{int(grouped.total):,} bandit decisions (all arms) over {len(epochs)} epochs",
+        observed="decisions", _relative_ci=rci)
 
 
 def _extra_notes(data: AnalysisData) -> list[str]:
     """What the per-decision analysis leaves out or gets wrong, for the comparison's notes."""
     snap = data.snapshot
     notes = []
-    if any(e.mode == "ab" for e in snap.epochs) and snap.n_units:
-        notes.append("decisions of A/B epochs are not included (A/B is analysed per unit)")
     tags = {key[3] for key in snap.decisions}
     if any(tag & STICKY for tag in tags):
         notes.append("sticky units repeat their arm: decisions of one unit are correlated, "

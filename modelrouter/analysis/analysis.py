@@ -23,8 +23,9 @@ from modelrouter.analysis.compare import (
 )
 from modelrouter.analysis.data import AnalysisData, ExperimentSource
 from modelrouter.analysis.guardrails import GuardrailResult, guardrail_results
+from modelrouter.analysis.phases import phase_estimates
 from modelrouter.analysis.report import render_report
-from modelrouter.analysis.results import ComparisonResult, VariantSummary
+from modelrouter.analysis.results import ComparisonResult, PhaseEstimate, VariantSummary
 from modelrouter.analysis.segments import SegmentAnalysis, segment_analysis
 from modelrouter.analysis.sequential import SequentialAnalysis, sequential_analysis
 from modelrouter.analysis.srm import SampleRatioCheck, check_sample_ratio
@@ -158,6 +159,12 @@ class Analysis:
     def compare_all(self, metric: str) -> dict[str, ComparisonResult]:
         """Every non-control variant against the control."""
         return compare_all(self._data, metric)
+
+    def phases(self, metric: str, variant: str | None = None, *,
+               segment: Mapping[str, str] | None = None) -> tuple[PhaseEstimate, ...]:
+        """Treatment minus control in each phase (run of epochs in one mode: A/B per unit,
+        bandit per decision) on its own; see analysis/phases.py."""
+        return phase_estimates(self._data, metric, variant, segment=segment)
 
     def segments(self, metric: str, by: str | Sequence[str], variant: str | None = None, *,
                  method: str = "holm", alpha: float = 0.05) -> SegmentAnalysis:

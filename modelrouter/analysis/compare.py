@@ -5,9 +5,13 @@
   continuous per-unit sums Welch's t-test and Cohen's d, ratio metrics
   (``aggregate="mean"``) the delta-method z-test; plus the relative lift and its interval.
 - :func:`compare` answers the question for an :class:`AnalysisData`: per unit (A/B traffic,
-  :func:`unit_compare`), or per decision with inverse-propensity weights after bandit traffic
-  (:func:`modelrouter.analysis.adaptive.adaptive_compare`). Every other question that needs a
+  :func:`unit_compare`), per decision with inverse-propensity weights after bandit traffic
+  (:func:`modelrouter.analysis.adaptive.adaptive_compare`), or stratified by phase when the
+  experiment switched between A/B and bandit mode with data on both sides
+  (:func:`modelrouter.analysis.phases.switched_compare`). Every other question that needs a
   comparison (segments, guardrails, sequential, verdict, report) calls this function.
+- :func:`summary`: per-variant means from the same estimator as the comparisons (naive per
+  unit for A/B, IPW or phase-stratified after bandit traffic).
 - :func:`holdout_compare`: the bandit's routed decisions against its uniform holdout, a plain
   comparison of the two pooled groups.
 """
@@ -20,6 +24,7 @@ from typing import Any
 
 from modelrouter.analysis.adaptive import adaptive_compare
 from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.phases import ESTIMATOR, switched_compare, weighted_summaries
 from modelrouter.analysis.results import ComparisonResult, VariantSummary
 from modelrouter.config import MetricSpec
 from modelrouter.exceptions import AnalysisError
@@ -63,8 +68,8 @@ def two_sample_test(spec: MetricSpec, mc: Moments, mt: Moments
 
 
 def comparison(spec: MetricSpec, control: str, mc: Moments, treatment: str, mt: Moments, *,
-               notes: tuple[str, ...] = (), estimator: str = "difference in means"
-               ) -> ComparisonResult:
+               notes: tuple[str, ...] = (), estimator: str = "difference in means",
+               covers: str = "", observed: str = "units") -> ComparisonResult:
     """The test that fits the metric, effect size and relative lift, from two groups' moments.
 
     A p-value or relative lift that is not defined is NaN with a note saying why."""
@@ -80,7 +85,8 @@ def comparison(spec: MetricSpec, control: str, mc: Moments, treatment: str, mt: 
         metric=spec.name, method=test.method, control=sc, treatment=st,
         difference=test.difference, relative_lift=lift, statistic=test.statistic,
         pvalue=test.pvalue, df=test.df, effect_size=effect, effect_size_name=effect_name,
-        estimator=estimator, notes=notes, std_err=test.std_err, _relative_ci=rci, _test=test)
+        estimator=estimator, notes=notes, std_err=test.std_err, covers=covers,
+        observed=observed, _relative_ci=rci, _test=test)
 
 
 def undefined_note(spec: MetricSpec, summaries: Sequence[VariantSummary]) -> str:
@@ -97,8 +103,12 @@ def undefined_note(spec: MetricSpec, summaries: Sequence[VariantSummary]) -> str
 # -- questions about an experiment --------------------------------------------------------
 def summary(data: AnalysisData, metric: str, segment: Mapping[str, str] | None = None
             ) -> list[VariantSummary]:
-    """Per-variant units, mean, std and standard error of a metric."""
+    """Per-variant units, mean, std and standard error of a metric, from the estimator the
+    comparisons use (after bandit traffic: inverse-propensity weighted, see
+    :func:`~modelrouter.analysis.phases.weighted_summaries`)."""
     spec = data.spec(metric)
+    if data.adaptive:
+        return weighted_summaries(data, metric, segment)
     return [summarise(v, m, spec) for v, m in zip(data.variants, data.moments(metric, segment))]
 
 
@@ -114,7 +124,12 @@ def unit_compare(data: AnalysisData, metric: str, variant: str | None = None, *,
         if m.n < 2:
             raise AnalysisError(f"variant {name!r} has {m.n} units with data for "
                                 f"{metric!r}; need at least 2")
-    return comparison(spec, data.control, mc, variant, mt, notes=data.notes())
+    noun = "units" if data.snapshot.units is not None else "requests"
+    epochs = len({e.epoch for e in data.snapshot.epochs})
+    covers = (f"{mc.n + mt.n:,} {noun} of {data.control} and {variant} (A/B)"
+              + (f" over {epochs} epochs" if epochs > 1 else ""))
+    return comparison(spec, data.control, mc, variant, mt, notes=data.notes(), covers=covers,
+                      observed=noun)
 
 
 def compare(data: AnalysisData, metric: str, variant: str | None = None, *,
@@ -124,8 +139,17 @@ def compare(data: AnalysisData, metric: str, variant: str | None = None, *,
 
     After bandit traffic (adaptive allocation) the unit is the decision and the estimate is
     inverse-propensity weighted: ``estimator`` "hajek" (default), "stratified", "aipw" or
-    "naive" (biased, a reference); see analysis/adaptive.py. Otherwise per unit.
+    "naive" (biased, a reference); see analysis/adaptive.py. After switches between A/B and
+    bandit mode with data on both sides, one phase-stratified estimate over every phase
+    (``estimator`` "phase-stratified", the only one; see analysis/phases.py). Otherwise per
+    unit.
     """
+    if data.switched:
+        if estimator not in (None, ESTIMATOR):
+            raise AnalysisError(f"estimator ({estimator!r}): this experiment switched between "
+                                f"A/B and bandit mode; its estimate is {ESTIMATOR!r} over "
+                                "every phase (analysis.phases(metric) shows each phase)")
+        return switched_compare(data, metric, variant, segment=segment)
     if data.adaptive:
         return adaptive_compare(data, metric, variant, segment=segment, estimator=estimator)
     if estimator is not None:
@@ -173,7 +197,11 @@ def metrics_dict(data: AnalysisData, metrics: Sequence[str] | None = None) -> di
                                                 data.snapshot.requests.tolist())),
                            "metrics": {}}
     for metric in metrics or list(data.snapshot.metrics):
-        entry: dict[str, Any] = {"summary": [s.to_dict() for s in summary(data, metric)]}
+        entry: dict[str, Any] = {}
+        try:
+            entry["summary"] = [s.to_dict() for s in summary(data, metric)]
+        except AnalysisError as exc:
+            entry["summary"] = {"error": str(exc)}
         try:
             entry["comparisons"] = {v: c.to_dict() for v, c in compare_all(data, metric).items()}
         except AnalysisError as exc:

@@ -224,6 +224,23 @@ class AnalysisData:
         snap = self.snapshot
         return bool(snap.decisions) and any(e.mode == "bandit" for e in snap.epochs)
 
+    def epoch_modes(self) -> dict[int, str]:
+        """The mode of every recorded epoch (the last record of an epoch number wins)."""
+        return {e.epoch: e.mode for e in self.snapshot.epochs}
+
+    @property
+    def switched(self) -> bool:
+        """Whether the snapshot holds both bandit decisions and A/B observations (units
+        first exposed in an A/B epoch, or requests of A/B epochs): the experiment switched
+        modes with data on both sides, and compare works per phase (analysis/phases.py)."""
+        if not self.adaptive:
+            return False
+        ab = {e for e, mode in self.epoch_modes().items() if mode == "ab"}
+        units = self.snapshot.units
+        if units is not None:
+            return bool(ab) and bool(np.isin(units.epoch, list(ab)).any())
+        return any(n > 0 and key[1] in ab for key, (n, _m) in self.snapshot.groups.items())
+
     def notes(self) -> tuple[str, ...]:
         """What every comparison of this snapshot should say alongside its numbers: weight
         changes, uncounted requests, and what a remote store could not merge."""

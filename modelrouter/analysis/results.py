@@ -11,7 +11,8 @@ from modelrouter.stats.results import ConfidenceInterval
 if TYPE_CHECKING:  # an annotation only: importing the test functions would load scipy
     from modelrouter.stats.twosample import TwoSampleResult
 
-__all__ = ["ComparisonResult", "VariantSummary", "format_table", "normal_quantile"]
+__all__ = ["ComparisonResult", "PhaseEstimate", "VariantSummary", "format_table",
+           "normal_quantile"]
 
 
 def normal_quantile(confidence_level: float) -> float:
@@ -74,8 +75,60 @@ class VariantSummary:
 
 
 @dataclass(frozen=True)
+class PhaseEstimate:
+    """Treatment vs control within one phase of an experiment that switched modes.
+
+    A phase is a run of consecutive epochs in one mode: ``"ab"`` phases are analysed per unit
+    (``observed="units"``; per request at request level), ``"bandit"`` phases per decision with
+    inverse-propensity (Hajek) weights. ``n`` counts the phase's observations over all arms;
+    ``weight`` is its share in the combined estimate (NaN when none was combined).
+    """
+
+    phase: int
+    mode: str
+    epochs: tuple[int, ...]
+    observed: str
+    n: int
+    control_mean: float
+    treatment_mean: float
+    difference: float
+    std_err: float
+    estimator: str
+    weight: float = math.nan
+
+    def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """Normal interval for the phase's difference."""
+        q = normal_quantile(confidence_level)
+        return ConfidenceInterval(self.difference - q * self.std_err,
+                                  self.difference + q * self.std_err)
+
+    @property
+    def label(self) -> str:
+        """``"phase 2 (bandit, epochs 1-9)"``."""
+        e = self.epochs
+        span = f"epoch {e[0]}" if len(e) == 1 else f"epochs {e[0]}-{e[-1]}"
+        return f"phase {self.phase} ({'A/B' if self.mode == 'ab' else self.mode}, {span})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, including the 95% interval."""
+        ci = self.confidence_interval()
+        return {"phase": self.phase, "mode": self.mode, "epochs": list(self.epochs),
+                "observed": self.observed, "n": self.n, "control_mean": self.control_mean,
+                "treatment_mean": self.treatment_mean, "difference": self.difference,
+                "std_err": self.std_err, "ci_low": ci.low, "ci_high": ci.high,
+                "estimator": self.estimator, "weight": self.weight}
+
+
+@dataclass(frozen=True)
 class ComparisonResult:
-    """Treatment vs control on one metric; ``difference`` is treatment minus control."""
+    """Treatment vs control on one metric; ``difference`` is treatment minus control.
+
+    ``covers`` says which data the estimate covers (units or decisions, of which epochs or
+    phases); ``observed`` names what ``units`` of the summaries count (``"units"``,
+    ``"decisions"``, ``"units and decisions"``, ...); ``phases`` holds the per-phase estimates
+    of an experiment that switched between A/B and bandit mode (the summaries and the
+    difference then come from the one phase-stratified estimator).
+    """
 
     metric: str
     method: str
@@ -91,6 +144,9 @@ class ComparisonResult:
     estimator: str = "difference in means"
     notes: tuple[str, ...] = ()
     std_err: float = math.nan
+    covers: str = ""
+    observed: str = "units"
+    phases: tuple[PhaseEstimate, ...] = ()
     _relative_ci: ConfidenceInterval = field(
         default=ConfidenceInterval(math.nan, math.nan), repr=False)
     _test: TwoSampleResult | None = field(default=None, repr=False, compare=False)
@@ -118,9 +174,12 @@ class ComparisonResult:
         rows = [[s.variant + (" (control)" if s is self.control else ""), _fmt(s.units),
                  _fmt(s.mean), _fmt(s.std), _fmt(s.events)]
                 for s in (self.control, self.treatment)]
-        table = format_table(["variant", "units", "mean", "std", "events"], rows)
+        table = format_table(["variant", self.observed, "mean", "std", "events"], rows)
         lines = [f"{self.metric}: {self.treatment.variant} vs {self.control.variant} "
-                 f"({self.method}; {self.estimator})", table,
+                 f"({self.method}; {self.estimator})"]
+        if self.covers:
+            lines.append(f"covers: {self.covers}")
+        lines += [table,
                  f"difference    {_fmt(self.difference)}  95% CI [{_fmt(ci.low)}, "
                  f"{_fmt(ci.high)}]",
                  f"relative lift {self.relative_lift:+.2%}  95% CI [{rci.low:+.2%}, "
@@ -128,6 +187,14 @@ class ComparisonResult:
                  else "relative lift n/a (see the notes)",
                  f"statistic {_fmt(self.statistic)}  p-value {self.pvalue:.4g}  "
                  f"{self.effect_size_name} {_fmt(self.effect_size, 3)}"]
+        if self.phases:
+            prows = [[p.label, _fmt(p.n), _fmt(p.control_mean), _fmt(p.treatment_mean),
+                      _fmt(p.difference), _fmt(p.std_err),
+                      "-" if math.isnan(p.weight) else f"{p.weight:.3f}"] for p in self.phases]
+            lines += ["per phase (each phase's mean difference; the estimate above combines "
+                      "them with the weights shown):",
+                      format_table(["phase", "n", self.control.variant, self.treatment.variant,
+                                    "difference", "std err", "weight"], prows)]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -145,5 +212,6 @@ class ComparisonResult:
             "relative_ci_high": self._relative_ci.high, "statistic": self.statistic,
             "pvalue": self.pvalue, "df": self.df, "std_err": self.std_err,
             "effect_size": self.effect_size, "effect_size_name": self.effect_size_name,
-            "notes": list(self.notes),
+            "covers": self.covers, "observed": self.observed,
+            "phases": [p.to_dict() for p in self.phases], "notes": list(self.notes),
         }

@@ -161,6 +161,7 @@ class SequentialAnalysis:
     plan: ExperimentPlan | None = field(default=None, repr=False)
     test: SequentialTestResult | None = field(default=None, repr=False, compare=False)
     crossing: Crossing | None = None
+    observed: str = "units"  # what ``units`` counts: units, requests, decisions, or a mix
 
     @property
     def alpha_spent_before(self) -> float:
@@ -172,7 +173,8 @@ class SequentialAnalysis:
         out = {k: getattr(self, k) for k in (
             "metric", "variant", "control", "method", "statistic", "boundary",
             "information_rate", "units", "planned_units", "look", "recorded", "alpha_spent",
-            "alpha_at_look", "decision", "rejected_at", "difference", "std_err", "horizon")}
+            "alpha_at_look", "decision", "rejected_at", "difference", "std_err", "horizon",
+            "observed")}
         out["notes"] = list(self.notes)
         out["alpha_spent_before"] = self.alpha_spent_before
         out["plan"] = None if self.plan is None else self.plan.to_dict()
@@ -187,7 +189,8 @@ class SequentialAnalysis:
         lines = [
             f"Sequential test of {self.metric!r}: {self.variant} vs {self.control} "
             f"({self.method}; plan: {self.plan.describe() if self.plan else 'none'}).",
-            f"Information rate {self.information_rate:.4f} = {self.units:,} units in both groups"
+            f"Information rate {self.information_rate:.4f} = {self.units:,} {self.observed} in "
+            "both groups"
             f" / {self.planned_units:,} planned units at the maximum ({self.horizon}).",
             f"This is look {self.look} ({status}); the boundary accounts for "
             f"{self.look - 1} earlier recorded look(s).",
@@ -245,9 +248,12 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
         recorded = True
         statistics = [k.statistic for k in looks]
         rates = [k.information_rate for k in looks]
+        # what the comparison counts (units, requests, decisions), said as such
         why = ("the planned maximum was reached at" if rate >= 1.0 else
-               "no new units since")
-        notes.append(f"{why} recorded look {looks[-1].number}: it is shown as recorded "
+               f"no new {cmp.observed} since" if units >= looks[-1].units else
+               f"fewer {cmp.observed} than at")
+        notes.append(f"{why} recorded look {looks[-1].number} ({units:,} {cmp.observed} now, "
+                     f"{looks[-1].units:,} then): it is shown as recorded "
                      f"(z then {looks[-1].statistic:.4f}, z now {z:.4f})")
     else:
         recorded = False
@@ -284,7 +290,7 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
         decision=test.decision, rejected_at=test.rejected_at, difference=cmp.difference,
         std_err=math.hypot(cmp.control.std_err, cmp.treatment.std_err), notes=tuple(notes),
         horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test,
-        crossing=crossing)
+        crossing=crossing, observed=cmp.observed)
 
 
 def make_look(data: AnalysisData, metric: str | None, variant: str | None,
@@ -296,9 +302,9 @@ def make_look(data: AnalysisData, metric: str | None, variant: str | None,
                             f"maximum (information rate 1); the test is {seq.decision}, no "
                             "further looks")
     if seq.recorded:
-        raise AnalysisError(f"no new units since look {seq.look} of {seq.metric!r} "
-                            f"(information rate {seq.information_rate:.4f}); a look needs new "
-                            "data")
+        raise AnalysisError(f"no new {seq.observed} since look {seq.look} of "
+                            f"{seq.metric!r} ({seq.units:,} now; information rate "
+                            f"{seq.information_rate:.4f}); a look needs new data")
     capped = [n for n in seq.notes if n.startswith(f"{seq.units:,} units exceed")]
     return Look(number=seq.look, taken_at=taken_at, metric=seq.metric, variant=seq.variant,
                 control=seq.control, units=seq.units, planned_units=seq.planned_units,

@@ -17,6 +17,7 @@ Ratio metrics (``sy`` given) use ``sum(w x) / sum(w y)`` with ``w = 1/p`` and a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -147,6 +148,24 @@ def _check(d: GroupedData, method: str) -> None:
         raise ValueError("method ('aipw') is offered for plain means, not ratio metrics")
 
 
+def _strata(d: GroupedData, method: str, min_units: int, strata: NDArray[np.intp] | None
+            ) -> NDArray[np.intp] | None:
+    """The stratum of each epoch for ``"stratified"`` (given ones checked), else None."""
+    if method != "stratified":
+        if strata is not None:
+            raise ValueError(f"strata apply to method 'stratified', not {method!r}")
+        return None
+    if strata is None:
+        return merge_periods(d.n, min_units)
+    s = np.asarray(strata)
+    steps = np.diff(s)
+    if (s.shape != (d.n.shape[0],) or not np.issubdtype(s.dtype, np.integer) or s[0] != 0
+            or np.any((steps != 0) & (steps != 1))):
+        raise ValueError(f"strata must be {d.n.shape[0]} integers 0, 0, 1, ... (one per "
+                         "epoch in time order, each stratum one run of consecutive epochs)")
+    return s.astype(np.intp)
+
+
 def _one(d: GroupedData, arm: int, method: str, strata: NDArray[np.intp] | None
          ) -> tuple[float, float]:
     if method in ("hajek", "stratified"):
@@ -157,13 +176,19 @@ def _one(d: GroupedData, arm: int, method: str, strata: NDArray[np.intp] | None
     return estimate, ss
 
 
-def grouped_ipw_means(d: GroupedData, *, method: Method = "hajek", min_units: int = 10
-                      ) -> tuple[IPWEstimate, ...]:
-    """Per-arm means as :func:`~modelrouter.stats.ipw.ipw_means` would give on the decisions."""
+def grouped_ipw_means(d: GroupedData, *, method: Method = "hajek", min_units: int = 10,
+                      strata: NDArray[np.intp] | None = None,
+                      arms: Sequence[int] | None = None) -> tuple[IPWEstimate, ...]:
+    """Per-arm means as :func:`~modelrouter.stats.ipw.ipw_means` would give on the decisions.
+
+    ``strata`` (``"stratified"`` only): the stratum of each epoch (row), numbered 0.. in
+    time order; default :func:`~modelrouter.stats.ipw.merge_periods` with ``min_units``.
+    ``arms``: the arms to estimate (default all), e.g. the two of a comparison when another
+    arm has no decisions in some stratum."""
     _check(d, method)
-    strata = merge_periods(d.n, min_units) if method == "stratified" else None
+    strata = _strata(d, method, min_units, strata)
     out = []
-    for arm in range(d.n.shape[1]):
+    for arm in range(d.n.shape[1]) if arms is None else arms:
         estimate, ss = _one(d, arm, method, strata)
         out.append(IPWEstimate(arm, estimate, math.sqrt(max(ss, 0.0)) / d.total,
                                int(d.n[:, arm].sum()), METHOD_NAMES[method]))
@@ -171,8 +196,10 @@ def grouped_ipw_means(d: GroupedData, *, method: Method = "hajek", min_units: in
 
 
 def grouped_ipw_difference(d: GroupedData, *, arm: int, control: int = 0,
-                           method: Method = "hajek", min_units: int = 10) -> IPWDifference:
-    """Arm minus control as :func:`~modelrouter.stats.ipw.ipw_difference` would give."""
+                           method: Method = "hajek", min_units: int = 10,
+                           strata: NDArray[np.intp] | None = None) -> IPWDifference:
+    """Arm minus control as :func:`~modelrouter.stats.ipw.ipw_difference` would give
+    (``strata`` as in :func:`grouped_ipw_means`)."""
     _check(d, method)
     k = d.n.shape[1]
     for name, value in (("arm", arm), ("control", control)):
@@ -180,7 +207,7 @@ def grouped_ipw_difference(d: GroupedData, *, arm: int, control: int = 0,
             raise ValueError(f"{name} ({value!r}) must be an arm index in [0, {k})")
     if arm == control:
         raise ValueError(f"arm ({arm!r}) and control ({control!r}) must differ")
-    strata = merge_periods(d.n, min_units) if method == "stratified" else None
+    strata = _strata(d, method, min_units, strata)
     if method == "aipw":
         mu_t, _, m_t = _aipw(d, arm)
         mu_c, _, m_c = _aipw(d, control)
