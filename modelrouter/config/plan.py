@@ -17,6 +17,14 @@ In TOML::
     baseline = 0.05
     looks = 5
     spending = "obrien-fleming"
+    futility_spending = "obrien-fleming"   # optional: non-binding futility bounds
+
+``futility_spending`` (default None: no futility bounds) adds non-binding futility bounds that
+spend the type II error ``1 - power`` with one of the same families (``futility_gamma`` as
+``gamma``); see :mod:`modelrouter.stats.sequential_futility`. Non-binding: the efficacy
+boundaries, hence the false-positive rate, are those without futility bounds, so continuing past
+a futility bound is always allowed; obeying them costs a little power (reported by
+``analysis.sequential()``).
 
 :class:`ExperimentPlan` is the plan part of a :class:`~modelrouter.config.RouterConfig`
 (``config.plan``): a frozen, keyword-only value that validates itself, like the other
@@ -73,6 +81,8 @@ class ExperimentPlan:
     gamma: float | None = None
     baseline: float | None = None
     sd: float | None = None
+    futility_spending: Spending | None = None
+    futility_gamma: float | None = None
 
     def __post_init__(self) -> None:
         check_open_unit("plan.alpha", self.alpha)
@@ -99,10 +109,30 @@ class ExperimentPlan:
                               f"{self.spending!r}")
         elif check_number("plan.gamma", self.gamma) <= 0 and self.spending == "power":
             raise ConfigError(f"plan.gamma ({self.gamma!r}) is the power rho and must be > 0")
+        self._check_futility()
         if self.baseline is not None:
             check_open_unit("plan.baseline", self.baseline)
         if self.sd is not None:
             check_positive("plan.sd", self.sd)
+
+    def _check_futility(self) -> None:
+        if self.futility_spending is None:
+            if self.futility_gamma is not None:
+                raise ConfigError(f"plan.futility_gamma ({self.futility_gamma!r}) needs "
+                                  "plan.futility_spending")
+            return
+        check_choice("plan.futility_spending", self.futility_spending, Spending)
+        if self.futility_spending in ("obrien-fleming", "pocock"):
+            if self.futility_gamma is not None:
+                raise ConfigError(f"plan.futility_gamma ({self.futility_gamma!r}) is only used "
+                                  "by futility_spending 'hwang-shih-decani' and 'power'")
+        elif self.futility_gamma is None:
+            raise ConfigError(f"plan.futility_gamma (None) must be a number for "
+                              f"futility_spending {self.futility_spending!r}")
+        elif (check_number("plan.futility_gamma", self.futility_gamma) <= 0
+              and self.futility_spending == "power"):
+            raise ConfigError(f"plan.futility_gamma ({self.futility_gamma!r}) is the power rho "
+                              "and must be > 0")
 
     def check_primary(self, primary: str, spec: MetricSpec) -> None:
         """The nuisance parameter and effect fit the primary metric: ``baseline`` for a
@@ -125,8 +155,11 @@ class ExperimentPlan:
                    else f"max {self.max_units:,} units per group")
         gamma = "" if self.gamma is None else f" (gamma {self.gamma:g})"
         side = "two-sided" if self.sided == 2 else "one-sided"
+        futility = "" if self.futility_spending is None else (
+            f", non-binding futility ({self.futility_spending} beta spending"
+            + ("" if self.futility_gamma is None else f", gamma {self.futility_gamma:g}") + ")")
         return (f"alpha={self.alpha:g} {side}, power {self.power:g}, {horizon}, "
-                f"{self.looks} planned looks, {self.spending} spending{gamma}")
+                f"{self.looks} planned looks, {self.spending} spending{gamma}{futility}")
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as plain data (the shape :func:`parse_plan` accepts)."""
