@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelrouter.asgi.types import ASGIApp, Message, Receive, Scope, Send
+from modelrouter.exceptions import StoreError
 from modelrouter.store.lock import SnapshotLock
 
 if TYPE_CHECKING:
@@ -70,6 +71,11 @@ class RouterLifecycle:
             self._restore_failed = False
             log.info("modelrouter: restored %s", self.restored)
         self.experiment.store.start()  # background flushing (a no-op for the memory store)
+        if self.experiment.store.shared:  # follow the shared routing state from the start
+            try:
+                await asyncio.to_thread(self.experiment.state.sync)
+            except StoreError as exc:  # the flusher retries; routing starts from the config
+                log.warning("modelrouter: shared routing state not read at startup: %s", exc)
         if path is not None and self.config.snapshot_seconds is not None:
             self._task = asyncio.get_running_loop().create_task(
                 self._snapshot_every(path, float(self.config.snapshot_seconds)))

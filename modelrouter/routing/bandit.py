@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from cachetools import TTLCache
 
-from modelrouter.bandit.allocator import ThompsonAllocator, Weights
+from modelrouter.bandit.allocator import ThompsonAllocator, Weights, fixed_split
 from modelrouter.bandit.policies import check_min_share, p_best_quadrature, summarize
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config.bandit import BanditConfig
@@ -241,13 +241,28 @@ class BanditRouter:
         """Continue from a snapshot's (checked) bandit section, after the store restored the
         training counters: they go into the posterior, the saved weights come back in force
         (routing state lock held). Returns the weights."""
-        w = section["weights"]
+        weights = self.adopt(section["weights"])
+        self.clear_sticky()  # draws of the replaced epochs
+        return weights
+
+    def adopt(self, w: Mapping[str, Any]) -> Weights:
+        """Put weights saved by :meth:`saved_state` (a snapshot's, or another worker's in the
+        shared routing record) in force, with the store's training counters (routing state
+        lock held). Returns the weights."""
         weights = Weights(tuple(w["probabilities"]), tuple(w["p_best"]), int(w["epoch"]),
                           float(w["created_at"]), str(w["policy"]), float(w["min_share"]),
                           tuple(bool(a) for a in w["active"]))
         self.allocator.restore(self.ctx.store.peek_training(), weights)
-        self.clear_sticky()  # draws of the replaced epochs
         return weights
+
+    def initial_weights(self) -> Weights:
+        """Equal shares over every arm, the allocator's state untouched: the start of a bandit
+        whose epoch 0 must be the same in every worker (a shared store), whatever counters
+        each finds when it starts."""
+        w, a = fixed_split(len(self.ctx.names)), self.allocator
+        snapshot = a.posterior.copy() if a.policy.per_request else None  # the prior
+        return Weights(w.probabilities, w.p_best, 0, w.created_at, a.policy.name, a.min_share,
+                       w.active, snapshot)
 
     def status_parts(self) -> tuple[dict[str, np.ndarray], tuple[bool, ...], Weights]:
         """Counters, active arms and weights, read together (routing state lock held)."""

@@ -117,6 +117,8 @@ class Experiment:
             self.bandit.bind(self.state.refresh_bandit)
             if self.state.mode == "bandit":
                 self.bandit.start()
+        if self.store.shared:  # every worker follows the shared routing state (shared.py)
+            self.store.watch(self.state.sync, self._prefix)
 
     def subscribe(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` after every feedback event (the guardrail monitor's tick). It runs
@@ -196,12 +198,14 @@ class Experiment:
             raise UnknownMetricError(f"metric {metric!r} is not declared; declared metrics are "
                                      f"{sorted(self.config.metrics)}") from None
 
-    def seq_of(self, decision_id: str) -> int:
-        """The store sequence number of one of this process's decision ids."""
-        if type(decision_id) is not str or not decision_id.startswith(self._prefix):
+    def seq_of(self, decision_id: str, prefix: str | None = None) -> int:
+        """The store sequence number of one of this process's decision ids (of the process
+        whose ids start with ``prefix``, when given)."""
+        prefix = self._prefix if prefix is None else prefix
+        if type(decision_id) is not str or not decision_id.startswith(prefix):
             raise UnknownDecisionError(f"decision {decision_id!r} was not issued by this router "
                                        "(feedback from other processes needs the signed token)")
-        digits = decision_id[len(self._prefix):]
+        digits = decision_id[len(prefix):]
         # ASCII hex digits only (case-insensitive), without the sign, spaces, "_", "0x" or
         # leading zeros that int() would accept: one decision has one spelling
         if not digits.isalnum() or not digits.isascii() or (digits[0] == "0" and len(digits) > 1):
@@ -265,6 +269,15 @@ class Experiment:
                 if not unit_level or payload.unit_id is None:
                     raise
                 self.store.record_unit(payload.unit_id, index, v)
+        elif self.store.shared:  # another worker's decision: its pending ring is there
+            owner = payload.decision_id[:len(self._prefix)]
+            seq = self.seq_of(payload.decision_id, owner)
+            if unit_level and payload.unit_id is not None:
+                self.store.record_unit(payload.unit_id, index, v)  # the unit's value, here
+                if self.bandit is not None:  # its decision's sums and training, there
+                    self.store.forward(owner, seq, index, v, False)
+            else:
+                self.store.forward(owner, seq, index, v, True)
         elif not unit_level or payload.unit_id is None:
             raise UnknownDecisionError(f"decision {payload.decision_id!r} was issued by another "
                                        "process; request-level feedback must reach the process "

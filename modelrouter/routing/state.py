@@ -30,14 +30,14 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import Mode, RouterConfig
-from modelrouter.exceptions import ConfigError
+from modelrouter.exceptions import ConfigError, StoreError
 from modelrouter.routing.assignment import Allocation
+from modelrouter.routing.events import RollbackEvent
+from modelrouter.routing.shared import ATTEMPTS, Conflict, make_record, refresh_due
 from modelrouter.store.protocol import Store
 from modelrouter.store.types import EpochInfo
 
@@ -45,40 +45,11 @@ if TYPE_CHECKING:
     from modelrouter.bandit.allocator import Weights
     from modelrouter.routing.bandit import BanditRouter
 
-__all__ = ["RollbackEvent", "RoutingState"]
+__all__ = ["RollbackEvent", "RoutingState"]  # RollbackEvent: events.py, re-exported
 
 T = TypeVar("T")
 _ALIVE: weakref.WeakSet[RoutingState] = weakref.WeakSet()
 _MODES: tuple[Mode, ...] = ("ab", "bandit")
-
-
-@dataclass(frozen=True)
-class RollbackEvent:
-    """A weight change made by the guardrail monitor (``rollback``) or undone by a user
-    (``resume``), with when and why."""
-
-    kind: Literal["rollback", "resume"]
-    at: float
-    reasons: tuple[str, ...]
-    weights_before: Mapping[str, float] = field(default_factory=dict)
-    weights_after: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def when(self) -> str:
-        """``at`` as an ISO 8601 UTC time."""
-        try:
-            return datetime.fromtimestamp(self.at, tz=timezone.utc).isoformat(timespec="seconds")
-        except (OverflowError, OSError, ValueError):  # an injected clock far from the epoch
-            return f"{self.at:g}"
-
-    def __repr__(self) -> str:
-        return f"RollbackEvent({self.kind} at {self.when}: {'; '.join(self.reasons)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return {"kind": self.kind, "at": self.at, "when": self.when, "reasons": list(self.reasons),
-                "weights_before": dict(self.weights_before),
-                "weights_after": dict(self.weights_after)}
 
 
 class RoutingState:
@@ -106,7 +77,13 @@ class RoutingState:
             raise ConfigError("mode ('bandit') needs a reward metric: set "
                               "RouterConfig(reward=<a declared metric>)")
         self.mode: Mode = config.mode
-        self.allocation: Allocation = self._derive(0)
+        self.shared = store.shared  # the routing state is a record in the store (shared.py)
+        self._record: dict[str, Any] | None = None  # the shared record in force, if any
+        self._updates = 0.0  # the shared training updates last read
+        if self.shared and bandit is not None and self.mode == "bandit":
+            # epoch 0 must mean the same weights in every worker: equal shares to start
+            self._bandit_weights = bandit.initial_weights()
+        self.allocation: Allocation = self._derive(0, recompute=not self.shared)
         store.begin_epoch(0, self.mode, self.allocation.propensities)
 
     # -- reading (no lock: immutable values swapped whole) ---------------------------------
@@ -129,7 +106,7 @@ class RoutingState:
         stay, so a switch back from bandit restores them). Bandit: ``weights`` only say which
         arms take part (0 pauses, > 0 activates); the bandit sets the shares.
         """
-        with self._writing():
+        def change() -> Allocation:
             new_mode = self.mode if mode is None else mode
             if new_mode not in _MODES:
                 raise ConfigError(f"mode ({new_mode!r}) must be one of 'ab', 'bandit'")
@@ -147,10 +124,12 @@ class RoutingState:
             self.mode = new_mode
             return self._install()
 
+        return self._change(change)
+
     def set_arm(self, variant: str, active: bool) -> Allocation:
         """Pause (``active=False``) or resume an arm from a new epoch on (see the module
         docstring: the pause holds in both modes). A no-op returns the current allocation."""
-        with self._writing():
+        def change() -> Allocation:
             if variant not in self.names:
                 raise ConfigError(f"variant ({variant!r}) must be one of {list(self.names)!r}")
             i = self.names.index(variant)
@@ -178,33 +157,44 @@ class RoutingState:
             self._active, self._ab = mask, ab
             return self._install()
 
+        return self._change(change)
+
     def rollback(self, reasons: Sequence[str]) -> RollbackEvent | None:
         """Hold all traffic on the control until :meth:`resume`; None if already held."""
-        with self._writing():
+        def change() -> RollbackEvent | None:
             if self._held:
                 return None
             before = dict(self.allocation.weights)
             self._held = True
-            after = dict(self._install().weights)
-            event = RollbackEvent("rollback", self._clock(), tuple(reasons), before, after)
-            self._events.append(event)
-            return event
+            return self._install_event("rollback", tuple(reasons), before)
+
+        return self._change(change)
 
     def resume(self, reason: str) -> RollbackEvent | None:
         """Lift a rollback: route by the desired state again; None if not rolled back."""
-        with self._writing():
+        def change() -> RollbackEvent | None:
             if not self._held:
                 return None
             before = dict(self.allocation.weights)
             self._held = False
-            after = dict(self._install().weights)
-            event = RollbackEvent("resume", self._clock(), (reason,), before, after)
-            self._events.append(event)
-            return event
+            return self._install_event("resume", (reason,), before)
+
+        return self._change(change)
 
     def refresh_bandit(self, *, force: bool = False) -> Weights | None:
         """Recompute the bandit's weights and install them as a new epoch, if in bandit mode
         and the schedule says so (or ``force``); never on the request path."""
+        if self.shared:  # the shared schedule decides (sync); a forced refresh publishes
+            if not force or self._bandit is None:
+                return None
+
+            def refresh() -> Weights | None:
+                if self.mode != "bandit":
+                    return None
+                self._install()
+                return self._bandit_weights
+
+            return self._change(refresh)
         with self._lock:
             bandit = self._bandit
             if self.mode != "bandit" or bandit is None:
@@ -213,6 +203,66 @@ class RoutingState:
                 return None
             self._install()
             return self._bandit_weights
+
+    # -- the shared control plane (shared.py) ------------------------------------------------
+    def sync(self) -> Allocation:
+        """Adopt the shared routing state if another worker published a newer one, then run
+        the bandit's shared refresh schedule (the store's watcher calls this after each flush;
+        a no-op without a shared store). Returns the allocation in force."""
+        if not self.shared:
+            return self.allocation
+        shared = self._store.read_control()  # I/O outside the lock
+        with self._lock:
+            self._adopt(shared)
+            due = self._refresh_due()
+        if due:
+            self._change(lambda: self._install() if self._refresh_due() else self.allocation)
+        return self.allocation
+
+    def _refresh_due(self) -> bool:
+        bandit = self._bandit
+        if self.mode != "bandit" or bandit is None or self._held:
+            return False
+        a = bandit.allocator
+        return refresh_due(self._record, self._updates, self._clock(), a.refresh_every,
+                           a.refresh_seconds)
+
+    def _adopt(self, shared: Mapping[str, Any] | None) -> None:
+        """Take a newer shared record as the desired and effective state (lock held)."""
+        if shared is None:
+            return
+        self._updates = float(shared["updates"])
+        record = shared["record"]
+        if record is None or int(record["epoch"]) <= self.allocation.epoch:
+            return
+        mode = record["mode"] if record["mode"] in _MODES else self.mode
+        if mode == "bandit" and self.mode != "bandit" and self._bandit is not None:
+            self._bandit.clear_sticky()
+        self.mode = mode
+        self._ab = {n: float(record["ab"].get(n, 0.0)) for n in self.names}
+        self._active = [bool(a) for a in record["active"]]
+        self._held = bool(record["held"])
+        self._events = [RollbackEvent.from_dict(e) for e in record["events"]]
+        if record["bandit"] is not None and self._bandit is not None:
+            self._bandit_weights = self._bandit.adopt(record["bandit"])
+        alloc = self._derive(int(record["epoch"]), recompute=False)
+        self._store.begin_epoch(alloc.epoch, self.mode, alloc.propensities)
+        self.allocation = alloc
+        self._record = record
+
+    def _change(self, change: Callable[[], T]) -> T:
+        """Run ``change`` under the lock, all or nothing; with a shared store, on the newest
+        shared state, retried when another worker published first."""
+        for _ in range(ATTEMPTS if self.shared else 1):
+            try:
+                with self._writing():
+                    if self.shared:
+                        self._adopt(self._store.read_control())
+                    return change()
+            except Conflict:
+                continue
+        raise StoreError(f"the shared routing state changed {ATTEMPTS} times while this "
+                         "change was being made; it was not applied (try again)")
 
     def save(self, dump: Callable[[], T]) -> tuple[T, dict[str, Any] | None]:
         """Run ``dump`` (a copy of the store's state) under the lock, with the bandit's section
@@ -266,20 +316,48 @@ class RoutingState:
         """The lock, and all or nothing: if a change fails half way (a bad value, a failed
         bandit computation), the desired state is put back as it was."""
         with self._lock:
-            saved = (self.mode, self._ab, list(self._active), self._held, len(self._events))
+            saved = (self.mode, self._ab, list(self._active), self._held, list(self._events),
+                     self._bandit_weights)
             try:
                 yield
             except BaseException:
-                self.mode, self._ab, self._active, self._held, n = saved
-                del self._events[n:]
+                (self.mode, self._ab, self._active, self._held, self._events,
+                 self._bandit_weights) = saved
                 raise
 
     # -- deriving the effective allocation (lock held) ---------------------------------------
-    def _install(self) -> Allocation:
+    def _install(self, event: Callable[[Allocation], object] | None = None) -> Allocation:
         alloc = self._derive(self.allocation.epoch + 1)
+        if event is not None:  # an event naming the new weights, published with them
+            event(alloc)
+        if self.shared:  # compare-and-set: refused if another worker published meanwhile
+            bandit = None
+            if self.mode == "bandit" and self._bandit is not None:
+                bandit = self._bandit.saved_state(self._active)["weights"]
+            record = make_record(epoch=alloc.epoch, mode=self.mode, ab=self._ab,
+                                 active=self._active, held=self._held, bandit=bandit,
+                                 propensities=alloc.propensities,
+                                 events=[e.to_dict() for e in self._events], at=self._clock(),
+                                 updates=self._updates)
+            if not self._store.publish_control(record, self.allocation.epoch):
+                raise Conflict
+            self._record = record
         self._store.begin_epoch(alloc.epoch, self.mode, alloc.propensities)
         self.allocation = alloc  # one assignment: the request path sees old or new
         return alloc
+
+    def _install_event(self, kind: Literal["rollback", "resume"], reasons: tuple[str, ...],
+                       before: Mapping[str, float]) -> RollbackEvent:
+        """:meth:`_install` with a rollback or resume event recorded with it."""
+        made: list[RollbackEvent] = []
+
+        def add(alloc: Allocation) -> None:
+            made.append(RollbackEvent(kind, self._clock(), reasons, dict(before),
+                                      dict(alloc.weights)))
+            self._events.append(made[0])
+
+        self._install(add)
+        return made[0]
 
     def _effective_active(self) -> list[bool]:
         if self._held:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -89,11 +89,12 @@ class DecisionTracker:
         self._r = ring.add_column("d", math.nan)  # current reward; NaN: not in the counters
         self._x: list[array[float]] = [ring.add_column("d", 0.0) for _ in self.aggregates]
         self._y: list[array[float]] = [ring.add_column("d", 0.0) for _ in self.aggregates]
-        self._unit_last: dict[int, int] = {}  # unit row -> its latest tracked decision
+        self._unit_last: dict[Hashable, int] = {}  # unit (row or id) -> its latest decision
         self.groups: GroupTable[DecisionKey] = GroupTable(len(self.aggregates))
         k = self.n_variants
         self.counters = [[0.0] * k for _ in range(2 if self._binary else 3)]
         self.pending = 0
+        self.updates = 0  # training updates ever (never reset: shared stores flush deltas)
         self._signalled = False
         training = self.training
         self._relevant = frozenset() if training is None else frozenset(
@@ -105,7 +106,7 @@ class DecisionTracker:
 
     # -- exposure and feedback (store lock held) --------------------------------------------
     def open(self, seq: int, variant: int, epoch: int, segment: tuple[int, ...], tag: int,
-             unit_row: int | None = None, now: float = 0.0) -> None:
+             unit_row: Hashable | None = None, now: float = 0.0) -> None:
         """Start tracking decision ``seq`` (issued at ``now``); it trains unless it is a
         holdout decision. A decision evicted from the ring keeps its contribution."""
         g = self.groups.row_of((variant, epoch, segment, tag))
@@ -133,7 +134,8 @@ class DecisionTracker:
         if self._train[slot] and m in self._relevant:
             self._retrain(slot, self.groups.keys[g][0])
 
-    def apply_unit(self, row: int, m: int, value: float, alive: Callable[[int], bool]) -> None:
+    def apply_unit(self, row: Hashable, m: int, value: float,
+                   alive: Callable[[int], bool]) -> None:
         """Feedback by unit id: it belongs to the unit's latest decision, if still pending
         (``alive``: the store's answer, attribution window included)."""
         seq = self._unit_last.get(row)
@@ -168,6 +170,7 @@ class DecisionTracker:
 
     def _bump(self) -> None:
         self.pending += 1
+        self.updates += 1
         t = self.training
         if (t is not None and self.pending >= t.due_every and not self._signalled
                 and self.on_due is not None):

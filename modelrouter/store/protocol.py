@@ -70,6 +70,7 @@ class Store(Protocol):
     segment_dims: tuple[str, ...]
     max_pending: int
     supports_bandit: bool
+    shared: bool
 
     # -- epochs and segments ----------------------------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -128,6 +129,32 @@ class Store(Protocol):
     def peek_training(self) -> dict[str, np.ndarray]:
         """The bandit's training counters now, without starting a new refresh count."""
 
+    # -- control plane (shared stores; no-ops or None where ``shared`` is False) -------------
+    def publish_control(self, record: Mapping[str, Any], expected: int) -> bool:
+        """Publish ``record`` (JSON-safe, with its ``epoch``) if the newest published epoch is
+        still ``expected``; False if another process published first."""
+
+    def read_control(self) -> dict[str, Any] | None:
+        """The newest published routing state (with its ``epoch`` and the shared bandit
+        ``updates``), None if none was published or the store is not shared."""
+
+    def watch(self, callback: Callable[[], object], owner: str) -> None:
+        """Call ``callback()`` on the store's background thread after every flush; ``owner``
+        is this process's decision-id prefix (values forwarded to it are applied there)."""
+
+    def claim(self, key: str, ttl: float) -> bool | None:
+        """Claim a feedback key for ``ttl`` seconds across processes: True the first time,
+        False after; None when the store is not shared (the caller de-duplicates locally)."""
+
+    def unclaim(self, key: str) -> None:
+        """Undo :meth:`claim` (the feedback could not be recorded)."""
+
+    def forward(self, owner: str, seq: int, metric: int, value: float, full: bool) -> None:
+        """Hand a value for decision ``seq`` of the process whose decision ids start with
+        ``owner`` to that process (shared stores): ``full`` records it there as
+        ``record_seq`` would; otherwise (the unit's value is already recorded here) only its
+        bandit decision tracker takes it."""
+
     # -- lifecycle (no-ops for stores without background work) ------------------------------
     def start(self) -> None:
         """Start background work (idempotent)."""
@@ -157,6 +184,7 @@ class BaseStore(abc.ABC):
     docstring); subclasses implement the abstract methods."""
 
     supports_bandit: bool = False
+    shared: bool = False  # several processes share the state (and the routing control plane)
 
     def __init__(self, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
                  level: str = "user", max_pending: int = 1_000_000,
@@ -263,8 +291,31 @@ class BaseStore(abc.ABC):
         training = tracker.training if tracker is not None else None
         reward = (f"reward ({self.metric_names[training.reward]!r}): "
                   if training is not None else "")
-        return ConfigError(f"{reward}bandit mode needs store='memory' for now, got a "
-                           f"{type(self).__name__}")
+        return ConfigError(f"{reward}bandit mode needs a store that tracks decisions (memory "
+                           f"or redis); got a {type(self).__name__}")
+
+    def publish_control(self, record: Mapping[str, Any], expected: int) -> bool:
+        """One process: always published (there is nobody to race)."""
+        return True
+
+    def read_control(self) -> dict[str, Any] | None:
+        """One process: nothing published elsewhere."""
+        return None
+
+    def watch(self, callback: Callable[[], object], owner: str) -> None:  # noqa: B027
+        """One process: nothing to watch (an optional member, a no-op by design)."""
+
+    def claim(self, key: str, ttl: float) -> bool | None:
+        """Not shared: None (the caller's local set de-duplicates)."""
+        return None
+
+    def unclaim(self, key: str) -> None:  # noqa: B027 - an optional member: a no-op by design
+        """Nothing claimed."""
+
+    def forward(self, owner: str, seq: int, metric: int, value: float, full: bool) -> None:
+        """Refused: no other process can be reached through this store."""
+        raise ConfigError("this store is not shared: feedback for another process's decision "
+                          "cannot be forwarded (use a shared store, store='redis://...')")
 
     def start(self) -> None:  # noqa: B027 - an optional member: a no-op by design
         """Nothing to start."""

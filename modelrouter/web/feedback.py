@@ -6,20 +6,26 @@ so a batch is checked as a whole before anything is recorded.
 
 Idempotency: a bounded "seen" set of ``(decision id, metric)`` pairs (a
 :class:`cachetools.TTLCache` whose entries live for the attribution window, the time a token is
-accepted) makes the same feedback count once. The set is per process and bounded by
-``RouterConfig.max_seen_feedback``: past that many pairs within one window, the oldest are
-forgotten and a replay of those would count again. Thread-safe (one lock around the set).
+accepted) makes the same feedback count once in this process, bounded by
+``RouterConfig.max_seen_feedback`` (past that many pairs within one window, the oldest are
+forgotten). With a shared store (Redis), each pair is also claimed in the store
+(:meth:`Store.claim <modelrouter.store.protocol.Store.claim>`, ``SET NX`` with the window as
+time to live), so a replay to any worker of any host counts once, without a size bound; that
+is one Redis round trip per feedback item (the HTTP surface runs it off the event loop), and a
+store that cannot be reached refuses the feedback (503) rather than risk counting it twice.
+Thread-safe (one lock around the local set).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from typing import NamedTuple
 
 from cachetools import TTLCache
 
-from modelrouter.exceptions import FeedbackError, UnknownMetricError
+from modelrouter.exceptions import FeedbackError, StoreError, UnknownMetricError
 from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.tokens import Signer, TokenPayload
 from modelrouter.routing.values import check_value
@@ -84,11 +90,22 @@ class TokenFeedback:
                 self.counts[item.metric, "duplicate"] += 1
                 return False
             self._seen[key] = True
+        store = self.experiment.store
+        shared_key = f"{key[0]}|{key[1]}"
+        claimed: bool | None = None
         try:
+            claimed = store.claim(shared_key, self._window)
+            if claimed is False:  # another worker counted it
+                with self._lock:
+                    self.counts[item.metric, "duplicate"] += 1
+                return False
             self.experiment.record_token(item.payload, item.metric, item.value)
         except BaseException:
             with self._lock:
                 self._seen.pop(key, None)
+            if claimed:
+                with contextlib.suppress(StoreError):
+                    store.unclaim(shared_key)
             raise
         with self._lock:
             self.counts[item.metric, "recorded"] += 1

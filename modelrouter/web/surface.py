@@ -28,6 +28,7 @@ so not even the length leaks).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qs
 
@@ -173,9 +174,11 @@ class HTTPSurface:
                    for i, item in enumerate(items)]
         results: list[dict[str, object]] = []
         recorded_total = duplicates = 0
+        commit = self.feedback.commit
+        shared = self.experiment.store.shared  # the seen set is in Redis: off the event loop
         for i, item in enumerate(checked):
             try:
-                recorded = self.feedback.commit(item)
+                recorded = await asyncio.to_thread(commit, item) if shared else commit(item)
             except FeedbackError as exc:  # attribution failed after validation (race, eviction)
                 if not batch:
                     raise HTTPError(_feedback_status(exc), str(exc)) from None

@@ -4,14 +4,17 @@
 memory store's :class:`~modelrouter.store.types.Deltas` and the experiment's
 :class:`~.layout.Layout`; it never sees the store.
 
-An op is ``(kind, hash, field, value)`` with kind ``i`` (HINCRBY), ``f`` (HINCRBYFLOAT) or
-``n`` (HSETNX). Ops are packed into chunks; each chunk is one call of :data:`LUA`, which
+An op is ``(kind, hash, field, value)`` with kind ``i`` (HINCRBY), ``f`` (HINCRBYFLOAT),
+``n`` (HSETNX) or ``l`` (RPUSH ``value`` to a list, then PEXPIRE it to ``field`` ms: a value
+forwarded to the worker that owns its decision, control.py). Ops are packed into chunks;
+each chunk is one call of :data:`LUA`, which
 
 1. returns 0 at once when the chunk's batch id (marker key) exists: a retried batch whose
    reply was lost is not applied twice;
 2. validates everything before it writes anything: the ops decode (a unit id with a lone
-   surrogate does not), every key is a hash (or absent), every increment is a finite number
-   (an integer for HINCRBY), every stored value it adds to is a number, and every total,
+   surrogate does not), every key is a hash (a list for ``l`` ops) or absent, every increment
+   is a finite number (an integer for HINCRBY), every stored value it adds to is a number, and
+   every total,
    computed as the batch would leave it, stays finite (and, for HINCRBY, within 64 bits);
 3. only then applies every op and sets the marker, last.
 
@@ -41,11 +44,13 @@ from modelrouter.store.histogram import N_SLOTS
 from modelrouter.store.looks import Look
 from modelrouter.store.redis.buffer import DeltaBuffer, FirstExposure
 from modelrouter.store.redis.layout import Layout
+from modelrouter.store.redis.tracking import Forward, SyncDeltas
 from modelrouter.store.rows import SUMS_PER_METRIC
 from modelrouter.store.types import Deltas, EpochInfo
 
-__all__ = ["FIRST_KEY", "LUA", "counter_ops", "drain_ops", "group_ops", "latency_ops",
-           "lost_tallies", "pack_batches", "unit_ops"]
+__all__ = ["FIRST_KEY", "LUA", "counter_ops", "decision_ops", "drain_ops", "forward_ops",
+           "group_ops", "latency_ops", "lost_tallies", "pack_batches", "training_ops",
+           "unit_ops"]
 
 Op = tuple[str, str, str, str]
 Batch = tuple[str, list[str], list[str]]
@@ -82,11 +87,7 @@ local ok, ops = pcall(cjson.decode, ARGV[2])
 if not ok or type(ops) ~= 'table' then
   return refuse('ops', 'the batch does not decode: ' .. tostring(ops))
 end
-for i = 4, #KEYS do
-  local t = redis.call('TYPE', KEYS[i])['ok']
-  if t ~= 'hash' and t ~= 'none' then return refuse('type', KEYS[i] .. ' is a ' .. t) end
-end
-local total = {}
+local total, kinds = {}, {}
 for i = 1, #ops do
   local o = ops[i]
   if type(o) ~= 'table' or type(o[2]) ~= 'number' or o[2] < 4 or KEYS[o[2]] == nil
@@ -94,7 +95,17 @@ for i = 1, #ops do
     return refuse('ops', 'op ' .. i .. ' is malformed')
   end
   local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
-  if op == 'i' or op == 'f' then
+  local want = 'hash'
+  if op == 'l' then want = 'list' end
+  local t = kinds[k]
+  if t == nil then
+    t = redis.call('TYPE', k)['ok']
+    kinds[k] = t
+  end
+  if t ~= want and t ~= 'none' then return refuse('type', k .. ' is a ' .. t) end
+  if op == 'l' then
+    if not string.find(f, '^%d+$') then return refuse('ops', 'op ' .. i .. ': ttl ' .. f) end
+  elseif op == 'i' or op == 'f' then
     local d = tonumber(v)
     if d == nil or not finite(d) or string.find(v, '[xXnN]')
         or (op == 'i' and not string.find(v, '^%-?%d+$')) then
@@ -127,6 +138,9 @@ for i = 1, #ops do
   local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
   if op == 'i' then redis.call('HINCRBY', k, f, v)
   elseif op == 'f' then redis.call('HINCRBYFLOAT', k, f, v)
+  elseif op == 'l' then
+    redis.call('RPUSH', k, v)
+    redis.call('PEXPIRE', k, f)
   else redis.call('HSETNX', k, f, v) end
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
@@ -163,6 +177,34 @@ def group_ops(groups: Sequence[tuple[tuple[int, int, tuple[int, ...]], list[floa
                           separators=_COMPACT)
         ops += [("f", "groups", f"{name}#{k}", repr(v)) for k, v in enumerate(s) if v]
     return ops
+
+
+def decision_ops(groups: Sequence[tuple[tuple[int, int, tuple[int, ...], int], list[float]]],
+                 tables: Sequence[Sequence[str]]) -> list[Op]:
+    """Bandit decisions: group sum increments keyed by variant, epoch, segment values and tag
+    (the IPW analysis of every worker's decisions reads them back, snapshot.py)."""
+    ops: list[Op] = []
+    for (variant, epoch, seg, tag), s in groups:
+        name = json.dumps([variant, epoch, [tables[d][c] for d, c in enumerate(seg)], tag],
+                          separators=_COMPACT)
+        ops += [("f", "decisions", f"{name}#{k}", repr(v)) for k, v in enumerate(s) if v]
+    return ops
+
+
+def training_ops(names: Sequence[str], deltas: Sequence[Sequence[float]],
+                 updates: int) -> list[Op]:
+    """Bandit training counter increments (``<counter>:<arm>``) and the updates count."""
+    ops: list[Op] = [("f", "training", f"{n}:{i}", repr(float(v)))
+                     for n, row in zip(names, deltas) for i, v in enumerate(row) if v]
+    if updates:
+        ops.append(("f", "training", "updates", repr(float(updates))))
+    return ops
+
+
+def forward_ops(forwards: Sequence[Forward], ttl_ms: int) -> list[Op]:
+    """Values for decisions of other workers, pushed to their inboxes (control.py)."""
+    return [("l", "inbox:" + owner, str(ttl_ms), json.dumps([seq, m, v, full]))
+            for owner, seq, m, v, full in forwards]
 
 
 def latency_ops(variants: Sequence[str], hist: array[int], sums: Sequence[float]) -> list[Op]:
@@ -234,9 +276,13 @@ def pack_batches(ops: Sequence[Op], prefix: str, worker: str, last_no: int) -> l
     return batches
 
 
-def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout) -> list[Op]:
+def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout, sync: SyncDeltas | None = None,
+              counter_names: Sequence[str] = (), forwards: Sequence[Forward] = (),
+              ttl_ms: int = 0) -> list[Op]:
     """Every op of a swapped-out buffer and of the local store's deltas (request level: its
-    group sums, requests and latencies; both levels: segment overflow)."""
+    group sums, requests and latencies; both levels: segment overflow), and of the bandit's
+    decision deltas when it tracks decisions (tracking.py) and the values forwarded to other
+    workers (control.py)."""
     tables = local.segment_tables
     if layout.unit_level:
         ops = unit_ops(buf.first, buf.exposures, buf.xy, layout.metric_names, tables)
@@ -250,4 +296,8 @@ def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout) -> list[Op]:
                        buf.epochs, buf.looks)
     ops += latency_ops(layout.variants, buf.hist, buf.hist_sum)
     ops += latency_ops(layout.variants, local.hist, local.hist_sum)
-    return ops
+    if sync is not None:
+        groups, counters, updates = sync
+        ops += decision_ops(groups, tables)
+        ops += training_ops(counter_names, counters, updates)
+    return ops + forward_ops(forwards, ttl_ms)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,7 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
             sums.setdefault(key, [0.0] * width)[int(kk)] += float(v)
         for key, s in sums.items():
             groups[key] = moments_of_row(s, layout.metric_names)
+    decisions = _decisions(layout, data.get("decisions", {}), code)
     seg_values = {d: tuple(sorted(t, key=t.__getitem__))
                   for d, t in zip(layout.segment_dims, tables)}
     snap = Snapshot(variants=layout.variants, metrics=layout.metrics, level=layout.level,
@@ -115,13 +117,26 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
                             **{name: counters.get(name, 0) for name in _REFUSED_COUNTERS},
                             **{f"refused:{reason}": int(n)
                                for reason, n in sorted(data.get("refused", {}).items())}},
-                    latency=_latency(layout.variants, data["latency"]),
+                    latency=_latency(layout.variants, data["latency"]), decisions=decisions,
                     source="every worker and host (Redis store)")
     if data["looks"]:
         looks = sorted((Look.from_dict(json.loads(v)) for v in data["looks"].values()),
                        key=lambda k: (k.taken_at, k.metric, k.variant, k.number))
         snap = dataclasses.replace(snap, looks=tuple(looks))
     return snap
+
+
+def _decisions(layout: Layout, fields: dict[str, str], code: Callable[[int, str], int]
+               ) -> dict[tuple[int, int, tuple[int, ...], int], tuple[int, dict[str, Moments]]]:
+    """Every worker's bandit decision sums (``decisions`` hash, batch.decision_ops)."""
+    width = 1 + SUMS_PER_METRIC * len(layout.metric_names)
+    sums: dict[tuple[int, int, tuple[int, ...], int], list[float]] = {}
+    for field, v in fields.items():
+        name, _, kk = field.rpartition("#")
+        variant, epoch, seg, tag = json.loads(name)
+        key = (int(variant), int(epoch), tuple(code(d, s) for d, s in enumerate(seg)), int(tag))
+        sums.setdefault(key, [0.0] * width)[int(kk)] += float(v)
+    return {key: moments_of_row(s, layout.metric_names) for key, s in sums.items()}
 
 
 def _latency(variants: tuple[str, ...], fields: dict[str, str]) -> LatencyHistogram:
@@ -165,7 +180,7 @@ def check_meta(layout: Layout, client: Any) -> None:
 def culprit_key(prefix: str, data: dict[str, dict[str, str]]) -> str:
     """The first key holding a value a snapshot cannot read, for the error message."""
     for name, fields in data.items():
-        if name in ("first", "epochs", "looks", "groups"):
+        if name in ("first", "epochs", "looks", "groups", "decisions"):
             continue  # JSON values or keys, checked by the snapshot itself
         for value in fields.values():
             try:

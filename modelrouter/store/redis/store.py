@@ -26,28 +26,28 @@ buffered. (The routing core refuses far smaller values first; this is the store'
 
 Snapshots (:meth:`RedisStore.snapshot`) read every key in one MULTI transaction and rebuild the
 same :class:`~modelrouter.store.types.Snapshot` the memory store gives, so the analysis is
-unchanged. Decision ids stay local to the worker that issued them; feedback by unit id
-(``record_unit``) may arrive at any worker.
+unchanged. Feedback by unit id may arrive at any worker; a value for another worker's
+decision is forwarded to it (sharing.py). Bandit mode: each worker tracks its decisions; their
+sums and the training counters are flushed as deltas and merged (tracking.py, control.py).
 
-Module layout (``store -> batch, snapshot -> buffer, layout``): the request path writes a
-:class:`~.buffer.DeltaBuffer`; a flush swaps it out and :func:`~.batch.drain_ops` turns it (with
-the local store's ``take_deltas``) into batches; :func:`~.snapshot.build_snapshot` rebuilds
-snapshots. Those modules get plain values (a :class:`~.layout.Layout`), never the store.
+Module layout: the request path writes a :class:`~.buffer.DeltaBuffer`; the flusher
+(flusher.py) swaps it out and :func:`~.batch.drain_ops` turns it into batches;
+:func:`~.snapshot.build_snapshot` rebuilds snapshots, from plain values, never the store.
 
 Thread safety: hot-path methods hold ``_lock`` (the buffer, the pending ring, the decision
 counter) for microseconds; the local memory store has its own lock (segment codes, epochs,
-looks, request-level sums). The flusher holds ``_flush_lock`` (the batch queue, the meta check,
-the flusher thread) while talking to Redis, taking ``_lock`` only to swap the buffer; no
-code holds ``_lock`` and the local store's lock together.
+looks, request-level sums). The flusher holds its lock (the batch queue, the meta check, the
+thread) while talking to Redis, taking ``_lock`` only to swap the buffer; no code holds
+``_lock`` and the local store's lock together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import StoreError
@@ -55,10 +55,14 @@ from modelrouter.store.histogram import slot_of as latency_slot
 from modelrouter.store.looks import Look
 from modelrouter.store.memory import MemoryStore
 from modelrouter.store.protocol import BaseStore
-from modelrouter.store.redis.batch import LUA, Batch, drain_ops, pack_batches
+from modelrouter.store.redis.batch import Batch, drain_ops, pack_batches
 from modelrouter.store.redis.buffer import MAX_SQUARABLE, DeltaBuffer, too_large, unit_text
+from modelrouter.store.redis.control import SharedControl
+from modelrouter.store.redis.flusher import Flusher
 from modelrouter.store.redis.layout import Layout, text
-from modelrouter.store.redis.snapshot import build_snapshot, check_meta, culprit_key
+from modelrouter.store.redis.sharing import SharedMembers
+from modelrouter.store.redis.snapshot import build_snapshot, culprit_key
+from modelrouter.store.redis.tracking import DecisionSync, Forward
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.types import EpochInfo, Snapshot
 
@@ -66,6 +70,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from modelrouter.config import MetricSpec
+    from modelrouter.store.decisions import DecisionTracker
 
 __all__ = ["RedisStore"]
 
@@ -80,8 +85,11 @@ def _redis() -> Any:
     return redis
 
 
-class RedisStore(BaseStore):
+class RedisStore(SharedMembers, BaseStore):
     """Local buffer on the request path, Redis as the merged state of every worker."""
+
+    supports_bandit = True
+    shared = True
 
     def __init__(self, url: str, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
                  experiment: str = "experiment", level: str = "user",
@@ -108,12 +116,10 @@ class RedisStore(BaseStore):
         self._client = client if client is not None else redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
             retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
-        self._script = self._client.register_script(LUA)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         # no answer at all (connection refused or lost, timeout), as opposed to an error reply
         self._unavailable: tuple[type[BaseException], ...] = (
             redis.ConnectionError, redis.TimeoutError, OSError)
-        self._script_keys = [self.prefix + "counters", self.prefix + "refused"]
         # the local reference store: segment codes, epochs, looks; request level: everything
         self._local = MemoryStore(self.variants, self.metrics, level=level,
                                   max_pending=max_pending,
@@ -128,19 +134,16 @@ class RedisStore(BaseStore):
         self._lat, self._err = self.metric_index["latency_ms"], self.metric_index["error"]
         self._buf = DeltaBuffer(len(self.variants), self.max_buffer)
         self._dropped = [0, 0]  # exposures, values: flushed so far, for stats()
-        self._flush_lock = threading.Lock()
-        self._queue: list[Batch] = []
-        self._batch_no = 0
-        self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
-        self._meta_ok = False
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
-        self.flushed_events = 0
-        self.failed_flushes = 0
-        self.refused_batches = 0  # by this worker; every worker's: snapshot().losses
-        self.last_refusal: str | None = None
+        self._flusher = Flusher(self._client, self.layout, self._drain, self._after_flush,
+                                flush_seconds=self.flush_seconds, max_backoff=self.max_backoff,
+                                errors=self._errors, unavailable=self._unavailable,
+                                where=f"Redis at {self._safe_url()}")
+        self.control = SharedControl(self._client, self.layout, self._guard)
+        self._sync: DecisionSync | None = None  # bandit mode: this worker's decisions
+        self._watchers: list[Callable[[], object]] = []
+        self._owner: str | None = None  # this process's decision-id prefix (its inbox)
+        self._forwards: list[Forward] = []  # values for other workers' decisions
+        self.forwarded = [0, 0, 0]  # values forwarded, taken from the inbox, lost there
 
     # -- protocol: epochs, segments, looks -----------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -169,8 +172,8 @@ class RedisStore(BaseStore):
     def expose(self, unit: str | None, variant: int, propensity: float, epoch: int,
                segment: tuple[int, ...] = (), now: float | None = None) -> int:
         """Count one routed request in the buffer; return its decision handle."""
-        if self._thread is None:
-            self.start()
+        if self._flusher.thread is None:
+            self._flusher.start()
         if not self.unit_level:
             return self._local.expose(None, variant, propensity, epoch, segment, now)
         if unit is None:
@@ -194,7 +197,7 @@ class RedisStore(BaseStore):
                 self._ring_unit[ring.remember(seq, now, variant)] = unit
             size = buf.size
         if size >= self.flush_events:
-            self._wake.set()
+            self._flusher.wake.set()
         return seq
 
     def uncounted(self) -> None:
@@ -208,10 +211,15 @@ class RedisStore(BaseStore):
             raise too_large(value)
         if not self.unit_level:
             self._local.record_seq(seq, metric, value, window=window)
+            if self._sync is not None:
+                with self._lock:
+                    self._sync.tracker.apply(seq, metric, value)
             return
         with self._lock:
             slot = self.ring.slot_of(seq, window)
             self._buf.add(self._ring_unit[slot], metric, self.ring.row[slot], value)
+            if self._sync is not None:
+                self._sync.tracker.apply(seq, metric, value)
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Buffer the automatic metrics of a finished request."""
@@ -221,17 +229,21 @@ class RedisStore(BaseStore):
             raise too_large(latency_ms if bad_latency else error)
         if not self.unit_level:
             self._local.record_auto(seq, latency_ms, error)
-            return
-        h = latency_slot(latency_ms)
-        with self._lock:
-            slot = self.ring.find(seq)
-            if slot < 0:
-                return
-            unit, variant = self._ring_unit[slot], self.ring.row[slot]
-            buf = self._buf
-            buf.add(unit, self._lat, variant, latency_ms)
-            buf.add(unit, self._err, variant, error)
-            buf.add_latency(variant, h, latency_ms)
+        else:
+            h = latency_slot(latency_ms)
+            with self._lock:
+                slot = self.ring.find(seq)
+                if slot < 0:
+                    return
+                unit, variant = self._ring_unit[slot], self.ring.row[slot]
+                buf = self._buf
+                buf.add(unit, self._lat, variant, latency_ms)
+                buf.add(unit, self._err, variant, error)
+                buf.add_latency(variant, h, latency_ms)
+        if self._sync is not None:
+            with self._lock:
+                self._sync.tracker.apply(seq, self._lat, latency_ms)
+                self._sync.tracker.apply(seq, self._err, error)
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Buffer a value for a unit; the unit may have been exposed by another worker."""
@@ -242,134 +254,123 @@ class RedisStore(BaseStore):
         with self._lock:
             buf = self._buf
             buf.add(unit, metric, buf.variant_of(unit), value)
+            if self._sync is not None:
+                self._sync.tracker.apply_unit(unit, metric, value, self.ring.alive)
 
     def has_unit(self, unit: str) -> bool:
         """Whether the unit is in this worker's unflushed buffer (no network)."""
         return unit in self._buf.first
 
-    # -- flushing ------------------------------------------------------------------------
+    # -- bandit decisions (tracking.py) ----------------------------------------------------
+    def track_decisions(self, tracker: DecisionTracker) -> None:
+        """Track this worker's bandit decisions; their sums and training counters are
+        flushed to Redis and merged with every other worker's."""
+        with self._lock:
+            self._sync = DecisionSync(tracker)
+
+    def expose_decision(self, unit: str | None, variant: int, propensity: float, epoch: int,
+                        segment: tuple[int, ...] = (), now: float | None = None,
+                        tag: int = 0) -> int:
+        """:meth:`expose` a bandit decision and open it in this worker's tracker."""
+        now = self.clock() if now is None else now
+        seq = self.expose(unit, variant, propensity, epoch, segment, now)
+        with self._lock:
+            if self._sync is not None:
+                self._sync.tracker.open(seq, variant, epoch, segment, tag, unit, now)
+        return seq
+
+    def take_training(self) -> tuple[dict[str, np.ndarray], int]:
+        """The training counters of every worker (as flushed to Redis); this worker's own if
+        Redis cannot be read (logged), so routing goes on."""
+        import numpy as np
+
+        sync = self._sync
+        if sync is None:
+            return super().take_training()
+        names = sync.tracker.counter_names
+        try:
+            counters = self.control.training(names, len(self.variants))
+        except StoreError as exc:
+            log.warning("modelrouter: bandit weights from this worker's counters only: %s", exc)
+            with self._lock:
+                return sync.tracker.take_counters()
+        with self._lock:
+            pending = sync.tracker.take_counters()[1]
+        return {n: np.array(c) if n == "sum" else np.maximum(np.array(c), 0.0)
+                for n, c in counters.items()}, pending
+
+    def peek_training(self) -> dict[str, np.ndarray]:
+        """:meth:`take_training` without starting a new refresh count."""
+        if self._sync is None:
+            return super().peek_training()
+        with self._lock:
+            pending = self._sync.tracker.pending
+        counters, _ = self.take_training()
+        with self._lock:
+            self._sync.tracker.pending = pending
+        return counters
+
+    # -- flushing (flusher.py) ----------------------------------------------------------
     def start(self) -> None:
         """Start the flusher thread (idempotent; also started by the first request)."""
-        with self._flush_lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="modelrouter-redis-flush",
-                                            daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        backoff = 0.05
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            try:
-                self._flush_once()
-                backoff = 0.05
-            except StoreError as exc:
-                self.last_error = str(exc)
-                self.failed_flushes += 1
-                log.warning("modelrouter: Redis flush failed (retry in %.2fs): %s", backoff, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2.0, self.max_backoff)
+        self._flusher.start()
 
     def flush(self) -> None:
         """Write every buffered delta to Redis now; StoreError if Redis cannot be reached
         (the deltas stay buffered and the flusher retries)."""
-        self._flush_once()
+        self._flusher.flush()
 
     def close(self) -> None:
         """Stop the flusher and flush what is left (best effort: errors are logged)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        try:
-            self._flush_once()
-        except StoreError as exc:
-            log.error("modelrouter: final Redis flush failed, deltas lost: %s", exc)
-
-    def _flush_once(self) -> None:
-        with self._flush_lock:
-            doing = "the configuration check"
-            try:
-                if not self._meta_ok:
-                    self._check_meta()
-                if not self._queue:
-                    self._queue = self._drain()
-                while self._queue:
-                    batch_id, keys, argv = self._queue[0]
-                    doing = f"batch {batch_id}"
-                    reply = self._script(keys=[self.prefix + "batch:" + batch_id,
-                                               *self._script_keys, *keys],
-                                         args=argv, client=self._client)
-                    self._queue.pop(0)
-                    if isinstance(reply, list) and reply and reply[0] == -1:
-                        self._refused(batch_id, argv, reply)
-                    else:
-                        self.flushed_events += int(argv[2])
-                self.last_error = None
-            except self._unavailable as exc:
-                self._meta_ok = False
-                raise StoreError(f"Redis at {self._safe_url()} is unavailable ({doing} is kept "
-                                 f"and retried): {exc}") from exc
-            except self._errors as exc:  # an error reply: Redis is there but said no
-                self._meta_ok = False
-                raise StoreError(f"Redis at {self._safe_url()} refused {doing} (kept and "
-                                 f"retried): {exc}") from exc
-
-    def _refused(self, batch_id: str, argv: list[str], reply: list[Any]) -> None:
-        """A batch the script refused: dropped whole, already counted in Redis; log it."""
-        reason, detail = (text(v) for v in reply[1:3])
-        self.refused_batches += 1
-        self.last_refusal = f"batch {batch_id} ({argv[2]} updates) refused: {reason}: {detail}"
-        log.error("modelrouter: Redis refused %s; it is dropped whole and counted in the "
-                  "losses", self.last_refusal)
+        self._flusher.close()
 
     def _safe_url(self) -> str:
         from modelrouter.config.store import redact_url
 
         return redact_url(self.url)
 
-    def _check_meta(self) -> None:
-        check_meta(self.layout, self._client)
-        self._meta_ok = True
-
-    def _drain(self) -> list[Batch]:
+    def _drain(self, worker: str, last_no: int) -> list[Batch]:
         """Swap the buffer out under the lock; turn it into idempotent script calls
-        (``_flush_lock`` held)."""
+        (the flusher's lock held)."""
         fresh = DeltaBuffer(len(self.variants), self.max_buffer)
         with self._lock:
             buf, self._buf = self._buf, fresh
+            sync = None if self._sync is None else self._sync.take()
+            names = () if self._sync is None else self._sync.tracker.counter_names
+            forwards, self._forwards = self._forwards, []
         self._dropped[0] += buf.dropped[0]
         self._dropped[1] += buf.dropped[1]
-        ops = drain_ops(buf, self._local.take_deltas(), self.layout)
-        batches = pack_batches(ops, self.prefix, self._worker, self._batch_no)
-        self._batch_no += len(batches)
-        return batches
+        ops = drain_ops(buf, self._local.take_deltas(), self.layout, sync, names, forwards,
+                        int(self.attribution_window * 1000))
+        return pack_batches(ops, self.prefix, worker, last_no)
 
     # -- reading -------------------------------------------------------------------------
     def stats(self) -> dict[str, object]:
         """This worker's buffer and flusher state (no network)."""
         buf = self._buf
-        return {"buffered": buf.size, "queued_batches": len(self._queue),
+        return {"buffered": buf.size, **self._flusher.stats(),
                 "dropped_exposures": self._dropped[0] + buf.dropped[0],
                 "dropped_values": self._dropped[1] + buf.dropped[1],
-                "flushed_events": self.flushed_events, "failed_flushes": self.failed_flushes,
-                "last_error": self.last_error, "refused_batches": self.refused_batches,
-                "last_refusal": self.last_refusal}
+                "forwarded": self.forwarded[0],
+                "forwarded_in": self.forwarded[1], "forwarded_lost": self.forwarded[2]}
+
+    @contextlib.contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Redis errors as StoreError, saying whether Redis is away or said no."""
+        try:
+            yield
+        except self._unavailable as exc:
+            raise StoreError(f"Redis at {self._safe_url()} is unavailable ({doing}): "
+                             f"{exc}") from exc
+        except self._errors as exc:
+            raise StoreError(f"Redis at {self._safe_url()} refused {doing}: {exc}") from exc
 
     def _read(self, names: list[str]) -> dict[str, dict[str, str]]:
-        try:  # one MULTI: batches are atomic scripts, so the read is a consistent cut
+        with self._guard("the read"):  # one MULTI: batches are atomic, so a consistent cut
             pipe = self._client.pipeline(transaction=True)
             for n in names:
                 pipe.hgetall(self.prefix + n)
             results = pipe.execute()
-        except self._unavailable as exc:
-            raise StoreError(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
-        except self._errors as exc:
-            raise StoreError(f"Redis at {self._safe_url()} refused the read: {exc}") from exc
         return {n: {text(k): text(v) for k, v in r.items()} for n, r in zip(names, results)}
 
     def event_counters(self, metric: str) -> dict[str, np.ndarray]:
@@ -385,7 +386,7 @@ class RedisStore(BaseStore):
         """The merged state of every worker (what they have flushed), as one Snapshot."""
         taken = self.clock()
         names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks",
-                 "latency", "refused"]
+                 "latency", "refused", "decisions"]
         names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
         data = self._read(names)
         try:

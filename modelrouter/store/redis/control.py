@@ -1,0 +1,126 @@
+"""What Redis shares between workers beyond the statistics: the routing control plane, the
+bandit's training counters, the feedback seen set and the forwarding inboxes.
+
+- ``mr:{exp}:control`` (hash ``epoch``, ``record``): the routing state in force for every
+  worker (mode, A/B weights, active arms, rollback hold, bandit weights; see
+  :mod:`modelrouter.routing.state`). :meth:`SharedControl.publish` replaces it only if the
+  epoch stored is still the one the publisher started from (compare-and-set in one script,
+  which also records the new epoch in the ``epochs`` hash); a publisher that lost the race
+  adopts the newer record and tries again. No record means epoch 0, the configured start.
+- ``mr:{exp}:training``: the bandit's training counters (``<counter>:<arm index>``) and
+  ``updates`` (training updates so far), the additive sum of every worker's deltas (flushed
+  with the statistics, batch.py). Every worker computes weights from these global counters.
+- ``mr:{exp}:seen:<decision id>|<metric>``: a feedback token's (decision, metric) was counted;
+  ``SET NX PX`` with the attribution window as time to live, so a replay to any worker is
+  refused once.
+- ``mr:{exp}:inbox:<decision-id prefix>``: values for a decision that another worker issued
+  (its pending ring is there): pushed in the sender's batch, popped by the owner after its
+  flushes and applied to its decision tracker. The list lives one attribution window.
+
+Reads and writes here are control-plane or feedback calls, never on the request path.
+
+Thread safety: redis-py clients are thread-safe; this class keeps no mutable state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from modelrouter.exceptions import StoreError
+from modelrouter.store.redis.layout import Layout, text
+
+__all__ = ["CONTROL_LUA", "SharedControl"]
+
+# KEYS[1] = control hash, KEYS[2] = epochs hash; ARGV[1] = expected epoch, ARGV[2] = new epoch,
+# ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash
+CONTROL_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if cur ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'record', ARGV[3])
+redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
+return 1
+"""
+
+INBOX_BATCH = 10_000  # values popped per call
+
+
+class SharedControl:
+    """The shared keys above for one experiment (see the module docstring)."""
+
+    def __init__(self, client: Any, layout: Layout, guard: Callable[[str], Any]) -> None:
+        self._client = client
+        self._prefix = layout.prefix
+        self._layout = layout
+        self._guard = guard  # a context manager factory: redis errors -> StoreError
+        self._cas = client.register_script(CONTROL_LUA)
+
+    def publish(self, record: Mapping[str, Any], expected: int) -> bool:
+        """Install ``record`` (its ``epoch`` must be ``expected + 1``) unless another worker
+        published after ``expected``; True if installed."""
+        epoch = int(record["epoch"])
+        if epoch != expected + 1:
+            raise ValueError(f"a record of epoch {epoch} cannot follow epoch {expected}")
+        info = json.dumps([record["mode"], list(record["propensities"]), record["at"]])
+        with self._guard("the routing change"):
+            done = self._cas(keys=[self._prefix + "control", self._prefix + "epochs"],
+                             args=[str(expected), str(epoch),
+                                   json.dumps(record, separators=(",", ":")), info],
+                             client=self._client)
+        return bool(int(done))
+
+    def read(self) -> dict[str, Any] | None:
+        """The record in force (None before the first change) with ``updates``: the
+        training updates every worker has flushed so far."""
+        with self._guard("the routing state read"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hget(self._prefix + "control", "record")
+            pipe.hget(self._prefix + "training", "updates")
+            raw, updates = pipe.execute()
+        if raw is None:
+            return {"epoch": 0, "updates": float(text(updates)) if updates else 0.0,
+                    "record": None}
+        try:
+            record = json.loads(text(raw))
+            record["epoch"] = int(record["epoch"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"Redis key {self._prefix + 'control'!r} holds a malformed "
+                             f"routing state: {exc}") from None
+        return {"epoch": record["epoch"], "updates": float(text(updates)) if updates else 0.0,
+                "record": record}
+
+    def training(self, names: Sequence[str], n_variants: int) -> dict[str, list[float]]:
+        """The global training counters ``name -> per-arm list`` (zeros before any flush)."""
+        with self._guard("the training counters read"):
+            fields = self._client.hgetall(self._prefix + "training")
+        values = {text(k): float(text(v)) for k, v in fields.items()}
+        return {n: [values.get(f"{n}:{i}", 0.0) for i in range(n_variants)] for n in names}
+
+    def claim(self, key: str, ttl: float) -> bool:
+        """``SET NX PX``: True if this call claimed ``key`` first."""
+        with self._guard("the feedback claim"):
+            return bool(self._client.set(self._prefix + "seen:" + key, "1", nx=True,
+                                         px=max(1, int(ttl * 1000))))
+
+    def unclaim(self, key: str) -> None:
+        """Drop a claim whose feedback could not be recorded."""
+        with self._guard("the feedback claim release"):
+            self._client.delete(self._prefix + "seen:" + key)
+
+    def take_inbox(self, owner: str) -> list[tuple[int, int, float, bool]]:
+        """Pop the values forwarded to ``owner`` (decoded; malformed entries are skipped)."""
+        key = self._prefix + "inbox:" + owner
+        with self._guard("the inbox read"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.lrange(key, 0, INBOX_BATCH - 1)
+            pipe.ltrim(key, INBOX_BATCH, -1)
+            raw, _ = pipe.execute()
+        out = []
+        for item in raw:
+            try:
+                seq, metric, value, full = json.loads(text(item))
+                out.append((int(seq), int(metric), float(value), bool(full)))
+            except (ValueError, TypeError):
+                continue
+        return out

@@ -1,0 +1,95 @@
+"""The Redis store's members for what workers share beyond statistics (control.py): the
+routing control plane, the feedback seen set and feedback forwarded between workers.
+
+A mixin of :class:`~modelrouter.store.redis.store.RedisStore`, kept apart so that module
+stays about the buffer and the statistics. After each flush the store's flusher calls
+:meth:`SharedMembers._after_flush`: values other workers forwarded to this one are applied
+to its decision tracker (or recorded in full for request-level decisions), then the
+watchers run (the routing state's sync: adopt a newer shared state, refresh the bandit).
+
+Thread safety: as the store's (see store.py): ``_lock`` around the tracker, the flusher's lock
+around the watcher list.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from modelrouter.exceptions import UnknownDecisionError
+from modelrouter.store.redis.control import SharedControl
+from modelrouter.store.redis.flusher import Flusher
+from modelrouter.store.redis.tracking import DecisionSync, Forward
+
+__all__ = ["SharedMembers"]
+
+log = logging.getLogger("modelrouter.store.redis")
+
+
+class SharedMembers:
+    """Control-plane and cross-worker feedback members of the Redis store."""
+
+    control: SharedControl
+    _flusher: Flusher
+    _lock: threading.Lock
+    _sync: DecisionSync | None
+    _watchers: list[Callable[[], object]]
+    _owner: str | None
+    _forwards: list[Forward]
+    forwarded: list[int]
+
+    if TYPE_CHECKING:
+        def record_seq(self, seq: int, metric: int, value: float, *,
+                       window: bool = True) -> None: ...
+
+    # -- control plane and cross-worker feedback (control.py) ---------------------------
+    def publish_control(self, record: Mapping[str, Any], expected: int) -> bool:
+        """Compare-and-set the shared routing state (StoreError if Redis cannot be reached:
+        the change is refused before anything changes)."""
+        return self.control.publish(record, expected)
+
+    def read_control(self) -> dict[str, Any] | None:
+        """The shared routing state in force (see control.py)."""
+        return self.control.read()
+
+    def watch(self, callback: Callable[[], object], owner: str) -> None:
+        """Call ``callback`` after each flush; pop values forwarded to ``owner`` first."""
+        with self._flusher.lock:
+            self._owner = owner
+            self._watchers.append(callback)
+
+    def claim(self, key: str, ttl: float) -> bool | None:
+        """Claim a feedback key in Redis (``SET NX PX``): counted once by all workers."""
+        return self.control.claim(key, ttl)
+
+    def unclaim(self, key: str) -> None:
+        """Release a claim (the feedback was not recorded)."""
+        self.control.unclaim(key)
+
+    def forward(self, owner: str, seq: int, metric: int, value: float, full: bool) -> None:
+        """Buffer a value for another worker's decision; pushed to its inbox by the flush."""
+        with self._lock:
+            self._forwards.append((owner, seq, metric, value, full))
+            self.forwarded[0] += 1
+
+    def _after_flush(self) -> None:
+        """Apply the values forwarded to this worker, then run the watchers (errors logged)."""
+        owner = self._owner
+        if owner is not None:
+            for seq, metric, value, full in self.control.take_inbox(owner):
+                self.forwarded[1] += 1
+                try:
+                    if full:
+                        self.record_seq(seq, metric, value, window=False)
+                    elif self._sync is not None:  # the unit's value was recorded by the sender
+                        with self._lock:
+                            self._sync.tracker.apply(seq, metric, value)
+                except UnknownDecisionError:
+                    self.forwarded[2] += 1  # evicted from the pending ring meanwhile
+        for callback in list(self._watchers):
+            try:
+                callback()
+            except Exception:  # a watcher must not stop the flusher
+                log.exception("modelrouter: a routing-state watcher failed")
