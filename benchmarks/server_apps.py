@@ -1,30 +1,76 @@
-"""ASGI apps for benchmarks/bench_server.py: the same trivial endpoint, bare and routed."""
+"""ASGI apps for benchmarks/bench_server.py and profile_server.py: the same endpoints, bare and
+routed.
+
+Two endpoints (issue 17):
+
+- ``/ok``: a trivial ``PlainTextResponse("ok")`` (a thin endpoint: a feature lookup, a cached
+  answer), where the router's own cost is most visible;
+- ``/model``: scikit-learn ``LogisticRegression.predict`` on one 64-feature row (a small model;
+  the variants are two fitted models, the routed app predicts with the decision's model).
+
+Three apps serve both: ``bare`` (no router), ``ab`` (``ModelRouter``, A/B, user level) and
+``bandit`` (``ModelRouter``, Thompson sampling on a binary reward, user level). Every app runs
+the same endpoint code: the model is the decision's when there is one, else the control's.
+They are factories (``uvicorn --factory``), so a server builds only the app it serves (a bandit
+router's refresh thread never runs inside the bare server).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from sklearn.linear_model import LogisticRegression
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from modelrouter import ModelRouter, RouterConfig
 
+N_FEATURES = 64
 
-async def predict(request: Any) -> PlainTextResponse:
+
+def _fit(seed: int) -> LogisticRegression:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2_000, N_FEATURES))
+    y = (x @ rng.standard_normal(N_FEATURES) + rng.standard_normal(2_000) > 0).astype(int)
+    return LogisticRegression(max_iter=1_000).fit(x, y)
+
+
+MODELS = {"control": _fit(1), "treatment": _fit(2)}
+ROW = np.random.default_rng(3).standard_normal((1, N_FEATURES))
+_CONTROL = MODELS["control"]
+
+
+async def ok(request: Any) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def model(request: Any) -> PlainTextResponse:
+    state = request.scope.get("state")
+    decision = state.get("modelrouter") if state else None
+    predictor = _CONTROL if decision is None else decision.model
+    return PlainTextResponse(str(int(predictor.predict(ROW)[0])))
+
+
 def _app() -> Starlette:
-    return Starlette(routes=[Route("/predict", predict)])
+    return Starlette(routes=[Route("/ok", ok), Route("/model", model)])
 
 
-bare = _app()
-ab = ModelRouter(_app(), {"control": 0, "treatment": 1},
-                 RouterConfig(metrics={"click": "binary"}))
-try:
-    bandit: Any = ModelRouter(_app(), {"control": 0, "treatment": 1},
-                              RouterConfig(mode="bandit", reward="click",  # type: ignore[call-arg]
-                                           metrics={"click": "binary"}))
-except TypeError:  # bandit mode not available in this build
-    bandit = None
+def bare() -> Any:
+    """The endpoints without a router (``uvicorn --factory server_apps:bare``)."""
+    return _app()
+
+
+def ab() -> Any:
+    """The endpoints behind ``ModelRouter`` in A/B mode, user level."""
+    return ModelRouter(_app(), MODELS, RouterConfig(metrics={"click": "binary"}))
+
+
+def bandit() -> Any:
+    """The endpoints behind ``ModelRouter`` in bandit mode (Thompson sampling), user level."""
+    return ModelRouter(_app(), MODELS, RouterConfig(mode="bandit", reward="click",
+                                                    metrics={"click": "binary"}))
+
+
+APPS = {"bare": bare, "ab": ab, "bandit": bandit}
