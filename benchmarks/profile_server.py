@@ -9,13 +9,16 @@ one worker), warms it up, then drives it with wrk while ``py-spy record`` sample
 instructions, cache misses, context switches and page faults. Needs ``pip install py-spy``
 (and ptrace rights: root, or ``--cap-add SYS_PTRACE`` in a container).
 
-It prints the server CPU per request of the run, then the share of the samples (and so of the
-CPU per request, in microseconds: share x CPU per request) that each modelrouter function
-takes *itself*: samples whose innermost modelrouter frame is that function and that are not
-inside the wrapped app or the server's ``send`` (those belong to the bare app as well). The
-sum is the router's own cost as the profiler sees it; the rest of the table lists the hottest
-lines anywhere (the server and the app included), for context. ``--svg`` also writes a flame
-graph (a second py-spy run of the same length).
+It prints the server CPU per request of the run, then the share of the samples and the
+sampled time per request (samples / rate / requests served while sampling) that each
+modelrouter function takes *itself*: samples whose innermost modelrouter frame is that
+function and that are not inside the wrapped app or the server's ``send`` (those belong to
+the bare app as well). The sum is the router's own cost as the profiler sees it; a second
+table lists the hottest lines anywhere (server and app included), for context. py-spy samples
+a thread whenever it is not idle, also while it waits for a core inside a system call (a
+socket write whose wake-up of wrk preempts the server, say), so server and kernel lines read
+high; modelrouter code makes no system call, so its sampled time is close to its CPU time.
+``--svg`` also writes a flame graph (a second py-spy run of the same length).
 """
 
 from __future__ import annotations
@@ -110,7 +113,9 @@ def main() -> None:
     import re
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    cpu_us = (cpu1 - cpu0) / (rps * args.seconds) * 1e6  # requests in the sampled window
+    served = rps * args.seconds  # requests in the sampled window
+    cpu_us = (cpu1 - cpu0) / served * 1e6
+    per = 1e6 / (args.rate * served)  # microseconds per request that one sample stands for
     total, own, leaf = own_costs(tmp / "raw.txt")
     print(f"{args.app} /{args.endpoint}: {rps:,.0f} req/s, server CPU ~{cpu_us:.1f} us/request "
           f"(py-spy {total} samples at {args.rate}/s over {args.seconds} s)\n")
@@ -118,11 +123,11 @@ def main() -> None:
           "| us/request |\n|---|---:|---:|")
     router = sum(own.values())
     for name, n in own.most_common(args.top):
-        print(f"| {name} | {n / total:.1%} | {n / total * cpu_us:.2f} |")
-    print(f"| **all modelrouter code** | {router / total:.1%} | {router / total * cpu_us:.2f} |")
+            print(f"| {name} | {n / total:.1%} | {n * per:.2f} |")
+    print(f"| **all modelrouter code** | {router / total:.1%} | {router * per:.2f} |")
     print("\n| hottest lines anywhere (self) | share | us/request |\n|---|---:|---:|")
     for name, n in leaf.most_common(args.top):
-        print(f"| {name} | {n / total:.1%} | {n / total * cpu_us:.2f} |")
+        print(f"| {name} | {n / total:.1%} | {n * per:.2f} |")
     if perf_out:
         print("\nperf stat:\n" + perf_out)
     if args.svg:
