@@ -3,8 +3,8 @@ routing control plane, the feedback seen set and feedback forwarded between work
 
 A mixin of :class:`~modelrouter.store.redis.store.RedisStore`, kept apart so that module
 stays about the buffer and the statistics. After each flush the store's flusher calls
-:meth:`SharedMembers._after_flush`: values other workers forwarded to this one are applied
-to its decision tracker (or recorded in full for request-level decisions), then the
+:meth:`SharedMembers.poll`: values other workers forwarded to this one are applied to its
+decision tracker (or recorded in full for request-level decisions), then the
 watchers run (the routing state's sync: adopt a newer shared state, refresh the bandit).
 
 Thread safety: as the store's (see store.py): ``_lock`` around the tracker, the flusher's lock
@@ -74,8 +74,9 @@ class SharedMembers:
             self._forwards.append((owner, seq, metric, value, full))
             self.forwarded[0] += 1
 
-    def _after_flush(self) -> None:
-        """Apply the values forwarded to this worker, then run the watchers (errors logged)."""
+    def poll(self) -> None:
+        """Apply the values forwarded to this worker, then run the watchers (errors logged);
+        the flusher calls it after each flush (tests call it to be deterministic)."""
         owner = self._owner
         if owner is not None:
             for seq, metric, value, full in self.control.take_inbox(owner):

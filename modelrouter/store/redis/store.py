@@ -134,7 +134,7 @@ class RedisStore(SharedMembers, BaseStore):
         self._lat, self._err = self.metric_index["latency_ms"], self.metric_index["error"]
         self._buf = DeltaBuffer(len(self.variants), self.max_buffer)
         self._dropped = [0, 0]  # exposures, values: flushed so far, for stats()
-        self._flusher = Flusher(self._client, self.layout, self._drain, self._after_flush,
+        self._flusher = Flusher(self._client, self.layout, self._drain, self.poll,
                                 flush_seconds=self.flush_seconds, max_backoff=self.max_backoff,
                                 errors=self._errors, unavailable=self._unavailable,
                                 where=f"Redis at {self._safe_url()}")
