@@ -19,6 +19,13 @@ What is computed, and why:
   boundary, estimate and direction (``better`` / ``worse`` for the treatment, respecting
   ``lower_is_better``). The group-sequential decision is made there; later looks do not change
   it, so the direction of a ``reject`` is the crossing look's, not the current estimate's.
+- **after stopping** (:mod:`modelrouter.analysis.sequential_inference`): repeated confidence
+  intervals at every look (``repeated_cis``, valid simultaneously), and once the test stopped
+  (crossing or planned maximum) the bias-adjusted estimate, interval and p-value of the
+  stage-wise ordering (``adjusted``); the naive estimate of an early crossing is biased.
+- **futility** (``plan.futility_spending``): non-binding beta-spending bounds (``futility``);
+  ``decision`` is ``futility`` when the current look is in the futility region (stopping is
+  recommended, continuing stays allowed).
 """
 
 from __future__ import annotations
@@ -31,10 +38,17 @@ from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.horizon import Horizon, planned_ratio, resolve_horizon
 from modelrouter.analysis.results import ComparisonResult
+from modelrouter.analysis.sequential_inference import (
+    AdjustedInference,
+    FutilityCheck,
+    adjusted_inference,
+    futility_check,
+    repeated_intervals,
+)
 from modelrouter.config import MetricSpec
 from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import AnalysisError
-from modelrouter.stats import SequentialTestResult, sequential_test
+from modelrouter.stats import ConfidenceInterval, SequentialTestResult, sequential_test
 from modelrouter.store.looks import Look, looks_of
 
 __all__ = ["Crossing", "SequentialAnalysis", "Target", "make_look", "resolve_target",
@@ -162,6 +176,17 @@ class SequentialAnalysis:
     test: SequentialTestResult | None = field(default=None, repr=False, compare=False)
     crossing: Crossing | None = None
     observed: str = "units"  # what ``units`` counts: units, requests, decisions, or a mix
+    repeated_cis: tuple[ConfidenceInterval, ...] = ()
+    adjusted: AdjustedInference | None = None
+    futility: FutilityCheck | None = None
+
+    @property
+    def rci_level(self) -> float:
+        """Simultaneous level of the repeated confidence intervals (1 - alpha two-sided,
+        1 - 2 alpha one-sided)."""
+        if self.test is None:
+            return math.nan
+        return 1.0 - self.test.design.alpha * (2 / self.test.design.sided)
 
     @property
     def alpha_spent_before(self) -> float:
@@ -180,6 +205,13 @@ class SequentialAnalysis:
         out["plan"] = None if self.plan is None else self.plan.to_dict()
         out["design"] = None if self.test is None else self.test.design.to_dict()
         out["crossing"] = None if self.crossing is None else self.crossing.to_dict()
+        out["repeated_cis"] = [
+            {"look": i + 1, "low": c.low if math.isfinite(c.low) else None,
+             "high": c.high if math.isfinite(c.high) else None}
+            for i, c in enumerate(self.repeated_cis)]
+        out["rci_level"] = self.rci_level
+        out["adjusted"] = None if self.adjusted is None else self.adjusted.to_dict()
+        out["futility"] = None if self.futility is None else self.futility.to_dict()
         return out
 
     def explain(self) -> str:
@@ -206,6 +238,16 @@ class SequentialAnalysis:
                 f"{c.boundary:.4f}, {self.variant} - {self.control} = {c.difference:+.4g}, "
                 f"{self.variant} {c.direction} than {self.control}. Later looks do not change "
                 f"it (now: {self.variant} - {self.control} = {self.difference:+.4g}).")
+        if self.repeated_cis:
+            cis = "; ".join(f"look {i + 1} [{c.low:+.4g}, {c.high:+.4g}]"
+                            for i, c in enumerate(self.repeated_cis))
+            lines.append(f"Repeated {self.rci_level:.0%} confidence intervals for {self.variant}"
+                         f" - {self.control} (valid simultaneously over all looks, however "
+                         f"the test is stopped; Jennison & Turnbull 2000, ch. 9): {cis}.")
+        if self.adjusted is not None:
+            lines.append(self.adjusted.explain(self.variant, self.control))
+        if self.futility is not None:
+            lines.append(self.futility.explain())
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -281,16 +323,30 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
         crossing = Crossing(k, False, z, test.boundary, cmp.difference,
                             math.hypot(cmp.control.std_err, cmp.treatment.std_err) ** 2, units,
                             test.information_rate, _direction(z, t.spec, plan.sided))
+    ests = [lk.difference for lk in looks] + ([] if recorded else [cmp.difference])
+    ses = [math.sqrt(lk.variance) if lk.variance >= 0 else math.nan for lk in looks] + (
+        [] if recorded else [math.hypot(cmp.control.std_err, cmp.treatment.std_err)])
+    rcis = repeated_intervals(ests, ses, test.design)
+    stop = test.rejected_at or (len(rates) if test.decision == "final" else None)
+    sign = -1.0 if plan.sided == 1 and t.spec.lower_is_better else 1.0
+    adjusted = None if stop is None else adjusted_inference(
+        test.design, statistics, ests, ses, stop, sign, plan.looks)
+    if stop is not None and adjusted is None:
+        notes.append(f"no adjusted estimate: the standard error at look {stop} is zero")
+    futility = futility_check(plan, float(alpha), test.design, statistics,
+                              test.rejected_at is not None)
+    decision = "futility" if futility is not None and futility.stop else test.decision
     return SequentialAnalysis(
         metric=t.metric, variant=t.variant, control=data.control, method=cmp.method,
         statistic=test.statistic, boundary=test.boundary,
         information_rate=test.information_rate, units=units,
         planned_units=horizon.planned_units, look=test.look, recorded=recorded,
         alpha_spent=test.alpha_spent, alpha_at_look=test.alpha_at_look,
-        decision=test.decision, rejected_at=test.rejected_at, difference=cmp.difference,
+        decision=decision, rejected_at=test.rejected_at, difference=cmp.difference,
         std_err=math.hypot(cmp.control.std_err, cmp.treatment.std_err), notes=tuple(notes),
         horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test,
-        crossing=crossing, observed=cmp.observed)
+        crossing=crossing, observed=cmp.observed, repeated_cis=rcis, adjusted=adjusted,
+        futility=futility)
 
 
 def make_look(data: AnalysisData, metric: str | None, variant: str | None,

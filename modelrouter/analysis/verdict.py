@@ -16,7 +16,9 @@ Checked in this order (the first that applies decides):
    - crossed in the good direction (``lower_is_better`` respected): ``ship`` when every
      guardrail of that treatment passes, else ``keep_testing`` until they are shown safe;
    - crossed in the bad direction: ``harmful`` (stop: the treatment is significantly worse);
-   - no crossing and the planned maximum reached: ``no_effect``; otherwise ``keep_testing``.
+   - no crossing and the planned maximum reached, or the current look past the plan's
+     non-binding futility bound (``plan.futility_spending``; stop for futility):
+     ``no_effect``; otherwise ``keep_testing``.
 
 After a crossing, the data that arrived later are checked against it
 (:mod:`modelrouter.analysis.decision_point`, which also locates the decision): when they
@@ -285,6 +287,13 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
     if decision == "reject":
         return Verdict("harmful", why(f"{head}: {at}: {variant} significantly worse than "
                                       f"{control}; do not ship"), primary, variant, srm_p, cmp_,
+                       seq, guards, notes, **extra)
+    if decision == "futility":
+        assert isinstance(seq, SequentialAnalysis) and seq.futility is not None
+        return Verdict("no_effect", why(f"{head}: {now}, {d.evidence}: stop for futility (look "
+                                        f"{seq.look} is past the plan's non-binding futility "
+                                        "bound: the treatment is unlikely to prove better; "
+                                        "continuing is allowed)"), primary, variant, srm_p, cmp_,
                        seq, guards, notes, **extra)
     if decision == "final":
         return Verdict("no_effect", why(f"{head}: {now}, {d.evidence}: the planned maximum "
