@@ -47,7 +47,7 @@ from scipy.special import ndtri
 
 from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.sequential import SequentialDesign
-from modelrouter.stats.sequential_recursion import BrownianRecursion
+from modelrouter.stats.sequential_recursion import Z_MAX, BrownianRecursion
 
 __all__ = ["StagewiseInference", "repeated_confidence_intervals", "stagewise_exceedance",
            "stagewise_inference"]
@@ -76,7 +76,7 @@ def repeated_confidence_intervals(estimates: Sequence[float] | np.ndarray,
     out = []
     for k in range(est.size):
         c = float(design.z[k])
-        half = math.inf if not math.isfinite(c) or c >= 38.0 else c * float(se[k])
+        half = math.inf if not math.isfinite(c) or c >= Z_MAX else c * float(se[k])
         out.append(ConfidenceInterval(float(est[k]) - half, float(est[k]) + half))
     return tuple(out)
 
@@ -171,7 +171,7 @@ def _solve_drift(g: Any, target: float, start: float, step: float) -> float:
             break
         hi += step
         step *= 2.0
-    return float(brentq(f, lo, hi, xtol=1e-10, rtol=1e-12))
+    return float(brentq(f, lo, hi, xtol=1e-9, rtol=1e-12))
 
 
 def stagewise_inference(statistic: float, look: int, design: SequentialDesign,
@@ -207,11 +207,12 @@ def stagewise_inference(statistic: float, look: int, design: SequentialDesign,
 
     g0 = g(0.0)
     pvalue = g0 if design.sided == 1 else min(1.0, 2.0 * min(g0, 1.0 - g0))
-    start, step = z / rt, 1.0 / rt
-    mue = _solve_drift(g, 0.5, start, step)
-    low = _solve_drift(g, tail, mue, step)
-    high = _solve_drift(g, 1.0 - tail, mue, step)
+    # brackets around the fixed-sample answers (the adjusted ones are close to them)
     q = -float(ndtri(tail))
+    step = 0.25 / rt
+    mue = _solve_drift(g, 0.5, z / rt, step)
+    low = _solve_drift(g, tail, mue - q / rt, step)
+    high = _solve_drift(g, 1.0 - tail, mue + q / rt, step)
     return StagewiseInference(
         look=k, crossed=bool(crossed), statistic=z, pvalue=float(pvalue),
         estimate=mue * scale, ci=ConfidenceInterval(low * scale, high * scale),

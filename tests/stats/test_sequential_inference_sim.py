@@ -26,6 +26,7 @@ import pytest
 from scipy.optimize import brentq
 
 from modelrouter.stats import (
+    futility_design,
     repeated_confidence_intervals,
     spending_boundaries,
     stagewise_inference,
@@ -102,3 +103,55 @@ def test_inference_after_stopping_slow() -> None:
     sim = simulate(4000, seed=20260813)
     print(sim)
     check(sim)
+
+
+def test_repeated_cis_cover_simultaneously_vectorised() -> None:
+    # 200,000 Brownian paths (numpy), all 4 looks: P(truth in every look's RCI) = 0.95
+    # exactly in theory; MC s.e. 0.049%
+    design = spending_boundaries(RATES, alpha=0.05, sided=2)
+    rng = np.random.default_rng(7)
+    n, mu = 200_000, 2.83
+    dt = np.diff(RATES, prepend=0.0)
+    s = np.cumsum(rng.normal(mu * dt, np.sqrt(dt), size=(n, RATES.size)), axis=1)
+    est, se = s / RATES, 1.0 / np.sqrt(RATES)
+    half = [c.high for c in repeated_confidence_intervals(np.zeros(RATES.size), se, design)]
+    inside = np.all(np.abs(est - mu) < np.array(half), axis=1)
+    cover = inside.mean()
+    assert abs(cover - 0.95) <= 3 * math.sqrt(0.95 * 0.05 / n), cover
+
+
+@pytest.mark.parametrize("sided", [1, 2])
+def test_futility_operating_characteristics_match_simulation(sided: int) -> None:
+    """Power, futility stops and expected information of a design with futility bounds,
+    computed by the recursion, against 200,000 simulated paths (numpy) obeying the bounds;
+    and the type I error stays <= alpha when they are obeyed (non-binding). MC s.e. <= 0.11%
+    for a probability, <= 0.001 for the expected information."""
+    d = futility_design(RATES, alpha=0.05, beta=0.2, sided=sided)  # type: ignore[arg-type]
+    rng = np.random.default_rng(8 + sided)
+    n = 200_000
+    dt = np.diff(RATES, prepend=0.0)
+    for drift, power, fut in ((d.drift, d.power[-1], d.beta_spent[-1]),
+                              (0.0, None, d.futility_under_h0[-1])):
+        z = np.cumsum(rng.normal(drift * dt, np.sqrt(dt), size=(n, RATES.size)), axis=1)
+        z /= np.sqrt(RATES)
+        running = np.ones(n, dtype=bool)
+        up, futile, info = np.zeros(n), np.zeros(n), np.zeros(n)
+        for k in range(RATES.size):
+            zk = z[:, k]
+            cross = running & (zk >= d.efficacy[k])
+            stop_f = running & ~cross & ((zk <= d.futility[k]) if sided == 1 else
+                                         (np.abs(zk) < d.futility[k]))
+            lower = running & (zk <= -d.efficacy[k]) if sided == 2 else np.zeros(n, bool)
+            stop = cross | stop_f | lower
+            up[cross] = 1.0
+            futile[stop_f & ~lower] = 1.0
+            info[stop] = RATES[k]
+            running &= ~stop
+        se_p = math.sqrt(0.25 / n)
+        if power is not None:
+            assert abs(up.mean() - power) <= 4 * se_p, (up.mean(), power)
+            assert abs(info.mean() - d.asn_h1) <= 4 * info.std() / math.sqrt(n)
+        else:
+            assert up.mean() <= d.alpha / sided + 4 * se_p  # upper-side type I error
+            assert abs(info.mean() - d.asn_h0) <= 4 * info.std() / math.sqrt(n)
+        assert abs(futile.mean() - fut) <= 4 * se_p, (futile.mean(), fut)
