@@ -206,12 +206,13 @@ class Analysis:
         return sequential_analysis(self._data, metric, variant, alpha=alpha)
 
     def always_valid(self, metric: str | None = None, variant: str | None = None, *,
-                     tau2: float | None = None,
-                     alpha: float | None = None) -> AlwaysValidAnalysis:
+                     tau2: float | None = None, alpha: float | None = None,
+                     min_events: int | None = None) -> AlwaysValidAnalysis:
         """Always-valid (mSPRT) p-value and interval now, over the recorded looks and this
         moment (see analysis/always_valid.py). One comparison per call, like
         :meth:`sequential`; ``alpha`` (default: the plan's) as there."""
-        return always_valid_analysis(self._data, metric, variant, tau2=tau2, alpha=alpha)
+        return always_valid_analysis(self._data, metric, variant, tau2=tau2, alpha=alpha,
+                                     min_events=min_events)
 
     def srm(self, threshold: float = 0.001, method: str = "sequential") -> SampleRatioCheck:
         """Sample-ratio check of units per variant against the configured weights, epoch by

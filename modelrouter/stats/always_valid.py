@@ -15,7 +15,27 @@ running intersection of ``{theta_0 : Lambda_n(theta_0) < 1 / alpha}``, which has
 
 Validity holds for any ``tau2`` (exactly for normal data with known variance, asymptotically when
 ``V_n`` is estimated, as for proportions); ``tau2`` only decides *when* the test is most
-powerful. :func:`mixing_variance` offers two documented choices: ``mde**2`` (mass on effects of
+powerful.
+
+**Heavy tails: a minimum number of events per arm.** With an estimated ``V_n`` the guarantee is
+asymptotic (the plug-in normal mixture is the two-sample form of the asymptotic confidence
+sequence of Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas, "Time-uniform central limit theory
+and asymptotic confidence sequences", Ann. Statist. 2024, arXiv:2103.06476, whose coverage holds
+as the first look moves to infinity). On a heavy-tailed metric (revenue: 5% buyers, lognormal
+spend with sigma 2) an early look, before the first large purchase, has both a low mean and a
+badly under-estimated variance; the running intersection then keeps that narrow, shifted
+interval for good (measured: time-uniform coverage 55% with a look every 20 units per arm).
+So a look enters the sequence only once each arm has ``min_events`` events (non-zero values;
+for a binary metric the smaller of successes and failures): :data:`MIN_EVENTS` = 100. Leaving
+looks out never costs validity (Ville's inequality covers every time, so it covers any subset
+of them chosen by the data); it only skips the looks where the normal approximation is not yet
+credible. Measured time-uniform coverage with the gate (docs/statistics.md, tests/stats/
+test_always_valid_coverage.py): heavy-tailed revenue 0.97-0.98, binary and skewed metrics
+>= 0.99, at 1.1-1.7 times the fixed-horizon interval's width. We compared the alternatives on
+the same simulations: the plug-in variance alone (55-90%), its running maximum (61-94%),
+the true variance (99%, but unknown in practice, and 2.5-3.5 times wider), 30 events (87% at
+lognormal sigma 2.5), 300 events (no interval at all in small experiments).
+ :func:`mixing_variance` offers two documented choices: ``mde**2`` (mass on effects of
 the size you care about) or the value that makes the interval narrowest at the planned final
 sample size (``horizon_variance``), which is what we recommend when a horizon is known.
 """
@@ -32,7 +52,12 @@ from scipy.optimize import minimize_scalar
 
 from modelrouter.stats.results import ConfidenceInterval
 
-__all__ = ["AlwaysValidResult", "always_valid_test", "mixing_variance", "msprt_pvalues"]
+__all__ = ["MIN_EVENTS", "AlwaysValidResult", "always_valid_test", "entered_looks",
+           "mixing_variance", "msprt_pvalues"]
+
+#: Events (non-zero values) each arm needs before a look enters the sequence; see the module
+#: docstring for the measurements behind it.
+MIN_EVENTS = 100
 
 
 def _arrays(difference: float | Sequence[float] | np.ndarray,
@@ -47,6 +72,26 @@ def _arrays(difference: float | Sequence[float] | np.ndarray,
     if not np.all(np.isfinite(v)) or np.any(v < 0):
         raise ValueError(f"variance must be finite and >= 0, got {v.tolist()}")
     return d, v
+
+
+def entered_looks(events: Sequence[float] | np.ndarray | None, looks: int,
+                  min_events: int) -> np.ndarray:
+    """Which looks enter the sequence: those whose ``events`` (the smaller arm's number of
+    events at that look) reach ``min_events``; every look when ``events`` is None."""
+    if not (isinstance(min_events, (int, np.integer)) and min_events >= 0):
+        raise ValueError(f"min_events ({min_events!r}) must be a non-negative integer")
+    if events is None:
+        return np.ones(looks, dtype=bool)
+    e = np.atleast_1d(np.asarray(events, dtype=float))
+    if e.shape != (looks,) or not np.all(e >= 0):
+        raise ValueError(f"events must be one non-negative count per look ({looks}), got "
+                         f"{e.tolist()}")
+    return e >= min_events
+
+
+def _gated(v: np.ndarray, entered: np.ndarray) -> np.ndarray:
+    """Looks left out carry no information: zero variance (log Lambda 0, infinite width)."""
+    return np.where(entered, v, 0.0)
 
 
 def _check_tau2(tau2: float) -> float:
@@ -75,9 +120,13 @@ def _log_lr(d: np.ndarray, v: np.ndarray, tau2: float, null_value: float) -> np.
 
 def msprt_pvalues(differences: Sequence[float] | np.ndarray,
                   variances: Sequence[float] | np.ndarray, tau2: float,
-                  null_value: float = 0.0) -> np.ndarray:
-    """The always-valid p-value after each look (non-increasing)."""
+                  null_value: float = 0.0, *,
+                  events: Sequence[float] | np.ndarray | None = None,
+                  min_events: int = MIN_EVENTS) -> np.ndarray:
+    """The always-valid p-value after each look (non-increasing); with ``events``, looks
+    below ``min_events`` are left out (p-value 1 until a look enters)."""
     d, v = _arrays(differences, variances)
+    v = _gated(v, entered_looks(events, d.size, min_events))
     inv = np.exp(-_log_lr(d, v, _check_tau2(tau2), float(null_value)))
     return np.minimum.accumulate(np.minimum(inv, 1.0))
 
@@ -109,16 +158,35 @@ class AlwaysValidResult:
     looks: int
     differences: np.ndarray = field(repr=False)
     variances: np.ndarray = field(repr=False)
+    entered: np.ndarray = field(repr=False)  # per look: did it enter the sequence
+    min_events: int = 0  # 0: every look entered (no event counts were given)
+    events: np.ndarray | None = field(repr=False, default=None)
+
+    @property
+    def looks_entered(self) -> int:
+        """Looks that entered the sequence (the others had fewer than ``min_events``)."""
+        return int(np.count_nonzero(self.entered))
+
+    @property
+    def method(self) -> str:
+        """The method in one line (what the result's numbers come from)."""
+        gate = (f"; a look enters once each arm has >= {self.min_events} events "
+                f"({self.looks_entered} of {self.looks} did)" if self.events is not None
+                else "")
+        return ("mSPRT, normal mixture with the estimated variance (Johari, Pekelis & Walsh "
+                "2022; asymptotic confidence sequence, Waudby-Smith et al. 2024)" + gate)
 
     def pvalues(self) -> np.ndarray:
         """The always-valid p-value after each look."""
-        return msprt_pvalues(self.differences, self.variances, self.tau2, self.null_value)
+        return msprt_pvalues(self.differences, _gated(self.variances, self.entered),
+                             self.tau2, self.null_value)
 
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         """Always-valid interval: the intersection of the per-look mixture intervals."""
         if not 0.0 < confidence_level < 1.0:
             raise ValueError(f"confidence_level ({confidence_level!r}) must be in (0, 1)")
-        h = _half_widths(self.variances, self.tau2, 1.0 - confidence_level)
+        h = _half_widths(_gated(self.variances, self.entered), self.tau2,
+                         1.0 - confidence_level)
         lo, hi = float(np.max(self.differences - h)), float(np.min(self.differences + h))
         if lo > hi:  # can only happen with a mis-specified variance; report the last interval
             lo, hi = self.differences[-1] - h[-1], self.differences[-1] + h[-1]
@@ -130,7 +198,11 @@ class AlwaysValidResult:
         return {"statistic": self.statistic, "pvalue": self.pvalue,
                 "difference": self.difference, "std_err": self.std_err, "tau2": self.tau2,
                 "null_value": self.null_value, "looks": self.looks,
-                "confidence_interval": ci.to_dict()}
+                "looks_entered": self.looks_entered, "min_events": self.min_events,
+                "events": None if self.events is None else self.events.tolist(),
+                "method": self.method,
+                "confidence_interval": {k: (x if math.isfinite(x) else None)
+                                        for k, x in ci.to_dict().items()}}
 
     def explain(self, alpha: float = 0.05) -> str:
         """Plain words: what was computed and why peeking is allowed."""
@@ -146,24 +218,38 @@ class AlwaysValidResult:
             f"The {1 - alpha:.0%} always-valid interval [{ci.low:.4g}, {ci.high:.4g}] is the "
             f"intersection of every look's interval. No correction for the number of looks is "
             f"needed: the false-positive rate stays below alpha however often you check, at the "
-            f"price of wider intervals than a single fixed-horizon test.")
+            f"price of wider intervals than a single fixed-horizon test."
+            + (f" Only looks where each arm had at least {self.min_events} events (non-zero "
+               f"values) enter ({self.looks_entered} of {self.looks}): before that the "
+               f"variance of a skewed or heavy-tailed metric is typically under-estimated and "
+               f"an early, too narrow interval would be kept by the intersection."
+               if self.events is not None else ""))
 
 
 def always_valid_test(difference: float | Sequence[float] | np.ndarray,
                       variance: float | Sequence[float] | np.ndarray, tau2: float,
-                      null_value: float = 0.0) -> AlwaysValidResult:
+                      null_value: float = 0.0, *,
+                      events: float | Sequence[float] | np.ndarray | None = None,
+                      min_events: int = MIN_EVENTS) -> AlwaysValidResult:
     """mSPRT of ``difference == null_value`` from one look or the whole sequence of looks.
 
     ``difference``/``variance`` are the estimate and its variance (per-unit variance over n) at
     each look, in time order; pass the full history to get the running-minimum p-value and the
     intersected interval. Looks with zero variance (no data yet) carry no information.
+    ``events`` (per look, the smaller arm's number of events: non-zero values, or for a binary
+    metric the smaller of successes and failures) leaves out the looks below ``min_events``
+    (default :data:`MIN_EVENTS`, see the module docstring); without it every look enters.
     """
     d, v = _arrays(difference, variance)
     t2 = _check_tau2(tau2)
-    log_lr = _log_lr(d, v, t2, float(null_value))
+    entered = entered_looks(None if events is None else np.atleast_1d(
+        np.asarray(events, dtype=float)), d.size, min_events)
+    log_lr = _log_lr(d, _gated(v, entered), t2, float(null_value))
     p = float(np.min(np.minimum(np.exp(-log_lr), 1.0)))
+    ev = None if events is None else np.atleast_1d(np.asarray(events, dtype=float))
     return AlwaysValidResult(float(log_lr[-1]), p, float(d[-1]), float(math.sqrt(v[-1])), t2,
-                             float(null_value), int(d.size), d, v)
+                             float(null_value), int(d.size), d, v, entered,
+                             int(min_events) if ev is not None else 0, ev)
 
 
 def mixing_variance(mde: float | None = None, *, horizon_variance: float | None = None,

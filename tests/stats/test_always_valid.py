@@ -71,6 +71,66 @@ def test_mixing_variance_choices() -> None:
     assert width(tau2) <= min(width(tau2 * 0.8), width(tau2 * 1.25))
 
 
+# confseq (Howard, Ramdas, McAuliffe & Sekhon 2021), src/confseq/uniform_boundaries.h,
+# transcribed from github.com/gostevehoward/confseq (it builds C++ and is not a dependency):
+# TwoSidedNormalMixture, with s the sum and v the intrinsic time (variance) of the process.
+def _confseq_log_superMG(s: float, v: float, rho: float) -> float:
+    return 0.5 * math.log(rho / (v + rho)) + s * s / (2 * (v + rho))
+
+
+def _confseq_bound(v: float, alpha: float, rho: float) -> float:
+    return math.sqrt((v + rho) * (math.log(1 + v / rho) + 2 * math.log(1 / alpha)))
+
+
+def _confseq_best_rho(v_opt: float, alpha: float) -> float:
+    return v_opt / (2 * math.log(1 / alpha) + math.log(1 + 2 * math.log(1 / alpha)))
+
+
+@pytest.mark.parametrize(("d", "v", "tau2"), [
+    (0.01, 1e-4, 1e-4), (-0.3, 0.02, 0.5), (0.002, 4e-6, 1e-5), (1.0, 1.0, 2.0), (40.0, 9.0, 1e3)])
+def test_against_confseq_two_sided_normal_mixture(d: float, v: float, tau2: float) -> None:
+    """An estimate d with variance V is the process s = d / V at intrinsic time 1 / V, and the
+    N(0, tau2) mixture is confseq's rho = 1 / tau2: the log likelihood ratio is confseq's
+    log_superMG, the interval's half-width V times confseq's bound."""
+    r = always_valid_test(d, v, tau2)
+    assert r.statistic == pytest.approx(_confseq_log_superMG(d / v, 1 / v, 1 / tau2), rel=1e-12)
+    for level in (0.9, 0.95, 0.99):
+        ci = r.confidence_interval(level)
+        half = v * _confseq_bound(1 / v, 1 - level, 1 / tau2)
+        assert (ci.high - ci.low) / 2 == pytest.approx(half, rel=1e-12)
+
+
+def test_horizon_tau2_is_at_least_as_narrow_as_confseqs_closed_form_rho() -> None:
+    """confseq's best_rho is a closed-form near-optimum; ours minimises the width exactly."""
+    v_n = 2e-5
+    ours = mixing_variance(horizon_variance=v_n, alpha=0.05)
+    theirs = 1.0 / _confseq_best_rho(1.0 / v_n, 0.05)
+    width = [always_valid_test(0.0, v_n, t).confidence_interval(0.95).high for t in (ours, theirs)]
+    assert width[0] <= width[1] <= width[0] * 1.001
+    assert ours / theirs == pytest.approx(1.0, abs=0.05)
+
+
+def test_event_gate_leaves_looks_out() -> None:
+    d = np.array([0.5, 0.03, 0.02])
+    v = np.array([1e-3, 1e-4, 5e-5])
+    gated = always_valid_test(d, v, 1e-4, events=[40, 120, 300])
+    later = always_valid_test(d[1:], v[1:], 1e-4)
+    assert gated.pvalue == later.pvalue and gated.looks_entered == 2 and gated.looks == 3
+    assert gated.confidence_interval() == later.confidence_interval()
+    assert gated.pvalues()[0] == 1.0
+    assert gated.pvalues()[1:] == pytest.approx(later.pvalues())
+    assert msprt_pvalues(d, v, 1e-4, events=[40, 120, 300]) == pytest.approx(gated.pvalues())
+    assert "(2 of 3 did)" in gated.method and "2 of 3" in gated.explain()
+    out = gated.to_dict()
+    assert (out["looks_entered"], out["min_events"], out["events"]) == (2, 100, [40, 120, 300])
+    none = always_valid_test(d, v, 1e-4, events=[1, 2, 3])
+    assert none.pvalue == 1.0 and none.to_dict()["confidence_interval"] == {"low": None,
+                                                                         "high": None}
+    ungated = always_valid_test(d, v, 1e-4)  # no counts given: every look enters
+    assert ungated.looks_entered == 3 and ungated.min_events == 0 and "events" not in \
+        ungated.method
+
+
 def _aa_always_valid(runs: int, seed: int, p: float = 0.05, units: int = 10_000,
                      batch: int = 100) -> float:
     """Share of A/A runs whose always-valid p-value ever drops to 0.05, checked every batch."""
@@ -122,6 +182,9 @@ def test_detects_a_real_difference() -> None:
     (lambda: always_valid_test(0.1, 1.0, 1.0).confidence_interval(1.5),
      r"confidence_level \(1.5\)"),
     (lambda: mixing_variance(), r"mde \(None\) must be a non-zero"),
+    (lambda: always_valid_test([0.1, 0.2], [1.0, 1.0], 1.0, events=[3]), "one non-negative"),
+    (lambda: always_valid_test(0.1, 1.0, 1.0, events=5, min_events=-2),
+     r"min_events \(-2\) must be a non-negative integer"),
     (lambda: mixing_variance(horizon_variance=-1.0), r"horizon_variance \(-1.0\)"),
 ])
 def test_bad_input(call: object, match: str) -> None:
