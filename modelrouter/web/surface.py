@@ -244,9 +244,16 @@ class HTTPSurface:
         self._authorize(scope, cookie=False)
         data = parse_json(await read_body(scope, receive))
         # No await from validating to applying: atomic on the event loop, and configure()
-        # swaps the allocation as one object for other threads.
-        try:
+        # swaps the allocation as one object for other threads. A shared store (Redis) makes
+        # the change a compare-and-set in the store (routing/shared.py): off the event loop.
+        def change() -> None:
             apply_change(self.experiment, config_change(self.experiment, data))
+
+        try:
+            if self.experiment.store.shared:
+                await asyncio.to_thread(change)
+            else:
+                change()
         except ConfigError as exc:
             raise HTTPError(422, str(exc)) from None
         return json_reply(200, self._config_state())
