@@ -329,12 +329,19 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
     rcis = repeated_intervals(ests, ses, test.design)
     stop = test.rejected_at or (len(rates) if test.decision == "final" else None)
     sign = -1.0 if plan.sided == 1 and t.spec.lower_is_better else 1.0
-    adjusted = None if stop is None else adjusted_inference(
-        test.design, statistics, ests, ses, stop, sign, plan.looks)
-    if stop is not None and adjusted is None:
-        notes.append(f"no adjusted estimate: the standard error at look {stop} is zero")
-    futility = futility_check(plan, float(alpha), test.design, statistics,
-                              test.rejected_at is not None)
+    adjusted, futility = None, None
+    try:
+        adjusted = None if stop is None else adjusted_inference(
+            test.design, statistics, ests, ses, stop, sign, plan.looks)
+        if stop is not None and adjusted is None:
+            notes.append(f"no adjusted estimate: the standard error at look {stop} is zero")
+    except (ValueError, ArithmeticError) as exc:  # e.g. no root within double precision
+        notes.append(f"no adjusted estimate at look {stop}: {exc}")
+    try:
+        futility = futility_check(plan, float(alpha), test.design, statistics,
+                                  test.rejected_at is not None)
+    except (ValueError, ArithmeticError) as exc:
+        notes.append(f"futility bounds unavailable: {exc}")
     decision = "futility" if futility is not None and futility.stop else test.decision
     return SequentialAnalysis(
         metric=t.metric, variant=t.variant, control=data.control, method=cmp.method,

@@ -35,6 +35,7 @@ from modelrouter.config.plan import ExperimentPlan
 from modelrouter.stats import (
     ConfidenceInterval,
     SequentialDesign,
+    StagewiseInference,
     design_characteristics,
     futility_bounds,
     futility_design,
@@ -117,6 +118,15 @@ class AdjustedInference:
                 f"{_fmt_ci(self.ci)}, p = {self.pvalue:.3g}.")
 
 
+@functools.lru_cache(maxsize=256)
+def _stagewise(z: float, look: int, rates: tuple[float, ...], bounds: tuple[float, ...],
+               alpha: float, sided: int, se: float) -> StagewiseInference:
+    """Memoised: the dashboard and the verdict ask again for the same recorded looks."""
+    design = SequentialDesign(np.array(rates), np.array(bounds), np.zeros(len(rates)), alpha,
+                              sided, "recorded")
+    return stagewise_inference(z, look, design, std_err=se)
+
+
 def adjusted_inference(design: SequentialDesign, statistics: Sequence[float],
                        estimates: Sequence[float], std_errs: Sequence[float], look: int,
                        sign: float, planned_looks: int) -> AdjustedInference | None:
@@ -125,7 +135,9 @@ def adjusted_inference(design: SequentialDesign, statistics: Sequence[float],
     se = float(std_errs[look - 1])
     if not (math.isfinite(se) and se > 0):
         return None
-    res = stagewise_inference(float(statistics[look - 1]), look, design, std_err=se)
+    t = design.information_rates[:look]
+    res = _stagewise(float(statistics[look - 1]), look, tuple(map(float, t)),
+                     tuple(map(float, design.z[:look])), design.alpha, design.sided, se)
     lo, hi = sorted((sign * res.ci.low, sign * res.ci.high))
     d = float(estimates[look - 1])
     half = (res.naive_ci.high - res.naive_ci.low) / 2.0

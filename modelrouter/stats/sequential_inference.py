@@ -171,6 +171,9 @@ def _solve_drift(g: Any, target: float, start: float, step: float) -> float:
             break
         hi += step
         step *= 2.0
+    if not (f(lo) <= 0.0 <= f(hi)):
+        raise ValueError(f"no drift gives a stage-wise probability of {target:g} (the "
+                         "statistic is beyond what double precision resolves)")
     return float(brentq(f, lo, hi, xtol=1e-9, rtol=1e-12))
 
 
