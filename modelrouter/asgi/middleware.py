@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from modelrouter.asgi.lifespan import RouterLifecycle, run_lifespan
 from modelrouter.asgi.segments import SegmentReader
@@ -118,28 +118,24 @@ class RoutingMiddleware:
             await target(scope, receive, send)
             return
 
-        store = self.experiment.store
-        tick = self.experiment.tick
-        signer = self._signer
-        timer = self._timer
-        start = timer()
+        # The send wrapper is a plain function returning the server's awaitable (no coroutine
+        # of its own per message) and closes over only what changes per request.
+        start = self._timer()
         status = 0
         done = False
 
-        async def send_wrapper(message: Message) -> None:
+        def send_wrapper(message: Message) -> Awaitable[None]:
             nonlocal status, done
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
-                if signer is not None:  # the signed token for late feedback (tokens.py)
+                if self._signer is not None:  # the signed token for late feedback (tokens.py)
                     message = {**message, "headers": [*message.get("headers", ()), (
-                        _TOKEN_HEADER, signer.sign_decision(decision))]}
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                        _TOKEN_HEADER, self._signer.sign_decision(decision))]}
+            elif kind == "http.response.body" and not message.get("more_body"):
                 done = True
-                latency = (timer() - start) * 1000.0
-                store.record_auto(seq, latency, 1.0 if status >= 500 else 0.0)
-                if tick is not None:
-                    tick()
-            await send(message)
+                self._finish(seq, start, 1.0 if status >= 500 else 0.0)
+            return send(message)
 
         try:
             await target(scope, receive, send_wrapper)
@@ -148,9 +144,16 @@ class RoutingMiddleware:
         except BaseException:
             if not done:
                 done = True
-                latency = (timer() - start) * 1000.0
-                store.record_auto(seq, latency, 1.0)
+                self._finish(seq, start, 1.0, tick=False)
             raise
+
+    def _finish(self, seq: int, start: float, error: float, tick: bool = True) -> None:
+        """Record the automatic metrics of a finished request (latency from ``start``)."""
+        latency = (self._timer() - start) * 1000.0
+        experiment = self.experiment
+        experiment.store.record_auto(seq, latency, error)
+        if tick and experiment.tick is not None:
+            experiment.tick()
 
 
 _TOKEN_HEADER = TOKEN_HEADER.encode("latin-1")

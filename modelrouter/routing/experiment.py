@@ -174,7 +174,7 @@ class Experiment:
             p = alloc.propensities[i]
             # tuple.__new__ skips NamedTuple's Python-level __new__ (half the cost)
             return _new_decision(Decision, (
-                self._prefix + format(seq, "x"), self.names[i], self.models[i], unit, p,
+                f"{self._prefix}{seq:x}", self.names[i], self.models[i], unit, p,
                 alloc.epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq
         if self._unit_level:  # a split experiment, but this request has no unit id

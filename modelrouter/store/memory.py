@@ -1,33 +1,28 @@
-"""The in-memory store: the reference implementation of the store protocol.
-
-Layout (see ../DESIGN.md, "Store data model"):
+"""The in-memory store: the reference implementation of the store protocol (layout: see
+../DESIGN.md, "Store data model").
 
 - **Unit level** (``level="user" | "session"``): a :class:`~modelrouter.store.units.UnitTable`
   (unit id -> row, growable columns per row and per metric; analysis is vectorised numpy over
   copies of them), and a cache of each row's hash bucket (derived, never saved).
 - **Request level**: every request is a unit, kept only while feedback may still arrive (its
-  own ``(x, y)`` per metric are columns of the pending ring); each change is applied at once
-  to additive sums per (variant, epoch, segment) group (a
-  :class:`~modelrouter.store.rows.GroupTable`), so memory is O(1) in traffic.
+  own ``(x, y)`` per metric are columns of the pending ring); each change is applied at once to
+  sums per (variant, epoch, segment) group (a ``GroupTable``): memory is O(1) in traffic.
 - **Pending ring** (:class:`~modelrouter.store.ring.PendingRing`): decisions are numbered;
   slot ``seq % max_pending`` remembers the decision's row and issue time, so late feedback
   finds its unit in O(1), and a decision overwritten in the ring (or older than the
-  attribution window) is refused. :meth:`MemoryStore.expose_unit` (the request path) inlines
-  the ring's append through the ring's own arrays.
+  attribution window) is refused. The request paths (:meth:`expose_unit`, unit-level
+  :meth:`expose_decision`) inline the ring's append through the ring's own arrays.
 - **Bandit mode**: a :class:`~modelrouter.store.decisions.DecisionTracker`, fed under the same
-  lock as its exposure. **Files**: :meth:`MemoryStore.dump` / :meth:`MemoryStore.load` give and
-  take the state as plain data (store/state.py); store/persistence.py frames it in a file.
-
-numpy is imported by ``snapshot``, ``dump`` and ``load``, not by this module (routing and
-recording never need it).
+  lock as its exposure. **Files**: :meth:`dump` / :meth:`load` give and take the state as plain
+  data (store/state.py); store/persistence.py frames it. numpy is imported by ``snapshot``,
+  ``dump`` and ``load``, not by this module (routing and recording never need it).
 
 Thread safety: one ``threading.Lock`` (``_lock``) guards every mutation (counters, unit table,
 group sums, ring, decision tracker, latency histogram, epochs, looks, segment tables) and the
-copies taken by :meth:`MemoryStore.snapshot`, :meth:`MemoryStore.dump` and
-:meth:`MemoryStore.take_deltas`; it is held for microseconds (a copy, for those) and never
-across I/O or an await. :meth:`MemoryStore.load` validates outside the lock and swaps the new
-objects in under it. Lock-free reads: :meth:`MemoryStore.has_unit` (one dict lookup) and the
-hit path of :meth:`MemoryStore.segment_codes` (a miss takes the lock and looks again).
+copies taken by :meth:`snapshot`, :meth:`dump` and :meth:`take_deltas`; it is held for
+microseconds (a copy, for those), never across I/O or an await. :meth:`load` validates outside
+the lock and swaps the new objects in under it. Lock-free reads: :meth:`has_unit` (one dict
+lookup) and the hit path of :meth:`segment_codes` (a miss takes the lock and looks again).
 """
 
 from __future__ import annotations
@@ -36,13 +31,13 @@ import os
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import ConfigError, UnknownUnitError
 from modelrouter.store.decisions import DecisionTracker
-from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
-from modelrouter.store.histogram import slot_of as latency_slot
+from modelrouter.store.histogram import EDGES_MS, N_SLOTS, LatencyHistogram
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.protocol import BaseStore, Chooser
 from modelrouter.store.ring import PendingRing
@@ -156,7 +151,12 @@ class MemoryStore(BaseStore):
                 self._ubucket.append(_NAN)
             else:
                 t.exposures[row] += 1
-            self.ring.remember(seq, now, row)
+            if seq < self.max_pending:  # PendingRing.remember inlined (no ring columns here)
+                self._ring_seq.append(seq)
+                self._ring_time.append(now)
+                self._ring_row.append(row)
+            else:
+                self.ring.remember(seq, now, row)
             return seq, row
         group = self._groups.row_of((variant, epoch, segment))
         self._groups.sums[group][0] += 1.0
@@ -236,7 +236,7 @@ class MemoryStore(BaseStore):
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request under one lock acquisition."""
         slot = seq % self.max_pending
-        h = latency_slot(latency_ms)
+        h = bisect_left(EDGES_MS, latency_ms)  # histogram.slot_of inlined (same search)
         with self._lock:
             if seq < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
                 return  # evicted by a flood of newer requests: nothing to attribute to

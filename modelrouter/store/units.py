@@ -36,8 +36,8 @@ class UnitTable:
     """Per-unit columns; row ``i`` is the ``i``-th unit exposed. ``auto`` gives the indices of
     the automatic metrics (latency, error), whose columns are aliased for ``record_auto``."""
 
-    __slots__ = ("epoch", "err_x", "err_y", "exposures", "first_seen", "lat_x", "lat_y",
-                 "propensity", "rows", "segs", "variant", "x", "y")
+    __slots__ = ("_cap", "epoch", "err_x", "err_y", "exposures", "first_seen", "lat_x",
+                 "lat_y", "propensity", "rows", "segs", "variant", "x", "y")
 
     def __init__(self, n_metrics: int, n_dims: int, auto: tuple[int, int]) -> None:
         self.rows: dict[str, int] = {}
@@ -47,8 +47,11 @@ class UnitTable:
         self.first_seen: array[float] = array("d")
         self.exposures: array[int] = array("I")
         self.segs: list[array[int]] = [array("H") for _ in range(n_dims)]
+        # metric columns grow in zero-filled chunks (``_cap`` rows), not one append per column
+        # per new unit; rows past len(self) are zeros that nothing reads
         self.x: list[array[float]] = [array("d") for _ in range(n_metrics)]
         self.y: list[array[float]] = [array("d") for _ in range(n_metrics)]
+        self._cap = 0
         self._alias(auto)
 
     def _alias(self, auto: tuple[int, int]) -> None:
@@ -75,13 +78,23 @@ class UnitTable:
         self.propensity.append(propensity)
         self.first_seen.append(now)
         self.exposures.append(1)
-        for d, seg_col in enumerate(self.segs):
-            seg_col.append(segment[d] if d < len(segment) else 0)
-        for col in self.x:
-            col.append(0.0)
-        for col in self.y:
-            col.append(0.0)
+        if self.segs:
+            for d, seg_col in enumerate(self.segs):
+                seg_col.append(segment[d] if d < len(segment) else 0)
+        if row >= self._cap:
+            self._grow()
         return row
+
+    def _grow(self) -> None:
+        """Extend every metric column by a chunk of zeros (at least 4,096 rows, a quarter of
+        the rows so far: amortised O(1), like a list's spare capacity)."""
+        extra = max(4096, self._cap // 4)
+        zeros = array("d", bytes(8 * extra))
+        for col in self.x:
+            col.extend(zeros)
+        for col in self.y:
+            col.extend(zeros)
+        self._cap += extra
 
     def apply(self, row: int, m: int, value: float, any_: bool) -> None:
         """Add a value of metric ``m`` to a row (``any_``: x is the 0/1 flag, a max)."""
@@ -106,8 +119,8 @@ class UnitTable:
             exposures=np.array(self.exposures, dtype=np.int64),
             segments=np.column_stack([np.array(c, dtype=np.int64) for c in self.segs])
             if self.segs else np.zeros((n, 0), dtype=np.int64),
-            x={m: np.array(self.x[i], dtype=np.float64) for i, m in enumerate(metric_names)},
-            y={m: np.array(self.y[i], dtype=np.float64) for i, m in enumerate(metric_names)})
+            x={m: _used(self.x[i], n) for i, m in enumerate(metric_names)},
+            y={m: _used(self.y[i], n) for i, m in enumerate(metric_names)})
 
     # -- snapshot files -------------------------------------------------------------------
     def dump(self, metric_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -123,9 +136,10 @@ class UnitTable:
             arrays[name] = np.array(col)
         for d, col in enumerate(self.segs):
             arrays[f"seg{d}"] = np.array(col)
+        n = len(self.variant)
         for i, m in enumerate(metric_names):
-            arrays[f"x:{m}"] = np.array(self.x[i])
-            arrays[f"y:{m}"] = np.array(self.y[i])
+            arrays[f"x:{m}"] = _used(self.x[i], n)
+            arrays[f"y:{m}"] = _used(self.y[i], n)
         return arrays
 
     @classmethod
@@ -158,8 +172,17 @@ class UnitTable:
         table.segs = [_ints(arrays[f"seg{d}"], "H", n, f"seg{d}") for d in range(n_dims)]
         table.x = [_floats(arrays[f"x:{m}"], n, f"x:{m}") for m in metric_names]
         table.y = [_floats(arrays[f"y:{m}"], n, f"y:{m}") for m in metric_names]
+        table._cap = n
         table._alias(auto)
         return table
+
+
+def _used(col: array[float], n: int) -> np.ndarray:
+    """A float64 numpy copy of the first ``n`` values of a metric column (its used rows)."""
+    import numpy as np
+
+    used: np.ndarray = np.frombuffer(col, dtype=np.float64, count=n).copy()
+    return used
 
 
 def _checked(a: np.ndarray, code: str, n: int, what: str) -> bytes:
