@@ -275,7 +275,8 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
         at += f"; now {now}"
     pending = [g for g in guards if g.status == "inconclusive"]
     if decision == "reject" and d.direction == "better":
-        reasons = [f"{head}: {at}: {variant} significantly better than {control}"]
+        reasons = [f"{head}: {at}: {variant} significantly better than {control}",
+                   *_adjusted(seq, variant, control)]
         if pending:
             reasons += [f"guardrail not yet shown safe: {g.reason}" for g in pending]
             return Verdict("keep_testing", why(*reasons), primary, variant, srm_p, cmp_, seq,
@@ -286,8 +287,9 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
                        notes, **extra)
     if decision == "reject":
         return Verdict("harmful", why(f"{head}: {at}: {variant} significantly worse than "
-                                      f"{control}; do not ship"), primary, variant, srm_p, cmp_,
-                       seq, guards, notes, **extra)
+                                      f"{control}; do not ship",
+                                      *_adjusted(seq, variant, control)), primary, variant,
+                       srm_p, cmp_, seq, guards, notes, **extra)
     if decision == "futility":
         assert isinstance(seq, SequentialAnalysis) and seq.futility is not None
         return Verdict("no_effect", why(f"{head}: {now}, {d.evidence}: stop for futility (look "
@@ -302,6 +304,18 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
     return Verdict("keep_testing", why(f"{head}: {now}, {d.evidence}: not significant yet; "
                                        "keep collecting data"), primary, variant, srm_p, cmp_, seq,
                    guards, notes, **extra)
+
+
+def _adjusted(seq: SequentialAnalysis | ComparisonResult | None, variant: str, control: str
+              ) -> tuple[str, ...]:
+    """After an early crossing, the bias-adjusted estimate (the crossing look's is biased away
+    from zero; :mod:`modelrouter.analysis.sequential_inference`)."""
+    adj = seq.adjusted if isinstance(seq, SequentialAnalysis) else None
+    if adj is None or not adj.early:
+        return ()
+    return (f"bias-adjusted for stopping early (median-unbiased): {variant} - {control} = "
+            f"{adj.estimate:+.4g}, {adj.confidence:.0%} CI [{adj.ci.low:+.4g}, "
+            f"{adj.ci.high:+.4g}] (the estimate at the crossing look is biased away from zero)",)
 
 
 def _better(v: Verdict, lower_is_better: bool) -> float:

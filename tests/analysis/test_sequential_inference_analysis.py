@@ -81,6 +81,11 @@ def test_early_crossing_reports_rcis_and_the_bias_adjusted_estimate() -> None:
     assert out["adjusted"]["look"] == k and len(out["repeated_cis"]) == len(looks)
     assert out["futility"] is None and seq.futility is None
     assert "Repeated 95% confidence intervals" in Analysis.from_experiment(exp).report()
+    # the verdict states the adjusted estimate beside the crossing look's
+    v = Analysis.from_experiment(exp).verdict()
+    assert v.decision in ("ship", "keep_testing")  # keep_testing: guardrails not yet shown safe
+    assert v.reasons[1].startswith("bias-adjusted for stopping early")
+    assert f"{adj.estimate:+.4g}" in v.reasons[1]
 
 
 def test_final_look_without_crossing_has_stagewise_inference() -> None:
