@@ -11,6 +11,7 @@ safe to read from any thread.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,10 @@ class UnitColumns:
     segments: np.ndarray  # shape (n_units, n_dims), codes into Snapshot.segment_values
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
+    # unit ids in row order (exports name the unit); None where a producer has none (tests'
+    # hand-built columns). The memory store gives a read-only view of its append-only id list
+    # (no copy under the lock), Redis the ids it read.
+    ids: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)

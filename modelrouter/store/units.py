@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from modelrouter.exceptions import StoreError
 from modelrouter.store.types import UnitColumns
@@ -30,17 +30,47 @@ from modelrouter.store.types import UnitColumns
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["UnitTable"]
+__all__ = ["UnitIds", "UnitTable"]
+
+
+class UnitIds(Sequence[str]):
+    """The first ``n`` ids of an append-only list, read-only: a snapshot's unit ids without
+    copying them under the store's lock (ids are only ever appended; a restore installs a new
+    list, so the rows a snapshot sees never change)."""
+
+    __slots__ = ("_ids", "_n")
+
+    def __init__(self, ids: list[str], n: int) -> None:
+        self._ids, self._n = ids, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self._ids[j] for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError("unit index out of range")
+        return self._ids[i % self._n]
+
+    def __repr__(self) -> str:
+        return f"UnitIds(n={self._n})"
+
 
 class UnitTable:
     """Per-unit columns; row ``i`` is the ``i``-th unit exposed. ``auto`` gives the indices of
     the automatic metrics (latency, error), whose columns are aliased for ``record_auto``."""
 
-    __slots__ = ("_cap", "epoch", "err_x", "err_y", "exposures", "first_seen", "lat_x",
+    __slots__ = ("_cap", "epoch", "err_x", "err_y", "exposures", "first_seen", "ids", "lat_x",
                  "lat_y", "propensity", "rows", "segs", "variant", "x", "y")
 
     def __init__(self, n_metrics: int, n_dims: int, auto: tuple[int, int]) -> None:
         self.rows: dict[str, int] = {}
+        self.ids: list[str] = []  # row -> unit id, append-only (snapshots view a prefix)
         self.variant: array[int] = array("b")
         self.epoch: array[int] = array("i")
         self.propensity: array[float] = array("d")
@@ -73,6 +103,7 @@ class UnitTable:
         """Append ``unit``'s row (first exposure now, no value yet); return the row."""
         row = len(self.variant)
         self.rows[unit] = row
+        self.ids.append(unit)
         self.variant.append(variant)
         self.epoch.append(epoch)
         self.propensity.append(propensity)
@@ -120,7 +151,8 @@ class UnitTable:
             segments=np.column_stack([np.array(c, dtype=np.int64) for c in self.segs])
             if self.segs else np.zeros((n, 0), dtype=np.int64),
             x={m: _used(self.x[i], n) for i, m in enumerate(metric_names)},
-            y={m: _used(self.y[i], n) for i, m in enumerate(metric_names)})
+            y={m: _used(self.y[i], n) for i, m in enumerate(metric_names)},
+            ids=UnitIds(self.ids, n))
 
     # -- snapshot files -------------------------------------------------------------------
     def dump(self, metric_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -162,6 +194,10 @@ class UnitTable:
             raise StoreError("unit index is inconsistent (rows or duplicate ids)")
         table = cls(len(metric_names), n_dims, auto)
         table.rows = dict(zip(ids, rows))
+        by_row = [""] * n
+        for unit, row in table.rows.items():
+            by_row[row] = unit
+        table.ids = by_row
         table.variant = _ints(arrays["variant"], "b", n, "variant")
         table.epoch = _ints(arrays["epoch"], "i", n, "epoch")
         table.propensity = _floats(arrays["propensity"], n, "propensity")

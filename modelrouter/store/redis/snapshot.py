@@ -91,7 +91,7 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
             epoch=np.array([r[1] for r, _ in rows], dtype=np.int64).reshape(n),
             propensity=np.array([r[2] for r, _ in rows], dtype=np.float64).reshape(n),
             first_seen=np.array([r[3] for r, _ in rows], dtype=np.float64).reshape(n),
-            exposures=exposures, segments=segs, x=x, y=y)
+            exposures=exposures, segments=segs, x=x, y=y, ids=ids)
     else:
         width = 1 + SUMS_PER_METRIC * len(layout.metric_names)
         sums: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}
