@@ -53,9 +53,9 @@ def _plan(args: argparse.Namespace) -> int:
         result = sample_size_proportions(args.baseline, args.baseline + args.mde,
                                          alpha=args.alpha, power=args.power,
                                          ratio=args.allocation_ratio, sided=args.sided,
-                                         sequential=design)
+                                         sequential=design, null_variance=args.null_variance)
         what = f"baseline rate {args.baseline:.4g}, minimum detectable effect {args.mde:+.4g} " \
-               "(absolute)"
+               f"(absolute; {args.null_variance} variance under H0)"
     else:
         result = sample_size_means(args.mde, args.sd, alpha=args.alpha, power=args.power,
                                    ratio=args.allocation_ratio, sided=args.sided,
@@ -106,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="equally spaced looks of a group-sequential test (default 1: fixed)")
     plan.add_argument("--spending", default="obrien-fleming",
                       choices=("obrien-fleming", "pocock"), help="alpha spending with --looks")
+    plan.add_argument("--null-variance", default="pooled", choices=("pooled", "unpooled"),
+                      dest="null_variance",
+                      help="rates: variance under H0 of the planned z-test (default pooled, the "
+                           "two-proportion z-test compare() runs; unpooled: a Wald test)")
     plan.add_argument("--per-day", type=float, default=None, help="units per day")
     plan.set_defaults(func=_plan)
     return parser

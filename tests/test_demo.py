@@ -34,9 +34,16 @@ def test_demo_end_to_end_small() -> None:
 
 
 def test_cli_plan_reproduces_seed_table(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["plan", "--baseline", "0.05", "--mde", "0.005", "--per-day", "1000"]) == 0
+    # the seed table uses the unpooled variance under H0 (a Wald test)
+    assert main(["plan", "--baseline", "0.05", "--mde", "0.005", "--per-day", "1000",
+                 "--null-variance", "unpooled"]) == 0
     out = capsys.readouterr().out
     assert "31,231" in out and "62,462" in out and "62.5 days" in out
+    # the default plans the pooled two-proportion z-test compare() runs (Fleiss)
+    assert main(["plan", "--baseline", "0.05", "--mde", "0.005", "--per-day", "1000"]) == 0
+    out = capsys.readouterr().out
+    expected = sample_size_proportions(0.05, 0.055)
+    assert f"{expected.n_per_group:,}" in out and "pooled variance under H0" in out
 
 
 def test_cli_plan_for_means_with_sequential_looks(capsys) -> None:  # type: ignore[no-untyped-def]
@@ -81,7 +88,7 @@ def test_cli_plan_errors_are_one_line_not_a_traceback(argv: list[str], message: 
 def test_python_dash_m_modelrouter_runs_the_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "modelrouter", "plan", "--baseline", "0.05",
                           "--mde", "0.005"], capture_output=True, text=True, check=True)
-    assert "31,231" in out.stdout
+    assert f"{sample_size_proportions(0.05, 0.055).n_per_group:,}" in out.stdout
 
 
 def test_demo_progress_goes_to_its_own_stream() -> None:

@@ -1,14 +1,30 @@
 """Planning: sample size, minimum detectable effect, duration, and the cost of sequential looks.
 
-Sample sizes use the normal approximation with the *unpooled* variance under the alternative,
+Sample sizes use the normal approximation of the test the analysis will run. For means (Welch's
+t-test, large samples) and ratio metrics (delta-method z-test) that is
 
     n_control = (z_(1-alpha/sided) + z_power)^2 * (var_control + var_treatment / ratio) / delta^2,
 
-with ``ratio = n_treatment / n_control``; ``var = p (1 - p)`` for proportions and ``sd^2`` for
-means. This is the textbook formula (Chow, Shao & Wang, sec. 4.2), the one the seed table uses.
-statsmodels' ``NormalIndPower`` is the same formula for means (``effect_size = delta / sd``) and,
-for proportions, is usually fed Cohen's ``h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1))``, an
-arcsine-variance approximation that gives slightly different (not wrong) numbers.
+with ``ratio = n_treatment / n_control`` and ``var = sd^2`` (Chow, Shao & Wang, "Sample Size
+Calculations in Clinical Research", sec. 3.2); statsmodels' ``NormalIndPower`` is the same
+formula (``effect_size = delta / sd``).
+
+Proportions are tested by ``compare()`` with the classic two-proportion z-test, whose statistic
+divides by the *pooled* standard error (:func:`~modelrouter.stats.two_proportion_ztest`). Under
+H0 that statistic is N(0, 1) with the pooled variance; under H1 the difference has the unpooled
+variance. The sample size that gives this test its power is therefore Fleiss's (Fleiss, Levin &
+Paik, "Statistical Methods for Rates and Proportions", 3rd ed. 2003, eq. 4.14 without the
+continuity correction; statsmodels ``samplesize_proportions_2indep_onetail``):
+
+    n_control = (z_(1-alpha/sided) sqrt(pbar (1 - pbar) (1 + 1/ratio))
+                 + z_power sqrt(p1 (1 - p1) + p2 (1 - p2) / ratio))^2 / (p2 - p1)^2,
+    pbar = (p1 + ratio p2) / (1 + ratio)                (the pooled rate the test estimates)
+
+(``null_variance="pooled"``, the default). ``null_variance="unpooled"`` puts the unpooled
+variance in both terms (the formula above for means with ``var = p (1 - p)``): the right one for
+an unpooled (Wald) z-test, and the one of the seed table (31,231 per group for 5% -> 5.5%; the
+pooled form needs 31,234). statsmodels' usual recipe for proportions, ``NormalIndPower`` with
+Cohen's ``h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1))``, plans the arcsine test, which we do not run.
 
 Ratio metrics (``sum(x) / sum(y)`` per variant, e.g. value per event with ``y`` the events of a
 unit) use the per-unit linearised variance of ``R = mean_x / mean_y`` (the delta method; Deng,
@@ -19,22 +35,31 @@ Knoblich & Lu 2018, "Applying the Delta Method in Metric Analytics", KDD),
 so that ``Var(R_hat) ~ sigma^2 / n``: the variance the analysis' delta-method z-test uses.
 
 A group-sequential design needs ``inflation_factor`` times the fixed-design sample size to keep
-the same power (Jennison & Turnbull 2000, sec. 2.6); pass the design as ``sequential=``.
+the same power (Jennison & Turnbull 2000, sec. 2.6); pass the design as ``sequential=``. The
+design's operating characteristics live in :mod:`modelrouter.stats.inflation` (re-exported
+here).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtri
 
+from modelrouter.stats.inflation import (
+    DesignCharacteristics,
+    check_power,
+    design_characteristics,
+    inflation_factor,
+)
 from modelrouter.stats.sequential import SequentialDesign, check_alpha, check_sided
 
 __all__ = [
+    "NULL_VARIANCES",
     "DesignCharacteristics",
     "DetectableEffect",
     "SampleSize",
@@ -51,74 +76,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, eq=False)
-class DesignCharacteristics:
-    """Operating characteristics of a sequential design at a target power.
-
-    Sample sizes are relative to the fixed-sample design with the same alpha and power.
-    """
-
-    inflation_factor: float
-    power: float
-    drift: float
-    rejection_probabilities: np.ndarray
-    expected_sample_size_h0: float
-    expected_sample_size_h1: float
-
-    def __repr__(self) -> str:
-        rp = ", ".join(f"{p:.4g}" for p in self.rejection_probabilities)
-        return (f"DesignCharacteristics(inflation_factor={self.inflation_factor:.5f}, "
-                f"power={self.power:g}, drift={self.drift:.5f}, rejection_probabilities=[{rp}], "
-                f"expected_sample_size_h0={self.expected_sample_size_h0:.4f}, "
-                f"expected_sample_size_h1={self.expected_sample_size_h1:.4f})")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-Python fields."""
-        return {"inflation_factor": self.inflation_factor, "power": self.power,
-                "drift": self.drift,
-                "rejection_probabilities": self.rejection_probabilities.tolist(),
-                "expected_sample_size_h0": self.expected_sample_size_h0,
-                "expected_sample_size_h1": self.expected_sample_size_h1}
-
-
-def _check_power(power: float) -> float:
-    if not (isinstance(power, (int, float)) and 0.0 < float(power) < 1.0):
-        raise ValueError(f"power ({power!r}) must be in (0, 1)")
-    return float(power)
-
-
-def _expected_rate(design: SequentialDesign, drift: float) -> float:
-    """E[information rate at stopping] under the given drift."""
-    up, lo = design.exit_probabilities(drift)
-    stop = up + lo
-    stop[-1] = 1.0 - stop[:-1].sum()
-    return float(stop @ design.information_rates)
-
-
-def design_characteristics(design: SequentialDesign, power: float = 0.8) -> DesignCharacteristics:
-    """Inflation factor, per-look rejection probabilities and expected sample sizes.
-
-    Power counts rejections through the upper boundary only (as rpact's default and the fixed
-    formula ``z_(1-alpha/sided) + z_power``), so the inflation factor is a ratio of drifts squared.
-    """
-    if not isinstance(design, SequentialDesign):
-        raise ValueError(f"design ({type(design).__name__}) must be a SequentialDesign")
-    pw = _check_power(power)
-    fixed = float(ndtri(1.0 - design.alpha / design.sided) + ndtri(pw))
-    drift = float(brentq(lambda d: design.power(d) - pw, 0.0, 40.0, xtol=1e-10, rtol=1e-12))
-    t_max = float(design.information_rates[-1])
-    inflation = t_max * (drift / fixed) ** 2
-    scale = inflation / t_max  # information rate -> multiple of the fixed sample size
-    return DesignCharacteristics(
-        inflation_factor=inflation, power=pw, drift=drift,
-        rejection_probabilities=design.exit_probabilities(drift)[0],
-        expected_sample_size_h0=_expected_rate(design, 0.0) * scale,
-        expected_sample_size_h1=_expected_rate(design, drift) * scale)
-
-
-def inflation_factor(design: SequentialDesign, power: float = 0.8) -> float:
-    """Maximum sample size of ``design`` divided by the fixed design's, at equal alpha and power."""
-    return design_characteristics(design, power).inflation_factor
+NullVariance = Literal["pooled", "unpooled"]
+#: How the planning formula for proportions treats the variance under H0 (see the module doc).
+NULL_VARIANCES: tuple[NullVariance, ...] = ("pooled", "unpooled")
 
 
 @dataclass(frozen=True)
@@ -149,7 +109,7 @@ def _ceil(x: float) -> int:
 
 
 def _z_sum(alpha: float, power: float, sided: int) -> float:
-    return float(ndtri(1.0 - check_alpha(alpha) / check_sided(sided)) + ndtri(_check_power(power)))
+    return float(ndtri(1.0 - check_alpha(alpha) / check_sided(sided)) + ndtri(check_power(power)))
 
 
 def _check_ratio(ratio: float) -> float:
@@ -177,21 +137,52 @@ def _result(n1: float, ratio: float, infl: float, what: str) -> SampleSize:
     return SampleSize(a, b, a + b, n1, infl, what + seq)
 
 
+def _check_null_variance(null_variance: str) -> NullVariance:
+    if null_variance not in NULL_VARIANCES:
+        raise ValueError(f"null_variance ({null_variance!r}) must be one of "
+                         f"{', '.join(map(repr, NULL_VARIANCES))}")
+    return null_variance
+
+
+def _proportion_sds(p1: float, p2: float, r: float, null_variance: str) -> tuple[float, float]:
+    """Standard deviations of the difference (times sqrt(n_control)) under H0 and H1."""
+    sd1 = math.sqrt(p1 * (1 - p1) + p2 * (1 - p2) / r)
+    if null_variance == "unpooled":
+        return sd1, sd1
+    pbar = (p1 + r * p2) / (1 + r)
+    return math.sqrt(pbar * (1 - pbar) * (1 + 1 / r)), sd1
+
+
 def sample_size_proportions(p1: float, p2: float, alpha: float = 0.05, power: float = 0.8,
                             ratio: float = 1.0, sided: int = 2,
-                            sequential: SequentialDesign | None = None) -> SampleSize:
-    """Units per group to detect conversion ``p1`` (control) vs ``p2`` (treatment)."""
+                            sequential: SequentialDesign | None = None,
+                            null_variance: NullVariance = "pooled") -> SampleSize:
+    """Units per group to detect conversion ``p1`` (control) vs ``p2`` (treatment) with the
+    pooled two-proportion z-test ``compare()`` runs (Fleiss; ``null_variance="unpooled"`` for
+    a Wald test, see the module docstring)."""
     for name, p in (("p1", p1), ("p2", p2)):
         if not (isinstance(p, (int, float)) and 0.0 < p < 1.0):
             raise ValueError(f"{name} ({p!r}) must be in (0, 1)")
     if p1 == p2:
         raise ValueError(f"p2 ({p2!r}) must differ from p1 ({p1!r})")
+    nv = _check_null_variance(null_variance)
     r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
-    var = p1 * (1 - p1) + p2 * (1 - p2) / r
-    n1 = zs**2 * var / (p2 - p1) ** 2
-    what = (f"n = (z_(1-{alpha:g}/{sided}) + z_{power:g})^2 * (p1(1-p1) + p2(1-p2)/ratio) / "
-            f"(p2-p1)^2 = {zs:.4f}^2 * {var:.6g} / {(p2 - p1) ** 2:.6g} with p1={p1:g}, "
-            f"p2={p2:g}, ratio={r:g} (unpooled normal approximation).")
+    za = float(ndtri(1.0 - alpha / sided))
+    sd0, sd1 = _proportion_sds(p1, p2, r, nv)
+    n1 = (za * sd0 + (zs - za) * sd1) ** 2 / (p2 - p1) ** 2
+    if nv == "unpooled":
+        what = (f"n = (z_(1-{alpha:g}/{sided}) + z_{power:g})^2 * (p1(1-p1) + p2(1-p2)/ratio)"
+                f" / (p2-p1)^2 = {zs:.4f}^2 * {sd1**2:.6g} / {(p2 - p1) ** 2:.6g} with "
+                f"p1={p1:g}, p2={p2:g}, ratio={r:g} (unpooled variance under H0 and H1: "
+                "a Wald z-test).")
+    else:
+        what = (f"n = (z_(1-{alpha:g}/{sided}) sqrt(pbar(1-pbar)(1+1/ratio)) + z_{power:g} "
+                f"sqrt(p1(1-p1) + p2(1-p2)/ratio))^2 / (p2-p1)^2 with pbar = "
+                f"(p1 + ratio p2)/(1 + ratio) = {(p1 + r * p2) / (1 + r):.6g}, p1={p1:g}, "
+                f"p2={p2:g}, ratio={r:g}: {za:.4f} * {sd0:.6g} + {zs - za:.4f} * {sd1:.6g}, "
+                "squared, over {:.6g} (Fleiss: pooled variance under H0, as the "
+                "two-proportion z-test compare() runs; unpooled under H1).".format(
+                    (p2 - p1) ** 2))
     return _result(n1, r, _inflation(sequential, alpha, sided, power), what)
 
 
@@ -297,16 +288,21 @@ def _check_n(n: float) -> float:
 
 def mde_proportions(n: float, p1: float, alpha: float = 0.05, power: float = 0.8,
                     ratio: float = 1.0, sided: int = 2,
-                    sequential: SequentialDesign | None = None) -> DetectableEffect:
-    """Smallest increase over ``p1`` detectable with ``n`` control units (inverts the formula)."""
+                    sequential: SequentialDesign | None = None,
+                    null_variance: NullVariance = "pooled") -> DetectableEffect:
+    """Smallest increase over ``p1`` detectable with ``n`` control units (inverts
+    :func:`sample_size_proportions` with the same ``null_variance``)."""
     n_in, n = n, _check_n(n)
     if not (isinstance(p1, (int, float)) and 0.0 < p1 < 1.0):
         raise ValueError(f"p1 ({p1!r}) must be in (0, 1)")
+    nv = _check_null_variance(null_variance)
     r, zs = _check_ratio(ratio), _z_sum(alpha, power, sided)
+    za = float(ndtri(1.0 - alpha / sided))
     n_eff = n / _inflation(sequential, alpha, sided, power)
 
     def excess(p2: float) -> float:  # > 0 when n_eff units are more than p2 needs
-        return n_eff * (p2 - p1) ** 2 - zs**2 * (p1 * (1 - p1) + p2 * (1 - p2) / r)
+        sd0, sd1 = _proportion_sds(p1, p2, r, nv)
+        return math.sqrt(n_eff) * (p2 - p1) - (za * sd0 + (zs - za) * sd1)
 
     hi = 1.0 - 1e-12
     if excess(hi) < 0:

@@ -180,10 +180,12 @@ def test_horizon_from_mde_is_the_sequential_sample_size() -> None:
     design = spending_boundaries([0.2, 0.4, 0.6, 0.8, 1.0])
     ref = sample_size_proportions(0.1, 0.12, sequential=design)
     assert seq.planned_units == ref.n_total
-    # the textbook fixed-sample formula (unpooled variance), written out with scipy quantiles
-    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
-    fixed = z**2 * (0.1 * 0.9 + 0.12 * 0.88) / 0.02**2
-    assert fixed == pytest.approx(3838.5, abs=0.5)
+    # the fixed-sample formula of the pooled two-proportion z-test the analysis runs (Fleiss,
+    # Levin & Paik 2003, eq. 4.14 without continuity correction), written out with scipy
+    za, zb = stats.norm.ppf(0.975), stats.norm.ppf(0.8)
+    fixed = (za * math.sqrt(2 * 0.11 * 0.89)
+             + zb * math.sqrt(0.1 * 0.9 + 0.12 * 0.88)) ** 2 / 0.02**2
+    assert fixed == pytest.approx(3840.8, abs=0.5)
     # times the inflation factor of 5-look LD O'Brien-Fleming (1.025, checked against J&T)
     assert seq.planned_units == 2 * math.ceil(fixed * inflation_factor(design))
     assert inflation_factor(design) == pytest.approx(1.025, abs=5e-4)
