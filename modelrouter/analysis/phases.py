@@ -252,6 +252,14 @@ def switched_compare(data: AnalysisData, metric: str, variant: str | None = None
     _check_scales(data, segment)
     table = epoch_table(data, metric, segment)
     strata, merged = _strata(table, (c, t), min_units)
+    if table.grouped.ratio:  # a per-event mean needs events in every stratum
+        for i in (c, t):
+            events = np.bincount(strata, weights=table.values[:, i])
+            if np.any(events <= 0):
+                raise AnalysisError(
+                    f"no {metric!r} events recorded in {data.variants[i]!r} in "
+                    f"{'any phase' if np.all(events <= 0) else 'some phase'} yet: the per-event "
+                    "mean, the test and the relative lift are not defined")
     try:
         diff = grouped_ipw_difference(table.grouped, arm=t, control=c, method="stratified",
                                       strata=strata)
