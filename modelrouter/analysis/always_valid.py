@@ -10,7 +10,7 @@ running minimum over the official looks and now, and the interval the running in
 :data:`~modelrouter.stats.always_valid.MIN_EVENTS` (100) events (``min_events=`` changes it):
 before that a heavy-tailed metric's variance is typically under-estimated, and the running
 intersection would keep an early interval that is too narrow (issue 12: revenue with 5% buyers
-covered 57% of the time instead of 95%; with the gate 97-98%; see
+covered 57% of the time instead of 95%; with the gate 95.5-98.4%; see
 :mod:`modelrouter.stats.always_valid` and docs/statistics.md). Events are, per arm, the units
 with a non-zero value (per-unit columns), for a binary metric the smaller of successes and
 failures, and at request level (sums only, no per-unit values) the recorded values. A recorded
