@@ -301,3 +301,33 @@ def test_load_refuses_duplicate_groups_and_negative_variants() -> None:
     arrays["variant"] = arrays["variant"] - 1
     with pytest.raises(StoreError, match="variant code is out of range"):
         store(segment_dims=("platform",)).load(header, arrays)
+
+
+def test_unit_columns_grow_in_chunks_past_their_capacity() -> None:
+    """Metric columns grow in chunks of zeros (UnitTable._grow): whatever the spare capacity,
+    snapshots and dumps hold exactly one row per unit, with every value in its own row, also
+    for units added after a load (whose columns start at the loaded length)."""
+    n = 9_000  # past two chunk boundaries (4,096 and 8,192 rows)
+    s = store()
+    for i in range(n):
+        seq = s.expose(f"u{i}", i % 2, 0.5, 0)
+        s.record_seq(seq, REVENUE, float(i))
+    units = s.snapshot().units
+    assert units is not None and units.variant.shape == (n,)
+    assert units.x["revenue"].tolist() == [float(i) for i in range(n)]
+    assert units.y["revenue"].tolist() == [1.0] * n
+    assert units.x["click"].shape == (n,) and not units.x["click"].any()
+    header, arrays = s.dump()
+    assert arrays["x:revenue"].shape == (n,) and arrays["y:click"].shape == (n,)
+    target = store()
+    target.load(header, arrays)
+    for i in range(n, n + 5_000):  # grows again from the loaded length
+        seq = target.expose(f"u{i}", 0, 0.5, 0)
+        target.record_seq(seq, REVENUE, float(i))
+    target.record_unit("u3", REVENUE, 10.0)
+    after = target.snapshot().units
+    assert after is not None and after.variant.shape == (n + 5_000,)
+    expected = [float(i) for i in range(n + 5_000)]
+    expected[3] += 10.0
+    assert after.x["revenue"].tolist() == expected
+    assert after.y["revenue"].tolist() == [1.0] * 3 + [2.0] + [1.0] * (n + 4_996)
