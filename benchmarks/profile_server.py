@@ -1,7 +1,7 @@
 """Where a routed server spends its time: py-spy (and perf stat) on uvicorn under wrk.
 
     python benchmarks/profile_server.py [--app ab] [--endpoint ok] [--seconds 5]
-        [--rate 1000] [--native] [--svg /tmp/prof.svg] [--perf]
+        [--rate 1000] [--native] [--svg /tmp/prof.svg] [--perf] [--code DIR]
 
 Starts the app of ``server_apps.py`` exactly as ``bench_server.py`` does (uvicorn, httptools,
 one worker), warms it up, then drives it with wrk while ``py-spy record`` samples the server
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--svg", metavar="PATH", help="also write a py-spy flame graph")
     parser.add_argument("--perf", action="store_true", help="also run perf stat")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--code", metavar="DIR", help="serve the modelrouter package in DIR "
+                        "(e.g. an older commit's, from git archive) instead of this checkout's")
     args = parser.parse_args()
     for tool in ("wrk", "py-spy") + (("perf",) if args.perf else ()):
         if shutil.which(tool) is None:
@@ -82,7 +84,7 @@ def main() -> None:
     script = tmp / "users.lua"
     script.write_text(LUA.replace("USERS", "100000"))
     port = free_port()
-    server = start_server(args.app, port, "httptools")
+    server = start_server(args.app, port, "httptools", args.code)
     path = ENDPOINTS[args.endpoint]
     try:
         wait_port(port)
