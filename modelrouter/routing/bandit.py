@@ -51,11 +51,15 @@ from modelrouter.routing.decision import Decision
 from modelrouter.routing.policies import RouteContext
 from modelrouter.store.decisions import HOLDOUT, STICKY, DecisionTracker, Training
 
-__all__ = ["BanditAllocation", "BanditRouter", "BanditState"]
+__all__ = ["NEGLIGIBLE_CHANGE", "BanditAllocation", "BanditRouter", "BanditState"]
 
 _log = logging.getLogger("modelrouter.bandit")
 _ALIVE: weakref.WeakSet[BanditRouter] = weakref.WeakSet()
 _BELOW_ONE = math.nextafter(1.0, 0.0)
+NEGLIGIBLE_CHANGE = 0.005
+"""A scheduled refresh that moves no arm's share by this much or more keeps the weights in
+force and their epoch: epochs (and the per-epoch sums kept for the analysis) then grow with
+the changes of routing, not with the number of refreshes (README, "Bandit mode")."""
 
 
 class BanditAllocation(Allocation):
@@ -254,6 +258,18 @@ class BanditRouter:
                           tuple(bool(a) for a in w["active"]))
         self.allocator.restore(self.ctx.store.peek_training(), weights)
         return weights
+
+    def negligible(self, current: Weights, new: Weights) -> bool:
+        """Whether ``new`` routes like ``current``: same active arms and no share moved by
+        :data:`NEGLIGIBLE_CHANGE` or more."""
+        return current.active == new.active and all(
+            abs(a - b) < NEGLIGIBLE_CHANGE
+            for a, b in zip(current.probabilities, new.probabilities))
+
+    def keep(self, current: Weights) -> None:
+        """After a refresh found no change: the allocator keeps its posterior and goes back to
+        the weights in force (routing state lock held)."""
+        self.allocator.restore(self.allocator.counters(), current)
 
     def initial_weights(self) -> Weights:
         """Equal shares over every arm, the allocator's state untouched: the start of a bandit

@@ -29,9 +29,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ATTEMPTS", "MAX_EVENTS", "Conflict", "make_record", "refresh_due"]
+from modelrouter.config import Mode
 
-ATTEMPTS = 8  # compare-and-set retries of one change before it is refused
+__all__ = ["MAX_EVENTS", "RETRY_SECONDS", "Conflict", "desired_of", "make_record",
+           "refresh_due"]
+
+RETRY_SECONDS = 5.0  # compare-and-set retries of one change (with jitter) before it is refused
 MAX_EVENTS = 100  # rollback/resume events kept in the shared record (the newest)
 
 
@@ -56,9 +59,25 @@ def make_record(*, epoch: int, mode: str, ab: Mapping[str, float], active: Seque
             "updates": float(updates)}
 
 
+def desired_of(record: Mapping[str, Any], names: Sequence[str]
+               ) -> tuple[Mode, dict[str, float], list[bool], bool, list[Mapping[str, Any]]]:
+    """``(mode, A/B weights, active arms, held, event dicts)`` of a published record."""
+    mode: Mode = "bandit" if record["mode"] == "bandit" else "ab"
+    ab = {n: float(record["ab"].get(n, 0.0)) for n in names}
+    return (mode, ab, [bool(a) for a in record["active"]], bool(record["held"]),
+            list(record["events"]))
+
+
 def refresh_due(record: Mapping[str, Any] | None, updates: float, now: float,
-                refresh_every: int, refresh_seconds: float | None) -> bool:
-    """Whether the shared schedule asks for a bandit refresh of the record in force."""
+                refresh_every: int, refresh_seconds: float | None,
+                skipped: tuple[float, float] | None = None) -> bool:
+    """Whether the shared schedule asks for a bandit refresh of the record in force;
+    ``skipped``: (updates, time) of this worker's last refresh that changed nothing (counted
+    from there, see ``RoutingState._scheduled_refresh``)."""
+    if skipped is not None:
+        last = record or {}
+        record = {"updates": max(skipped[0], float(last.get("updates", 0.0))),
+                  "at": max(skipped[1], float(last.get("at", 0.0)))}
     if record is None:
         return updates >= refresh_every
     new = updates - float(record.get("updates", 0.0))

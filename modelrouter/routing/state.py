@@ -17,18 +17,23 @@ finds its epoch recorded), then one attribute assignment of the immutable alloca
 the request path reads without a lock. So every end state of racing calls is the end state of
 some serial order of them (linearizable), and no allocation is ever a mix of two calls.
 
+With a shared store (Redis, ``store.shared``) the desired state is also one record in the store
+for every worker: installing publishes it by compare-and-set, a lost race adopts the newer
+record and retries the change, and :meth:`RoutingState.sync` adopts records published
+elsewhere (see :mod:`modelrouter.routing.shared`).
+
 Thread safety: all methods may be called from any thread; they serialise on ``_lock``, which
-is never taken by the request path, never held across I/O or an await, and is the only lock
-the bandit refresh takes before the store's (lock order: state, then store).
+is never taken by the request path, never held across an await (nor across I/O, but for the
+shared store's control-plane round trips), and is the only lock the bandit refresh takes
+before the store's (lock order: state, then store).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
+import random
 import threading
-import weakref
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -37,7 +42,9 @@ from modelrouter.config import Mode, RouterConfig
 from modelrouter.exceptions import ConfigError, StoreError
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.events import RollbackEvent
-from modelrouter.routing.shared import ATTEMPTS, Conflict, make_record, refresh_due
+from modelrouter.routing.forksafe import track
+from modelrouter.routing.shared import RETRY_SECONDS, Conflict, desired_of, make_record, refresh_due
+from modelrouter.routing.weights import effective_ab, paused_ab
 from modelrouter.store.protocol import Store
 from modelrouter.store.types import EpochInfo
 
@@ -48,7 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["RollbackEvent", "RoutingState"]  # RollbackEvent: events.py, re-exported
 
 T = TypeVar("T")
-_ALIVE: weakref.WeakSet[RoutingState] = weakref.WeakSet()
 _MODES: tuple[Mode, ...] = ("ab", "bandit")
 
 
@@ -66,7 +72,7 @@ class RoutingState:
         self._clock = clock
         self._bandit = bandit
         self._lock = threading.Lock()
-        _ALIVE.add(self)
+        track(self, self._lock)  # a fork waits until no change is half done (forksafe.py)
         weights = config.weights or {n: 1.0 / len(self.names) for n in self.names}
         self._ab: dict[str, float] = RouterConfig.check_weights(weights, self.names)
         self._active = [True] * len(self.names)
@@ -80,6 +86,7 @@ class RoutingState:
         self.shared = store.shared  # the routing state is a record in the store (shared.py)
         self._record: dict[str, Any] | None = None  # the shared record in force, if any
         self._updates = 0.0  # the shared training updates last read
+        self._skipped: tuple[float, float] | None = None  # last refresh without a change
         if self.shared and bandit is not None and self.mode == "bandit":
             # epoch 0 must mean the same weights in every worker: equal shares to start
             self._bandit_weights = bandit.initial_weights()
@@ -138,20 +145,9 @@ class RoutingState:
             if not active and not any(mask) and self.mode == "bandit":
                 raise ConfigError(f"variant ({variant!r}) is the last active arm; it cannot be "
                                   "paused")
-            ab = self._ab
-            if self.mode == "ab":  # the A/B weights change too: the share moves
-                rest = math.fsum(w for n, w, a in zip(self.names, ab.values(), mask)
-                                 if a and n != variant)
-                if not active and rest <= 0:
-                    raise ConfigError(f"variant ({variant!r}) is the only one with traffic; "
-                                      "it cannot be paused")
-                if not active:  # its share goes to the others in proportion
-                    ab = {n: 0.0 if n == variant else w / rest for n, w in ab.items()}
-                elif ab[variant] <= 0:  # back at its configured share, the others shrinking
-                    share = self._configured.get(variant) or 1.0 / len(self.names)
-                    ab = {n: share if n == variant else w * (1.0 - share) / rest
-                          for n, w in ab.items()} if rest > 0 else {
-                          n: 1.0 if n == variant else 0.0 for n in ab}
+            ab = self._ab  # A/B: the share moves too (weights.py)
+            if self.mode == "ab":
+                ab = paused_ab(ab, mask, variant, active, self._configured)
             if mask == self._active and ab == self._ab:
                 return self.allocation  # already so
             self._active, self._ab = mask, ab
@@ -199,10 +195,29 @@ class RoutingState:
             bandit = self._bandit
             if self.mode != "bandit" or bandit is None:
                 return None  # A/B mode: the counters keep accumulating for later
-            if not force and not bandit.refresh_due():
+            if force:
+                self._install()
+            elif bandit.refresh_due():
+                self._scheduled_refresh()
+            else:
                 return None
-            self._install()
             return self._bandit_weights
+
+    def _scheduled_refresh(self) -> Allocation:
+        """A refresh by the schedule (lock held): a new epoch with the new weights, unless no
+        arm's share moves by :data:`~modelrouter.routing.bandit.NEGLIGIBLE_CHANGE` or more;
+        then the weights in force stay, in their epoch (epochs, and the per-epoch sums the
+        analysis keeps, grow only when routing really changes)."""
+        bandit = self._bandit
+        assert bandit is not None
+        current = self._bandit_weights
+        new = bandit.compute(self._effective_active())
+        if current is not None and bandit.negligible(current, new):
+            bandit.keep(current)
+            self._skipped = (self._updates, self._clock())
+            return self.allocation
+        self._bandit_weights = new
+        return self._install(recompute=False)
 
     # -- the shared control plane (shared.py) ------------------------------------------------
     def sync(self) -> Allocation:
@@ -216,7 +231,8 @@ class RoutingState:
             self._adopt(shared)
             due = self._refresh_due()
         if due:
-            self._change(lambda: self._install() if self._refresh_due() else self.allocation)
+            self._change(lambda: self._scheduled_refresh() if self._refresh_due()
+                         else self.allocation)
         return self.allocation
 
     def _refresh_due(self) -> bool:
@@ -225,7 +241,7 @@ class RoutingState:
             return False
         a = bandit.allocator
         return refresh_due(self._record, self._updates, self._clock(), a.refresh_every,
-                           a.refresh_seconds)
+                           a.refresh_seconds, self._skipped)
 
     def _adopt(self, shared: Mapping[str, Any] | None) -> None:
         """Take a newer shared record as the desired and effective state (lock held)."""
@@ -235,14 +251,11 @@ class RoutingState:
         record = shared["record"]
         if record is None or int(record["epoch"]) <= self.allocation.epoch:
             return
-        mode = record["mode"] if record["mode"] in _MODES else self.mode
+        mode, self._ab, self._active, self._held, events = desired_of(record, self.names)
         if mode == "bandit" and self.mode != "bandit" and self._bandit is not None:
             self._bandit.clear_sticky()
         self.mode = mode
-        self._ab = {n: float(record["ab"].get(n, 0.0)) for n in self.names}
-        self._active = [bool(a) for a in record["active"]]
-        self._held = bool(record["held"])
-        self._events = [RollbackEvent.from_dict(e) for e in record["events"]]
+        self._events = [RollbackEvent.from_dict(e) for e in events]
         if record["bandit"] is not None and self._bandit is not None:
             self._bandit_weights = self._bandit.adopt(record["bandit"])
         alloc = self._derive(int(record["epoch"]), recompute=False)
@@ -253,16 +266,21 @@ class RoutingState:
     def _change(self, change: Callable[[], T]) -> T:
         """Run ``change`` under the lock, all or nothing; with a shared store, on the newest
         shared state, retried when another worker published first."""
-        for _ in range(ATTEMPTS if self.shared else 1):
+        deadline = time.monotonic() + RETRY_SECONDS
+        attempt = 0
+        while True:
             try:
                 with self._writing():
                     if self.shared:
                         self._adopt(self._store.read_control())
                     return change()
             except Conflict:
-                continue
-        raise StoreError(f"the shared routing state changed {ATTEMPTS} times while this "
-                         "change was being made; it was not applied (try again)")
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise StoreError(f"the shared routing state changed {attempt} times in "
+                                     f"{RETRY_SECONDS:g} s while this change was being made; "
+                                     "it was not applied (try again)") from None
+                time.sleep(random.uniform(0.0, 0.002 * min(attempt, 10)))  # lock released
 
     def save(self, dump: Callable[[], T]) -> tuple[T, dict[str, Any] | None]:
         """Run ``dump`` (a copy of the store's state) under the lock, with the bandit's section
@@ -326,8 +344,9 @@ class RoutingState:
                 raise
 
     # -- deriving the effective allocation (lock held) ---------------------------------------
-    def _install(self, event: Callable[[Allocation], object] | None = None) -> Allocation:
-        alloc = self._derive(self.allocation.epoch + 1)
+    def _install(self, event: Callable[[Allocation], object] | None = None, *,
+                 recompute: bool = True) -> Allocation:
+        alloc = self._derive(self.allocation.epoch + 1, recompute=recompute)
         if event is not None:  # an event naming the new weights, published with them
             event(alloc)
         if self.shared:  # compare-and-set: refused if another worker published meanwhile
@@ -370,28 +389,5 @@ class RoutingState:
             if recompute or self._bandit_weights is None:
                 self._bandit_weights = self._bandit.compute(active)
             return self._bandit.allocation_for(self._bandit_weights, epoch)
-        w = {n: (x if a else 0.0) for (n, x), a in zip(self._ab.items(), active)}
-        total = math.fsum(w.values())
-        if total <= 0:  # every arm with A/B weight is paused: the control serves
-            w = {n: 1.0 if n == self.control else 0.0 for n in self.names}
-        elif total != 1.0:
-            w = {n: x / total for n, x in w.items()}
-        return Allocation(self.names, w, self.control, epoch=epoch)
-
-
-# A fork (gunicorn --preload, multiprocessing) while another thread holds a state's lock would
-# leave the child's copy locked forever: the fork waits until no state is mid-change.
-def _before_fork() -> None:
-    for state in list(_ALIVE):
-        state._lock.acquire()
-
-
-def _after_fork() -> None:
-    for state in list(_ALIVE):
-        if state._lock.locked():
-            state._lock.release()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
-                        after_in_child=_after_fork)
+        return Allocation(self.names, effective_ab(self._ab, active, self.control),
+                          self.control, epoch=epoch)

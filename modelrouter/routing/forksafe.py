@@ -1,0 +1,41 @@
+"""Locks that a ``fork`` must not copy while held (gunicorn ``--preload``, multiprocessing).
+
+A fork while another thread holds a lock leaves the child's copy locked forever. For each
+lock :func:`track`\\ ed here, the fork waits until no thread holds it (``before``), and both
+parent and child release it afterwards. Used for the routing state's lock, which guards
+control-plane changes (never the request path), so waiting is short.
+
+Thread safety: the registry is a :class:`weakref.WeakKeyDictionary` of owners; a lock is
+forgotten with its owner.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+__all__ = ["track"]
+
+_LOCKS: weakref.WeakKeyDictionary[object, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def track(owner: object, lock: threading.Lock) -> None:
+    """Hold ``lock`` across every fork while ``owner`` is alive."""
+    _LOCKS[owner] = lock
+
+
+def _before_fork() -> None:
+    for lock in list(_LOCKS.values()):
+        lock.acquire()
+
+
+def _after_fork() -> None:
+    for lock in list(_LOCKS.values()):
+        if lock.locked():
+            lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                        after_in_child=_after_fork)
