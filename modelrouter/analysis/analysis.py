@@ -234,3 +234,12 @@ class Analysis:
     def to_dict(self, metrics: Sequence[str] | None = None) -> dict[str, Any]:
         """Per-metric summaries and comparisons as plain data."""
         return metrics_dict(self._data, metrics)
+
+    def to_frame(self) -> Any:
+        """The snapshot's rows as a pandas DataFrame: one per unit (unit, variant, first
+        exposure, epoch, propensity, segments, per-metric sum and count); at request level one
+        per (variant, epoch, segment) group. The same rows as ``modelrouter export`` (see
+        store/export.py). Needs pandas: ``pip install 'modelrouter[pandas]'``."""
+        from modelrouter.store.export import to_frame
+
+        return to_frame(self._data.snapshot)

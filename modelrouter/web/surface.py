@@ -11,6 +11,7 @@ path               method  enabled when                  auth
 =================  ======  ============================  ====================================
 ``/feedback``      POST    ``secret``                    the signed decision token
 ``/stats``         GET     ``admin_token``               bearer (or dashboard cookie)
+``/export``        GET     ``admin_token``               bearer (or dashboard cookie)
 ``/config``        GET     ``admin_token``               bearer (or dashboard cookie)
 ``/config``        POST    ``admin_token``               bearer only (no cookie: no CSRF)
 ``/looks``         POST    ``admin_token``               bearer only
@@ -18,6 +19,10 @@ path               method  enabled when                  auth
 ``/dashboard``     POST    ``admin_token``               the login form (sets the cookie)
 ``/metrics``       GET     ``admin_token`` or public     bearer/cookie unless metrics_public
 =================  ======  ============================  ====================================
+
+``/stats`` answers ``router.analysis().to_dict()``, or with ``?format=text`` the report
+(``analysis.report()``, what ``modelrouter status`` prints). ``/export?format=csv`` streams the
+rows of a fresh snapshot (one per unit; per group at request level) as CSV, see web/export.py.
 
 Disabled endpoints answer 404. Bad input always gets a 4xx with a JSON ``{"error": ...}``
 naming the field, never a 500: forged or tampered token 403, expired token 410, bad body 422,
@@ -45,6 +50,7 @@ from modelrouter.exceptions import (
 )
 from modelrouter.routing.tokens import Signer
 from modelrouter.web.admin import COOKIE_NAME, AdminAuth, apply_change, config_change
+from modelrouter.web.export import CsvStream, query_format, stream_csv
 from modelrouter.web.feedback import CheckedFeedback, TokenFeedback
 from modelrouter.web.handle import RouterHandle
 from modelrouter.web.messages import (
@@ -87,9 +93,11 @@ class HTTPSurface:
         self._admin = AdminAuth(config.admin_token) if config.admin_token else None
         self.metrics_enabled = self._admin is not None or config.metrics_public
         self.refresh_seconds = 10
-        self._routes: dict[str, dict[str, Callable[[Scope, Receive], Awaitable[Reply]]]] = {
+        self._routes: dict[str, dict[str, Callable[[Scope, Receive],
+                                                   Awaitable[Reply | CsvStream]]]] = {
             "/feedback": {"POST": self._post_feedback},
             "/stats": {"GET": self._get_stats},
+            "/export": {"GET": self._get_export},
             "/config": {"GET": self._get_config, "POST": self._post_config},
             "/looks": {"POST": self._post_looks},
             "/dashboard": {"GET": self._get_dashboard, "POST": self._post_login},
@@ -125,7 +133,11 @@ class HTTPSurface:
                 raise HTTPError(405, f"method {scope['method']!r} is not allowed here; use "
                                      f"{', '.join(methods)}",
                                 [(b"allow", ", ".join(methods).encode())])
-            status, headers, body = await handler(scope, receive)
+            answer = await handler(scope, receive)
+            if isinstance(answer, CsvStream):  # checked and snapshotted: now streamed
+                await stream_csv(send, answer)
+                return
+            status, headers, body = answer
         except HTTPError as exc:
             status, headers, body = json_reply(exc.status, {"error": exc.message})
             headers += exc.headers
@@ -218,13 +230,26 @@ class HTTPSurface:
 
     # -- admin API ------------------------------------------------------------------------
     async def _get_stats(self, scope: Scope, receive: Receive) -> Reply:
-        """The analysis of a fresh snapshot, as ``router.analysis().to_dict()``."""
+        """The analysis of a fresh snapshot, as ``router.analysis().to_dict()``; with
+        ``?format=text`` the report text."""
         self._authorize(scope, cookie=True)
+        text = query_format(scope, ("json", "text")) == "text"
         try:
             analysis = self.router.analysis()
+            if text:
+                return 200, [(b"content-type", b"text/plain; charset=utf-8")], \
+                    analysis.report().encode("utf-8", "replace")
             return json_reply(200, analysis.to_dict())
         except AnalysisError as exc:
             raise HTTPError(409, f"analysis: {exc}") from None
+
+    async def _get_export(self, scope: Scope, receive: Receive) -> CsvStream:
+        """The rows of a fresh snapshot as CSV (streamed; see web/export.py)."""
+        self._authorize(scope, cookie=True)
+        query_format(scope, ("csv",))
+        store = self.experiment.store
+        snapshot = await asyncio.to_thread(store.snapshot) if store.shared else store.snapshot()
+        return CsvStream(snapshot, f"{self.router.config.experiment}.csv")
 
     def _config_state(self) -> dict[str, object]:
         """The config (secrets masked) and the live allocation: what ``/config`` answers."""
