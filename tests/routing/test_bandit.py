@@ -439,3 +439,32 @@ def test_per_request_policy_restores_its_posterior_snapshot(tmp_path: Any) -> No
     assert sum(fresh.assign(None).variant == "b" for _ in range(200)) > 150
     first.bandit.close()
     fresh.bandit.close()
+
+
+def test_a_refresh_that_changes_nothing_keeps_the_epoch() -> None:
+    """Cells: memory store, one process, bandit, 2 arms, request level. Once one arm is
+    clearly better, its share sits at 1 - min_share and scheduled refreshes move nothing:
+    they keep the epoch (and its propensities), so epochs stop growing; the posterior still
+    learns (the counters go on), and a forced refresh still starts an epoch."""
+    from modelrouter.routing.bandit import NEGLIGIBLE_CHANGE
+
+    exp = make(refresh_every=100, min_share=0.05)
+    assert exp.bandit is not None
+    drive(exp, [0.02, 0.6], 1_500, seed=1)  # b is far better: P(b best) ~ 1
+    epochs_before = len(exp.store.epochs())
+    weights_before = exp.state.allocation.propensities
+    assert weights_before[1] == pytest.approx(0.95, abs=1e-3)
+    drive(exp, [0.02, 0.6], 3_000, seed=2)  # about 30 more scheduled refreshes
+    assert len(exp.store.epochs()) == epochs_before  # none moved a share by 0.5 pp
+    assert exp.state.allocation.propensities == weights_before
+    status = exp.bandit_status()
+    assert status is not None and status.bandit_weights == weights_before  # no holdout
+    assert sum(status.counts) >= 4_500  # the posterior kept learning meanwhile
+    assert exp.state.refresh_bandit(force=True) is not None
+    assert len(exp.store.epochs()) == epochs_before + 1
+    # and a real change does start an epoch: the better arm gets worse
+    drive(exp, [0.95, 0.0], 3_000, seed=3)
+    assert len(exp.store.epochs()) > epochs_before + 1
+    changes = [max(abs(x - y) for x, y in zip(e.weights, f.weights))
+               for e, f in zip(exp.store.epochs(), exp.store.epochs()[1:])]
+    assert min(changes[epochs_before:]) >= NEGLIGIBLE_CHANGE  # scheduled ones: real moves
