@@ -182,6 +182,8 @@ def holdout_compare(data: AnalysisData, metric: str | None = None) -> Comparison
     return comparison(
         spec, "holdout", mc, "bandit", mt,
         estimator="policy value: bandit-routed vs uniform holdout decisions",
+        covers=f"{mc.n + mt.n:,} bandit decisions ({mt.n:,} routed by the bandit, {mc.n:,} "
+               "in the holdout)", observed="decisions",
         notes=("each decision went to the holdout independently with probability "
                f"{data.config.holdout:g}; the bandit side mixes its arms as it routed "
                "them",))

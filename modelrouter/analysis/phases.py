@@ -201,6 +201,22 @@ def _check_scales(data: AnalysisData, segment: Mapping[str, str] | None) -> None
             "own estimate")
 
 
+def _returned_bandit_units(data: AnalysisData, segment: Mapping[str, str] | None) -> int:
+    """Units first exposed in a bandit epoch and exposed again, when an A/B epoch came after
+    it (their requests there may be routed by hash and are in no decision): 0 otherwise."""
+    units = data.snapshot.units
+    modes = data.epoch_modes()
+    if units is None or not any(m == "ab" for e, m in modes.items()
+                                if e > min(e for e, m in modes.items() if m == "bandit")):
+        return 0
+    bandit = [e for e, m in modes.items() if m == "bandit"]
+    mask = np.isin(units.epoch, bandit) & (units.exposures > 1)
+    seg_mask = data.unit_mask(segment)
+    if seg_mask is not None:
+        mask &= seg_mask
+    return int(mask.sum())
+
+
 def _strata(table: EpochTable, arms: tuple[int, ...], min_units: int) -> tuple[np.ndarray, str]:
     """The stratum of each epoch: its phase, phases with fewer than ``min_units``
     observations of one of ``arms`` merged in time order; and a note if any were merged."""
@@ -277,6 +293,11 @@ def switched_compare(data: AnalysisData, metric: str, variant: str | None = None
              "average effect over the traffic that arrived"]
     if merged:
         notes.append(merged)
+    returned = _returned_bandit_units(data, segment)
+    if returned:
+        notes.append(f"{returned:,} units first exposed in a bandit epoch were exposed again; "
+                     "those of their requests that fell in later A/B epochs are not in the "
+                     "estimate (their bandit decisions are)")
     if any(key[3] & STICKY for key in data.snapshot.decisions):
         notes.append("sticky units repeat their arm: decisions of one unit are correlated, "
                      "so standard errors are too small")

@@ -355,3 +355,17 @@ def test_switch_scenario_three_variants(level: str) -> None:
     runs), 200-run cells between 91.0% and 96.5% (docs/statistics.md, "Mode switches")."""
     check_scenario(level, ("a", "b", "c"), runs=600, k_se=3.0,
                    min_coverage=0.95 - 3 * float(np.sqrt(0.95 * 0.05 / 600)))
+
+
+def test_bandit_units_back_in_an_ab_phase_are_counted_in_a_note() -> None:
+    exp = make(("a", "b"), "user", seed=11)
+    run(exp, [("ab", 100), ("bandit", 100)], seed=11)
+    exp.configure(mode="ab")
+    for t in range(100, 130):  # 30 units first routed by the bandit come back under A/B
+        d = exp.assign(f"s11-u{t}")
+        exp.record(d, "revenue", 1.0)
+    got = Analysis.from_experiment(exp).compare("revenue")
+    assert any(n.startswith("30 units first exposed in a bandit epoch were exposed again")
+               for n in got.notes), got.notes
+    assert got.control.units + got.treatment.units == 200  # their A/B requests are not in it
+    exp.bandit.close()
