@@ -1,4 +1,7 @@
-"""Command line: ``modelrouter demo | plan`` (also ``python -m modelrouter``).
+"""Command line: ``modelrouter demo | plan | status | export`` (also ``python -m modelrouter``).
+
+``status`` and ``export`` (a running service or a snapshot file) live in
+:mod:`modelrouter.service_cli`, with their own exit statuses.
 
 Bad input ends with a one-line ``modelrouter: error: ...`` on stderr and exit status 2, never a
 traceback: the numbers go through the same validated helpers as the Python API.
@@ -9,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+
+from modelrouter.service_cli import add_commands, commands, run
 
 __all__ = ["main"]
 
@@ -112,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                            "two-proportion z-test compare() runs; unpooled: a Wald test)")
     plan.add_argument("--per-day", type=float, default=None, help="units per day")
     plan.set_defaults(func=_plan)
+    add_commands(sub)
     return parser
 
 
@@ -144,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.looks < 1:
             parser.error(f"plan: --looks ({args.looks}) must be at least 1")
     command: Callable[[argparse.Namespace], int] = args.func
+    if args.command in commands():
+        return run(command, args)
     try:
         return command(args)
     except ValueError as exc:  # a value the helpers refuse, with the reason (ConfigError too)
