@@ -13,6 +13,7 @@ as a read-modify-write under its lock.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -32,6 +33,7 @@ from modelrouter.exceptions import (
 )
 from modelrouter.routing.assignment import Allocation, Bucketer
 from modelrouter.routing.decision import Decision
+from modelrouter.routing.forksafe import renew
 from modelrouter.routing.policies import RouteContext, unit_sources
 from modelrouter.routing.state import RollbackEvent, RoutingState
 from modelrouter.routing.tokens import TokenPayload
@@ -118,6 +120,17 @@ class Experiment:
             if self.state.mode == "bandit":
                 self.bandit.start()
         if self.store.shared:  # every worker follows the shared routing state (shared.py)
+            self.store.watch(self.state.sync, self._prefix)
+        renew(self, Experiment._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child (gunicorn --preload) issues decision ids of its own: the parent's
+        would collide between workers (feedback and forwarded values to the wrong one)."""
+        self._prefix = os.urandom(4).hex() + "-"
+        self.context = dataclasses.replace(self.context, prefix=self._prefix)
+        if self.bandit is not None:
+            self.bandit.ctx = self.context
+        if self.store.shared:
             self.store.watch(self.state.sync, self._prefix)
 
     def subscribe(self, hook: Callable[[], None]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelrouter import ConfigError, Experiment, RouterConfig
+from modelrouter import ConfigError, RouterConfig
 from modelrouter.store.decisions import DecisionTracker, Training
 from modelrouter.store.looks import Look
 from modelrouter.store.memory import MemoryStore

@@ -279,3 +279,34 @@ def test_a_worker_starting_late_follows_the_shared_state(redis_server: RedisServ
     assert counts.tolist() == [100.0, 0.0]
     for e in (a, late):
         e.close()
+
+
+def test_forked_workers_issue_their_own_ids_and_batches(redis_server: RedisServer) -> None:
+    """gunicorn --preload builds the router once and forks the workers: each child must issue
+    decision ids and Redis batch ids of its own (the parent's would collide: feedback to the
+    wrong decision, a child's batch taken as already applied and lost)."""
+    import multiprocessing
+
+    (parent,) = workers(redis_server.url, 1)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+
+    def child() -> None:
+        d = parent.assign("u-child")
+        parent.flush()
+        out.put((d.decision_id, parent.store._flusher._worker))  # type: ignore[attr-defined]
+
+    procs = [ctx.Process(target=child) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    results = [out.get(timeout=5) for _ in procs]
+    prefixes = {r[0].split("-")[0] for r in results}
+    workers_ids = {r[1] for r in results}
+    parent_worker = parent.store._flusher._worker  # type: ignore[attr-defined]
+    assert len(prefixes) == 2 and parent.assign("u").decision_id.split("-")[0] not in prefixes
+    assert len(workers_ids) == 2 and parent_worker not in workers_ids
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    assert sum(int(v) for v in r.hgetall(P + "requests").values()) == 2  # both batches landed
+    parent.close()

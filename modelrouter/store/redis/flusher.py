@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,16 @@ class Flusher:
         self.failed_flushes = 0
         self.refused_batches = 0  # by this worker; every worker's: snapshot().losses
         self.last_refusal: str | None = None
+        _ALIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (gunicorn --preload): its own batch ids (the parent's would be
+        taken as already applied: the batch marker), fresh locks and no thread yet."""
+        self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._batch_no = 0
+        self.lock = threading.Lock()
+        self.wake, self._stop = threading.Event(), threading.Event()
+        self.thread = None
 
     def start(self) -> None:
         """Start the thread (idempotent)."""
@@ -144,3 +155,15 @@ class Flusher:
         return {"queued_batches": len(self.queue), "flushed_events": self.flushed_events,
                 "failed_flushes": self.failed_flushes, "last_error": self.last_error,
                 "refused_batches": self.refused_batches, "last_refusal": self.last_refusal}
+
+
+_ALIVE: weakref.WeakSet[Flusher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for flusher in list(_ALIVE):
+        flusher._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

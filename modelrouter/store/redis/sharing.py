@@ -57,8 +57,9 @@ class SharedMembers:
     def watch(self, callback: Callable[[], object], owner: str) -> None:
         """Call ``callback`` after each flush; pop values forwarded to ``owner`` first."""
         with self._flusher.lock:
-            self._owner = owner
-            self._watchers.append(callback)
+            self._owner = owner  # a forked child registers again with its own prefix
+            if callback not in self._watchers:
+                self._watchers.append(callback)
 
     def claim(self, key: str, ttl: float) -> bool | None:
         """Claim a feedback key in Redis (``SET NX PX``): counted once by all workers."""
