@@ -19,6 +19,7 @@ from modelrouter.config.store import redact_url
 from modelrouter.exceptions import ConfigError
 from modelrouter.experiment import Experiment
 from modelrouter.routing.decision import Decision
+from modelrouter.routing.seen import SeenSet
 
 if TYPE_CHECKING:  # loaded when used: importing the router must stay cheap (no scipy)
     import numpy as np
@@ -57,6 +58,7 @@ class ModelRouter(RoutingMiddleware):
         experiment = Experiment(variants, config, clock=clock, rng=rng,
                                 segment_dims=segment_dims)
         super().__init__(app, experiment, timer=timer)
+        self._seen: SeenSet | None = None  # record(idempotency_key=...): built on first use
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         if config.secret or config.admin_token or config.metrics_public:
@@ -95,10 +97,37 @@ class ModelRouter(RoutingMiddleware):
             app = import_object("app", target)
         return cls(app, variants, config)
 
-    def record(self, decision: str | Decision, metric: str, value: object) -> None:
+    def record(self, decision: str | Decision, metric: str, value: object, *,
+               idempotency_key: str | None = None) -> bool:
         """Record feedback for a decision (its id or the Decision), also long after the
-        response (within the attribution window)."""
-        self.experiment.record(decision, metric, value)
+        response (within the attribution window). Returns True when recorded.
+
+        Without ``idempotency_key`` every call counts (two calls for the same decision and
+        metric add two values, as two events should). With one, a key already recorded within
+        the attribution window is not counted again and the call returns False: by this
+        process, or with a shared store (Redis) by any worker (the key is claimed there, one
+        round trip). The same set makes token feedback idempotent (routing/seen.py).
+        """
+        if idempotency_key is None:
+            self.experiment.record(decision, metric, value)
+            return True
+        if not isinstance(idempotency_key, str) or not idempotency_key:
+            raise ConfigError(f"idempotency_key ({idempotency_key!r}) must be a non-empty "
+                              "string")
+        key = "record|" + idempotency_key
+        seen = self._seen
+        if seen is None:
+            cfg = self.experiment.config
+            seen = self._seen = SeenSet(self.experiment.store, cfg.attribution_window,
+                                        cfg.max_seen_feedback, self.experiment.clock)
+        if not seen.claim(key):
+            return False
+        try:
+            self.experiment.record(decision, metric, value)
+        except BaseException:
+            seen.release(key)
+            raise
+        return True
 
     def record_unit(self, unit_id: str, metric: str, value: object) -> None:
         """Record feedback for a unit id (user- or session-level experiments)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelrouter import ConfigError, ModelRouter, RouterConfig
-from tests.conftest import make_app
+from tests.conftest import RouterFactory, make_app
 
 
 def test_a_plain_dict_config_is_a_router_config() -> None:
@@ -36,3 +36,25 @@ def test_repr_names_experiment_mode_variants_and_store_without_secrets() -> None
     assert "mode='bandit'" in repr(router) and "s" * 32 not in repr(router)
     assert router.experiment.bandit is not None
     router.experiment.bandit.close()
+
+
+def test_record_with_an_idempotency_key_counts_once(router_factory: RouterFactory) -> None:
+    """Cells: memory store, one process, A/B, user level; valid, replayed and failing input."""
+    from modelrouter.exceptions import ConfigError, InvalidValueError
+
+    router = router_factory()
+    d = router.experiment.assign("alice")
+    assert router.record(d, "revenue", 5.0, idempotency_key="order-1") is True
+    assert router.record(d, "revenue", 5.0, idempotency_key="order-1") is False  # a retry
+    assert router.record(d, "revenue", 2.0, idempotency_key="order-2") is True
+    assert router.record(d, "revenue", 1.0) is True  # without a key every call counts
+    assert router.record(d, "revenue", 1.0) is True
+    with pytest.raises(InvalidValueError):
+        router.record(d, "revenue", float("nan"), idempotency_key="order-3")
+    assert router.record(d, "revenue", 3.0, idempotency_key="order-3") is True  # released
+    with pytest.raises(ConfigError, match="idempotency_key"):
+        router.record(d, "revenue", 1.0, idempotency_key="")
+    snap = router.analysis().snapshot
+    assert snap.units is not None
+    assert snap.units.x["revenue"].sum() == 5.0 + 2.0 + 1.0 + 1.0 + 3.0
+    assert snap.units.y["revenue"].sum() == 5

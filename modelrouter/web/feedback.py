@@ -4,29 +4,24 @@
 Validation (:meth:`TokenFeedback.check`) is separate from recording (:meth:`TokenFeedback.commit`)
 so a batch is checked as a whole before anything is recorded.
 
-Idempotency: a bounded "seen" set of ``(decision id, metric)`` pairs (a
-:class:`cachetools.TTLCache` whose entries live for the attribution window, the time a token is
-accepted) makes the same feedback count once in this process, bounded by
-``RouterConfig.max_seen_feedback`` (past that many pairs within one window, the oldest are
-forgotten). With a shared store (Redis), each pair is also claimed in the store
-(:meth:`Store.claim <modelrouter.store.protocol.Store.claim>`, ``SET NX`` with the window as
-time to live), so a replay to any worker of any host counts once, without a size bound; that
-is one Redis round trip per feedback item (the HTTP surface runs it off the event loop), and a
+Idempotency: each ``(decision id, metric)`` is claimed in a :class:`~modelrouter.routing.seen.
+SeenSet` (a bounded local set whose entries live for the attribution window, the time a token
+is accepted, sized by ``RouterConfig.max_seen_feedback``; with a shared store (Redis) also
+claimed in the store, so a replay to any worker of any host counts once). That is one Redis
+round trip per feedback item with Redis (the HTTP surface runs it off the event loop), and a
 store that cannot be reached refuses the feedback (503) rather than risk counting it twice.
-Thread-safe (one lock around the local set).
+Thread-safe (one lock around the counts).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import Counter
 from typing import NamedTuple
 
-from cachetools import TTLCache
-
-from modelrouter.exceptions import FeedbackError, StoreError, UnknownMetricError
+from modelrouter.exceptions import FeedbackError, UnknownMetricError
 from modelrouter.routing.experiment import Experiment
+from modelrouter.routing.seen import SeenSet
 from modelrouter.routing.tokens import Signer, TokenPayload
 from modelrouter.routing.values import check_value
 
@@ -50,9 +45,8 @@ class TokenFeedback:
         self.experiment = experiment
         self.signer = Signer(secret, experiment.config.experiment)
         self._window = experiment.config.attribution_window
-        self._seen: TTLCache[tuple[str, str], bool] = TTLCache(
-            maxsize=experiment.config.max_seen_feedback, ttl=self._window,
-            timer=experiment.clock)
+        self.seen = SeenSet(experiment.store, self._window, experiment.config.max_seen_feedback,
+                            experiment.clock)
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, str]] = Counter()  # (metric, result) -> n
 
@@ -84,28 +78,15 @@ class TokenFeedback:
 
     def commit(self, item: CheckedFeedback) -> bool:
         """Record a checked item unless its (decision, metric) was seen; True if recorded."""
-        key = (item.payload.decision_id, item.metric)
-        with self._lock:
-            if key in self._seen:
+        key = f"{item.payload.decision_id}|{item.metric}"
+        if not self.seen.claim(key):  # here, or by any worker with a shared store
+            with self._lock:
                 self.counts[item.metric, "duplicate"] += 1
-                return False
-            self._seen[key] = True
-        store = self.experiment.store
-        shared_key = f"{key[0]}|{key[1]}"
-        claimed: bool | None = None
+            return False
         try:
-            claimed = store.claim(shared_key, self._window)
-            if claimed is False:  # another worker counted it
-                with self._lock:
-                    self.counts[item.metric, "duplicate"] += 1
-                return False
             self.experiment.record_token(item.payload, item.metric, item.value)
         except BaseException:
-            with self._lock:
-                self._seen.pop(key, None)
-            if claimed:
-                with contextlib.suppress(StoreError):
-                    store.unclaim(shared_key)
+            self.seen.release(key)
             raise
         with self._lock:
             self.counts[item.metric, "recorded"] += 1

@@ -310,3 +310,23 @@ def test_forked_workers_issue_their_own_ids_and_batches(redis_server: RedisServe
     r = redis.Redis.from_url(redis_server.url, decode_responses=True)
     assert sum(int(v) for v in r.hgetall(P + "requests").values()) == 2  # both batches landed
     parent.close()
+
+
+def test_an_idempotency_key_counts_once_across_workers(redis_server: RedisServer) -> None:
+    from modelrouter import ModelRouter
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # never called here
+        raise AssertionError
+
+    routers = [ModelRouter(app, {"a": 1, "b": 2}, config(redis_server.url)) for _ in range(3)]
+    d = routers[0].experiment.assign("alice")
+    assert routers[0].record(d.decision_id, "click", 1, idempotency_key="k1") is True
+    # the same key reaches the other workers (say, a retried webhook): refused there before
+    # anything else (their record() would otherwise refuse another worker's decision id)
+    for r in routers[1:]:
+        assert r.record(d.decision_id, "click", 1, idempotency_key="k1") is False
+    settle([r.experiment for r in routers])
+    snap = Analysis.from_experiment(routers[1].experiment).snapshot
+    assert snap.units is not None and snap.units.y["click"].sum() == 1.0
+    for r in routers:
+        r.experiment.close()
