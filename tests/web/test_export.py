@@ -2,7 +2,7 @@
 ``Analysis.to_frame()``, Parquet, and the round trip: exported rows re-analysed with scipy and
 statsmodels give ``compare()``'s numbers to 1e-9.
 
-Cells: store memory (Redis snapshots carry the same ids: tests/store/test_unit_ids.py); mode ab;
+Cells: store memory and redis (two workers); mode ab and bandit;
 variants 2 and 3; level user and request; life fresh and restored; input hostile unit ids
 (commas, quotes, line breaks, non-ASCII) and missing values.
 """
@@ -252,3 +252,52 @@ def test_restored_router_exports_the_same_rows(tmp_path: Path) -> None:
     back = _router()
     back.restore(str(tmp_path / "s.mrsnap"))
     assert _csv(back) == _csv(router)
+
+
+def test_bandit_rows_carry_each_units_propensity_and_epoch() -> None:
+    """Cell: mode bandit (user level): a unit's row holds the propensity and epoch of its
+    first exposure, as the decision said."""
+    router = _router(mode="bandit", reward="click", refresh_every=20, refresh_seconds=None)
+    seen = {}
+    rng = random.Random(2)
+    for i in range(200):
+        d = router.experiment.assign(f"u{i}", ("web",))
+        seen[f"u{i}"] = (d.variant, d.propensity)
+        router.record(d, "click", int(rng.random() < (0.5 if d.variant == "treatment" else 0.2)))
+        if i % 20 == 19:
+            router.experiment.bandit.wait_idle()  # type: ignore[union-attr]  # refreshes ran
+    rows = _csv(router)
+    assert len({r["epoch"] for r in rows}) > 1  # the weights moved during the run
+    for r in rows:
+        assert (r["variant"], float(r["propensity"])) == seen[r["unit"]]
+
+
+def test_redis_store_export_names_every_workers_units(tmp_path: Path) -> None:
+    """Cell: store redis: two experiments (workers) on one Redis; the endpoint of one exports
+    the units of both, with their ids and sums."""
+    pytest.importorskip("redis")
+    from tests.store.conftest import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server binary not found")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        one, two = (_router(store=server.url) for _ in range(2))
+        try:
+            for i in range(40):
+                worker = (one, two)[i % 2]
+                d = worker.experiment.assign(f"u{i}", ("ios",))
+                worker.record(d, "revenue", float(i))
+            one.flush()
+            two.flush()
+            r = Client(one).get(f"{PREFIX}/export", headers=BEARER)
+            assert r.status == 200
+            rows = list(csv.DictReader(io.StringIO(r.body.decode())))
+            assert {row["unit"]: float(row["revenue.sum"]) for row in rows} == {
+                f"u{i}": float(i) for i in range(40)}
+        finally:
+            one.experiment.close()
+            two.experiment.close()
+    finally:
+        server.stop()
