@@ -138,6 +138,7 @@ class RouterConfig:
     http_prefix: str = "/_modelrouter"
     metrics_public: bool = False
     max_seen_feedback: int = 100_000
+    cors_origins: Sequence[str] = ()
     # scale-out and durability (StoreConfig, with attribution_window and max_pending; see
     # modelrouter/config/store.py)
     store: str = field(default="memory", metadata={SHOW: redact_url})
@@ -230,8 +231,8 @@ class RouterConfig:
 
     @cached_property
     def http_config(self) -> HttpConfig:
-        """``secret``, ``admin_token``, ``http_prefix``, ``metrics_public`` and
-        ``max_seen_feedback``."""
+        """``secret``, ``admin_token``, ``http_prefix``, ``metrics_public``,
+        ``max_seen_feedback`` and ``cors_origins``."""
         return HttpConfig.from_config(self)
 
     @cached_property
