@@ -3,8 +3,8 @@
 statsmodels give ``compare()``'s numbers to 1e-9.
 
 Cells: store memory and redis (two workers); mode ab and bandit;
-variants 2 and 3; level user and request; life fresh and restored; input hostile unit ids
-(commas, quotes, line breaks, non-ASCII) and missing values.
+variants 2 and 3; level user and request; life fresh and restored; input: hostile unit ids
+(commas, quotes, non-ASCII, a leading "=") and missing values.
 """
 
 from __future__ import annotations
