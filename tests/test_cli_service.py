@@ -196,6 +196,8 @@ def test_export_from_the_service_equals_the_rows(served: tuple[Served, ModelRout
     assert code == 0 and "wrote" in err
     assert out.read_bytes() == b"".join(csv_chunks(router.experiment.store.snapshot()))
     assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 600
+    code, stdout, _ = _run(capsys, "export", service.url, "--token", ADMIN)  # -o - (stdout)
+    assert code == 0 and stdout == out.read_bytes().decode()
     code, _, err = _run(capsys, "export", service.url, "--token", ADMIN, "-o",
                         str(tmp_path / "x.parquet"))
     assert code == 2 and "--snapshot" in err
