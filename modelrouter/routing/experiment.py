@@ -344,10 +344,10 @@ class Experiment:
         from modelrouter.store.persistence import save_store  # numpy: loaded when used
 
         store = self._memory_store("save()")
-        dumped, bandit = self.state.save(store.dump)  # the bandit's state as of the dump
+        dumped, bandit, routing = self.state.save(store.dump)  # as of the dump
         return save_store(store, path, experiment=self.config.experiment,
                           salt=self.config.salt or "", control=self.control, bandit=bandit,
-                          dumped=dumped)
+                          dumped=dumped, routing=routing)
 
     def restore(self, path: str | os.PathLike[str]) -> SnapshotInfo:
         """Replace the statistics with a snapshot's (all or nothing; StoreError if refused).
@@ -372,7 +372,7 @@ class Experiment:
             lambda: restore_store(store, path, experiment=self.config.experiment,
                                   salt=self.config.salt or "", control=self.control,
                                   bandit=identity),
-            lambda info: info.bandit_state)
+            lambda info: info.bandit_state, lambda info: info.routing_state)
 
     # -- configuration (the routing state applies it atomically) --------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,

@@ -96,7 +96,7 @@ class RoutingState:
     # -- reading (no lock: immutable values swapped whole) ---------------------------------
     @property
     def rolled_back(self) -> bool:
-        """Whether a guardrail rollback holds all traffic on the control."""
+        """Whether a rollback holds all traffic on the control."""
         return self._held
 
     @property
@@ -282,16 +282,18 @@ class RoutingState:
                                      "it was not applied (try again)") from None
                 time.sleep(random.uniform(0.0, 0.002 * min(attempt, 10)))  # lock released
 
-    def save(self, dump: Callable[[], T]) -> tuple[T, dict[str, Any] | None]:
-        """Run ``dump`` (a copy of the store's state) under the lock, with the bandit's section
-        of the snapshot (identity, weights in force, active arms; None without a bandit) read
-        at the same moment: no refresh can fall between the two."""
+    def save(self, dump: Callable[[], T]
+             ) -> tuple[T, dict[str, Any] | None, dict[str, Any]]:
+        """Run ``dump`` (a copy of the store's state) under the lock, with the snapshot's
+        bandit section (None without a bandit) and routing section (rollback hold, events)."""
         with self._lock:
             section = None if self._bandit is None else self._bandit.saved_state(self._active)
-            return dump(), section
+            routing = {"held": self._held, "events": [e.to_dict() for e in self._events]}
+            return dump(), section, routing
 
     def restore(self, load: Callable[[], T],
-                bandit_of: Callable[[T], Mapping[str, Any] | None] | None = None) -> T:
+                bandit_of: Callable[[T], Mapping[str, Any] | None] | None = None,
+                routing_of: Callable[[T], Mapping[str, Any] | None] | None = None) -> T:
         """Run ``load`` (which replaces the store's contents, epochs included) under the lock,
         then continue routing after the restored epochs: in the last one if it has the
         current weights and mode, else in a new epoch after it.
@@ -299,9 +301,15 @@ class RoutingState:
         ``bandit_of(result)``: the restored bandit section, if any (see
         :meth:`BanditRouter.restore <modelrouter.routing.bandit.BanditRouter.restore>`): the
         bandit's weights and the active arms become the saved ones before that decision, so a
-        bandit router continues in the restored epoch with the restored weights."""
+        bandit router continues in the restored epoch with the restored weights.
+        ``routing_of(result)``: the saved rollback hold and events (a restart must not
+        resume a rolled-back treatment)."""
         with self._lock:
             result = load()
+            routing = None if routing_of is None else routing_of(result)
+            if routing is not None:
+                self._held = bool(routing.get("held", False)) or self._held
+                self._events = [RollbackEvent.from_dict(e) for e in routing.get("events", ())]
             section = None if bandit_of is None else bandit_of(result)
             if section is not None and self._bandit is not None:
                 self._bandit_weights = self._bandit.restore(section)

@@ -139,6 +139,8 @@ class SnapshotInfo:
     bandit: str = ""  # what happened to the bandit's state ("" without a bandit on either side)
     bandit_state: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     """On a restore that keeps the bandit's state: the file's ``bandit`` section (checked)."""
+    routing_state: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    """On a restore: the file's ``routing`` section (a rollback hold and its events)."""
 
     def to_dict(self) -> dict[str, Any]:
         """As plain data."""
@@ -151,6 +153,7 @@ class SnapshotInfo:
 def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: str, salt: str,
                control: str, bandit: Mapping[str, Any] | None = None,
                dumped: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+               routing: Mapping[str, Any] | None = None,
                _write: Callable[[BinaryIO, bytes], None] | None = None) -> SnapshotInfo:
     """Write the store's state to ``path`` atomically; return what was written.
 
@@ -170,6 +173,8 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
                               "arrays": []}
     if bandit is not None:
         header["bandit"] = dict(bandit)
+    if routing is not None:  # the rollback hold and its events (JSON-safe; restored as is)
+        header["routing"] = dict(routing)
     chunks: list[bytes] = []
     offset = 0
     for name, a in arrays.items():
@@ -328,4 +333,6 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experimen
     n = int(arrays["rows"].shape[0]) if "rows" in arrays else 0
     return SnapshotInfo(name, int(header["_version"]), experiment, store.variants, store.level, n,
                         float(header["saved_at"]), size,
-                        tuple(u.replace("_sha256", "") for u in unchecked), note, section)
+                        tuple(u.replace("_sha256", "") for u in unchecked), note, section,
+                        header.get("routing") if isinstance(header.get("routing"), dict)
+                        else None)

@@ -576,3 +576,30 @@ def test_a_malformed_bandit_section_is_refused_and_nothing_changes(
     assert _observed(other) == before
     exp.bandit.close()
     other.bandit.close()
+
+
+def test_a_rollback_in_force_survives_a_restart(tmp_path: Path) -> None:
+    """Cells: memory store, restored after a control-plane change (a guardrail rollback). The
+    snapshot keeps the hold and its events: the restarted router serves only the control
+    until someone resumes, as the running one did."""
+    path = tmp_path / "exp.mrsnap"
+    before = ModelRouter(make_app(), VARIANTS, cfg())
+    fill(before)
+    before.experiment.rollback(["error rate guardrail broken (test)"])
+    before.save(str(path))
+    after = ModelRouter(make_app(), VARIANTS, cfg())
+    after.restore(str(path))
+    assert after.experiment.rolled_back
+    assert [e.kind for e in after.experiment.rollback_events] == ["rollback"]
+    assert after.experiment.rollback_events[0].reasons == ("error rate guardrail broken (test)",)
+    assert {after.experiment.assign(f"new{i}").variant for i in range(200)} == {"a"}
+    after.experiment.resume("checked")
+    assert {after.experiment.assign(f"new{i}").variant for i in range(200)} == {
+        "a", "b"}
+    # a file saved without a hold does not lift one in force, nor add one
+    plain = tmp_path / "plain.mrsnap"
+    after.save(str(plain))
+    fresh = ModelRouter(make_app(), VARIANTS, cfg())
+    fresh.restore(str(plain))
+    assert not fresh.experiment.rolled_back
+    assert [e.kind for e in fresh.experiment.rollback_events] == ["rollback", "resume"]
