@@ -73,7 +73,7 @@ class RouterLifecycle:
         self.experiment.store.start()  # background flushing (a no-op for the memory store)
         if self.experiment.store.shared:  # follow the shared routing state from the start
             try:
-                await asyncio.to_thread(self.experiment.state.sync)
+                await asyncio.to_thread(self.experiment.state.start)
             except StoreError as exc:  # the flusher retries; routing starts from the config
                 log.warning("modelrouter: shared routing state not read at startup: %s", exc)
         if path is not None and self.config.snapshot_seconds is not None:

@@ -43,7 +43,8 @@ from modelrouter.exceptions import ConfigError, StoreError
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.events import RollbackEvent
 from modelrouter.routing.forksafe import track
-from modelrouter.routing.shared import RETRY_SECONDS, Conflict, desired_of, make_record, refresh_due
+from modelrouter.routing.shared import RETRY_SECONDS, Conflict, make_record
+from modelrouter.routing.shared_members import SharedMembers
 from modelrouter.routing.weights import effective_ab, paused_ab
 from modelrouter.store.protocol import Store
 from modelrouter.store.types import EpochInfo
@@ -58,7 +59,7 @@ T = TypeVar("T")
 _MODES: tuple[Mode, ...] = ("ab", "bandit")
 
 
-class RoutingState:
+class RoutingState(SharedMembers):
     """Desired routing (mode, A/B weights, active arms, rollback hold) and the effective
     :class:`Allocation` derived from it; see the module docstring."""
 
@@ -87,6 +88,7 @@ class RoutingState:
         self._record: dict[str, Any] | None = None  # the shared record in force, if any
         self._updates = 0.0  # the shared training updates last read
         self._skipped: tuple[float, float] | None = None  # last refresh without a change
+        self._stored = 0  # the epoch of the shared record last read (0: none)
         if self.shared and bandit is not None and self.mode == "bandit":
             # epoch 0 must mean the same weights in every worker: equal shares to start
             self._bandit_weights = bandit.initial_weights()
@@ -219,50 +221,6 @@ class RoutingState:
         self._bandit_weights = new
         return self._install(recompute=False)
 
-    # -- the shared control plane (shared.py) ------------------------------------------------
-    def sync(self) -> Allocation:
-        """Adopt the shared routing state if another worker published a newer one, then run
-        the bandit's shared refresh schedule (the store's watcher calls this after each flush;
-        a no-op without a shared store). Returns the allocation in force."""
-        if not self.shared:
-            return self.allocation
-        shared = self._store.read_control()  # I/O outside the lock
-        with self._lock:
-            self._adopt(shared)
-            due = self._refresh_due()
-        if due:
-            self._change(lambda: self._scheduled_refresh() if self._refresh_due()
-                         else self.allocation)
-        return self.allocation
-
-    def _refresh_due(self) -> bool:
-        bandit = self._bandit
-        if self.mode != "bandit" or bandit is None or self._held:
-            return False
-        a = bandit.allocator
-        return refresh_due(self._record, self._updates, self._clock(), a.refresh_every,
-                           a.refresh_seconds, self._skipped)
-
-    def _adopt(self, shared: Mapping[str, Any] | None) -> None:
-        """Take a newer shared record as the desired and effective state (lock held)."""
-        if shared is None:
-            return
-        self._updates = float(shared["updates"])
-        record = shared["record"]
-        if record is None or int(record["epoch"]) <= self.allocation.epoch:
-            return
-        mode, self._ab, self._active, self._held, events = desired_of(record, self.names)
-        if mode == "bandit" and self.mode != "bandit" and self._bandit is not None:
-            self._bandit.clear_sticky()
-        self.mode = mode
-        self._events = [RollbackEvent.from_dict(e) for e in events]
-        if record["bandit"] is not None and self._bandit is not None:
-            self._bandit_weights = self._bandit.adopt(record["bandit"])
-        alloc = self._derive(int(record["epoch"]), recompute=False)
-        self._store.begin_epoch(alloc.epoch, self.mode, alloc.propensities)
-        self.allocation = alloc
-        self._record = record
-
     def _change(self, change: Callable[[], T]) -> T:
         """Run ``change`` under the lock, all or nothing; with a shared store, on the newest
         shared state, retried when another worker published first."""
@@ -354,7 +312,9 @@ class RoutingState:
     # -- deriving the effective allocation (lock held) ---------------------------------------
     def _install(self, event: Callable[[Allocation], object] | None = None, *,
                  recompute: bool = True) -> Allocation:
-        alloc = self._derive(self.allocation.epoch + 1, recompute=recompute)
+        # with a shared store: after every epoch this worker or the store has seen (a store
+        # that lost its data, e.g. a Redis restarted without persistence, holds none)
+        alloc = self._derive(max(self.allocation.epoch, self._stored) + 1, recompute=recompute)
         if event is not None:  # an event naming the new weights, published with them
             event(alloc)
         if self.shared:  # compare-and-set: refused if another worker published meanwhile
@@ -366,7 +326,7 @@ class RoutingState:
                                  propensities=alloc.propensities,
                                  events=[e.to_dict() for e in self._events], at=self._clock(),
                                  updates=self._updates)
-            if not self._store.publish_control(record, self.allocation.epoch):
+            if not self._store.publish_control(record, self._stored):
                 raise Conflict
             self._record = record
         self._store.begin_epoch(alloc.epoch, self.mode, alloc.propensities)

@@ -131,8 +131,9 @@ class Store(Protocol):
 
     # -- control plane (shared stores; no-ops or None where ``shared`` is False) -------------
     def publish_control(self, record: Mapping[str, Any], expected: int) -> bool:
-        """Publish ``record`` (JSON-safe, with its ``epoch``) if the newest published epoch is
-        still ``expected``; False if another process published first."""
+        """Publish ``record`` (JSON-safe, with its ``epoch``, after ``expected``) if the newest
+        published epoch is still ``expected`` (0: none); False if another process published
+        first."""
 
     def read_control(self) -> dict[str, Any] | None:
         """The newest published routing state (with its ``epoch`` and the shared bandit

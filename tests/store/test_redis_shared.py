@@ -330,3 +330,47 @@ def test_an_idempotency_key_counts_once_across_workers(redis_server: RedisServer
     assert snap.units is not None and snap.units.y["click"].sum() == 1.0
     for r in routers:
         r.experiment.close()
+
+
+def test_a_deploy_that_changes_the_weights_starts_a_new_epoch(redis_server: RedisServer) -> None:
+    """Epoch 0 in Redis has the weights the first deploy routed by. A later deploy under the
+    same experiment name with other weights must not route "epoch 0" by different weights
+    (its decisions would be analysed with the wrong propensities): at startup it publishes
+    its configuration as the next epoch. The same configuration restarting changes nothing."""
+    (old,) = workers(redis_server.url, 1, weights={"a": 0.5, "b": 0.5})
+    old.assign("u1")
+    old.flush()  # epoch 0 = 50/50 is recorded
+    (same,) = workers(redis_server.url, 1, weights={"a": 0.5, "b": 0.5})
+    same.state.start()
+    assert same.state.allocation.epoch == 0
+    (new,) = workers(redis_server.url, 1, weights={"a": 0.8, "b": 0.2})
+    new.state.start()
+    assert new.state.allocation.epoch == 1
+    assert dict(new.state.allocation.weights) == {"a": 0.8, "b": 0.2}
+    old.state.sync()
+    assert old.state.allocation.epoch == 1 and old.state.allocation.weights["a"] == 0.8
+    settle([old, same, new])
+    epochs = {e.epoch: e.weights for e in Analysis.from_experiment(old).snapshot.epochs}
+    assert epochs == {0: (0.5, 0.5), 1: (0.8, 0.2)}
+    for e in (old, same, new):
+        e.close()
+
+
+def test_a_change_while_redis_is_down_is_refused_and_changes_nothing(
+        redis_server: RedisServer) -> None:
+    from modelrouter import StoreError
+
+    a, b = workers(redis_server.url, 2)
+    a.configure(weights={"a": 0.3, "b": 0.7})
+    redis_server.kill()
+    with pytest.raises(StoreError, match="unavailable"):
+        a.pause_arm("b")
+    assert a.state.allocation.epoch == 1 and a.state.allocation.weights["b"] == 0.7
+    assert not a.state.rolled_back
+    assert {a.assign(f"u{i}").variant for i in range(100)} == {"a", "b"}  # still routing
+    redis_server.start()
+    a.pause_arm("b")  # once Redis is back, the change applies
+    b.state.sync()
+    assert b.state.allocation.weights["b"] == 0.0
+    for e in (a, b):
+        e.close()

@@ -57,10 +57,10 @@ class SharedControl:
         self._cas = client.register_script(CONTROL_LUA)
 
     def publish(self, record: Mapping[str, Any], expected: int) -> bool:
-        """Install ``record`` (its ``epoch`` must be ``expected + 1``) unless another worker
-        published after ``expected``; True if installed."""
+        """Install ``record`` (its ``epoch`` must be after ``expected``) unless the stored
+        epoch is no longer ``expected`` (another worker published); True if installed."""
         epoch = int(record["epoch"])
-        if epoch != expected + 1:
+        if epoch <= expected:
             raise ValueError(f"a record of epoch {epoch} cannot follow epoch {expected}")
         info = json.dumps([record["mode"], list(record["propensities"]), record["at"]])
         with self._guard("the routing change"):
@@ -71,16 +71,22 @@ class SharedControl:
         return bool(int(done))
 
     def read(self) -> dict[str, Any] | None:
-        """The record in force (None before the first change) with ``updates``: the
-        training updates every worker has flushed so far."""
+        """The record in force (None before the first change) with ``updates``, the
+        training updates every worker has flushed so far, and ``epoch0``: ``[mode, weights]``
+        of epoch 0 as the first worker recorded it (None before any flush)."""
         with self._guard("the routing state read"):
             pipe = self._client.pipeline(transaction=True)
             pipe.hget(self._prefix + "control", "record")
             pipe.hget(self._prefix + "training", "updates")
-            raw, updates = pipe.execute()
+            pipe.hget(self._prefix + "epochs", "0")
+            raw, updates, first = pipe.execute()
+        try:  # epoch 0 as the first worker recorded it: [mode, weights, started_at]
+            start = None if first is None else json.loads(text(first))[:2]
+        except (ValueError, TypeError):
+            start = None
         if raw is None:
             return {"epoch": 0, "updates": float(text(updates)) if updates else 0.0,
-                    "record": None}
+                    "record": None, "epoch0": start}
         try:
             record = json.loads(text(raw))
             record["epoch"] = int(record["epoch"])
@@ -88,7 +94,7 @@ class SharedControl:
             raise StoreError(f"Redis key {self._prefix + 'control'!r} holds a malformed "
                              f"routing state: {exc}") from None
         return {"epoch": record["epoch"], "updates": float(text(updates)) if updates else 0.0,
-                "record": record}
+                "record": record, "epoch0": start}
 
     def training(self, names: Sequence[str], n_variants: int) -> dict[str, list[float]]:
         """The global training counters ``name -> per-arm list`` (zeros before any flush)."""
