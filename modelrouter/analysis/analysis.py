@@ -18,11 +18,12 @@ from modelrouter.analysis.compare import (
     compare,
     compare_all,
     holdout_compare,
-    metrics_dict,
     summary,
 )
 from modelrouter.analysis.data import AnalysisData, ExperimentSource
+from modelrouter.analysis.document import analysis_document
 from modelrouter.analysis.guardrails import GuardrailResult, guardrail_results
+from modelrouter.analysis.jsondata import plain
 from modelrouter.analysis.phases import phase_estimates
 from modelrouter.analysis.report import render_report
 from modelrouter.analysis.results import ComparisonResult, PhaseEstimate, VariantSummary
@@ -232,8 +233,15 @@ class Analysis:
         return holdout_compare(self._data, metric)
 
     def to_dict(self, metrics: Sequence[str] | None = None) -> dict[str, Any]:
-        """Per-metric summaries and comparisons as plain data."""
-        return metrics_dict(self._data, metrics)
+        """Everything the report holds as strict JSON data (NaN/inf as None): per-metric
+        summaries and comparisons (``metrics`` restricts them), the verdict, SRM, sequential
+        and always-valid tests, segments, guardrails, bandit, phases, rollbacks and notes,
+        versioned by ``schema_version`` and valid against the shipped JSON Schema (see
+        analysis/document.py and analysis/schema.py). Never raises: a part that cannot be
+        computed says so in its ``status``."""
+        doc = plain(analysis_document(self._data, metrics))
+        assert isinstance(doc, dict)
+        return doc
 
     def to_frame(self) -> Any:
         """The snapshot's rows as a pandas DataFrame: one per unit (unit, variant, first

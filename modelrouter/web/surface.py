@@ -266,8 +266,9 @@ class HTTPSurface:
 
     # -- admin API ------------------------------------------------------------------------
     async def _get_stats(self, scope: Scope, receive: Receive) -> Reply:
-        """The analysis of a fresh snapshot, as ``router.analysis().to_dict()``; with
-        ``?format=text`` the report text."""
+        """The analysis of a fresh snapshot, as ``router.analysis().to_dict()`` (valid
+        against the shipped schema, modelrouter/analysis/schema); with ``?format=text`` the
+        report text."""
         self._authorize(scope, cookie=True)
         text = query_format(scope, ("json", "text")) == "text"
         try:
