@@ -2,27 +2,24 @@
 ../DESIGN.md, "Store data model").
 
 - **Unit level** (``level="user" | "session"``): a :class:`~modelrouter.store.units.UnitTable`
-  (unit id -> row, growable columns per row and per metric; analysis is vectorised numpy over
-  copies of them), and a cache of each row's hash bucket (derived, never saved).
-- **Request level**: every request is a unit, kept only while feedback may still arrive (its
-  own ``(x, y)`` per metric are columns of the pending ring); each change is applied at once to
-  sums per (variant, epoch, segment) group (a ``GroupTable``): memory is O(1) in traffic.
-- **Pending ring** (:class:`~modelrouter.store.ring.PendingRing`): decisions are numbered;
-  slot ``seq % max_pending`` remembers the decision's row and issue time, so late feedback
-  finds its unit in O(1), and a decision overwritten in the ring (or older than the
-  attribution window) is refused. The request paths (:meth:`expose_unit`, unit-level
-  :meth:`expose_decision`) inline the ring's append through the ring's own arrays.
-- **Bandit mode**: a :class:`~modelrouter.store.decisions.DecisionTracker`, fed under the same
-  lock as its exposure. **Files**: :meth:`dump` / :meth:`load` give and take the state as plain
-  data (store/state.py); store/persistence.py frames it. numpy is imported by ``snapshot``,
-  ``dump`` and ``load``, not by this module (routing and recording never need it).
+  (unit id -> row, columns per row and per metric) and each row's cached hash bucket.
+  Automatic metrics go through the journal (:mod:`modelrouter.store.journal`): appended without
+  the lock, folded in batches and before anything reads them.
+- **Request level**: a request is a unit while feedback may still arrive (its own ``(x, y)``
+  per metric are ring columns); changes go at once to per (variant, epoch, segment) group sums.
+- **Pending ring** (:class:`~modelrouter.store.ring.PendingRing`): slot ``seq % max_pending``
+  holds a decision's row and issue time, so late feedback finds its unit in O(1); a decision
+  overwritten there (or past the attribution window) is refused. The A/B request path
+  (:meth:`expose_unit`) inlines the ring's append.
+- **Bandit mode**: a ``DecisionTracker`` fed under the lock of its exposure. **Files**:
+  :meth:`dump` / :meth:`load` (store/state.py, store/persistence.py). numpy is imported by
+  ``snapshot``, ``dump`` and ``load`` only (routing and recording never need it).
 
 Thread safety: one ``threading.Lock`` (``_lock``) guards every mutation (counters, unit table,
-group sums, ring, decision tracker, latency histogram, epochs, looks, segment tables) and the
-copies taken by :meth:`snapshot`, :meth:`dump` and :meth:`take_deltas`; it is held for
-microseconds (a copy, for those), never across I/O or an await. :meth:`load` validates outside
-the lock and swaps the new objects in under it. Lock-free reads: :meth:`has_unit` (one dict
-lookup) and the hit path of :meth:`segment_codes` (a miss takes the lock and looks again).
+group sums, ring, decision tracker, latency histogram, epochs, looks, segment tables, folds)
+and the copies of :meth:`snapshot`, :meth:`dump`, :meth:`take_deltas`; held for microseconds,
+never across I/O or an await. :meth:`load` validates outside it. Lock-free: :meth:`has_unit`,
+the journal's append and the hit path of :meth:`segment_codes` (a miss takes the lock).
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from modelrouter.exceptions import ConfigError, UnknownUnitError
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS, LatencyHistogram
+from modelrouter.store.journal import AutoJournal, add_auto, fold_threshold
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.protocol import BaseStore, Chooser
 from modelrouter.store.ring import PendingRing
@@ -77,19 +75,18 @@ class MemoryStore(BaseStore):
         # hot-path aliases of the ring's arrays (a ring never replaces them)
         self._ring_seq, self._ring_time, self._ring_row = ring.seq, ring.time, ring.row
         # request level: each pending request's own (x, y) per metric, reset when reused
-        self._slot_x = [] if self.unit_level else [
-            self.ring.add_column("d", 0.0) for _ in range(n_metrics)]
-        self._slot_y = [] if self.unit_level else [
-            self.ring.add_column("d", 0.0) for _ in range(n_metrics)]
+        per_slot = 0 if self.unit_level else n_metrics
+        self._slot_x = [ring.add_column("d", 0.0) for _ in range(per_slot)]
+        self._slot_y = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._requests, self._uncounted, self._overflow = [0] * k, 0, 0
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
-        self._epochs: list[EpochInfo] = []
-        self._looks: list[Look] = []
+        self._epochs, self._looks = list[EpochInfo](), list[Look]()
         self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto))
         self._groups: GroupTable[GroupKey] = GroupTable(n_metrics)
         self._decisions: DecisionTracker | None = None
         self._hist = array("q", bytes(8 * N_SLOTS * k))  # slot s of variant v: v * N_SLOTS + s
         self._hist_sum = [0.0] * k
+        self._journal = AutoJournal(fold_threshold(self.max_pending)) if self.unit_level else None
 
     # -- epochs and segments --------------------------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -151,12 +148,7 @@ class MemoryStore(BaseStore):
                 self._ubucket.append(_NAN)
             else:
                 t.exposures[row] += 1
-            if seq < self.max_pending:  # PendingRing.remember inlined (no ring columns here)
-                self._ring_seq.append(seq)
-                self._ring_time.append(now)
-                self._ring_row.append(row)
-            else:
-                self.ring.remember(seq, now, row)
+            self.ring.remember(seq, now, row)
             return seq, row
         group = self._groups.row_of((variant, epoch, segment))
         self._groups.sums[group][0] += 1.0
@@ -234,32 +226,38 @@ class MemoryStore(BaseStore):
                 self._decisions.apply(seq, metric, value)
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
-        """Record both automatic metrics of a finished request under one lock acquisition."""
+        """Record both automatic metrics of a finished request (unit level in A/B mode: through
+        the journal, store/journal.py; bandit mode: at once, for the decision tracker)."""
+        journal = self._journal
+        if journal is not None and self._decisions is None:
+            journal.entries.append((seq, latency_ms, error))  # no lock: see store/journal.py
+            if len(journal.entries) >= journal.threshold:
+                with self._lock:
+                    self._fold()
+            return
         slot = seq % self.max_pending
-        h = bisect_left(EDGES_MS, latency_ms)  # histogram.slot_of inlined (same search)
         with self._lock:
             if seq < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
                 return  # evicted by a flood of newer requests: nothing to attribute to
             row = self._ring_row[slot]
-            if self.unit_level:  # both automatic metrics are per-event means: add, count
-                t = self._units
-                t.lat_x[row] += latency_ms
-                t.lat_y[row] += 1.0
-                if error:
-                    t.err_x[row] += error
-                t.err_y[row] += 1.0
-                v = t.variant[row]  # the unit's variant, as in its analysis
-            else:
-                sums = self._groups.sums[row]
+            if journal is not None:  # unit level (leftover journal entries: folded by readers)
+                add_auto(self._units, row, latency_ms, error, self._hist, self._hist_sum)
+            else:  # request level: the group's sums and the request's own
                 for m, value in zip(self._auto, (latency_ms, error)):
-                    add_to_pair(self._slot_x[m], self._slot_y[m], slot, sums, m, value,
-                                self.any_flags[m])
+                    add_to_pair(self._slot_x[m], self._slot_y[m], slot, self._groups.sums[row],
+                                m, value, self.any_flags[m])
                 v = self._groups.keys[row][0]
-            self._hist[v * N_SLOTS + h] += 1
-            self._hist_sum[v] += latency_ms
+                self._hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
+                self._hist_sum[v] += latency_ms
             if self._decisions is not None:
                 self._decisions.apply(seq, self._auto[0], latency_ms)
                 self._decisions.apply(seq, self._auto[1], error)
+
+    def _fold(self) -> None:
+        """Apply the journal's entries (lock held): before anything reads what they change."""
+        if self._journal is not None:
+            self._journal.fold(self._ring_seq, self._ring_row, self.max_pending, self._units,
+                               self._hist, self._hist_sum)
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit's row (unit level only)."""
@@ -321,6 +319,7 @@ class MemoryStore(BaseStore):
         import numpy as np
 
         with self._lock:
+            self._fold()
             taken = self.clock()
             units = self._units.columns(self.metric_names) if self.unit_level else None
             sums = self._groups.copy()
@@ -343,6 +342,7 @@ class MemoryStore(BaseStore):
         the last take, zeroed here (for a remote store that merges increments)."""
         k = len(self.variants)
         with self._lock:
+            self._fold()
             requests, self._requests = self._requests, [0] * k
             uncounted, self._uncounted = self._uncounted, 0
             overflow, self._overflow = self._overflow, 0
@@ -365,13 +365,12 @@ class MemoryStore(BaseStore):
     def dump(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Copies of the state as ``(header, arrays)`` (see store/state.py; no pending ring)."""
         with self._lock:
-            return dump_state(self._state(), self.metric_names, self.clock())
-
-    def _state(self) -> StoreState:
-        return StoreState(self._requests, self._uncounted, self._overflow, self._seg_codes,
-                          self._epochs, self._looks, self._groups,
-                          self._units if self.unit_level else None, self._hist, self._hist_sum,
-                          None if self._decisions is None else self._decisions.dump_training())
+            self._fold()
+            return dump_state(StoreState(
+                self._requests, self._uncounted, self._overflow, self._seg_codes, self._epochs,
+                self._looks, self._groups, self._units if self.unit_level else None, self._hist,
+                self._hist_sum, None if self._decisions is None
+                else self._decisions.dump_training()), self.metric_names, self.clock())
 
     def load(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         """Replace the statistics by a :meth:`dump`'s, all or nothing: validated first
@@ -387,6 +386,7 @@ class MemoryStore(BaseStore):
         if self._decisions is not None and new.training is not None:
             self._decisions.check_restorable(new.training["kind"])
         with self._lock:
+            self._fold()  # into the tables being replaced: the load forgets those decisions
             self._requests, self._uncounted = new.requests, new.uncounted
             self._overflow, self._seg_codes = new.overflow, new.segment_codes
             self._epochs, self._looks, self._groups = new.epochs, new.looks, new.groups

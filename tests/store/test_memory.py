@@ -331,3 +331,80 @@ def test_unit_columns_grow_in_chunks_past_their_capacity() -> None:
     expected[3] += 10.0
     assert after.x["revenue"].tolist() == expected
     assert after.y["revenue"].tolist() == [1.0] * 3 + [2.0] + [1.0] * (n + 4_996)
+
+
+def test_journal_folds_in_batches_and_before_every_read() -> None:
+    """Automatic metrics at unit level go through the journal (store/journal.py): snapshot,
+    take_deltas and dump see every finished request, whether or not a batch was folded."""
+    s = store(max_pending=64)  # fold threshold: 64 // 8 = 8 entries
+    seqs = [s.expose(f"u{i}", i % 2, 0.5, 0) for i in range(20)]
+    for i, seq in enumerate(seqs):  # 2 folds of 8 during the loop, 4 entries left over
+        s.record_auto(seq, float(i + 1), 1.0 if i % 5 == 0 else 0.0)
+    u = s.snapshot().units
+    assert u is not None
+    assert u.x["latency_ms"].tolist() == [float(i + 1) for i in range(20)]
+    assert u.y["latency_ms"].tolist() == [1.0] * 20 and u.y["error"].tolist() == [1.0] * 20
+    assert u.x["error"].tolist() == [1.0 if i % 5 == 0 else 0.0 for i in range(20)]
+    s.record_auto(seqs[0], 100.0, 0.0)  # one entry waiting: take_deltas folds it first
+    deltas = s.take_deltas()
+    assert sum(deltas.hist) == 21 and sum(deltas.hist_sum) == sum(range(1, 21)) + 100.0
+    s.record_auto(seqs[1], 50.0, 0.0)  # and dump
+    _header, arrays = s.dump()
+    assert arrays["x:latency_ms"][:2].tolist() == [101.0, 52.0]
+
+
+def test_journal_skips_a_decision_evicted_before_its_fold() -> None:
+    """An entry whose decision left the pending ring before the fold is skipped, as
+    record_auto skips a decision evicted before it is called (the ring keeps the last
+    max_pending decisions; the threshold, max_pending // 8, keeps this to floods)."""
+    s = store(max_pending=16)  # threshold 2
+    first = s.expose("a", 0, 0.5, 0)
+    s.record_auto(first, 5.0, 0.0)  # waits in the journal
+    for i in range(16):  # a flood of decisions that never finish evicts it
+        s.expose(f"flood{i}", 1, 0.5, 0)
+    u = s.snapshot().units
+    assert u is not None and u.y["latency_ms"].sum() == 0.0
+
+
+def test_journal_exact_under_threads_with_concurrent_reads() -> None:
+    """8 threads finish 40,000 requests through the journal while a reader takes snapshots,
+    with the interpreter switching threads every 10 us: every latency and error is counted
+    once (integer values: the float sums are exact in any order)."""
+    import sys
+
+    s = store(max_pending=1_000_000)
+    seqs = [s.expose(f"u{i}", i % 2, 0.5, 0) for i in range(1_000)]
+    per_thread, n_threads = 5_000, 8
+    stop = threading.Event()
+
+    def work(k: int) -> None:
+        for i in range(per_thread):
+            s.record_auto(seqs[(k * 7 + i) % 1_000], float(k + 1), float(i % 2))
+
+    def read() -> None:
+        while not stop.is_set():
+            s.snapshot()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        reader = threading.Thread(target=read)
+        reader.start()
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        reader.join()
+    finally:
+        sys.setswitchinterval(old)
+    snap = s.snapshot()
+    u = snap.units
+    assert u is not None and snap.latency is not None
+    total = per_thread * n_threads
+    assert u.y["latency_ms"].sum() == total and u.y["error"].sum() == total
+    assert u.x["latency_ms"].sum() == per_thread * sum(range(1, n_threads + 1))
+    assert u.x["error"].sum() == total // 2
+    assert int(snap.latency.n.sum()) == total
+    assert float(snap.latency.sum_ms.sum()) == per_thread * sum(range(1, n_threads + 1))

@@ -1,0 +1,91 @@
+"""The journal of automatic metrics: finished requests' latency and error, folded in batches.
+
+Every routed request ends with :meth:`MemoryStore.record_auto
+<modelrouter.store.memory.MemoryStore.record_auto>` (``latency_ms`` and ``error``). Applying
+them at once costs the request a lock round trip, four column updates, a histogram slot search
+and two counters. At unit level without decision tracking (A/B mode) the store instead appends
+one ``(seq, latency_ms, error)`` tuple to this journal, without its lock, and folds the journal
+into the unit table and the latency histogram under the lock in batches: when the journal holds
+``threshold`` entries, and before anything reads those numbers (snapshot, dump, take_deltas,
+load). Readers therefore see exactly what recording each request at once would have given;
+only the moment of the addition moves (and with it, between threads, the order of the float
+additions to one unit's latency sum, which was the lock's order before). In bandit mode the
+store applies them at once (:func:`add_auto`), for the decision tracker, under the same lock;
+an entry journaled before tracking began waits for the next reader's fold.
+
+Thread safety: ``list.append`` and the slice operations are single operations on the list (the
+GIL, or the list's own lock on a free-threaded build); :meth:`AutoJournal.fold` runs under the
+owning store's lock, takes the first ``n`` entries and deletes exactly those, so an entry
+appended meanwhile by another thread stays for the next fold: nothing is lost or applied twice.
+
+A decision evicted from the pending ring before its entry is folded is skipped, as
+``record_auto`` skips one evicted before it is called; ``threshold`` stays far below the ring's
+capacity (:func:`fold_threshold`) so that a fold comes long before the ring wraps.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+
+from modelrouter.store.histogram import EDGES_MS, N_SLOTS
+from modelrouter.store.units import UnitTable
+
+__all__ = ["AutoJournal", "add_auto", "fold_threshold"]
+
+
+def fold_threshold(capacity: int) -> int:
+    """Entries held before a fold: 512, at most an eighth of the ring's ``capacity``."""
+    return max(1, min(512, capacity // 8))
+
+
+def add_auto(units: UnitTable, row: int, latency_ms: float, error: float, hist: array[int],
+             hist_sum: list[float]) -> None:
+    """Add one request's automatic metrics to unit ``row`` and to its variant's histogram (the
+    store lock held): what :meth:`AutoJournal.fold` does per entry (inlined there)."""
+    units.lat_x[row] += latency_ms
+    units.lat_y[row] += 1.0
+    if error:
+        units.err_x[row] += error
+    units.err_y[row] += 1.0
+    v = units.variant[row]  # the unit's variant, as in its analysis
+    hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
+    hist_sum[v] += latency_ms
+
+
+class AutoJournal:
+    """``(seq, latency_ms, error)`` of finished requests not yet folded (see the module)."""
+
+    __slots__ = ("entries", "threshold")
+
+    def __init__(self, threshold: int) -> None:
+        self.entries: list[tuple[int, float, float]] = []
+        self.threshold = threshold
+
+    def fold(self, ring_seq: array[int], ring_row: array[int], capacity: int, units: UnitTable,
+             hist: array[int], hist_sum: list[float]) -> None:
+        """Apply the entries present now to the unit table and histogram (caller holds the
+        store lock): per unit, latency sum and count, error sum and count; per variant (the
+        unit's), the latency's histogram slot and the latency sum."""
+        entries = self.entries
+        n = len(entries)
+        if not n:
+            return
+        batch = entries[:n]
+        del entries[:n]  # entries appended since the slice stay, after these
+        size = len(ring_seq)
+        lat_x, lat_y, err_x, err_y = units.lat_x, units.lat_y, units.err_x, units.err_y
+        variant = units.variant
+        for seq, latency_ms, error in batch:
+            slot = seq % capacity
+            if seq < 0 or slot >= size or ring_seq[slot] != seq:
+                continue  # evicted by a flood of newer requests: nothing to attribute to
+            row = ring_row[slot]  # add_auto, inlined
+            lat_x[row] += latency_ms
+            lat_y[row] += 1.0
+            if error:
+                err_x[row] += error
+            err_y[row] += 1.0
+            v = variant[row]  # the unit's variant, as in its analysis
+            hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
+            hist_sum[v] += latency_ms
