@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from modelrouter.config.limits import MAX_SEGMENT_CAP, MAX_VARIANTS
 from modelrouter.exceptions import ConfigError
 from modelrouter.store.looks import Look
+from modelrouter.store.losses import REFUSAL_REASONS, loss_notes
 from modelrouter.store.types import EpochInfo, Snapshot
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from modelrouter.store.decisions import DecisionTracker
 
 __all__ = ["REFUSAL_REASONS", "BaseStore", "Chooser", "RemoteStore", "Store", "loss_notes",
-           "metric_specs", "reward_counters"]
+           "metric_specs", "reward_counters"]  # REFUSAL_REASONS, loss_notes: from losses.py
 
 
 class Chooser(Protocol):
@@ -371,40 +372,3 @@ def reward_counters(snapshot: Snapshot, metric: str) -> dict[str, np.ndarray]:
 def metric_specs(metrics: Mapping[str, MetricSpec]) -> dict[str, tuple[str, str]]:
     """(kind, aggregate) per metric: what two stores must agree on to be merged."""
     return {name: (m.kind, str(m.aggregate)) for name, m in metrics.items()}
-
-
-def loss_notes(losses: Mapping[str, int]) -> list[str]:
-    """Analysis notes for what a remote store could not merge (never silently lost)."""
-    notes = []
-    if losses.get("dropped_exposures"):
-        notes.append(f"{losses['dropped_exposures']:,} exposures were dropped by full worker "
-                     "buffers while the shared store was unreachable (requests still counted)")
-    if losses.get("dropped_values"):
-        notes.append(f"{losses['dropped_values']:,} feedback values were dropped by full worker "
-                     "buffers while the shared store was unreachable")
-    if losses.get("orphan_values"):
-        notes.append(f"{losses['orphan_values']:,} feedback values belong to units whose exposure "
-                     "is not in the shared store (dropped or not yet flushed); not analysed")
-    if losses.get("refused_batches"):
-        reasons = "; ".join(
-            f"{n:,} x {REFUSAL_REASONS.get(key[8:], key[8:])}"
-            for key, n in sorted(losses.items()) if key.startswith("refused:") and n)
-        n = losses["refused_batches"]
-        notes.append(f"{n:,} batch{'' if n == 1 else 'es'} of updates could not be applied by "
-                     f"the shared store and {'was' if n == 1 else 'were'} dropped whole "
-                     f"({reasons or 'no reason recorded'}): "
-                     f"{losses.get('refused_requests', 0):,} requests, "
-                     f"{losses.get('refused_exposures', 0):,} exposures and "
-                     f"{losses.get('refused_values', 0):,} feedback values are missing")
-    return notes
-
-
-REFUSAL_REASONS: Mapping[str, str] = {
-    "ops": "the batch did not decode (e.g. a unit id that is not valid UTF-8)",
-    "type": "a key of the experiment is not a hash (overwritten by another client)",
-    "stored": "a stored counter is not a number (overwritten by another client)",
-    "increment": "an increment is not a finite number (a worker's buffered sum overflowed)",
-    "overflow": "a total would overflow (not a finite float, or beyond 64-bit integers)",
-}
-"""Why the Redis store may refuse a batch (store/redis/batch.py), as the analysis notes say."""
-

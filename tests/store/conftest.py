@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +93,40 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def persistent_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server with appendonly + appendfsync always (survives SIGKILL)."""
     yield from _server(tmp_path, True)
+
+
+class UvicornService:
+    """``uvicorn <app> --workers N`` on a free port with ``MODELROUTER_TEST_REDIS`` set; ready
+    once ``GET /stats`` answers 200. ``stop()`` is a graceful SIGINT (every worker runs its
+    lifespan shutdown, the final flush) and returns the exit code."""
+
+    def __init__(self, app: str, redis_url: str, workers: int = 3) -> None:
+        import httpx
+
+        root = Path(__file__).resolve().parents[2]
+        self.port = free_port()
+        env = {**os.environ, "MODELROUTER_TEST_REDIS": redis_url,
+               "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
+             "--no-access-log"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/stats", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("uvicorn did not start")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=10)

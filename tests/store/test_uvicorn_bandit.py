@@ -18,11 +18,7 @@ Default run: 3,000 requests. ``-m slow``: 20,000 requests, and the Redis kill.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.store.conftest import RedisServer, free_port
+from tests.store.conftest import RedisServer, UvicornService
 
 httpx = pytest.importorskip("httpx")
 redis = pytest.importorskip("redis")
@@ -44,34 +40,11 @@ ADMIN = "integration-test-admin-token-0123"
 P = "mr:{bandit-it}:"
 
 
-class Service:
-    def __init__(self, redis_url: str, workers: int = 3) -> None:
-        self.port = free_port()
-        env = {**os.environ, "MODELROUTER_TEST_REDIS": redis_url,
-               "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.apps.bandit_app:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
-             "--no-access-log"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.base + "/stats", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("uvicorn did not start")
+class Service(UvicornService):
+    """The bandit app under ``uvicorn --workers 3``."""
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+    def __init__(self, redis_url: str, workers: int = 3) -> None:
+        super().__init__("tests.apps.bandit_app:app", redis_url, workers)
 
     def every_worker(self, timeout: float = 20) -> dict[int, dict[str, Any]]:
         """``/stats`` of each of the three workers (new connections until all answered)."""

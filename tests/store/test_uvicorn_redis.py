@@ -10,10 +10,6 @@ dropped counters explain the difference exactly).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.store.conftest import RedisServer, free_port
+from tests.store.conftest import RedisServer, UvicornService
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("redis")
@@ -33,35 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 USERS = 1500
 
 
-class Service:
-    def __init__(self, redis_url: str, workers: int = 3) -> None:
-        self.port = free_port()
-        env = {**os.environ, "MODELROUTER_TEST_REDIS": redis_url,
-               "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.apps.redis_app:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
-             "--no-access-log"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.base + "/stats", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("uvicorn did not start")
+class Service(UvicornService):
+    """The demo-like Redis app under ``uvicorn --workers N``."""
 
-    def stop(self) -> int:
-        """Graceful shutdown: every worker runs the lifespan shutdown (final flush)."""
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=10)
+    def __init__(self, redis_url: str, workers: int = 3) -> None:
+        super().__init__("tests.apps.redis_app:app", redis_url, workers)
 
 
 @pytest.fixture
