@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import StoreError
 from modelrouter.store.redis.layout import Layout, text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["CONTROL_LUA", "SharedControl"]
 
@@ -96,12 +99,18 @@ class SharedControl:
         return {"epoch": record["epoch"], "updates": float(text(updates)) if updates else 0.0,
                 "record": record, "epoch0": start}
 
-    def training(self, names: Sequence[str], n_variants: int) -> dict[str, list[float]]:
-        """The global training counters ``name -> per-arm list`` (zeros before any flush)."""
+    def training(self, names: Sequence[str], n_variants: int) -> dict[str, np.ndarray]:
+        """The global training counters ``name -> per-arm array`` (zeros before any flush);
+        counts are clipped at 0 (float dust of costs) and sums kept as they are, as the
+        tracker's own counters are."""
+        import numpy as np
+
         with self._guard("the training counters read"):
             fields = self._client.hgetall(self._prefix + "training")
         values = {text(k): float(text(v)) for k, v in fields.items()}
-        return {n: [values.get(f"{n}:{i}", 0.0) for i in range(n_variants)] for n in names}
+        out = {n: np.array([values.get(f"{n}:{i}", 0.0) for i in range(n_variants)])
+               for n in names}
+        return {n: a if n == "sum" else np.maximum(a, 0.0) for n, a in out.items()}
 
     def claim(self, key: str, ttl: float) -> bool:
         """``SET NX PX``: True if this call claimed ``key`` first."""

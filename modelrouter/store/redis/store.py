@@ -280,35 +280,33 @@ class RedisStore(SharedMembers, BaseStore):
         return seq
 
     def take_training(self) -> tuple[dict[str, np.ndarray], int]:
-        """The training counters of every worker (as flushed to Redis); this worker's own if
-        Redis cannot be read (logged), so routing goes on."""
-        import numpy as np
-
-        sync = self._sync
-        if sync is None:
+        """The training counters of every worker (as flushed to Redis) and this worker's
+        updates since the last take; this worker's own counters if Redis cannot be read
+        (logged), so routing goes on."""
+        if self._sync is None:
             return super().take_training()
-        names = sync.tracker.counter_names
-        try:
-            counters = self.control.training(names, len(self.variants))
-        except StoreError as exc:
-            log.warning("modelrouter: bandit weights from this worker's counters only: %s", exc)
-            with self._lock:
-                return sync.tracker.take_counters()
+        counters = self._global_training()
         with self._lock:
-            pending = sync.tracker.take_counters()[1]
-        return {n: np.array(c) if n == "sum" else np.maximum(np.array(c), 0.0)
-                for n, c in counters.items()}, pending
+            local, pending = self._sync.tracker.take_counters()
+        return (local if counters is None else counters), pending
 
     def peek_training(self) -> dict[str, np.ndarray]:
         """:meth:`take_training` without starting a new refresh count."""
         if self._sync is None:
             return super().peek_training()
-        with self._lock:
-            pending = self._sync.tracker.pending
-        counters, _ = self.take_training()
-        with self._lock:
-            self._sync.tracker.pending = pending
+        counters = self._global_training()
+        if counters is None:
+            with self._lock:
+                return self._sync.tracker.take_counters(reset=False)[0]
         return counters
+
+    def _global_training(self) -> dict[str, np.ndarray] | None:
+        assert self._sync is not None
+        try:
+            return self.control.training(self._sync.tracker.counter_names, len(self.variants))
+        except StoreError as exc:
+            log.warning("modelrouter: bandit counters of this worker only: %s", exc)
+            return None
 
     # -- flushing (flusher.py) ----------------------------------------------------------
     def start(self) -> None:
