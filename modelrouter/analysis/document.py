@@ -207,11 +207,14 @@ def _phases(data: AnalysisData, treatments: Sequence[str]) -> dict[str, Any]:
 def analysis_document(data: AnalysisData, metrics: Sequence[str] | None = None
                       ) -> dict[str, Any]:
     """The whole analysis of ``data`` as plain data (see the module docstring); ``metrics``
-    restricts the per-metric ``metrics`` section (default: every metric). Never raises."""
+    restricts the per-metric ``metrics`` section (default: every metric). Never raises for
+    any state of the experiment (an undeclared metric in ``metrics`` is UnknownMetricError)."""
     snap = data.snapshot
+    for metric in metrics or ():
+        data.spec(metric)  # an unknown metric is the caller's mistake: UnknownMetricError
     try:
         out: dict[str, Any] = metrics_dict(data, metrics)
-    except Exception as exc:  # an unknown metric in ``metrics`` and the like
+    except Exception as exc:  # never raise for a state of the experiment
         out = {"variants": list(data.variants), "control": data.control,
                "data_source": snap.source, "units": snap.n_units,
                "requests": dict(zip(data.variants, snap.requests.tolist())),

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelrouter.analysis.text import NOT_ENOUGH_DATA, fmt_interval, fmt_pvalue
 from modelrouter.stats.results import ConfidenceInterval
 
 if TYPE_CHECKING:  # an annotation only: importing the test functions would load scipy
@@ -27,7 +28,7 @@ def normal_quantile(confidence_level: float) -> float:
 
 def _fmt(value: float, digits: int = 4) -> str:
     if isinstance(value, float) and math.isnan(value):
-        return "nan"
+        return "n/a"
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.{digits}g}"
@@ -167,8 +168,24 @@ class ComparisonResult:
         """Whether the two-sided p-value is below ``alpha`` (a fixed-horizon reading)."""
         return self.pvalue < alpha
 
+    @property
+    def defined(self) -> bool:
+        """Whether the data define the comparison: events recorded in either variant, a
+        test that is defined (a finite p-value). Otherwise the summary says "not enough data
+        yet" instead of a difference and an interval."""
+        return (self.control.events + self.treatment.events > 0
+                and not math.isnan(self.pvalue) and not math.isnan(self.difference))
+
+    def _undefined_line(self) -> str:
+        """What the summary says instead of the difference when :attr:`defined` is False."""
+        if self.control.events + self.treatment.events == 0:
+            return (f"{NOT_ENOUGH_DATA}: no {self.metric!r} events recorded in "
+                    f"{self.control.variant} or {self.treatment.variant}")
+        return f"{NOT_ENOUGH_DATA}: the difference and its test are not defined (see the notes)"
+
     def summary(self) -> str:
-        """A readable table of both variants and the comparison."""
+        """A readable table of both variants and the comparison; "not enough data yet"
+        instead of a difference, an interval and a p-value that the data do not define."""
         ci = self.confidence_interval()
         rci = self._relative_ci
         rows = [[s.variant + (" (control)" if s is self.control else ""), _fmt(s.units),
@@ -179,14 +196,18 @@ class ComparisonResult:
                  f"({self.method}; {self.estimator})"]
         if self.covers:
             lines.append(f"covers: {self.covers}")
-        lines += [table,
-                 f"difference    {_fmt(self.difference)}  95% CI [{_fmt(ci.low)}, "
-                 f"{_fmt(ci.high)}]",
-                 f"relative lift {self.relative_lift:+.2%}  95% CI [{rci.low:+.2%}, "
-                 f"{rci.high:+.2%}]" if math.isfinite(self.relative_lift)
-                 else "relative lift n/a (see the notes)",
-                 f"statistic {_fmt(self.statistic)}  p-value {self.pvalue:.4g}  "
-                 f"{self.effect_size_name} {_fmt(self.effect_size, 3)}"]
+        lines.append(table)
+        if not self.defined:
+            lines.append(self._undefined_line())
+        else:
+            lines += [f"difference    {_fmt(self.difference)}  95% CI "
+                      f"{fmt_interval(ci.low, ci.high)}",
+                      f"relative lift {self.relative_lift:+.2%}  95% CI [{rci.low:+.2%}, "
+                      f"{rci.high:+.2%}]" if math.isfinite(self.relative_lift)
+                      and math.isfinite(rci.low) and math.isfinite(rci.high)
+                      else "relative lift n/a (see the notes)",
+                      f"statistic {_fmt(self.statistic)}  p-value {fmt_pvalue(self.pvalue)}  "
+                      f"{self.effect_size_name} {_fmt(self.effect_size, 3)}"]
         if self.phases:
             prows = [[p.label, _fmt(p.n), _fmt(p.control_mean), _fmt(p.treatment_mean),
                       _fmt(p.difference), _fmt(p.std_err),
@@ -195,7 +216,9 @@ class ComparisonResult:
                       "them with the weights shown):",
                       format_table(["phase", "n", self.control.variant, self.treatment.variant,
                                     "difference", "std err", "weight"], prows)]
-        lines += [f"note: {n}" for n in self.notes]
+        # compare() words an undefined p-value "p-value NaN" for code; text says it in words
+        lines += [f"note: {n.replace('p-value NaN', 'p-value not defined')}"
+                  for n in self.notes]
         return "\n".join(lines)
 
     def __str__(self) -> str:

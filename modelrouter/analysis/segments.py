@@ -30,6 +30,7 @@ from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.results import ComparisonResult, format_table
 from modelrouter.analysis.srm import srm_analysis
+from modelrouter.analysis.text import fmt_interval, fmt_pvalue, fmt_signed
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.multiple import adjust_pvalues
 from modelrouter.stats.results import ConfidenceInterval
@@ -194,24 +195,28 @@ class SegmentAnalysis(Sequence[SegmentResult]):
         for r in self.results:
             ci = r.confidence_interval()
             rows.append([r.label, f"{r.units_control:,}", f"{r.units_treatment:,}",
-                         f"{r.difference:+.4g}", f"[{ci.low:+.4g}, {ci.high:+.4g}]",
-                         "too small" if r.too_small else f"{r.pvalue:.3g}",
-                         "-" if r.too_small else f"{r.adjusted_pvalue:.3g}",
+                         fmt_signed(r.difference), fmt_interval(ci.low, ci.high, signed=True),
+                         "too small" if r.too_small else fmt_pvalue(r.pvalue, 3),
+                         "-" if r.too_small else fmt_pvalue(r.adjusted_pvalue, 3),
                          ("OPPOSES " if r.opposes_overall else "") + ("SRM" if r.srm_alarm
                                                                       else "")])
         table = format_table(["segment", "control", "treatment", "difference", "95% CI",
                               "p", f"p ({self.method})", "flags"], rows)
         h = self.heterogeneity
         lines = [f"{self.metric} by {' x '.join(self.by)} (overall difference "
-                 f"{self.overall.difference:+.4g}, p={self.overall.pvalue:.3g})", table,
+                 f"{fmt_signed(self.overall.difference)}, "
+                 f"p={fmt_pvalue(self.overall.pvalue, 3)})", table,
                  f"heterogeneity: Cochran's Q = {h.statistic:.3f} on {h.df} df, "
-                 f"p = {h.pvalue:.3g}, I^2 = {h.i2:.0%}" if h.df else
-                 "heterogeneity: fewer than 2 segments large enough to test"]
+                 f"p = {fmt_pvalue(h.pvalue, 3)}, I^2 = {h.i2:.0%}"
+                 if h.df and math.isfinite(h.statistic) else
+                 "heterogeneity: fewer than 2 segments large enough to test" if not h.df else
+                 "heterogeneity: not defined (a segment's standard error is 0 or not finite)"]
         lines += [f"warning: {r.label} moves against the overall result (difference "
-                  f"{r.difference:+.4g}, adjusted p {r.adjusted_pvalue:.3g})"
+                  f"{fmt_signed(r.difference)}, adjusted p {fmt_pvalue(r.adjusted_pvalue, 3)})"
                   for r in self.flagged]
-        lines += [f"warning: sample ratio mismatch in {r.label} (p {r.srm_pvalue:.3g}, "
-                  f"Bonferroni-adjusted {r.srm_adjusted_pvalue:.3g})" for r in self.results
+        lines += [f"warning: sample ratio mismatch in {r.label} (p "
+                  f"{fmt_pvalue(r.srm_pvalue, 3)}, Bonferroni-adjusted "
+                  f"{fmt_pvalue(r.srm_adjusted_pvalue, 3)})" for r in self.results
                   if r.srm_alarm]
         return "\n".join(lines)
 

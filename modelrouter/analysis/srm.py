@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.text import fmt_pvalue
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import SequentialSRMResult, SRMResult, sequential_srm_test, srm_test
 from modelrouter.store.decisions import STICKY
@@ -96,10 +97,10 @@ class SampleRatioCheck:
                    "trust the comparisons until it is explained" if self.alarm
                    else "no evidence of a sample ratio mismatch")
         seq = (f"sequential multinomial test (Lindon & Malek 2022; valid however often it is "
-               f"checked): always-valid p = {self.sequential_pvalue:.3g}, log Bayes factor "
-               f"{self.log_bayes_factor:.3f}")
+               f"checked): always-valid p = {fmt_pvalue(self.sequential_pvalue, 3)}, log Bayes "
+               f"factor {self.log_bayes_factor:.3f}")
         chi = (f"chi-square (valid for one check at a sample size fixed in advance) "
-               f"{self.statistic:.3f} on {self.df} df, p = {self.chi2_pvalue:.3g}")
+               f"{self.statistic:.3f} on {self.df} df, p = {fmt_pvalue(self.chi2_pvalue, 3)}")
         tests = (f"{seq}; for reference, the {chi}" if self.method == "sequential" else
                  f"{chi}; the {seq}")
         return (f"Units per variant: {parts}; expected from {how}. The alarm uses the {tests}. "

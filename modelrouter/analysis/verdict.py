@@ -62,6 +62,7 @@ from modelrouter.analysis.guardrails import GuardrailResult, guardrail_results
 from modelrouter.analysis.results import ComparisonResult
 from modelrouter.analysis.sequential import SequentialAnalysis, sequential_analysis
 from modelrouter.analysis.srm import SampleRatioCheck, check_sample_ratio, srm_analysis
+from modelrouter.analysis.text import singular_counts
 from modelrouter.config.plan import ExperimentPlan
 from modelrouter.exceptions import AnalysisError
 
@@ -240,7 +241,8 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
     try:
         cmp_ = compare(data, primary, variant)
     except AnalysisError as exc:
-        return Verdict("invalid", why(f"too little data on {primary!r}: {exc}"), primary,
+        return Verdict("invalid", why(f"not enough data yet: too little data on {primary!r} "
+                                      f"({singular_counts(str(exc))})"), primary,
                        variant, srm_p, srm=srm, **split)
     variant = cmp_.treatment.variant
     control = cmp_.control.variant
@@ -281,7 +283,8 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
             reasons += [f"guardrail not yet shown safe: {g.reason}" for g in pending]
             return Verdict("keep_testing", why(*reasons), primary, variant, srm_p, cmp_, seq,
                            guards, notes, **extra)
-        reasons.append(f"all {len(guards)} guardrail check(s) pass" if guards else
+        reasons.append(("the guardrail check passes" if len(guards) == 1 else
+                        f"all {len(guards)} guardrail checks pass") if guards else
                        f"no guardrail is configured for {variant}")
         return Verdict("ship", why(*reasons), primary, variant, srm_p, cmp_, seq, guards,
                        notes, **extra)

@@ -1,0 +1,155 @@
+"""``Analysis.to_dict()``: the whole analysis as strict JSON data, valid against the schema.
+
+Property (hypothesis): for random small experiments (the scenarios of
+``tests/analysis/test_fuzz.py``: user and request level, 2 and 3 variants, binary, continuous
+and ratio metrics with values from denormals to 1e300, a segment dimension, a plan, guardrails,
+0-2 recorded looks; and bandit traffic with a holdout) ``to_dict()`` never raises, dumps with
+``json.dumps(..., allow_nan=False)`` as it is (no conversion needed), validates against the
+shipped schema and has no part with status ``error``. The default run is derandomized
+(``FAST_EXAMPLES`` each); ``-m slow`` runs ``SLOW_EXAMPLES`` random ones.
+
+Cells of the composition matrix: memory store; A/B and bandit; 2 and 3 variants; user and
+request level; fresh; valid and hostile values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+
+from modelrouter import AnalysisError, ModelRouter, RouterConfig, UnknownMetricError
+from modelrouter.analysis.document import SCHEMA_VERSION, part
+from modelrouter.analysis.schema import analysis_schema
+from tests.analysis.test_fuzz import (
+    SETTINGS,
+    BanditScenario,
+    Scenario,
+    bandit_scenarios,
+    build,
+    build_bandit,
+    scenarios,
+)
+from tests.conftest import make_app
+
+FAST_EXAMPLES = 25
+SLOW_EXAMPLES = 300
+VALIDATOR = jsonschema.Draft202012Validator(analysis_schema())
+OLD_KEYS = {"variants", "control", "data_source", "units", "requests", "metrics"}
+
+
+def errors_in(doc: Any, path: str = "") -> list[str]:
+    """Paths of parts with status ``error`` (a bug in the analysis)."""
+    found = []
+    if isinstance(doc, dict):
+        if doc.get("status") == "error":
+            found.append(f"{path}: {doc.get('reason')}")
+        for k, v in doc.items():
+            found += errors_in(v, f"{path}/{k}")
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            found += errors_in(v, f"{path}[{i}]")
+    return found
+
+
+def check_document(router: ModelRouter) -> dict[str, Any]:
+    doc = router.analysis().to_dict()
+    text = json.dumps(doc, allow_nan=False)  # as it is: NaN/inf are already None
+    assert json.loads(text) == doc
+    problems = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in VALIDATOR.iter_errors(doc)]
+    assert not problems, problems
+    assert not errors_in(doc), errors_in(doc)
+    assert set(doc) >= OLD_KEYS and doc["schema_version"] == SCHEMA_VERSION
+    return doc
+
+
+def check(sc: Scenario) -> None:
+    router = build(sc)
+    for _ in range(sc.looks):
+        with contextlib.suppress(AnalysisError):
+            router.record_look()
+    check_document(router)
+
+
+def check_bandit(sc: BanditScenario) -> None:
+    router = build_bandit(sc)
+    try:
+        doc = check_document(router)
+        assert doc["bandit"]["status"] == "ok"
+    finally:
+        assert router.experiment.bandit is not None
+        router.experiment.bandit.close()
+
+
+@settings(max_examples=FAST_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
+@given(scenarios)
+def test_to_dict_is_strict_json_and_valid(sc: Scenario) -> None:
+    check(sc)
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
+@given(scenarios)
+def test_to_dict_is_strict_json_and_valid_slow(sc: Scenario) -> None:
+    check(sc)
+
+
+@settings(max_examples=FAST_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
+@given(bandit_scenarios)
+def test_bandit_to_dict_is_strict_json_and_valid(sc: BanditScenario) -> None:
+    check_bandit(sc)
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
+@given(bandit_scenarios)
+def test_bandit_to_dict_is_strict_json_and_valid_slow(sc: BanditScenario) -> None:
+    check_bandit(sc)
+
+
+def router(**config: Any) -> ModelRouter:
+    config.setdefault("metrics", {"click": "binary", "revenue": "continuous"})
+    return ModelRouter(make_app(), {"control": 0, "treatment": 1}, RouterConfig(**config))
+
+
+def test_old_keys_and_the_metrics_argument_are_kept() -> None:
+    r = router(primary="click")
+    for i in range(10):
+        d = r.experiment.assign(f"u{i}")
+        r.experiment.record(d, "click", i % 2)
+    a = r.analysis()
+    doc = a.to_dict(["click"])
+    assert list(doc["metrics"]) == ["click"]
+    assert doc["units"] == 10 and doc["variants"] == ["control", "treatment"]
+    assert doc["metrics"]["click"]["comparisons"]["treatment"]["pvalue"] == pytest.approx(
+        a.compare("click").pvalue, rel=1e-12)
+    with pytest.raises(UnknownMetricError, match="nope"):
+        a.to_dict(["nope"])  # the caller's mistake, not a state of the experiment
+
+
+def test_without_primary_plan_or_bandit_the_parts_say_not_applicable() -> None:
+    doc = check_document(router())
+    assert doc["primary"] is None and doc["verdict"]["decision"] == "invalid"
+    assert doc["sequential"]["treatment"] == {
+        "status": "not_applicable", "reason": "no primary metric: set RouterConfig(primary=...)"}
+    assert doc["bandit"]["status"] == "not_applicable"
+    doc = check_document(router(primary="click"))
+    assert doc["sequential"]["treatment"]["status"] == "not_applicable"
+    assert "plan" in doc["always_valid"]["treatment"]["reason"]
+
+
+def test_part_statuses() -> None:
+    def refused() -> Any:
+        raise AnalysisError("no units yet")
+
+    def broken() -> Any:
+        raise ZeroDivisionError("float division by zero")
+
+    assert part(lambda: {"x": 1}) == {"status": "ok", "x": 1}
+    assert part(refused) == {"status": "not_enough_data", "reason": "no units yet"}
+    assert part(broken) == {"status": "error",
+                            "reason": "ZeroDivisionError: float division by zero"}
