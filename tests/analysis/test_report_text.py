@@ -31,6 +31,8 @@ from tests.analysis.test_fuzz import (
     build_bandit,
     scenarios,
 )
+from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios
+from tests.analysis.test_to_dict import SWITCH_EXAMPLES, switched
 from tests.conftest import make_app
 
 FAST_EXAMPLES = 25
@@ -178,3 +180,20 @@ def test_random_bandit_reports_are_honest(sc: BanditScenario) -> None:
 @given(bandit_scenarios)
 def test_random_bandit_reports_are_honest_slow(sc: BanditScenario) -> None:
     check_bandit(sc)
+
+
+@settings(max_examples=SWITCH_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
+@given(switch_scenarios)
+def test_switched_reports_are_honest(sc: SwitchScenario) -> None:
+    with switched(sc) as r:
+        text = r.analysis().report()
+        assert not dishonest(text), dishonest(text)
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
+@given(switch_scenarios)
+def test_switched_reports_are_honest_slow(sc: SwitchScenario) -> None:
+    with switched(sc) as r:
+        text = r.analysis().report()
+        assert not dishonest(text), dishonest(text)

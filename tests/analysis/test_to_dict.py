@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -26,18 +28,25 @@ from modelrouter import AnalysisError, ModelRouter, RouterConfig, UnknownMetricE
 from modelrouter.analysis.document import SCHEMA_VERSION, part
 from modelrouter.analysis.schema import analysis_schema
 from tests.analysis.test_fuzz import (
+    ADMIN,
+    GUARDRAILS,
+    METRICS,
+    PLATFORMS,
     SETTINGS,
     BanditScenario,
     Scenario,
     bandit_scenarios,
     build,
     build_bandit,
+    record,
     scenarios,
 )
+from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios
 from tests.conftest import make_app
 
 FAST_EXAMPLES = 25
 SLOW_EXAMPLES = 300
+SWITCH_EXAMPLES = 6  # ~0.4 s each: three phases through the real router
 VALIDATOR = jsonschema.Draft202012Validator(analysis_schema())
 OLD_KEYS = {"variants", "control", "data_source", "units", "requests", "metrics"}
 
@@ -109,6 +118,48 @@ def test_bandit_to_dict_is_strict_json_and_valid(sc: BanditScenario) -> None:
 @given(bandit_scenarios)
 def test_bandit_to_dict_is_strict_json_and_valid_slow(sc: BanditScenario) -> None:
     check_bandit(sc)
+
+
+@contextlib.contextmanager
+def switched(sc: SwitchScenario) -> Iterator[ModelRouter]:
+    """The A/B -> bandit -> A/B experiment of tests/analysis/test_mode_switch_fuzz.py."""
+    names = ["control", "treatment", "other"][:sc.variants]
+    config = RouterConfig(metrics=METRICS, level=sc.level, reward=sc.reward, mode="ab",
+                          refresh_every=7, refresh_seconds=None, holdout=0.2,
+                          missing_reward="omit", guardrails=GUARDRAILS, admin_token=ADMIN,
+                          segments={"platform": "x-platform"}, min_segment_units=2,
+                          primary="revenue", plan={"max_units": 60, "looks": 3})
+    r = ModelRouter(make_app(), {n: n for n in names}, config, rng=random.Random(0))
+    exp = r.experiment
+    assert exp.bandit is not None
+    try:
+        for mode, reqs in zip(("ab", "bandit", "ab"), sc.phases):
+            exp.configure(mode=mode)
+            for platform, unit, evs in reqs:
+                d = exp.assign(f"u{unit}" if sc.level == "user" else None,
+                               (PLATFORMS[platform],))
+                for metric, value in evs:
+                    record(r, d, metric, value)
+                exp.bandit.wait_idle()
+        yield r
+    finally:
+        exp.bandit.close()
+
+
+@settings(max_examples=SWITCH_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
+@given(switch_scenarios)
+def test_switched_to_dict_is_strict_json_and_valid(sc: SwitchScenario) -> None:
+    with switched(sc) as r:
+        doc = check_document(r)
+        assert doc["phases"]["modes"] == ["ab", "bandit"]
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
+@given(switch_scenarios)
+def test_switched_to_dict_is_strict_json_and_valid_slow(sc: SwitchScenario) -> None:
+    with switched(sc) as r:
+        check_document(r)
 
 
 def router(**config: Any) -> ModelRouter:
