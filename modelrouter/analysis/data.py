@@ -80,6 +80,23 @@ class ExperimentSource(Protocol):
         ...
 
 
+def _present_rows(codes: np.ndarray) -> list[tuple[int, ...]]:
+    """The distinct rows of a (units, dims) array of non-negative codes, in lexicographic
+    order: ``np.unique(codes, axis=0)``, computed on one mixed-radix key per row (a bincount
+    of small integers, not a sort of a million rows: ~10x faster)."""
+    if codes.shape[0] == 0:
+        return []
+    high = codes.max(axis=0).astype(np.int64) + 1
+    if codes.min() < 0 or float(np.prod(high.astype(np.float64))) > max(4 * codes.shape[0], 2**20):
+        return [tuple(int(c) for c in row) for row in np.unique(codes, axis=0)]
+    key = np.zeros(codes.shape[0], dtype=np.int64)
+    for d in range(codes.shape[1]):  # the first column is the most significant digit
+        key = key * high[d] + codes[:, d]
+    present = np.flatnonzero(np.bincount(key, minlength=int(np.prod(high))))
+    rows = np.stack(np.unravel_index(present, tuple(int(h) for h in high)), axis=1)
+    return [tuple(int(c) for c in row) for row in rows]
+
+
 @dataclass(frozen=True, eq=False)
 class AnalysisData:
     """One snapshot of an experiment and what every analysis question needs with it.
@@ -176,9 +193,7 @@ class AnalysisData:
                                     f"dimensions are {list(dims)!r}")
         cols = [dims.index(d) for d in by]
         if snap.units is not None:
-            codes = snap.units.segments[:, cols]
-            combos = [tuple(int(c) for c in row) for row in np.unique(codes, axis=0)] \
-                if codes.shape[0] else []
+            combos = _present_rows(snap.units.segments[:, cols])
         else:
             combos = sorted({tuple(seg[c] for c in cols) for (_v, _e, seg) in snap.groups})
         return [{d: snap.segment_values[d][c] for d, c in zip(by, combo)} for combo in combos]

@@ -59,6 +59,7 @@ from modelrouter.analysis.decision_point import (
     later_evidence,
 )
 from modelrouter.analysis.guardrails import GuardrailResult, guardrail_results
+from modelrouter.analysis.jsondata import finite_or_none
 from modelrouter.analysis.results import ComparisonResult
 from modelrouter.analysis.sequential import SequentialAnalysis, sequential_analysis
 from modelrouter.analysis.srm import SampleRatioCheck, check_sample_ratio, srm_analysis
@@ -71,11 +72,6 @@ __all__ = ["Direction", "LaterEvidence", "Verdict", "VerdictDecision", "decide",
 
 VerdictDecision = Literal["ship", "keep_testing", "blocked_by_guardrail", "no_effect",
                           "harmful", "invalid"]
-
-
-def _num(x: float) -> float | None:
-    """A float for JSON: NaN as None."""
-    return None if math.isnan(x) else x
 
 
 @dataclass(frozen=True)
@@ -145,17 +141,17 @@ class Verdict:
                 "primary": self.primary, "variant": self.variant,
                 "srm_pvalue": self.srm_pvalue, "notes": list(self.notes),
                 "decided_at_look": self.decided_at_look, "direction": self.direction,
-                "estimate_at_decision": _num(self.estimate_at_decision),
-                "estimate_now": _num(self.estimate_now),
-                "later_estimate": _num(self.later_estimate),
-                "later_std_err": _num(self.later_std_err),
+                "estimate_at_decision": finite_or_none(self.estimate_at_decision),
+                "estimate_now": finite_or_none(self.estimate_now),
+                "later_estimate": finite_or_none(self.later_estimate),
+                "later_std_err": finite_or_none(self.later_std_err),
                 "later_disagreement": self.later_disagreement,
                 "disagreement": self.disagreement,
                 "srm": None if self.srm is None else self.srm.to_dict(),
                 "comparison": None if self.comparison is None else self.comparison.to_dict(),
                 "guardrails": [g.to_dict() for g in self.guardrails],
                 "recommended": self.recommended, "comparisons": self.comparisons,
-                "alpha_per_comparison": _num(self.alpha_per_comparison),
+                "alpha_per_comparison": finite_or_none(self.alpha_per_comparison),
                 "per_variant": {k: v.to_dict() for k, v in self.per_variant.items()}}
 
 

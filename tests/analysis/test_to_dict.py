@@ -204,3 +204,23 @@ def test_part_statuses() -> None:
     assert part(refused) == {"status": "not_enough_data", "reason": "no units yet"}
     assert part(broken) == {"status": "error",
                             "reason": "ZeroDivisionError: float division by zero"}
+
+
+def test_present_segments_are_the_distinct_rows_in_code_order() -> None:
+    """The segment combinations the document iterates over equal numpy's ``np.unique(...,
+    axis=0)`` of the unit columns (the reference), for one and two dimensions, including
+    codes too spread for the fast path."""
+    import numpy as np
+
+    from tests.analysis._sim import snapshot
+
+    rng = np.random.default_rng(4)
+    for n, highs in ((500, (3,)), (2000, (4, 5)), (300, (1, 1)), (2000, (2, 40)),
+                     (300, (120, 120, 120))):  # the last: 1.7M combinations, np.unique
+        dims = {f"d{i}": f"x-d{i}" for i in range(len(highs))}
+        config = RouterConfig(metrics={"click": "binary"}, segments=dims)
+        cols = {d: rng.integers(0, h, n) for d, h in zip(dims, highs)}
+        a = snapshot(config, rng.integers(0, 2, n), cols, {"click": rng.integers(0, 2, n)})
+        ref = np.unique(np.column_stack([cols[d] for d in dims]), axis=0)
+        got = a.data.present_segments(list(dims))
+        assert got == [{d: f"{d}{int(c)}" for d, c in zip(dims, row)} for row in ref]
