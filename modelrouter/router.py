@@ -111,9 +111,9 @@ class ModelRouter(RoutingMiddleware):
         if idempotency_key is None:
             self.experiment.record(decision, metric, value)
             return True
-        if not isinstance(idempotency_key, str) or not idempotency_key:
-            raise ConfigError(f"idempotency_key ({idempotency_key!r}) must be a non-empty "
-                              "string")
+        if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256:
+            raise ConfigError(f"idempotency_key ({str(idempotency_key)[:60]!r}) must be a "
+                              "string of 1 to 256 characters")
         key = "record|" + idempotency_key
         seen = self._seen
         if seen is None:

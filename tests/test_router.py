@@ -52,8 +52,9 @@ def test_record_with_an_idempotency_key_counts_once(router_factory: RouterFactor
     with pytest.raises(InvalidValueError):
         router.record(d, "revenue", float("nan"), idempotency_key="order-3")
     assert router.record(d, "revenue", 3.0, idempotency_key="order-3") is True  # released
-    with pytest.raises(ConfigError, match="idempotency_key"):
-        router.record(d, "revenue", 1.0, idempotency_key="")
+    for bad in ("", "k" * 257, 7):
+        with pytest.raises(ConfigError, match="idempotency_key"):
+            router.record(d, "revenue", 1.0, idempotency_key=bad)  # type: ignore[arg-type]
     snap = router.analysis().snapshot
     assert snap.units is not None
     assert snap.units.x["revenue"].sum() == 5.0 + 2.0 + 1.0 + 1.0 + 3.0
