@@ -1,11 +1,15 @@
 """Per-request cost of the A/B routing step and of record(), against the floor, same run.
 
-    python benchmarks/bench_middleware.py [--rounds 15] [--calls 20000]
+    python benchmarks/bench_middleware.py [--rounds 15] [--calls 20000] [--breakdown]
 
 Direct ASGI calls on a trivial Starlette endpoint (no network): the bare app, the app behind a
 pure pass-through middleware (the floor any middleware pays), and behind ModelRouter in A/B
 mode. Prints microseconds per request (median and min..max over interleaved rounds), the
-microseconds modelrouter adds over the pass-through, and the ratio to the bare app.
+microseconds modelrouter adds over the pass-through, and the ratio to the bare app. Times are
+CPU time of the calling thread (see _harness.per_call_us). ``--breakdown`` splits what the
+router adds into the unit id reader, the middleware's own work (decision in the scope, send
+wrapper, timers, the automatic metrics' hand-off) and routing + recording, by replacing the
+routing step (and then also the reader) by constants.
 """
 
 from __future__ import annotations
@@ -80,11 +84,42 @@ def record_cost_us(n: int, threads: int = 1) -> float:
     return elapsed / (per * threads) * 1e6
 
 
+def breakdown(rounds: int, n: int) -> None:
+    """Where the A/B router's microseconds go, in-process (returning units)."""
+    def routed() -> ModelRouter:
+        return ModelRouter(make_app(), {"control": 0, "treatment": 1},
+                           RouterConfig(metrics={"click": "binary"}))
+
+    full, glue, no_reader = routed(), routed(), routed()
+    fixed = glue.experiment.route_checked("fixed")[0]
+    for r in (glue, no_reader):  # routing replaced by a constant decision (seq -1: not recorded)
+        r.experiment.route_checked = lambda unit, segment: (fixed, -1)  # type: ignore[method-assign]
+    no_reader._read_unit = lambda scope: "fixed"  # type: ignore[assignment,method-assign]
+    bare = make_app()
+    res = interleaved({"bare": lambda: per_call_us(bare, n),
+                       "full": lambda: per_call_us(full, n),
+                       "glue": lambda: per_call_us(glue, n),
+                       "no_reader": lambda: per_call_us(no_reader, n)}, rounds)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print(f"\nBreakdown of what the A/B router adds (median of {rounds} rounds, us/request):\n")
+    print(table(["part", "us / request"], [
+        ["middleware's own work (state, send wrapper, timers, hand-off)",
+         f"{med['no_reader'] - med['bare']:.2f}"],
+        ["unit id reader (header)", f"{med['glue'] - med['no_reader']:.2f}"],
+        ["routing + exposure + automatic metrics (store)", f"{med['full'] - med['glue']:.2f}"],
+        ["total added over the bare app", f"{med['full'] - med['bare']:.2f}"]]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only split the router's cost into its parts")
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args.rounds, args.calls)
+        return
     bare = make_app()
     passthrough = PassThrough(make_app())
     ab = ModelRouter(make_app(), {"control": 0, "treatment": 1},
