@@ -270,3 +270,19 @@ def test_stats_json_round_trips_the_analysis_exactly() -> None:
     doc = router.analysis().to_dict()
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc
     assert stats(router) == doc
+
+
+def test_a_crossing_with_futility_bounds_has_its_adjusted_estimate_and_bounds() -> None:
+    router = build(plan={"looks": 4, "futility_spending": "obrien-fleming", "mde": 0.2,
+                         "baseline": 0.2})
+    drive(router, 80, {"control": 0.1, "treatment": 0.9})
+    router.record_look()
+    body = stats(router)
+    s = body["sequential"]["treatment"]
+    seq = router.analysis().sequential()
+    assert seq.crossing is not None and seq.adjusted is not None and seq.futility is not None
+    assert s["crossing"]["look"] == seq.crossing.look and s["crossing"]["direction"] == "better"
+    assert s["adjusted"]["estimate"] == pytest.approx(seq.adjusted.estimate, rel=1e-12)
+    assert s["futility"]["bounds"] == [x if np.isfinite(x) else None
+                                       for x in seq.futility.bounds]
+    assert s["rejected_at"] == 1 and body["verdict"]["decided_at_look"] == 1
