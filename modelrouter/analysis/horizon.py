@@ -93,8 +93,9 @@ def resolve_horizon(plan: ExperimentPlan, spec: MetricSpec, control: VariantSumm
         if not math.isfinite(nuisance) or (conversion and not 0 < nuisance < 1) or (
                 not conversion and nuisance <= 0):
             what = "conversion rate" if conversion else "standard deviation"
+            value = "not defined" if math.isnan(nuisance) else repr(nuisance)
             raise AnalysisError(f"cannot derive the horizon: the control's {what} "
-                                f"({nuisance!r}) is not usable yet; give plan."
+                                f"({value}) is not usable yet; give plan."
                                 f"{'baseline' if conversion else 'sd'} or wait for more data")
     label = (f"control rate {nuisance:.4g}" if conversion else f"per-unit sd {nuisance:.4g}")
     if plan.max_units is not None:

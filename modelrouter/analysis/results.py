@@ -173,15 +173,19 @@ class ComparisonResult:
         """Whether the data define the comparison: events recorded in either variant, a
         test that is defined (a finite p-value). Otherwise the summary says "not enough data
         yet" instead of a difference and an interval."""
-        return (self.control.events + self.treatment.events > 0
-                and not math.isnan(self.pvalue) and not math.isnan(self.difference))
+        return self.undefined_reason is None
 
-    def _undefined_line(self) -> str:
-        """What the summary says instead of the difference when :attr:`defined` is False."""
-        if self.control.events + self.treatment.events == 0:
-            return (f"{NOT_ENOUGH_DATA}: no {self.metric!r} events recorded in "
-                    f"{self.control.variant} or {self.treatment.variant}")
-        return f"{NOT_ENOUGH_DATA}: the difference and its test are not defined (see the notes)"
+    @property
+    def undefined_reason(self) -> str | None:
+        """Why the data do not define the comparison yet (None when they do): no events in
+        an arm whose test needs them, else a test that is not defined (see the notes)."""
+        if (self.control.events + self.treatment.events > 0
+                and not math.isnan(self.pvalue) and not math.isnan(self.difference)):
+            return None
+        empty = [s.variant for s in (self.control, self.treatment) if s.events == 0]
+        if empty:
+            return f"no {self.metric!r} events recorded in {' or '.join(empty)} yet"
+        return "the difference and its test are not defined (see the notes)"
 
     def summary(self) -> str:
         """A readable table of both variants and the comparison; "not enough data yet"
@@ -197,8 +201,8 @@ class ComparisonResult:
         if self.covers:
             lines.append(f"covers: {self.covers}")
         lines.append(table)
-        if not self.defined:
-            lines.append(self._undefined_line())
+        if self.undefined_reason is not None:
+            lines.append(f"{NOT_ENOUGH_DATA}: {self.undefined_reason}")
         else:
             lines += [f"difference    {_fmt(self.difference)}  95% CI "
                       f"{fmt_interval(ci.low, ci.high)}",

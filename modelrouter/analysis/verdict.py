@@ -5,7 +5,9 @@ Checked in this order (the first that applies decides):
 1. ``invalid``: no primary metric configured, a sample-ratio mismatch (the split is not the
    configured one, so every comparison is suspect; the anytime-valid sequential test of
    :mod:`modelrouter.analysis.srm`, so asking for the verdict at any time keeps its
-   false-alarm rate), or too little data to compare.
+   false-alarm rate), or too little data to compare (fewer than 2 units in an arm; a
+   comparison the data do not define yet, e.g. a per-event metric without events in an arm,
+   is ``invalid`` too, but only after step 2: a failing guardrail or a rollback still blocks).
 2. ``blocked_by_guardrail``: a guardrail *fails* (its always-valid interval lies beyond the
    margin), or the router rolled the experiment back and has not been resumed.
 3. The primary metric's group-sequential decision (``analysis.sequential(primary)`` when the
@@ -253,6 +255,10 @@ def _decide_one(data: AnalysisData, variant: str | None, alpha: float, k: int,
                            f"({'; '.join(events[-1].reasons)}) and has not been resumed")
         return Verdict("blocked_by_guardrail", why(*reasons), primary, variant, srm_p, cmp_,
                        None, guards, estimate_now=cmp_.difference, srm=srm, **split)
+    if cmp_.undefined_reason is not None:  # e.g. a per-event metric without events in an arm
+        return Verdict("invalid", why(f"not enough data yet: too little data on {primary!r} "
+                                      f"({cmp_.undefined_reason})"), primary, variant, srm_p,
+                       cmp_, None, guards, srm=srm, **split)
     decision, seq, note = _sequential(data, primary, alpha, cmp_, seq_alpha)
     notes = (note,) if note else ()
     lower = data.snapshot.metrics[primary].lower_is_better

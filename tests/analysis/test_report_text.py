@@ -105,6 +105,27 @@ def test_a_metric_without_events_has_no_interval() -> None:
     assert "difference" in text.split("Primary metric")[1].split("Other metrics")[0]
 
 
+@pytest.mark.parametrize("plan", [None, {"max_units": 400}])
+def test_a_primary_per_event_metric_without_events_in_an_arm_is_not_enough_data(
+        plan: dict[str, Any] | None) -> None:
+    """The verdict used to read "treatment - control = +nan, p = nan: keep testing"."""
+    r = router(primary="rating", **({"plan": plan} if plan else {}))
+    exp = r.experiment
+    for i in range(30):
+        d = exp.assign(f"u{i}")
+        if d.variant == "treatment":
+            exp.record(d, "rating", 4.0 + i % 3)
+        exp.record(d, "click", i % 2)
+    a = r.analysis()
+    v = a.verdict()
+    assert v.decision == "invalid"
+    assert v.reasons[0] == ("not enough data yet: too little data on 'rating' (no 'rating' "
+                            "events recorded in control yet)")
+    text = a.report()
+    assert not dishonest(text), dishonest(text)
+    assert a.to_dict()["verdict"]["decision"] == "invalid"
+
+
 def test_huge_effects_print_p_below_1e_16_not_0() -> None:
     r = router()
     exp = r.experiment
