@@ -2,11 +2,13 @@
 
 On real reports (memory store, A/B, user and request level, 2 and 3 variants, fresh): before
 any data, with one unit, with a metric that has no events, with huge effects; and for the
-random small experiments of ``tests/analysis/test_fuzz.py`` (derandomized, ``FAST_EXAMPLES``;
-``-m slow``: ``SLOW_EXAMPLES`` random ones). The report never prints ``nan``, "1 units", "all 0
-guardrail checks", "check(s)", ``p-value 0`` or a sample-ratio p-value before there are units;
-it says "not enough data yet" instead. The huge-effect p-value is checked against statsmodels'
-two-proportion z-test, which also underflows below 1e-16 there.
+random small experiments of ``tests/analysis/test_fuzz.py`` with a binary, continuous or
+per-event primary metric, bandit traffic, and A/B -> bandit -> A/B switches (derandomized,
+``FAST_EXAMPLES``; ``-m slow``: ``SLOW_EXAMPLES`` random ones). The report never prints
+``nan``, "1 units", "all 0 guardrail checks", "check(s)", ``p-value 0`` or a sample-ratio
+p-value before there are units; it says "not enough data yet" instead. The huge-effect
+p-value is checked against statsmodels' two-proportion z-test, which also underflows below
+1e-16 there.
 """
 
 from __future__ import annotations
@@ -18,19 +20,24 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportions_ztest
 
 from modelrouter import AnalysisError, ModelRouter, RouterConfig
 from modelrouter.analysis.text import fmt_pvalue, plural, singular_counts
 from tests.analysis.test_fuzz import (
+    ADMIN,
+    GUARDRAILS,
+    PLATFORMS,
     SETTINGS,
     BanditScenario,
     Scenario,
     bandit_scenarios,
-    build,
     build_bandit,
+    record,
     scenarios,
 )
+from tests.analysis.test_fuzz import METRICS as FUZZ_METRICS
 from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios
 from tests.analysis.test_to_dict import SWITCH_EXAMPLES, switched
 from tests.conftest import make_app
@@ -156,8 +163,27 @@ def test_text_helpers() -> None:
         "< 1e-16", "< 1e-16", "1e-16", "0.01235", "n/a"]
 
 
-def check(sc: Scenario) -> None:
-    r = build(sc)
+def build(sc: Scenario, primary: str) -> ModelRouter:
+    """tests/analysis/test_fuzz.py's experiment, with the primary metric of each kind."""
+    names = ["control", "treatment", "other"][:sc.variants]
+    config = RouterConfig(metrics=FUZZ_METRICS, level=sc.level,
+                          segments={"platform": "x-platform"}, primary=primary,
+                          plan={"max_units": 40, "looks": 3}, guardrails=GUARDRAILS,
+                          admin_token=ADMIN, min_segment_units=2)
+    r = ModelRouter(make_app(), {n: n for n in names}, config)
+    for i, (platform, evs) in enumerate(sc.units):
+        d = r.experiment.assign(f"u{i}" if sc.level == "user" else None,
+                                (PLATFORMS[platform],))
+        for metric, value in evs:
+            record(r, d, metric, value)
+    return r
+
+
+PRIMARIES = st.sampled_from(["conv", "revenue", "rate"])
+
+
+def check(sc: Scenario, primary: str) -> None:
+    r = build(sc, primary)
     for _ in range(sc.looks):
         with contextlib.suppress(AnalysisError):
             r.record_look()
@@ -178,16 +204,16 @@ def check_bandit(sc: BanditScenario) -> None:
 
 
 @settings(max_examples=FAST_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
-@given(scenarios)
-def test_random_reports_are_honest(sc: Scenario) -> None:
-    check(sc)
+@given(scenarios, PRIMARIES)
+def test_random_reports_are_honest(sc: Scenario, primary: str) -> None:
+    check(sc, primary)
 
 
 @pytest.mark.slow
 @settings(max_examples=SLOW_EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
-@given(scenarios)
-def test_random_reports_are_honest_slow(sc: Scenario) -> None:
-    check(sc)
+@given(scenarios, PRIMARIES)
+def test_random_reports_are_honest_slow(sc: Scenario, primary: str) -> None:
+    check(sc, primary)
 
 
 @settings(max_examples=FAST_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
