@@ -20,26 +20,20 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportions_ztest
 
 from modelrouter import AnalysisError, ModelRouter, RouterConfig
 from modelrouter.analysis.text import fmt_pvalue, plural, singular_counts
 from tests.analysis.test_fuzz import (
-    ADMIN,
-    GUARDRAILS,
-    PLATFORMS,
     SETTINGS,
     BanditScenario,
     Scenario,
     bandit_scenarios,
     build_bandit,
-    record,
     scenarios,
 )
-from tests.analysis.test_fuzz import METRICS as FUZZ_METRICS
 from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios
-from tests.analysis.test_to_dict import SWITCH_EXAMPLES, switched
+from tests.analysis.test_to_dict import PRIMARIES, SWITCH_EXAMPLES, build, switched
 from tests.conftest import make_app
 
 FAST_EXAMPLES = 25
@@ -161,25 +155,6 @@ def test_text_helpers() -> None:
         "has 1 unit, 21 units, 0.1 units, 1 request"
     assert [fmt_pvalue(p) for p in (0.0, 1e-17, 1e-16, 0.01234567, float("nan"))] == [
         "< 1e-16", "< 1e-16", "1e-16", "0.01235", "n/a"]
-
-
-def build(sc: Scenario, primary: str) -> ModelRouter:
-    """tests/analysis/test_fuzz.py's experiment, with the primary metric of each kind."""
-    names = ["control", "treatment", "other"][:sc.variants]
-    config = RouterConfig(metrics=FUZZ_METRICS, level=sc.level,
-                          segments={"platform": "x-platform"}, primary=primary,
-                          plan={"max_units": 40, "looks": 3}, guardrails=GUARDRAILS,
-                          admin_token=ADMIN, min_segment_units=2)
-    r = ModelRouter(make_app(), {n: n for n in names}, config)
-    for i, (platform, evs) in enumerate(sc.units):
-        d = r.experiment.assign(f"u{i}" if sc.level == "user" else None,
-                                (PLATFORMS[platform],))
-        for metric, value in evs:
-            record(r, d, metric, value)
-    return r
-
-
-PRIMARIES = st.sampled_from(["conv", "revenue", "rate"])
 
 
 def check(sc: Scenario, primary: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelrouter import AnalysisError, ModelRouter, RouterConfig, UnknownMetricError
 from modelrouter.analysis.document import SCHEMA_VERSION, part
@@ -36,7 +37,6 @@ from tests.analysis.test_fuzz import (
     BanditScenario,
     Scenario,
     bandit_scenarios,
-    build,
     build_bandit,
     record,
     scenarios,
@@ -76,12 +76,31 @@ def check_document(router: ModelRouter) -> dict[str, Any]:
     return doc
 
 
-def check(sc: Scenario) -> None:
-    router = build(sc)
+def build(sc: Scenario, primary: str) -> ModelRouter:
+    """tests/analysis/test_fuzz.py's experiment, with the primary metric of each kind."""
+    names = ["control", "treatment", "other"][:sc.variants]
+    config = RouterConfig(metrics=METRICS, level=sc.level,
+                          segments={"platform": "x-platform"}, primary=primary,
+                          plan={"max_units": 40, "looks": 3}, guardrails=GUARDRAILS,
+                          admin_token=ADMIN, min_segment_units=2)
+    r = ModelRouter(make_app(), {n: n for n in names}, config)
+    for i, (platform, evs) in enumerate(sc.units):
+        d = r.experiment.assign(f"u{i}" if sc.level == "user" else None,
+                                (PLATFORMS[platform],))
+        for metric, value in evs:
+            record(r, d, metric, value)
+    return r
+
+
+PRIMARIES = st.sampled_from(["conv", "revenue", "rate"])
+
+
+def check(sc: Scenario, primary: str = "revenue") -> None:
+    r = build(sc, primary)
     for _ in range(sc.looks):
         with contextlib.suppress(AnalysisError):
-            router.record_look()
-    check_document(router)
+            r.record_look()
+    check_document(r)
 
 
 def check_bandit(sc: BanditScenario) -> None:
@@ -95,16 +114,16 @@ def check_bandit(sc: BanditScenario) -> None:
 
 
 @settings(max_examples=FAST_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
-@given(scenarios)
-def test_to_dict_is_strict_json_and_valid(sc: Scenario) -> None:
-    check(sc)
+@given(scenarios, PRIMARIES)
+def test_to_dict_is_strict_json_and_valid(sc: Scenario, primary: str) -> None:
+    check(sc, primary)
 
 
 @pytest.mark.slow
 @settings(max_examples=SLOW_EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
-@given(scenarios)
-def test_to_dict_is_strict_json_and_valid_slow(sc: Scenario) -> None:
-    check(sc)
+@given(scenarios, PRIMARIES)
+def test_to_dict_is_strict_json_and_valid_slow(sc: Scenario, primary: str) -> None:
+    check(sc, primary)
 
 
 @settings(max_examples=FAST_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
