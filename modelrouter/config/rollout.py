@@ -192,18 +192,18 @@ class CandidateRollout:
 
 
 def _gate(path: str, value: object, stage: str) -> GateSpec:
-    if isinstance(value, str):
-        name, given = value, {}
-    else:
+    base = path
+    raw: object = value
+    given: dict[object, object] = {}
+    if not isinstance(value, str):
         mapping = check_mapping(path, value, expected="a gate name or a mapping with 'name'")
         if "name" not in mapping:
             raise ConfigError(f"{path}: a gate mapping needs 'name' (one of "
                               f"{', '.join(map(repr, choices(GateName)))})")
-        name, given = mapping["name"], {k: v for k, v in mapping.items() if k != "name"}
+        raw, given = mapping["name"], {k: v for k, v in mapping.items() if k != "name"}
         path = f"{path}.name"
-    check_choice(path, name, GateName)
-    assert isinstance(name, str)  # for mypy: check_choice passed
-    base = path.removesuffix(".name")
+    check_choice(path, raw, GateName)
+    name = str(raw)
     rule = GATES[name]
     if stage not in rule.stages:
         raise invalid(base, name, f"a gate of a stage in {sorted(rule.stages)}; stage "
@@ -233,9 +233,8 @@ def _stage(path: str, value: object) -> StageSpec:
     if "stage" not in spec:
         raise ConfigError(f"{path}: missing 'stage' (one of "
                           f"{', '.join(map(repr, choices(StageName)))})")
-    stage = spec["stage"]
-    check_choice(f"{path}.stage", stage, StageName)
-    assert isinstance(stage, str)
+    check_choice(f"{path}.stage", spec["stage"], StageName)
+    stage = str(spec["stage"])
     if stage == "ship":
         extra = sorted((str(k), v) for k, v in spec.items() if k != "stage")
         if extra:
