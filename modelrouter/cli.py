@@ -55,6 +55,8 @@ def _plan(args: argparse.Namespace) -> int:
         what = f"ratio metric {mx / my:.4g} (per-unit mean_x {mx:.4g}, mean_y {my:.4g}), " \
                f"minimum detectable effect {args.mde:+.4g} (absolute)"
     elif args.sd is None:
+        if args.rho is not None or args.variance_reduction is not None:
+            args.null_variance = "unpooled"  # the adjusted test is Welch's t (power_adjusted)
         result = sample_size_proportions(args.baseline, args.baseline + args.mde,
                                          alpha=args.alpha, power=args.power,
                                          ratio=args.allocation_ratio, sided=args.sided,
@@ -73,9 +75,19 @@ def _plan(args: argparse.Namespace) -> int:
     n, n_t = result.n_per_group, result.n_treatment
     groups = f"control {n:,}, treatment {n_t:,}" if n_t != n else f"units per group: {n:,}"
     print(f"{groups}   total (2 groups): {result.n_total:,}")
+    total = result.n_total
+    if args.rho is not None or args.variance_reduction is not None:
+        from modelrouter.stats.power_adjusted import adjust_sample_size
+
+        adj = adjust_sample_size(result, rho=args.rho, variance_reduction=args.variance_reduction,
+                                 ratio=args.allocation_ratio)
+        total = adj.n_total
+        print(f"with covariate adjustment (CUPED, variance -{adj.variance_reduction:.1%}): "
+              f"control {adj.n_per_group:,}, treatment {adj.n_treatment:,}   total "
+              f"{adj.n_total:,}   saved {adj.units_saved:,} units")
     if args.per_day:
         print(f"duration at {args.per_day:,.0f} units/day: "
-              f"{result.n_total / args.per_day:.1f} days")
+              f"{total / args.per_day:.1f} days")
     return 0
 
 
@@ -116,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="rates: variance under H0 of the planned z-test (default pooled, the "
                            "two-proportion z-test compare() runs; unpooled: a Wald test)")
     plan.add_argument("--per-day", type=float, default=None, help="units per day")
+    plan.add_argument("--rho", type=float, default=None,
+                      help="expected correlation of a pre-exposure covariate with the outcome: "
+                           "also plan the CUPED-adjusted test (n times 1 - rho^2)")
+    plan.add_argument("--variance-reduction", type=float, default=None,
+                      dest="variance_reduction", help="instead of --rho: expected share of "
+                      "variance removed by the adjustment, in [0, 1)")
     plan.set_defaults(func=_plan)
     add_commands(sub)
     return parser
