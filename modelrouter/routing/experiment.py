@@ -245,8 +245,7 @@ class Experiment:
             v = float(value)  # type: ignore[arg-type]
         else:
             v = check_value(spec, value)
-        decision_id = decision if type(decision) is str else (
-            decision.decision_id if isinstance(decision, Decision) else decision)
+        decision_id = decision.decision_id if isinstance(decision, Decision) else decision
         self.store.record_seq(self.seq_of(decision_id), index, v)
         if self.tick is not None:
             self.tick()
