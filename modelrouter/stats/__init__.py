@@ -10,12 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from modelrouter.stats.adjusted import lin_regression
+    from modelrouter.stats.adjusted_result import AdjustedResult
     from modelrouter.stats.always_valid import (
         AlwaysValidResult,
         always_valid_test,
         mixing_variance,
         msprt_pvalues,
     )
+    from modelrouter.stats.cuped import ArmSums, cuped_from_sums, cuped_mean, cuped_ratio
     from modelrouter.stats.ipw import IPWDifference, IPWEstimate, ipw_difference, ipw_means
     from modelrouter.stats.moments import Moments
     from modelrouter.stats.monitoring import SequentialTestResult, sequential_test
@@ -34,6 +37,13 @@ if TYPE_CHECKING:
         sample_size_means,
         sample_size_proportions,
         sample_size_ratio,
+    )
+    from modelrouter.stats.power_adjusted import (
+        AdjustedSampleSize,
+        adjust_sample_size,
+        sample_size_means_adjusted,
+        sample_size_proportions_adjusted,
+        sample_size_ratio_adjusted,
     )
     from modelrouter.stats.results import ConfidenceInterval
     from modelrouter.stats.sequential import (
@@ -63,6 +73,17 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "AdjustedResult": "modelrouter.stats.adjusted_result",
+    "AdjustedSampleSize": "modelrouter.stats.power_adjusted",
+    "ArmSums": "modelrouter.stats.cuped",
+    "adjust_sample_size": "modelrouter.stats.power_adjusted",
+    "cuped_mean": "modelrouter.stats.cuped",
+    "cuped_from_sums": "modelrouter.stats.cuped",
+    "cuped_ratio": "modelrouter.stats.cuped",
+    "lin_regression": "modelrouter.stats.adjusted",
+    "sample_size_means_adjusted": "modelrouter.stats.power_adjusted",
+    "sample_size_proportions_adjusted": "modelrouter.stats.power_adjusted",
+    "sample_size_ratio_adjusted": "modelrouter.stats.power_adjusted",
     "ConfidenceInterval": "modelrouter.stats.results",
     "Moments": "modelrouter.stats.moments",
     "AlwaysValidResult": "modelrouter.stats.always_valid",
@@ -123,7 +144,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AdjustedResult",
+    "AdjustedSampleSize",
     "AlwaysValidResult",
+    "ArmSums",
     "ConfidenceInterval",
     "DesignCharacteristics",
     "DetectableEffect",
@@ -138,8 +162,12 @@ __all__ = [
     "SequentialTestResult",
     "StagewiseInference",
     "adjust_pvalues",
+    "adjust_sample_size",
     "always_valid_test",
     "classic_boundaries",
+    "cuped_from_sums",
+    "cuped_mean",
+    "cuped_ratio",
     "design_characteristics",
     "duration_days",
     "exit_probabilities",
@@ -148,6 +176,7 @@ __all__ = [
     "inflation_factor",
     "ipw_difference",
     "ipw_means",
+    "lin_regression",
     "mde_means",
     "mde_proportions",
     "mde_ratio",
@@ -156,8 +185,11 @@ __all__ = [
     "ratio_unit_variance",
     "repeated_confidence_intervals",
     "sample_size_means",
+    "sample_size_means_adjusted",
     "sample_size_proportions",
+    "sample_size_proportions_adjusted",
     "sample_size_ratio",
+    "sample_size_ratio_adjusted",
     "sequential_srm_test",
     "sequential_test",
     "spending_boundaries",

@@ -45,8 +45,8 @@ from modelrouter.stats.adjusted_result import AdjustedResult, welch_result
 
 __all__ = [
     "ArmSums",
-    "cuped",
     "cuped_from_sums",
+    "cuped_mean",
     "cuped_ratio",
     "prepare_covariates",
 ]
@@ -156,7 +156,7 @@ def cuped_from_sums(control: ArmSums, treatment: ArmSums, *, n_covariates: int,
                     covariate_denominators: Sequence[bool] | None = None,
                     covariate_names: Sequence[str] | None = None,
                     confidence_level: float = 0.95) -> AdjustedResult:
-    """:func:`cuped` (or :func:`cuped_ratio` with ``denominator=True``) from per-arm sums.
+    """:func:`cuped_mean` (or :func:`cuped_ratio` with ``denominator=True``) from per-arm sums.
 
     Column order: the outcome (numerator), its denominator when ``denominator``, then for each
     covariate its column followed by its denominator column when ``covariate_denominators[i]``.
@@ -248,7 +248,7 @@ def _arm_moments(z: Array) -> tuple[int, Array, Array]:
     return n, z.mean(axis=0), np.atleast_2d(np.cov(z, rowvar=False, ddof=1))
 
 
-def cuped(y: ArrayLike, treatment: ArrayLike, covariates: ArrayLike | None = None, *,
+def cuped_mean(y: ArrayLike, treatment: ArrayLike, covariates: ArrayLike | None = None, *,
           covariate_names: Sequence[str] | None = None,
           confidence_level: float = 0.95) -> AdjustedResult:
     """CUPED-adjusted difference of means (treatment minus control) from per-unit arrays.

@@ -24,8 +24,8 @@ from modelrouter.stats.adjusted import lin_regression
 from modelrouter.stats.adjusted_result import AdjustedResult
 from modelrouter.stats.cuped import (
     ArmSums,
-    cuped,
     cuped_from_sums,
+    cuped_mean,
     cuped_ratio,
     prepare_covariates,
 )
@@ -59,7 +59,7 @@ def _welch_reference(y: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[float
 def test_cuped_equals_ols_theta_plus_welch(binary: bool, k: int) -> None:
     d = _data(binary=binary)
     x = np.column_stack([d["x1"], d["x2"]])[:, :k]
-    r = cuped(d["y"], d["t"], x)
+    r = cuped_mean(d["y"], d["t"], x)
     diff, p, stat, lo, hi = _welch_reference(d["y"], d["t"], x)
     ci = r.confidence_interval()
     assert r.adjusted and r.difference == pytest.approx(diff, abs=TOL)
@@ -75,7 +75,7 @@ def test_cuped_equals_ols_theta_plus_welch(binary: bool, k: int) -> None:
 
 def test_no_covariate_is_welch() -> None:
     d = _data()
-    r = cuped(d["y"], d["t"])
+    r = cuped_mean(d["y"], d["t"])
     ref = stats.ttest_ind(d["y"][d["t"] == 1], d["y"][d["t"] == 0], equal_var=False)
     assert not r.adjusted and r.variance_reduction == 0.0
     assert r.pvalue == pytest.approx(float(ref.pvalue), rel=TOL)
@@ -108,7 +108,7 @@ def test_cuped_and_lin_agree_closely() -> None:
     """The two forms estimate the same effect; their SEs differ by well under 1 percent here."""
     d = _data(n=4000)
     x = np.column_stack([d["x1"], d["x2"]])
-    a, b = cuped(d["y"], d["t"], x), lin_regression(d["y"], d["t"], x, cov_type="HC0")
+    a, b = cuped_mean(d["y"], d["t"], x), lin_regression(d["y"], d["t"], x, cov_type="HC0")
     assert abs(a.difference - b.difference) < 0.05 * a.std_err
     assert abs(a.std_err / b.std_err - 1) < 0.01
 
@@ -119,22 +119,22 @@ def test_missing_imputed_value_does_not_matter() -> None:
     d = _data()
     x = np.column_stack([d["x1"], d["x2"]])
     x[::5, 0] = np.nan
-    r = cuped(d["y"], d["t"], x)
+    r = cuped_mean(d["y"], d["t"], x)
     zero = np.column_stack([np.nan_to_num(x[:, 0]), x[:, 1], np.isnan(x[:, 0])])
-    r0 = cuped(d["y"], d["t"], zero)
+    r0 = cuped_mean(d["y"], d["t"], zero)
     assert (r.difference, r.std_err) == pytest.approx((r0.difference, r0.std_err), rel=1e-10)
     l1, l0 = lin_regression(d["y"], d["t"], x), lin_regression(d["y"], d["t"], zero)
     assert (l1.difference, l1.std_err) == pytest.approx((l0.difference, l0.std_err), rel=1e-10)
     assert r.covariates == ("x0", "x1", "x0:missing")
     all_missing = np.full(d["y"].size, np.nan)
-    assert not cuped(d["y"], d["t"], all_missing).adjusted
+    assert not cuped_mean(d["y"], d["t"], all_missing).adjusted
 
 
 def test_sums_equal_arrays() -> None:
     d = _data()
     x = np.column_stack([d["x1"], d["x2"]])
     x[::9, 1] = np.nan
-    r = cuped(d["y"], d["t"], x)
+    r = cuped_mean(d["y"], d["t"], x)
     filled, names = prepare_covariates(x, d["y"].size)
     cols = np.column_stack([d["y"], filled])
     t = d["t"] == 1
@@ -198,11 +198,11 @@ def test_ratio_written_out() -> None:
 def test_validation() -> None:
     d = _data(n=50)
     with pytest.raises(ValueError, match="treatment must hold"):
-        cuped(d["y"], np.zeros(50), d["x1"])
+        cuped_mean(d["y"], np.zeros(50), d["x1"])
     with pytest.raises(ValueError, match="finite"):
-        cuped(np.full(50, np.nan), d["t"], d["x1"])
+        cuped_mean(np.full(50, np.nan), d["t"], d["x1"])
     with pytest.raises(ValueError, match="shape"):
-        cuped(d["y"], d["t"], d["x1"][:10])
+        cuped_mean(d["y"], d["t"], d["x1"][:10])
     with pytest.raises(ValueError, match="cov_type"):
         lin_regression(d["y"], d["t"], d["x1"], cov_type="HC3")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="columns"):
@@ -212,14 +212,14 @@ def test_validation() -> None:
 
 def test_result_shape() -> None:
     d = _data()
-    r = cuped(d["y"], d["t"], d["x1"], covariate_names=["pre"])
+    r = cuped_mean(d["y"], d["t"], d["x1"], covariate_names=["pre"])
     out = r.to_dict()
     assert out["adjusted"] is True and out["covariates"] == ["pre"]
     assert out["ci"]["low"] < out["difference"] < out["ci"]["high"]
     assert "pre" in r.summary() and "CUPED" in repr(r)
     ci90 = r.confidence_interval(0.90)
     assert ci90.high - ci90.low < out["ci"]["high"] - out["ci"]["low"]
-    neg = cuped(d["y"] - 100.0, d["t"], d["x1"])
+    neg = cuped_mean(d["y"] - 100.0, d["t"], d["x1"])
     assert neg.to_dict()["relative_ci"] == {"low": None, "high": None}
 
 
@@ -248,7 +248,7 @@ def test_tea_tasting_mean_with_covariate(binary: bool) -> None:
     d = _data(binary=binary)
     frame = pd.DataFrame({"y": d["y"], "x": d["x1"], "variant": d["t"]})
     ref = tt.Mean("y", covariate="x").analyze(frame, 0, 1, "variant")
-    _check_tea(ref, cuped(d["y"], d["t"], d["x1"]))
+    _check_tea(ref, cuped_mean(d["y"], d["t"], d["x1"]))
 
 
 def test_tea_tasting_ratio_of_means_with_covariates() -> None:

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.power import NormalIndPower
 
-from modelrouter.stats.cuped import cuped
+from modelrouter.stats.cuped import cuped_mean
 from modelrouter.stats.power import sample_size_ratio
 from modelrouter.stats.power_adjusted import (
     adjust_sample_size,
@@ -74,7 +74,7 @@ def test_simulated_power_at_planned_size() -> None:
     t = np.repeat([0, 1], n)
     x = rng.normal(size=(runs, 2 * n))
     y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=(runs, 2 * n)) + delta * t
-    hits = sum(cuped(y[i], t, x[i]).pvalue < 0.05 for i in range(runs))
+    hits = sum(cuped_mean(y[i], t, x[i]).pvalue < 0.05 for i in range(runs))
     raw = stats.ttest_ind(y[:, t == 1], y[:, t == 0], axis=1, equal_var=False).pvalue
     mc_se = math.sqrt(0.8 * 0.2 / runs)
     assert abs(hits / runs - 0.8) <= 2 * mc_se, hits / runs

@@ -30,13 +30,13 @@ from scipy import stats
 
 from modelrouter.stats.adjusted import lin_regression
 from modelrouter.stats.adjusted_result import AdjustedResult
-from modelrouter.stats.cuped import cuped, cuped_ratio
+from modelrouter.stats.cuped import cuped_mean, cuped_ratio
 
 ALPHA = 0.05
 FAST, SLOW = 1000, 5000
 Method = Callable[[np.ndarray, np.ndarray, np.ndarray], AdjustedResult]
 METHODS: dict[str, Method] = {
-    "cuped": lambda y, t, x: cuped(y, t, x),
+    "cuped": lambda y, t, x: cuped_mean(y, t, x),
     "lin": lambda y, t, x: lin_regression(y, t, x, cov_type="HC1"),
 }
 
