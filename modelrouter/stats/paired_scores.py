@@ -49,6 +49,7 @@ __all__ = [
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20260
+MAX_ABS = 1e150
 
 
 def _none(x: float) -> float | None:
@@ -77,6 +78,9 @@ def _pairs(served: Sequence[float] | np.ndarray, shadow: Sequence[float] | np.nd
                             "1-d arrays of the same length (one pair per request)")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise AnalysisError(f"{what}: values must be finite (drop failed requests first)")
+    if a.size and max(np.abs(a).max(), np.abs(b).max()) > MAX_ABS:
+        # squares of larger values overflow the variance
+        raise AnalysisError(f"{what}: values must be within +-{MAX_ABS:g}")
     return a, b
 
 
@@ -236,7 +240,7 @@ class LatencyRatio:
 
 
 def _ratio(served: np.ndarray, shadow: np.ndarray, q: float, axis: int = -1) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):  # a zero served quantile: an infinite ratio
         out: np.ndarray = np.quantile(shadow, q, axis=axis) / np.quantile(served, q, axis=axis)
     return out
 
@@ -258,8 +262,10 @@ def latency_ratio(served_ms: Sequence[float] | np.ndarray, shadow_ms: Sequence[f
     if np.any(a < 0) or np.any(b < 0):
         raise AnalysisError("latency_ratio: latencies must be >= 0")
     est = float(_ratio(a, b, q))
-    with warnings.catch_warnings():
-        # identical resamples (e.g. constant latencies) give a degenerate, but correct, interval
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # identical resamples (e.g. constant latencies) give a degenerate, but correct,
+        # interval; a zero served quantile gives infinite ratios (and scipy's standard error
+        # of them overflows): both are answers, not faults
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap((a, b), lambda x, y, axis=-1: _ratio(x, y, q, axis), paired=True,
                               vectorized=True, n_resamples=resamples, method="percentile",
