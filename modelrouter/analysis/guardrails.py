@@ -26,7 +26,23 @@ unknown ratio itself.
 Quantile guardrails (``quantile=0.95``: the p95 of ``latency_ms``) take the estimate and its
 variance from :mod:`modelrouter.analysis.quantile_guardrails` (log ratio of the two quantiles,
 variances from Woodruff intervals) and are decided by the same always-valid rule
-(:func:`decide`, in :func:`quantile_guardrail_results`).
+(:func:`decide`, in :func:`quantile_guardrail_results`). On adaptively routed traffic (bandit
+decisions, or a switch between A/B and bandit) they are refused: ``inconclusive`` with the
+reason, never a biased number (see :mod:`modelrouter.analysis.quantile_guardrails`).
+
+**Events per arm.** As in ``analysis.always_valid()`` (:mod:`modelrouter.analysis.always_valid`,
+issue 12), a guardrail *passes*, and its interval is shown, only once each arm has
+:data:`~modelrouter.stats.always_valid.MIN_EVENTS` (100) events (:func:`guardrail_events`: units
+with a non-zero value, for a binary metric the rarer of successes and failures, at request level
+the recorded values; within the segment checked). Before that the variance of a skewed or
+heavy-tailed metric is typically under-estimated, so an interval would look narrower than it is:
+the guardrail is ``inconclusive`` and says how many events the smaller arm has. **A breach is
+acted on before the gate** (``fail``, with a note in the reason): the smaller arm is usually the
+control of a safety metric (errors), and a rule waiting for 100 control errors would keep a
+treatment that errs on 5% of requests against the control's 0.1% running for ~100,000 units per
+arm. The price: an early fail rests on the estimated variance (no false-fail inflation measured;
+docs/statistics.md, "Guardrails"). Quantile guardrails count requests in the latency histogram
+and wait for the same 100 per arm.
 
 Per-segment checks are Bonferroni-corrected across the segment values tested for that guardrail
 (each at ``alpha / m``); segments with fewer than ``min_segment_units`` units in either arm are
@@ -42,17 +58,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
+from modelrouter.analysis.always_valid import arm_events
 from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
-from modelrouter.analysis.quantile_guardrails import quantile_ratio
+from modelrouter.analysis.quantile_guardrails import adaptive_refusal, quantile_ratio
 from modelrouter.config.guardrails import GuardrailSpec, guardrail_key
 from modelrouter.exceptions import AnalysisError
-from modelrouter.stats.always_valid import always_valid_test
+from modelrouter.stats.always_valid import MIN_EVENTS, always_valid_test
 from modelrouter.stats.moments import Moments
 from modelrouter.stats.results import ConfidenceInterval
 
-__all__ = ["GuardrailResult", "Status", "check_guardrail", "decide", "guardrail_results",
-           "quantile_guardrail_results"]
+__all__ = ["GuardrailResult", "Status", "check_guardrail", "decide", "guardrail_events",
+           "guardrail_results", "quantile_guardrail_results"]
 
 Status = Literal["pass", "fail", "inconclusive"]
 
@@ -156,10 +175,36 @@ def _scale_means(spec: GuardrailSpec, mean_c: float, var_c: float, mean_t: float
     return est, var, math.log1p(sign * spec.margin), mean_c, mean_t
 
 
+def guardrail_events(data: AnalysisData, metric: str, variant: str,
+                     segment: Mapping[str, str] | None, mc: Moments, mt: Moments) -> int:
+    """The smaller of the control's and ``variant``'s events within ``segment`` (None:
+    everyone), counted as :func:`~modelrouter.analysis.always_valid.arm_events` counts them:
+    units with a non-zero value, for a binary metric the rarer of successes and failures, at
+    request level the recorded values (``mc``/``mt``: the two arms' moments in the segment)."""
+    spec = data.spec(metric)
+    if spec.aggregate == "any":
+        counts = []
+        for m in (mc, mt):
+            k = int(round(m.mean_x * m.n)) if m.n else 0
+            counts += [k, m.n - k]
+        return max(min(counts), 0)
+    units = data.snapshot.units
+    if units is None:
+        return min(int(round(m.mean_y * m.n)) for m in (mc, mt))
+    mask = data.unit_mask(segment)
+    variant_of = units.variant if mask is None else units.variant[mask]
+    values = units.x[metric] if mask is None else units.x[metric][mask]
+    nonzero = np.bincount(variant_of, weights=(values != 0).astype(np.float64),
+                          minlength=len(data.variants))
+    return int(min(nonzero[data.variant_index(data.control)],
+                   nonzero[data.variant_index(variant)]))
+
+
 def check_guardrail(spec: GuardrailSpec, mc: Moments, mt: Moments, *, ratio: bool,
                     alpha: float, variant: str, segment: dict[str, str] | None = None,
-                    min_units: int = 2) -> GuardrailResult:
-    """Decide one guardrail from the control's and the treatment's moments."""
+                    min_units: int = 2, events: int | None = None) -> GuardrailResult:
+    """Decide one guardrail from the control's and the treatment's moments; ``events`` (the
+    smaller arm's, :func:`guardrail_events`) gates the interval (None: no gate)."""
     if min(mc.n, mt.n) < max(min_units, 2):
         return decide(spec, f"too few units ({mc.n} control, {mt.n} {variant}; need "
                       f"{max(min_units, 2)} each)", alpha=alpha, variant=variant,
@@ -173,14 +218,17 @@ def check_guardrail(spec: GuardrailSpec, mc: Moments, mt: Moments, *, ratio: boo
         # e.g. no error at all in either arm: as uncertain as one event per arm would be
         var = 1.0 / mc.n**2 + 1.0 / mt.n**2
     return decide(spec, (est, var, threshold), alpha=alpha, variant=variant, segment=segment,
-                  units=(mc.n, mt.n))
+                  units=(mc.n, mt.n), events=events)
 
 
 def decide(spec: GuardrailSpec, scaled: tuple[float, float, float] | str, *, alpha: float,
-           variant: str, segment: dict[str, str] | None, units: tuple[int, int]
+           variant: str, segment: dict[str, str] | None, units: tuple[int, int],
+           events: int | None = None, min_events: int = MIN_EVENTS, counted: str = "events"
            ) -> GuardrailResult:
     """The always-valid decision from ``(estimate, variance, breach threshold)`` on the test
-    scale (the log ratio for relative margins), or ``inconclusive`` with the reason given."""
+    scale (the log ratio for relative margins), or ``inconclusive`` with the reason given.
+    With ``events`` (the smaller arm's) below ``min_events`` no interval is computed yet (see
+    the module docstring); ``counted`` names what ``events`` counts in the reason."""
     def result(status: Status, est: float, lo: float, hi: float, reason: str
                ) -> GuardrailResult:
         return GuardrailResult(spec.metric, variant, segment, status, spec.direction,
@@ -193,6 +241,12 @@ def decide(spec: GuardrailSpec, scaled: tuple[float, float, float] | str, *, alp
     if isinstance(scaled, str):
         return result("inconclusive", nan, nan, nan, f"{name}{where}: {scaled}")
     est, var, threshold = scaled
+    waiting = (None if events is None or events >= min_events else
+               f"{name}{where}: the smaller arm has {events:,} {counted}; a pass and the "
+               f"always-valid interval wait for {min_events} per arm (before that the variance "
+               "of a skewed or heavy-tailed metric is typically under-estimated)")
+    if waiting is not None and not (math.isfinite(est) and math.isfinite(var) and var > 0):
+        return result("inconclusive", nan, nan, nan, waiting)
     if not (math.isfinite(est) and math.isfinite(var)):
         return result("inconclusive", nan, nan, nan,
                       f"{name}{where}: too few observations to bound the estimate yet")
@@ -212,8 +266,13 @@ def decide(spec: GuardrailSpec, scaled: tuple[float, float, float] | str, *, alp
     breach = lo > threshold if spec.direction == "increase" else hi < threshold
     safe = hi < threshold if spec.direction == "increase" else lo > threshold
     if breach:
+        early = ("" if waiting is None else
+                 f" (before {min_events} {counted} per arm: a breach is acted on at once, a "
+                 f"pass would wait; the smaller arm has {events:,})")
         return result("fail", e, low, high, f"{name}{where}: {shown} lies entirely "
-                      f"beyond the margin {bound}: the guardrail is breached")
+                      f"beyond the margin {bound}: the guardrail is breached{early}")
+    if waiting is not None:
+        return result("inconclusive", nan, nan, nan, waiting)
     if safe:
         return result("pass", e, low, high, f"{name}{where}: {shown} excludes a "
                       f"change beyond {bound}")
@@ -250,19 +309,26 @@ def guardrail_results(data: AnalysisData) -> tuple[GuardrailResult, ...]:
             if t_idx == c_idx:
                 continue
             for seg, mom, a, min_units in families:
+                events = guardrail_events(data, spec.metric, variant, seg, mom[c_idx],
+                                          mom[t_idx])
                 out.append(check_guardrail(spec, mom[c_idx], mom[t_idx], ratio=ratio, alpha=a,
                                            variant=variant, segment=seg,
-                                           min_units=min_units))
+                                           min_units=min_units, events=events))
     return tuple(out)
 
 
 def quantile_guardrail_results(data: AnalysisData, spec: GuardrailSpec, alpha: float
                                ) -> list[GuardrailResult]:
     """One quantile guardrail for every treatment (overall only), from the quantile ratio of
-    :func:`~modelrouter.analysis.quantile_guardrails.quantile_ratio`."""
+    :func:`~modelrouter.analysis.quantile_guardrails.quantile_ratio`; ``inconclusive`` with the
+    reason on adaptively routed traffic (see
+    :func:`~modelrouter.analysis.quantile_guardrails.adaptive_refusal`) and until each arm has
+    :data:`~modelrouter.stats.always_valid.MIN_EVENTS` requests in the latency histogram."""
     assert spec.quantile is not None
     moments = data.moments(spec.metric)
     c_idx = data.variants.index(data.control)
+    refused = adaptive_refusal(data, spec.quantile)
+    hist = data.snapshot.latency
     out = []
     sign = 1.0 if spec.direction == "increase" else -1.0
     for t_idx, variant in enumerate(data.variants):
@@ -271,7 +337,9 @@ def quantile_guardrail_results(data: AnalysisData, spec: GuardrailSpec, alpha: f
         units = (moments[c_idx].n, moments[t_idx].n)
         scaled: tuple[float, float, float] | str
         r = quantile_ratio(data, variant, spec.quantile) if min(units) >= 2 else None
-        if r is None:
+        if refused is not None:
+            scaled = refused
+        elif r is None:
             scaled = f"too few units ({units[0]} control, {units[1]} {variant}; need 2 each)"
         elif isinstance(r, str):
             scaled = r
@@ -282,16 +350,22 @@ def quantile_guardrail_results(data: AnalysisData, spec: GuardrailSpec, alpha: f
         else:
             ec, et = r.control_estimate, r.treatment_estimate
             scaled = (et.estimate - ec.estimate, ec.se**2 + et.se**2, sign * spec.margin)
+        requests = (None if hist is None else
+                    int(min(hist.counts[c_idx].sum(), hist.counts[t_idx].sum())))
         out.append(decide(spec, scaled, alpha=alpha, variant=variant, segment=None,
-                          units=units))
+                          units=units, events=requests,
+                          counted="requests in the latency histogram"))
     return out
 
 
 def _adaptive_guardrails(data: AnalysisData, spec: GuardrailSpec, alpha: float
                          ) -> list[GuardrailResult]:
     """Guardrails on adaptively allocated traffic: each arm's Hajek (IPW) mean and its
-    variance from :func:`~modelrouter.analysis.adaptive.adaptive_compare`, the same always-valid
-    decision; the two arms' estimates are treated as independent, as the compare does."""
+    variance from ``compare`` (:func:`~modelrouter.analysis.adaptive.adaptive_compare`, or the
+    phase-stratified estimate after a mode switch), the same always-valid decision and event
+    gate (:func:`~modelrouter.analysis.always_valid.arm_events` overall,
+    :func:`guardrail_events` in a segment); the two arms' estimates are treated as
+    independent, as the compare does."""
     out: list[GuardrailResult] = []
     families: list[tuple[dict[str, str] | None, float]] = [(None, alpha)]
     for dim in spec.segments:
@@ -311,6 +385,14 @@ def _adaptive_guardrails(data: AnalysisData, spec: GuardrailSpec, alpha: float
             scaled = _scale_means(spec, c.mean, c.std_err**2, t.mean, t.std_err**2)
             if not isinstance(scaled, str) and not spec.relative:  # the compare's own variance
                 scaled = (cmp.difference, cmp.std_err**2, *scaled[2:])
+            if seg is None:
+                events = arm_events(data, spec.metric, variant, cmp)
+            else:
+                mom = data.moments(spec.metric, seg)
+                events = guardrail_events(data, spec.metric, variant, seg,
+                                          mom[data.variant_index(data.control)],
+                                          mom[data.variant_index(variant)])
             out.append(decide(spec, scaled if isinstance(scaled, str) else scaled[:3], alpha=a,
-                              variant=variant, segment=seg, units=(c.units, t.units)))
+                              variant=variant, segment=seg, units=(c.units, t.units),
+                              events=events))
     return out

@@ -26,6 +26,17 @@ decision is then the mean guardrail's (:func:`modelrouter.analysis.guardrails.de
 by :func:`modelrouter.analysis.guardrails.quantile_guardrail_results`): an always-valid
 interval, so repeated looks keep the false-fail rate below ``alpha``.
 
+**Adaptively routed traffic is refused** (:func:`adaptive_refusal`). Under a bandit the share
+of each arm changes over time with the data, so an arm's pooled latency distribution over-weights
+the epochs in which the bandit favoured it; if latency drifts over time (load, time of day) its
+plain quantile is biased, and after an A/B <-> bandit switch the histogram also mixes the A/B
+units' requests with the bandit's. The valid estimate would weight each request by the inverse
+of its propensity (a weighted empirical CDF, Hajek-normalised, and its quantile), but the store's
+histogram keeps only counts per variant, not per epoch or per propensity, so the weights cannot
+be applied. The guardrail is therefore ``inconclusive`` with the reason ("p95 guardrail is not
+available on adaptively routed traffic: ..."); the mean guardrail on ``latency_ms`` is
+inverse-propensity weighted and remains available.
+
 Caveats: the histogram counts requests under the unit's (first) variant, as the analysis of
 means does; at extreme sample sizes (standard errors below ~0.5% of the quantile) the
 within-bucket interpolation error, though far below the bucket width for smooth
@@ -47,7 +58,7 @@ from modelrouter.stats.quantile import QuantileEstimate, woodruff
 from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.store.histogram import EDGES_MS, LatencyHistogram
 
-__all__ = ["QuantileRatio", "design_effect", "quantile_ratio"]
+__all__ = ["QuantileRatio", "adaptive_refusal", "design_effect", "quantile_ratio"]
 
 _EDGES = np.asarray(EDGES_MS)
 # a representative value per slot for the per-request variance: geometric bucket centres
@@ -129,8 +140,25 @@ def _arm(hist: LatencyHistogram, i: int, moments: Moments | None, q: float
     return woodruff(_EDGES, counts, q, n_eff=n / deff), deff
 
 
+def adaptive_refusal(data: AnalysisData, q: float) -> str | None:
+    """Why a ``q`` quantile guardrail is refused on this snapshot (bandit decisions, alone or
+    after a mode switch; see the module docstring), or None on A/B traffic."""
+    if not data.adaptive:
+        return None
+    what = ("A/B and bandit phases are mixed in the latency histogram" if data.switched else
+            "the bandit's shares changed with the data")
+    return (f"p{q * 100:g} guardrail is not available on adaptively routed traffic: {what}, and "
+            "the histogram keeps counts per variant only, not the propensities an "
+            "inverse-propensity weighted quantile needs, so its quantile could be biased; the "
+            "mean guardrail on latency_ms is propensity-weighted and remains available")
+
+
 def quantile_ratio(data: AnalysisData, variant: str, q: float = 0.95) -> QuantileRatio | str:
-    """The ``q`` quantile of ``latency_ms`` of ``variant`` against the control, or why not."""
+    """The ``q`` quantile of ``latency_ms`` of ``variant`` against the control, or why not
+    (also :func:`adaptive_refusal` on adaptively routed traffic)."""
+    refused = adaptive_refusal(data, q)
+    if refused is not None:
+        return refused
     hist = data.snapshot.latency
     if hist is None:
         return "this store keeps no latency histogram"
