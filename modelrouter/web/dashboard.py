@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from html import escape
 from typing import TYPE_CHECKING
 
 from modelrouter.exceptions import AnalysisError
+from modelrouter.web.charts import Series, xy_chart
+from modelrouter.web.dashboard_metrics import metric_html, table, variant_color
+from modelrouter.web.dashboard_sections import (
+    bandit_html,
+    guardrails_html,
+    sequential_html,
+    srm_html,
+    verdict_html,
+)
 from modelrouter.web.handle import RouterHandle
-from modelrouter.web.svg import ForestRow, fmt, forest_plot, line_chart
+from modelrouter.web.units import display_unit
 
 if TYPE_CHECKING:  # types only: the analysis (scipy) is loaded by whoever builds one
-    from modelrouter.analysis import Analysis
-    from modelrouter.analysis.sequential import SequentialAnalysis
-    from modelrouter.store.looks import Look
+    from modelrouter.analysis import Analysis, GuardrailResult
 
 __all__ = ["SECTIONS", "render_dashboard", "render_login"]
 
@@ -33,13 +40,28 @@ _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;
 background:#f6f7f9}header{background:#1d2733;color:#fff;padding:12px 24px}
 header h1{font-size:18px;margin:0}header p{margin:4px 0 0;color:#c9d1d9}
-main{padding:16px 24px;max-width:1100px}section{background:#fff;border:1px solid #e1e4e8;
+main{padding:16px 24px}section{background:#fff;border:1px solid #e1e4e8;
 border-radius:6px;padding:12px 16px;margin:0 0 16px}h2{font-size:16px;margin:0 0 8px}
-h3{font-size:14px;margin:12px 0 6px}table{border-collapse:collapse;margin:6px 0}
-td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
-td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.alarm{color:#cf222e;
-font-weight:600}.muted{color:#666}svg text{font:12px system-ui,sans-serif}
-.chart-title{font-weight:600}pre{white-space:pre-wrap;margin:4px 0}
+h3{font-size:14px;margin:12px 0 6px}table{border-collapse:collapse;margin:6px 16px 6px 0}
+td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right;vertical-align:top}
+td:first-child,th:first-child{text-align:left}table.guardrails td:nth-child(-n+4),
+table.guardrails th:nth-child(-n+4),table.guardrails td:last-child,
+table.guardrails th:last-child{text-align:left}table.guardrails td:last-child{max-width:440px}
+table.guardrails td:nth-child(n+5):nth-child(-n+7){white-space:nowrap}
+.ok{color:#1a7f37}
+.alarm{color:#cf222e;font-weight:600}.muted{color:#666}p{margin:4px 0}
+svg.chart{width:100%;height:auto;display:block;margin:4px 0 10px}
+svg text{font:12px system-ui,sans-serif;fill:#333}svg .chart-title{font-weight:600;
+font-size:13px}svg .axis-label{fill:#555}svg .ref-label{fill:#cf222e;font-size:11px}
+svg .zero-label{fill:#555;font-size:11px}.caption{color:#666;font-size:12px;margin:-6px 0 8px}
+.tables{display:flex;flex-wrap:wrap;align-items:flex-start}
+.banner{padding:10px 14px;border-radius:6px;font-size:16px;margin:0 0 8px;border:1px solid}
+.banner.good{background:#dafbe1;border-color:#1a7f37;color:#116329}
+.banner.stop{background:#ffebe9;border-color:#cf222e;color:#a40e26}
+.banner.wait{background:#fff8c5;border-color:#bf8700;color:#7d4e00}
+.banner.neutral{background:#ddf4ff;border-color:#0969da;color:#0a3069}
+.banner span{font-size:14px;margin-left:8px}ul{margin:4px 0;padding-left:20px}
+details summary{cursor:pointer;color:#0969da}pre{white-space:pre-wrap;margin:4px 0}
 form input{font:inherit;padding:4px 8px;margin-right:8px}
 """
 
@@ -66,178 +88,65 @@ def render_login(prefix: str, message: str = "") -> str:
     return _page("modelrouter: log in", body)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
-    """A table of already escaped cells (the header is escaped here)."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return (f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>")
-
-
 def _section(key: str, title: str, html: str) -> str:
     """A section with id ``key`` (what tests and links find it by)."""
     return f'<section id="{escape(key)}"><h2>{escape(title)}</h2>{html}</section>'
 
 
-def _decision(decision: str) -> str:
-    """A result's decision word, prominent."""
-    return f'<p class="decision"><strong>{escape(decision.upper())}</strong></p>'
-
-
-_STOP = ("harmful", "blocked_by_guardrail", "invalid")
-
-
-def _verdict(analysis: Analysis) -> str:
-    """The verdict and its reasons; a stopping verdict, and later data that disagree with the
-    decision (a possible novelty effect), are marked as alarms."""
-    verdict = analysis.verdict()
-    flag = ""
-    if verdict.later_disagreement and verdict.disagreement:
-        flag = (f'<p class="alarm" id="verdict-disagreement">later data disagree: '
-                f"{escape(verdict.disagreement)}</p>")
-    cls = "alarm" if verdict.decision in _STOP else ""
-    table = ""
-    if verdict.per_variant:  # several treatments: one row each, the recommended one marked
-        rows = []
-        for name, v in verdict.per_variant.items():
-            cells = [escape(name), escape(v.decision), escape(fmt(v.estimate_now)),
-                     escape(fmt(v.alpha_per_comparison)),
-                     "recommended" if name == verdict.recommended else ""]
-            if v.decision in _STOP:
-                cells[1] = f'<span class="alarm">{cells[1]}</span>'
-            rows.append(cells)
-        table = _table(["treatment", "decision", "estimate (treatment - control)",
-                        "alpha per comparison", ""], rows, "verdicts")
-    return (f'<div class="{cls}">{_decision(verdict.decision)}{flag}{table}'
-            f"<pre>{escape(verdict.summary())}</pre></div>")
-
-
-def _srm(analysis: Analysis) -> str:
-    """The sample-ratio check (the anytime-valid sequential test: the page reloads itself, so
-    it is checked continuously), marked as an alarm when it fails."""
-    check = analysis.srm()
-    return (f'<div class="{"alarm" if check.alarm else "ok"}" data-method="'
-            f'{escape(check.method)}" data-pvalue="{check.pvalue!r}"><pre>'
-            f"{escape(check.explain())}</pre></div>")
-
-
-_GUARDRAIL_COLUMNS = ("guardrail", "variant", "segment", "status", "estimate", "low", "high",
-                      "margin", "reason")
-
-
-def _guardrails(analysis: Analysis) -> str:
-    """One row per guardrail (and segment); a failing one's name is marked as an alarm."""
-    results = analysis.guardrails()
-    if not results:
-        return '<div class=""><p class="muted">none</p></div>'
-    rows = []
-    for g in results:
-        cells = [escape(c) for c in (g.label, g.variant, g.where, g.status, fmt(g.estimate),
-                                     fmt(g.low), fmt(g.high), fmt(g.margin), g.reason)]
-        if g.status == "fail":
-            cells[0] = f'<span class="alarm">{cells[0]}</span>'
-        rows.append(cells)
-    return f'<div class="">{_table(_GUARDRAIL_COLUMNS, rows, "results")}</div>'
-
-
-def _sequential(analysis: Analysis) -> str:
-    """The sequential test: its chart, decision and explanation; with several treatments one
-    per treatment, each at the plan's alpha split across them (as the verdict decides)."""
-    treatments = [v for v in analysis.variants if v != analysis.control]
-    if len(treatments) <= 1:
-        results = [analysis.sequential()]
-    else:
-        alpha = analysis.verdict().alpha_per_comparison
-        results = [analysis.sequential(variant=t, alpha=alpha if math.isfinite(alpha) else None)
-                   for t in treatments]
-    return "".join(
-        _sequential_chart(result, analysis.snapshot.looks)
-        + f'<div class="">{_decision(result.decision)}<pre>{escape(result.explain())}'
-        "</pre></div>" for result in results)
-
-
-def _bandit(analysis: Analysis) -> str:
-    """The bandit's weights, posterior and regret."""
-    return f'<div class=""><pre>{escape(analysis.bandit().summary())}</pre></div>'
-
-
 SECTIONS: dict[str, tuple[str, Callable[[Analysis], str]]] = {
-    "verdict": ("Verdict", _verdict),
-    "srm": ("Sample ratio (SRM)", _srm),
-    "guardrails": ("Guardrails", _guardrails),
-    "sequential": ("Sequential test", _sequential),
-    "bandit": ("Bandit", _bandit),
+    "verdict": ("Verdict", verdict_html),
+    "srm": ("Sample ratio (SRM)", srm_html),
+    "guardrails": ("Guardrails", guardrails_html),
+    "sequential": ("Sequential test", sequential_html),
+    "bandit": ("Bandit", bandit_html),
 }
 """The analysis sections of the page, in order: key (the section's id), title, renderer."""
 
 
-def _metric_section(analysis: Analysis, metric: str) -> str:
-    """Forest plot and table of the metric's per-variant means, then each treatment against
-    the control (a comparison that cannot be made yet shows why)."""
-    summaries = analysis.summary(metric)
-    rows, forest = [], []
-    for s in summaries:
-        ci = s.confidence_interval()
-        control = s.variant == analysis.control
-        rows.append([escape(s.variant) + (" <span class=\"muted\">(control)</span>"
-                                          if control else ""),
-                     f"{s.units:,}", f'<span class="mean">{escape(fmt(s.mean))}</span>',
-                     f"[{escape(fmt(ci.low))}, {escape(fmt(ci.high))}]", f"{s.events:,}"])
-        forest.append(ForestRow(s.variant, s.mean, ci.low, ci.high))
-    html = forest_plot(forest, title=f"{metric}: mean per variant, 95% CI")
-    html += _table(["variant", "units", "mean", "95% CI", "events"], rows, "summary")
-    comparisons = []
-    for v in analysis.variants:
-        if v == analysis.control:
-            continue
-        try:
-            c = analysis.compare(metric, v)
-        except Exception as exc:  # not enough data yet is the common case
-            comparisons.append([escape(v), f'<span class="muted">{escape(str(exc))}</span>',
-                                "", "", ""])
-            continue
-        ci = c.confidence_interval()
-        lift = f"{c.relative_lift:+.2%}" if math.isfinite(c.relative_lift) else "n/a"
-        comparisons.append([escape(v), escape(fmt(c.difference)),
-                            f"[{escape(fmt(ci.low))}, {escape(fmt(ci.high))}]", escape(lift),
-                            escape(fmt(c.pvalue, 3))])
-    html += "<h3>vs control</h3>" + _table(
-        ["variant", "difference", "95% CI", "relative lift", "p-value"], comparisons,
-        "comparisons")
-    return _section(f"metric-{metric}", f"Metric: {metric}", html)
-
-
-def _sequential_chart(result: SequentialAnalysis, looks: Sequence[Look]) -> str:
-    """z at each look (the recorded ones, then now) against the boundaries of those looks."""
-    if result.test is None:
-        return ""
-    design = result.test.design
-    t = [float(x) for x in design.information_rates]
-    path = [float(k.statistic) for k in looks
-            if k.metric == result.metric and k.variant == result.variant]
-    path = path[:len(t)]
-    if len(path) < len(t):
-        path.append(float(result.statistic))
-    series = {"z": list(zip(t[:len(path)], path)),
-              "boundary": list(zip(t, map(float, design.z)))}
-    if design.sided == 2:
-        series["-boundary"] = [(x, -float(b)) for x, b in zip(t, design.z)]
-    return line_chart(series, title="Sequential test: z at each look against its boundary",
-                      x_label="information rate", dashed=("boundary", "-boundary"))
-
-
 def _weights_chart(analysis: Analysis) -> str:
-    """Each variant's weight as a step line, one step per epoch, up to the snapshot."""
+    """Each variant's weight as a step line, one step per epoch, up to the snapshot; time in
+    seconds, minutes or hours since the first epoch, whichever reads best."""
     epochs = analysis.snapshot.epochs
     now = analysis.snapshot.taken_at
     start = epochs[0].started_at if epochs else now
-    series = {}
+    span = now - start
+    name, per = (("seconds", 1.0) if span < 120 else ("minutes", 60.0) if span < 7200
+                 else ("hours", 3600.0))
+    series = []
     for i, v in enumerate(analysis.variants):
-        pts = [((e.started_at - start) / 60.0, e.weights[i]) for e in epochs]
-        pts.append(((now - start) / 60.0, epochs[-1].weights[i] if epochs else math.nan))
-        series[v] = pts
-    return line_chart(series, title="Weights over time", x_label="minutes since start",
-                      step=True, height=200)
+        pts = [((e.started_at - start) / per, float(e.weights[i])) for e in epochs]
+        pts.append(((now - start) / per, float(epochs[-1].weights[i]) if epochs else math.nan))
+        series.append(Series(v, pts, style="step", color=variant_color(analysis, v)))
+    return xy_chart(series, title="Each variant's share of the traffic, epoch by epoch",
+                    x_label=f"{name} since the first epoch", y_label="weight",
+                    x_include=[0.0], x_floor=0.0, height=220)
+
+
+def _unit_note(analysis: Analysis, metric: str) -> str:
+    """The section title's unit note: what the metric's rates and changes are shown in."""
+    unit = display_unit(analysis.config.metrics[metric])
+    if unit.proportion:
+        return " (a proportion: rates in %, changes in percentage points)"
+    if unit.value_suffix:
+        return f" (in {unit.value_suffix})"
+    return ""
+
+
+def _context(analysis: Analysis) -> tuple[float | None, tuple[GuardrailResult, ...]]:
+    """What every metric section shares: the always-valid level (the verdict's alpha per
+    comparison with several treatments, else the plan's) and the guardrail results."""
+    alpha: float | None = None
+    if len(analysis.variants) > 2:
+        try:
+            a = analysis.verdict().alpha_per_comparison
+            alpha = a if math.isfinite(a) else None
+        except Exception:  # no plan, no data: the always-valid call says why itself
+            alpha = None
+    try:
+        guardrails = analysis.guardrails()
+    except Exception:  # drawn without margins; the guardrails section shows the error
+        guardrails = ()
+    return alpha, guardrails
 
 
 def render_dashboard(router: RouterHandle, analysis: Analysis, prefix: str, refresh: int = 10,
@@ -259,7 +168,7 @@ def render_dashboard(router: RouterHandle, analysis: Analysis, prefix: str, refr
               f" · refreshes every {int(refresh)} s</p>"
               + (f'<p id="data-source">data of {escape(snap.source)}</p>' if snap.source else "")
               + "</header>")
-    overview = _table(
+    overview = table(
         ["variant", "weight", "requests"],
         [[escape(v) + (" <span class=\"muted\">(control)</span>" if v == alloc.control else ""),
           f"{w:.3f}" + (' <span class="alarm">paused</span>' if w == 0 else ""),
@@ -284,10 +193,14 @@ def render_dashboard(router: RouterHandle, analysis: Analysis, prefix: str, refr
     if primary in custom:
         custom.remove(primary)
         custom.insert(0, primary)
+    alpha, guardrails = _context(analysis)
     for metric in [*custom, "latency_ms", "error"]:
         if metric in snap.metrics:
             try:
-                parts.append(_metric_section(analysis, metric))
+                parts.append(_section(f"metric-{metric}", f"Metric: {metric}"
+                                      + _unit_note(analysis, metric),
+                                      metric_html(analysis, metric, alpha=alpha,
+                                                  guardrails=guardrails)))
             except Exception as exc:
                 parts.append(_section(f"metric-{metric}", f"Metric: {metric}",
                                       f'<p class="alarm">unavailable: {escape(str(exc))}</p>'))

@@ -106,32 +106,29 @@ def test_dashboard_in_chromium(served: tuple[ModelRouter, str]) -> None:
             assert "Wrong admin token" in page.inner_text("#login-error")
             page.fill("#token", ADMIN)
             page.click("#login")
-            page.wait_for_selector("#metric-click svg.forest")
+            page.wait_for_selector("#metric-click svg.effect")
             assert page.url == f"{base}{PREFIX}/dashboard"
             cookies = {c["name"]: c for c in page.context.cookies()}
             cookie = cookies["modelrouter_admin"]
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             assert ADMIN not in cookie["value"]
 
-            # the forest plot shows exactly what the analysis reports
+            # the effect plot shows exactly what the analysis reports
             rows = page.eval_on_selector_all(
-                "#metric-click svg.forest g.row",
-                "els => els.map(e => [e.dataset.label, +e.dataset.estimate, +e.dataset.low, "
-                "+e.dataset.high, e.querySelector('text.value').textContent])")
+                "#metric-click svg.effect g.row",
+                "els => els.map(e => [e.dataset.label, +e.dataset.estimate, +e.dataset.lo, "
+                "+e.dataset.hi])")
+            d = analysis.compare("click").to_dict()
+            assert rows[0] == ["treatment", d["difference"], d["ci_low"], d["ci_high"]]
+            circle = page.locator('#metric-click svg.effect g.row[data-label="treatment"] '
+                                  "circle")
+            assert circle.count() == 2 and circle.first.is_visible()  # absolute and relative
             summaries = analysis.summary("click")
-            assert [r[0] for r in rows] == [s.variant for s in summaries]
-            for (label, est, low, high, text), s in zip(rows, summaries):
-                ci = s.confidence_interval()
-                assert est == pytest.approx(s.mean, rel=1e-12)
-                assert (low, high) == pytest.approx((ci.low, ci.high), rel=1e-12)
-                assert text.startswith(f"{s.mean:.4g} [{ci.low:.4g}, {ci.high:.4g}]")
-                circle = page.locator(f'#metric-click g.row[data-label="{label}"] circle')
-                assert circle.count() == 1 and circle.is_visible()
             means = page.locator("#metric-click table.summary .mean").all_inner_texts()
-            assert means == [f"{s.mean:.4g}" for s in summaries]
+            assert means == [f"{s.mean * 100:.4g}%" for s in summaries]
             c = analysis.compare("click")
             cells = page.locator("#metric-click table.comparisons td").all_inner_texts()
-            assert f"{c.difference:.4g}" in cells and f"{c.pvalue:.3g}" in cells
+            assert f"{c.difference * 100:+.4g} pp" in cells and f"{c.pvalue:.3g}" in cells
 
             # sequential section: chart with the z path and its boundaries, the look's numbers
             seq = page.locator("#sequential")

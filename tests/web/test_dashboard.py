@@ -80,21 +80,31 @@ def test_page_is_self_contained_and_locked_down(client: Client) -> None:
     assert '<meta http-equiv="refresh" content="10">' in html
 
 
-def test_forest_plot_numbers_are_the_analysis(router: ModelRouter, client: Client) -> None:
-    for i, t in enumerate(client.tokens(40)):
+def test_effect_plot_numbers_are_the_comparison(router: ModelRouter, client: Client) -> None:
+    """The effect plot's rows are the treatments; their interval endpoints (data-lo/data-hi)
+    are compare(...).to_dict()'s exactly, and the printed ones equal them to the printed
+    precision (4 significant digits, in percentage points for a proportion)."""
+    for i, t in enumerate(client.tokens(60)):
         router.record_token(t, "click", int(i % 3 == 0))
     html = client.get(URL, headers=BEARER).text
     section = html[html.index('id="metric-click"'):]
     section = section[:section.index("</section>")]
     rows = [a for t, a in tags(section) if t == "g" and a.get("class") == "row"]
-    summaries = router.analysis().summary("click")
-    assert [r["data-label"] for r in rows] == [s.variant for s in summaries]
-    for r, s in zip(rows, summaries):
-        ci = s.confidence_interval()
-        assert float(r["data-estimate"] or "nan") == s.mean
-        assert (float(r["data-low"] or "nan"), float(r["data-high"] or "nan")) == (ci.low,
-                                                                                   ci.high)
-        assert f"{s.mean:.4g} [{ci.low:.4g}, {ci.high:.4g}]" in section
+    d = router.analysis().compare("click").to_dict()
+    absolute, relative = rows  # one treatment: a row in each plot
+    assert absolute["data-label"] == relative["data-label"] == "treatment"
+    assert float(absolute["data-estimate"] or "nan") == d["difference"]
+    assert (float(absolute["data-lo"] or "nan"), float(absolute["data-hi"] or "nan")) == (
+        d["ci_low"], d["ci_high"])
+    assert (float(relative["data-lo"] or "nan"), float(relative["data-hi"] or "nan")) == (
+        d["relative_ci_low"], d["relative_ci_high"])
+    printed = re.search(r'class="value">([+-][0-9.e+-]+) pp \[([+-][0-9.e+-]+), '
+                        r"([+-][0-9.e+-]+)\] pp</text>", section)
+    assert printed is not None
+    for text, value in zip(printed.groups(), (d["difference"], d["ci_low"], d["ci_high"])):
+        assert float(text) == float(f"{value * 100:.4g}")  # pp, to the printed precision
+    # the table says the same, once more
+    assert f"[{printed.group(2)}, {printed.group(3)}] pp" in section
 
 
 def test_everything_user_supplied_is_escaped(router: ModelRouter) -> None:
@@ -135,7 +145,8 @@ def test_verdict_disagreement_and_stop_decisions_are_alarms(router: ModelRouter)
                       primary="click", variant="treatment", srm_pvalue=1.0)
     analysis.verdict = lambda: harmful
     html = render_dashboard(router, analysis, PREFIX, sections=("verdict", "srm"))
-    assert '<div class="alarm"><p class="decision"><strong>HARMFUL' in html
+    assert ('<div class="banner stop" id="verdict-banner" data-decision="harmful"><strong '
+            'class="decision">HARMFUL</strong>') in html
     assert "verdict-disagreement" not in html
     assert 'data-method="sequential"' in html  # the SRM section: the anytime-valid test
 
