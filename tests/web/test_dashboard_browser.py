@@ -32,7 +32,7 @@ import pytest
 
 from modelrouter import ModelRouter, RouterConfig
 from tests.conftest import make_app
-from tests.web.conftest import ADMIN, PREFIX, SECRET, Client
+from tests.web.conftest import ADMIN, PREFIX, SECRET
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
@@ -54,22 +54,21 @@ def _router(variants: tuple[str, ...], **config: Any) -> ModelRouter:
 
 def _traffic(router: ModelRouter, units: int, *, batches: int, seed: int,
              looks: tuple[str, ...] = ()) -> None:
-    """``units`` users in ``batches``, in process: click (binary), revenue for clickers,
-    latency (recorded besides the measured one); after each batch a look at each of ``looks``
-    for every treatment."""
+    """``units`` users in ``batches``, routed in process (``experiment.assign``, as the
+    middleware does): click (binary), revenue for clickers, latency and error (none) per
+    decision; after each batch a look at each of ``looks`` for every treatment."""
     rng = np.random.default_rng(seed)
-    client = Client(router)
     alloc = router.experiment.allocation
     treatments = [v for v in alloc.weights if v != alloc.control]
     for b in range(batches):
         for i in range(units // batches):
-            r = client.route(f"user-{b}-{i}")
-            decision, variant = r.json()["decision_id"], r.json()["variant"]
-            click = int(rng.random() < CLICK[variant])
-            router.record(decision, "click", click)
+            d = router.experiment.assign(f"user-{b}-{i}")
+            click = int(rng.random() < CLICK[d.variant])
+            router.record(d, "click", click)
             if click:
-                router.record(decision, "revenue", float(rng.lognormal(2.5, 0.6)))
-            router.record(decision, "latency_ms", float(rng.gamma(9.0, LATENCY[variant] / 9)))
+                router.record(d, "revenue", float(rng.lognormal(2.5, 0.6)))
+            router.record(d, "latency_ms", float(rng.gamma(9.0, LATENCY[d.variant] / 9)))
+            router.record(d, "error", 0)
         for metric in looks:
             for v in treatments:
                 router.record_look(metric, variant=v)
@@ -155,8 +154,9 @@ def png_size(path: Path) -> tuple[int, int]:
 
 _PIXELS = """async (src) => {
   const img = new Image(); img.src = src; await img.decode();
-  const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
-  const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+  const c = document.createElement('canvas');  // a quarter of the size: enough to tell
+  c.width = Math.ceil(img.width / 4); c.height = Math.ceil(img.height / 4);
+  const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0, c.width, c.height);
   const d = ctx.getImageData(0, 0, c.width, c.height).data;
   const counts = new Map();
   for (let i = 0; i < d.length; i += 4) {
@@ -170,7 +170,8 @@ _PIXELS = """async (src) => {
 
 def pixel_stats(browser: Any, path: Path) -> tuple[int, float]:
     """(distinct colours, share of pixels not of the most common colour) of a PNG, decoded by
-    the browser into a canvas on a blank page (not the dashboard: its CSP forbids scripts)."""
+    the browser into a canvas at a quarter of its size, on a blank page (not the dashboard:
+    its CSP forbids scripts)."""
     page = browser.new_page()
     try:
         src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
@@ -242,24 +243,31 @@ def _shoot(browser: Any, base: str, name: str, router: ModelRouter, tmp: Path,
         page.close()
 
 
-@pytest.mark.parametrize("name", list(STATES))
-def test_dashboard_screenshots_in_chromium(name: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for the module; checks once that a blank page reads as blank."""
     playwright = pytest.importorskip("playwright.sync_api")
-    router = STATES[name]()
-    requests: list[str] = []
-    with serve(router) as base, playwright.sync_playwright() as p:
-        browser = _launch(p)
+    with playwright.sync_playwright() as p:
+        chromium = _launch(p)
         try:
-            path = _shoot(browser, base, name, router, tmp_path, requests)
-            assert requests and all(u.startswith(base) for u in requests)  # self-contained
-            colours, busy = pixel_stats(browser, path)
-            blank = tmp_path / "blank.png"  # the control: an empty page is blank
-            empty = browser.new_page(viewport={"width": WIDTH, "height": 600})
+            blank = tmp_path_factory.mktemp("blank") / "blank.png"
+            empty = chromium.new_page(viewport={"width": WIDTH, "height": 600})
             empty.screenshot(path=str(blank))
             empty.close()
-            assert pixel_stats(browser, blank) == (1, 0.0)
+            assert pixel_stats(chromium, blank) == (1, 0.0)  # the control of the check
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@pytest.mark.parametrize("name", list(STATES))
+def test_dashboard_screenshots_in_chromium(name: str, browser: Any, tmp_path: Path) -> None:
+    router = STATES[name]()
+    requests: list[str] = []
+    with serve(router) as base:
+        path = _shoot(browser, base, name, router, tmp_path, requests)
+    assert requests and all(u.startswith(base) for u in requests)  # self-contained
+    colours, busy = pixel_stats(browser, path)
     width, height = png_size(path)
     assert width == WIDTH and height > 1500  # the full page: sections, charts, tables
     # text, charts and coloured bands: many colours, a good share of non-background pixels
