@@ -10,8 +10,9 @@ into the unit table and the latency histogram under the lock in batches: when th
 load). Readers therefore see exactly what recording each request at once would have given;
 only the moment of the addition moves (and with it, between threads, the order of the float
 additions to one unit's latency sum, which was the lock's order before). In bandit mode the
-store applies them at once (:func:`add_auto`), for the decision tracker, under the same lock;
-an entry journaled before tracking began waits for the next reader's fold.
+decision tracker takes the folded entries too (its decision sums, and its training counters
+when a reward cost uses latency or errors), and the training counters are read after a fold
+(``take_training``/``peek_training``), so a refresh sees them as well.
 
 Thread safety: ``list.append`` and the slice operations are single operations on the list (the
 GIL, or the list's own lock on a free-threaded build); :meth:`AutoJournal.fold` runs under the
@@ -28,29 +29,16 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 
+from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 from modelrouter.store.units import UnitTable
 
-__all__ = ["AutoJournal", "add_auto", "fold_threshold"]
+__all__ = ["AutoJournal", "fold_threshold"]
 
 
 def fold_threshold(capacity: int) -> int:
     """Entries held before a fold: 512, at most an eighth of the ring's ``capacity``."""
     return max(1, min(512, capacity // 8))
-
-
-def add_auto(units: UnitTable, row: int, latency_ms: float, error: float, hist: array[int],
-             hist_sum: list[float]) -> None:
-    """Add one request's automatic metrics to unit ``row`` and to its variant's histogram (the
-    store lock held): what :meth:`AutoJournal.fold` does per entry (inlined there)."""
-    units.lat_x[row] += latency_ms
-    units.lat_y[row] += 1.0
-    if error:
-        units.err_x[row] += error
-    units.err_y[row] += 1.0
-    v = units.variant[row]  # the unit's variant, as in its analysis
-    hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
-    hist_sum[v] += latency_ms
 
 
 class AutoJournal:
@@ -63,10 +51,12 @@ class AutoJournal:
         self.threshold = threshold
 
     def fold(self, ring_seq: array[int], ring_row: array[int], capacity: int, units: UnitTable,
-             hist: array[int], hist_sum: list[float]) -> None:
+             hist: array[int], hist_sum: list[float], tracker: DecisionTracker | None = None,
+             auto: tuple[int, int] = (0, 0)) -> None:
         """Apply the entries present now to the unit table and histogram (caller holds the
         store lock): per unit, latency sum and count, error sum and count; per variant (the
-        unit's), the latency's histogram slot and the latency sum."""
+        unit's), the latency's histogram slot and the latency sum; with a ``tracker`` (bandit
+        mode), to the decisions too (``auto``: the metric indices of latency and error)."""
         entries = self.entries
         n = len(entries)
         if not n:
@@ -80,7 +70,7 @@ class AutoJournal:
             slot = seq % capacity
             if seq < 0 or slot >= size or ring_seq[slot] != seq:
                 continue  # evicted by a flood of newer requests: nothing to attribute to
-            row = ring_row[slot]  # add_auto, inlined
+            row = ring_row[slot]
             lat_x[row] += latency_ms
             lat_y[row] += 1.0
             if error:
@@ -89,3 +79,8 @@ class AutoJournal:
             v = variant[row]  # the unit's variant, as in its analysis
             hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
             hist_sum[v] += latency_ms
+        if tracker is not None:  # a decision no longer tracked is skipped by apply
+            lat, err = auto
+            for seq, latency_ms, error in batch:
+                tracker.apply(seq, lat, latency_ms)
+                tracker.apply(seq, err, error)

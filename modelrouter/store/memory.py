@@ -11,9 +11,8 @@
   holds a decision's row and issue time, so late feedback finds its unit in O(1); a decision
   overwritten there (or past the attribution window) is refused. The A/B request path
   (:meth:`expose_unit`) inlines the ring's append.
-- **Bandit mode**: a ``DecisionTracker`` fed under the lock of its exposure. **Files**:
-  :meth:`dump` / :meth:`load` (store/state.py, store/persistence.py). numpy is imported by
-  ``snapshot``, ``dump`` and ``load`` only (routing and recording never need it).
+- **Bandit mode**: a ``DecisionTracker`` fed under the lock (the journal's automatic metrics
+  when folded). **Files**: :meth:`dump` / :meth:`load`. numpy: off the request path only.
 
 Thread safety: one ``threading.Lock`` (``_lock``) guards every mutation (counters, unit table,
 group sums, ring, decision tracker, latency histogram, epochs, looks, segment tables, folds)
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from modelrouter.exceptions import ConfigError, UnknownUnitError
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS, LatencyHistogram
-from modelrouter.store.journal import AutoJournal, add_auto, fold_threshold
+from modelrouter.store.journal import AutoJournal, fold_threshold
 from modelrouter.store.looks import Look, check_next_look
 from modelrouter.store.protocol import BaseStore, Chooser
 from modelrouter.store.ring import PendingRing
@@ -226,10 +225,10 @@ class MemoryStore(BaseStore):
                 self._decisions.apply(seq, metric, value)
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
-        """Record both automatic metrics of a finished request (unit level in A/B mode: through
-        the journal, store/journal.py; bandit mode: at once, for the decision tracker)."""
+        """Record both automatic metrics of a finished request (unit level: through the
+        journal, store/journal.py, the decision tracker included; request level: at once)."""
         journal = self._journal
-        if journal is not None and self._decisions is None:
+        if journal is not None:
             journal.entries.append((seq, latency_ms, error))  # no lock: see store/journal.py
             if len(journal.entries) >= journal.threshold:
                 with self._lock:
@@ -239,25 +238,22 @@ class MemoryStore(BaseStore):
         with self._lock:
             if seq < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
                 return  # evicted by a flood of newer requests: nothing to attribute to
-            row = self._ring_row[slot]
-            if journal is not None:  # unit level (leftover journal entries: folded by readers)
-                add_auto(self._units, row, latency_ms, error, self._hist, self._hist_sum)
-            else:  # request level: the group's sums and the request's own
-                for m, value in zip(self._auto, (latency_ms, error)):
-                    add_to_pair(self._slot_x[m], self._slot_y[m], slot, self._groups.sums[row],
-                                m, value, self.any_flags[m])
-                v = self._groups.keys[row][0]
-                self._hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
-                self._hist_sum[v] += latency_ms
+            row = self._ring_row[slot]  # request level: the group's sums and the request's own
+            for m, value in zip(self._auto, (latency_ms, error)):
+                add_to_pair(self._slot_x[m], self._slot_y[m], slot, self._groups.sums[row],
+                            m, value, self.any_flags[m])
+            v = self._groups.keys[row][0]
+            self._hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
+            self._hist_sum[v] += latency_ms
             if self._decisions is not None:
                 self._decisions.apply(seq, self._auto[0], latency_ms)
                 self._decisions.apply(seq, self._auto[1], error)
 
     def _fold(self) -> None:
         """Apply the journal's entries (lock held): before anything reads what they change."""
-        if self._journal is not None:
+        if self._journal is not None:  # bandit mode: into the decision tracker too
             self._journal.fold(self._ring_seq, self._ring_row, self.max_pending, self._units,
-                               self._hist, self._hist_sum)
+                               self._hist, self._hist_sum, self._decisions, self._auto)
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit's row (unit level only)."""
@@ -294,11 +290,13 @@ class MemoryStore(BaseStore):
     def take_training(self) -> tuple[dict[str, np.ndarray], int]:
         """The bandit's training counters and the updates since the last call."""
         with self._lock:
+            self._fold()  # automatic metrics waiting in the journal count (reward costs)
             return self._tracker().take_counters()
 
     def peek_training(self) -> dict[str, np.ndarray]:
         """The bandit's training counters now, without starting a new refresh count."""
         with self._lock:
+            self._fold()
             return self._tracker().take_counters(reset=False)[0]
 
     def _tracker(self) -> DecisionTracker:
