@@ -22,6 +22,10 @@ covariates (``y = a + tau T + e``) with the same robust covariance. Missing cova
 handled as in :func:`modelrouter.stats.cuped.prepare_covariates` (mean imputation and a
 missingness indicator, itself interacted with the treatment).
 
+A covariate that is constant within one arm (a missingness indicator when only the other arm
+has missing values) is not interacted: it has no slope in that arm, and its interaction would be
+collinear with the treatment indicator.
+
 The exact HC variance needs fourth-order sums (``e^2`` times the covariates' cross-products),
 so unlike CUPED it is computed from per-unit arrays only.
 """
@@ -36,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from modelrouter.stats.adjusted_result import AdjustedResult, normal_result
-from modelrouter.stats.cuped import prepare_covariates
+from modelrouter.stats.cuped import pow2_scales, prepare_covariates
 
 __all__ = ["COV_TYPES", "CovType", "lin_regression"]
 
@@ -49,11 +53,18 @@ def _robust_fit(z: NDArray[np.float64], y: NDArray[np.float64],
                 cov_type: CovType) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """OLS coefficients and their HC0/HC1 sandwich covariance (pseudo-inverse bread, as
     statsmodels, so a rank-deficient design still gives the estimable contrasts)."""
-    bread = np.linalg.pinv(z.T @ z)
-    beta = bread @ (z.T @ y)
-    resid = y - z @ beta
-    meat = (z * (resid * resid)[:, None]).T @ z
-    cov = bread @ meat @ bread
+    with np.errstate(over="ignore", invalid="ignore"):
+        gram = z.T @ z
+        moments = z.T @ y
+        if not (np.isfinite(gram).all() and np.isfinite(moments).all()
+                and np.isfinite(y @ y)):
+            raise ValueError("the values are too large: their squares overflow the float "
+                             "range (rescale the metric or covariate, e.g. to thousands)")
+        bread = np.linalg.pinv(gram)
+        beta = bread @ moments
+        resid = y - z @ beta
+        meat = (z * (resid * resid)[:, None]).T @ z
+        cov = bread @ meat @ bread
     if cov_type == "HC1":
         n, rank = z.shape[0], int(np.linalg.matrix_rank(z))
         cov *= n / (n - rank) if n > rank else math.nan
@@ -87,9 +98,18 @@ def lin_regression(y: ArrayLike, treatment: ArrayLike, covariates: ArrayLike | N
     if min(n_c, n_t) < 2:
         raise ValueError(f"each arm needs at least 2 units, got {n_c} and {n_t}")
     x, names = prepare_covariates(covariates, yv.size, covariate_names)
+    # exact power-of-two scaling (see pow2_scales), undone on the result below
+    scale = pow2_scales(np.column_stack([yv, x]))
+    yv, x = yv * scale[0], x * scale[1:]
     xc = x - x.mean(axis=0)
     ones = np.ones_like(yv)
-    z = np.column_stack([ones, t, xc, t[:, None] * xc])
+    # a covariate constant within one arm (e.g. a missingness indicator when only the other
+    # arm has missing values) has no slope in that arm: it is not interacted (one common slope),
+    # else its interaction would be collinear with T and tau not identified
+    treated = t == 1.0
+    varies = [bool(np.ptp(x[treated, j]) > 0 and np.ptp(x[~treated, j]) > 0)
+              for j in range(x.shape[1])]
+    z = np.column_stack([ones, t, xc, t[:, None] * xc[:, varies]])
     beta, cov = _robust_fit(z, yv, cov_type)
     _b0, cov0 = _robust_fit(np.column_stack([ones, t]), yv, cov_type)
     mu_c, mu_t = float(beta[0]), float(beta[0] + beta[1])
@@ -99,7 +119,9 @@ def lin_regression(y: ArrayLike, treatment: ArrayLike, covariates: ArrayLike | N
         grad[0], grad[1] = 1.0 / mu_t - 1.0 / mu_c, 1.0 / mu_t
         log_se = math.sqrt(max(float(grad @ cov @ grad), 0.0))
     k = x.shape[1]
-    theta = tuple(float(v) for v in beta[2:2 + k])
+    with np.errstate(over="ignore"):  # a coefficient beyond the float range is inf
+        units = scale[1:] / scale[0]
+    theta = tuple(float(v) * float(u) for v, u in zip(beta[2:2 + k], units))
     method = (f"Lin regression with interactions ({k} covariate{'s' if k != 1 else ''}, "
               f"{cov_type} robust SE, normal)" if k else
               f"difference in means ({cov_type} robust SE, normal, unadjusted)")
@@ -107,4 +129,5 @@ def lin_regression(y: ArrayLike, treatment: ArrayLike, covariates: ArrayLike | N
                          mean_treatment=mu_t, std_err=math.sqrt(max(float(cov[1, 1]), 0.0)),
                          std_err_unadjusted=math.sqrt(max(float(cov0[1, 1]), 0.0)),
                          log_std_err=log_se, theta=theta, covariates=names,
-                         confidence_level=confidence_level, method=method)
+                         confidence_level=confidence_level,
+                         method=method).rescaled(float(1.0 / scale[0]), theta)

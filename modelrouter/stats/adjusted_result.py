@@ -7,6 +7,7 @@ analysis can show either the same way. ``difference`` is treatment minus control
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,18 @@ class AdjustedResult:
         ratio = self.mean_treatment / self.mean_control
         half = math.exp(q * self._log_std_err)
         return ConfidenceInterval(ratio / half - 1.0, ratio * half - 1.0)
+
+    def rescaled(self, factor: float, theta: tuple[float, ...]) -> AdjustedResult:
+        """The same comparison with the outcome in units ``factor`` times larger (the
+        differences, standard errors and means times ``factor``; the test, the relative lift
+        and the variance reduction do not change) and the given coefficients. The estimators
+        compute on power-of-two-scaled columns and return through this, so that values near
+        1e300 or 1e-300 neither overflow nor underflow when squared."""
+        return dataclasses.replace(
+            self, difference=self.difference * factor, std_err=self.std_err * factor,
+            std_err_unadjusted=self.std_err_unadjusted * factor,
+            mean_control=self.mean_control * factor,
+            mean_treatment=self.mean_treatment * factor, theta=theta)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python fields and both intervals; NaN and infinities become None."""

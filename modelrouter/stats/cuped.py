@@ -35,6 +35,7 @@ which leaves the fitted adjustment unchanged), so a store may equally keep ``x *
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,9 @@ __all__ = [
     "cuped_from_sums",
     "cuped_mean",
     "cuped_ratio",
+    "pow2_scales",
     "prepare_covariates",
+    "two_arms",
 ]
 
 Array = NDArray[np.float64]
@@ -72,8 +75,9 @@ class ArmSums:
         z = np.asarray(columns, dtype=np.float64)
         if z.ndim != 2:
             raise ValueError(f"columns must be 2-dimensional, got shape {z.shape}")
-        s = z.sum(axis=0)
-        q = z.T @ z
+        with np.errstate(over="ignore", invalid="ignore"):  # checked in moments()
+            s = z.sum(axis=0)
+            q = z.T @ z
         return cls(int(z.shape[0]), tuple(float(v) for v in s),
                    tuple(tuple(float(v) for v in row) for row in q))
 
@@ -89,9 +93,18 @@ class ArmSums:
             raise ValueError(f"an arm needs at least 2 units, got {self.n}")
         s = np.asarray(self.sums, dtype=np.float64)
         q = np.asarray(self.cross, dtype=np.float64)
-        m = s / self.n
-        cov = (q - self.n * np.outer(m, m)) / (self.n - 1)
-        return self.n, m, cov
+        with np.errstate(over="ignore", invalid="ignore"):
+            m = s / self.n
+            cov = (q - self.n * np.outer(m, m)) / (self.n - 1)
+        return _checked(self.n, m, cov)
+
+
+def _checked(n: int, m: Array, cov: Array) -> tuple[int, Array, Array]:
+    """Refuse moments that overflowed (values near 1e154 or beyond square to inf)."""
+    if not (np.isfinite(m).all() and np.isfinite(cov).all()):
+        raise ValueError("the values are too large: their squares overflow the float range "
+                         "(rescale the metric or covariate, e.g. to thousands)")
+    return n, m, cov
 
 
 # A metric or covariate column spec: (numerator column, denominator column or None).
@@ -125,6 +138,15 @@ def _pooled(n_c: int, m_c: Array, s_c: Array, n_t: int, m_t: Array,
 
 
 def _cuped_core(control: tuple[int, Array, Array], treatment: tuple[int, Array, Array],
+                ratios: Sequence[_Ratio], names: tuple[str, ...],
+                confidence_level: float, method: str) -> AdjustedResult:
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # finite moments can still give a NaN/inf result (a denominator mean near 0): the
+        # result then says so with NaN fields rather than a warning
+        return _cuped_arms(control, treatment, ratios, names, confidence_level, method)
+
+
+def _cuped_arms(control: tuple[int, Array, Array], treatment: tuple[int, Array, Array],
                 ratios: Sequence[_Ratio], names: tuple[str, ...],
                 confidence_level: float, method: str) -> AdjustedResult:
     n_c, m_c, s_c = control
@@ -179,6 +201,42 @@ def cuped_from_sums(control: ArmSums, treatment: ArmSums, *, n_covariates: int,
                        confidence_level, method)
 
 
+def pow2_scales(z: Array) -> Array:
+    """Per-column powers of two that bring each column's largest ``|value|`` into [0.5, 1):
+    multiplying by them is exact in binary floating point, so results computed on the scaled
+    columns are the same numbers, but squares of values near 1e300 (or 1e-300) neither
+    overflow nor underflow."""
+    top = np.max(np.abs(z), axis=0) if z.shape[0] else np.ones(z.shape[1])
+    _mant, exp = np.frexp(np.where(top > 0, top, 1.0))
+    return np.asarray(np.ldexp(1.0, -exp), dtype=np.float64)
+
+
+def _scaled_core(z: Array, t: NDArray[np.bool_], ratios: Sequence[_Ratio],
+                 names: tuple[str, ...], confidence_level: float,
+                 method: str) -> AdjustedResult:
+    """:func:`_cuped_core` on power-of-two-scaled columns, returned in the original units."""
+    scale = pow2_scales(z)
+    zs = z * scale
+    res = _cuped_core(_arm_moments(zs[~t]), _arm_moments(zs[t]), ratios, names,
+                      confidence_level, method)
+
+    log2 = np.rint(np.log2(scale)).astype(int)  # exact: the scales are powers of two
+
+    def unit(ratio: _Ratio) -> int:  # original value = scaled value * 2**unit
+        a, b = ratio
+        return int((0 if b is None else log2[b]) - log2[a])
+
+    uy = unit(ratios[0])
+    theta = tuple(th * _pow2(uy - unit(r)) if th else 0.0
+                  for th, r in zip(res.theta, ratios[1:]))
+    return res.rescaled(_pow2(uy), theta)
+
+
+def _pow2(k: int) -> float:
+    """``2.0**k``, inf beyond the float range (instead of OverflowError)."""
+    return math.inf if k > 1023 else math.ldexp(1.0, max(k, -1100))
+
+
 def _method_name(ratio: bool, k: int) -> str:
     what = "ratio of means, delta method" if ratio else "mean"
     if k == 0:
@@ -226,6 +284,19 @@ def prepare_covariates(covariates: ArrayLike | None, n: int,
     return mat, tuple(out)
 
 
+def two_arms(codes: ArrayLike, control: object, treatment: object
+             ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """For three or more variants: ``(mask, indicator)`` selecting the units of ``control``
+    and ``treatment`` from per-unit variant codes, and the 0/1 treatment indicator of the
+    selected units. Use as ``cuped_mean(y[mask], indicator, x[mask])``: each comparison
+    estimates its own theta from its two arms, as tea-tasting does."""
+    c = np.asarray(codes)
+    if control == treatment:
+        raise ValueError(f"control ({control!r}) and treatment ({treatment!r}) must differ")
+    mask = (c == control) | (c == treatment)
+    return mask, (c[mask] == treatment).astype(np.int64)
+
+
 def _split(values: ArrayLike, treatment: ArrayLike, what: str) -> tuple[Array, NDArray[np.bool_]]:
     y = np.asarray(values, dtype=np.float64)
     t = np.asarray(treatment)
@@ -245,7 +316,8 @@ def _arm_moments(z: Array) -> tuple[int, Array, Array]:
     n = int(z.shape[0])
     if n < 2:
         raise ValueError(f"an arm needs at least 2 units, got {n}")
-    return n, z.mean(axis=0), np.atleast_2d(np.cov(z, rowvar=False, ddof=1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _checked(n, z.mean(axis=0), np.atleast_2d(np.cov(z, rowvar=False, ddof=1)))
 
 
 def cuped_mean(y: ArrayLike, treatment: ArrayLike, covariates: ArrayLike | None = None, *,
@@ -261,8 +333,7 @@ def cuped_mean(y: ArrayLike, treatment: ArrayLike, covariates: ArrayLike | None 
     x, names = prepare_covariates(covariates, yv.size, covariate_names)
     z = np.column_stack([yv, x])
     ratios: list[_Ratio] = [(j, None) for j in range(1 + x.shape[1])]
-    return _cuped_core(_arm_moments(z[~t]), _arm_moments(z[t]), ratios, names,
-                       confidence_level, _method_name(False, x.shape[1]))
+    return _scaled_core(z, t, ratios, names, confidence_level, _method_name(False, x.shape[1]))
 
 
 def cuped_ratio(numerator: ArrayLike, denominator: ArrayLike, treatment: ArrayLike,
@@ -301,8 +372,8 @@ def cuped_ratio(numerator: ArrayLike, denominator: ArrayLike, treatment: ArrayLi
                 ratios.append((len(cols) - 2, len(cols) - 1))
     z = np.column_stack(cols)
     names = tuple(covariate_names or (f"x{i}" for i in range(k)))
-    c, tr = _arm_moments(z[~t]), _arm_moments(z[t])
-    for n, m, _s in (c, tr):
-        if m[1] == 0 or any(b is not None and m[b] == 0 for _a, b in ratios):
-            raise ValueError(f"a denominator column sums to 0 in an arm of {n} units")
-    return _cuped_core(c, tr, ratios, names, confidence_level, _method_name(True, k))
+    for arm in (z[~t], z[t]):
+        if any(b is not None and not arm[:, b].any() for _a, b in ratios):
+            raise ValueError(f"a denominator column sums to 0 in an arm of {arm.shape[0]} "
+                             "units")
+    return _scaled_core(z, t, ratios, names, confidence_level, _method_name(True, k))

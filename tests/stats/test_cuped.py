@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from scipy import stats
+from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
 from modelrouter.stats.adjusted import lin_regression
 from modelrouter.stats.adjusted_result import AdjustedResult
@@ -28,6 +29,7 @@ from modelrouter.stats.cuped import (
     cuped_mean,
     cuped_ratio,
     prepare_covariates,
+    two_arms,
 )
 
 TOL = 1e-8
@@ -221,6 +223,72 @@ def test_result_shape() -> None:
     assert ci90.high - ci90.low < out["ci"]["high"] - out["ci"]["low"]
     neg = cuped_mean(d["y"] - 100.0, d["t"], d["x1"])
     assert neg.to_dict()["relative_ci"] == {"low": None, "high": None}
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 1e160])
+def test_hostile_magnitudes(scale: float) -> None:
+    """Composition-matrix cell "input: hostile": outcomes near 1e300 or 1e-300 give the same
+    test as at unit scale (exact power-of-two scaling inside), no overflow warning (warnings
+    are errors here); sums whose squares overflow are refused with a clear error."""
+    d = _data(n=400)
+    for fit in (cuped_mean, lin_regression):
+        base = fit(d["y"], d["t"], d["x1"])
+        big = fit(d["y"] * scale, d["t"], d["x1"])
+        assert big.pvalue == pytest.approx(base.pvalue, rel=1e-12)
+        assert big.difference == pytest.approx(base.difference * scale, rel=1e-12)
+        assert big.std_err == pytest.approx(base.std_err * scale, rel=1e-12)
+        assert big.theta[0] == pytest.approx(base.theta[0] * scale, rel=1e-12)
+    if scale > 1e200:
+        cols = np.column_stack([d["y"] * scale, d["x1"]])
+        with pytest.raises(ValueError, match="too large"):
+            cuped_from_sums(ArmSums.from_columns(cols[:200]), ArmSums.from_columns(cols[200:]),
+                            n_covariates=1)
+    with pytest.raises(ValueError, match="finite or NaN"):
+        cuped_mean(d["y"], d["t"], np.where(d["x1"] > 5, np.inf, d["x1"]))
+
+
+def test_degenerate_covariates() -> None:
+    """A constant covariate gets theta 0 (the unadjusted test, as tea-tasting); a duplicated
+    one changes nothing (minimum-norm coefficients, same adjustment)."""
+    d = _data()
+    plain = cuped_mean(d["y"], d["t"])
+    const = cuped_mean(d["y"], d["t"], np.full(d["y"].size, 7.0))
+    assert const.theta == (0.0,) and const.std_err == pytest.approx(plain.std_err, rel=1e-12)
+    one = cuped_mean(d["y"], d["t"], d["x1"])
+    two = cuped_mean(d["y"], d["t"], np.column_stack([d["x1"], 2 * d["x1"]]))
+    assert (two.difference, two.std_err) == pytest.approx((one.difference, one.std_err),
+                                                          rel=1e-9)
+
+
+def test_lin_rank_deficient_equals_statsmodels() -> None:
+    """Missing covariate values in the control arm only: the indicator is constant in the
+    treatment arm, so its interaction would be collinear with T; it is not interacted. The
+    reference is statsmodels on that design; the full design is rank-deficient (statsmodels
+    warns)."""
+    d = _data(n=600)
+    x = d["x1"].copy()
+    x[(d["t"] == 0) & (np.arange(600) % 6 == 0)] = np.nan
+    r = lin_regression(d["y"], d["t"], x, cov_type="HC1")
+    filled, _ = prepare_covariates(x, 600)
+    xc = filled - filled.mean(axis=0)
+    t = d["t"].astype(float)
+    with pytest.warns(SingularMatrixWarning):
+        sm.OLS(d["y"], np.column_stack([np.ones(600), t, xc, t[:, None] * xc])).fit()
+    fit = sm.OLS(d["y"], np.column_stack([np.ones(600), t, xc, t * xc[:, 0]])).fit(
+        cov_type="HC1")
+    assert r.difference == pytest.approx(fit.params[1], abs=TOL)
+    assert r.std_err == pytest.approx(fit.bse[1], rel=TOL)
+
+
+def test_two_arms_of_three_variants() -> None:
+    d = _data()
+    codes = np.array(["a", "b", "c"])[np.arange(d["y"].size) % 3]
+    mask, ind = two_arms(codes, "a", "c")
+    r = cuped_mean(d["y"][mask], ind, d["x1"][mask])
+    diff, *_ = _welch_reference(d["y"][mask], ind, d["x1"][mask][:, None])
+    assert r.n_control + r.n_treatment == mask.sum() and r.difference == pytest.approx(diff)
+    with pytest.raises(ValueError, match="must differ"):
+        two_arms(codes, "a", "a")
 
 
 # ---- tea-tasting, when installed -------------------------------------------------------------
