@@ -31,18 +31,17 @@ decisions, or a switch between A/B and bandit) they are refused: ``inconclusive`
 reason, never a biased number (see :mod:`modelrouter.analysis.quantile_guardrails`).
 
 **Events per arm.** As in ``analysis.always_valid()`` (:mod:`modelrouter.analysis.always_valid`,
-issue 12), a guardrail *passes*, and its interval is shown, only once each arm has
-:data:`~modelrouter.stats.always_valid.MIN_EVENTS` (100) events (:func:`guardrail_events`: units
-with a non-zero value, for a binary metric the rarer of successes and failures, at request level
-the recorded values; within the segment checked). Before that the variance of a skewed or
-heavy-tailed metric is typically under-estimated, so an interval would look narrower than it is:
-the guardrail is ``inconclusive`` and says how many events the smaller arm has. **A breach is
-acted on before the gate** (``fail``, with a note in the reason): the smaller arm is usually the
-control of a safety metric (errors), and a rule waiting for 100 control errors would keep a
-treatment that errs on 5% of requests against the control's 0.1% running for ~100,000 units per
-arm. The price: an early fail rests on the estimated variance (no false-fail inflation measured;
-docs/statistics.md, "Guardrails"). Quantile guardrails count requests in the latency histogram
-and wait for the same 100 per arm.
+issue 12), a guardrail on a continuous metric *passes*, and its interval is shown, only once
+each arm has :data:`~modelrouter.stats.always_valid.MIN_EVENTS` (100) events
+(:func:`guardrail_events`: units with a non-zero value, at request level the recorded values;
+within the segment checked): before that the variance of a skewed or heavy-tailed metric is
+typically under-estimated. Until then the guardrail is ``inconclusive`` and says how many events
+the smaller arm has (its ``estimate`` is shown, ``low``/``high`` are NaN). **A breach is acted on before the gate** (``fail``, noted in the reason):
+a rollback must not wait for the control to accumulate 100 events of a rare bad outcome. Binary
+metrics (errors) are not gated: their variance is a function of the rate, with no tail to miss,
+and an error guardrail whose arms have no errors at all must still be able to pass. Quantile
+guardrails count requests in the latency histogram and wait for 100 per arm. Measured false
+fails with the gate: docs/statistics.md, "Guardrails".
 
 Per-segment checks are Bonferroni-corrected across the segment values tested for that guardrail
 (each at ``alpha / m``); segments with fewer than ``min_segment_units`` units in either arm are
@@ -176,18 +175,15 @@ def _scale_means(spec: GuardrailSpec, mean_c: float, var_c: float, mean_t: float
 
 
 def guardrail_events(data: AnalysisData, metric: str, variant: str,
-                     segment: Mapping[str, str] | None, mc: Moments, mt: Moments) -> int:
+                     segment: Mapping[str, str] | None, mc: Moments, mt: Moments
+                     ) -> int | None:
     """The smaller of the control's and ``variant``'s events within ``segment`` (None:
-    everyone), counted as :func:`~modelrouter.analysis.always_valid.arm_events` counts them:
-    units with a non-zero value, for a binary metric the rarer of successes and failures, at
-    request level the recorded values (``mc``/``mt``: the two arms' moments in the segment)."""
-    spec = data.spec(metric)
-    if spec.aggregate == "any":
-        counts = []
-        for m in (mc, mt):
-            k = int(round(m.mean_x * m.n)) if m.n else 0
-            counts += [k, m.n - k]
-        return max(min(counts), 0)
+    everyone), counted as :func:`~modelrouter.analysis.always_valid.arm_events` counts them
+    (units with a non-zero value; at request level the recorded values; ``mc``/``mt``: the two
+    arms' moments in the segment); None for a binary metric, which is not gated (see the module
+    docstring)."""
+    if data.spec(metric).kind == "binary":
+        return None
     units = data.snapshot.units
     if units is None:
         return min(int(round(m.mean_y * m.n)) for m in (mc, mt))
@@ -271,8 +267,8 @@ def decide(spec: GuardrailSpec, scaled: tuple[float, float, float] | str, *, alp
                  f"pass would wait; the smaller arm has {events:,})")
         return result("fail", e, low, high, f"{name}{where}: {shown} lies entirely "
                       f"beyond the margin {bound}: the guardrail is breached{early}")
-    if waiting is not None:
-        return result("inconclusive", nan, nan, nan, waiting)
+    if waiting is not None:  # the point estimate, but no interval yet
+        return result("inconclusive", e, nan, nan, waiting)
     if safe:
         return result("pass", e, low, high, f"{name}{where}: {shown} excludes a "
                       f"change beyond {bound}")
@@ -385,7 +381,10 @@ def _adaptive_guardrails(data: AnalysisData, spec: GuardrailSpec, alpha: float
             scaled = _scale_means(spec, c.mean, c.std_err**2, t.mean, t.std_err**2)
             if not isinstance(scaled, str) and not spec.relative:  # the compare's own variance
                 scaled = (cmp.difference, cmp.std_err**2, *scaled[2:])
-            if seg is None:
+            events: int | None
+            if data.spec(spec.metric).kind == "binary":
+                events = None  # not gated: see the module docstring
+            elif seg is None:
                 events = arm_events(data, spec.metric, variant, cmp)
             else:
                 mom = data.moments(spec.metric, seg)

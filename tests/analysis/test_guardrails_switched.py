@@ -137,9 +137,10 @@ def test_quantile_guardrail_on_ab_traffic_is_computed_after_100_requests() -> No
 
 
 def test_error_breach_fails_before_the_gate_and_rolls_back() -> None:
-    """A treatment erring on 10% of requests against a control without errors: the control
-    has 0 error events, far below the gate, yet the breach is acted on (a rollback must not
-    wait for 100 control errors), through the monitor, after A/B -> bandit -> A/B."""
+    """A treatment erring on 10% of requests against a control without errors: a binary
+    metric is not event-gated (the control will never have 100 errors), so the breach is acted
+    on through the monitor after A/B -> bandit -> A/B; and an error guardrail without any
+    error in either arm still passes once the arms are large."""
     exp = make(("a", "b"), seed=12, guardrails={"error": {"max_increase": 0.01}},
                rollback=True)
     rng = np.random.default_rng(12)
@@ -155,9 +156,31 @@ def test_error_breach_fails_before_the_gate_and_rolls_back() -> None:
             if exp.bandit is not None:
                 exp.bandit.wait_idle()
     results = [g for g in exp.check_guardrails() if g.label == "error"]
-    assert [g.status for g in results] == ["fail"]
-    assert "a breach is acted on at once" in results[0].reason
+    assert [g.status for g in results] == ["fail"] and "wait for" not in results[0].reason
     assert exp.rolled_back
+    clean = make(("a", "b"), seed=13, guardrails={"error": {"max_increase": 0.05}})
+    for u in range(2000):
+        _d, seq = clean.route(f"c-u{u}")
+        clean.store.record_auto(seq, 20.0, 0.0)
+    assert [g.status for g in clean.check_guardrails() if g.label == "error"] == ["pass"]
+
+
+def test_continuous_breach_fails_before_the_gate() -> None:
+    """Few events (5 per arm as given, below the gate) but an overwhelming breach (means 2.0
+    against 0.05, margin 0.5): fail, noted; a change within the margin stays inconclusive with
+    no interval shown."""
+    spec = GuardrailSpec("revenue", "decrease", 0.5)
+    c, t = np.linspace(1.5, 2.5, 1000), np.linspace(0.0, 0.1, 1000)
+    res = check_guardrail(spec, Moments.from_arrays(c, np.ones(c.size)),
+                          Moments.from_arrays(t, np.ones(t.size)), ratio=False, alpha=0.05,
+                          variant="t", events=5)
+    assert res.status == "fail" and "a breach is acted on at once" in res.reason
+    gated = check_guardrail(GuardrailSpec("revenue", "decrease", 5.0),
+                            Moments.from_arrays(c, np.ones(c.size)),
+                            Moments.from_arrays(c[::-1], np.ones(c.size)), ratio=False,
+                            alpha=0.05, variant="t", events=5)
+    assert gated.status == "inconclusive" and "has 5 events" in gated.reason
+    assert np.isnan(gated.low) and np.isnan(gated.high)
 
 
 MU, SD, BUY = 3.0, 1.5, 0.05  # revenue: 5% buyers, lognormal amounts
