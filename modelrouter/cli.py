@@ -167,6 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "metric)")
         if args.looks < 1:
             parser.error(f"plan: --looks ({args.looks}) must be at least 1")
+        if args.rho is not None or args.variance_reduction is not None:
+            from modelrouter.stats.power_adjusted import expected_variance_reduction
+            try:  # refused before anything is printed
+                expected_variance_reduction(args.rho, args.variance_reduction)
+            except ValueError as exc:
+                parser.error(f"plan: {exc}")
     command: Callable[[argparse.Namespace], int] = args.func
     if args.command in commands():
         return run(command, args)

@@ -86,3 +86,6 @@ def test_cli_plan_rho() -> None:
                           "--mde", "0.1", "--rho", "0.6"], capture_output=True, text=True,
                          check=True).stdout
     assert "1,005" in out and "1,570" in out and "saved" in out
+    bad = subprocess.run([sys.executable, "-m", "modelrouter", "plan", "--sd", "1", "--mde",
+                          "0.1", "--rho", "1.5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == "" and "rho (1.5)" in bad.stderr
