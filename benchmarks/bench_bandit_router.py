@@ -61,7 +61,7 @@ def refresh_ms(arms: int, k: int = 20) -> float:
     times = []
     for _ in range(k):
         start = time.perf_counter()
-        exp.bandit.refresh_if_due(force=True)
+        exp.state.refresh_bandit(force=True)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
