@@ -36,8 +36,9 @@ each arm has :data:`~modelrouter.stats.always_valid.MIN_EVENTS` (100) events
 (:func:`guardrail_events`: units with a non-zero value, at request level the recorded values;
 within the segment checked): before that the variance of a skewed or heavy-tailed metric is
 typically under-estimated. Until then the guardrail is ``inconclusive`` and says how many events
-the smaller arm has (its ``estimate`` is shown, ``low``/``high`` are NaN). **A breach is acted on before the gate** (``fail``, noted in the reason):
-a rollback must not wait for the control to accumulate 100 events of a rare bad outcome. Binary
+the smaller arm has (its ``estimate`` is shown, ``low``/``high`` are NaN). **A breach is acted
+on before the gate** (``fail``, noted in the reason): a rollback must not wait for the control
+to accumulate 100 events of a rare bad outcome. Binary
 metrics (errors) are not gated: their variance is a function of the rate, with no tail to miss,
 and an error guardrail whose arms have no errors at all must still be able to pass. Quantile
 guardrails count requests in the latency histogram and wait for 100 per arm. Measured false

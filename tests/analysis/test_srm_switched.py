@@ -50,9 +50,9 @@ def run(exp: Experiment, seed: int, lose: float = 0.0, phases: list[tuple[str, i
         for _ in range(n):
             t += 1
             unit = f"s{seed}-u{t}"
-            if twin is not None and mode == "ab":
-                if (twin.assign(unit).variant == exp.names[-1] and rng.random() < lose):
-                    continue
+            if (twin is not None and mode == "ab"
+                    and twin.assign(unit).variant == exp.names[-1] and rng.random() < lose):
+                continue
             d = exp.assign(unit if unit_level else None)
             arm = exp.names.index(d.variant)
             exp.record(d, "click", int(rng.random() < 0.2 + 0.05 * arm))
