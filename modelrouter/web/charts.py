@@ -18,9 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from modelrouter.web.svg import PALETTE, fmt
+from modelrouter.web.svg import fmt
 
-__all__ = ["Axis", "EffectRow", "Reference", "Series", "effect_plot", "nice_axis", "xy_chart"]
+__all__ = ["PALETTE", "Axis", "EffectRow", "Reference", "Series", "effect_plot", "nice_axis",
+           "xy_chart"]
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e377c2",
+           "#bcbd22")
+"""Variant colours (tab10 without its red and grey: red marks boundaries and margins)."""
 
 WIDTH = 1160  # viewBox width: about the width of a section at a 1280 px window
 

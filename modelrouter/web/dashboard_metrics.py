@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import always_valid_test
-from modelrouter.web.charts import EffectRow, Reference, Series, effect_plot, xy_chart
-from modelrouter.web.svg import PALETTE, fmt
+from modelrouter.web.charts import PALETTE, EffectRow, Reference, Series, effect_plot, xy_chart
+from modelrouter.web.dashboard_sequential import sequential_chart
+from modelrouter.web.svg import fmt
 from modelrouter.web.units import DisplayUnit, display_unit, percent
 
 if TYPE_CHECKING:
@@ -181,6 +182,26 @@ def _cumulative(analysis: Analysis, metric: str, unit: DisplayUnit,
     return html
 
 
+def _z_paths(analysis: Analysis, metric: str, treatments: Sequence[str],
+             alpha: float | None) -> str:
+    """The sequential z path of a metric other than the primary, for the treatments with
+    recorded looks on it (informative: the verdict decides on the primary)."""
+    html = ""
+    for name in treatments:
+        if not any(k.metric == metric and k.variant == name for k in analysis.snapshot.looks):
+            continue
+        try:
+            result = analysis.sequential(metric, name, alpha=alpha)
+        except AnalysisError:
+            continue
+        html += sequential_chart(result, analysis.snapshot.looks,
+                                 variant_color(analysis, name), height=240)
+    if html:
+        html += ('<p class="caption">The sequential test of a secondary metric, for '
+                 "information: the verdict decides on the primary metric.</p>")
+    return html
+
+
 def metric_html(analysis: Analysis, metric: str, *, alpha: float | None = None,
                 guardrails: Sequence[GuardrailResult] = ()) -> str:
     """The inside of one metric's section (see the module docstring). ``alpha``: the level of
@@ -222,7 +243,13 @@ def metric_html(analysis: Analysis, metric: str, *, alpha: float | None = None,
                             escape(fmt(c.pvalue, 3))])
     if defined:
         html = _effect_plots(analysis, metric, unit, defined, guardrails)
+        estimators = sorted({c.estimator for c in defined.values()} - {"difference in means"})
+        if estimators:  # bandit traffic: weighted estimates, say which
+            html += (f'<p class="caption">Estimator: {escape(", ".join(estimators))} (traffic '
+                     "allocated adaptively; see the analysis notes).</p>")
         html += _cumulative(analysis, metric, unit, defined, alpha, guardrails)
+        if metric != analysis.config.primary:
+            html += _z_paths(analysis, metric, list(defined), alpha)
     else:
         html = (f'<p class="muted not-enough">{NOT_ENOUGH_DATA}: no treatment can be compared '
                 f"with the control on {escape(metric)} (no events, or too few units)</p>")
