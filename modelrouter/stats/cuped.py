@@ -155,7 +155,9 @@ def _cuped_arms(control: tuple[int, Array, Array], treatment: tuple[int, Array, 
     r_p, v_p = _linearise(m_p, s_p, ratios)
     k = len(ratios) - 1
     theta: Array = np.zeros(k)
-    if k:
+    if k and not np.isfinite(v_p).all():  # e.g. a denominator whose mean is 0
+        theta = np.full(k, np.nan)
+    elif k:
         # lstsq: a collinear or constant covariate gets the minimum-norm coefficient (a constant
         # one: 0, as tea-tasting) instead of an error
         theta = np.asarray(np.linalg.lstsq(v_p[1:, 1:], v_p[1:, 0], rcond=None)[0],
