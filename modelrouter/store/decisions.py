@@ -21,6 +21,10 @@ The :class:`DecisionTracker` keeps, for the decisions the bandit routes:
   (less costs already recorded) until its reward arrives; a reward that never arrives (past the
   attribution window or evicted from the ring) leaves it at 0. ``"omit"``: a decision counts
   only once a value of the reward metric has been recorded for it.
+- The refresh schedule (``pending``, ``updates``, ``on_due``) counts recorded values that
+  change a decision's reward, under either rule; an exposure counted at reward 0 moves the
+  counters but not the schedule (otherwise every request would be a training update and the
+  weights would be recomputed every ``refresh_every`` requests, whatever the rewards).
 
 Memory is O(max_pending x metrics) for the ring and O(groups) for the sums. The ring is the
 shared :class:`~modelrouter.store.ring.PendingRing` (payload: the decision's group; columns:
@@ -122,7 +126,6 @@ class DecisionTracker:
             self._unit_last[unit_row] = seq
         if zero:  # counts as a reward of 0 from now until its reward arrives
             self._add(variant, 0.0, 1.0)
-            self._bump()
 
     def apply(self, seq: int, m: int, value: float) -> None:
         """Add a validated value of metric ``m`` to decision ``seq`` if it is tracked."""

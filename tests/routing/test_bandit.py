@@ -463,7 +463,7 @@ def test_a_refresh_that_changes_nothing_keeps_the_epoch() -> None:
     assert exp.state.refresh_bandit(force=True) is not None
     assert len(exp.store.epochs()) == epochs_before + 1
     # and a real change does start an epoch: the better arm gets worse
-    drive(exp, [0.95, 0.0], 3_000, seed=3)
+    drive(exp, [0.95, 0.0], 6_000, seed=3)  # ~285 rewards: refreshes at 100 and 200
     assert len(exp.store.epochs()) > epochs_before + 1
     changes = [max(abs(x - y) for x, y in zip(e.weights, f.weights))
                for e, f in zip(exp.store.epochs(), exp.store.epochs()[1:])]
