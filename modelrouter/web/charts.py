@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from modelrouter.web.svg import fmt
+from modelrouter.web.svg import data_number, fmt, svg_open
 
 __all__ = ["PALETTE", "Axis", "EffectRow", "Reference", "Series", "effect_plot", "nice_axis",
            "xy_chart"]
@@ -28,11 +28,6 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e
 """Variant colours (tab10 without its red and grey: red marks boundaries and margins)."""
 
 WIDTH = 1160  # viewBox width: about the width of a section at a 1280 px window
-
-
-def _num(value: float) -> str:
-    """A number for a data-* attribute: full precision, ``nan``/``inf`` spelled out."""
-    return repr(float(value)) if math.isfinite(value) else str(float(value))
 
 
 @dataclass(frozen=True)
@@ -99,13 +94,6 @@ class EffectRow:
     color: str = ""  # default: the palette in row order
 
 
-def _svg_open(cls: str, title: str, width: int, height: int) -> list[str]:
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {cls}" viewBox="0 0 {width} '
-            f'{height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
-            f'<text x="4" y="18" class="chart-title">{escape(title)}</text>']
-
-
 def _reference(ref: Reference, scale: float, axis: Axis, a: float, b: float, y0: float,
                y1: float, *, vertical: bool) -> list[str]:
     """A reference line and its label; nothing when it is outside the axis or not finite."""
@@ -124,7 +112,7 @@ def _reference(ref: Reference, scale: float, axis: Axis, a: float, b: float, y0:
         line = f'<line x1="{y0:.1f}" y1="{p:.1f}" x2="{y1:.1f}" y2="{p:.1f}" {style}/>'
         text = (f'<text x="{y1 - 4:.1f}" y="{p - 4:.1f}" class="{label_cls}" '
                 f'text-anchor="end">{escape(ref.label)}</text>')
-    return [f'<g class="reference {escape(ref.kind)}" data-value="{_num(ref.value)}" '
+    return [f'<g class="reference {escape(ref.kind)}" data-value="{data_number(ref.value)}" '
             f'data-label="{escape(ref.label)}">{line}{text}</g>']
 
 
@@ -139,7 +127,7 @@ def effect_plot(rows: Sequence[EffectRow], *, title: str, axis_label: str, scale
     axis = nice_axis([v * scale for r in rows for v in (r.low, r.high, r.estimate)],
                      include=[0.0, *(ref.value * scale for ref in references)])
     y_axis = height - bottom + 6
-    out = _svg_open("effect", title, width, height)
+    out = svg_open("effect", title, width, height)
     for t in axis.ticks:
         p = axis.pixel(t, x0, x1)
         out.append(f'<line x1="{p:.1f}" y1="{top - 8}" x2="{p:.1f}" y2="{y_axis}" '
@@ -156,7 +144,8 @@ def effect_plot(rows: Sequence[EffectRow], *, title: str, axis_label: str, scale
         effects += not r.guardrail
         cls = "guardrail-row" if r.guardrail else "row"
         out.append(f'<g class="{cls}" data-label="{escape(r.label)}" data-estimate='
-                   f'"{_num(r.estimate)}" data-lo="{_num(r.low)}" data-hi="{_num(r.high)}">')
+                   f'"{data_number(r.estimate)}" data-lo="{data_number(r.low)}" '
+                   f'data-hi="{data_number(r.high)}">')
         out.append(f'<text x="4" y="{y + 4:.1f}" class="label">{escape(r.label)}</text>')
         lo, hi = r.low * scale, r.high * scale
         if math.isfinite(lo) and math.isfinite(hi):
@@ -215,7 +204,7 @@ def xy_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str
     def py(y: float) -> float:
         return y_axis.pixel(y, y0, y1)
 
-    out = _svg_open("xy", title, width, height)
+    out = svg_open("xy", title, width, height)
     for t in x_axis.ticks:
         out.append(f'<line x1="{px(t):.1f}" y1="{y1}" x2="{px(t):.1f}" y2="{y0}" stroke="#eee"/>'
                    f'<text x="{px(t):.1f}" y="{y0 + 16}" class="tick" text-anchor="middle">'
@@ -236,8 +225,9 @@ def xy_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str
     legend_x = x0
     for i, (s, p, b) in enumerate(zip(series, pts, bands)):
         color = s.color or PALETTE[i % len(PALETTE)]
-        data = ";".join(f"{_num(x)},{_num(y)}" for x, y in s.points)
-        band = ";".join(f"{_num(x)},{_num(lo)},{_num(hi)}" for x, lo, hi in s.band)
+        data = ";".join(f"{data_number(x)},{data_number(y)}" for x, y in s.points)
+        band = ";".join(f"{data_number(x)},{data_number(lo)},{data_number(hi)}"
+                        for x, lo, hi in s.band)
         out.append(f'<g class="series {escape(s.style)}" data-name="{escape(s.name)}" '
                    f'data-points="{data}"' + (f' data-band="{band}"' if s.band else "") + ">")
         if len(b) > 1:

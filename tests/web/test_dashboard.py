@@ -12,8 +12,8 @@ import pytest
 from modelrouter import ModelRouter
 from modelrouter.analysis import GuardrailResult, Verdict
 from modelrouter.web.admin import COOKIE_NAME
+from modelrouter.web.charts import EffectRow, effect_plot
 from modelrouter.web.dashboard import SECTIONS, render_dashboard
-from modelrouter.web.svg import ForestRow, forest_plot
 from tests.web.conftest import ADMIN, BEARER, PREFIX, Client, make_router
 
 URL = f"{PREFIX}/dashboard"
@@ -125,9 +125,9 @@ def test_everything_user_supplied_is_escaped(router: ModelRouter) -> None:
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert 'id="bandit"' in html and "unavailable" in html  # a failing section says so
-    svg = forest_plot([ForestRow(evil, 1.0, 0.5, 1.5)], title=evil)
-    # title (aria-label, <title>, caption), row label and data-label: all escaped
-    assert "<script>" not in svg and svg.count("&lt;script&gt;") == 5
+    svg = effect_plot([EffectRow(evil, 1.0, 0.5, 1.5, evil)], title=evil, axis_label=evil)
+    # title (aria-label, <title>, caption), row label, data-label, text, axis: all escaped
+    assert "<script>" not in svg and svg.count("&lt;script&gt;") == 7
 
 
 def test_verdict_disagreement_and_stop_decisions_are_alarms(router: ModelRouter) -> None:
