@@ -7,6 +7,7 @@ the metric sections of the other metrics that have recorded looks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,8 @@ def planned_boundary(result: SequentialAnalysis) -> list[tuple[float, float]]:
 def sequential_chart(result: SequentialAnalysis, looks: Sequence[Look], color: str = "",
                      height: int = 300) -> str:
     """z at each recorded look (then now) against the boundaries of those looks; the planned
-    boundary of the remaining looks dotted; x is the information fraction."""
+    boundary of the remaining looks dotted; the non-binding futility bounds (when the plan has
+    them) grey; x is the information fraction."""
     if result.test is None:
         return ""
     design = result.test.design
@@ -68,6 +70,15 @@ def sequential_chart(result: SequentialAnalysis, looks: Sequence[Look], color: s
         if planned:
             series.append(Series("planned -boundary", [(x, -z) for x, z in planned],
                                  style="planned", color="#cf222e"))
+    futility = result.futility
+    if futility is not None:  # non-binding: one-sided stop at z <= bound, two-sided |z| < bound
+        rates = [float(x) for x in design.information_rates]
+        pts = [(x, float(b)) for x, b in zip(rates, futility.bounds) if math.isfinite(b)]
+        if pts:
+            series.append(Series("futility", pts, style="boundary", color="#57606a"))
+            if futility.sided == 2:
+                series.append(Series("-futility", [(x, -b) for x, b in pts],
+                                     style="boundary", color="#57606a"))
     sides = "two-sided" if design.sided == 2 else "one-sided"
     return xy_chart(series, title=f"{result.metric}: {result.variant} vs {result.control}, z at "
                     f"each look against the {sides} boundary (alpha {fmt(design.alpha)})",

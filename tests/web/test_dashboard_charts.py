@@ -7,10 +7,12 @@ from __future__ import annotations
 import math
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
 from modelrouter import ModelRouter
+from modelrouter.analysis import Verdict
 from modelrouter.web.charts import nice_axis
 from modelrouter.web.dashboard import render_dashboard
 from modelrouter.web.units import DisplayUnit, display_unit
@@ -196,3 +198,39 @@ def test_bandit_section_is_a_table() -> None:
     for v, p in result.p_best.items():
         assert f"{p:.1%}" in part, v
     assert 'id="weights"' in html and "since the first epoch" in section(html, "weights")
+
+
+def test_futility_bounds_are_drawn() -> None:
+    """A one-sided plan with non-binding futility bounds: the grey series holds the analysis'
+    bounds at the recorded looks (to_dict), the efficacy boundary above them."""
+    router = make_router(primary="click", plan={"max_units": 1000, "looks": 5, "sided": 1,
+                                                "futility_spending": "obrien-fleming"})
+    client = Client(router)
+    for batch in ("a", "b"):
+        for i, t in enumerate(client.tokens(400, batch)):
+            router.record_token(t, "click", int(i % 3 == 0))
+        router.record_look()
+    html = render_dashboard(router, router.analysis(), PREFIX, sections=("sequential",))
+    part = section(html, "sequential")
+    futility = router.analysis().sequential().to_dict()["futility"]
+    drawn = triples(tags(part, "g", data_name="futility")[0]["data-points"])
+    assert [z for _, z in drawn] == futility["bounds"]
+    bound = triples(tags(part, "g", data_name="boundary")[0]["data-points"])
+    assert all(f < b for (_, f), (_, b) in zip(drawn, bound))
+    assert 'data-name="-boundary"' not in part and 'data-name="-futility"' not in part
+
+
+@pytest.mark.parametrize(("decision", "tone"), [
+    ("ship", "good"), ("keep_testing", "wait"), ("no_effect", "neutral"), ("harmful", "stop"),
+    ("blocked_by_guardrail", "stop"), ("invalid", "stop")])
+def test_verdict_banner_colour_follows_the_decision(decision: str, tone: str) -> None:
+    router = make_router(primary="click")
+    Client(router).tokens(10)
+    analysis: Any = router.analysis()
+    analysis.verdict = lambda: Verdict(decision=decision, reasons=("why",), primary="click",
+                                       variant="treatment", srm_pvalue=1.0)
+    html = render_dashboard(router, analysis, PREFIX, sections=("verdict",))
+    assert html.count('class="banner') == 1
+    assert f'class="banner {tone}" id="verdict-banner" data-decision="{decision}"' in html
+    assert f">{decision.replace('_', ' ').upper()}</strong>" in html
+    assert "<li>why</li>" in html
