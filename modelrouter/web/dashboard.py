@@ -40,7 +40,7 @@ _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;
 background:#f6f7f9}header{background:#1d2733;color:#fff;padding:12px 24px}
 header h1{font-size:18px;margin:0}header p{margin:4px 0 0;color:#c9d1d9}
-main{padding:16px 24px}section{background:#fff;border:1px solid #e1e4e8;
+main{padding:16px 24px;max-width:1600px}section{background:#fff;border:1px solid #e1e4e8;
 border-radius:6px;padding:12px 16px;margin:0 0 16px}h2{font-size:16px;margin:0 0 8px}
 h3{font-size:14px;margin:12px 0 6px}table{border-collapse:collapse;margin:6px 16px 6px 0}
 td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right;vertical-align:top}

@@ -173,6 +173,9 @@ def _cumulative(analysis: Analysis, metric: str, unit: DisplayUnit,
                         x_label="units in both arms (at each look, the last point is now)",
                         y_label=unit.axis_label, y_scale=unit.scale, references=refs,
                         x_include=[0.0], x_floor=0.0, height=280)
+    if series and all(len(x.points) == 1 for x in series):
+        html += ('<p class="caption">Only now: no look has been recorded on '
+                 f"{escape(metric)} yet (record_look or POST /looks), so there is no path.</p>")
     if gated:
         html += ('<p class="caption">No band at a look where an arm had fewer events than the '
                  "always-valid test waits for (its interval is unbounded there).</p>")
