@@ -50,7 +50,7 @@ inner = Starlette(routes=[Route("/predict", predict), Route("/stats", stats)])
 config = RouterConfig(experiment="bandit-it", metrics={"click": "binary"}, reward="click",
                       mode="bandit", store=os.environ.get("MODELROUTER_TEST_REDIS",
                                                           "redis://127.0.0.1:6379/0"),
-                      paths=["/predict"], flush_seconds=0.05, refresh_every=500,
+                      paths=["/predict"], flush_seconds=0.05, refresh_every=50,
                       refresh_seconds=None, secret=SECRET, admin_token=ADMIN)
 router = ModelRouter(inner, {"bad": 0, "good": 1, "other": 2}, config)
 app = router

@@ -142,7 +142,7 @@ def one_process_share(n: int, seed: int) -> float:
     from modelrouter import Experiment, RouterConfig
 
     config = RouterConfig(experiment="bandit-it", metrics={"click": "binary"}, reward="click",
-                          mode="bandit", refresh_every=500, refresh_seconds=None)
+                          mode="bandit", refresh_every=50, refresh_seconds=None)
     exp = Experiment({"bad": 0, "good": 1, "other": 2}, config)
     rng = random.Random(seed)
     order = []
