@@ -2,12 +2,19 @@
 external asset), rebuilt from a fresh analysis on every load and refreshed by a meta tag.
 
 The page shows the allocation, one section per analysis question (:data:`SECTIONS`: the
-verdict, SRM, guardrails, the sequential test and the bandit; the caller may choose fewer), the
-weights over time when they changed, and every metric. A section whose question cannot be
-answered yet (no plan, no bandit, too little data: :class:`AnalysisError`) says so in a muted
-note; one that fails otherwise renders its error as an alarm instead of breaking the page.
-Every value that reaches the page goes through :func:`html.escape`: variant and metric names
-come from the config, but unit ids and segment values come from users.
+verdict as one coloured banner, SRM, guardrails, the sequential test's z path against its
+boundaries and the bandit; see :mod:`modelrouter.web.dashboard_sections`; the caller may
+choose fewer), the weights over time when they changed, and every metric: the treatment
+effects against zero and the guardrail margins, the cumulative effect with its always-valid
+band (:mod:`modelrouter.web.dashboard_metrics`), in one unit per metric (%, pp, ms:
+:mod:`modelrouter.web.units`). Charts are inline SVG stretched to the page width
+(:mod:`modelrouter.web.charts`), so the strict CSP (no script, inline styles) holds.
+
+A section whose question cannot be answered yet (no plan, no bandit, too little data:
+:class:`AnalysisError`) says so in a muted note; one that fails otherwise renders its error
+as an alarm instead of breaking the page. Every value that reaches the page goes through
+:func:`html.escape`: variant and metric names come from the config, but unit ids and segment
+values come from users.
 """
 
 from __future__ import annotations

@@ -143,6 +143,7 @@ def _cumulative(analysis: Analysis, metric: str, unit: DisplayUnit,
     treatment; x is the units in both arms at the look."""
     series, notes = [], []
     level, gated = math.nan, False
+    x_label = "units in both arms (at each look, the last point is now)"
     for name, c in results.items():
         try:
             av = analysis.always_valid(metric, name, alpha=alpha)
@@ -155,6 +156,7 @@ def _cumulative(analysis: Analysis, metric: str, unit: DisplayUnit,
         units = [float(k.units) for k in looks] + [float(c.control.units + c.treatment.units)]
         if len(units) != len(path):  # not the looks the test ran on: number them instead
             units = [float(i + 1) for i in range(len(path))]
+            x_label = "look (the last one is now)"
         series.append(Series(name, [(x, d) for x, (d, _, _) in zip(units, path)],
                              band=[(x, lo, hi) for x, (_, lo, hi) in zip(units, path)],
                              color=variant_color(analysis, name)))
@@ -170,9 +172,8 @@ def _cumulative(analysis: Analysis, metric: str, unit: DisplayUnit,
         refs = [Reference(0.0, "0", "zero"), *_margins(guardrails, metric, unit)[0]]
         html = xy_chart(series, title=f"{metric}: cumulative effect at each recorded look and "
                         f"now, with its {fmt(level * 100)}% always-valid band",
-                        x_label="units in both arms (at each look, the last point is now)",
-                        y_label=unit.axis_label, y_scale=unit.scale, references=refs,
-                        x_include=[0.0], x_floor=0.0, height=280)
+                        x_label=x_label, y_label=unit.axis_label, y_scale=unit.scale,
+                        references=refs, x_include=[0.0], x_floor=0.0, height=280)
     if series and all(len(x.points) == 1 for x in series):
         html += ('<p class="caption">Only now: no look has been recorded on '
                  f"{escape(metric)} yet (record_look or POST /looks), so there is no path.</p>")
