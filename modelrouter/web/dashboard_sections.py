@@ -98,7 +98,9 @@ def _guardrail_row(analysis: Analysis, g: GuardrailResult) -> list[str]:
                                     else display_unit(spec).change)
     margin = show(g.margin if g.direction == "increase" else -g.margin)
     if math.isfinite(g.low) and math.isfinite(g.high):
-        change, interval = show(g.estimate), f"[{show(g.low)}, {show(g.high)}]"
+        change = show(g.estimate)
+        interval = (display_unit(spec).interval(g.low, g.high) if spec is not None
+                    and not g.relative else f"[{show(g.low)}, {show(g.high)}]")
     else:
         change, interval = "", "not bounded yet"
     status = {"fail": "alarm", "pass": "ok"}.get(g.status, "muted")

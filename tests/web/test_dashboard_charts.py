@@ -234,3 +234,19 @@ def test_verdict_banner_colour_follows_the_decision(decision: str, tone: str) ->
     assert f'class="banner {tone}" id="verdict-banner" data-decision="{decision}"' in html
     assert f">{decision.replace('_', ' ').upper()}</strong>" in html
     assert "<li>why</li>" in html
+
+
+def test_guardrail_table_speaks_one_unit_per_guardrail(ab_router: ModelRouter,
+                                                       ab_page: str) -> None:
+    """Relative guardrails in %, absolute ones in the metric's unit (pp for the error rate),
+    the margin as the allowed change; the interval is the guardrail's own."""
+    rows = re.findall(r"<tr>(.*?)</tr>", section(ab_page, "guardrails"))
+    cells = {re.sub(r"<[^>]+>", "", r.split("</td>")[0]): re.findall(r"<td>(.*?)</td>", r)
+             for r in rows}
+    results = {g.label: g for g in ab_router.analysis().guardrails()}
+    latency = cells["latency_ms"]
+    g = results["latency_ms"]
+    assert latency[4] == f"{g.estimate * 100:+.4g}%" and latency[6] == "at most +10%"
+    assert latency[5] == f"[{g.low * 100:+.4g}%, {g.high * 100:+.4g}%]"
+    assert cells["error"][6] == "at most +1 pp" and cells["error"][5].endswith("] pp")
+    assert cells["revenue"][6] == "at least -1"
