@@ -51,7 +51,8 @@ from modelrouter.routing.decision import Decision
 from modelrouter.routing.policies import RouteContext
 from modelrouter.store.decisions import HOLDOUT, STICKY, DecisionTracker, Training
 
-__all__ = ["NEGLIGIBLE_CHANGE", "BanditAllocation", "BanditRouter", "BanditState"]
+__all__ = ["EPOCH_BUDGET", "NEGLIGIBLE_CHANGE", "BanditAllocation", "BanditRouter",
+           "BanditState"]
 
 _log = logging.getLogger("modelrouter.bandit")
 _ALIVE: weakref.WeakSet[BanditRouter] = weakref.WeakSet()
@@ -60,6 +61,10 @@ NEGLIGIBLE_CHANGE = 0.005
 """A scheduled refresh that moves no arm's share by this much or more keeps the weights in
 force and their epoch: epochs (and the per-epoch sums kept for the analysis) then grow with
 the changes of routing, not with the number of refreshes (README, "Bandit mode")."""
+EPOCH_BUDGET = 1_000
+"""The threshold doubles every ``EPOCH_BUDGET`` epochs (1 pp after 1,000, 2 pp after 2,000, ...),
+so that scheduled refreshes start at most about 8,000 epochs in all (past 128 pp no share can
+move enough): a hard bound on the per-epoch state, whatever the posterior does."""
 
 
 class BanditAllocation(Allocation):
@@ -259,12 +264,13 @@ class BanditRouter:
         self.allocator.restore(self.ctx.store.peek_training(), weights)
         return weights
 
-    def negligible(self, current: Weights, new: Weights) -> bool:
-        """Whether ``new`` routes like ``current``: same active arms and no share moved by
-        :data:`NEGLIGIBLE_CHANGE` or more."""
+    def negligible(self, current: Weights, new: Weights, epoch: int = 0) -> bool:
+        """Whether ``new`` routes like ``current`` at routing epoch ``epoch``: same active arms
+        and no share moved by :data:`NEGLIGIBLE_CHANGE` (doubled every :data:`EPOCH_BUDGET`
+        epochs) or more."""
+        threshold = NEGLIGIBLE_CHANGE * 2.0 ** min(epoch // EPOCH_BUDGET, 16)
         return current.active == new.active and all(
-            abs(a - b) < NEGLIGIBLE_CHANGE
-            for a, b in zip(current.probabilities, new.probabilities))
+            abs(a - b) < threshold for a, b in zip(current.probabilities, new.probabilities))
 
     def keep(self, current: Weights) -> None:
         """After a refresh found no change: the allocator keeps its posterior and goes back to

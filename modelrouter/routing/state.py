@@ -214,7 +214,7 @@ class RoutingState(SharedMembers):
         assert bandit is not None
         current = self._bandit_weights
         new = bandit.compute(self._effective_active())
-        if current is not None and bandit.negligible(current, new):
+        if current is not None and bandit.negligible(current, new, self.allocation.epoch):
             bandit.keep(current)
             self._skipped = (self._updates, self._clock())
             return self.allocation

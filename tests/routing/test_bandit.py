@@ -468,3 +468,24 @@ def test_a_refresh_that_changes_nothing_keeps_the_epoch() -> None:
     changes = [max(abs(x - y) for x, y in zip(e.weights, f.weights))
                for e, f in zip(exp.store.epochs(), exp.store.epochs()[1:])]
     assert min(changes[epochs_before:]) >= NEGLIGIBLE_CHANGE  # scheduled ones: real moves
+
+
+def test_the_change_threshold_doubles_every_epoch_budget() -> None:
+    """The hard bound on epochs: 0.5 pp, doubled every EPOCH_BUDGET epochs; past ~8,000
+    epochs no scheduled refresh starts one (a change of the active arms always does)."""
+    from modelrouter.bandit.allocator import Weights
+    from modelrouter.routing.bandit import EPOCH_BUDGET
+
+    exp = make()
+    assert exp.bandit is not None
+    old = Weights.fixed([0.5, 0.5])
+    new = Weights.fixed([0.508, 0.492])  # moves 0.8 pp
+    assert not exp.bandit.negligible(old, new, 0)
+    assert not exp.bandit.negligible(old, new, EPOCH_BUDGET - 1)
+    assert exp.bandit.negligible(old, new, EPOCH_BUDGET)  # threshold 1 pp
+    far = Weights.fixed([0.99, 0.01])
+    assert not exp.bandit.negligible(old, far, 6 * EPOCH_BUDGET)  # 32 pp < 49 pp moved
+    assert exp.bandit.negligible(old, far, 7 * EPOCH_BUDGET)  # 64 pp
+    assert exp.bandit.negligible(old, far, 8 * EPOCH_BUDGET)  # 128 pp: nothing starts one
+    paused = Weights(old.probabilities, old.p_best, 0, 0.0, "thompson", 0.0, (True, False))
+    assert not exp.bandit.negligible(old, paused, 10 * EPOCH_BUDGET)
