@@ -377,3 +377,27 @@ def test_a_change_while_redis_is_down_is_refused_and_changes_nothing(
     assert b.state.allocation.weights["b"] == 0.0
     for e in (a, b):
         e.close()
+
+
+def test_a_mode_switch_through_one_worker_switches_all(redis_server: RedisServer) -> None:
+    """A/B -> bandit -> A/B through different workers: every worker follows, routes by the
+    same propensities in each epoch, and the A/B weights come back after the round trip."""
+    exps = workers(redis_server.url, 3, {"a": 1, "b": 2, "c": 3}, reward="click",
+                   weights={"a": 0.5, "b": 0.3, "c": 0.2}, refresh_seconds=None)
+    exps[0].configure(mode="bandit")
+    for e in exps:
+        e.state.sync()
+    assert {e.mode for e in exps} == {"bandit"}
+    assert len({tuple(e.state.allocation.propensities) for e in exps}) == 1
+    d = exps[2].assign("u1")
+    assert d.mode == "bandit" and d.epoch == exps[0].state.allocation.epoch
+    exps[1].configure(mode="ab")
+    for e in exps:
+        e.state.sync()
+    assert {e.mode for e in exps} == {"ab"}
+    assert all(dict(e.state.allocation.weights) == {"a": 0.5, "b": 0.3, "c": 0.2} for e in exps)
+    settle(exps)
+    modes = [(e.epoch, e.mode) for e in Analysis.from_experiment(exps[2]).snapshot.epochs]
+    assert modes == [(0, "ab"), (1, "bandit"), (2, "ab")]
+    for e in exps:
+        e.close()
