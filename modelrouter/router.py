@@ -8,6 +8,7 @@ one that knows every layer, so nothing below it imports upwards.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,12 @@ from modelrouter.asgi.middleware import RoutingMiddleware
 from modelrouter.asgi.types import ASGIApp
 from modelrouter.config import RouterConfig
 from modelrouter.config.store import redact_url
-from modelrouter.exceptions import ConfigError
+from modelrouter.exceptions import (
+    AnalysisError,
+    ConfigError,
+    InvalidValueError,
+    UnknownDecisionError,
+)
 from modelrouter.experiment import Experiment
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.seen import SeenSet
@@ -25,11 +31,16 @@ if TYPE_CHECKING:  # loaded when used: importing the router must stay cheap (no 
     import numpy as np
 
     from modelrouter.analysis import Analysis, GuardrailResult
+    from modelrouter.routing.shadows import ShadowRunner
     from modelrouter.store.looks import Look
     from modelrouter.store.persistence import SnapshotInfo
     from modelrouter.web.surface import HTTPSurface
 
 __all__ = ["ModelRouter"]
+
+# a decision id as Experiment issues it: the process prefix (8 hex digits and "-") and the
+# sequence number in hex without leading zeros (routing/experiment.py, seq_of)
+_DECISION_ID = re.compile(r"[0-9a-f]{8}-(0|[1-9a-f][0-9a-f]*)")
 
 
 class ModelRouter(RoutingMiddleware):
@@ -42,12 +53,14 @@ class ModelRouter(RoutingMiddleware):
 
     experiment: Experiment  # the routing core with monitoring and looks
     surface: HTTPSurface | None  # the HTTP surface (the request path sees an ASGI app)
+    shadows: ShadowRunner | None  # shadow evaluation (routing/shadows.py), None without shadows
 
     def __init__(self, app: ASGIApp, variants: Mapping[str, Any],
                  config: RouterConfig | Mapping[str, Any] | None = None, *,
                  timer: Callable[[], float] = time.perf_counter,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 segment_dims: Sequence[str] = ()) -> None:
+                 segment_dims: Sequence[str] = (),
+                 shadows: Mapping[str, Any] | None = None) -> None:
         if config is None:
             config = RouterConfig()
         elif isinstance(config, Mapping):  # the [router] table of a TOML file, as a dict
@@ -59,6 +72,8 @@ class ModelRouter(RoutingMiddleware):
                                 segment_dims=segment_dims)
         super().__init__(app, experiment, timer=timer)
         self._seen: SeenSet | None = None  # record(idempotency_key=...): built on first use
+        if shadows is not None:  # evaluated, never served: decision.predict feeds them
+            self.shadows = _shadow_runner(shadows, config, self.experiment, timer)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         if config.secret or config.admin_token or config.metrics_public:
@@ -248,8 +263,52 @@ class ModelRouter(RoutingMiddleware):
         return self.experiment.record_look(metric, variant=variant)
 
     def analysis(self) -> Analysis:
-        """An :class:`~modelrouter.analysis.Analysis` of a consistent snapshot of the store."""
+        """An :class:`~modelrouter.analysis.Analysis` of a consistent snapshot of the store
+        (and of the shadows' statistics: ``analysis().shadow(name)``)."""
         from modelrouter.analysis import Analysis
 
-        return Analysis.from_experiment(self.experiment)
+        analysis = Analysis.from_experiment(self.experiment)
+        if self.shadows is not None:
+            analysis.shadow_data = self.shadows.log.snapshot()
+        return analysis
 
+    def record_label(self, decision: str | Decision, y_true: object) -> bool:
+        """The ground truth of a shadowed decision (its id, its signed token or the
+        Decision), also hours later: it pairs the served and the shadows' outputs with it
+        for ``analysis().shadow(name)``. True when attached; False, and counted, for a
+        decision that is not among the recent shadowed ones (not shadowed, evicted, another
+        process) or already labelled. A malformed id or a bad token raises."""
+        if self.shadows is None:
+            raise ConfigError("record_label needs shadows: ModelRouter(..., shadows={...})")
+        if isinstance(decision, Decision):
+            decision_id = decision.decision_id
+        elif isinstance(decision, str) and _DECISION_ID.fullmatch(decision):
+            decision_id = decision  # this process's or another's: an unknown one is counted
+        elif self._signer is not None:  # a signed token (TokenError when it is not one)
+            decision_id = self._signer.verify(decision).decision_id
+        else:
+            raise UnknownDecisionError(f"decision {str(decision)[:80]!r} is malformed (not a "
+                                       "decision id; tokens need a secret)")
+        try:
+            return self.shadows.log.label(decision_id, y_true)
+        except AnalysisError as exc:
+            raise InvalidValueError(str(exc)) from None
+
+
+
+def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment: Experiment,
+                   timer: Callable[[], float]) -> ShadowRunner:
+    """The shadow runner and its log (imported only when shadows are given)."""
+    from modelrouter.routing.shadows import ShadowRunner
+    from modelrouter.store.shadows import ShadowLog
+
+    if not isinstance(shadows, Mapping) or not shadows:
+        raise ConfigError(f"shadows must map names to predictors, got {shadows!r}")
+    clash = sorted(set(shadows) & set(experiment.names))
+    if clash:
+        raise ConfigError(f"shadows: {clash[0]!r} is also a variant; a shadow is never served")
+    cfg = config.shadow_config
+    log = ShadowLog(tuple(shadows), cfg.shadow_kind, max_decisions=cfg.shadow_max_decisions)
+    salt = config.salt if config.salt is not None else config.experiment
+    return ShadowRunner(shadows, cfg, salt, log, unit_level=config.level != "request",
+                        timer=timer)

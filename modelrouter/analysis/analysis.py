@@ -38,6 +38,8 @@ from modelrouter.store.types import Snapshot
 if TYPE_CHECKING:  # annotations only
     from modelrouter.bandit.status import BanditStatus
     from modelrouter.routing.state import RollbackEvent
+    from modelrouter.stats.paired_comparison import ShadowComparison
+    from modelrouter.store.shadows import ShadowSnapshot
 
 __all__ = ["Analysis"]
 
@@ -53,6 +55,9 @@ class Analysis:
     were: assigning one replaces :attr:`data` with a copy that differs in that field, so each
     question still sees one consistent frozen value and never a half-updated one.
     """
+
+    # the shadows' statistics at the snapshot (set by ``router.analysis()``; None: no shadows)
+    shadow_data: ShadowSnapshot | None = None
 
     def __init__(self, snapshot: Snapshot, config: RouterConfig, control: str) -> None:
         self._data = AnalysisData(snapshot, config, control, snapshot.variants)
@@ -226,6 +231,15 @@ class Analysis:
         """Weights, P(best), expected loss, posterior means, regret estimate and weights
         history of the bandit (see analysis/bandit.py)."""
         return bandit_result(self._data)
+
+    def shadow(self, name: str, confidence_level: float = 0.95) -> ShadowComparison:
+        """The paired analysis of shadow ``name`` vs the served model (agreement or score
+        differences, latency ratios, error rates; accuracy or loss once labels arrive);
+        AnalysisError naming the known shadows for an unknown name."""
+        from modelrouter.store.shadows import ShadowSnapshot
+
+        data = self.shadow_data if self.shadow_data is not None else ShadowSnapshot({}, {})
+        return data.comparison(name, confidence_level)
 
     def holdout(self, metric: str | None = None) -> ComparisonResult:
         """The bandit as a whole against its uniform holdout on ``metric`` (default: the

@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from modelrouter.asgi.lifespan import RouterLifecycle, run_lifespan
 from modelrouter.asgi.segments import SegmentReader
@@ -22,6 +23,9 @@ from modelrouter.asgi.units import UnitReader
 from modelrouter.exceptions import ConfigError, UnitIdError
 from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.tokens import TOKEN_HEADER, Signer
+
+if TYPE_CHECKING:  # loaded with shadows only (its statistics import scipy)
+    from modelrouter.routing.shadows import ShadowRunner
 
 __all__ = ["ASGIVariant", "RoutingMiddleware"]
 
@@ -76,6 +80,7 @@ class RoutingMiddleware:
         self._every_path = self._paths is None and not self._exclude
         self.lifecycle = RouterLifecycle(experiment)
         self.surface: ASGIApp | None = None
+        self.shadows: ShadowRunner | None = None  # set by the router when shadows are given
         self._http_prefix = config.http_prefix + "/"
         self._signer = Signer(config.secret, config.experiment) if config.secret else None
 
@@ -110,6 +115,8 @@ class RoutingMiddleware:
         except UnitIdError as exc:
             await _send_error(send, 400, str(exc))
             return
+        if self.shadows is not None:  # shadow evaluation: routing/shadows.py
+            decision = self.shadows.select(decision)
         state = scope.get("state")
         scope["state"] = {"modelrouter": decision} if state is None else {
             **state, "modelrouter": decision}

@@ -17,6 +17,7 @@ the fields are grouped into frozen, typed sub-configs, each validating its own f
 - ``config.bandit_config``: :class:`~modelrouter.config.bandit.BanditConfig`
 - ``config.store_config``: :class:`~modelrouter.config.store.StoreConfig`
 - ``config.http_config``: :class:`~modelrouter.config.http.HttpConfig`
+- ``config.shadow_config``: :class:`~modelrouter.config.shadow.ShadowConfig`
 
 ``__post_init__`` builds each sub-config from the flat fields of the same names (so a bad value
 raises here, with the sub-config's message) and writes the normalised values back to the flat
@@ -65,6 +66,7 @@ from modelrouter.config.metrics import (
     parse_metrics,
 )
 from modelrouter.config.plan import ExperimentPlan, parse_plan
+from modelrouter.config.shadow import ShadowConfig, ShadowKind
 from modelrouter.config.store import StoreConfig, redact_url
 from modelrouter.exceptions import ConfigError
 
@@ -159,6 +161,13 @@ class RouterConfig:
     guardrail_check_every: int = 1000
     # statistical plan of the primary metric's sequential test (modelrouter/config/plan.py)
     plan: ExperimentPlan | Mapping[str, Any] | None = None
+    # shadow evaluation (ShadowConfig, see modelrouter/config/shadow.py)
+    shadow_share: float = 1.0
+    shadow_timeout: float = 5.0
+    shadow_queue: int = 1000
+    shadow_workers: int = 2
+    shadow_kind: ShadowKind = "label"
+    shadow_max_decisions: int = 100_000
 
     def __post_init__(self) -> None:
         check_name("experiment", self.experiment)
@@ -181,6 +190,7 @@ class RouterConfig:
         if plan is not None and self.primary is not None:
             plan.check_primary(self.primary, self.metrics[self.primary])
         self._adopt(self.bandit_config)
+        self._adopt(self.shadow_config)
         if self.mode == "bandit" and self.reward is None:
             raise ConfigError("reward (None) must name a declared metric when mode is 'bandit'")
         self._check_token_room()
@@ -247,6 +257,12 @@ class RouterConfig:
         """``reward``, ``reward_cost``, ``refresh_*``, ``min_share``, ``bandit_policy``,
         ``prior``, ``sticky_*``, ``missing_reward``, ``holdout`` (and the metrics)."""
         return BanditConfig.from_config(self)
+
+    @cached_property
+    def shadow_config(self) -> ShadowConfig:
+        """``shadow_share``, ``shadow_timeout``, ``shadow_queue``, ``shadow_workers``,
+        ``shadow_kind`` and ``shadow_max_decisions``."""
+        return ShadowConfig.from_config(self)
 
     @staticmethod
     def check_weights(weights: object, variants: Sequence[str] | None = None) -> dict[str, float]:

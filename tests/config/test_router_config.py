@@ -14,7 +14,8 @@ from modelrouter.config import Level, MissingUnitPolicy, Mode
 from modelrouter.config.base import SubConfig
 
 SECRET = "s3cret-s3cret-s3cret"
-SECTIONS = ("bandit_config", "store_config", "http_config", "guardrail_config")
+SECTIONS = ("bandit_config", "store_config", "http_config", "guardrail_config",
+            "shadow_config")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,170 @@
+"""``ShadowLog``: the paired results of shadow predictors, kept in bounded memory.
+
+Fed by the shadow runner (:mod:`modelrouter.routing.shadows`) from the request path and from
+background workers, read by the analysis (``router.analysis().shadow(name)``):
+
+- :meth:`ShadowLog.open` when the served model answered a shadowed request (its output and
+  latency), :meth:`ShadowLog.done` when a shadow call ended (output, latency or the error),
+  :meth:`ShadowLog.drop` when shadow work was not run (reason counted);
+- :meth:`ShadowLog.label` with the ground truth of a decision, also long after: it is attached
+  to the pairs of that decision, now or when its shadow calls end.
+
+Each shadow's statistics are a :class:`~modelrouter.store.shadow_stats.ShadowStats` (O(1) in the
+number of requests). Labels reach only the ``max_decisions`` most recent shadowed decisions
+(an ordered map, oldest evicted first); a label for a decision that is not there (not shadowed,
+evicted, or routed by another process) is counted in ``labels["unknown"]``, never an error.
+
+Memory only, one process: nothing here is shared through Redis yet. Thread safe: one lock,
+held for O(1) work per call.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelrouter.exceptions import AnalysisError
+from modelrouter.stats.paired_comparison import OutputKind, ShadowComparison
+from modelrouter.store.shadow_stats import ShadowStats
+
+__all__ = ["ShadowLog", "ShadowSnapshot", "scalar_output"]
+
+_NO_LABEL = object()
+
+
+def scalar_output(y: Any) -> Any:
+    """One prediction from a model's output: a one-element array or list is unwrapped
+    (``model.predict([x])`` answers ``array([label])``); anything else is returned as is."""
+    size = getattr(y, "size", None)
+    if size == 1 and hasattr(y, "item"):
+        return y.item()
+    if isinstance(y, (list, tuple)) and len(y) == 1:
+        return y[0]
+    return y
+
+
+class _Entry:
+    """A recent shadowed decision: the served side, its label and the shadows' outputs."""
+
+    __slots__ = ("label", "served", "shadows")
+
+    def __init__(self, served: Any) -> None:
+        self.served = served
+        self.label: Any = _NO_LABEL
+        self.shadows: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class ShadowSnapshot:
+    """Copies of every shadow's statistics and the label counts, taken at one moment."""
+
+    stats: dict[str, ShadowStats]
+    labels: dict[str, int]
+
+    def comparison(self, name: str, confidence_level: float = 0.95) -> ShadowComparison:
+        """The paired analysis of shadow ``name``; AnalysisError naming the known ones."""
+        stats = self.stats.get(name)
+        if stats is None:
+            known = sorted(self.stats)
+            raise AnalysisError(f"no shadow named {name!r}; shadows are {known!r}" if known
+                                else f"no shadow named {name!r}: this router has no shadows")
+        return stats.comparison(confidence_level)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts of every shadow and of labels (plain data)."""
+        return {"shadows": {n: s.counts() for n, s in self.stats.items()},
+                "labels": dict(self.labels)}
+
+
+class ShadowLog:
+    """The pairs of every shadow, by decision (see the module docstring)."""
+
+    def __init__(self, names: Sequence[str], kind: OutputKind, *,
+                 max_decisions: int = 100_000, capacity: int = 4096) -> None:
+        self.names = tuple(names)
+        self.kind = kind
+        self.max_decisions = max_decisions
+        self._stats = {n: ShadowStats(n, kind, capacity) for n in self.names}
+        self._recent: OrderedDict[str, _Entry] = OrderedDict()
+        self._labels: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"ShadowLog(shadows={list(self.names)!r}, kind={self.kind!r}, "
+                f"recent={len(self._recent)}, max_decisions={self.max_decisions})")
+
+    def open(self, decision_id: str, served: Any) -> bool:
+        """The served model answered ``decision_id`` (``None``: its call failed). False (and
+        nothing counted) when this decision was already opened: one pair per decision."""
+        with self._lock:
+            if decision_id in self._recent:  # predict() called twice on one decision
+                for stats in self._stats.values():
+                    stats.dropped["repeat_predict"] += 1
+                return False
+            self._recent[decision_id] = _Entry(served)
+            if len(self._recent) > self.max_decisions:
+                self._recent.popitem(last=False)
+            for stats in self._stats.values():
+                stats.submitted += 1
+        return True
+
+    def drop(self, name: str, reason: str) -> None:
+        """Shadow work for ``name`` was not run (``"queue_full"``, ``"shut_down"``...)."""
+        with self._lock:
+            self._stats[name].dropped[reason] += 1
+
+    def done(self, decision_id: str, name: str, served: Any, served_ms: float, shadow: Any,
+             shadow_ms: float, error: str | None = None) -> None:
+        """Shadow ``name`` ended for ``decision_id``: its output (``error`` says why there is
+        none: ``"exception"``, ``"timeout"``) and latency, with the served side's."""
+        if error is not None:
+            shadow = None
+        with self._lock:
+            stats = self._stats[name]
+            if error is not None:
+                stats.errors[error] += 1
+            stats.add_pair(served, shadow, served_ms, shadow_ms)
+            entry = self._recent.get(decision_id)
+            if entry is not None:
+                entry.shadows[name] = shadow
+                if entry.label is not _NO_LABEL:
+                    stats.add_label(served, shadow, entry.label)
+
+    def label(self, decision_id: str, y_true: Any) -> bool:
+        """Attach the ground truth to a recent decision; False (counted) when unknown or
+        already labelled."""
+        if y_true is None:
+            raise AnalysisError("a label cannot be None")
+        if self.kind == "score" and not _finite(y_true):
+            raise AnalysisError(f"label ({y_true!r}) must be a finite number for "
+                                "shadow_kind='score'")
+        with self._lock:
+            entry = self._recent.get(decision_id)
+            if entry is None:
+                self._labels["unknown"] += 1
+                return False
+            if entry.label is not _NO_LABEL:
+                self._labels["duplicate"] += 1
+                return False
+            entry.label = y_true
+            self._labels["attached"] += 1
+            for name, shadow in entry.shadows.items():
+                self._stats[name].add_label(entry.served, shadow, y_true)
+        return True
+
+    def snapshot(self) -> ShadowSnapshot:
+        """Copies of the statistics, consistent with each other."""
+        with self._lock:
+            return ShadowSnapshot({n: s.copy() for n, s in self._stats.items()},
+                                  dict(self._labels))
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError, OverflowError):
+        return False
