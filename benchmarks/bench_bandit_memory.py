@@ -4,14 +4,19 @@ Usage: ``python benchmarks/bench_bandit_memory.py [--requests 2000000] [--every 
 
 A request-level bandit (3 arms, binary reward plus the two automatic metrics) routes
 ``--requests`` decisions in one process; a reward is recorded at once with the arm's rate, and
-the bandit's refresh thread recomputes the weights after every ``--every`` reward updates
-(``refresh_seconds=None``, so only the count triggers). ``max_pending`` is 10,000, so the
+the bandit's refresh thread recomputes the weights after every ``--every`` rewards
+(``refresh_seconds=None``, so only the count triggers; ``--every 4`` at 3-5% rewards is a
+refresh about every 100 requests). ``max_pending`` is 10,000, so the
 pending ring (bounded by design) is full after the first 10,000 requests and what grows after
 that is the per-epoch state: the epochs list and the per-(arm, epoch) sums of the store and
 of the decision tracker. Python-heap bytes (tracemalloc) and epochs are printed at
 checkpoints, for two scenarios: arms that differ (the posterior settles: a refresh that moves
 no share by 0.5 percentage points keeps the epoch) and arms that are equal (A/A: the
-posterior keeps wandering, the hardest case for the bound).
+posterior keeps wandering, the hardest case; the threshold doubling every 1,000 epochs bounds
+it).
+
+Measured (2M requests): ``--every 4``: 318 and 2,657 epochs, 2.4 and 9.1 MB of heap;
+``--every 100``: 7 and 903 epochs, 1.5 and 4.2 MB.
 """
 
 from __future__ import annotations
