@@ -148,6 +148,12 @@ class ModelRouter(RoutingMiddleware):
         """Record feedback for a unit id (user- or session-level experiments)."""
         self.experiment.record_unit(unit_id, metric, value)
 
+    def record_covariate(self, unit_id: str, name: str, value: object) -> None:
+        """Record a unit's pre-exposure covariate (declared by a metric's ``covariates``), for
+        CUPED-adjusted comparisons; first value wins, and one recorded after the unit's first
+        exposure is not used (routing/covariates.py, docs/statistics.md)."""
+        self.experiment.record_covariate(unit_id, name, value)
+
     def record_token(self, token: str, metric: str, value: object) -> bool:
         """Record feedback by a signed decision token, as ``POST {prefix}/feedback`` does
         (any process with the secret); False when this (decision, metric) was already seen."""

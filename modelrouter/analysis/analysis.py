@@ -151,16 +151,20 @@ class Analysis:
 
     def compare(self, metric: str, variant: str | None = None, *,
                 segment: Mapping[str, str] | None = None,
-                estimator: str | None = None) -> ComparisonResult:
+                estimator: str | None = None, adjust: bool = True) -> ComparisonResult:
         """Compare ``variant`` (default: the only treatment) against the control on ``metric``.
 
         Binary metrics: two-proportion z-test and Cohen's h. Continuous per-unit sums: Welch's
         t-test and Cohen's d. Ratio metrics (``aggregate="mean"``): delta-method z-test.
         After bandit traffic (adaptive allocation) the unit is the decision and the estimate
         is inverse-propensity weighted: ``estimator`` "hajek" (default), "stratified", "aipw"
-        or "naive" (biased, a reference); see analysis/adaptive.py.
+        or "naive" (biased, a reference); see analysis/adaptive.py. A metric that declares
+        covariates (``MetricSpec.covariates``) is compared CUPED-adjusted when its units have
+        values (``r.adjusted``, ``r.variance_reduction``; analysis/adjusted.py);
+        ``adjust=False`` gives the unadjusted comparison.
         """
-        return compare(self._data, metric, variant, segment=segment, estimator=estimator)
+        return compare(self._data, metric, variant, segment=segment, estimator=estimator,
+                       adjust=adjust)
 
     def compare_all(self, metric: str) -> dict[str, ComparisonResult]:
         """Every non-control variant against the control."""

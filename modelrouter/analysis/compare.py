@@ -18,11 +18,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelrouter.analysis.adaptive import adaptive_compare
+from modelrouter.analysis.adjusted import adjust as cuped_adjust
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.phases import ESTIMATOR, switched_compare, weighted_summaries
 from modelrouter.analysis.results import ComparisonResult, VariantSummary
@@ -113,8 +115,10 @@ def summary(data: AnalysisData, metric: str, segment: Mapping[str, str] | None =
 
 
 def unit_compare(data: AnalysisData, metric: str, variant: str | None = None, *,
-                 segment: Mapping[str, str] | None = None) -> ComparisonResult:
-    """``variant`` against the control per unit (A/B traffic), with the snapshot's notes."""
+                 segment: Mapping[str, str] | None = None, adjust: bool = True
+                 ) -> ComparisonResult:
+    """``variant`` against the control per unit (A/B traffic), with the snapshot's notes;
+    CUPED-adjusted when ``adjust`` and the metric declares covariates (analysis/adjusted.py)."""
     spec = data.spec(metric)
     variant = data.treatment(variant)
     t_idx, c_idx = data.variant_index(variant), data.variant_index(data.control)
@@ -128,13 +132,14 @@ def unit_compare(data: AnalysisData, metric: str, variant: str | None = None, *,
     epochs = len({e.epoch for e in data.snapshot.epochs})
     covers = (f"{mc.n + mt.n:,} {noun} of {data.control} and {variant} (A/B)"
               + (f" over {epochs} epochs" if epochs > 1 else ""))
-    return comparison(spec, data.control, mc, variant, mt, notes=data.notes(), covers=covers,
+    base = comparison(spec, data.control, mc, variant, mt, notes=data.notes(), covers=covers,
                       observed=noun)
+    return cuped_adjust(data, metric, variant, base, segment=segment) if adjust else base
 
 
 def compare(data: AnalysisData, metric: str, variant: str | None = None, *,
             segment: Mapping[str, str] | None = None,
-            estimator: str | None = None) -> ComparisonResult:
+            estimator: str | None = None, adjust: bool = True) -> ComparisonResult:
     """Compare ``variant`` (default: the only treatment) against the control on ``metric``.
 
     After bandit traffic (adaptive allocation) the unit is the decision and the estimate is
@@ -142,8 +147,15 @@ def compare(data: AnalysisData, metric: str, variant: str | None = None, *,
     "naive" (biased, a reference); see analysis/adaptive.py. After switches between A/B and
     bandit mode with data on both sides, one phase-stratified estimate over every phase
     (``estimator`` "phase-stratified", the only one; see analysis/phases.py). Otherwise per
-    unit.
+    unit, CUPED-adjusted when the metric declares covariates with values and ``adjust``
+    (analysis/adjusted.py; ``adjust=False``: the unadjusted comparison). Bandit and switched
+    traffic are not adjusted (a note says so).
     """
+    if data.adaptive and adjust and data.spec(metric).covariates:
+        cmp = compare(data, metric, variant, segment=segment, estimator=estimator, adjust=False)
+        return dataclasses.replace(cmp, notes=(*cmp.notes, (
+            "not adjusted for covariates: CUPED is implemented for A/B (unit) traffic only, "
+            "not for bandit or switched traffic")))
     if data.switched:
         if estimator not in (None, ESTIMATOR):
             raise AnalysisError(f"estimator ({estimator!r}): this experiment switched between "
@@ -155,7 +167,7 @@ def compare(data: AnalysisData, metric: str, variant: str | None = None, *,
     if estimator is not None:
         raise AnalysisError(f"estimator ({estimator!r}) applies to bandit (adaptive) "
                             "traffic; this experiment has none")
-    return unit_compare(data, metric, variant, segment=segment)
+    return unit_compare(data, metric, variant, segment=segment, adjust=adjust)
 
 
 def compare_all(data: AnalysisData, metric: str) -> dict[str, ComparisonResult]:

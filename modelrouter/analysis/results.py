@@ -148,6 +148,10 @@ class ComparisonResult:
     covers: str = ""
     observed: str = "units"
     phases: tuple[PhaseEstimate, ...] = ()
+    # CUPED (analysis/adjusted.py): whether the difference is covariate-adjusted, and the share
+    # of the variance of the difference removed, 1 - var_adjusted / var_unadjusted (NaN: none)
+    adjusted: bool = False
+    variance_reduction: float = math.nan
     _relative_ci: ConfidenceInterval = field(
         default=ConfidenceInterval(math.nan, math.nan), repr=False)
     _test: TwoSampleResult | None = field(default=None, repr=False, compare=False)
@@ -200,6 +204,9 @@ class ComparisonResult:
                  f"({self.method}; {self.estimator})"]
         if self.covers:
             lines.append(f"covers: {self.covers}")
+        if self.adjusted:
+            lines.append(f"adjusted for pre-exposure covariates (CUPED): variance of the "
+                         f"difference -{self.variance_reduction:.1%}")
         lines.append(table)
         if self.undefined_reason is not None:
             lines.append(f"{NOT_ENOUGH_DATA}: {self.undefined_reason}")
@@ -241,4 +248,5 @@ class ComparisonResult:
             "effect_size": self.effect_size, "effect_size_name": self.effect_size_name,
             "covers": self.covers, "observed": self.observed,
             "phases": [p.to_dict() for p in self.phases], "notes": list(self.notes),
+            "adjusted": self.adjusted, "variance_reduction": self.variance_reduction,
         }

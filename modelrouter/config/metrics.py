@@ -7,6 +7,7 @@ settings refer to them by name, so their sub-configs carry them too, to validate
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -19,11 +20,12 @@ from modelrouter.config._checks import (
 )
 from modelrouter.exceptions import ConfigError
 
-__all__ = ["AUTOMATIC_METRICS", "Aggregate", "MetricKind", "MetricSpec", "parse_metrics"]
+__all__ = ["AUTOMATIC_METRICS", "Aggregate", "MetricKind", "MetricSpec", "covariate_names",
+           "parse_metrics"]
 
 MetricKind = Literal["binary", "continuous"]
 Aggregate = Literal["any", "sum", "mean"]
-_FIELDS = frozenset({"kind", "aggregate", "lower_is_better"})
+_FIELDS = frozenset({"kind", "aggregate", "lower_is_better", "covariates"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class MetricSpec:
     kind: MetricKind = "continuous"
     aggregate: Aggregate | None = None
     lower_is_better: bool = False
+    covariates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_name("metrics", self.name)
@@ -52,6 +55,7 @@ class MetricSpec:
         if self.aggregate == "any" and self.kind != "binary":
             raise ConfigError(f"{path}.aggregate ('any') needs kind 'binary', got {self.kind!r}")
         check_bool(f"{path}.lower_is_better", self.lower_is_better)
+        object.__setattr__(self, "covariates", _covariates(path, self.covariates))
 
     @property
     def is_ratio(self) -> bool:
@@ -60,8 +64,11 @@ class MetricSpec:
 
     def to_dict(self) -> dict[str, object]:
         """The fields but the name, as plain data (the mapping form :meth:`parse` accepts)."""
-        return {"kind": self.kind, "aggregate": self.aggregate,
-                "lower_is_better": self.lower_is_better}
+        out: dict[str, object] = {"kind": self.kind, "aggregate": self.aggregate,
+                                  "lower_is_better": self.lower_is_better}
+        if self.covariates:
+            out["covariates"] = list(self.covariates)
+        return out
 
     @classmethod
     def parse(cls, name: str, spec: object) -> MetricSpec:
@@ -78,6 +85,16 @@ class MetricSpec:
         return cls(name=name, **{str(k): v for k, v in fields.items()})  # type: ignore[arg-type]
 
 
+def _covariates(path: str, names: object) -> tuple[str, ...]:
+    """The covariate names of a metric: a list or tuple of distinct valid names."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise ConfigError(f"{path}.covariates ({names!r}) must be a list of names")
+    out = tuple(check_name(f"{path}.covariates", n) for n in names)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{path}.covariates ({list(out)!r}) names a covariate twice")
+    return out
+
+
 AUTOMATIC_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("latency_ms", "continuous", "mean", lower_is_better=True),
     MetricSpec("error", "binary", "mean", lower_is_better=True),
@@ -90,4 +107,15 @@ def parse_metrics(metrics: object) -> dict[str, MetricSpec]:
     parsed: dict[str, MetricSpec] = {m.name: m for m in AUTOMATIC_METRICS}
     for name, spec in declared.items():
         parsed[check_name("metrics", name)] = MetricSpec.parse(str(name), spec)
+    for spec in parsed.values():
+        for c in spec.covariates:
+            if c in parsed:
+                raise ConfigError(f"metrics.{spec.name}.covariates: {c!r} is a metric's name; "
+                                  "a covariate needs a name of its own")
     return parsed
+
+
+def covariate_names(metrics: Mapping[str, MetricSpec]) -> tuple[str, ...]:
+    """Every covariate the metrics declare, once each, in declaration order (the stores keep
+    one column per name)."""
+    return tuple(dict.fromkeys(c for spec in metrics.values() for c in spec.covariates))

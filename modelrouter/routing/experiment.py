@@ -1,7 +1,6 @@
 """The routing core: assign units to variants, record feedback. Knows nothing of ASGI.
 
-:class:`Experiment` is what :class:`~modelrouter.ModelRouter` calls on every request;
-it can be used on its own (a gRPC server, a batch job, a test) the same way.
+:class:`Experiment` is what :class:`~modelrouter.ModelRouter` calls on every request (or alone).
 
 Thread safety: :meth:`Experiment.assign`, :meth:`Experiment.record` and
 :meth:`Experiment.record_unit` may be called at once from the event loop and from worker
@@ -32,6 +31,7 @@ from modelrouter.exceptions import (
     UnknownMetricError,
 )
 from modelrouter.routing.assignment import Allocation, Bucketer
+from modelrouter.routing.covariates import record_covariate
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.forksafe import renew
 from modelrouter.routing.policies import RouteContext, unit_sources
@@ -262,6 +262,8 @@ class Experiment:
         if self.tick is not None:
             self.tick()
 
+    record_covariate = record_covariate  # a unit's pre-exposure value (routing/covariates.py)
+
     def record_token(self, payload: TokenPayload, metric: str, value: object) -> None:
         """Record feedback for a verified decision token (see :mod:`modelrouter.routing.tokens`).
 
@@ -311,8 +313,7 @@ class Experiment:
         return self.state.rollback(reasons)
 
     def resume(self, reason: str = "resumed by an explicit call") -> None:
-        """Undo a rollback: route by the weights, mode and arms configured (also those
-        changed while it was in force)."""
+        """Undo a rollback: route by the weights, mode and arms configured (changed ones too)."""
         self.state.resume(reason)
 
     @property
@@ -395,6 +396,5 @@ class Experiment:
         return self.state.set_arm(variant, False)
 
     def resume_arm(self, variant: str) -> Allocation:
-        """Undo :meth:`pause_arm`. A/B: the arm gets back its configured share, the others
-        shrinking in proportion; bandit: the arm rejoins the allocation."""
+        """Undo :meth:`pause_arm`: A/B, the arm's configured share back; bandit, it rejoins."""
         return self.state.set_arm(variant, True)

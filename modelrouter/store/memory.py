@@ -1,5 +1,4 @@
-"""The in-memory store: the reference implementation of the store protocol (layout: see
-../DESIGN.md, "Store data model").
+"""The in-memory store, reference implementation of the store protocol (DESIGN.md: data model).
 
 - **Unit level** (``level="user" | "session"``): a :class:`~modelrouter.store.units.UnitTable`
   (unit id -> row, columns per row and per metric) and each row's cached hash bucket.
@@ -12,7 +11,7 @@
   overwritten there (or past the attribution window) is refused. The A/B request path
   (:meth:`expose_unit`) inlines the ring's append.
 - **Bandit mode**: a ``DecisionTracker`` fed under the lock (the journal's automatic metrics
-  when folded). **Files**: :meth:`dump` / :meth:`load`. numpy: off the request path only.
+  when folded). **Files**: :meth:`dump` / :meth:`load`. **Covariates**: store/covariates.py.
 
 Thread safety: one ``threading.Lock`` (``_lock``) guards every mutation (counters, unit table,
 group sums, ring, decision tracker, latency histogram, epochs, looks, segment tables, folds)
@@ -80,7 +79,8 @@ class MemoryStore(BaseStore):
         self._requests, self._uncounted, self._overflow = [0] * k, 0, 0
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs, self._looks = list[EpochInfo](), list[Look]()
-        self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto))
+        self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto,
+                                  self.covariate_names))
         self._groups: GroupTable[GroupKey] = GroupTable(n_metrics)
         self._decisions: DecisionTracker | None = None
         self._hist = array("q", bytes(8 * N_SLOTS * k))  # slot s of variant v: v * N_SLOTS + s
@@ -161,9 +161,8 @@ class MemoryStore(BaseStore):
 
     def expose_unit(self, unit: str, bucket: Callable[[str], float], alloc: Chooser,
                     segment: tuple[int, ...], now: float) -> tuple[int, int]:
-        """The A/B hot path at unit level in one lock: find or create the unit's row, choose
-        its variant from its (cached) hash bucket, count the exposure, remember the decision.
-        Returns ``(seq, variant)``."""
+        """The A/B hot path at unit level in one lock: find or create the unit's row, choose its
+        variant from its (cached) hash bucket, count and remember it. ``(seq, variant)``."""
         with self._lock:
             row = self._unit_rows.get(unit)
             if row is None:
@@ -269,6 +268,11 @@ class MemoryStore(BaseStore):
         """Whether the unit has been exposed (unit level)."""
         return unit in self._units.rows
 
+    def record_covariate(self, unit: str, index: int, value: float, now: float) -> None:
+        """Keep a unit's pre-exposure covariate (first value wins; store/covariates.py)."""
+        with self._lock:
+            self._units.cov.record(self._units.rows, unit, index, value, now)
+
     # -- bandit mode ----------------------------------------------------------------------
     def track_decisions(self, tracker: DecisionTracker) -> None:
         """Keep decision-level sums (and bandit training counters) from now on."""
@@ -336,8 +340,7 @@ class MemoryStore(BaseStore):
                         source=f"one process (pid {os.getpid()}, memory store)")
 
     def take_deltas(self) -> Deltas:
-        """Request counts, segment overflow, group sums and latency histogram counted since
-        the last take, zeroed here (for a remote store that merges increments)."""
+        """Counts, overflow, group sums and latency histogram since the last take, zeroed here."""
         k = len(self.variants)
         with self._lock:
             self._fold()
@@ -371,16 +374,15 @@ class MemoryStore(BaseStore):
                 else self._decisions.dump_training()), self.metric_names, self.clock())
 
     def load(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        """Replace the statistics by a :meth:`dump`'s, all or nothing: validated first
-        (StoreError and no change for anything inconsistent, training counters of another
-        reward kind than the tracker's included), then swapped in under the lock. Pending
-        decisions are forgotten (numbering continues: an id issued before the load never lands
-        on a loaded unit); bandit decision tracking restarts from the state's counters, if any."""
+        """Replace the statistics by a :meth:`dump`'s, all or nothing: validated first (StoreError,
+        no change; the tracker's reward kind too), then swapped in under the lock. Pending decisions
+        are forgotten (numbering continues); bandit tracking restarts from its counters."""
         new = parse_state(header, arrays, n_variants=len(self.variants),
                           metric_names=self.metric_names, n_dims=len(self.segment_dims),
-                          unit_level=self.unit_level, auto=self._auto)
+                          unit_level=self.unit_level, auto=self._auto,
+                          covariates=self.covariate_names)
         units = new.units if new.units is not None else UnitTable(
-            len(self.metric_names), len(self.segment_dims), self._auto)
+            len(self.metric_names), len(self.segment_dims), self._auto, self.covariate_names)
         if self._decisions is not None and new.training is not None:
             self._decisions.check_restorable(new.training["kind"])
         with self._lock:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from modelrouter.config.limits import MAX_SEGMENT_CAP, MAX_VARIANTS
+from modelrouter.config.metrics import covariate_names
 from modelrouter.exceptions import ConfigError
 from modelrouter.store.looks import Look
 from modelrouter.store.losses import REFUSAL_REASONS, loss_notes
@@ -66,6 +67,7 @@ class Store(Protocol):
     metrics: dict[str, MetricSpec]
     metric_names: tuple[str, ...]
     metric_index: dict[str, int]
+    covariate_names: tuple[str, ...]
     level: str
     unit_level: bool
     segment_dims: tuple[str, ...]
@@ -104,6 +106,9 @@ class Store(Protocol):
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit (unit level only)."""
+
+    def record_covariate(self, unit: str, index: int, value: float, now: float) -> None:
+        """Keep a unit's validated pre-exposure covariate (first value wins; store/covariates)."""
 
     def has_unit(self, unit: str) -> bool:
         """Whether the unit is known (locally, for remote stores)."""
@@ -202,6 +207,7 @@ class BaseStore(abc.ABC):
         self.metrics = dict(metrics)
         self.metric_names = tuple(self.metrics)
         self.metric_index = {m: i for i, m in enumerate(self.metric_names)}
+        self.covariate_names = covariate_names(self.metrics)  # one column each (covariates.py)
         self.level = level
         self.unit_level = level != "request"
         self.max_pending = int(max_pending)
@@ -270,6 +276,11 @@ class BaseStore(abc.ABC):
         cache); returns ``(seq, variant index)``."""
         i = alloc.choose(bucket(unit))
         return self.expose(unit, i, alloc.propensities[i], alloc.epoch, segment, now), i
+
+    def record_covariate(self, unit: str, index: int, value: float, now: float) -> None:
+        """Refused: this store keeps no covariates (ConfigError naming it)."""
+        raise ConfigError(f"{type(self).__name__} keeps no covariates: record_covariate needs "
+                          "a memory or redis store")
 
     def track_decisions(self, tracker: DecisionTracker) -> None:
         """Refused: this store cannot track bandit decisions (ConfigError)."""

@@ -101,12 +101,13 @@ def dump_state(state: StoreState, metric_names: Sequence[str], saved_at: float
 
 def parse_state(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
                 n_variants: int, metric_names: Sequence[str], n_dims: int, unit_level: bool,
-                auto: tuple[int, int]) -> StoreState:
+                auto: tuple[int, int], covariates: Sequence[str] = ()) -> StoreState:
     """A validated :class:`StoreState` of new objects from a dump; StoreError for anything
     inconsistent (malformed data included). Without latency arrays (a state saved before the
     histogram existed) the histogram starts empty."""
     try:
-        return _parse(header, arrays, n_variants, metric_names, n_dims, unit_level, auto)
+        return _parse(header, arrays, n_variants, metric_names, n_dims, unit_level, auto,
+                      covariates)
     except StoreError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, UnicodeDecodeError) as exc:
@@ -114,8 +115,8 @@ def parse_state(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
 
 
 def _parse(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], k: int,
-           metric_names: Sequence[str], n_dims: int, unit_level: bool, auto: tuple[int, int]
-           ) -> StoreState:
+           metric_names: Sequence[str], n_dims: int, unit_level: bool, auto: tuple[int, int],
+           covariates: Sequence[str]) -> StoreState:
     requests = [int(r) for r in header["requests"]]
     if len(requests) != k:
         raise StoreError(f"{len(requests)} request counters for {k} variants")
@@ -135,7 +136,7 @@ def _parse(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], k: int,
     hist, hist_sum = _latency(header, arrays, k)
     units = None
     if unit_level:
-        units = UnitTable.load(arrays, metric_names, n_dims, k, auto)
+        units = UnitTable.load(arrays, metric_names, n_dims, k, auto, covariates)
     training, counters = _training(header.get("training"), k)
     return StoreState(
         requests=requests, uncounted=int(header["uncounted"]),

@@ -53,6 +53,10 @@ class UnitColumns:
     # hand-built columns). The memory store gives a read-only view of its append-only id list
     # (no copy under the lock), Redis the ids it read.
     ids: Sequence[str] | None = None
+    # per declared covariate (MetricSpec.covariates): its value per unit and the time it was
+    # recorded (NaN: none); the analysis uses a value recorded at or before first_seen only
+    covariates: dict[str, np.ndarray] = field(default_factory=dict)
+    covariate_at: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, overload
 
 from modelrouter.exceptions import StoreError
+from modelrouter.store.covariates import CovariateTable
 from modelrouter.store.types import UnitColumns
 
 if TYPE_CHECKING:
@@ -65,10 +66,11 @@ class UnitTable:
     """Per-unit columns; row ``i`` is the ``i``-th unit exposed. ``auto`` gives the indices of
     the automatic metrics (latency, error), whose columns are aliased for ``record_auto``."""
 
-    __slots__ = ("_cap", "epoch", "err_x", "err_y", "exposures", "first_seen", "ids", "lat_x",
-                 "lat_y", "propensity", "rows", "segs", "variant", "x", "y")
+    __slots__ = ("_cap", "cov", "epoch", "err_x", "err_y", "exposures", "first_seen", "ids",
+                 "lat_x", "lat_y", "propensity", "rows", "segs", "variant", "x", "y")
 
-    def __init__(self, n_metrics: int, n_dims: int, auto: tuple[int, int]) -> None:
+    def __init__(self, n_metrics: int, n_dims: int, auto: tuple[int, int],
+                 covariates: Sequence[str] = ()) -> None:
         self.rows: dict[str, int] = {}
         self.ids: list[str] = []  # row -> unit id, append-only (snapshots view a prefix)
         self.variant: array[int] = array("b")
@@ -82,6 +84,7 @@ class UnitTable:
         self.x: list[array[float]] = [array("d") for _ in range(n_metrics)]
         self.y: list[array[float]] = [array("d") for _ in range(n_metrics)]
         self._cap = 0
+        self.cov = CovariateTable(covariates)  # pre-exposure values (store/covariates.py)
         self._alias(auto)
 
     def _alias(self, auto: tuple[int, int]) -> None:
@@ -142,6 +145,8 @@ class UnitTable:
         import numpy as np
 
         n = len(self.variant)
+        self.cov.settle(self.rows)
+        covariates, covariate_at = self.cov.columns(n)
         return UnitColumns(
             variant=np.array(self.variant, dtype=np.int64),
             epoch=np.array(self.epoch, dtype=np.int64),
@@ -152,7 +157,7 @@ class UnitTable:
             if self.segs else np.zeros((n, 0), dtype=np.int64),
             x={m: _used(self.x[i], n) for i, m in enumerate(metric_names)},
             y={m: _used(self.y[i], n) for i, m in enumerate(metric_names)},
-            ids=UnitIds(self.ids, n))
+            ids=UnitIds(self.ids, n), covariates=covariates, covariate_at=covariate_at)
 
     # -- snapshot files -------------------------------------------------------------------
     def dump(self, metric_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -172,11 +177,14 @@ class UnitTable:
         for i, m in enumerate(metric_names):
             arrays[f"x:{m}"] = _used(self.x[i], n)
             arrays[f"y:{m}"] = _used(self.y[i], n)
+        self.cov.settle(self.rows)
+        arrays.update(self.cov.dump(n))
         return arrays
 
     @classmethod
     def load(cls, arrays: Mapping[str, np.ndarray], metric_names: Sequence[str], n_dims: int,
-             n_variants: int, auto: tuple[int, int]) -> UnitTable:
+             n_variants: int, auto: tuple[int, int], covariates: Sequence[str] = ()
+             ) -> UnitTable:
         """A new table from the arrays of :meth:`dump`, fully validated (StoreError; a missing
         array is a KeyError, for the caller to report as a malformed state)."""
         import numpy as np
@@ -193,6 +201,7 @@ class UnitTable:
         if len(rows) != n or sorted(rows) != list(range(n)) or len(set(ids)) != n:
             raise StoreError("unit index is inconsistent (rows or duplicate ids)")
         table = cls(len(metric_names), n_dims, auto)
+        table.cov = CovariateTable.load(arrays, covariates, n)
         table.rows = dict(zip(ids, rows))
         by_row = [""] * n
         for unit, row in table.rows.items():
