@@ -44,6 +44,12 @@ written before version 4) leaves the bandit fresh: ``SnapshotInfo.bandit`` says 
 with them restored into a router without a bandit: the sections are ignored (the statistics
 still mean the same), ``SnapshotInfo.bandit`` says so.
 
+Covariates (issue 16) need no new version: at unit level each declared covariate adds two
+optional float64 arrays, ``cov:<name>`` (values) and ``cov_at:<name>`` (recorded-at times),
+NaN where none was recorded (store/covariates.py). A file without them (written before
+covariates existed, or before the covariate was declared) restores with none recorded.
+Covariates waiting for a unit's first exposure are not saved.
+
 Version 3 adds ``salt_sha256`` and ``control`` to the identity (above). Version 2 added the
 per-variant latency histogram (arrays ``latency_hist``, ``latency_sum``
 and its bucket layout ``latency_layout`` in the header, see store/histogram.py). Version 1

@@ -287,3 +287,49 @@ def test_spec_round_trip_and_default() -> None:
     assert cfg.metrics["y"].covariates == ("pre",)
     assert cfg.metrics["y"].to_dict()["covariates"] == ["pre"]
     assert "covariates" not in cfg.metrics["z"].to_dict()
+
+
+def test_snapshot_round_trip_keeps_covariates(tmp_path: Any) -> None:
+    router = _router()
+    _drive(router, 400, seed=6)
+    router.record_covariate("never-exposed", "pre", 1.0)  # pending: not saved (no unit)
+    before = router.analysis().compare("y")
+    info = router.experiment.save(tmp_path / "s.snap")
+    fresh = _router()
+    fresh.experiment.restore(info.path)
+    a, b = router.experiment.store.snapshot().units, fresh.experiment.store.snapshot().units
+    assert a is not None and b is not None
+    for name in ("pre",):
+        np.testing.assert_array_equal(a.covariates[name], b.covariates[name])
+        np.testing.assert_array_equal(a.covariate_at[name], b.covariate_at[name])
+    after = fresh.analysis().compare("y")
+    assert after.adjusted and after.difference == before.difference
+    assert after.std_err == before.std_err
+
+
+def test_file_without_covariates_restores_with_none(tmp_path: Any) -> None:
+    old = ModelRouter(_app, {"a": 0, "b": 1},
+                      RouterConfig(metrics={"y": "continuous"}, salt="cuped"), clock=Clock())
+    for i in range(20):
+        old.experiment.assign(f"u{i}")
+        old.record_unit(f"u{i}", "y", float(i))
+    info = old.experiment.save(tmp_path / "old.snap")
+    new = _router()
+    new.experiment.restore(info.path)
+    units = new.experiment.store.snapshot().units
+    assert units is not None and units.variant.size == 20
+    assert np.isnan(units.covariates["pre"]).all() and np.isnan(units.covariate_at["pre"]).all()
+    assert not new.analysis().compare("y").adjusted
+
+
+def test_bandit_traffic_is_not_adjusted() -> None:
+    router = _router(reward="y", mode="bandit")
+    e = router.experiment
+    rng = np.random.default_rng(7)
+    for i in range(300):
+        router.record_covariate(f"u{i}", "pre", rng.normal())
+        d = e.assign(f"u{i}")
+        router.record(d, "y", rng.normal())
+    r = router.analysis().compare("y")
+    assert not r.adjusted and any("not adjusted for covariates" in n for n in r.notes)
+    assert math.isfinite(r.pvalue)
