@@ -211,8 +211,8 @@ def test_score_statistics_equal_compare_shadow_and_scipy() -> None:
     assert got.loss.wilcoxon_pvalue == ref.loss.wilcoxon_pvalue
     both = [p for p in pairs if p.label is not None and p.served is not None
             and p.shadow is not None]
-    ls = [(p.served - p.label) ** 2 for p in both]  # type: ignore[operator]
-    lh = [(p.shadow - p.label) ** 2 for p in both]  # type: ignore[operator]
+    ls = [(p.served - p.label) ** 2 for p in both]
+    lh = [(p.shadow - p.label) ** 2 for p in both]
     assert got.loss.t.pvalue == pytest.approx(stats.ttest_rel(lh, ls).pvalue, rel=1e-9)
     assert got.loss.wilcoxon_pvalue == pytest.approx(
         stats.wilcoxon(np.subtract(lh, ls)).pvalue, rel=1e-12)
