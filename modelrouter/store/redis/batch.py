@@ -49,8 +49,8 @@ from modelrouter.store.rows import SUMS_PER_METRIC
 from modelrouter.store.types import Deltas, EpochInfo
 
 __all__ = ["FIRST_KEY", "LUA", "counter_ops", "decision_ops", "drain_ops", "forward_ops",
-           "group_ops", "latency_ops", "lost_tallies", "pack_batches", "training_ops",
-           "unit_ops"]
+           "covariate_ops", "group_ops", "latency_ops", "lost_tallies", "pack_batches",
+           "training_ops", "unit_ops"]
 
 Op = tuple[str, str, str, str]
 Batch = tuple[str, list[str], list[str]]
@@ -166,6 +166,14 @@ def unit_ops(first: Mapping[str, FirstExposure], exposures: Mapping[str, int],
         ops.append(("f", "x:" + name, unit, repr(x)))
         ops.append(("f", "y:" + name, unit, repr(y)))
     return ops
+
+
+def covariate_ops(covariates: Mapping[tuple[str, int], tuple[float, float]],
+                  names: Sequence[str]) -> list[Op]:
+    """Covariate values (HSETNX: the first value any worker flushed wins), as JSON
+    ``[value, recorded_at]`` (``repr`` floats: exact round trip)."""
+    return [("n", "cov:" + names[i], unit, json.dumps([v, t], separators=_COMPACT))
+            for (unit, i), (v, t) in covariates.items()]
 
 
 def group_ops(groups: Sequence[tuple[tuple[int, int, tuple[int, ...]], list[float]]],
@@ -286,6 +294,7 @@ def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout, sync: SyncDeltas 
     tables = local.segment_tables
     if layout.unit_level:
         ops = unit_ops(buf.first, buf.exposures, buf.xy, layout.metric_names, tables)
+        ops += covariate_ops(buf.covariates, layout.covariate_names)
     else:
         ops = group_ops(local.groups, tables)
     requests = [a + b for a, b in zip(buf.requests, local.requests)]

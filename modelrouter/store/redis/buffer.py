@@ -52,14 +52,16 @@ FirstExposure = tuple[int, int, float, float, tuple[int, ...]]
 class DeltaBuffer:
     """See the module docstring."""
 
-    __slots__ = ("dropped", "epochs", "events", "exposures", "first", "hist", "hist_sum",
-                 "looks", "max_buffer", "requests", "size", "uncounted", "xy")
+    __slots__ = ("covariates", "dropped", "epochs", "events", "exposures", "first", "hist",
+                 "hist_sum", "looks", "max_buffer", "requests", "size", "uncounted", "xy")
 
     def __init__(self, n_variants: int, max_buffer: int) -> None:
         self.max_buffer = max_buffer
         self.first: dict[str, FirstExposure] = {}
         self.exposures: dict[str, int] = {}  # the units of ``first``: exposures since
         self.xy: dict[tuple[str, int], list[float]] = {}
+        # (unit, covariate index) -> (value, recorded at): the first one buffered wins
+        self.covariates: dict[tuple[str, int], tuple[float, float]] = {}
         self.events: dict[tuple[int, int], list[float]] = {}
         self.requests = [0] * n_variants
         self.uncounted = 0
@@ -109,6 +111,17 @@ class DeltaBuffer:
             ev[0] += 1.0
             ev[1] += value
             ev[2] += value * value
+
+    def covariate(self, unit: str, index: int, value: float, now: float) -> None:
+        """Buffer a unit's covariate value (first value wins; counted in ``size``)."""
+        key = (unit, index)
+        if key in self.covariates:
+            return
+        if self.size >= self.max_buffer:
+            self.dropped[1] += 1
+            return
+        self.covariates[key] = (value, now)
+        self.size += 1
 
     def add_latency(self, variant: int, slot: int, latency_ms: float) -> None:
         """Count one request's latency in the histogram."""

@@ -15,6 +15,8 @@ first-writer-wins:
 ``mr:{exp}:exposures``      unit -> exposures (``HINCRBY``)
 ``mr:{exp}:x:<metric>``     unit -> sum of values (``HINCRBYFLOAT``; "any" metrics clip >0)
 ``mr:{exp}:y:<metric>``     unit -> number of values
+``mr:{exp}:cov:<name>``     unit -> JSON ``[value, recorded_at]`` of a covariate (``HSETNX``:
+                            the first value recorded wins; store/redis/covariates.py)
 ``mr:{exp}:requests``       variant -> routed requests
 ``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values,
                             refused_batches, refused_requests/_exposures/_values
@@ -36,6 +38,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelrouter.config.metrics import covariate_names
 from modelrouter.store.histogram import LAYOUT
 
 if TYPE_CHECKING:
@@ -69,6 +72,16 @@ class Layout:
     def metric_names(self) -> tuple[str, ...]:
         """Metric names in index order."""
         return tuple(self.metrics)
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        """The declared covariates (``MetricSpec.covariates``), one hash each."""
+        return covariate_names(self.metrics)
+
+    @property
+    def covariate_keys(self) -> list[str]:
+        """The covariates' hash names (``cov:<name>``), for a snapshot's read."""
+        return [f"cov:{c}" for c in self.covariate_names]
 
     @property
     def unit_level(self) -> bool:

@@ -35,6 +35,21 @@ _REFUSED_COUNTERS = ("refused_batches", "refused_requests", "refused_exposures",
                      "refused_values")
 
 
+def _covariates(layout: Layout, data: dict[str, dict[str, str]], index: dict[str, int], n: int
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per covariate, value and recorded-at columns in unit order (NaN: none); values of
+    units not exposed (yet) stay in Redis until they are."""
+    values, at = {}, {}
+    for c in layout.covariate_names:
+        v, t = np.full(n, np.nan), np.full(n, np.nan)
+        for u, raw in data.get(f"cov:{c}", {}).items():
+            i = index.get(u, -1)
+            if i >= 0:
+                v[i], t[i] = (float(a) for a in json.loads(raw))
+        values[c], at[c] = v, t
+    return values, at
+
+
 def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float) -> Snapshot:
     """Rebuild a :class:`Snapshot` from the hashes of one MULTI read (see store.py)."""
     any_flags = tuple(m.aggregate == "any" for m in layout.metrics.values())
@@ -81,6 +96,7 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
                         orphans += int(float(v))
             if any_flags[j]:
                 x[m] = (x[m] > 0).astype(np.float64)
+        cov, cov_at = _covariates(layout, data, index, n)
         exposures = np.zeros(n, dtype=np.int64)
         for u, v in data["exposures"].items():
             i = index.get(u, -1)
@@ -91,7 +107,8 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
             epoch=np.array([r[1] for r, _ in rows], dtype=np.int64).reshape(n),
             propensity=np.array([r[2] for r, _ in rows], dtype=np.float64).reshape(n),
             first_seen=np.array([r[3] for r, _ in rows], dtype=np.float64).reshape(n),
-            exposures=exposures, segments=segs, x=x, y=y, ids=ids)
+            exposures=exposures, segments=segs, x=x, y=y, ids=ids, covariates=cov,
+            covariate_at=cov_at)
     else:
         width = 1 + SUMS_PER_METRIC * len(layout.metric_names)
         sums: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}

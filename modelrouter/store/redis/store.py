@@ -58,6 +58,7 @@ from modelrouter.store.protocol import BaseStore
 from modelrouter.store.redis.batch import Batch, drain_ops, pack_batches
 from modelrouter.store.redis.buffer import MAX_SQUARABLE, DeltaBuffer, too_large, unit_text
 from modelrouter.store.redis.control import SharedControl
+from modelrouter.store.redis.covariates import CovariateMembers
 from modelrouter.store.redis.flusher import Flusher
 from modelrouter.store.redis.layout import Layout, text
 from modelrouter.store.redis.sharing import SharedMembers
@@ -85,7 +86,7 @@ def _redis() -> Any:
     return redis
 
 
-class RedisStore(SharedMembers, BaseStore):
+class RedisStore(SharedMembers, CovariateMembers, BaseStore):
     """Local buffer on the request path, Redis as the merged state of every worker."""
 
     supports_bandit = True
@@ -385,7 +386,7 @@ class RedisStore(SharedMembers, BaseStore):
         taken = self.clock()
         names = ["first", "exposures", "requests", "counters", "epochs", "groups", "looks",
                  "latency", "refused", "decisions"]
-        names += [f"{c}:{m}" for m in self.metric_names for c in "xy"]
+        names += [f"{c}:{m}" for m in self.metric_names for c in "xy"] + self.layout.covariate_keys
         data = self._read(names)
         try:
             return build_snapshot(self.layout, data, taken)
