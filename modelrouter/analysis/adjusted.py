@@ -24,6 +24,7 @@ its interval, on the adjusted means) are the adjusted ones, and ``variance_reduc
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.results import ComparisonResult
 from modelrouter.stats.cuped import cuped_mean, cuped_ratio, prepare_covariates, two_arms
+from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.twosample import TwoSampleResult
 
 __all__ = ["ESTIMATOR", "adjust", "covariate_columns"]
@@ -107,9 +109,16 @@ def adjust(data: AnalysisData, metric: str, variant: str, base: ComparisonResult
         return dataclasses.replace(base, notes=tuple(notes))
     test = TwoSampleResult(res.statistic, res.pvalue, res.difference, res.std_err, res.df,
                            res.method)
+    try:
+        rci = res.relative_confidence_interval()
+    except OverflowError:  # adjusted control mean near 0: the log-scale interval overflows
+        rci = ConfidenceInterval(math.nan, math.nan)
+    if not (math.isfinite(rci.low) and math.isfinite(rci.high)):
+        notes.append("the relative lift's interval is not defined (an adjusted mean is 0, "
+                     "negative or near 0)")
     return dataclasses.replace(
         base, method=res.method, estimator=ESTIMATOR, difference=res.difference,
         relative_lift=res.relative_lift, statistic=res.statistic, pvalue=res.pvalue,
         df=res.df, std_err=res.std_err, notes=tuple(notes), adjusted=True,
         variance_reduction=res.variance_reduction,
-        _relative_ci=res.relative_confidence_interval(), _test=test)
+        _relative_ci=rci, _test=test)
