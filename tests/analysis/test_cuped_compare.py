@@ -351,3 +351,25 @@ def test_relative_interval_overflow_is_a_note(monkeypatch: pytest.MonkeyPatch) -
     assert r.adjusted and math.isfinite(r.pvalue)
     assert math.isnan(r.relative_confidence_interval().low)
     assert any("relative lift's interval is not defined" in n for n in r.notes)
+
+
+def test_analysis_document_with_covariates_is_valid_json_of_the_schema() -> None:
+    """The whole analysis document (its verdict and comparisons call ``compare()``) builds with
+    an adjusted primary metric, and validates against the schema with the new keys."""
+    import json
+
+    import jsonschema
+
+    from modelrouter.analysis.document import analysis_document
+    from modelrouter.analysis.jsondata import plain
+    from modelrouter.analysis.schema import analysis_schema
+
+    router = _router(primary="y")
+    _drive(router, 500, seed=10)
+    doc: Any = plain(analysis_document(router.analysis().data))
+    json.dumps(doc, allow_nan=False)
+    errors = list(jsonschema.Draft202012Validator(analysis_schema()).iter_errors(doc))
+    assert not errors, [e.message[:200] for e in errors]
+    cmp = doc["metrics"]["y"]["comparisons"]["b"]
+    assert cmp["adjusted"] is True and 0 < cmp["variance_reduction"] < 1
+    assert doc["metrics"]["latency_ms"]["comparisons"]["b"]["adjusted"] is False
