@@ -404,3 +404,27 @@ def test_ratio_metric_adjusted_equals_cuped_ratio_on_the_unit_arrays() -> None:
     assert r.difference == pytest.approx(ref.difference, rel=1e-10)
     assert r.std_err == pytest.approx(ref.std_err, rel=1e-10)
     assert r.pvalue == pytest.approx(ref.pvalue, rel=1e-8)
+
+
+def test_segment_filter_adjusts_within_the_segment() -> None:
+    """``compare(metric, segment=...)`` (what ``segments()`` and per-segment guardrails call)
+    estimates theta on the segment's units only."""
+    metrics = {"y": {"kind": "continuous", "covariates": ["pre"]}}
+    router = ModelRouter(_app, {"a": 0, "b": 1}, RouterConfig(metrics=metrics, salt="cuped"),
+                         clock=Clock(), segment_dims=("platform",))
+    e = router.experiment
+    rng = np.random.default_rng(13)
+    rows = []
+    for i in range(900):
+        unit, platform = f"u{i}", ("ios", "web")[i % 2]
+        x = rng.normal()
+        router.record_covariate(unit, "pre", x)
+        d = e.assign(unit, (platform,))
+        y = (0.9 if platform == "ios" else 0.3) * x + rng.normal() + 0.2 * (d.variant == "b")
+        router.record_unit(unit, "y", y)
+        rows.append((platform, int(d.variant == "b"), y, x))
+    a = router.analysis()
+    for platform in ("ios", "web"):
+        sub = [(t, y, x) for p, t, y, x in rows if p == platform]
+        t, y, x = (np.array(c) for c in zip(*sub))
+        _check(a.compare("y", segment={"platform": platform}), _reference(y, t, x))
