@@ -16,7 +16,8 @@ changed by the treatment and is not used (analysis/adjusted.py).
   units exposed since are moved out, and if it is still full the value is refused with a
   :class:`~modelrouter.exceptions.FeedbackError` (record covariates close to exposure, not
   for a whole user base at once). Pending values of units never exposed are not saved in
-  snapshot files (they describe no unit of the experiment).
+  snapshot files (they describe no unit of the experiment), and a restore, which replaces the
+  whole unit table, drops the pending values recorded before it.
 
 Thread safety: none of its own; the owning memory store calls it under its lock.
 """
