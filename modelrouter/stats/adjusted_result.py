@@ -78,9 +78,10 @@ class AdjustedResult:
         if not (self.mean_control > 0 and self.mean_treatment > 0
                 and math.isfinite(self._log_std_err)):
             return ConfidenceInterval(math.nan, math.nan)
-        ratio = self.mean_treatment / self.mean_control
-        half = math.exp(q * self._log_std_err)
-        return ConfidenceInterval(ratio / half - 1.0, ratio * half - 1.0)
+        # in logs: a control mean near 0 makes the ratio or exp(q * se) overflow a float
+        log_ratio = math.log(self.mean_treatment) - math.log(self.mean_control)
+        half = q * self._log_std_err
+        return ConfidenceInterval(_expm1(log_ratio - half), _expm1(log_ratio + half))
 
     def rescaled(self, factor: float, theta: tuple[float, ...]) -> AdjustedResult:
         """The same comparison with the outcome in units ``factor`` times larger (the
@@ -173,3 +174,8 @@ def normal_result(*, n_control: int, n_treatment: int, mean_control: float,
                           n_treatment=n_treatment, relative_lift=lift, theta=theta,
                           covariates=covariates, confidence_level=confidence_level,
                           _log_std_err=log_std_err)
+
+
+def _expm1(x: float) -> float:
+    """``exp(x) - 1``, inf beyond the float range (never OverflowError)."""
+    return math.expm1(x) if x < 709.0 else math.inf

@@ -331,3 +331,32 @@ def test_tea_tasting_ratio_of_means_with_covariates() -> None:
                cuped_ratio(d["c"], d["s"], d["t"], d["pc"], d["ps"]))
     plain = tt.RatioOfMeans("c", "s").analyze(frame, 0, 1, "variant")
     _check_tea(plain, cuped_ratio(d["c"], d["s"], d["t"]))
+
+
+def test_relative_interval_with_a_control_mean_near_zero_is_inf_not_an_error() -> None:
+    """Regression: the delta-method interval of the relative lift overflowed (OverflowError)
+    when the adjusted control mean was near 0 (found by the 1,000-run simulation through the
+    router); in logs it is [-1, inf] there, and unchanged otherwise."""
+    import dataclasses
+    import math
+
+    import numpy as np
+
+    from modelrouter.stats.cuped import cuped_mean
+
+    rng = np.random.default_rng(3)
+    t = np.r_[np.zeros(300), np.ones(300)]
+    x = rng.normal(size=600)
+    y = 1.0 + 0.2 * x + 0.1 * t + rng.normal(size=600)
+    r = cuped_mean(y, t, x)
+    ci = r.relative_confidence_interval()
+    ratio, se = r.mean_treatment / r.mean_control, r._log_std_err
+    from scipy import stats as st
+
+    df = r._log_df
+    q = st.norm.ppf(0.975) if not math.isfinite(df) else st.t.ppf(0.975, df)
+    assert ci.low == pytest.approx(ratio * math.exp(-q * se) - 1.0, rel=1e-9)
+    assert ci.high == pytest.approx(ratio * math.exp(q * se) - 1.0, rel=1e-9)
+    tiny = dataclasses.replace(r, mean_control=1e-300, _log_std_err=1e6)
+    ci = tiny.relative_confidence_interval()
+    assert ci.low == -1.0 and ci.high == math.inf
