@@ -73,7 +73,9 @@ class ModelRouter(RoutingMiddleware):
         super().__init__(app, experiment, timer=timer)
         self._seen: SeenSet | None = None  # record(idempotency_key=...): built on first use
         if shadows is not None:  # evaluated, never served: decision.predict feeds them
-            self.shadows = _shadow_runner(shadows, config, self.experiment, timer)
+            runner = self.shadows = _shadow_runner(shadows, config, self.experiment, timer)
+            # at shutdown: refuse new shadow work, drop what is queued (never waits for it)
+            self.lifecycle.closers.append(lambda: runner.shutdown(wait=False))
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         if config.secret or config.admin_token or config.metrics_public:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,7 @@ class RouterLifecycle:
         self.restored: SnapshotInfo | None = None
         self.last_snapshot: SnapshotInfo | None = None
         self._restore_failed = False
+        self.closers: list[Callable[[], object]] = []  # run first at shutdown (e.g. shadows)
         # one process per memory-store snapshot (store/lock.py); Redis is shared by design
         path = self.config.snapshot_path
         self._lock = (SnapshotLock(path) if path is not None
@@ -92,6 +94,11 @@ class RouterLifecycle:
 
     async def stop(self) -> None:
         """Stop background work, flush buffered deltas, write the final snapshot."""
+        for close in self.closers:
+            try:
+                await asyncio.to_thread(close)
+            except Exception:  # the flush and the snapshot must still happen
+                log.exception("modelrouter: a shutdown step failed")
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

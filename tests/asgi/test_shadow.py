@@ -225,3 +225,23 @@ def test_labels_by_token_and_contract_errors() -> None:
     with pytest.raises(AnalysisError, match="has no shadows"):
         make_router(None).analysis().shadow("c")
     router.shadows.shutdown()  # type: ignore[union-attr]
+
+
+def test_lifespan_shutdown_stops_the_shadows() -> None:
+    """At shutdown the router refuses new shadow work (counted as shut_down) before flushing
+    and saving, so a stuck shadow never delays the final snapshot; responses still work."""
+    router = make_router({"fast": SlowThreshold(0.5)})
+
+    async def go() -> None:
+        await router.lifecycle.start()
+        client = ASGIClient(router)
+        r = await client.get("/predict?x=0.7", headers={"x-user-id": "u1"})
+        assert r.status == 200
+        await drain(router)
+        await router.lifecycle.stop()
+        r = await client.get("/predict?x=0.7", headers={"x-user-id": "u2"})
+        assert r.status == 200 and r.json()["prediction"] == 1
+
+    asyncio.run(go())
+    stats = router.analysis().shadow_data.stats["fast"]  # type: ignore[union-attr]
+    assert stats.dropped == {"shut_down": 1}
