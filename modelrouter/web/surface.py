@@ -50,6 +50,7 @@ from modelrouter.exceptions import (
 )
 from modelrouter.routing.tokens import Signer
 from modelrouter.web.admin import COOKIE_NAME, AdminAuth, apply_change, config_change
+from modelrouter.web.cors import cors_headers, preflight
 from modelrouter.web.export import CsvStream, query_format, stream_csv
 from modelrouter.web.feedback import CheckedFeedback, TokenFeedback
 from modelrouter.web.handle import RouterHandle
@@ -57,7 +58,6 @@ from modelrouter.web.messages import (
     Headers,
     HTTPError,
     Reply,
-    header,
     json_reply,
     parse_json,
     read_body,
@@ -131,7 +131,7 @@ class HTTPSurface:
                 raise HTTPError(404, f"no endpoint {scope['path'][:200]!r}")
             handler = methods.get(scope["method"])
             if path == "/feedback" and scope["method"] == "OPTIONS":
-                return await respond(send, *self._preflight(scope))
+                return await respond(send, *preflight(scope, self.router.config.cors_origins))
             if handler is None:
                 raise HTTPError(405, f"method {scope['method']!r} is not allowed here; use "
                                      f"{', '.join(methods)}",
@@ -149,39 +149,8 @@ class HTTPSurface:
                                                               "cannot be read right now"})
             headers.append((b"retry-after", b"5"))
         if path == "/feedback":
-            headers += self._cors(scope)
+            headers += cors_headers(scope, self.router.config.cors_origins)
         await respond(send, status, headers, body)
-
-    # -- CORS for the feedback endpoint (cors_origins) ---------------------------------------
-    def _cors(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        """``access-control-allow-origin`` for an allowed browser origin (none otherwise)."""
-        origin = header(scope, b"origin")
-        allowed = self.router.config.cors_origins
-        if origin is None or not allowed:
-            return []
-        if "*" in allowed:
-            return [(b"access-control-allow-origin", b"*")]
-        if origin.decode("latin-1") in allowed:
-            return [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
-        return [(b"vary", b"origin")]
-
-    def _preflight(self, scope: Scope) -> Reply:
-        """A browser's CORS preflight for ``POST /feedback``: 204 with the allowed method and
-        headers for an origin in ``cors_origins``; 403 for another origin, 405 (naming the
-        setting) when no origin is configured."""
-        allowed = self.router.config.cors_origins
-        if not allowed:
-            status, headers, body = json_reply(405, {"error": (
-                "method 'OPTIONS' is not allowed here: set RouterConfig(cors_origins=[...]) "
-                "to let browsers post feedback")})
-            return status, headers + [(b"allow", b"POST")], body
-        cors = self._cors(scope)
-        if not any(name == b"access-control-allow-origin" for name, _ in cors):
-            status, headers, body = json_reply(403, {"error": "origin: not in cors_origins"})
-            return status, headers + cors, body
-        return 204, cors + [(b"access-control-allow-methods", b"POST"),
-                            (b"access-control-allow-headers", b"content-type"),
-                            (b"access-control-max-age", b"600")], b""
 
     def _on(self, path: str) -> bool:
         """Whether the endpoint at ``path`` is configured (a disabled one answers 404)."""
