@@ -46,8 +46,9 @@ class Service(UvicornService):
     def __init__(self, redis_url: str, workers: int = 3) -> None:
         super().__init__("tests.apps.bandit_app:app", redis_url, workers)
 
-    def every_worker(self, timeout: float = 20) -> dict[int, dict[str, Any]]:
-        """``/stats`` of each of the three workers (new connections until all answered)."""
+    def every_worker(self, timeout: float = 90) -> dict[int, dict[str, Any]]:
+        """``/stats`` of each of the three workers (new connections until all answered; the
+        kernel picks the worker, and each answer computes an analysis of every decision)."""
         seen: dict[int, dict[str, Any]] = {}
         deadline = time.monotonic() + timeout
         while len(seen) < 3 and time.monotonic() < deadline:
