@@ -41,6 +41,7 @@ from modelrouter.config.shadow import ShadowConfig
 from modelrouter.exceptions import ConfigError
 from modelrouter.routing.assignment import Bucketer
 from modelrouter.routing.decision import Decision, call_model
+from modelrouter.routing.forksafe import renew
 from modelrouter.store.shadows import ShadowLog, scalar_output
 
 __all__ = ["ShadowRunner", "ShadowedDecision"]
@@ -105,6 +106,16 @@ class ShadowRunner:
         self._pending = 0
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()  # strong references to running tasks
+        renew(self, ShadowRunner._after_fork)  # gunicorn --preload: a pool of the child's own
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's pool threads do not exist here (work submitted to
+        the copied pool would never run), nor does its queue."""
+        self._pool = ThreadPoolExecutor(self.config.shadow_workers,
+                                        thread_name_prefix="modelrouter-shadow")
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._tasks = set()
 
     def __repr__(self) -> str:
         return (f"ShadowRunner(shadows={list(self.names)!r}, share={self._share:g}, "

@@ -245,3 +245,31 @@ def test_lifespan_shutdown_stops_the_shadows() -> None:
     asyncio.run(go())
     stats = router.analysis().shadow_data.stats["fast"]  # type: ignore[union-attr]
     assert stats.dropped == {"shut_down": 1}
+
+
+def test_a_forked_worker_runs_its_shadows() -> None:
+    """gunicorn --preload builds the router, then forks: the child's shadow work must run on
+    a pool of its own (the parent's threads do not exist in the child)."""
+    import multiprocessing
+
+    router = make_router({"fast": Threshold(0.5)}, shadow_workers=1)
+    # the parent has used its pool before the fork (its one thread is idle in the parent)
+    asyncio.run(ASGIClient(router).get("/predict?x=0.7", headers={"x-user-id": "p"}))
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+
+    def child() -> None:
+        async def go() -> None:
+            for i in range(5):
+                await ASGIClient(router).get("/predict?x=0.7", headers={"x-user-id": f"c{i}"})
+            await drain(router)
+
+        asyncio.run(go())
+        stats = router.analysis().shadow_data.stats["fast"]  # type: ignore[union-attr]
+        out.put(stats.counts()["completed"])
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(30)
+    assert out.get(timeout=5) >= 5  # the parent's one and the child's five (shared history)
+    router.shadows.shutdown()  # type: ignore[union-attr]
