@@ -11,19 +11,15 @@ security headers every answer of the surface carries.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TypeAlias
 
-import numpy as np
-
 from modelrouter.asgi.types import Receive, Scope, Send
+from modelrouter.stats.jsondata import JSON, plain
 
 __all__ = ["JSON", "MAX_BODY", "SECURITY_HEADERS", "Headers", "HTTPError", "Reply", "header",
            "json_reply", "jsonable", "parse_json", "read_body", "respond"]
 
-JSON: TypeAlias = "None | bool | int | float | str | list[JSON] | dict[str, JSON]"
-"""Plain JSON data, as :func:`jsonable` returns it."""
 Headers: TypeAlias = "list[tuple[bytes, bytes]]"
 Reply: TypeAlias = "tuple[int, Headers, bytes]"
 """What an endpoint answers: status, headers, body (:func:`respond` adds the security headers)."""
@@ -48,22 +44,9 @@ class HTTPError(Exception):
 
 def jsonable(value: object) -> JSON:
     """Plain JSON data: NaN/inf become null (strict JSON has neither), tuples, sets and numpy
-    arrays become lists, numpy scalars numbers, mapping keys strings, anything else its string.
-
-    Results reach it as their ``to_dict()`` (the analysis, a look): plain data, possibly with
-    numpy values and non-finite floats, which is what this makes strict JSON of.
-    """
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.ndarray, np.generic)):
-        return jsonable(value.tolist())
-    return str(value)
+    arrays become lists, numpy scalars numbers, mapping keys strings, anything else its string
+    (:func:`modelrouter.stats.jsondata.plain`, which ``Analysis.to_dict()`` uses too)."""
+    return plain(value)
 
 
 def json_reply(status: int, data: object) -> Reply:
