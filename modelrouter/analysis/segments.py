@@ -29,7 +29,7 @@ import numpy as np
 from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.results import ComparisonResult, format_table
-from modelrouter.analysis.srm import srm_analysis
+from modelrouter.analysis.srm import check_sample_ratio
 from modelrouter.analysis.text import fmt_interval, fmt_pvalue, fmt_signed
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.multiple import adjust_pvalues
@@ -244,10 +244,10 @@ class _Row:
 
 
 def _srm_pvalue(data: AnalysisData, segment: dict[str, str]) -> float:
-    """The segment's own always-valid SRM p-value: its units, epoch by epoch, against the
-    weights in force then (1 when it has none)."""
+    """The segment's own always-valid SRM p-value: its units (bandit epochs: its fresh
+    decisions), epoch by epoch, against the weights in force then (1 when it has none)."""
     try:
-        return srm_analysis(data, segment=segment).pvalue
+        return check_sample_ratio(data, segment=segment).pvalue
     except AnalysisError:  # no units in the segment
         return 1.0
 

@@ -277,19 +277,28 @@ def srm_analysis(data: AnalysisData, threshold: float = 0.001,
                    "entered in")
 
 
-def adaptive_srm(data: AnalysisData, threshold: float = 0.001, method: str = "sequential"
-                 ) -> SampleRatioCheck:
+def _fresh_decisions(data: AnalysisData, segment: Mapping[str, str] | None
+                     ) -> list[tuple[tuple[int, int, tuple[int, ...], int], int]]:
+    """``(key, n)`` of the fresh (not sticky) bandit decision groups, of ``segment`` only
+    when one is given."""
+    pairs = data.segment_codes(segment) if segment else []
+    return [(key, n) for key, (n, _m) in data.snapshot.decisions.items()
+            if not key[3] & STICKY
+            and all(d < len(key[2]) and key[2][d] == c for d, c in pairs)]
+
+
+def adaptive_srm(data: AnalysisData, threshold: float = 0.001, method: str = "sequential",
+                 segment: Mapping[str, str] | None = None) -> SampleRatioCheck:
     """Bandit traffic: fresh draws per arm and epoch against each epoch's weights; arms paused
     throughout (nothing expected) are left out."""
     chosen = _method(method)
-    fresh = [(key, value) for key, value in data.snapshot.decisions.items()
-             if not key[3] & STICKY]
+    fresh = _fresh_decisions(data, segment)
     if not fresh:
         raise AnalysisError("no bandit decisions yet; the sample ratio cannot be checked")
     epochs = sorted({key[1] for key, _ in fresh})
     row = {e: i for i, e in enumerate(epochs)}
     counts = np.zeros((len(epochs), len(data.variants)))
-    for (variant, epoch, _seg, _tag), (n, _m) in fresh:
+    for (variant, epoch, _seg, _tag), n in fresh:
         counts[row[epoch], variant] += n
     weights = data.epoch_weights(epochs, "decisions")
     keep = expected_counts(data, epochs, counts, "decisions") > 0  # paused arms: none expected
@@ -301,30 +310,31 @@ def adaptive_srm(data: AnalysisData, threshold: float = 0.001, method: str = "se
                    "against each epoch's propensities")
 
 
-def _switched_rows(data: AnalysisData) -> dict[int, tuple[str, np.ndarray]]:
+def _switched_rows(data: AnalysisData, segment: Mapping[str, str] | None = None
+                   ) -> dict[int, tuple[str, np.ndarray]]:
     """Per epoch with draws: (mode, counts per variant) - A/B (and unrecorded) epochs from
-    :func:`epoch_counts`, bandit epochs from their fresh decisions."""
+    :func:`epoch_counts`, bandit epochs from their fresh decisions (of ``segment`` only)."""
     modes = data.epoch_modes()
     k = len(data.variants)
     rows: dict[int, tuple[str, np.ndarray]] = {}
-    for e, c in zip(*epoch_counts(data)):
+    for e, c in zip(*epoch_counts(data, segment)):
         if modes.get(e) != "bandit" and c.sum() > 0:  # bandit epochs: by their decisions
             rows[e] = (modes.get(e, "ab"), c)
-    for (variant, epoch, _seg, tag), (n, _m) in data.snapshot.decisions.items():
-        if not tag & STICKY and modes.get(epoch) == "bandit" and n > 0:
+    for (variant, epoch, _seg, _tag), n in _fresh_decisions(data, segment):
+        if modes.get(epoch) == "bandit" and n > 0:
             rows.setdefault(epoch, ("bandit", np.zeros(k)))[1][variant] += n
     return rows
 
 
-def switched_srm(data: AnalysisData, threshold: float = 0.001, method: str = "sequential"
-                 ) -> SampleRatioCheck:
+def switched_srm(data: AnalysisData, threshold: float = 0.001, method: str = "sequential",
+                 segment: Mapping[str, str] | None = None) -> SampleRatioCheck:
     """Every phase of a switched experiment (see the module docstring): A/B epochs' units
     (requests at request level), bandit epochs' fresh decisions, each against its epoch's
     weights; the sequential test over all epochs, the chi-square per phase with Bonferroni."""
     chosen = _method(method)
     if not data.snapshot.epochs:
         raise AnalysisError("no routing epochs recorded; nothing to check")
-    rows = _switched_rows(data)
+    rows = _switched_rows(data, segment)
     if not rows:
         raise AnalysisError("no units or bandit decisions yet; the sample ratio cannot be "
                             "checked")
@@ -366,11 +376,13 @@ def switched_srm(data: AnalysisData, threshold: float = 0.001, method: str = "se
 
 
 def check_sample_ratio(data: AnalysisData, threshold: float = 0.001,
-                       method: str = "sequential") -> SampleRatioCheck:
+                       method: str = "sequential", segment: Mapping[str, str] | None = None
+                       ) -> SampleRatioCheck:
     """``analysis.srm()``: every phase after a mode switch (:func:`switched_srm`), per bandit
-    decision after bandit-only traffic, else per unit (or request)."""
+    decision after bandit-only traffic, else per unit (or request); within ``segment`` when
+    given (the per-segment checks of ``analysis.segments()``)."""
     if data.switched:
-        return switched_srm(data, threshold, method)
+        return switched_srm(data, threshold, method, segment)
     if data.adaptive:
-        return adaptive_srm(data, threshold, method)
-    return srm_analysis(data, threshold, method=method)
+        return adaptive_srm(data, threshold, method, segment)
+    return srm_analysis(data, threshold, segment=segment, method=method)

@@ -184,3 +184,43 @@ def test_aa_switched_false_alarms() -> None:
     seq, chi = _aa_alarms(400, 0.05)
     print(f"sequential ever-alarm {seq / 400:.4f}, Bonferroni chi-square {chi / 400:.4f}")
     assert seq / 400 <= 0.05 + 2 * 0.011 and chi / 400 <= 0.05 + 2 * 0.011
+
+
+def test_a_segment_losing_units_in_the_ab_phases_is_flagged_by_segments() -> None:
+    """analysis.segments() checks each segment's sample ratio with the same check as
+    analysis.srm(): after a switch, every phase of that segment (its A/B units, its fresh bandit
+    decisions). Half of the last variant's ios units are lost in both A/B phases; each segment's
+    SRM p-value equals the sequential reference computed from its part of the log (units with
+    one request each: per-unit and per-decision counts coincide here), ios alarms, web not."""
+    names = ("a", "b")
+    config: dict[str, Any] = dict(metrics={"click": "binary"}, reward="click", mode="ab",
+                                  refresh_seconds=None, refresh_every=50, min_share=0.1,
+                                  missing_reward="omit", salt="srm-seg",
+                                  segments={"platform": "x-platform"})
+    exp = Experiment({n: n for n in names}, RouterConfig(**config), rng=random.Random(4))
+    twin = Experiment({n: n for n in names}, RouterConfig(**config), rng=random.Random(4))
+    rng = np.random.default_rng(4)
+    logs: dict[str, list[tuple[int, int, str]]] = {"ios": [], "web": []}
+    t = 0
+    for mode, n in [("ab", 1600), ("bandit", 600), ("ab", 1600)]:
+        if exp.mode != mode:
+            exp.configure(mode=mode)
+        for _ in range(n):
+            t += 1
+            unit, platform = f"u{t}", ("ios" if t % 2 else "web")
+            if (platform == "ios" and mode == "ab" and twin.assign(unit).variant == "b"
+                    and rng.random() < 0.5):
+                continue  # lost before it was logged
+            d = exp.assign(unit, (platform,))
+            exp.record(d, "click", int(rng.random() < 0.2))
+            assert exp.bandit is not None
+            exp.bandit.wait_idle()
+            logs[platform].append((names.index(d.variant), d.epoch, d.mode))
+    seg = {r.segment["platform"]: r for r in
+           Analysis.from_experiment(exp).segments("click", by="platform").results}
+    ios_ref, web_ref = reference(exp, logs["ios"]), reference(exp, logs["web"])
+    assert seg["ios"].srm_pvalue == pytest.approx(min(1.0, np.exp(-ios_ref["log_bf"])),
+                                                  rel=1e-9, abs=1e-12)
+    assert seg["web"].srm_pvalue == pytest.approx(min(1.0, np.exp(-web_ref["log_bf"])),
+                                                  rel=1e-9, abs=1e-12)
+    assert seg["ios"].srm_pvalue < 0.001 < seg["web"].srm_pvalue
