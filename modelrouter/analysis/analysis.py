@@ -32,6 +32,7 @@ from modelrouter.analysis.sequential import SequentialAnalysis, sequential_analy
 from modelrouter.analysis.srm import SampleRatioCheck, check_sample_ratio
 from modelrouter.analysis.verdict import Verdict, decide
 from modelrouter.config import RouterConfig
+from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.moments import Moments
 from modelrouter.store.types import Snapshot
 
@@ -257,9 +258,24 @@ class Analysis:
         versioned by ``schema_version`` and valid against the shipped JSON Schema (see
         analysis/document.py and analysis/schema.py). Never raises: a part that cannot be
         computed says so in its ``status``."""
-        doc = plain(analysis_document(self._data, metrics))
+        document = analysis_document(self._data, metrics)
+        if self.shadow_data is not None:  # shadows: counts and the paired comparison of each
+            document["shadows"] = self._shadows_dict(self.shadow_data)
+        doc = plain(document)
         assert isinstance(doc, dict)
         return doc
+
+    @staticmethod
+    def _shadows_dict(data: ShadowSnapshot) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, stats in data.stats.items():
+            try:
+                out[name] = {"status": "ok", "counts": stats.counts(),
+                             **stats.comparison().to_dict()}
+            except AnalysisError as exc:  # no pairs yet
+                out[name] = {"status": "not_enough_data", "reason": str(exc),
+                             "counts": stats.counts()}
+        return out
 
     def to_frame(self) -> Any:
         """The snapshot's rows as a pandas DataFrame: one per unit (unit, variant, first

@@ -273,3 +273,36 @@ def test_a_forked_worker_runs_its_shadows() -> None:
     proc.join(30)
     assert out.get(timeout=5) >= 5  # the parent's one and the child's five (shared history)
     router.shadows.shutdown()  # type: ignore[union-attr]
+
+
+def test_shadows_in_to_dict_and_stats_validate_against_the_schema() -> None:
+    """The analysis as data holds each shadow: its counts and the paired comparison
+    (ShadowComparison.to_dict(), whose parts without data say why); valid JSON Schema."""
+    import json
+
+    import jsonschema
+
+    from modelrouter.analysis.schema import analysis_schema
+
+    validator = jsonschema.Draft202012Validator(analysis_schema())
+    router = make_router({"fast": Threshold(0.55), "idle": Threshold(0.5)}, shadow_share=1.0)
+    empty = router.analysis().to_dict()
+    assert empty["shadows"]["fast"]["n_pairs"] == 0  # parts without data say so in it
+    validator.validate(empty)
+
+    async def go() -> None:
+        client = ASGIClient(router)
+        for i in range(40):
+            await client.get(f"/predict?x={i / 40:.3f}", headers={"x-user-id": f"u{i}"})
+        await drain(router)
+
+    asyncio.run(go())
+    a = router.analysis()
+    doc = json.loads(json.dumps(a.to_dict(), allow_nan=False))
+    validator.validate(doc)
+    fast = doc["shadows"]["fast"]
+    assert fast["status"] == "ok" and fast["counts"]["completed"] == 40
+    expected = json.loads(json.dumps(a.shadow("fast").to_dict(), allow_nan=False))
+    assert {k: fast[k] for k in expected} == expected
+    router.shadows.shutdown()  # type: ignore[union-attr]
+    assert "shadows" not in make_router(None).analysis().to_dict()
