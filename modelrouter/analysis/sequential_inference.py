@@ -43,17 +43,15 @@ from modelrouter.stats import (
     spending_boundaries,
     stagewise_inference,
 )
+from modelrouter.stats.jsondata import finite_or_none
 
 __all__ = ["AdjustedInference", "FutilityCheck", "adjusted_inference", "futility_check",
            "repeated_intervals"]
 
 
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
 
 def _ci_dict(ci: ConfidenceInterval) -> dict[str, float | None]:
-    return {"low": _num(ci.low), "high": _num(ci.high)}
+    return {"low": finite_or_none(ci.low), "high": finite_or_none(ci.high)}
 
 
 def _fmt_ci(ci: ConfidenceInterval) -> str:
@@ -96,9 +94,9 @@ class AdjustedInference:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data; non-finite numbers become None."""
-        return {"look": self.look, "crossed": self.crossed, "pvalue": _num(self.pvalue),
-                "estimate": _num(self.estimate), "ci": _ci_dict(self.ci),
-                "naive_estimate": _num(self.naive_estimate),
+        return {"look": self.look, "crossed": self.crossed, "pvalue": finite_or_none(self.pvalue),
+                "estimate": finite_or_none(self.estimate), "ci": _ci_dict(self.ci),
+                "naive_estimate": finite_or_none(self.naive_estimate),
                 "naive_ci": _ci_dict(self.naive_ci), "confidence": self.confidence,
                 "early": self.early}
 
@@ -175,7 +173,7 @@ class FutilityCheck:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (an infinite bound, i.e. none at that look, becomes None)."""
         return {"spending": self.spending, "gamma": self.gamma, "sided": self.sided,
-                "bounds": [_num(b) for b in self.bounds], "crossed": list(self.crossed),
+                "bounds": [finite_or_none(b) for b in self.bounds], "crossed": list(self.crossed),
                 "stop": self.stop, "drift": self.drift, "power": self.power,
                 "power_ignoring_futility": self.power_ignoring_futility,
                 "asn_h0": self.asn_h0, "asn_h0_ignoring_futility": self.asn_h0_ignoring_futility}

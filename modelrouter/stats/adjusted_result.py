@@ -14,6 +14,7 @@ from typing import Any
 
 from scipy import stats as _st
 
+from modelrouter.stats.jsondata import finite_or_none
 from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.twosample import welch_df
 
@@ -28,9 +29,6 @@ def _quantile(confidence_level: float, df: float) -> float:
         return math.nan
     return float(_st.norm.ppf(p)) if math.isinf(df) else float(_st.t.ppf(p, df))
 
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -99,18 +97,20 @@ class AdjustedResult:
         """Plain-Python fields and both intervals; NaN and infinities become None."""
         ci, rel = self.confidence_interval(), self.relative_confidence_interval()
         return {"method": self.method, "adjusted": self.adjusted,
-                "difference": _finite(self.difference), "std_err": _finite(self.std_err),
-                "statistic": _finite(self.statistic), "pvalue": _finite(self.pvalue),
-                "df": _finite(self.df), "confidence_level": self.confidence_level,
-                "ci": {"low": _finite(ci.low), "high": _finite(ci.high)},
-                "relative_lift": _finite(self.relative_lift),
-                "relative_ci": {"low": _finite(rel.low), "high": _finite(rel.high)},
-                "variance_reduction": _finite(self.variance_reduction),
-                "std_err_unadjusted": _finite(self.std_err_unadjusted),
-                "mean_control": _finite(self.mean_control),
-                "mean_treatment": _finite(self.mean_treatment),
+                "difference": finite_or_none(self.difference),
+                "std_err": finite_or_none(self.std_err),
+                "statistic": finite_or_none(self.statistic), "pvalue": finite_or_none(self.pvalue),
+                "df": finite_or_none(self.df), "confidence_level": self.confidence_level,
+                "ci": {"low": finite_or_none(ci.low), "high": finite_or_none(ci.high)},
+                "relative_lift": finite_or_none(self.relative_lift),
+                "relative_ci": {"low": finite_or_none(rel.low), "high": finite_or_none(rel.high)},
+                "variance_reduction": finite_or_none(self.variance_reduction),
+                "std_err_unadjusted": finite_or_none(self.std_err_unadjusted),
+                "mean_control": finite_or_none(self.mean_control),
+                "mean_treatment": finite_or_none(self.mean_treatment),
                 "n_control": self.n_control, "n_treatment": self.n_treatment,
-                "theta": [_finite(v) for v in self.theta], "covariates": list(self.covariates)}
+                "theta": [finite_or_none(v) for v in self.theta],
+                "covariates": list(self.covariates)}
 
     def summary(self) -> str:
         """One line: the difference, its interval, p-value and the variance removed."""

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from scipy.stats import binom, norm
 
 from modelrouter.exceptions import AnalysisError
+from modelrouter.stats.jsondata import finite_or_none
 from modelrouter.stats.results import ConfidenceInterval
 
 __all__ = [
@@ -53,9 +54,6 @@ def _z(confidence_level: float) -> float:
         raise AnalysisError(f"confidence_level ({confidence_level!r}) must be in (0, 1)")
     return float(norm.ppf(0.5 + confidence_level / 2.0))
 
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def _check_count(name: str, value: int) -> int:
@@ -109,7 +107,7 @@ class ProportionResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain data; NaN becomes ``None``."""
         return {"successes": self.successes, "n": self.n,
-                "proportion": _finite(self.proportion), "ci": self.ci.to_dict(),
+                "proportion": finite_or_none(self.proportion), "ci": self.ci.to_dict(),
                 "method": self.method, "confidence_level": self.confidence_level}
 
 
@@ -196,8 +194,9 @@ class PairedProportions:
         """Plain data; NaN becomes ``None``."""
         return {"outcome": self.outcome, "n": self.n, "both": self.both,
                 "served_only": self.served_only, "shadow_only": self.shadow_only,
-                "neither": self.neither, "p_served": _finite(self.p_served),
-                "p_shadow": _finite(self.p_shadow), "difference": _finite(self.difference),
+                "neither": self.neither, "p_served": finite_or_none(self.p_served),
+                "p_shadow": finite_or_none(self.p_shadow),
+                "difference": finite_or_none(self.difference),
                 "ci": self.ci.to_dict(), "pvalue": self.pvalue, "pvalue_midp": self.pvalue_midp,
                 "confidence_level": self.confidence_level}
 

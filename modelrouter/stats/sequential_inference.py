@@ -45,6 +45,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtri
 
+from modelrouter.stats.jsondata import finite_or_none
 from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.sequential import SequentialDesign
 from modelrouter.stats.sequential_recursion import Z_MAX, BrownianRecursion
@@ -52,9 +53,6 @@ from modelrouter.stats.sequential_recursion import Z_MAX, BrownianRecursion
 __all__ = ["StagewiseInference", "repeated_confidence_intervals", "stagewise_exceedance",
            "stagewise_inference"]
 
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 def repeated_confidence_intervals(estimates: Sequence[float] | np.ndarray,
@@ -146,13 +144,13 @@ class StagewiseInference:
     def to_dict(self) -> dict[str, Any]:
         """Plain data; non-finite numbers become None."""
         return {"look": self.look, "crossed": self.crossed,
-                "statistic": _finite_or_none(self.statistic),
-                "pvalue": _finite_or_none(self.pvalue),
-                "estimate": _finite_or_none(self.estimate),
-                "ci": {"low": _finite_or_none(self.ci.low), "high": _finite_or_none(self.ci.high)},
-                "naive_estimate": _finite_or_none(self.naive_estimate),
-                "naive_ci": {"low": _finite_or_none(self.naive_ci.low),
-                             "high": _finite_or_none(self.naive_ci.high)},
+                "statistic": finite_or_none(self.statistic),
+                "pvalue": finite_or_none(self.pvalue),
+                "estimate": finite_or_none(self.estimate),
+                "ci": {"low": finite_or_none(self.ci.low), "high": finite_or_none(self.ci.high)},
+                "naive_estimate": finite_or_none(self.naive_estimate),
+                "naive_ci": {"low": finite_or_none(self.naive_ci.low),
+                             "high": finite_or_none(self.naive_ci.high)},
                 "confidence": self.confidence}
 
 

@@ -46,7 +46,7 @@ from modelrouter.stats.paired_scores import (
     quantile_difference,
 )
 
-__all__ = ["ShadowStats", "same_label"]
+__all__ = ["ShadowStats", "is_finite_number", "same_label"]
 
 
 def same_label(x: Any, y: Any) -> bool:
@@ -98,8 +98,8 @@ class ShadowStats:
         NaN when unknown). For ``kind="score"`` outputs must be finite numbers: other
         pairs are counted in ``unpaired`` and left out."""
         if self.kind == "score" and (
-                (served is not None and not _finite(served))
-                or (shadow is not None and not _finite(shadow))):
+                (served is not None and not is_finite_number(served))
+                or (shadow is not None and not is_finite_number(shadow))):
             self.unpaired["non-numeric output"] += 1
             return
         self.completed += 1
@@ -192,7 +192,8 @@ class ShadowStats:
                                 latency, accuracy, loss, missing)
 
 
-def _finite(x: Any) -> bool:
+def is_finite_number(x: Any) -> bool:
+    """Whether ``x`` converts to a finite float (a score or label usable in sums)."""
     try:
         return math.isfinite(float(x))
     except (TypeError, ValueError, OverflowError):

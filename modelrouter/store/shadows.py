@@ -20,7 +20,6 @@ held for O(1) work per call.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from typing import Any
 
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.paired_comparison import OutputKind, ShadowComparison
-from modelrouter.store.shadow_stats import ShadowStats
+from modelrouter.store.shadow_stats import ShadowStats, is_finite_number
 
 __all__ = ["ShadowLog", "ShadowSnapshot", "scalar_output"]
 
@@ -139,7 +138,7 @@ class ShadowLog:
         already labelled."""
         if y_true is None:
             raise AnalysisError("a label cannot be None")
-        if self.kind == "score" and not _finite(y_true):
+        if self.kind == "score" and not is_finite_number(y_true):
             raise AnalysisError(f"label ({y_true!r}) must be a finite number for "
                                 "shadow_kind='score'")
         with self._lock:
@@ -161,10 +160,3 @@ class ShadowLog:
         with self._lock:
             return ShadowSnapshot({n: s.copy() for n, s in self._stats.items()},
                                   dict(self._labels))
-
-
-def _finite(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError, OverflowError):
-        return False
