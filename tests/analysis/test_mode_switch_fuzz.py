@@ -11,7 +11,9 @@ is derandomized (``FAST_EXAMPLES`` examples); ``-m slow`` runs ``SLOW_EXAMPLES``
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +69,10 @@ switch_scenarios = st.sampled_from(sorted(REGIMES)).flatmap(lambda regime: st.bu
 ))
 
 
-def check_switch(sc: SwitchScenario) -> None:
+@contextlib.contextmanager
+def switched(sc: SwitchScenario) -> Iterator[ModelRouter]:
+    """The router after ``sc``'s A/B -> bandit -> A/B phases (also used by test_to_dict and
+    test_report_text)."""
     names = ["control", "treatment", "other"][:sc.variants]
     config = RouterConfig(metrics=METRICS, level=sc.level, reward=sc.reward, mode="ab",
                           refresh_every=7, refresh_seconds=None, holdout=0.2,
@@ -86,13 +91,19 @@ def check_switch(sc: SwitchScenario) -> None:
                 for metric, value in evs:
                     record(router, d, metric, value)
                 exp.bandit.wait_idle()
+        yield router
+    finally:
+        exp.bandit.close()
+
+
+def check_switch(sc: SwitchScenario) -> None:
+    names = ["control", "treatment", "other"][:sc.variants]
+    with switched(sc) as router:
         analysis = router.analysis()
         calls = entry_points(analysis)
         for metric in ("conv", "revenue", "rate", "latency_ms"):
             calls[f"phases {metric}"] = lambda m=metric: analysis.phases(m, names[1])
         ask(router, calls)
-    finally:
-        exp.bandit.close()
 
 
 @settings(max_examples=FAST_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]

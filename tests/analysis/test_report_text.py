@@ -32,8 +32,8 @@ from tests.analysis.test_fuzz import (
     build_bandit,
     scenarios,
 )
-from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios
-from tests.analysis.test_to_dict import PRIMARIES, SWITCH_EXAMPLES, build, switched
+from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios, switched
+from tests.analysis.test_to_dict import PRIMARIES, SWITCH_EXAMPLES, build
 from tests.conftest import make_app
 
 FAST_EXAMPLES = 25

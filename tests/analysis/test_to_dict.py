@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -41,7 +39,7 @@ from tests.analysis.test_fuzz import (
     record,
     scenarios,
 )
-from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios
+from tests.analysis.test_mode_switch_fuzz import SwitchScenario, switch_scenarios, switched
 from tests.conftest import make_app
 
 FAST_EXAMPLES = 25
@@ -137,32 +135,6 @@ def test_bandit_to_dict_is_strict_json_and_valid(sc: BanditScenario) -> None:
 @given(bandit_scenarios)
 def test_bandit_to_dict_is_strict_json_and_valid_slow(sc: BanditScenario) -> None:
     check_bandit(sc)
-
-
-@contextlib.contextmanager
-def switched(sc: SwitchScenario) -> Iterator[ModelRouter]:
-    """The A/B -> bandit -> A/B experiment of tests/analysis/test_mode_switch_fuzz.py."""
-    names = ["control", "treatment", "other"][:sc.variants]
-    config = RouterConfig(metrics=METRICS, level=sc.level, reward=sc.reward, mode="ab",
-                          refresh_every=7, refresh_seconds=None, holdout=0.2,
-                          missing_reward="omit", guardrails=GUARDRAILS, admin_token=ADMIN,
-                          segments={"platform": "x-platform"}, min_segment_units=2,
-                          primary="revenue", plan={"max_units": 60, "looks": 3})
-    r = ModelRouter(make_app(), {n: n for n in names}, config, rng=random.Random(0))
-    exp = r.experiment
-    assert exp.bandit is not None
-    try:
-        for mode, reqs in zip(("ab", "bandit", "ab"), sc.phases):
-            exp.configure(mode=mode)
-            for platform, unit, evs in reqs:
-                d = exp.assign(f"u{unit}" if sc.level == "user" else None,
-                               (PLATFORMS[platform],))
-                for metric, value in evs:
-                    record(r, d, metric, value)
-                exp.bandit.wait_idle()
-        yield r
-    finally:
-        exp.bandit.close()
 
 
 @settings(max_examples=SWITCH_EXAMPLES, derandomize=True, **SETTINGS)  # type: ignore[arg-type]
