@@ -21,7 +21,7 @@ from typing import Literal
 
 from modelrouter.analysis.results import ComparisonResult
 from modelrouter.analysis.sequential import Crossing, SequentialAnalysis
-from modelrouter.analysis.text import fmt_pvalue
+from modelrouter.analysis.text import p_equals
 
 __all__ = ["DISAGREE_Z", "DecisionPoint", "Direction", "LaterEvidence", "decision_point",
            "describe_disagreement", "diff_text", "later_evidence"]
@@ -40,12 +40,6 @@ class LaterEvidence:
     z: float  # (later - decision estimate) / s.e., signed so that negative weakens it
     disagree: bool
     reason: str  # empty unless disagree
-
-
-def _p_eq(p: float) -> str:
-    """``= 0.0123`` or ``< 1e-16`` (see :func:`~modelrouter.analysis.text.fmt_pvalue`)."""
-    text = fmt_pvalue(p, 3)
-    return text if text.startswith("<") else f"= {text}"
 
 
 def later_evidence(decision_estimate: float, decision_variance: float, decision_units: int,
@@ -125,7 +119,7 @@ def decision_point(seq: SequentialAnalysis | ComparisonResult, cmp_: ComparisonR
                              f"|z| {abs(c.statistic):.3f} >= boundary {c.boundary:.3f} at {where}",
                              later)
     rel = "<" if cmp_.pvalue < alpha else ">="
-    evidence = f"fixed-horizon p {_p_eq(cmp_.pvalue)} {rel} alpha {alpha:g}"
+    evidence = f"fixed-horizon p {p_equals(cmp_.pvalue)} {rel} alpha {alpha:g}"
     if cmp_.pvalue >= alpha:
         return DecisionPoint(None, None, math.nan, evidence, None)
     good = cmp_.difference < 0 if lower_is_better else cmp_.difference > 0

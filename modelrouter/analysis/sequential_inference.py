@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from modelrouter.analysis.text import p_equals
 from modelrouter.config.plan import ExperimentPlan
 from modelrouter.stats import (
     ConfidenceInterval,
@@ -113,7 +114,7 @@ class AdjustedInference:
                       "coverage")
         return (f"{how}: {naive}. Bias-adjusted (stage-wise ordering, Tsiatis, Rosner & Mehta "
                 f"1984): median-unbiased estimate {self.estimate:+.4g}, {lvl} CI "
-                f"{_fmt_ci(self.ci)}, p = {self.pvalue:.3g}.")
+                f"{_fmt_ci(self.ci)}, p {p_equals(self.pvalue)}.")
 
 
 @functools.lru_cache(maxsize=256)

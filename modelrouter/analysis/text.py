@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["NOT_ENOUGH_DATA", "PVALUE_FLOOR", "fmt", "fmt_interval", "fmt_pvalue",
+__all__ = ["NOT_ENOUGH_DATA", "PVALUE_FLOOR", "fmt", "fmt_interval", "fmt_pvalue", "p_equals",
            "fmt_signed", "plural", "singular_counts"]
 
 NOT_ENOUGH_DATA = "not enough data yet"
@@ -54,6 +54,12 @@ def fmt_interval(low: float, high: float, digits: int = 4, signed: bool = False)
         return "n/a"
     f = fmt_signed if signed else fmt
     return f"[{f(low, digits)}, {f(high, digits)}]"
+
+
+def p_equals(p: float) -> str:
+    """``= 0.0123``, ``< 1e-16`` or ``= n/a``: a p-value after "p" in a sentence."""
+    text = fmt_pvalue(p, 3)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def fmt_pvalue(p: float, digits: int = 4) -> str:

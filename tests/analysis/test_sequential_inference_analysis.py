@@ -186,3 +186,19 @@ def test_futility_config_is_validated() -> None:
     plan = ExperimentPlan(max_units=100, futility_spending="obrien-fleming")
     assert "non-binding futility" in plan.describe()
     assert plan.as_dict()["futility_spending"] == "obrien-fleming"
+
+
+def test_the_adjusted_text_never_prints_a_p_value_of_0() -> None:
+    """Regression (found by test_report_text's hypothesis property, intermittently): a
+    degenerate crossing (zero variance) gave a stage-wise p-value of 0, printed 'p = 0'; the
+    text uses the report's p-value format ('p < 1e-16'), the data keep the number."""
+    from modelrouter.analysis.sequential_inference import AdjustedInference
+    from modelrouter.stats.results import ConfidenceInterval
+
+    ci = ConfidenceInterval(-3.3e-22, -3.3e-22)
+    adj = AdjustedInference(1, True, 0.0, -3.3e-22, ci, -3.3e-22, ci, 0.98, True)
+    text = adj.explain("other", "control")
+    assert "p < 1e-16" in text and "p = 0" not in text
+    assert adj.to_dict()["pvalue"] == 0.0
+    assert "p = 0.0123." in AdjustedInference(1, True, 0.0123, 1.0, ci, 1.0, ci, 0.95,
+                                              True).explain("b", "a")
