@@ -2,7 +2,9 @@
 
 The mixture SPRT of :func:`~modelrouter.stats.always_valid_test` (normal mixture, Johari et al.)
 on the difference treatment minus control and its variance (the sum of both groups' squared
-standard errors: unpooled, per unit, delta method for ratio metrics). The sequence it runs on is
+standard errors: unpooled, per unit, delta method for ratio metrics; for a CUPED-adjusted
+comparison the adjusted difference's own standard error,
+:func:`~modelrouter.analysis.sequential.difference_std_err`). The sequence it runs on is
 every recorded look's (difference, variance) followed by the current one, so the p-value is the
 running minimum over the official looks and now, and the interval the running intersection.
 
@@ -37,7 +39,7 @@ from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.horizon import planned_ratio, resolve_horizon
 from modelrouter.analysis.results import ComparisonResult
-from modelrouter.analysis.sequential import resolve_target
+from modelrouter.analysis.sequential import difference_std_err, resolve_target
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import AlwaysValidResult, always_valid_test, mixing_variance
 from modelrouter.stats.always_valid import MIN_EVENTS
@@ -170,7 +172,7 @@ def always_valid_analysis(data: AnalysisData, metric: str | None = None,
         if not (isinstance(tau2, (int, float)) and math.isfinite(tau2) and tau2 > 0):
             raise AnalysisError(f"tau2 ({tau2!r}) must be a positive number")
         source = f"tau2={tau2:.4g} given by the caller"
-    variance = cmp.control.std_err**2 + cmp.treatment.std_err**2
+    variance = difference_std_err(cmp) ** 2
     if not math.isfinite(variance):
         raise AnalysisError(f"the variance of the difference in {t.metric!r} is not finite yet")
     diffs = [k.difference for k in t.looks] + [cmp.difference]

@@ -51,8 +51,8 @@ from modelrouter.exceptions import AnalysisError
 from modelrouter.stats import ConfidenceInterval, SequentialTestResult, sequential_test
 from modelrouter.store.looks import Look, looks_of
 
-__all__ = ["Crossing", "SequentialAnalysis", "Target", "make_look", "resolve_target",
-           "sequential_analysis", "z_statistic"]
+__all__ = ["Crossing", "SequentialAnalysis", "Target", "difference_std_err", "make_look",
+           "resolve_target", "sequential_analysis", "z_statistic"]
 
 _Z_UNDERFLOW = 37.5  # the z beyond which a normal tail probability underflows double precision
 
@@ -92,6 +92,16 @@ def resolve_target(data: AnalysisData, metric: str | None, variant: str | None,
                             f"them (Bonferroni), and {what}(variant=..., alpha=verdict."
                             "alpha_per_comparison) shows one of those tests") from None
     return Target(metric, variant, spec, plan, looks_of(data.snapshot.looks, metric, variant))
+
+
+def difference_std_err(cmp: ComparisonResult) -> float:
+    """The standard error of ``cmp.difference`` that the sequential tests use: the
+    CUPED-adjusted one when the comparison is adjusted (the summaries keep the unadjusted
+    data, so their errors would pair the adjusted difference with the unadjusted variance),
+    else the unpooled ``sqrt(se_c^2 + se_t^2)`` of the two summaries."""
+    if cmp.adjusted:
+        return cmp.std_err
+    return math.hypot(cmp.control.std_err, cmp.treatment.std_err)
 
 
 def z_statistic(cmp: ComparisonResult, spec: MetricSpec, sided: int) -> float:
@@ -286,6 +296,7 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
         notes.append(f"{t.metric!r} is lower-is-better: the one-sided test is for a decrease "
                      "and z is reported with its sign flipped")
     z = z_statistic(cmp, t.spec, plan.sided)
+    se = difference_std_err(cmp)
     if looks and rate <= looks[-1].information_rate:
         recorded = True
         statistics = [k.statistic for k in looks]
@@ -320,12 +331,11 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
                             first.variance, first.units, first.information_rate,
                             _direction(first.statistic, t.spec, plan.sided))
     elif k is not None:
-        crossing = Crossing(k, False, z, test.boundary, cmp.difference,
-                            math.hypot(cmp.control.std_err, cmp.treatment.std_err) ** 2, units,
+        crossing = Crossing(k, False, z, test.boundary, cmp.difference, se**2, units,
                             test.information_rate, _direction(z, t.spec, plan.sided))
     ests = [lk.difference for lk in looks] + ([] if recorded else [cmp.difference])
     ses = [math.sqrt(lk.variance) if lk.variance >= 0 else math.nan for lk in looks] + (
-        [] if recorded else [math.hypot(cmp.control.std_err, cmp.treatment.std_err)])
+        [] if recorded else [se])
     rcis = repeated_intervals(ests, ses, test.design)
     stop = test.rejected_at or (len(rates) if test.decision == "final" else None)
     sign = -1.0 if plan.sided == 1 and t.spec.lower_is_better else 1.0
@@ -350,7 +360,7 @@ def sequential_analysis(data: AnalysisData, metric: str | None = None,
         planned_units=horizon.planned_units, look=test.look, recorded=recorded,
         alpha_spent=test.alpha_spent, alpha_at_look=test.alpha_at_look,
         decision=decision, rejected_at=test.rejected_at, difference=cmp.difference,
-        std_err=math.hypot(cmp.control.std_err, cmp.treatment.std_err), notes=tuple(notes),
+        std_err=se, notes=tuple(notes),
         horizon=horizon.how, horizon_variance=horizon.horizon_variance, plan=plan, test=test,
         crossing=crossing, observed=cmp.observed, repeated_cis=rcis, adjusted=adjusted,
         futility=futility)
