@@ -12,7 +12,10 @@ request that was both served and shadowed) and computes what the data allow:
 - ``latency``: p50 and p95 ratios shadow / served (bootstrap over requests), pairs where both
   latencies are known;
 - with labels: ``accuracy`` (``kind="label"``: correct answers, McNemar) or ``loss``
-  (``kind="score"``: per-request loss, paired t and Wilcoxon).
+  (``kind="score"``: per-request loss, paired t and Wilcoxon), and their always-valid
+  versions for continuous watching (:mod:`modelrouter.stats.paired_sequential`):
+  ``accuracy_always_valid`` (mixture SPRT on the discordant pairs) and
+  ``loss_always_valid`` (mSPRT of the mean loss difference), fed in the order of the pairs.
 
 A part without enough data is ``None`` and ``missing`` says why; the function raises nothing
 but :class:`~modelrouter.exceptions.AnalysisError`. A failed call counts as an error and as
@@ -29,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modelrouter.exceptions import AnalysisError
+from modelrouter.stats.always_valid import AlwaysValidResult
 from modelrouter.stats.paired import (
     PairedProportions,
     ProportionMethod,
@@ -45,6 +49,11 @@ from modelrouter.stats.paired_scores import (
     mean_difference,
     paired_loss,
     quantile_difference,
+)
+from modelrouter.stats.paired_sequential import (
+    DifferenceWatch,
+    DiscordantSequential,
+    DiscordantWatch,
 )
 
 __all__ = ["OutputKind", "ShadowComparison", "ShadowPair", "compare_shadow"]
@@ -95,13 +104,21 @@ class ShadowComparison:
     accuracy: PairedProportions | None
     loss: PairedLoss | None
     missing: dict[str, str] = field(default_factory=dict)
+    accuracy_always_valid: DiscordantSequential | None = None
+    loss_always_valid: AlwaysValidResult | None = None
 
     def __repr__(self) -> str:
         parts = [f"shadow={self.shadow!r}", f"kind={self.kind!r}", f"n_pairs={self.n_pairs}"]
-        for name in ("errors", "agreement", "score_difference", "accuracy", "loss"):
+        for name in ("errors", "agreement", "score_difference", "accuracy", "loss",
+                     "accuracy_always_valid"):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value!r}")
+        if self.loss_always_valid is not None:
+            av = self.loss_always_valid
+            ci = av.confidence_interval()
+            parts.append(f"loss_always_valid=(mean difference {av.difference:+.4g} "
+                         f"[{ci.low:+.4g}, {ci.high:+.4g}], always-valid p={av.pvalue:.3g})")
         parts.extend(f"latency={r!r}" for r in self.latency)
         parts.extend(f"score_quantile={r!r}" for r in self.score_quantiles)
         if self.missing:
@@ -116,6 +133,8 @@ class ShadowComparison:
                 "score_quantiles": [r.to_dict() for r in self.score_quantiles],
                 "latency": [r.to_dict() for r in self.latency],
                 "accuracy": _dict(self.accuracy), "loss": _dict(self.loss),
+                "accuracy_always_valid": _dict(self.accuracy_always_valid),
+                "loss_always_valid": _dict(self.loss_always_valid),
                 "missing": dict(self.missing)}
 
 
@@ -208,26 +227,38 @@ def compare_shadow(pairs: Sequence[ShadowPair], *, shadow: str = "shadow",
         missing["latency"] = f"{len(timed)} pair(s) with both latencies; need 2"
     labelled = [p for p in pairs if p.label is not None]
     accuracy = loss_result = None
+    watched: DiscordantSequential | None = None
+    watched_loss: AlwaysValidResult | None = None
     if kind == "label":
-        missing["loss"] = "kind is 'label'"
+        missing["loss"] = missing["loss_always_valid"] = "kind is 'label'"
         if labelled:
-            a, b, c, d = _table([(not p.served_error and _equal(p.served, p.label),
-                                  not p.shadow_error and _equal(p.shadow, p.label))
-                                 for p in labelled])
+            correct = [(not p.served_error and _equal(p.served, p.label),
+                        not p.shadow_error and _equal(p.shadow, p.label)) for p in labelled]
+            a, b, c, d = _table(correct)
             accuracy = paired_proportions(a, b, c, d, outcome="correct",
                                           confidence_level=confidence_level)
+            watch = DiscordantWatch("correct")
+            for s, h in correct:
+                watch.add(s, h)
+            watched = watch.result(confidence_level)
         else:
-            missing["accuracy"] = "no labelled pair"
+            missing["accuracy"] = missing["accuracy_always_valid"] = "no labelled pair"
     else:
-        missing["accuracy"] = "kind is 'score'"
+        missing["accuracy"] = missing["accuracy_always_valid"] = "kind is 'score'"
         both = [p for p in labelled if not (p.served_error or p.shadow_error)]
+        ls = [_loss(loss, _as_float(p.served, "served"), _as_float(p.label, "label"))
+              for p in both]
+        lh = [_loss(loss, _as_float(p.shadow, "shadow"), _as_float(p.label, "label"))
+              for p in both]
         if len(both) >= 2:
-            ls = [_loss(loss, _as_float(p.served, "served"), _as_float(p.label, "label"))
-                  for p in both]
-            lh = [_loss(loss, _as_float(p.shadow, "shadow"), _as_float(p.label, "label"))
-                  for p in both]
             loss_result = paired_loss(ls, lh, confidence_level)
         else:
             missing["loss"] = f"{len(both)} labelled pair(s) where both answered; need 2"
+        diffs = DifferenceWatch()
+        for x, y in zip(ls, lh):
+            diffs.add(y - x)
+        watched_loss = diffs.result()
+        if watched_loss is None:
+            missing["loss_always_valid"] = diffs.why_not()
     return ShadowComparison(shadow, kind, n, errors, agree, score, quantiles, latency,
-                            accuracy, loss_result, missing)
+                            accuracy, loss_result, missing, watched, watched_loss)

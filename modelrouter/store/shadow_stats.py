@@ -45,6 +45,7 @@ from modelrouter.stats.paired_scores import (
     paired_loss,
     quantile_difference,
 )
+from modelrouter.stats.paired_sequential import DifferenceWatch, DiscordantWatch
 
 __all__ = ["ShadowStats", "is_finite_number", "same_label"]
 
@@ -82,6 +83,8 @@ class ShadowStats:
     accuracy: PairedCounts = field(default_factory=PairedCounts)
     losses: PairedMoments = field(default_factory=PairedMoments)
     loss_sample: PairReservoir | None = None
+    accuracy_watch: DiscordantWatch = field(default_factory=DiscordantWatch)
+    loss_watch: DifferenceWatch = field(default_factory=DifferenceWatch)
 
     def __post_init__(self) -> None:
         # fixed seeds: the kept sample is reproducible for a given stream
@@ -117,13 +120,22 @@ class ShadowStats:
     def add_label(self, served: Any, shadow: Any, label: Any) -> None:
         """Count one labelled pair (a pair already counted by :meth:`add_pair`)."""
         if self.kind == "label":
-            self.accuracy.add(served is not None and same_label(served, label),
-                              shadow is not None and same_label(shadow, label))
+            right = (served is not None and same_label(served, label),
+                     shadow is not None and same_label(shadow, label))
+            self.accuracy.add(*right)
+            self.accuracy_watch.add(*right)
         elif served is not None and shadow is not None:
-            ls = (float(served) - float(label)) ** 2
-            lh = (float(shadow) - float(label)) ** 2
+            try:  # finite numbers may still square beyond the float range (1e300)
+                ls = (float(served) - float(label)) ** 2
+                lh = (float(shadow) - float(label)) ** 2
+            except OverflowError:
+                ls = lh = math.inf
+            if not (math.isfinite(ls) and math.isfinite(lh)):
+                self.unpaired["non-finite loss"] += 1
+                return
             self.losses.add(ls, lh)
             self.loss_sample.add(ls, lh)  # type: ignore[union-attr]
+            self.loss_watch.add(lh - ls)
 
     def copy(self) -> ShadowStats:
         """An independent copy (the analysis reads a copy taken under the log's lock)."""
@@ -170,16 +182,20 @@ class ShadowStats:
         else:
             missing["latency"] = (f"{0 if lat is None else len(lat)} pair(s) with both "
                                   "latencies; need 2")
-        accuracy = None
+        accuracy = watched = watched_loss = None
         loss: PairedLoss | None = None
         if self.kind == "label":
-            missing["loss"] = "kind is 'label'"
+            missing["loss"] = missing["loss_always_valid"] = "kind is 'label'"
             if self.accuracy.n:
                 accuracy = self.accuracy.result("correct", confidence_level)
+                watched = self.accuracy_watch.result(confidence_level)
             else:
-                missing["accuracy"] = "no labelled pair"
+                missing["accuracy"] = missing["accuracy_always_valid"] = "no labelled pair"
         else:
-            missing["accuracy"] = "kind is 'score'"
+            missing["accuracy"] = missing["accuracy_always_valid"] = "kind is 'score'"
+            watched_loss = self.loss_watch.result()
+            if watched_loss is None:
+                missing["loss_always_valid"] = self.loss_watch.why_not()
             if self.losses.n >= 2:
                 ls, lh = self.loss_sample.arrays()  # type: ignore[union-attr]
                 w = paired_loss(ls, lh, confidence_level)
@@ -189,7 +205,7 @@ class ShadowStats:
                 missing["loss"] = (f"{self.losses.n} labelled pair(s) where both answered; "
                                    "need 2")
         return ShadowComparison(self.name, self.kind, n, errors, agree, score, quantiles,
-                                latency, accuracy, loss, missing)
+                                latency, accuracy, loss, missing, watched, watched_loss)
 
 
 def is_finite_number(x: Any) -> bool:

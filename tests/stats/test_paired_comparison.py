@@ -65,7 +65,7 @@ def test_label_comparison_equals_references_on_the_logged_pairs() -> None:
     assert [x.q for x in r.latency] == [0.5, 0.95]
     assert r.latency[1].ratio == pytest.approx(np.quantile(hl, 0.95) / np.quantile(sl, 0.95))
     assert r.score_difference is None and r.loss is None
-    assert set(r.missing) == {"score_difference", "loss"}
+    assert set(r.missing) == {"score_difference", "loss", "loss_always_valid"}
     d = r.to_dict()
     assert d["agreement"]["n"] == len(both) and d["loss"] is None
     assert "candidate" in repr(r)
@@ -98,7 +98,7 @@ def test_parts_without_data_say_why() -> None:
     r = compare_shadow([])
     assert r.n_pairs == 0 and r.errors is None
     assert set(r.missing) == {"errors", "agreement", "score_difference", "latency",
-                              "accuracy", "loss"}
+                              "accuracy", "loss", "accuracy_always_valid", "loss_always_valid"}
     one = compare_shadow([ShadowPair(1.0, None, label=1.0)], kind="score")
     assert one.errors is not None and one.errors.p_shadow == 1.0
     assert "need 2" in one.missing["score_difference"]
