@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # loaded when used: importing the router must stay cheap (no 
     import numpy as np
 
     from modelrouter.analysis import Analysis, GuardrailResult
+    from modelrouter.routing.shadow_sharing import ShadowSharing
     from modelrouter.routing.shadows import ShadowRunner
     from modelrouter.store.looks import Look
     from modelrouter.store.persistence import SnapshotInfo
@@ -72,10 +73,15 @@ class ModelRouter(RoutingMiddleware):
                                 segment_dims=segment_dims)
         super().__init__(app, experiment, timer=timer)
         self._seen: SeenSet | None = None  # record(idempotency_key=...): built on first use
+        self._shadow_sharing: ShadowSharing | None = None  # shadows across workers
         if shadows is not None:  # evaluated, never served: decision.predict feeds them
             runner = self.shadows = _shadow_runner(shadows, config, self.experiment, timer)
             # at shutdown: refuse new shadow work, drop what is queued (never waits for it)
             self.lifecycle.closers.append(lambda: runner.shutdown(wait=False))
+            if self.experiment.store.shared:  # then publish this worker's statistics
+                sharing = self._shadow_sharing = _shadow_sharing(runner, config,
+                                                                 self.experiment)
+                self.lifecycle.closers.append(sharing.close)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         if config.secret or config.admin_token or config.metrics_public:
@@ -276,7 +282,9 @@ class ModelRouter(RoutingMiddleware):
         from modelrouter.analysis import Analysis
 
         analysis = Analysis.from_experiment(self.experiment)
-        if self.shadows is not None:
+        if self._shadow_sharing is not None:  # every worker's shadows (shadow_sharing.py)
+            analysis.shadow_data = self._shadow_sharing.snapshot()
+        elif self.shadows is not None:
             analysis.shadow_data = self.shadows.log.snapshot()
         return analysis
 
@@ -285,7 +293,9 @@ class ModelRouter(RoutingMiddleware):
         Decision), also hours later: it pairs the served and the shadows' outputs with it
         for ``analysis().shadow(name)``. True when attached; False, and counted, for a
         decision that is not among the recent shadowed ones (not shadowed, evicted, another
-        process) or already labelled. A malformed id or a bad token raises."""
+        process) or already labelled. With a shared store, a label for another worker's
+        decision is handed to that worker (True: forwarded; routing/shadow_sharing.py). A
+        malformed id or a bad token raises."""
         if self.shadows is None:
             raise ConfigError("record_label needs shadows: ModelRouter(..., shadows={...})")
         if isinstance(decision, Decision):
@@ -297,8 +307,9 @@ class ModelRouter(RoutingMiddleware):
         else:
             raise UnknownDecisionError(f"decision {str(decision)[:80]!r} is malformed (not a "
                                        "decision id; tokens need a secret)")
+        target = self._shadow_sharing or self.shadows.log
         try:
-            return self.shadows.log.label(decision_id, y_true)
+            return target.label(decision_id, y_true)
         except AnalysisError as exc:
             raise InvalidValueError(str(exc)) from None
 
@@ -320,3 +331,15 @@ def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment:
     salt = config.salt if config.salt is not None else config.experiment
     return ShadowRunner(shadows, cfg, salt, log, unit_level=config.level != "request",
                         timer=timer)
+
+
+def _shadow_sharing(runner: ShadowRunner, config: RouterConfig, experiment: Experiment
+                    ) -> ShadowSharing:
+    """The worker's side of the shared shadow statistics, published after the store's
+    flushes (at most every second, or every flush interval if longer)."""
+    from modelrouter.routing.shadow_sharing import ShadowSharing
+
+    sharing = ShadowSharing(runner.log, experiment.store, lambda: experiment.context.prefix,
+                            publish_every=max(1.0, config.store_config.flush_seconds))
+    experiment.store.watch(sharing.sync, experiment.context.prefix)
+    return sharing

@@ -162,6 +162,20 @@ class Store(Protocol):
         ``record_seq`` would; otherwise (the unit's value is already recorded here) only its
         bandit decision tracker takes it."""
 
+    def publish_shadows(self, owner: str, state: str) -> None:
+        """Publish this process's shadow statistics (JSON, store/shadow_state.py) under its
+        decision-id prefix ``owner``, replacing its previous state (shared stores)."""
+
+    def read_shadows(self) -> dict[str, str]:
+        """Every process's published shadow statistics, ``owner -> JSON`` ({} if not shared)."""
+
+    def push_labels(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """Hand ground-truth labels ``(owner, decision id, label JSON)`` for other processes'
+        shadowed decisions to those processes (shared stores)."""
+
+    def take_labels(self, owner: str) -> list[tuple[str, str]]:
+        """Pop the labels other processes handed to ``owner``: ``(decision id, label JSON)``."""
+
     # -- lifecycle (no-ops for stores without background work) ------------------------------
     def start(self) -> None:
         """Start background work (idempotent)."""
@@ -329,6 +343,22 @@ class BaseStore(abc.ABC):
         """Refused: no other process can be reached through this store."""
         raise ConfigError("this store is not shared: feedback for another process's decision "
                           "cannot be forwarded (use a shared store, store='redis://...')")
+
+    def publish_shadows(self, owner: str, state: str) -> None:  # noqa: B027
+        """One process: nobody to publish to (an optional member, a no-op by design)."""
+
+    def read_shadows(self) -> dict[str, str]:
+        """One process: no other process's shadows."""
+        return {}
+
+    def push_labels(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """Refused: no other process can be reached through this store."""
+        raise ConfigError("this store is not shared: a label for another process's decision "
+                          "cannot be forwarded (use a shared store, store='redis://...')")
+
+    def take_labels(self, owner: str) -> list[tuple[str, str]]:
+        """One process: nothing handed over."""
+        return []
 
     def start(self) -> None:  # noqa: B027 - an optional member: a no-op by design
         """Nothing to start."""

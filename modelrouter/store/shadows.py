@@ -14,8 +14,9 @@ number of requests). Labels reach only the ``max_decisions`` most recent shadowe
 (an ordered map, oldest evicted first); a label for a decision that is not there (not shadowed,
 evicted, or routed by another process) is counted in ``labels["unknown"]``, never an error.
 
-Memory only, one process: nothing here is shared through Redis yet. Thread safe: one lock,
-held for O(1) work per call.
+One process's log; with a shared store every worker publishes its own and readers merge them
+(routing/shadow_sharing.py, store/shadow_state.py). Thread safe: one lock, held for O(1) work
+per call.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class ShadowLog:
         self._recent: OrderedDict[str, _Entry] = OrderedDict()
         self._labels: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.changes = 0  # incremented by every call that changes a count (publishing skips
+        # an unchanged log: routing/shadow_sharing.py)
 
     def __repr__(self) -> str:
         return (f"ShadowLog(shadows={list(self.names)!r}, kind={self.kind!r}, "
@@ -109,12 +112,14 @@ class ShadowLog:
                 self._recent.popitem(last=False)
             for stats in self._stats.values():
                 stats.submitted += 1
+            self.changes += 1
         return True
 
     def drop(self, name: str, reason: str) -> None:
         """Shadow work for ``name`` was not run (``"queue_full"``, ``"shut_down"``...)."""
         with self._lock:
             self._stats[name].dropped[reason] += 1
+            self.changes += 1
 
     def done(self, decision_id: str, name: str, served: Any, served_ms: float, shadow: Any,
              shadow_ms: float, error: str | None = None) -> None:
@@ -123,6 +128,7 @@ class ShadowLog:
         if error is not None:
             shadow = None
         with self._lock:
+            self.changes += 1
             stats = self._stats[name]
             if error is not None:
                 stats.errors[error] += 1
@@ -136,12 +142,9 @@ class ShadowLog:
     def label(self, decision_id: str, y_true: Any) -> bool:
         """Attach the ground truth to a recent decision; False (counted) when unknown or
         already labelled."""
-        if y_true is None:
-            raise AnalysisError("a label cannot be None")
-        if self.kind == "score" and not is_finite_number(y_true):
-            raise AnalysisError(f"label ({y_true!r}) must be a finite number for "
-                                "shadow_kind='score'")
+        self.check_label(y_true)
         with self._lock:
+            self.changes += 1
             entry = self._recent.get(decision_id)
             if entry is None:
                 self._labels["unknown"] += 1
@@ -154,6 +157,21 @@ class ShadowLog:
             for name, shadow in entry.shadows.items():
                 self._stats[name].add_label(entry.served, shadow, y_true)
         return True
+
+    def check_label(self, y_true: Any) -> None:
+        """AnalysisError unless ``y_true`` can be a label of this log's kind."""
+        if y_true is None:
+            raise AnalysisError("a label cannot be None")
+        if self.kind == "score" and not is_finite_number(y_true):
+            raise AnalysisError(f"label ({y_true!r}) must be a finite number for "
+                                "shadow_kind='score'")
+
+    def count_label(self, outcome: str) -> None:
+        """Count a label handled elsewhere (``"forwarded"`` to the worker that made the
+        decision, ``"malformed"`` when a handed-over one could not be read)."""
+        with self._lock:
+            self._labels[outcome] += 1
+            self.changes += 1
 
     def snapshot(self) -> ShadowSnapshot:
         """Copies of the statistics, consistent with each other."""

@@ -16,6 +16,11 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
 - ``mr:{exp}:inbox:<decision-id prefix>``: values for a decision that another worker issued
   (its pending ring is there): pushed in the sender's batch, popped by the owner after its
   flushes and applied to its decision tracker. The list lives one attribution window.
+- ``mr:{exp}:shadows`` (hash ``<decision-id prefix>`` -> JSON): each worker's own shadow
+  statistics (store/shadow_state.py), replaced by that worker after its flushes; a reader
+  merges every worker's (they are additive). A stopped worker's entry stays: its pairs count.
+- ``mr:{exp}:labels:<decision-id prefix>``: ground-truth labels for another worker's shadowed
+  decisions (``record_label``), popped by that worker after its flushes; lives a week.
 
 Reads and writes here are control-plane or feedback calls, never on the request path.
 
@@ -47,6 +52,7 @@ return 1
 """
 
 INBOX_BATCH = 10_000  # values popped per call
+LABEL_TTL_SECONDS = 7 * 24 * 3600  # a label list not read for a week is dropped with its owner
 
 
 class SharedControl:
@@ -138,4 +144,46 @@ class SharedControl:
                 out.append((int(seq), int(metric), float(value), bool(full)))
             except (ValueError, TypeError):
                 continue
+        return out
+
+    # -- shadows (routing/shadow_sharing.py) -----------------------------------------------
+    def publish_shadows(self, owner: str, state: str) -> None:
+        """Replace ``owner``'s shadow statistics."""
+        with self._guard("the shadow statistics write"):
+            self._client.hset(self._prefix + "shadows", owner, state)
+
+    def read_shadows(self) -> dict[str, str]:
+        """Every worker's shadow statistics, ``owner -> JSON``."""
+        with self._guard("the shadow statistics read"):
+            fields = self._client.hgetall(self._prefix + "shadows")
+        return {text(k): text(v) for k, v in fields.items()}
+
+    def push_labels(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """Append each ``(owner, decision id, label JSON)`` to its owner's label list."""
+        if not items:
+            return
+        with self._guard("the label hand-over"):
+            pipe = self._client.pipeline(transaction=False)
+            for owner, decision_id, label in items:
+                key = self._prefix + "labels:" + owner
+                pipe.rpush(key, json.dumps([decision_id, label]))
+                pipe.expire(key, LABEL_TTL_SECONDS)
+            pipe.execute()
+
+    def take_labels(self, owner: str) -> list[tuple[str, str]]:
+        """Pop the labels handed to ``owner`` (malformed entries are skipped)."""
+        key = self._prefix + "labels:" + owner
+        with self._guard("the label read"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.lrange(key, 0, INBOX_BATCH - 1)
+            pipe.ltrim(key, INBOX_BATCH, -1)
+            raw, _ = pipe.execute()
+        out = []
+        for item in raw:
+            try:
+                decision_id, label = json.loads(text(item))
+            except (ValueError, TypeError):
+                continue
+            if isinstance(decision_id, str) and isinstance(label, str):
+                out.append((decision_id, label))
         return out

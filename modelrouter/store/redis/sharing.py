@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import UnknownDecisionError
@@ -74,6 +74,22 @@ class SharedMembers:
         with self._lock:
             self._forwards.append((owner, seq, metric, value, full))
             self.forwarded[0] += 1
+
+    def publish_shadows(self, owner: str, state: str) -> None:
+        """Replace this worker's shadow statistics in Redis (control.py)."""
+        self.control.publish_shadows(owner, state)
+
+    def read_shadows(self) -> dict[str, str]:
+        """Every worker's shadow statistics (control.py)."""
+        return self.control.read_shadows()
+
+    def push_labels(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """Hand labels to the workers that made the decisions (control.py)."""
+        self.control.push_labels(items)
+
+    def take_labels(self, owner: str) -> list[tuple[str, str]]:
+        """Pop the labels handed to this worker (control.py)."""
+        return self.control.take_labels(owner)
 
     def poll(self) -> None:
         """Apply the values forwarded to this worker, then run the watchers (errors logged);
