@@ -1,6 +1,7 @@
 """Per-request cost of the A/B routing step and of record(), against the floor, same run.
 
     python benchmarks/bench_middleware.py [--rounds 15] [--calls 20000] [--breakdown]
+                                          [--covariates]
 
 Direct ASGI calls on a trivial Starlette endpoint (no network): the bare app, the app behind a
 pure pass-through middleware (the floor any middleware pays), and behind ModelRouter in A/B
@@ -9,18 +10,22 @@ microseconds modelrouter adds over the pass-through, and the ratio to the bare a
 CPU time of the calling thread (see _harness.per_call_us). ``--breakdown`` splits what the
 router adds into the unit id reader, the middleware's own work (decision in the scope, send
 wrapper, timers, the automatic metrics' hand-off) and routing + recording, by replacing the
-routing step (and then also the reader) by constants.
+routing step (and then also the reader) by constants. ``--covariates`` measures what reading
+covariates from the request (``covariate_headers``, asgi/covariates.py) costs: on returning
+units (one ``has_unit`` lookup) and on first exposures (the reading and recording), each
+against the same router without a reader, same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import threading
 import time
 from typing import Any
 
-from _harness import fmt, interleaved, per_call_us, table
+from _harness import fmt, interleaved, per_call_us, scope, table
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -110,15 +115,72 @@ def breakdown(rounds: int, n: int) -> None:
         ["total added over the bare app", f"{med['full'] - med['bare']:.2f}"]]))
 
 
+async def receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def send(message: Any) -> None:
+    return None
+
+
+def per_call_us_first(make: Any, n: int) -> float:
+    """Mean microseconds of CPU per request when every request is a unit's first exposure
+    (a fresh router of ``make()``, ``n`` distinct units, each request carrying ``x-pre``)."""
+    app = make()
+    scopes = []
+    for i in range(n):
+        sc = scope(user=f"new-{i}")
+        sc["headers"] = [*sc["headers"], (b"x-pre", str(i % 97).encode())]
+        scopes.append(sc)
+
+    async def go() -> float:
+        start = time.thread_time()
+        for sc in scopes:
+            await app(sc, receive, send)
+        return (time.thread_time() - start) / n * 1e6
+
+    return asyncio.run(go())
+
+
+def covariates(rounds: int, n: int) -> None:
+    """What covariate readers cost: returning units and first exposures, with and without."""
+    metrics = {"click": {"kind": "binary", "covariates": ["pre"]}}
+
+    def routed(read: bool) -> ModelRouter:
+        return ModelRouter(make_app(), {"control": 0, "treatment": 1}, RouterConfig(
+            metrics=metrics, covariate_headers={"pre": "x-pre"} if read else {}))
+
+    plain, reading = routed(False), routed(True)
+    for r in (plain, reading):  # every unit exposed once: the measured requests return
+        per_call_us(r, 10_000)
+    res = interleaved({"plain": lambda: per_call_us(plain, n),
+                       "reading": lambda: per_call_us(reading, n),
+                       "plain_first": lambda: per_call_us_first(lambda: routed(False), n),
+                       "reading_first": lambda: per_call_us_first(lambda: routed(True), n)},
+                      rounds)
+    print(f"Covariates read from requests, {n:,} requests x {rounds} interleaved rounds "
+          "(median (min..max), us/request):\n")
+    print(table(["requests", "no reader", "covariate_headers", "difference"], [
+        ["returning units", fmt(res["plain"]), fmt(res["reading"]),
+         fmt([b - a for a, b in zip(res["plain"], res["reading"])])],
+        ["first exposures", fmt(res["plain_first"]), fmt(res["reading_first"]),
+         fmt([b - a for a, b in zip(res["plain_first"], res["reading_first"])])]]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--breakdown", action="store_true",
                         help="only split the router's cost into its parts")
+    parser.add_argument("--covariates", action="store_true",
+                        help="only measure what reading covariates from requests costs")
     args = parser.parse_args()
     if args.breakdown:
         breakdown(args.rounds, args.calls)
+        return
+    if args.covariates:
+        covariates(args.rounds, args.calls)
         return
     bare = make_app()
     passthrough = PassThrough(make_app())

@@ -1,11 +1,13 @@
 """The pure ASGI middleware on the request path (the hot path of ``ModelRouter``).
 
-Per request it reads the unit id, asks the :class:`~modelrouter.routing.experiment.Experiment` for a
-decision, puts it in ``scope["state"]["modelrouter"]`` (``request.state.modelrouter`` in
-Starlette and FastAPI), calls the app (or the variant's own ASGI app) and, when the last body
-byte has been sent, records ``latency_ms`` and ``error`` for the decision. Lifespan, websocket
-and paths outside the experiment pass straight through. Per-request state lives in locals and
-the ``send`` wrapper, never on ``self``.
+Per request it reads the unit id (and, at a unit's first exposure only, the covariates the
+request carries: asgi/covariates.py), asks the
+:class:`~modelrouter.routing.experiment.Experiment` for a decision, puts it in
+``scope["state"]["modelrouter"]`` (``request.state.modelrouter`` in Starlette and FastAPI),
+calls the app (or the variant's own ASGI app) and, when the last body byte has been sent,
+records ``latency_ms`` and ``error`` for the decision. Lifespan, websocket and paths outside
+the experiment pass straight through. Per-request state lives in locals and the ``send``
+wrapper, never on ``self``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from modelrouter.asgi.covariates import CovariateReader
 from modelrouter.asgi.lifespan import RouterLifecycle, run_lifespan
 from modelrouter.asgi.segments import SegmentReader
 from modelrouter.asgi.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,6 +78,10 @@ class RoutingMiddleware:
         self._target_of = dict(zip(experiment.names, self._targets))
         self._read_unit = UnitReader(config)
         self._read_segment = SegmentReader(config) if config.segments else None
+        # covariates read at a unit's first exposure (asgi/covariates.py); None: the
+        # request path does not change at all
+        self._covariates = (CovariateReader(experiment) if config.covariate_config.enabled
+                            else None)
         self._paths = None if config.paths is None else tuple(config.paths)
         self._exclude = tuple(config.exclude_paths)
         self._every_path = self._paths is None and not self._exclude
@@ -111,7 +118,10 @@ class RoutingMiddleware:
         segment = self._read_segment(scope) if self._read_segment is not None else ()
         try:
             # the reader validated the unit id (config/unit_ids.py): route without checking again
-            decision, seq = self.experiment.route_checked(self._read_unit(scope), segment)
+            if self._covariates is None:
+                decision, seq = self.experiment.route_checked(self._read_unit(scope), segment)
+            else:
+                decision, seq = self._covariates.route(scope, self._read_unit(scope), segment)
         except UnitIdError as exc:
             await _send_error(send, 400, str(exc))
             return

@@ -18,6 +18,7 @@ the fields are grouped into frozen, typed sub-configs, each validating its own f
 - ``config.store_config``: :class:`~modelrouter.config.store.StoreConfig`
 - ``config.http_config``: :class:`~modelrouter.config.http.HttpConfig`
 - ``config.shadow_config``: :class:`~modelrouter.config.shadow.ShadowConfig`
+- ``config.covariate_config``: :class:`~modelrouter.config.request_covariates.CovariateConfig`
 
 ``__post_init__`` builds each sub-config from the flat fields of the same names (so a bad value
 raises here, with the sub-config's message) and writes the normalised values back to the flat
@@ -66,6 +67,7 @@ from modelrouter.config.metrics import (
     parse_metrics,
 )
 from modelrouter.config.plan import ExperimentPlan, parse_plan
+from modelrouter.config.request_covariates import CovariateConfig
 from modelrouter.config.shadow import ShadowConfig, ShadowKind
 from modelrouter.config.store import StoreConfig, redact_url
 from modelrouter.exceptions import ConfigError
@@ -155,6 +157,10 @@ class RouterConfig:
     segment_fn: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
     segment_cap: int = 50
     min_segment_units: int = 100
+    # covariates read from the request at a unit's first exposure (CovariateConfig, see
+    # modelrouter/config/request_covariates.py)
+    covariate_headers: Mapping[str, str] = field(default_factory=dict)
+    covariate_fn: Callable[[Mapping[str, Any]], Mapping[str, object]] | None = None
     guardrails: Mapping[str, Any] | None = None
     guardrail_alpha: float = 0.05
     rollback: bool = False
@@ -180,6 +186,8 @@ class RouterConfig:
         check_positive_int("max_unit_id_length", self.max_unit_id_length)
         self._check_units()
         object.__setattr__(self, "metrics", parse_metrics(self.metrics))
+        self._adopt(self.covariate_config)
+        self.covariate_config.check_level(self.level)
         self._adopt(self.store_config)
         self._adopt(self.http_config)
         if self.weights is not None:
@@ -257,6 +265,12 @@ class RouterConfig:
         """``reward``, ``reward_cost``, ``refresh_*``, ``min_share``, ``bandit_policy``,
         ``prior``, ``sticky_*``, ``missing_reward``, ``holdout`` (and the metrics)."""
         return BanditConfig.from_config(self)
+
+    @cached_property
+    def covariate_config(self) -> CovariateConfig:
+        """``covariate_headers`` and ``covariate_fn``: covariates read from the request at a
+        unit's first exposure (and the metrics declaring them)."""
+        return CovariateConfig.from_config(self)
 
     @cached_property
     def shadow_config(self) -> ShadowConfig:

@@ -19,22 +19,30 @@ changed by the treatment and is not used (analysis/adjusted.py).
   snapshot files (they describe no unit of the experiment), and a restore, which replaces the
   whole unit table, drops the pending values recorded before it.
 
-Thread safety: none of its own; the owning memory store calls it under its lock.
+Values read from requests (asgi/covariates.py) that cannot be used are counted by reason
+(:class:`MemoryCovariateMembers`, ``drop_covariate``) and reported in ``Snapshot.losses`` as
+``covariate_dropped:<reason>`` (store/losses.py says them in the analysis notes); the counts
+belong to the store object, so they survive a restore but are not written to snapshot files.
+
+Thread safety: :class:`CovariateTable` has none of its own (the owning memory store calls it
+under its lock); :class:`MemoryCovariateMembers` takes the store's lock.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from modelrouter.exceptions import FeedbackError, StoreError
+from modelrouter.store.losses import DROP_PREFIX
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["MAX_PENDING_UNITS", "CovariateTable"]
+__all__ = ["MAX_PENDING_UNITS", "CovariateTable", "MemoryCovariateMembers"]
 
 MAX_PENDING_UNITS = 100_000
 """At most this many units not yet exposed may hold covariates waiting for their first
@@ -141,3 +149,36 @@ class CovariateTable:
             table.value[i] = array("d", v.tobytes())
             table.at[i] = array("d", t.tobytes())
         return table
+
+
+class _Units(Protocol):
+    """What :class:`MemoryCovariateMembers` reads of the memory store's unit table."""
+
+    rows: dict[str, int]
+    cov: CovariateTable
+
+
+class MemoryCovariateMembers:
+    """``record_covariate`` and ``drop_covariate`` of the memory store (a mixin: its lock and
+    unit table; kept here so store/memory.py stays about the request path)."""
+
+    _lock: threading.Lock
+    _units: _Units
+    _covariate_drops: dict[str, int] | None = None  # reason -> values dropped (lock held)
+
+    def record_covariate(self, unit: str, index: int, value: float, now: float) -> None:
+        """Keep a unit's pre-exposure covariate (first value wins; :class:`CovariateTable`)."""
+        with self._lock:
+            self._units.cov.record(self._units.rows, unit, index, value, now)
+
+    def drop_covariate(self, reason: str) -> None:
+        """Count one covariate value read from a request and dropped for ``reason``."""
+        with self._lock:
+            drops = self._covariate_drops
+            if drops is None:
+                drops = self._covariate_drops = {}
+            drops[reason] = drops.get(reason, 0) + 1
+
+    def covariate_losses(self) -> dict[str, int]:
+        """The drops as ``Snapshot.losses`` entries (call with the lock held)."""
+        return {DROP_PREFIX + r: n for r, n in sorted((self._covariate_drops or {}).items())}

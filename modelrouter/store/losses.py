@@ -1,9 +1,11 @@
 """What a remote store could not merge, as the analysis notes say it (never lost silently).
 
 :func:`loss_notes` turns a snapshot's ``losses`` (dropped exposures and values of full worker
-buffers, orphan values, batches Redis refused with their reasons) into sentences for the
-analysis; :data:`REFUSAL_REASONS` explains each refusal reason of the Redis batch script
-(store/redis/batch.py). Re-exported by :mod:`modelrouter.store.protocol`.
+buffers, orphan values, batches Redis refused with their reasons, covariate values read from
+requests and dropped) into sentences for the analysis; :data:`REFUSAL_REASONS` explains each
+refusal reason of the Redis batch script (store/redis/batch.py), :data:`COVARIATE_DROP_REASONS`
+each reason a covariate read from a request is dropped (asgi/covariates.py). Re-exported by
+:mod:`modelrouter.store.protocol`.
 
 Thread safety: pure functions and constants.
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["REFUSAL_REASONS", "loss_notes"]
+__all__ = ["COVARIATE_DROP_REASONS", "DROP_PREFIX", "REFUSAL_REASONS", "loss_notes"]
+
+DROP_PREFIX = "covariate_dropped:"
+"""``Snapshot.losses`` key prefix of covariate values read from requests and dropped."""
 
 
 def loss_notes(losses: Mapping[str, int]) -> list[str]:
@@ -27,6 +32,14 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
     if losses.get("orphan_values"):
         notes.append(f"{losses['orphan_values']:,} feedback values belong to units whose exposure "
                      "is not in the shared store (dropped or not yet flushed); not analysed")
+    dropped = {k[len(DROP_PREFIX):]: n for k, n in sorted(losses.items())
+               if k.startswith(DROP_PREFIX) and n}
+    if dropped:
+        reasons = "; ".join(f"{n:,} {COVARIATE_DROP_REASONS.get(r, r)}"
+                            for r, n in dropped.items())
+        notes.append(f"{sum(dropped.values()):,} covariate values read from requests at a "
+                     f"unit's first exposure were dropped ({reasons}); those units are "
+                     "adjusted as missing that covariate")
     if losses.get("refused_batches"):
         reasons = "; ".join(
             f"{n:,} x {REFUSAL_REASONS.get(key[8:], key[8:])}"
@@ -49,3 +62,13 @@ REFUSAL_REASONS: Mapping[str, str] = {
     "overflow": "a total would overflow (not a finite float, or beyond 64-bit integers)",
 }
 """Why the Redis store may refuse a batch (store/redis/batch.py), as the analysis notes say."""
+
+COVARIATE_DROP_REASONS: Mapping[str, str] = {
+    "not_a_number": "not a number (a header that does not parse as a float)",
+    "invalid_value": "not finite or out of range (NaN, inf, |value| > 1e100, 0 < |v| < 1e-100)",
+    "undeclared": "a name covariate_fn returned that no metric declares",
+    "reader_error": "covariate_fn raised or returned no mapping",
+    "refused": "refused by the store",
+}
+"""Why a covariate value read from a request is dropped (asgi/covariates.py): reason ->
+what the analysis notes say."""

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import ConfigError, UnknownUnitError
+from modelrouter.store.covariates import MemoryCovariateMembers
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS, LatencyHistogram
 from modelrouter.store.journal import AutoJournal, fold_threshold
@@ -53,10 +54,11 @@ OTHER = "other"
 _NAN = float("nan")
 
 
-class MemoryStore(BaseStore):
+class MemoryStore(MemoryCovariateMembers, BaseStore):
     """Exact, bounded, thread-safe statistics of one experiment, in process memory."""
 
     supports_bandit = True
+    _units: UnitTable  # the covariate members (store/covariates.py) see it as a protocol
 
     def __init__(self, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
                  level: str = "user", max_pending: int = 1_000_000,
@@ -268,11 +270,6 @@ class MemoryStore(BaseStore):
         """Whether the unit has been exposed (unit level)."""
         return unit in self._units.rows
 
-    def record_covariate(self, unit: str, index: int, value: float, now: float) -> None:
-        """Keep a unit's pre-exposure covariate (first value wins; store/covariates.py)."""
-        with self._lock:
-            self._units.cov.record(self._units.rows, unit, index, value, now)
-
     # -- bandit mode ----------------------------------------------------------------------
     def track_decisions(self, tracker: DecisionTracker) -> None:
         """Keep decision-level sums (and bandit training counters) from now on."""
@@ -328,7 +325,7 @@ class MemoryStore(BaseStore):
             seg_values = {d: code_order(t) for d, t in zip(self.segment_dims, self._seg_codes)}
             requests = np.array(self._requests, dtype=np.int64)
             uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
-            looks = tuple(self._looks)
+            looks, drops = tuple(self._looks), self.covariate_losses()
             dsums = self._decisions.copy_sums() if self._decisions is not None else []
             hist = LatencyHistogram.from_flat(self._hist, self._hist_sum, len(self.variants))
         return Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
@@ -337,7 +334,7 @@ class MemoryStore(BaseStore):
                         uncounted_requests=uncounted, segment_overflow=overflow, units=units,
                         groups=moments_of_rows(sums, self.metric_names), looks=looks,
                         decisions=moments_of_rows(dsums, self.metric_names), latency=hist,
-                        source=f"one process (pid {os.getpid()}, memory store)")
+                        source=f"one process (pid {os.getpid()}, memory store)", losses=drops)
 
     def take_deltas(self) -> Deltas:
         """Counts, overflow, group sums and latency histogram since the last take, zeroed here."""

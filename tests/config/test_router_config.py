@@ -15,7 +15,7 @@ from modelrouter.config.base import SubConfig
 
 SECRET = "s3cret-s3cret-s3cret"
 SECTIONS = ("bandit_config", "store_config", "http_config", "guardrail_config",
-            "shadow_config")
+            "shadow_config", "covariate_config")
 
 
 @pytest.fixture(autouse=True)

@@ -42,6 +42,7 @@ import numpy as np
 
 from modelrouter.store.histogram import N_SLOTS
 from modelrouter.store.looks import Look
+from modelrouter.store.losses import DROP_PREFIX
 from modelrouter.store.redis.buffer import DeltaBuffer, FirstExposure
 from modelrouter.store.redis.layout import Layout
 from modelrouter.store.redis.tracking import Forward, SyncDeltas
@@ -301,7 +302,8 @@ def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout, sync: SyncDeltas 
     ops += counter_ops(layout.variants, layout.metric_names, buf.events, requests,
                        {"uncounted": buf.uncounted + local.uncounted,
                         "segment_overflow": local.segment_overflow,
-                        "dropped_exposures": buf.dropped[0], "dropped_values": buf.dropped[1]},
+                        "dropped_exposures": buf.dropped[0], "dropped_values": buf.dropped[1],
+                        **{DROP_PREFIX + r: n for r, n in buf.covariate_drops.items()}},
                        buf.epochs, buf.looks)
     ops += latency_ops(layout.variants, buf.hist, buf.hist_sum)
     ops += latency_ops(layout.variants, local.hist, local.hist_sum)

@@ -52,8 +52,9 @@ FirstExposure = tuple[int, int, float, float, tuple[int, ...]]
 class DeltaBuffer:
     """See the module docstring."""
 
-    __slots__ = ("covariates", "dropped", "epochs", "events", "exposures", "first", "hist",
-                 "hist_sum", "looks", "max_buffer", "requests", "size", "uncounted", "xy")
+    __slots__ = ("covariate_drops", "covariates", "dropped", "epochs", "events", "exposures",
+                 "first", "hist", "hist_sum", "looks", "max_buffer", "requests", "size",
+                 "uncounted", "xy")
 
     def __init__(self, n_variants: int, max_buffer: int) -> None:
         self.max_buffer = max_buffer
@@ -62,6 +63,7 @@ class DeltaBuffer:
         self.xy: dict[tuple[str, int], list[float]] = {}
         # (unit, covariate index) -> (value, recorded at): the first one buffered wins
         self.covariates: dict[tuple[str, int], tuple[float, float]] = {}
+        self.covariate_drops: dict[str, int] = {}  # reason -> values read and dropped
         self.events: dict[tuple[int, int], list[float]] = {}
         self.requests = [0] * n_variants
         self.uncounted = 0

@@ -8,6 +8,10 @@ value any worker flushed wins), and a snapshot joins it to the unit's first expo
 (snapshot.py). A unit not exposed yet needs no pending map here: its value waits in Redis
 until some worker exposes it (a value for a unit that is never exposed stays in the hash).
 
+Covariate values read from requests and dropped (asgi/covariates.py) are counted by reason in
+the buffer and flushed to the ``counters`` hash as ``covariate_dropped:<reason>`` (every
+worker's, added), which the snapshot reports in ``Snapshot.losses``.
+
 Thread safety: ``_lock`` around the buffer, as the store's other hot-path members.
 """
 
@@ -21,7 +25,7 @@ __all__ = ["CovariateMembers"]
 
 
 class CovariateMembers:
-    """``record_covariate`` of the Redis store."""
+    """``record_covariate`` and ``drop_covariate`` of the Redis store."""
 
     _lock: threading.Lock
     _buf: DeltaBuffer
@@ -34,3 +38,9 @@ class CovariateMembers:
             raise too_large(value)
         with self._lock:
             self._buf.covariate(unit, index, value, now)
+
+    def drop_covariate(self, reason: str) -> None:
+        """Count one covariate value read from a request and dropped for ``reason``."""
+        with self._lock:
+            drops = self._buf.covariate_drops
+            drops[reason] = drops.get(reason, 0) + 1
