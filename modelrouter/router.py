@@ -82,6 +82,8 @@ class ModelRouter(RoutingMiddleware):
                 sharing = self._shadow_sharing = _shadow_sharing(runner, config,
                                                                  self.experiment)
                 self.lifecycle.closers.append(sharing.close)
+            else:  # memory: the statistics go into the snapshot file (store/extras.py)
+                _persist_shadows(runner, self.experiment)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         if config.secret or config.admin_token or config.metrics_public:
@@ -343,3 +345,12 @@ def _shadow_sharing(runner: ShadowRunner, config: RouterConfig, experiment: Expe
                             publish_every=max(1.0, config.store_config.flush_seconds))
     experiment.store.watch(sharing.sync, experiment.context.prefix)
     return sharing
+
+
+def _persist_shadows(runner: ShadowRunner, experiment: Experiment) -> None:
+    """Save the shadows' statistics in the memory store's snapshots, restore them with it."""
+    from modelrouter.store.shadow_state import log_state, snapshot_from_state
+
+    log = runner.log
+    experiment.extras.register("shadows", lambda: log_state(log.snapshot()),
+                               lambda data: log.restore(snapshot_from_state(data)))

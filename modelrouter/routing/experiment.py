@@ -38,6 +38,7 @@ from modelrouter.routing.policies import RouteContext, unit_sources
 from modelrouter.routing.state import RollbackEvent, RoutingState
 from modelrouter.routing.tokens import TokenPayload
 from modelrouter.routing.values import check_value, value_range
+from modelrouter.store.extras import SnapshotExtras
 from modelrouter.store.factory import open_remote_store
 from modelrouter.store.memory import MemoryStore
 from modelrouter.store.protocol import Store
@@ -58,8 +59,7 @@ class Experiment:
     :class:`~modelrouter.routing.state.RoutingState`, the one writer of the allocation, epoch
     and mode. It knows nothing of ASGI or of the analysis; :class:`modelrouter.Experiment` adds
     the guardrail monitor and sequential looks on top. ``tick`` is the feedback hook: called
-    after every recorded feedback event when set (see :meth:`subscribe`).
-    """
+    after every recorded feedback event when set (see :meth:`subscribe`)."""
 
     def __init__(self, variants: Mapping[str, Any], config: RouterConfig | None = None, *,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
@@ -88,6 +88,7 @@ class Experiment:
         self._unit_level = config.level != "request"
         self._max_unit = config.max_unit_id_length
         self.segment_dims = tuple(segment_dims) or tuple(config.segments)
+        self.extras = SnapshotExtras()  # snapshot parts of the layers above (store/extras.py)
         self.store: Store
         if config.store == "memory":
             self.store = MemoryStore(self.names, config.metrics, level=config.level,
@@ -348,32 +349,31 @@ class Experiment:
         dumped, bandit, routing = self.state.save(store.dump)  # as of the dump
         return save_store(store, path, experiment=self.config.experiment,
                           salt=self.config.salt or "", control=self.control, bandit=bandit,
-                          dumped=dumped, routing=routing)
+                          dumped=dumped, routing=routing, extras=self.extras.save())
 
     def restore(self, path: str | os.PathLike[str]) -> SnapshotInfo:
         """Replace the statistics with a snapshot's (all or nothing; StoreError if refused).
 
-        Routing continues from the restored epochs: if the current weights and mode equal
-        those of the last restored epoch, in that epoch; otherwise a new epoch starts after it.
-        A snapshot of another experiment, salt, control, variants (or their order), level,
-        metrics or segment dimensions is refused before anything changes.
-
-        With a bandit, the file's training counters, weights and active arms come back (the
-        routing continues in the restored epoch by the restored weights), and a file whose
-        bandit identity (reward metric, reward kind, costs, missing-reward rule, policy)
-        differs is refused. A file without a bandit state leaves the bandit fresh; into a
-        router without a bandit, a file's bandit state is ignored. ``SnapshotInfo.bandit``
-        says which.
-        """
+        Routing continues in the last restored epoch if the current weights and mode equal
+        its own, else in a new epoch after it. A snapshot of another experiment, salt,
+        control, variants (or their order), level, metrics or segment dimensions is refused
+        before anything changes. With a bandit, the file's training counters, weights and
+        active arms come back, and a file whose bandit identity (reward metric and kind,
+        costs, missing-reward rule, policy) differs is refused; a file without a bandit state
+        leaves the bandit fresh, and into a router without one it is ignored
+        (``SnapshotInfo.bandit`` says which). The parts above the store come back last
+        (``extras``, store/extras.py)."""
         from modelrouter.store.persistence import restore_store  # numpy: loaded when used
 
         store = self._memory_store("restore()")
         identity = None if self.bandit is None else self.bandit.identity()
-        return self.state.restore(
+        info = self.state.restore(
             lambda: restore_store(store, path, experiment=self.config.experiment,
                                   salt=self.config.salt or "", control=self.control,
                                   bandit=identity),
             lambda info: info.bandit_state, lambda info: info.routing_state)
+        self.extras.restore(info.extras)  # then the parts above the store (the shadows)
+        return info
 
     # -- configuration (the routing state applies it atomically) --------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,

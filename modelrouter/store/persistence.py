@@ -147,6 +147,8 @@ class SnapshotInfo:
     """On a restore that keeps the bandit's state: the file's ``bandit`` section (checked)."""
     routing_state: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     """On a restore: the file's ``routing`` section (a rollback hold and its events)."""
+    extras: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    """On a restore: the file's ``extras`` section (parts above the store, store/extras.py)."""
 
     def to_dict(self) -> dict[str, Any]:
         """As plain data."""
@@ -160,6 +162,7 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
                control: str, bandit: Mapping[str, Any] | None = None,
                dumped: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
                routing: Mapping[str, Any] | None = None,
+               extras: Mapping[str, Any] | None = None,
                _write: Callable[[BinaryIO, bytes], None] | None = None) -> SnapshotInfo:
     """Write the store's state to ``path`` atomically; return what was written.
 
@@ -181,6 +184,8 @@ def save_store(store: MemoryStore, path: str | os.PathLike[str], *, experiment: 
         header["bandit"] = dict(bandit)
     if routing is not None:  # the rollback hold and its events (JSON-safe; restored as is)
         header["routing"] = dict(routing)
+    if extras is not None:  # parts above the store (store/extras.py), JSON-safe
+        header["extras"] = dict(extras)
     chunks: list[bytes] = []
     offset = 0
     for name, a in arrays.items():
@@ -341,4 +346,6 @@ def restore_store(store: MemoryStore, path: str | os.PathLike[str], *, experimen
                         float(header["saved_at"]), size,
                         tuple(u.replace("_sha256", "") for u in unchecked), note, section,
                         header.get("routing") if isinstance(header.get("routing"), dict)
+                        else None,
+                        header.get("extras") if isinstance(header.get("extras"), dict)
                         else None)

@@ -48,8 +48,8 @@ from modelrouter.stats.paired_sequential import (
 from modelrouter.store.shadow_stats import ShadowStats
 from modelrouter.store.shadows import ShadowSnapshot
 
-__all__ = ["FORMAT", "log_state", "merge_snapshots", "merge_stats", "stats_from_dict",
-           "stats_to_dict"]
+__all__ = ["FORMAT", "log_state", "merge_snapshots", "merge_stats", "snapshot_from_state",
+           "stats_from_dict", "stats_to_dict"]
 
 FORMAT = 1  # version of the state's shape; a reader refuses another one
 
@@ -193,12 +193,18 @@ def log_state(snapshot: ShadowSnapshot) -> dict[str, Any]:
             "stats": {n: stats_to_dict(s) for n, s in snapshot.stats.items()}}
 
 
-def merge_snapshots(local: ShadowSnapshot, states: Iterable[Mapping[str, Any]]
-                    ) -> ShadowSnapshot:
+def snapshot_from_state(state: Mapping[str, Any]) -> ShadowSnapshot:
+    """The inverse of :func:`log_state` (a snapshot file's ``shadows`` part; StoreError when
+    malformed)."""
+    return merge_snapshots(ShadowSnapshot({}, {}), [state], keep_new=True)
+
+
+def merge_snapshots(local: ShadowSnapshot, states: Iterable[Mapping[str, Any]], *,
+                    keep_new: bool = False) -> ShadowSnapshot:
     """``local`` plus every other worker's published :func:`log_state`. A state of another
     format or with a malformed shadow raises StoreError; a shadow this worker does not have
-    (another deployment's) is left out, a shadow it has but another worker not yet is its own.
-    """
+    (another deployment's) is left out unless ``keep_new``, a shadow it has but another
+    worker not yet is its own."""
     stats = dict(local.stats)
     labels = Counter(local.labels)
     for k, state in enumerate(states):
@@ -213,4 +219,6 @@ def merge_snapshots(local: ShadowSnapshot, states: Iterable[Mapping[str, Any]]
         for name, data in items:
             if name in stats:
                 stats[name] = merge_stats(stats[name], stats_from_dict(data, seed=1000 * k))
+            elif keep_new:
+                stats[str(name)] = stats_from_dict(data, seed=1000 * k)
     return ShadowSnapshot(stats, dict(labels))

@@ -173,6 +173,23 @@ class ShadowLog:
             self._labels[outcome] += 1
             self.changes += 1
 
+    def restore(self, snapshot: ShadowSnapshot) -> tuple[str, ...]:
+        """Replace the statistics of every shadow ``snapshot`` has (a restart from a snapshot
+        file) and the label counts; return the shadows restored. Shadows it lacks stay fresh,
+        shadows this log lacks are ignored, recent decisions are not kept across restarts (a
+        label for one is counted ``"unknown"``)."""
+        with self._lock:
+            names = tuple(n for n in self.names if n in snapshot.stats)
+            for n in names:
+                if snapshot.stats[n].kind != self.kind:
+                    raise ValueError(f"shadow {n!r} was saved with kind "
+                                     f"{snapshot.stats[n].kind!r}; this router's is {self.kind!r}")
+            for n in names:
+                self._stats[n] = snapshot.stats[n].copy()
+            self._labels = Counter(snapshot.labels)
+            self.changes += 1
+        return names
+
     def snapshot(self) -> ShadowSnapshot:
         """Copies of the statistics, consistent with each other."""
         with self._lock:
