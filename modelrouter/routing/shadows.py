@@ -12,15 +12,23 @@ shadows={"candidate": model})``). :class:`ShadowRunner` does three things:
   are, so a request that is not shadowed pays one hash;
 - :meth:`ShadowedDecision.predict` calls the served model, times it, and hands the same
   arguments to every shadow, returning the served output at once;
-- each shadow call runs in the background: synchronous predictors on a
-  ``ThreadPoolExecutor`` of ``shadow_workers`` threads, coroutine predictors as
-  ``asyncio`` tasks on the running loop (or, from a thread without a loop, on the pool).
-  At most ``shadow_queue`` calls are queued or running at once; beyond that the work is
-  dropped and counted (``"queue_full"``), never waited for. An exception is counted as the
-  shadow's ``"exception"`` error, a call longer than ``shadow_timeout`` as ``"timeout"``
-  (an async call is cancelled; a thread cannot be stopped, so a synchronous call runs on and
-  its late answer is discarded, holding its queue slot until it returns). Nothing a shadow
-  does reaches the response.
+- each shadow call runs in the background: synchronous predictors on ``shadow_workers``
+  daemon threads fed by one :class:`queue.SimpleQueue` (a put is ~0.1 us and wakes a thread
+  only when one is idle: no ``Future`` per call), coroutine predictors as ``asyncio`` tasks on
+  the running loop (or, from a thread without a loop, on the threads). At most
+  ``shadow_queue`` calls are queued or running at once; beyond that the work is dropped and
+  counted (``"queue_full"``), never waited for. An exception is counted as the shadow's
+  ``"exception"`` error, a call longer than ``shadow_timeout`` as ``"timeout"``. Async calls
+  have no timer each: one reaper per runner, re-armed at most every ``shadow_timeout / 8``,
+  cancels the calls past their deadline (so a call is cancelled between ``shadow_timeout``
+  and ``1.125 * shadow_timeout`` after it started). A thread cannot be stopped, so a slow
+  synchronous call runs on and its late answer is discarded, holding its queue slot until it
+  returns. Nothing a shadow does reaches the response.
+
+Shadows that are whole ASGI apps (``replay=True``, built by the router) are not predictors:
+:meth:`ShadowRunner.select` leaves the decision as it is and the middleware replays the
+request to them (:mod:`modelrouter.asgi.shadow_replay`), using :meth:`ShadowRunner.claim`
+and :meth:`ShadowRunner.release` for the same queue bound.
 
 The arguments are handed to the shadows as they are (no copy): a shadow must not mutate them.
 Results go to a :class:`~modelrouter.store.shadows.ShadowLog`.
@@ -31,10 +39,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, ClassVar
 
 from modelrouter.config.shadow import ShadowConfig
@@ -47,6 +56,9 @@ from modelrouter.store.shadows import ShadowLog, scalar_output
 __all__ = ["ShadowRunner", "ShadowedDecision"]
 
 _new = tuple.__new__
+_STOP = None  # the queue item that ends a worker thread
+_FLUSH_EVERY = 32  # results a worker holds at most before releasing their queue slots
+_FLUSH_SECONDS = 0.02  # ... or this long
 
 
 class ShadowedDecision(Decision):
@@ -81,15 +93,19 @@ def _call_target(model: Any) -> Callable[..., Any]:
 
 
 class ShadowRunner:
-    """Selects shadowed decisions and runs the shadows (see the module docstring)."""
+    """Selects shadowed decisions and runs the shadows (see the module docstring).
+
+    Thread safety: :meth:`submit`, :meth:`claim` and :meth:`release` may be called from any
+    thread; one lock guards the count of queued and running calls (held for O(1) work)."""
 
     def __init__(self, shadows: Mapping[str, Any], config: ShadowConfig, salt: str,
                  log: ShadowLog, *, unit_level: bool,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+                 timer: Callable[[], float] = time.perf_counter, replay: bool = False) -> None:
         if not isinstance(shadows, Mapping) or not shadows:
             raise ConfigError(f"shadows must map names to predictors, got {shadows!r}")
         self.names = tuple(shadows)
-        self._targets = tuple(_call_target(m) for m in shadows.values())
+        self.replay = replay
+        self._targets = () if replay else tuple(_call_target(m) for m in shadows.values())
         self._is_async = tuple(inspect.iscoroutinefunction(t) for t in self._targets)
         self.config = config
         self.log = log
@@ -100,22 +116,24 @@ class ShadowRunner:
         self._unit_level = unit_level
         self._cls: type[ShadowedDecision] = type(
             "ShadowedDecision", (ShadowedDecision,), {"__slots__": (), "runner": self})
-        self._pool = ThreadPoolExecutor(config.shadow_workers,
-                                        thread_name_prefix="modelrouter-shadow")
+        self._closed = False
+        self._fresh_state()
+        renew(self, ShadowRunner._after_fork)  # gunicorn --preload: threads of the child's own
+
+    def _fresh_state(self) -> None:
         self._lock = threading.Lock()
         self._pending = 0
-        self._closed = False
-        self._tasks: set[asyncio.Task[None]] = set()  # strong references to running tasks
-        renew(self, ShadowRunner._after_fork)  # gunicorn --preload: a pool of the child's own
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []  # started on the first synchronous call
+        # running async tasks (strong references) -> their deadline on the loop's clock
+        self._running: dict[asyncio.Task[None], float] = {}
+        self._expired: set[asyncio.Task[None]] = set()
+        self._reaper_loop: asyncio.AbstractEventLoop | None = None  # where the reaper is armed
 
     def _after_fork(self) -> None:
-        """In a forked child: the parent's pool threads do not exist here (work submitted to
-        the copied pool would never run), nor does its queue."""
-        self._pool = ThreadPoolExecutor(self.config.shadow_workers,
-                                        thread_name_prefix="modelrouter-shadow")
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._tasks = set()
+        """In a forked child: the parent's threads do not exist here (work queued for them
+        would never run), nor does its queue."""
+        self._fresh_state()
 
     def __repr__(self) -> str:
         return (f"ShadowRunner(shadows={list(self.names)!r}, share={self._share:g}, "
@@ -137,101 +155,196 @@ class ShadowRunner:
         return self._bucket(key) < self._share
 
     def select(self, decision: Decision) -> Decision:
-        """``decision`` as a :class:`ShadowedDecision` when it is shadowed, else itself."""
-        if self.selected(decision):
+        """``decision`` as a :class:`ShadowedDecision` when it is shadowed, else itself
+        (always itself for ASGI-app shadows: the middleware replays the request)."""
+        if not self.replay and self.selected(decision):
             return _new(self._cls, decision)
         return decision
 
-    # -- running ------------------------------------------------------------------------
-    def _claim(self) -> str | None:
+    # -- the queue bound ----------------------------------------------------------------
+    def claim(self, wanted: int) -> tuple[int, str]:
+        """Take up to ``wanted`` queue slots: how many were granted, and the reason for the
+        others (``"queue_full"``, or ``"shut_down"`` once :meth:`shutdown` was called)."""
         with self._lock:
             if self._closed:
-                return "shut_down"
-            if self._pending >= self.config.shadow_queue:
-                return "queue_full"
-            self._pending += 1
-            return None
+                return 0, "shut_down"
+            granted = min(wanted, self.config.shadow_queue - self._pending)
+            if granted > 0:
+                self._pending += granted
+                return granted, "queue_full"
+            return 0, "queue_full"
 
-    def _release(self) -> None:
+    def release(self, count: int = 1) -> None:
+        """Give back ``count`` slots taken by :meth:`claim` (the calls ended)."""
         with self._lock:
-            self._pending -= 1
+            self._pending -= count
 
+    # -- running ------------------------------------------------------------------------
     def submit(self, decision_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                served: Any, served_ms: float) -> None:
         """Hand one served call's arguments to every shadow (never raises, never waits)."""
         served = None if served is None else scalar_output(served)
         if not self.log.open(decision_id, served):
             return
+        granted, reason = self.claim(len(self.names))
         loop: asyncio.AbstractEventLoop | None = None
         for i, name in enumerate(self.names):
-            reason = self._claim()
-            if reason is not None:
+            if i >= granted:
                 self.log.drop(name, reason)
                 continue
-            job = (decision_id, name, self._targets[i], args, kwargs, served, served_ms)
-            try:
-                if self._is_async[i]:
-                    if loop is None:
-                        try:
-                            loop = asyncio.get_running_loop()
-                        except RuntimeError:
-                            loop = None
-                    if loop is not None:
-                        task = loop.create_task(self._run_async(*job))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
-                    else:
-                        self._pool.submit(self._run_async_in_thread, job)
-                else:
-                    self._pool.submit(self._run_sync, *job)
-            except RuntimeError:  # the pool was shut down meanwhile
-                self._release()
-                self.log.drop(name, "shut_down")
+            job = (decision_id, i, args, kwargs, served, served_ms)
+            if not self._is_async[i]:
+                self._put(job)
+                continue
+            if loop is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    self._put(job)  # no loop in this thread: a worker thread runs it
+                    continue
+            task = loop.create_task(self._run_async(*job))
+            task.add_done_callback(partial(self._task_done, name))
+            self._running[task] = loop.time() + self._timeout
+            if self._reaper_loop is not loop:  # none armed on this loop (or none at all)
+                self._reaper_loop = loop
+                loop.call_later(self._timeout, self._reap, loop)
 
-    def _run_sync(self, decision_id: str, name: str, target: Callable[..., Any],
-                  args: tuple[Any, ...], kwargs: dict[str, Any], served: Any,
-                  served_ms: float) -> None:
+    def _put(self, job: tuple[Any, ...]) -> None:
+        if len(self._threads) < self.config.shadow_workers:
+            self._start_thread()
+        self._queue.put(job)
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if len(self._threads) >= self.config.shadow_workers:
+                return
+            t = threading.Thread(target=self._work, name="modelrouter-shadow", daemon=True)
+            self._threads.append(t)
+        t.start()
+
+    def _work(self) -> None:
+        """A worker thread: one call at a time; slots are released in small batches (when
+        the queue is empty, every 32 calls or every 20 ms) to keep the lock cold."""
+        q, timer = self._queue, self.timer
+        done = 0
+        since = 0.0
+        while True:
+            job = q.get()
+            if job is _STOP:
+                if done:
+                    self.release(done)
+                return
+            self._run_one(*job)
+            if not done:
+                since = timer()
+            done += 1
+            if done >= _FLUSH_EVERY or q.empty() or timer() - since > _FLUSH_SECONDS:
+                self.release(done)
+                done = 0
+
+    def _run_one(self, decision_id: str, i: int, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], served: Any, served_ms: float) -> None:
+        name, target = self.names[i], self._targets[i]
+        if self._is_async[i]:
+            asyncio.run(self._run_async(decision_id, i, args, kwargs, served, served_ms,
+                                        wait=True))
+            return
+        start = self.timer()
+        error: str | None = None
         try:
-            start = self.timer()
-            error: str | None = None
-            try:
-                y = target(*args, **kwargs)
-            except Exception:
-                y, error = None, "exception"
-            ms = (self.timer() - start) * 1000.0
-            if error is None and ms > self._timeout * 1000.0:
-                y, error, ms = None, "timeout", math.nan  # abandoned: the answer came too late
+            y = target(*args, **kwargs)
+        except Exception:
+            y, error = None, "exception"
+        ms = (self.timer() - start) * 1000.0
+        if error is None and ms > self._timeout * 1000.0:
+            y, error, ms = None, "timeout", math.nan  # abandoned: the answer came too late
+        try:
             self.log.done(decision_id, name, served, served_ms,
                           None if y is None else scalar_output(y), ms, error)
-        finally:
-            self._release()
+        except Exception:  # never kill the worker: the pair is lost, say so
+            self.log.drop(name, "log_error")
 
-    async def _run_async(self, decision_id: str, name: str,
-                         target: Callable[..., Coroutine[Any, Any, Any]],
-                         args: tuple[Any, ...], kwargs: dict[str, Any], served: Any,
-                         served_ms: float) -> None:
+    async def _run_async(self, decision_id: str, i: int, args: tuple[Any, ...],
+                         kwargs: dict[str, Any], served: Any, served_ms: float, *,
+                         wait: bool = False) -> None:
+        """One async shadow call; its slot is released by :meth:`_task_done` (on the loop)
+        or by the worker thread (``wait``: on the thread's own loop, timed by ``wait_for``)."""
+        name = self.names[i]
+        target: Callable[..., Coroutine[Any, Any, Any]] = self._targets[i]
+        start = self.timer()
+        error: str | None = None
+        y: Any = None
         try:
-            start = self.timer()
-            error: str | None = None
-            y: Any = None
-            try:
+            if wait:  # on a worker thread's own loop: no reaper there
                 y = await asyncio.wait_for(target(*args, **kwargs), self._timeout)
-            except asyncio.TimeoutError:
-                error = "timeout"
-            except Exception:
-                error = "exception"
-            ms = math.nan if error == "timeout" else (self.timer() - start) * 1000.0
+            else:
+                y = await target(*args, **kwargs)
+        except asyncio.TimeoutError:
+            error = "timeout"
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task not in self._expired:
+                raise  # by its loop's end: not its error (counted by _task_done)
+            error = "timeout"
+        except Exception:
+            error = "exception"
+        ms = math.nan if error == "timeout" else (self.timer() - start) * 1000.0
+        try:
             self.log.done(decision_id, name, served, served_ms,
                           None if y is None else scalar_output(y), ms, error)
-        finally:
-            self._release()
+        except Exception:  # a value the statistics refuse: counted, never raised
+            self.log.drop(name, "log_error")
 
-    def _run_async_in_thread(self, job: tuple[Any, ...]) -> None:
-        asyncio.run(self._run_async(*job))
+    def _task_done(self, name: str, task: asyncio.Task[None]) -> None:
+        """An async call ended (or was cancelled, even before it started): its slot back."""
+        self._running.pop(task, None)
+        self._expired.discard(task)
+        if task.cancelled():
+            self.log.drop(name, "cancelled")  # by its loop's end, not a timeout
+        self.release()
+
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel the async calls past their deadline; re-arm for the oldest one left, at
+        least ``shadow_timeout / 8`` from now (one timer per runner, not per call)."""
+        now = loop.time()
+        left: float | None = None
+        for task, deadline in list(self._running.items()):  # oldest first
+            if task.get_loop() is not loop:
+                continue  # another loop's (its own reaper watches it)
+            if deadline > now:
+                left = deadline
+                break
+            del self._running[task]
+            if not task.done():
+                self._expired.add(task)
+                task.cancel()
+        if left is None:
+            self._reaper_loop = None
+        else:
+            loop.call_at(max(left, now + self._timeout / 8.0), self._reap, loop)
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new shadow work (counted as ``"shut_down"``) and stop the threads
-        (``wait``: after the queued calls end). Running async tasks end on their own."""
+        (``wait``: after the queued calls end; otherwise the queued calls are dropped).
+        Running async tasks end on their own."""
         with self._lock:
             self._closed = True
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            threads = list(self._threads)
+        if not wait:
+            dropped = 0
+            while True:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not _STOP:
+                    self.log.drop(self.names[job[1]], "shut_down")
+                    dropped += 1
+            if dropped:
+                self.release(dropped)
+        for _ in threads:
+            self._queue.put(_STOP)
+        if wait:
+            for t in threads:
+                if t is not threading.current_thread():
+                    t.join()
