@@ -50,6 +50,12 @@ class ModelRouter(RoutingMiddleware):
     ``variants`` maps names to predictors (any object: a scikit-learn estimator, a callable) or
     to ASGI apps (wrap them in :class:`ASGIVariant`; Starlette/FastAPI apps are detected). The
     first variant is the control unless ``config.control`` names another.
+
+    ``shadows`` maps names to models evaluated on live traffic and never served: predictors
+    (``decision.predict(X)`` hands them the same ``X``: routing/shadows.py) or, all of them,
+    ASGI apps, to which each shadowed request is replayed after its response was sent; then
+    ``extract_prediction(body: bytes)`` reads the prediction out of each response body, the
+    served one and the shadows' (asgi/shadow_replay.py).
     """
 
     experiment: Experiment  # the routing core with monitoring and looks
@@ -61,7 +67,8 @@ class ModelRouter(RoutingMiddleware):
                  timer: Callable[[], float] = time.perf_counter,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  segment_dims: Sequence[str] = (),
-                 shadows: Mapping[str, Any] | None = None) -> None:
+                 shadows: Mapping[str, Any] | None = None,
+                 extract_prediction: Callable[[bytes], Any] | None = None) -> None:
         if config is None:
             config = RouterConfig()
         elif isinstance(config, Mapping):  # the [router] table of a TOML file, as a dict
@@ -75,7 +82,14 @@ class ModelRouter(RoutingMiddleware):
         self._seen: SeenSet | None = None  # record(idempotency_key=...): built on first use
         self._shadow_sharing: ShadowSharing | None = None  # shadows across workers
         if shadows is not None:  # evaluated, never served: decision.predict feeds them
-            runner = self.shadows = _shadow_runner(shadows, config, self.experiment, timer)
+            runner = self.shadows = _shadow_runner(shadows, config, self.experiment, timer,
+                                                   extract_prediction)
+            if runner.replay:  # ASGI-app shadows: the middleware replays the requests
+                from modelrouter.asgi.shadow_replay import ShadowReplay, shadow_apps
+
+                apps = shadow_apps(shadows, extract_prediction)
+                assert apps is not None and extract_prediction is not None
+                self.replay = ShadowReplay(apps, runner, extract_prediction)
             # at shutdown: refuse new shadow work, drop what is queued (never waits for it)
             self.lifecycle.closers.append(lambda: runner.shutdown(wait=False))
             if self.experiment.store.shared:  # then publish this worker's statistics
@@ -86,6 +100,9 @@ class ModelRouter(RoutingMiddleware):
                 _persist_shadows(runner, self.experiment)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
+        elif extract_prediction is not None:
+            raise ConfigError("extract_prediction needs shadows that are ASGI apps "
+                              "(ModelRouter(..., shadows={name: app}))")
         if config.secret or config.admin_token or config.metrics_public:
             from modelrouter.web.surface import HTTPSurface
 
@@ -318,13 +335,16 @@ class ModelRouter(RoutingMiddleware):
 
 
 def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment: Experiment,
-                   timer: Callable[[], float]) -> ShadowRunner:
+                   timer: Callable[[], float],
+                   extract_prediction: Callable[[bytes], Any] | None) -> ShadowRunner:
     """The shadow runner and its log (imported only when shadows are given)."""
+    from modelrouter.asgi.shadow_replay import shadow_apps
     from modelrouter.routing.shadows import ShadowRunner
     from modelrouter.store.shadows import ShadowLog
 
     if not isinstance(shadows, Mapping) or not shadows:
         raise ConfigError(f"shadows must map names to predictors, got {shadows!r}")
+    replay = shadow_apps(shadows, extract_prediction) is not None
     clash = sorted(set(shadows) & set(experiment.names))
     if clash:
         raise ConfigError(f"shadows: {clash[0]!r} is also a variant; a shadow is never served")
@@ -332,7 +352,7 @@ def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment:
     log = ShadowLog(tuple(shadows), cfg.shadow_kind, max_decisions=cfg.shadow_max_decisions)
     salt = config.salt if config.salt is not None else config.experiment
     return ShadowRunner(shadows, cfg, salt, log, unit_level=config.level != "request",
-                        timer=timer)
+                        timer=timer, replay=replay)
 
 
 def _shadow_sharing(runner: ShadowRunner, config: RouterConfig, experiment: Experiment

@@ -7,7 +7,8 @@ request carries: asgi/covariates.py), asks the
 calls the app (or the variant's own ASGI app) and, when the last body byte has been sent,
 records ``latency_ms`` and ``error`` for the decision. Lifespan, websocket and paths outside
 the experiment pass straight through. Per-request state lives in locals and the ``send``
-wrapper, never on ``self``.
+wrapper, never on ``self``. With shadows that are ASGI apps, a shadowed request is recorded
+beside the served app and replayed to them once the app returned (asgi/shadow_replay.py).
 """
 
 from __future__ import annotations
@@ -23,38 +24,16 @@ from modelrouter.asgi.lifespan import RouterLifecycle, run_lifespan
 from modelrouter.asgi.segments import SegmentReader
 from modelrouter.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from modelrouter.asgi.units import UnitReader
+from modelrouter.asgi.variants import ASGIVariant, is_asgi_app
 from modelrouter.exceptions import ConfigError, UnitIdError
 from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.tokens import TOKEN_HEADER, Signer
 
 if TYPE_CHECKING:  # loaded with shadows only (its statistics import scipy)
+    from modelrouter.asgi.shadow_replay import ShadowReplay
     from modelrouter.routing.shadows import ShadowRunner
 
 __all__ = ["ASGIVariant", "RoutingMiddleware"]
-
-
-class ASGIVariant:
-    """Marks a variant as a whole ASGI app: the router dispatches its requests to it."""
-
-    __slots__ = ("app",)
-
-    def __init__(self, app: ASGIApp) -> None:
-        if not callable(app):
-            raise ConfigError(f"ASGIVariant needs an ASGI callable, got {app!r}")
-        self.app = app
-
-    def __repr__(self) -> str:
-        return f"ASGIVariant({self.app!r})"
-
-
-def _is_asgi_app(model: object) -> bool:
-    if isinstance(model, ASGIVariant):
-        return True
-    try:
-        from starlette.applications import Starlette
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(model, Starlette)
 
 
 class RoutingMiddleware:
@@ -73,7 +52,7 @@ class RoutingMiddleware:
         # seconds; measures ``latency_ms``. Injectable so simulations can model slow variants
         self._timer = timer
         self._targets: tuple[ASGIApp, ...] = tuple(
-            (m.app if isinstance(m, ASGIVariant) else m) if _is_asgi_app(m) else app
+            (m.app if isinstance(m, ASGIVariant) else m) if is_asgi_app(m) else app
             for m in experiment.models)
         self._target_of = dict(zip(experiment.names, self._targets))
         self._read_unit = UnitReader(config)
@@ -88,6 +67,8 @@ class RoutingMiddleware:
         self.lifecycle = RouterLifecycle(experiment)
         self.surface: ASGIApp | None = None
         self.shadows: ShadowRunner | None = None  # set by the router when shadows are given
+        # set by the router when the shadows are ASGI apps (asgi/shadow_replay.py)
+        self.replay: ShadowReplay | None = None
         self._http_prefix = config.http_prefix + "/"
         self._signer = Signer(config.secret, config.experiment) if config.secret else None
 
@@ -127,6 +108,12 @@ class RoutingMiddleware:
             return
         if self.shadows is not None:  # shadow evaluation: routing/shadows.py
             decision = self.shadows.select(decision)
+        recording = None
+        replay = self.replay
+        if replay is not None:  # ASGI-app shadows: record now, replay after the response
+            recording = replay.record(decision, scope, receive, send)
+            if recording is not None:
+                receive, send = recording.receive, recording.send
         state = scope.get("state")
         scope["state"] = {"modelrouter": decision} if state is None else {
             **state, "modelrouter": decision}
@@ -162,7 +149,11 @@ class RoutingMiddleware:
             if not done:
                 done = True
                 self._finish(seq, start, 1.0, tick=False)
+            if recording is not None and replay is not None:  # served app failed: shadows run
+                replay.start(recording, decision.decision_id, failed=True)
             raise
+        if recording is not None and replay is not None:  # response sent: replay it
+            replay.start(recording, decision.decision_id)
 
     def _finish(self, seq: int, start: float, error: float, tick: bool = True) -> None:
         """Record the automatic metrics of a finished request (latency from ``start``)."""
