@@ -31,11 +31,12 @@ import numpy as np
 
 from modelrouter.analysis.data import AnalysisData
 from modelrouter.analysis.results import ComparisonResult
+from modelrouter.stats.adjusted_result import AdjustedResult
 from modelrouter.stats.cuped import cuped_mean, cuped_ratio, prepare_covariates, two_arms
 from modelrouter.stats.results import ConfidenceInterval
 from modelrouter.stats.twosample import TwoSampleResult
 
-__all__ = ["ESTIMATOR", "adjust", "covariate_columns"]
+__all__ = ["ESTIMATOR", "adjust", "adjusted_result", "covariate_columns"]
 
 ESTIMATOR = "difference in means, CUPED-adjusted (pooled theta)"
 
@@ -64,22 +65,25 @@ def covariate_columns(data: AnalysisData, metric: str, rows: np.ndarray
     return np.column_stack(cols), tuple(names), late
 
 
-def adjust(data: AnalysisData, metric: str, variant: str, base: ComparisonResult, *,
-           segment: Mapping[str, str] | None = None) -> ComparisonResult:
-    """``base`` (the unadjusted per-unit comparison of ``variant`` with the control) adjusted
-    for the metric's covariates, or ``base`` itself when it declares none; with a note when
-    no covariate can be used."""
+def adjusted_result(data: AnalysisData, metric: str, variant: str, *,
+                    segment: Mapping[str, str] | None = None
+                    ) -> tuple[AdjustedResult | None, list[str]]:
+    """The CUPED estimate of ``variant`` against the control on the metric's declared
+    covariates (within ``segment``), and the notes to show with it; ``(None, notes)`` when
+    nothing is adjusted (no covariate declared, request level, no usable value, an estimate
+    that is not defined: the notes say why, except for the first two). Used by :func:`adjust`
+    and by the guardrails (analysis/adjusted_guardrails.py)."""
     spec = data.spec(metric)
     units = data.snapshot.units
     if not spec.covariates or units is None:
-        return base
+        return None, []
     c_idx, t_idx = data.variant_index(data.control), data.variant_index(variant)
     mask = data.unit_mask(segment)
     rows = np.arange(units.variant.size) if mask is None else np.flatnonzero(mask)
     pick, treated = two_arms(units.variant[rows], c_idx, t_idx)
     rows = rows[pick]
     x, names, late = covariate_columns(data, metric, rows)
-    notes = list(base.notes)
+    notes = []
     if late:
         notes.append(f"{late:,} covariate value{'s' if late != 1 else ''} recorded after the "
                      "unit's first exposure (possibly changed by the treatment) treated as "
@@ -87,7 +91,7 @@ def adjust(data: AnalysisData, metric: str, variant: str, base: ComparisonResult
     usable = [j for j in range(x.shape[1]) if not np.isnan(x[:, j]).all()]
     if not usable:
         notes.append(f"not adjusted: no usable value of the covariates {list(names)!r} yet")
-        return dataclasses.replace(base, notes=tuple(notes))
+        return None, notes
     x, names = x[:, usable], tuple(names[j] for j in usable)
     missing = int(np.isnan(x).any(axis=1).sum())
     if missing:
@@ -103,10 +107,22 @@ def adjust(data: AnalysisData, metric: str, variant: str, base: ComparisonResult
             res = cuped_mean(outcome, treated, x, covariate_names=names)
     except ValueError as exc:
         notes.append(f"not adjusted: {exc}")
-        return dataclasses.replace(base, notes=tuple(notes))
+        return None, notes
     if not (np.isfinite(res.difference) and np.isfinite(res.std_err)):
         notes.append("not adjusted: the adjusted estimate is not defined on these data")
-        return dataclasses.replace(base, notes=tuple(notes))
+        return None, notes
+    return res, notes
+
+
+def adjust(data: AnalysisData, metric: str, variant: str, base: ComparisonResult, *,
+           segment: Mapping[str, str] | None = None) -> ComparisonResult:
+    """``base`` (the unadjusted per-unit comparison of ``variant`` with the control) adjusted
+    for the metric's covariates, or ``base`` itself when it declares none; with a note when
+    no covariate can be used."""
+    res, extra = adjusted_result(data, metric, variant, segment=segment)
+    notes = [*base.notes, *extra]
+    if res is None:
+        return dataclasses.replace(base, notes=tuple(notes)) if extra else base
     test = TwoSampleResult(res.statistic, res.pvalue, res.difference, res.std_err, res.df,
                            res.method)
     try:

@@ -44,6 +44,12 @@ and an error guardrail whose arms have no errors at all must still be able to pa
 guardrails count requests in the latency histogram and wait for 100 per arm. Measured false
 fails with the gate: docs/statistics.md, "Guardrails".
 
+**CUPED.** On A/B traffic a guardrail whose metric declares covariates is decided on the
+covariate-adjusted estimate (absolute margins: the adjusted difference and its standard error;
+relative margins: the log ratio of the adjusted means, delta method), as ``compare()`` reports
+it, whenever units have usable pre-exposure values; ``GuardrailResult.adjusted`` says which
+(see :mod:`modelrouter.analysis.adjusted_guardrails`).
+
 Per-segment checks are Bonferroni-corrected across the segment values tested for that guardrail
 (each at ``alpha / m``); segments with fewer than ``min_segment_units`` units in either arm are
 reported as ``inconclusive`` with the reason. Caveats: the validity is asymptotic (estimated
@@ -55,83 +61,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
 
 import numpy as np
 
+from modelrouter.analysis.adjusted_guardrails import adjusted_scale
 from modelrouter.analysis.always_valid import arm_events
 from modelrouter.analysis.compare import compare
 from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.guardrail_result import GuardrailResult, Status
 from modelrouter.analysis.quantile_guardrails import adaptive_refusal, quantile_ratio
-from modelrouter.config.guardrails import GuardrailSpec, guardrail_key
+from modelrouter.config.guardrails import GuardrailSpec
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.always_valid import MIN_EVENTS, always_valid_test
 from modelrouter.stats.moments import Moments
-from modelrouter.stats.results import ConfidenceInterval
 
 __all__ = ["GuardrailResult", "Status", "check_guardrail", "decide", "guardrail_events",
            "guardrail_results", "quantile_guardrail_results"]
-
-Status = Literal["pass", "fail", "inconclusive"]
-
-
-@dataclass(frozen=True)
-class GuardrailResult:
-    """One guardrail for one treatment in one population (``segment=None``: everyone).
-
-    ``estimate``, ``low`` and ``high`` are on the margin's scale: a difference (absolute
-    margins) or a relative change such as ``0.12`` for +12% (relative margins).
-    """
-
-    metric: str
-    variant: str
-    segment: dict[str, str] | None
-    status: Status
-    direction: str
-    margin: float
-    relative: bool
-    estimate: float
-    low: float
-    high: float
-    alpha: float
-    units_control: int
-    units_treatment: int
-    reason: str
-    quantile: float | None = None  # None: the mean; 0.95: the 95th percentile
-
-    @property
-    def label(self) -> str:
-        """The guardrail's name: ``latency_ms`` (mean) or ``latency_ms p95``."""
-        return guardrail_key(self.metric, self.quantile)
-
-    def confidence_interval(self) -> ConfidenceInterval:
-        """The always-valid ``1 - alpha`` interval the status was decided on."""
-        return ConfidenceInterval(self.low, self.high)
-
-    @property
-    def where(self) -> str:
-        """``overall`` or ``platform=mobile``."""
-        if not self.segment:
-            return "overall"
-        return ", ".join(f"{k}={v}" for k, v in self.segment.items())
-
-    def __repr__(self) -> str:
-        return (f"GuardrailResult({self.label} {self.variant} {self.where}: {self.status}, "
-                f"estimate={self.estimate:.4g}, interval=[{self.low:.4g}, {self.high:.4g}], "
-                f"margin={'+' if self.direction == 'increase' else '-'}{self.margin:.4g}"
-                f"{' relative' if self.relative else ''})")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return {"guardrail": self.label, "metric": self.metric, "variant": self.variant,
-                "segment": self.segment,
-                "status": self.status, "direction": self.direction, "margin": self.margin,
-                "relative": self.relative, "estimate": self.estimate, "low": self.low,
-                "high": self.high, "alpha": self.alpha, "units_control": self.units_control,
-                "units_treatment": self.units_treatment, "reason": self.reason,
-                "quantile": self.quantile}
-
 
 def _relative(log_ratio: float) -> float:
     """A log ratio as a relative change, ``exp(x) - 1``; ``inf`` beyond the float range."""
@@ -199,14 +144,16 @@ def guardrail_events(data: AnalysisData, metric: str, variant: str,
 
 def check_guardrail(spec: GuardrailSpec, mc: Moments, mt: Moments, *, ratio: bool,
                     alpha: float, variant: str, segment: dict[str, str] | None = None,
-                    min_units: int = 2, events: int | None = None) -> GuardrailResult:
+                    min_units: int = 2, events: int | None = None,
+                    adjusted: tuple[float, float, float] | None = None) -> GuardrailResult:
     """Decide one guardrail from the control's and the treatment's moments; ``events`` (the
-    smaller arm's, :func:`guardrail_events`) gates the interval (None: no gate)."""
+    smaller arm's, :func:`guardrail_events`) gates the interval (None: no gate); ``adjusted``
+    (estimate, variance, threshold: analysis/adjusted_guardrails.py) replaces the moments'."""
     if min(mc.n, mt.n) < max(min_units, 2):
         return decide(spec, f"too few units ({mc.n} control, {mt.n} {variant}; need "
                       f"{max(min_units, 2)} each)", alpha=alpha, variant=variant,
                       segment=segment, units=(mc.n, mt.n))
-    scaled = _scale(spec, mc, mt, ratio)
+    scaled = _scale(spec, mc, mt, ratio) if adjusted is None else (*adjusted, 0.0, 0.0)
     if isinstance(scaled, str):
         return decide(spec, scaled, alpha=alpha, variant=variant, segment=segment,
                       units=(mc.n, mt.n))
@@ -308,9 +255,12 @@ def guardrail_results(data: AnalysisData) -> tuple[GuardrailResult, ...]:
             for seg, mom, a, min_units in families:
                 events = guardrail_events(data, spec.metric, variant, seg, mom[c_idx],
                                           mom[t_idx])
-                out.append(check_guardrail(spec, mom[c_idx], mom[t_idx], ratio=ratio, alpha=a,
-                                           variant=variant, segment=seg,
-                                           min_units=min_units, events=events))
+                adj = adjusted_scale(data, spec, variant, seg)  # CUPED, when it applies
+                res = check_guardrail(spec, mom[c_idx], mom[t_idx], ratio=ratio, alpha=a,
+                                      variant=variant, segment=seg, min_units=min_units,
+                                      events=events,
+                                      adjusted=None if adj is None else adj.scaled)
+                out.append(res if adj is None else adj.mark(res))
     return tuple(out)
 
 

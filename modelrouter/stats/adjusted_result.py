@@ -67,6 +67,13 @@ class AdjustedResult:
         return ConfidenceInterval(self.difference - q * self.std_err,
                                   self.difference + q * self.std_err)
 
+    @property
+    def log_std_err(self) -> float:
+        """Standard error of ``log(mean_treatment) - log(mean_control)`` by the delta method
+        (the arms' adjusted means taken as independent, tea-tasting's form); NaN unless both
+        adjusted means are positive. The relative interval and the relative guardrails use it."""
+        return self._log_std_err
+
     def relative_confidence_interval(self, confidence_level: float | None = None
                                      ) -> ConfidenceInterval:
         """Interval for the relative lift by the delta method on the log ratio of the adjusted
