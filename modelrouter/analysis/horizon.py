@@ -7,6 +7,12 @@ Both come from the config's :class:`~modelrouter.config.plan.ExperimentPlan`:
   (:func:`~modelrouter.stats.sample_size_proportions` for conversions, ``sample_size_means``
   otherwise) with the design of ``looks`` equally spaced looks as ``sequential=``, i.e. the
   fixed-sample size times the design's inflation factor.
+- ``mde`` and ``rho`` (or ``variance_reduction``) given: the same for the CUPED-adjusted test,
+  ``1 - rho**2`` times the fixed-sample size (:func:`~modelrouter.stats.power_adjusted.
+  adjust_sample_size`; conversions with the unpooled variance, as Welch's t on the adjusted
+  outcome), and the variance at the horizon ``1 - rho**2`` times the unadjusted per-unit
+  variance; the description says how many units the adjustment saves against the same plan
+  without it.
 
 The nuisance parameter (conversion rate of the control, or per-unit standard deviation) comes
 from the plan when given. Otherwise it is **estimated from the control's data** and frozen at the
@@ -38,6 +44,7 @@ from modelrouter.stats import (
     sample_size_proportions,
     spending_boundaries,
 )
+from modelrouter.stats.power_adjusted import adjust_sample_size
 from modelrouter.store.looks import Look
 
 if TYPE_CHECKING:
@@ -98,6 +105,7 @@ def resolve_horizon(plan: ExperimentPlan, spec: MetricSpec, control: VariantSumm
                                 f"({value}) is not usable yet; give plan."
                                 f"{'baseline' if conversion else 'sd'} or wait for more data")
     label = (f"control rate {nuisance:.4g}" if conversion else f"per-unit sd {nuisance:.4g}")
+    vr = plan.expected_variance_reduction
     if plan.max_units is not None:
         n_c, n_t = plan.max_units, math.ceil(plan.max_units * ratio - 1e-9)
         how = f"max_units={plan.max_units:,} per group from the plan"
@@ -109,7 +117,8 @@ def resolve_horizon(plan: ExperimentPlan, spec: MetricSpec, control: VariantSumm
                 raise AnalysisError(f"plan.mde ({plan.mde!r}) is too large for a control rate "
                                     f"of {nuisance:.4g}")
             fixed = sample_size_proportions(nuisance, p2, plan.alpha, plan.power, ratio,
-                                            plan.sided)
+                                            plan.sided,
+                                            null_variance="unpooled" if vr else "pooled")
         else:
             fixed = sample_size_means(plan.mde, nuisance, plan.alpha, plan.power, ratio,
                                       plan.sided)
@@ -120,6 +129,13 @@ def resolve_horizon(plan: ExperimentPlan, spec: MetricSpec, control: VariantSumm
         how = (f"sample size for mde={plan.mde:g} at alpha={plan.alpha:g}, power "
                f"{plan.power:g}, times the inflation factor {infl:.4f} of "
                f"{plan.looks} equally spaced {plan.spending} looks")
-    per_unit_var = nuisance * (1 - nuisance) if conversion else nuisance**2
+        if vr:
+            adj = adjust_sample_size(fixed, variance_reduction=vr, ratio=ratio)
+            before = n_c + n_t
+            n_c, n_t = _ceil(adj.n_exact * infl), _ceil(adj.n_exact * infl * ratio)
+            how += (f", times 1 - {vr:.4g} for the covariate adjustment (CUPED"
+                    + ("" if plan.rho is None else f", rho {plan.rho:g}")
+                    + f"): {before - n_c - n_t:,} units saved of {before:,}")
+    per_unit_var = (nuisance * (1 - nuisance) if conversion else nuisance**2) * (1.0 - vr)
     variance = per_unit_var * (1.0 / n_c + 1.0 / n_t)
     return Horizon(n_c + n_t, variance, f"{how}; {label} {source}", given is None)

@@ -19,6 +19,14 @@ In TOML::
     spending = "obrien-fleming"
     futility_spending = "obrien-fleming"   # optional: non-binding futility bounds
 
+``rho`` (the expected correlation of the primary metric with its pre-exposure covariates,
+e.g. measured on past data) or ``variance_reduction`` (``rho**2``, or an earlier experiment's
+``variance_reduction``) plans the CUPED-adjusted test the analysis runs when the primary metric
+declares covariates: the horizon derived from ``mde`` is ``1 - rho**2`` times the unadjusted
+one (stats/power_adjusted.py; conversions with the unpooled variance, as Welch's t on the
+adjusted outcome), and the horizon's description says how many units that saves. It needs
+``mde`` (``max_units`` is the horizon itself) and a primary metric that declares covariates.
+
 ``futility_spending`` (default None: no futility bounds) adds non-binding futility bounds that
 spend the type II error ``1 - power`` with one of the same families (``futility_gamma`` as
 ``gamma``); see :mod:`modelrouter.stats.sequential_futility`. Non-binding: the efficacy
@@ -83,6 +91,8 @@ class ExperimentPlan:
     sd: float | None = None
     futility_spending: Spending | None = None
     futility_gamma: float | None = None
+    rho: float | None = None
+    variance_reduction: float | None = None
 
     def __post_init__(self) -> None:
         check_open_unit("plan.alpha", self.alpha)
@@ -110,6 +120,7 @@ class ExperimentPlan:
         elif check_number("plan.gamma", self.gamma) <= 0 and self.spending == "power":
             raise ConfigError(f"plan.gamma ({self.gamma!r}) is the power rho and must be > 0")
         self._check_futility()
+        self._check_adjustment()
         if self.baseline is not None:
             check_open_unit("plan.baseline", self.baseline)
         if self.sd is not None:
@@ -134,6 +145,28 @@ class ExperimentPlan:
             raise ConfigError(f"plan.futility_gamma ({self.futility_gamma!r}) is the power rho "
                               "and must be > 0")
 
+    def _check_adjustment(self) -> None:
+        if self.rho is not None and self.variance_reduction is not None:
+            raise ConfigError(f"plan: give at most one of rho ({self.rho!r}) and "
+                              f"variance_reduction ({self.variance_reduction!r})")
+        if self.rho is not None:
+            check_number("plan.rho", self.rho, low=-1, high=1, low_open=True, high_open=True,
+                         why="a correlation")
+        if self.variance_reduction is not None:
+            check_number("plan.variance_reduction", self.variance_reduction, low=0, high=1,
+                         high_open=True, why="a share of the variance")
+        if self.expected_variance_reduction and self.max_units is not None:
+            raise ConfigError(f"plan: rho / variance_reduction scale a horizon derived from mde; "
+                              f"max_units ({self.max_units!r}) is the horizon itself")
+
+    @property
+    def expected_variance_reduction(self) -> float:
+        """``rho**2``, ``variance_reduction`` or 0: the share of the variance the planned
+        covariate adjustment is expected to remove."""
+        if self.rho is not None:
+            return float(self.rho) ** 2
+        return float(self.variance_reduction or 0.0)
+
     def check_primary(self, primary: str, spec: MetricSpec) -> None:
         """The nuisance parameter and effect fit the primary metric: ``baseline`` for a
         conversion (``aggregate="any"``, a difference of two proportions), ``sd`` for a mean;
@@ -145,6 +178,11 @@ class ExperimentPlan:
         if not conversion and self.baseline is not None:
             raise ConfigError(f"plan.baseline ({self.baseline!r}) is a conversion rate; primary "
                               f"{primary!r} is a mean: give plan.sd (per unit) instead")
+        if self.expected_variance_reduction and not spec.covariates:
+            what = "rho" if self.rho is not None else "variance_reduction"
+            raise ConfigError(f"plan.{what} ({getattr(self, what)!r}) plans a covariate-adjusted "
+                              f"test, but the primary metric {primary!r} declares no covariates "
+                              "(metrics.<name>.covariates): its test would be unadjusted")
         if spec.kind == "binary" and self.mde is not None and self.mde >= 1:
             raise ConfigError(f"plan.mde ({self.mde!r}) must be < 1 for the binary primary "
                               f"metric {primary!r} (it is an absolute difference of rates)")
@@ -158,7 +196,10 @@ class ExperimentPlan:
         futility = "" if self.futility_spending is None else (
             f", non-binding futility ({self.futility_spending} beta spending"
             + ("" if self.futility_gamma is None else f", gamma {self.futility_gamma:g}") + ")")
-        return (f"alpha={self.alpha:g} {side}, power {self.power:g}, {horizon}, "
+        vr = self.expected_variance_reduction
+        cuped = "" if not vr else (f", CUPED-adjusted (variance -{vr:.1%}"
+                                   + ("" if self.rho is None else f", rho {self.rho:g}") + ")")
+        return (f"alpha={self.alpha:g} {side}, power {self.power:g}, {horizon}{cuped}, "
                 f"{self.looks} planned looks, {self.spending} spending{gamma}{futility}")
 
     def as_dict(self) -> dict[str, Any]:
