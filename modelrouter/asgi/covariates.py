@@ -76,8 +76,8 @@ class CovariateReader:
     """``reader.route(scope, unit, segment)``: route, and at a unit's first exposure read and
     record its covariates from the request."""
 
-    __slots__ = ("_fn", "_headers", "_index", "_read", "_route", "_shared", "_specs",
-                 "_store")
+    __slots__ = ("_fn", "_has_unit", "_headers", "_index", "_read", "_route", "_shared",
+                 "_specs", "_store")
 
     def __init__(self, experiment: Experiment) -> None:
         config = experiment.config
@@ -95,19 +95,17 @@ class CovariateReader:
         self._fn: Callable[[Mapping[str, Any]], Mapping[str, object]] | None = (
             config.covariate_fn)
         self._route = experiment.route_checked
+        self._has_unit = store.has_unit  # bound once: every request of the experiment asks
         self._shared = store.shared
         self._read: set[str] = set()
 
     def route(self, scope: Scope, unit: str | None, segment: Sequence[str]
               ) -> tuple[Decision, int]:
         """:meth:`Experiment.route_checked`, reading the covariates of a unit seen first."""
-        if unit is None:
-            return self._route(unit, segment)
-        first = not self._store.has_unit(unit)
-        if first and self._shared:
-            first = unit not in self._read
+        if unit is None or self._has_unit(unit) or (self._shared and unit in self._read):
+            return self._route(unit, segment)  # not a first exposure: nothing more to pay
         decision, seq = self._route(unit, segment)
-        if first and decision.counted:
+        if decision.counted:
             if self._shared:
                 if len(self._read) >= MAX_READ_UNITS:
                     self._read.clear()

@@ -283,3 +283,23 @@ def test_bandit_mode_reads_first_exposures() -> None:
     ids = list(snap.units.ids or [])
     assert [snap.units.covariates["pre"][ids.index(f"u{i}")] for i in range(60)] == [
         float(i) for i in range(60)]
+
+
+def test_after_a_switch_to_bandit_and_at_session_level() -> None:
+    """memory x switched at run time (A/B -> bandit) x session level: units first exposed
+    after the switch are read once, at that exposure; units exposed before keep their value
+    (their headers after the switch are not read)."""
+    clock = Clock()
+    app = router(clock=clock, reward="click", level="session", unit_header="x-session")
+    get_all(app, [{"x-session": f"s{i}", "x-pre": str(i)} for i in range(20)])
+    app.configure(mode="bandit")
+    clock.t += 5.0
+    get_all(app, [{"x-session": f"s{i}", "x-pre": str(100 + i)} for i in range(40)])
+    snap = app.experiment.store.snapshot()
+    assert snap.units is not None
+    ids = list(snap.units.ids or [])
+    rows = [ids.index(f"s{i}") for i in range(40)]
+    assert list(snap.units.covariates["pre"][rows]) == [float(i) for i in range(20)] + [
+        float(100 + i) for i in range(20, 40)]
+    assert (snap.units.covariate_at["pre"][rows] == snap.units.first_seen[rows]).all()
+    assert (snap.units.first_seen[rows[20:]] == 1005.0).all()
