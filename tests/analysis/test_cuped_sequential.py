@@ -1,6 +1,7 @@
 """``sequential()``, recorded looks and ``always_valid()`` on a CUPED-adjusted metric (issue 16).
 
-Cells: store memory, mode ab, 2 variants, level user, life fresh, input valid.
+Cells: store memory, mode ab, 2 variants, level user, life fresh and restored from a snapshot,
+input valid (the Redis store: tests/store/test_redis_cuped_looks.py).
 
 The adjusted difference must travel with ITS standard error: before this test the two
 sequential tests paired the adjusted difference with the unadjusted summaries' error (the
@@ -17,6 +18,7 @@ error (``diff / t``); the mSPRT p-value is Johari et al.'s normal-mixture likeli
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +132,26 @@ def test_late_covariate_made_by_the_treatment_never_enters_the_sequential_tests(
         assert got.std_err == want.std_err
     assert a.always_valid("y").pvalue == a.always_valid("y_raw").pvalue
     assert a.sequential("y").statistic == a.sequential("y_raw").statistic
+
+
+def test_restored_experiment_keeps_the_adjusted_looks(tmp_path: Path) -> None:
+    """Cell: life restored from a snapshot. The recorded looks (adjusted variance) and the
+    covariates come back, and the restored experiment's next look is adjusted too."""
+    rng = np.random.default_rng(162)
+    exp = _experiment()
+    codes, ys, xs = _drive(exp, rng, 0, 600)
+    exp.record_look("y")
+    more = _drive(exp, rng, 600, 300)
+    a = Analysis.from_experiment(exp)
+    before_av, before_seq = a.always_valid("y"), a.sequential("y")
+    info = exp.save(tmp_path / "s.snap")
+    fresh = _experiment()
+    fresh.restore(info.path)
+    b = Analysis.from_experiment(fresh)
+    assert b.always_valid("y").to_dict() == before_av.to_dict()
+    assert b.sequential("y").to_dict() == before_seq.to_dict()
+    look = fresh.record_look("y")
+    d, se = _reference(codes + more[0], ys + more[1], xs + more[2])
+    assert look.number == 2
+    assert look.difference == pytest.approx(d, rel=TOL)
+    assert look.variance == pytest.approx(se**2, rel=TOL)
