@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from modelrouter.asgi.middleware import RoutingMiddleware
 from modelrouter.asgi.types import ASGIApp
 from modelrouter.config import RouterConfig
+from modelrouter.config.rollout import Rollout
 from modelrouter.config.store import redact_url
 from modelrouter.exceptions import (
     AnalysisError,
@@ -68,14 +69,23 @@ class ModelRouter(RoutingMiddleware):
         elif not isinstance(config, RouterConfig):
             raise ConfigError(f"config ({type(config).__name__}) must be a RouterConfig or a "
                               "mapping of its fields")
-        experiment = Experiment(variants, config, clock=clock, rng=rng,
-                                segment_dims=segment_dims)
+        arms = _with_shadows(variants, shadows, config)  # shadows: arms held at weight 0
+        experiment = Experiment(arms, config, clock=clock, rng=rng, segment_dims=segment_dims,
+                                candidates=() if shadows is None else tuple(shadows))
         super().__init__(app, experiment, timer=timer)
         self._seen: SeenSet | None = None  # record(idempotency_key=...): built on first use
+        self.rollout: RolloutMonitor | None = None
         if shadows is not None:  # evaluated, never served: decision.predict feeds them
             runner = self.shadows = _shadow_runner(shadows, config, self.experiment, timer)
             # at shutdown: refuse new shadow work, drop what is queued (never waits for it)
             self.lifecycle.closers.append(lambda: runner.shutdown(wait=False))
+        if isinstance(config.rollout, Rollout):  # the automatic rollout, woken by events
+            from modelrouter.rollout_monitor import RolloutMonitor
+
+            monitor = self.rollout = RolloutMonitor(
+                self.experiment, config.rollout, self.analysis,
+                every=config.guardrail_check_every)
+            self.experiment.subscribe(monitor.tick)
         # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
         # configured, so an unconfigured router pays nothing for it on the routed path
         if config.secret or config.admin_token or config.metrics_public:
@@ -222,6 +232,13 @@ class ModelRouter(RoutingMiddleware):
         """Route to a paused ``variant`` again."""
         self.experiment.resume_arm(variant)
 
+    def promote(self, name: str, stage: str = "canary", share: float | None = None) -> None:
+        """Serve shadow ``name`` at ``share`` from a new epoch on (``stage``: canary, ab or
+        ship); see :meth:`Experiment.promote <modelrouter.experiment.Experiment.promote>`
+        and docs in modelrouter/routing/promotion.py. ConfigError, and no change, when
+        refused (unknown shadow, share outside (0, 1), already there, bandit mode, held)."""
+        self.experiment.promote(name, stage, share)
+
     def check_guardrails(self) -> tuple[GuardrailResult, ...]:
         """Run the guardrails now; with ``rollback=True`` a failing one moves all traffic to
         the control. Also runs automatically every ``guardrail_check_every`` feedback events,
@@ -278,6 +295,7 @@ class ModelRouter(RoutingMiddleware):
         analysis = Analysis.from_experiment(self.experiment)
         if self.shadows is not None:
             analysis.shadow_data = self.shadows.log.snapshot()
+            analysis.stages = self.experiment.stages
         return analysis
 
     def record_label(self, decision: str | Decision, y_true: object) -> bool:
@@ -298,10 +316,37 @@ class ModelRouter(RoutingMiddleware):
             raise UnknownDecisionError(f"decision {str(decision)[:80]!r} is malformed (not a "
                                        "decision id; tokens need a secret)")
         try:
-            return self.shadows.log.label(decision_id, y_true)
+            attached = self.shadows.log.label(decision_id, y_true)
         except AnalysisError as exc:
             raise InvalidValueError(str(exc)) from None
+        if self.experiment.tick is not None:  # a label is evidence: the monitors count it
+            self.experiment.tick()
+        return attached
 
+
+
+def _with_shadows(variants: Mapping[str, Any], shadows: Mapping[str, Any] | None,
+                  config: RouterConfig) -> Mapping[str, Any]:
+    """The experiment's arms: the variants, then every shadow (held at weight 0 until
+    promoted, routing/promotion.py); the rollout's candidates checked against them."""
+    names = list(variants) if isinstance(variants, Mapping) else []
+    if shadows is not None and isinstance(variants, Mapping) and isinstance(shadows, Mapping):
+        clash = sorted(set(shadows) & set(variants))
+        if clash:
+            raise ConfigError(f"shadows: {clash[0]!r} is also a variant; a shadow is never "
+                              "served")
+        variants = {**variants, **shadows}
+    if isinstance(config.rollout, Rollout):
+        shadow_names = list(shadows) if isinstance(shadows, Mapping) else []
+        Rollout.parse(config.rollout.to_dict(), names, shadow_names,
+                      control=config.control or (names[0] if names else None))
+        served = [c.candidate for c in config.rollout.candidates if c.candidate not in
+                  shadow_names]
+        if served:
+            raise ConfigError(f"rollout.{served[0]}: a rollout candidate must be a shadow "
+                              f"(ModelRouter(..., shadows={{{served[0]!r}: model}})); "
+                              "served variants change through configure()")
+    return variants
 
 
 def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment: Experiment,
@@ -312,9 +357,6 @@ def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment:
 
     if not isinstance(shadows, Mapping) or not shadows:
         raise ConfigError(f"shadows must map names to predictors, got {shadows!r}")
-    clash = sorted(set(shadows) & set(experiment.names))
-    if clash:
-        raise ConfigError(f"shadows: {clash[0]!r} is also a variant; a shadow is never served")
     cfg = config.shadow_config
     log = ShadowLog(tuple(shadows), cfg.shadow_kind, max_decisions=cfg.shadow_max_decisions)
     salt = config.salt if config.salt is not None else config.experiment
