@@ -223,13 +223,14 @@ def check_promotion(stages: Stages, candidate: object, stage: object, share: obj
     if stage not in ("canary", "ab", "ship"):
         raise ConfigError(f"promote: stage ({str(stage)[:40]!r}) must be one of 'canary', "
                           "'ab', 'ship'")
-    if stage == "ship":
-        share = 1.0 if share is None else share
-    if (isinstance(share, bool) or not isinstance(share, (int, float))
-            or not math.isfinite(share) or not 0.0 < share < 1.0) and not (
-            stage == "ship" and share == 1.0):
-        raise ConfigError(f"promote: share ({str(share)[:40]!r}) must be a number in (0, 1)"
-                          + (" (or 1 for 'ship')" if stage == "ship" else ""))
+    if stage == "ship":  # everyone: the share is 1
+        if share is not None and (isinstance(share, bool) or share != 1.0):
+            raise ConfigError(f"promote: share ({str(share)[:40]!r}) must be None or 1 for "
+                              "'ship' (it serves everyone)")
+        share = 1.0
+    elif (isinstance(share, bool) or not isinstance(share, (int, float))
+            or not math.isfinite(share) or not 0.0 < share < 1.0):
+        raise ConfigError(f"promote: share ({str(share)[:40]!r}) must be a number in (0, 1)")
     assert isinstance(share, (int, float))
     if mode != "ab":
         raise ConfigError(f"promote: the experiment is in {mode!r} mode, where the bandit sets "
