@@ -36,7 +36,7 @@ import pytest
 from modelrouter import ModelRouter, RouterConfig
 
 PLAN = {"candidate": [
-    {"stage": "shadow", "min_units": 400, "max_units": 4000,
+    {"stage": "shadow", "min_units": 400, "max_units": 10000,
      "advance_if": {"name": "no_worse", "margin": 0.03}},
     {"stage": "canary", "share": 0.2, "min_units": 1500, "max_units": 12000,
      "advance_if": "guardrails_pass"},

@@ -9,6 +9,7 @@ Thread safety: as :class:`~modelrouter.routing.state.RoutingState`.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
@@ -56,7 +57,8 @@ class StageMembers:
 
     def _with_candidates(self, weights: Mapping[str, float]) -> Mapping[str, float]:
         """``weights`` with each candidate missing from them at its current share (0 while a
-        shadow); a candidate's share moves only through :meth:`set_stage`."""
+        shadow) and the given weights scaled to the rest; a candidate's share moves only
+        through :meth:`set_stage` (a weight given for it must be its current share)."""
         if not self.candidates or not isinstance(weights, Mapping):
             return weights
         current = {s.candidate: s.share for s in self._stages.current.values()}
@@ -65,8 +67,10 @@ class StageMembers:
                 raise ConfigError(f"weights.{c} ({weights[c]!r}): {c!r} is a shadow candidate "
                                   f"at share {current.get(c, 0.0):g}; its share changes through "
                                   "promote() or its rollout, not weights")
-        return {**weights, **{c: current.get(c, 0.0) for c in self.candidates
-                              if c not in weights}}
+        missing = {c: current.get(c, 0.0) for c in self.candidates if c not in weights}
+        rest = 1.0 - math.fsum(missing.values())  # the served arms share what is left
+        return {**{n: w * rest if isinstance(w, (int, float)) and not isinstance(w, bool)
+                   else w for n, w in weights.items()}, **missing}
 
     def set_stage(self, candidate: str, stage: str, share: float | None, *,
                   kind: EventKind = "promote", reason: str = "promoted by an explicit call",

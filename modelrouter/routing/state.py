@@ -104,7 +104,7 @@ class RoutingState(SharedMembers, StageMembers):
         self._stored = 0  # the epoch of the shared record last read (0: none)
         if self.shared and bandit is not None and self.mode == "bandit":
             # epoch 0 must mean the same weights in every worker: equal shares to start
-            self._bandit_weights = bandit.initial_weights()
+            self._bandit_weights = bandit.initial_weights(self._active)
         self.allocation: Allocation = self._derive(0, recompute=not self.shared)
         store.begin_epoch(0, self.mode, self.allocation.propensities)
 

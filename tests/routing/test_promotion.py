@@ -150,6 +150,16 @@ def test_weights_and_pause_cannot_move_a_candidate() -> None:
     assert e.allocation.weights["candidate"] == pytest.approx(0.1)
 
 
+def test_weights_of_the_served_arms_after_a_promotion_share_the_rest() -> None:
+    e = exp()
+    e.promote("candidate", "canary", 0.2)
+    e.configure(weights={"control": 0.25, "treatment": 0.75})
+    assert e.allocation.weights == pytest.approx({"control": 0.2, "treatment": 0.6,
+                                                  "candidate": 0.2})
+    with pytest.raises(ConfigError, match="weights must sum to 1"):
+        e.configure(weights={"control": 0.5, "treatment": 0.5, "candidate": 0.2})
+
+
 def test_a_rollback_after_promotion_holds_the_candidate_at_zero_too() -> None:
     e = exp()
     e.promote("candidate", "canary", 0.1)

@@ -105,3 +105,19 @@ def test_two_monitors_on_the_same_gate_make_one_transition(redis_server: RedisSe
     finally:
         for w in ws:
             w.close()
+
+
+def test_a_shared_bandit_starts_without_the_held_candidate(redis_server: RedisServer) -> None:
+    """Bandit mode, Redis: epoch 0 (equal shares, the same in every worker) leaves the
+    held candidate out, and promote() is refused in bandit mode."""
+    ws = [worker(redis_server.url, mode="bandit", reward="click") for _ in range(2)]
+    try:
+        for w in ws:
+            assert w.allocation.propensities[1] == 0.0  # control, candidate
+            assert {w.assign(f"u{i}").variant for i in range(200)} == {"control"}
+        with pytest.raises(ConfigError, match="'bandit' mode"):
+            ws[0].promote("candidate")
+    finally:
+        for w in ws:
+            w.close()
+
