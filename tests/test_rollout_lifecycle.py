@@ -21,7 +21,14 @@ Scenarios and what must hold (issue 15):
   Monte Carlo standard error.
 
 The fast variant runs ``FAST_RUNS`` seeds (10 in all); the slow one (``-m slow``) 100 per
-scenario.
+scenario (seeds 10000-10099, ~7 min on one core). Measured with those 100 runs per scenario:
+better: 100 ship (median 9,000 users, max 23,000); +30% latency: 100 rolled back at canary by
+the latency_ms guardrail after a median 105 canary units (max 318; limit stated 500); +2 pp
+errors: 100 rolled back at canary by the error guardrail after a median 2,361 canary units
+(max 9,087; limit stated 10,000: the true +2 pp is only 1 pp beyond the +1 pp margin, which
+the always-valid interval must clear); equal: 0 of 100 ship (Monte Carlo SE of a rate at
+alpha = 0.05 over 100 runs: 0.022; the 95% upper bound for 0/100 is 3.0%), 96 end at the ab
+stage's max_units and 4 are rolled back as significantly worse.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ P_CONTROL = 0.80
 CHECK = 500
 MAX_USERS = 120_000
 FAST_RUNS = {"better": 3, "latency": 3, "errors": 2, "equal": 2}  # 10 runs, ~10 s
-CANARY_LIMIT = {"latency": 1500, "errors": 8000}  # candidate units seen before the rollback
+CANARY_LIMIT = {"latency": 500, "errors": 10_000}  # canary units before the rollback
 
 
 @dataclass(frozen=True)
