@@ -170,6 +170,9 @@ class RoutingState(SharedMembers, StageMembers):
             ab = self._ab  # A/B: the share moves too (weights.py)
             if self.mode == "ab":
                 ab = paused_ab(ab, mask, variant, active, self._configured)
+                for st in self._stages.current.values():  # a candidate keeps its stage's share
+                    if st.share > 0:
+                        ab = staged_weights(ab, st.candidate, st.share, self.control)
             if mask == self._active and ab == self._ab:
                 return self.allocation  # already so
             self._active, self._ab = mask, ab

@@ -160,6 +160,18 @@ def test_weights_of_the_served_arms_after_a_promotion_share_the_rest() -> None:
         e.configure(weights={"control": 0.5, "treatment": 0.5, "candidate": 0.2})
 
 
+def test_pausing_a_served_arm_leaves_the_candidate_at_its_stage_share() -> None:
+    e = exp({"control": 0, "treatment": 1, "other": 2})
+    e.promote("candidate", "canary", 0.1)
+    e.pause_arm("treatment")
+    w = e.allocation.weights
+    assert w["candidate"] == pytest.approx(0.1) and w["treatment"] == 0.0
+    assert w["control"] == pytest.approx(0.45) and w["other"] == pytest.approx(0.45)
+    e.resume_arm("treatment")
+    assert e.allocation.weights["candidate"] == pytest.approx(0.1)
+    assert sum(e.allocation.weights.values()) == pytest.approx(1.0)
+
+
 def test_a_rollback_after_promotion_holds_the_candidate_at_zero_too() -> None:
     e = exp()
     e.promote("candidate", "canary", 0.1)
