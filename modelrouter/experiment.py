@@ -2,8 +2,10 @@
 
 :class:`modelrouter.routing.experiment.Experiment` routes, records and takes control-plane
 calls, and never imports the analysis (the layers point one way). This subclass, at the root of
-the package, adds the two features that do: the guardrail monitor (automatic rollback,
-subscribed to feedback through the core's hook) and the official looks of the sequential test.
+the package, adds the features that do: the guardrail monitor (automatic rollback,
+subscribed to feedback through the core's hook), the official looks of the sequential test,
+and :meth:`Experiment.promote` (a shadow candidate, registered as an arm held at weight 0 by
+``candidates=``, becomes a served arm; the rollout monitor calls the routing state itself).
 It is what :class:`~modelrouter.ModelRouter` builds and what ``modelrouter.Experiment`` names.
 """
 
@@ -15,8 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.config import RouterConfig
+from modelrouter.config.rollout import Rollout
 from modelrouter.monitor import GuardrailMonitor
 from modelrouter.routing import experiment as core
+from modelrouter.routing.promotion import StageEvent, Stages
 from modelrouter.store.looks import Look
 
 if TYPE_CHECKING:
@@ -26,20 +30,47 @@ if TYPE_CHECKING:
 
 __all__ = ["Experiment"]
 
+_DEFAULT_SHARE = {"canary": 0.05, "ab": 0.5, "ship": 1.0}  # promote() without share or plan
+
 
 class Experiment(core.Experiment):
     """The routing core with guardrail monitoring and sequential looks (see module doc)."""
 
     def __init__(self, variants: Mapping[str, Any], config: RouterConfig | None = None, *,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 segment_dims: Sequence[str] = ()) -> None:
-        super().__init__(variants, config, clock=clock, rng=rng, segment_dims=segment_dims)
+                 segment_dims: Sequence[str] = (), candidates: Sequence[str] = ()) -> None:
+        super().__init__(variants, config, clock=clock, rng=rng, segment_dims=segment_dims,
+                         candidates=candidates)
         cfg = self.config
         self.guard = GuardrailMonitor(self, every=cfg.guardrail_check_every,
                                       enabled=cfg.rollback)
         if cfg.rollback:  # the hot path ticks the monitor only when automatic rollback is on
             self.subscribe(self.guard.tick)
         self._look_lock = threading.Lock()  # one record_look at a time (never the hot path)
+
+    @property
+    def stages(self) -> Stages:
+        """The stage of every shadow candidate and the stage transitions so far."""
+        return self.state.stages
+
+    def promote(self, name: str, stage: str = "canary", share: float | None = None, *,
+                reason: str = "promoted by an explicit call") -> StageEvent:
+        """Serve shadow candidate ``name`` at ``share`` from a new epoch on (see
+        :mod:`modelrouter.routing.promotion`; ConfigError, and no change, when refused).
+        ``share`` defaults to the rollout plan's share of that stage, else 0.05 for a canary
+        and 0.5 for an A/B stage (1 for ship). If the candidate has a rollout plan and the
+        stage is in it, the automatic rollout continues from there; otherwise it stops."""
+        rollout = self.config.rollout
+        plan = rollout[name].stages if isinstance(rollout, Rollout) and name in rollout else ()
+        index = next((i for i, s in enumerate(plan) if s.stage == stage
+                      and (share is None or s.share == share or stage == "ship")), None)
+        if share is None:
+            planned = None if index is None else plan[index].share
+            share = planned if planned is not None else _DEFAULT_SHARE.get(stage)
+        event = self.state.set_stage(name, stage, share, kind="promote", reason=reason,
+                                     index=index, stopped=index is None)
+        assert event is not None  # a promotion either happens or raises
+        return event
 
     def check_guardrails(self) -> tuple[GuardrailResult, ...]:
         """Run the guardrails now (synchronously); roll back if one fails and rollback is on."""

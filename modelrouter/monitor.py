@@ -27,6 +27,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from modelrouter.background import BackgroundCheck
 from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.state import RollbackEvent
 
@@ -38,22 +39,17 @@ __all__ = ["GuardrailMonitor", "RollbackEvent"]
 _log = logging.getLogger("modelrouter")
 
 
-class GuardrailMonitor:
+class GuardrailMonitor(BackgroundCheck):
     """Periodic guardrail checks off the request path; a failing one triggers the rollback."""
 
+    thread_name = "modelrouter-guardrails"
+
     def __init__(self, experiment: Experiment, *, every: int, enabled: bool) -> None:
+        super().__init__(every)
         self.experiment = experiment
-        self.every = int(every)
         self.enabled = enabled
         self.checks = 0
-        self.last_error: BaseException | None = None
-        self._count = 0
         self._lock = threading.Lock()
-        self._start_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._worker: threading.Thread | None = None
 
     @property
     def rolled_back(self) -> bool:
@@ -65,40 +61,9 @@ class GuardrailMonitor:
         """Rollbacks and resumes so far, oldest first (kept by the routing state)."""
         return self.experiment.rollback_events
 
-    # -- hot path -------------------------------------------------------------------------
-    def tick(self) -> None:
-        """Count one feedback event; every ``every`` events wake the worker (O(1))."""
-        self._count += 1  # a lost increment under a thread race only delays a check
-        if self._count >= self.every:
-            self._count = 0
-            self._trigger()
-
-    def _trigger(self) -> None:
-        if self._worker is None:
-            with self._start_lock:
-                if self._worker is None:
-                    self._worker = threading.Thread(target=self._loop, daemon=True,
-                                                    name="modelrouter-guardrails")
-                    self._worker.start()
-        self._idle.clear()
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            try:
-                self.check()
-            except Exception as exc:  # never let a failed check kill the worker
-                self.last_error = exc
-                _log.warning("modelrouter: guardrail check failed: %r", exc)
-            finally:
-                if not self._wake.is_set():
-                    self._idle.set()
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until no background check is pending (for tests and shutdown)."""
-        return self._idle.wait(timeout)
+    def run(self) -> object:
+        """The background run: :meth:`check`."""
+        return self.check()
 
     # -- checks ---------------------------------------------------------------------------
     def check(self) -> tuple[GuardrailResult, ...]:

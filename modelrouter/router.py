@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from modelrouter.asgi.middleware import RoutingMiddleware
 from modelrouter.asgi.types import ASGIApp
 from modelrouter.config import RouterConfig
+from modelrouter.config.rollout import Rollout
 from modelrouter.config.store import redact_url
 from modelrouter.exceptions import (
     AnalysisError,
@@ -76,11 +77,13 @@ class ModelRouter(RoutingMiddleware):
         elif not isinstance(config, RouterConfig):
             raise ConfigError(f"config ({type(config).__name__}) must be a RouterConfig or a "
                               "mapping of its fields")
-        experiment = Experiment(variants, config, clock=clock, rng=rng,
-                                segment_dims=segment_dims)
+        arms = _with_shadows(variants, shadows, config)  # shadows: arms held at weight 0
+        experiment = Experiment(arms, config, clock=clock, rng=rng, segment_dims=segment_dims,
+                                candidates=() if shadows is None else tuple(shadows))
         super().__init__(app, experiment, timer=timer)
         self._seen: SeenSet | None = None  # record(idempotency_key=...): built on first use
         self._shadow_sharing: ShadowSharing | None = None  # shadows across workers
+        self.rollout: RolloutMonitor | None = None
         if shadows is not None:  # evaluated, never served: decision.predict feeds them
             runner = self.shadows = _shadow_runner(shadows, config, self.experiment, timer,
                                                    extract_prediction)
@@ -98,11 +101,18 @@ class ModelRouter(RoutingMiddleware):
                 self.lifecycle.closers.append(sharing.close)
             else:  # memory: the statistics go into the snapshot file (store/extras.py)
                 _persist_shadows(runner, self.experiment)
-        # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
-        # configured, so an unconfigured router pays nothing for it on the routed path
         elif extract_prediction is not None:
             raise ConfigError("extract_prediction needs shadows that are ASGI apps "
                               "(ModelRouter(..., shadows={name: app}))")
+        if isinstance(config.rollout, Rollout):  # the automatic rollout, woken by events
+            from modelrouter.rollout_monitor import RolloutMonitor
+
+            monitor = self.rollout = RolloutMonitor(
+                self.experiment, config.rollout, self.analysis,
+                every=config.guardrail_check_every)
+            self.experiment.subscribe(monitor.tick)
+        # HTTP surface under the prefix (feedback, admin API, dashboard, metrics): only when
+        # configured, so an unconfigured router pays nothing for it on the routed path
         if config.secret or config.admin_token or config.metrics_public:
             from modelrouter.web.surface import HTTPSurface
 
@@ -247,6 +257,13 @@ class ModelRouter(RoutingMiddleware):
         """Route to a paused ``variant`` again."""
         self.experiment.resume_arm(variant)
 
+    def promote(self, name: str, stage: str = "canary", share: float | None = None) -> None:
+        """Serve shadow ``name`` at ``share`` from a new epoch on (``stage``: canary, ab or
+        ship); see :meth:`Experiment.promote <modelrouter.experiment.Experiment.promote>`
+        and docs in modelrouter/routing/promotion.py. ConfigError, and no change, when
+        refused (unknown shadow, share outside (0, 1), already there, bandit mode, held)."""
+        self.experiment.promote(name, stage, share)
+
     def check_guardrails(self) -> tuple[GuardrailResult, ...]:
         """Run the guardrails now; with ``rollback=True`` a failing one moves all traffic to
         the control. Also runs automatically every ``guardrail_check_every`` feedback events,
@@ -301,10 +318,11 @@ class ModelRouter(RoutingMiddleware):
         from modelrouter.analysis import Analysis
 
         analysis = Analysis.from_experiment(self.experiment)
-        if self._shadow_sharing is not None:  # every worker's shadows (shadow_sharing.py)
-            analysis.shadow_data = self._shadow_sharing.snapshot()
-        elif self.shadows is not None:
-            analysis.shadow_data = self.shadows.log.snapshot()
+        if self.shadows is not None:  # every worker's shadows with a shared store
+            sharing = self._shadow_sharing
+            analysis.shadow_data = (self.shadows.log.snapshot() if sharing is None
+                                    else sharing.snapshot())
+            analysis.stages = self.experiment.stages
         return analysis
 
     def record_label(self, decision: str | Decision, y_true: object) -> bool:
@@ -328,10 +346,37 @@ class ModelRouter(RoutingMiddleware):
                                        "decision id; tokens need a secret)")
         target = self._shadow_sharing or self.shadows.log
         try:
-            return target.label(decision_id, y_true)
+            attached = target.label(decision_id, y_true)
         except AnalysisError as exc:
             raise InvalidValueError(str(exc)) from None
+        if self.experiment.tick is not None:  # a label is evidence: the monitors count it
+            self.experiment.tick()
+        return attached
 
+
+
+def _with_shadows(variants: Mapping[str, Any], shadows: Mapping[str, Any] | None,
+                  config: RouterConfig) -> Mapping[str, Any]:
+    """The experiment's arms: the variants, then every shadow (held at weight 0 until
+    promoted, routing/promotion.py); the rollout's candidates checked against them."""
+    names = list(variants) if isinstance(variants, Mapping) else []
+    if shadows is not None and isinstance(variants, Mapping) and isinstance(shadows, Mapping):
+        clash = sorted(set(shadows) & set(variants))
+        if clash:
+            raise ConfigError(f"shadows: {clash[0]!r} is also a variant; a shadow is never "
+                              "served")
+        variants = {**variants, **shadows}
+    if isinstance(config.rollout, Rollout):
+        shadow_names = list(shadows) if isinstance(shadows, Mapping) else []
+        Rollout.parse(config.rollout.to_dict(), names, shadow_names,
+                      control=config.control or (names[0] if names else None))
+        served = [c.candidate for c in config.rollout.candidates if c.candidate not in
+                  shadow_names]
+        if served:
+            raise ConfigError(f"rollout.{served[0]}: a rollout candidate must be a shadow "
+                              f"(ModelRouter(..., shadows={{{served[0]!r}: model}})); "
+                              "served variants change through configure()")
+    return variants
 
 
 def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment: Experiment,
@@ -345,9 +390,6 @@ def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment:
     if not isinstance(shadows, Mapping) or not shadows:
         raise ConfigError(f"shadows must map names to predictors, got {shadows!r}")
     replay = shadow_apps(shadows, extract_prediction) is not None
-    clash = sorted(set(shadows) & set(experiment.names))
-    if clash:
-        raise ConfigError(f"shadows: {clash[0]!r} is also a variant; a shadow is never served")
     cfg = config.shadow_config
     log = ShadowLog(tuple(shadows), cfg.shadow_kind, max_decisions=cfg.shadow_max_decisions)
     salt = config.salt if config.salt is not None else config.experiment

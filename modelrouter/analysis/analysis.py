@@ -38,6 +38,7 @@ from modelrouter.store.types import Snapshot
 
 if TYPE_CHECKING:  # annotations only
     from modelrouter.bandit.status import BanditStatus
+    from modelrouter.routing.promotion import Stages
     from modelrouter.routing.state import RollbackEvent
     from modelrouter.stats.paired_comparison import ShadowComparison
     from modelrouter.store.shadows import ShadowSnapshot
@@ -121,6 +122,15 @@ class Analysis:
     @rollback_events.setter
     def rollback_events(self, value: tuple[RollbackEvent, ...]) -> None:
         self._data = dataclasses.replace(self._data, rollback_events=value)
+
+    @property
+    def stages(self) -> Stages | None:
+        """The shadow candidates' stages and transitions (set by ``router.analysis()``)."""
+        return self._data.stages
+
+    @stages.setter
+    def stages(self, value: Stages | None) -> None:
+        self._data = dataclasses.replace(self._data, stages=value)
 
     @property
     def bandit_status(self) -> BanditStatus | None:

@@ -172,7 +172,7 @@ def compare(data: AnalysisData, metric: str, variant: str | None = None, *,
 
 def compare_all(data: AnalysisData, metric: str) -> dict[str, ComparisonResult]:
     """Every non-control variant against the control."""
-    return {v: compare(data, metric, v) for v in data.variants if v != data.control}
+    return {v: compare(data, metric, v) for v in data.treatments}
 
 
 def holdout_compare(data: AnalysisData, metric: str | None = None) -> ComparisonResult:

@@ -33,6 +33,7 @@ from modelrouter.store.types import Snapshot
 
 if TYPE_CHECKING:  # annotations only: the analysis needs neither package to run
     from modelrouter.bandit.status import BanditStatus
+    from modelrouter.routing.promotion import Stages
     from modelrouter.routing.state import RollbackEvent
 
 __all__ = ["AnalysisData", "ExperimentSource", "SnapshotSource"]
@@ -111,6 +112,7 @@ class AnalysisData:
     variants: tuple[str, ...] = ()
     rollback_events: tuple[RollbackEvent, ...] = ()
     bandit_status: BanditStatus | None = None
+    stages: Stages | None = None  # the shadow candidates' stages (routing/promotion.py)
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -140,13 +142,27 @@ class AnalysisData:
             raise AnalysisError(f"variant ({variant!r}) is not one of "
                                 f"{list(self.variants)!r}") from None
 
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        """The non-control variants ever served: a shadow candidate held at weight 0 in every
+        epoch that no request reached (routing/promotion.py) is no treatment yet, so no
+        verdict, comparison, guardrail or Bonferroni share is made for it."""
+        snap = self.snapshot
+        served = np.asarray(snap.requests, dtype=np.int64) > 0
+        for e in snap.epochs:
+            served |= np.asarray(e.weights, dtype=np.float64)[:served.size] > 0
+        if snap.units is not None:
+            served |= np.bincount(snap.units.variant, minlength=served.size)[:served.size] > 0
+        return tuple(v for i, v in enumerate(self.variants)
+                     if v != self.control and (i >= served.size or served[i]))
+
     def treatment(self, variant: str | None, what: str = "compare") -> str:
         """The treatment to compare: ``variant``, or the only non-control variant; validated.
 
         ``what`` names the question in the error (``compare() needs variant= ...``).
         """
         if variant is None:
-            others = [v for v in self.variants if v != self.control]
+            others = list(self.treatments)
             if len(others) != 1:
                 raise AnalysisError(f"{what}() needs variant= with {len(self.variants)} "
                                     f"variants; choose one of {others!r}")

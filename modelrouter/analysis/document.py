@@ -219,7 +219,7 @@ def analysis_document(data: AnalysisData, metrics: Sequence[str] | None = None
                "data_source": snap.source, "units": snap.n_units,
                "requests": dict(zip(data.variants, snap.requests.tolist())),
                "metrics": {}, "metrics_error": f"{type(exc).__name__}: {exc}"}
-    treatments = [v for v in data.variants if v != data.control]
+    treatments = list(data.treatments)
     verdict_part, verdict = _verdict(data)
     out.update({
         "schema_version": SCHEMA_VERSION,
@@ -236,6 +236,7 @@ def analysis_document(data: AnalysisData, metrics: Sequence[str] | None = None
         "bandit": _bandit(data),
         "phases": _phases(data, treatments),
         "rollback_events": [e.to_dict() for e in data.rollback_events],
+        **({} if data.stages is None else {"rollout": data.stages.to_dict()}),
         "notes": list(data.notes()) + ([
             f"{snap.segment_overflow:,} segment values past the cap were counted as 'other'"]
             if snap.segment_overflow else []),

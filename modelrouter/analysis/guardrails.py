@@ -250,7 +250,7 @@ def guardrail_results(data: AnalysisData) -> tuple[GuardrailResult, ...]:
             m = max(len(big), 1)
             families += [(seg, mom, alpha / m, config.min_segment_units) for seg, mom in per]
         for t_idx, variant in enumerate(data.variants):
-            if t_idx == c_idx:
+            if variant not in data.treatments:  # the control, or never served
                 continue
             for seg, mom, a, min_units in families:
                 events = guardrail_events(data, spec.metric, variant, seg, mom[c_idx],
@@ -279,7 +279,7 @@ def quantile_guardrail_results(data: AnalysisData, spec: GuardrailSpec, alpha: f
     out = []
     sign = 1.0 if spec.direction == "increase" else -1.0
     for t_idx, variant in enumerate(data.variants):
-        if t_idx == c_idx:
+        if variant not in data.treatments:  # the control, or never served
             continue
         units = (moments[c_idx].n, moments[t_idx].n)
         scaled: tuple[float, float, float] | str
@@ -318,9 +318,7 @@ def _adaptive_guardrails(data: AnalysisData, spec: GuardrailSpec, alpha: float
     for dim in spec.segments:
         segs = data.present_segments([dim])
         families += [(seg, alpha / max(len(segs), 1)) for seg in segs]
-    for variant in data.variants:
-        if variant == data.control:
-            continue
+    for variant in data.treatments:
         for seg, a in families:
             try:
                 cmp = compare(data, spec.metric, variant, segment=seg)

@@ -105,5 +105,8 @@ def render_report(data: AnalysisData, variant: str | None = None) -> str:
                     "counted as 'other'"]
     for e in data.rollback_events:
         out += ["", f"{e.kind} at {e.when}: {'; '.join(e.reasons)}"]
+    if data.stages is not None and data.stages.current:  # shadow candidates (promotion.py)
+        out += ["", "Rollout of the shadow candidates:", *("  " + line for line in
+                                                          data.stages.lines())]
     # messages of other modules carry counts that may be one ("has 1 units with data")
     return singular_counts("\n".join(out))

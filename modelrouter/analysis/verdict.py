@@ -198,7 +198,7 @@ def decide(data: AnalysisData, variant: str | None = None, alpha: float | None =
     config = data.config
     if alpha is None:
         alpha = float(config.plan.alpha) if isinstance(config.plan, ExperimentPlan) else 0.05
-    treatments = [v for v in data.variants if v != data.control]
+    treatments = list(data.treatments)
     k = max(len(treatments), 1)
     primary = config.primary
     srm_p, srm_text, srm = _srm(data)

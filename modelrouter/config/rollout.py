@@ -35,14 +35,24 @@ Gates (:data:`GATES`; parameters and their defaults):
   default 0.05): the confidence bound on the harm stays below the margin;
 - ``guardrails_pass`` (shadow, canary, ab): every configured guardrail holds (in the shadow
   stage: the latency and error guardrails, on the paired statistics); no parameters;
-- ``primary_better`` (ab): the primary metric's planned test ends in favour of the candidate;
-  no parameters (the level is the experiment plan's);
+- ``primary_better`` (ab): the primary metric's always-valid (mSPRT) test of candidate vs
+  control rejects in favour of the candidate at the plan's alpha; no parameters. Always
+  valid rather than the group-sequential test: the rollout monitor reads the analysis every
+  ``guardrail_check_every`` events, and the group-sequential boundaries hold only at recorded
+  official looks, which a background monitor must not record on its own; the mSPRT p-value
+  stays valid however often it is read (Johari et al. 2017);
 - ``agreement_at_least`` (shadow): the lower confidence bound of the label agreement rate is
   at least ``rate`` (required, in (0, 1]).
 
+Gates that read the primary metric in a served stage (``no_worse`` in canary/ab,
+``primary_better``) need ``primary`` and ``plan`` in the config (the always-valid test takes
+its alpha and mixing variance from the plan).
+
 Every malformed input raises :class:`~modelrouter.exceptions.ConfigError` naming the field
-path (``rollout.candidate[1].share``) and repeating the value. Not yet a field of
-:class:`~modelrouter.config.RouterConfig`: :meth:`Rollout.parse` is the entry point.
+path (``rollout.candidate[1].share``) and repeating the value. ``RouterConfig(rollout=...)``
+checks the shape with :meth:`Rollout.parse_shape` (it does not know the variants);
+``ModelRouter`` checks the candidates against its variants and shadows
+(:meth:`Rollout.parse`). The :class:`~modelrouter.rollout_monitor.RolloutMonitor` runs it.
 """
 
 from __future__ import annotations
@@ -328,6 +338,22 @@ class Rollout:
                                   "not a shadow; start at 'canary' or declare it in shadows")
             out.append(CandidateRollout(cand, stages))
         return cls(tuple(out))
+
+    @classmethod
+    def parse_shape(cls, mapping: object, path: str = "rollout") -> Rollout | None:
+        """The stages of every candidate, without checking the names against variants and
+        shadows (RouterConfig does not know them); None stays None."""
+        if mapping is None or isinstance(mapping, Rollout):
+            return mapping
+        spec = check_mapping(path, mapping, expected="a mapping of candidate to its stages")
+        names = [str(n) for n in spec]
+        return cls.parse(spec, (), names, path=path)
+
+    def reads_primary(self) -> list[str]:
+        """``candidate[i]`` of every served stage whose gate reads the primary metric."""
+        return [f"{c.candidate}[{i}]" for c in self.candidates
+                for i, s in enumerate(c.stages) if s.advance_if is not None
+                and s.stage in _SERVED and s.advance_if.name in ("no_worse", "primary_better")]
 
     def __getitem__(self, candidate: str) -> CandidateRollout:
         for c in self.candidates:

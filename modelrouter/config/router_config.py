@@ -19,6 +19,8 @@ the fields are grouped into frozen, typed sub-configs, each validating its own f
 - ``config.http_config``: :class:`~modelrouter.config.http.HttpConfig`
 - ``config.shadow_config``: :class:`~modelrouter.config.shadow.ShadowConfig`
 - ``config.covariate_config``: :class:`~modelrouter.config.request_covariates.CovariateConfig`
+- ``config.rollout``: a :class:`~modelrouter.config.rollout.Rollout` or None (the stages of
+  each shadow candidate; see modelrouter/config/rollout.py)
 
 ``__post_init__`` builds each sub-config from the flat fields of the same names (so a bad value
 raises here, with the sub-config's message) and writes the normalised values back to the flat
@@ -68,6 +70,7 @@ from modelrouter.config.metrics import (
 )
 from modelrouter.config.plan import ExperimentPlan, parse_plan
 from modelrouter.config.request_covariates import CovariateConfig
+from modelrouter.config.rollout import Rollout
 from modelrouter.config.shadow import ShadowConfig, ShadowKind
 from modelrouter.config.store import StoreConfig, redact_url
 from modelrouter.exceptions import ConfigError
@@ -174,6 +177,8 @@ class RouterConfig:
     shadow_workers: int = 2
     shadow_kind: ShadowKind = "label"
     shadow_max_decisions: int = 100_000
+    # the automatic rollout of shadow candidates (modelrouter/config/rollout.py)
+    rollout: Rollout | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_name("experiment", self.experiment)
@@ -199,6 +204,12 @@ class RouterConfig:
             plan.check_primary(self.primary, self.metrics[self.primary])
         self._adopt(self.bandit_config)
         self._adopt(self.shadow_config)
+        rollout = Rollout.parse_shape(self.rollout)
+        object.__setattr__(self, "rollout", rollout)
+        reads = [] if rollout is None else rollout.reads_primary()
+        if reads and (self.primary is None or plan is None):
+            raise ConfigError(f"rollout.{reads[0]}.advance_if reads the primary metric: set "
+                              "primary= and plan= (the always-valid test's alpha and scale)")
         if self.mode == "bandit" and self.reward is None:
             raise ConfigError("reward (None) must name a declared metric when mode is 'bandit'")
         self._check_token_room()

@@ -277,11 +277,16 @@ class BanditRouter:
         the weights in force (routing state lock held)."""
         self.allocator.restore(self.allocator.counters(), current)
 
-    def initial_weights(self) -> Weights:
-        """Equal shares over every arm, the allocator's state untouched: the start of a bandit
+    def initial_weights(self, active: Sequence[bool] | None = None) -> Weights:
+        """Equal shares over every arm (``active``: over the active ones; a shadow candidate
+        held at weight 0 is not), the allocator's state untouched: the start of a bandit
         whose epoch 0 must be the same in every worker (a shared store), whatever counters
         each finds when it starts."""
-        w, a = fixed_split(len(self.ctx.names)), self.allocator
+        a = self.allocator
+        if active is None or all(active):
+            w = fixed_split(len(self.ctx.names))
+        else:
+            w = Weights.fixed([1.0 if x else 0.0 for x in active])
         snapshot = a.posterior.copy() if a.policy.per_request else None  # the prior
         return Weights(w.probabilities, w.p_best, 0, w.created_at, a.policy.name, a.min_share,
                        w.active, snapshot)

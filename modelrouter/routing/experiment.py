@@ -63,7 +63,7 @@ class Experiment:
 
     def __init__(self, variants: Mapping[str, Any], config: RouterConfig | None = None, *,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 segment_dims: Sequence[str] = ()) -> None:
+                 segment_dims: Sequence[str] = (), candidates: Sequence[str] = ()) -> None:
         config = RouterConfig() if config is None else config
         if not isinstance(variants, Mapping) or len(variants) < 2:
             raise ConfigError(f"variants must map at least two names to predictors, got "
@@ -115,7 +115,7 @@ class Experiment:
             self.bandit = BanditRouter(config.bandit_config, self.context, seeds,
                                        name=config.experiment)
         self.state = RoutingState(self.names, self.control, config, self.store, clock,
-                                  self.bandit)
+                                  self.bandit, candidates=candidates)  # shadows, held
         if self.bandit is not None:
             self.bandit.bind(self.state.refresh_bandit)
             if self.state.mode == "bandit":

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from modelrouter.config import Mode
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.events import RollbackEvent
+from modelrouter.routing.promotion import Stages
 from modelrouter.routing.shared import desired_of, refresh_due
 from modelrouter.store.protocol import Store
 
@@ -51,6 +52,7 @@ class SharedMembers:
     _active: list[bool]
     _held: bool
     _events: list[RollbackEvent]
+    _stages: Stages
 
     if TYPE_CHECKING:
         def _change(self, change: Callable[[], T]) -> T: ...
@@ -116,6 +118,7 @@ class SharedMembers:
             self._bandit.clear_sticky()
         self.mode = mode
         self._events = [RollbackEvent.from_dict(e) for e in events]
+        self._stages = Stages.from_data(record.get("stages"), self._stages)
         if record["bandit"] is not None and self._bandit is not None:
             self._bandit_weights = self._bandit.adopt(record["bandit"])
         alloc = self._derive(int(record["epoch"]), recompute=False)

@@ -39,12 +39,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import Mode, RouterConfig
+from modelrouter.config.rollout import Rollout
 from modelrouter.exceptions import ConfigError, StoreError
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.events import RollbackEvent
 from modelrouter.routing.forksafe import track
+from modelrouter.routing.promotion import Stages, staged_weights
 from modelrouter.routing.shared import RETRY_SECONDS, Conflict, make_record
 from modelrouter.routing.shared_members import SharedMembers
+from modelrouter.routing.stage_members import StageMembers
 from modelrouter.routing.weights import effective_ab, paused_ab
 from modelrouter.store.protocol import Store
 from modelrouter.store.types import EpochInfo
@@ -59,13 +62,21 @@ T = TypeVar("T")
 _MODES: tuple[Mode, ...] = ("ab", "bandit")
 
 
-class RoutingState(SharedMembers):
+class RoutingState(SharedMembers, StageMembers):
     """Desired routing (mode, A/B weights, active arms, rollback hold) and the effective
     :class:`Allocation` derived from it; see the module docstring."""
 
     def __init__(self, names: Sequence[str], control: str, config: RouterConfig, store: Store,
-                 clock: Callable[[], float], bandit: BanditRouter | None = None) -> None:
+                 clock: Callable[[], float], bandit: BanditRouter | None = None, *,
+                 candidates: Sequence[str] = ()) -> None:
         self.names = tuple(names)
+        # shadows registered as arms held at weight 0 until promoted (routing/promotion.py);
+        # those whose rollout plan starts with 'shadow' follow it from its stage 0
+        self.candidates = tuple(candidates)
+        plan = config.rollout
+        self._stages = Stages.start(self.candidates, {
+            c: isinstance(plan, Rollout) and c in plan and plan[c].stages[0].stage == "shadow"
+            for c in self.candidates})
         self.control = control
         self._control_index = self.names.index(control)
         self._configured = dict(config.weights or {})
@@ -74,9 +85,11 @@ class RoutingState(SharedMembers):
         self._bandit = bandit
         self._lock = threading.Lock()
         track(self, self._lock)  # a fork waits until no change is half done (forksafe.py)
-        weights = config.weights or {n: 1.0 / len(self.names) for n in self.names}
+        served = [n for n in self.names if n not in self.candidates]
+        weights = self._with_candidates(config.weights
+                                        or {n: 1.0 / len(served) for n in served})
         self._ab: dict[str, float] = RouterConfig.check_weights(weights, self.names)
-        self._active = [True] * len(self.names)
+        self._active = [n not in self.candidates for n in self.names]
         self._held = False
         self._events: list[RollbackEvent] = []
         self._bandit_weights: Weights | None = None
@@ -91,7 +104,7 @@ class RoutingState(SharedMembers):
         self._stored = 0  # the epoch of the shared record last read (0: none)
         if self.shared and bandit is not None and self.mode == "bandit":
             # epoch 0 must mean the same weights in every worker: equal shares to start
-            self._bandit_weights = bandit.initial_weights()
+            self._bandit_weights = bandit.initial_weights(self._active)
         self.allocation: Allocation = self._derive(0, recompute=not self.shared)
         store.begin_epoch(0, self.mode, self.allocation.propensities)
 
@@ -122,8 +135,12 @@ class RoutingState(SharedMembers):
             if new_mode == "bandit" and self._bandit is None:
                 raise ConfigError("mode ('bandit') needs a reward metric: set "
                                   "RouterConfig(reward=<a declared metric>)")
-            checked = None if weights is None else RouterConfig.check_weights(weights,
-                                                                              self.names)
+            if new_mode == "bandit" and any(s.stage in ("canary", "ab")
+                                            for s in self._stages.current.values()):
+                raise ConfigError("mode ('bandit'): a shadow candidate is being rolled out "
+                                  "(canary or ab stage); finish or roll back its rollout first")
+            checked = None if weights is None else RouterConfig.check_weights(
+                self._with_candidates(weights), self.names)
             if checked is not None and new_mode == "ab":
                 self._ab = checked
             elif checked is not None:
@@ -141,6 +158,9 @@ class RoutingState(SharedMembers):
         def change() -> Allocation:
             if variant not in self.names:
                 raise ConfigError(f"variant ({variant!r}) must be one of {list(self.names)!r}")
+            if variant in self.candidates:
+                raise ConfigError(f"variant ({variant!r}) is a shadow candidate: promote() "
+                                  "and its rollout set its share")
             i = self.names.index(variant)
             mask = list(self._active)
             mask[i] = active
@@ -150,6 +170,9 @@ class RoutingState(SharedMembers):
             ab = self._ab  # A/B: the share moves too (weights.py)
             if self.mode == "ab":
                 ab = paused_ab(ab, mask, variant, active, self._configured)
+                for st in self._stages.current.values():  # a candidate keeps its stage's share
+                    if st.share > 0:
+                        ab = staged_weights(ab, st.candidate, st.share, self.control)
             if mask == self._active and ab == self._ab:
                 return self.allocation  # already so
             self._active, self._ab = mask, ab
@@ -246,7 +269,8 @@ class RoutingState(SharedMembers):
         bandit section (None without a bandit) and routing section (rollback hold, events)."""
         with self._lock:
             section = None if self._bandit is None else self._bandit.saved_state(self._active)
-            routing = {"held": self._held, "events": [e.to_dict() for e in self._events]}
+            routing = {"held": self._held, "events": [e.to_dict() for e in self._events],
+                       "stages": self._stages.to_data()}
             return dump(), section, routing
 
     def restore(self, load: Callable[[], T],
@@ -268,6 +292,10 @@ class RoutingState(SharedMembers):
             if routing is not None:
                 self._held = bool(routing.get("held", False)) or self._held
                 self._events = [RollbackEvent.from_dict(e) for e in routing.get("events", ())]
+                self._stages = Stages.from_data(routing.get("stages"), self._stages)
+                for c, st in self._stages.current.items():  # the stage's weights, again
+                    self._ab = staged_weights(self._ab, c, st.share, self.control)
+                    self._active[self.names.index(c)] = st.share > 0
             section = None if bandit_of is None else bandit_of(result)
             if section is not None and self._bandit is not None:
                 self._bandit_weights = self._bandit.restore(section)
@@ -301,12 +329,12 @@ class RoutingState(SharedMembers):
         bandit computation), the desired state is put back as it was."""
         with self._lock:
             saved = (self.mode, self._ab, list(self._active), self._held, list(self._events),
-                     self._bandit_weights)
+                     self._bandit_weights, self._stages)
             try:
                 yield
             except BaseException:
                 (self.mode, self._ab, self._active, self._held, self._events,
-                 self._bandit_weights) = saved
+                 self._bandit_weights, self._stages) = saved
                 raise
 
     # -- deriving the effective allocation (lock held) ---------------------------------------
@@ -326,6 +354,7 @@ class RoutingState(SharedMembers):
                                  propensities=alloc.propensities,
                                  events=[e.to_dict() for e in self._events], at=self._clock(),
                                  updates=self._updates)
+            record["stages"] = self._stages.to_data()  # promotion.py: read with .get
             if not self._store.publish_control(record, self._stored):
                 raise Conflict
             self._record = record

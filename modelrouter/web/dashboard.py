@@ -31,6 +31,7 @@ from modelrouter.web.dashboard_metrics import metric_html, table, variant_color
 from modelrouter.web.dashboard_sections import (
     bandit_html,
     guardrails_html,
+    rollout_html,
     sequential_html,
     srm_html,
     verdict_html,
@@ -106,6 +107,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Analysis], str]]] = {
     "guardrails": ("Guardrails", guardrails_html),
     "sequential": ("Sequential test", sequential_html),
     "bandit": ("Bandit", bandit_html),
+    "rollout": ("Rollout (shadow to ship)", rollout_html),
 }
 """The analysis sections of the page, in order: key (the section's id), title, renderer."""
 

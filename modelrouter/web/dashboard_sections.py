@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from modelrouter.analysis import Analysis, GuardrailResult
     from modelrouter.analysis.sequential import SequentialAnalysis
 
-__all__ = ["STOP", "bandit_html", "guardrails_html", "paragraphs", "sequential_html",
-           "srm_html", "verdict_html"]
+__all__ = ["STOP", "bandit_html", "guardrails_html", "paragraphs", "rollout_html",
+           "sequential_html", "srm_html", "verdict_html"]
 
 STOP = ("harmful", "blocked_by_guardrail", "invalid")
 _TONE = {"ship": "good", "no_effect": "neutral", "keep_testing": "wait"}
@@ -137,7 +137,7 @@ def sequential_html(analysis: Analysis) -> str:
     """The sequential test: its chart, this look's numbers and (folded) the explanation; with
     several treatments one per treatment, each at the plan's alpha split across them (as the
     verdict decides)."""
-    treatments = [v for v in analysis.variants if v != analysis.control]
+    treatments = list(analysis.data.treatments)
     if len(treatments) <= 1:
         results = [analysis.sequential()]
     else:
@@ -175,3 +175,14 @@ def bandit_html(analysis: Analysis) -> str:
                      "expected loss", "decisions"], rows, "bandit")
             + f"<p>{escape(regret)}; {len(result.history)} epochs; "
             f"{result.holdout_decisions:,} holdout decisions.</p>")
+
+
+def rollout_html(analysis: Analysis) -> str:
+    """The shadow candidates' stages and every stage transition, one line each (newest
+    last), with the reason and the numbers behind it."""
+    stages = analysis.stages
+    if stages is None or not stages.current:
+        return '<p class="muted">no shadow candidates</p>'
+    items = "".join(f"<li>{escape(line)}</li>" for line in stages.lines())
+    return f'<ul id="rollout-events">{items}</ul>'
+

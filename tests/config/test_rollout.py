@@ -198,3 +198,24 @@ def test_one_field_changed_in_the_issue_example(index: int, key: str, value: obj
         assert "rollout.candidate" in str(exc)
         return
     assert [s.stage for s in r["candidate"].stages][-1] == "ship"
+
+
+def test_router_config_field_parses_round_trips_and_needs_primary_and_plan() -> None:
+    from modelrouter import RouterConfig
+
+    cfg = RouterConfig(metrics={"click": "binary"}, primary="click", plan={"mde": 0.02},
+                       rollout=ISSUE)
+    assert isinstance(cfg.rollout, Rollout) and cfg.rollout == parse(ISSUE)
+    data = cfg.as_dict()["rollout"]
+    assert RouterConfig.from_dict({**{k: v for k, v in cfg.as_dict().items()
+                                      if k in ("metrics", "primary", "plan")},
+                                   "rollout": data}).rollout == cfg.rollout
+    assert RouterConfig().rollout is None and "rollout" not in repr(RouterConfig())
+    with pytest.raises(ConfigError, match=re.escape("rollout.candidate[2].advance_if reads "
+                                                    "the primary metric")):
+        RouterConfig(metrics={"click": "binary"}, rollout=ISSUE)
+    with pytest.raises(ConfigError, match=re.escape("rollout.candidate[1].share (2)")):
+        RouterConfig(rollout={"candidate": [
+            {"stage": "canary", "share": 0.1, "advance_if": "guardrails_pass"},
+            {"stage": "canary", "share": 2, "advance_if": "guardrails_pass"},
+            {"stage": "ship"}]})

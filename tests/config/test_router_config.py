@@ -36,7 +36,7 @@ def test_every_flat_field_but_the_core_belongs_to_one_sub_config() -> None:
     assert all(len(o) == 1 for o in owners.values()), owners
     core = {"experiment", "salt", "weights", "control", "metrics", "level", "unit_header",
             "unit_cookie", "unit_query", "unit_id", "missing_unit", "max_unit_id_length",
-            "paths", "exclude_paths", "mode", "plan"}
+            "paths", "exclude_paths", "mode", "plan", "rollout"}
     assert set(owners) | core == {f.name for f in dataclasses.fields(RouterConfig)}
     assert not set(owners) & core
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from modelrouter import ModelRouter, RouterConfig
+from modelrouter.exceptions import StoreError
 from modelrouter.store.persistence import read_info
 from tests.store.test_redis_shadows import Threshold, _app, _serve, _wait
 
@@ -62,10 +63,12 @@ def test_malformed_or_foreign_shadow_part_is_left_fresh(tmp_path: Path,
     assert info.units == read_info(path).units > 0  # the statistics are restored
     assert "'shadows' part was not restored" in caplog.text and "kind" in caplog.text
     assert b.analysis().shadow("cand").n_pairs == 0
-    # a router without shadows restores the same file and ignores the part
+    # shadows are arms held at weight 0 (routing/promotion.py): a router without the shadow
+    # has other variants, and its restore is refused before anything changes
     plain = ModelRouter(_app, {"control": Threshold(0.5), "treatment": Threshold(0.6)},
                         RouterConfig(experiment="snap", salt="s"))
-    assert plain.experiment.restore(path).units == info.units
+    with pytest.raises(StoreError, match="variants"):
+        plain.experiment.restore(path)
     # a tampered part (a negative count) is refused by its decoder
     c = _router()
     c.experiment.extras.restore({"shadows": {"format": 1, "labels": {"attached": -1},

@@ -167,7 +167,7 @@ def test_sections_follow_the_analysis() -> None:
     assert 'id="weights"' in html and 'data-name="treatment"' in html
     with pytest.raises(ValueError, match="'charts' is not one of"):
         render_dashboard(router, router.analysis(), PREFIX, sections=("charts",))
-    assert list(SECTIONS) == ["verdict", "srm", "guardrails", "sequential", "bandit"]
+    assert list(SECTIONS) == ["verdict", "srm", "guardrails", "sequential", "bandit", "rollout"]
 
 
 def test_features_not_configured_are_a_note_not_an_alarm(router: ModelRouter,
