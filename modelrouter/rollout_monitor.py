@@ -82,7 +82,8 @@ class RolloutMonitor(BackgroundCheck):
             readings = []
             for plan, cur in todo:
                 assert cur.index is not None
-                reading = read_gate(analysis, plan.stages[cur.index], cur)
+                reading = read_gate(analysis.data, analysis.shadow_data,
+                                    plan.stages[cur.index], cur)
                 readings.append(reading)
                 if reading.action != "stay":
                     event = self._act(plan, cur, reading)

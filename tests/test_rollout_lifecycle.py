@@ -21,7 +21,7 @@ Scenarios and what must hold (issue 15):
   Monte Carlo standard error.
 
 The fast variant runs ``FAST_RUNS`` seeds (10 in all); the slow one (``-m slow``) 100 per
-scenario (seeds 10000-10099, ~7 min on one core). Measured with those 100 runs per scenario:
+scenario (seeds 10000-10099, 5 min on a shared 2-core machine). Measured with those runs:
 better: 100 ship (median 9,000 users, max 23,000); +30% latency: 100 rolled back at canary by
 the latency_ms guardrail after a median 105 canary units (max 318; limit stated 500); +2 pp
 errors: 100 rolled back at canary by the error guardrail after a median 2,361 canary units

@@ -37,14 +37,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from modelrouter.analysis.always_valid import always_valid_analysis
+from modelrouter.analysis.data import AnalysisData
+from modelrouter.analysis.guardrails import guardrail_results
 from modelrouter.config.plan import ExperimentPlan
 from modelrouter.config.rollout import StageSpec
 from modelrouter.exceptions import AnalysisError
 
 if TYPE_CHECKING:
-    from modelrouter.analysis.analysis import Analysis
     from modelrouter.routing.promotion import CandidateStage
     from modelrouter.stats.paired_comparison import ShadowComparison
+    from modelrouter.store.shadows import ShadowSnapshot
 
 __all__ = ["Action", "GateReading", "read_gate", "stage_units"]
 
@@ -72,7 +75,7 @@ class GateReading:
                 "reason": self.reason, "units": self.units, "numbers": dict(self.numbers)}
 
 
-def stage_units(a: Analysis, candidate: str, since_epoch: int) -> int:
+def stage_units(a: AnalysisData, candidate: str, since_epoch: int) -> int:
     """The candidate's units first exposed in an epoch >= ``since_epoch`` (request level:
     its requests overall)."""
     snap = a.snapshot
@@ -83,10 +86,12 @@ def stage_units(a: Analysis, candidate: str, since_epoch: int) -> int:
     return int(np.count_nonzero(mask))
 
 
-def read_gate(a: Analysis, spec: StageSpec, cur: CandidateStage) -> GateReading:
-    """The reading of ``spec``'s gate for the candidate at ``cur`` (see the module doc)."""
+def read_gate(a: AnalysisData, shadows: ShadowSnapshot | None, spec: StageSpec,
+              cur: CandidateStage) -> GateReading:
+    """The reading of ``spec``'s gate for the candidate at ``cur`` (see the module doc);
+    ``shadows``: the shadows' statistics (``Analysis.shadow_data``)."""
     if spec.stage == "shadow":
-        return _shadow(a, spec, cur.candidate)
+        return _shadow(a, shadows, spec, cur.candidate)
     return _served(a, spec, cur)
 
 
@@ -108,12 +113,15 @@ def _limits(spec: StageSpec, units: int, name: str, held: bool, why: str,
     return GateReading(name, spec.stage, "stay", wait + why, units, numbers)
 
 
-def _shadow(a: Analysis, spec: StageSpec, name: str) -> GateReading:
+def _shadow(a: AnalysisData, shadows: ShadowSnapshot | None, spec: StageSpec,
+            name: str) -> GateReading:
     gate = spec.advance_if
     assert gate is not None
     alpha = gate.param("alpha") if gate.name == "no_worse" else 0.025
     try:
-        cmp = a.shadow(name, confidence_level=1.0 - 2.0 * alpha)
+        if shadows is None:
+            raise AnalysisError("no shadow statistics")
+        cmp = shadows.comparison(name, 1.0 - 2.0 * alpha)
     except AnalysisError as exc:
         return _reading(name, spec, "stay", f"no paired data yet ({exc})", 0)
     units = cmp.n_pairs
@@ -151,7 +159,7 @@ def _shadow(a: Analysis, spec: StageSpec, name: str) -> GateReading:
                    if ok else "paired latency or errors not measured yet", {})
 
 
-def _shadow_guardrails(a: Analysis, cmp: ShadowComparison
+def _shadow_guardrails(a: AnalysisData, cmp: ShadowComparison
                        ) -> tuple[str, dict[str, float]] | None:
     """The first guardrail whose paired interval lies entirely beyond its margin."""
     for g in (a.config.guardrail_config.guardrails or {}).values():
@@ -171,14 +179,14 @@ def _shadow_guardrails(a: Analysis, cmp: ShadowComparison
     return None
 
 
-def _served(a: Analysis, spec: StageSpec, cur: CandidateStage) -> GateReading:
+def _served(a: AnalysisData, spec: StageSpec, cur: CandidateStage) -> GateReading:
     name = cur.candidate
     gate = spec.advance_if
     assert gate is not None
     units = stage_units(a, name, cur.epoch)
-    if name not in a.data.treatments:
+    if name not in a.treatments:
         return _reading(name, spec, "stay", "not served yet", units)
-    results = [g for g in a.guardrails() if g.variant == name and g.segment is None]
+    results = [g for g in guardrail_results(a) if g.variant == name and g.segment is None]
     for g in results:
         if g.status == "fail":
             return _reading(name, spec, "rollback", f"guardrail {g.label} failed: {g.reason}",
@@ -192,10 +200,10 @@ def _served(a: Analysis, spec: StageSpec, cur: CandidateStage) -> GateReading:
     primary = a.config.primary
     plan = a.config.plan
     assert primary is not None and isinstance(plan, ExperimentPlan)  # RouterConfig checks
-    lower = a.data.spec(primary).lower_is_better
+    lower = a.spec(primary).lower_is_better
     alpha = 2.0 * gate.param("alpha") if gate.name == "no_worse" else plan.alpha
     try:
-        av = a.always_valid(primary, name, alpha=alpha)
+        av = always_valid_analysis(a, primary, name, alpha=alpha)
         ci = av.confidence_interval()
     except AnalysisError as exc:
         return _limits(spec, units, name, False, f"{primary}: not enough data ({exc})", {})

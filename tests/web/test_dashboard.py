@@ -157,7 +157,7 @@ def test_sections_follow_the_analysis() -> None:
     for i, t in enumerate(client.tokens(10)):
         router.record_token(t, "click", i % 2)
     html = render_dashboard(router, router.analysis(), PREFIX, sections=())  # none of them
-    for name in ("verdict", "srm", "guardrails", "sequential", "bandit", "weights"):
+    for name in ("verdict", "srm", "guardrails", "sequential", "bandit", "weights", "rollout"):
         assert f'id="{name}"' not in html, name
     router.configure(weights={"control": 0.7, "treatment": 0.3})
     router.record_look()
@@ -167,7 +167,9 @@ def test_sections_follow_the_analysis() -> None:
     assert 'id="weights"' in html and 'data-name="treatment"' in html
     with pytest.raises(ValueError, match="'charts' is not one of"):
         render_dashboard(router, router.analysis(), PREFIX, sections=("charts",))
-    assert list(SECTIONS) == ["verdict", "srm", "guardrails", "sequential", "bandit", "rollout"]
+    assert list(SECTIONS) == ["verdict", "srm", "guardrails", "sequential", "bandit",
+                              "rollout"]
+    assert "no shadow candidates" in html  # the rollout section of a router without shadows
 
 
 def test_features_not_configured_are_a_note_not_an_alarm(router: ModelRouter,
