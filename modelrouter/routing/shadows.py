@@ -104,6 +104,10 @@ class ShadowRunner:
         if not isinstance(shadows, Mapping) or not shadows:
             raise ConfigError(f"shadows must map names to predictors, got {shadows!r}")
         self.names = tuple(shadows)
+        # a shadow promoted to a served arm (routing/promotion.py) serves some requests:
+        # those are not shadowed (a pair of the candidate with itself, or of another shadow
+        # with the candidate instead of the served variants, would measure nothing intended)
+        self._served_as = frozenset(self.names)
         self.replay = replay
         self._targets = () if replay else tuple(_call_target(m) for m in shadows.values())
         self._is_async = tuple(inspect.iscoroutinefunction(t) for t in self._targets)
@@ -146,8 +150,8 @@ class ShadowRunner:
 
     def selected(self, decision: Decision) -> bool:
         """Whether ``decision`` is shadowed (the hash rule of the module docstring)."""
-        if not decision.counted or self._share <= 0.0:
-            return False
+        if not decision.counted or self._share <= 0.0 or decision.variant in self._served_as:
+            return False  # a promoted candidate serving this request is not its own shadow
         if self._share >= 1.0:
             return True
         key = decision.unit_id if self._unit_level and decision.unit_id is not None \

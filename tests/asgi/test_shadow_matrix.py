@@ -112,3 +112,24 @@ def test_after_pause_rollback_and_resume() -> None:
     assert all(v == "control" for v in held)  # the rollback served the control only
     assert "third" not in {v for _, _, v, _ in seen[30:60]}
     _check(router, seen)
+
+
+def test_a_promoted_candidate_is_not_its_own_shadow() -> None:
+    """After promote("cand", canary 0.4) the requests it serves are not shadowed; the others
+    still are, paired with the arm that served them (cell: after a control-plane change)."""
+    arms = {"control": Threshold(0.5), "treatment": Threshold(0.6)}
+    router = ModelRouter(APP, arms, RouterConfig(salt="promo", paths=["/predict"]),
+                         shadows={"cand": Threshold(0.55)})
+    before = _run(router, 60, seed=4)
+    router.promote("cand", stage="canary", share=0.4)
+    after = _run(router, 200, seed=5)
+    served_by_cand = [s for s in after if s[2] == "cand"]
+    assert served_by_cand  # the canary serves some users
+    for _, x, _, prediction in served_by_cand:
+        assert prediction == int(x > 0.55)
+    others = [s for s in before + after if s[0] and s[2] != "cand"]
+    got = router.analysis().shadow("cand")
+    assert got.n_pairs == len(others)
+    for did, _, _, _ in served_by_cand:
+        assert not router.record_label(did, 1)  # not a shadowed decision: counted unknown
+    _check(router, others)
