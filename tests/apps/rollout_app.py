@@ -4,7 +4,8 @@
 ``/classify?truth=0|1`` is routed: the served model answers (the shadow gets the same input in
 the background while it is a shadow), the label and the feedback are recorded at once in the
 worker that routed it (labels pair in the routing process; feedback is shared through Redis).
-``/stats`` returns this worker's view: stages, events, allocation and epoch.
+``/stats`` returns this worker's view: stages, events, allocation, epoch and the shadow pairs
+of all workers (merged through Redis).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ async def classify(request: Request) -> JSONResponse:
 
 async def state(request: Request) -> JSONResponse:
     exp = router.experiment
-    return JSONResponse({"pid": os.getpid(), "epoch": exp.allocation.epoch,
+    shadows = router.analysis().shadow_data  # every worker's, merged through Redis
+    pairs = shadows.stats["candidate"].completed if shadows is not None else -1
+    return JSONResponse({"pid": os.getpid(), "epoch": exp.allocation.epoch, "pairs": pairs,
                          "weights": exp.allocation.weights, **exp.stages.to_dict(),
                          "errors": repr(router.rollout.last_error if router.rollout else None)})
 

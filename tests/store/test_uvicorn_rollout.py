@@ -4,8 +4,9 @@ every transition happens once (not once per worker), and every worker ends on th
 with the candidate shipped.
 
 Cells covered: Redis store; 3 worker processes; A/B; 1 served variant + 1 candidate; user
-level; real HTTP, background monitors racing on the same gates. The shadow stage reads each
-worker's own shadow statistics (labels are recorded in the worker that routed the decision).
+level; real HTTP, background monitors racing on the same gates. The shadow stage reads every
+worker's shadow statistics merged through Redis (labels are recorded in the worker that
+routed the decision); at the end every worker reports the same shadow pairs.
 """
 
 from __future__ import annotations
@@ -58,5 +59,11 @@ def test_three_workers_roll_out_once_through_redis(redis_server: RedisServer) ->
             assert s["errors"] == "None"
         assert len({s["epoch"] for s in states}) == 1
         assert len({tuple(e["at"] for e in s["events"]) for s in states}) == 1
+        # traffic has stopped: after a publication period every worker reports the same
+        # shadow pairs, merged from all workers (routing/shadow_sharing.py)
+        time.sleep(2.5)
+        settled = [httpx.get(service.base + "/stats", timeout=5).json() for _ in range(12)]
+        assert len({s["pid"] for s in settled}) >= 2
+        assert len({s["pairs"] for s in settled}) == 1 and settled[0]["pairs"] > 0
     finally:
         assert service.stop() == 0
