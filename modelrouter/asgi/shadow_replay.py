@@ -189,9 +189,16 @@ class ShadowReplay:
         """After the served response (``failed``: the served app raised): pair the served
         output and start one replay per shadow (never raises, never waits)."""
         body = rec.request_body()
+        if isinstance(body, str):  # nothing to replay: counted for every shadow
+            self.log.skip(body)
+            return
+        granted, why = self.runner.claim(len(self.apps))
+        if not granted:  # a full queue costs one lock (the served body is not even read)
+            self.log.skip(why)
+            return
         served: Any = None
-        reason = body if isinstance(body, str) else None
-        if reason is None and not failed and rec.status < 500:
+        reason = None
+        if not failed and rec.status < 500:
             if rec.response is None:
                 reason = "response_too_large"
             else:
@@ -199,14 +206,11 @@ class ShadowReplay:
                     served = scalar_output(self.extract(b"".join(rec.response)))
                 except Exception:
                     reason = "served_unreadable"
-        if not self.log.open(decision_id, served):
+        if reason is not None or not self.log.open(decision_id, served):
+            self.runner.release(granted)
+            if reason is not None:
+                self.log.skip(reason)
             return
-        if reason is not None:
-            for name, _ in self.apps:
-                self.log.drop(name, reason)
-            return
-        assert isinstance(body, bytes)
-        granted, why = self.runner.claim(len(self.apps))
         loop = asyncio.get_running_loop()
         for i, (name, app) in enumerate(self.apps):
             if i >= granted:
