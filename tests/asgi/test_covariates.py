@@ -303,3 +303,17 @@ def test_after_a_switch_to_bandit_and_at_session_level() -> None:
         float(100 + i) for i in range(20, 40)]
     assert (snap.units.covariate_at["pre"][rows] == snap.units.first_seen[rows]).all()
     assert (snap.units.first_seen[rows[20:]] == 1005.0).all()
+
+
+def test_a_store_refusal_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """memory x hostile: a store that refuses the value (here: raises) never fails the
+    request; the value is counted as ``refused``."""
+    app = router()
+    store = app.experiment.store
+
+    def refuse(unit: str, index: int, value: float, now: float) -> None:
+        raise ConfigError("refused for the test")
+
+    monkeypatch.setattr(store, "record_covariate", refuse)
+    assert get_all(app, [{"x-user-id": "u1", "x-pre": "3"}])[0].status_code == 200
+    assert store.snapshot().losses == {"covariate_dropped:refused": 1}
