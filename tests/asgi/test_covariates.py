@@ -214,6 +214,9 @@ def test_refused_at_construction() -> None:
         RouterConfig(metrics=METRICS, covariate_headers={"pre": "  "})
     assert RouterConfig(metrics=METRICS, covariate_headers={"pre": " X-Pre "}
                         ).covariate_headers == {"pre": "x-pre"}
+    data = RouterConfig(metrics=METRICS, covariate_headers={"pre": "x-pre"}).as_dict()
+    assert data["covariate_headers"] == {"pre": "x-pre"}  # the TOML [router] table's shape
+    assert RouterConfig.from_dict(data).covariate_headers == {"pre": "x-pre"}
 
 
 def test_without_readers_the_request_path_is_unchanged() -> None:
