@@ -36,6 +36,12 @@ Bounds and what is counted (never raised into the response):
 
 Latencies: the served side from the start of the served app to its last body byte, a
 shadow's from the start of its replay to its last body byte.
+
+Memory: a replay keeps its request body (at most ``max_body``) until every shadow answered,
+and each shadow's response body (at most ``max_body``) until it is read; the served response
+is let go once read. So at most ``shadow_queue * 2 * max_body`` bytes are held (2 GiB with
+the defaults, reached only with 1 MiB bodies and 1,000 slow replays at once: lower
+``shadow_queue`` for large bodies).
 """
 
 from __future__ import annotations
@@ -206,6 +212,7 @@ class ShadowReplay:
                     served = scalar_output(self.extract(b"".join(rec.response)))
                 except Exception:
                     reason = "served_unreadable"
+                rec.response = []  # read: let it go while the replays run
         if reason is not None or not self.log.open(decision_id, served):
             self.runner.release(granted)
             if reason is not None:

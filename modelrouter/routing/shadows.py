@@ -15,7 +15,7 @@ shadows={"candidate": model})``). :class:`ShadowRunner` does three things:
 - each shadow call runs in the background: synchronous predictors on ``shadow_workers``
   daemon threads fed by one ``deque``. The request path only appends (~0.05 us: no
   ``Future`` per call, and no thread woken per call): a worker with nothing to do polls every
-  2 ms for 100 ms, then blocks until the next call (the one append that then notifies it takes
+  10 ms for 100 ms, then blocks until the next call (the one append that then notifies it takes
   a lock). So under traffic the threads wake in ticks and run the calls of a tick in a batch,
   instead of one GIL hand-off and two context switches per request (measured through uvicorn
   before this design: +170 us of server CPU per request with a raising shadow). Coroutine
@@ -63,8 +63,8 @@ __all__ = ["ShadowRunner", "ShadowedDecision"]
 _new = tuple.__new__
 _FLUSH_EVERY = 32  # results a worker holds at most before releasing their queue slots
 _FLUSH_SECONDS = 0.02  # ... or this long
-_TICK = 0.002  # seconds between two looks of an idle worker at the queue
-_POLLS = 50  # looks before an idle worker blocks until notified (100 ms)
+_TICK = 0.01  # seconds between two looks of an idle worker at the queue
+_POLLS = 10  # looks before an idle worker blocks until notified (100 ms)
 
 
 class ShadowedDecision(Decision):
@@ -239,7 +239,8 @@ class ShadowRunner:
         t.start()
 
     def _work(self) -> None:
-        """A worker thread: runs the queued calls one at a time, polls while traffic lasts,
+        """A worker thread: runs the queued calls one at a time, polls while traffic lasts
+        (every 10 ms: fewer wake-ups and GIL hand-offs than 2 ms measured through uvicorn),
         blocks after a quiet spell; releases slots in small batches (when the queue is
         empty, every 32 calls or every 20 ms) to keep the lock cold."""
         jobs, timer = self._jobs, self.timer
