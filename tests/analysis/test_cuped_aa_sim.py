@@ -20,13 +20,13 @@ Measured (seeded, so these are the numbers the tests see):
 - 1,000 runs of 2,000 units (slow; MC SE of a rate near 0.05: 0.0069, bar 0.0638), false
   positive rate (its MC SE):
 
-  ========================  ===============  ===============
+  ========================  ================  ===============
   test                      continuous ``y``  binary ``c``
-  ========================  ===============  ===============
-  fixed horizon compare()   0.042 (0.0063)   0.057 (0.0073)
-  sequential() (5 looks)    0.043 (0.0064)   0.056 (0.0073)
-  always_valid() (5 reads)  0.005 (0.0022)   0.010 (0.0031)
-  ========================  ===============  ===============
+  ========================  ================  ===============
+  fixed horizon compare()   0.042 (0.0063)    0.057 (0.0073)
+  sequential() (5 looks)    0.043 (0.0064)    0.056 (0.0073)
+  always_valid() (5 reads)  0.005 (0.0022)    0.010 (0.0031)
+  ========================  ================  ===============
 
 - default: 40 runs of 1,000 units, 4 looks, the two metrics pooled (80 independent A/A
   tests per method; MC SE 0.024, bar 0.099; repeated peeking at 4 looks without correction
@@ -36,6 +36,11 @@ Three variants (fixed horizon, each treatment against the control on those two a
 units): 1,000 runs (slow), each metric and treatment on its own: ``y`` b 0.057, c 0.040;
 ``c`` b 0.052, c 0.059 (MC SE 0.006-0.0075, bar 0.0638); 60 runs (default), the two metrics
 pooled per treatment (120 comparisons each, bar 0.090).
+
+A plan sized for the adjusted test (``plan={"mde": 0.1, "sd": 1, "rho": 0.6}``: horizon and
+mixing variance from the adjusted variance, 2,060 units in all, 5 looks ending there), the
+primary ``y``: 1,000 runs (slow): fixed 0.057 (0.0073), sequential 0.058 (0.0074), always-valid
+0.011 (0.0033); default: mde 0.2 (516 units), 4 looks, 50 runs: sequential 0.06, always-valid 0.
 """
 
 from __future__ import annotations
@@ -52,10 +57,11 @@ def _bar(trials: int) -> float:
     return ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / trials)
 
 
-def _runs(runs: int, n: int, looks: int, seed: int, variants: tuple[str, ...] = ("a", "b")
-          ) -> list[Run]:
+def _runs(runs: int, n: int, looks: int, seed: int, variants: tuple[str, ...] = ("a", "b"),
+          plan: dict[str, object] | None = None) -> list[Run]:
     rng = np.random.default_rng(seed)
-    out = [simulate(rng, r, n=n, looks=looks, rho=0.6, variants=variants) for r in range(runs)]
+    out = [simulate(rng, r, n=n, looks=looks, rho=0.6, variants=variants, plan=plan)
+           for r in range(runs)]
     assert all(all(r.adjusted.values()) for r in out)  # every comparison was adjusted
     return out
 
@@ -83,6 +89,7 @@ def test_aa_false_positives_three_variants() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 4 minutes alone on 2 cores; more when they are shared
 def test_aa_false_positives_slow() -> None:
     """1,000 runs of 2,000 units, 5 looks, each metric and method on its own (bar 0.0638)."""
     res = _runs(1000, 2000, 5, seed=1600)
@@ -94,6 +101,7 @@ def test_aa_false_positives_slow() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_aa_false_positives_three_variants_slow() -> None:
     """1,000 runs of 1,500 units, 3 variants: each metric and treatment on its own."""
     res = _runs(1000, 1500, 1, seed=1601, variants=("a", "b", "c"))
@@ -102,3 +110,30 @@ def test_aa_false_positives_three_variants_slow() -> None:
             p, se = rate([r.fixed[m][j] for r in res])
             print(m, v, "vs a", round(p, 4), round(se, 4))
             assert p <= _bar(1000), (m, v, p)
+
+
+# the plan sized for the adjusted test (issue 16 part 3): mde 0.1 sd, rho 0.6 -> 2,060 units
+# in all for 5 O'Brien-Fleming looks (1,158 saved), so looks every 412 units end at the maximum
+PLAN_RHO: dict[str, object] = {"mde": 0.1, "sd": 1.0, "rho": 0.6}
+
+
+def test_aa_false_positives_with_plan_rho() -> None:
+    """The primary ``y`` under a plan with ``rho`` (horizon and mixing variance from the
+    adjusted variance), mde 0.2 sd (516 units in all), 4 looks: 50 runs, sequential and
+    always-valid (bar 0.112; 4 uncorrected looks would give about 0.13)."""
+    res = _runs(50, 516, 4, seed=163, plan={**PLAN_RHO, "mde": 0.2})
+    for method in ("sequential", "always_valid"):
+        p, _se = rate([getattr(r, method)["y"] for r in res])
+        assert p <= _bar(50), (method, p)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_aa_false_positives_with_plan_rho_slow() -> None:
+    """1,000 runs of the plan sized with rho (bar 0.0638)."""
+    res = _runs(1000, 2060, 5, seed=1603, plan=PLAN_RHO)
+    got = {k: rate([getattr(r, k)["y"] if k != "fixed" else r.fixed["y"][0] for r in res])
+           for k in ("fixed", "sequential", "always_valid")}
+    print("plan rho", {k: (round(p, 4), round(se, 4)) for k, (p, se) in got.items()})
+    for method, (p, _se) in got.items():
+        assert p <= _bar(1000), (method, got)
