@@ -32,7 +32,8 @@ Bounds and what is counted (never raised into the response):
 - the served app raising or answering 5xx is the served model's error (output ``None``), the
   shadows still run; a shadow raising is its ``"exception"``, answering 5xx its
   ``"http_5xx"``, a response over the cap or refused by ``extract_prediction`` its
-  ``"unreadable"`` error. A client that disconnects (cancellation) replays nothing.
+  ``"unreadable"`` error. A client that disconnects (cancellation) replays nothing (counted
+  dropped ``"cancelled"``).
 
 Latencies: the served side from the start of the served app to its last body byte, a
 shadow's from the start of its replay to its last body byte.

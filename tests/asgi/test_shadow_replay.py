@@ -284,3 +284,27 @@ def test_served_variants_that_are_asgi_apps_are_paired_too() -> None:
     assert s.completed == 50
     assert s.agreeing == sum(y == int(x > 0.55) for y, x in got)
     router.shadows.shutdown()  # type: ignore[union-attr]
+
+
+def test_a_client_gone_mid_request_replays_nothing_and_is_counted() -> None:
+    async def slow(request: Request) -> JSONResponse:
+        await request.body()
+        await asyncio.sleep(10)
+        return JSONResponse({"label": 1})
+
+    app = Starlette(routes=[Route("/predict", slow, methods=["POST"])])
+    router = make({"cand": threshold_app(0.5)}, app=app)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(ASGIClient(router).post(
+            "/predict", json={"x": 0.3}, headers={"x-user-id": "gone"}))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await drain(router)
+
+    asyncio.run(go())
+    s = stats(router)
+    assert (s.submitted, s.completed, s.dropped) == (1, 0, {"cancelled": 1})
+    router.shadows.shutdown()  # type: ignore[union-attr]
