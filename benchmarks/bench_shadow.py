@@ -67,9 +67,9 @@ def extract(body: bytes) -> Any:
 def router(shadows: dict[str, Any] | None) -> ModelRouter:
     app = Starlette(routes=[Route("/predict", predict)])
     asgi = shadows is not None and isinstance(shadows.get("s"), Starlette)
+    extra = {"extract_prediction": extract} if asgi else {}  # older code has no such argument
     return ModelRouter(app, {"a": lambda x: x, "b": lambda x: -x},
-                       RouterConfig(shadow_kind="score"), shadows=shadows,
-                       extract_prediction=extract if asgi else None)
+                       RouterConfig(shadow_kind="score"), shadows=shadows, **extra)
 
 
 async def receive() -> dict[str, Any]:
