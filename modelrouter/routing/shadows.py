@@ -48,7 +48,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
-from functools import partial
 from typing import Any, ClassVar
 
 from modelrouter.config.shadow import ShadowConfig
@@ -215,8 +214,8 @@ class ShadowRunner:
                 except RuntimeError:
                     self._put(job)  # no loop in this thread: a worker thread runs it
                     continue
-            task = loop.create_task(self._run_async(*job))
-            task.add_done_callback(partial(self._task_done, name))
+            task = loop.create_task(self._run_async(*job), name=name)  # no closure per call
+            task.add_done_callback(self._task_done)
             self._running[task] = loop.time() + self._timeout
             if self._reaper_loop is not loop:  # none armed on this loop (or none at all)
                 self._reaper_loop = loop
@@ -328,12 +327,13 @@ class ShadowRunner:
         except Exception:  # a value the statistics refuse: counted, never raised
             self.log.drop(name, "log_error")
 
-    def _task_done(self, name: str, task: asyncio.Task[None]) -> None:
-        """An async call ended (or was cancelled, even before it started): its slot back."""
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """An async call ended (or was cancelled, even before it started): its slot back
+        (the task is named after its shadow)."""
         self._running.pop(task, None)
         self._expired.discard(task)
         if task.cancelled():
-            self.log.drop(name, "cancelled")  # by its loop's end, not a timeout
+            self.log.drop(task.get_name(), "cancelled")  # by its loop's end, not a timeout
         self.release()
 
     def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
