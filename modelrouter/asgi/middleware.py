@@ -144,6 +144,8 @@ class RoutingMiddleware:
         try:
             await target(scope, receive, send_wrapper)
         except asyncio.CancelledError:
+            if recording is not None and replay is not None:  # nothing to replay: counted
+                replay.log.skip("cancelled")
             raise  # the client went away: neither a latency nor a server error to record
         except BaseException:
             if not done:

@@ -32,10 +32,17 @@ Bounds and what is counted (never raised into the response):
 - the served app raising or answering 5xx is the served model's error (output ``None``), the
   shadows still run; a shadow raising is its ``"exception"``, answering 5xx its
   ``"http_5xx"``, a response over the cap or refused by ``extract_prediction`` its
-  ``"unreadable"`` error. A client that disconnects (cancellation) replays nothing.
+  ``"unreadable"`` error. A client that disconnects (cancellation) replays nothing (counted
+  dropped ``"cancelled"``).
 
 Latencies: the served side from the start of the served app to its last body byte, a
 shadow's from the start of its replay to its last body byte.
+
+Memory: a replay keeps its request body (at most ``max_body``) until every shadow answered,
+and each shadow's response body (at most ``max_body``) until it is read; the served response
+is let go once read. So at most ``shadow_queue * 2 * max_body`` bytes are held (2 GiB with
+the defaults, reached only with 1 MiB bodies and 1,000 slow replays at once: lower
+``shadow_queue`` for large bodies).
 """
 
 from __future__ import annotations
@@ -189,9 +196,16 @@ class ShadowReplay:
         """After the served response (``failed``: the served app raised): pair the served
         output and start one replay per shadow (never raises, never waits)."""
         body = rec.request_body()
+        if isinstance(body, str):  # nothing to replay: counted for every shadow
+            self.log.skip(body)
+            return
+        granted, why = self.runner.claim(len(self.apps))
+        if not granted:  # a full queue costs one lock (the served body is not even read)
+            self.log.skip(why)
+            return
         served: Any = None
-        reason = body if isinstance(body, str) else None
-        if reason is None and not failed and rec.status < 500:
+        reason = None
+        if not failed and rec.status < 500:
             if rec.response is None:
                 reason = "response_too_large"
             else:
@@ -199,14 +213,12 @@ class ShadowReplay:
                     served = scalar_output(self.extract(b"".join(rec.response)))
                 except Exception:
                     reason = "served_unreadable"
-        if not self.log.open(decision_id, served):
+                rec.response = []  # read: let it go while the replays run
+        if reason is not None or not self.log.open(decision_id, served):
+            self.runner.release(granted)
+            if reason is not None:
+                self.log.skip(reason)
             return
-        if reason is not None:
-            for name, _ in self.apps:
-                self.log.drop(name, reason)
-            return
-        assert isinstance(body, bytes)
-        granted, why = self.runner.claim(len(self.apps))
         loop = asyncio.get_running_loop()
         for i, (name, app) in enumerate(self.apps):
             if i >= granted:

@@ -13,9 +13,14 @@ shadows={"candidate": model})``). :class:`ShadowRunner` does three things:
 - :meth:`ShadowedDecision.predict` calls the served model, times it, and hands the same
   arguments to every shadow, returning the served output at once;
 - each shadow call runs in the background: synchronous predictors on ``shadow_workers``
-  daemon threads fed by one :class:`queue.SimpleQueue` (a put is ~0.1 us and wakes a thread
-  only when one is idle: no ``Future`` per call), coroutine predictors as ``asyncio`` tasks on
-  the running loop (or, from a thread without a loop, on the threads). At most
+  daemon threads fed by one ``deque``. The request path only appends (~0.05 us: no
+  ``Future`` per call, and no thread woken per call): a worker with nothing to do polls every
+  10 ms for 100 ms, then blocks until the next call (the one append that then notifies it takes
+  a lock). So under traffic the threads wake in ticks and run the calls of a tick in a batch,
+  instead of one GIL hand-off and two context switches per request (measured through uvicorn
+  before this design: +170 us of server CPU per request with a raising shadow). Coroutine
+  predictors run as ``asyncio`` tasks on the running loop (or, from a thread without a
+  loop, on the threads). At most
   ``shadow_queue`` calls are queued or running at once; beyond that the work is dropped and
   counted (``"queue_full"``), never waited for. An exception is counted as the shadow's
   ``"exception"`` error, a call longer than ``shadow_timeout`` as ``"timeout"``. Async calls
@@ -39,11 +44,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
-from functools import partial
 from typing import Any, ClassVar
 
 from modelrouter.config.shadow import ShadowConfig
@@ -56,9 +60,10 @@ from modelrouter.store.shadows import ShadowLog, scalar_output
 __all__ = ["ShadowRunner", "ShadowedDecision"]
 
 _new = tuple.__new__
-_STOP = None  # the queue item that ends a worker thread
 _FLUSH_EVERY = 32  # results a worker holds at most before releasing their queue slots
 _FLUSH_SECONDS = 0.02  # ... or this long
+_TICK = 0.01  # seconds between two looks of an idle worker at the queue
+_POLLS = 10  # looks before an idle worker blocks until notified (100 ms)
 
 
 class ShadowedDecision(Decision):
@@ -127,7 +132,10 @@ class ShadowRunner:
     def _fresh_state(self) -> None:
         self._lock = threading.Lock()
         self._pending = 0
-        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._jobs: deque[tuple[Any, ...]] = deque()
+        self._cond = threading.Condition(threading.Lock())  # wakes a blocked idle worker
+        self._sleepers = 0  # workers blocked on _cond
+        self._stopping = False
         self._threads: list[threading.Thread] = []  # started on the first synchronous call
         # running async tasks (strong references) -> their deadline on the loop's clock
         self._running: dict[asyncio.Task[None], float] = {}
@@ -187,10 +195,14 @@ class ShadowRunner:
     def submit(self, decision_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                served: Any, served_ms: float) -> None:
         """Hand one served call's arguments to every shadow (never raises, never waits)."""
+        granted, reason = self.claim(len(self.names))
+        if not granted:  # the cheap path of a full queue: one lock, nothing kept
+            self.log.skip(reason)
+            return
         served = None if served is None else scalar_output(served)
         if not self.log.open(decision_id, served):
+            self.release(granted)
             return
-        granted, reason = self.claim(len(self.names))
         loop: asyncio.AbstractEventLoop | None = None
         for i, name in enumerate(self.names):
             if i >= granted:
@@ -206,8 +218,8 @@ class ShadowRunner:
                 except RuntimeError:
                     self._put(job)  # no loop in this thread: a worker thread runs it
                     continue
-            task = loop.create_task(self._run_async(*job))
-            task.add_done_callback(partial(self._task_done, name))
+            task = loop.create_task(self._run_async(*job), name=name)  # no closure per call
+            task.add_done_callback(self._task_done)
             self._running[task] = loop.time() + self._timeout
             if self._reaper_loop is not loop:  # none armed on this loop (or none at all)
                 self._reaper_loop = loop
@@ -216,33 +228,53 @@ class ShadowRunner:
     def _put(self, job: tuple[Any, ...]) -> None:
         if len(self._threads) < self.config.shadow_workers:
             self._start_thread()
-        self._queue.put(job)
+        self._jobs.append(job)
+        if self._sleepers:  # a worker blocked after a quiet spell: wake one
+            with self._cond:
+                self._cond.notify()
 
     def _start_thread(self) -> None:
         with self._lock:
-            if len(self._threads) >= self.config.shadow_workers:
+            if len(self._threads) >= self.config.shadow_workers or self._stopping:
                 return
             t = threading.Thread(target=self._work, name="modelrouter-shadow", daemon=True)
             self._threads.append(t)
         t.start()
 
     def _work(self) -> None:
-        """A worker thread: one call at a time; slots are released in small batches (when
-        the queue is empty, every 32 calls or every 20 ms) to keep the lock cold."""
-        q, timer = self._queue, self.timer
-        done = 0
+        """A worker thread: runs the queued calls one at a time, polls while traffic lasts
+        (every 10 ms: fewer wake-ups and GIL hand-offs than 2 ms measured through uvicorn),
+        blocks after a quiet spell; releases slots in small batches (when the queue is
+        empty, every 32 calls or every 20 ms) to keep the lock cold."""
+        jobs, timer = self._jobs, self.timer
+        done = polls = 0
         since = 0.0
         while True:
-            job = q.get()
-            if job is _STOP:
+            try:
+                job = jobs.popleft()
+            except IndexError:
                 if done:
                     self.release(done)
-                return
+                    done = 0
+                if self._stopping:
+                    return
+                if polls < _POLLS:
+                    polls += 1
+                    time.sleep(_TICK)
+                    continue
+                with self._cond:
+                    self._sleepers += 1  # before looking again: an append after this notifies
+                    if not jobs and not self._stopping:
+                        self._cond.wait(1.0)
+                    self._sleepers -= 1
+                polls = 0
+                continue
+            polls = 0
             self._run_one(*job)
             if not done:
                 since = timer()
             done += 1
-            if done >= _FLUSH_EVERY or q.empty() or timer() - since > _FLUSH_SECONDS:
+            if done >= _FLUSH_EVERY or timer() - since > _FLUSH_SECONDS:
                 self.release(done)
                 done = 0
 
@@ -299,12 +331,13 @@ class ShadowRunner:
         except Exception:  # a value the statistics refuse: counted, never raised
             self.log.drop(name, "log_error")
 
-    def _task_done(self, name: str, task: asyncio.Task[None]) -> None:
-        """An async call ended (or was cancelled, even before it started): its slot back."""
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """An async call ended (or was cancelled, even before it started): its slot back
+        (the task is named after its shadow)."""
         self._running.pop(task, None)
         self._expired.discard(task)
         if task.cancelled():
-            self.log.drop(name, "cancelled")  # by its loop's end, not a timeout
+            self.log.drop(task.get_name(), "cancelled")  # by its loop's end, not a timeout
         self.release()
 
     def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -329,8 +362,8 @@ class ShadowRunner:
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new shadow work (counted as ``"shut_down"``) and stop the threads
-        (``wait``: after the queued calls end; otherwise the queued calls are dropped).
-        Running async tasks end on their own."""
+        (``wait``: after the queued calls end; otherwise the queued calls are dropped and
+        counted). Running async tasks end on their own."""
         with self._lock:
             self._closed = True
             threads = list(self._threads)
@@ -338,16 +371,16 @@ class ShadowRunner:
             dropped = 0
             while True:
                 try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
+                    job = self._jobs.popleft()
+                except IndexError:
                     break
-                if job is not _STOP:
-                    self.log.drop(self.names[job[1]], "shut_down")
-                    dropped += 1
+                self.log.drop(self.names[job[1]], "shut_down")
+                dropped += 1
             if dropped:
                 self.release(dropped)
-        for _ in threads:
-            self._queue.put(_STOP)
+        self._stopping = True
+        with self._cond:
+            self._cond.notify_all()
         if wait:
             for t in threads:
                 if t is not threading.current_thread():

@@ -125,6 +125,50 @@ class ShadowComparison:
             parts.append(f"missing={sorted(self.missing)}")
         return "ShadowComparison(" + ", ".join(parts) + ")"
 
+    def summary(self) -> str:
+        """Plain text, one line per part: what is known so far and what is not (why)."""
+        lines = [f"Shadow {self.shadow!r} vs the served model, {self.n_pairs:,} paired "
+                 f"request(s) (outputs: {self.kind})."]
+        e = self.errors
+        if e is not None:
+            lines.append(f"Errors: shadow {e.p_shadow:.2%} vs served {e.p_served:.2%} "
+                         f"(McNemar exact p = {e.pvalue:.3g}).")
+        if self.agreement is not None:
+            a = self.agreement
+            lines.append(f"Agreement: {a.proportion:.2%} of {a.n:,} "
+                         f"[{a.ci.low:.2%}, {a.ci.high:.2%}].")
+        if self.score_difference is not None:
+            d = self.score_difference
+            lines.append(f"Score difference (shadow - served): {d.difference:+.4g} "
+                         f"[{d.ci.low:+.4g}, {d.ci.high:+.4g}], paired t p = {d.pvalue:.3g}.")
+        lines.extend(f"Latency p{r.q * 100:g}: shadow/served {r.ratio:.3g} "
+                     f"[{r.ci.low:.3g}, {r.ci.high:.3g}]." for r in self.latency)
+        if self.accuracy is not None:
+            c = self.accuracy
+            lines.append(f"Accuracy: shadow {c.p_shadow:.2%} vs served {c.p_served:.2%} on "
+                         f"{c.n:,} labelled pair(s), difference {c.difference:+.2%} "
+                         f"[{c.ci.low:+.2%}, {c.ci.high:+.2%}], McNemar exact p = "
+                         f"{c.pvalue:.3g}.")
+        if self.accuracy_always_valid is not None:
+            w = self.accuracy_always_valid
+            lines.append(f"Always valid (read it any time): the shadow is the one right in "
+                         f"{w.shadow_only:,} of {w.shadow_only + w.served_only:,} discordant "
+                         f"pair(s), share [{w.ci.low:.3g}, {w.ci.high:.3g}] (0.5: equal), "
+                         f"p = {w.pvalue:.3g}.")
+        if self.loss is not None:
+            lo = self.loss
+            lines.append(f"Loss (shadow - served): {lo.difference:+.4g} "
+                         f"[{lo.t.ci.low:+.4g}, {lo.t.ci.high:+.4g}], paired t p = "
+                         f"{lo.pvalue:.3g}, Wilcoxon p = {lo.wilcoxon_pvalue:.3g}.")
+        if self.loss_always_valid is not None:
+            v = self.loss_always_valid
+            ci = v.confidence_interval()
+            lines.append(f"Always valid (read it any time): loss difference {v.difference:+.4g}"
+                         f" [{ci.low:+.4g}, {ci.high:+.4g}], p = {v.pvalue:.3g}.")
+        lines.extend(f"Not yet {part}: {why}." for part, why in sorted(self.missing.items())
+                     if not why.startswith("kind is"))
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (NaN and infinities as ``None``)."""
         return {"shadow": self.shadow, "kind": self.kind, "n_pairs": self.n_pairs,

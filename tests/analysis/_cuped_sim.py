@@ -55,17 +55,19 @@ def latent_loading(rho: float, p0: float = P0) -> float:
     return r
 
 
-def config(max_units: int, looks: int, *, raw: bool = False) -> RouterConfig:
+def config(max_units: int, looks: int, *, raw: bool = False,
+           plan: dict[str, object] | None = None) -> RouterConfig:
     """Both metrics adjusted for their covariate (``raw``: also unadjusted copies); a
-    group-sequential plan of ``looks`` looks with ``max_units`` units per group."""
+    group-sequential plan of ``looks`` looks with ``max_units`` units per group (``plan``:
+    these plan fields instead of ``max_units``, e.g. ``mde``, ``sd`` and ``rho``)."""
     metrics: dict[str, object] = {
         "y": {"kind": "continuous", "covariates": ["pre_y"]},
         "c": {"kind": "binary", "covariates": ["pre_c"]}}
     if raw:
         metrics |= {"y_raw": "continuous", "c_raw": "binary"}
     return RouterConfig(metrics=metrics, primary="y", salt="cuped-sim",
-                        plan={"max_units": max_units, "looks": looks,
-                              "spending": "obrien-fleming"})
+                        plan={"looks": looks, "spending": "obrien-fleming",
+                              **(plan or {"max_units": max_units})})
 
 
 @dataclass
@@ -81,7 +83,7 @@ class Run:
 
 def simulate(rng: np.random.Generator, run: int, *, n: int, looks: int, rho: float,
              effect: float = 0.0, variants: Sequence[str] = ("a", "b"), raw: bool = False,
-             every: int | None = None) -> Run:
+             every: int | None = None, plan: dict[str, object] | None = None) -> Run:
     """One experiment of ``n`` units (metrics in the module docstring), ``effect`` in the last
     arm. The plan's maximum is ``n / len(variants)`` units per group.
 
@@ -91,11 +93,13 @@ def simulate(rng: np.random.Generator, run: int, *, n: int, looks: int, rho: flo
     look recorded at ``every`` units (it freezes the horizon, hence the always-valid mixing
     variance) and ``always_valid()`` read every ``every`` units, as a user watching a
     dashboard would; ``stop`` is where it first rejects (``n`` when it never does). Three or
-    more variants: no looks, the final ``compare()`` of each treatment only.
+    more variants: no looks, the final ``compare()`` of each treatment only. ``plan``: plan
+    fields replacing ``max_units`` (:func:`config`); looks are then recorded and read for
+    the primary metric ``y`` only (a horizon from ``mde`` is the primary's).
     """
     k = len(variants)
     exp = Experiment({v: i for i, v in enumerate(variants)},
-                     config(n // k, looks, raw=raw), clock=Clock())
+                     config(n // k, looks, raw=raw, plan=plan), clock=Clock())
     r_c = latent_loading(rho)
     q = float(stats.norm.ppf(1.0 - P0))
     x, e = rng.normal(size=n), rng.normal(size=n)
@@ -125,7 +129,8 @@ def simulate(rng: np.random.Generator, run: int, *, n: int, looks: int, rho: flo
             if click:
                 exp.record_unit(unit, "c_raw", 1.0)
         if i + 1 in marks:
-            _look(exp, metrics, i + 1, out, record=every is None or i + 1 == step)
+            _look(exp, metrics if plan is None else ("y",), i + 1, out,
+                  record=every is None or i + 1 == step)
     a = Analysis.from_experiment(exp)
     for m in metrics:
         res = [a.compare(m, v) for v in names[1:]]

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from modelrouter import ModelRouter, RouterConfig
 from modelrouter.analysis.schema import analysis_schema
+from modelrouter.stats.paired_sequential import DISCORDANT_PRIOR
 from modelrouter.testing import ASGIClient
 
 
@@ -81,7 +82,8 @@ def test_accuracy_always_valid_through_the_router_equals_the_beta_binomial_refer
         if s_ok != h_ok:
             b, c = b + s_ok, c + h_ok
             m = b + c
-            best = max(best, float(stats.betabinom.logpmf(c, m, 0.5, 0.5)
+            best = max(best, float(stats.betabinom.logpmf(c, m, DISCORDANT_PRIOR,
+                                                          DISCORDANT_PRIOR)
                                    - stats.binom.logpmf(c, m, 0.5)))
     a = router.analysis()
     r = a.shadow("cand").accuracy_always_valid
@@ -93,6 +95,9 @@ def test_accuracy_always_valid_through_the_router_equals_the_beta_binomial_refer
     assert got["pvalue"] == pytest.approx(r.pvalue) and got["shadow_only"] == c
     assert doc["shadows"]["cand"]["loss_always_valid"] is None
     assert "accuracy_always_valid=DiscordantSequential(" in repr(a.shadow("cand"))
+    text = a.shadow("cand").summary()
+    assert f"the shadow is the one right in {c:,} of {b + c:,} discordant pair(s)" in text
+    assert f"p = {r.pvalue:.3g}." in text and "Not yet loss" not in text
     router.shadows.shutdown()  # type: ignore[union-attr]
 
 
@@ -128,4 +133,5 @@ def test_loss_always_valid_through_the_router_and_the_schema() -> None:
     validator.validate(doc)
     assert doc["shadows"]["cand"]["loss_always_valid"]["pvalue"] == pytest.approx(
         r.loss_always_valid.pvalue)
+    assert f"loss difference {float(np.mean(d)):+.4g}" in r.summary()
     router.shadows.shutdown()  # type: ignore[union-attr]

@@ -214,6 +214,9 @@ def test_refused_at_construction() -> None:
         RouterConfig(metrics=METRICS, covariate_headers={"pre": "  "})
     assert RouterConfig(metrics=METRICS, covariate_headers={"pre": " X-Pre "}
                         ).covariate_headers == {"pre": "x-pre"}
+    data = RouterConfig(metrics=METRICS, covariate_headers={"pre": "x-pre"}).as_dict()
+    assert data["covariate_headers"] == {"pre": "x-pre"}  # the TOML [router] table's shape
+    assert RouterConfig.from_dict(data).covariate_headers == {"pre": "x-pre"}
 
 
 def test_without_readers_the_request_path_is_unchanged() -> None:
@@ -303,3 +306,17 @@ def test_after_a_switch_to_bandit_and_at_session_level() -> None:
         float(100 + i) for i in range(20, 40)]
     assert (snap.units.covariate_at["pre"][rows] == snap.units.first_seen[rows]).all()
     assert (snap.units.first_seen[rows[20:]] == 1005.0).all()
+
+
+def test_a_store_refusal_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """memory x hostile: a store that refuses the value (here: raises) never fails the
+    request; the value is counted as ``refused``."""
+    app = router()
+    store = app.experiment.store
+
+    def refuse(unit: str, index: int, value: float, now: float) -> None:
+        raise ConfigError("refused for the test")
+
+    monkeypatch.setattr(store, "record_covariate", refuse)
+    assert get_all(app, [{"x-user-id": "u1", "x-pre": "3"}])[0].status_code == 200
+    assert store.snapshot().losses == {"covariate_dropped:refused": 1}

@@ -259,3 +259,52 @@ def test_request_level_and_share_select_by_hash() -> None:
     s = stats(router)
     assert 50 <= s.submitted <= 130 and s.completed == s.submitted
     router.shadows.shutdown()  # type: ignore[union-attr]
+
+
+def test_served_variants_that_are_asgi_apps_are_paired_too() -> None:
+    """Variants dispatched to their own ASGI apps (ASGIVariant) and a shadow app: the pair
+    is what each variant's app answered vs what the shadow answered."""
+    config = RouterConfig(salt="replay", paths=["/predict"])
+    router = ModelRouter(SERVED_APP, {"control": ASGIVariant(threshold_app(0.5)),
+                                      "treatment": threshold_app(0.6)}, config,
+                         shadows={"cand": threshold_app(0.55)}, extract_prediction=label)
+    xs = [i / 50 for i in range(50)]
+    got: list[tuple[int, float]] = []
+
+    async def go() -> None:
+        c = ASGIClient(router)
+        for i, x in enumerate(xs):
+            r = await c.post("/predict", json={"x": x}, headers={"x-user-id": f"v{i}"})
+            assert r.status == 200
+            got.append((r.json()["label"], x))
+        await drain(router)
+
+    asyncio.run(go())
+    s = stats(router)
+    assert s.completed == 50
+    assert s.agreeing == sum(y == int(x > 0.55) for y, x in got)
+    router.shadows.shutdown()  # type: ignore[union-attr]
+
+
+def test_a_client_gone_mid_request_replays_nothing_and_is_counted() -> None:
+    async def slow(request: Request) -> JSONResponse:
+        await request.body()
+        await asyncio.sleep(10)
+        return JSONResponse({"label": 1})
+
+    app = Starlette(routes=[Route("/predict", slow, methods=["POST"])])
+    router = make({"cand": threshold_app(0.5)}, app=app)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(ASGIClient(router).post(
+            "/predict", json={"x": 0.3}, headers={"x-user-id": "gone"}))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await drain(router)
+
+    asyncio.run(go())
+    s = stats(router)
+    assert (s.submitted, s.completed, s.dropped) == (1, 0, {"cancelled": 1})
+    router.shadows.shutdown()  # type: ignore[union-attr]

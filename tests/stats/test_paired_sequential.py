@@ -22,6 +22,7 @@ from scipy.special import betaln
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.paired_comparison import ShadowPair, compare_shadow
 from modelrouter.stats.paired_sequential import (
+    DISCORDANT_PRIOR,
     DifferenceWatch,
     DiscordantWatch,
     discordant_interval,
@@ -32,7 +33,7 @@ from modelrouter.store.shadow_stats import ShadowStats
 ALPHA = 0.05
 
 
-def ref_log_lr(b: int, c: int, p0: float, a: float = 0.5) -> float:
+def ref_log_lr(b: int, c: int, p0: float, a: float = DISCORDANT_PRIOR) -> float:
     """log of the Beta(a, a)-binomial mixture over the binomial at p0 (scipy pmfs)."""
     m = b + c
     return float(stats.betabinom.logpmf(c, m, a, a) - stats.binom.logpmf(c, m, p0))
@@ -44,8 +45,9 @@ def test_log_lr_equals_beta_binomial_over_binomial(b: int, c: int) -> None:
     for p0 in (0.5, 0.3, 0.81):
         assert discordant_log_lr(b, c, p0) == pytest.approx(ref_log_lr(b, c, p0), rel=1e-9,
                                                             abs=1e-9)
-    assert discordant_log_lr(b, c, 0.5, prior=2.0) == pytest.approx(
-        ref_log_lr(b, c, 0.5, 2.0), rel=1e-9, abs=1e-9)
+    for a in (0.5, 2.0):  # Jeffreys' and another mixture
+        assert discordant_log_lr(b, c, 0.5, prior=a) == pytest.approx(
+            ref_log_lr(b, c, 0.5, a), rel=1e-9, abs=1e-9)
     assert discordant_log_lr(0, 0) == 0.0
 
 
