@@ -70,7 +70,7 @@ def test_vectorised_fold_equals_the_loop_bit_for_bit(seed: int) -> None:
 
 def test_sequence_numbers_past_float_precision_fold_exactly() -> None:
     units, hist, hist_sum = state(2, 2)
-    big = 2**53 + 1  # not exact in a float64: the fold falls back to the loop
+    big = 2**53 + 1  # not exact in a float64: sequence numbers go to numpy as int64
     capacity = 8
     ring_seq = array("q", [big - big % capacity + s for s in range(capacity)])
     ring_row = array("q", [s % 2 for s in range(capacity)])
@@ -79,3 +79,13 @@ def test_sequence_numbers_past_float_precision_fold_exactly() -> None:
     journal.fold(ring_seq, ring_row, capacity, units, hist, hist_sum)
     assert units.lat_x[1] == 5.0 * VECTOR_MIN and units.err_x[1] == VECTOR_MIN
     assert units.lat_x[0] == 1.0 and units.lat_y[0] == 1.0
+
+
+def test_a_sequence_number_past_int64_falls_back_to_the_loop() -> None:
+    units, hist, hist_sum = state(2, 2)
+    ring_seq, ring_row = array("q", range(8)), array("q", [0, 1] * 4)
+    journal = AutoJournal(threshold=1_000)
+    journal.entries = [(3, 2.0, 0.0)] * VECTOR_MIN + [(2**64 + 3, 9.0, 1.0)]  # not in the ring
+    journal.fold(ring_seq, ring_row, 8, units, hist, hist_sum)
+    assert units.lat_x[1] == 2.0 * VECTOR_MIN and units.err_y[1] == VECTOR_MIN
+    assert units.err_x[1] == 0.0 and sum(hist) == VECTOR_MIN
