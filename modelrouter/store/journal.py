@@ -28,16 +28,12 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from typing import Any
 
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 from modelrouter.store.units import UnitTable
 
-__all__ = ["VECTOR_MIN", "AutoJournal", "fold_threshold"]
-
-
-VECTOR_MIN = 64  # batches from this size fold with numpy (below, its fixed cost dominates)
+__all__ = ["AutoJournal", "fold_threshold"]
 
 
 def fold_threshold(capacity: int) -> int:
@@ -67,95 +63,24 @@ class AutoJournal:
             return
         batch = entries[:n]
         del entries[:n]  # entries appended since the slice stay, after these
-        if n < VECTOR_MIN or not _fold_vectorised(batch, ring_seq, ring_row, capacity, units,
-                                                  hist, hist_sum):
-            _fold_loop(batch, ring_seq, ring_row, capacity, units, hist, hist_sum)
+        size = len(ring_seq)
+        lat_x, lat_y, err_x, err_y = units.lat_x, units.lat_y, units.err_x, units.err_y
+        variant = units.variant
+        for seq, latency_ms, error in batch:
+            slot = seq % capacity
+            if seq < 0 or slot >= size or ring_seq[slot] != seq:
+                continue  # evicted by a flood of newer requests: nothing to attribute to
+            row = ring_row[slot]
+            lat_x[row] += latency_ms
+            lat_y[row] += 1.0
+            if error:
+                err_x[row] += error
+            err_y[row] += 1.0
+            v = variant[row]  # the unit's variant, as in its analysis
+            hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
+            hist_sum[v] += latency_ms
         if tracker is not None:  # a decision no longer tracked is skipped by apply
             lat, err = auto
             for seq, latency_ms, error in batch:
                 tracker.apply(seq, lat, latency_ms)
                 tracker.apply(seq, err, error)
-
-
-def _fold_loop(batch: list[tuple[int, float, float]], ring_seq: array[int],
-               ring_row: array[int], capacity: int, units: UnitTable, hist: array[int],
-               hist_sum: list[float]) -> None:
-    """The fold, entry by entry (small batches; the reference the vectorised fold equals)."""
-    size = len(ring_seq)
-    lat_x, lat_y, err_x, err_y = units.lat_x, units.lat_y, units.err_x, units.err_y
-    variant = units.variant
-    for seq, latency_ms, error in batch:
-        slot = seq % capacity
-        if seq < 0 or slot >= size or ring_seq[slot] != seq:
-            continue  # evicted by a flood of newer requests: nothing to attribute to
-        row = ring_row[slot]
-        lat_x[row] += latency_ms
-        lat_y[row] += 1.0
-        if error:
-            err_x[row] += error
-        err_y[row] += 1.0
-        v = variant[row]  # the unit's variant, as in its analysis
-        hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
-        hist_sum[v] += latency_ms
-
-
-def _fold_vectorised(batch: list[tuple[int, float, float]], ring_seq: array[int],
-                     ring_row: array[int], capacity: int, units: UnitTable,
-                     hist: array[int], hist_sum: list[float]) -> bool:
-    """The fold with numpy, bit for bit :func:`_fold_loop`'s result: ``np.add.at`` adds
-    unbuffered, in the batch's order, so every sum sees the same float additions in the same
-    order. False (nothing changed) when a sequence number does not fit an int64 or not every
-    entry is three numbers. The numpy views of the ``array`` columns are released before
-    returning (an exported array cannot grow)."""
-    import numpy as np
-
-    try:
-        seq_col, lat_col, err_col = zip(*batch)  # columns first: 4x faster than the tuples
-        seqs = np.array(seq_col, dtype=np.int64)
-        latency = np.array(lat_col, dtype=np.float64)
-        error = np.array(err_col, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # the loop raises as record_auto would
-        return False
-    if seqs.shape != latency.shape or error.shape != seqs.shape:
-        return False
-    views: list[Any] = []
-    try:
-        rs, rr, lx, ly, ex, ey, var, h = views = [
-            np.frombuffer(col, dtype=dt) for col, dt in (
-                (ring_seq, np.int64), (ring_row, np.int64), (units.lat_x, np.float64),
-                (units.lat_y, np.float64), (units.err_x, np.float64),
-                (units.err_y, np.float64), (units.variant, np.int8), (hist, np.int64))]
-        slots = seqs % capacity
-        live = (seqs >= 0) & (slots < len(rs))
-        live[live] = rs[slots[live]] == seqs[live]  # evicted decisions are skipped
-        rows = rr[slots[live]]
-        latency, error = latency[live], error[live]
-        np.add.at(lx, rows, latency)
-        np.add.at(ly, rows, 1.0)
-        failed = error != 0.0  # ``if error``: NaN counts, a zero adds nothing
-        np.add.at(ex, rows[failed], error[failed])
-        np.add.at(ey, rows, 1.0)
-        v = var[rows].astype(np.int64)
-        # bisect_left's slot; a NaN latency compares false everywhere: bisect_left gives 0
-        slot = np.searchsorted(_edges(), latency, side="left")
-        slot[np.isnan(latency)] = 0
-        np.add.at(h, v * N_SLOTS + slot, 1)
-        sums = np.array(hist_sum, dtype=np.float64)
-        np.add.at(sums, v, latency)
-        hist_sum[:] = sums.tolist()
-    finally:
-        del views[:]  # release the buffers: the columns may grow again
-        rs = rr = lx = ly = ex = ey = var = h = None
-    return True
-
-
-_EDGES: list[Any] = []
-
-
-def _edges() -> Any:
-    """``EDGES_MS`` as a numpy array (built once)."""
-    if not _EDGES:
-        import numpy as np
-
-        _EDGES.append(np.asarray(EDGES_MS, dtype=np.float64))
-    return _EDGES[0]
