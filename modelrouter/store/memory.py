@@ -6,8 +6,7 @@
 - **Request level**: a request is a unit while feedback may still arrive (its own ``(x, y)``
   per metric are ring columns); changes go at once to per (variant, epoch, segment) group sums.
 - **Pending ring** (store/ring.py): slot ``seq % max_pending`` holds a decision's row and issue
-  time, so late feedback finds its unit in O(1); a decision overwritten there (or past the
-  attribution window) is refused. :meth:`expose_unit` (the A/B request path) inlines its append.
+  time: late feedback finds its unit in O(1), or is refused (overwritten, past the window).
 - **Bandit mode**: a ``DecisionTracker`` fed under the lock (the journal's automatic metrics
   when folded). **Files**: :meth:`dump` / :meth:`load`. **Covariates**: store/covariates.py.
 
@@ -224,10 +223,9 @@ class MemoryStore(BaseStore):
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request (unit level: through the
         journal, store/journal.py, the decision tracker included; request level: at once)."""
-        journal = self.journal
-        if journal is not None:
-            journal.entries.append((seq, latency_ms, error))  # no lock: see store/journal.py
-            if len(journal.entries) >= journal.threshold:
+        if self.journal is not None:  # no lock: see store/journal.py
+            self.journal.entries.append((seq, latency_ms, error))
+            if len(self.journal.entries) >= self.journal.threshold:
                 self.fold_journal()
             return
         slot = seq % self.max_pending
@@ -246,7 +244,8 @@ class MemoryStore(BaseStore):
                 self._decisions.apply(seq, self._auto[1], error)
 
     def fold_journal(self) -> None:
-        with self._lock:  # when the journal is full (record_auto, the middleware)
+        """Fold the journal under the lock (called when it is full: record_auto, middleware)."""
+        with self._lock:
             self._fold()
 
     def _fold(self) -> None:
@@ -362,6 +361,7 @@ class MemoryStore(BaseStore):
 
     def __len__(self) -> int:
         return len(self._units) if self.unit_level else self._groups.total_n()
+
     # -- state ----------------------------------------------------------------------------
     def dump(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Copies of the state as ``(header, arrays)`` (see store/state.py; no pending ring)."""
