@@ -71,6 +71,11 @@ class RoutingMiddleware:
         self.replay: ShadowReplay | None = None
         self._http_prefix = config.http_prefix + "/"
         self._signer = Signer(config.secret, config.experiment) if config.secret else None
+        # the store's journal of automatic metrics, appended to by the send wrapper directly
+        journal = experiment.store.journal
+        self._entries = None if journal is None else journal.entries
+        self._threshold = 0 if journal is None else journal.threshold
+        self._fold_journal = experiment.store.fold_journal
 
     def rotate_secret(self, secret: str) -> None:
         """Sign the tokens of responses started from now on with ``secret`` (a rotation: the
@@ -115,30 +120,47 @@ class RoutingMiddleware:
             if recording is not None:
                 receive, send = recording.receive, recording.send
         state = scope.get("state")
-        scope["state"] = {"modelrouter": decision} if state is None else {
-            **state, "modelrouter": decision}
+        if not state:  # uvicorn's per-request copy of an empty lifespan state: the common case
+            scope["state"] = {"modelrouter": decision}
+        elif type(state) is dict:
+            state = state.copy()  # never the server's dict: a request's state is its own
+            state["modelrouter"] = decision
+            scope["state"] = state
+        else:
+            scope["state"] = {**state, "modelrouter": decision}
         target = self._target_of[decision.variant]
         if not decision.counted:
             await target(scope, receive, send)
             return
 
         # The send wrapper is a plain function returning the server's awaitable (no coroutine
-        # of its own per message) and closes over only what changes per request.
+        # of its own per message) and closes over only what changes per request. With a store
+        # journal (store/journal.py) the finished request's automatic metrics are appended to
+        # it here, without a call into the store; status -1 marks them recorded.
         start = self._timer()
         status = 0
-        done = False
 
         def send_wrapper(message: Message) -> Awaitable[None]:
-            nonlocal status, done
+            nonlocal status
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
                 if self._signer is not None:  # the signed token for late feedback (tokens.py)
                     message = {**message, "headers": [*message.get("headers", ()), (
                         _TOKEN_HEADER, self._signer.sign_decision(decision))]}
-            elif kind == "http.response.body" and not message.get("more_body"):
-                done = True
-                self._finish(seq, start, 1.0 if status >= 500 else 0.0)
+            elif kind == "http.response.body" and not message.get("more_body") and status >= 0:
+                entries = self._entries
+                if entries is None:
+                    self._finish(seq, start, 1.0 if status >= 500 else 0.0)
+                else:
+                    entries.append((seq, (self._timer() - start) * 1000.0,
+                                    1.0 if status >= 500 else 0.0))
+                    if len(entries) >= self._threshold:
+                        self._fold_journal()
+                    tick = self.experiment.tick
+                    if tick is not None:
+                        tick()
+                status = -1
             return send(message)
 
         try:
@@ -148,8 +170,8 @@ class RoutingMiddleware:
                 replay.log.skip("cancelled")
             raise  # the client went away: neither a latency nor a server error to record
         except BaseException:
-            if not done:
-                done = True
+            if status >= 0:
+                status = -1
                 self._finish(seq, start, 1.0, tick=False)
             if recording is not None and replay is not None:  # served app failed: shadows run
                 replay.start(recording, decision.decision_id, failed=True)

@@ -1,15 +1,12 @@
 """The in-memory store, reference implementation of the store protocol (DESIGN.md: data model).
 
 - **Unit level** (``level="user" | "session"``): a :class:`~modelrouter.store.units.UnitTable`
-  (unit id -> row, columns per row and per metric) and each row's cached hash bucket.
-  Automatic metrics go through the journal (:mod:`modelrouter.store.journal`): appended without
-  the lock, folded in batches and before anything reads them.
+  (unit id -> row, columns per row and per metric), each row's cached hash bucket and the
+  ``journal`` of automatic metrics (store/journal.py; the middleware appends to it too).
 - **Request level**: a request is a unit while feedback may still arrive (its own ``(x, y)``
   per metric are ring columns); changes go at once to per (variant, epoch, segment) group sums.
-- **Pending ring** (:class:`~modelrouter.store.ring.PendingRing`): slot ``seq % max_pending``
-  holds a decision's row and issue time, so late feedback finds its unit in O(1); a decision
-  overwritten there (or past the attribution window) is refused. The A/B request path
-  (:meth:`expose_unit`) inlines the ring's append.
+- **Pending ring** (store/ring.py): slot ``seq % max_pending`` holds a decision's row and issue
+  time: late feedback finds its unit in O(1), or is refused (overwritten, past the window).
 - **Bandit mode**: a ``DecisionTracker`` fed under the lock (the journal's automatic metrics
   when folded). **Files**: :meth:`dump` / :meth:`load`. **Covariates**: store/covariates.py.
 
@@ -87,7 +84,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         self._decisions: DecisionTracker | None = None
         self._hist = array("q", bytes(8 * N_SLOTS * k))  # slot s of variant v: v * N_SLOTS + s
         self._hist_sum = [0.0] * k
-        self._journal = AutoJournal(fold_threshold(self.max_pending)) if self.unit_level else None
+        self.journal = AutoJournal(fold_threshold(self.max_pending)) if self.unit_level else None
 
     # -- epochs and segments --------------------------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:
@@ -228,12 +225,10 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request (unit level: through the
         journal, store/journal.py, the decision tracker included; request level: at once)."""
-        journal = self._journal
-        if journal is not None:
-            journal.entries.append((seq, latency_ms, error))  # no lock: see store/journal.py
-            if len(journal.entries) >= journal.threshold:
-                with self._lock:
-                    self._fold()
+        if self.journal is not None:  # no lock: see store/journal.py
+            self.journal.entries.append((seq, latency_ms, error))
+            if len(self.journal.entries) >= self.journal.threshold:
+                self.fold_journal()
             return
         slot = seq % self.max_pending
         with self._lock:
@@ -250,10 +245,15 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                 self._decisions.apply(seq, self._auto[0], latency_ms)
                 self._decisions.apply(seq, self._auto[1], error)
 
+    def fold_journal(self) -> None:
+        """Fold the journal under the lock (called when it is full: record_auto, middleware)."""
+        with self._lock:
+            self._fold()
+
     def _fold(self) -> None:
         """Apply the journal's entries (lock held): before anything reads what they change."""
-        if self._journal is not None:  # bandit mode: into the decision tracker too
-            self._journal.fold(self._ring_seq, self._ring_row, self.max_pending, self._units,
+        if self.journal is not None:  # bandit mode: into the decision tracker too
+            self.journal.fold(self._ring_seq, self._ring_row, self.max_pending, self._units,
                                self._hist, self._hist_sum, self._decisions, self._auto)
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from modelrouter.config import MetricSpec
     from modelrouter.store.decisions import DecisionTracker
+    from modelrouter.store.journal import AutoJournal
 
 __all__ = ["REFUSAL_REASONS", "BaseStore", "Chooser", "RemoteStore", "Store", "loss_notes",
            "metric_specs", "reward_counters"]  # REFUSAL_REASONS, loss_notes: from losses.py
@@ -103,6 +104,14 @@ class Store(Protocol):
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record the automatic metrics of a finished request."""
+
+    # The journal ``record_auto`` appends to (store/journal.py), or None: the request path may
+    # append ``(seq, latency_ms, error)`` to its ``entries`` itself and call
+    # :meth:`fold_journal` once they reach its ``threshold``, as ``record_auto`` would.
+    journal: AutoJournal | None
+
+    def fold_journal(self) -> None:
+        """Fold the journal's entries now (no-op without a journal)."""
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit (unit level only)."""
@@ -205,6 +214,7 @@ class BaseStore(abc.ABC):
     docstring); subclasses implement the abstract methods."""
 
     supports_bandit: bool = False
+    journal: AutoJournal | None = None  # no journal: automatic metrics through record_auto
     shared: bool = False  # several processes share the state (and the routing control plane)
 
     def __init__(self, variants: Sequence[str], metrics: Mapping[str, MetricSpec], *,
@@ -359,6 +369,9 @@ class BaseStore(abc.ABC):
     def take_labels(self, owner: str) -> list[tuple[str, str]]:
         """One process: nothing handed over."""
         return []
+
+    def fold_journal(self) -> None:  # noqa: B027 - an optional member: a no-op by design
+        """No journal to fold."""
 
     def start(self) -> None:  # noqa: B027 - an optional member: a no-op by design
         """Nothing to start."""

@@ -1,0 +1,122 @@
+"""Instructions per request of the router's parts, counted by valgrind: a noise-free measure.
+
+    python benchmarks/count_instructions.py [--calls 20000] [--users 10000] [--code DIR]
+
+CPU time on a shared machine moves by several microseconds from run to run (other processes,
+their cache pollution); the number of instructions a request executes does not. For each case
+this runs the in-process request loop of ``bench_middleware.py`` (direct ASGI calls on a trivial
+Starlette endpoint, a fresh per-request ``state`` dict as uvicorn gives, ``--users`` distinct
+``x-user-id`` values cycled, all known after a warm-up) under ``valgrind --tool=callgrind``
+twice, with 0 and with ``--calls`` timed requests after the same warm-up, and prints
+``(Ir(calls) - Ir(0)) / calls``: the instructions one request adds, startup excluded.
+
+Cases: ``bare`` (the app alone), ``pass`` (a pass-through pure ASGI middleware), ``ab``
+(``ModelRouter`` in A/B mode, user level), ``glue`` (the router with routing replaced by a
+constant decision: reader + middleware), ``noreader`` (also the unit id reader replaced).
+``--code DIR`` counts another modelrouter package (``git archive <commit> modelrouter | tar
+-x -C DIR``) for before/after. Needs valgrind (Debian package ``valgrind``); about a minute per
+case on 2 cores (two valgrind runs at a time).
+
+Instructions are not time: under uvicorn the same instructions run at a lower rate than in a
+hot loop (every request starts after system calls and a context switch, with colder caches
+and branch predictors). Measured on the issue-17 machine: ~10k instructions per us in this
+loop, ~4-5k per us inside the server. See README, Performance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CASES = ("bare", "pass", "ab", "glue", "noreader")
+
+
+def child(case: str, calls: int, users: int) -> None:
+    """The measured process: warm up, then ``calls`` requests (0: warm-up only)."""
+    from _harness import _receive, _send, scope
+    from bench_middleware import PassThrough, make_app
+
+    from modelrouter import ModelRouter, RouterConfig
+
+    app: Any
+    if case == "bare":
+        app = make_app()
+    elif case == "pass":
+        app = PassThrough(make_app())
+    else:
+        router = ModelRouter(make_app(), {"control": 0, "treatment": 1},
+                             RouterConfig(metrics={"click": "binary"}))
+        if case in ("glue", "noreader"):
+            fixed = router.experiment.route_checked("fixed")[0]
+            router.experiment.route_checked = (  # type: ignore[method-assign]
+                lambda unit, segment: (fixed, -1))
+        if case == "noreader":
+            router._read_unit = lambda s: "fixed"  # type: ignore[assignment,method-assign]
+        app = router
+    scopes = [scope(user=f"user-{i}") for i in range(users)]
+
+    async def go(n: int) -> None:
+        for i in range(n):
+            s = dict(scopes[i % users])
+            s["state"] = {}
+            await app(s, _receive, _send)
+
+    asyncio.run(go(users + 2_000))  # every unit known, the journal folded at least once
+    asyncio.run(go(calls))
+
+
+def count(case: str, calls: int, users: int, code: str | None) -> int:
+    """Instructions per request of ``case`` (two callgrind runs)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [*([code] if code else []), str(HERE.parent), str(HERE)])}
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for n in (0, calls):
+            out = Path(tmp) / f"cg.{n}"
+            procs.append((out, subprocess.Popen(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                 sys.executable, __file__, "--child", case, "--calls", str(n),
+                 "--users", str(users)], env=env, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)))
+        for out, proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"valgrind run of {case} failed")
+            line = next(x for x in out.read_text().splitlines() if x.startswith("totals:"))
+            totals.append(int(line.split()[1]))
+    return round((totals[1] - totals[0]) / calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--code", metavar="DIR", help="count the modelrouter package in DIR")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.calls, args.users)
+        return
+    from _harness import table
+
+    cases = [c for c in args.cases.split(",") if c]
+    counts = {c: count(c, args.calls, args.users, args.code) for c in cases}
+    bare = counts.get("bare")
+    print(f"Instructions per request (valgrind callgrind, {args.calls:,} in-process requests "
+          f"after a warm-up, {args.users:,} users{', code: ' + args.code if args.code else ''})"
+          ":\n")
+    print(table(["case", "instructions / request", "added over bare"],
+                [[c, f"{n:,}", f"{n - bare:+,}" if bare is not None and c != "bare" else ""]
+                 for c, n in counts.items()]))
+
+
+if __name__ == "__main__":
+    main()
