@@ -27,6 +27,12 @@ from modelrouter.exceptions import (
 from modelrouter.experiment import Experiment
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.seen import SeenSet
+from modelrouter.shadow_setup import (
+    arms_with_shadows,
+    persist_shadows,
+    shadow_runner,
+    share_shadows,
+)
 
 if TYPE_CHECKING:  # loaded when used: importing the router must stay cheap (no scipy)
     import numpy as np
@@ -77,7 +83,7 @@ class ModelRouter(RoutingMiddleware):
         elif not isinstance(config, RouterConfig):
             raise ConfigError(f"config ({type(config).__name__}) must be a RouterConfig or a "
                               "mapping of its fields")
-        arms = _with_shadows(variants, shadows, config)  # shadows: arms held at weight 0
+        arms = arms_with_shadows(variants, shadows, config)  # shadows: arms held at weight 0
         experiment = Experiment(arms, config, clock=clock, rng=rng, segment_dims=segment_dims,
                                 candidates=() if shadows is None else tuple(shadows))
         super().__init__(app, experiment, timer=timer)
@@ -85,7 +91,7 @@ class ModelRouter(RoutingMiddleware):
         self._shadow_sharing: ShadowSharing | None = None  # shadows across workers
         self.rollout: RolloutMonitor | None = None
         if shadows is not None:  # evaluated, never served: decision.predict feeds them
-            runner = self.shadows = _shadow_runner(shadows, config, self.experiment, timer,
+            runner = self.shadows = shadow_runner(shadows, config, self.experiment, timer,
                                                    extract_prediction)
             if runner.replay:  # ASGI-app shadows: the middleware replays the requests
                 from modelrouter.asgi.shadow_replay import ShadowReplay, shadow_apps
@@ -96,11 +102,11 @@ class ModelRouter(RoutingMiddleware):
             # at shutdown: refuse new shadow work, drop what is queued (never waits for it)
             self.lifecycle.closers.append(lambda: runner.shutdown(wait=False))
             if self.experiment.store.shared:  # then publish this worker's statistics
-                sharing = self._shadow_sharing = _shadow_sharing(runner, config,
+                sharing = self._shadow_sharing = share_shadows(runner, config,
                                                                  self.experiment)
                 self.lifecycle.closers.append(sharing.close)
             else:  # memory: the statistics go into the snapshot file (store/extras.py)
-                _persist_shadows(runner, self.experiment)
+                persist_shadows(runner, self.experiment)
         elif extract_prediction is not None:
             raise ConfigError("extract_prediction needs shadows that are ASGI apps "
                               "(ModelRouter(..., shadows={name: app}))")
@@ -352,67 +358,3 @@ class ModelRouter(RoutingMiddleware):
         if self.experiment.tick is not None:  # a label is evidence: the monitors count it
             self.experiment.tick()
         return attached
-
-
-
-def _with_shadows(variants: Mapping[str, Any], shadows: Mapping[str, Any] | None,
-                  config: RouterConfig) -> Mapping[str, Any]:
-    """The experiment's arms: the variants, then every shadow (held at weight 0 until
-    promoted, routing/promotion.py); the rollout's candidates checked against them."""
-    names = list(variants) if isinstance(variants, Mapping) else []
-    if shadows is not None and isinstance(variants, Mapping) and isinstance(shadows, Mapping):
-        clash = sorted(set(shadows) & set(variants))
-        if clash:
-            raise ConfigError(f"shadows: {clash[0]!r} is also a variant; a shadow is never "
-                              "served")
-        variants = {**variants, **shadows}
-    if isinstance(config.rollout, Rollout):
-        shadow_names = list(shadows) if isinstance(shadows, Mapping) else []
-        Rollout.parse(config.rollout.to_dict(), names, shadow_names,
-                      control=config.control or (names[0] if names else None))
-        served = [c.candidate for c in config.rollout.candidates if c.candidate not in
-                  shadow_names]
-        if served:
-            raise ConfigError(f"rollout.{served[0]}: a rollout candidate must be a shadow "
-                              f"(ModelRouter(..., shadows={{{served[0]!r}: model}})); "
-                              "served variants change through configure()")
-    return variants
-
-
-def _shadow_runner(shadows: Mapping[str, Any], config: RouterConfig, experiment: Experiment,
-                   timer: Callable[[], float],
-                   extract_prediction: Callable[[bytes], Any] | None) -> ShadowRunner:
-    """The shadow runner and its log (imported only when shadows are given)."""
-    from modelrouter.asgi.shadow_replay import shadow_apps
-    from modelrouter.routing.shadows import ShadowRunner
-    from modelrouter.store.shadows import ShadowLog
-
-    if not isinstance(shadows, Mapping) or not shadows:
-        raise ConfigError(f"shadows must map names to predictors, got {shadows!r}")
-    replay = shadow_apps(shadows, extract_prediction) is not None
-    cfg = config.shadow_config
-    log = ShadowLog(tuple(shadows), cfg.shadow_kind, max_decisions=cfg.shadow_max_decisions)
-    salt = config.salt if config.salt is not None else config.experiment
-    return ShadowRunner(shadows, cfg, salt, log, unit_level=config.level != "request",
-                        timer=timer, replay=replay)
-
-
-def _shadow_sharing(runner: ShadowRunner, config: RouterConfig, experiment: Experiment
-                    ) -> ShadowSharing:
-    """The worker's side of the shared shadow statistics, published after the store's
-    flushes (at most every second, or every flush interval if longer)."""
-    from modelrouter.routing.shadow_sharing import ShadowSharing
-
-    sharing = ShadowSharing(runner.log, experiment.store, lambda: experiment.context.prefix,
-                            publish_every=max(1.0, config.store_config.flush_seconds))
-    experiment.store.watch(sharing.sync, experiment.context.prefix)
-    return sharing
-
-
-def _persist_shadows(runner: ShadowRunner, experiment: Experiment) -> None:
-    """Save the shadows' statistics in the memory store's snapshots, restore them with it."""
-    from modelrouter.store.shadow_state import log_state, snapshot_from_state
-
-    log = runner.log
-    experiment.extras.register("shadows", lambda: log_state(log.snapshot()),
-                               lambda data: log.restore(snapshot_from_state(data)))

@@ -33,6 +33,7 @@ from modelrouter.exceptions import ConfigError
 from modelrouter.store.looks import Look
 from modelrouter.store.losses import REFUSAL_REASONS, loss_notes
 from modelrouter.store.types import EpochInfo, Snapshot
+from modelrouter.store.unshared import Unshared
 
 if TYPE_CHECKING:
     import numpy as np
@@ -209,7 +210,7 @@ class RemoteStore(Store, Protocol):
         """Global per-variant ``n``/``sum``/``sumsq`` of every recorded event of ``metric``."""
 
 
-class BaseStore(abc.ABC):
+class BaseStore(Unshared, abc.ABC):
     """Shared configuration and the optional members' defaults of every store (see the module
     docstring); subclasses implement the abstract methods."""
 
@@ -330,45 +331,6 @@ class BaseStore(abc.ABC):
                   if training is not None else "")
         return ConfigError(f"{reward}bandit mode needs a store that tracks decisions (memory "
                            f"or redis); got a {type(self).__name__}")
-
-    def publish_control(self, record: Mapping[str, Any], expected: int) -> bool:
-        """One process: always published (there is nobody to race)."""
-        return True
-
-    def read_control(self) -> dict[str, Any] | None:
-        """One process: nothing published elsewhere."""
-        return None
-
-    def watch(self, callback: Callable[[], object], owner: str) -> None:  # noqa: B027
-        """One process: nothing to watch (an optional member, a no-op by design)."""
-
-    def claim(self, key: str, ttl: float) -> bool | None:
-        """Not shared: None (the caller's local set de-duplicates)."""
-        return None
-
-    def unclaim(self, key: str) -> None:  # noqa: B027 - an optional member: a no-op by design
-        """Nothing claimed."""
-
-    def forward(self, owner: str, seq: int, metric: int, value: float, full: bool) -> None:
-        """Refused: no other process can be reached through this store."""
-        raise ConfigError("this store is not shared: feedback for another process's decision "
-                          "cannot be forwarded (use a shared store, store='redis://...')")
-
-    def publish_shadows(self, owner: str, state: str) -> None:  # noqa: B027
-        """One process: nobody to publish to (an optional member, a no-op by design)."""
-
-    def read_shadows(self) -> dict[str, str]:
-        """One process: no other process's shadows."""
-        return {}
-
-    def push_labels(self, items: Sequence[tuple[str, str, str]]) -> None:
-        """Refused: no other process can be reached through this store."""
-        raise ConfigError("this store is not shared: a label for another process's decision "
-                          "cannot be forwarded (use a shared store, store='redis://...')")
-
-    def take_labels(self, owner: str) -> list[tuple[str, str]]:
-        """One process: nothing handed over."""
-        return []
 
     def fold_journal(self) -> None:  # noqa: B027 - an optional member: a no-op by design
         """No journal to fold."""
