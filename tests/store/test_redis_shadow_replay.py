@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from modelrouter import ModelRouter, RouterConfig
 from modelrouter.testing import ASGIClient
 from tests.store.conftest import RedisServer
+from tests.store.test_redis_shadows import _settle as settle
 
 
 async def served(request: Request) -> JSONResponse:
@@ -56,22 +55,6 @@ def worker(url: str, variants: list[str], **cfg: Any) -> ModelRouter:
                        extract_prediction=label)
 
 
-def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond() and time.monotonic() < end:
-        time.sleep(0.01)
-    assert cond()
-
-
-def settle(routers: list[ModelRouter]) -> None:
-    """What the flushers do: flush, then the watchers (labels handed over, states published)."""
-    for _ in range(2):
-        for r in routers:
-            assert r.shadows is not None
-            _wait(lambda r=r: r.shadows.pending == 0)  # type: ignore[union-attr]
-            r.experiment.flush()
-            r.experiment.store.poll()  # type: ignore[attr-defined]
-            r._shadow_sharing.sync(force=True)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("variants", "mode"), [(["control", "treatment"], "ab"),

@@ -129,18 +129,28 @@ class SharedControl:
         with self._guard("the feedback claim release"):
             self._client.delete(self._prefix + "seen:" + key)
 
-    def take_inbox(self, owner: str) -> list[tuple[int, int, float, bool]]:
-        """Pop the values forwarded to ``owner`` (decoded; malformed entries are skipped)."""
-        key = self._prefix + "inbox:" + owner
-        with self._guard("the inbox read"):
+    def _pop(self, key: str, doing: str) -> list[Any]:
+        """Pop up to INBOX_BATCH entries of the list ``key`` at once, each JSON-decoded
+        (malformed ones are skipped)."""
+        with self._guard(doing):
             pipe = self._client.pipeline(transaction=True)
-            pipe.lrange(key, 0, INBOX_BATCH - 1)
-            pipe.ltrim(key, INBOX_BATCH, -1)
+            pipe.lrange(self._prefix + key, 0, INBOX_BATCH - 1)
+            pipe.ltrim(self._prefix + key, INBOX_BATCH, -1)
             raw, _ = pipe.execute()
         out = []
         for item in raw:
             try:
-                seq, metric, value, full = json.loads(text(item))
+                out.append(json.loads(text(item)))
+            except ValueError:
+                continue
+        return out
+
+    def take_inbox(self, owner: str) -> list[tuple[int, int, float, bool]]:
+        """Pop the values forwarded to ``owner`` (decoded; malformed entries are skipped)."""
+        out = []
+        for item in self._pop("inbox:" + owner, "the inbox read"):
+            try:
+                seq, metric, value, full = item
                 out.append((int(seq), int(metric), float(value), bool(full)))
             except (ValueError, TypeError):
                 continue
@@ -172,18 +182,9 @@ class SharedControl:
 
     def take_labels(self, owner: str) -> list[tuple[str, str]]:
         """Pop the labels handed to ``owner`` (malformed entries are skipped)."""
-        key = self._prefix + "labels:" + owner
-        with self._guard("the label read"):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.lrange(key, 0, INBOX_BATCH - 1)
-            pipe.ltrim(key, INBOX_BATCH, -1)
-            raw, _ = pipe.execute()
         out = []
-        for item in raw:
-            try:
-                decision_id, label = json.loads(text(item))
-            except (ValueError, TypeError):
-                continue
-            if isinstance(decision_id, str) and isinstance(label, str):
-                out.append((decision_id, label))
+        for item in self._pop("labels:" + owner, "the label read"):
+            if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], str)):
+                out.append((item[0], item[1]))
         return out
