@@ -19,6 +19,7 @@ modules of this package imported each other in one cycle. Now:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -142,16 +143,17 @@ class AnalysisData:
             raise AnalysisError(f"variant ({variant!r}) is not one of "
                                 f"{list(self.variants)!r}") from None
 
-    @property
+    @functools.cached_property
     def treatments(self) -> tuple[str, ...]:
         """The non-control variants ever served: a shadow candidate held at weight 0 in every
         epoch that no request reached (routing/promotion.py) is no treatment yet, so no
-        verdict, comparison, guardrail or Bonferroni share is made for it."""
+        verdict, comparison, guardrail or Bonferroni share is made for it. Computed once per
+        snapshot (the units' scan is the last resort: 2 ms at 1M units)."""
         snap = self.snapshot
         served = np.asarray(snap.requests, dtype=np.int64) > 0
         for e in snap.epochs:
             served |= np.asarray(e.weights, dtype=np.float64)[:served.size] > 0
-        if snap.units is not None:
+        if snap.units is not None and not served.all():
             served |= np.bincount(snap.units.variant, minlength=served.size)[:served.size] > 0
         return tuple(v for i, v in enumerate(self.variants)
                      if v != self.control and (i >= served.size or served[i]))
