@@ -23,6 +23,7 @@ from modelrouter import ModelRouter, RouterConfig
 from modelrouter.asgi.middleware import ASGIVariant
 from modelrouter.exceptions import ConfigError
 from modelrouter.testing import ASGIClient
+from tests.asgi.test_shadow import drain
 
 
 def threshold_app(cut: float, *, sleep: float = 0.0, fail: bool = False,
@@ -61,14 +62,6 @@ def make(shadows: dict[str, Any] | None, extract: Any = label, app: Any = SERVED
     config = RouterConfig(salt="replay", paths=["/predict"], **cfg)
     return ModelRouter(app, VARIANTS, config, shadows=shadows,
                        extract_prediction=extract if shadows else None)
-
-
-async def drain(router: ModelRouter, timeout: float = 5.0) -> None:
-    assert router.shadows is not None
-    end = time.monotonic() + timeout
-    while router.shadows.pending and time.monotonic() < end:
-        await asyncio.sleep(0.005)
-    assert router.shadows.pending == 0
 
 
 def stats(router: ModelRouter, name: str = "cand") -> Any:

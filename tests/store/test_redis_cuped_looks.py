@@ -14,11 +14,10 @@ import math
 
 import numpy as np
 import pytest
-import statsmodels.api as sm
-from scipy import stats
 
 from modelrouter import Experiment, RouterConfig
 from modelrouter.analysis import Analysis
+from tests.analysis.test_cuped_sequential import _reference
 from tests.store.conftest import RedisServer
 
 redis = pytest.importorskip("redis")
@@ -30,15 +29,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-def _reference(codes: list[int], ys: list[float], xs: list[float]) -> tuple[float, float]:
-    t, y, x = np.array(codes), np.array(ys), np.array(xs)
-    theta = float(sm.OLS(y, sm.add_constant(x)).fit().params[1])
-    adj = y - theta * (x - x.mean())
-    w = stats.ttest_ind(adj[t == 1], adj[t == 0], equal_var=False)
-    diff = float(adj[t == 1].mean() - adj[t == 0].mean())
-    return diff, diff / float(w.statistic)
 
 
 def test_adjusted_look_shared_between_workers(redis_server: RedisServer) -> None:
