@@ -21,15 +21,28 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
   merges every worker's (they are additive). A stopped worker's entry stays: its pairs count.
 - ``mr:{exp}:labels:<decision-id prefix>``: ground-truth labels for another worker's shadowed
   decisions (``record_label``), popped by that worker after its flushes; lives a week.
+- ``mr:{exp}:taken:<list>:<pop id>``: the receipt of one pop of an inbox or label list.
+
+A pop (:data:`POP_LUA`) is idempotent, as the statistics batches are: it moves what it takes
+into a receipt keyed by a pop id in the same atomic script, and a pop whose reply never
+arrived (Redis killed after running it: with ``appendfsync always`` it answers only once the
+write is on disk, so the pop is replayed from the AOF on restart) is retried with the same id,
+which returns the receipt instead of popping again. A receipt is deleted by the next pop of
+the same list once its reply arrived (at most a day later: its TTL). Before this, such a pop
+took the values out of Redis and handed them to nobody, silently.
 
 Reads and writes here are control-plane or feedback calls, never on the request path.
 
-Thread safety: redis-py clients are thread-safe; this class keeps no mutable state.
+Thread safety: redis-py clients are thread-safe; the pop ids in flight are kept under a lock
+held for dict operations only (never across a network call), and one pop id is never used by
+two calls at once.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +52,7 @@ from modelrouter.store.redis.layout import Layout, text
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["CONTROL_LUA", "SharedControl"]
+__all__ = ["CONTROL_LUA", "POP_LUA", "SharedControl"]
 
 # KEYS[1] = control hash, KEYS[2] = epochs hash; ARGV[1] = expected epoch, ARGV[2] = new epoch,
 # ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash
@@ -51,7 +64,25 @@ redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
 return 1
 """
 
+# KEYS[1] = the list, KEYS[2] = this pop's receipt, KEYS[3..] = receipts of earlier pops whose
+# replies arrived (deleted); ARGV[1] = most entries taken, ARGV[2] = receipt TTL in seconds.
+# A receipt that exists is a retry of a pop that ran: its entries are returned again. (RPUSH
+# in chunks: unpack has a limit of ~8,000 values in Redis's Lua.)
+POP_LUA = """
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.call('LRANGE', KEYS[2], 0, -1) end
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items == 0 then return items end
+redis.call('LTRIM', KEYS[1], #items, -1)
+for i = 1, #items, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return items
+"""
+
 INBOX_BATCH = 10_000  # values popped per call
+RECEIPT_TTL_SECONDS = 86_400  # a pop retried later than this pops afresh
 LABEL_TTL_SECONDS = 7 * 24 * 3600  # a label list not read for a week is dropped with its owner
 
 
@@ -64,6 +95,10 @@ class SharedControl:
         self._layout = layout
         self._guard = guard  # a context manager factory: redis errors -> StoreError
         self._cas = client.register_script(CONTROL_LUA)
+        self._pop_script = client.register_script(POP_LUA)
+        self._pops_lock = threading.Lock()
+        self._unanswered: dict[str, list[str]] = {}  # list key -> pop ids to retry
+        self._answered: dict[str, list[str]] = {}  # list key -> receipts to delete
 
     def publish(self, record: Mapping[str, Any], expected: int) -> bool:
         """Install ``record`` (its ``epoch`` must be after ``expected``) unless the stored
@@ -131,12 +166,27 @@ class SharedControl:
 
     def _pop(self, key: str, doing: str) -> list[Any]:
         """Pop up to INBOX_BATCH entries of the list ``key`` at once, each JSON-decoded
-        (malformed ones are skipped)."""
-        with self._guard(doing):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.lrange(self._prefix + key, 0, INBOX_BATCH - 1)
-            pipe.ltrim(self._prefix + key, INBOX_BATCH, -1)
-            raw, _ = pipe.execute()
+        (malformed ones are skipped); idempotent (:data:`POP_LUA`): a pop whose reply was lost
+        is retried first, by its id, and returns what it took."""
+        with self._pops_lock:
+            retry = self._unanswered.get(key)
+            pop_id = retry.pop() if retry else os.urandom(8).hex()
+            done = self._answered.pop(key, [])
+        receipt = f"{self._prefix}taken:{key}:"
+        try:
+            with self._guard(doing):
+                raw = self._pop_script(keys=[self._prefix + key, receipt + pop_id,
+                                             *(receipt + d for d in done)],
+                                       args=[INBOX_BATCH, RECEIPT_TTL_SECONDS],
+                                       client=self._client)
+        except BaseException:
+            with self._pops_lock:  # ran or not: the retry with this id tells
+                self._unanswered.setdefault(key, []).append(pop_id)
+                self._answered.setdefault(key, []).extend(done)
+            raise
+        if raw:
+            with self._pops_lock:
+                self._answered.setdefault(key, []).append(pop_id)
         out = []
         for item in raw:
             try:
