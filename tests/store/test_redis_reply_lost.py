@@ -253,3 +253,30 @@ def test_a_batch_whose_reply_is_lost_is_applied_once(
     assert sum(int(v) for v in r.hgetall(P + "requests").values()) == 30
     assert sum(float(v) for v in r.hgetall(P + "y:click").values()) == 10
     a.close()
+
+
+@pytest.mark.parametrize("retry_at", ["same", "other"])
+def test_a_claim_whose_reply_is_lost_does_not_turn_the_retry_into_a_duplicate(
+        persistent_redis_server: RedisServer, cut: CuttingProxy, retry_at: str) -> None:
+    """Bandit, 3 arms, 2 workers, user level: the feedback claim (SET NX) ran, its reply was
+    cut, so the click was refused (StoreError: 503 over HTTP) and not recorded. The client's
+    retry of the same token (to the same worker, or to another one once the first has polled)
+    is recorded, once; a replay after it is a duplicate."""
+    server = persistent_redis_server
+    kw = {"reward": "click", "mode": "bandit", "refresh_every": 10**9, "refresh_seconds": None}
+    a, b = worker(cut.url, **kw), worker(server.url, **kw)
+    d = b.assign("alice")
+    token = Signer(SECRET, "cut").sign_decision(d).decode()
+    fa, fb = TokenFeedback(a, SECRET), TokenFeedback(b, SECRET)
+    lost_reply(server, cut, b"seen:", lambda: fa.submit(token, "click", 1))
+    if retry_at == "other":
+        settle([a])  # A's flusher after Redis is back: it releases its doubtful claim
+    first, second = (fa, fb) if retry_at == "same" else (fb, fa)
+    assert first.submit(token, "click", 1) is True
+    assert second.submit(token, "click", 1) is False
+    assert first.submit(token, "click", 1) is False
+    settle([a, b])
+    t = training(server.url)
+    assert sum(v for k, v in t.items() if k.startswith("successes:")) == 1
+    for e in (a, b):
+        e.close()

@@ -12,7 +12,10 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
   with the statistics, batch.py). Every worker computes weights from these global counters.
 - ``mr:{exp}:seen:<decision id>|<metric>``: a feedback token's (decision, metric) was counted;
   ``SET NX PX`` with the attribution window as time to live, so a replay to any worker is
-  refused once.
+  refused once. The value is a random id of the claim: a claim whose reply was lost (Redis
+  killed after running it) refused its feedback, so it is doubtful, and released (deleted if
+  it still holds that id, :data:`RELEASE_LUA`) before this worker's next claim and after each
+  flush, so the client's retry is recorded instead of being taken for a duplicate.
 - ``mr:{exp}:inbox:<decision-id prefix>``: values for a decision that another worker issued
   (its pending ring is there): pushed in the sender's batch, popped by the owner after its
   flushes and applied to its decision tracker. The list lives one attribution window.
@@ -33,9 +36,9 @@ took the values out of Redis and handed them to nobody, silently.
 
 Reads and writes here are control-plane or feedback calls, never on the request path.
 
-Thread safety: redis-py clients are thread-safe; the pop ids in flight are kept under a lock
-held for dict operations only (never across a network call), and one pop id is never used by
-two calls at once.
+Thread safety: redis-py clients are thread-safe; the pop ids in flight and the doubtful claims
+are kept under a lock held for list and dict operations only (never across a network call),
+and one pop id is never used by two calls at once.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from modelrouter.store.redis.layout import Layout, text
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["CONTROL_LUA", "POP_LUA", "SharedControl"]
+__all__ = ["CONTROL_LUA", "POP_LUA", "RELEASE_LUA", "SharedControl"]
 
 # KEYS[1] = control hash, KEYS[2] = epochs hash; ARGV[1] = expected epoch, ARGV[2] = new epoch,
 # ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash
@@ -81,6 +84,18 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return items
 """
 
+# KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
+RELEASE_LUA = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
 INBOX_BATCH = 10_000  # values popped per call
 RECEIPT_TTL_SECONDS = 86_400  # a pop retried later than this pops afresh
 LABEL_TTL_SECONDS = 7 * 24 * 3600  # a label list not read for a week is dropped with its owner
@@ -96,9 +111,11 @@ class SharedControl:
         self._guard = guard  # a context manager factory: redis errors -> StoreError
         self._cas = client.register_script(CONTROL_LUA)
         self._pop_script = client.register_script(POP_LUA)
-        self._pops_lock = threading.Lock()
+        self._ids_lock = threading.Lock()
         self._unanswered: dict[str, list[str]] = {}  # list key -> pop ids to retry
         self._answered: dict[str, list[str]] = {}  # list key -> receipts to delete
+        self._release = client.register_script(RELEASE_LUA)
+        self._doubtful: list[tuple[str, str]] = []  # claims whose replies were lost: key, id
 
     def publish(self, record: Mapping[str, Any], expected: int) -> bool:
         """Install ``record`` (its ``epoch`` must be after ``expected``) unless the stored
@@ -154,10 +171,37 @@ class SharedControl:
         return {n: a if n == "sum" else np.maximum(a, 0.0) for n, a in out.items()}
 
     def claim(self, key: str, ttl: float) -> bool:
-        """``SET NX PX``: True if this call claimed ``key`` first."""
-        with self._guard("the feedback claim"):
-            return bool(self._client.set(self._prefix + "seen:" + key, "1", nx=True,
-                                         px=max(1, int(ttl * 1000))))
+        """``SET NX PX``: True if this call claimed ``key`` first. If the reply is lost the
+        claim may have run: StoreError (the caller refuses the feedback) and the claim is
+        released later (:meth:`release_doubtful`)."""
+        if self._doubtful:
+            self.release_doubtful()
+        claim_id = os.urandom(8).hex()
+        try:
+            with self._guard("the feedback claim"):
+                return bool(self._client.set(self._prefix + "seen:" + key, claim_id, nx=True,
+                                             px=max(1, int(ttl * 1000))))
+        except BaseException:
+            with self._ids_lock:
+                self._doubtful.append((key, claim_id))
+            raise
+
+    def release_doubtful(self) -> int:
+        """Delete the claims whose replies were lost, each only if it still holds its id (a
+        claim by another call stays); how many were there. StoreError if Redis cannot be
+        reached (they stay doubtful, for the next try)."""
+        with self._ids_lock:
+            doubtful, self._doubtful = self._doubtful, []
+        if not doubtful:
+            return 0
+        try:
+            with self._guard("the release of unanswered feedback claims"):
+                return int(self._release(keys=[self._prefix + "seen:" + k for k, _ in doubtful],
+                                         args=[i for _, i in doubtful], client=self._client))
+        except BaseException:
+            with self._ids_lock:
+                self._doubtful[:0] = doubtful
+            raise
 
     def unclaim(self, key: str) -> None:
         """Drop a claim whose feedback could not be recorded."""
@@ -168,7 +212,7 @@ class SharedControl:
         """Pop up to INBOX_BATCH entries of the list ``key`` at once, each JSON-decoded
         (malformed ones are skipped); idempotent (:data:`POP_LUA`): a pop whose reply was lost
         is retried first, by its id, and returns what it took."""
-        with self._pops_lock:
+        with self._ids_lock:
             retry = self._unanswered.get(key)
             pop_id = retry.pop() if retry else os.urandom(8).hex()
             done = self._answered.pop(key, [])
@@ -180,12 +224,12 @@ class SharedControl:
                                        args=[INBOX_BATCH, RECEIPT_TTL_SECONDS],
                                        client=self._client)
         except BaseException:
-            with self._pops_lock:  # ran or not: the retry with this id tells
+            with self._ids_lock:  # ran or not: the retry with this id tells
                 self._unanswered.setdefault(key, []).append(pop_id)
                 self._answered.setdefault(key, []).extend(done)
             raise
         if raw:
-            with self._pops_lock:
+            with self._ids_lock:
                 self._answered.setdefault(key, []).append(pop_id)
         out = []
         for item in raw:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelrouter.exceptions import UnknownDecisionError
+from modelrouter.exceptions import StoreError, UnknownDecisionError
 from modelrouter.store.redis.control import SharedControl
 from modelrouter.store.redis.flusher import Flusher
 from modelrouter.store.redis.tracking import DecisionSync, Forward
@@ -92,8 +92,13 @@ class SharedMembers:
         return self.control.take_labels(owner)
 
     def poll(self) -> None:
-        """Apply the values forwarded to this worker, then run the watchers (errors logged);
-        the flusher calls it after each flush (tests call it to be deterministic)."""
+        """Release the feedback claims whose replies were lost (control.py), apply the values
+        forwarded to this worker, then run the watchers (errors logged); the flusher calls it
+        after each flush (tests call it to be deterministic)."""
+        try:
+            self.control.release_doubtful()
+        except StoreError as exc:  # kept for the next poll; the inbox is independent
+            log.warning("modelrouter: unanswered feedback claims not released yet: %s", exc)
         owner = self._owner
         if owner is not None:
             for seq, metric, value, full in self.control.take_inbox(owner):
