@@ -280,3 +280,60 @@ def test_a_claim_whose_reply_is_lost_does_not_turn_the_retry_into_a_duplicate(
     assert sum(v for k, v in t.items() if k.startswith("successes:")) == 1
     for e in (a, b):
         e.close()
+
+
+def test_a_lost_reply_of_a_full_pop_returns_all_of_it_then_the_rest(
+        persistent_redis_server: RedisServer, cut: CuttingProxy) -> None:
+    """10,500 labels: the first pop takes the most one pop takes (10,000, its receipt pushed in
+    chunks: Lua's unpack stops near 8,000 values) and its reply is cut; the retry returns those
+    10,000 in order, the next pop the other 500."""
+    from modelrouter.store.redis.control import INBOX_BATCH
+
+    server = persistent_redis_server
+    a, b = worker(cut.url), worker(server.url)
+    owner = a._prefix
+    items = [(owner, f"{owner}{i:x}", str(i)) for i in range(INBOX_BATCH + 500)]
+    b.store.push_labels(items)
+    lost_reply(server, cut, b"labels:" + owner.encode(), lambda: a.store.take_labels(owner))
+    assert a.store.take_labels(owner) == [(d, y) for _o, d, y in items[:INBOX_BATCH]]
+    assert a.store.take_labels(owner) == [(d, y) for _o, d, y in items[INBOX_BATCH:]]
+    assert a.store.take_labels(owner) == []
+    for e in (a, b):
+        e.close()
+
+
+def test_pops_from_racing_threads_hand_each_label_over_once(
+        redis_server: RedisServer) -> None:
+    """4 threads take the labels of one worker while another pushes 2,000 in 40 batches: each
+    label is taken exactly once (one pop id is never shared by two calls) and no receipt is
+    left once the pops are answered."""
+    a, b = worker(redis_server.url), worker(redis_server.url)
+    owner = a._prefix
+    items = [(owner, f"{owner}{i:x}", str(i)) for i in range(2000)]
+    taken: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def take() -> None:
+        while True:
+            finished = done.is_set()
+            got = a.store.take_labels(owner)
+            with lock:
+                taken.extend(got)
+            if finished and not got:
+                return
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for k in range(0, len(items), 50):
+        b.store.push_labels(items[k:k + 50])
+    done.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(taken) == sorted((d, y) for _o, d, y in items)
+    a.store.take_labels(owner)  # deletes the receipts of the answered pops
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    assert r.keys(P + "taken:*") == []
+    for e in (a, b):
+        e.close()
