@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import StoreError
+from modelrouter.store.redis.buffer import MAX_SQUARABLE
 from modelrouter.store.redis.layout import Layout, text
 
 if TYPE_CHECKING:
@@ -116,6 +117,8 @@ class SharedControl:
         self._answered: dict[str, list[str]] = {}  # list key -> receipts to delete
         self._release = client.register_script(RELEASE_LUA)
         self._doubtful: list[tuple[str, str]] = []  # claims whose replies were lost: key, id
+        # entries popped and skipped: malformed, or out of range (another client wrote them)
+        self.refused = {"inbox": 0, "labels": 0}
 
     def publish(self, record: Mapping[str, Any], expected: int) -> bool:
         """Install ``record`` (its ``epoch`` must be after ``expected``) unless the stored
@@ -208,10 +211,16 @@ class SharedControl:
         with self._guard("the feedback claim release"):
             self._client.delete(self._prefix + "seen:" + key)
 
-    def _pop(self, key: str, doing: str) -> list[Any]:
+    def refuse(self, kind: str, n: int = 1) -> None:
+        """Count ``n`` popped entries of ``kind`` (``inbox``, ``labels``) that were skipped."""
+        with self._ids_lock:
+            self.refused[kind] += n
+
+    def _pop(self, key: str, doing: str, kind: str) -> list[Any]:
         """Pop up to INBOX_BATCH entries of the list ``key`` at once, each JSON-decoded
-        (malformed ones are skipped); idempotent (:data:`POP_LUA`): a pop whose reply was lost
-        is retried first, by its id, and returns what it took."""
+        (malformed ones are skipped and counted as refused ``kind``); idempotent
+        (:data:`POP_LUA`): a pop whose reply was lost is retried first, by its id, and returns
+        what it took."""
         with self._ids_lock:
             retry = self._unanswered.get(key)
             pop_id = retry.pop() if retry else os.urandom(8).hex()
@@ -235,19 +244,27 @@ class SharedControl:
         for item in raw:
             try:
                 out.append(json.loads(text(item)))
-            except ValueError:
-                continue
+            except (ValueError, RecursionError):  # UnicodeDecodeError too
+                self.refuse(kind)
         return out
 
     def take_inbox(self, owner: str) -> list[tuple[int, int, float, bool]]:
-        """Pop the values forwarded to ``owner`` (decoded; malformed entries are skipped)."""
+        """Pop the values forwarded to ``owner``: ``(decision number, metric index, value,
+        full record)``. Entries no worker writes (malformed; a negative number, a metric
+        index this experiment lacks, a value the store cannot buffer: NaN, beyond
+        ``MAX_SQUARABLE``) are skipped and counted (``refused["inbox"]``), never applied."""
         out = []
-        for item in self._pop("inbox:" + owner, "the inbox read"):
-            try:
+        n_metrics = len(self._layout.metrics)
+        for item in self._pop("inbox:" + owner, "the inbox read", "inbox"):
+            if isinstance(item, list) and len(item) == 4:
                 seq, metric, value, full = item
-                out.append((int(seq), int(metric), float(value), bool(full)))
-            except (ValueError, TypeError):
-                continue
+                if (type(seq) is int and seq >= 0 and type(metric) is int
+                        and 0 <= metric < n_metrics and type(full) is bool
+                        and type(value) in (int, float)
+                        and -MAX_SQUARABLE <= value <= MAX_SQUARABLE):
+                    out.append((seq, metric, float(value), full))
+                    continue
+            self.refuse("inbox")
         return out
 
     # -- shadows (routing/shadow_sharing.py) -----------------------------------------------
@@ -275,10 +292,13 @@ class SharedControl:
             pipe.execute()
 
     def take_labels(self, owner: str) -> list[tuple[str, str]]:
-        """Pop the labels handed to ``owner`` (malformed entries are skipped)."""
+        """Pop the labels handed to ``owner`` (malformed entries are skipped and counted:
+        ``refused["labels"]``)."""
         out = []
-        for item in self._pop("labels:" + owner, "the label read"):
+        for item in self._pop("labels:" + owner, "the label read", "labels"):
             if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
                     and isinstance(item[1], str)):
                 out.append((item[0], item[1]))
+            else:
+                self.refuse("labels")
         return out

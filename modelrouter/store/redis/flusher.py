@@ -5,7 +5,9 @@ store wakes it), it checks the experiment's meta key once per connection, asks t
 new batches (``drain``) when the queue is empty, and sends them in order as calls of the batch
 script (batch.py), each atomic and idempotent. After a successful flush it calls ``after``
 (the store applies forwarded feedback and runs its watchers: the routing control plane).
-Failures keep the queue for a retry with exponential backoff up to ``max_backoff``.
+Failures keep the queue for a retry with exponential backoff up to ``max_backoff``; an
+unexpected exception (a bug) is logged with its traceback and retried the same way (it used
+to end the thread, and with it every later flush of the worker).
 
 Thread safety: ``lock`` (the store's ``_flush_lock``) guards the queue, the meta check and the
 thread; it is held while talking to Redis and never together with the store's hot-path lock
@@ -91,10 +93,15 @@ class Flusher:
                 self.flush()
                 self._after()
                 backoff = 0.05
-            except StoreError as exc:
+            except Exception as exc:  # a bug must not stop every later flush
                 self.last_error = str(exc)
                 self.failed_flushes += 1
-                log.warning("modelrouter: Redis flush failed (retry in %.2fs): %s", backoff, exc)
+                if isinstance(exc, StoreError):
+                    log.warning("modelrouter: Redis flush failed (retry in %.2fs): %s", backoff,
+                                exc)
+                else:
+                    log.exception("modelrouter: Redis flush or poll failed unexpectedly (retry "
+                                  "in %.2fs)", backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2.0, self.max_backoff)
 

@@ -93,8 +93,9 @@ class SharedMembers:
 
     def poll(self) -> None:
         """Release the feedback claims whose replies were lost (control.py), apply the values
-        forwarded to this worker, then run the watchers (errors logged); the flusher calls it
-        after each flush (tests call it to be deterministic)."""
+        forwarded to this worker (one it cannot apply is counted, never raised: it would stop
+        the poll), then run the watchers (errors logged); the flusher calls it after each flush
+        (tests call it to be deterministic)."""
         try:
             self.control.release_doubtful()
         except StoreError as exc:  # kept for the next poll; the inbox is independent
@@ -111,6 +112,10 @@ class SharedMembers:
                             self._sync.tracker.apply(seq, metric, value)
                 except UnknownDecisionError:
                     self.forwarded[2] += 1  # evicted from the pending ring meanwhile
+                except (ValueError, TypeError, IndexError, OverflowError) as exc:
+                    self.control.refuse("inbox")  # take_inbox checked it: not expected
+                    log.error("modelrouter: a value forwarded to this worker was refused "
+                              "(%s); counted in forwarded_refused", exc)
         for callback in list(self._watchers):
             try:
                 callback()

@@ -350,8 +350,9 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
         return {"buffered": buf.size, **self._flusher.stats(),
                 "dropped_exposures": self._dropped[0] + buf.dropped[0],
                 "dropped_values": self._dropped[1] + buf.dropped[1],
-                "forwarded": self.forwarded[0],
-                "forwarded_in": self.forwarded[1], "forwarded_lost": self.forwarded[2]}
+                "forwarded": self.forwarded[0], "forwarded_in": self.forwarded[1],
+                "forwarded_lost": self.forwarded[2], "forwarded_refused": self.control.refused[
+                    "inbox"], "labels_refused": self.control.refused["labels"]}
 
     @contextlib.contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
