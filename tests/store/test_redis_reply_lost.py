@@ -337,3 +337,27 @@ def test_pops_from_racing_threads_hand_each_label_over_once(
     assert r.keys(P + "taken:*") == []
     for e in (a, b):
         e.close()
+
+
+def test_a_doubtful_claim_overwritten_by_another_client_does_not_block_later_claims(
+        persistent_redis_server: RedisServer, cut: CuttingProxy) -> None:
+    """The claim's reply is cut, then another client turns its key into a hash: the release
+    leaves that key alone, and A's later claims (other tokens) are recorded."""
+    server = persistent_redis_server
+    a, b = worker(cut.url), worker(server.url)
+    signer = Signer(SECRET, "cut")
+    d1, d2 = b.assign("alice"), b.assign("bob")
+    fa = TokenFeedback(a, SECRET)
+    lost_reply(server, cut, b"seen:", lambda: fa.submit(signer.sign_decision(d1).decode(),
+                                                         "click", 1))
+    r = redis.Redis.from_url(server.url, decode_responses=True)
+    (seen,) = r.keys(P + "seen:*")
+    r.delete(seen)
+    r.hset(seen, "x", "1")
+    assert fa.submit(signer.sign_decision(d2).decode(), "click", 1) is True
+    settle([a, b])
+    assert r.type(seen) == "hash"
+    snap = Analysis.from_experiment(b).snapshot
+    assert snap.units is not None and snap.units.y["click"].sum() == 1.0
+    for e in (a, b):
+        e.close()

@@ -43,6 +43,7 @@ and one pop id is never used by two calls at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -89,7 +90,7 @@ return items
 RELEASE_LUA = """
 local n = 0
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i] then
+  if redis.call('TYPE', KEYS[i])['ok'] == 'string' and redis.call('GET', KEYS[i]) == ARGV[i] then
     redis.call('DEL', KEYS[i])
     n = n + 1
   end
@@ -178,7 +179,8 @@ class SharedControl:
         claim may have run: StoreError (the caller refuses the feedback) and the claim is
         released later (:meth:`release_doubtful`)."""
         if self._doubtful:
-            self.release_doubtful()
+            with contextlib.suppress(StoreError):  # kept; Redis away: the claim fails too
+                self.release_doubtful()
         claim_id = os.urandom(8).hex()
         try:
             with self._guard("the feedback claim"):
