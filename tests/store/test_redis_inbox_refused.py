@@ -99,3 +99,45 @@ def test_the_flusher_survives_an_unexpected_exception_and_keeps_flushing(
     assert calls["n"] >= 3 and a.store.stats()["failed_flushes"] >= 2
     assert sum(int(v) for v in r.hgetall(P + "requests").values()) == 2
     a.close()
+
+
+def test_an_inbox_key_of_another_type_does_not_stop_the_routing_sync(
+        redis_server: RedisServer) -> None:
+    """Another client made A's inbox a string: A's poll logs that it cannot read it and still
+    runs the routing watchers (B's pause reaches A); once the key is a list again, the values
+    flow."""
+    a, b = bandit(redis_server.url), bandit(redis_server.url)
+    d = a.assign("alice")
+    r = redis.Redis.from_url(redis_server.url)
+    inbox = P + "inbox:" + a._prefix
+    r.set(inbox, "not a list")
+    b.pause_arm("c")
+    a.store.poll()
+    assert a.state.allocation.weights["c"] == 0.0
+    assert TokenFeedback(b, SECRET).submit(Signer(SECRET, "cut").sign_decision(d).decode(),
+                                           "click", 1)
+    r.delete(inbox)
+    settle([a, b])
+    assert a.store.stats()["forwarded_in"] == 1
+    t = training(redis_server.url)
+    assert sum(v for k, v in t.items() if k.startswith("successes:")) == 1
+    for e in (a, b):
+        e.close()
+
+
+def test_a_receipt_overwritten_by_another_client_does_not_block_the_pops(
+        redis_server: RedisServer) -> None:
+    """A pop's reply was lost (simulated: its id kept for the retry) and another client turned
+    its receipt into a string: the retry deletes it and pops afresh."""
+    a, b = worker(redis_server.url), worker(redis_server.url)
+    owner = a._prefix
+    control = a.store.control
+    control._unanswered["labels:" + owner] = ["feedc0de"]
+    r = redis.Redis.from_url(redis_server.url)
+    r.set(P + "taken:labels:" + owner + ":feedc0de", "hostile")
+    b.store.push_labels([(owner, owner + "0", "1")])
+    assert a.store.take_labels(owner) == [(owner + "0", "1")]
+    assert a.store.take_labels(owner) == []
+    assert r.keys(P + "taken:*") == []
+    for e in (a, b):
+        e.close()

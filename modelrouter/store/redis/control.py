@@ -71,11 +71,14 @@ return 1
 
 # KEYS[1] = the list, KEYS[2] = this pop's receipt, KEYS[3..] = receipts of earlier pops whose
 # replies arrived (deleted); ARGV[1] = most entries taken, ARGV[2] = receipt TTL in seconds.
-# A receipt that exists is a retry of a pop that ran: its entries are returned again. (RPUSH
-# in chunks: unpack has a limit of ~8,000 values in Redis's Lua.)
+# A receipt that exists is a retry of a pop that ran: its entries are returned again (one
+# another client overwrote with another type is deleted: what it held is gone). RPUSH in
+# chunks: unpack has a limit of ~8,000 values in Redis's Lua.
 POP_LUA = """
 for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
-if redis.call('EXISTS', KEYS[2]) == 1 then return redis.call('LRANGE', KEYS[2], 0, -1) end
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind == 'list' then return redis.call('LRANGE', KEYS[2], 0, -1) end
+if kind ~= 'none' then redis.call('DEL', KEYS[2]) end
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #items == 0 then return items end
 redis.call('LTRIM', KEYS[1], #items, -1)

@@ -93,29 +93,35 @@ class SharedMembers:
 
     def poll(self) -> None:
         """Release the feedback claims whose replies were lost (control.py), apply the values
-        forwarded to this worker (one it cannot apply is counted, never raised: it would stop
-        the poll), then run the watchers (errors logged); the flusher calls it after each flush
-        (tests call it to be deterministic)."""
+        forwarded to this worker (one it cannot apply is counted; an inbox that cannot be read
+        is logged and tried again next time), then run the watchers (errors logged), whatever
+        the inbox did; the flusher calls it after each flush (tests call it to be
+        deterministic)."""
         try:
             self.control.release_doubtful()
         except StoreError as exc:  # kept for the next poll; the inbox is independent
             log.warning("modelrouter: unanswered feedback claims not released yet: %s", exc)
         owner = self._owner
+        inbox: list[tuple[int, int, float, bool]] = []
         if owner is not None:
-            for seq, metric, value, full in self.control.take_inbox(owner):
-                self.forwarded[1] += 1
-                try:
-                    if full:
-                        self.record_seq(seq, metric, value, window=False)
-                    elif self._sync is not None:  # the unit's value was recorded by the sender
-                        with self._lock:
-                            self._sync.tracker.apply(seq, metric, value)
-                except UnknownDecisionError:
-                    self.forwarded[2] += 1  # evicted from the pending ring meanwhile
-                except (ValueError, TypeError, IndexError, OverflowError) as exc:
-                    self.control.refuse("inbox")  # take_inbox checked it: not expected
-                    log.error("modelrouter: a value forwarded to this worker was refused "
-                              "(%s); counted in forwarded_refused", exc)
+            try:
+                inbox = self.control.take_inbox(owner)
+            except StoreError as exc:  # kept in Redis (or its receipt) for the next poll
+                log.warning("modelrouter: forwarded values not taken yet: %s", exc)
+        for seq, metric, value, full in inbox:
+            self.forwarded[1] += 1
+            try:
+                if full:
+                    self.record_seq(seq, metric, value, window=False)
+                elif self._sync is not None:  # the unit's value was recorded by the sender
+                    with self._lock:
+                        self._sync.tracker.apply(seq, metric, value)
+            except UnknownDecisionError:
+                self.forwarded[2] += 1  # evicted from the pending ring meanwhile
+            except (ValueError, TypeError, IndexError, OverflowError) as exc:
+                self.control.refuse("inbox")  # take_inbox checked it: not expected
+                log.error("modelrouter: a value forwarded to this worker was refused (%s); "
+                          "counted in forwarded_refused", exc)
         for callback in list(self._watchers):
             try:
                 callback()
