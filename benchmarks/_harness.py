@@ -70,3 +70,15 @@ def fmt(values: list[float], digits: int = 2) -> str:
     """``median (min..max)``."""
     return (f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}.."
             f"{max(values):.{digits}f})")
+
+
+def fix_decision(router: Any) -> None:
+    """Replace a router's routing by a constant decision (seq -1: nothing recorded), for the
+    middleware's own cost (the compiled request path calls a replaced route_checked too)."""
+    fixed = router.experiment.route_checked("fixed")[0]
+    router.experiment.route_checked = lambda unit, segment: (fixed, -1)
+
+
+def fix_unit(router: Any) -> None:
+    """Replace a router's unit id reader by a constant."""
+    router._read_unit = lambda scope: "fixed"

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from _harness import fmt, interleaved, per_call_us, scope, table
+from _harness import fix_decision, fix_unit, fmt, interleaved, per_call_us, scope, table
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -96,10 +96,9 @@ def breakdown(rounds: int, n: int) -> None:
                            RouterConfig(metrics={"click": "binary"}))
 
     full, glue, no_reader = routed(), routed(), routed()
-    fixed = glue.experiment.route_checked("fixed")[0]
     for r in (glue, no_reader):  # routing replaced by a constant decision (seq -1: not recorded)
-        r.experiment.route_checked = lambda unit, segment: (fixed, -1)  # type: ignore[method-assign]
-    no_reader._read_unit = lambda scope: "fixed"  # type: ignore[assignment,method-assign]
+        fix_decision(r)
+    fix_unit(no_reader)
     bare = make_app()
     res = interleaved({"bare": lambda: per_call_us(bare, n),
                        "full": lambda: per_call_us(full, n),

@@ -11,8 +11,10 @@ twice, with 0 and with ``--calls`` timed requests after the same warm-up, and pr
 ``(Ir(calls) - Ir(0)) / calls``: the instructions one request adds, startup excluded.
 
 Cases: ``bare`` (the app alone), ``pass`` (a pass-through pure ASGI middleware), ``ab``
-(``ModelRouter`` in A/B mode, user level), ``glue`` (the router with routing replaced by a
-constant decision: reader + middleware), ``noreader`` (also the unit id reader replaced).
+(``ModelRouter`` in A/B mode, user level, every unit known), ``abnew`` (the same, every timed
+request a unit's first exposure, as in a server run over 100,000 users), ``glue`` (the router
+with routing replaced by a constant decision: reader + middleware), ``noreader`` (also the unit
+id reader replaced).
 ``--code DIR`` counts another modelrouter package (``git archive <commit> modelrouter | tar
 -x -C DIR``) for before/after. Needs valgrind (Debian package ``valgrind``); about a minute per
 case on 2 cores (two valgrind runs at a time).
@@ -35,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-CASES = ("bare", "pass", "ab", "glue", "noreader")
+CASES = ("bare", "pass", "ab", "abnew", "glue", "noreader")
 
 
 def child(case: str, calls: int, users: int) -> None:
     """The measured process: warm up, then ``calls`` requests (0: warm-up only)."""
-    from _harness import _receive, _send, scope
+    from _harness import _receive, _send, fix_decision, fix_unit, scope
     from bench_middleware import PassThrough, make_app
 
     from modelrouter import ModelRouter, RouterConfig
@@ -54,20 +56,25 @@ def child(case: str, calls: int, users: int) -> None:
         router = ModelRouter(make_app(), {"control": 0, "treatment": 1},
                              RouterConfig(metrics={"click": "binary"}))
         if case in ("glue", "noreader"):
-            fixed = router.experiment.route_checked("fixed")[0]
-            router.experiment.route_checked = (  # type: ignore[method-assign]
-                lambda unit, segment: (fixed, -1))
+            fix_decision(router)
         if case == "noreader":
-            router._read_unit = lambda s: "fixed"  # type: ignore[assignment,method-assign]
+            fix_unit(router)
         app = router
-    scopes = [scope(user=f"user-{i}") for i in range(users)]
+    if case == "abnew":  # every timed request a unit's first exposure
+        scopes = [scope(user=f"user-{i}") for i in range(users + calls)]
+    else:
+        scopes = [scope(user=f"user-{i}") for i in range(users)]
 
-    async def go(n: int) -> None:
-        for i in range(n):
-            s = dict(scopes[i % users])
+    async def go(n: int, first: int = 0) -> None:
+        for i in range(first, first + n):
+            s = dict(scopes[i % len(scopes)])
             s["state"] = {}
             await app(s, _receive, _send)
 
+    if case == "abnew":
+        asyncio.run(go(users))  # the first `users` units, the journal folded at least once
+        asyncio.run(go(calls, first=users))  # then only units never seen
+        return
     asyncio.run(go(users + 2_000))  # every unit known, the journal folded at least once
     asyncio.run(go(calls))
 

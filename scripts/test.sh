@@ -18,3 +18,10 @@ python -m pip install -q --disable-pip-version-check -e ".[test]"
 python -m ruff check modelrouter tests benchmarks examples
 python -m mypy modelrouter
 python -m pytest "$@"
+# the request path's Python twins, as they run where the compiled ones were not built
+# (modelrouter/config/extensions.py); tests/asgi/test_compiled_twins.py compares the two
+if [ "$#" -eq 0 ]; then
+  MODELROUTER_NO_EXTENSIONS=1 python -m pytest -q tests/asgi tests/routing tests/test_router.py \
+    tests/store/test_journal.py tests/store/test_lock.py tests/store/test_memory.py \
+    tests/store/test_persistence.py tests/store/test_protocol.py tests/store/test_ring.py
+fi

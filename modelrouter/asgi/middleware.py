@@ -14,17 +14,18 @@ beside the served app and replayed to them once the app returned (asgi/shadow_re
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from modelrouter.asgi.covariates import CovariateReader
 from modelrouter.asgi.lifespan import RouterLifecycle, run_lifespan
+from modelrouter.asgi.responses import send_error
 from modelrouter.asgi.segments import SegmentReader
 from modelrouter.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from modelrouter.asgi.units import UnitReader
 from modelrouter.asgi.variants import ASGIVariant, is_asgi_app
+from modelrouter.config.extensions import CoreMirror, install, load_extension
 from modelrouter.exceptions import ConfigError, UnitIdError
 from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.tokens import TOKEN_HEADER, Signer
@@ -35,8 +36,10 @@ if TYPE_CHECKING:  # loaded with shadows only (its statistics import scipy)
 
 __all__ = ["ASGIVariant", "RoutingMiddleware"]
 
+_compiled = load_extension("modelrouter.asgi.middleware_c")
 
-class RoutingMiddleware:
+
+class RoutingMiddleware(CoreMirror):
     """The request path of :class:`~modelrouter.ModelRouter`: pure ASGI, O(1) per request.
 
     Built by the router (the composition root) from an :class:`Experiment`; the router sets
@@ -76,6 +79,9 @@ class RoutingMiddleware:
         self._entries = None if journal is None else journal.entries
         self._threshold = 0 if journal is None else journal.threshold
         self._fold_journal = experiment.store.fold_journal
+        # what the compiled __call__ reads (asgi/middleware_c.pyx), when it was built; kept
+        # current by __setattr__ (the router sets surface, shadows and replay after this)
+        self._core = None if _compiled is None else _compiled.new_core(self)
 
     def rotate_secret(self, secret: str) -> None:
         """Sign the tokens of responses started from now on with ``secret`` (a rotation: the
@@ -109,7 +115,7 @@ class RoutingMiddleware:
             else:
                 decision, seq = self._covariates.route(scope, self._read_unit(scope), segment)
         except UnitIdError as exc:
-            await _send_error(send, 400, str(exc))
+            await send_error(send, 400, str(exc))
             return
         if self.shadows is not None:  # shadow evaluation: routing/shadows.py
             decision = self.shadows.select(decision)
@@ -190,10 +196,5 @@ class RoutingMiddleware:
 
 _TOKEN_HEADER = TOKEN_HEADER.encode("latin-1")
 
-
-async def _send_error(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+# the compiled twin of __call__ (asgi/middleware_c.pyx), when it was built
+install(RoutingMiddleware, "__call__", "modelrouter.asgi.middleware_c")

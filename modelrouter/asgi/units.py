@@ -70,7 +70,8 @@ class UnitReader:
     UTF-8, longer than the bound, or holding a refused character (see the module docstring).
     """
 
-    __slots__ = ("_callable", "_cookie", "_cookie_name", "_header", "_max", "_query")
+    __slots__ = ("_callable", "_cookie", "_cookie_name", "_header", "_max", "_query",
+                 "fast_header", "max_length")
 
     def __init__(self, config: RouterConfig) -> None:
         # the config's callable takes the scope as a read-only mapping of arbitrary ASGI values
@@ -79,7 +80,10 @@ class UnitReader:
         self._cookie = config.unit_cookie
         self._cookie_name = (config.unit_cookie or "").encode("utf-8")
         self._query = config.unit_query
-        self._max = config.max_unit_id_length
+        self._max = self.max_length = config.max_unit_id_length
+        # the header whose printable-ASCII values the compiled middleware reads itself
+        # (asgi/middleware_c.pyx): set when a header is the first source (no callable)
+        self.fast_header = self._header if self._callable is None else None
 
     def __call__(self, scope: Scope) -> str | None:
         """The request's unit id; None when no source has one (or it is blank)."""

@@ -20,6 +20,7 @@ import hashlib
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 
+from modelrouter.config.extensions import install
 from modelrouter.exceptions import ConfigError
 
 __all__ = ["Allocation", "bucket"]
@@ -103,6 +104,11 @@ class Allocation:
         """Index of the variant owning point ``u`` in ``[0, 1)``; O(log K)."""
         return self._owners[bisect_right(self._bounds, u)]
 
+    def layout(self) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """``(bounds, owners)``: :meth:`choose` is ``owners[bisect_right(bounds, u)]`` (the
+        compiled store, store/hot_c.pyx, reads it once per allocation)."""
+        return self._bounds, self._owners
+
     @property
     def weights(self) -> dict[str, float]:
         """The weights as a dict keyed by variant."""
@@ -111,3 +117,7 @@ class Allocation:
     def __repr__(self) -> str:
         w = ", ".join(f"{v}={p:.4g}" for v, p in zip(self.variants, self.propensities))
         return f"Allocation({w}, control={self.control!r}, epoch={self.epoch})"
+
+
+# the compiled twin of Bucketer.__call__ (routing/assignment_c.pyx), when it was built
+install(Bucketer, "__call__", "modelrouter.routing.assignment_c")

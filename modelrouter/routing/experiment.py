@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config import MetricSpec, Mode, RouterConfig
+from modelrouter.config.extensions import CoreMirror, install, load_extension
 from modelrouter.config.limits import check_variant_names
 from modelrouter.config.unit_ids import check_unit_id
 from modelrouter.exceptions import (
     ConfigError,
     FeedbackError,
-    StoreError,
     UnknownDecisionError,
     UnknownMetricError,
 )
@@ -35,23 +35,24 @@ from modelrouter.routing.covariates import record_covariate
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.forksafe import renew
 from modelrouter.routing.policies import RouteContext, unit_sources
+from modelrouter.routing.snapshot_members import SnapshotMembers
 from modelrouter.routing.state import RollbackEvent, RoutingState
 from modelrouter.routing.tokens import TokenPayload
 from modelrouter.routing.values import check_value, value_range
 from modelrouter.store.extras import SnapshotExtras
-from modelrouter.store.factory import open_remote_store
-from modelrouter.store.memory import MemoryStore
+from modelrouter.store.factory import open_store
 from modelrouter.store.protocol import Store
 
 if TYPE_CHECKING:
     from modelrouter.routing.bandit import BanditRouter
-    from modelrouter.store.persistence import SnapshotInfo
+
+_compiled = load_extension("modelrouter.routing.experiment_c")
 
 __all__ = ["Experiment"]
 
 _new_decision = tuple.__new__
 
-class Experiment:
+class Experiment(SnapshotMembers, CoreMirror):
     """Variants, the routing state and the store of one experiment: the routing core.
 
     It routes (:meth:`route`), records feedback (:meth:`record`, :meth:`record_unit`,
@@ -90,14 +91,7 @@ class Experiment:
         self.segment_dims = tuple(segment_dims) or tuple(config.segments)
         self.extras = SnapshotExtras()  # snapshot parts of the layers above (store/extras.py)
         self.store: Store
-        if config.store == "memory":
-            self.store = MemoryStore(self.names, config.metrics, level=config.level,
-                                     max_pending=config.max_pending,
-                                     attribution_window=config.attribution_window,
-                                     segment_dims=self.segment_dims,
-                                     segment_cap=config.segment_cap, clock=clock)
-        else:  # shared state in Redis; a local buffer is the hot path
-            self.store = open_remote_store(config, self.names, self.segment_dims, clock)
+        self.store = open_store(config, self.names, self.segment_dims, clock)
         # metric -> (store index, spec, low, high, tiny): what record()'s fast paths check
         self._metric_info = {m: (self.store.metric_index[m], spec, *value_range(spec))
                              for m, spec in config.metrics.items()}
@@ -122,6 +116,8 @@ class Experiment:
                 self.bandit.start()
         if self.store.shared:  # every worker follows the shared routing state (shared.py)
             self.store.watch(self.state.sync, self._prefix)
+        # what the compiled route_checked reads (routing/experiment_c.pyx), when it was built
+        self._core = None if _compiled is None else _compiled.new_core(self)
         renew(self, Experiment._after_fork)
 
     def _after_fork(self) -> None:
@@ -191,6 +187,12 @@ class Experiment:
                 f"{self._prefix}{seq:x}", self.names[i], self.models[i], unit, p,
                 alloc.epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq
+        return self._route_other(unit, segment, alloc, now)
+
+    def _route_other(self, unit: str | None, segment: Sequence[str], alloc: Allocation,
+                     now: float) -> tuple[Decision, int]:
+        """:meth:`route_checked` in A/B mode off the hot path: a request without a unit id, or
+        a request-level experiment (shared by the compiled twin, ``experiment_c.pyx``)."""
         if self._unit_level:  # a split experiment, but this request has no unit id
             def draw() -> tuple[int, float]:
                 i = alloc.choose(self._rng.random())
@@ -335,46 +337,6 @@ class Experiment:
         """Stop background flushing and flush what is left (no-op in memory)."""
         self.store.close()
 
-    def _memory_store(self, verb: str) -> MemoryStore:
-        if not isinstance(self.store, MemoryStore):
-            raise StoreError(f"{verb} works on the in-memory store; this experiment uses "
-                             f"{type(self.store).__name__} (Redis persists itself: RDB or AOF)")
-        return self.store
-
-    def save(self, path: str | os.PathLike[str]) -> SnapshotInfo:
-        """Snapshot the in-memory statistics to ``path`` (atomic; see store/persistence.py)."""
-        from modelrouter.store.persistence import save_store  # numpy: loaded when used
-
-        store = self._memory_store("save()")
-        dumped, bandit, routing = self.state.save(store.dump)  # as of the dump
-        return save_store(store, path, experiment=self.config.experiment,
-                          salt=self.config.salt or "", control=self.control, bandit=bandit,
-                          dumped=dumped, routing=routing, extras=self.extras.save())
-
-    def restore(self, path: str | os.PathLike[str]) -> SnapshotInfo:
-        """Replace the statistics with a snapshot's (all or nothing; StoreError if refused).
-
-        Routing continues in the last restored epoch if the current weights and mode equal
-        its own, else in a new epoch after it. A snapshot of another experiment, salt,
-        control, variants (or their order), level, metrics or segment dimensions is refused
-        before anything changes. With a bandit, the file's training counters, weights and
-        active arms come back, and a file whose bandit identity (reward metric and kind,
-        costs, missing-reward rule, policy) differs is refused; a file without a bandit state
-        leaves the bandit fresh, and into a router without one it is ignored
-        (``SnapshotInfo.bandit`` says which). The parts above the store come back last
-        (``extras``, store/extras.py)."""
-        from modelrouter.store.persistence import restore_store  # numpy: loaded when used
-
-        store = self._memory_store("restore()")
-        identity = None if self.bandit is None else self.bandit.identity()
-        info = self.state.restore(
-            lambda: restore_store(store, path, experiment=self.config.experiment,
-                                  salt=self.config.salt or "", control=self.control,
-                                  bandit=identity),
-            lambda info: info.bandit_state, lambda info: info.routing_state)
-        self.extras.restore(info.extras)  # then the parts above the store (the shadows)
-        return info
-
     # -- configuration (the routing state applies it atomically) --------------------------
     def configure(self, *, weights: Mapping[str, float] | None = None,
                   mode: str | None = None) -> Allocation:
@@ -398,3 +360,7 @@ class Experiment:
     def resume_arm(self, variant: str) -> Allocation:
         """Undo :meth:`pause_arm`: A/B, the arm's configured share back; bandit, it rejoins."""
         return self.state.set_arm(variant, True)
+
+
+# the compiled twin of route_checked (routing/experiment_c.pyx), when it was built
+install(Experiment, "route_checked", "modelrouter.routing.experiment_c")

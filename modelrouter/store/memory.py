@@ -10,34 +10,36 @@
 - **Bandit mode**: a ``DecisionTracker`` fed under the lock (the journal's automatic metrics
   when folded). **Files**: :meth:`dump` / :meth:`load`. **Covariates**: store/covariates.py.
 
-Thread safety: one ``threading.Lock`` (``_lock``) guards every mutation (counters, unit table,
-group sums, ring, decision tracker, latency histogram, epochs, looks, segment tables, folds)
-and the copies of :meth:`snapshot`, :meth:`dump`, :meth:`take_deltas`; held for microseconds,
-never across I/O or an await. :meth:`load` validates outside it. Lock-free: :meth:`has_unit`,
-the journal's append and the hit path of :meth:`segment_codes` (a miss takes the lock).
+Thread safety: one lock (``_lock``: a ``threading.Lock``, or its compiled twin) guards every
+mutation (counters, unit table, group sums, ring, decision tracker, latency histogram, epochs,
+looks, segment tables, folds) and the copies of :meth:`snapshot`, :meth:`dump`,
+:meth:`take_deltas`; held for microseconds, never across I/O or an await. :meth:`load`
+validates outside it. Lock-free: :meth:`has_unit`, the journal's append and the hit path of
+:meth:`segment_codes` (a miss takes the lock).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from modelrouter.config.extensions import install
 from modelrouter.exceptions import ConfigError, UnknownUnitError
 from modelrouter.store.covariates import MemoryCovariateMembers
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS, LatencyHistogram
 from modelrouter.store.journal import AutoJournal, fold_threshold
 from modelrouter.store.looks import Look, check_next_look
-from modelrouter.store.protocol import BaseStore, Chooser
+from modelrouter.store.protocol import BaseStore
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, add_to_pair, moments_of_rows
 from modelrouter.store.state import GroupKey, StoreState, code_order, dump_state, parse_state
 from modelrouter.store.types import Deltas, EpochInfo, Snapshot, UnitColumns
+from modelrouter.store.unit_path import expose_unit, new_lock, new_path
 from modelrouter.store.units import UnitTable
 
 if TYPE_CHECKING:
@@ -66,16 +68,19 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                          segment_cap=segment_cap, clock=clock)
         self._auto = (self.metric_index["latency_ms"], self.metric_index["error"])
         k, n_metrics = len(self.variants), len(self.metric_names)
-        self._lock = threading.Lock()
-        self._seq = 0  # the next decision number
+        self._lock = new_lock()
         ring = self.ring = PendingRing(self.max_pending, self.attribution_window, clock)
         # hot-path aliases of the ring's arrays (a ring never replaces them)
         self._ring_seq, self._ring_time, self._ring_row = ring.seq, ring.time, ring.row
+        # the unit-level hot path's state, the next decision number and the request counts
+        # included (store/unit_path.py): one object for its lifetime
+        self._path = new_path(self._lock, self.max_pending, ring.seq, ring.time, ring.row,
+                              [0] * k)
         # request level: each pending request's own (x, y) per metric, reset when reused
         per_slot = 0 if self.unit_level else n_metrics
         self._slot_x = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._slot_y = [ring.add_column("d", 0.0) for _ in range(per_slot)]
-        self._requests, self._uncounted, self._overflow = [0] * k, 0, 0
+        self._uncounted, self._overflow = 0, 0
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs, self._looks = list[EpochInfo](), list[Look]()
         self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto,
@@ -133,9 +138,10 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
     def _expose_locked(self, unit: str | None, variant: int, propensity: float, epoch: int,
                        segment: tuple[int, ...], now: float) -> tuple[int, int | None]:
         """:meth:`expose` with the lock held; returns ``(seq, unit row or None)``."""
-        seq = self._seq
-        self._seq = seq + 1
-        self._requests[variant] += 1
+        path = self._path
+        seq = path.seq
+        path.seq = seq + 1
+        path.requests[variant] += 1
         if self.unit_level:
             if unit is None:
                 raise ValueError(f"a {self.level}-level store counts units: unit is None")
@@ -157,41 +163,11 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         """Install a unit table with its hot-path aliases (under the lock, or in __init__)."""
         self._units, self._unit_rows, self._unit_exposures = units, units.rows, units.exposures
         self._ubucket = array("d", [_NAN]) * len(units)  # row -> hash bucket; NaN: unknown
+        self._path.use_units(units, units.rows, units.exposures, self._ubucket)
 
-    def expose_unit(self, unit: str, bucket: Callable[[str], float], alloc: Chooser,
-                    segment: tuple[int, ...], now: float) -> tuple[int, int]:
-        """The A/B hot path at unit level in one lock: find or create the unit's row, choose its
-        variant from its (cached) hash bucket, count and remember it. ``(seq, variant)``."""
-        with self._lock:
-            row = self._unit_rows.get(unit)
-            if row is None:
-                u = bucket(unit)
-                i = alloc.choose(u)
-                if not self.unit_level:  # request level: the unit is only this request
-                    return self._expose_locked(None, i, alloc.propensities[i], alloc.epoch,
-                                               segment, now)[0], i
-                row = self._units.add(unit, i, alloc.propensities[i], alloc.epoch, now,
-                                      segment)
-                self._ubucket.append(u)
-            else:
-                u = self._ubucket[row]
-                if u != u:  # NaN: a restored row
-                    u = self._ubucket[row] = bucket(unit)
-                i = alloc.choose(u)
-                self._unit_exposures[row] += 1
-            seq = self._seq
-            self._seq = seq + 1
-            self._requests[i] += 1
-            if seq < self.max_pending:  # PendingRing.remember inlined: len(ring) == seq
-                self._ring_seq.append(seq)
-                self._ring_time.append(now)
-                self._ring_row.append(row)
-            else:
-                slot = seq % self.max_pending
-                self._ring_seq[slot] = seq
-                self._ring_time[slot] = now
-                self._ring_row[slot] = row
-        return seq, i
+    # The A/B hot path at unit level (store/unit_path.py: the Python method; store/hot_c.pyx:
+    # its compiled twin, installed below when it was built)
+    expose_unit = expose_unit
 
     def uncounted(self) -> None:
         """Count a request that was served but left out of the experiment."""
@@ -323,7 +299,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
             units = self._units.columns(self.metric_names) if self.unit_level else None
             sums = self._groups.copy()
             seg_values = {d: code_order(t) for d, t in zip(self.segment_dims, self._seg_codes)}
-            requests = np.array(self._requests, dtype=np.int64)
+            requests = np.array(self._path.requests, dtype=np.int64)
             uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
             looks, drops = tuple(self._looks), self.covariate_losses()
             dsums = self._decisions.copy_sums() if self._decisions is not None else []
@@ -341,7 +317,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         k = len(self.variants)
         with self._lock:
             self._fold()
-            requests, self._requests = self._requests, [0] * k
+            requests, self._path.requests = self._path.requests, [0] * k
             uncounted, self._uncounted = self._uncounted, 0
             overflow, self._overflow = self._overflow, 0
             hist, self._hist = self._hist, array("q", bytes(8 * N_SLOTS * k))
@@ -353,7 +329,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
     def stats(self) -> dict[str, object]:
         """Decisions issued, slots of the pending ring in use, units or groups (no I/O)."""
         with self._lock:
-            return {"decisions": self._seq, "pending_slots": len(self.ring),
+            return {"decisions": self._path.seq, "pending_slots": len(self.ring),
                     "units": len(self._units), "groups": len(self._groups)}
 
     def __len__(self) -> int:
@@ -365,7 +341,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         with self._lock:
             self._fold()
             return dump_state(StoreState(
-                self._requests, self._uncounted, self._overflow, self._seg_codes, self._epochs,
+                self._path.requests, self._uncounted, self._overflow, self._seg_codes, self._epochs,
                 self._looks, self._groups, self._units if self.unit_level else None, self._hist,
                 self._hist_sum, None if self._decisions is None
                 else self._decisions.dump_training()), self.metric_names, self.clock())
@@ -384,14 +360,19 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
             self._decisions.check_restorable(new.training["kind"])
         with self._lock:
             self._fold()  # into the tables being replaced: the load forgets those decisions
-            self._requests, self._uncounted = new.requests, new.uncounted
+            self._path.requests, self._uncounted = new.requests, new.uncounted
             self._overflow, self._seg_codes = new.overflow, new.segment_codes
             self._epochs, self._looks, self._groups = new.epochs, new.looks, new.groups
             self._hist, self._hist_sum = new.hist, new.hist_sum
             self._use_units(units)
-            self.ring.clear(self._seq)
+            self.ring.clear(self._path.seq)
             if self._decisions is not None:  # its sums are keyed by the replaced epochs
                 self._decisions.reset()
                 if new.training is not None and new.training_counters is not None:
                     self._decisions.restore_training(new.training_counters,
                                                      int(new.training["pending"]))
+
+
+# the compiled twins of expose_unit and of the journal's fold (store/hot_c.pyx), when built
+install(MemoryStore, "expose_unit", "modelrouter.store.hot_c")
+install(AutoJournal, "fold", "modelrouter.store.hot_c")

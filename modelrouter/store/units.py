@@ -24,6 +24,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, overload
 
+from modelrouter.config.extensions import install
 from modelrouter.exceptions import StoreError
 from modelrouter.store.covariates import CovariateTable
 from modelrouter.store.types import UnitColumns
@@ -248,3 +249,7 @@ def _ints(a: np.ndarray, code: str, n: int, what: str) -> array[int]:
 def _floats(a: np.ndarray, n: int, what: str) -> array[float]:
     """A float column from a saved array of ``n`` values."""
     return array("d", _checked(a, "d", n, what))
+
+
+# the compiled twin of add (store/hot_c.pyx), when it was built
+install(UnitTable, "add", "modelrouter.store.hot_c", twin="add_unit")

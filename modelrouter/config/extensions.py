@@ -1,0 +1,84 @@
+"""Which compiled twins of the request path are in use (and the switch that turns them off).
+
+Three hot methods have a compiled twin, built from a Cython source beside their module when the
+package is installed on a machine with a C compiler (``setup.py``; the build is optional):
+
+- ``RoutingMiddleware.__call__`` (``asgi/middleware_c.pyx``),
+- ``Experiment.route_checked`` (``routing/experiment_c.pyx``),
+- ``MemoryStore.expose_unit`` and ``AutoJournal.fold``, with the store's lock and hot-path state
+  (``store/hot_c.pyx``; ``store/unit_path.py``).
+
+Each twin does exactly what the Python method does (the tests run both on the same requests and
+compare every decision, counter and column); it only skips the interpreter. Without a compiler,
+or with the environment variable ``MODELROUTER_NO_EXTENSIONS`` set to a non-empty value other
+than ``0`` when ``modelrouter`` is imported, the Python methods run (as aiohttp's and
+multidict's ``*_NO_EXTENSIONS`` switches do).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+__all__ = ["CoreMirror", "compiled", "install", "load_extension", "python_method"]
+
+_loaded: dict[str, bool] = {}
+
+
+def _disabled() -> bool:
+    value = os.environ.get("MODELROUTER_NO_EXTENSIONS", "")
+    return value not in ("", "0")
+
+
+def load_extension(name: str) -> ModuleType | None:
+    """The compiled module ``name``; None when it was not built or extensions are turned off.
+    Records the outcome for :func:`compiled`."""
+    module: ModuleType | None = None
+    if not _disabled():
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # not built on this machine: the Python twin runs
+            module = None
+    _loaded[name] = module is not None
+    return module
+
+
+def compiled() -> dict[str, bool]:
+    """Per compiled module asked for so far, whether its twin is in use (a copy)."""
+    return dict(_loaded)
+
+
+_python: dict[tuple[type, str], object] = {}
+
+
+def install(cls: type, method: str, module: str, twin: str | None = None) -> None:
+    """Make the compiled ``module.<twin>`` the method ``cls.<method>`` when it was built (the
+    twin is named ``twin``, else like the method, ``call`` for ``__call__``); the Python method
+    stays reachable through :func:`python_method`."""
+    _python[(cls, method)] = cls.__dict__[method]
+    ext = load_extension(module)
+    if ext is not None:
+        name = twin or ("call" if method == "__call__" else method)
+        setattr(cls, method, getattr(ext, name))
+
+
+def python_method(cls: type, method: str) -> object:
+    """The Python method ``cls.<method>`` that :func:`install` may have replaced."""
+    return _python[(cls, method)]
+
+
+class CoreMirror:
+    """Mixin of an object whose compiled twin reads its attributes from a C copy (``_core``,
+    built at the end of its ``__init__``; None where nothing was compiled): setting any
+    attribute refreshes that copy, so a replaced clock, reader or signer is seen at once."""
+
+    _core: Any = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        core = self.__dict__.get("_core")
+        if core is not None:
+            core.refresh(self)
+

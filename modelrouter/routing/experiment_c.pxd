@@ -1,0 +1,11 @@
+# The C interface of routing/experiment_c.pyx, for the compiled middleware twin.
+from modelrouter.store.hot_c cimport UnitPath
+
+
+cdef class RouteCore:
+    cdef public object state, clock, bandit, store, expose, bucket, route_other
+    cdef public UnitPath path
+    cdef public str prefix
+    cdef public tuple names, models
+    cdef public bint unit_level, overridden
+    cpdef tuple route(self, object unit, object segment=*)

@@ -1,0 +1,96 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, binding=True
+"""Compiled twin of :meth:`Experiment.route_checked <modelrouter.routing.experiment.Experiment.route_checked>`.
+
+The same steps in the same order (``routing/experiment.py`` installs :func:`route_checked` as
+the method when it was built; ``config/extensions.py``): one read of the allocation, the
+bandit's own router in bandit mode, the store's ``expose_unit`` for a unit, and
+``Experiment._route_other`` (Python) for a request without a unit id or at request level.
+
+What the method reads from the experiment it reads from a :class:`RouteCore` (C fields), which
+the experiment builds once (``Experiment._core``) and refreshes whenever one of its attributes
+is set (``Experiment.__setattr__``; a forked child's new decision-id prefix, say). With the memory store's compiled path (store/hot_c.pyx) the exposure is a C call.
+"""
+
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdio cimport snprintf
+
+from modelrouter.routing.assignment import Allocation
+from modelrouter.routing.decision import Decision
+from modelrouter.store.hot_c cimport UnitPath, expose
+
+from modelrouter.store.hot_c import expose_unit as _hot_expose_unit
+
+cdef extern from "Python.h":
+    PyTypeObject PyTuple_Type
+
+
+cdef object _new_decision(object cls, tuple fields):
+    """``tuple.__new__(Decision, fields)`` (NamedTuple's Python ``__new__`` skipped), called
+    through the tuple type's slot directly."""
+    cdef tuple args = (fields,)
+    return PyTuple_Type.tp_new(cls, <PyObject*>args, NULL)
+
+
+cdef str _decision_id(str prefix, object seq):
+    """``f"{prefix}{seq:x}"`` for a decision number (hex digits formatted in C)."""
+    cdef char buf[24]
+    cdef long long n = seq
+    cdef int length
+    if n < 0:
+        return f"{prefix}{seq:x}"
+    length = snprintf(buf, sizeof(buf), "%llx", n)
+    return prefix + PyUnicode_DecodeASCII(buf, length, NULL)
+
+
+cdef class RouteCore:
+    """What ``route_checked`` reads (fields: experiment_c.pxd)."""
+
+    def refresh(self, experiment):
+        """Read every field from the experiment again (it calls this when an attribute of its
+        changes: a forked child's decision-id prefix, a test's replaced clock)."""
+        d = experiment.__dict__
+        self.state, self.clock, self.bandit = d.get("state"), d.get("clock"), d.get("bandit")
+        self.store = d.get("store")
+        self.expose, self.bucket = d.get("_expose_unit"), d.get("_bucket")
+        self.route_other = experiment._route_other
+        path = getattr(self.store, "_path", None)
+        # the exposure as a C call only when the store's expose_unit is hot_c's own
+        own = getattr(type(self.store), "expose_unit", None) is _hot_expose_unit
+        self.path = path if own and isinstance(path, UnitPath) else None
+        self.prefix = d.get("_prefix")
+        self.names, self.models = d.get("names"), d.get("models")
+        self.unit_level = bool(d.get("_unit_level"))
+        # route_checked replaced on the instance: the middleware calls that one
+        self.overridden = "route_checked" in d
+
+    cpdef tuple route(self, object unit, object segment=()):
+        """``route_checked(unit, segment)``: ``(decision, seq)``."""
+        alloc = self.state.allocation  # one read: the whole decision uses one allocation
+        if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
+            return self.bandit.route(unit, segment, alloc)
+        now = self.clock()
+        if unit is not None and self.unit_level:  # the hot path: a split unit
+            codes = self.store.segment_codes(segment) if segment else ()
+            if self.path is not None:
+                seq, i = expose(self.path, self.store, unit, self.bucket, alloc, codes, now)
+            else:
+                seq, i = self.expose(unit, self.bucket, alloc, codes, now)
+            return _new_decision(Decision, (
+                _decision_id(self.prefix, seq), self.names[i], self.models[i], unit,
+                alloc.propensities[i], alloc.epoch, "ab", now, True,
+                segment if type(segment) is tuple else tuple(segment))), seq
+        return self.route_other(unit, segment, alloc, now)
+
+
+def route_checked(self, unit, segment=()):
+    """:meth:`route` for a unit id already validated by the same rule (the ASGI readers
+    check it as they read it): the request path does not check it twice."""
+    return (<RouteCore?>self._core).route(unit, segment)
+
+
+def new_core(experiment):
+    """The experiment's :class:`RouteCore` (built once, at the end of its ``__init__``)."""
+    core = RouteCore()
+    core.refresh(experiment)
+    return core

@@ -1,0 +1,293 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=True
+"""Compiled twins of the memory store's hot path (``store/unit_path.py`` says what each is).
+
+- :class:`FastLock`: the store's lock, a ``threading.Lock`` without argument parsing on
+  ``__enter__`` (the C code takes it directly).
+- :class:`UnitPath`: the columns ``expose_unit`` touches, as typed C fields.
+- :func:`expose_unit`: ``MemoryStore.expose_unit`` on those fields.
+- :func:`fold`: ``AutoJournal.fold`` with typed reads and writes of the ``array`` columns.
+
+Each does exactly what its Python twin does, in the same order and with the same float
+operations (the tests run both on the same requests and compare every column); what allocates
+or can fail calls the same Python code as the twin.
+"""
+
+from cpython.array cimport array, resize_smart
+from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
+                               PyThread_allocate_lock, PyThread_free_lock,
+                               PyThread_release_lock, PyThread_type_lock)
+
+
+cdef extern from "pythread.h":
+    int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
+                                    int intr_flag) nogil
+
+from modelrouter.store.histogram import EDGES_MS, N_SLOTS
+
+cdef array _EDGES = array("d", EDGES_MS)
+cdef Py_ssize_t _N_EDGES = len(EDGES_MS)
+cdef Py_ssize_t _N_SLOTS = N_SLOTS
+
+
+cdef class FastLock:
+    """A non-reentrant lock (``threading.Lock``'s interface) whose ``with`` costs no argument
+    parsing; a blocked acquire waits without the GIL, as ``threading.Lock`` does."""
+
+    def __cinit__(self):
+        self._lock = <void*>PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate a lock")
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(<PyThread_type_lock>self._lock)
+
+    cdef void take(self):
+        if not PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(<PyThread_type_lock>self._lock, WAIT_LOCK)
+        self._held = True
+
+    cdef void give(self):
+        self._held = False
+        PyThread_release_lock(<PyThread_type_lock>self._lock)
+
+    def acquire(self, blocking=True, timeout=-1):
+        """``threading.Lock.acquire``: True when taken."""
+        cdef long long micros
+        cdef int ok
+        if not blocking:
+            if timeout != -1:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            ok = PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK)
+        elif timeout == -1:
+            self.take()
+            return True
+        else:
+            if timeout < 0:
+                raise ValueError("timeout value must be a non-negative number")
+            micros = <long long>(timeout * 1e6)
+            with nogil:
+                ok = PyThread_acquire_lock_timed(<PyThread_type_lock>self._lock, micros, 0)
+        if ok:
+            self._held = True
+        return bool(ok)
+
+    def release(self):
+        """``threading.Lock.release``; RuntimeError when not held."""
+        if not self._held:
+            raise RuntimeError("release unlocked lock")
+        self.give()
+
+    def locked(self):
+        return self._held
+
+    def __enter__(self):
+        self.take()
+        return True
+
+    def __exit__(self, *exc_info):
+        self.give()
+
+    def __repr__(self):
+        return f"<FastLock {'locked' if self._held else 'unlocked'}>"
+
+
+cdef class UnitPath:
+    """What ``expose_unit`` reads and writes (see ``store/unit_path.py``, the Python twin)."""
+
+    # fields: hot_c.pxd (lock, rows, ubucket, exposures, ring arrays, units, requests, cap,
+    # seq; the cached layout of the last allocation seen)
+
+    def __init__(self, FastLock lock, Py_ssize_t cap, array ring_seq, array ring_time,
+                 array ring_row, list requests):
+        self.lock = lock
+        self.cap = cap
+        self.ring_seq, self.ring_time, self.ring_row = ring_seq, ring_time, ring_row
+        self.requests = requests
+        self.seq = 0
+
+    def use_units(self, units, dict rows, array exposures, array ubucket):
+        """Install a unit table's row index and columns (the store holds the lock)."""
+        self.units, self.rows, self.exposures, self.ubucket = units, rows, exposures, ubucket
+
+    cdef object choose(self, object alloc, double u):
+        """``alloc.choose(u)`` from the allocation's cached layout (bisect_right)."""
+        cdef Py_ssize_t lo, hi, mid
+        if alloc is not self._alloc:
+            layout = getattr(alloc, "layout", None)
+            if layout is None:
+                return alloc.choose(u)
+            bounds, owners = layout()
+            self._bounds, self._owners = array("d", bounds), array("q", owners)
+            self._alloc = alloc
+        lo, hi = 0, len(self._bounds)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if u < self._bounds.data.as_doubles[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo >= len(self._owners):  # past every bound: the allocation's own IndexError
+            return alloc.choose(u)
+        return self._owners.data.as_longlongs[lo]
+
+
+cdef inline void _append_double(array a, double v):
+    cdef Py_ssize_t n = len(a)
+    resize_smart(a, n + 1)
+    a.data.as_doubles[n] = v
+
+
+cdef inline void _append_longlong(array a, long long v):
+    cdef Py_ssize_t n = len(a)
+    resize_smart(a, n + 1)
+    a.data.as_longlongs[n] = v
+
+
+cdef inline object _append_small(array a, object v, long low, long high, int kind):
+    """``a.append(v)`` for the integer columns: in C when ``v`` is an int in the column's range,
+    else by the array itself (its own OverflowError or TypeError)."""
+    cdef long x
+    cdef Py_ssize_t n
+    if type(v) is not int:
+        a.append(v)
+        return None
+    x = v
+    if x < low or x > high:
+        a.append(v)
+        return None
+    n = len(a)
+    resize_smart(a, n + 1)
+    if kind == 0:
+        a.data.as_schars[n] = <signed char>x
+    elif kind == 1:
+        a.data.as_ints[n] = <int>x
+    elif kind == 2:
+        a.data.as_uints[n] = <unsigned int>x
+    else:
+        a.data.as_ushorts[n] = <unsigned short>x
+    return None
+
+
+def add_unit(self, unit, variant, propensity, epoch, now, segment):
+    """Append ``unit``'s row (first exposure now, no value yet); return the row: see
+    ``UnitTable.add`` (store/units.py), the Python twin."""
+    cdef array variants = self.variant
+    cdef Py_ssize_t row = len(variants)
+    cdef Py_ssize_t d
+    self.rows[unit] = row
+    self.ids.append(unit)
+    _append_small(variants, variant, -128, 127, 0)
+    _append_small(self.epoch, epoch, -2147483648, 2147483647, 1)
+    _append_double(self.propensity, propensity)
+    _append_double(self.first_seen, now)
+    _append_small(self.exposures, 1, 0, 4294967295, 2)
+    segs = self.segs
+    if segs:
+        for d in range(len(segs)):
+            _append_small(segs[d], segment[d] if d < len(segment) else 0, 0, 65535, 3)
+    if row >= self._cap:
+        self._grow()
+    return row
+
+
+def expose_unit(self, unit, bucket, alloc, segment, now):
+    """The A/B hot path at unit level in one lock: find or create the unit's row, choose its
+    variant from its (cached) hash bucket, count and remember it. ``(seq, variant)``."""
+    return expose(self._path, self, unit, bucket, alloc, segment, now)
+
+
+cdef tuple expose(UnitPath p, object store, object unit, object bucket, object alloc,
+                  object segment, object now):
+    """:func:`expose_unit` on the store's path ``p`` (also called from routing's twin)."""
+    cdef FastLock lock = p.lock
+    cdef Py_ssize_t row, slot
+    cdef long long seq
+    cdef double u
+    lock.take()
+    try:
+        found = p.rows.get(unit)
+        if found is None:
+            u = bucket(unit)
+            i = p.choose(alloc, u)
+            if not store.unit_level:  # request level: the unit is only this request
+                return store._expose_locked(None, i, alloc.propensities[i], alloc.epoch,
+                                            segment, now)[0], i
+            row = p.units.add(unit, i, alloc.propensities[i], alloc.epoch, now, segment)
+            _append_double(p.ubucket, u)
+        else:
+            row = found
+            u = p.ubucket.data.as_doubles[row]
+            if u != u:  # NaN: a restored row
+                u = bucket(unit)
+                p.ubucket.data.as_doubles[row] = u
+            i = p.choose(alloc, u)
+            if p.exposures.data.as_uints[row] == 0xFFFFFFFF:  # the array's own OverflowError
+                p.exposures[row] += 1
+            p.exposures.data.as_uints[row] += 1
+        seq = p.seq
+        p.seq = seq + 1
+        p.requests[i] += 1
+        if seq < p.cap:  # PendingRing.remember inlined: an append (len(ring) == seq)
+            _append_longlong(p.ring_seq, seq)
+            _append_double(p.ring_time, now)
+            _append_longlong(p.ring_row, row)
+        else:
+            slot = seq % p.cap
+            p.ring_seq.data.as_longlongs[slot] = seq
+            p.ring_time.data.as_doubles[slot] = now
+            p.ring_row.data.as_longlongs[slot] = row
+    finally:
+        lock.give()
+    return seq, i
+
+
+def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None,
+         auto=(0, 0)):
+    """Apply the entries present now to the unit table and histogram (caller holds the
+    store lock): see ``AutoJournal.fold`` (store/journal.py), the Python twin."""
+    entries = self.entries
+    cdef Py_ssize_t n = len(entries)
+    cdef array rs = ring_seq, rr = ring_row, hist_a = hist
+    cdef array lat_x = units.lat_x, lat_y = units.lat_y, err_x = units.err_x
+    cdef array err_y = units.err_y, variant = units.variant
+    hsum = hist_sum
+    cdef Py_ssize_t size, slot, row, lo, hi, mid, v
+    cdef long long seq, cap = capacity
+    cdef double latency, error
+    if not n:
+        return
+    batch = entries[:n]
+    del entries[:n]  # entries appended since the slice stay, after these
+    size = len(rs)
+    for entry in batch:
+        seq = entry[0]
+        latency = entry[1]
+        error = entry[2]
+        if seq < 0:
+            continue
+        slot = seq % cap
+        if slot >= size or rs.data.as_longlongs[slot] != seq:
+            continue  # evicted by a flood of newer requests: nothing to attribute to
+        row = rr.data.as_longlongs[slot]
+        lat_x.data.as_doubles[row] += latency
+        lat_y.data.as_doubles[row] += 1.0
+        if error:
+            err_x.data.as_doubles[row] += error
+        err_y.data.as_doubles[row] += 1.0
+        v = variant.data.as_schars[row]  # the unit's variant, as in its analysis
+        lo, hi = 0, _N_EDGES  # bisect_left(EDGES_MS, latency)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _EDGES.data.as_doubles[mid] < latency:
+                lo = mid + 1
+            else:
+                hi = mid
+        hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
+        hsum[v] = hsum[v] + latency
+    if tracker is not None:  # a decision no longer tracked is skipped by apply
+        lat, err = auto
+        for seq_obj, latency_obj, error_obj in batch:
+            tracker.apply(seq_obj, lat, latency_obj)
+            tracker.apply(seq_obj, err, error_obj)

@@ -1,0 +1,133 @@
+"""A scripted run of the request path, printed as JSON: run once with the compiled twins and
+once with ``MODELROUTER_NO_EXTENSIONS=1`` (tests/asgi/test_compiled_twins.py compares them).
+
+Everything that could differ between runs is fixed: the salt, the clock and the timer (counters),
+the rng of the bandit; decision ids are printed without their random per-process prefix. The
+requests cover the cells the twins touch: new and returning units, hostile unit ids (refused
+with 400, or read by the Python reader), a request without a unit id, 2 and 3 variants, a
+weight change (a new allocation mid-run), a restore from a dump (cached hash buckets unknown),
+a pending ring that wraps (evicted journal entries), 500s, an app that raises, signed tokens,
+segments, a switch to the bandit and back, and request level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import sys
+from typing import Any
+
+from modelrouter import ModelRouter, RouterConfig
+from modelrouter.config.extensions import compiled
+
+HOSTILE = [b"", b"   ", b" alice", b"bob ", b"caf\xc3\xa9", b"\xff\xfe", b"a\x1fb", b"x" * 300,
+           b"tab\tin", b"\xed\xa0\x80", b"ok-user", b"a b", b"\xe2\x80\x8b"]
+
+
+def counter(step: float) -> Any:
+    it = itertools.count()
+    return lambda: next(it) * step
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    path = scope["path"]
+    if path == "/boom":
+        raise RuntimeError("boom")
+    status = 500 if path == "/fail" else 200
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain")]})
+    if path == "/chunked":
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def make(variants: dict[str, Any], **config: Any) -> ModelRouter:
+    cfg = RouterConfig(salt="twins", metrics={"click": "binary"}, **config)
+    return ModelRouter(app, variants, cfg, timer=counter(0.00125), clock=counter(0.5),
+                       rng=random.Random(7))
+
+
+async def call(router: ModelRouter, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "headers": headers, "query_string": b"",
+             "method": "GET", "state": {}}
+    error = None
+    try:
+        await router(scope, receive, send)
+    except RuntimeError as exc:
+        error = str(exc)
+    decision = scope["state"].get("modelrouter") if isinstance(scope["state"], dict) else None
+    start = next((m for m in sent if m["type"] == "http.response.start"), None)
+    return {"status": None if start is None else start["status"],
+            "token": None if start is None else any(k == b"x-modelrouter-token"
+                                                    for k, _ in start["headers"]),
+            "body": b"".join(m.get("body", b"") for m in sent
+                             if m["type"] == "http.response.body").decode("latin-1"),
+            "error": error,
+            "decision": None if decision is None else {
+                "id": decision.decision_id.partition("-")[2], "variant": decision.variant,
+                "unit": decision.unit_id, "p": decision.propensity, "epoch": decision.epoch,
+                "mode": decision.mode, "at": decision.issued_at, "counted": decision.counted,
+                "segment": list(decision.segment)}}
+
+
+def state(router: ModelRouter) -> dict[str, Any]:
+    store = router.experiment.store
+    header, arrays = store.dump()
+    header = {k: v for k, v in header.items() if k not in ("written_at", "pid")}
+    return {"header": json.loads(json.dumps(header, default=str)),
+            "arrays": {k: v.tolist() for k, v in sorted(arrays.items())},
+            "stats": store.stats()}
+
+
+async def run() -> dict[str, Any]:
+    out: dict[str, Any] = {"compiled": compiled()}
+    rnd = random.Random(11)
+    # 3 variants, user level, a small ring that wraps, tokens, a segment header
+    r = make({"a": 0, "b": 1, "c": 2}, max_pending=64, secret="twin-secret-0123456789",
+             segments={"country": "x-country"})
+    log = []
+    for i in range(400):
+        path = rnd.choice(["/p", "/p", "/p", "/fail", "/chunked", "/boom"])
+        user = (f"user-{rnd.randrange(150)}".encode() if rnd.random() < 0.85
+                else rnd.choice(HOSTILE))
+        headers = [(b"host", b"t"), (b"x-country", rnd.choice([b"de", b"fr", b"\xff"]))]
+        if rnd.random() < 0.95:
+            headers.append((b"x-user-id", user))
+        log.append(await call(r, path, headers))
+        if i == 150:
+            r.experiment.configure(weights={"a": 0.2, "b": 0.3, "c": 0.5})
+        if i == 250:  # restore: every cached hash bucket unknown
+            header, arrays = r.experiment.store.dump()
+            r.experiment.store.load(header, arrays)
+    out["three_variants"] = {"log": log, "state": state(r)}
+
+    # 2 variants with the bandit: A/B -> bandit -> A/B
+    b = make({"a": 0, "b": 1}, reward="click")
+    log = []
+    for i in range(300):
+        log.append(await call(b, "/p", [(b"x-user-id", f"u{rnd.randrange(80)}".encode())]))
+        if i == 100:
+            b.experiment.configure(mode="bandit")
+        if i == 200:
+            b.experiment.configure(mode="ab")
+    out["switched"] = {"log": log, "state": state(b)}
+
+    # request level
+    q = make({"a": 0, "b": 1}, level="request")
+    out["request_level"] = {"log": [await call(q, "/p", [(b"x-user-id", b"u1")])
+                                    for _ in range(50)], "state": state(q)}
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(asyncio.run(run()), sys.stdout, sort_keys=True)
