@@ -367,3 +367,27 @@ def test_a_doubtful_claim_overwritten_by_another_client_does_not_block_later_cla
     assert snap.units is not None and snap.units.y["click"].sum() == 1.0
     for e in (a, b):
         e.close()
+
+
+def test_a_routing_change_whose_reply_is_lost_is_adopted_once_and_a_retry_changes_nothing(
+        persistent_redis_server: RedisServer, cut: CuttingProxy) -> None:
+    """3 arms, 2 workers, A/B: A's pause of arm c (the compare-and-set script) ran, its reply
+    was cut: A refuses with StoreError and keeps its allocation, yet the change is in force in
+    Redis; both workers adopt it at their next sync, and the admin's retry of the pause is a
+    no-op (no second epoch). Known: the caller was told the change failed."""
+    server = persistent_redis_server
+    a, b = worker(cut.url), worker(server.url)
+    a.configure(weights={"a": 0.2, "b": 0.3, "c": 0.5})
+    b.state.sync()
+    lost_reply(server, cut, b"EVALSHA", lambda: a.pause_arm("c"))
+    assert a.state.allocation.epoch == 1 and a.state.allocation.weights["c"] == 0.5
+    for w in (a, b):
+        w.state.sync()
+        assert w.state.allocation.epoch == 2
+        assert dict(w.state.allocation.weights) == pytest.approx({"a": 0.4, "b": 0.6, "c": 0.0})
+    a.pause_arm("c")
+    assert a.state.allocation.epoch == 2
+    r = redis.Redis.from_url(server.url, decode_responses=True)
+    assert max(int(e) for e in r.hgetall(P + "epochs")) == 2  # epoch 0 comes with a flush
+    for e in (a, b):
+        e.close()

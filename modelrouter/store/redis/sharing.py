@@ -47,7 +47,9 @@ class SharedMembers:
     # -- control plane and cross-worker feedback (control.py) ---------------------------
     def publish_control(self, record: Mapping[str, Any], expected: int) -> bool:
         """Compare-and-set the shared routing state (StoreError if Redis cannot be reached:
-        the change is refused before anything changes)."""
+        nothing changes in this worker; if the connection was lost after Redis ran it, the
+        change is in force there and every worker, this one included, adopts it at its next
+        sync: tests/store/test_redis_reply_lost.py)."""
         return self.control.publish(record, expected)
 
     def read_control(self) -> dict[str, Any] | None:
