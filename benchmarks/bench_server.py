@@ -45,6 +45,7 @@ from _harness import table
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = {"ok": "/ok", "model": "/model"}
 APPS = ("bare", "ab", "bandit")
+CALIBRATION = ("passthrough", "spin")  # server_apps.py: a known in-process cost, for scale
 LUA = """
 counter = 0
 request = function()
@@ -223,7 +224,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000,
                         help="distinct x-user-id values cycled by wrk")
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated subset of "
-                        f"{','.join(APPS)}")
+                        f"{','.join(APPS + CALIBRATION)}")
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS),
                         help=f"comma-separated subset of {','.join(ENDPOINTS)}")
     parser.add_argument("--quick", action="store_true",
@@ -243,7 +244,7 @@ def main() -> None:
     endpoints = [e for e in args.endpoints.split(",") if e]
     if "bare" not in apps:
         apps.insert(0, "bare")  # every ratio is to the bare app of the same round
-    unknown = set(apps) - set(APPS) | set(endpoints) - set(ENDPOINTS)
+    unknown = set(apps) - set(APPS) - set(CALIBRATION) | set(endpoints) - set(ENDPOINTS)
     if unknown:
         sys.exit(f"unknown app or endpoint: {sorted(unknown)}")
     if args.baseline:

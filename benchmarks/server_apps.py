@@ -73,4 +73,31 @@ def bandit() -> Any:
                                                     metrics={"click": "binary"}))
 
 
-APPS = {"bare": bare, "ab": ab, "bandit": bandit}
+class _PassThrough:
+    """A pure ASGI middleware that only awaits the app; with ``spin``, it first spends a fixed
+    amount of Python work (a loop of ``spin`` additions: 200 take ~3.6 us in a hot in-process
+    loop on the issue-17 machine). Calibration: what a known in-process cost adds to the server
+    CPU per request (bench_server.py ``--apps bare,pass,spin``)."""
+
+    def __init__(self, app: Any, spin: int = 0) -> None:
+        self.app, self.spin = app, spin
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        x = 0
+        for i in range(self.spin):
+            x += i
+        await self.app(scope, receive, send)
+
+
+def passthrough() -> Any:
+    """The endpoints behind a pass-through pure ASGI middleware (calibration)."""
+    return _PassThrough(_app())
+
+
+def spin() -> Any:
+    """The endpoints behind a pass-through middleware spending ~3.6 us of Python work
+    (in-process) per request (calibration)."""
+    return _PassThrough(_app(), spin=200)
+
+
+APPS = {"bare": bare, "ab": ab, "bandit": bandit, "passthrough": passthrough, "spin": spin}
