@@ -13,7 +13,6 @@ is set (``Experiment.__setattr__``; a forked child's new decision-id prefix, say
 
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.stdio cimport snprintf
 
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.decision import Decision
@@ -33,14 +32,21 @@ cdef object _new_decision(object cls, tuple fields):
 
 
 cdef str _decision_id(str prefix, object seq):
-    """``f"{prefix}{seq:x}"`` for a decision number (hex digits formatted in C)."""
-    cdef char buf[24]
+    """``f"{prefix}{seq:x}"`` for a decision number (its hex digits written in C)."""
+    cdef char buf[17]
     cdef long long n = seq
-    cdef int length
+    cdef unsigned long long v
+    cdef int pos = 16
     if n < 0:
         return f"{prefix}{seq:x}"
-    length = snprintf(buf, sizeof(buf), "%llx", n)
-    return prefix + PyUnicode_DecodeASCII(buf, length, NULL)
+    v = <unsigned long long>n
+    while True:
+        pos -= 1
+        buf[pos] = b"0123456789abcdef"[v & 15]
+        v >>= 4
+        if v == 0:
+            break
+    return prefix + PyUnicode_DecodeASCII(buf + pos, 16 - pos, NULL)
 
 
 cdef class RouteCore:

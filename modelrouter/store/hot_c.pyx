@@ -22,6 +22,8 @@ cdef extern from "pythread.h":
     int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
                                     int intr_flag) nogil
 
+from bisect import bisect_left
+
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 
 cdef array _EDGES = array("d", EDGES_MS)
@@ -218,6 +220,8 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
             _append_double(p.ubucket, u)
         else:
             row = found
+            if not (0 <= row < len(p.ubucket) and row < len(p.exposures)):
+                return _expose_known_py(p, store, unit, bucket, alloc, row, now)
             u = p.ubucket.data.as_doubles[row]
             if u != u:  # NaN: a restored row
                 u = bucket(unit)
@@ -235,11 +239,40 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
             _append_longlong(p.ring_row, row)
         else:
             slot = seq % p.cap
-            p.ring_seq.data.as_longlongs[slot] = seq
-            p.ring_time.data.as_doubles[slot] = now
-            p.ring_row.data.as_longlongs[slot] = row
+            if slot < len(p.ring_seq) and slot < len(p.ring_time) and slot < len(p.ring_row):
+                p.ring_seq.data.as_longlongs[slot] = seq
+                p.ring_time.data.as_doubles[slot] = now
+                p.ring_row.data.as_longlongs[slot] = row
+            else:  # a ring shorter than its numbering says: the arrays' own IndexError
+                p.ring_seq[slot] = seq
+                p.ring_time[slot] = now
+                p.ring_row[slot] = row
     finally:
         lock.give()
+    return seq, i
+
+
+cdef tuple _expose_known_py(UnitPath p, object store, object unit, object bucket,
+                            object alloc, Py_ssize_t row, object now):
+    """The known-unit half of :func:`expose` by Python indexing (lock held), for a row the
+    columns do not hold: what the Python method does there (its IndexError) happens here."""
+    u = p.ubucket[row]
+    if u != u:
+        u = p.ubucket[row] = bucket(unit)
+    i = alloc.choose(u)
+    p.exposures[row] += 1
+    seq = p.seq
+    p.seq = seq + 1
+    p.requests[i] += 1
+    if seq < p.cap:
+        p.ring_seq.append(seq)
+        p.ring_time.append(now)
+        p.ring_row.append(row)
+    else:
+        slot = seq % p.cap
+        p.ring_seq[slot] = seq
+        p.ring_time[slot] = now
+        p.ring_row[slot] = row
     return seq, i
 
 
@@ -270,7 +303,13 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
         slot = seq % cap
         if slot >= size or rs.data.as_longlongs[slot] != seq:
             continue  # evicted by a flood of newer requests: nothing to attribute to
+        if slot >= len(rr):  # the row column shorter than the ring, as the array would say
+            raise IndexError("array index out of range")
         row = rr.data.as_longlongs[slot]
+        if not (0 <= row < len(lat_x) and row < len(lat_y) and row < len(err_x)
+                and row < len(err_y) and row < len(variant)):
+            _fold_entry_py(units, row, entry[1], entry[2], hist, hist_sum)
+            continue
         lat_x.data.as_doubles[row] += latency
         lat_y.data.as_doubles[row] += 1.0
         if error:
@@ -284,10 +323,28 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
                 lo = mid + 1
             else:
                 hi = mid
-        hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
+        if 0 <= v * _N_SLOTS + lo < len(hist_a):
+            hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
+        else:  # a variant code the histogram does not hold: the array's own indexing
+            hist_a[v * _N_SLOTS + lo] += 1
         hsum[v] = hsum[v] + latency
     if tracker is not None:  # a decision no longer tracked is skipped by apply
         lat, err = auto
         for seq_obj, latency_obj, error_obj in batch:
             tracker.apply(seq_obj, lat, latency_obj)
             tracker.apply(seq_obj, err, error_obj)
+
+
+cdef void _fold_entry_py(object units, Py_ssize_t row, object latency_ms, object error,
+                         object hist, object hist_sum) except *:
+    """One entry of :func:`fold` by Python indexing, for a row the columns do not hold: what
+    the Python method does there (its IndexError, or a negative row's wrap-around)."""
+    units.lat_x[row] += latency_ms
+    units.lat_y[row] += 1.0
+    if error:
+        units.err_x[row] += error
+    units.err_y[row] += 1.0
+    v = units.variant[row]
+    hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
+    hist_sum[v] += latency_ms
+

@@ -107,3 +107,46 @@ def test_extensions_can_be_turned_off() -> None:
                          check=True, timeout=60)
     flags = json.loads(out.stdout)
     assert flags and not any(flags.values())
+
+
+@needs_build
+@pytest.mark.parametrize("seq", [0, 1, 15, 16, 255, 4096, 2**40 + 7, 2**63 - 2])
+def test_decision_ids_spell_the_decision_number_in_hex(seq: int) -> None:
+    """The compiled route writes the id's hex digits itself: ``prefix + format(seq, "x")``,
+    and ``seq_of`` reads the number back."""
+    from modelrouter import RouterConfig
+    from modelrouter.routing.experiment import Experiment
+
+    exp = Experiment({"a": 0, "b": 1}, RouterConfig(metrics={"click": "binary"},
+                                                    max_pending=16))
+    for u in range(16):  # a full ring: any later number has its slot
+        exp.route_checked(f"warm-{u}")
+    exp.store._path.seq = max(seq, 16)  # type: ignore[attr-defined]
+    decision, got = exp.route_checked("unit-1")
+    assert got == max(seq, 16)
+    assert decision.decision_id == exp._prefix + format(got, "x")
+    assert exp.seq_of(decision.decision_id) == got
+
+
+@pytest.mark.parametrize("compiled_path", [True, False])
+def test_a_ring_shorter_than_its_numbering_raises_instead_of_writing_past_it(
+        compiled_path: bool) -> None:
+    """Adversarial: a pending ring whose length breaks the store's invariant (numbers past
+    its capacity, no slot written yet). The Python method raises IndexError; the compiled
+    twin once wrote past the array's end (a segfault). Both now raise IndexError."""
+    from modelrouter import RouterConfig
+    from modelrouter.config.extensions import python_method
+    from modelrouter.routing.experiment import Experiment
+    from modelrouter.store.memory import MemoryStore
+
+    if compiled_path and not BUILT:
+        pytest.skip("compiled twins not built on this machine")
+    exp = Experiment({"a": 0, "b": 1}, RouterConfig(metrics={"click": "binary"},
+                                                    max_pending=16))
+    store = exp.store
+    store._path.seq = 2**40  # type: ignore[attr-defined]
+    expose = store.expose_unit if compiled_path else python_method(MemoryStore, "expose_unit")
+    args = ("unit-1", exp._bucket, exp.allocation, (), 0.0)
+    with pytest.raises(IndexError):
+        expose(*args) if compiled_path else expose(store, *args)  # type: ignore[operator]
+    assert len(store.ring) == 0
