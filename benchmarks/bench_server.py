@@ -72,11 +72,19 @@ class Measurement:
     requests: int
     cpu_s: float
     errors: int
+    user_s: float = float("nan")
 
     @property
     def cpu_us(self) -> float:
         """Server CPU (user + system, all threads) per completed request, microseconds."""
         return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
+
+    @property
+    def user_us(self) -> float:
+        """Server user-mode CPU per completed request, microseconds (the system part holds
+        the kernel's socket work and wake-ups of the load generator, which grow as the
+        server slows: see README, Performance)."""
+        return self.user_s / self.requests * 1e6 if self.requests else float("nan")
 
 
 def free_port() -> int:
@@ -96,11 +104,12 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (every thread), in seconds (``proc(5)``)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """``(utime + stime, utime)`` of process ``pid`` (every thread), in seconds (``proc(5)``)."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+    user = int(fields[11]) / CLK_TCK  # fields 14 and 15 of proc(5)
+    return user + int(fields[12]) / CLK_TCK, user
 
 
 def parse_latency(text: str, label: str) -> float:
@@ -158,7 +167,8 @@ def run_one(app: str, endpoint: str, rnd: int, seconds: int, connections: int, s
     errors = (int(bad.group(1)) if bad else 0) + (
         sum(int(g) for g in sock.groups()) if sock else 0)
     return Measurement(app, endpoint, rnd, rps, parse_latency(out, "50"),
-                       parse_latency(out, "99"), n, cpu1 - cpu0, errors)
+                       parse_latency(out, "99"), n, cpu1[0] - cpu0[0], errors,
+                       cpu1[1] - cpu0[1])
 
 
 def _has(module: str) -> bool:
@@ -192,15 +202,19 @@ def report(results: list[Measurement], apps: list[str], endpoints: list[str]) ->
                 continue
             rps = [m.rps for m in ms]
             added = [m.cpu_us - b.cpu_us for m, b in zip(ms, base)] if a != "bare" else []
+            added_user = ([m.user_us - b.user_us for m, b in zip(ms, base)] if a != "bare"
+                          else [])
             rows.append([a, _span(rps, 0), f"{statistics.median(rps) / base_rps:.3f}",
                          _span([m.p99_ms for m in ms], 2),
                          f"{statistics.median(m.p99_ms for m in ms) / base_p99:.2f}",
                          _span([m.cpu_us for m in ms], 1),
                          _span(added, 1) if added else "",
+                         _span(added_user, 1) if added_user else "",
                          str(sum(m.errors for m in ms))])
         lines.append(f"\nendpoint /{ep}:\n")
         lines.append(table(["app", "requests/s", "ratio to bare", "p99 ms", "p99 ratio",
-                            "server CPU us/request", "added CPU us/request", "errors"], rows))
+                            "server CPU us/request", "added CPU us/request",
+                            "added user CPU us/request", "errors"], rows))
         for a in apps:
             if a == "bare" or not by_app[a] or not base:
                 continue

@@ -12,7 +12,8 @@ twice, with 0 and with ``--calls`` timed requests after the same warm-up, and pr
 
 Cases: ``bare`` (the app alone), ``pass`` (a pass-through pure ASGI middleware), ``ab``
 (``ModelRouter`` in A/B mode, user level, every unit known), ``abnew`` (the same, every timed
-request a unit's first exposure, as in a server run over 100,000 users), ``glue`` (the router
+request a unit's first exposure, as in a server run over 100,000 users), ``bandit`` (bandit
+mode, Thompson sampling on a binary reward, every unit known), ``glue`` (the router
 with routing replaced by a constant decision: reader + middleware), ``noreader`` (also the unit
 id reader replaced).
 ``--code DIR`` counts another modelrouter package (``git archive <commit> modelrouter | tar
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-CASES = ("bare", "pass", "ab", "abnew", "glue", "noreader")
+CASES = ("bare", "pass", "ab", "abnew", "bandit", "glue", "noreader")
 
 
 def child(case: str, calls: int, users: int) -> None:
@@ -53,8 +54,9 @@ def child(case: str, calls: int, users: int) -> None:
     elif case == "pass":
         app = PassThrough(make_app())
     else:
+        mode = {"mode": "bandit", "reward": "click"} if case == "bandit" else {}
         router = ModelRouter(make_app(), {"control": 0, "treatment": 1},
-                             RouterConfig(metrics={"click": "binary"}))
+                             RouterConfig(metrics={"click": "binary"}, **mode))
         if case in ("glue", "noreader"):
             fix_decision(router)
         if case == "noreader":
