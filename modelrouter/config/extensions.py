@@ -22,7 +22,8 @@ import os
 from types import ModuleType
 from typing import Any
 
-__all__ = ["CoreMirror", "compiled", "install", "load_extension", "python_method"]
+__all__ = ["CoreMirror", "compiled", "install", "install_function", "load_extension",
+           "python_function", "python_method"]
 
 _loaded: dict[str, bool] = {}
 
@@ -50,7 +51,7 @@ def compiled() -> dict[str, bool]:
     return dict(_loaded)
 
 
-_python: dict[tuple[type, str], object] = {}
+_python: dict[tuple[type | str, str], object] = {}
 
 
 def install(cls: type, method: str, module: str, twin: str | None = None) -> None:
@@ -62,6 +63,21 @@ def install(cls: type, method: str, module: str, twin: str | None = None) -> Non
     if ext is not None:
         name = twin or ("call" if method == "__call__" else method)
         setattr(cls, method, getattr(ext, name))
+
+
+def install_function(namespace: dict[str, Any], name: str, module: str) -> None:
+    """Make the compiled ``module.<name>`` the module-level function ``name`` of the module
+    whose globals are ``namespace`` (call it at the end of that module, before anything
+    imports the name); the Python function stays reachable through :func:`python_function`."""
+    _python[(namespace["__name__"], name)] = namespace[name]
+    ext = load_extension(module)
+    if ext is not None:
+        namespace[name] = getattr(ext, name)
+
+
+def python_function(module: str, name: str) -> object:
+    """The Python function ``module.<name>`` that :func:`install_function` may have replaced."""
+    return _python[(module, name)]
 
 
 def python_method(cls: type, method: str) -> object:

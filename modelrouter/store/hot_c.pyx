@@ -12,6 +12,7 @@ operations (the tests run both on the same requests and compare every column); w
 or can fail calls the same Python code as the twin.
 """
 
+cimport cython
 from cpython.array cimport array, resize_smart
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
                                PyThread_allocate_lock, PyThread_free_lock,
@@ -27,6 +28,7 @@ from bisect import bisect_left
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 
 cdef array _EDGES = array("d", EDGES_MS)
+cdef double _NAN = float("nan")
 cdef Py_ssize_t _N_EDGES = len(EDGES_MS)
 cdef Py_ssize_t _N_SLOTS = N_SLOTS
 
@@ -54,6 +56,7 @@ cdef class FastLock:
         self._held = False
         PyThread_release_lock(<PyThread_type_lock>self._lock)
 
+    @cython.binding(False)
     def acquire(self, blocking=True, timeout=-1):
         """``threading.Lock.acquire``: True when taken."""
         cdef long long micros
@@ -75,20 +78,24 @@ cdef class FastLock:
             self._held = True
         return bool(ok)
 
+    @cython.binding(False)
     def release(self):
         """``threading.Lock.release``; RuntimeError when not held."""
         if not self._held:
             raise RuntimeError("release unlocked lock")
         self.give()
 
+    @cython.binding(False)
     def locked(self):
         return self._held
 
+    @cython.binding(False)
     def __enter__(self):
         self.take()
         return True
 
-    def __exit__(self, *exc_info):
+    @cython.binding(False)
+    def __exit__(self, exc_type, exc_value, traceback):
         self.give()
 
     def __repr__(self):
@@ -252,6 +259,54 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
     return seq, i
 
 
+def expose_decision(self, unit, variant, propensity, epoch, segment=(), now=None, tag=0):
+    """``MemoryStore.expose_decision`` (the bandit's exposure and its decision opened in the
+    tracker, in one lock) for a unit-level store and a unit id: the Python method's steps
+    (``_expose_locked``, ``PendingRing.remember``, ``DecisionTracker.open``) on the store's
+    path; anything else goes to the Python method (``_expose_decision_py``)."""
+    cdef UnitPath p = self._path
+    cdef FastLock lock = p.lock
+    cdef Py_ssize_t row, slot, size
+    cdef long long seq
+    if unit is None or type(variant) is not int or not self.unit_level:
+        return self._expose_decision_py(unit, variant, propensity, epoch, segment, now, tag)
+    now = self.clock() if now is None else now
+    lock.take()
+    try:
+        seq = p.seq
+        p.seq = seq + 1
+        p.requests[variant] += 1
+        found = p.rows.get(unit)
+        if found is None:
+            row = p.units.add(unit, variant, propensity, epoch, now, segment)
+            _append_double(p.ubucket, _NAN)
+        else:
+            row = found
+            if not (0 <= row < len(p.exposures)) or p.exposures.data.as_uints[row] == 0xFFFFFFFF:
+                p.exposures[row] += 1  # the array's own indexing: its error, or a wrap-around
+            else:
+                p.exposures.data.as_uints[row] += 1
+        # PendingRing.remember inlined (a unit-level store's ring has no extra columns)
+        slot = seq % p.cap
+        size = len(p.ring_seq)
+        if slot < size and slot < len(p.ring_time) and slot < len(p.ring_row):
+            p.ring_seq.data.as_longlongs[slot] = seq
+            p.ring_time.data.as_doubles[slot] = now
+            p.ring_row.data.as_longlongs[slot] = row
+        elif slot == size and len(p.ring_time) == size and len(p.ring_row) == size:
+            _append_longlong(p.ring_seq, seq)
+            _append_double(p.ring_time, now)
+            _append_longlong(p.ring_row, row)
+        else:
+            self.ring.remember(seq, now, row)
+        decisions = self._decisions
+        if decisions is not None:
+            decisions.open(seq, variant, epoch, segment, tag, row, now)
+    finally:
+        lock.give()
+    return seq
+
+
 cdef tuple _expose_known_py(UnitPath p, object store, object unit, object bucket,
                             object alloc, Py_ssize_t row, object now):
     """The known-unit half of :func:`expose` by Python indexing (lock held), for a row the
@@ -347,4 +402,94 @@ cdef void _fold_entry_py(object units, Py_ssize_t row, object latency_ms, object
     v = units.variant[row]
     hist[v * N_SLOTS + bisect_left(EDGES_MS, latency_ms)] += 1
     hist_sum[v] += latency_ms
+
+
+cdef inline bint _fill_slot(array col, Py_ssize_t slot, object fill) except -1:
+    """``col[slot] = fill`` in C for the ring's 'd' and 'b' columns; False: do it in Python."""
+    cdef char code = col.ob_descr.typecode
+    cdef long x
+    if slot >= len(col):
+        return False
+    if code == b"d" and type(fill) is float:
+        col.data.as_doubles[slot] = <double>fill
+        return True
+    if code == b"b" and type(fill) is int:
+        x = fill
+        if -128 <= x <= 127:
+            col.data.as_schars[slot] = <signed char>x
+            return True
+    return False
+
+
+def remember(self, seq, now, row):
+    """Put decision ``seq`` (issued at ``now``, payload ``row``) in its slot: see
+    ``PendingRing.remember`` (store/ring.py), the Python twin (``_remember_py``), which takes
+    every case this one does not write in C (a slot past the end: the ring grows)."""
+    cdef array seq_a = self.seq, time_a = self.time, row_a = self.row
+    cdef long long s, r
+    cdef Py_ssize_t slot, size
+    if type(seq) is not int or type(row) is not int or seq < 0 or row < 0:
+        return self._remember_py(seq, now, row)
+    s, r = seq, row
+    slot = s % <long long>self.capacity
+    size = len(seq_a)
+    columns = self._columns
+    if slot < size and slot < len(time_a) and slot < len(row_a):
+        for col, fill in columns:  # columns first: a column C cannot write goes to Python
+            if type(col) is not array or slot >= len(<array>col):
+                return self._remember_py(seq, now, row)
+        seq_a.data.as_longlongs[slot] = s
+        time_a.data.as_doubles[slot] = now
+        row_a.data.as_longlongs[slot] = r
+        for col, fill in columns:
+            if not _fill_slot(<array>col, slot, fill):
+                col[slot] = fill
+        return slot
+    return self._remember_py(seq, now, row)
+
+
+def add_to_pair(xs, ys, slot, row, m, value, any_):
+    """``store.rows.add_to_pair`` (the Python twin): add ``value`` to one unit's ``(x, y)``
+    of metric ``m`` and move its group's sums by exactly the change; the same float
+    operations in the same order, in C for 'd' arrays, a list row of floats and a float."""
+    cdef array xa, ya
+    cdef Py_ssize_t i, b
+    cdef double old_x, old_y, new_x, new_y, v
+    cdef list r
+    if (type(xs) is array and type(ys) is array and type(row) is list
+            and type(value) is float and type(slot) is int and type(m) is int):
+        xa, ya, r = xs, ys, row
+        i = slot
+        b = 1 + 5 * <Py_ssize_t>m
+        if (xa.ob_descr.typecode == b"d" and ya.ob_descr.typecode == b"d"
+                and 0 <= i < len(xa) and i < len(ya) and 0 < b and b + 4 < len(r)
+                and type(r[b]) is float and type(r[b + 1]) is float
+                and type(r[b + 2]) is float and type(r[b + 3]) is float
+                and type(r[b + 4]) is float):
+            v = value
+            old_x, old_y = xa.data.as_doubles[i], ya.data.as_doubles[i]
+            if any_:
+                new_x = v if v > old_x else old_x  # max(old_x, value)
+            else:
+                new_x = old_x + v
+            new_y = old_y + 1.0
+            xa.data.as_doubles[i], ya.data.as_doubles[i] = new_x, new_y
+            r[b] = <double>r[b] + (new_x - old_x)
+            r[b + 1] = <double>r[b + 1] + 1.0
+            r[b + 2] = <double>r[b + 2] + (new_x * new_x - old_x * old_x)
+            r[b + 3] = <double>r[b + 3] + (new_y * new_y - old_y * old_y)
+            r[b + 4] = <double>r[b + 4] + (new_x * new_y - old_x * old_y)
+            return None
+    # anything else: the Python twin's lines, as generic object operations
+    old_x, old_y = xs[slot], ys[slot]
+    new_xo = max(old_x, value) if any_ else old_x + value
+    new_yo = old_y + 1.0
+    xs[slot], ys[slot] = new_xo, new_yo
+    bo = 1 + 5 * m
+    row[bo] += new_xo - old_x
+    row[bo + 1] += 1.0
+    row[bo + 2] += new_xo * new_xo - old_x * old_x
+    row[bo + 3] += new_yo * new_yo - old_y * old_y
+    row[bo + 4] += new_xo * new_yo - old_x * old_y
+    return None
 

@@ -264,6 +264,9 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                 self._decisions.open(seq, variant, epoch, segment, tag, row, now)
         return seq
 
+    # the Python method, also what the compiled twin (installed below) hands the other cases
+    _expose_decision_py = expose_decision
+
     def take_training(self) -> tuple[dict[str, np.ndarray], int]:
         """The bandit's training counters and the updates since the last call."""
         with self._lock:
@@ -373,6 +376,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                                                      int(new.training["pending"]))
 
 
-# the compiled twins of expose_unit and of the journal's fold (store/hot_c.pyx), when built
+# the compiled twins of expose_unit, expose_decision and the journal's fold (store/hot_c.pyx)
 install(MemoryStore, "expose_unit", "modelrouter.store.hot_c")
+install(MemoryStore, "expose_decision", "modelrouter.store.hot_c")
 install(AutoJournal, "fold", "modelrouter.store.hot_c")

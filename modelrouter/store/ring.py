@@ -31,6 +31,7 @@ from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelrouter.config.extensions import install
 from modelrouter.exceptions import UnknownDecisionError
 
 __all__ = ["EMPTY", "PendingRing", "RingState"]
@@ -104,6 +105,9 @@ class PendingRing:
         for col, fill in self._columns:
             col.append(fill)
         return slot
+
+    # the Python method, also what the compiled twin (installed below) hands the other cases
+    _remember_py = remember
 
     def _grow(self, n: int) -> None:
         self.seq.extend(array("q", [EMPTY]) * n)
@@ -187,3 +191,8 @@ def _filled(col: Sequence[Any], fill: Any, n: int) -> MutableSequence[Any]:
     if isinstance(col, array):
         return array(col.typecode, [fill]) * n
     return [fill] * n
+
+
+# the compiled twin of remember (store/hot_c.pyx), when it was built
+install(PendingRing, "remember", "modelrouter.store.hot_c")
+

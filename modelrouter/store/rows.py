@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from modelrouter.config.extensions import install_function
+
 if TYPE_CHECKING:
     from modelrouter.stats.moments import Moments
 
@@ -133,3 +135,8 @@ class GroupTable(Generic[K]):
                 raise ValueError(f"duplicate group key {key!r}")
             table.sums[table.row_of(key)] = [float(v) for v in row]
         return table
+
+
+# the compiled twin of add_to_pair (store/hot_c.pyx), when it was built
+install_function(globals(), "add_to_pair", "modelrouter.store.hot_c")
+
