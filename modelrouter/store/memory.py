@@ -376,7 +376,8 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                                                      int(new.training["pending"]))
 
 
-# the compiled twins of expose_unit, expose_decision and the journal's fold (store/hot_c.pyx)
+# the compiled twins of expose_unit, expose_decision (store/hot_c.pyx) and of the journal's
+# fold (store/columns_c.pyx), when they were built
 install(MemoryStore, "expose_unit", "modelrouter.store.hot_c")
 install(MemoryStore, "expose_decision", "modelrouter.store.hot_c")
-install(AutoJournal, "fold", "modelrouter.store.hot_c")
+install(AutoJournal, "fold", "modelrouter.store.columns_c")

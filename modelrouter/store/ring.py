@@ -193,6 +193,6 @@ def _filled(col: Sequence[Any], fill: Any, n: int) -> MutableSequence[Any]:
     return [fill] * n
 
 
-# the compiled twin of remember (store/hot_c.pyx), when it was built
-install(PendingRing, "remember", "modelrouter.store.hot_c")
+# the compiled twin of remember (store/columns_c.pyx), when it was built
+install(PendingRing, "remember", "modelrouter.store.columns_c")
 

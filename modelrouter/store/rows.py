@@ -137,6 +137,6 @@ class GroupTable(Generic[K]):
         return table
 
 
-# the compiled twin of add_to_pair (store/hot_c.pyx), when it was built
-install_function(globals(), "add_to_pair", "modelrouter.store.hot_c")
+# the compiled twin of add_to_pair (store/columns_c.pyx), when it was built
+install_function(globals(), "add_to_pair", "modelrouter.store.columns_c")
 
