@@ -72,12 +72,19 @@ def python_method(cls: type, method: str) -> object:
 class CoreMirror:
     """Mixin of an object whose compiled twin reads its attributes from a C copy (``_core``,
     built at the end of its ``__init__``; None where nothing was compiled): setting any
-    attribute refreshes that copy, so a replaced clock, reader or signer is seen at once."""
+    attribute (or deleting one) refreshes that copy, so a replaced clock, reader or signer is
+    seen at once."""
 
     _core: Any = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
+        core = self.__dict__.get("_core")
+        if core is not None:
+            core.refresh(self)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
         core = self.__dict__.get("_core")
         if core is not None:
             core.refresh(self)

@@ -61,8 +61,11 @@ cdef class RouteCore:
         self.expose, self.bucket = d.get("_expose_unit"), d.get("_bucket")
         self.route_other = experiment._route_other
         path = getattr(self.store, "_path", None)
-        # the exposure as a C call only when the store's expose_unit is hot_c's own
-        own = getattr(type(self.store), "expose_unit", None) is _hot_expose_unit
+        # the exposure as a C call only while the experiment's _expose_unit is hot_c's own,
+        # bound to this store (a replaced _expose_unit is called, as the Python method does)
+        expose = self.expose
+        own = (getattr(expose, "__func__", None) is _hot_expose_unit
+               and getattr(expose, "__self__", None) is self.store)
         self.path = path if own and isinstance(path, UnitPath) else None
         self.prefix = d.get("_prefix")
         self.names, self.models = d.get("names"), d.get("models")
