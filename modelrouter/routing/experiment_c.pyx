@@ -85,8 +85,10 @@ cdef class RouteCore:
                 seq, i = expose(self.path, self.store, unit, self.bucket, alloc, codes, now)
             else:
                 seq, i = self.expose(unit, self.bucket, alloc, codes, now)
+            prefix = self.prefix
             return _new_decision(Decision, (
-                _decision_id(self.prefix, seq), self.names[i], self.models[i], unit,
+                _decision_id(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
+                self.names[i], self.models[i], unit,
                 alloc.propensities[i], alloc.epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq
         return self.route_other(unit, segment, alloc, now)

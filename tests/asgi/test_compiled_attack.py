@@ -457,6 +457,126 @@ def test_compiled_bucketer_refuses_what_the_python_one_refuses() -> None:
                 == _outcome(lambda u=unit: python_bucket(b, u)))
 
 
+# -- exposure and unit rows --------------------------------------------------------------------
+ADD_ARGS: dict[str, tuple[Any, ...]] = {
+    "plain": ("u", 1, 0.5, 3, 1.0, (1, 2)),
+    "variant-200": ("u", 200, 0.5, 3, 1.0, (1, 2)),
+    "variant--129": ("u", -129, 0.5, 3, 1.0, (1, 2)),
+    "variant-float": ("u", 1.0, 0.5, 3, 1.0, (1, 2)),
+    "variant-bool": ("u", True, 0.5, 3, 1.0, (1, 2)),
+    "epoch-2**31": ("u", 1, 0.5, 2**31, 1.0, (1, 2)),
+    "epoch-2**70": ("u", 1, 0.5, 2**70, 1.0, (1, 2)),
+    "propensity-str": ("u", 1, "x", 3, 1.0, (1, 2)),
+    "now-None": ("u", 1, 0.5, 3, None, (1, 2)),
+    "now-10**400": ("u", 1, 0.5, 3, 10**400, (1, 2)),
+    "segment-short": ("u", 1, 0.5, 3, 1.0, (1,)),
+    "segment-long": ("u", 1, 0.5, 3, 1.0, (1, 2, 3)),
+    "segment-70000": ("u", 1, 0.5, 3, 1.0, (1, 70000)),
+    "segment-negative": ("u", 1, 0.5, 3, 1.0, (-1, 2)),
+    "segment-list": ("u", 1, 0.5, 3, 1.0, [1, 2]),
+    "segment-None": ("u", 1, 0.5, 3, 1.0, None),
+    "segment-str": ("u", 1, 0.5, 3, 1.0, "ab"),
+    "unit-unhashable": (["u"], 1, 0.5, 3, 1.0, (1, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADD_ARGS))
+def test_hostile_unit_rows_are_added_or_refused_as_by_the_python_twin(name: str) -> None:
+    """UnitTable.add's twin: the same row, or the same exception after the same appends."""
+    from modelrouter.store.units import UnitTable
+
+    python_add: Any = python_method(UnitTable, "add")
+    outcomes = []
+    args = ADD_ARGS[name]
+    for compiled_add in (True, False):
+        table = UnitTable(2, 2, (0, 1), ())
+        table.add("first", 0, 0.5, 0, 0.0, (0, 0))
+        got = _outcome(lambda t=table: t.add(*args) if compiled_add  # noqa: B023
+                       else python_add(t, *args))
+        outcomes.append((got, dict(table.rows), list(table.ids), list(table.variant),
+                         list(table.epoch), list(table.propensity), list(table.first_seen),
+                         list(table.exposures), [list(c) for c in table.segs], table._cap))
+    assert outcomes[0] == outcomes[1]
+
+
+class _PlainChooser:
+    """A chooser without the allocation's cached layout (the store's protocol allows it)."""
+
+    propensities = (0.25, 0.25, 0.5)
+    epoch = 9
+
+    def choose(self, u: float) -> int:
+        return 0 if u < 0.25 else (1 if u < 0.5 else 2)
+
+
+def test_exposures_agree_on_a_random_run_with_restores_and_allocation_changes() -> None:
+    """5 seeded runs of 400 exposures (60 units and hostile ids, a ring of 32 that wraps,
+    4 allocations including a layout-less chooser, int and float times, restores)."""
+    from modelrouter.routing.assignment import Allocation
+    from modelrouter.store.memory import MemoryStore
+
+    python_expose: Any = python_method(MemoryStore, "expose_unit")
+    names = ("a", "b", "c")
+    allocs: list[Any] = [Allocation(names, {"a": 0.2, "b": 0.3, "c": 0.5}, epoch=1),
+                         Allocation(names, {"a": 0.6, "b": 0.2, "c": 0.2}, epoch=2),
+                         _PlainChooser(), Allocation(names, {"a": 1.0, "b": 0.0, "c": 0.0},
+                                                     epoch=3)]
+    for seed in range(5):
+        rnd = random.Random(seed)
+        exps = [Experiment(dict.fromkeys(names, 0), RouterConfig(
+            salt="expose", metrics={"click": "binary"}, max_pending=32)) for _ in range(2)]
+        for step in range(400):
+            if rnd.random() < 0.03:
+                for exp in exps:
+                    exp.store.load(*exp.store.dump())
+                continue
+            unit = (f"u{rnd.randrange(60)}" if rnd.random() < 0.97
+                    else rnd.choice(["\u00e9", "\U0001F600" * 3, "x" * 256]))
+            alloc = rnd.choice(allocs)
+            now = rnd.choice([step * 0.5, float(step), step])
+            a = exps[0].store.expose_unit(unit, exps[0]._bucket, alloc, (), now)
+            b = python_expose(exps[1].store, unit, exps[1]._bucket, alloc, (), now)
+            assert a == b, (seed, step)
+        dumps = [{k: v.tolist() for k, v in exp.store.dump()[1].items()} for exp in exps]
+        assert dumps[0] == dumps[1]
+        assert exps[0].store.stats() == exps[1].store.stats()
+
+
+@pytest.mark.parametrize("u", [0.3, 0.5, 1.0, 0.0, -0.0, float("inf"), -float("inf"),
+                               float("nan"), 0.9999999999999999, -1e-300, 5, True])
+def test_buckets_on_and_past_the_lane_bounds_choose_as_the_python_twin(u: float) -> None:
+    from modelrouter.routing.assignment import Allocation
+    from modelrouter.store.memory import MemoryStore
+
+    python_expose: Any = python_method(MemoryStore, "expose_unit")
+    alloc = Allocation(("a", "b", "c"), {"a": 0.2, "b": 0.3, "c": 0.5}, epoch=1)
+    outcomes = []
+    for compiled_expose in (True, False):
+        store: Any = Experiment({"a": 0, "b": 1, "c": 2}, RouterConfig(
+            metrics={"click": "binary"})).store
+        expose: Any = (store.expose_unit if compiled_expose
+                       else (lambda *args, store=store: python_expose(store, *args)))
+        first = _outcome(lambda: expose("u", lambda unit: u, alloc, (), 1.0))  # noqa: B023
+        again = _outcome(lambda: expose("u", lambda unit: u, alloc, (), 1.0))  # noqa: B023
+        outcomes.append((first, again, repr(list(store._ubucket)), store.stats()["decisions"]))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_the_compiled_route_takes_names_and_prefixes_of_any_type() -> None:
+    """Setting ``names`` to a list (or ``_prefix`` to a non-str) once raised TypeError from the
+    core's refresh (typed C fields) after the attribute was set; the Python method takes both."""
+    python_route: Any = python_method(Experiment, "route_checked")
+    ids = []
+    for route in (Experiment.route_checked, python_route):
+        exp = Experiment({"a": 0, "b": 1}, RouterConfig(salt="types",
+                                                         metrics={"click": "binary"}))
+        exp.names = ["x", "y"]  # type: ignore[assignment]
+        exp._prefix = 7  # type: ignore[assignment]
+        decision, seq = route(exp, "u1")
+        ids.append((decision.decision_id, decision.variant, seq))
+    assert ids[0] == ids[1] == ("70", ids[0][1], 0) and ids[0][1] in ("x", "y")
+
+
 # -- journal fold -----------------------------------------------------------------------------
 _python_fold: Any = python_method(AutoJournal, "fold")
 
