@@ -107,6 +107,8 @@ cdef class SendWrapper:
 
     def __call__(self, message):
         cdef MiddlewareCore core = self._core
+        if core is None:  # made outside the middleware's call: nothing to record into
+            raise TypeError("a SendWrapper is made by the middleware's call only")
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
@@ -151,6 +153,9 @@ async def call(mw, scope, receive, send):
     """The request path of :class:`~modelrouter.ModelRouter` (see the module docstring)."""
     cdef MiddlewareCore core = mw._core
     cdef SendWrapper wrapper
+    if core is None:  # (a C field of None would crash) the Python method's AttributeError
+        raise AttributeError(f"{type(mw).__name__!r} object has no C copy of its attributes "
+                             "(_core): its RoutingMiddleware.__init__ did not run")
     surface = core.surface
     if (surface is not None and scope["type"] == "http"
             and scope["path"].startswith(core.http_prefix)):

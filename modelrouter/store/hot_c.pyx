@@ -214,6 +214,8 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
     cdef Py_ssize_t row, slot
     cdef long long seq
     cdef double u
+    if lock is None:  # (a C call on None would crash) the Python twin's ``with None``
+        raise TypeError("'NoneType' object does not support the context manager protocol")
     lock.take()
     try:
         found = p.rows.get(unit)

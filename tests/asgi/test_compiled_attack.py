@@ -347,6 +347,37 @@ def test_a_deleted_attribute_leaves_no_stale_copy_in_the_core() -> None:
     assert calls == []
 
 
+def test_objects_whose_c_copy_is_missing_raise_instead_of_crashing() -> None:
+    """Each once crashed the process (a C field read through None): a middleware whose
+    ``__init__`` did not run (a subclass that skips it; the Python method raises
+    AttributeError), a SendWrapper made outside the middleware's call, and a UnitPath whose
+    lock is None (the Python twin's ``with None`` raises TypeError)."""
+    from array import array
+
+    from modelrouter.asgi import middleware_c  # type: ignore[attr-defined]
+    from modelrouter.store import hot_c  # type: ignore[attr-defined]
+
+    class Skips(RoutingMiddleware):
+        def __init__(self) -> None:  # never calls RoutingMiddleware.__init__
+            pass
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: Any) -> None:
+        return None
+
+    for via in (_compiled_call, _python_call):
+        with pytest.raises(AttributeError):
+            asyncio.run(via(Skips(), _scope([]), receive, send))
+    with pytest.raises(TypeError):
+        middleware_c.SendWrapper()({"type": "http.response.start", "status": 200})
+    path = hot_c.UnitPath(None, 4, array("q"), array("d"), array("q"), [0, 0])
+    store = type("Store", (), {"_path": path, "unit_level": True})()
+    with pytest.raises(TypeError):
+        hot_c.expose_unit(store, "u", lambda unit: 0.5, None, (), 0.0)
+
+
 # -- FastLock ----------------------------------------------------------------------------------
 def _outcome(f: Callable[[], Any]) -> str:
     try:
@@ -593,7 +624,7 @@ def _fold_run(entries: list[Any], compiled_fold: bool, bandit: bool,
         exp.route_checked(f"u{i % 30}")
     store: Any = exp.store
     store.fold_journal()
-    if variant_code is not None:  # a corrupt code (a loaded dump's codes are not checked)
+    if variant_code is not None:  # a corrupt code (written directly: a load refuses it)
         store._units.variant[store._ring_row[99 % 64]] = variant_code
     if hist_sum_len is not None:
         del store._hist_sum[hist_sum_len:]
