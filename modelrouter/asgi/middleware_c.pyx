@@ -15,6 +15,13 @@ and refreshes whenever one of its attributes is set (``RoutingMiddleware.__setat
 
 from asyncio import CancelledError
 
+from cpython.object cimport Py_TYPE
+
+
+cdef extern from "Python.h":
+    ctypedef struct _Typed "PyTypeObject":  # the one field read here
+        unsigned int tp_version_tag
+
 from modelrouter.asgi.lifespan import run_lifespan
 from modelrouter.asgi.responses import send_error
 from modelrouter.exceptions import UnitIdError
@@ -71,6 +78,7 @@ cdef class MiddlewareCore:
     cdef public bint every_path
     cdef public dict target_of
     cdef public RouteCore route  # None: call experiment.route_checked
+    cdef unsigned int route_tag  # the experiment type's version when ``route`` was checked
 
     def refresh(self, mw):
         """Read every field from the middleware again (it calls this when an attribute of
@@ -94,6 +102,22 @@ cdef class MiddlewareCore:
         # the route as a C call only while route_checked is the compiled twin's
         own = getattr(type(experiment), "route_checked", None) is _route_checked_twin
         self.route = core if own and isinstance(core, RouteCore) else None
+        self.route_tag = 0
+
+
+cdef inline bint _route_is_twin(MiddlewareCore core):
+    """Whether the experiment's class still has the compiled ``route_checked`` (a test may
+    patch the class after construction): read again whenever the class changed, which
+    changes its version tag (0: not yet tagged; then read every time)."""
+    experiment = core.experiment
+    cdef _Typed* t = <_Typed*>Py_TYPE(experiment)
+    cdef unsigned int tag = t.tp_version_tag
+    if tag != 0 and tag == core.route_tag:
+        return True
+    if type(experiment).route_checked is not _route_checked_twin:
+        return False
+    core.route_tag = t.tp_version_tag  # (the lookup just tagged it)
+    return True
 
 
 cdef class SendWrapper:
@@ -171,9 +195,7 @@ async def call(mw, scope, receive, send):
     try:
         if core.covariates is not None:
             decision, seq = core.covariates.route(scope, _header_unit(core, scope), segment)
-        elif (core.route is not None and not core.route.overridden
-              and type(core.experiment).route_checked is _route_checked_twin):
-            # (the class's method read now: a test's patch of it after construction is seen)
+        elif core.route is not None and not core.route.overridden and _route_is_twin(core):
             decision, seq = core.route.route(_header_unit(core, scope), segment)
         else:
             decision, seq = core.experiment.route_checked(_header_unit(core, scope), segment)

@@ -289,9 +289,26 @@ def test_a_class_patch_of_route_checked_after_construction_is_called(
         calls.append(unit)
         return original(self, unit, segment)
 
+    _call(router, _compiled_call, _scope([(b"x-user-id", b"u0")]))  # the class is checked
     monkeypatch.setattr(Experiment, "route_checked", spy)
     result = _call(router, _compiled_call, _scope([(b"x-user-id", b"u1")]))
     assert calls == ["u1"] and result["decision"][2] == "u1"
+    monkeypatch.undo()  # the twin again, then patched again: each change is seen
+    _call(router, _compiled_call, _scope([(b"x-user-id", b"u2")]))
+    assert calls == ["u1"]
+    monkeypatch.setattr(Experiment, "route_checked", spy)
+    _call(router, _compiled_call, _scope([(b"x-user-id", b"u3")]))
+    assert calls == ["u1", "u3"]
+    monkeypatch.undo()
+
+    class Sub(Experiment):  # a subclass with a route of its own: the middleware calls it
+        def route_checked(self, unit: str | None, segment: Any = ()) -> Any:
+            calls.append(f"sub-{unit}")
+            return original(self, unit, segment)
+
+    router.experiment.__class__ = Sub
+    _call(router, _compiled_call, _scope([(b"x-user-id", b"u4")]))
+    assert calls == ["u1", "u3", "sub-u4"]
 
 
 def test_a_replaced_expose_unit_is_called_by_the_compiled_route() -> None:
