@@ -815,3 +815,112 @@ def test_eight_threads_with_restores_keep_the_columns_consistent() -> None:
     assert got["requests"] == got["exposures"] <= 12_000
     assert got["lat_y"] == got["hist"] and got["hist_sum"] == got["lat_x"] == 1.5 * got["lat_y"]
     assert got["click_y"] <= got["clicks"] <= 4_000
+
+
+def test_eight_threads_through_the_compiled_middleware_record_every_request() -> None:
+    """8 threads, each its own event loop, x 500 requests through the router's compiled call
+    (every 5th a 500) while another thread changes weights, pauses and resumes an arm and takes
+    snapshots: every request is exposed once and its latency and error folded exactly once."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        status = 500 if scope["path"] == "/fail" else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"x", "more_body": True})
+        await send({"type": "http.response.body", "body": b"y"})
+
+    router = ModelRouter(app, {"a": 0, "b": 1, "c": 2}, RouterConfig(
+        salt="mw-threads", metrics={"click": "binary"}))
+    errors: list[str] = []
+    done = threading.Event()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: Any) -> None:
+        return None
+
+    def worker(t: int) -> None:
+        async def run() -> None:
+            for k in range(500):
+                path = "/fail" if k % 5 == 0 else "/p"
+                scope = {"type": "http", "path": path, "state": {},
+                         "headers": [(b"x-user-id", b"t%d-u%d" % (t, k % 97))]}
+                await router(scope, receive, send)
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(repr(exc))
+
+    def control() -> None:
+        exp = router.experiment
+        weights = [{"a": 0.2, "b": 0.3, "c": 0.5}, {"a": 0.5, "b": 0.25, "c": 0.25}]
+        try:
+            for i in itertools.count():
+                if done.is_set():
+                    break
+                exp.configure(weights=weights[i % 2])
+                exp.pause_arm("c")
+                exp.resume_arm("c")
+                exp.store.snapshot()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append("control: " + repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        ctl = threading.Thread(target=control)
+        ctl.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        ctl.join()
+    finally:
+        sys.setswitchinterval(interval)
+    store: Any = router.experiment.store
+    store.fold_journal()
+    units = store._units
+    n = len(units.variant)
+    assert errors == []
+    assert n == 8 * 97
+    assert store.stats()["decisions"] == sum(store._path.requests) == sum(units.exposures) == 4000
+    assert sum(units.lat_y[:n]) == sum(store._hist) == 4000
+    assert sum(units.err_x[:n]) == 8 * 100 and sum(units.err_y[:n]) == 4000
+
+
+@pytest.mark.parametrize("bandit", [False, True], ids=["ab", "bandit"])
+def test_a_restore_between_append_and_fold_folds_the_same(bandit: bool) -> None:
+    """Entries appended before a load are folded into the replaced tables by the load; those
+    appended after it for decisions issued before it are skipped (the ring was cleared);
+    decisions issued after it are folded. Both twins, A/B and bandit mode."""
+    outcomes = []
+    for compiled_fold in (True, False):
+        exp = _router(**({"reward": "click"} if bandit else {})).experiment
+        if bandit:
+            exp.configure(mode="bandit")
+        store: Any = exp.store
+        if not compiled_fold:  # the Python method as the journal's fold, for this store only
+            journal = store.journal
+            store.journal = type("PythonJournal", (), {
+                "entries": journal.entries, "threshold": journal.threshold,
+                "fold": lambda self, *a, j=journal: _python_fold(j, *a)})()
+        seqs = [exp.route_checked(f"u{i}")[1] for i in range(20)]
+        for seq in seqs[:10]:
+            store.record_auto(seq, 2.0, 0.0)
+        header, arrays = store.dump()  # folds the first ten
+        for seq in seqs[10:15]:
+            store.record_auto(seq, 3.0, 1.0)  # folded by the load into the replaced tables
+        store.load(header, arrays)
+        for seq in seqs[15:]:
+            store.record_auto(seq, 4.0, 1.0)  # issued before the load: skipped
+        after = [exp.route_checked(f"u{i}")[1] for i in range(5)]
+        for seq in after:
+            store.record_auto(seq, 5.0, 0.0)
+        store.fold_journal()
+        units = store._units
+        outcomes.append((list(units.lat_x[:20]), list(units.lat_y[:20]), list(units.err_x[:20]),
+                         list(store._hist), list(store._hist_sum)))
+    assert outcomes[0] == outcomes[1]
+    lat_x = outcomes[0][0]
+    assert sum(lat_x) == 10 * 2.0 + 5 * 5.0 and sum(outcomes[0][2]) == 0.0
