@@ -27,7 +27,9 @@ cdef extern from "pythread.h":
                                     int intr_flag) nogil
 
 from bisect import bisect_left
+from math import ceil
 from operator import index as _index
+from threading import TIMEOUT_MAX as _TIMEOUT_MAX
 
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 
@@ -73,7 +75,9 @@ cdef class FastLock:
         else:
             if timeout < 0:
                 raise ValueError("timeout value must be a non-negative number")
-            micros = <long long>(timeout * 1e6)
+            if timeout > _TIMEOUT_MAX:  # as threading.Lock (else a wait of centuries)
+                raise OverflowError("timeout value is too large")
+            micros = <long long>ceil(timeout * 1e6)  # rounded up, as threading.Lock does
             with nogil:
                 ok = PyThread_acquire_lock_timed(<PyThread_type_lock>self._lock, micros, 0)
         if ok:

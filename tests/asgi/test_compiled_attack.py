@@ -418,6 +418,7 @@ def test_fast_lock_exit_when_unlocked_raises_instead_of_admitting_two_holders() 
 
 @pytest.mark.parametrize("kwargs", [
     {"timeout": 1e300}, {"timeout": float("inf")}, {"timeout": float("nan")},
+    {"timeout": 1e10}, {"timeout": threading.TIMEOUT_MAX * 1.5},  # (hung: a wait of centuries)
     {"timeout": -0.5}, {"timeout": -2}, {"timeout": 0}, {"timeout": 1e-9}, {"timeout": "1"},
     {"timeout": None}, {"timeout": 10**30}, {"blocking": False, "timeout": 1},
     {"blocking": ""}, {"blocking": None}, {"blocking": 0}, {"blocking": 0, "timeout": -1}])
