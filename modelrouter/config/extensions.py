@@ -89,3 +89,15 @@ class CoreMirror:
         if core is not None:
             core.refresh(self)
 
+    def __copy__(self) -> Any:
+        """A shallow copy with a C copy of its own (a shared one would make the original's
+        compiled twin read the attributes set on the copy)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        core = self.__dict__.get("_core")
+        if core is not None:
+            fresh = type(core)()
+            new.__dict__["_core"] = fresh
+            fresh.refresh(new)
+        return new
+

@@ -364,6 +364,31 @@ def test_a_deleted_attribute_leaves_no_stale_copy_in_the_core() -> None:
     assert calls == []
 
 
+def test_a_shallow_copy_has_a_c_copy_of_its_own() -> None:
+    """``copy.copy`` of a router or an experiment once shared the original's C copy: an
+    attribute set on the copy changed what the original's compiled twin read (its surface,
+    its decision-id prefix). Each now has its own, holding the same attribute objects."""
+    import copy
+
+    router = _router()
+    twin = copy.copy(router)
+    assert twin._core is not router._core and twin.experiment is router.experiment
+
+    async def surface(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the copy's surface answered the original's request")
+
+    twin.surface = surface
+    twin._http_prefix = "/"
+    assert router._core.surface is None
+    assert _call(router, _compiled_call, _scope([(b"x-user-id", b"u1")]))["error"] is None
+    exp = router.experiment
+    other = copy.copy(exp)
+    other._prefix = "copy-"
+    assert exp._core.prefix == exp._prefix != "copy-"
+    assert other.route_checked("u2")[0].decision_id.startswith("copy-")
+    assert exp.route_checked("u3")[0].decision_id.startswith(exp._prefix)
+
+
 def test_objects_whose_c_copy_is_missing_raise_instead_of_crashing() -> None:
     """Each once crashed the process (a C field read through None): a middleware whose
     ``__init__`` did not run (a subclass that skips it; the Python method raises
