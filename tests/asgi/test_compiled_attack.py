@@ -344,6 +344,13 @@ def test_replaced_attributes_are_seen_at_once() -> None:
     result = _call(router, _compiled_call, _scope([(b"x-user-id", b"u1")]))
     assert result["decision"][2] == "from-reader"
     assert router.experiment.store.dump()[1]["first_seen"].tolist() == [123.0]
+    other = _router().experiment  # another routing state: everything to "c" from now on
+    other.configure(weights={"a": 0.0, "b": 0.0, "c": 1.0})
+    router.experiment.state = other.state
+    router._read_unit = lambda scope: scope["path"]  # type: ignore[assignment]
+    variants = {_call(router, _compiled_call, {**_scope([]), "path": f"/u{i}"})["decision"][1]
+                for i in range(20)}
+    assert variants == {"c"}
 
 
 def test_a_deleted_attribute_leaves_no_stale_copy_in_the_core() -> None:
