@@ -960,3 +960,66 @@ def test_a_restore_between_append_and_fold_folds_the_same(bandit: bool) -> None:
     assert outcomes[0] == outcomes[1]
     lat_x = outcomes[0][0]
     assert sum(lat_x) == 10 * 2.0 + 5 * 5.0 and sum(outcomes[0][2]) == 0.0
+
+
+_FUZZ_VALUES: list[Any] = [
+    b"u1", b"u2", b" u3", b"u4 ", b"\xff", b"", b"   ", b"x" * 256, b"x" * 257, b"\xe2\x80\x8b",
+    b"caf\xc3\xa9", bytearray(b"u5"), "u6", b"a\tb", b"\t u7 \t"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("config", [
+    {"max_pending": 16, "secret": "s" * 32, "segments": {"country": "x-country"},
+     "unit_cookie": "uid"},
+    {"max_pending": 16}], ids=["tokens-segments-cookie", "plain"])
+def test_a_seeded_fuzz_of_requests_gives_the_same_in_both_twins(seed: int,
+                                                                config: dict[str, Any]) -> None:
+    """400 random requests (hostile header values as lists, tuples and generators, cookies,
+    segments, odd statuses and more_body values, apps raising mid-response, a restore every 97
+    requests; a ring of 16 that wraps): the same answers, decisions and columns."""
+    rnd = random.Random(seed)
+
+    def headers() -> Any:
+        pairs = [(b"host", b"x")]
+        for _ in range(rnd.randrange(3)):
+            value = rnd.choice(_FUZZ_VALUES)
+            name = rnd.choice([b"x-user-id", b"x-country", b"cookie"])
+            pairs.append((name, b"uid=" + value if name == b"cookie" and type(value) is bytes
+                          else value))
+        kind = rnd.random()
+        return tuple(pairs) if kind < 0.1 else ("generator", pairs) if kind < 0.2 else pairs
+
+    def messages() -> tuple[list[dict[str, Any]], int | None]:
+        status = rnd.choice([200, 500, 503.0, "200", None, -1, 404])
+        sent: list[dict[str, Any]] = [{"type": "http.response.start", "status": status,
+                                       "headers": []}]
+        for _ in range(rnd.randrange(3)):
+            sent.append({"type": "http.response.body", "body": b"x",
+                         "more_body": rnd.choice([True, False, 0, 1, "", None])})
+        return sent, rnd.choice([None, None, None, 0, 1, 2])
+
+    plan = [(headers(), messages(), rnd.choice(["/p", "/p", "/x"])) for _ in range(400)]
+    current = [0]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        sent, raise_at = plan[current[0]][1]
+        for j, message in enumerate(sent):
+            if raise_at == j:
+                raise RuntimeError("raised by the app")
+            await send(dict(message))
+
+    fast, slow = _router(app, **config), _router(app, **config)
+    for i, (h, _, path) in enumerate(plan):
+        current[0] = i
+
+        def scope(h: Any = h, path: str = path) -> dict[str, Any]:
+            hs = (p for p in h[1]) if isinstance(h, tuple) and h[:1] == ("generator",) else h
+            return {"type": "http", "path": path, "headers": hs, "query_string": b"",
+                    "state": {}}
+
+        assert _call(fast, _compiled_call, scope()) == _call(slow, _python_call, scope()), i
+        if i % 97 == 96:
+            for router in (fast, slow):
+                router.experiment.store.load(*router.experiment.store.dump())
+    assert _columns(fast) == _columns(slow)
+    assert fast.experiment.store.stats()["decisions"] > 16  # the ring wrapped
