@@ -971,12 +971,14 @@ _FUZZ_VALUES: list[Any] = [
 @pytest.mark.parametrize("config", [
     {"max_pending": 16, "secret": "s" * 32, "segments": {"country": "x-country"},
      "unit_cookie": "uid"},
-    {"max_pending": 16}], ids=["tokens-segments-cookie", "plain"])
+    {"max_pending": 16}, {"max_pending": 16, "reward": "click"}],
+    ids=["tokens-segments-cookie", "plain", "ab-bandit-ab"])
 def test_a_seeded_fuzz_of_requests_gives_the_same_in_both_twins(seed: int,
                                                                 config: dict[str, Any]) -> None:
     """400 random requests (hostile header values as lists, tuples and generators, cookies,
     segments, odd statuses and more_body values, apps raising mid-response, a restore every 97
-    requests; a ring of 16 that wraps): the same answers, decisions and columns."""
+    requests; a ring of 16 that wraps; with a reward, A/B -> bandit -> A/B): the same
+    answers, decisions and columns."""
     rnd = random.Random(seed)
 
     def headers() -> Any:
@@ -1021,5 +1023,9 @@ def test_a_seeded_fuzz_of_requests_gives_the_same_in_both_twins(seed: int,
         if i % 97 == 96:
             for router in (fast, slow):
                 router.experiment.store.load(*router.experiment.store.dump())
+        if "reward" in config and i in (150, 300):  # A/B -> bandit -> A/B
+            for router in (fast, slow):
+                router.experiment.configure(mode="bandit" if i == 150 else "ab")
+                assert router.experiment.mode == ("bandit" if i == 150 else "ab")
     assert _columns(fast) == _columns(slow)
     assert fast.experiment.store.stats()["decisions"] > 16  # the ring wrapped
