@@ -179,9 +179,16 @@ def _sync_send(message: Any) -> None:
     return None
 
 
+async def _cancelled_send(message: Any) -> None:
+    raise asyncio.CancelledError  # the client went away while the response was sent
+
+
 @pytest.mark.parametrize(("send", "expected"), [(_raising_send, "OSError"),
-                                                (_sync_send, "TypeError")])
-def test_a_raising_or_synchronous_send_gives_the_same(send: Any, expected: str) -> None:
+                                                (_sync_send, "TypeError"),
+                                                (_cancelled_send, "CancelledError")])
+@pytest.mark.parametrize("unit", [b"u1", b"\xff"], ids=["routed", "refused-400"])
+def test_a_raising_or_synchronous_send_gives_the_same(send: Any, expected: str,
+                                                      unit: bytes) -> None:
     routers = make_router(), make_router()
     results = []
     for router, via in zip(routers, (compiled_call, python_call)):
@@ -190,7 +197,7 @@ def test_a_raising_or_synchronous_send_gives_the_same(send: Any, expected: str) 
 
         async def go(router: ModelRouter = router, via: Any = via) -> str | None:
             try:
-                await via(router, scope_of([(b"x-user-id", b"u1")]), receive, send)
+                await via(router, scope_of([(b"x-user-id", unit)]), receive, send)
             except BaseException as exc:  # noqa: BLE001 - the type is what is compared
                 return type(exc).__name__
             return None
