@@ -168,3 +168,33 @@ def test_objects_whose_c_copy_is_missing_raise_instead_of_crashing() -> None:
     store = type("Store", (), {"_path": path, "unit_level": True})()
     with pytest.raises(TypeError):
         hot_c.expose_unit(store, "u", lambda unit: 0.5, None, (), 0.0)
+
+
+def test_a_value_a_c_field_cannot_hold_is_refused_and_changes_nothing() -> None:
+    """Setting ``_target_of`` to a mappingproxy (a C dict field) or the reader's bound past a
+    C integer once set the attribute and then raised from the core's refresh: the object and
+    its C copy disagreed. Now the assignment is refused, naming the attribute, and both keep
+    the old value. (The Python methods would take these values: a known difference.)"""
+    import types
+
+    router = make_router()
+    before = router._target_of
+    with pytest.raises(TypeError, match="_target_of"):
+        router._target_of = types.MappingProxyType(dict(before))  # type: ignore[assignment]
+    assert router._target_of is before and router._core.target_of is before
+
+    class Reader:
+        fast_header = b"x-user-id"
+        max_length = 2**70
+
+        def __call__(self, scope: Any) -> str:
+            return "r"
+
+    reader = router._read_unit
+    with pytest.raises(OverflowError, match="_read_unit"):
+        router._read_unit = Reader()  # type: ignore[assignment]
+    assert router._read_unit is reader and router._core.read_unit is reader
+    del router._target_of  # then set anew and refused: removed again
+    with pytest.raises(TypeError, match="_target_of"):
+        router._target_of = types.MappingProxyType(dict(before))  # type: ignore[assignment]
+    assert "_target_of" not in router.__dict__ and router._core.target_of is None
