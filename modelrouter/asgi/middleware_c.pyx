@@ -15,6 +15,13 @@ and refreshes whenever one of its attributes is set (``RoutingMiddleware.__setat
 
 from asyncio import CancelledError
 
+from cpython.object cimport Py_TYPE
+
+
+cdef extern from "Python.h":
+    ctypedef struct _Typed "PyTypeObject":  # the one field read here
+        unsigned int tp_version_tag
+
 from modelrouter.asgi.lifespan import run_lifespan
 from modelrouter.asgi.responses import send_error
 from modelrouter.exceptions import UnitIdError
@@ -37,7 +44,11 @@ cdef object _header_unit(MiddlewareCore core, object scope):
     reader = core.read_unit
     if name is None:
         return reader(scope)
-    for item in scope["headers"]:
+    headers = scope["headers"]
+    if type(headers) is not list and type(headers) is not tuple:
+        # any other iterable may be one-shot (a generator): the reader's single pass reads it
+        return reader(scope)
+    for item in headers:
         key, raw = item
         if key == name:
             if type(raw) is not bytes:
@@ -67,6 +78,7 @@ cdef class MiddlewareCore:
     cdef public bint every_path
     cdef public dict target_of
     cdef public RouteCore route  # None: call experiment.route_checked
+    cdef unsigned int route_tag  # the experiment type's version when ``route`` was checked
 
     def refresh(self, mw):
         """Read every field from the middleware again (it calls this when an attribute of
@@ -90,6 +102,22 @@ cdef class MiddlewareCore:
         # the route as a C call only while route_checked is the compiled twin's
         own = getattr(type(experiment), "route_checked", None) is _route_checked_twin
         self.route = core if own and isinstance(core, RouteCore) else None
+        self.route_tag = 0
+
+
+cdef inline bint _route_is_twin(MiddlewareCore core):
+    """Whether the experiment's class still has the compiled ``route_checked`` (a test may
+    patch the class after construction): read again whenever the class changed, which
+    changes its version tag (0: not yet tagged; then read every time)."""
+    experiment = core.experiment
+    cdef _Typed* t = <_Typed*>Py_TYPE(experiment)
+    cdef unsigned int tag = t.tp_version_tag
+    if tag != 0 and tag == core.route_tag:
+        return True
+    if type(experiment).route_checked is not _route_checked_twin:
+        return False
+    core.route_tag = t.tp_version_tag  # (the lookup just tagged it)
+    return True
 
 
 cdef class SendWrapper:
@@ -103,6 +131,8 @@ cdef class SendWrapper:
 
     def __call__(self, message):
         cdef MiddlewareCore core = self._core
+        if core is None:  # made outside the middleware's call: nothing to record into
+            raise TypeError("a SendWrapper is made by the middleware's call only")
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
@@ -147,6 +177,9 @@ async def call(mw, scope, receive, send):
     """The request path of :class:`~modelrouter.ModelRouter` (see the module docstring)."""
     cdef MiddlewareCore core = mw._core
     cdef SendWrapper wrapper
+    if core is None:  # (a C field of None would crash) the Python method's AttributeError
+        raise AttributeError(f"{type(mw).__name__!r} object has no C copy of its attributes "
+                             "(_core): its RoutingMiddleware.__init__ did not run")
     surface = core.surface
     if (surface is not None and scope["type"] == "http"
             and scope["path"].startswith(core.http_prefix)):
@@ -162,7 +195,7 @@ async def call(mw, scope, receive, send):
     try:
         if core.covariates is not None:
             decision, seq = core.covariates.route(scope, _header_unit(core, scope), segment)
-        elif core.route is not None and not core.route.overridden:
+        elif core.route is not None and not core.route.overridden and _route_is_twin(core):
             decision, seq = core.route.route(_header_unit(core, scope), segment)
         else:
             decision, seq = core.experiment.route_checked(_header_unit(core, scope), segment)

@@ -55,6 +55,7 @@ def compiled() -> dict[str, bool]:
 
 
 _python: dict[tuple[type | str, str], object] = {}
+_MISSING = object()
 
 
 def install(cls: type, method: str, module: str, twin: str | None = None) -> None:
@@ -91,13 +92,48 @@ def python_method(cls: type, method: str) -> object:
 class CoreMirror:
     """Mixin of an object whose compiled twin reads its attributes from a C copy (``_core``,
     built at the end of its ``__init__``; None where nothing was compiled): setting any
-    attribute refreshes that copy, so a replaced clock, reader or signer is seen at once."""
+    attribute (or deleting one) refreshes that copy, so a replaced clock, reader or signer is
+    seen at once. A value a C field cannot hold (``_target_of`` not a dict, say) is refused
+    with the field's TypeError or OverflowError, naming the attribute, and the object keeps
+    its old value (the Python methods would have taken it)."""
 
     _core: Any = None
 
     def __setattr__(self, name: str, value: Any) -> None:
+        core = self.__dict__.get("_core")
+        if core is None:
+            object.__setattr__(self, name, value)
+            return
+        old = self.__dict__.get(name, _MISSING)
         object.__setattr__(self, name, value)
+        try:
+            core.refresh(self)
+        except (TypeError, OverflowError) as exc:  # a C field's type or range: refused
+            if old is _MISSING:
+                self.__dict__.pop(name, None)
+            else:
+                self.__dict__[name] = old
+            core.refresh(self)
+            raise type(exc)(f"{type(self).__name__}.{name} ({type(value).__name__}) cannot be "
+                            f"read by the compiled request path ({exc}); it was not "
+                            "changed (MODELROUTER_NO_EXTENSIONS=1 runs the Python methods)"
+                            ) from exc
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
         core = self.__dict__.get("_core")
         if core is not None:
             core.refresh(self)
+
+    def __copy__(self) -> Any:
+        """A shallow copy with a C copy of its own (a shared one would make the original's
+        compiled twin read the attributes set on the copy)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        core = self.__dict__.get("_core")
+        if core is not None:
+            fresh = type(core)()
+            new.__dict__["_core"] = fresh
+            fresh.refresh(new)
+        return new
 

@@ -5,7 +5,6 @@ from modelrouter.store.hot_c cimport UnitPath
 cdef class RouteCore:
     cdef public object state, clock, bandit, store, expose, bucket, route_other
     cdef public UnitPath path
-    cdef public str prefix
-    cdef public tuple names, models
+    cdef public object prefix, names, models  # any type the Python method takes
     cdef public bint unit_level, overridden
     cpdef tuple route(self, object unit, object segment=*)

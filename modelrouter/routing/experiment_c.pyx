@@ -61,8 +61,11 @@ cdef class RouteCore:
         self.expose, self.bucket = d.get("_expose_unit"), d.get("_bucket")
         self.route_other = experiment._route_other
         path = getattr(self.store, "_path", None)
-        # the exposure as a C call only when the store's expose_unit is hot_c's own
-        own = getattr(type(self.store), "expose_unit", None) is _hot_expose_unit
+        # the exposure as a C call only while the experiment's _expose_unit is hot_c's own,
+        # bound to this store (a replaced _expose_unit is called, as the Python method does)
+        expose = self.expose
+        own = (getattr(expose, "__func__", None) is _hot_expose_unit
+               and getattr(expose, "__self__", None) is self.store)
         self.path = path if own and isinstance(path, UnitPath) else None
         self.prefix = d.get("_prefix")
         self.names, self.models = d.get("names"), d.get("models")
@@ -82,8 +85,10 @@ cdef class RouteCore:
                 seq, i = expose(self.path, self.store, unit, self.bucket, alloc, codes, now)
             else:
                 seq, i = self.expose(unit, self.bucket, alloc, codes, now)
+            prefix = self.prefix
             return _new_decision(Decision, (
-                _decision_id(self.prefix, seq), self.names[i], self.models[i], unit,
+                _decision_id(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
+                self.names[i], self.models[i], unit,
                 alloc.propensities[i], alloc.epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq
         return self.route_other(unit, segment, alloc, now)

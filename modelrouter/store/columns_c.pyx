@@ -16,6 +16,10 @@ from bisect import bisect_left
 
 from cpython.array cimport array
 
+
+cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
+
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 
 cdef array _EDGES = array("d", EDGES_MS)
@@ -36,26 +40,41 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
     cdef Py_ssize_t size, slot, row, lo, hi, mid, v
     cdef long long seq, cap = capacity
     cdef double latency, error
+    cdef int overflow
     if not n:
         return
     batch = entries[:n]
     del entries[:n]  # entries appended since the slice stay, after these
     size = len(rs)
     for entry in batch:
-        seq = entry[0]
-        latency = entry[1]
-        error = entry[2]
+        seq_obj, latency_obj, error_obj = entry  # the twin's unpacking (its ValueError)
+        if type(seq_obj) is not int or type(latency_obj) is not float or (
+                type(error_obj) is not float):  # not the middleware's (int, float, float)
+            _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
+                         units, hist, hist_sum)
+            continue
+        seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
+        if overflow:  # past any decision number: the twin's own comparisons skip it
+            _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
+                         units, hist, hist_sum)
+            continue
+        latency = latency_obj
+        error = error_obj
         if seq < 0:
             continue
         slot = seq % cap
-        if slot >= size or rs.data.as_longlongs[slot] != seq:
+        if slot >= size:
             continue  # evicted by a flood of newer requests: nothing to attribute to
+        if slot >= len(rs):  # shrunk since ``size`` was read: the array's own IndexError
+            ring_seq[slot]
+        if rs.data.as_longlongs[slot] != seq:
+            continue
         if slot >= len(rr):  # the row column shorter than the ring, as the array would say
             raise IndexError("array index out of range")
         row = rr.data.as_longlongs[slot]
         if not (0 <= row < len(lat_x) and row < len(lat_y) and row < len(err_x)
                 and row < len(err_y) and row < len(variant)):
-            _fold_entry_py(units, row, entry[1], entry[2], hist, hist_sum)
+            _fold_entry_py(units, row, latency_obj, error_obj, hist, hist_sum)
             continue
         lat_x.data.as_doubles[row] += latency
         lat_y.data.as_doubles[row] += 1.0
@@ -73,8 +92,11 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
         if 0 <= v * _N_SLOTS + lo < len(hist_a):
             hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
         else:  # a variant code the histogram does not hold: the array's own indexing
-            hist_a[v * _N_SLOTS + lo] += 1
-        hsum[v] = hsum[v] + latency
+            _add_at(hist, v * _N_SLOTS + lo, 1)
+        if type(hsum) is list and 0 <= v < len(<list>hsum):
+            (<list>hsum)[v] = (<list>hsum)[v] + latency
+        else:  # the list's own indexing (a negative code wraps, as in the Python twin)
+            _add_at(hsum, v, latency_obj)
     if tracker is not None:  # a decision no longer tracked is skipped by apply
         lat, err = auto
         for seq_obj, latency_obj, error_obj in batch:
@@ -82,7 +104,24 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
             tracker.apply(seq_obj, err, error_obj)
 
 
-cdef void _fold_entry_py(object units, Py_ssize_t row, object latency_ms, object error,
+cdef void _add_at(object seq, object index, object value) except *:
+    """``seq[index] += value`` by the sequence's own indexing (never an unchecked C read)."""
+    seq[index] += value
+
+
+cdef void _fold_any_py(object seq, object latency_ms, object error, object ring_seq,
+                      object ring_row, object capacity, Py_ssize_t size, object units,
+                      object hist, object hist_sum) except *:
+    """One entry of :func:`fold` exactly as the Python twin's loop takes it, for an entry that
+    is not the middleware's ``(int, float, float)`` (a value another type, a number past a
+    C integer): its eviction check first, then its float operations and its exceptions."""
+    slot = seq % capacity
+    if seq < 0 or slot >= size or ring_seq[slot] != seq:
+        return  # evicted: nothing to attribute to
+    _fold_entry_py(units, ring_row[slot], latency_ms, error, hist, hist_sum)
+
+
+cdef void _fold_entry_py(object units, object row, object latency_ms, object error,
                          object hist, object hist_sum) except *:
     """One entry of :func:`fold` by Python indexing, for a row the columns do not hold: what
     the Python method does there (its IndexError, or a negative row's wrap-around)."""

@@ -25,6 +25,9 @@ cdef extern from "pythread.h":
     int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
                                     int intr_flag) nogil
 
+from math import ceil
+from operator import index as _index
+from threading import TIMEOUT_MAX as _TIMEOUT_MAX
 
 cdef double _NAN = float("nan")
 
@@ -57,7 +60,7 @@ cdef class FastLock:
         """``threading.Lock.acquire``: True when taken."""
         cdef long long micros
         cdef int ok
-        if not blocking:
+        if not _index(blocking):  # an integer, as threading.Lock takes it (TypeError else)
             if timeout != -1:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             ok = PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK)
@@ -67,7 +70,9 @@ cdef class FastLock:
         else:
             if timeout < 0:
                 raise ValueError("timeout value must be a non-negative number")
-            micros = <long long>(timeout * 1e6)
+            if timeout > _TIMEOUT_MAX:  # as threading.Lock (else a wait of centuries)
+                raise OverflowError("timeout value is too large")
+            micros = <long long>ceil(timeout * 1e6)  # rounded up, as threading.Lock does
             with nogil:
                 ok = PyThread_acquire_lock_timed(<PyThread_type_lock>self._lock, micros, 0)
         if ok:
@@ -92,6 +97,8 @@ cdef class FastLock:
 
     @cython.binding(False)
     def __exit__(self, exc_type, exc_value, traceback):
+        if not self._held:  # as threading.Lock: a second release would admit two holders
+            raise RuntimeError("release unlocked lock")
         self.give()
 
     def __repr__(self):
@@ -210,6 +217,8 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
     cdef Py_ssize_t row, slot
     cdef long long seq
     cdef double u
+    if lock is None:  # (a C call on None would crash) the Python twin's ``with None``
+        raise TypeError("'NoneType' object does not support the context manager protocol")
     lock.take()
     try:
         found = p.rows.get(unit)
@@ -228,11 +237,16 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
             u = p.ubucket.data.as_doubles[row]
             if u != u:  # NaN: a restored row
                 u = bucket(unit)
-                p.ubucket.data.as_doubles[row] = u
+                if row < len(p.ubucket):  # (the bucket ran Python code: bounds read again)
+                    p.ubucket.data.as_doubles[row] = u
+                else:  # the array's own IndexError
+                    p.ubucket[row] = u
             i = p.choose(alloc, u)
-            if p.exposures.data.as_uints[row] == 0xFFFFFFFF:  # the array's own OverflowError
-                p.exposures[row] += 1
-            p.exposures.data.as_uints[row] += 1
+            # (the chooser may have run Python code too: the bound is read again)
+            if row >= len(p.exposures) or p.exposures.data.as_uints[row] == 0xFFFFFFFF:
+                p.exposures[row] += 1  # the array's own IndexError or OverflowError
+            else:
+                p.exposures.data.as_uints[row] += 1
         seq = p.seq
         p.seq = seq + 1
         p.requests[i] += 1
