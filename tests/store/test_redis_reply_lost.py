@@ -34,6 +34,7 @@ from modelrouter.analysis import Analysis
 from modelrouter.routing.tokens import Signer
 from modelrouter.web.feedback import TokenFeedback
 from tests.store.conftest import RedisServer, free_port
+from tests.store.test_redis_shared import settle
 
 redis = pytest.importorskip("redis")
 
@@ -124,15 +125,6 @@ def worker(url: str, **kw: Any) -> Experiment:
     base: dict[str, Any] = {"experiment": "cut", "metrics": {"click": "binary"}, "store": url,
                             "secret": SECRET, "flush_seconds": 3600.0}  # flushed by the test
     return Experiment({"a": 1, "b": 2, "c": 3}, RouterConfig(**{**base, **kw}))
-
-
-def settle(exps: list[Experiment]) -> None:
-    """What the flushers do every flush_seconds, done now: flush, take inboxes, sync."""
-    for _ in range(2):
-        for e in exps:
-            e.flush()
-        for e in exps:
-            e.store.poll()  # type: ignore[attr-defined]
 
 
 def lost_reply(server: RedisServer, proxy: CuttingProxy, trigger: bytes,
