@@ -10,6 +10,7 @@ import itertools
 import random
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,6 +25,27 @@ pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on t
 
 
 # -- threads ----------------------------------------------------------------------------------
+
+def race(worker: Callable[[int], None], control: Callable[[], None],
+         done: threading.Event) -> None:
+    """8 ``worker`` threads against one ``control`` thread, with thread switches every 10 us
+    (many more of them inside the hot path); ``done`` is set once the workers finished."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        ctl = threading.Thread(target=control)
+        ctl.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        ctl.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def _hammer(restore: bool) -> dict[str, Any]:
     """8 threads x 1,500 requests (route_checked, record_auto, every 3rd a click) through the
     compiled path while a control thread changes weights, pauses and resumes an arm, takes
@@ -68,20 +90,7 @@ def _hammer(restore: bool) -> dict[str, Any]:
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append("control: " + repr(exc))
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # many more thread switches inside the hot path
-    try:
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
-        ctl = threading.Thread(target=control)
-        ctl.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        ctl.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(worker, control, done)
     store.fold_journal()
     u = store._units
     n = len(u.variant)
@@ -162,20 +171,7 @@ def test_eight_threads_through_the_compiled_middleware_record_every_request() ->
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append("control: " + repr(exc))
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
-        ctl = threading.Thread(target=control)
-        ctl.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        ctl.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(worker, control, done)
     store: Any = router.experiment.store
     store.fold_journal()
     units = store._units
