@@ -149,7 +149,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
             row = t.rows.get(unit)
             if row is None:
                 row = t.add(unit, variant, propensity, epoch, now, segment)
-                self._ubucket.append(_NAN)
+                self._path.ubucket.append(_NAN)
             else:
                 t.exposures[row] += 1
             self.ring.remember(seq, now, row)
@@ -160,10 +160,11 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         return seq, None
 
     def _use_units(self, units: UnitTable) -> None:
-        """Install a unit table with its hot-path aliases (under the lock, or in __init__)."""
-        self._units, self._unit_rows, self._unit_exposures = units, units.rows, units.exposures
-        self._ubucket = array("d", [_NAN]) * len(units)  # row -> hash bucket; NaN: unknown
-        self._path.use_units(units, units.rows, units.exposures, self._ubucket)
+        """Install a unit table in the hot path's state (under the lock, or in __init__)."""
+        self._units = units
+        # the hot path's view, with row -> hash bucket (NaN: unknown, computed when next seen)
+        self._path.use_units(units, units.rows, units.exposures,
+                             array("d", [_NAN]) * len(units))
 
     # The A/B hot path at unit level (store/unit_path.py: the Python method; store/hot_c.pyx:
     # its compiled twin, installed below when it was built)

@@ -123,7 +123,7 @@ def test_buckets_on_and_past_the_lane_bounds_choose_as_the_python_twin(u: float)
                        else (lambda *args, store=store: python_expose(store, *args)))
         first = outcome(lambda: expose("u", lambda unit: u, alloc, (), 1.0))  # noqa: B023
         again = outcome(lambda: expose("u", lambda unit: u, alloc, (), 1.0))  # noqa: B023
-        outcomes.append((first, again, repr(list(store._ubucket)), store.stats()["decisions"]))
+        outcomes.append((first, again, repr(list(store._path.ubucket)), store.stats()["decisions"]))
     assert outcomes[0] == outcomes[1]
 
 
