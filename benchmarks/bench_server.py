@@ -112,6 +112,17 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return user + int(fields[12]) / CLK_TCK, user
 
 
+def parse_wrk(out: str) -> tuple[float, int, int, int]:
+    """``(requests/s, requests, non-2xx responses, socket errors)`` of a wrk run's output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                     out)
+    return (rps, n, int(bad.group(1)) if bad else 0,
+            sum(int(g) for g in sock.groups()) if sock else 0)
+
+
 def parse_latency(text: str, label: str) -> float:
     m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     if not m:
@@ -159,15 +170,9 @@ def run_one(app: str, endpoint: str, rnd: int, seconds: int, connections: int, s
     finally:
         server.terminate()
         server.wait(timeout=10)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                     out)
-    errors = (int(bad.group(1)) if bad else 0) + (
-        sum(int(g) for g in sock.groups()) if sock else 0)
+    rps, n, bad, sock = parse_wrk(out)
     return Measurement(app, endpoint, rnd, rps, parse_latency(out, "50"),
-                       parse_latency(out, "99"), n, cpu1[0] - cpu0[0], errors,
+                       parse_latency(out, "99"), n, cpu1[0] - cpu0[0], bad + sock,
                        cpu1[1] - cpu0[1])
 
 

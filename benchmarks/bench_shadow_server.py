@@ -31,7 +31,16 @@ import tempfile
 from pathlib import Path
 
 from _harness import table
-from bench_server import LUA, Measurement, cpu_seconds, free_port, parse_latency, wait_port, wrk
+from bench_server import (
+    LUA,
+    Measurement,
+    cpu_seconds,
+    free_port,
+    parse_latency,
+    parse_wrk,
+    wait_port,
+    wrk,
+)
 
 HERE = Path(__file__).resolve().parent
 APPS = ("noshadow", "sleepy", "raising", "async_sleepy", "asgi_app")
@@ -50,7 +59,6 @@ def start(app: str, port: int, code: str | None = None) -> subprocess.Popen[byte
 
 def run_one(app: str, rnd: int, seconds: int, connections: int, script: str,
             baseline: str | None) -> Measurement:
-    import re
 
     port = free_port()
     name, _, tag = app.partition("@")
@@ -64,11 +72,9 @@ def run_one(app: str, rnd: int, seconds: int, connections: int, script: str,
     finally:
         server.terminate()
         server.wait(timeout=10)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    rps, n, bad, _sock = parse_wrk(out)
     return Measurement(app, "predict", rnd, rps, parse_latency(out, "50"),
-                       parse_latency(out, "99"), n, cpu1 - cpu0, int(bad.group(1)) if bad else 0)
+                       parse_latency(out, "99"), n, cpu1[0] - cpu0[0], bad, cpu1[1] - cpu0[1])
 
 
 def main() -> None:
