@@ -10,7 +10,7 @@ import itertools
 import random
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -46,6 +46,20 @@ def race(worker: Callable[[int], None], control: Callable[[], None],
         sys.setswitchinterval(interval)
 
 
+def churn(exp: Experiment, done: threading.Event) -> Iterator[int]:
+    """The control thread's changes until ``done``: a weight change, pausing and resuming arm
+    ``c``, and a snapshot per round; yields the round number (for extra work per round)."""
+    weights = [{"a": 0.2, "b": 0.3, "c": 0.5}, {"a": 0.5, "b": 0.25, "c": 0.25}]
+    for i in itertools.count():
+        if done.is_set():
+            return
+        exp.configure(weights=weights[i % 2])
+        exp.pause_arm("c")
+        exp.resume_arm("c")
+        exp.store.snapshot()
+        yield i
+
+
 def _hammer(restore: bool) -> dict[str, Any]:
     """8 threads x 1,500 requests (route_checked, record_auto, every 3rd a click) through the
     compiled path while a control thread changes weights, pauses and resumes an arm, takes
@@ -74,15 +88,8 @@ def _hammer(restore: bool) -> dict[str, Any]:
             errors.append(repr(exc))
 
     def control() -> None:
-        weights = [{"a": 0.2, "b": 0.3, "c": 0.5}, {"a": 0.5, "b": 0.25, "c": 0.25}]
         try:
-            for i in itertools.count():
-                if done.is_set():
-                    break
-                exp.configure(weights=weights[i % 2])
-                exp.pause_arm("c")
-                exp.resume_arm("c")
-                store.snapshot()
+            for i in churn(exp, done):
                 if restore and i % 2 == 0:
                     header, arrays = store.dump()
                     store.load(header, arrays)
@@ -158,16 +165,9 @@ def test_eight_threads_through_the_compiled_middleware_record_every_request() ->
             errors.append(repr(exc))
 
     def control() -> None:
-        exp = router.experiment
-        weights = [{"a": 0.2, "b": 0.3, "c": 0.5}, {"a": 0.5, "b": 0.25, "c": 0.25}]
         try:
-            for i in itertools.count():
-                if done.is_set():
-                    break
-                exp.configure(weights=weights[i % 2])
-                exp.pause_arm("c")
-                exp.resume_arm("c")
-                exp.store.snapshot()
+            for _ in churn(router.experiment, done):
+                pass
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append("control: " + repr(exc))
 
