@@ -131,15 +131,16 @@ def parse_latency(text: str, label: str) -> float:
     return value / 1000.0 if unit == "us" else value * 1000.0 if unit == "s" else value
 
 
-def start_server(app: str, port: int, http: str, code: str | None = None
-                 ) -> subprocess.Popen[bytes]:
+def start_server(app: str, port: int, http: str, code: str | None = None,
+                 cpu: str | None = None) -> subprocess.Popen[bytes]:
     """uvicorn serving ``server_apps:<app>`` (a factory) with one worker on ``port``; ``code``:
     a directory holding another ``modelrouter`` package to serve instead of this checkout's.
 
     BLAS runs single-threaded (``OPENBLAS_NUM_THREADS=1`` and friends), as in a one-worker
-    model server: its idle threads would otherwise add noise to the CPU figures."""
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", f"server_apps:{app}", "--host",
-           "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+    model server: its idle threads would otherwise add noise to the CPU figures. ``cpu``: the
+    CPU list the server is pinned to (``taskset -c``), or None."""
+    cmd = [*pin(cpu), sys.executable, "-m", "uvicorn", "--factory", f"server_apps:{app}",
+           "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
            "--http", http, "--lifespan", "off", "--workers", "1"]
     path = [code] if code else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(HERE.parent), str(HERE)]),
@@ -147,25 +148,33 @@ def start_server(app: str, port: int, http: str, code: str | None = None
     return subprocess.Popen(cmd, cwd=HERE, env=env)
 
 
-def wrk(port: int, path: str, seconds: int, connections: int, script: str) -> str:
-    """One wrk run (one thread, ``--latency``); its report."""
-    return subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                           "-s", script, f"http://127.0.0.1:{port}{path}"],
+def pin(cpu: str | None) -> list[str]:
+    """The ``taskset`` prefix that pins a command to the CPU list ``cpu`` (none for None)."""
+    return ["taskset", "-c", cpu] if cpu else []
+
+
+def wrk(port: int, path: str, seconds: int, connections: int, script: str,
+        cpu: str | None = None) -> str:
+    """One wrk run (one thread, ``--latency``, pinned to ``cpu`` when given); its report."""
+    return subprocess.run([*pin(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+                           "--latency", "-s", script, f"http://127.0.0.1:{port}{path}"],
                           capture_output=True, text=True, check=True,
                           timeout=seconds + 30).stdout
 
 
 def run_one(app: str, endpoint: str, rnd: int, seconds: int, connections: int, script: str,
-            http: str, baseline: str | None = None) -> Measurement:
-    """Measure ``app`` (``"ab"``, or ``"ab@base"``: the same app on the ``baseline`` code)."""
+            http: str, baseline: str | None = None,
+            cpus: tuple[str | None, str | None] = (None, None)) -> Measurement:
+    """Measure ``app`` (``"ab"``, or ``"ab@base"``: the same app on the ``baseline`` code);
+    ``cpus``: the CPU lists the server and wrk are pinned to (None: not pinned)."""
     port = free_port()
     factory, _, tag = app.partition("@")
-    server = start_server(factory, port, http, baseline if tag else None)
+    server = start_server(factory, port, http, baseline if tag else None, cpus[0])
     try:
         wait_port(port)
-        wrk(port, ENDPOINTS[endpoint], 1, connections, script)  # warm-up
+        wrk(port, ENDPOINTS[endpoint], 1, connections, script, cpus[1])  # warm-up
         cpu0 = cpu_seconds(server.pid)
-        out = wrk(port, ENDPOINTS[endpoint], seconds, connections, script)
+        out = wrk(port, ENDPOINTS[endpoint], seconds, connections, script, cpus[1])
         cpu1 = cpu_seconds(server.pid)
     finally:
         server.terminate()
@@ -253,7 +262,16 @@ def main() -> None:
                         help="a directory holding another modelrouter package (e.g. `git "
                         "archive <commit> modelrouter | tar -x -C DIR`): its routed apps run "
                         "as ab@base and bandit@base in the same rounds, for before/after tables")
+    parser.add_argument("--pin", metavar="SERVER:WRK", help="pin the server and wrk to these "
+                        "CPU lists (taskset -c), e.g. 0:1, so the load generator never shares "
+                        "the server's core and the scheduler does not move either")
     args = parser.parse_args()
+    cpus: tuple[str | None, str | None] = (None, None)
+    if args.pin:
+        server_cpu, sep, wrk_cpu = args.pin.partition(":")
+        if not sep or not server_cpu or not wrk_cpu or shutil.which("taskset") is None:
+            sys.exit("--pin needs SERVER:WRK CPU lists (e.g. 0:1) and taskset (util-linux)")
+        cpus = (server_cpu, wrk_cpu)
     if args.quick:
         args.seconds, args.rounds = 2, 1
     http = args.http if args.http != "auto" else ("httptools" if _has("httptools") else "h11")
@@ -280,13 +298,14 @@ def main() -> None:
                 order = apps[rnd % len(apps):] + apps[:rnd % len(apps)]
                 for app in order:
                     m = run_one(app, ep, rnd, args.seconds, args.connections, fh.name, http,
-                                args.baseline)
+                                args.baseline, cpus)
                     print(f"  round {rnd + 1} /{ep} {app}: {m.rps:,.0f} req/s, p99 "
                           f"{m.p99_ms:.2f} ms, {m.cpu_us:.1f} us CPU/request", file=sys.stderr)
                     results.append(m)
     finally:
         os.unlink(fh.name)
-    print(f"uvicorn ({http}, 1 worker), {args.users:,} distinct users, wrk -t1 "
+    pinned = f", server on CPU {cpus[0]} and wrk on CPU {cpus[1]}" if args.pin else ""
+    print(f"uvicorn ({http}, 1 worker{pinned}), {args.users:,} distinct users, wrk -t1 "
           f"-c{args.connections} -d{args.seconds}s, {args.rounds} interleaved rounds "
           f"({time.monotonic() - started:.0f} s), medians (min..max over rounds); load average "
           f"at the end {os.getloadavg()[0]:.2f}:")
