@@ -41,8 +41,10 @@ HERE = Path(__file__).resolve().parent
 CASES = ("bare", "pass", "ab", "abnew", "bandit", "glue", "noreader")
 
 
-def child(case: str, calls: int, users: int) -> None:
-    """The measured process: warm up, then ``calls`` requests (0: warm-up only)."""
+def child(case: str, calls: int, users: int, pool: int) -> None:
+    """The measured process: warm up, then ``calls`` requests (0: warm-up only). ``pool``: the
+    new units ``abnew`` prepares, the same in both runs of a count (``calls`` of the timed
+    run), so the setup the two runs subtract is identical."""
     from _harness import _receive, _send, fix_decision, fix_unit, scope
     from bench_middleware import PassThrough, make_app
 
@@ -63,7 +65,7 @@ def child(case: str, calls: int, users: int) -> None:
             fix_unit(router)
         app = router
     if case == "abnew":  # every timed request a unit's first exposure
-        scopes = [scope(user=f"user-{i}") for i in range(users + calls)]
+        scopes = [scope(user=f"user-{i}") for i in range(users + pool)]
     else:
         scopes = [scope(user=f"user-{i}") for i in range(users)]
 
@@ -93,7 +95,7 @@ def count(case: str, calls: int, users: int, code: str | None) -> int:
             procs.append((out, subprocess.Popen(
                 ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                  sys.executable, __file__, "--child", case, "--calls", str(n),
-                 "--users", str(users)], env=env, stdout=subprocess.DEVNULL,
+                 "--users", str(users), "--pool", str(calls)], env=env, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)))
         for out, proc in procs:
             if proc.wait() != 0:
@@ -110,9 +112,10 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--code", metavar="DIR", help="count the modelrouter package in DIR")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--pool", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.calls, args.users)
+        child(args.child, args.calls, args.users, args.pool)
         return
     from _harness import table
 
