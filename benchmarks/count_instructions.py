@@ -86,7 +86,8 @@ def child(case: str, calls: int, users: int, pool: int) -> None:
 def count(case: str, calls: int, users: int, code: str | None) -> int:
     """Instructions per request of ``case`` (two callgrind runs)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [*([code] if code else []), str(HERE.parent), str(HERE)])}
+        [*([code] if code else []), str(HERE.parent), str(HERE)]),
+        "PYTHONHASHSEED": "0"}  # the same dict layouts in both runs and from run to run
     totals = []
     with tempfile.TemporaryDirectory() as tmp:
         procs = []
