@@ -7,6 +7,9 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
   epoch stored is still the one the publisher started from (compare-and-set in one script,
   which also records the new epoch in the ``epochs`` hash); a publisher that lost the race
   adopts the newer record and tries again. No record means epoch 0, the configured start.
+  While Redis cannot answer, a publish retries the same change for a few seconds; the script
+  reports a change whose epoch entry is already there, byte for byte, as installed, so a change
+  whose reply was lost (Redis killed after running it) is not reported as failed.
 - ``mr:{exp}:training``: the bandit's training counters (``<counter>:<arm index>``) and
   ``updates`` (training updates so far), the additive sum of every worker's deltas (flushed
   with the statistics, batch.py). Every worker computes weights from these global counters.
@@ -47,6 +50,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +64,15 @@ if TYPE_CHECKING:
 __all__ = ["CONTROL_LUA", "POP_LUA", "RELEASE_LUA", "SharedControl"]
 
 # KEYS[1] = control hash, KEYS[2] = epochs hash; ARGV[1] = expected epoch, ARGV[2] = new epoch,
-# ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash
+# ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash. An epochs entry equal
+# to ARGV[4] (its time included) is this very change, retried after its reply was lost: it was
+# installed (1), even if another worker has published after it since.
 CONTROL_LUA = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
-if cur ~= tonumber(ARGV[1]) then return 0 end
+if cur ~= tonumber(ARGV[1]) then
+  if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[4] then return 1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'record', ARGV[3])
 redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
 return 1
@@ -102,6 +111,7 @@ return n
 """
 
 INBOX_BATCH = 10_000  # values popped per call
+PUBLISH_RETRY_SECONDS = 3.0  # a routing change retried this long while Redis cannot answer
 RECEIPT_TTL_SECONDS = 86_400  # a pop retried later than this pops afresh
 LABEL_TTL_SECONDS = 7 * 24 * 3600  # a label list not read for a week is dropped with its owner
 
@@ -109,8 +119,12 @@ LABEL_TTL_SECONDS = 7 * 24 * 3600  # a label list not read for a week is dropped
 class SharedControl:
     """The shared keys above for one experiment (see the module docstring)."""
 
-    def __init__(self, client: Any, layout: Layout, guard: Callable[[str], Any]) -> None:
+    def __init__(self, client: Any, layout: Layout, guard: Callable[[str], Any],
+                 unavailable: tuple[type[BaseException], ...] = (OSError,),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._unavailable = unavailable  # no answer at all (refused, lost, timed out)
+        self._clock = clock
         self._prefix = layout.prefix
         self._layout = layout
         self._guard = guard  # a context manager factory: redis errors -> StoreError
@@ -131,12 +145,26 @@ class SharedControl:
         if epoch <= expected:
             raise ValueError(f"a record of epoch {epoch} cannot follow epoch {expected}")
         info = json.dumps([record["mode"], list(record["propensities"]), record["at"]])
-        with self._guard("the routing change"):
-            done = self._cas(keys=[self._prefix + "control", self._prefix + "epochs"],
-                             args=[str(expected), str(epoch),
-                                   json.dumps(record, separators=(",", ":")), info],
-                             client=self._client)
-        return bool(int(done))
+        args = [str(expected), str(epoch), json.dumps(record, separators=(",", ":")), info]
+        keys = [self._prefix + "control", self._prefix + "epochs"]
+        deadline = self._clock() + PUBLISH_RETRY_SECONDS
+        pause = 0.02
+        while True:  # the same change again while Redis cannot answer: the script is
+            try:     # idempotent (CONTROL_LUA), so a retry of one that ran is not refused
+                with self._guard("the routing change"):
+                    return bool(int(self._cas(keys=keys, args=args, client=self._client)))
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, self._unavailable):
+                    raise  # Redis answered with an error: nothing changed
+                if self._clock() + pause > deadline:
+                    raise StoreError(
+                        f"{exc}; the routing change (epoch {epoch}) was retried for "
+                        f"{PUBLISH_RETRY_SECONDS:g} s and may or may not be in force: if Redis "
+                        "ran it before the connection was lost, every worker (this one "
+                        "included) adopts it at its next sync once Redis is back; read "
+                        "the routing state then before changing it again") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def read(self) -> dict[str, Any] | None:
         """The record in force (None before the first change) with ``updates``, the

@@ -46,10 +46,11 @@ class SharedMembers:
 
     # -- control plane and cross-worker feedback (control.py) ---------------------------
     def publish_control(self, record: Mapping[str, Any], expected: int) -> bool:
-        """Compare-and-set the shared routing state (StoreError if Redis cannot be reached:
-        nothing changes in this worker; if the connection was lost after Redis ran it, the
-        change is in force there and every worker, this one included, adopts it at its next
-        sync: tests/store/test_redis_reply_lost.py)."""
+        """Compare-and-set the shared routing state. While Redis cannot answer, the same
+        change is retried for a few seconds (idempotent: a retry of a change whose reply was
+        lost finds it installed and reports it so); then StoreError, nothing changed in this
+        worker, and the change may be in force in Redis, which every worker, this one
+        included, adopts at its next sync (tests/store/test_redis_reply_lost.py)."""
         return self.control.publish(record, expected)
 
     def read_control(self) -> dict[str, Any] | None:

@@ -139,7 +139,7 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
                                 flush_seconds=self.flush_seconds, max_backoff=self.max_backoff,
                                 errors=self._errors, unavailable=self._unavailable,
                                 where=f"Redis at {self._safe_url()}")
-        self.control = SharedControl(self._client, self.layout, self._guard)
+        self.control = SharedControl(self._client, self.layout, self._guard, self._unavailable)
         self._sync: DecisionSync | None = None  # bandit mode: this worker's decisions
         self._watchers: list[Callable[[], object]] = []
         self._owner: str | None = None  # this process's decision-id prefix (its inbox)
