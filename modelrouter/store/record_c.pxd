@@ -2,3 +2,4 @@
 
 cdef object record_seq_c(object store, dict d, object seq, object metric, object value,
                          object window)
+cdef object record_seq_call(object store, dict d, object seq, object metric, object value)

@@ -313,3 +313,72 @@ def test_a_decision_object_and_its_id_record_alike() -> None:
     store: Any = exp.store
     m = store.metric_index["revenue"]
     assert store._units.x[m][0] == 5.0 and store._units.y[m][0] == 2.0
+
+
+def changes_run(twin: str) -> tuple[list[Any], str, str]:
+    """Attributes of the experiment and its store replaced between calls and during them (by
+    the store's clock, which runs under the store's lock): every read sees the value in force,
+    as the Python method's reads do (the compiled twins cache what they read per dict version)."""
+    exp, clock, record, ticks = make(twin)
+    other, other_clock, other_record, other_ticks = make(twin)
+    ids = [exp.assign(f"u{i}").decision_id for i in range(6)]
+    other_ids = [other.assign(f"v{i}").decision_id for i in range(6)]
+    store: Any = exp.store
+    log: list[Any] = []
+
+    def step(f: Callable[[], Any]) -> None:
+        log.append(outcome(f))
+
+    for i in range(4):  # two experiments in turn
+        step(lambda: record(ids[i], "revenue", 1.0))  # noqa: B023
+        step(lambda: other_record(other_ids[i], "revenue", 2.0))  # noqa: B023
+    step(lambda: record(ids[0], "reve" + "nue", 4.0))  # an equal, not identical, name
+    extra: list[int] = []
+    exp.subscribe(lambda: extra.append(1))
+    step(lambda: record(ids[1], "click", 1.0))
+    infos = exp._metric_info
+    exp._metric_info = {**infos, "revenue": infos["click"]}
+    step(lambda: record(ids[1], "revenue", 1.0))  # now recorded as the click metric
+    exp._metric_info["ms"] = exp._metric_info["revenue"]  # changed in place
+    step(lambda: record(ids[2], "ms", 1.0))
+    del exp._metric_info["ms"]
+    step(lambda: record(ids[2], "ms", 1.0))  # the Python method's TypeError (no entry)
+    exp._metric_info = infos
+    clock.t = 150.0
+    step(lambda: record(ids[3], "click", 1.0))  # past the window (100 s)
+    clock.t = 60.0
+    store.attribution_window = 10.0  # the store's check refuses, the ring's slot_of accepts
+    step(lambda: record(ids[3], "click", 0.0))
+    store.clock = lambda: 5.0
+    step(lambda: record(ids[3], "revenue", 0.5))  # a replaced clock: inside the window again
+
+    def meddling_clock() -> float:  # runs under the lock, before the window comparison
+        store.attribution_window = 1.0 if store.attribution_window == 10.0 else 10.0
+        store.clock = meddling_clock
+        store.any_flags = (True,) * len(store.any_flags)
+        return 5.0
+
+    store.clock = meddling_clock
+    clock.t = 150.0  # the ring's own clock: past its window, slot_of refuses
+    step(lambda: record(ids[4], "revenue", 3.0))  # the window set to 1.0 by the clock: refused
+    step(lambda: record(ids[4], "revenue", 3.0))  # back to 10.0; "revenue" a max now
+    step(lambda: record(ids[4], "revenue", 4.0))  # refused
+    step(lambda: record(ids[4], "revenue", 2.0))  # the max stays 3.0
+
+    def meddling_tick() -> None:
+        exp.tick = None
+        exp.store = other.store
+
+    exp.tick = meddling_tick
+    step(lambda: record(ids[5], "revenue", 1.0))
+    step(lambda: record(other_ids[5], "revenue", 1.0))  # (the same prefix) into B's store
+    step(lambda: record(ids[5].replace("-5", "-4"), "revenue", 1.0))  # into B's store
+    log.append((len(ticks), len(extra), len(other_ticks)))
+    return log, columns(exp, ticks), columns(other, other_ticks)
+
+
+def test_attributes_changed_between_and_during_calls_are_seen() -> None:
+    reference = changes_run("python")
+    assert sum(o is None for o in reference[0][:-1]) >= 15
+    for twin in ("compiled", "compiled-record", "compiled-store"):
+        assert changes_run(twin) == reference, twin
