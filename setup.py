@@ -13,8 +13,10 @@ SOURCES = {
     "modelrouter.asgi.middleware_c": "modelrouter/asgi/middleware_c.pyx",
     "modelrouter.routing.assignment_c": "modelrouter/routing/assignment_c.pyx",
     "modelrouter.routing.experiment_c": "modelrouter/routing/experiment_c.pyx",
+    "modelrouter.routing.feedback_c": "modelrouter/routing/feedback_c.pyx",
     "modelrouter.store.columns_c": "modelrouter/store/columns_c.pyx",
     "modelrouter.store.hot_c": "modelrouter/store/hot_c.pyx",
+    "modelrouter.store.record_c": "modelrouter/store/record_c.pyx",
 }
 
 

@@ -15,7 +15,9 @@ Cases: ``bare`` (the app alone), ``pass`` (a pass-through pure ASGI middleware),
 request a unit's first exposure, as in a server run over 100,000 users), ``bandit`` (bandit
 mode, Thompson sampling on a binary reward, every unit known), ``glue`` (the router
 with routing replaced by a constant decision: reader + middleware), ``noreader`` (also the unit
-id reader replaced).
+id reader replaced), ``record`` (``Experiment.record(decision_id, "revenue", 1.0)`` as
+``bench_middleware.record_cost_us`` calls it: memory store, user level, A/B, 10,000 decisions
+cycled) and ``routerrecord`` (the same through ``ModelRouter.record``): instructions per event.
 ``--code DIR`` counts another modelrouter package (``git archive <commit> modelrouter | tar
 -x -C DIR``) for before/after. Needs valgrind (Debian package ``valgrind``); about a minute per
 case on 2 cores (two valgrind runs at a time).
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-CASES = ("bare", "pass", "ab", "abnew", "bandit", "glue", "noreader")
+CASES = ("bare", "pass", "ab", "abnew", "bandit", "glue", "noreader", "record", "routerrecord")
 
 
 def child(case: str, calls: int, users: int, pool: int) -> None:
@@ -50,6 +52,9 @@ def child(case: str, calls: int, users: int, pool: int) -> None:
 
     from modelrouter import ModelRouter, RouterConfig
 
+    if case in ("record", "routerrecord"):
+        record_events(case, calls)
+        return
     app: Any
     if case == "bare":
         app = make_app()
@@ -81,6 +86,23 @@ def child(case: str, calls: int, users: int, pool: int) -> None:
         return
     asyncio.run(go(users + 2_000))  # every unit known, the journal folded at least once
     asyncio.run(go(calls))
+
+
+def record_events(case: str, calls: int) -> None:
+    """The ``record`` cases: 10,000 decisions, a warm-up, then ``calls`` feedback events."""
+    from bench_middleware import make_app
+
+    from modelrouter import ModelRouter, RouterConfig
+
+    router = ModelRouter(make_app(), {"control": 0, "treatment": 1},
+                         RouterConfig(metrics={"click": "binary", "revenue": "continuous"}))
+    exp = router.experiment
+    decisions = [exp.assign(f"user-{i}").decision_id for i in range(10_000)]
+    record = exp.record if case == "record" else router.record
+    for i in range(12_000):
+        record(decisions[i % 10_000], "revenue", 1.0)
+    for i in range(calls):
+        record(decisions[i % 10_000], "revenue", 1.0)
 
 
 def count(case: str, calls: int, users: int, code: str | None) -> int:

@@ -362,5 +362,7 @@ class Experiment(SnapshotMembers, CoreMirror):
         return self.state.set_arm(variant, True)
 
 
-# the compiled twin of route_checked (routing/experiment_c.pyx), when it was built
+# the compiled twins of route_checked (routing/experiment_c.pyx) and record
+# (routing/feedback_c.pyx), when they were built
 install(Experiment, "route_checked", "modelrouter.routing.experiment_c")
+install(Experiment, "record", "modelrouter.routing.feedback_c")

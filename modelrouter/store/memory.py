@@ -377,8 +377,9 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                                                      int(new.training["pending"]))
 
 
-# the compiled twins of expose_unit, expose_decision (store/hot_c.pyx) and of the journal's
-# fold (store/columns_c.pyx), when they were built
+# the compiled twins of expose_unit, expose_decision (store/hot_c.pyx), record_seq
+# (store/record_c.pyx) and of the journal's fold (store/columns_c.pyx), when they were built
 install(MemoryStore, "expose_unit", "modelrouter.store.hot_c")
 install(MemoryStore, "expose_decision", "modelrouter.store.hot_c")
+install(MemoryStore, "record_seq", "modelrouter.store.record_c")
 install(AutoJournal, "fold", "modelrouter.store.columns_c")

@@ -7,7 +7,10 @@ requests cover the cells the twins touch: new and returning units, hostile unit 
 with 400, or read by the Python reader), a request without a unit id, 2 and 3 variants, a
 weight change (a new allocation mid-run), a restore from a dump (cached hash buckets unknown),
 a pending ring that wraps (evicted journal entries), 500s, an app that raises, signed tokens,
-segments, a switch to the bandit and back, and request level.
+segments, a switch to the bandit and back, and request level. After each request, feedback
+through ``ModelRouter.record`` (the compiled ``Experiment.record`` and ``MemoryStore.record_seq``,
+routing/feedback_c.pyx, store/record_c.pyx) on a recent or evicted decision, with hostile values,
+ids and metric names now and then: its outcome is logged, its sums are in the state.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import random
 import sys
 from typing import Any
@@ -80,6 +84,31 @@ async def call(router: ModelRouter, path: str, headers: list[tuple[bytes, bytes]
                 "segment": list(decision.segment)}}
 
 
+FEEDBACK = [1.0, 1, 0, 0.0, -0.0, True, 1.0, 1, 0.0, 2.5, math.nan, 1e300, "1", 2**60]
+
+
+def feedback(router: ModelRouter, entry: dict[str, Any], ids: list[str],
+             rnd: random.Random) -> dict[str, Any]:
+    """``entry`` with the outcome of one feedback event (None: recorded; else the error, the
+    per-process prefix blanked) on a random one of the last 100 decisions."""
+    if entry["decision"] is not None:
+        ids.append(entry["decision"]["id"])
+    if not ids:
+        return entry
+    prefix = router.experiment._prefix
+    number = ids[-1 - rnd.randrange(min(len(ids), 100))]
+    if rnd.random() < 0.1:  # hex digits in capitals (accepted), malformed ones (refused)
+        number = rnd.choice([number.upper(), number + "g", "0" + number, " " + number])
+    decision = prefix + number
+    metric = rnd.choice(["click", "click", "click", "nope"])
+    try:
+        router.record(decision, metric, rnd.choice(FEEDBACK))
+        got = None
+    except Exception as exc:  # noqa: BLE001 - type and message are compared
+        got = f"{type(exc).__name__}: {str(exc).replace(prefix, '<prefix>')}"
+    return {**entry, "feedback": got}
+
+
 def state(router: ModelRouter) -> dict[str, Any]:
     store = router.experiment.store
     header, arrays = store.dump()
@@ -95,7 +124,7 @@ async def run() -> dict[str, Any]:
     # 3 variants, user level, a small ring that wraps, tokens, a segment header
     r = make({"a": 0, "b": 1, "c": 2}, max_pending=64, secret="twin-secret-0123456789",
              segments={"country": "x-country"})
-    log = []
+    log, ids = [], list[str]()
     for i in range(400):
         path = rnd.choice(["/p", "/p", "/p", "/fail", "/chunked", "/boom"])
         user = (f"user-{rnd.randrange(150)}".encode() if rnd.random() < 0.85
@@ -103,7 +132,7 @@ async def run() -> dict[str, Any]:
         headers = [(b"host", b"t"), (b"x-country", rnd.choice([b"de", b"fr", b"\xff"]))]
         if rnd.random() < 0.95:
             headers.append((b"x-user-id", user))
-        log.append(await call(r, path, headers))
+        log.append(feedback(r, await call(r, path, headers), ids, rnd))
         if i == 150:
             r.experiment.configure(weights={"a": 0.2, "b": 0.3, "c": 0.5})
         if i == 250:  # restore: every cached hash bucket unknown
@@ -113,9 +142,11 @@ async def run() -> dict[str, Any]:
 
     # 2 variants with the bandit: A/B -> bandit -> A/B
     b = make({"a": 0, "b": 1}, reward="click")
-    log = []
+    log, ids = [], []
     for i in range(300):
-        log.append(await call(b, "/p", [(b"x-user-id", f"u{rnd.randrange(80)}".encode())]))
+        log.append(feedback(b, await call(b, "/p", [(b"x-user-id",
+                                                    f"u{rnd.randrange(80)}".encode())]),
+                            ids, rnd))
         if i == 100:
             b.experiment.configure(mode="bandit")
         if i == 200:
@@ -124,8 +155,9 @@ async def run() -> dict[str, Any]:
 
     # request level
     q = make({"a": 0, "b": 1}, level="request")
-    out["request_level"] = {"log": [await call(q, "/p", [(b"x-user-id", b"u1")])
-                                    for _ in range(50)], "state": state(q)}
+    ids = []
+    out["request_level"] = {"log": [feedback(q, await call(q, "/p", [(b"x-user-id", b"u1")]),
+                                             ids, rnd) for _ in range(50)], "state": state(q)}
     return out
 
 
