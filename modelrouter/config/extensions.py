@@ -4,12 +4,14 @@ These hot methods have a compiled twin, built from a Cython source beside their 
 package is installed on a machine with a C compiler (``setup.py``; the build is optional):
 
 - ``RoutingMiddleware.__call__`` (``asgi/middleware_c.pyx``),
-- ``Experiment.route_checked`` (``routing/experiment_c.pyx``),
+- ``Experiment.route_checked`` (``routing/experiment_c.pyx``) and ``Experiment.record``
+  (``routing/feedback_c.pyx``),
 - ``MemoryStore.expose_unit``, ``MemoryStore.expose_decision`` and ``UnitTable.add``, with the
   store's lock and hot-path state (``store/hot_c.pyx``; ``store/unit_path.py``),
 - ``AutoJournal.fold``, ``PendingRing.remember`` and ``store.rows.add_to_pair``
   (``store/columns_c.pyx``),
-- ``Bucketer.__call__`` (``routing/assignment_c.pyx``).
+- ``MemoryStore.record_seq`` (``store/record_c.pyx``),
+- ``Bucketer.__call__`` (``routing/assignment_c.pyx``: its own BLAKE2b for ASCII ids).
 
 Each twin does exactly what the Python method does (the tests run both on the same requests and
 compare every decision, counter and column); it only skips the interpreter. Without a compiler,
