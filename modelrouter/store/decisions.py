@@ -44,6 +44,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelrouter.config.extensions import install
 from modelrouter.exceptions import StoreError
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, add_to_pair
@@ -242,3 +243,7 @@ class DecisionTracker:
     def copy_sums(self) -> list[tuple[DecisionKey, list[float]]]:
         """(key, sums) of every decision group, copied."""
         return self.groups.copy()
+
+
+# the compiled twin of open (store/decisions_c.pyx), when it was built
+install(DecisionTracker, "open", "modelrouter.store.decisions_c")
