@@ -31,6 +31,8 @@ from modelrouter.routing.policies import RouteContext
 
 cdef extern from "Python.h":
     PyTypeObject PyTuple_Type
+    object PyObject_GenericGetDict(object obj, void* context)
+    PyObject* PyDict_GetItem(object d, object key)
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
 
 cdef double _BELOW_ONE = nextafter(1.0, 0.0)
@@ -140,10 +142,15 @@ def route(self, unit, segment, alloc):
     cdef Py_ssize_t i, lo, hi, mid, n
     cdef long long sn
     cdef int overflow = 0
-    core = self.__dict__.get("_core")
-    if type(core) is not BanditCore or unit is None or not (<BanditCore>core).fast:
+    cdef PyObject* found
+    if type(self) is not _bandit_router or unit is None:
         return _route_py(self, unit, segment, alloc)
-    c = <BanditCore>core
+    found = PyDict_GetItem(PyObject_GenericGetDict(self, NULL), "_core")
+    if found == NULL or type(<object>found) is not BanditCore:
+        return _route_py(self, unit, segment, alloc)
+    c = <BanditCore><object>found
+    if not c.fast:
+        return _route_py(self, unit, segment, alloc)
     st = alloc.state
     v = c.view
     if v is None or v.st is not st:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelrouter.config.extensions import install
+from modelrouter.config.extensions import CoreMirror, install, load_extension
 from modelrouter.exceptions import StoreError
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, add_to_pair
@@ -72,9 +72,13 @@ class Training:
     due_every: int = 100
 
 
-class DecisionTracker:
+class DecisionTracker(CoreMirror):
     """See the module docstring. ``on_due`` is called (under the store lock, so it must only
-    set a flag or an event) once ``due_every`` training updates have accumulated."""
+    set a flag or an event) once ``due_every`` training updates have accumulated.
+
+    The compiled ``open`` and ``apply`` (store/decisions_c.pyx) read its attributes from a C
+    copy (:class:`~modelrouter.config.extensions.CoreMirror`), refreshed whenever one is set,
+    except the training counts (``pending``, ``updates``), which they never read."""
 
     def __init__(self, n_variants: int, aggregates: Sequence[str | None], capacity: int,
                  training: Training | None, on_due: Callable[[], None] | None = None) -> None:
@@ -86,6 +90,14 @@ class DecisionTracker:
         self.training = training
         self.on_due = on_due
         self.reset()
+        # what the compiled open and apply read (store/decisions_c.pyx), when they were built
+        self._core = None if _compiled is None else _compiled.new_core(self)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _UNMIRRORED:  # moved by every training update: a plain attribute
+            object.__setattr__(self, name, value)
+        else:
+            CoreMirror.__setattr__(self, name, value)
 
     def reset(self) -> None:
         """Forget every tracked decision, sum and counter (e.g. after a restore)."""
@@ -245,5 +257,9 @@ class DecisionTracker:
         return self.groups.copy()
 
 
-# the compiled twin of open (store/decisions_c.pyx), when it was built
+_UNMIRRORED = frozenset(["pending", "updates", "_signalled"])
+
+# the compiled twins of open and apply (store/decisions_c.pyx), when they were built
 install(DecisionTracker, "open", "modelrouter.store.decisions_c")
+install(DecisionTracker, "apply", "modelrouter.store.decisions_c")
+_compiled = load_extension("modelrouter.store.decisions_c")

@@ -30,6 +30,7 @@ from modelrouter.config.extensions import compiled, python_method
 from modelrouter.routing.bandit import BanditRouter
 from modelrouter.routing.experiment import Experiment
 from modelrouter.store.decisions import DecisionTracker, Training
+from modelrouter.store.ring import PendingRing
 
 BUILT = compiled().get("modelrouter.routing.bandit_c") and compiled().get(
     "modelrouter.store.decisions_c")
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on t
 
 PY_ROUTE: Any = python_method(BanditRouter, "route")
 PY_OPEN: Any = python_method(DecisionTracker, "open")
+PY_APPLY: Any = python_method(DecisionTracker, "apply")
 
 
 def counter(step: float) -> Any:
@@ -56,7 +58,9 @@ def use_python(exp: Experiment) -> None:
     """The Python methods, set on this experiment's own bandit and tracker."""
     assert exp.bandit is not None
     exp.bandit.route = MethodType(PY_ROUTE, exp.bandit)  # type: ignore[method-assign]
-    exp.bandit.tracker.open = MethodType(PY_OPEN, exp.bandit.tracker)  # type: ignore[method-assign]
+    tracker = exp.bandit.tracker
+    tracker.open = MethodType(PY_OPEN, tracker)  # type: ignore[method-assign]
+    tracker.apply = MethodType(PY_APPLY, tracker)  # type: ignore[method-assign]
 
 
 def tracker_state(t: DecisionTracker) -> dict[str, Any]:
@@ -64,7 +68,7 @@ def tracker_state(t: DecisionTracker) -> dict[str, Any]:
         return {}
     ring = t.ring
     return {"groups": list(zip(t.groups.keys, t.groups.sums)), "counters": t.counters,
-            "pending": t.pending, "updates": t.updates, "seq": ring.seq.tolist(),
+            "pending": t.pending, "updates": t.updates, "seq": list(ring.seq),
             "time": ring.time.tolist(), "row": ring.row.tolist(), "train": t._train.tolist(),
             "r": repr(t._r.tolist()), "x": [c.tolist() for c in t._x],
             "y": [c.tolist() for c in t._y], "last": t._unit_last}
@@ -186,11 +190,14 @@ def _tracker(kind: str = "binary", rule: str = "zero", capacity: int = 8) -> Dec
     return DecisionTracker(3, ["any", "mean", "sum"], capacity, training)
 
 
-def _open_both(make_tracker: Any, calls: list[tuple[Any, ...]]) -> None:
+def _open_both(make_tracker: Any, calls: list[tuple[Any, ...]],
+               applies: list[tuple[Any, ...]] = ()) -> None:  # type: ignore[assignment]
     fast, slow = make_tracker(), make_tracker()
-    for args in calls:
+    for method, args in [("open", a) for a in calls] + [("apply", a) for a in applies]:
         outcome = []
-        for tracker, op in ((fast, DecisionTracker.open), (slow, PY_OPEN)):
+        ops = ((fast, DecisionTracker.open), (slow, PY_OPEN)) if method == "open" else (
+            (fast, DecisionTracker.apply), (slow, PY_APPLY))
+        for tracker, op in ops:
             try:
                 op(tracker, *args)
                 outcome.append(None)
@@ -222,10 +229,21 @@ HOSTILE_OPENS: list[tuple[Any, ...]] = [
 ]
 
 
+HOSTILE_APPLIES: list[tuple[Any, ...]] = [
+    (0, 0, 1.0), (0, 1, 2.5), (0, 2, 3.0), (1, 0, 1.0), (2, 1, 0.5), (16, 0, 1.0),
+    (0, 0, float("nan")), (1, 1, float("inf")), (16, 1, -1e300), (3, 2, 7),
+    (4, 0, 1.0), (30, 1, 4.0), (8, 0, 1.0),  # slots of refused or overwritten decisions
+    (2**70, 0, 1.0), (-3, 0, 1.0), (11.0, 0, 1.0), ("x", 0, 1.0), (None, 0, 1.0),
+    (16, -1, 2.0),  # a negative metric wraps, as a list index does
+    (16, 3, 1.0),  # a metric past the columns: IndexError
+    (16, 0, "v"), (16, 1.0, 1.0), (12, 1, 0.25), (17, 0, True),
+]
+
+
 @pytest.mark.parametrize("kind,rule", [("binary", "zero"), ("binary", "omit"),
                                        ("continuous", "zero")])
-def test_open_twins_agree_on_hostile_arguments(kind: str, rule: str) -> None:
-    _open_both(lambda: _tracker(kind, rule), HOSTILE_OPENS)
+def test_open_and_apply_twins_agree_on_hostile_arguments(kind: str, rule: str) -> None:
+    _open_both(lambda: _tracker(kind, rule), HOSTILE_OPENS, HOSTILE_APPLIES)
 
 
 def test_open_twins_agree_without_training_and_with_replaced_parts() -> None:
@@ -236,7 +254,25 @@ def test_open_twins_agree_without_training_and_with_replaced_parts() -> None:
         t.ring.add_objects("fill")  # a column C does not write: the ring's own method
         return t
 
-    _open_both(objects_column, HOSTILE_OPENS)
+    _open_both(objects_column, HOSTILE_OPENS, HOSTILE_APPLIES)
+
+    class OtherRing(PendingRing):
+        pass
+
+    def other_ring() -> DecisionTracker:
+        t = _tracker()
+        t.ring = OtherRing(8)  # the mirror sees it: the Python methods run
+        return t
+
+    _open_both(other_ring, HOSTILE_OPENS[:3], HOSTILE_APPLIES[:3])
+
+    def popped_columns() -> DecisionTracker:
+        t = _tracker()
+        t._x.pop()  # a metric's columns gone (in place): apply's own IndexError
+        t.counters[1].pop()  # an arm's counter gone (in place): _add's own IndexError
+        return t
+
+    _open_both(popped_columns, HOSTILE_OPENS, HOSTILE_APPLIES)
 
     def int_counters() -> DecisionTracker:
         t = _tracker()
@@ -248,7 +284,7 @@ def test_open_twins_agree_without_training_and_with_replaced_parts() -> None:
     def no_init() -> DecisionTracker:
         return object.__new__(DecisionTracker)  # __init__ never ran: AttributeError
 
-    _open_both(no_init, HOSTILE_OPENS[:2])
+    _open_both(no_init, HOSTILE_OPENS[:2], HOSTILE_APPLIES[:2])
 
 
 # -- attacks on BanditRouter.route -----------------------------------------------------------
