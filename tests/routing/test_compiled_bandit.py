@@ -301,7 +301,8 @@ class Hostile(random.Random):
 
 
 HOSTILE_DRAWS = [0.0, 0.5, 0.999, 1.0, 1.5, -0.25, float("nan"), float("inf"), 0, 1,
-                 True, "x", None, 0.1, 0.2999]
+                 True, "x", None, 0.1, 0.2999,
+                 1 / 3, 2 / 3]  # exactly on the cumulative weights of 3 equal arms: bisect_right
 
 
 @pytest.mark.parametrize("holdout", [0.0, 0.3])
@@ -340,3 +341,4 @@ def test_route_twins_agree_on_odd_states_and_objects() -> None:
     d1 = BanditRouter.route(exp.bandit, None, (), alloc)  # no unit: the Python method
     assert d1[1] == -1 and not d1[0].counted
     exp.close()
+
