@@ -33,7 +33,9 @@ from modelrouter.store.rows import GroupTable, new_sums_row
 
 
 cdef extern from "Python.h":
+    ctypedef struct PyObject
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
+    int PyObject_GenericSetAttr(object obj, object name, PyObject* value) except -1
 
 cdef object _open_py = None  # the Python methods (set at the end of this module)
 cdef object _apply_py = None
@@ -99,6 +101,30 @@ cdef class TrackerCore:
         self.seq_a, self.time_a, self.row_a, self.columns = seq_a, time_a, row_a, columns
         self.index, self.keys, self.sums, self.n_metrics = index, keys, sums, n_metrics
         self.fast = True
+
+
+cdef frozenset _UNMIRRORED = frozenset(["pending", "updates", "_signalled"])
+
+
+def tracker_setattr(self, name, value):
+    """``DecisionTracker.__setattr__`` where this module was built: set the attribute, then
+    refresh the tracker's C copy (as ``CoreMirror`` does), except for the training counts that
+    every training update sets and the twins never read."""
+    PyObject_GenericSetAttr(self, name, <PyObject*>value)  # object.__setattr__
+    if name not in _UNMIRRORED:
+        _refresh(self)
+
+
+def tracker_delattr(self, name):
+    """``DecisionTracker.__delattr__`` where this module was built: delete, then refresh."""
+    PyObject_GenericSetAttr(self, name, NULL)  # object.__delattr__
+    _refresh(self)
+
+
+cdef void _refresh(object tracker) except *:
+    core = tracker.__dict__.get("_core")
+    if type(core) is TrackerCore:
+        (<TrackerCore>core).refresh(tracker)
 
 
 def new_core(tracker):

@@ -71,7 +71,7 @@ def tracker_state(t: DecisionTracker) -> dict[str, Any]:
             "pending": t.pending, "updates": t.updates, "seq": list(ring.seq),
             "time": ring.time.tolist(), "row": ring.row.tolist(), "train": t._train.tolist(),
             "r": repr(t._r.tolist()), "x": [c.tolist() for c in t._x],
-            "y": [c.tolist() for c in t._y], "last": t._unit_last}
+            "y": [c.tolist() for c in t._y], "last": vars(t).get("_unit_last")}
 
 
 def scenario(exp: Experiment, steps: int, script: Any = None) -> dict[str, Any]:
@@ -280,6 +280,13 @@ def test_open_twins_agree_without_training_and_with_replaced_parts() -> None:
         return t
 
     _open_both(int_counters, HOSTILE_OPENS[:5])
+
+    def deleted() -> DecisionTracker:
+        t = _tracker()
+        del t._unit_last  # the mirror sees the deletion: the Python method's AttributeError
+        return t
+
+    _open_both(deleted, HOSTILE_OPENS[:3], HOSTILE_APPLIES[:3])
 
     def no_init() -> DecisionTracker:
         return object.__new__(DecisionTracker)  # __init__ never ran: AttributeError
