@@ -78,7 +78,8 @@ class DecisionTracker:
 
     Where its compiled ``open`` and ``apply`` were built (store/decisions_c.pyx), they read its
     attributes from a C copy (``_core``) that its ``__setattr__`` and ``__delattr__`` (compiled
-    too, installed below) refresh whenever one is set or deleted -- as
+    too, installed below) refresh whenever one is set or deleted, and that ``copy.copy`` gives
+    the copy its own of -- as
     :class:`~modelrouter.config.extensions.CoreMirror` does, except for the training counts
     (``pending``, ``updates``, ``_signalled``), which the twins never read and every training
     update sets. Without them the class has no ``__setattr__`` of its own (no cost)."""
@@ -264,3 +265,4 @@ _compiled = load_extension("modelrouter.store.decisions_c")
 if _compiled is not None:
     DecisionTracker.__setattr__ = _compiled.tracker_setattr  # type: ignore[method-assign]
     DecisionTracker.__delattr__ = _compiled.tracker_delattr  # type: ignore[method-assign]
+    DecisionTracker.__copy__ = _compiled.tracker_copy  # type: ignore[attr-defined]

@@ -121,6 +121,16 @@ def tracker_delattr(self, name):
     _refresh(self)
 
 
+def tracker_copy(self):
+    """``DecisionTracker.__copy__`` where this module was built: a shallow copy with a C copy
+    of its own (a shared one would make the original's twins read what is set on the copy)."""
+    new = object.__new__(type(self))
+    new.__dict__.update(self.__dict__)
+    if type(self.__dict__.get("_core")) is TrackerCore:
+        new.__dict__["_core"] = new_core(new)
+    return new
+
+
 cdef void _refresh(object tracker) except *:
     core = tracker.__dict__.get("_core")
     if type(core) is TrackerCore:

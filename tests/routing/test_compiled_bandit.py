@@ -18,6 +18,7 @@ that wraps; segments. Skipped where the twins were not built.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
 from types import MethodType
@@ -287,6 +288,14 @@ def test_open_twins_agree_without_training_and_with_replaced_parts() -> None:
         return t
 
     _open_both(deleted, HOSTILE_OPENS[:3], HOSTILE_APPLIES[:3])
+
+    def copied() -> DecisionTracker:
+        t = _tracker()
+        other = copy.copy(t)  # its own C copy: setting its ring leaves t's twins alone
+        other.ring = PendingRing(8)
+        return t
+
+    _open_both(copied, HOSTILE_OPENS, HOSTILE_APPLIES)
 
     def no_init() -> DecisionTracker:
         return object.__new__(DecisionTracker)  # __init__ never ran: AttributeError
