@@ -12,9 +12,11 @@ from setuptools import Extension, setup
 SOURCES = {
     "modelrouter.asgi.middleware_c": "modelrouter/asgi/middleware_c.pyx",
     "modelrouter.routing.assignment_c": "modelrouter/routing/assignment_c.pyx",
+    "modelrouter.routing.bandit_c": "modelrouter/routing/bandit_c.pyx",
     "modelrouter.routing.experiment_c": "modelrouter/routing/experiment_c.pyx",
     "modelrouter.routing.feedback_c": "modelrouter/routing/feedback_c.pyx",
     "modelrouter.store.columns_c": "modelrouter/store/columns_c.pyx",
+    "modelrouter.store.decisions_c": "modelrouter/store/decisions_c.pyx",
     "modelrouter.store.hot_c": "modelrouter/store/hot_c.pyx",
     "modelrouter.store.record_c": "modelrouter/store/record_c.pyx",
 }

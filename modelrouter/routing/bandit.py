@@ -45,6 +45,7 @@ from modelrouter.bandit.allocator import ThompsonAllocator, Weights, fixed_split
 from modelrouter.bandit.policies import check_min_share, p_best_quadrature, summarize
 from modelrouter.bandit.status import BanditStatus
 from modelrouter.config.bandit import BanditConfig
+from modelrouter.config.extensions import CoreMirror, install, load_extension
 from modelrouter.exceptions import ConfigError
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.decision import Decision
@@ -94,7 +95,7 @@ class BanditState:
 _new_decision = tuple.__new__
 
 
-class BanditRouter:
+class BanditRouter(CoreMirror):
     """Thompson-sampling routing, training and the refresh worker of one experiment.
 
     It never writes the experiment's routing state: :class:`~modelrouter.routing.state.
@@ -134,6 +135,8 @@ class BanditRouter:
         self._refresh: Callable[[], object] | None = None
         self._init_threading()
         _ALIVE.add(self)
+        # what the compiled route reads (routing/bandit_c.pyx), when it was built
+        self._core = None if _compiled is None else _compiled.new_core(self)
 
     def bind(self, refresh: Callable[[], object]) -> None:
         """Give the worker the routing state's refresh (called when a refresh is due)."""
@@ -388,3 +391,7 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# the compiled twin of route (routing/bandit_c.pyx), when it was built
+install(BanditRouter, "route", "modelrouter.routing.bandit_c")
+_compiled = load_extension("modelrouter.routing.bandit_c")

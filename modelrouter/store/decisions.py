@@ -44,6 +44,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelrouter.config.extensions import install, load_extension
 from modelrouter.exceptions import StoreError
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, add_to_pair
@@ -73,7 +74,17 @@ class Training:
 
 class DecisionTracker:
     """See the module docstring. ``on_due`` is called (under the store lock, so it must only
-    set a flag or an event) once ``due_every`` training updates have accumulated."""
+    set a flag or an event) once ``due_every`` training updates have accumulated.
+
+    Where its compiled ``open`` and ``apply`` were built (store/decisions_c.pyx), they read its
+    attributes from a C copy (``_core``) that its ``__setattr__`` and ``__delattr__`` (compiled
+    too, installed below) refresh whenever one is set or deleted, and that ``copy.copy`` gives
+    the copy its own of -- as
+    :class:`~modelrouter.config.extensions.CoreMirror` does, except for the training counts
+    (``pending``, ``updates``, ``_signalled``), which the twins never read and every training
+    update sets. Without them the class has no ``__setattr__`` of its own (no cost)."""
+
+    _core: object = None
 
     def __init__(self, n_variants: int, aggregates: Sequence[str | None], capacity: int,
                  training: Training | None, on_due: Callable[[], None] | None = None) -> None:
@@ -85,6 +96,8 @@ class DecisionTracker:
         self.training = training
         self.on_due = on_due
         self.reset()
+        # what the compiled open and apply read (store/decisions_c.pyx), when they were built
+        self._core = None if _compiled is None else _compiled.new_core(self)
 
     def reset(self) -> None:
         """Forget every tracked decision, sum and counter (e.g. after a restore)."""
@@ -242,3 +255,14 @@ class DecisionTracker:
     def copy_sums(self) -> list[tuple[DecisionKey, list[float]]]:
         """(key, sums) of every decision group, copied."""
         return self.groups.copy()
+
+
+# the compiled twins of open and apply (store/decisions_c.pyx) and the attribute hooks that keep
+# their C copy current, when they were built
+install(DecisionTracker, "open", "modelrouter.store.decisions_c")
+install(DecisionTracker, "apply", "modelrouter.store.decisions_c")
+_compiled = load_extension("modelrouter.store.decisions_c")
+if _compiled is not None:
+    DecisionTracker.__setattr__ = _compiled.tracker_setattr  # type: ignore[method-assign]
+    DecisionTracker.__delattr__ = _compiled.tracker_delattr  # type: ignore[method-assign]
+    DecisionTracker.__copy__ = _compiled.tracker_copy  # type: ignore[attr-defined]

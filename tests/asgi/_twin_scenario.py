@@ -7,8 +7,9 @@ requests cover the cells the twins touch: new and returning units, hostile unit 
 with 400, or read by the Python reader), a request without a unit id, 2 and 3 variants, a
 weight change (a new allocation mid-run), a restore from a dump (cached hash buckets unknown),
 a pending ring that wraps (evicted journal entries), 500s, an app that raises, signed tokens,
-segments, a switch to the bandit and back, and request level. After each request, feedback
-through ``ModelRouter.record`` (the compiled ``Experiment.record`` and ``MemoryStore.record_seq``,
+segments, a switch to the bandit and back, the bandit with 3 arms (holdout, clicks, refreshes,
+a paused arm, a restore), and request level. After each request, feedback through
+``ModelRouter.record`` (the compiled ``Experiment.record`` and ``MemoryStore.record_seq``,
 routing/feedback_c.pyx, store/record_c.pyx) on a recent or evicted decision, with hostile values,
 ids and metric names now and then: its outcome is logged, its sums are in the state.
 """
@@ -152,6 +153,32 @@ async def run() -> dict[str, Any]:
         if i == 200:
             b.experiment.configure(mode="ab")
     out["switched"] = {"log": log, "state": state(b)}
+
+    # 3 arms in bandit mode: holdout, clicks, refreshes by schedule (each one run before the
+    # next request), a paused and resumed arm, a restore, a switch to A/B and back
+    t = make({"a": 0, "b": 1, "c": 2}, reward="click", mode="bandit", holdout=0.2,
+             refresh_every=5, refresh_seconds=1e9)
+    log = []
+    for i in range(300):
+        entry = await call(t, "/p", [(b"x-user-id", f"u{rnd.randrange(60)}".encode())])
+        log.append(entry)
+        d = entry["decision"]
+        if d is not None and d["counted"] and rnd.random() < 0.5:
+            t.experiment.record(t.experiment._prefix + d["id"], "click",
+                                rnd.random() < (0.5 if d["variant"] == "b" else 0.2))
+        t.experiment.bandit.wait_idle()
+        if i == 100:
+            t.experiment.pause_arm("c")
+        if i == 150:
+            t.experiment.resume_arm("c")
+        if i == 200:  # restore: the tracker starts again from the saved counters
+            header, arrays = t.experiment.store.dump()
+            t.experiment.store.load(header, arrays)
+        if i == 240:
+            t.experiment.configure(mode="ab")
+        if i == 260:
+            t.experiment.configure(mode="bandit")
+    out["bandit_three_arms"] = {"log": log, "state": state(t)}
 
     # request level
     q = make({"a": 0, "b": 1}, level="request")

@@ -46,7 +46,7 @@ def test_compiled_and_python_twins_give_the_same_decisions_responses_and_columns
     fast, slow = _run(False), _run(True)
     assert all(fast.pop("compiled").values())
     assert not any(slow.pop("compiled").values())
-    for case in ("three_variants", "switched", "request_level"):
+    for case in ("three_variants", "switched", "bandit_three_arms", "request_level"):
         assert fast[case]["log"] == slow[case]["log"], case
         assert fast[case]["state"] == slow[case]["state"], case
     # the run reached the cells it names (not an empty comparison)
@@ -58,6 +58,9 @@ def test_compiled_and_python_twins_give_the_same_decisions_responses_and_columns
     stats = fast["three_variants"]["state"]["stats"]
     assert stats["decisions"] > stats["pending_slots"] == 64  # the ring wrapped
     assert {e["decision"]["mode"] for e in fast["switched"]["log"]} == {"ab", "bandit"}
+    bandit = fast["bandit_three_arms"]["log"]
+    assert {e["decision"]["epoch"] for e in bandit} >= {0, 1, 2}  # refreshed by schedule
+    assert {e["decision"]["variant"] for e in bandit} == {"a", "b", "c"}
 
 
 @needs_build

@@ -1,0 +1,241 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=True
+"""Compiled twin of :meth:`BanditRouter.route <modelrouter.routing.bandit.BanditRouter.route>`.
+
+``routing/bandit.py`` installs :func:`route` as the method when it was built
+(``config/extensions.py``). It does the Python method's steps in the same order for the common
+case (unit level, a unit id, no sticky cache): the clock, one ``random()`` of the router's
+generator, the holdout or the bisection of the cumulative weights (``Weights.choose``) or the
+per-request posterior draw (Python), the store's ``expose_decision``, the decision. Every other
+case (no unit id, request level, sticky units, a subclass, a replaced ``_draw``, a state of
+another type) is the Python method itself, called before anything is read or drawn.
+
+What ``route`` reads from the router it reads from a :class:`BanditCore` (C fields), which the
+router builds at the end of its ``__init__`` and refreshes whenever one of its attributes is
+set (:class:`~modelrouter.config.extensions.CoreMirror`: a forked child's new context, a test's
+replaced generator). What it reads from a :class:`~modelrouter.routing.bandit.BanditState` (a
+frozen dataclass, swapped whole at each refresh) it reads once per state into a
+:class:`StateView`; the float operations are the Python method's (built with
+``-ffp-contract=off``), and a value of another type, a holdout of 0 or 1, a number outside
+``[0, 1)`` goes through the Python lines (their exceptions).
+"""
+
+from cpython.array cimport array
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.unicode cimport PyUnicode_DecodeASCII
+
+from math import nextafter
+
+from modelrouter.bandit.allocator import Weights
+from modelrouter.routing.decision import Decision
+from modelrouter.routing.policies import RouteContext
+
+cdef extern from "Python.h":
+    PyTypeObject PyTuple_Type
+    object PyObject_GenericGetDict(object obj, void* context)
+    PyObject* PyDict_GetItem(object d, object key)
+    long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
+
+cdef double _BELOW_ONE = nextafter(1.0, 0.0)
+cdef object _BELOW_ONE_OBJ = _BELOW_ONE
+cdef object _bandit_router = None  # BanditRouter, _draw, the Python route (set at the end)
+cdef object _draw_py = None
+cdef object _route_py = None
+cdef object _bandit_state = None
+
+
+cdef object _new_decision(object cls, tuple fields):
+    """``tuple.__new__(Decision, fields)`` through the tuple type's slot (as
+    routing/experiment_c.pyx does)."""
+    cdef tuple args = (fields,)
+    return PyTuple_Type.tp_new(cls, <PyObject*>args, NULL)
+
+
+cdef str _decision_id(str prefix, long long n):
+    """``prefix + format(n, "x")`` for ``n >= 0`` (hex digits written in C)."""
+    cdef char buf[17]
+    cdef unsigned long long v = <unsigned long long>n
+    cdef int pos = 16
+    while True:
+        pos -= 1
+        buf[pos] = b"0123456789abcdef"[v & 15]
+        v >>= 4
+        if v == 0:
+            break
+    return prefix + PyUnicode_DecodeASCII(buf + pos, 16 - pos, NULL)
+
+
+cdef class StateView:
+    """One :class:`BanditState`'s fields as ``route`` uses them (read once per state)."""
+
+    cdef readonly object st, epoch, weights, active, props
+    cdef double h, one_minus_h
+    cdef bint fast, per_request, choose_c
+    cdef array cum
+    cdef Py_ssize_t last, n_active, n_props
+
+    def __init__(self, st):
+        cdef Py_ssize_t k
+        self.st = st
+        self.epoch, self.weights = st.epoch, st.weights
+        self.active, self.props = st.active, st.propensities
+        holdout, per_request = st.holdout, st.per_request
+        self.fast = (type(holdout) is float and type(per_request) is bool
+                     and type(self.active) is tuple and type(self.props) is tuple)
+        if not self.fast:
+            return
+        self.h = holdout
+        self.one_minus_h = 1.0 - self.h
+        self.per_request = per_request
+        self.n_active, self.n_props = len(self.active), len(self.props)
+        self.fast = self.one_minus_h != 0.0 and self.h == self.h
+        w = self.weights
+        self.choose_c = False
+        if type(w) is Weights:  # Weights.choose's own fields (a frozen dataclass)
+            cum, last, probs = w._cumulative, w._last, w.probabilities
+            if (type(cum) is tuple and type(last) is int and type(probs) is tuple
+                    and len(probs) == len(cum) and 0 <= last < len(cum)
+                    and all(type(x) is float for x in cum)):
+                self.cum = array("d", cum)
+                self.last = last
+                self.choose_c = True
+
+
+cdef class BanditCore:
+    """What ``route`` reads from the router (refreshed on every attribute set)."""
+
+    cdef readonly bint fast
+    cdef readonly object clock, store, names, models, prefix, rng
+    cdef StateView view
+
+    def refresh(self, router):
+        """Read every field from the router again."""
+        d = router.__dict__
+        ctx = d.get("ctx")
+        self.fast = False
+        self.clock = self.store = self.names = self.models = self.prefix = self.rng = None
+        if (type(router) is not _bandit_router or type(ctx) is not RouteContext
+                or "_draw" in d or _bandit_router.__dict__.get("_draw") is not _draw_py
+                or "_rng" not in d or "_sticky" not in d or d["_sticky"] is not None
+                or ctx.unit_level is not True):
+            return  # the Python method runs
+        self.clock, self.store, self.names = ctx.clock, ctx.store, ctx.names
+        self.models, self.prefix, self.rng = ctx.models, ctx.prefix, d["_rng"]
+        self.fast = True
+
+
+cdef object _draw_rest(object router, object st, object u):
+    """``BanditRouter._draw`` after its ``random()``: the Python lines, as object operations."""
+    h = st.holdout
+    if u < h:  # the uniform holdout: its outcomes never train the bandit
+        return st.active[min(int(u / h * len(st.active)), len(st.active) - 1)], 1
+    if st.per_request:
+        return st.weights.draw(router._np_rng)[0], 0
+    return st.weights.choose(min((u - h) / (1.0 - h), _BELOW_ONE_OBJ))[0], 0
+
+
+def route(self, unit, segment, alloc):
+    """Choose an arm for one request and count the decision: see ``BanditRouter.route``
+    (routing/bandit.py), the Python twin."""
+    cdef BanditCore c
+    cdef StateView v
+    cdef double ud, x
+    cdef Py_ssize_t i, lo, hi, mid, n
+    cdef long long sn
+    cdef int overflow = 0
+    cdef PyObject* found
+    if type(self) is not _bandit_router or unit is None:
+        return _route_py(self, unit, segment, alloc)
+    found = PyDict_GetItem(PyObject_GenericGetDict(self, NULL), "_core")
+    if found == NULL or type(<object>found) is not BanditCore:
+        return _route_py(self, unit, segment, alloc)
+    c = <BanditCore><object>found
+    if not c.fast:
+        return _route_py(self, unit, segment, alloc)
+    st = alloc.state
+    v = c.view
+    if v is None or v.st is not st:
+        if type(st) is not _bandit_state:
+            return _route_py(self, unit, segment, alloc)
+        v = StateView(st)
+        c.view = v
+    now = c.clock()
+    u = c.rng.random()
+    i = -1
+    if v.fast and type(u) is float and 0.0 <= <double>u:
+        ud = u
+        if ud < v.h:  # the uniform holdout: its outcomes never train the bandit
+            n = v.n_active
+            if n > 0:
+                i = <Py_ssize_t>(ud / v.h * <double>n)
+                if n - 1 < i:
+                    i = n - 1
+                i_obj, tag = (<tuple>v.active)[i], 1
+            else:
+                i_obj, tag = _draw_rest(self, st, u)
+        elif v.per_request:
+            i_obj, tag = v.weights.draw(self._np_rng)[0], 0
+        else:
+            x = (ud - v.h) / v.one_minus_h
+            if _BELOW_ONE < x:
+                x = _BELOW_ONE
+            if v.choose_c and 0.0 <= x < 1.0:  # Weights.choose: bisect_right, then min
+                lo, hi = 0, len(v.cum)
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if x < v.cum.data.as_doubles[mid]:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                if v.last < lo:
+                    lo = v.last
+                i_obj = lo
+            else:  # its ValueError, or another Weights' choose
+                i_obj = v.weights.choose(x)[0]
+            tag = 0
+    else:
+        i_obj, tag = _draw_rest(self, st, u)
+    i = -1
+    if type(i_obj) is int and v.fast:
+        i = PyLong_AsLongLongAndOverflow(i_obj, &overflow)
+        if overflow:
+            i = -1
+    if 0 <= i < v.n_props:
+        p = (<tuple>v.props)[i]
+    else:
+        p = st.propensities[i_obj]
+    epoch = v.epoch
+    store = c.store
+    codes = store.segment_codes(segment) if segment else ()
+    seq = store.expose_decision(unit, i_obj, p, epoch, codes, now, tag)
+    prefix = c.prefix
+    sn = -1
+    if type(prefix) is str and type(seq) is int:
+        sn = PyLong_AsLongLongAndOverflow(seq, &overflow)
+        if overflow:
+            sn = -1
+    if sn >= 0:
+        decision_id = _decision_id(<str>prefix, sn)
+    else:
+        decision_id = prefix + format(seq, "x")
+    return _new_decision(Decision, (  # tuple.__new__: see Experiment.route
+        decision_id, c.names[i_obj], c.models[i_obj], unit, p, epoch, "bandit", now, True,
+        segment if type(segment) is tuple else tuple(segment))), seq
+
+
+def new_core(router):
+    """The router's :class:`BanditCore` (built once, at the end of its ``__init__``)."""
+    core = BanditCore()
+    core.refresh(router)
+    return core
+
+
+# last: routing/bandit.py imports this module at its own end, when BanditRouter exists (and
+# imported first, this module is complete before bandit.py asks it for ``route``)
+from modelrouter.config.extensions import python_method
+from modelrouter.routing.bandit import BanditRouter as _BanditRouter
+from modelrouter.routing.bandit import BanditState as _BanditState
+
+_bandit_router = _BanditRouter
+_bandit_state = _BanditState
+_draw_py = _BanditRouter.__dict__["_draw"]
+_route_py = python_method(_BanditRouter, "route")

@@ -1,0 +1,381 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=True
+"""Compiled twins of :meth:`DecisionTracker.open` and :meth:`DecisionTracker.apply
+<modelrouter.store.decisions.DecisionTracker.apply>` (store/decisions.py).
+
+``store/decisions.py`` installs :func:`open` and :func:`apply` as the methods when they were
+built (``config/extensions.py``). Both run under the store's lock on every bandit decision
+(``open`` from the memory store's compiled ``expose_decision``, store/hot_c.pyx, or the Redis
+store; ``apply`` from the journal fold, twice, and from feedback) and do the Python method's
+steps in the same order: the decision's group (created by ``GroupTable.row_of``'s lines when
+new), its count, the ring slot (``PendingRing.remember`` inlined: an overwrite in place, or an
+append while the ring fills), the training flag and reward of the slot, the unit's latest
+decision, the reward-0 training count (``_add`` inlined); for ``apply``, the slot
+(``PendingRing.find`` inlined), ``add_to_pair``'s float operations (store/rows.py, built with
+``-ffp-contract=off``) and ``_retrain`` (the tracker's own method) when the value can change
+the decision's reward.
+
+What they read from the tracker they read from a :class:`TrackerCore` (C fields), which the
+tracker builds at the end of ``reset`` and refreshes whenever one of its attributes is set
+(``DecisionTracker.__setattr__``: :class:`~modelrouter.config.extensions.CoreMirror`, except the
+training counts ``pending``, ``updates`` and ``_signalled``, which they never read). The ring's
+arrays and the group table's containers are read once too: both modules promise never to
+replace them (they are rewritten in place). Anything that is not the expected type or range --
+a tracker of another layout or class, an argument of another type, a number past a C integer,
+an arm outside the counters, a metric outside the columns -- is the Python method itself,
+called before anything is written, so it raises its own exceptions.
+"""
+
+from cpython.array cimport array, resize_smart
+from cpython.list cimport PyList_GET_SIZE
+
+from modelrouter.store.ring import PendingRing
+from modelrouter.store.rows import GroupTable, new_sums_row
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
+    int PyObject_GenericSetAttr(object obj, object name, PyObject* value) except -1
+
+cdef object _open_py = None  # the Python methods (set at the end of this module)
+cdef object _apply_py = None
+
+
+cdef inline bint _typed(object col, char code):
+    return type(col) is array and (<array>col).ob_descr.typecode == code
+
+
+cdef class TrackerCore:
+    """What ``open`` and ``apply`` read from a tracker (refreshed on every attribute set)."""
+
+    cdef readonly bint fast
+    cdef object ring, groups, n_metrics, relevant, counters, shift
+    cdef array seq_a, time_a, row_a, train, r
+    cdef long long cap
+    cdef list columns, keys, sums, xs, ys
+    cdef dict index, unit_last
+    cdef tuple any_
+    cdef Py_ssize_t n_arms
+    cdef bint trains, rule_zero, binary
+
+    def refresh(self, tracker):
+        """Read every field from the tracker again; ``fast`` only for the layout ``reset``
+        builds (anything else: the Python methods run)."""
+        cdef int overflow = 0
+        self.fast = False
+        d = tracker.__dict__
+        ring, groups, training = d.get("ring"), d.get("groups"), d.get("training")
+        xs, ys, any_ = d.get("_x"), d.get("_y"), d.get("_any")
+        train, r, counters = d.get("_train"), d.get("_r"), d.get("counters")
+        self.ring, self.groups, self.counters = ring, groups, counters
+        if (type(ring) is not PendingRing or type(groups) is not GroupTable
+                or type(xs) is not list or type(ys) is not list or type(any_) is not tuple
+                or not _typed(train, b"b") or not _typed(r, b"d")
+                or type(d.get("_unit_last")) is not dict
+                or type(d.get("_relevant")) is not frozenset or type(counters) is not list
+                or not all(type(row) is list for row in counters)):
+            return
+        self.xs, self.ys, self.any_, self.train, self.r = xs, ys, any_, train, r
+        self.unit_last, self.relevant = d["_unit_last"], d["_relevant"]
+        self.n_arms = min([len(row) for row in counters], default=0)
+        self.trains = training is not None
+        if self.trains:  # a frozen dataclass: read once
+            rule = getattr(training, "rule", None)
+            kind = getattr(training, "kind", None)
+            shift = getattr(training, "shift", None)
+            if type(rule) is not str or type(kind) is not str or type(shift) is not float:
+                return
+            self.rule_zero, self.binary, self.shift = rule == "zero", kind == "binary", shift
+        capacity, seq_a = getattr(ring, "capacity", None), getattr(ring, "seq", None)
+        time_a, row_a = getattr(ring, "time", None), getattr(ring, "row", None)
+        columns = getattr(ring, "_columns", None)  # the ring's columns (the tracker's own)
+        index, keys = getattr(groups, "index", None), getattr(groups, "keys", None)
+        sums, n_metrics = getattr(groups, "sums", None), getattr(groups, "n_metrics", None)
+        if (type(capacity) is not int or not _typed(seq_a, b"q") or not _typed(time_a, b"d")
+                or not _typed(row_a, b"q") or type(columns) is not list
+                or type(index) is not dict or type(keys) is not list or type(sums) is not list):
+            return
+        self.cap = PyLong_AsLongLongAndOverflow(capacity, &overflow)
+        if overflow or self.cap < 1:
+            return
+        self.seq_a, self.time_a, self.row_a, self.columns = seq_a, time_a, row_a, columns
+        self.index, self.keys, self.sums, self.n_metrics = index, keys, sums, n_metrics
+        self.fast = True
+
+
+cdef frozenset _UNMIRRORED = frozenset(["pending", "updates", "_signalled"])
+
+
+def tracker_setattr(self, name, value):
+    """``DecisionTracker.__setattr__`` where this module was built: set the attribute, then
+    refresh the tracker's C copy (as ``CoreMirror`` does), except for the training counts that
+    every training update sets and the twins never read."""
+    PyObject_GenericSetAttr(self, name, <PyObject*>value)  # object.__setattr__
+    if name not in _UNMIRRORED:
+        _refresh(self)
+
+
+def tracker_delattr(self, name):
+    """``DecisionTracker.__delattr__`` where this module was built: delete, then refresh."""
+    PyObject_GenericSetAttr(self, name, NULL)  # object.__delattr__
+    _refresh(self)
+
+
+def tracker_copy(self):
+    """``DecisionTracker.__copy__`` where this module was built: a shallow copy with a C copy
+    of its own (a shared one would make the original's twins read what is set on the copy)."""
+    new = object.__new__(type(self))
+    new.__dict__.update(self.__dict__)
+    if type(self.__dict__.get("_core")) is TrackerCore:
+        new.__dict__["_core"] = new_core(new)
+    return new
+
+
+cdef void _refresh(object tracker) except *:
+    core = tracker.__dict__.get("_core")
+    if type(core) is TrackerCore:
+        (<TrackerCore>core).refresh(tracker)
+
+
+def new_core(tracker):
+    """The tracker's :class:`TrackerCore` (built at the end of its ``reset``)."""
+    core = TrackerCore()
+    core.refresh(tracker)
+    return core
+
+
+cdef inline bint _fill_ok(object pair, Py_ssize_t n):
+    """Whether a ring column ``(col, fill)`` is one C writes: an ``array`` of 'd' with a float
+    fill or of 'b' with a small int fill, at least ``n`` slots long."""
+    cdef long x
+    if type(pair) is not tuple or len(<tuple>pair) != 2:
+        return False
+    col, fill = <tuple>pair
+    if type(col) is not array or len(<array>col) < n:
+        return False
+    if (<array>col).ob_descr.typecode == b"d":
+        return type(fill) is float
+    if (<array>col).ob_descr.typecode == b"b" and type(fill) is int:
+        x = fill
+        return -128 <= x <= 127
+    return False
+
+
+cdef inline void _put(array col, Py_ssize_t slot, object fill):
+    if col.ob_descr.typecode == b"d":
+        col.data.as_doubles[slot] = <double>fill
+    else:
+        col.data.as_schars[slot] = <signed char><long>fill
+
+
+cdef inline void _grow_by_one(array a):
+    resize_smart(a, len(a) + 1)
+
+
+cdef object _remember(TrackerCore c, object seq, long long s, double now, object now_obj,
+                      Py_ssize_t g):
+    """``ring.remember(seq, now, g)`` (``PendingRing.remember``): in C when the slot is in
+    place or the next append and every column is one C writes; else the ring's method."""
+    cdef Py_ssize_t slot = s % c.cap
+    cdef Py_ssize_t size = len(c.seq_a), k, n
+    cdef list columns = c.columns
+    if slot > size or len(c.time_a) != size or len(c.row_a) != size:
+        return c.ring.remember(seq, now_obj, g)
+    n = slot + 1 if slot < size else size
+    for k in range(PyList_GET_SIZE(columns)):  # every column checked before any write
+        pair = columns[k]
+        if not _fill_ok(pair, n) or (slot == size and len(<array>(<tuple>pair)[0]) != size):
+            return c.ring.remember(seq, now_obj, g)
+    if slot == size:
+        _grow_by_one(c.seq_a)
+        _grow_by_one(c.time_a)
+        _grow_by_one(c.row_a)
+    c.seq_a.data.as_longlongs[slot] = s
+    c.time_a.data.as_doubles[slot] = now
+    c.row_a.data.as_longlongs[slot] = g
+    for k in range(PyList_GET_SIZE(columns)):
+        col, fill = <tuple>columns[k]
+        if slot == size:
+            _grow_by_one(<array>col)
+        _put(<array>col, slot, fill)
+    return slot
+
+
+cdef inline bint _float_at(object lst, Py_ssize_t i):
+    """Whether ``lst`` is a list holding a float at ``0 <= i``."""
+    return type(lst) is list and i < PyList_GET_SIZE(lst) and type((<list>lst)[i]) is float
+
+
+cdef object _open_rest_py(object self, TrackerCore c, object seq, object variant,
+                          object tag, object g, bint train, bint zero, object unit_row,
+                          object now):
+    """The rest of ``open`` after the group count, by the Python operations (a group number
+    that is not a small int: only a corrupted group index holds one)."""
+    slot = c.ring.remember(seq, now, g)
+    (<object>c.train)[slot] = train
+    if zero:
+        (<object>c.r)[slot] = 0.0
+    if unit_row is not None:
+        c.unit_last[unit_row] = seq
+    if zero:
+        self._add(variant, 0.0, 1.0)
+
+
+def open(self, seq, variant, epoch, segment, tag, unit_row=None, now=0.0):
+    """Start tracking decision ``seq`` (issued at ``now``); it trains unless it is a holdout
+    decision: see ``DecisionTracker.open`` (store/decisions.py), the Python twin."""
+    cdef TrackerCore c
+    cdef long long s, arm, t
+    cdef int o1 = 0, o2 = 0, o3 = 0
+    cdef Py_ssize_t gi, slot
+    cdef bint train, zero
+    core = self._core
+    if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
+            or type(variant) is not int or type(tag) is not int or type(now) is not float):
+        return _open_py(self, seq, variant, epoch, segment, tag, unit_row, now)
+    c = <TrackerCore>core
+    s = PyLong_AsLongLongAndOverflow(seq, &o1)
+    arm = PyLong_AsLongLongAndOverflow(variant, &o2)
+    t = PyLong_AsLongLongAndOverflow(tag, &o3)
+    train = c.trains and not (t & 1)  # HOLDOUT
+    zero = train and c.rule_zero
+    if o1 or o2 or o3 or s < 0 or arm < 0 or (zero and arm >= c.n_arms):
+        return _open_py(self, seq, variant, epoch, segment, tag, unit_row, now)
+    key = (variant, epoch, segment, tag)
+    g = c.index.get(key)  # GroupTable.row_of, its lines
+    if g is None:
+        g = len(c.keys)
+        c.index[key] = g
+        c.keys.append(key)
+        c.sums.append(new_sums_row(c.n_metrics))
+    gi = -1
+    if type(g) is int:
+        gi = PyLong_AsLongLongAndOverflow(g, &o1)
+    if o1 or not 0 <= gi < PyList_GET_SIZE(c.sums) or not _float_at(c.sums[gi], 0):
+        (<object>c.sums)[g][0] += 1.0  # the list's own indexing (its errors)
+    else:
+        row = c.sums[gi]
+        (<list>row)[0] = <double>(<list>row)[0] + 1.0
+    if gi < 0:  # a group number the ring cannot take in C
+        return _open_rest_py(self, c, seq, variant, tag, g, train, zero, unit_row, now)
+    slot = _remember(c, seq, s, <double>now, now, gi)
+    if 0 <= slot < len(c.train):
+        c.train.data.as_schars[slot] = train
+    else:  # the array's own IndexError
+        (<object>c.train)[slot] = train
+    if zero:
+        if 0 <= slot < len(c.r):
+            c.r.data.as_doubles[slot] = 0.0
+        else:
+            (<object>c.r)[slot] = 0.0
+    if unit_row is not None:
+        c.unit_last[unit_row] = seq
+    if zero:  # counts as a reward of 0 from now until its reward arrives: _add(arm, 0.0, 1.0)
+        _add_zero(self, c, arm, variant)
+
+
+cdef void _add_zero(object self, TrackerCore c, Py_ssize_t arm, object variant) except *:
+    """``self._add(variant, 0.0, 1.0)`` (``DecisionTracker._add``; ``arm`` inside every
+    counter row): in C for float counters, else the method itself."""
+    cdef list cs = c.counters
+    cdef double d
+    if c.binary:
+        if PyList_GET_SIZE(cs) < 2 or not (_float_at(cs[0], arm) and _float_at(cs[1], arm)):
+            self._add(variant, 0.0, 1.0)
+            return
+        c0, c1 = cs[0], cs[1]
+        (<list>c0)[arm] = <double>(<list>c0)[arm] + 1.0 * 0.0
+        (<list>c1)[arm] = <double>(<list>c1)[arm] + 1.0 * (1.0 - 0.0)
+        return
+    if PyList_GET_SIZE(cs) < 3 or not (_float_at(cs[0], arm) and _float_at(cs[1], arm)
+                                      and _float_at(cs[2], arm)):
+        self._add(variant, 0.0, 1.0)
+        return
+    d = 0.0 - <double>c.shift
+    c0, c1, c2 = cs[0], cs[1], cs[2]
+    (<list>c0)[arm] = <double>(<list>c0)[arm] + 1.0
+    (<list>c1)[arm] = <double>(<list>c1)[arm] + 1.0 * d
+    (<list>c2)[arm] = <double>(<list>c2)[arm] + 1.0 * d * d
+
+
+def apply(self, seq, m, value):
+    """Add a validated value of metric ``m`` to decision ``seq`` if it is tracked: see
+    ``DecisionTracker.apply`` (store/decisions.py), the Python twin."""
+    cdef TrackerCore c
+    cdef long long s, mi
+    cdef int o1 = 0, o2 = 0
+    cdef Py_ssize_t slot, g, b
+    cdef array xa, ya
+    cdef double v, old_x, old_y, new_x, new_y
+    core = self._core
+    if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
+            or type(m) is not int):
+        return _apply_py(self, seq, m, value)
+    c = <TrackerCore>core
+    s = PyLong_AsLongLongAndOverflow(seq, &o1)
+    mi = PyLong_AsLongLongAndOverflow(m, &o2)
+    if (o1 or o2 or mi < 0 or mi >= PyList_GET_SIZE(c.xs) or mi >= PyList_GET_SIZE(c.ys)
+            or mi >= len(c.any_)):
+        return _apply_py(self, seq, m, value)
+    if s < 0:  # PendingRing.find
+        return
+    slot = s % c.cap
+    if slot >= len(c.seq_a) or c.seq_a.data.as_longlongs[slot] != s:
+        return  # an A/B decision, or one no longer in the ring
+    if slot >= len(c.row_a):
+        return _apply_py(self, seq, m, value)
+    g = c.row_a.data.as_longlongs[slot]
+    xs, ys, row = c.xs[mi], c.ys[mi], None
+    if 0 <= g < PyList_GET_SIZE(c.sums):
+        row = c.sums[g]
+    b = 1 + 5 * mi
+    if (_typed(xs, b"d") and _typed(ys, b"d") and type(value) is float
+            and slot < len(<array>xs) and slot < len(<array>ys)
+            and type(row) is list and b + 4 < PyList_GET_SIZE(row)
+            and type((<list>row)[b]) is float and type((<list>row)[b + 1]) is float
+            and type((<list>row)[b + 2]) is float and type((<list>row)[b + 3]) is float
+            and type((<list>row)[b + 4]) is float):
+        # add_to_pair (store/rows.py): the same float operations in the same order
+        xa, ya, v = xs, ys, value
+        old_x, old_y = xa.data.as_doubles[slot], ya.data.as_doubles[slot]
+        if c.any_[mi]:
+            new_x = v if v > old_x else old_x  # max(old_x, value)
+        else:
+            new_x = old_x + v
+        new_y = old_y + 1.0
+        xa.data.as_doubles[slot], ya.data.as_doubles[slot] = new_x, new_y
+        (<list>row)[b] = <double>(<list>row)[b] + (new_x - old_x)
+        (<list>row)[b + 1] = <double>(<list>row)[b + 1] + 1.0
+        (<list>row)[b + 2] = <double>(<list>row)[b + 2] + (new_x * new_x - old_x * old_x)
+        (<list>row)[b + 3] = <double>(<list>row)[b + 3] + (new_y * new_y - old_y * old_y)
+        (<list>row)[b + 4] = <double>(<list>row)[b + 4] + (new_x * new_y - old_x * old_y)
+    else:  # the module's add_to_pair (its exceptions), as the Python method calls it
+        _globals["add_to_pair"](xs, ys, slot, (<object>c.sums)[g], m, value, c.any_[mi])
+    if slot < len(c.train):
+        train = c.train.data.as_schars[slot] != 0
+    else:  # the array's own IndexError
+        train = (<object>c.train)[slot]
+    if train and m in c.relevant:
+        self._retrain(slot, (<object>c.keys)[g][0])
+
+
+# last: store/decisions.py imports this module at its own end, when DecisionTracker exists (and
+# imported first, this module is complete before decisions.py asks it for its twins)
+from modelrouter.config.extensions import python_method
+from modelrouter.store import decisions as _decisions
+from modelrouter.store.decisions import DecisionTracker as _DecisionTracker
+
+_globals = vars(_decisions)  # add_to_pair as apply's Python twin finds it
+
+
+def _python(name):
+    """The Python method ``name`` (installed twins: from ``python_method``; while
+    decisions.py installs ``open``, ``apply`` is still its own)."""
+    try:
+        return python_method(_DecisionTracker, name)
+    except KeyError:
+        return _DecisionTracker.__dict__[name]
+
+
+_open_py = _python("open")
+_apply_py = _python("apply")
