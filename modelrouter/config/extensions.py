@@ -11,6 +11,8 @@ package is installed on a machine with a C compiler (``setup.py``; the build is 
 - ``AutoJournal.fold``, ``PendingRing.remember`` and ``store.rows.add_to_pair``
   (``store/columns_c.pyx``),
 - ``MemoryStore.record_seq`` (``store/record_c.pyx``),
+- ``BanditRouter.route`` (``routing/bandit_c.pyx``) and ``DecisionTracker.open`` / ``apply``
+  (``store/decisions_c.pyx``), the bandit's request path,
 - ``Bucketer.__call__`` (``routing/assignment_c.pyx``: its own BLAKE2b for ASCII ids).
 
 Each twin does exactly what the Python method does (the tests run both on the same requests and
