@@ -21,7 +21,8 @@ frozen dataclass, swapped whole at each refresh) it reads once per state into a
 
 from cpython.array cimport array
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.unicode cimport PyUnicode_DecodeASCII
+
+from modelrouter.routing.experiment_c cimport decision_id_of, new_decision
 
 from math import nextafter
 
@@ -30,7 +31,6 @@ from modelrouter.routing.decision import Decision
 from modelrouter.routing.policies import RouteContext
 
 cdef extern from "Python.h":
-    PyTypeObject PyTuple_Type
     object PyObject_GenericGetDict(object obj, void* context)
     PyObject* PyDict_GetItem(object d, object key)
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
@@ -41,27 +41,6 @@ cdef object _bandit_router = None  # BanditRouter, _draw, the Python route (set 
 cdef object _draw_py = None
 cdef object _route_py = None
 cdef object _bandit_state = None
-
-
-cdef object _new_decision(object cls, tuple fields):
-    """``tuple.__new__(Decision, fields)`` through the tuple type's slot (as
-    routing/experiment_c.pyx does)."""
-    cdef tuple args = (fields,)
-    return PyTuple_Type.tp_new(cls, <PyObject*>args, NULL)
-
-
-cdef str _decision_id(str prefix, long long n):
-    """``prefix + format(n, "x")`` for ``n >= 0`` (hex digits written in C)."""
-    cdef char buf[17]
-    cdef unsigned long long v = <unsigned long long>n
-    cdef int pos = 16
-    while True:
-        pos -= 1
-        buf[pos] = b"0123456789abcdef"[v & 15]
-        v >>= 4
-        if v == 0:
-            break
-    return prefix + PyUnicode_DecodeASCII(buf + pos, 16 - pos, NULL)
 
 
 cdef class StateView:
@@ -214,10 +193,10 @@ def route(self, unit, segment, alloc):
         if overflow:
             sn = -1
     if sn >= 0:
-        decision_id = _decision_id(<str>prefix, sn)
+        decision_id = decision_id_of(<str>prefix, seq)  # (its digits: seq >= 0 fits)
     else:
         decision_id = prefix + format(seq, "x")
-    return _new_decision(Decision, (  # tuple.__new__: see Experiment.route
+    return new_decision(Decision, (  # tuple.__new__: see Experiment.route
         decision_id, c.names[i_obj], c.models[i_obj], unit, p, epoch, "bandit", now, True,
         segment if type(segment) is tuple else tuple(segment))), seq
 

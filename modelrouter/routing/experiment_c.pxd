@@ -8,3 +8,9 @@ cdef class RouteCore:
     cdef public object prefix, names, models  # any type the Python method takes
     cdef public bint unit_level, overridden
     cpdef tuple route(self, object unit, object segment=*)
+
+
+# The decision tuple built through the tuple type's slot, and a decision id's hex digits
+# written in C (also used by the bandit's twin, routing/bandit_c.pyx).
+cdef object new_decision(object cls, tuple fields)
+cdef str decision_id_of(str prefix, object seq)

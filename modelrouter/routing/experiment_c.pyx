@@ -24,14 +24,14 @@ cdef extern from "Python.h":
     PyTypeObject PyTuple_Type
 
 
-cdef object _new_decision(object cls, tuple fields):
+cdef object new_decision(object cls, tuple fields):
     """``tuple.__new__(Decision, fields)`` (NamedTuple's Python ``__new__`` skipped), called
     through the tuple type's slot directly."""
     cdef tuple args = (fields,)
     return PyTuple_Type.tp_new(cls, <PyObject*>args, NULL)
 
 
-cdef str _decision_id(str prefix, object seq):
+cdef str decision_id_of(str prefix, object seq):
     """``f"{prefix}{seq:x}"`` for a decision number (its hex digits written in C)."""
     cdef char buf[17]
     cdef long long n = seq
@@ -86,8 +86,8 @@ cdef class RouteCore:
             else:
                 seq, i = self.expose(unit, self.bucket, alloc, codes, now)
             prefix = self.prefix
-            return _new_decision(Decision, (
-                _decision_id(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
+            return new_decision(Decision, (
+                decision_id_of(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
                 self.names[i], self.models[i], unit,
                 alloc.propensities[i], alloc.epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq

@@ -24,32 +24,18 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
 from modelrouter.routing.decision import Decision
-from modelrouter.store.record_c cimport record_seq_call
+from modelrouter.store.record_c cimport (PyLong_AsLongLongAndOverflow, PyObject_GenericGetDict,
+                                        dict_version, record_seq_call)
 
 from modelrouter.store.record_c import record_seq as _memory_record_seq
 
 
 cdef extern from "Python.h":
-    long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
-    object PyObject_GenericGetDict(object obj, void* context)
     PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     bint PyUnicode_IS_COMPACT_ASCII(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
     void* PyUnicode_DATA(object s)
     int PyUnicode_READY(object s) except -1
-
-cdef extern from *:
-    """
-    static inline unsigned long long modelrouter_dict_version(PyObject* d) {
-    #if PY_VERSION_HEX < 0x030C0000
-        return (unsigned long long)((PyDictObject*)d)->ma_version_tag;
-    #else
-        (void)d;
-        return 0;  /* deprecated from 3.12: no cache, every read is a lookup */
-    #endif
-    }
-    """
-    unsigned long long dict_version "modelrouter_dict_version" (object d)
 
 cdef extern from "string.h":
     int memcmp(const void* a, const void* b, size_t n)

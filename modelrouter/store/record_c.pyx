@@ -26,22 +26,7 @@ from cpython.object cimport PyObject
 from modelrouter.store.hot_c cimport FastLock, UnitPath
 
 
-cdef extern from "Python.h":
-    long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
-    object PyObject_GenericGetDict(object obj, void* context)
-
-cdef extern from *:
-    """
-    static inline unsigned long long modelrouter_dict_version(PyObject* d) {
-    #if PY_VERSION_HEX < 0x030C0000
-        return (unsigned long long)((PyDictObject*)d)->ma_version_tag;
-    #else
-        (void)d;
-        return 0;  /* deprecated from 3.12: no cache, every read is a lookup */
-    #endif
-    }
-    """
-    unsigned long long dict_version "modelrouter_dict_version" (object d)
+# PyLong_AsLongLongAndOverflow, PyObject_GenericGetDict and dict_version: record_c.pxd
 
 cdef object _python = None  # MemoryStore's Python method (set by the first call)
 
