@@ -23,6 +23,7 @@ from cpython.array cimport array
 from cpython.object cimport PyObject, PyTypeObject
 
 from modelrouter.routing.experiment_c cimport decision_id_of, new_decision
+from modelrouter.store.hot_c cimport bisect_right_d
 
 from math import nextafter
 
@@ -118,7 +119,7 @@ def route(self, unit, segment, alloc):
     cdef BanditCore c
     cdef StateView v
     cdef double ud, x
-    cdef Py_ssize_t i, lo, hi, mid, n
+    cdef Py_ssize_t i, lo, n
     cdef long long sn
     cdef int overflow = 0
     cdef PyObject* found
@@ -158,13 +159,7 @@ def route(self, unit, segment, alloc):
             if _BELOW_ONE < x:
                 x = _BELOW_ONE
             if v.choose_c and 0.0 <= x < 1.0:  # Weights.choose: bisect_right, then min
-                lo, hi = 0, len(v.cum)
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if x < v.cum.data.as_doubles[mid]:
-                        hi = mid
-                    else:
-                        lo = mid + 1
+                lo = bisect_right_d(v.cum, x)
                 if v.last < lo:
                     lo = v.last
                 i_obj = lo

@@ -24,3 +24,16 @@ cdef class UnitPath:
 
 cdef tuple expose(UnitPath p, object store, object unit, object bucket, object alloc,
                   object segment, object now)
+
+
+cdef inline Py_ssize_t bisect_right_d(array a, double x) noexcept:
+    """``bisect.bisect_right(a, x)`` on a sorted ``array('d')``: the allocation layouts'
+    search (``UnitPath.choose``; the bandit's ``Weights.choose`` in routing/bandit_c.pyx)."""
+    cdef Py_ssize_t lo = 0, hi = len(a), mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a.data.as_doubles[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

@@ -125,7 +125,7 @@ cdef class UnitPath:
 
     cdef object choose(self, object alloc, double u):
         """``alloc.choose(u)`` from the allocation's cached layout (bisect_right)."""
-        cdef Py_ssize_t lo, hi, mid
+        cdef Py_ssize_t lo
         if alloc is not self._alloc:
             layout = getattr(alloc, "layout", None)
             if layout is None:
@@ -133,13 +133,7 @@ cdef class UnitPath:
             bounds, owners = layout()
             self._bounds, self._owners = array("d", bounds), array("q", owners)
             self._alloc = alloc
-        lo, hi = 0, len(self._bounds)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if u < self._bounds.data.as_doubles[mid]:
-                hi = mid
-            else:
-                lo = mid + 1
+        lo = bisect_right_d(self._bounds, u)
         if lo >= len(self._owners):  # past every bound: the allocation's own IndexError
             return alloc.choose(u)
         return self._owners.data.as_longlongs[lo]
