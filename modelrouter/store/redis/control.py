@@ -120,11 +120,9 @@ class SharedControl:
     """The shared keys above for one experiment (see the module docstring)."""
 
     def __init__(self, client: Any, layout: Layout, guard: Callable[[str], Any],
-                 unavailable: tuple[type[BaseException], ...] = (OSError,),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 unavailable: tuple[type[BaseException], ...]) -> None:
         self._client = client
         self._unavailable = unavailable  # no answer at all (refused, lost, timed out)
-        self._clock = clock
         self._prefix = layout.prefix
         self._layout = layout
         self._guard = guard  # a context manager factory: redis errors -> StoreError
@@ -147,7 +145,7 @@ class SharedControl:
         info = json.dumps([record["mode"], list(record["propensities"]), record["at"]])
         args = [str(expected), str(epoch), json.dumps(record, separators=(",", ":")), info]
         keys = [self._prefix + "control", self._prefix + "epochs"]
-        deadline = self._clock() + PUBLISH_RETRY_SECONDS
+        deadline = time.monotonic() + PUBLISH_RETRY_SECONDS
         pause = 0.02
         while True:  # the same change again while Redis cannot answer: the script is
             try:     # idempotent (CONTROL_LUA), so a retry of one that ran is not refused
@@ -156,7 +154,7 @@ class SharedControl:
             except StoreError as exc:
                 if not isinstance(exc.__cause__, self._unavailable):
                     raise  # Redis answered with an error: nothing changed
-                if self._clock() + pause > deadline:
+                if time.monotonic() + pause > deadline:
                     raise StoreError(
                         f"{exc}; the routing change (epoch {epoch}) was retried for "
                         f"{PUBLISH_RETRY_SECONDS:g} s and may or may not be in force: if Redis "
