@@ -11,6 +11,7 @@ from setuptools import Extension, setup
 
 SOURCES = {
     "modelrouter.asgi.middleware_c": "modelrouter/asgi/middleware_c.pyx",
+    "modelrouter.asgi.middleware_core_c": "modelrouter/asgi/middleware_core_c.pyx",
     "modelrouter.routing.assignment_c": "modelrouter/routing/assignment_c.pyx",
     "modelrouter.routing.bandit_c": "modelrouter/routing/bandit_c.pyx",
     "modelrouter.routing.experiment_c": "modelrouter/routing/experiment_c.pyx",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelrouter.asgi.covariates import CovariateReader
 from modelrouter.asgi.lifespan import RouterLifecycle, run_lifespan
@@ -46,6 +46,11 @@ class RoutingMiddleware(CoreMirror):
     ``surface`` to the HTTP surface answering under ``config.http_prefix`` (it stays None when
     nothing is configured, so an unconfigured router pays nothing for it on the routed path).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if _compiled is not None:  # a subclass's calls take the compiled path too (below)
+            _compiled.install_call(cls)
 
     def __init__(self, app: ASGIApp, experiment: Experiment, *,
                  timer: Callable[[], float] = time.perf_counter) -> None:
@@ -196,5 +201,8 @@ class RoutingMiddleware(CoreMirror):
 
 _TOKEN_HEADER = TOKEN_HEADER.encode("latin-1")
 
-# the compiled twin of __call__ (asgi/middleware_c.pyx), when it was built
+# the compiled twin of __call__ (asgi/middleware_c.pyx), when it was built; a call of the
+# middleware then runs the request path straight from the class's call slot (install_call)
 install(RoutingMiddleware, "__call__", "modelrouter.asgi.middleware_c")
+if _compiled is not None:
+    _compiled.install_call(RoutingMiddleware)

@@ -4,23 +4,59 @@
 The same steps in the same order on the same middleware object (``asgi/middleware.py`` installs
 :func:`call` as ``RoutingMiddleware.__call__`` when it was built; ``config/extensions.py``):
 pass-through of what is not experiment traffic, the unit id, the decision, the request's state,
-the app, and the automatic metrics when the last body byte is sent. Two parts are C of their
-own: the unit id of a header whose value is printable ASCII within the bound is read from the
-header's bytes (any other value, or any other source, goes to the middleware's ``UnitReader``,
-which refuses or accepts it exactly as the Python method does), and the ``send`` wrapper is a
-small C type (:class:`SendWrapper`) instead of a closure. What the method reads from the
-middleware it reads from a :class:`MiddlewareCore` (C fields) that the middleware builds once
-and refreshes whenever one of its attributes is set (``RoutingMiddleware.__setattr__``).
+the app, and the automatic metrics when the last body byte is sent. What it reads from the
+middleware it reads from a ``MiddlewareCore`` (C fields, ``asgi/middleware_core_c.pyx``), and a
+unit id in a header of printable ASCII is read from the header's bytes.
+
+No coroutine of the router's own stands between the server and the app. :func:`install_call`
+points the middleware class's call slot at :func:`_entry`, which does everything before the
+app runs when the server calls the middleware, and returns what the server then awaits: the
+app's own awaitable for a request that is not counted, else a :class:`Flight`, one C object
+that is both the ``send`` the app is given and the awaitable that drives the app's coroutine
+(its ``am_send`` slot: the interpreter's ``await`` steps the app through it with one C call)
+and records a server error if the app raises. ``__call__`` itself stays a coroutine function
+(:func:`call`, awaiting the same entry): servers read it to tell ASGI 3 from ASGI 2, and a
+subclass or a patched ``__call__`` goes through it. One difference from the Python method,
+which runs everything at its first step: here routing runs (and a refusal or a store error is
+raised) when the middleware is called, before anything awaits it.
 """
 
 from asyncio import CancelledError
+from collections.abc import Coroutine
+from inspect import CO_ITERABLE_COROUTINE
+from types import GeneratorType
 
-from cpython.object cimport Py_TYPE
+from cpython.ref cimport PyObject, Py_XDECREF
 
 
 cdef extern from "Python.h":
-    ctypedef struct _Typed "PyTypeObject":  # the one field read here
-        unsigned int tp_version_tag
+    int PyIter_Send(object iterator, object arg, PyObject** presult) except -1
+    bint PyCoro_CheckExact(object o)
+    bint PyIter_Check(object o)
+
+cdef extern from *:
+    """
+    /* Flight's am_send (the slot ``await`` uses on CPython 3.10-3.11) and a class's tp_call:
+       Cython declares neither slot for a def method, so they are set once at import. */
+    static int modelrouter_set_am_send(PyObject *type, void *send) {
+        PyTypeObject *t = (PyTypeObject *)type;
+        if (t->tp_as_async == NULL) {
+            PyErr_SetString(PyExc_SystemError, "Flight has no async slots");
+            return -1;
+        }
+        t->tp_as_async->am_send = (sendfunc)send;
+    #ifdef Py_TPFLAGS_HAVE_AM_SEND
+        t->tp_flags |= Py_TPFLAGS_HAVE_AM_SEND;
+    #endif
+        return 0;
+    }
+    static int modelrouter_set_tp_call(PyObject *type, void *call) {
+        ((PyTypeObject *)type)->tp_call = (ternaryfunc)call;
+        return 0;
+    }
+    """
+    int modelrouter_set_am_send(object type, void* send) except -1
+    int modelrouter_set_tp_call(object type, void* call) except -1
 
 from modelrouter.asgi.lifespan import run_lifespan
 from modelrouter.asgi.responses import send_error
@@ -28,111 +64,29 @@ from modelrouter.exceptions import UnitIdError
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.tokens import TOKEN_HEADER
 
-from modelrouter.routing.experiment_c cimport RouteCore
-
-from modelrouter.routing.experiment_c import route_checked as _route_checked_twin
+from modelrouter.asgi.middleware_core_c cimport MiddlewareCore, header_unit, route_is_twin
 
 cdef bytes _TOKEN = TOKEN_HEADER.encode("latin-1")
 
 
-cdef object _header_unit(MiddlewareCore core, object scope):
-    """The unit id of the request: from the header's bytes when they are printable ASCII
-    (no space at either end) within the bound, else whatever the ``UnitReader`` says."""
-    cdef bytes name = core.fast_header
-    cdef const unsigned char* p
-    cdef Py_ssize_t n, j
-    reader = core.read_unit
-    if name is None:
-        return reader(scope)
-    headers = scope["headers"]
-    if type(headers) is not list and type(headers) is not tuple:
-        # any other iterable may be one-shot (a generator): the reader's single pass reads it
-        return reader(scope)
-    for item in headers:
-        key, raw = item
-        if key == name:
-            if type(raw) is not bytes:
-                return reader(scope)
-            n = len(<bytes>raw)
-            if n == 0 or n > core.max_length:
-                return reader(scope)
-            p = <const unsigned char*><bytes>raw
-            if p[0] == 0x20 or p[n - 1] == 0x20:
-                return reader(scope)
-            for j in range(n):
-                if p[j] < 0x20 or p[j] > 0x7e:
-                    return reader(scope)
-            return (<bytes>raw).decode("ascii")
-    return reader(scope)
+cdef class Flight:
+    """One counted request in flight, as one object: the ``send`` the app is given (records
+    the automatic metrics when the last body byte is sent, adds the signed token to the
+    response headers) and the awaitable the server awaits (it drives the app's coroutine and
+    records a server error when the app raises before its response ended). The server's
+    ``await`` reaches the app's coroutine through it directly: no coroutine of the router's
+    own, no await wrapper, one allocation per request."""
 
-
-cdef class MiddlewareCore:
-    """What the request path reads from a ``RoutingMiddleware``, as C fields."""
-
-    cdef public object app, experiment, lifecycle, read_unit, read_segment, covariates
-    cdef public object timer, fold_journal, routed, finish, entries
-    cdef public object surface, shadows, replay, signer  # written through by the middleware
-    cdef public object fast_header
-    cdef public Py_ssize_t max_length, threshold
-    cdef public str http_prefix
-    cdef public bint every_path
-    cdef public dict target_of
-    cdef public RouteCore route  # None: call experiment.route_checked
-    cdef unsigned int route_tag  # the experiment type's version when ``route`` was checked
-
-    def refresh(self, mw):
-        """Read every field from the middleware again (it calls this when an attribute of
-        its changes: the router sets surface, shadows and replay after building it)."""
-        d = mw.__dict__
-        experiment = d.get("experiment")
-        self.app, self.experiment, self.lifecycle = d.get("app"), experiment, d.get("lifecycle")
-        reader = self.read_unit = d.get("_read_unit")
-        self.fast_header = getattr(reader, "fast_header", None)
-        self.max_length = getattr(reader, "max_length", 0)
-        self.read_segment, self.covariates = d.get("_read_segment"), d.get("_covariates")
-        self.timer, self.entries = d.get("_timer"), d.get("_entries")
-        self.threshold = d.get("_threshold") or 0
-        self.fold_journal = d.get("_fold_journal")
-        self.routed, self.finish = mw._routed, mw._finish
-        self.http_prefix, self.every_path = d.get("_http_prefix"), d.get("_every_path", False)
-        self.target_of = d.get("_target_of")
-        self.surface, self.shadows = d.get("surface"), d.get("shadows")
-        self.replay, self.signer = d.get("replay"), d.get("_signer")
-        core = getattr(experiment, "_core", None)
-        # the route as a C call only while route_checked is the compiled twin's
-        own = getattr(type(experiment), "route_checked", None) is _route_checked_twin
-        self.route = core if own and isinstance(core, RouteCore) else None
-        self.route_tag = 0
-
-
-cdef inline bint _route_is_twin(MiddlewareCore core):
-    """Whether the experiment's class still has the compiled ``route_checked`` (a test may
-    patch the class after construction): read again whenever the class changed, which
-    changes its version tag (0: not yet tagged; then read every time)."""
-    experiment = core.experiment
-    cdef _Typed* t = <_Typed*>Py_TYPE(experiment)
-    cdef unsigned int tag = t.tp_version_tag
-    if tag != 0 and tag == core.route_tag:
-        return True
-    if type(experiment).route_checked is not _route_checked_twin:
-        return False
-    core.route_tag = t.tp_version_tag  # (the lookup just tagged it)
-    return True
-
-
-cdef class SendWrapper:
-    """The ``send`` the app is given for a counted request: records the automatic metrics
-    when the last body byte is sent, and adds the signed token to the response headers."""
-
-    cdef object _send, _decision, _seq
+    cdef object _send, _decision, _seq, _inner
     cdef MiddlewareCore _core
+    cdef bint _started
     cdef public object start
     cdef public object status  # 0 until the response starts; -1 once recorded
 
     def __call__(self, message):
         cdef MiddlewareCore core = self._core
         if core is None:  # made outside the middleware's call: nothing to record into
-            raise TypeError("a SendWrapper is made by the middleware's call only")
+            raise TypeError("a Flight is made by the middleware's call only")
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
@@ -157,13 +111,136 @@ cdef class SendWrapper:
             self.status = -1
         return self._send(message)
 
+    # the awaitable: the coroutine protocol (registered as a collections.abc.Coroutine, so
+    # asyncio.run and create_task take it as they take a coroutine)
+    def __await__(self):
+        return self
 
-cdef SendWrapper _wrapper(MiddlewareCore core, object decision, object seq, object send):
-    cdef SendWrapper w = SendWrapper.__new__(SendWrapper)
-    w._core, w._decision, w._seq, w._send = core, decision, seq, send
-    w.status = 0
-    w.start = core.timer()
-    return w
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        cdef PyObject* res = NULL
+        cdef int r = _advance(self, value, &res)
+        out = <object>res
+        Py_XDECREF(res)
+        if r == 1:
+            return out
+        raise StopIteration(out)
+
+    def throw(self, typ, val=None, tb=None):
+        it = self._inner
+        if it is None:
+            raise _exception(typ, val, tb)
+        self._started = True
+        thrower = getattr(it, "throw", None)
+        try:
+            if thrower is None:
+                raise _exception(typ, val, tb)
+            if val is None and tb is None:
+                return thrower(typ)
+            return thrower(typ, val, tb)
+        except StopIteration:  # the app returned
+            self._inner = None
+            raise
+        except CancelledError:
+            self._inner = None
+            raise
+        except BaseException:
+            self._inner = None
+            _record_error(self)
+            raise
+
+    def close(self):
+        """Close the app's coroutine; a request closed before its response ended is a
+        server error, as the Python method's ``except BaseException`` records it."""
+        it = self._inner
+        if it is None:
+            return
+        self._inner = None
+        closer = getattr(it, "close", None)
+        try:
+            if closer is not None:
+                closer()
+        except CancelledError:
+            raise
+        except BaseException:
+            _record_error(self)
+            raise
+        _record_error(self)
+
+    def __del__(self):
+        # dropped while suspended without being closed: closed now, as a coroutine would be
+        # (never started: nothing ran; the app's coroutine warns that it was never awaited)
+        if self._inner is not None and self._started:
+            self.close()
+
+
+cdef int _record_error(Flight f) except -1:
+    """A request that failed before its response ended: error 1.0 (once)."""
+    if f.status >= 0:
+        f.status = -1
+        f._core.finish(f._seq, f.start, 1.0, tick=False)
+    return 0
+
+
+cdef int _advance(object o, object arg, PyObject** result) except -1:
+    """One step of a :class:`Flight` (its am_send slot, and its ``send``): 1 when the app's
+    coroutine yielded ``*result``, 0 when it returned ``*result``, -1 when it raised (a
+    server error recorded, unless the request was cancelled)."""
+    cdef Flight f = <Flight>o
+    cdef int r
+    it = f._inner
+    if it is None:
+        raise RuntimeError("cannot reuse already awaited coroutine")
+    f._started = True
+    try:
+        r = PyIter_Send(it, arg, result)
+    except CancelledError:  # the client went away: neither a latency nor a server error
+        f._inner = None
+        raise
+    except BaseException:
+        f._inner = None
+        _record_error(f)
+        raise
+    if r == 0:
+        f._inner = None
+    return r
+
+
+cdef object _exception(object typ, object val, object tb):
+    """The exception ``throw(typ, val, tb)`` raises (the generator protocol's forms)."""
+    if isinstance(typ, BaseException):
+        exc = typ
+    elif val is None:
+        exc = typ()
+    elif isinstance(val, typ):
+        exc = val
+    else:
+        exc = typ(val)
+    return exc if tb is None else exc.with_traceback(tb)
+
+
+cdef object _awaitable(object obj):
+    """What ``await obj`` iterates (CPython's GET_AWAITABLE): a coroutine or a Flight
+    itself, else what its ``__await__`` returns (an iterator), with CPython's TypeErrors."""
+    if PyCoro_CheckExact(obj) or type(obj) is Flight:
+        return obj
+    if isinstance(obj, GeneratorType) and obj.gi_code.co_flags & CO_ITERABLE_COROUTINE:
+        return obj  # a @types.coroutine generator
+    method = getattr(type(obj), "__await__", None)
+    if method is None:
+        raise TypeError(f"object {type(obj).__name__} can't be used in 'await' expression")
+    it = method(obj)
+    if PyCoro_CheckExact(it):
+        raise TypeError("__await__() returned a coroutine")
+    if not PyIter_Check(it):
+        raise TypeError(f"__await__() returned non-iterator of type '{type(it).__name__}'")
+    return it
+
+
+modelrouter_set_am_send(Flight, <void*>_advance)
+Coroutine.register(Flight)
 
 
 def new_core(mw):
@@ -173,43 +250,25 @@ def new_core(mw):
     return core
 
 
-async def call(mw, scope, receive, send):
-    """The request path of :class:`~modelrouter.ModelRouter` (see the module docstring)."""
-    cdef MiddlewareCore core = mw._core
-    cdef SendWrapper wrapper
-    if core is None:  # (a C field of None would crash) the Python method's AttributeError
-        raise AttributeError(f"{type(mw).__name__!r} object has no C copy of its attributes "
-                             "(_core): its RoutingMiddleware.__init__ did not run")
-    surface = core.surface
-    if (surface is not None and scope["type"] == "http"
-            and scope["path"].startswith(core.http_prefix)):
-        await surface(scope, receive, send)  # never experiment traffic
-        return
-    if scope["type"] != "http" or not (core.every_path or core.routed(scope["path"])):
-        if scope["type"] == "lifespan":
-            await run_lifespan(core.app, core.lifecycle, scope, receive, send)
-            return
-        await core.app(scope, receive, send)
-        return
-    segment = core.read_segment(scope) if core.read_segment is not None else ()
+cdef Flight _flight(MiddlewareCore core, object decision, object seq, object target,
+                    object scope, object receive, object send):
+    """The counted request's :class:`Flight`, the app called with it as ``send``."""
+    cdef Flight f = Flight.__new__(Flight)
+    f._core, f._decision, f._seq, f._send = core, decision, seq, send
+    f.status = 0
+    f.start = core.timer()
     try:
-        if core.covariates is not None:
-            decision, seq = core.covariates.route(scope, _header_unit(core, scope), segment)
-        elif core.route is not None and not core.route.overridden and _route_is_twin(core):
-            decision, seq = core.route.route(_header_unit(core, scope), segment)
-        else:
-            decision, seq = core.experiment.route_checked(_header_unit(core, scope), segment)
-    except UnitIdError as exc:
-        await send_error(send, 400, str(exc))
-        return
-    if core.shadows is not None:  # shadow evaluation: routing/shadows.py
-        decision = core.shadows.select(decision)
-    recording = None
-    replay = core.replay
-    if replay is not None:  # ASGI-app shadows: record now, replay after the response
-        recording = replay.record(decision, scope, receive, send)
-        if recording is not None:
-            receive, send = recording.receive, recording.send
+        f._inner = _awaitable(target(scope, receive, f))
+    except CancelledError:
+        raise
+    except BaseException:
+        _record_error(f)
+        raise
+    return f
+
+
+cdef object _target(MiddlewareCore core, object scope, object decision):
+    """Give the request's state the decision; the app of the decision's variant."""
     state = scope.get("state")
     if not state:  # uvicorn's per-request copy of an empty lifespan state: the common case
         scope["state"] = {"modelrouter": decision}
@@ -219,27 +278,93 @@ async def call(mw, scope, receive, send):
         scope["state"] = state
     else:
         scope["state"] = {**state, "modelrouter": decision}
-    if type(decision) is Decision:
-        variant, counted = (<tuple>decision)[1], (<tuple>decision)[8]
-    else:
-        variant, counted = decision.variant, decision.counted
-    target = core.target_of[variant]
-    if not counted:
+    variant = (<tuple>decision)[1] if type(decision) is Decision else decision.variant
+    return core.target_of[variant]
+
+
+cdef inline bint _counted(object decision) except -1:
+    return (<tuple>decision)[8] if type(decision) is Decision else decision.counted
+
+
+cdef object _entry(object mw, object scope, object receive, object send):
+    """The request path: what the server awaits for this request (see the module
+    docstring). Everything before the app runs happens here, at the call."""
+    cdef MiddlewareCore core = mw._core
+    if core is None:  # (a C field of None would crash) the Python method's AttributeError
+        raise AttributeError(f"{type(mw).__name__!r} object has no C copy of its attributes "
+                             "(_core): its RoutingMiddleware.__init__ did not run")
+    surface = core.surface
+    if (surface is not None and scope["type"] == "http"
+            and scope["path"].startswith(core.http_prefix)):
+        return surface(scope, receive, send)  # never experiment traffic
+    if scope["type"] != "http" or not (core.every_path or core.routed(scope["path"])):
+        if scope["type"] == "lifespan":
+            return run_lifespan(core.app, core.lifecycle, scope, receive, send)
+        return core.app(scope, receive, send)
+    segment = core.read_segment(scope) if core.read_segment is not None else ()
+    try:
+        if core.covariates is not None:
+            decision, seq = core.covariates.route(scope, header_unit(core, scope), segment)
+        elif core.route is not None and not core.route.overridden and route_is_twin(core):
+            decision, seq = core.route.route(header_unit(core, scope), segment)
+        else:
+            decision, seq = core.experiment.route_checked(header_unit(core, scope), segment)
+    except UnitIdError as exc:
+        return send_error(send, 400, str(exc))
+    if core.shadows is not None:  # shadow evaluation: routing/shadows.py
+        decision = core.shadows.select(decision)
+    replay = core.replay
+    if replay is not None:  # ASGI-app shadows: record now, replay after the response
+        recording = replay.record(decision, scope, receive, send)
+        if recording is not None:
+            return _replaying(core, decision, seq, scope, recording, replay)
+    target = _target(core, scope, decision)
+    if not _counted(decision):
+        return target(scope, receive, send)
+    return _flight(core, decision, seq, target, scope, receive, send)
+
+
+async def _replaying(MiddlewareCore core, decision, seq, scope, recording, replay):
+    """The rest of a request whose ASGI-app shadows were recorded (asgi/shadow_replay.py):
+    served through the recording's receive and send, replayed after the response."""
+    receive, send = recording.receive, recording.send
+    target = _target(core, scope, decision)
+    if not _counted(decision):
         await target(scope, receive, send)
         return
-    wrapper = _wrapper(core, decision, seq, send)
     try:
-        await target(scope, receive, wrapper)
-    except CancelledError:
-        if recording is not None and replay is not None:  # nothing to replay: counted
-            replay.log.skip("cancelled")
-        raise  # the client went away: neither a latency nor a server error to record
-    except BaseException:
-        if wrapper.status >= 0:
-            wrapper.status = -1
-            core.finish(seq, wrapper.start, 1.0, tick=False)
-        if recording is not None and replay is not None:  # served app failed: shadows run
-            replay.start(recording, decision.decision_id, failed=True)
+        await _flight(core, decision, seq, target, scope, receive, send)
+    except CancelledError:  # nothing to replay: counted
+        replay.log.skip("cancelled")
         raise
-    if recording is not None and replay is not None:  # response sent: replay it
-        replay.start(recording, decision.decision_id)
+    except BaseException:  # served app failed (recorded by the flight): shadows run
+        replay.start(recording, decision.decision_id, failed=True)
+        raise
+    replay.start(recording, decision.decision_id)  # response sent: replay it
+
+
+async def call(mw, scope, receive, send):
+    """``RoutingMiddleware.__call__`` (a coroutine function, as servers check: uvicorn,
+    hypercorn and asgiref read ``app.__call__`` to tell ASGI 3 from ASGI 2). A call of the
+    middleware itself skips this coroutine: :func:`install_call` points its class's call
+    slot at the request path, which returns the app's awaitable or a :class:`Flight`."""
+    await _entry(mw, scope, receive, send)
+
+
+cdef object _tp_call(object mw, object args, PyObject* kwargs):
+    """The call slot of a class :func:`install_call` was given: ``mw(scope, receive,
+    send)``. Any other form of call goes through :func:`call` and its own TypeErrors."""
+    if kwargs == NULL and len(<tuple>args) == 3:
+        return _entry(mw, (<tuple>args)[0], (<tuple>args)[1], (<tuple>args)[2])
+    return call(mw, *args, **(<object>kwargs if kwargs != NULL else {}))
+
+
+def install_call(cls):
+    """Make calls of ``cls``'s instances run the request path directly (its call slot),
+    while ``cls.__call__`` is :func:`call`; True when installed. A class with a
+    ``__call__`` of its own keeps it, and assigning ``__call__`` later resets the slot
+    (CPython's own slot update), so a patched method is always the one that runs."""
+    if not isinstance(cls, type) or getattr(cls, "__call__", None) is not call:
+        return False
+    modelrouter_set_tp_call(cls, <void*>_tp_call)
+    return True

@@ -3,7 +3,9 @@
 These hot methods have a compiled twin, built from a Cython source beside their module when the
 package is installed on a machine with a C compiler (``setup.py``; the build is optional):
 
-- ``RoutingMiddleware.__call__`` (``asgi/middleware_c.pyx``),
+- ``RoutingMiddleware.__call__`` (``asgi/middleware_c.pyx``; the middleware's C copy in
+  ``asgi/middleware_core_c.pyx``), which the class's call slot runs without a coroutine of
+  its own,
 - ``Experiment.route_checked`` (``routing/experiment_c.pyx``) and ``Experiment.record``
   (``routing/feedback_c.pyx``),
 - ``MemoryStore.expose_unit``, ``MemoryStore.expose_decision`` and ``UnitTable.add``, with the

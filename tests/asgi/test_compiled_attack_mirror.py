@@ -142,8 +142,8 @@ def test_a_shallow_copy_has_a_c_copy_of_its_own() -> None:
 def test_objects_whose_c_copy_is_missing_raise_instead_of_crashing() -> None:
     """Each once crashed the process (a C field read through None): a middleware whose
     ``__init__`` did not run (a subclass that skips it; the Python method raises
-    AttributeError), a SendWrapper made outside the middleware's call, and a UnitPath whose
-    lock is None (the Python twin's ``with None`` raises TypeError)."""
+    AttributeError), a Flight (the send wrapper) made outside the middleware's call, and a
+    UnitPath whose lock is None (the Python twin's ``with None`` raises TypeError)."""
     from array import array
 
     from modelrouter.asgi import middleware_c  # type: ignore[attr-defined]
@@ -163,7 +163,13 @@ def test_objects_whose_c_copy_is_missing_raise_instead_of_crashing() -> None:
         with pytest.raises(AttributeError):
             asyncio.run(via(Skips(), scope_of([]), receive, send))
     with pytest.raises(TypeError):
-        middleware_c.SendWrapper()({"type": "http.response.start", "status": 200})
+        middleware_c.Flight()({"type": "http.response.start", "status": 200})
+    bare = middleware_c.Flight()  # nothing to drive: refused like an awaited coroutine
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited"):
+        bare.send(None)
+    with pytest.raises(ValueError, match="thrown"):
+        bare.throw(ValueError("thrown"))
+    bare.close()
     path = hot_c.UnitPath(None, 4, array("q"), array("d"), array("q"), [0, 0])
     store = type("Store", (), {"_path": path, "unit_level": True})()
     with pytest.raises(TypeError):
