@@ -65,6 +65,7 @@ from modelrouter.routing.decision import Decision
 from modelrouter.routing.tokens import TOKEN_HEADER
 
 from modelrouter.asgi.middleware_core_c cimport MiddlewareCore, header_unit, route_is_twin
+from modelrouter.routing.experiment_c cimport RouteCore
 
 cdef bytes _TOKEN = TOKEN_HEADER.encode("latin-1")
 
@@ -105,7 +106,8 @@ cdef class Flight:
                 entries.append((self._seq, (core.timer() - self.start) * 1000.0, error))
                 if len(entries) >= core.threshold:
                     core.fold_journal()
-                tick = core.experiment.tick
+                route = core.route  # the experiment's C copy, when the route is compiled
+                tick = core.experiment.tick if route is None else (<RouteCore>route).tick
                 if tick is not None:
                     tick()
             self.status = -1

@@ -22,6 +22,12 @@ from modelrouter.store.hot_c import expose_unit as _hot_expose_unit
 
 cdef extern from "Python.h":
     PyTypeObject PyTuple_Type
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+
+from libc.string cimport memcpy
 
 
 cdef object new_decision(object cls, tuple fields):
@@ -37,6 +43,8 @@ cdef str decision_id_of(str prefix, object seq):
     cdef long long n = seq
     cdef unsigned long long v
     cdef int pos = 16
+    cdef Py_ssize_t k
+    cdef char* out
     if n < 0:
         return f"{prefix}{seq:x}"
     v = <unsigned long long>n
@@ -46,7 +54,15 @@ cdef str decision_id_of(str prefix, object seq):
         v >>= 4
         if v == 0:
             break
-    return prefix + PyUnicode_DecodeASCII(buf + pos, 16 - pos, NULL)
+    if type(prefix) is not str or not PyUnicode_IS_COMPACT_ASCII(prefix):
+        return prefix + PyUnicode_DecodeASCII(buf + pos, 16 - pos, NULL)
+    # an ASCII prefix (the usual one): the id written into one new string
+    k = PyUnicode_GET_LENGTH(prefix)
+    result = PyUnicode_New(k + 16 - pos, 127)
+    out = <char*>PyUnicode_DATA(result)
+    memcpy(out, PyUnicode_DATA(prefix), k)
+    memcpy(out + k, buf + pos, 16 - pos)
+    return result
 
 
 cdef class RouteCore:
@@ -70,6 +86,8 @@ cdef class RouteCore:
         self.prefix = d.get("_prefix")
         self.names, self.models = d.get("names"), d.get("models")
         self.unit_level = bool(d.get("_unit_level"))
+        self.tick = d.get("tick")  # the feedback hook, read by the middleware's twin
+        self._alloc = None  # (the layout cache below is read again)
         # route_checked replaced on the instance: the middleware calls that one
         self.overridden = "route_checked" in d
 
@@ -85,11 +103,15 @@ cdef class RouteCore:
                 seq, i = expose(self.path, self.store, unit, self.bucket, alloc, codes, now)
             else:
                 seq, i = self.expose(unit, self.bucket, alloc, codes, now)
+            if alloc is not self._alloc:  # an allocation is never changed once in force:
+                # its propensities and epoch are read once (as UnitPath caches its layout)
+                self._props, self._epoch = alloc.propensities, alloc.epoch
+                self._alloc = alloc
             prefix = self.prefix
             return new_decision(Decision, (
                 decision_id_of(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
                 self.names[i], self.models[i], unit,
-                alloc.propensities[i], alloc.epoch, "ab", now, True,
+                self._props[i], self._epoch, "ab", now, True,
                 segment if type(segment) is tuple else tuple(segment))), seq
         return self.route_other(unit, segment, alloc, now)
 

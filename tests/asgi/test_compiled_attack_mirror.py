@@ -204,3 +204,21 @@ def test_a_value_a_c_field_cannot_hold_is_refused_and_changes_nothing() -> None:
     with pytest.raises(TypeError, match="_target_of"):
         router._target_of = types.MappingProxyType(dict(before))  # type: ignore[assignment]
     assert "_target_of" not in router.__dict__ and router._core.target_of is None
+
+
+@pytest.mark.parametrize("prefix", ["", "p-", "é-", "\U0001f600-", "x" * 300])
+def test_a_decision_id_is_the_prefix_and_the_hex_number_for_any_prefix(prefix: str) -> None:
+    """The compiled twin writes an ASCII prefix and the hex digits into one new string (a
+    non-ASCII prefix is concatenated): the same ids as the Python method, every number of
+    hex digits (the decision numbers cross 0xf, 0xff, ... as the 4,200 requests go)."""
+    fast, slow = make_router(), make_router()
+    python_route: Any = python_method(Experiment, "route_checked")
+    fast.experiment._prefix = slow.experiment._prefix = prefix
+    ids = []
+    for i in range(4_200):
+        a, _ = fast.experiment.route_checked(f"u{i % 300}")
+        b, _ = python_route(slow.experiment, f"u{i % 300}")
+        ids.append(a.decision_id)
+        assert a.decision_id == b.decision_id and type(a.decision_id) is str
+        assert a == b
+    assert ids[0] == f"{prefix}0" and ids[-1] == f"{prefix}{4_199:x}"

@@ -244,3 +244,25 @@ def test_a_router_inside_a_router_counts_in_both() -> None:
     with pytest.raises(OSError, match="model crashed"):
         asyncio.run(outer(scope(), receive, _sink([])))
     assert auto_totals(inner) == auto_totals(outer) == (1.0, 1.0)
+
+
+def test_the_feedback_hook_subscribed_at_any_time_is_called_once_per_request() -> None:
+    """The compiled send reads the experiment's ``tick`` from the experiment's C copy: a hook
+    subscribed after the router was built, a second one chained to it, and one removed by
+    setting ``tick`` to None are each seen from the next request on (as by the Python
+    method, which reads the attribute)."""
+    for via in (compiled_call, python_call):
+        router = make_router()
+        calls: list[str] = []
+
+        async def one(router: ModelRouter = router, via: Any = via) -> None:
+            await via(router, scope(), receive, _sink([]))
+
+        asyncio.run(one())
+        router.experiment.subscribe(lambda calls=calls: calls.append("a"))
+        asyncio.run(one())
+        router.experiment.subscribe(lambda calls=calls: calls.append("b"))
+        asyncio.run(one())
+        router.experiment.tick = None
+        asyncio.run(one())
+        assert calls == ["a", "a", "b"], via
