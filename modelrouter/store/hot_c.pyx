@@ -27,9 +27,12 @@ cdef extern from "pythread.h":
 
 from math import ceil
 from operator import index as _index
+from sys import version_info as _version
 from threading import TIMEOUT_MAX as _TIMEOUT_MAX
 
 cdef double _NAN = float("nan")
+# threading.Lock.acquire reads ``blocking`` as an integer up to 3.11, as a truth value from 3.12
+cdef bint _BLOCKING_IS_BOOL = _version >= (3, 12)
 
 
 cdef class FastLock:
@@ -60,7 +63,7 @@ cdef class FastLock:
         """``threading.Lock.acquire``: True when taken."""
         cdef long long micros
         cdef int ok
-        if not _index(blocking):  # an integer, as threading.Lock takes it (TypeError else)
+        if not (blocking if _BLOCKING_IS_BOOL else _index(blocking)):  # as threading.Lock
             if timeout != -1:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             ok = PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK)
