@@ -3,8 +3,10 @@
 
 - :func:`fold`: ``AutoJournal.fold`` (store/journal.py) with typed reads and writes of the
   ``array`` columns;
-- :func:`remember`: ``PendingRing.remember`` (store/ring.py), its extra ``'d'`` and ``'b'``
-  columns filled in C;
+- :func:`remember`: ``PendingRing.remember`` (store/ring.py) through :func:`ring_remember`,
+  the ring's C path (an overwrite in place or an append while the ring fills, its extra
+  ``'d'`` and ``'b'`` columns filled in C), which the compiled ``DecisionTracker.open``
+  (store/decisions_c.pyx) calls too (declared in columns_c.pxd);
 - :func:`add_to_pair`: ``store.rows.add_to_pair``, the same float operations in C.
 
 Each does exactly what its Python twin does, in the same order and with the same float
@@ -14,7 +16,8 @@ not hold, or a value of another type, goes through the Python operations (their 
 
 from bisect import bisect_left
 
-from cpython.array cimport array
+from cpython.array cimport array, resize_smart
+from cpython.list cimport PyList_GET_SIZE
 
 
 cdef extern from "Python.h":
@@ -25,6 +28,8 @@ from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 cdef array _EDGES = array("d", EDGES_MS)
 cdef Py_ssize_t _N_EDGES = len(EDGES_MS)
 cdef Py_ssize_t _N_SLOTS = N_SLOTS
+cdef object _Ring = None  # PendingRing and its Python remember (set at the end of this module)
+cdef object _remember_py = None
 
 
 def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None,
@@ -135,48 +140,120 @@ cdef void _fold_entry_py(object units, object row, object latency_ms, object err
     hist_sum[v] += latency_ms
 
 
-cdef inline bint _fill_slot(array col, Py_ssize_t slot, object fill) except -1:
-    """``col[slot] = fill`` in C for the ring's 'd' and 'b' columns; False: do it in Python."""
-    cdef char code = col.ob_descr.typecode
-    cdef long x
-    if slot >= len(col):
+cdef extern from *:
+    """
+    #define modelrouter_array_exports(a) (((arrayobject*)(a))->ob_exports)
+    """
+    # buffers exported by an array (a memoryview, numpy.frombuffer): the array's own append
+    # refuses to move them (BufferError); resize_smart would, under the view
+    int _exports "modelrouter_array_exports" (array a)
+
+
+cdef inline bint _typed(object a, char code):
+    return type(a) is array and (<array>a).ob_descr.typecode == code
+
+
+cdef inline bint _writable(object pair, Py_ssize_t slot, bint append):
+    """Whether a ring column ``(col, fill)`` is one C writes at ``slot`` (an ``array`` of 'd'
+    with a float fill or of 'b' with an int fill in its range, holding ``slot``; for an append,
+    exporting no buffer)."""
+    cdef long long x
+    cdef int overflow = 0
+    if type(pair) is not tuple or len(<tuple>pair) != 2:
         return False
-    if code == b"d" and type(fill) is float:
-        col.data.as_doubles[slot] = <double>fill
-        return True
-    if code == b"b" and type(fill) is int:
-        x = fill
-        if -128 <= x <= 127:
-            col.data.as_schars[slot] = <signed char>x
-            return True
+    col, fill = <tuple>pair
+    if type(col) is not array:
+        return False
+    if append:
+        if _exports(<array>col):
+            return False
+    elif slot >= len(<array>col):
+        return False
+    if (<array>col).ob_descr.typecode == b"d":
+        return type(fill) is float
+    if (<array>col).ob_descr.typecode == b"b" and type(fill) is int:
+        x = PyLong_AsLongLongAndOverflow(fill, &overflow)
+        return not overflow and -128 <= x <= 127
     return False
+
+
+cdef inline void _put(array col, Py_ssize_t i, object fill):
+    """``col[i] = fill`` for a column :func:`_writable` accepted."""
+    if col.ob_descr.typecode == b"d":
+        col.data.as_doubles[i] = <double>fill
+    else:
+        col.data.as_schars[i] = <signed char><long>fill
+
+
+cdef inline Py_ssize_t _grow(array a) except -1:
+    """One more slot at the end (``a.append``'s resize); its index."""
+    cdef Py_ssize_t n = len(a)
+    resize_smart(a, n + 1)
+    return n
+
+
+cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list columns,
+                              long long cap, long long s, double now, long long r) except -2:
+    """``PendingRing.remember(s, now, r)`` (store/ring.py) on the ring's arrays and columns
+    (``seq`` 'q', ``time`` 'd', ``row`` 'q', ``_columns``; ``s >= 0``, ``cap >= 1``): an
+    overwrite in place, or an append while the ring fills, with the Python method's writes in
+    its order (an append writes at each array's end, as ``append`` does). Everything is checked
+    before the first write and no Python code runs in between; anything else (a slot past the
+    end, arrays of other lengths, a column C does not write, a buffer exported by an array that
+    would grow) returns -1 having written nothing: the caller runs the Python method."""
+    cdef Py_ssize_t slot = s % cap
+    cdef Py_ssize_t size = len(seq_a), k, n = PyList_GET_SIZE(columns)
+    cdef bint append = slot == size
+    if slot > size:  # slots skipped: the Python method grows the ring
+        return -1
+    if append:
+        if (len(time_a) != size or len(row_a) != size or _exports(seq_a) or _exports(time_a)
+                or _exports(row_a)):
+            return -1
+    elif slot >= len(time_a) or slot >= len(row_a):
+        return -1
+    for k in range(n):  # every column checked before any write
+        if not _writable(columns[k], slot, append):
+            return -1
+    if append:
+        seq_a.data.as_longlongs[_grow(seq_a)] = s
+        time_a.data.as_doubles[_grow(time_a)] = now
+        row_a.data.as_longlongs[_grow(row_a)] = r
+        for k in range(n):
+            col, fill = <tuple>columns[k]
+            _put(<array>col, _grow(<array>col), fill)
+    else:
+        seq_a.data.as_longlongs[slot] = s
+        time_a.data.as_doubles[slot] = now
+        row_a.data.as_longlongs[slot] = r
+        for k in range(n):
+            col, fill = <tuple>columns[k]
+            _put(<array>col, slot, fill)
+    return slot
 
 
 def remember(self, seq, now, row):
     """Put decision ``seq`` (issued at ``now``, payload ``row``) in its slot: see
-    ``PendingRing.remember`` (store/ring.py), the Python twin (``_remember_py``), which takes
-    every case this one does not write in C (a slot past the end: the ring grows)."""
-    cdef array seq_a = self.seq, time_a = self.time, row_a = self.row
-    cdef long long s, r
-    cdef Py_ssize_t slot, size
-    if type(seq) is not int or type(row) is not int or seq < 0 or row < 0:
-        return self._remember_py(seq, now, row)
-    s, r = seq, row
-    slot = s % <long long>self.capacity
-    size = len(seq_a)
-    columns = self._columns
-    if slot < size and slot < len(time_a) and slot < len(row_a):
-        for col, fill in columns:  # columns first: a column C cannot write goes to Python
-            if type(col) is not array or slot >= len(<array>col):
-                return self._remember_py(seq, now, row)
-        seq_a.data.as_longlongs[slot] = s
-        time_a.data.as_doubles[slot] = now
-        row_a.data.as_longlongs[slot] = r
-        for col, fill in columns:
-            if not _fill_slot(<array>col, slot, fill):
-                col[slot] = fill
-        return slot
-    return self._remember_py(seq, now, row)
+    ``PendingRing.remember`` (store/ring.py), the Python twin, which takes every case
+    :func:`ring_remember` does not write (another class, an argument of another type, a number
+    past a C integer, a ring whose ``__init__`` never ran or whose parts were replaced)."""
+    cdef long long s, r, cap
+    cdef int o1 = 0, o2 = 0, o3 = 0
+    cdef Py_ssize_t slot = -1
+    if type(self) is _Ring and type(seq) is int and type(row) is int and type(now) is float:
+        capacity, seq_a = getattr(self, "capacity", None), getattr(self, "seq", None)
+        time_a, row_a = getattr(self, "time", None), getattr(self, "row", None)
+        columns = getattr(self, "_columns", None)
+        if (type(capacity) is int and _typed(seq_a, b"q") and _typed(time_a, b"d")
+                and _typed(row_a, b"q") and type(columns) is list):
+            s = PyLong_AsLongLongAndOverflow(seq, &o1)
+            r = PyLong_AsLongLongAndOverflow(row, &o2)
+            cap = PyLong_AsLongLongAndOverflow(capacity, &o3)
+            if not (o1 or o2 or o3) and s >= 0 and cap >= 1:
+                slot = ring_remember(seq_a, time_a, row_a, columns, cap, s, now, r)
+    if slot < 0:
+        return _remember_py(self, seq, now, row)
+    return slot
 
 
 def add_to_pair(xs, ys, slot, row, m, value, any_):
@@ -223,3 +300,12 @@ def add_to_pair(xs, ys, slot, row, m, value, any_):
     row[bo + 3] += new_yo * new_yo - old_y * old_y
     row[bo + 4] += new_xo * new_yo - old_x * old_y
     return None
+
+
+# last: store/ring.py imports this module at its own end, when PendingRing exists (and imported
+# first, this module is complete before ring.py asks it for its twin)
+from modelrouter.config.extensions import python_method
+from modelrouter.store.ring import PendingRing as _PendingRing
+
+_Ring = _PendingRing
+_remember_py = python_method(_PendingRing, "remember")

@@ -7,9 +7,9 @@ built (``config/extensions.py``). Both run under the store's lock on every bandi
 (``open`` from the memory store's compiled ``expose_decision``, store/hot_c.pyx, or the Redis
 store; ``apply`` from the journal fold, twice, and from feedback) and do the Python method's
 steps in the same order: the decision's group (created by ``GroupTable.row_of``'s lines when
-new), its count, the ring slot (``PendingRing.remember`` inlined: an overwrite in place, or an
-append while the ring fills), the training flag and reward of the slot, the unit's latest
-decision, the reward-0 training count (``_add`` inlined); for ``apply``, the slot
+new), its count, the ring slot (``PendingRing.remember``: ``ring_remember``, the C function
+of the ring's own twin, store/columns_c.pyx), the training flag and reward of the slot, the
+unit's latest decision, the reward-0 training count (``_add`` inlined); for ``apply``, the slot
 (``PendingRing.find`` inlined), ``add_to_pair``'s float operations (store/rows.py, built with
 ``-ffp-contract=off``) and ``_retrain`` (the tracker's own method) when the value can change
 the decision's reward.
@@ -25,8 +25,10 @@ an arm outside the counters, a metric outside the columns -- is the Python metho
 called before anything is written, so it raises its own exceptions.
 """
 
-from cpython.array cimport array, resize_smart
+from cpython.array cimport array
 from cpython.list cimport PyList_GET_SIZE
+
+from modelrouter.store.columns_c cimport ring_remember
 
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, new_sums_row
@@ -144,63 +146,6 @@ def new_core(tracker):
     return core
 
 
-cdef inline bint _fill_ok(object pair, Py_ssize_t n):
-    """Whether a ring column ``(col, fill)`` is one C writes: an ``array`` of 'd' with a float
-    fill or of 'b' with a small int fill, at least ``n`` slots long."""
-    cdef long x
-    if type(pair) is not tuple or len(<tuple>pair) != 2:
-        return False
-    col, fill = <tuple>pair
-    if type(col) is not array or len(<array>col) < n:
-        return False
-    if (<array>col).ob_descr.typecode == b"d":
-        return type(fill) is float
-    if (<array>col).ob_descr.typecode == b"b" and type(fill) is int:
-        x = fill
-        return -128 <= x <= 127
-    return False
-
-
-cdef inline void _put(array col, Py_ssize_t slot, object fill):
-    if col.ob_descr.typecode == b"d":
-        col.data.as_doubles[slot] = <double>fill
-    else:
-        col.data.as_schars[slot] = <signed char><long>fill
-
-
-cdef inline void _grow_by_one(array a):
-    resize_smart(a, len(a) + 1)
-
-
-cdef object _remember(TrackerCore c, object seq, long long s, double now, object now_obj,
-                      Py_ssize_t g):
-    """``ring.remember(seq, now, g)`` (``PendingRing.remember``): in C when the slot is in
-    place or the next append and every column is one C writes; else the ring's method."""
-    cdef Py_ssize_t slot = s % c.cap
-    cdef Py_ssize_t size = len(c.seq_a), k, n
-    cdef list columns = c.columns
-    if slot > size or len(c.time_a) != size or len(c.row_a) != size:
-        return c.ring.remember(seq, now_obj, g)
-    n = slot + 1 if slot < size else size
-    for k in range(PyList_GET_SIZE(columns)):  # every column checked before any write
-        pair = columns[k]
-        if not _fill_ok(pair, n) or (slot == size and len(<array>(<tuple>pair)[0]) != size):
-            return c.ring.remember(seq, now_obj, g)
-    if slot == size:
-        _grow_by_one(c.seq_a)
-        _grow_by_one(c.time_a)
-        _grow_by_one(c.row_a)
-    c.seq_a.data.as_longlongs[slot] = s
-    c.time_a.data.as_doubles[slot] = now
-    c.row_a.data.as_longlongs[slot] = g
-    for k in range(PyList_GET_SIZE(columns)):
-        col, fill = <tuple>columns[k]
-        if slot == size:
-            _grow_by_one(<array>col)
-        _put(<array>col, slot, fill)
-    return slot
-
-
 cdef inline bint _float_at(object lst, Py_ssize_t i):
     """Whether ``lst`` is a list holding a float at ``0 <= i``."""
     return type(lst) is list and i < PyList_GET_SIZE(lst) and type((<list>lst)[i]) is float
@@ -258,7 +203,10 @@ def open(self, seq, variant, epoch, segment, tag, unit_row=None, now=0.0):
         (<list>row)[0] = <double>(<list>row)[0] + 1.0
     if gi < 0:  # a group number the ring cannot take in C
         return _open_rest_py(self, c, seq, variant, tag, g, train, zero, unit_row, now)
-    slot = _remember(c, seq, s, <double>now, now, gi)
+    # PendingRing.remember: the ring's C path (store/columns_c.pyx), else the ring's method
+    slot = ring_remember(c.seq_a, c.time_a, c.row_a, c.columns, c.cap, s, <double>now, gi)
+    if slot < 0:
+        slot = c.ring.remember(seq, now, g)
     if 0 <= slot < len(c.train):
         c.train.data.as_schars[slot] = train
     else:  # the array's own IndexError

@@ -106,7 +106,7 @@ class PendingRing:
             col.append(fill)
         return slot
 
-    # the Python method, also what the compiled twin (installed below) hands the other cases
+    # the Python method under a name the compiled twin (installed below) does not replace
     _remember_py = remember
 
     def _grow(self, n: int) -> None:
