@@ -152,8 +152,9 @@ class UvicornService:
         answer of every worker has no mismatch (``mismatches(answer)`` is empty: the totals
         have settled there), then return those answers by pid. At ``timeout``: an
         AssertionError naming each worker's mismatches (or that it never answered), with the
-        server log. A fixed sleep here was a guess that a loaded machine outlasts (a first
-        answer imports scipy in that worker: up to ~1 s per poll at load 15)."""
+        server log. Use it instead of a fixed sleep (a guess a loaded machine outlasts: an
+        answer that computes an analysis took up to ~1 s at load 15, and the kernel may send
+        several polls in a row to the same worker)."""
         import httpx
 
         views: dict[int, dict[str, Any]] = {}
