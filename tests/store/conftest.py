@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,36 +99,99 @@ def persistent_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 class UvicornService:
     """``uvicorn <app> --workers N`` on a free port with ``MODELROUTER_TEST_REDIS`` set; ready
-    once ``GET /stats`` answers 200. ``stop()`` is a graceful SIGINT (every worker runs its
-    lifespan shutdown, the final flush) and returns the exit code."""
+    once EVERY worker has answered ``GET /stats`` with its ``pid`` (new connections until N
+    pids: a worker still importing takes no connection, and a test that needs requests on
+    several workers must not start before they can take them). ``stop()`` is a graceful
+    SIGINT (every worker runs its lifespan shutdown, the final flush) and returns the exit
+    code. The server's log (uvicorn's info level: a worker killed by its health check shows
+    there) is kept in a temp file for failure messages (``log_tail()``).
 
-    def __init__(self, app: str, redis_url: str, workers: int = 3) -> None:
+    Deadlines are generous (``start_timeout``) and only spent when the machine is slow: at a
+    load average of ~15 on 2 cores the first worker took 18-21 s to answer."""
+
+    def __init__(self, app: str, redis_url: str, workers: int = 3, *,
+                 start_timeout: float = 120.0) -> None:
         import httpx
 
         root = Path(__file__).resolve().parents[2]
         self.port = free_port()
+        self.workers = workers
         env = {**os.environ, "MODELROUTER_TEST_REDIS": redis_url,
                "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
-             "--no-access-log"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        fd, self._log = tempfile.mkstemp(prefix="uvicorn-", suffix=".log")
+        self._logged: str | None = None  # the whole log, once the server has exited
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
+                 "--port", str(self.port), "--workers", str(workers), "--log-level", "info",
+                 "--no-access-log"], cwd=root, env=env, stdout=fd, stderr=fd)
+        finally:
+            os.close(fd)  # the server has its own copy
         self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        self.pids: set[int] = set()
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                if httpx.get(self.base + "/stats", timeout=2).status_code == 200:
-                    return
+                r = httpx.get(self.base + "/stats", timeout=30)
             except httpx.HTTPError:
                 time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("uvicorn did not start")
+                continue
+            if r.status_code == 200:
+                self.pids.add(int(r.json()["pid"]))
+                if len(self.pids) >= workers:
+                    return
+            time.sleep(0.05)  # do not hammer the workers already up while others start
+        seen = f"{len(self.pids)} of {workers} workers answered /stats"
+        code = self.stop()
+        raise RuntimeError(f"uvicorn did not start: {seen} within {start_timeout:g}s (exit "
+                           f"code {code}); server log:\n{self.log_tail()}")
+
+    def settle(self, path: str, mismatches: Callable[[dict[str, Any]], dict[str, Any]], *,
+               timeout: float = 120.0) -> dict[int, dict[str, Any]]:
+        """Poll ``GET path`` on new connections (the kernel picks the worker) until the latest
+        answer of every worker has no mismatch (``mismatches(answer)`` is empty: the totals
+        have settled there), then return those answers by pid. At ``timeout``: an
+        AssertionError naming each worker's mismatches (or that it never answered), with the
+        server log. Use it instead of a fixed sleep (a guess a loaded machine outlasts: an
+        answer that computes an analysis took up to ~1 s at load 15, and the kernel may send
+        several polls in a row to the same worker)."""
+        import httpx
+
+        views: dict[int, dict[str, Any]] = {}
+        wrong: dict[int, dict[str, Any]] = {}
+        polls = 0
+        started = time.monotonic()
+        while True:
+            body = httpx.get(self.base + path, timeout=30).json()
+            polls += 1
+            views[int(body["pid"])] = body
+            wrong = {pid: mismatches(view) for pid, view in views.items()}
+            if len(views) >= self.workers and not any(wrong.values()):
+                return views
+            if time.monotonic() - started > timeout:
+                break
+            time.sleep(0.1)
+        report = {pid: wrong.get(pid, "never answered")
+                  for pid in sorted(self.pids | set(views))}
+        raise AssertionError(
+            f"GET {path} had not settled on every worker after {timeout:g}s and {polls} "
+            f"polls; mismatches (seen, wanted) by worker pid: {report}\nserver log:\n"
+            f"{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines the server logged (for failure messages)."""
+        text = (self._logged if self._logged is not None
+                else Path(self._log).read_text(errors="replace"))
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         try:
-            return self.proc.wait(timeout=30)
+            code = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait(timeout=10)
+            code = self.proc.wait(timeout=10)
+        if self._logged is None:  # the server is gone: keep its log in memory, drop the file
+            self._logged = Path(self._log).read_text(errors="replace")
+            os.unlink(self._log)
+        return code

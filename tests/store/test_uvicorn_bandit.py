@@ -22,7 +22,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -122,15 +122,19 @@ def redis_counts(url: str) -> dict[str, float]:
             "failures": sum(v for k, v in training.items() if k.startswith("failures:"))}
 
 
-def settled(url: str, served: int, clicks: int, timeout: float = 20) -> dict[str, float]:
+def settled(url: str, done: Callable[[dict[str, float]], bool], timeout: float = 120
+            ) -> dict[str, float]:
+    """Poll the counts in Redis until ``done(counts)``: every decision, click and forwarded
+    value flushed (a forwarded click needs one more flush and inbox cycle of the worker that
+    routed it); at ``timeout`` the last counts (the caller's asserts show what is missing).
+    It used to wait for the requests and clicks, then sleep 0.3 s: a guess that a loaded
+    machine's flusher threads can outlast."""
     deadline = time.monotonic() + timeout
     counts = redis_counts(url)
-    while time.monotonic() < deadline and (counts["requests"] < served
-                                           or counts["successes"] < clicks):
+    while not done(counts) and time.monotonic() < deadline:
         time.sleep(0.1)
         counts = redis_counts(url)
-    time.sleep(0.3)  # forwarded values: one more flush and inbox cycle
-    return redis_counts(url)
+    return counts
 
 
 def last_quarter_share(order: list[tuple[int, str]]) -> float:
@@ -161,7 +165,8 @@ def one_process_share(n: int, seed: int) -> float:
 def check_run(service: Service, url: str, n: int) -> None:
     sent = load(service.base, n)
     assert sent["errors"] == [] and sent["served"] == n
-    counts = settled(url, n, sent["clicks"])
+    counts = settled(url, lambda c: c["requests"] == n and c["successes"] == sent["clicks"]
+                     and c["successes"] + c["failures"] == n)
     # totals are exact: every decision and every accepted click, the replays counted once
     assert counts["requests"] == n
     assert counts["successes"] == sent["clicks"]
@@ -232,9 +237,18 @@ def killed_run(tmp_path: Path, n: int, kills: int, first: float, down: float,
         assert sent["served"] == n  # routing never stopped
         refused = [e for e in sent["errors"] if e[0] == "feedback"]
         assert all(status == 503 for _k, status in refused)  # refused clearly, not lost
-        counts = settled(server.url, n, sent["clicks"], timeout=60)
         r = redis.Redis.from_url(server.url, decode_responses=True)
-        dropped = {k: int(v) for k, v in r.hgetall(P + "counters").items()}
+
+        def dropped_counts() -> dict[str, int]:
+            return {k: int(v) for k, v in r.hgetall(P + "counters").items()}
+
+        def done(c: dict[str, float]) -> bool:
+            lost = dropped_counts()
+            return (c["requests"] + lost.get("dropped_exposures", 0) == n and c["successes"]
+                    + lost.get("dropped_values", 0) == sent["clicks"])
+
+        counts = settled(server.url, done)
+        dropped = dropped_counts()
         assert counts["requests"] + dropped.get("dropped_exposures", 0) == n
         assert counts["successes"] + dropped.get("dropped_values", 0) == sent["clicks"]
         # a pop of an inbox whose reply the kill cut used to lose its values (and the clicks
