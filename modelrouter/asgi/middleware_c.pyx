@@ -192,6 +192,7 @@ cdef int _advance(object o, object arg, PyObject** result) except -1:
     server error recorded, unless the request was cancelled)."""
     cdef Flight f = <Flight>o
     cdef int r
+    result[0] = NULL  # (on an error of its own too: the interpreter asserts it in debug builds)
     it = f._inner
     if it is None:
         raise RuntimeError("cannot reuse already awaited coroutine")

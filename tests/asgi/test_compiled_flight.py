@@ -85,29 +85,42 @@ def _sink(sent: list[Any]) -> Any:
     return send
 
 
-def test_a_patched_or_overridden_call_is_the_one_that_runs(monkeypatch: Any) -> None:
+def test_a_patched_or_overridden_call_is_the_one_that_runs() -> None:
     """The call slot follows CPython's own slot updates: assigning ``__call__`` on the class
-    (a test's patch) makes the patch run; a subclass's ``__call__`` runs; restoring the
-    method gives the compiled behaviour back (through the coroutine)."""
+    (a test's patch) makes the patch run; deleting it again falls back to the inherited
+    coroutine (correct, through the coroutine) until ``install_call`` points the slot at the
+    compiled entry again; a subclass's own ``__call__`` runs."""
+    from modelrouter.asgi import middleware_c  # type: ignore[attr-defined]
+
     seen: list[str] = []
 
     async def patched(self: Any, scope: Any, receive: Any, send: Any) -> None:
         seen.append("patched")
 
     router = make_router()
-    monkeypatch.setattr(ModelRouter, "__call__", patched)
-    asyncio.run(router(scope(), receive, _sink([])))
-    assert seen == ["patched"]
-    monkeypatch.undo()
+    assert "__call__" not in ModelRouter.__dict__
+    ModelRouter.__call__ = patched  # type: ignore[method-assign]
+    try:
+        asyncio.run(router(scope(), receive, _sink([])))
+        assert seen == ["patched"]
+    finally:
+        del ModelRouter.__call__  # type: ignore[method-assign]
     sent: list[Any] = []
-    asyncio.run(router(scope(), receive, _sink(sent)))
+    awaitable = router(scope(), receive, _sink(sent))
+    assert inspect.iscoroutine(awaitable) or asyncio.iscoroutine(awaitable)
+    asyncio.run(awaitable)  # the inherited coroutine function: the same request path
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert middleware_c.install_call(ModelRouter) is True  # (other tests need the slot back)
+    flight = router(scope(), receive, _sink(sent))
+    assert type(flight) is middleware_c.Flight
+    asyncio.run(flight)
 
     class Wrapping(ModelRouter):
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             seen.append("subclass")
             await super().__call__(scope, receive, send)
 
+    assert middleware_c.install_call(Wrapping) is False  # its own __call__ keeps the slot
     wrapped = Wrapping(ok_app, {"a": 0, "b": 1})
     sent.clear()
     asyncio.run(wrapped(scope(), receive, _sink(sent)))
