@@ -13,7 +13,8 @@ points the middleware class's call slot at :func:`_entry`, which does everything
 app runs when the server calls the middleware, and returns what the server then awaits: the
 app's own awaitable for a request that is not counted, else a :class:`Flight`, one C object
 that is both the ``send`` the app is given and the awaitable that drives the app's coroutine
-(its ``am_send`` slot: the interpreter's ``await`` steps the app through it with one C call)
+(the interpreter's ``await`` steps the app through it with one C call: its ``am_send`` slot
+on CPython 3.10-3.11, its ``__next__`` from 3.12, where ``await`` no longer reads ``am_send``)
 and records a server error if the app raises. ``__call__`` itself stays a coroutine function
 (:func:`call`, awaiting the same entry): servers read it to tell ASGI 3 from ASGI 2, and a
 subclass or a patched ``__call__`` goes through it. One difference from the Python method,
