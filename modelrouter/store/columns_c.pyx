@@ -19,6 +19,8 @@ from bisect import bisect_left
 from cpython.array cimport array, resize_smart
 from cpython.list cimport PyList_GET_SIZE
 
+from modelrouter.store.array_exports cimport array_exports
+
 
 cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
@@ -140,13 +142,6 @@ cdef void _fold_entry_py(object units, object row, object latency_ms, object err
     hist_sum[v] += latency_ms
 
 
-cdef extern from *:
-    """
-    #define modelrouter_array_exports(a) (((arrayobject*)(a))->ob_exports)
-    """
-    # buffers exported by an array (a memoryview, numpy.frombuffer): the array's own append
-    # refuses to move them (BufferError); resize_smart would, under the view
-    int _exports "modelrouter_array_exports" (array a)
 
 
 cdef inline bint _typed(object a, char code):
@@ -165,7 +160,7 @@ cdef inline bint _writable(object pair, Py_ssize_t slot, bint append):
     if type(col) is not array:
         return False
     if append:
-        if _exports(<array>col):
+        if array_exports(<array>col):
             return False
     elif slot >= len(<array>col):
         return False
@@ -207,8 +202,8 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
     if slot > size:  # slots skipped: the Python method grows the ring
         return -1
     if append:
-        if (len(time_a) != size or len(row_a) != size or _exports(seq_a) or _exports(time_a)
-                or _exports(row_a)):
+        if (len(time_a) != size or len(row_a) != size or array_exports(seq_a)
+                or array_exports(time_a) or array_exports(row_a)):
             return -1
     elif slot >= len(time_a) or slot >= len(row_a):
         return -1

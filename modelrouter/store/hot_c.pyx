@@ -20,6 +20,8 @@ from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
                                PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_release_lock, PyThread_type_lock)
 
+from modelrouter.store.array_exports cimport array_exports
+
 
 cdef extern from "pythread.h":
     int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
@@ -144,12 +146,18 @@ cdef class UnitPath:
 
 cdef inline void _append_double(array a, double v):
     cdef Py_ssize_t n = len(a)
+    if array_exports(a):  # a buffer is exported: the array's own append (its BufferError)
+        a.append(v)
+        return
     resize_smart(a, n + 1)
     a.data.as_doubles[n] = v
 
 
 cdef inline void _append_longlong(array a, long long v):
     cdef Py_ssize_t n = len(a)
+    if array_exports(a):
+        a.append(v)
+        return
     resize_smart(a, n + 1)
     a.data.as_longlongs[n] = v
 
@@ -163,7 +171,7 @@ cdef inline object _append_small(array a, object v, long low, long high, int kin
         a.append(v)
         return None
     x = v
-    if x < low or x > high:
+    if x < low or x > high or array_exports(a):
         a.append(v)
         return None
     n = len(a)
