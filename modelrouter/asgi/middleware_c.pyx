@@ -146,12 +146,8 @@ cdef class Flight:
         except StopIteration:  # the app returned
             self._inner = None
             raise
-        except CancelledError:
-            self._inner = None
-            raise
-        except BaseException:
-            self._inner = None
-            _record_error(self)
+        except BaseException as exc:
+            _ended(self, exc)
             raise
 
     def close(self):
@@ -165,10 +161,8 @@ cdef class Flight:
         try:
             if closer is not None:
                 closer()
-        except CancelledError:
-            raise
-        except BaseException:
-            _record_error(self)
+        except BaseException as exc:
+            _ended(self, exc)
             raise
         _record_error(self)
 
@@ -177,6 +171,15 @@ cdef class Flight:
         # (never started: nothing ran; the app's coroutine warns that it was never awaited)
         if self._inner is not None and self._started:
             self.close()
+
+
+cdef int _ended(Flight f, object exc) except -1:
+    """The app's coroutine ended with ``exc``: a server error (once), unless the request was
+    cancelled (the client went away: neither a latency nor a server error to record)."""
+    f._inner = None
+    if not isinstance(exc, CancelledError):
+        _record_error(f)
+    return 0
 
 
 cdef int _record_error(Flight f) except -1:
@@ -200,12 +203,8 @@ cdef int _advance(object o, object arg, PyObject** result) except -1:
     f._started = True
     try:
         r = PyIter_Send(it, arg, result)
-    except CancelledError:  # the client went away: neither a latency nor a server error
-        f._inner = None
-        raise
-    except BaseException:
-        f._inner = None
-        _record_error(f)
+    except BaseException as exc:
+        _ended(f, exc)
         raise
     if r == 0:
         f._inner = None
@@ -263,10 +262,8 @@ cdef Flight _flight(MiddlewareCore core, object decision, object seq, object tar
     f.start = core.timer()
     try:
         f._inner = _awaitable(target(scope, receive, f))
-    except CancelledError:
-        raise
-    except BaseException:
-        _record_error(f)
+    except BaseException as exc:
+        _ended(f, exc)
         raise
     return f
 

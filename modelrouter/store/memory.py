@@ -183,21 +183,26 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                     or (window and self.clock() - self._ring_time[slot]
                         > self.attribution_window)):
                 slot = self.ring.slot_of(seq, window)  # raises the precise error
-            row = self._ring_row[slot]
-            if self.unit_level:  # UnitTable.apply inlined: record() is on the feedback path
-                t = self._units
-                if self.any_flags[metric]:
-                    xs = t.x[metric]
-                    if value > xs[row]:
-                        xs[row] = value
-                else:
-                    t.x[metric][row] += value
-                t.y[metric][row] += 1.0
+            self._add_locked(seq, slot, metric, value)
+
+    def _add_locked(self, seq: int, slot: int, metric: int, value: float) -> None:
+        """``record_seq``'s write, lock held, ``slot`` the decision's ring slot (also what
+        the compiled twin, store/record_c.pyx, runs for a case its C path does not write)."""
+        row = self._ring_row[slot]
+        if self.unit_level:  # UnitTable.apply inlined: record() is on the feedback path
+            t = self._units
+            if self.any_flags[metric]:
+                xs = t.x[metric]
+                if value > xs[row]:
+                    xs[row] = value
             else:
-                add_to_pair(self._slot_x[metric], self._slot_y[metric], slot,
-                            self._groups.sums[row], metric, value, self.any_flags[metric])
-            if self._decisions is not None:
-                self._decisions.apply(seq, metric, value)
+                t.x[metric][row] += value
+            t.y[metric][row] += 1.0
+        else:
+            add_to_pair(self._slot_x[metric], self._slot_y[metric], slot,
+                        self._groups.sums[row], metric, value, self.any_flags[metric])
+        if self._decisions is not None:
+            self._decisions.apply(seq, metric, value)
 
     def record_auto(self, seq: int, latency_ms: float, error: float) -> None:
         """Record both automatic metrics of a finished request (unit level: through the

@@ -15,7 +15,7 @@ unchanged, re-checked after every step that may run Python code: the lock's wait
 and from the store's hot-path state (``_path``: the lock's twin, the ring's arrays and the unit
 table, the same objects the store holds). Anything else -- arguments of other types, a request-level store, a row the columns do
 not hold, a store whose ``__init__`` never ran -- runs the Python method's own lines (before
-anything changed: the Python method itself; after the window check: its remaining lines), so
+anything changed: the Python method itself; after the window check: its ``_add_locked``), so
 errors, float rounding and the order of every read and write are the Python method's.
 """
 
@@ -166,7 +166,7 @@ cdef object record_seq_c(object store, dict d, object seq, object metric, object
     try:
         rs, rt, rr = p.ring_seq, p.ring_time, p.ring_row
         if slot >= len(rs) or rs.data.as_longlongs[slot] != s:  # unknown, evicted
-            _rest(store, seq, store.ring.slot_of(seq, window), metric, value)
+            store._add_locked(seq, store.ring.slot_of(seq, window), metric, value)
             return None
         cached = _cached(d, dict_version(d))  # (the lock's wait may have let others run)
         if window:
@@ -182,7 +182,7 @@ cdef object record_seq_c(object store, dict d, object seq, object metric, object
                 else:
                     expired = now - t > horizon
             if expired:
-                _rest(store, seq, store.ring.slot_of(seq, window), metric, value)
+                store._add_locked(seq, store.ring.slot_of(seq, window), metric, value)
                 return None
         cached = _cached(d, dict_version(d))  # (the clock may have run Python code)
         units = p.units
@@ -190,23 +190,23 @@ cdef object record_seq_c(object store, dict d, object seq, object metric, object
         level = <object>_level if cached else _attr(d, store, "unit_level")
         if (slot >= len(rr) or level is not True or type(flags) is not tuple
                 or m >= len(<tuple>flags) or units is None):
-            _rest(store, seq, slot, metric, value)  # request level: add_to_pair
+            store._add_locked(seq, slot, metric, value)  # request level: add_to_pair
             return None
         row = rr.data.as_longlongs[slot]
         flag = (<tuple>flags)[m]
         xcols, ycols = units.x, units.y
         if (type(xcols) is not list or type(ycols) is not list or m >= len(<list>xcols)
                 or m >= len(<list>ycols) or (flag is not True and flag is not False)):
-            _rest(store, seq, slot, metric, value)
+            store._add_locked(seq, slot, metric, value)
             return None
         xo, yo = (<list>xcols)[m], (<list>ycols)[m]
         if type(xo) is not array or type(yo) is not array:
-            _rest(store, seq, slot, metric, value)
+            store._add_locked(seq, slot, metric, value)
             return None
         xs, ys = xo, yo
         if (xs.ob_descr.typecode != b"d" or ys.ob_descr.typecode != b"d" or row < 0
                 or row >= len(xs) or row >= len(ys)):
-            _rest(store, seq, slot, metric, value)
+            store._add_locked(seq, slot, metric, value)
             return None
         if flag:
             if v > xs.data.as_doubles[row]:
@@ -223,24 +223,3 @@ cdef object record_seq_c(object store, dict d, object seq, object metric, object
     finally:
         lock.give()
     return None
-
-
-cdef void _rest(object store, object seq, object slot, object metric, object value) except *:
-    """The Python method's lines after the ring check (lock held), as generic operations."""
-    from modelrouter.store.memory import add_to_pair  # the store module's own (twin or not)
-
-    row = store._ring_row[slot]
-    if store.unit_level:
-        t = store._units
-        if store.any_flags[metric]:
-            xs = t.x[metric]
-            if value > xs[row]:
-                xs[row] = value
-        else:
-            t.x[metric][row] += value
-        t.y[metric][row] += 1.0
-    else:
-        add_to_pair(store._slot_x[metric], store._slot_y[metric], slot,
-                    store._groups.sums[row], metric, value, store.any_flags[metric])
-    if store._decisions is not None:
-        store._decisions.apply(seq, metric, value)
