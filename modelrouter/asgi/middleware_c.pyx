@@ -32,6 +32,7 @@ from cpython.ref cimport PyObject, Py_XDECREF
 
 cdef extern from "Python.h":
     int PyIter_Send(object iterator, object arg, PyObject** presult) except -1
+    long PyLong_AsLongAndOverflow(object obj, int* overflow) except? -1
     bint PyCoro_CheckExact(object o)
     bint PyIter_Check(object o)
 
@@ -66,6 +67,7 @@ from modelrouter.routing.decision import Decision
 from modelrouter.routing.tokens import TOKEN_HEADER
 
 from modelrouter.asgi.middleware_core_c cimport MiddlewareCore, header_unit, route_is_twin
+from modelrouter.routing.clocks cimport perf_now
 from modelrouter.routing.experiment_c cimport RouteCore
 
 cdef bytes _TOKEN = TOKEN_HEADER.encode("latin-1")
@@ -87,6 +89,7 @@ cdef class Flight:
 
     def __call__(self, message):
         cdef MiddlewareCore core = self._core
+        cdef double now
         if core is None:  # made outside the middleware's call: nothing to record into
             raise TypeError("a Flight is made by the middleware's call only")
         kind = message["type"]
@@ -98,13 +101,18 @@ cdef class Flight:
                     _TOKEN, signer.sign_decision(self._decision))]}
         elif kind == "http.response.body" and not (
                 (<dict>message).get("more_body") if type(message) is dict
-                else message.get("more_body")) and self.status >= 0:
-            error = 1.0 if self.status >= 500 else 0.0
+                else message.get("more_body")) and _at_least(self.status, 0):
+            error = 1.0 if _at_least(self.status, 500) else 0.0
             entries = core.entries
             if entries is None:
                 core.finish(self._seq, self.start, error)
             else:
-                entries.append((self._seq, (core.timer() - self.start) * 1000.0, error))
+                start = self.start
+                if core.perf and type(start) is float and perf_now(&now) == 0:
+                    latency = (now - <double>start) * 1000.0  # the same float operations
+                else:
+                    latency = (core.timer() - start) * 1000.0
+                entries.append((self._seq, latency, error))
                 if len(entries) >= core.threshold:
                     core.fold_journal()
                 route = core.route  # the experiment's C copy, when the route is compiled
@@ -173,6 +181,16 @@ cdef class Flight:
             self.close()
 
 
+cdef inline bint _at_least(object status, long bound) except -1:
+    """``status >= bound`` (the status the app sent: any object): an int compared in C."""
+    cdef int overflow
+    cdef long value
+    if type(status) is int:
+        value = PyLong_AsLongAndOverflow(status, &overflow)
+        return overflow > 0 if overflow else value >= bound
+    return status >= bound
+
+
 cdef int _ended(Flight f, object exc) except -1:
     """The app's coroutine ended with ``exc``: a server error (once), unless the request was
     cancelled (the client went away: neither a latency nor a server error to record)."""
@@ -184,7 +202,7 @@ cdef int _ended(Flight f, object exc) except -1:
 
 cdef int _record_error(Flight f) except -1:
     """A request that failed before its response ended: error 1.0 (once)."""
-    if f.status >= 0:
+    if _at_least(f.status, 0):
         f.status = -1
         f._core.finish(f._seq, f.start, 1.0, tick=False)
     return 0
@@ -256,10 +274,14 @@ def new_core(mw):
 cdef Flight _flight(MiddlewareCore core, object decision, object seq, object target,
                     object scope, object receive, object send):
     """The counted request's :class:`Flight`, the app called with it as ``send``."""
+    cdef double now
     cdef Flight f = Flight.__new__(Flight)
     f._core, f._decision, f._seq, f._send = core, decision, seq, send
     f.status = 0
-    f.start = core.timer()
+    if core.perf and perf_now(&now) == 0:  # time.perf_counter(), read in C
+        f.start = now
+    else:
+        f.start = core.timer()
     try:
         f._inner = _awaitable(target(scope, receive, f))
     except BaseException as exc:

@@ -11,6 +11,7 @@ cdef class MiddlewareCore:
     cdef public Py_ssize_t max_length, threshold
     cdef public str http_prefix
     cdef public bint every_path
+    cdef public bint perf  # timer is time.perf_counter: read in C (routing/clocks.pxd)
     cdef public dict target_of
     cdef public RouteCore route  # None: call experiment.route_checked
     cdef unsigned int route_tag  # the experiment type's version when ``route`` was checked

@@ -8,7 +8,11 @@ A generic attribute read from C costs ~350 instructions, more than CPython 3.11'
 bytecode; a C field costs one load. The middleware's ``CoreMirror`` keeps the copy current.
 """
 
+from time import perf_counter
+
 from cpython.object cimport Py_TYPE
+
+from modelrouter.routing.clocks cimport perf_now, wall_now
 
 from modelrouter.routing.experiment_c import route_checked as _route_checked_twin
 
@@ -16,6 +20,15 @@ from modelrouter.routing.experiment_c import route_checked as _route_checked_twi
 cdef extern from "Python.h":
     ctypedef struct _Typed "PyTypeObject":  # the one field read here
         unsigned int tp_version_tag
+
+
+def clock_now_py(bint wall):
+    """``time.time()`` (``wall``) or ``time.perf_counter()`` as the request path reads them
+    in C (routing/clocks.pxd), for tests; None where they cannot be read in C."""
+    cdef double t = 0.0
+    if (wall_now(&t) if wall else perf_now(&t)) != 0:
+        return None
+    return t
 
 
 cdef object header_unit(MiddlewareCore core, object scope):
@@ -55,6 +68,7 @@ cdef class MiddlewareCore:
     def refresh(self, mw):
         """Read every field from the middleware again (it calls this when an attribute of
         its changes: the router sets surface, shadows and replay after building it)."""
+        cdef double now
         d = mw.__dict__
         experiment = d.get("experiment")
         self.app, self.experiment, self.lifecycle = d.get("app"), experiment, d.get("lifecycle")
@@ -63,6 +77,8 @@ cdef class MiddlewareCore:
         self.max_length = getattr(reader, "max_length", 0)
         self.read_segment, self.covariates = d.get("_read_segment"), d.get("_covariates")
         self.timer, self.entries = d.get("_timer"), d.get("_entries")
+        # the default timer is read in C (perf_now): a call through the interpreter avoided
+        self.perf = self.timer is perf_counter and perf_now(&now) == 0
         self.threshold = d.get("_threshold") or 0
         self.fold_journal = d.get("_fold_journal")
         self.routed, self.finish = mw._routed, mw._finish

@@ -7,6 +7,7 @@ cdef class RouteCore:
     cdef public UnitPath path
     cdef public object prefix, names, models  # any type the Python method takes
     cdef public bint unit_level, overridden
+    cdef public bint wall  # clock is time.time: read in C (routing/clocks.pxd)
     cdef public object tick  # the experiment's feedback hook (Experiment.subscribe)
     cdef object _alloc, _props, _epoch  # the last allocation seen, its propensities, epoch
     cpdef tuple route(self, object unit, object segment=*)

@@ -11,11 +11,16 @@ the experiment builds once (``Experiment._core``) and refreshes whenever one of 
 is set (``Experiment.__setattr__``; a forked child's new decision-id prefix, say). With the memory store's compiled path (store/hot_c.pyx) the exposure is a C call.
 """
 
+from time import time as _wall_clock
+
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII
 
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.decision import Decision
+from modelrouter.routing.clocks cimport wall_now
 from modelrouter.store.hot_c cimport UnitPath, expose
 
 from modelrouter.store.hot_c import expose_unit as _hot_expose_unit
@@ -26,15 +31,69 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object o)
     bint PyUnicode_IS_COMPACT_ASCII(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    Py_ssize_t PyLong_AsSsize_t(object o) except? -1
+
+cdef extern from *:
+    """
+    /* A tuple subclass's instance of n items, unfilled: tuple.__new__'s own allocation
+       (tuple_subtype_new), without the argument tuple it copies from. */
+    static PyObject *modelrouter_tuple_alloc(PyObject *cls, Py_ssize_t n) {
+        return ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, n);
+    }
+    """
+    object tuple_alloc "modelrouter_tuple_alloc" (object cls, Py_ssize_t n)
 
 from libc.string cimport memcpy
 
 
 cdef object new_decision(object cls, tuple fields):
-    """``tuple.__new__(Decision, fields)`` (NamedTuple's Python ``__new__`` skipped), called
-    through the tuple type's slot directly."""
-    cdef tuple args = (fields,)
-    return PyTuple_Type.tp_new(cls, <PyObject*>args, NULL)
+    """``tuple.__new__(Decision, fields)`` (NamedTuple's Python ``__new__`` skipped): for
+    ``Decision`` itself, what ``tuple.__new__`` does (its allocation, the items copied),
+    without the copy of ``fields`` it makes first; another class through the tuple type's
+    slot."""
+    cdef Py_ssize_t i, n
+    cdef tuple args
+    if cls is not Decision:
+        args = (fields,)
+        return PyTuple_Type.tp_new(cls, <PyObject*>args, NULL)
+    n = len(fields)
+    out = tuple_alloc(cls, n)
+    for i in range(n):
+        _put(out, i, <object>PyTuple_GET_ITEM(fields, i))
+    return out
+
+
+cdef inline void _put(object out, Py_ssize_t i, object item) noexcept:
+    Py_INCREF(item)  # (SET_ITEM takes the reference)
+    PyTuple_SET_ITEM(out, i, item)
+
+
+cdef object _decision(object decision_id, object variant, object model, object unit,
+                      object propensity, object epoch, object issued_at, object segment):
+    """An A/B ``Decision`` (mode "ab", counted) as :func:`new_decision` builds it, without a
+    tuple of its fields first."""
+    out = tuple_alloc(Decision, 10)
+    _put(out, 0, decision_id)
+    _put(out, 1, variant)
+    _put(out, 2, model)
+    _put(out, 3, unit)
+    _put(out, 4, propensity)
+    _put(out, 5, epoch)
+    _put(out, 6, "ab")
+    _put(out, 7, issued_at)
+    _put(out, 8, True)
+    _put(out, 9, segment)
+    return out
+
+
+cdef inline object _at(object seq, object index):
+    """``seq[index]``: a tuple's item read in C for an int index within its bounds."""
+    cdef Py_ssize_t i
+    if type(seq) is tuple and type(index) is int:
+        i = PyLong_AsSsize_t(index)
+        if 0 <= i < len(<tuple>seq):
+            return <object>PyTuple_GET_ITEM(seq, i)
+    return seq[index]
 
 
 cdef str decision_id_of(str prefix, object seq):
@@ -73,6 +132,8 @@ cdef class RouteCore:
         changes: a forked child's decision-id prefix, a test's replaced clock)."""
         d = experiment.__dict__
         self.state, self.clock, self.bandit = d.get("state"), d.get("clock"), d.get("bandit")
+        cdef double now
+        self.wall = self.clock is _wall_clock and wall_now(&now) == 0  # read in C then
         self.store = d.get("store")
         self.expose, self.bucket = d.get("_expose_unit"), d.get("_bucket")
         self.route_other = experiment._route_other
@@ -96,7 +157,11 @@ cdef class RouteCore:
         alloc = self.state.allocation  # one read: the whole decision uses one allocation
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
             return self.bandit.route(unit, segment, alloc)
-        now = self.clock()
+        cdef double wall
+        if self.wall and wall_now(&wall) == 0:  # time.time(), read in C
+            now = wall
+        else:
+            now = self.clock()
         if unit is not None and self.unit_level:  # the hot path: a split unit
             codes = self.store.segment_codes(segment) if segment else ()
             if self.path is not None:
@@ -108,11 +173,10 @@ cdef class RouteCore:
                 self._props, self._epoch = alloc.propensities, alloc.epoch
                 self._alloc = alloc
             prefix = self.prefix
-            return new_decision(Decision, (
+            return _decision(
                 decision_id_of(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
-                self.names[i], self.models[i], unit,
-                self._props[i], self._epoch, "ab", now, True,
-                segment if type(segment) is tuple else tuple(segment))), seq
+                _at(self.names, i), _at(self.models, i), unit, _at(self._props, i),
+                self._epoch, now, segment if type(segment) is tuple else tuple(segment)), seq
         return self.route_other(unit, segment, alloc, now)
 
 
