@@ -292,15 +292,19 @@ cdef Flight _flight(MiddlewareCore core, object decision, object seq, object tar
 
 cdef object _target(MiddlewareCore core, object scope, object decision):
     """Give the request's state the decision; the app of the decision's variant."""
-    state = scope.get("state")
+    cdef bint plain = type(scope) is dict  # (then read and written without a method call)
+    state = (<dict>scope).get("state") if plain else scope.get("state")
     if not state:  # uvicorn's per-request copy of an empty lifespan state: the common case
-        scope["state"] = {"modelrouter": decision}
+        state = {"modelrouter": decision}
     elif type(state) is dict:
         state = state.copy()  # never the server's dict: a request's state is its own
         state["modelrouter"] = decision
-        scope["state"] = state
     else:
-        scope["state"] = {**state, "modelrouter": decision}
+        state = {**state, "modelrouter": decision}
+    if plain:
+        (<dict>scope)["state"] = state
+    else:
+        scope["state"] = state
     variant = (<tuple>decision)[1] if type(decision) is Decision else decision.variant
     return core.target_of[variant]
 

@@ -18,6 +18,7 @@ from bisect import bisect_left
 
 from cpython.array cimport array, resize_smart
 from cpython.list cimport PyList_GET_SIZE
+from libc.string cimport memset
 
 from modelrouter.store.array_exports cimport array_exports
 
@@ -48,67 +49,120 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
     cdef long long seq, cap = capacity
     cdef double latency, error
     cdef int overflow
+    cdef double acc[_HELD]  # hist_sum's floats while held in C (held[v] set)
+    cdef unsigned char held[_HELD]
+    cdef Py_ssize_t nv
     if not n:
         return
     batch = entries[:n]
     del entries[:n]  # entries appended since the slice stay, after these
     size = len(rs)
-    for entry in batch:
-        seq_obj, latency_obj, error_obj = entry  # the twin's unpacking (its ValueError)
-        if type(seq_obj) is not int or type(latency_obj) is not float or (
-                type(error_obj) is not float):  # not the middleware's (int, float, float)
-            _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
-                         units, hist, hist_sum)
-            continue
-        seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
-        if overflow:  # past any decision number: the twin's own comparisons skip it
-            _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
-                         units, hist, hist_sum)
-            continue
-        latency = latency_obj
-        error = error_obj
-        if seq < 0:
-            continue
-        slot = seq % cap
-        if slot >= size:
-            continue  # evicted by a flood of newer requests: nothing to attribute to
-        if slot >= len(rs):  # shrunk since ``size`` was read: the array's own IndexError
-            ring_seq[slot]
-        if rs.data.as_longlongs[slot] != seq:
-            continue
-        if slot >= len(rr):  # the row column shorter than the ring, as the array would say
-            raise IndexError("array index out of range")
-        row = rr.data.as_longlongs[slot]
-        if not (0 <= row < len(lat_x) and row < len(lat_y) and row < len(err_x)
-                and row < len(err_y) and row < len(variant)):
-            _fold_entry_py(units, row, latency_obj, error_obj, hist, hist_sum)
-            continue
-        lat_x.data.as_doubles[row] += latency
-        lat_y.data.as_doubles[row] += 1.0
-        if error:
-            err_x.data.as_doubles[row] += error
-        err_y.data.as_doubles[row] += 1.0
-        v = variant.data.as_schars[row]  # the unit's variant, as in its analysis
-        lo, hi = 0, _N_EDGES  # bisect_left(EDGES_MS, latency)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if _EDGES.data.as_doubles[mid] < latency:
-                lo = mid + 1
-            else:
-                hi = mid
-        if 0 <= v * _N_SLOTS + lo < len(hist_a):
-            hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
-        else:  # a variant code the histogram does not hold: the array's own indexing
-            _add_at(hist, v * _N_SLOTS + lo, 1)
-        if type(hsum) is list and 0 <= v < len(<list>hsum):
-            (<list>hsum)[v] = (<list>hsum)[v] + latency
-        else:  # the list's own indexing (a negative code wraps, as in the Python twin)
-            _add_at(hsum, v, latency_obj)
+    # the variants' latency sums (hist_sum, a list of floats) are added in C and written
+    # back once per fold: the same float additions in the same order, one float object per
+    # variant per fold instead of one per entry; written back before any Python code runs
+    memset(held, 0, sizeof(held))
+    nv = _release(hsum, acc, held, 0)
+    try:
+        for entry in batch:
+            seq_obj, latency_obj, error_obj = entry  # the twin's unpacking (its ValueError)
+            if type(seq_obj) is not int or type(latency_obj) is not float or (
+                    type(error_obj) is not float):  # not the middleware's (int, float, float)
+                nv = _release(hsum, acc, held, nv)
+                _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
+                             units, hist, hist_sum)
+                continue
+            seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
+            if overflow:  # past any decision number: the twin's own comparisons skip it
+                nv = _release(hsum, acc, held, nv)
+                _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
+                             units, hist, hist_sum)
+                continue
+            latency = latency_obj
+            error = error_obj
+            if seq < 0:
+                continue
+            slot = seq % cap
+            if slot >= size:
+                continue  # evicted by a flood of newer requests: nothing to attribute to
+            if slot >= len(rs):  # shrunk since ``size`` was read: the array's own IndexError
+                nv = _release(hsum, acc, held, nv)
+                ring_seq[slot]
+            if rs.data.as_longlongs[slot] != seq:
+                continue
+            if slot >= len(rr):  # the row column shorter than the ring, as the array would say
+                nv = _release(hsum, acc, held, nv)
+                raise IndexError("array index out of range")
+            row = rr.data.as_longlongs[slot]
+            if not (0 <= row < len(lat_x) and row < len(lat_y) and row < len(err_x)
+                    and row < len(err_y) and row < len(variant)):
+                nv = _release(hsum, acc, held, nv)
+                _fold_entry_py(units, row, latency_obj, error_obj, hist, hist_sum)
+                continue
+            lat_x.data.as_doubles[row] += latency
+            lat_y.data.as_doubles[row] += 1.0
+            if error:
+                err_x.data.as_doubles[row] += error
+            err_y.data.as_doubles[row] += 1.0
+            v = variant.data.as_schars[row]  # the unit's variant, as in its analysis
+            lo, hi = 0, _N_EDGES  # bisect_left(EDGES_MS, latency)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _EDGES.data.as_doubles[mid] < latency:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if 0 <= v * _N_SLOTS + lo < len(hist_a):
+                hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
+            else:  # a variant code the histogram does not hold: the array's own indexing
+                nv = _release(hsum, acc, held, nv)
+                _add_at(hist, v * _N_SLOTS + lo, 1)
+            if 0 <= v < nv and (held[v] or _hold(<list>hsum, v, acc, held)):
+                acc[v] += latency  # the variant's latency sum, added in C (written back below)
+            elif type(hsum) is list and 0 <= v < len(<list>hsum):  # not a float: Python's +
+                (<list>hsum)[v] = (<list>hsum)[v] + latency
+            else:  # the list's own indexing (a negative code wraps, as in the Python twin)
+                nv = _release(hsum, acc, held, nv)
+                _add_at(hsum, v, latency_obj)
+    finally:
+        _release(hsum, acc, held, nv)
     if tracker is not None:  # a decision no longer tracked is skipped by apply
         lat, err = auto
         for seq_obj, latency_obj, error_obj in batch:
             tracker.apply(seq_obj, lat, latency_obj)
             tracker.apply(seq_obj, err, error_obj)
+
+
+cdef enum:
+    _HELD = 64  # variants whose latency sums a fold adds in C (more: Python's addition)
+
+
+cdef bint _hold(list hsum, Py_ssize_t v, double* acc, unsigned char* held) except -1:
+    """Take ``hsum[v]`` into C when it is a float (then ``held[v]``); False otherwise."""
+    if v >= len(hsum):  # (shrunk by Python code since ``nv`` was read)
+        return False
+    cur = hsum[v]
+    if type(cur) is not float:
+        return False
+    acc[v] = <double>cur
+    held[v] = 1
+    return True
+
+
+cdef Py_ssize_t _release(object hsum, double* acc, unsigned char* held,
+                         Py_ssize_t nv) except -1:
+    """Write the sums held in C back into ``hsum`` (``nv`` of them were holdable); how many
+    of its variants may be held from now on (0: not a list, or more than ``_HELD``)."""
+    cdef Py_ssize_t k
+    for k in range(nv):
+        if held[k]:
+            held[k] = 0
+            if k < len(<list>hsum):
+                (<list>hsum)[k] = acc[k]
+            else:  # (cannot happen: no Python code runs while a sum is held) its IndexError
+                hsum[k] = acc[k]
+    if type(hsum) is not list or len(<list>hsum) > _HELD:
+        return 0
+    return len(<list>hsum)
 
 
 cdef void _add_at(object seq, object index, object value) except *:

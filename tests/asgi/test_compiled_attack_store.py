@@ -147,7 +147,8 @@ _python_fold: Any = python_method(AutoJournal, "fold")
 
 
 def _fold_run(entries: list[Any], compiled_fold: bool, bandit: bool,
-              variant_code: int | None = None, hist_sum_len: int | None = None) -> str:
+              variant_code: int | None = None, hist_sum_len: int | None = None,
+              hist_sum_extra: int = 0) -> str:
     """A store after 100 requests of 30 units (ring of 64: it wrapped), its journal given
     ``entries``, folded by one twin: the exception's type and every column it touches."""
     r = make_router(max_pending=64, **({"reward": "click"} if bandit else {}))
@@ -162,6 +163,7 @@ def _fold_run(entries: list[Any], compiled_fold: bool, bandit: bool,
         store._units.variant[store._ring_row[99 % 64]] = variant_code
     if hist_sum_len is not None:
         del store._hist_sum[hist_sum_len:]
+    store._hist_sum.extend([0.5] * hist_sum_extra)
     journal = store.journal
     journal.entries.extend(entries)
     error = None
@@ -214,6 +216,15 @@ FOLD_ENTRIES: dict[str, Any] = {
     "2**70-seq": [(2**70, 1.0, 0.0), (99, 1.0, 0.0)],
     "float-seq": [(99.0, 1.0, 0.0)],
     "numpy": "numpy",
+    # the compiled fold adds the variants' latency sums in C and writes them back once: a
+    # Python step (or an exception) in the middle of a batch must see them written back
+    # (each unit's entries share its variant: a sum held in C, then Python's addition)
+    "sums-then-raise": [(99, 0.1, 0.0), (98, 0.2, 0.0), (97, 0.3, 0.0), (99, 0.4, 0.0),
+                        (99, "5", 0.0), (98, 1.0, 0.0)],
+    "sums-around-python": [(99, 0.1, 0.0), (99, 5, 1), (99, 0.3, 0.0), (98, 0.7, 0.0),
+                           (98, 2**70, 0.0), (98, 0.9, 0.0), (97, 0.1, 0.0),
+                           (2**70, 1.0, 0.0), (97, 0.2, 0.0)],
+    "sums-long-batch": [(99 - i % 40, 0.1 * i + 1e-7, float(i % 3 == 0)) for i in range(300)],
 }
 
 
@@ -240,6 +251,15 @@ def test_a_corrupt_variant_code_folds_as_the_python_twin(code: int, hist_sum_len
     short list: a write past its end). Now the list's own indexing, as in the twin."""
     assert (_fold_run([(99, 3.0, 1.0)], True, False, code, hist_sum_len)
             == _fold_run([(99, 3.0, 1.0)], False, False, code, hist_sum_len))
+
+@pytest.mark.parametrize("extra", [0, 61, 62, 200])
+def test_latency_sums_of_many_variants_fold_the_same(extra: int) -> None:
+    """A histogram-sum list longer than the compiled fold holds in C (64) is added to by
+    Python's addition; at or under it, in C: the same floats either way."""
+    entries = [(99 - i % 40, 0.1 * i + 1e-7, 0.0) for i in range(200)]
+    assert (_fold_run(entries, True, False, hist_sum_extra=extra)
+            == _fold_run(entries, False, False, hist_sum_extra=extra))
+
 
 @pytest.mark.parametrize("bandit", [False, True], ids=["ab", "bandit"])
 def test_a_restore_between_append_and_fold_folds_the_same(bandit: bool) -> None:
