@@ -12,7 +12,8 @@ No coroutine of the router's own stands between the server and the app. :func:`i
 points the middleware class's call slot at :func:`_entry`, which does everything before the
 app runs when the server calls the middleware, and returns what the server then awaits: the
 app's own awaitable for a request that is not counted, else a :class:`Flight`, one C object
-that is both the ``send`` the app is given and the awaitable that drives the app's coroutine
+that is both the ``send`` the app is given (called through its vectorcall slot: no argument
+tuple per message) and the awaitable that drives the app's coroutine
 (the interpreter's ``await`` steps the app through it with one C call: its ``am_send`` slot
 on CPython 3.10-3.11, its ``__next__`` from 3.12, where ``await`` no longer reads ``am_send``)
 and records a server error if the app raises. ``__call__`` itself stays a coroutine function
@@ -24,17 +25,15 @@ raised) when the middleware is called, before anything awaits it.
 
 from asyncio import CancelledError
 from collections.abc import Coroutine
-from inspect import CO_ITERABLE_COROUTINE
-from types import GeneratorType
 
+cimport cython
 from cpython.ref cimport PyObject, Py_XDECREF
 
 
 cdef extern from "Python.h":
     int PyIter_Send(object iterator, object arg, PyObject** presult) except -1
     long PyLong_AsLongAndOverflow(object obj, int* overflow) except? -1
-    bint PyCoro_CheckExact(object o)
-    bint PyIter_Check(object o)
+    Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
 
 cdef extern from *:
     """
@@ -52,6 +51,13 @@ cdef extern from *:
     #endif
         return 0;
     }
+    static int modelrouter_set_vectorcall(PyObject *type, Py_ssize_t offset) {
+        PyTypeObject *t = (PyTypeObject *)type;
+        t->tp_vectorcall_offset = offset;
+        t->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+        PyType_Modified(t);
+        return 0;
+    }
     static int modelrouter_set_tp_call(PyObject *type, void *call) {
         ((PyTypeObject *)type)->tp_call = (ternaryfunc)call;
         return 0;
@@ -59,20 +65,24 @@ cdef extern from *:
     """
     int modelrouter_set_am_send(object type, void* send) except -1
     int modelrouter_set_tp_call(object type, void* call) except -1
+    int modelrouter_set_vectorcall(object type, Py_ssize_t offset) except -1
 
 from modelrouter.asgi.lifespan import run_lifespan
 from modelrouter.asgi.responses import send_error
 from modelrouter.exceptions import UnitIdError
-from modelrouter.routing.decision import Decision
 from modelrouter.routing.tokens import TOKEN_HEADER
 
-from modelrouter.asgi.middleware_core_c cimport MiddlewareCore, header_unit, route_is_twin
+from modelrouter.asgi.middleware_core_c cimport (MiddlewareCore, awaitable_of, counted,
+                                                exception_of, header_unit, route_is_twin,
+                                                target_of)
 from modelrouter.routing.clocks cimport perf_now
 from modelrouter.routing.experiment_c cimport RouteCore
 
 cdef bytes _TOKEN = TOKEN_HEADER.encode("latin-1")
+cdef object _ONE = 1.0, _ZERO = 0.0
 
 
+@cython.final  # (no subclass: its vectorcall slot is read at a fixed offset)
 cdef class Flight:
     """One counted request in flight, as one object: the ``send`` the app is given (records
     the automatic metrics when the last body byte is sent, adds the signed token to the
@@ -82,45 +92,14 @@ cdef class Flight:
     own, no await wrapper, one allocation per request."""
 
     cdef object _send, _decision, _seq, _inner
+    cdef void* _vectorcall  # _vectorcall for a Flight the middleware made (its send calls)
     cdef MiddlewareCore _core
     cdef bint _started
     cdef public object start
     cdef public object status  # 0 until the response starts; -1 once recorded
 
     def __call__(self, message):
-        cdef MiddlewareCore core = self._core
-        cdef double now
-        if core is None:  # made outside the middleware's call: nothing to record into
-            raise TypeError("a Flight is made by the middleware's call only")
-        kind = message["type"]
-        if kind == "http.response.start":
-            self.status = message["status"]
-            signer = core.signer
-            if signer is not None:  # the signed token for late feedback (tokens.py)
-                message = {**message, "headers": [*message.get("headers", ()), (
-                    _TOKEN, signer.sign_decision(self._decision))]}
-        elif kind == "http.response.body" and not (
-                (<dict>message).get("more_body") if type(message) is dict
-                else message.get("more_body")) and _at_least(self.status, 0):
-            error = 1.0 if _at_least(self.status, 500) else 0.0
-            entries = core.entries
-            if entries is None:
-                core.finish(self._seq, self.start, error)
-            else:
-                start = self.start
-                if core.perf and type(start) is float and perf_now(&now) == 0:
-                    latency = (now - <double>start) * 1000.0  # the same float operations
-                else:
-                    latency = (core.timer() - start) * 1000.0
-                entries.append((self._seq, latency, error))
-                if len(entries) >= core.threshold:
-                    core.fold_journal()
-                route = core.route  # the experiment's C copy, when the route is compiled
-                tick = core.experiment.tick if route is None else (<RouteCore>route).tick
-                if tick is not None:
-                    tick()
-            self.status = -1
-        return self._send(message)
+        return _message(self, message)
 
     # the awaitable: the coroutine protocol (registered as a collections.abc.Coroutine, so
     # asyncio.run and create_task take it as they take a coroutine)
@@ -142,12 +121,12 @@ cdef class Flight:
     def throw(self, typ, val=None, tb=None):
         it = self._inner
         if it is None:
-            raise _exception(typ, val, tb)
+            raise exception_of(typ, val, tb)
         self._started = True
         thrower = getattr(it, "throw", None)
         try:
             if thrower is None:
-                raise _exception(typ, val, tb)
+                raise exception_of(typ, val, tb)
             if val is None and tb is None:
                 return thrower(typ)
             return thrower(typ, val, tb)
@@ -179,6 +158,64 @@ cdef class Flight:
         # (never started: nothing ran; the app's coroutine warns that it was never awaited)
         if self._inner is not None and self._started:
             self.close()
+
+
+cdef object _message(Flight self, object message):
+    """The ``send`` the app is given (:class:`Flight`'s ``__call__``, and its vectorcall)."""
+    cdef MiddlewareCore core = self._core
+    cdef double now
+    if core is None:  # made outside the middleware's call: nothing to record into
+        raise TypeError("a Flight is made by the middleware's call only")
+    kind = message["type"]
+    if kind == "http.response.start":
+        self.status = message["status"]
+        signer = core.signer
+        if signer is not None:  # the signed token for late feedback (tokens.py)
+            message = {**message, "headers": [*message.get("headers", ()), (
+                _TOKEN, signer.sign_decision(self._decision))]}
+    elif kind == "http.response.body" and not (
+            (<dict>message).get("more_body") if type(message) is dict
+            else message.get("more_body")) and _at_least(self.status, 0):
+        error = _ONE if _at_least(self.status, 500) else _ZERO  # (the Python method's constants)
+        entries = core.entries
+        if entries is None:
+            core.finish(self._seq, self.start, error)
+        else:
+            start = self.start
+            if core.perf and type(start) is float and perf_now(&now) == 0:
+                latency = (now - <double>start) * 1000.0  # the same float operations
+            else:
+                latency = (core.timer() - start) * 1000.0
+            entries.append((self._seq, latency, error))
+            if len(entries) >= core.threshold:
+                core.fold_journal()
+            route = core.route  # the experiment's C copy, when the route is compiled
+            tick = core.experiment.tick if route is None else (<RouteCore>route).tick
+            if tick is not None:
+                tick()
+        self.status = -1
+    return self._send(message)
+
+
+cdef object _vectorcall(object self, PyObject** args, size_t nargsf, PyObject* kwnames):
+    """The Flight's vectorcall (set on each Flight the middleware makes): the app's
+    ``send(message)`` without an argument tuple; any other form of call goes through
+    ``__call__`` (its own TypeErrors)."""
+    cdef Py_ssize_t n = PyVectorcall_NARGS(nargsf), i
+    if kwnames == NULL and n == 1:
+        return _message(<Flight>self, <object>args[0])
+    pos = [<object>args[i] for i in range(n)]
+    names = () if kwnames == NULL else <tuple>kwnames
+    kwargs = {names[i]: <object>args[n + i] for i in range(len(names))}
+    return Flight.__call__(self, *pos, **kwargs)
+
+
+cdef int _set_vectorcall() except -1:
+    """Give Flight instances a vectorcall slot (read from each one's ``_vectorcall`` field:
+    NULL, and so ``__call__``, for one made outside the middleware's call)."""
+    cdef Flight probe = Flight.__new__(Flight)
+    return modelrouter_set_vectorcall(
+        Flight, <char*>&probe._vectorcall - <char*><PyObject*>probe)
 
 
 cdef inline bint _at_least(object status, long bound) except -1:
@@ -229,38 +266,8 @@ cdef int _advance(object o, object arg, PyObject** result) except -1:
     return r
 
 
-cdef object _exception(object typ, object val, object tb):
-    """The exception ``throw(typ, val, tb)`` raises (the generator protocol's forms)."""
-    if isinstance(typ, BaseException):
-        exc = typ
-    elif val is None:
-        exc = typ()
-    elif isinstance(val, typ):
-        exc = val
-    else:
-        exc = typ(val)
-    return exc if tb is None else exc.with_traceback(tb)
-
-
-cdef object _awaitable(object obj):
-    """What ``await obj`` iterates (CPython's GET_AWAITABLE): a coroutine or a Flight
-    itself, else what its ``__await__`` returns (an iterator), with CPython's TypeErrors."""
-    if PyCoro_CheckExact(obj) or type(obj) is Flight:
-        return obj
-    if isinstance(obj, GeneratorType) and obj.gi_code.co_flags & CO_ITERABLE_COROUTINE:
-        return obj  # a @types.coroutine generator
-    method = getattr(type(obj), "__await__", None)
-    if method is None:
-        raise TypeError(f"object {type(obj).__name__} can't be used in 'await' expression")
-    it = method(obj)
-    if PyCoro_CheckExact(it):
-        raise TypeError("__await__() returned a coroutine")
-    if not PyIter_Check(it):
-        raise TypeError(f"__await__() returned non-iterator of type '{type(it).__name__}'")
-    return it
-
-
 modelrouter_set_am_send(Flight, <void*>_advance)
+_set_vectorcall()
 Coroutine.register(Flight)
 
 
@@ -277,40 +284,18 @@ cdef Flight _flight(MiddlewareCore core, object decision, object seq, object tar
     cdef double now
     cdef Flight f = Flight.__new__(Flight)
     f._core, f._decision, f._seq, f._send = core, decision, seq, send
+    f._vectorcall = <void*>_vectorcall
     f.status = 0
     if core.perf and perf_now(&now) == 0:  # time.perf_counter(), read in C
         f.start = now
     else:
         f.start = core.timer()
     try:
-        f._inner = _awaitable(target(scope, receive, f))
+        f._inner = awaitable_of(target(scope, receive, f), Flight)
     except BaseException as exc:
         _ended(f, exc)
         raise
     return f
-
-
-cdef object _target(MiddlewareCore core, object scope, object decision):
-    """Give the request's state the decision; the app of the decision's variant."""
-    cdef bint plain = type(scope) is dict  # (then read and written without a method call)
-    state = (<dict>scope).get("state") if plain else scope.get("state")
-    if not state:  # uvicorn's per-request copy of an empty lifespan state: the common case
-        state = {"modelrouter": decision}
-    elif type(state) is dict:
-        state = state.copy()  # never the server's dict: a request's state is its own
-        state["modelrouter"] = decision
-    else:
-        state = {**state, "modelrouter": decision}
-    if plain:
-        (<dict>scope)["state"] = state
-    else:
-        scope["state"] = state
-    variant = (<tuple>decision)[1] if type(decision) is Decision else decision.variant
-    return core.target_of[variant]
-
-
-cdef inline bint _counted(object decision) except -1:
-    return (<tuple>decision)[8] if type(decision) is Decision else decision.counted
 
 
 cdef object _entry(object mw, object scope, object receive, object send):
@@ -345,8 +330,8 @@ cdef object _entry(object mw, object scope, object receive, object send):
         recording = replay.record(decision, scope, receive, send)
         if recording is not None:
             return _replaying(core, decision, seq, scope, recording, replay)
-    target = _target(core, scope, decision)
-    if not _counted(decision):
+    target = target_of(core, scope, decision)
+    if not counted(decision):
         return target(scope, receive, send)
     return _flight(core, decision, seq, target, scope, receive, send)
 
@@ -355,8 +340,8 @@ async def _replaying(MiddlewareCore core, decision, seq, scope, recording, repla
     """The rest of a request whose ASGI-app shadows were recorded (asgi/shadow_replay.py):
     served through the recording's receive and send, replayed after the response."""
     receive, send = recording.receive, recording.send
-    target = _target(core, scope, decision)
-    if not _counted(decision):
+    target = target_of(core, scope, decision)
+    if not counted(decision):
         await target(scope, receive, send)
         return
     try:

@@ -18,4 +18,8 @@ cdef class MiddlewareCore:
 
 
 cdef object header_unit(MiddlewareCore core, object scope)
+cdef object target_of(MiddlewareCore core, object scope, object decision)
+cdef bint counted(object decision) except -1
+cdef object awaitable_of(object obj, type own)
+cdef object exception_of(object typ, object val, object tb)
 cdef bint route_is_twin(MiddlewareCore core) except -1

@@ -1,25 +1,31 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, binding=True
 """What the compiled request path (``asgi/middleware_c.pyx``) reads from a
 ``RoutingMiddleware``, as C fields: a :class:`MiddlewareCore` that the middleware builds once
-and refreshes whenever one of its attributes is set (``RoutingMiddleware.__setattr__``), and
-the unit id read from the header's bytes.
+and refreshes whenever one of its attributes is set (``RoutingMiddleware.__setattr__``); and
+its steps around the app: the unit id read from the header's bytes, the decision put into the
+request's state, and what ``await`` iterates (CPython's protocol, for the app's awaitable).
 
 A generic attribute read from C costs ~350 instructions, more than CPython 3.11's specialised
 bytecode; a C field costs one load. The middleware's ``CoreMirror`` keeps the copy current.
 """
 
+from inspect import CO_ITERABLE_COROUTINE
 from time import perf_counter
+from types import GeneratorType
 
 from cpython.object cimport Py_TYPE
 
 from modelrouter.routing.clocks cimport perf_now, wall_now
 
+from modelrouter.routing.decision import Decision
 from modelrouter.routing.experiment_c import route_checked as _route_checked_twin
 
 
 cdef extern from "Python.h":
     ctypedef struct _Typed "PyTypeObject":  # the one field read here
         unsigned int tp_version_tag
+    bint PyCoro_CheckExact(object o)
+    bint PyIter_Check(object o)
 
 
 def clock_now_py(bint wall):
@@ -106,3 +112,59 @@ cdef bint route_is_twin(MiddlewareCore core) except -1:
         return False
     core.route_tag = t.tp_version_tag  # (the lookup just tagged it)
     return True
+
+
+cdef object target_of(MiddlewareCore core, object scope, object decision):
+    """Give the request's state the decision; the app of the decision's variant."""
+    cdef bint plain = type(scope) is dict  # (then read and written without a method call)
+    state = (<dict>scope).get("state") if plain else scope.get("state")
+    if not state:  # uvicorn's per-request copy of an empty lifespan state: the common case
+        state = {"modelrouter": decision}
+    elif type(state) is dict:
+        state = state.copy()  # never the server's dict: a request's state is its own
+        state["modelrouter"] = decision
+    else:
+        state = {**state, "modelrouter": decision}
+    if plain:
+        (<dict>scope)["state"] = state
+    else:
+        scope["state"] = state
+    variant = (<tuple>decision)[1] if type(decision) is Decision else decision.variant
+    return core.target_of[variant]
+
+
+cdef bint counted(object decision) except -1:
+    """The decision's ``counted`` (a tuple's item read in C)."""
+    return (<tuple>decision)[8] if type(decision) is Decision else decision.counted
+
+
+cdef object exception_of(object typ, object val, object tb):
+    """The exception ``throw(typ, val, tb)`` raises (the generator protocol's forms)."""
+    if isinstance(typ, BaseException):
+        exc = typ
+    elif val is None:
+        exc = typ()
+    elif isinstance(val, typ):
+        exc = val
+    else:
+        exc = typ(val)
+    return exc if tb is None else exc.with_traceback(tb)
+
+
+cdef object awaitable_of(object obj, type own):
+    """What ``await obj`` iterates (CPython's GET_AWAITABLE): a coroutine or an ``own``
+    (the middleware's Flight) itself, else what its ``__await__`` returns (an iterator), with
+    CPython's TypeErrors."""
+    if PyCoro_CheckExact(obj) or type(obj) is own:
+        return obj
+    if isinstance(obj, GeneratorType) and obj.gi_code.co_flags & CO_ITERABLE_COROUTINE:
+        return obj  # a @types.coroutine generator
+    method = getattr(type(obj), "__await__", None)
+    if method is None:
+        raise TypeError(f"object {type(obj).__name__} can't be used in 'await' expression")
+    it = method(obj)
+    if PyCoro_CheckExact(it):
+        raise TypeError("__await__() returned a coroutine")
+    if not PyIter_Check(it):
+        raise TypeError(f"__await__() returned non-iterator of type '{type(it).__name__}'")
+    return it

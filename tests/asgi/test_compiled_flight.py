@@ -279,3 +279,34 @@ def test_the_feedback_hook_subscribed_at_any_time_is_called_once_per_request() -
         router.experiment.tick = None
         asyncio.run(one())
         assert calls == ["a", "a", "b"], via
+
+
+def test_the_send_a_flight_gives_the_app_takes_any_call_form() -> None:
+    """The app's ``send(message)`` reaches the Flight through its vectorcall (no argument
+    tuple); a keyword call and a wrong argument count go through ``__call__`` and its own
+    answers, a Flight made by hand refuses to record, and Flight takes no subclass (its
+    vectorcall slot sits at a fixed offset)."""
+    from modelrouter.asgi import middleware_c  # type: ignore[attr-defined]
+
+    sent: list[Any] = []
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(send)
+        await send(message={"type": "http.response.start", "status": 503, "headers": []})
+        for args in ((), ({"type": "x"}, {"type": "y"})):
+            with pytest.raises(TypeError):
+                send(*args)
+        with pytest.raises(TypeError):
+            send({"type": "x"}, extra=1)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    router = make_router(app)
+    asyncio.run(router(scope(), receive, _sink(sent)))
+    assert type(seen[0]) is middleware_c.Flight and [m["type"] for m in sent] == [
+        "http.response.start", "http.response.body"]
+    assert auto_totals(router) == (1.0, 1.0)  # recorded once, as a server error (503)
+    with pytest.raises(TypeError, match="made by the middleware's call only"):
+        middleware_c.Flight.__new__(middleware_c.Flight)({"type": "http.response.start"})
+    with pytest.raises(TypeError):
+        type("Sub", (middleware_c.Flight,), {})
