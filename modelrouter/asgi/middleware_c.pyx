@@ -302,6 +302,7 @@ cdef object _entry(object mw, object scope, object receive, object send):
     """The request path: what the server awaits for this request (see the module
     docstring). Everything before the app runs happens here, at the call."""
     cdef MiddlewareCore core = mw._core
+    cdef PyObject* seq_p = NULL
     if core is None:  # (a C field of None would crash) the Python method's AttributeError
         raise AttributeError(f"{type(mw).__name__!r} object has no C copy of its attributes "
                              "(_core): its RoutingMiddleware.__init__ did not run")
@@ -318,7 +319,10 @@ cdef object _entry(object mw, object scope, object receive, object send):
         if core.covariates is not None:
             decision, seq = core.covariates.route(scope, header_unit(core, scope), segment)
         elif core.route is not None and not core.route.overridden and route_is_twin(core):
-            decision, seq = core.route.route(header_unit(core, scope), segment)
+            decision = core.route.route_into(header_unit(core, scope), segment, &seq_p)
+            seq = <object>seq_p  # (the reference route_into gave is dropped below)
+            Py_XDECREF(seq_p)
+            seq_p = NULL
         else:
             decision, seq = core.experiment.route_checked(header_unit(core, scope), segment)
     except UnitIdError as exc:

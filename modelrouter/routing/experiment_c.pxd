@@ -1,4 +1,6 @@
 # The C interface of routing/experiment_c.pyx, for the compiled middleware twin.
+from cpython.object cimport PyObject
+
 from modelrouter.store.hot_c cimport UnitPath
 
 
@@ -11,6 +13,7 @@ cdef class RouteCore:
     cdef public object tick  # the experiment's feedback hook (Experiment.subscribe)
     cdef object _alloc, _props, _epoch  # the last allocation seen, its propensities, epoch
     cpdef tuple route(self, object unit, object segment=*)
+    cdef object route_into(self, object unit, object segment, PyObject** seq_out)
 
 
 # The decision tuple built through the tuple type's slot, and a decision id's hex digits

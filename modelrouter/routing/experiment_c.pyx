@@ -14,7 +14,7 @@ is set (``Experiment.__setattr__``; a forked child's new decision-id prefix, say
 from time import time as _wall_clock
 
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII
 
@@ -154,9 +154,19 @@ cdef class RouteCore:
 
     cpdef tuple route(self, object unit, object segment=()):
         """``route_checked(unit, segment)``: ``(decision, seq)``."""
+        cdef PyObject* seq = NULL
+        decision = self.route_into(unit, segment, &seq)
+        out = (decision, <object>seq)
+        Py_XDECREF(seq)
+        return out
+
+    cdef object route_into(self, object unit, object segment, PyObject** seq_out):
+        """:meth:`route`'s decision; its ``seq`` (a new reference) in ``*seq_out``: no tuple
+        for the middleware's twin, which takes both."""
+        cdef long long seq_c = 0
         alloc = self.state.allocation  # one read: the whole decision uses one allocation
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
-            return self.bandit.route(unit, segment, alloc)
+            return _split(self.bandit.route(unit, segment, alloc), seq_out)
         cdef double wall
         if self.wall and wall_now(&wall) == 0:  # time.time(), read in C
             now = wall
@@ -165,7 +175,8 @@ cdef class RouteCore:
         if unit is not None and self.unit_level:  # the hot path: a split unit
             codes = self.store.segment_codes(segment) if segment else ()
             if self.path is not None:
-                seq, i = expose(self.path, self.store, unit, self.bucket, alloc, codes, now)
+                i = expose(self.path, self.store, unit, self.bucket, alloc, codes, now, &seq_c)
+                seq = seq_c
             else:
                 seq, i = self.expose(unit, self.bucket, alloc, codes, now)
             if alloc is not self._alloc:  # an allocation is never changed once in force:
@@ -173,11 +184,23 @@ cdef class RouteCore:
                 self._props, self._epoch = alloc.propensities, alloc.epoch
                 self._alloc = alloc
             prefix = self.prefix
-            return _decision(
+            decision = _decision(
                 decision_id_of(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
                 _at(self.names, i), _at(self.models, i), unit, _at(self._props, i),
-                self._epoch, now, segment if type(segment) is tuple else tuple(segment)), seq
-        return self.route_other(unit, segment, alloc, now)
+                self._epoch, now, segment if type(segment) is tuple else tuple(segment))
+            Py_INCREF(seq)
+            seq_out[0] = <PyObject*>seq
+            return decision
+        return _split(self.route_other(unit, segment, alloc, now), seq_out)
+
+
+cdef object _split(object pair, PyObject** seq_out):
+    """``decision, seq = pair`` (the unpacking's own errors): the decision; ``seq`` (a new
+    reference) in ``*seq_out``."""
+    decision, seq = pair
+    Py_INCREF(seq)
+    seq_out[0] = <PyObject*>seq
+    return decision
 
 
 def route_checked(self, unit, segment=()):

@@ -22,8 +22,8 @@ cdef class UnitPath:
     cdef object choose(self, object alloc, double u)
 
 
-cdef tuple expose(UnitPath p, object store, object unit, object bucket, object alloc,
-                  object segment, object now)
+cdef object expose(UnitPath p, object store, object unit, object bucket, object alloc,
+                   object segment, object now, long long* seq_out)
 
 
 cdef inline Py_ssize_t bisect_right_d(array a, double x) noexcept:

@@ -212,12 +212,15 @@ def add_unit(self, unit, variant, propensity, epoch, now, segment):
 def expose_unit(self, unit, bucket, alloc, segment, now):
     """The A/B hot path at unit level in one lock: find or create the unit's row, choose its
     variant from its (cached) hash bucket, count and remember it. ``(seq, variant)``."""
-    return expose(self._path, self, unit, bucket, alloc, segment, now)
+    cdef long long seq = 0
+    i = expose(self._path, self, unit, bucket, alloc, segment, now, &seq)
+    return seq, i
 
 
-cdef tuple expose(UnitPath p, object store, object unit, object bucket, object alloc,
-                  object segment, object now):
-    """:func:`expose_unit` on the store's path ``p`` (also called from routing's twin)."""
+cdef object expose(UnitPath p, object store, object unit, object bucket, object alloc,
+                   object segment, object now, long long* seq_out):
+    """:func:`expose_unit` on the store's path ``p`` (also called from routing's twin): the
+    variant's index, its decision number written to ``*seq_out`` (no tuple per request)."""
     cdef FastLock lock = p.lock
     cdef Py_ssize_t row, slot
     cdef long long seq
@@ -231,14 +234,15 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
             u = bucket(unit)
             i = p.choose(alloc, u)
             if not store.unit_level:  # request level: the unit is only this request
-                return store._expose_locked(None, i, alloc.propensities[i], alloc.epoch,
-                                            segment, now)[0], i
+                seq_out[0] = store._expose_locked(None, i, alloc.propensities[i], alloc.epoch,
+                                                  segment, now)[0]
+                return i
             row = p.units.add(unit, i, alloc.propensities[i], alloc.epoch, now, segment)
             _append_double(p.ubucket, u)
         else:
             row = found
             if not (0 <= row < len(p.ubucket) and row < len(p.exposures)):
-                return _expose_known_py(p, store, unit, bucket, alloc, row, now)
+                return _expose_known_py(p, store, unit, bucket, alloc, row, now, seq_out)
             u = p.ubucket.data.as_doubles[row]
             if u != u:  # NaN: a restored row
                 u = bucket(unit)
@@ -271,7 +275,8 @@ cdef tuple expose(UnitPath p, object store, object unit, object bucket, object a
                 p.ring_row[slot] = row
     finally:
         lock.give()
-    return seq, i
+    seq_out[0] = seq
+    return i
 
 
 def expose_decision(self, unit, variant, propensity, epoch, segment=(), now=None, tag=0):
@@ -322,8 +327,8 @@ def expose_decision(self, unit, variant, propensity, epoch, segment=(), now=None
     return seq
 
 
-cdef tuple _expose_known_py(UnitPath p, object store, object unit, object bucket,
-                            object alloc, Py_ssize_t row, object now):
+cdef object _expose_known_py(UnitPath p, object store, object unit, object bucket,
+                             object alloc, Py_ssize_t row, object now, long long* seq_out):
     """The known-unit half of :func:`expose` by Python indexing (lock held), for a row the
     columns do not hold: what the Python method does there (its IndexError) happens here."""
     u = p.ubucket[row]
@@ -343,4 +348,5 @@ cdef tuple _expose_known_py(UnitPath p, object store, object unit, object bucket
         p.ring_seq[slot] = seq
         p.ring_time[slot] = now
         p.ring_row[slot] = row
-    return seq, i
+    seq_out[0] = seq
+    return i
