@@ -60,6 +60,7 @@ cdef object _bandit_router = None  # BanditRouter, _draw, the Python route (set 
 cdef object _draw_py = None
 cdef object _route_py = None
 cdef object _bandit_state = None
+cdef object _memory_store = None  # MemoryStore (set at the end)
 cdef Fields _router  # the last router's _core (store/dict_fields.pxd)
 cdef tuple _ROUTER = ("_core",)
 cdef Fields _rng  # the last generator's own random, if any
@@ -212,7 +213,10 @@ def route(self, unit, segment, alloc):
     epoch = v.epoch
     store = c.store
     codes = store.segment_codes(segment) if segment else ()
-    seq = expose_decision_call(store, unit, i_obj, p, epoch, codes, now, tag)  # (a C call)
+    if type(store) is _memory_store:  # (a C call unless its method was replaced)
+        seq = expose_decision_call(store, unit, i_obj, p, epoch, codes, now, tag)
+    else:  # another store, a subclass: its method
+        seq = store.expose_decision(unit, i_obj, p, epoch, codes, now, tag)
     prefix = c.prefix
     sn = -1
     if type(prefix) is str and type(seq) is int:
@@ -273,8 +277,10 @@ def new_core(router):
 from modelrouter.config.extensions import python_method
 from modelrouter.routing.bandit import BanditRouter as _BanditRouter
 from modelrouter.routing.bandit import BanditState as _BanditState
+from modelrouter.store.memory import MemoryStore as _MemoryStore
 
 _bandit_router = _BanditRouter
 _bandit_state = _BanditState
+_memory_store = _MemoryStore
 _draw_py = _BanditRouter.__dict__["_draw"]
 _route_py = python_method(_BanditRouter, "route")

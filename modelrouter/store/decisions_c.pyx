@@ -196,10 +196,10 @@ cdef tuple _TRACKER = ("_core", "open")
 
 cdef object open_call(object tracker, object seq, object variant, object epoch, object segment,
                       object tag, object unit_row, object now):
-    """``tracker.open(...)`` for the memory store's compiled ``expose_decision``
-    (store/hot_c.pyx): a C call while the tracker's class method is this twin and its instance
-    holds no ``open`` of its own (a subclass's method, a patched one: the call itself)."""
-    if _PyType_Lookup(Py_TYPE(tracker), "open") == <PyObject*>open:
+    """``tracker.open(...)`` for the compiled ``expose_decision`` (store/hot_c.pyx): a C call
+    unless the tracker is a subclass or its method was replaced (then called)."""
+    if (type(tracker) is _tracker_cls
+            and _PyType_Lookup(Py_TYPE(tracker), "open") == <PyObject*>open):
         d = instance_dict(tracker)
         if d is not None:
             read_fields(&_tracker, <dict>d, _TRACKER)

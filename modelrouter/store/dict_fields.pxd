@@ -7,10 +7,12 @@
 # them (``<object>``) before any Python code can run; a freed dict's address, if reused, comes
 # with a new version, so nothing stale is read.
 from cpython.dict cimport PyDict_GetItemWithError
+from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
 
 cdef extern from "Python.h":
-    PyObject** _PyObject_GetDictPtr(object obj)
+    PyObject* GenericGetDict "PyObject_GenericGetDict" (object obj, void* context)
 
 cdef extern from *:
     """
@@ -34,10 +36,13 @@ ctypedef struct Fields:
 
 cdef inline object instance_dict(object obj):
     """``obj``'s ``__dict__`` if it has one (a dict), else None; never raises."""
-    cdef PyObject** ptr = _PyObject_GetDictPtr(obj)
-    if ptr == NULL or ptr[0] == NULL or type(<object>ptr[0]) is not dict:
+    cdef PyObject* found = GenericGetDict(obj, NULL)  # (a new reference)
+    if found == NULL:  # no __dict__: its AttributeError dropped
+        PyErr_Clear()
         return None
-    return <object>ptr[0]
+    d = <object>found
+    Py_DECREF(d)  # (the cast took a reference of its own)
+    return d if type(d) is dict else None
 
 
 cdef inline void read_fields(Fields* f, dict d, tuple names) noexcept:

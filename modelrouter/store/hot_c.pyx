@@ -302,8 +302,8 @@ cdef tuple _STORE = ("_path", "unit_level", "_decisions", "expose_decision")
 
 cdef object expose_decision_call(object store, object unit, object variant, object propensity,
                                  object epoch, object segment, object now, object tag):
-    """``store.expose_decision(...)`` for the bandit's compiled route: a C call unless the
-    store's class or instance has another method (a subclass's, a patched one: called)."""
+    """``store.expose_decision(...)`` for the bandit's compiled route (a ``MemoryStore``): a C
+    call unless its class or instance has another method (a patched one: called)."""
     if _PyType_Lookup(Py_TYPE(store), "expose_decision") == <PyObject*>expose_decision:
         d = instance_dict(store)
         if d is not None:

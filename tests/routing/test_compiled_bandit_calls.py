@@ -159,6 +159,21 @@ def _set(target: str, name: str, value: Any) -> Any:
     return damage
 
 
+class PlainStore(MemoryStore):
+    """A subclass that overrides nothing (its method: the compiled one, called as a method)."""
+
+
+class PlainTracker(DecisionTracker):
+    pass
+
+
+def _subclass(target: str, cls: type) -> Any:
+    def damage(exp: Any) -> None:
+        obj = exp.store if target == "store" else exp.bandit.tracker
+        obj.__class__ = cls
+    return damage
+
+
 DELETE = object()
 DAMAGES = {
     "store-path-none": _set("store", "_path", None),
@@ -168,6 +183,8 @@ DAMAGES = {
     "store-unit-level-int": _set("store", "unit_level", 1),
     "store-clock-deleted": _set("store", "clock", DELETE),  # route passes its own time
     "tracker-core-deleted": _set("tracker", "_core", DELETE),
+    "store-plain-subclass": _subclass("store", PlainStore),
+    "tracker-plain-subclass": _subclass("tracker", PlainTracker),
     "tracker-relevant-float": _set("tracker", "_relevant", frozenset([0.0, 1.0])),
     "tracker-relevant-large": _set("tracker", "_relevant", frozenset([0, 70])),
     "tracker-relevant-bool": _set("tracker", "_relevant", frozenset([False])),
