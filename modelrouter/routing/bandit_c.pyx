@@ -9,6 +9,13 @@ per-request posterior draw (Python), the store's ``expose_decision``, the decisi
 case (no unit id, request level, sticky units, a subclass, a replaced ``_draw``, a state of
 another type) is the Python method itself, called before anything is read or drawn.
 
+Calls are C calls where the called method is the compiled twin: the memory store's
+``expose_decision`` (``expose_decision_call``, store/hot_c.pyx; it calls the tracker's
+``open`` in C too, store/decisions_c.pyx) and ``random.Random.random``; a subclass's or a
+patched method (on the class or the instance) is called as the Python method calls it. The
+router's ``_core`` and the generator's own ``random`` are read from their instance dicts
+(store/dict_fields.pxd); the decision is allocated as ``tuple.__new__(Decision, ...)`` does.
+
 What ``route`` reads from the router it reads from a :class:`BanditCore` (C fields), which the
 router builds at the end of its ``__init__`` and refreshes whenever one of its attributes is
 set (:class:`~modelrouter.config.extensions.CoreMirror`: a forked child's new context, a test's
@@ -20,21 +27,32 @@ frozen dataclass, swapped whole at each refresh) it reads once per state into a
 """
 
 from cpython.array cimport array
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
 
-from modelrouter.routing.experiment_c cimport decision_id_of, new_decision
-from modelrouter.store.hot_c cimport bisect_right_d
+from modelrouter.routing.experiment_c cimport decision_id_of
+from modelrouter.store.dict_fields cimport Fields, instance_dict, read_fields
+from modelrouter.store.hot_c cimport bisect_right_d, expose_decision_call
 
 from math import nextafter
+from random import Random
 
 from modelrouter.bandit.allocator import Weights
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.policies import RouteContext
 
 cdef extern from "Python.h":
-    object PyObject_GenericGetDict(object obj, void* context)
-    PyObject* PyDict_GetItem(object d, object key)
+    PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
+
+cdef extern from *:
+    """
+    static inline PyObject* modelrouter_type_alloc(PyObject* t, Py_ssize_t n) {
+        return ((PyTypeObject*)t)->tp_alloc((PyTypeObject*)t, n);  /* a new reference */
+    }
+    """
+    PyObject* type_alloc "modelrouter_type_alloc" (object t, Py_ssize_t n)
 
 cdef double _BELOW_ONE = nextafter(1.0, 0.0)
 cdef object _BELOW_ONE_OBJ = _BELOW_ONE
@@ -42,6 +60,12 @@ cdef object _bandit_router = None  # BanditRouter, _draw, the Python route (set 
 cdef object _draw_py = None
 cdef object _route_py = None
 cdef object _bandit_state = None
+cdef object _memory_store = None  # MemoryStore (set at the end)
+cdef Fields _router  # the last router's _core (store/dict_fields.pxd)
+cdef tuple _ROUTER = ("_core",)
+cdef Fields _rng  # the last generator's own random, if any
+cdef tuple _RNG = ("random",)
+cdef object _random_c = Random.random  # random.Random's: a C method of its base class
 
 
 cdef class StateView:
@@ -122,13 +146,15 @@ def route(self, unit, segment, alloc):
     cdef Py_ssize_t i, lo, n
     cdef long long sn
     cdef int overflow = 0
-    cdef PyObject* found
     if type(self) is not _bandit_router or unit is None:
         return _route_py(self, unit, segment, alloc)
-    found = PyDict_GetItem(PyObject_GenericGetDict(self, NULL), "_core")
-    if found == NULL or type(<object>found) is not BanditCore:
+    d = instance_dict(self)
+    if d is None:
         return _route_py(self, unit, segment, alloc)
-    c = <BanditCore><object>found
+    read_fields(&_router, <dict>d, _ROUTER)
+    if _router.values[0] == NULL or type(<object>_router.values[0]) is not BanditCore:
+        return _route_py(self, unit, segment, alloc)
+    c = <BanditCore><object>_router.values[0]
     if not c.fast:
         return _route_py(self, unit, segment, alloc)
     st = alloc.state
@@ -139,7 +165,14 @@ def route(self, unit, segment, alloc):
         v = StateView(st)
         c.view = v
     now = c.clock()
-    u = c.rng.random()
+    rng = c.rng  # rng.random(): the C method itself unless rng's type or instance has another
+    if _PyType_Lookup(Py_TYPE(rng), "random") == <PyObject*>_random_c:
+        d = instance_dict(rng)
+        if d is not None:
+            read_fields(&_rng, <dict>d, _RNG)
+        u = _random_c(rng) if d is not None and _rng.values[0] == NULL else rng.random()
+    else:
+        u = rng.random()
     i = -1
     if v.fast and type(u) is float and 0.0 <= <double>u:
         ud = u
@@ -180,7 +213,10 @@ def route(self, unit, segment, alloc):
     epoch = v.epoch
     store = c.store
     codes = store.segment_codes(segment) if segment else ()
-    seq = store.expose_decision(unit, i_obj, p, epoch, codes, now, tag)
+    if type(store) is _memory_store:  # (a C call unless its method was replaced)
+        seq = expose_decision_call(store, unit, i_obj, p, epoch, codes, now, tag)
+    else:  # another store, a subclass: its method
+        seq = store.expose_decision(unit, i_obj, p, epoch, codes, now, tag)
     prefix = c.prefix
     sn = -1
     if type(prefix) is str and type(seq) is int:
@@ -191,9 +227,42 @@ def route(self, unit, segment, alloc):
         decision_id = decision_id_of(<str>prefix, seq)  # (its digits: seq >= 0 fits)
     else:
         decision_id = prefix + format(seq, "x")
-    return new_decision(Decision, (  # tuple.__new__: see Experiment.route
-        decision_id, c.names[i_obj], c.models[i_obj], unit, p, epoch, "bandit", now, True,
-        segment if type(segment) is tuple else tuple(segment))), seq
+    names, models = c.names, c.models
+    if (type(names) is tuple and type(models) is tuple and 0 <= i < len(<tuple>names)
+            and i < len(<tuple>models)):  # (i: i_obj's value, a valid index of both)
+        name, model = (<tuple>names)[i], (<tuple>models)[i]
+    else:
+        name, model = names[i_obj], models[i_obj]
+    return _decision(decision_id, name, model, unit, p, epoch, now,
+                     segment if type(segment) is tuple else tuple(segment)), seq
+
+
+cdef object _decision(object decision_id, object name, object model, object unit, object p,
+                      object epoch, object now, object segment):
+    """``tuple.__new__(Decision, (decision_id, ..., "bandit", now, True, segment))`` (see
+    Experiment.route): the Decision allocated by its type's ``tp_alloc`` and its 10 items set,
+    as ``tuple.__new__`` does after copying them from the argument."""
+    cdef PyObject* o = type_alloc(Decision, 10)
+    if o == NULL:
+        raise MemoryError()
+    d = <object>o
+    Py_DECREF(d)  # (the cast took a reference of its own)
+    _put(d, 0, decision_id)
+    _put(d, 1, name)
+    _put(d, 2, model)
+    _put(d, 3, unit)
+    _put(d, 4, p)
+    _put(d, 5, epoch)
+    _put(d, 6, "bandit")
+    _put(d, 7, now)
+    _put(d, 8, True)
+    _put(d, 9, segment)
+    return d
+
+
+cdef inline void _put(object t, Py_ssize_t k, object item) noexcept:
+    Py_INCREF(item)  # (PyTuple_SET_ITEM takes the reference)
+    PyTuple_SET_ITEM(t, k, item)
 
 
 def new_core(router):
@@ -208,8 +277,10 @@ def new_core(router):
 from modelrouter.config.extensions import python_method
 from modelrouter.routing.bandit import BanditRouter as _BanditRouter
 from modelrouter.routing.bandit import BanditState as _BanditState
+from modelrouter.store.memory import MemoryStore as _MemoryStore
 
 _bandit_router = _BanditRouter
 _bandit_state = _BanditState
+_memory_store = _MemoryStore
 _draw_py = _BanditRouter.__dict__["_draw"]
 _route_py = python_method(_BanditRouter, "route")

@@ -4,15 +4,15 @@
 
 ``store/decisions.py`` installs :func:`open` and :func:`apply` as the methods when they were
 built (``config/extensions.py``). Both run under the store's lock on every bandit decision
-(``open`` from the memory store's compiled ``expose_decision``, store/hot_c.pyx, or the Redis
-store; ``apply`` from the journal fold, twice, and from feedback) and do the Python method's
-steps in the same order: the decision's group (created by ``GroupTable.row_of``'s lines when
-new), its count, the ring slot (``PendingRing.remember``: ``ring_remember``, the C function
-of the ring's own twin, store/columns_c.pyx), the training flag and reward of the slot, the
-unit's latest decision, the reward-0 training count (``_add`` inlined); for ``apply``, the slot
-(``PendingRing.find`` inlined), ``add_to_pair``'s float operations (store/rows.py, built with
-``-ffp-contract=off``) and ``_retrain`` (the tracker's own method) when the value can change
-the decision's reward.
+(``open`` from the memory store's compiled ``expose_decision``, store/hot_c.pyx, as a C call,
+:func:`open_call`, or the Redis store; ``apply`` from the journal fold, twice, and from
+feedback) and do the Python method's steps in the same order: the decision's group (created by
+``GroupTable.row_of``'s lines when new; cached per arm and tag while the index is unchanged),
+its count, the ring slot (``ring_remember``, the C ``PendingRing.remember`` of
+store/columns_c.pyx), the slot's training flag and reward, the unit's latest decision, the
+reward-0 training count (``_add`` inlined); for ``apply``, the slot (``PendingRing.find``
+inlined), ``add_to_pair``'s float operations (store/rows.py, built with ``-ffp-contract=off``)
+and ``_retrain`` (the tracker's own method) when the value can change the decision's reward.
 
 What they read from the tracker they read from a :class:`TrackerCore` (C fields), which the
 tracker builds at the end of ``reset`` and refreshes whenever one of its attributes is set
@@ -27,20 +27,24 @@ called before anything is written, so it raises its own exceptions.
 
 from cpython.array cimport array
 from cpython.list cimport PyList_GET_SIZE
+from libc.string cimport memset
+from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
 from modelrouter.store.columns_c cimport ring_remember
+from modelrouter.store.dict_fields cimport Fields, fields_version, instance_dict, read_fields
 
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, new_sums_row
 
 
 cdef extern from "Python.h":
-    ctypedef struct PyObject
+    PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
     int PyObject_GenericSetAttr(object obj, object name, PyObject* value) except -1
 
 cdef object _open_py = None  # the Python methods (set at the end of this module)
 cdef object _apply_py = None
+cdef object _tracker_cls = None  # DecisionTracker (set at the end of this module)
 
 
 cdef inline bint _typed(object col, char code):
@@ -59,12 +63,20 @@ cdef class TrackerCore:
     cdef tuple any_
     cdef Py_ssize_t n_arms
     cdef bint trains, rule_zero, binary
+    cdef bint bits  # ``relevant`` as the bits of its metric indices (all ints in [0, 64))
+    # open's groups (arms < 16 x tags < 4, epoch g_epoch, no segment; -1: none), valid while
+    # the group index's version (store/dict_fields.pxd) is g_version
+    cdef Py_ssize_t g_cache[64]
+    cdef unsigned long long g_version
+    cdef object g_epoch
+    cdef unsigned long long relevant_bits
 
     def refresh(self, tracker):
         """Read every field from the tracker again; ``fast`` only for the layout ``reset``
         builds (anything else: the Python methods run)."""
         cdef int overflow = 0
         self.fast = False
+        self.g_version = 0  # (a new index has a new version anyway)
         d = tracker.__dict__
         ring, groups, training = d.get("ring"), d.get("groups"), d.get("training")
         xs, ys, any_ = d.get("_x"), d.get("_y"), d.get("_any")
@@ -79,6 +91,11 @@ cdef class TrackerCore:
             return
         self.xs, self.ys, self.any_, self.train, self.r = xs, ys, any_, train, r
         self.unit_last, self.relevant = d["_unit_last"], d["_relevant"]
+        self.bits = all(type(m) is int and 0 <= m < 64 for m in self.relevant)
+        self.relevant_bits = 0
+        if self.bits:
+            for m in self.relevant:
+                self.relevant_bits |= 1ULL << <int>m
         self.n_arms = min([len(row) for row in counters], default=0)
         self.trains = training is not None
         if self.trains:  # a frozen dataclass: read once
@@ -169,12 +186,48 @@ cdef object _open_rest_py(object self, TrackerCore c, object seq, object variant
 def open(self, seq, variant, epoch, segment, tag, unit_row=None, now=0.0):
     """Start tracking decision ``seq`` (issued at ``now``); it trains unless it is a holdout
     decision: see ``DecisionTracker.open`` (store/decisions.py), the Python twin."""
+    return _open(self, _core_of(self), seq, variant, epoch, segment, tag, unit_row, now)
+
+
+# the last tracker's _core and its own open (store/dict_fields.pxd)
+cdef Fields _tracker
+cdef tuple _TRACKER = ("_core", "open")
+
+
+cdef object open_call(object tracker, object seq, object variant, object epoch, object segment,
+                      object tag, object unit_row, object now):
+    """``tracker.open(...)`` for the compiled ``expose_decision`` (store/hot_c.pyx): a C call
+    unless the tracker is a subclass or its method was replaced (then called)."""
+    if (type(tracker) is _tracker_cls
+            and _PyType_Lookup(Py_TYPE(tracker), "open") == <PyObject*>open):
+        d = instance_dict(tracker)
+        if d is not None:
+            read_fields(&_tracker, <dict>d, _TRACKER)
+            if _tracker.values[1] == NULL:
+                core = None if _tracker.values[0] == NULL else <object>_tracker.values[0]
+                return _open(tracker, core, seq, variant, epoch, segment, tag, unit_row, now)
+    return tracker.open(seq, variant, epoch, segment, tag, unit_row, now)
+
+
+cdef object _core_of(object tracker):
+    """``tracker._core``: the instance dict's (the class's own is None), else generic."""
+    if type(tracker) is _tracker_cls:
+        d = instance_dict(tracker)
+        if d is not None:
+            read_fields(&_tracker, <dict>d, _TRACKER)
+            return None if _tracker.values[0] == NULL else <object>_tracker.values[0]
+    return tracker._core
+
+
+cdef object _open(object self, object core, object seq, object variant, object epoch,
+                  object segment, object tag, object unit_row, object now):
+    """:func:`open` with the tracker's ``_core`` read."""
     cdef TrackerCore c
     cdef long long s, arm, t
     cdef int o1 = 0, o2 = 0, o3 = 0
-    cdef Py_ssize_t gi, slot
+    cdef Py_ssize_t gi, slot, ci
+    cdef unsigned long long version
     cdef bint train, zero
-    core = self._core
     if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
             or type(variant) is not int or type(tag) is not int or type(now) is not float):
         return _open_py(self, seq, variant, epoch, segment, tag, unit_row, now)
@@ -186,16 +239,30 @@ def open(self, seq, variant, epoch, segment, tag, unit_row=None, now=0.0):
     zero = train and c.rule_zero
     if o1 or o2 or o3 or s < 0 or arm < 0 or (zero and arm >= c.n_arms):
         return _open_py(self, seq, variant, epoch, segment, tag, unit_row, now)
-    key = (variant, epoch, segment, tag)
-    g = c.index.get(key)  # GroupTable.row_of, its lines
-    if g is None:
-        g = len(c.keys)
-        c.index[key] = g
-        c.keys.append(key)
-        c.sums.append(new_sums_row(c.n_metrics))
-    gi = -1
-    if type(g) is int:
-        gi = PyLong_AsLongLongAndOverflow(g, &o1)
+    gi = ci = -1  # ci: the group cache's entry (arm x tag), for an int epoch and no segment
+    if (0 <= arm < 16 and 0 <= t < 4 and type(epoch) is int and type(segment) is tuple
+            and len(<tuple>segment) == 0):
+        ci = arm * 4 + t
+    version = fields_version(c.index)
+    if (ci >= 0 and version != 0 and version == c.g_version and epoch is c.g_epoch
+            and c.g_cache[ci] >= 0):  # the index unchanged since: index.get(key) is this
+        g = gi = c.g_cache[ci]
+    else:
+        key = (variant, epoch, segment, tag)
+        g = c.index.get(key)  # GroupTable.row_of, its lines
+        if g is None:
+            g = len(c.keys)
+            c.index[key] = g
+            c.keys.append(key)
+            c.sums.append(new_sums_row(c.n_metrics))
+        if type(g) is int:
+            gi = PyLong_AsLongLongAndOverflow(g, &o1)
+        if ci >= 0 and not o1 and gi >= 0:
+            version = fields_version(c.index)
+            if version != c.g_version or epoch is not c.g_epoch:
+                memset(c.g_cache, 0xFF, sizeof(c.g_cache))  # every entry -1
+                c.g_version, c.g_epoch = version, epoch
+            c.g_cache[ci] = gi
     if o1 or not 0 <= gi < PyList_GET_SIZE(c.sums) or not _float_at(c.sums[gi], 0):
         (<object>c.sums)[g][0] += 1.0  # the list's own indexing (its errors)
     else:
@@ -255,7 +322,8 @@ def apply(self, seq, m, value):
     cdef Py_ssize_t slot, g, b
     cdef array xa, ya
     cdef double v, old_x, old_y, new_x, new_y
-    core = self._core
+    cdef bint relevant
+    core = _core_of(self)
     if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
             or type(m) is not int):
         return _apply_py(self, seq, m, value)
@@ -303,8 +371,10 @@ def apply(self, seq, m, value):
         train = c.train.data.as_schars[slot] != 0
     else:  # the array's own IndexError
         train = (<object>c.train)[slot]
-    if train and m in c.relevant:
-        self._retrain(slot, (<object>c.keys)[g][0])
+    if train:  # and m in self._relevant (as bits when they hold it)
+        relevant = (c.relevant_bits >> mi) & 1 if c.bits and mi < 64 else m in c.relevant
+        if relevant:
+            self._retrain(slot, (<object>c.keys)[g][0])
 
 
 # last: store/decisions.py imports this module at its own end, when DecisionTracker exists (and
@@ -327,3 +397,4 @@ def _python(name):
 
 _open_py = _python("open")
 _apply_py = _python("apply")
+_tracker_cls = _DecisionTracker

@@ -37,3 +37,9 @@ cdef inline Py_ssize_t bisect_right_d(array a, double x) noexcept:
         else:
             lo = mid + 1
     return lo
+
+
+# ``store.expose_decision(...)`` as a C call where the store's method is the compiled one (the
+# bandit's compiled route, routing/bandit_c.pyx)
+cdef object expose_decision_call(object store, object unit, object variant, object propensity,
+                                 object epoch, object segment, object now, object tag)

@@ -4,7 +4,8 @@
 - :class:`FastLock`: the store's lock, a ``threading.Lock`` without argument parsing on
   ``__enter__`` (the C code takes it directly).
 - :class:`UnitPath`: the columns ``expose_unit`` touches, as typed C fields.
-- :func:`expose_unit`, :func:`expose_decision`: ``MemoryStore``'s exposures on those fields.
+- :func:`expose_unit`, :func:`expose_decision`: ``MemoryStore``'s exposures on those fields
+  (``expose_decision_call``: the latter as the bandit route's C call, routing/bandit_c.pyx).
 - :func:`add_unit`: ``UnitTable.add`` (a new unit's row).
 
 The column arithmetic (journal fold, ring slots, group sums) is in ``store/columns_c.pyx``.
@@ -20,8 +21,18 @@ from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
                                PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_release_lock, PyThread_type_lock)
 
-from modelrouter.store.array_exports cimport array_exports
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
+from modelrouter.store.array_exports cimport array_exports
+from modelrouter.store.decisions_c cimport open_call
+from modelrouter.store.dict_fields cimport Fields, field_or_attr, instance_dict, read_fields
+
+
+cdef extern from "Python.h":
+    PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
+    PyObject* True_ "Py_True"
+    long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
 
 cdef extern from "pythread.h":
     int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
@@ -281,27 +292,68 @@ cdef object expose(UnitPath p, object store, object unit, object bucket, object 
 
 def expose_decision(self, unit, variant, propensity, epoch, segment=(), now=None, tag=0):
     """``MemoryStore.expose_decision`` (the bandit's exposure and its decision opened in the
-    tracker, in one lock) for a unit-level store and a unit id: the Python method's steps
-    (``_expose_locked``, ``PendingRing.remember``, ``DecisionTracker.open``) on the store's
-    path; anything else goes to the Python method (``_expose_decision_py``)."""
-    cdef UnitPath p = self._path
-    cdef FastLock lock = p.lock
-    cdef Py_ssize_t row, slot, size
-    cdef long long seq
-    if unit is None or type(variant) is not int or not self.unit_level:
+    tracker, in one lock) for a unit-level store and a unit id: the Python method's steps on
+    the store's path; anything else is the Python method (``_expose_decision_py``)."""
+    d = instance_dict(self)
+    if d is None:  # no instance dict: the Python method (its AttributeError)
         return self._expose_decision_py(unit, variant, propensity, epoch, segment, now, tag)
-    now = self.clock() if now is None else now
+    return _expose_decision(self, <dict>d, unit, variant, propensity, epoch, segment, now, tag)
+
+
+# the last store's _path, unit_level, _decisions and its own expose_decision (dict_fields.pxd)
+cdef Fields _store
+cdef tuple _STORE = ("_path", "unit_level", "_decisions", "expose_decision")
+
+
+cdef object expose_decision_call(object store, object unit, object variant, object propensity,
+                                 object epoch, object segment, object now, object tag):
+    """``store.expose_decision(...)`` for the bandit's compiled route (a ``MemoryStore``): a C
+    call unless its class or instance has another method (a patched one: called)."""
+    if _PyType_Lookup(Py_TYPE(store), "expose_decision") == <PyObject*>expose_decision:
+        d = instance_dict(store)
+        if d is not None:
+            read_fields(&_store, <dict>d, _STORE)
+            if _store.values[3] == NULL:
+                return _expose_decision(store, <dict>d, unit, variant, propensity, epoch,
+                                        segment, now, tag)
+    return store.expose_decision(unit, variant, propensity, epoch, segment, now, tag)
+
+
+cdef object _expose_decision(object self, dict d, object unit, object variant,
+                             object propensity, object epoch, object segment, object now,
+                             object tag):
+    """:func:`expose_decision` on the store's instance dict ``d`` (its fields read there)."""
+    cdef UnitPath p
+    cdef FastLock lock
+    cdef Py_ssize_t row, slot, size
+    cdef long long seq, k
+    cdef int overflow = 0
+    read_fields(&_store, d, _STORE)  # (absent fields: the Python method)
+    path = None if _store.values[0] == NULL else <object>_store.values[0]
+    if (unit is None or type(variant) is not int or _store.values[1] != <PyObject*>True_
+            or type(path) is not UnitPath or (<UnitPath>path).lock is None
+            or (<UnitPath>path).cap < 1):
+        return self._expose_decision_py(unit, variant, propensity, epoch, segment, now, tag)
+    p = <UnitPath>path
+    lock = p.lock
+    if now is None:
+        now = field_or_attr(PyDict_GetItemWithError(d, "clock"), self, "clock")()
     lock.take()
     try:
         seq = p.seq
         p.seq = seq + 1
-        p.requests[variant] += 1
-        found = p.rows.get(unit)
-        if found is None:
+        seq_obj, req = <object>seq, p.requests  # (one int object; req: a list or None)
+        k = PyLong_AsLongLongAndOverflow(variant, &overflow)
+        if not overflow and req is not None and 0 <= k < len(req) and type(req[k]) is int:
+            req[k] = req[k] + 1  # requests[variant] += 1 (an int: no Python code runs)
+        else:  # the list's own indexing (its errors)
+            p.requests[variant] += 1
+        known = p.rows.get(unit)
+        if known is None:
             row = p.units.add(unit, variant, propensity, epoch, now, segment)
             _append_double(p.ubucket, _NAN)
         else:
-            row = found
+            row = known
             if not (0 <= row < len(p.exposures)) or p.exposures.data.as_uints[row] == 0xFFFFFFFF:
                 p.exposures[row] += 1  # the array's own indexing: its error, or a wrap-around
             else:
@@ -318,13 +370,15 @@ def expose_decision(self, unit, variant, propensity, epoch, segment=(), now=None
             _append_double(p.ring_time, now)
             _append_longlong(p.ring_row, row)
         else:
-            self.ring.remember(seq, now, row)
-        decisions = self._decisions
-        if decisions is not None:
-            decisions.open(seq, variant, epoch, segment, tag, row, now)
+            ring = field_or_attr(PyDict_GetItemWithError(d, "ring"), self, "ring")
+            ring.remember(seq, now, row)
+        read_fields(&_store, d, _STORE)  # (again: Python code may have run)
+        decisions = field_or_attr(_store.values[2], self, "_decisions")
+        if decisions is not None:  # DecisionTracker.open: a C call where it is the twin's
+            open_call(decisions, seq_obj, variant, epoch, segment, tag, row, now)
     finally:
         lock.give()
-    return seq
+    return seq_obj
 
 
 cdef object _expose_known_py(UnitPath p, object store, object unit, object bucket,

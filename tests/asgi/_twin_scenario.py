@@ -8,10 +8,11 @@ with 400, or read by the Python reader), a request without a unit id, 2 and 3 va
 weight change (a new allocation mid-run), a restore from a dump (cached hash buckets unknown),
 a pending ring that wraps (evicted journal entries), 500s, an app that raises, signed tokens,
 segments, a switch to the bandit and back, the bandit with 3 arms (holdout, clicks, refreshes,
-a paused arm, a restore), and request level. After each request, feedback through
-``ModelRouter.record`` (the compiled ``Experiment.record`` and ``MemoryStore.record_seq``,
-routing/feedback_c.pyx, store/record_c.pyx) on a recent or evicted decision, with hostile values,
-ids and metric names now and then: its outcome is logged, its sums are in the state.
+a paused arm, a restore; segments with a pending ring that wraps), and request level. After
+each request, feedback through ``ModelRouter.record`` (the compiled ``Experiment.record`` and
+``MemoryStore.record_seq``, routing/feedback_c.pyx, store/record_c.pyx) on a recent or evicted
+decision, with hostile values, ids and metric names now and then: its outcome is logged, its
+sums are in the state.
 """
 
 from __future__ import annotations
@@ -179,6 +180,22 @@ async def run() -> dict[str, Any]:
         if i == 260:
             t.experiment.configure(mode="bandit")
     out["bandit_three_arms"] = {"log": log, "state": state(t)}
+
+    # the bandit with segments and a pending ring that wraps (the store's and the tracker's):
+    # the compiled route's C calls of expose_decision and open on reused slots, segment groups
+    g = make({"a": 0, "b": 1, "c": 2}, reward="click", mode="bandit", holdout=0.1,
+             refresh_every=7, refresh_seconds=1e9, max_pending=32,
+             segments={"country": "x-country"})
+    log = []
+    for _ in range(200):
+        entry = await call(g, "/p", [(b"x-user-id", f"s{rnd.randrange(50)}".encode()),
+                                     (b"x-country", rnd.choice([b"de", b"fr", b"it"]))])
+        log.append(entry)
+        d = entry["decision"]
+        if d is not None and d["counted"] and rnd.random() < 0.6:
+            g.experiment.record(g.experiment._prefix + d["id"], "click", rnd.random() < 0.3)
+        g.experiment.bandit.wait_idle()
+    out["bandit_segments_ring"] = {"log": log, "state": state(g)}
 
     # request level
     q = make({"a": 0, "b": 1}, level="request")

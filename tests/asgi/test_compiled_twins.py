@@ -46,7 +46,8 @@ def test_compiled_and_python_twins_give_the_same_decisions_responses_and_columns
     fast, slow = _run(False), _run(True)
     assert all(fast.pop("compiled").values())
     assert not any(slow.pop("compiled").values())
-    for case in ("three_variants", "switched", "bandit_three_arms", "request_level"):
+    for case in ("three_variants", "switched", "bandit_three_arms", "bandit_segments_ring",
+                 "request_level"):
         assert fast[case]["log"] == slow[case]["log"], case
         assert fast[case]["state"] == slow[case]["state"], case
     # the run reached the cells it names (not an empty comparison)
@@ -61,6 +62,9 @@ def test_compiled_and_python_twins_give_the_same_decisions_responses_and_columns
     bandit = fast["bandit_three_arms"]["log"]
     assert {e["decision"]["epoch"] for e in bandit} >= {0, 1, 2}  # refreshed by schedule
     assert {e["decision"]["variant"] for e in bandit} == {"a", "b", "c"}
+    ring = fast["bandit_segments_ring"]
+    assert ring["state"]["stats"]["decisions"] > 32 * 5  # both rings wrapped several times
+    assert {e["decision"]["epoch"] for e in ring["log"]} >= {0, 1, 2}
 
 
 @needs_build

@@ -31,6 +31,7 @@ from modelrouter.config.extensions import compiled, python_method
 from modelrouter.routing.bandit import BanditRouter
 from modelrouter.routing.experiment import Experiment
 from modelrouter.store.decisions import DecisionTracker, Training
+from modelrouter.store.memory import MemoryStore
 from modelrouter.store.ring import PendingRing
 
 BUILT = compiled().get("modelrouter.routing.bandit_c") and compiled().get(
@@ -40,6 +41,7 @@ pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on t
 PY_ROUTE: Any = python_method(BanditRouter, "route")
 PY_OPEN: Any = python_method(DecisionTracker, "open")
 PY_APPLY: Any = python_method(DecisionTracker, "apply")
+PY_EXPOSE: Any = python_method(MemoryStore, "expose_decision")
 
 
 def counter(step: float) -> Any:
@@ -56,9 +58,13 @@ def make(variants: int = 2, **config: Any) -> Experiment:
 
 
 def use_python(exp: Experiment) -> None:
-    """The Python methods, set on this experiment's own bandit and tracker."""
+    """The Python methods, set on this experiment's own bandit, tracker and memory store
+    (whose compiled ``expose_decision`` the compiled route calls in C)."""
     assert exp.bandit is not None
     exp.bandit.route = MethodType(PY_ROUTE, exp.bandit)  # type: ignore[method-assign]
+    if type(exp.store) is MemoryStore:
+        exp.store.expose_decision = MethodType(  # type: ignore[method-assign]
+            PY_EXPOSE, exp.store)
     tracker = exp.bandit.tracker
     tracker.open = MethodType(PY_OPEN, tracker)  # type: ignore[method-assign]
     tracker.apply = MethodType(PY_APPLY, tracker)  # type: ignore[method-assign]
