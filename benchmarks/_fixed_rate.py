@@ -12,6 +12,11 @@ connections are busy); a schedule that falls behind catches up without waiting, 
 ``CATCH_UP_MS`` of it (after a longer stall the missed slots are dropped, and the achieved
 rate shows it). wrk's timers have a resolution of 1 ms: requests leave in bunches of about
 ``rate / 1000`` per millisecond, the same bunches for every app.
+
+On a shared machine the server may not get a core in time to sustain the rate (rows flagged);
+``nice`` does not help across sessions when the kernel groups them (``sched_autogroup``), the
+session's group priority does: ``setsid sh -c 'echo -10 > /proc/self/autogroup; exec python
+benchmarks/bench_server.py --rate ...'`` (at a fixed rate the server uses no more CPU for it).
 """
 
 from __future__ import annotations
