@@ -66,6 +66,14 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def span(values: list[float], digits: int) -> str:
+    """``median (min..max)`` with thousands separators; the median alone for one value."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:,.{digits}f}"
+    return f"{med:,.{digits}f} ({min(values):,.{digits}f}..{max(values):,.{digits}f})"
+
+
 def fmt(values: list[float], digits: int = 2) -> str:
     """``median (min..max)``."""
     return (f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}.."

@@ -2,6 +2,8 @@
 
     python benchmarks/bench_server.py [--seconds 5] [--rounds 3] [--connections 32]
     python benchmarks/bench_server.py --quick        # a short smoke run (1 round of 2 s)
+    python benchmarks/bench_server.py --rate 5000,10000 --endpoints ok --seconds 10
+    python benchmarks/bench_server.py --rate auto    # a fixed offered load (see below)
 
 Starts uvicorn (one worker, access log off, httptools when installed, lifespan off) on
 127.0.0.1 for each app of ``server_apps.py`` (``bare``, ``ab``, ``bandit``) and each endpoint
@@ -22,6 +24,19 @@ ratios to the bare app measured in the same run, and the CPU each routed app add
 CPU time per request is the figure that decides (issue 17): on a shared machine, req/s and p99
 move with everything else that runs, CPU per request much less. Traffic goes to loopback only
 and every run is bounded in time. ``--json PATH`` also writes every raw measurement.
+
+By default wrk runs closed-loop, at saturation, where a slower server's CPU per request also
+grows with the wake-ups its slowdown causes (README, Performance). ``--rate R[,R...]`` measures
+instead at a fixed offered load, the regime a service runs in: wrk paced to R requests/s
+(``_fixed_rate.py``: one schedule of send slots shared by the connections, through wrk's Lua
+``delay()``), the same R for every app, each rate in every round (warm-up paced too). Its
+tables give the achieved req/s (a round further than 2% from R is flagged: the server or the
+machine did not sustain R), server CPU per request from the threads' schedstat (nanoseconds;
+``/proc/<pid>/stat`` counts 10 ms ticks, coarse when the server idles part of the time) with
+its user/system split, the CPU added over bare (median, min..max of per-round differences),
+p50/p99 and the server's CPU use; ``--rate auto`` offers 60% of the slowest routed app's req/s
+in a 2 s saturation probe of each endpoint. Keep ``connections / R`` above the p99 latency, so
+a connection is free at each slot.
 """
 
 from __future__ import annotations
@@ -40,7 +55,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _harness import table
+from _fixed_rate import auto_rate, fmt_load, paced_script, parse_rates, rate_report, write
+from _harness import span, table
 
 HERE = Path(__file__).resolve().parent
 ENDPOINTS = {"ok": "/ok", "model": "/model"}
@@ -73,6 +89,16 @@ class Measurement:
     cpu_s: float
     errors: int
     user_s: float = float("nan")
+    offered: float = float("nan")  # --rate: the requests/s wrk was paced to (nan: saturation)
+    sched_s: float = float("nan")  # CPU from the threads' schedstat (ns resolution)
+    seconds: float = float("nan")  # length of the timed run
+
+    @property
+    def sched_us(self) -> float:
+        """Server CPU per completed request from the scheduler's per-thread run time
+        (``/proc/<pid>/task/*/schedstat``, nanoseconds): the same total as ``cpu_us`` without
+        its 10 ms ticks, which matter when the server is idle part of the time (``--rate``)."""
+        return self.sched_s / self.requests * 1e6 if self.requests else float("nan")
 
     @property
     def cpu_us(self) -> float:
@@ -110,6 +136,18 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         fields = fh.read().rsplit(")", 1)[1].split()
     user = int(fields[11]) / CLK_TCK  # fields 14 and 15 of proc(5)
     return user + int(fields[12]) / CLK_TCK, user
+
+
+def sched_seconds(pid: int) -> float:
+    """CPU time of process ``pid``'s live threads from ``/proc/<pid>/task/*/schedstat`` (its
+    first field: nanoseconds on a CPU); a thread that exits meanwhile is not counted."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1e9
 
 
 def parse_wrk(out: str) -> tuple[float, int, int, int]:
@@ -164,25 +202,27 @@ def wrk(port: int, path: str, seconds: int, connections: int, script: str,
 
 def run_one(app: str, endpoint: str, rnd: int, seconds: int, connections: int, script: str,
             http: str, baseline: str | None = None,
-            cpus: tuple[str | None, str | None] = (None, None)) -> Measurement:
+            cpus: tuple[str | None, str | None] = (None, None),
+            offered: float = float("nan")) -> Measurement:
     """Measure ``app`` (``"ab"``, or ``"ab@base"``: the same app on the ``baseline`` code);
-    ``cpus``: the CPU lists the server and wrk are pinned to (None: not pinned)."""
+    ``cpus``: the CPU lists the server and wrk are pinned to (None: not pinned); ``offered``:
+    the rate ``script`` paces wrk to (nan: not paced), recorded with the measurement."""
     port = free_port()
     factory, _, tag = app.partition("@")
     server = start_server(factory, port, http, baseline if tag else None, cpus[0])
     try:
         wait_port(port)
         wrk(port, ENDPOINTS[endpoint], 1, connections, script, cpus[1])  # warm-up
-        cpu0 = cpu_seconds(server.pid)
+        cpu0, sched0, t0 = cpu_seconds(server.pid), sched_seconds(server.pid), time.monotonic()
         out = wrk(port, ENDPOINTS[endpoint], seconds, connections, script, cpus[1])
-        cpu1 = cpu_seconds(server.pid)
+        cpu1, sched1, t1 = cpu_seconds(server.pid), sched_seconds(server.pid), time.monotonic()
     finally:
         server.terminate()
         server.wait(timeout=10)
     rps, n, bad, sock = parse_wrk(out)
     return Measurement(app, endpoint, rnd, rps, parse_latency(out, "50"),
                        parse_latency(out, "99"), n, cpu1[0] - cpu0[0], bad + sock,
-                       cpu1[1] - cpu0[1])
+                       cpu1[1] - cpu0[1], offered, sched1 - sched0, t1 - t0)
 
 
 def _has(module: str) -> bool:
@@ -191,13 +231,6 @@ def _has(module: str) -> bool:
     except ImportError:
         return False
     return True
-
-
-def _span(values: list[float], digits: int) -> str:
-    med = statistics.median(values)
-    if len(values) == 1:
-        return f"{med:,.{digits}f}"
-    return f"{med:,.{digits}f} ({min(values):,.{digits}f}..{max(values):,.{digits}f})"
 
 
 def report(results: list[Measurement], apps: list[str], endpoints: list[str]) -> str:
@@ -218,12 +251,12 @@ def report(results: list[Measurement], apps: list[str], endpoints: list[str]) ->
             added = [m.cpu_us - b.cpu_us for m, b in zip(ms, base)] if a != "bare" else []
             added_user = ([m.user_us - b.user_us for m, b in zip(ms, base)] if a != "bare"
                           else [])
-            rows.append([a, _span(rps, 0), f"{statistics.median(rps) / base_rps:.3f}",
-                         _span([m.p99_ms for m in ms], 2),
+            rows.append([a, span(rps, 0), f"{statistics.median(rps) / base_rps:.3f}",
+                         span([m.p99_ms for m in ms], 2),
                          f"{statistics.median(m.p99_ms for m in ms) / base_p99:.2f}",
-                         _span([m.cpu_us for m in ms], 1),
-                         _span(added, 1) if added else "",
-                         _span(added_user, 1) if added_user else "",
+                         span([m.cpu_us for m in ms], 1),
+                         span(added, 1) if added else "",
+                         span(added_user, 1) if added_user else "",
                          str(sum(m.errors for m in ms))])
         lines.append(f"\nendpoint /{ep}:\n")
         lines.append(table(["app", "requests/s", "ratio to bare", "p99 ms", "p99 ratio",
@@ -265,7 +298,15 @@ def main() -> None:
     parser.add_argument("--pin", metavar="SERVER:WRK", help="pin the server and wrk to these "
                         "CPU lists (taskset -c), e.g. 0:1, so the load generator never shares "
                         "the server's core and the scheduler does not move either")
+    parser.add_argument("--rate", metavar="R[,R...]|auto", help="fixed offered load instead of "
+                        "saturation: wrk paced to R requests/s in total (each rate measured in "
+                        "every round); auto: 60%% of the slowest routed app's req/s in a 2 s "
+                        "saturation probe, per endpoint")
     args = parser.parse_args()
+    try:
+        rates = parse_rates(args.rate) if args.rate is not None else None
+    except ValueError as exc:
+        sys.exit(str(exc))
     cpus: tuple[str | None, str | None] = (None, None)
     if args.pin:
         server_cpu, sep, wrk_cpu = args.pin.partition(":")
@@ -288,32 +329,69 @@ def main() -> None:
         if not (Path(args.baseline) / "modelrouter" / "__init__.py").is_file():
             sys.exit(f"--baseline {args.baseline}: no modelrouter package there")
         apps += [f"{a}@base" for a in apps if a != "bare"]
+    load0 = os.getloadavg()
     results: list[Measurement] = []
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(LUA.replace("USERS", str(args.users)))
-    started = time.monotonic()
-    try:
+    with tempfile.TemporaryDirectory(prefix="bench_server_") as tmp:
+        lua = LUA.replace("USERS", str(args.users))
+        script = Path(tmp, "saturate.lua")
+        script.write_text(lua)
+        started = time.monotonic()
+        if args.rate is None:
+            plan = {ep: [(float("nan"), str(script))] for ep in endpoints}
+        else:
+            by_ep = rates_by_endpoint(rates, apps, endpoints, args, str(script), http, cpus)
+            plan = {ep: [(r, write(Path(tmp, f"{ep}-{r:g}.lua"), paced_script(lua, r)))
+                         for r in by_ep[ep]] for ep in endpoints}
         for rnd in range(args.rounds):
             for ep in endpoints:
                 order = apps[rnd % len(apps):] + apps[:rnd % len(apps)]
-                for app in order:
-                    m = run_one(app, ep, rnd, args.seconds, args.connections, fh.name, http,
-                                args.baseline, cpus)
-                    print(f"  round {rnd + 1} /{ep} {app}: {m.rps:,.0f} req/s, p99 "
-                          f"{m.p99_ms:.2f} ms, {m.cpu_us:.1f} us CPU/request", file=sys.stderr)
-                    results.append(m)
-    finally:
-        os.unlink(fh.name)
+                for rate, path in plan[ep]:
+                    for app in order:
+                        m = run_one(app, ep, rnd, args.seconds, args.connections, path, http,
+                                    args.baseline, cpus, rate)
+                        paced = f" (offered {rate:,.0f})" if args.rate is not None else ""
+                        print(f"  round {rnd + 1} /{ep} {app}: {m.rps:,.0f} req/s{paced}, p99 "
+                              f"{m.p99_ms:.2f} ms, {m.cpu_us:.1f} us CPU/request",
+                              file=sys.stderr)
+                        results.append(m)
     pinned = f", server on CPU {cpus[0]} and wrk on CPU {cpus[1]}" if args.pin else ""
-    print(f"uvicorn ({http}, 1 worker{pinned}), {args.users:,} distinct users, wrk -t1 "
-          f"-c{args.connections} -d{args.seconds}s, {args.rounds} interleaved rounds "
-          f"({time.monotonic() - started:.0f} s), medians (min..max over rounds); load average "
-          f"at the end {os.getloadavg()[0]:.2f}:")
-    print(report(results, apps, endpoints))
+    if args.rate is None:
+        print(f"uvicorn ({http}, 1 worker{pinned}), {args.users:,} distinct users, wrk -t1 "
+              f"-c{args.connections} -d{args.seconds}s, {args.rounds} interleaved rounds "
+              f"({time.monotonic() - started:.0f} s), medians (min..max over rounds); load "
+              f"average at the end {os.getloadavg()[0]:.2f}:")
+        print(report(results, apps, endpoints))
+    else:
+        print(f"uvicorn ({http}, 1 worker{pinned}), {args.users:,} distinct users, wrk -t1 "
+              f"-c{args.connections} -d{args.seconds}s paced to a fixed offered rate, "
+              f"{args.rounds} interleaved rounds ({time.monotonic() - started:.0f} s), medians "
+              f"(min..max over rounds); server CPU from the threads' schedstat, user from "
+              f"/proc/<pid>/stat, system = the difference; load average (1/5/15 min) at the "
+              f"start {fmt_load(load0)}, at the end {fmt_load(os.getloadavg())}:")
+        print(rate_report(results, apps, endpoints, {ep: [r for r, _ in plan[ep]]
+                                                     for ep in endpoints}))
     if args.json:
         Path(args.json).write_text(json.dumps(
             [{**asdict(m), "cpu_us": m.cpu_us} for m in results], indent=1))
 
+
+def rates_by_endpoint(rates: list[float] | None, apps: list[str], endpoints: list[str],
+                      args: argparse.Namespace, script: str, http: str,
+                      cpus: tuple[str | None, str | None]) -> dict[str, list[float]]:
+    """The offered rates of each endpoint: ``rates``, or (``--rate auto``: ``rates`` None)
+    ``auto_rate`` of a 2 s saturation run of each routed app (every app when none is)."""
+    if rates is not None:
+        return {ep: rates for ep in endpoints}
+    probe = [a for a in apps if a not in ("bare", *CALIBRATION)] or apps
+    out: dict[str, list[float]] = {}
+    for ep in endpoints:
+        rps = [run_one(a, ep, -1, 2, args.connections, script, http, args.baseline, cpus).rps
+               for a in probe]
+        out[ep] = [auto_rate(rps)]
+        probed = ", ".join(f"{a} {r:,.0f}" for a, r in zip(probe, rps))
+        print(f"  --rate auto /{ep}: saturated {probed} req/s -> offered {out[ep][0]:,.0f} "
+              "req/s", file=sys.stderr)
+    return out
 
 if __name__ == "__main__":
     main()
