@@ -14,7 +14,7 @@ Calls are C calls where the called method is the compiled twin: the memory store
 ``open`` in C too, store/decisions_c.pyx) and ``random.Random.random``; a subclass's or a
 patched method (on the class or the instance) is called as the Python method calls it. The
 router's ``_core`` and the generator's own ``random`` are read from their instance dicts
-(store/dict_fields.pxd); the decision is allocated as ``tuple.__new__(Decision, ...)`` does.
+(store/dict_fields.pxd); the decision is built by routing/experiment_c's ``decision_of``.
 
 What ``route`` reads from the router it reads from a :class:`BanditCore` (C fields), which the
 router builds at the end of its ``__init__`` and refreshes whenever one of its attributes is
@@ -28,10 +28,8 @@ frozen dataclass, swapped whole at each refresh) it reads once per state into a
 
 from cpython.array cimport array
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
-from cpython.tuple cimport PyTuple_SET_ITEM
 
-from modelrouter.routing.experiment_c cimport decision_id_of
+from modelrouter.routing.experiment_c cimport decision_id_of, decision_of
 from modelrouter.store.dict_fields cimport Fields, instance_dict, read_fields
 from modelrouter.store.hot_c cimport bisect_right_d, expose_decision_call
 
@@ -39,20 +37,11 @@ from math import nextafter
 from random import Random
 
 from modelrouter.bandit.allocator import Weights
-from modelrouter.routing.decision import Decision
 from modelrouter.routing.policies import RouteContext
 
 cdef extern from "Python.h":
     PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
-
-cdef extern from *:
-    """
-    static inline PyObject* modelrouter_type_alloc(PyObject* t, Py_ssize_t n) {
-        return ((PyTypeObject*)t)->tp_alloc((PyTypeObject*)t, n);  /* a new reference */
-    }
-    """
-    PyObject* type_alloc "modelrouter_type_alloc" (object t, Py_ssize_t n)
 
 cdef double _BELOW_ONE = nextafter(1.0, 0.0)
 cdef object _BELOW_ONE_OBJ = _BELOW_ONE
@@ -233,36 +222,8 @@ def route(self, unit, segment, alloc):
         name, model = (<tuple>names)[i], (<tuple>models)[i]
     else:
         name, model = names[i_obj], models[i_obj]
-    return _decision(decision_id, name, model, unit, p, epoch, now,
-                     segment if type(segment) is tuple else tuple(segment)), seq
-
-
-cdef object _decision(object decision_id, object name, object model, object unit, object p,
-                      object epoch, object now, object segment):
-    """``tuple.__new__(Decision, (decision_id, ..., "bandit", now, True, segment))`` (see
-    Experiment.route): the Decision allocated by its type's ``tp_alloc`` and its 10 items set,
-    as ``tuple.__new__`` does after copying them from the argument."""
-    cdef PyObject* o = type_alloc(Decision, 10)
-    if o == NULL:
-        raise MemoryError()
-    d = <object>o
-    Py_DECREF(d)  # (the cast took a reference of its own)
-    _put(d, 0, decision_id)
-    _put(d, 1, name)
-    _put(d, 2, model)
-    _put(d, 3, unit)
-    _put(d, 4, p)
-    _put(d, 5, epoch)
-    _put(d, 6, "bandit")
-    _put(d, 7, now)
-    _put(d, 8, True)
-    _put(d, 9, segment)
-    return d
-
-
-cdef inline void _put(object t, Py_ssize_t k, object item) noexcept:
-    Py_INCREF(item)  # (PyTuple_SET_ITEM takes the reference)
-    PyTuple_SET_ITEM(t, k, item)
+    return decision_of(decision_id, name, model, unit, p, epoch, "bandit", now,
+                       segment if type(segment) is tuple else tuple(segment)), seq
 
 
 def new_core(router):

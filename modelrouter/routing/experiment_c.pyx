@@ -13,7 +13,7 @@ is set (``Experiment.__setattr__``; a forked child's new decision-id prefix, say
 
 from time import time as _wall_clock
 
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII
@@ -26,7 +26,6 @@ from modelrouter.store.hot_c cimport UnitPath, expose
 from modelrouter.store.hot_c import expose_unit as _hot_expose_unit
 
 cdef extern from "Python.h":
-    PyTypeObject PyTuple_Type
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void* PyUnicode_DATA(object o)
     bint PyUnicode_IS_COMPACT_ASCII(object o)
@@ -46,32 +45,17 @@ cdef extern from *:
 from libc.string cimport memcpy
 
 
-cdef object new_decision(object cls, tuple fields):
-    """``tuple.__new__(Decision, fields)`` (NamedTuple's Python ``__new__`` skipped): for
-    ``Decision`` itself, what ``tuple.__new__`` does (its allocation, the items copied),
-    without the copy of ``fields`` it makes first; another class through the tuple type's
-    slot."""
-    cdef Py_ssize_t i, n
-    cdef tuple args
-    if cls is not Decision:
-        args = (fields,)
-        return PyTuple_Type.tp_new(cls, <PyObject*>args, NULL)
-    n = len(fields)
-    out = tuple_alloc(cls, n)
-    for i in range(n):
-        _put(out, i, <object>PyTuple_GET_ITEM(fields, i))
-    return out
-
-
 cdef inline void _put(object out, Py_ssize_t i, object item) noexcept:
     Py_INCREF(item)  # (SET_ITEM takes the reference)
     PyTuple_SET_ITEM(out, i, item)
 
 
-cdef object _decision(object decision_id, object variant, object model, object unit,
-                      object propensity, object epoch, object issued_at, object segment):
-    """An A/B ``Decision`` (mode "ab", counted) as :func:`new_decision` builds it, without a
-    tuple of its fields first."""
+cdef object decision_of(object decision_id, object variant, object model, object unit,
+                        object propensity, object epoch, object mode, object issued_at,
+                        object segment):
+    """``tuple.__new__(Decision, (decision_id, ..., mode, issued_at, True, segment))`` (a
+    counted decision; NamedTuple's Python ``__new__`` skipped): what ``tuple.__new__`` does
+    (the type's own allocation, the items set) without a tuple of the fields to copy from."""
     out = tuple_alloc(Decision, 10)
     _put(out, 0, decision_id)
     _put(out, 1, variant)
@@ -79,7 +63,7 @@ cdef object _decision(object decision_id, object variant, object model, object u
     _put(out, 3, unit)
     _put(out, 4, propensity)
     _put(out, 5, epoch)
-    _put(out, 6, "ab")
+    _put(out, 6, mode)
     _put(out, 7, issued_at)
     _put(out, 8, True)
     _put(out, 9, segment)
@@ -184,10 +168,10 @@ cdef class RouteCore:
                 self._props, self._epoch = alloc.propensities, alloc.epoch
                 self._alloc = alloc
             prefix = self.prefix
-            decision = _decision(
+            decision = decision_of(
                 decision_id_of(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
                 _at(self.names, i), _at(self.models, i), unit, _at(self._props, i),
-                self._epoch, now, segment if type(segment) is tuple else tuple(segment))
+                self._epoch, "ab", now, segment if type(segment) is tuple else tuple(segment))
             Py_INCREF(seq)
             seq_out[0] = <PyObject*>seq
             return decision

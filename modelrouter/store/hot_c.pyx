@@ -16,7 +16,7 @@ or can fail calls the same Python code as the twin.
 """
 
 cimport cython
-from cpython.array cimport array, resize_smart
+from cpython.array cimport array
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
                                PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_release_lock, PyThread_type_lock)
@@ -24,7 +24,7 @@ from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
-from modelrouter.store.array_exports cimport array_exports
+from modelrouter.store.array_exports cimport append_double, append_longlong, append_small
 from modelrouter.store.decisions_c cimport open_call
 from modelrouter.store.dict_fields cimport Fields, field_or_attr, instance_dict, read_fields
 
@@ -155,49 +155,6 @@ cdef class UnitPath:
         return self._owners.data.as_longlongs[lo]
 
 
-cdef inline void _append_double(array a, double v):
-    cdef Py_ssize_t n = len(a)
-    if array_exports(a):  # a buffer is exported: the array's own append (its BufferError)
-        a.append(v)
-        return
-    resize_smart(a, n + 1)
-    a.data.as_doubles[n] = v
-
-
-cdef inline void _append_longlong(array a, long long v):
-    cdef Py_ssize_t n = len(a)
-    if array_exports(a):
-        a.append(v)
-        return
-    resize_smart(a, n + 1)
-    a.data.as_longlongs[n] = v
-
-
-cdef inline object _append_small(array a, object v, long low, long high, int kind):
-    """``a.append(v)`` for the integer columns: in C when ``v`` is an int in the column's range,
-    else by the array itself (its own OverflowError or TypeError)."""
-    cdef long x
-    cdef Py_ssize_t n
-    if type(v) is not int:
-        a.append(v)
-        return None
-    x = v
-    if x < low or x > high or array_exports(a):
-        a.append(v)
-        return None
-    n = len(a)
-    resize_smart(a, n + 1)
-    if kind == 0:
-        a.data.as_schars[n] = <signed char>x
-    elif kind == 1:
-        a.data.as_ints[n] = <int>x
-    elif kind == 2:
-        a.data.as_uints[n] = <unsigned int>x
-    else:
-        a.data.as_ushorts[n] = <unsigned short>x
-    return None
-
-
 def add_unit(self, unit, variant, propensity, epoch, now, segment):
     """Append ``unit``'s row (first exposure now, no value yet); return the row: see
     ``UnitTable.add`` (store/units.py), the Python twin."""
@@ -206,15 +163,15 @@ def add_unit(self, unit, variant, propensity, epoch, now, segment):
     cdef Py_ssize_t d
     self.rows[unit] = row
     self.ids.append(unit)
-    _append_small(variants, variant, -128, 127, 0)
-    _append_small(self.epoch, epoch, -2147483648, 2147483647, 1)
-    _append_double(self.propensity, propensity)
-    _append_double(self.first_seen, now)
-    _append_small(self.exposures, 1, 0, 4294967295, 2)
+    append_small(variants, variant, -128, 127, 0)
+    append_small(self.epoch, epoch, -2147483648, 2147483647, 1)
+    append_double(self.propensity, propensity)
+    append_double(self.first_seen, now)
+    append_small(self.exposures, 1, 0, 4294967295, 2)
     segs = self.segs
     if segs:
         for d in range(len(segs)):
-            _append_small(segs[d], segment[d] if d < len(segment) else 0, 0, 65535, 3)
+            append_small(segs[d], segment[d] if d < len(segment) else 0, 0, 65535, 3)
     if row >= self._cap:
         self._grow()
     return row
@@ -249,7 +206,7 @@ cdef object expose(UnitPath p, object store, object unit, object bucket, object 
                                                   segment, now)[0]
                 return i
             row = p.units.add(unit, i, alloc.propensities[i], alloc.epoch, now, segment)
-            _append_double(p.ubucket, u)
+            append_double(p.ubucket, u)
         else:
             row = found
             if not (0 <= row < len(p.ubucket) and row < len(p.exposures)):
@@ -271,9 +228,9 @@ cdef object expose(UnitPath p, object store, object unit, object bucket, object 
         p.seq = seq + 1
         p.requests[i] += 1
         if seq < p.cap:  # PendingRing.remember inlined: an append (len(ring) == seq)
-            _append_longlong(p.ring_seq, seq)
-            _append_double(p.ring_time, now)
-            _append_longlong(p.ring_row, row)
+            append_longlong(p.ring_seq, seq)
+            append_double(p.ring_time, now)
+            append_longlong(p.ring_row, row)
         else:
             slot = seq % p.cap
             if slot < len(p.ring_seq) and slot < len(p.ring_time) and slot < len(p.ring_row):
@@ -351,7 +308,7 @@ cdef object _expose_decision(object self, dict d, object unit, object variant,
         known = p.rows.get(unit)
         if known is None:
             row = p.units.add(unit, variant, propensity, epoch, now, segment)
-            _append_double(p.ubucket, _NAN)
+            append_double(p.ubucket, _NAN)
         else:
             row = known
             if not (0 <= row < len(p.exposures)) or p.exposures.data.as_uints[row] == 0xFFFFFFFF:
@@ -366,9 +323,9 @@ cdef object _expose_decision(object self, dict d, object unit, object variant,
             p.ring_time.data.as_doubles[slot] = now
             p.ring_row.data.as_longlongs[slot] = row
         elif slot == size and len(p.ring_time) == size and len(p.ring_row) == size:
-            _append_longlong(p.ring_seq, seq)
-            _append_double(p.ring_time, now)
-            _append_longlong(p.ring_row, row)
+            append_longlong(p.ring_seq, seq)
+            append_double(p.ring_time, now)
+            append_longlong(p.ring_row, row)
         else:
             ring = field_or_attr(PyDict_GetItemWithError(d, "ring"), self, "ring")
             ring.remember(seq, now, row)
