@@ -24,8 +24,9 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
 from modelrouter.routing.decision import Decision
+from modelrouter.store.dict_fields cimport dict_version
 from modelrouter.store.record_c cimport (PyLong_AsLongLongAndOverflow, PyObject_GenericGetDict,
-                                        dict_version, record_seq_call)
+                                        record_seq_call)
 
 from modelrouter.store.record_c import record_seq as _memory_record_seq
 

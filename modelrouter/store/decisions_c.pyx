@@ -31,7 +31,7 @@ from libc.string cimport memset
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
 from modelrouter.store.columns_c cimport ring_remember
-from modelrouter.store.dict_fields cimport Fields, fields_version, instance_dict, read_fields
+from modelrouter.store.dict_fields cimport Fields, dict_version, instance_dict, read_fields
 
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, new_sums_row
@@ -243,7 +243,7 @@ cdef object _open(object self, object core, object seq, object variant, object e
     if (0 <= arm < 16 and 0 <= t < 4 and type(epoch) is int and type(segment) is tuple
             and len(<tuple>segment) == 0):
         ci = arm * 4 + t
-    version = fields_version(c.index)
+    version = dict_version(c.index)
     if (ci >= 0 and version != 0 and version == c.g_version and epoch is c.g_epoch
             and c.g_cache[ci] >= 0):  # the index unchanged since: index.get(key) is this
         g = gi = c.g_cache[ci]
@@ -258,7 +258,7 @@ cdef object _open(object self, object core, object seq, object variant, object e
         if type(g) is int:
             gi = PyLong_AsLongLongAndOverflow(g, &o1)
         if ci >= 0 and not o1 and gi >= 0:
-            version = fields_version(c.index)
+            version = dict_version(c.index)
             if version != c.g_version or epoch is not c.g_epoch:
                 memset(c.g_cache, 0xFF, sizeof(c.g_cache))  # every entry -1
                 c.g_version, c.g_epoch = version, epoch

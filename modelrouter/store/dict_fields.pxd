@@ -16,7 +16,7 @@ cdef extern from "Python.h":
 
 cdef extern from *:
     """
-    static inline unsigned long long modelrouter_fields_version(PyObject* d) {
+    static inline unsigned long long modelrouter_dict_version(PyObject* d) {
     #if PY_VERSION_HEX < 0x030C0000
         return (unsigned long long)((PyDictObject*)d)->ma_version_tag;
     #else
@@ -25,7 +25,7 @@ cdef extern from *:
     #endif
     }
     """
-    unsigned long long fields_version "modelrouter_fields_version" (object d)
+    unsigned long long dict_version "modelrouter_dict_version" (object d)
 
 
 ctypedef struct Fields:
@@ -48,7 +48,7 @@ cdef inline object instance_dict(object obj):
 cdef inline void read_fields(Fields* f, dict d, tuple names) noexcept:
     """``f.values[i]``: ``d[names[i]]`` or NULL when absent (at most 4 names, all str), read
     again unless ``f`` holds this dict at its current version."""
-    cdef unsigned long long version = fields_version(d)
+    cdef unsigned long long version = dict_version(d)
     cdef Py_ssize_t i
     if version != 0 and version == f.version and f.dict_id == <size_t><PyObject*>d:
         return
