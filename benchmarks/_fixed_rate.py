@@ -1,11 +1,11 @@
 """bench_server.py's fixed-offered-load mode: wrk paced to a request rate, and its report.
 
 At saturation (wrk's default closed loop) a slower server also pays more kernel wake-ups per
-request, so its CPU per request amplifies any added work (README, Performance). A service is
-not run at saturation: the figure that tells a team what the router costs is the CPU per
-request at the SAME offered rate, bare vs routed. Here wrk keeps its ``-c`` connections but
-paces them with its Lua ``delay()`` hook (called after each response, before the connection's
-next request): each call claims the next slot of one shared schedule, ``1000 / rate`` ms
+request, which could amplify any added work; a service is not run at saturation, and what it
+sees is the CPU per request at the SAME offered rate, bare vs routed. (Measured in issue 17's
+sixth pass, docs/performance.md: the fixed rate did not give the router a smaller figure.)
+Here wrk keeps its ``-c`` connections but paces them with its Lua ``delay()`` hook (called
+after each response, before the connection's next request): each call claims the next slot of one shared schedule, ``1000 / rate`` ms
 apart, and waits until it. Slots do not depend on when responses come back, so the offered
 rate holds while a connection is free at each slot (Little's law: ``rate x latency`` of the
 connections are busy); a schedule that falls behind catches up without waiting, at most

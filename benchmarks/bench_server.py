@@ -25,9 +25,10 @@ CPU time per request is the figure that decides (issue 17): on a shared machine,
 move with everything else that runs, CPU per request much less. Traffic goes to loopback only
 and every run is bounded in time. ``--json PATH`` also writes every raw measurement.
 
-By default wrk runs closed-loop, at saturation, where a slower server's CPU per request also
-grows with the wake-ups its slowdown causes (README, Performance). ``--rate R[,R...]`` measures
-instead at a fixed offered load, the regime a service runs in: wrk paced to R requests/s
+By default wrk runs closed-loop, at saturation, where a slower server's CPU per request may
+also grow with the wake-ups its slowdown causes. ``--rate R[,R...]`` measures instead at a fixed
+offered load, the regime a service runs in (docs/performance.md, sixth pass: on this project's
+machine it did not give the router a smaller figure): wrk paced to R requests/s
 (``_fixed_rate.py``: one schedule of send slots shared by the connections, through wrk's Lua
 ``delay()``), the same R for every app, each rate in every round (warm-up paced too). Its
 tables give the achieved req/s (a round further than 2% from R is flagged: the server or the
