@@ -5,12 +5,12 @@ request, which could amplify any added work; a service is not run at saturation,
 sees is the CPU per request at the SAME offered rate, bare vs routed. (Measured in issue 17's
 sixth pass, docs/performance.md: the fixed rate did not give the router a smaller figure.)
 Here wrk keeps its ``-c`` connections but paces them with its Lua ``delay()`` hook (called
-after each response, before the connection's next request): each call claims the next slot of one shared schedule, ``1000 / rate`` ms
-apart, and waits until it. Slots do not depend on when responses come back, so the offered
-rate holds while a connection is free at each slot (Little's law: ``rate x latency`` of the
-connections are busy); a schedule that falls behind catches up without waiting, at most
-``CATCH_UP_MS`` of it (after a longer stall the missed slots are dropped, and the achieved
-rate shows it). wrk's timers have a resolution of 1 ms: requests leave in bunches of about
+after each response, before the connection's next request): each call claims the next slot
+of one shared schedule, ``1000 / rate`` ms apart, and waits until it. Slots do not depend on
+when responses come back, so the offered rate holds while a connection is free at each slot
+(Little's law: ``rate x latency`` of the connections are busy); a schedule that falls behind
+catches up without waiting, at most ``CATCH_UP_MS`` of it (after a longer stall the missed
+slots are dropped, and the achieved rate shows it). wrk's timers have a resolution of 1 ms: requests leave in bunches of about
 ``rate / 1000`` per millisecond, the same bunches for every app.
 
 On a shared machine the server may not get a core in time to sustain the rate (rows flagged);
