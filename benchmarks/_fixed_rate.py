@@ -10,8 +10,9 @@ of one shared schedule, ``1000 / rate`` ms apart, and waits until it. Slots do n
 when responses come back, so the offered rate holds while a connection is free at each slot
 (Little's law: ``rate x latency`` of the connections are busy); a schedule that falls behind
 catches up without waiting, at most ``CATCH_UP_MS`` of it (after a longer stall the missed
-slots are dropped, and the achieved rate shows it). wrk's timers have a resolution of 1 ms: requests leave in bunches of about
-``rate / 1000`` per millisecond, the same bunches for every app.
+slots are dropped, and the achieved rate shows it). wrk's timers have a resolution of 1 ms:
+requests leave in bunches of about ``rate / 1000`` per millisecond, the same bunches for every
+app.
 
 On a shared machine the server may not get a core in time to sustain the rate (rows flagged);
 ``nice`` does not help across sessions when the kernel groups them (``sched_autogroup``), the
