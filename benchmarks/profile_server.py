@@ -5,8 +5,10 @@
 
 Starts the app of ``server_apps.py`` exactly as ``bench_server.py`` does (uvicorn, httptools,
 one worker), warms it up, then drives it with wrk while ``py-spy record`` samples the server
-(``--format raw``: collapsed stacks) and, with ``--perf``, ``perf stat`` counts its cycles,
-instructions, cache misses, context switches and page faults. Needs ``pip install py-spy``
+(``--format raw``: collapsed stacks) and, with ``--perf``, ``perf stat`` counts per request
+its cycles, instructions and cache misses (where the machine has the counters), its CPU time,
+context switches, page faults and system calls (tracepoints: all, and the event loop's and the
+socket's by name). Needs ``pip install py-spy``
 (and ptrace rights: root, or ``--cap-add SYS_PTRACE`` in a container).
 
 It prints the server CPU per request of the run, then the share of the samples and the
@@ -63,6 +65,38 @@ def own_costs(raw: Path) -> tuple[int, collections.Counter[str], collections.Cou
     return total, own, leaf
 
 
+# perf stat's events: hardware counters where the machine has them (this VM has none: "not
+# supported"), then software events and system-call tracepoints, which every Linux kernel with
+# tracefs gives: whether the router changes the kernel's work per request (it does not: the same
+# recvfrom, two sendto and epoll_wait share, bare or routed, on the issue-17 machine)
+PERF_EVENTS = ("cycles", "instructions", "cache-misses", "task-clock", "context-switches",
+               "page-faults", "raw_syscalls:sys_enter", "syscalls:sys_enter_epoll_wait",
+               "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_sendto",
+               "syscalls:sys_enter_futex")
+
+
+def perf_per_request(csv: str, served: float) -> list[tuple[str, str]]:
+    """``perf stat -x,`` output as ``(event, value per request)``: task-clock in microseconds,
+    the rest as counts; an event the machine lacks keeps perf's own word for it."""
+    rows = []
+    for line in csv.splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or not fields[2]:
+            continue
+        value, unit, event = fields[0], fields[1], fields[2]
+        try:
+            x = float(value)
+        except ValueError:
+            rows.append((event, value.strip("<>")))
+            continue
+        if event == "task-clock":  # perf reports milliseconds
+            rows.append((event + " (us)", f"{x * 1000 / served:.2f}" if unit == "msec"
+                         else f"{x / served:.2f} {unit}"))
+        else:
+            rows.append((event, f"{x / served:.3f}"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--app", default="ab", choices=["bare", "ab", "bandit"])
@@ -99,9 +133,8 @@ def main() -> None:
                "--duration", str(args.seconds), "--nonblocking"] + (
             ["--native"] if args.native else [])
         perf = subprocess.Popen(
-            ["perf", "stat", "-e", "task-clock,cycles,instructions,cache-misses,"
-             "context-switches,page-faults", "-p", str(server.pid), "--", "sleep",
-             str(args.seconds)], stderr=subprocess.PIPE, text=True) if args.perf else None
+            ["perf", "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p", str(server.pid), "--",
+             "sleep", str(args.seconds)], stderr=subprocess.PIPE, text=True) if args.perf else None
         subprocess.run([*spy, "--format", "raw", "-o", str(tmp / "raw.txt")],
                        check=True, capture_output=True)
         cpu1 = cpu_seconds(server.pid)
@@ -131,7 +164,9 @@ def main() -> None:
     for name, n in leaf.most_common(args.top):
         print(f"| {name} | {n / total:.1%} | {n * per:.2f} |")
     if perf_out:
-        print("\nperf stat:\n" + perf_out)
+        print("\n| perf stat event (server process) | per request |\n|---|---:|")
+        for event, value in perf_per_request(perf_out, served):
+            print(f"| {event} | {value} |")
     if args.svg:
         print(f"flame graph: {args.svg}")
     shutil.rmtree(tmp, ignore_errors=True)
