@@ -149,7 +149,7 @@ def main() -> None:
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     served = rps * args.seconds  # requests in the sampled window
-    cpu_us = (cpu1 - cpu0) / served * 1e6
+    cpu_us = (cpu1[0] - cpu0[0]) / served * 1e6
     per = 1e6 / (args.rate * served)  # microseconds per request that one sample stands for
     total, own, leaf = own_costs(tmp / "raw.txt")
     print(f"{args.app} /{args.endpoint}: {rps:,.0f} req/s, server CPU ~{cpu_us:.1f} us/request "
