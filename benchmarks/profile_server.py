@@ -1,15 +1,16 @@
 """Where a routed server spends its time: py-spy (and perf stat) on uvicorn under wrk.
 
     python benchmarks/profile_server.py [--app ab] [--endpoint ok] [--seconds 5]
-        [--rate 1000] [--native] [--svg /tmp/prof.svg] [--perf] [--code DIR]
+        [--rate 1000] [--native] [--svg /tmp/prof.svg] [--perf | --perf-only] [--code DIR]
 
 Starts the app of ``server_apps.py`` exactly as ``bench_server.py`` does (uvicorn, httptools,
 one worker), warms it up, then drives it with wrk while ``py-spy record`` samples the server
 (``--format raw``: collapsed stacks) and, with ``--perf``, ``perf stat`` counts per request
 its cycles, instructions and cache misses (where the machine has the counters), its CPU time,
 context switches, page faults and system calls (tracepoints: all, and the event loop's and the
-socket's by name). Needs ``pip install py-spy``
-(and ptrace rights: root, or ``--cap-add SYS_PTRACE`` in a container).
+socket's by name); ``--perf-only`` runs perf stat alone, without py-spy, whose stops of the
+server add context switches and CPU of their own. Needs ``pip install py-spy`` (and ptrace
+rights: root, or ``--cap-add SYS_PTRACE`` in a container), except with ``--perf-only``.
 
 It prints the server CPU per request of the run, then the share of the samples and the
 sampled time per request (samples / rate / requests served while sampling) that each
@@ -97,6 +98,14 @@ def perf_per_request(csv: str, served: float) -> list[tuple[str, str]]:
     return rows
 
 
+def print_perf(perf_out: str, served: float) -> None:
+    """The perf stat table (nothing without perf's output)."""
+    if perf_out:
+        print("\n| perf stat event (server process) | per request |\n|---|---:|")
+        for event, value in perf_per_request(perf_out, served):
+            print(f"| {event} | {value} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--app", default="ab", choices=["bare", "ab", "bandit"])
@@ -107,11 +116,16 @@ def main() -> None:
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
     parser.add_argument("--svg", metavar="PATH", help="also write a py-spy flame graph")
     parser.add_argument("--perf", action="store_true", help="also run perf stat")
+    parser.add_argument("--perf-only", action="store_true",
+                        help="perf stat without py-spy (whose stops of the server add context "
+                        "switches and CPU of their own)")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--code", metavar="DIR", help="serve the modelrouter package in DIR "
                         "(e.g. an older commit's, from git archive) instead of this checkout's")
     args = parser.parse_args()
-    for tool in ("wrk", "py-spy") + (("perf",) if args.perf else ()):
+    args.perf = args.perf or args.perf_only
+    spying = () if args.perf_only else ("py-spy",)
+    for tool in ("wrk", *spying) + (("perf",) if args.perf else ()):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="profile_server-"))
@@ -135,12 +149,13 @@ def main() -> None:
         perf = subprocess.Popen(
             ["perf", "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p", str(server.pid), "--",
              "sleep", str(args.seconds)], stderr=subprocess.PIPE, text=True) if args.perf else None
-        subprocess.run([*spy, "--format", "raw", "-o", str(tmp / "raw.txt")],
-                       check=True, capture_output=True)
-        cpu1 = cpu_seconds(server.pid)
+        if not args.perf_only:
+            subprocess.run([*spy, "--format", "raw", "-o", str(tmp / "raw.txt")],
+                           check=True, capture_output=True)
         perf_out = perf.communicate()[1] if perf is not None else ""
+        cpu1 = cpu_seconds(server.pid)
         out, _ = load.communicate()
-        if args.svg:
+        if args.svg and not args.perf_only:
             subprocess.run([*spy, "-o", args.svg], check=True, capture_output=True)
     finally:
         server.terminate()
@@ -150,6 +165,12 @@ def main() -> None:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     served = rps * args.seconds  # requests in the sampled window
     cpu_us = (cpu1[0] - cpu0[0]) / served * 1e6
+    if args.perf_only:
+        print(f"{args.app} /{args.endpoint}: {rps:,.0f} req/s, server CPU ~{cpu_us:.1f} "
+              f"us/request over {args.seconds} s")
+        print_perf(perf_out, served)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     per = 1e6 / (args.rate * served)  # microseconds per request that one sample stands for
     total, own, leaf = own_costs(tmp / "raw.txt")
     print(f"{args.app} /{args.endpoint}: {rps:,.0f} req/s, server CPU ~{cpu_us:.1f} us/request "
@@ -163,10 +184,7 @@ def main() -> None:
     print("\n| hottest lines anywhere (self) | share | us/request |\n|---|---:|---:|")
     for name, n in leaf.most_common(args.top):
         print(f"| {name} | {n / total:.1%} | {n * per:.2f} |")
-    if perf_out:
-        print("\n| perf stat event (server process) | per request |\n|---|---:|")
-        for event, value in perf_per_request(perf_out, served):
-            print(f"| {event} | {value} |")
+    print_perf(perf_out, served)
     if args.svg:
         print(f"flame graph: {args.svg}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -35,7 +35,7 @@ fl=(1) ceval.c
 fn=(1) _PyEval_EvalFrameDefault
 10 100 5 1
 +2 50 1 0
-cob=(2) /x/middleware_c.cpython-311-x86_64-linux-gnu.so
+cob=(2) /x/modelrouter/asgi/middleware_c.cpython-311-x86_64-linux-gnu.so
 cfi=(2) middleware_c.c
 cfn=(2) _message
 calls=3 20
@@ -112,3 +112,59 @@ def test_perf_csv_per_request_keeps_what_the_machine_lacks() -> None:
     got = dict(perf_per_request(csv, served=10_000))
     assert got == {"cycles": "not supported", "task-clock (us)": "200.00",
                    "raw_syscalls:sys_enter": "3.000"}
+
+
+# benchmarks/footprint.py: a dump with instruction positions (--dump-instr=yes), addresses
+# absolute, relative (+N / -N) and repeated (*); the line after calls= moves the position only
+INSTR_DUMP = """# callgrind format
+version: 1
+positions: instr line
+events: Ir Dr
+
+ob=(1) /usr/lib/libpython3.11.so.1.0
+fl=(1) ceval.c
+fn=(1) eval
+0x1000 10 3 1
++4 11 2 0
++60 12 5 0
+cob=(2) /x/modelrouter/asgi/middleware_c.cpython-311-x86_64-linux-gnu.so
+cfn=(2) _message
+calls=1 0x2000
++4 12 900 9
+* 12 1 0
+ob=(2)
+fn=(2)
+0x2000 20 7 0
+"""
+
+
+def test_instruction_costs_decompress_addresses_and_skip_call_costs() -> None:
+    from footprint import instruction_costs
+
+    got = instruction_costs(INSTR_DUMP)
+    # 0x1000 -> +4 = 0x1004 -> +60 = 0x1040 -> (call line) +4 = 0x1044 -> * = 0x1044
+    assert got == {("libpython3.11.so.1.0", 0x1000): 3, ("libpython3.11.so.1.0", 0x1004): 2,
+                   ("libpython3.11.so.1.0", 0x1040): 5, ("libpython3.11.so.1.0", 0x1044): 1,
+                   ("modelrouter/middleware_c.cpython-311-x86_64-linux-gnu.so", 0x2000): 7}
+    with pytest.raises(ValueError, match="dump-instr"):
+        instruction_costs("positions: line\nevents: Ir\n")
+
+
+def test_per_request_lines_count_lines_that_grew_by_the_threshold() -> None:
+    from footprint import own, per_request_lines, report
+
+    lib, mod = "libpython3.11.so.1.0", "modelrouter/middleware_c.cpython-311-x86_64-linux-gnu.so"
+    base = {(lib, 0x1000): 100, (lib, 0x1040): 50, (mod, 0x2000): 0}
+    # 100 requests: line 0x1000-0x103f grows by 120 (1.2 per request: counted, its two
+    # addresses summed), line 0x1040 by 49 (0.49: not counted at 0.5), line 0x2000 by 50
+    # (exactly 0.5: counted), a new line 0x2040 by 400
+    run = {(lib, 0x1000): 200, (lib, 0x1010): 20, (lib, 0x1040): 99, (mod, 0x2000): 50,
+           (mod, 0x2040): 400}
+    assert per_request_lines(base, run, 100, 0.5) == {lib: 1, mod: 2}
+    assert per_request_lines(base, run, 100, 0.4) == {lib: 2, mod: 2}
+    assert own(mod) and not own(lib) and not own("_json.cpython-311-x86_64-linux-gnu.so")
+    text = report({"bare": {lib: 10, "libc.so.6": 4}, "ab": {lib: 13, mod: 5, "libc.so.6": 3}})
+    row = next(line for line in text.splitlines() if line.startswith("| ab |")
+               and "+" in line)
+    # added: the router's 5 lines, libpython +3, libc -1: +7 in all, +2 outside the router
+    assert [c.strip() for c in row.strip("|").split("|")] == ["ab", "+7", "5", "+3", "+2"]

@@ -1,0 +1,186 @@
+"""The request path's code footprint: how many distinct 64-byte lines of machine code one request
+runs through, per shared object, counted exactly by valgrind.
+
+    python benchmarks/footprint.py [--cases bare,pass,ab,bandit] [--calls 5000] [--users 2000]
+        [--code DIR] [--every 0.5]
+
+Why: under a server, the router's cost is set by its instruction-cache misses more than by its
+instruction count (``simulate_server.py``: the bare request runs through ~400 KB of code, so
+every line the router's request touches comes from L2 again, one miss per line). Those misses
+track the request path's *footprint*: the number of distinct code lines it runs through. The
+simulation measures the misses under a real server, with a spread of about +-50 per request
+from how requests batch; this counts the footprint itself, with no spread, in the in-process
+loop of ``count_instructions.py``: a measure a change to the request path can be judged by.
+
+For each case, the loop of ``count_instructions.py --child`` runs twice under ``valgrind
+--tool=callgrind --dump-instr=yes`` (0 and ``--calls`` timed requests after the same warm-up);
+a code line is in the request's footprint when the instructions executed in it grew by at least
+``--every`` per timed request (0.5 by default: a line of a few instructions that runs in most
+requests counts; code that runs once per journal fold, every few dozen requests, does not; the
+warm-up's first exposures are in both runs and cancel). Prints the lines per object and their
+total for each case, and for each routed case what it adds over ``bare``: the router's own
+extension modules, and the interpreter's and libc's lines that the router's calls bring in.
+``--code DIR`` counts another build (as ``count_instructions.py --code``). A minute or two per
+case on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from _harness import table
+
+HERE = Path(__file__).resolve().parent
+LINE = 64  # bytes per instruction-cache line on x86-64
+CASES = ("bare", "pass", "ab", "bandit")
+
+
+def instruction_costs(text: str) -> dict[tuple[str, int], int]:
+    """``(object, instruction address) -> Ir`` of a callgrind dump made with ``--dump-instr=yes``
+    (positions ``instr line`` or ``instr``; names and relative addresses decompressed; the cost
+    lines after ``calls=`` are a callee's inclusive cost: their address moves the position, their
+    cost is not this address's own)."""
+    pos = re.search(r"^positions:\s*(.+)$", text, re.M)
+    names = re.search(r"^events:\s*(.+)$", text, re.M)
+    if pos is None or "instr" not in pos.group(1).split() or names is None:
+        raise ValueError("not a callgrind dump with instruction positions (--dump-instr=yes)")
+    n_pos = len(pos.group(1).split())
+    ir = names.group(1).split().index("Ir")
+    objects: dict[str, str] = {}
+    obj = "?"
+    addr = 0
+    call = False
+    out: dict[tuple[str, int], int] = defaultdict(int)
+    for line in text.splitlines():
+        if not line:
+            continue
+        head = line[0]
+        if head.isdigit() or head in "+-*" or line.startswith("0x"):
+            fields = line.split()
+            a = fields[0]
+            if a.startswith("0x"):
+                addr = int(a, 16)
+            elif a[0] in "+-":
+                addr += int(a)
+            elif a != "*":
+                addr = int(a)
+            if call:
+                call = False
+                continue
+            costs = fields[n_pos:]
+            if len(costs) > ir and costs[ir]:
+                out[obj, addr] += int(costs[ir])
+            continue
+        key, _, value = line.partition("=")
+        if key in ("ob", "cob"):
+            m = re.match(r"\((\d+)\)(?:\s+(.*))?$", value)
+            name = value if m is None else objects.setdefault(m.group(1), m.group(2) or "?")
+            if m is not None and m.group(2):
+                objects[m.group(1)] = m.group(2)
+            if key == "ob":  # the router's modules keep their package as a prefix
+                base = name.rsplit("/", 1)[-1]
+                obj = f"modelrouter/{base}" if "/modelrouter/" in name else base
+        elif key == "calls":
+            call = True
+    return dict(out)
+
+
+def per_request_lines(base: dict[tuple[str, int], int], run: dict[tuple[str, int], int],
+                      calls: int, every: float) -> dict[str, int]:
+    """Per object, the code lines whose instructions grew by at least ``every`` per request from
+    the run without timed requests (``base``) to the run with ``calls`` of them (``run``)."""
+    grown: dict[tuple[str, int], int] = defaultdict(int)
+    for (obj, addr), n in run.items():
+        grown[obj, addr // LINE] += n
+    for (obj, addr), n in base.items():
+        grown[obj, addr // LINE] -= n
+    lines: dict[str, int] = defaultdict(int)
+    for (obj, _), n in grown.items():
+        if n >= every * calls:
+            lines[obj] += 1
+    return dict(lines)
+
+
+def footprint(case: str, calls: int, users: int, code: str | None,
+              every: float) -> dict[str, int]:
+    """Lines per object in one request of ``case`` (two callgrind runs)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [*([code] if code else []), str(HERE.parent), str(HERE)]), "PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for n in (0, calls):
+            out = Path(tmp) / f"cg.{n}"
+            procs.append((out, subprocess.Popen(
+                ["valgrind", "--tool=callgrind", "--dump-instr=yes",
+                 f"--callgrind-out-file={out}", sys.executable,
+                 str(HERE / "count_instructions.py"), "--child", case, "--calls", str(n),
+                 "--users", str(users), "--pool", str(calls)], env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        for _, proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"valgrind run of {case} failed")
+        base, run = (instruction_costs(out.read_text()) for out, _ in procs)
+    return per_request_lines(base, run, calls, every)
+
+
+def own(obj: str) -> bool:
+    """Whether a shared object (as :func:`instruction_costs` names it) is one of the router's
+    compiled extension modules."""
+    return obj.startswith("modelrouter/")
+
+
+def report(found: dict[str, dict[str, int]]) -> str:
+    """Lines per request per case, and what each routed case adds over ``bare`` by group."""
+    rows = []
+    for case, lines in found.items():
+        total = sum(lines.values())
+        top = sorted(lines.items(), key=lambda kv: -kv[1])[:4]
+        rows.append([case, f"{total:,}", f"{total * LINE / 1024:,.1f}",
+                     ", ".join(f"{o} {n:,}" for o, n in top)])
+    text = [table(["case", "code lines / request", "KiB", "largest objects (lines)"], rows)]
+    bare = found.get("bare")
+    if bare is not None:
+        rows = []
+        for case, lines in found.items():
+            if case == "bare":
+                continue
+            router = sum(n for o, n in lines.items() if own(o))
+            others = {o: n - bare.get(o, 0) for o, n in lines.items() if not own(o)}
+            for o in bare:
+                others.setdefault(o, -bare[o])
+            added = router + sum(others.values())
+            rows.append([case, f"{added:+,}", f"{router:,}",
+                         f"{sum(n for o, n in others.items() if o.startswith('libpython')):+,}",
+                         f"{sum(others.values()):+,}"])
+        text += ["", "Added over bare (lines per request):", "",
+                 table(["case", "added", "router's extensions", "libpython",
+                        "all but the router's"], rows)]
+    return "\n".join(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--calls", type=int, default=5_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--every", type=float, default=0.5)
+    parser.add_argument("--code", metavar="DIR")
+    args = parser.parse_args()
+    found = {c: footprint(c, args.calls, args.users, args.code, args.every)
+             for c in args.cases.split(",") if c}
+    print(f"Code footprint per in-process request (valgrind --dump-instr, {args.calls:,} "
+          f"requests after a warm-up, {args.users:,} users; a line counts when it runs in at "
+          f"least {args.every:g} of the requests{', code: ' + args.code if args.code else ''})"
+          ":\n")
+    print(report(found))
+
+
+if __name__ == "__main__":
+    main()
