@@ -14,10 +14,10 @@ loop of ``count_instructions.py``: a measure a change to the request path can be
 
 For each case, the loop of ``count_instructions.py --child`` runs twice under ``valgrind
 --tool=callgrind --dump-instr=yes`` (0 and ``--calls`` timed requests after the same warm-up);
-a code line is in the request's footprint when the instructions executed in it grew by at least
-``--every`` per timed request (0.5 by default: a line of a few instructions that runs in most
-requests counts; code that runs once per journal fold, every few dozen requests, does not; the
-warm-up's first exposures are in both runs and cancel). Prints the lines per object and their
+a code line is in the request's footprint when its instructions ran, on average, at least
+``--every`` more times per timed request (0.5 by default: a line that runs in most requests
+counts; code that runs once per journal fold, every few dozen requests, does not; the warm-up's
+first exposures are in both runs and cancel). Prints the lines per object and their
 total for each case, and for each routed case what it adds over ``bare``: the router's own
 extension modules, and the interpreter's and libc's lines that the router's calls bring in.
 ``--code DIR`` counts another build (as ``count_instructions.py --code``). A minute or two per
@@ -94,17 +94,21 @@ def instruction_costs(text: str) -> dict[tuple[str, int], int]:
 
 def per_request_lines(base: dict[tuple[str, int], int], run: dict[tuple[str, int], int],
                       calls: int, every: float) -> dict[str, int]:
-    """Per object, the code lines whose instructions grew by at least ``every`` per request from
-    the run without timed requests (``base``) to the run with ``calls`` of them (``run``)."""
-    grown: dict[tuple[str, int], int] = defaultdict(int)
-    for (obj, addr), n in run.items():
-        grown[obj, addr // LINE] += n
-    for (obj, addr), n in base.items():
-        grown[obj, addr // LINE] -= n
+    """Per object, the code lines that ran at least ``every`` times per request, on average
+    over the line's instructions: from the run without timed requests (``base``) to the run
+    with ``calls`` of them (``run``), the line's added instructions divided by the number of
+    its instructions that ran more (a long rare path does not count as a short common one)."""
+    grown: dict[tuple[str, int], int] = defaultdict(int)  # per line: instructions run more
+    ran: dict[tuple[str, int], int] = defaultdict(int)  # per line: instructions that ran more
+    for key, n in run.items():
+        more = n - base.get(key, 0)
+        if more > 0:
+            grown[key[0], key[1] // LINE] += more
+            ran[key[0], key[1] // LINE] += 1
     lines: dict[str, int] = defaultdict(int)
-    for (obj, _), n in grown.items():
-        if n >= every * calls:
-            lines[obj] += 1
+    for key, n in grown.items():
+        if n >= every * calls * ran[key]:  # each of its instructions ran ``every`` per request
+            lines[key[0]] += 1
     return dict(lines)
 
 

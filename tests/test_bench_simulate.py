@@ -155,13 +155,15 @@ def test_per_request_lines_count_lines_that_grew_by_the_threshold() -> None:
 
     lib, mod = "libpython3.11.so.1.0", "modelrouter/middleware_c.cpython-311-x86_64-linux-gnu.so"
     base = {(lib, 0x1000): 100, (lib, 0x1040): 50, (mod, 0x2000): 0}
-    # 100 requests: line 0x1000-0x103f grows by 120 (1.2 per request: counted, its two
-    # addresses summed), line 0x1040 by 49 (0.49: not counted at 0.5), line 0x2000 by 50
-    # (exactly 0.5: counted), a new line 0x2040 by 400
+    # 100 requests. Line 0x1000: its 2 instructions ran 120 more times (0.6 per request each:
+    # counted). Line 0x1040: 49 more (0.49: not counted at 0.5). Line 0x1080: 4 instructions
+    # that ran 30 more times each, 120 in all but 0.3 per request each (a rare long path:
+    # counted only from 0.3). Line 0x2000: exactly 0.5; line 0x2040, a new line: counted.
     run = {(lib, 0x1000): 200, (lib, 0x1010): 20, (lib, 0x1040): 99, (mod, 0x2000): 50,
-           (mod, 0x2040): 400}
+           (mod, 0x2040): 400, **{(lib, 0x1080 + 4 * i): 30 for i in range(4)}}
     assert per_request_lines(base, run, 100, 0.5) == {lib: 1, mod: 2}
     assert per_request_lines(base, run, 100, 0.4) == {lib: 2, mod: 2}
+    assert per_request_lines(base, run, 100, 0.3) == {lib: 3, mod: 2}
     assert own(mod) and not own(lib) and not own("_json.cpython-311-x86_64-linux-gnu.so")
     text = report({"bare": {lib: 10, "libc.so.6": 4}, "ab": {lib: 13, mod: 5, "libc.so.6": 3}})
     row = next(line for line in text.splitlines() if line.startswith("| ab |")
