@@ -5,8 +5,10 @@ from cpython.array cimport array
 cdef class FastLock:
     cdef void* _lock
     cdef bint _held
+    cdef Py_ssize_t _waiters
     cdef void take(self)
     cdef void give(self)
+    cdef int _wait(self, long long micros) except -1
 
 
 cdef class UnitPath:

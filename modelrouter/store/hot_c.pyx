@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=True
 """Compiled twins of the memory store's hot path (``store/unit_path.py`` says what each is).
 
-- :class:`FastLock`: the store's lock, a ``threading.Lock`` without argument parsing on
-  ``__enter__`` (the C code takes it directly).
+- :class:`FastLock`: the store's lock, a ``threading.Lock`` whose uncontended take and give
+  are C stores under the GIL (the C code takes it directly; a contended take waits without the
+  GIL).
 - :class:`UnitPath`: the columns ``expose_unit`` touches, as typed C fields.
 - :func:`expose_unit`, :func:`expose_decision`: ``MemoryStore``'s exposures on those fields
   (``expose_decision_call``: the latter as the bandit route's C call, routing/bandit_c.pyx).
@@ -42,6 +43,7 @@ from math import ceil
 from operator import index as _index
 from sys import version_info as _version
 from threading import TIMEOUT_MAX as _TIMEOUT_MAX
+from time import monotonic as _monotonic
 
 cdef double _NAN = float("nan")
 # threading.Lock.acquire reads ``blocking`` as an integer up to 3.11, as a truth value from 3.12
@@ -49,51 +51,83 @@ cdef bint _BLOCKING_IS_BOOL = _version >= (3, 12)
 
 
 cdef class FastLock:
-    """A non-reentrant lock (``threading.Lock``'s interface) whose ``with`` costs no argument
-    parsing; a blocked acquire waits without the GIL, as ``threading.Lock`` does."""
+    """A non-reentrant lock (``threading.Lock``'s interface) whose uncontended ``with`` is two C
+    stores: no argument parsing and no call into the thread library.
+
+    Its state is ``_held``, read and written only with the GIL held: every caller holds it (the
+    compiled store code, called from Python, and these methods), and nothing between a test and
+    a set of ``_held`` can release it. The module runs with a GIL: CPython enables it for an
+    extension that does not declare free-threading support, as this one does not. A thread that
+    finds the lock held waits without the GIL, as ``threading.Lock`` does, on ``_lock``: a
+    PyThread lock used as a wake-up signal, kept taken, released by a ``give`` while someone
+    waits. A woken waiter tests ``_held`` again (another thread may have taken the lock first),
+    so a stale or extra wake-up costs one more wait, never a second holder."""
 
     def __cinit__(self):
         self._lock = <void*>PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate a lock")
+        # the signal starts taken: a waiter blocks on it until a give releases it
+        PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK)
 
     def __dealloc__(self):
         if self._lock != NULL:
             PyThread_free_lock(<PyThread_type_lock>self._lock)
 
     cdef void take(self):
-        if not PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK):
-            with nogil:
-                PyThread_acquire_lock(<PyThread_type_lock>self._lock, WAIT_LOCK)
-        self._held = True
+        if not self._held:
+            self._held = True
+            return
+        self._wait(-1)
 
     cdef void give(self):
         self._held = False
-        PyThread_release_lock(<PyThread_type_lock>self._lock)
+        if self._waiters:
+            PyThread_release_lock(<PyThread_type_lock>self._lock)  # wake one waiter
+
+    cdef int _wait(self, long long micros) except -1:
+        """Wait until the lock is free and take it: 1; 0 when ``micros`` (>= 0) elapsed first
+        (a negative ``micros``: no limit)."""
+        cdef double deadline = 0.0
+        if micros >= 0:
+            deadline = _monotonic() + micros / 1e6
+        self._waiters += 1
+        while True:
+            with nogil:
+                PyThread_acquire_lock_timed(<PyThread_type_lock>self._lock, micros, 0)
+            if not self._held:
+                self._held = True
+                self._waiters -= 1
+                return 1
+            if micros >= 0:  # still held: wait again for what is left of the timeout
+                micros = <long long>ceil((deadline - _monotonic()) * 1e6)
+                if micros <= 0:
+                    self._waiters -= 1
+                    return 0
 
     @cython.binding(False)
     def acquire(self, blocking=True, timeout=-1):
         """``threading.Lock.acquire``: True when taken."""
         cdef long long micros
-        cdef int ok
         if not (blocking if _BLOCKING_IS_BOOL else _index(blocking)):  # as threading.Lock
             if timeout != -1:
                 raise ValueError("can't specify a timeout for a non-blocking call")
-            ok = PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK)
+            if self._held:
+                return False
+            self._held = True
+            return True
         elif timeout == -1:
             self.take()
             return True
-        else:
-            if timeout < 0:
-                raise ValueError("timeout value must be a non-negative number")
-            if timeout > _TIMEOUT_MAX:  # as threading.Lock (else a wait of centuries)
-                raise OverflowError("timeout value is too large")
-            micros = <long long>ceil(timeout * 1e6)  # rounded up, as threading.Lock does
-            with nogil:
-                ok = PyThread_acquire_lock_timed(<PyThread_type_lock>self._lock, micros, 0)
-        if ok:
+        if timeout < 0:
+            raise ValueError("timeout value must be a non-negative number")
+        if timeout > _TIMEOUT_MAX:  # as threading.Lock (else a wait of centuries)
+            raise OverflowError("timeout value is too large")
+        micros = <long long>ceil(timeout * 1e6)  # rounded up, as threading.Lock does
+        if not self._held:
             self._held = True
-        return bool(ok)
+            return True
+        return self._wait(micros) == 1
 
     @cython.binding(False)
     def release(self):

@@ -78,6 +78,86 @@ def test_fast_lock_released_by_another_thread_and_in_a_forked_child() -> None:
     assert out.stdout.strip() == "0"
 
 
+def test_fast_lock_excludes_under_contention_with_the_gil_released_while_held() -> None:
+    """The uncontended take is a test and a set of a flag under the GIL; a holder that releases
+    the GIL (``time.sleep(0)``, as any Python code may) makes the others wait on the signal.
+    8 threads x 1,500 entries, blocking, timed and non-blocking acquires mixed: one holder at a
+    time, every entry counted, no waiter left behind."""
+    import time
+
+    from modelrouter.store.unit_path import new_lock
+
+    lock = new_lock()
+    assert type(lock).__name__ == "FastLock"
+    state = {"inside": 0, "count": 0, "overlaps": 0, "gave_up": 0}
+
+    def enter(i: int) -> bool:
+        kind = i % 3
+        if kind == 0:
+            return bool(lock.acquire())
+        if kind == 1:
+            return bool(lock.acquire(timeout=0.002))
+        return bool(lock.acquire(blocking=False))
+
+    def worker(seed: int) -> None:
+        for i in range(seed, seed + 1_500):
+            if not enter(i):
+                state["gave_up"] += 1
+                continue
+            try:
+                state["inside"] += 1
+                if state["inside"] != 1:
+                    state["overlaps"] += 1
+                state["count"] += 1
+                if i % 7 == 0:
+                    time.sleep(0)  # the GIL goes to another thread while the lock is held
+                state["inside"] -= 1
+            finally:
+                lock.release()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert state["overlaps"] == 0
+    assert state["count"] + state["gave_up"] == 8 * 1_500 and state["count"] > 8 * 500
+    assert not lock.locked() and lock.acquire(blocking=False) is True
+    lock.release()
+
+
+def test_fast_lock_waiters_wake_on_release_and_a_timed_wait_gives_up() -> None:
+    import time
+
+    from modelrouter.store.unit_path import new_lock
+
+    lock = new_lock()
+    lock.acquire()
+    t0 = time.monotonic()
+    got: list[bool] = []
+    late = threading.Thread(target=lambda: got.append(lock.acquire(timeout=0.05)))
+    late.start()
+    late.join(timeout=10)
+    assert got == [False] and time.monotonic() - t0 >= 0.05  # waited its timeout, no longer
+    entered = threading.Event()
+
+    def blocked() -> None:
+        with lock:
+            entered.set()
+
+    waiters = [threading.Thread(target=blocked) for _ in range(3)]
+    for w in waiters:
+        w.start()
+    time.sleep(0.05)
+    assert not entered.is_set()  # (a stale wake-up from the timed-out wait admitted nobody)
+    lock.release()  # each waiter in turn: a give wakes one, its give the next
+    for w in waiters:
+        w.join(timeout=10)
+    assert entered.is_set() and not any(w.is_alive() for w in waiters)
+    assert not lock.locked()
+
+
 # -- Bucketer ---------------------------------------------------------------------------------
 README_VECTORS = [("exp-2026-11", "user-42", 0.5784639137105301),
                   ("exp-2026-11", "alice@example.com", 0.9549300952268751),
