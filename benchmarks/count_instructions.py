@@ -107,26 +107,34 @@ def record_events(case: str, calls: int) -> None:
         record(decisions[i % 10_000], "revenue", 1.0)
 
 
-def count(case: str, calls: int, users: int, code: str | None) -> int:
-    """Instructions per request of ``case`` (two callgrind runs)."""
+def callgrind_pair(case: str, calls: int, users: int, code: str | None, tmp: Path,
+                   options: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The callgrind dumps (text) of ``case`` with 0 and with ``calls`` timed requests after the
+    same warm-up, run side by side; ``options``: more callgrind options (footprint.py's
+    ``--dump-instr=yes``)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [*([code] if code else []), str(HERE.parent), str(HERE)]),
         "PYTHONHASHSEED": "0"}  # the same dict layouts in both runs and from run to run
-    totals = []
+    procs = []
+    for n in (0, calls):
+        out = tmp / f"cg.{case}.{n}"
+        procs.append((out, subprocess.Popen(
+            ["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}",
+             sys.executable, __file__, "--child", case, "--calls", str(n),
+             "--users", str(users), "--pool", str(calls)], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)))
+    for _, proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError(f"valgrind run of {case} failed")
+    return procs[0][0].read_text(), procs[1][0].read_text()
+
+
+def count(case: str, calls: int, users: int, code: str | None) -> int:
+    """Instructions per request of ``case`` (two callgrind runs)."""
     with tempfile.TemporaryDirectory() as tmp:
-        procs = []
-        for n in (0, calls):
-            out = Path(tmp) / f"cg.{n}"
-            procs.append((out, subprocess.Popen(
-                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                 sys.executable, __file__, "--child", case, "--calls", str(n),
-                 "--users", str(users), "--pool", str(calls)], env=env, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)))
-        for out, proc in procs:
-            if proc.wait() != 0:
-                raise RuntimeError(f"valgrind run of {case} failed")
-            line = next(x for x in out.read_text().splitlines() if x.startswith("totals:"))
-            totals.append(int(line.split()[1]))
+        dumps = callgrind_pair(case, calls, users, code, Path(tmp))
+    totals = [int(next(x for x in d.splitlines() if x.startswith("totals:")).split()[1])
+              for d in dumps]
     return round((totals[1] - totals[0]) / calls)
 
 

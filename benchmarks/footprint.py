@@ -27,17 +27,14 @@ case on 2 cores.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from _harness import table
+from count_instructions import callgrind_pair
 
-HERE = Path(__file__).resolve().parent
 LINE = 64  # bytes per instruction-cache line on x86-64
 CASES = ("bare", "pass", "ab", "bandit")
 
@@ -115,23 +112,9 @@ def per_request_lines(base: dict[tuple[str, int], int], run: dict[tuple[str, int
 def footprint(case: str, calls: int, users: int, code: str | None,
               every: float) -> dict[str, int]:
     """Lines per object in one request of ``case`` (two callgrind runs)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [*([code] if code else []), str(HERE.parent), str(HERE)]), "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryDirectory() as tmp:
-        procs = []
-        for n in (0, calls):
-            out = Path(tmp) / f"cg.{n}"
-            procs.append((out, subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--dump-instr=yes",
-                 f"--callgrind-out-file={out}", sys.executable,
-                 str(HERE / "count_instructions.py"), "--child", case, "--calls", str(n),
-                 "--users", str(users), "--pool", str(calls)], env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
-        for _, proc in procs:
-            if proc.wait() != 0:
-                raise RuntimeError(f"valgrind run of {case} failed")
-        base, run = (instruction_costs(out.read_text()) for out, _ in procs)
-    return per_request_lines(base, run, calls, every)
+        base, run = callgrind_pair(case, calls, users, code, Path(tmp), ("--dump-instr=yes",))
+    return per_request_lines(instruction_costs(base), instruction_costs(run), calls, every)
 
 
 def own(obj: str) -> bool:
