@@ -18,7 +18,7 @@ or can fail calls the same Python code as the twin.
 
 cimport cython
 from cpython.array cimport array
-from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
+from cpython.pythread cimport (NOWAIT_LOCK, PyThread_acquire_lock,
                                PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_release_lock, PyThread_type_lock)
 
