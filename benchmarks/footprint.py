@@ -9,8 +9,11 @@ instruction count (``simulate_server.py``: the bare request runs through ~400 KB
 every line the router's request touches comes from L2 again, one miss per line). Those misses
 track the request path's *footprint*: the number of distinct code lines it runs through. The
 simulation measures the misses under a real server, with a spread of about +-50 per request
-from how requests batch; this counts the footprint itself, with no spread, in the in-process
-loop of ``count_instructions.py``: a measure a change to the request path can be judged by.
+from how requests batch; this counts the footprint itself in the in-process loop of
+``count_instructions.py``: a measure a change to the request path can be judged by. The count
+is the same from run to run of one build at one path; another path (the checkout against a
+``--code`` directory) moves the allocator's layout, and the count by up to ~10 lines: compare
+builds through ``--code`` directories whose paths have the same length.
 
 For each case, the loop of ``count_instructions.py --child`` runs twice under ``valgrind
 --tool=callgrind --dump-instr=yes`` (0 and ``--calls`` timed requests after the same warm-up);
