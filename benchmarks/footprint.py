@@ -11,7 +11,8 @@ track the request path's *footprint*: the number of distinct code lines it runs 
 simulation measures the misses under a real server, with a spread of about +-50 per request
 from how requests batch; this counts the footprint itself in the in-process loop of
 ``count_instructions.py``: a measure a change to the request path can be judged by. The count
-is the same from run to run of one build at one path; another path (the checkout against a
+moves by a line or two from run to run of one build at one path (the clock's readings differ);
+another path (the checkout against a
 ``--code`` directory) moves the allocator's layout, and the count by up to ~10 lines: compare
 builds through ``--code`` directories whose paths have the same length.
 
