@@ -147,11 +147,10 @@ def own_costs(text: str) -> dict[str, list[int]]:
         elif key == "fn":
             fn = resolve(fn_names, value)
             current = None
-        elif key in ("cob", "cfn", "cfi", "cfl"):
-            if key == "cob":
-                resolve(ob_names, value)
-            elif key == "cfn":
-                resolve(fn_names, value)
+        elif key == "cob":  # (a callee's names may be defined here, used later)
+            resolve(ob_names, value)
+        elif key == "cfn":
+            resolve(fn_names, value)
         elif key == "calls":
             skip = True
     return out
