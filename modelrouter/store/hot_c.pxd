@@ -6,9 +6,11 @@ cdef class FastLock:
     cdef void* _lock
     cdef bint _held
     cdef Py_ssize_t _waiters
-    cdef void take(self)
-    cdef void give(self)
-    cdef int _wait(self, long long micros) except -1
+    cdef object __weakref__
+    cdef void take(self) noexcept
+    cdef void give(self) noexcept
+    cdef bint _handed(self) noexcept
+    cdef int _wait(self, long long micros, bint intr) except -1
 
 
 cdef class UnitPath:

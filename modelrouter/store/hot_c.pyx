@@ -18,8 +18,8 @@ or can fail calls the same Python code as the twin.
 
 cimport cython
 from cpython.array cimport array
-from cpython.pythread cimport (NOWAIT_LOCK, PyThread_acquire_lock,
-                               PyThread_allocate_lock, PyThread_free_lock,
+from cpython.pythread cimport (NOWAIT_LOCK, PY_LOCK_ACQUIRED, PY_LOCK_INTR,
+                               PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_release_lock, PyThread_type_lock)
 
 from cpython.dict cimport PyDict_GetItemWithError
@@ -34,76 +34,132 @@ cdef extern from "Python.h":
     PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     PyObject* True_ "Py_True"
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
+    # without Cython's ``except -1``: FastLock._wait cleans up before it propagates the error
+    int check_signals "PyErr_CheckSignals" ()
 
 cdef extern from "pythread.h":
     int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
                                     int intr_flag) nogil
 
+import os
 from math import ceil
 from operator import index as _index
 from sys import version_info as _version
 from threading import TIMEOUT_MAX as _TIMEOUT_MAX
 from time import monotonic as _monotonic
+from weakref import WeakSet
 
 cdef double _NAN = float("nan")
 # threading.Lock.acquire reads ``blocking`` as an integer up to 3.11, as a truth value from 3.12
 cdef bint _BLOCKING_IS_BOOL = _version >= (3, 12)
+# every live FastLock, for the forked child's reset (FastLock._after_fork)
+_LOCKS = WeakSet()
+
+
+def _after_fork_in_child():
+    for lock in list(_LOCKS):
+        lock._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 cdef class FastLock:
     """A non-reentrant lock (``threading.Lock``'s interface) whose uncontended ``with`` is two C
     stores: no argument parsing and no call into the thread library.
 
-    Its state is ``_held``, read and written only with the GIL held: every caller holds it (the
-    compiled store code, called from Python, and these methods), and nothing between a test and
-    a set of ``_held`` can release it. The module runs with a GIL: CPython enables it for an
-    extension that does not declare free-threading support, as this one does not. A thread that
-    finds the lock held waits without the GIL, as ``threading.Lock`` does, on ``_lock``: a
-    PyThread lock used as a wake-up signal, kept taken, released by a ``give`` while someone
-    waits. A woken waiter tests ``_held`` again (another thread may have taken the lock first),
-    so a stale or extra wake-up costs one more wait, never a second holder."""
+    Its state is ``_held`` and ``_waiters``, read and written only with the GIL held: every
+    caller holds it (the compiled store code, called from Python, and these methods), and
+    nothing between a test and a set of them can release it. The module runs with a GIL:
+    CPython enables it for an extension that does not declare free-threading support, as this
+    one does not.
+
+    A thread that finds the lock held waits without the GIL, as ``threading.Lock`` does, on
+    ``_lock``: a PyThread lock used as a hand-over signal, kept taken. A give while someone
+    waits **hands the lock over**: ``_held`` stays set, one waiter is counted out of
+    ``_waiters`` and the signal is released; whichever waiter takes the signal owns the lock.
+    Without the hand-over a woken waiter would have to win the GIL at a moment the lock is
+    free, while the thread that gave it keeps the GIL for its switch interval and takes the
+    lock again hundreds of times: waiters starved for seconds (8 threads: a request waited up
+    to 0.7 s, a control-plane change ~7 s; tests/asgi/test_compiled_attack_lock.py). At most
+    one hand-over is outstanding (its receiver owns the lock until it gives), so the signal
+    never needs to count past one. A timed wait that runs out tests the signal once more with
+    the GIL held: a hand-over that raced its timeout is taken, not lost.
+
+    Python-level waits (``acquire``, ``with``) are interruptible like ``threading.Lock``'s: a
+    signal runs its handler, and an exception from it ends the wait. The C code's ``take``
+    waits uninterruptibly (it cannot raise): its critical sections are short.
+
+    After a fork the child forgets the parent's waiters (they are threads it does not have)
+    and gets a fresh signal; a lock held by another thread at the fork stays held, as a
+    ``threading.Lock`` does."""
 
     def __cinit__(self):
         self._lock = <void*>PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate a lock")
-        # the signal starts taken: a waiter blocks on it until a give releases it
+        # the signal starts taken: a waiter blocks on it until a give hands the lock over
         PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK)
+        _LOCKS.add(self)
 
     def __dealloc__(self):
         if self._lock != NULL:
             PyThread_free_lock(<PyThread_type_lock>self._lock)
 
-    cdef void take(self):
+    cdef void take(self) noexcept:
         if not self._held:
             self._held = True
             return
-        self._wait(-1)
+        self._wait(-1, False)
 
-    cdef void give(self):
-        self._held = False
-        if self._waiters:
-            PyThread_release_lock(<PyThread_type_lock>self._lock)  # wake one waiter
+    cdef void give(self) noexcept:
+        if self._waiters:  # hand over: _held stays set for the waiter that takes the signal
+            self._waiters -= 1
+            PyThread_release_lock(<PyThread_type_lock>self._lock)
+        else:
+            self._held = False
 
-    cdef int _wait(self, long long micros) except -1:
-        """Wait until the lock is free and take it: 1; 0 when ``micros`` (>= 0) elapsed first
-        (a negative ``micros``: no limit)."""
+    cdef bint _handed(self) noexcept:
+        """Whether a hand-over is waiting on the signal (taken by this call): GIL held."""
+        return PyThread_acquire_lock(<PyThread_type_lock>self._lock, NOWAIT_LOCK) == 1
+
+    cdef int _wait(self, long long micros, bint intr) except -1:
+        """Wait until a give hands the lock over: 1; 0 when ``micros`` (>= 0) elapsed first
+        (a negative ``micros``: no limit). ``intr``: a signal runs its handler, and the
+        handler's exception ends the wait (the lock given on if it arrived meanwhile)."""
+        cdef int r
         cdef double deadline = 0.0
         if micros >= 0:
             deadline = _monotonic() + micros / 1e6
         self._waiters += 1
         while True:
             with nogil:
-                PyThread_acquire_lock_timed(<PyThread_type_lock>self._lock, micros, 0)
-            if not self._held:
-                self._held = True
-                self._waiters -= 1
+                r = PyThread_acquire_lock_timed(<PyThread_type_lock>self._lock, micros, intr)
+            if r == PY_LOCK_ACQUIRED:
+                return 1  # the giver kept _held set and counted this thread out
+            if r == PY_LOCK_INTR and check_signals() < 0:
+                if self._handed():  # the lock arrived with the signal: pass it on
+                    self.give()
+                else:
+                    self._waiters -= 1
+                return -1
+            if self._handed():  # a hand-over raced the timeout or the signal
                 return 1
-            if micros >= 0:  # still held: wait again for what is left of the timeout
+            if micros >= 0:
                 micros = <long long>ceil((deadline - _monotonic()) * 1e6)
                 if micros <= 0:
                     self._waiters -= 1
                     return 0
+
+    def _after_fork(self):
+        """In a forked child: no waiters (their threads stayed in the parent), a new signal."""
+        cdef void* fresh = <void*>PyThread_allocate_lock()
+        if fresh == NULL:
+            raise MemoryError("cannot allocate a lock")
+        PyThread_acquire_lock(<PyThread_type_lock>fresh, NOWAIT_LOCK)
+        PyThread_free_lock(<PyThread_type_lock>self._lock)  # no thread here waits on it
+        self._lock, self._waiters = fresh, 0
 
     @cython.binding(False)
     def acquire(self, blocking=True, timeout=-1):
@@ -117,7 +173,10 @@ cdef class FastLock:
             self._held = True
             return True
         elif timeout == -1:
-            self.take()
+            if self._held:
+                self._wait(-1, True)
+            else:
+                self._held = True
             return True
         if timeout < 0:
             raise ValueError("timeout value must be a non-negative number")
@@ -127,7 +186,7 @@ cdef class FastLock:
         if not self._held:
             self._held = True
             return True
-        return self._wait(micros) == 1
+        return self._wait(micros, True) == 1
 
     @cython.binding(False)
     def release(self):
@@ -142,7 +201,10 @@ cdef class FastLock:
 
     @cython.binding(False)
     def __enter__(self):
-        self.take()
+        if self._held:
+            self._wait(-1, True)
+        else:
+            self._held = True
         return True
 
     @cython.binding(False)
