@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -171,20 +172,27 @@ def parse_latency(text: str, label: str) -> float:
 
 
 def start_server(app: str, port: int, http: str, code: str | None = None,
-                 cpu: str | None = None) -> subprocess.Popen[bytes]:
+                 cpu: str | None = None, prefix: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None,
+                 quiet: bool = False) -> subprocess.Popen[bytes]:
     """uvicorn serving ``server_apps:<app>`` (a factory) with one worker on ``port``; ``code``:
     a directory holding another ``modelrouter`` package to serve instead of this checkout's.
 
     BLAS runs single-threaded (``OPENBLAS_NUM_THREADS=1`` and friends), as in a one-worker
     model server: its idle threads would otherwise add noise to the CPU figures. ``cpu``: the
-    CPU list the server is pinned to (``taskset -c``), or None."""
-    cmd = [*pin(cpu), sys.executable, "-m", "uvicorn", "--factory", f"server_apps:{app}",
-           "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-           "--http", http, "--lifespan", "off", "--workers", "1"]
+    CPU list the server is pinned to (``taskset -c``), or None. ``prefix``: a command the
+    server runs under (simulate_server.py: valgrind); ``env``: variables added to the server's
+    environment; ``quiet``: its standard error discarded."""
+    cmd = [*pin(cpu), *prefix, sys.executable, "-m", "uvicorn", "--factory",
+           f"server_apps:{app}", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+           "--log-level", "warning", "--http", http, "--lifespan", "off", "--workers", "1"]
     path = [code] if code else []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(HERE.parent), str(HERE)]),
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, cwd=HERE, env=env)
+    variables = {**os.environ,
+                 "PYTHONPATH": os.pathsep.join([*path, str(HERE.parent), str(HERE)]),
+                 "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                 **(env or {})}
+    return subprocess.Popen(cmd, cwd=HERE, env=variables,
+                            stderr=subprocess.DEVNULL if quiet else None)
 
 
 def pin(cpu: str | None) -> list[str]:

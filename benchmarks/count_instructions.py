@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,18 @@ def record_events(case: str, calls: int) -> None:
         record(decisions[i % 10_000], "revenue", 1.0)
     for i in range(calls):
         record(decisions[i % 10_000], "revenue", 1.0)
+
+
+def resolve_name(table: dict[str, str], value: str) -> str:
+    """A name in a callgrind dump under name compression: ``(7) name`` defines id 7 (recorded in
+    ``table``) and means ``name``; a later ``(7)`` means it again; an uncompressed name is
+    itself; an id never defined is ``"?"``."""
+    m = re.match(r"\((\d+)\)(?:\s+(.*))?$", value)
+    if m is None:
+        return value
+    if m.group(2):
+        table[m.group(1)] = m.group(2)
+    return table.get(m.group(1), "?")
 
 
 def callgrind_pair(case: str, calls: int, users: int, code: str | None, tmp: Path,

@@ -37,7 +37,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from _harness import table
-from count_instructions import callgrind_pair
+from count_instructions import callgrind_pair, resolve_name
 
 LINE = 64  # bytes per instruction-cache line on x86-64
 CASES = ("bare", "pass", "ab", "bandit")
@@ -81,10 +81,7 @@ def instruction_costs(text: str) -> dict[tuple[str, int], int]:
             continue
         key, _, value = line.partition("=")
         if key in ("ob", "cob"):
-            m = re.match(r"\((\d+)\)(?:\s+(.*))?$", value)
-            name = value if m is None else objects.setdefault(m.group(1), m.group(2) or "?")
-            if m is not None and m.group(2):
-                objects[m.group(1)] = m.group(2)
+            name = resolve_name(objects, value)
             if key == "ob":  # the router's modules keep their package as a prefix
                 base = name.rsplit("/", 1)[-1]
                 obj = f"modelrouter/{base}" if "/modelrouter/" in name else base

@@ -47,7 +47,6 @@ tar -x -C DIR``, built in place) for before/after. About a minute per app on 2 c
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -57,7 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _harness import table
-from bench_server import HERE, LUA, free_port, parse_wrk, wait_port, wrk
+from bench_server import LUA, free_port, parse_wrk, start_server, wait_port, wrk
+from count_instructions import resolve_name
 
 EVENTS = ("Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw",
           "Bc", "Bcm", "Bi", "Bim")
@@ -118,14 +118,6 @@ def own_costs(text: str) -> dict[str, list[int]]:
     obj = fn = "?"
     skip = False
 
-    def resolve(table_: dict[str, str], value: str) -> str:
-        m = re.match(r"\((\d+)\)(?:\s+(.*))?$", value)
-        if not m:
-            return value
-        if m.group(2):
-            table_[m.group(1)] = m.group(2)
-        return table_.get(m.group(1), "?")
-
     current: list[int] | None = None
     for line in text.splitlines():
         if not line:
@@ -143,14 +135,14 @@ def own_costs(text: str) -> dict[str, list[int]]:
             continue
         key, _, value = line.partition("=")
         if key == "ob":
-            obj = resolve(ob_names, value)
+            obj = resolve_name(ob_names, value)
         elif key == "fn":
-            fn = resolve(fn_names, value)
+            fn = resolve_name(fn_names, value)
             current = None
         elif key == "cob":  # (a callee's names may be defined here, used later)
-            resolve(ob_names, value)
+            resolve_name(ob_names, value)
         elif key == "cfn":
-            resolve(fn_names, value)
+            resolve_name(fn_names, value)
         elif key == "calls":
             skip = True
     return out
@@ -162,16 +154,10 @@ def run_app(app: str, args: argparse.Namespace, tmp: Path) -> tuple[Counts, Path
     script.write_text(f"USERS = {args.users}\n" + LUA)
     port = free_port()
     out = tmp / f"callgrind.{app}"
-    cmd = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--branch-sim=yes",
-           "--instr-atstart=no", f"--LL={args.ll}", f"--callgrind-out-file={out}",
-           sys.executable, "-m", "uvicorn", "--factory", f"server_apps:{app}",
-           "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level",
-           "warning", "--http", "httptools", "--lifespan", "off", "--workers", "1"]
-    path = [args.code] if args.code else []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(HERE.parent), str(HERE)]),
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONHASHSEED": "0"}
-    server = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.DEVNULL)
+    valgrind = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--branch-sim=yes",
+                "--instr-atstart=no", f"--LL={args.ll}", f"--callgrind-out-file={out}"]
+    server = start_server(app, port, "httptools", args.code, prefix=valgrind,
+                          env={"PYTHONHASHSEED": "0"}, quiet=True)
     control = ["callgrind_control"]
     try:
         wait_port(port, timeout=600)
