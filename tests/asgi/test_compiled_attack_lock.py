@@ -24,6 +24,13 @@ pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on t
 ROOT = str(Path(__file__).resolve().parents[2])
 
 
+def run_child(code: str) -> str:
+    """What ``code`` prints, run by a fresh interpreter that imports this checkout."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={"PYTHONPATH": ROOT, "PATH": ""}, check=True)
+    return out.stdout.strip()
+
+
 # -- FastLock ----------------------------------------------------------------------------------
 
 def test_fast_lock_exit_when_unlocked_raises_instead_of_admitting_two_holders() -> None:
@@ -73,9 +80,7 @@ def test_fast_lock_released_by_another_thread_and_in_a_forked_child() -> None:
             "if pid == 0:\n    ok = lock.acquire(timeout=2)\n    lock.release()\n"
             "    with lock: pass\n    os._exit(0 if ok else 3)\n"
             "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={"PYTHONPATH": ROOT, "PATH": ""}, check=True)
-    assert out.stdout.strip() == "0"
+    assert run_child(code) == "0"
 
 
 def test_fast_lock_excludes_under_contention_with_the_gil_released_while_held() -> None:
@@ -269,9 +274,7 @@ def test_fast_lock_in_a_child_forked_while_a_thread_waits() -> None:
             "    lock.release()\n    os._exit(0 if ok and not lock.locked() else 3)\n"
             "lock.release()\nw.join()\n"
             "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), lock.locked())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={"PYTHONPATH": ROOT, "PATH": ""}, check=True)
-    assert out.stdout.strip() == "0 False", out.stderr
+    assert run_child(code) == "0 False"
 
 
 # -- Bucketer ---------------------------------------------------------------------------------
