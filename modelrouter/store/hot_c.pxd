@@ -9,6 +9,7 @@ cdef class FastLock:
     cdef object __weakref__
     cdef void take(self) noexcept
     cdef void give(self) noexcept
+    cdef int _enter(self) except -1
     cdef bint _handed(self) noexcept
     cdef int _wait(self, long long micros, bint intr) except -1
 

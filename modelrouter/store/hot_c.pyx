@@ -82,7 +82,7 @@ cdef class FastLock:
     Without the hand-over a woken waiter would have to win the GIL at a moment the lock is
     free, while the thread that gave it keeps the GIL for its switch interval and takes the
     lock again hundreds of times: waiters starved for seconds (8 threads: a request waited up
-    to 0.7 s, a control-plane change ~7 s; tests/asgi/test_compiled_attack_lock.py). At most
+    to 0.77 s, a control-plane change ~7 s; tests/asgi/test_compiled_attack_lock.py). At most
     one hand-over is outstanding (its receiver owns the lock until it gives), so the signal
     never needs to count past one. A timed wait that runs out tests the signal once more with
     the GIL held: a hand-over that raced its timeout is taken, not lost.
@@ -119,6 +119,13 @@ cdef class FastLock:
             PyThread_release_lock(<PyThread_type_lock>self._lock)
         else:
             self._held = False
+
+    cdef int _enter(self) except -1:
+        """``take`` for Python callers: a wait that a signal's handler can end (its error)."""
+        if not self._held:
+            self._held = True
+            return 1
+        return self._wait(-1, True)
 
     cdef bint _handed(self) noexcept:
         """Whether a hand-over is waiting on the signal (taken by this call): GIL held."""
@@ -173,10 +180,7 @@ cdef class FastLock:
             self._held = True
             return True
         elif timeout == -1:
-            if self._held:
-                self._wait(-1, True)
-            else:
-                self._held = True
+            self._enter()
             return True
         if timeout < 0:
             raise ValueError("timeout value must be a non-negative number")
@@ -201,10 +205,7 @@ cdef class FastLock:
 
     @cython.binding(False)
     def __enter__(self):
-        if self._held:
-            self._wait(-1, True)
-        else:
-            self._held = True
+        self._enter()
         return True
 
     @cython.binding(False)
