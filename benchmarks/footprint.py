@@ -12,9 +12,9 @@ simulation measures the misses under a real server, with a spread of about +-50 
 from how requests batch; this counts the footprint itself in the in-process loop of
 ``count_instructions.py``: a measure a change to the request path can be judged by. The count
 moves by a line or two from run to run of one build at one path (the clock's readings differ);
-another path (the checkout against a
-``--code`` directory) moves the allocator's layout, and the count by up to ~10 lines: compare
-builds through ``--code`` directories whose paths have the same length.
+another path (the checkout against a ``--code`` directory) moves the allocator's layout, and
+the count by up to ~10 lines: compare builds through ``--code`` directories whose paths have
+the same length.
 
 For each case, the loop of ``count_instructions.py --child`` runs twice under ``valgrind
 --tool=callgrind --dump-instr=yes`` (0 and ``--calls`` timed requests after the same warm-up);
