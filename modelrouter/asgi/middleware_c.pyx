@@ -34,6 +34,15 @@ cdef extern from "Python.h":
     int PyIter_Send(object iterator, object arg, PyObject** presult) except -1
     long PyLong_AsLongAndOverflow(object obj, int* overflow) except? -1
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
+    object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf,
+                               PyObject* kwnames)
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyList_GET_SIZE(object o)
+
+cdef extern from "string.h":
+    int memcmp(const void* a, const void* b, size_t n)
 
 cdef extern from *:
     """
@@ -95,8 +104,14 @@ cdef class Flight:
     cdef void* _vectorcall  # _vectorcall for a Flight the middleware made (its send calls)
     cdef MiddlewareCore _core
     cdef bint _started
-    cdef public object start
+    cdef object _start  # the timer's reading at the start, None when read in C (_t0)
+    cdef double _t0  # time.perf_counter() at the start, read in C (when _start is None)
     cdef public object status  # 0 until the response starts; -1 once recorded
+
+    @property
+    def start(self):
+        """The timer's reading when the app was called (a float from the default timer)."""
+        return self._t0 if self._start is None else self._start
 
     def __call__(self, message):
         return _message(self, message)
@@ -167,13 +182,13 @@ cdef object _message(Flight self, object message):
     if core is None:  # made outside the middleware's call: nothing to record into
         raise TypeError("a Flight is made by the middleware's call only")
     kind = message["type"]
-    if kind == "http.response.start":
+    if _is(kind, b"http.response.start", 19):
         self.status = message["status"]
         signer = core.signer
         if signer is not None:  # the signed token for late feedback (tokens.py)
             message = {**message, "headers": [*message.get("headers", ()), (
                 _TOKEN, signer.sign_decision(self._decision))]}
-    elif kind == "http.response.body" and not (
+    elif _is(kind, b"http.response.body", 18) and not (
             (<dict>message).get("more_body") if type(message) is dict
             else message.get("more_body")) and _at_least(self.status, 0):
         error = _ONE if _at_least(self.status, 500) else _ZERO  # (the Python method's constants)
@@ -181,20 +196,30 @@ cdef object _message(Flight self, object message):
         if entries is None:
             core.finish(self._seq, self.start, error)
         else:
-            start = self.start
-            if core.perf and type(start) is float and perf_now(&now) == 0:
-                latency = (now - <double>start) * 1000.0  # the same float operations
+            if self._start is None and core.perf and perf_now(&now) == 0:
+                latency = (now - self._t0) * 1000.0  # the same float operations
             else:
-                latency = (core.timer() - start) * 1000.0
+                latency = (core.timer() - self.start) * 1000.0
             entries.append((self._seq, latency, error))
-            if len(entries) >= core.threshold:
+            if (PyList_GET_SIZE(entries) if type(entries) is list
+                    else len(entries)) >= core.threshold:
                 core.fold_journal()
             route = core.route  # the experiment's C copy, when the route is compiled
             tick = core.experiment.tick if route is None else (<RouteCore>route).tick
             if tick is not None:
                 tick()
         self.status = -1
-    return self._send(message)
+    cdef PyObject* arg = <PyObject*>message
+    return PyObject_Vectorcall(self._send, &arg, 1, NULL)  # the server's send(message)
+
+
+cdef inline bint _is(object kind, const char* name, size_t n) except -1:
+    """``kind == name`` for the ASCII ``name`` of ``n`` characters: a str's characters
+    compared in C (any other object compared by Python)."""
+    if type(kind) is str and PyUnicode_IS_COMPACT_ASCII(kind):
+        return (<size_t>PyUnicode_GET_LENGTH(kind) == n
+                and memcmp(PyUnicode_DATA(kind), name, n) == 0)
+    return kind == name[:n].decode("ascii")
 
 
 cdef object _vectorcall(object self, PyObject** args, size_t nargsf, PyObject* kwnames):
@@ -281,17 +306,16 @@ def new_core(mw):
 cdef Flight _flight(MiddlewareCore core, object decision, object seq, object target,
                     object scope, object receive, object send):
     """The counted request's :class:`Flight`, the app called with it as ``send``."""
-    cdef double now
     cdef Flight f = Flight.__new__(Flight)
+    cdef PyObject* args[3]
     f._core, f._decision, f._seq, f._send = core, decision, seq, send
     f._vectorcall = <void*>_vectorcall
     f.status = 0
-    if core.perf and perf_now(&now) == 0:  # time.perf_counter(), read in C
-        f.start = now
-    else:
-        f.start = core.timer()
+    if not (core.perf and perf_now(&f._t0) == 0):  # time.perf_counter(), read in C
+        f._start = core.timer()
+    args[0], args[1], args[2] = <PyObject*>scope, <PyObject*>receive, <PyObject*>f
     try:
-        f._inner = awaitable_of(target(scope, receive, f), Flight)
+        f._inner = awaitable_of(PyObject_Vectorcall(target, args, 3, NULL), Flight)
     except BaseException as exc:
         _ended(f, exc)
         raise

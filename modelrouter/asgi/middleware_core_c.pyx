@@ -14,6 +14,7 @@ from time import perf_counter
 from types import GeneratorType
 
 from cpython.object cimport Py_TYPE
+from libc.string cimport memcpy
 
 from modelrouter.routing.clocks cimport perf_now, wall_now
 
@@ -24,6 +25,8 @@ from modelrouter.routing.experiment_c import route_checked as _route_checked_twi
 cdef extern from "Python.h":
     ctypedef struct _Typed "PyTypeObject":  # the one field read here
         unsigned int tp_version_tag
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
     bint PyCoro_CheckExact(object o)
     bint PyIter_Check(object o)
 
@@ -64,7 +67,9 @@ cdef object header_unit(MiddlewareCore core, object scope):
             for j in range(n):
                 if p[j] < 0x20 or p[j] > 0x7e:
                     return reader(scope)
-            return (<bytes>raw).decode("ascii")
+            unit = PyUnicode_New(n, 127)  # printable ASCII: the str of the same bytes
+            memcpy(PyUnicode_DATA(unit), p, n)
+            return unit
     return reader(scope)
 
 

@@ -42,6 +42,20 @@ cdef extern from *:
     """
     object tuple_alloc "modelrouter_tuple_alloc" (object cls, Py_ssize_t n)
 
+cdef extern from *:
+    """
+    /* The lower-case hex digits of v written backwards from end; their number (1-16). */
+    static Py_ssize_t modelrouter_hex_digits(char *end, unsigned long long v) {
+        char *p = end;
+        do {
+            *--p = "0123456789abcdef"[v & 15];
+            v >>= 4;
+        } while (v);
+        return end - p;
+    }
+    """
+    Py_ssize_t hex_digits "modelrouter_hex_digits" (char* end, unsigned long long v) noexcept
+
 from libc.string cimport memcpy
 
 
@@ -82,29 +96,25 @@ cdef inline object _at(object seq, object index):
 
 cdef str decision_id_of(str prefix, object seq):
     """``f"{prefix}{seq:x}"`` for a decision number (its hex digits written in C)."""
-    cdef char buf[17]
     cdef long long n = seq
-    cdef unsigned long long v
-    cdef int pos = 16
-    cdef Py_ssize_t k
-    cdef char* out
     if n < 0:
         return f"{prefix}{seq:x}"
-    v = <unsigned long long>n
-    while True:
-        pos -= 1
-        buf[pos] = b"0123456789abcdef"[v & 15]
-        v >>= 4
-        if v == 0:
-            break
+    return _hex_id(prefix, <unsigned long long>n)
+
+
+cdef str _hex_id(str prefix, unsigned long long v):
+    """``f"{prefix}{v:x}"``: with an ASCII prefix (the usual one), the id written into one
+    new string."""
+    cdef char buf[16]
+    cdef Py_ssize_t digits = hex_digits(buf + 16, v), k
+    cdef char* out
     if type(prefix) is not str or not PyUnicode_IS_COMPACT_ASCII(prefix):
-        return prefix + PyUnicode_DecodeASCII(buf + pos, 16 - pos, NULL)
-    # an ASCII prefix (the usual one): the id written into one new string
+        return prefix + PyUnicode_DecodeASCII(buf + 16 - digits, digits, NULL)
     k = PyUnicode_GET_LENGTH(prefix)
-    result = PyUnicode_New(k + 16 - pos, 127)
+    result = PyUnicode_New(k + digits, 127)
     out = <char*>PyUnicode_DATA(result)
     memcpy(out, PyUnicode_DATA(prefix), k)
-    memcpy(out + k, buf + pos, 16 - pos)
+    memcpy(out + k, buf + 16 - digits, digits)
     return result
 
 
@@ -148,6 +158,7 @@ cdef class RouteCore:
         """:meth:`route`'s decision; its ``seq`` (a new reference) in ``*seq_out``: no tuple
         for the middleware's twin, which takes both."""
         cdef long long seq_c = 0
+        cdef bint c_seq = False  # seq_c holds the decision's number (its id written from it)
         alloc = self.state.allocation  # one read: the whole decision uses one allocation
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
             return _split(self.bandit.route(unit, segment, alloc), seq_out)
@@ -158,9 +169,11 @@ cdef class RouteCore:
             now = self.clock()
         if unit is not None and self.unit_level:  # the hot path: a split unit
             codes = self.store.segment_codes(segment) if segment else ()
-            if self.path is not None:
-                i = expose(self.path, self.store, unit, self.bucket, alloc, codes, now, &seq_c)
+            path = self.path  # (one read: a refresh from another thread may change it)
+            if path is not None:
+                i = expose(path, self.store, unit, self.bucket, alloc, codes, now, &seq_c)
                 seq = seq_c
+                c_seq = seq_c >= 0
             else:
                 seq, i = self.expose(unit, self.bucket, alloc, codes, now)
             if alloc is not self._alloc:  # an allocation is never changed once in force:
@@ -169,7 +182,10 @@ cdef class RouteCore:
                 self._alloc = alloc
             prefix = self.prefix
             decision = decision_of(
-                decision_id_of(<str>prefix, seq) if type(prefix) is str else f"{prefix}{seq:x}",
+                _hex_id(<str>prefix, <unsigned long long>seq_c)
+                if c_seq and type(prefix) is str
+                else decision_id_of(<str>prefix, seq) if type(prefix) is str
+                else f"{prefix}{seq:x}",
                 _at(self.names, i), _at(self.models, i), unit, _at(self._props, i),
                 self._epoch, "ab", now, segment if type(segment) is tuple else tuple(segment))
             Py_INCREF(seq)

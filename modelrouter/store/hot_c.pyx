@@ -23,6 +23,8 @@ from cpython.pythread cimport (NOWAIT_LOCK, PY_LOCK_ACQUIRED, PY_LOCK_INTR,
                                PyThread_release_lock, PyThread_type_lock)
 
 from cpython.dict cimport PyDict_GetItemWithError
+from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
 from modelrouter.store.array_exports cimport append_double, append_longlong, append_small
@@ -252,6 +254,26 @@ cdef class UnitPath:
         return self._owners.data.as_longlongs[lo]
 
 
+cdef inline bint _add_one(list counts, object i) except -1:
+    """``counts[i] += 1`` in C where no Python code can run (an int item at an int index
+    within the list): True when done, else False (the caller indexes as Python does)."""
+    cdef long long k
+    cdef int overflow = 0
+    if counts is None or type(i) is not int:
+        return False
+    k = PyLong_AsLongLongAndOverflow(i, &overflow)
+    if overflow or not 0 <= k < len(counts):
+        return False
+    item = <object>PyList_GET_ITEM(counts, k)
+    if type(item) is not int:
+        return False
+    new = item + 1
+    Py_INCREF(new)  # (the list takes this reference and gives back the item's)
+    PyList_SET_ITEM(counts, k, new)
+    Py_DECREF(item)
+    return True
+
+
 def add_unit(self, unit, variant, propensity, epoch, now, segment):
     """Append ``unit``'s row (first exposure now, no value yet); return the row: see
     ``UnitTable.add`` (store/units.py), the Python twin."""
@@ -323,7 +345,8 @@ cdef object expose(UnitPath p, object store, object unit, object bucket, object 
                 p.exposures.data.as_uints[row] += 1
         seq = p.seq
         p.seq = seq + 1
-        p.requests[i] += 1
+        if not _add_one(p.requests, i):
+            p.requests[i] += 1  # the list's own indexing (its errors)
         if seq < p.cap:  # PendingRing.remember inlined: an append (len(ring) == seq)
             append_longlong(p.ring_seq, seq)
             append_double(p.ring_time, now)
@@ -380,8 +403,7 @@ cdef object _expose_decision(object self, dict d, object unit, object variant,
     cdef UnitPath p
     cdef FastLock lock
     cdef Py_ssize_t row, slot, size
-    cdef long long seq, k
-    cdef int overflow = 0
+    cdef long long seq
     read_fields(&_store, d, _STORE)  # (absent fields: the Python method)
     path = None if _store.values[0] == NULL else <object>_store.values[0]
     if (unit is None or type(variant) is not int or _store.values[1] != <PyObject*>True_
@@ -396,12 +418,9 @@ cdef object _expose_decision(object self, dict d, object unit, object variant,
     try:
         seq = p.seq
         p.seq = seq + 1
-        seq_obj, req = <object>seq, p.requests  # (one int object; req: a list or None)
-        k = PyLong_AsLongLongAndOverflow(variant, &overflow)
-        if not overflow and req is not None and 0 <= k < len(req) and type(req[k]) is int:
-            req[k] = req[k] + 1  # requests[variant] += 1 (an int: no Python code runs)
-        else:  # the list's own indexing (its errors)
-            p.requests[variant] += 1
+        seq_obj = <object>seq  # (one int object)
+        if not _add_one(p.requests, variant):
+            p.requests[variant] += 1  # the list's own indexing (its errors)
         known = p.rows.get(unit)
         if known is None:
             row = p.units.add(unit, variant, propensity, epoch, now, segment)

@@ -115,6 +115,28 @@ class _Message(Mapping[str, Any]):
         return f"_Message({self._d!r})"
 
 
+class _Kind(str):
+    """A message type that is a str subclass (compared by Python, as the Python method does)."""
+
+
+class _Always(str):
+    """A message type equal to every message type."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
+class _Raising:
+    """A message type whose comparison raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("no comparison")
+
+    __hash__ = object.__hash__
+
+
 _S = {"type": "http.response.start", "status": 200, "headers": []}
 _B = {"type": "http.response.body", "body": b"ok"}
 HOSTILE_MESSAGES: dict[str, list[Any]] = {
@@ -135,6 +157,19 @@ HOSTILE_MESSAGES: dict[str, list[Any]] = {
     "headers-tuple": [{**_S, "headers": ((b"a", b"b"),)}, _B],
     "headers-none": [{**_S, "headers": None}, _B],
     "bytes-type": [_S, {"type": b"http.response.body"}],
+    # the type's str compared in C (its length, then its characters), anything else by Python
+    "type-str-subclass": [{**_S, "type": _Kind("http.response.start")},
+                          {**_B, "type": _Kind("http.response.body")}],
+    "type-equal-to-all": [{**_S, "type": _Always("x")}, {**_B, "type": _Always("y")}],
+    "type-eq-raises": [_S, {**_B, "type": _Raising()}],
+    "type-longer": [{**_S, "type": "http.response.starts"}, _S,
+                    {**_B, "type": "http.response.body\x00"}, _B],
+    "type-shorter": [{**_S, "type": "http.response.star"}, _S,
+                     {**_B, "type": "http.response.bod"}, _B],
+    "type-last-char": [{**_S, "type": "http.response.starx"}, _S,
+                       {**_B, "type": "http.response.bodx"}, _B],
+    "type-non-ascii": [{**_S, "type": "http.response.st\u00e4rt"}, _S,
+                       {**_B, "type": "http.response.b\u00f6dy"}, _B],
 }
 
 

@@ -142,6 +142,49 @@ def test_the_compiled_route_takes_names_and_prefixes_of_any_type() -> None:
     assert ids[0] == ids[1] == ("70", ids[0][1], 0) and ids[0][1] in ("x", "y")
 
 
+class _Count(int):
+    """An int subclass with its own addition: counted by Python, not in C."""
+
+    def __add__(self, other: object) -> Any:
+        return _Count(int(self) + 2 * int(other))  # type: ignore[call-overload]
+
+
+# the request counts as a restore or a test may leave them: ints of any size, and what is not an
+# int (its own addition, or the error of adding 1 to it)
+HOSTILE_COUNTS: list[Any] = [0, 2**62, 2**63 - 1, 2**63, 2**70, -5, True, 1.5, _Count(3), "x",
+                             None]
+
+
+@pytest.mark.parametrize("count", HOSTILE_COUNTS, ids=repr)
+@pytest.mark.parametrize("method", ["expose_unit", "expose_decision"])
+def test_hostile_request_counts_are_counted_as_by_the_python_twin(count: Any,
+                                                                  method: str) -> None:
+    """The exposures' ``requests[i] += 1``, done in C for an int item (store/hot_c.pyx
+    ``_add_one``), against the Python methods on each kind of count."""
+    from modelrouter.routing.assignment import Allocation
+    from modelrouter.store.memory import MemoryStore
+
+    python_expose: Any = python_method(MemoryStore, method)
+    alloc = Allocation(("a", "b", "c"), {"a": 0.2, "b": 0.3, "c": 0.5}, epoch=1)
+    outcomes, stores = [], []
+    for compiled_expose in (True, False):
+        store: Any = Experiment({"a": 0, "b": 1, "c": 2}, RouterConfig(
+            salt="counts", metrics={"click": "binary"})).store
+        stores.append(store)
+        store._path.requests[:] = [count, count, count]  # (the store's own list)
+        expose: Any = (getattr(store, method) if compiled_expose
+                       else (lambda *a, s=store: python_expose(s, *a)))
+        got = []
+        for k in range(4):
+            args = ((f"u{k % 2}", lambda unit: 0.1 + 0.3 * (unit == "u1"), alloc, (), 1.0)
+                    if method == "expose_unit" else (f"u{k % 2}", k % 3, 0.5, 1, (), 1.0))
+            got.append(outcome(lambda e=expose, a=args: e(*a)))  # type: ignore[misc]
+        outcomes.append((got, [repr(c) for c in store._path.requests], store._path.seq))
+    assert outcomes[0] == outcomes[1]
+    if type(count) is int:  # counted in C: every exposure added one to its variant's count
+        assert sum(c - count for c in stores[0]._path.requests) == 4
+
+
 # -- journal fold -----------------------------------------------------------------------------
 _python_fold: Any = python_method(AutoJournal, "fold")
 

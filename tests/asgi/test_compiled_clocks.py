@@ -14,6 +14,7 @@ import asyncio
 import gc
 import pickle
 import time
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -92,6 +93,26 @@ def test_injected_clocks_are_called_not_read_in_c() -> None:
     only for the interpreter's own functions."""
     router = make_router()
     assert not router._core.perf and not router.experiment._core.wall
+
+
+def test_a_flight_says_when_it_started_with_either_timer() -> None:
+    """A Flight keeps a start read in C as a C double (no float object per request) and an
+    injected timer's reading as the object the timer gave; ``start`` shows either."""
+    from modelrouter.asgi import middleware_c  # type: ignore[attr-defined]
+
+    router = ModelRouter(_slow_app(0), {"a": 0, "b": 1}, RouterConfig(
+        salt="clocks", metrics={"click": "binary"}))
+    before = time.perf_counter()
+    flight = router(scope_of([(b"x-user-id", b"u1")]), _receive, _sink)
+    after = time.perf_counter()
+    assert type(flight) is middleware_c.Flight and router._core.perf
+    assert type(flight.start) is float and before <= flight.start <= after
+    asyncio.run(flight)
+    reading = Fraction(7, 3)  # a simulation's clock may give any number
+    router._timer = lambda: reading
+    flight = router(scope_of([(b"x-user-id", b"u2")]), _receive, _sink)
+    assert not router._core.perf and flight.start is reading
+    asyncio.run(flight)
 
 
 def test_a_decision_built_in_c_is_a_decision_like_any_other() -> None:
