@@ -29,12 +29,14 @@ frozen dataclass, swapped whole at each refresh) it reads once per state into a
 from cpython.array cimport array
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
-from modelrouter.routing.experiment_c cimport decision_id_of, decision_of
+from modelrouter.routing.clocks cimport wall_now
+from modelrouter.routing.experiment_c cimport decision_of, hex_id
 from modelrouter.store.dict_fields cimport Fields, instance_dict, read_fields
 from modelrouter.store.hot_c cimport bisect_right_d, expose_decision_call
 
 from math import nextafter
 from random import Random
+from time import time as _wall_clock
 
 from modelrouter.bandit.allocator import Weights
 from modelrouter.routing.policies import RouteContext
@@ -42,6 +44,8 @@ from modelrouter.routing.policies import RouteContext
 cdef extern from "Python.h":
     PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
+    object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf,
+                               PyObject* kwnames)
 
 cdef double _BELOW_ONE = nextafter(1.0, 0.0)
 cdef object _BELOW_ONE_OBJ = _BELOW_ONE
@@ -97,6 +101,7 @@ cdef class BanditCore:
     """What ``route`` reads from the router (refreshed on every attribute set)."""
 
     cdef readonly bint fast
+    cdef readonly bint wall  # clock is time.time: read in C (routing/clocks.pxd)
     cdef readonly object clock, store, names, models, prefix, rng
     cdef StateView view
 
@@ -104,7 +109,8 @@ cdef class BanditCore:
         """Read every field from the router again."""
         d = router.__dict__
         ctx = d.get("ctx")
-        self.fast = False
+        cdef double now
+        self.fast = self.wall = False
         self.clock = self.store = self.names = self.models = self.prefix = self.rng = None
         if (type(router) is not _bandit_router or type(ctx) is not RouteContext
                 or "_draw" in d or _bandit_router.__dict__.get("_draw") is not _draw_py
@@ -113,6 +119,7 @@ cdef class BanditCore:
             return  # the Python method runs
         self.clock, self.store, self.names = ctx.clock, ctx.store, ctx.names
         self.models, self.prefix, self.rng = ctx.models, ctx.prefix, d["_rng"]
+        self.wall = self.clock is _wall_clock and wall_now(&now) == 0
         self.fast = True
 
 
@@ -131,7 +138,8 @@ def route(self, unit, segment, alloc):
     (routing/bandit.py), the Python twin."""
     cdef BanditCore c
     cdef StateView v
-    cdef double ud, x
+    cdef double ud, x, wall
+    cdef PyObject* arg
     cdef Py_ssize_t i, lo, n
     cdef long long sn
     cdef int overflow = 0
@@ -153,13 +161,20 @@ def route(self, unit, segment, alloc):
             return _route_py(self, unit, segment, alloc)
         v = StateView(st)
         c.view = v
-    now = c.clock()
+    if c.wall and wall_now(&wall) == 0:  # time.time(), read in C
+        now = wall
+    else:
+        now = c.clock()
     rng = c.rng  # rng.random(): the C method itself unless rng's type or instance has another
     if _PyType_Lookup(Py_TYPE(rng), "random") == <PyObject*>_random_c:
         d = instance_dict(rng)
         if d is not None:
             read_fields(&_rng, <dict>d, _RNG)
-        u = _random_c(rng) if d is not None and _rng.values[0] == NULL else rng.random()
+        if d is not None and _rng.values[0] == NULL:
+            arg = <PyObject*>rng
+            u = PyObject_Vectorcall(_random_c, &arg, 1, NULL)  # Random.random(rng)
+        else:
+            u = rng.random()
     else:
         u = rng.random()
     i = -1
@@ -213,7 +228,7 @@ def route(self, unit, segment, alloc):
         if overflow:
             sn = -1
     if sn >= 0:
-        decision_id = decision_id_of(<str>prefix, seq)  # (its digits: seq >= 0 fits)
+        decision_id = hex_id(<str>prefix, <unsigned long long>sn)  # (its digits written in C)
     else:
         decision_id = prefix + format(seq, "x")
     names, models = c.names, c.models

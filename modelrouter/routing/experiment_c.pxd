@@ -16,9 +16,10 @@ cdef class RouteCore:
     cdef object route_into(self, object unit, object segment, PyObject** seq_out)
 
 
-# A counted Decision allocated as tuple.__new__ allocates it, and a decision id's hex digits
-# written in C (also used by the bandit's twin, routing/bandit_c.pyx).
+# A counted Decision allocated as tuple.__new__ allocates it, and a decision id, ``prefix``
+# and the hex digits of its number written in C (also used by the bandit's twin,
+# routing/bandit_c.pyx).
 cdef object decision_of(object decision_id, object variant, object model, object unit,
                         object propensity, object epoch, object mode, object issued_at,
                         object segment)
-cdef str decision_id_of(str prefix, object seq)
+cdef str hex_id(str prefix, unsigned long long v)

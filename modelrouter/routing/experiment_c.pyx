@@ -99,10 +99,10 @@ cdef str decision_id_of(str prefix, object seq):
     cdef long long n = seq
     if n < 0:
         return f"{prefix}{seq:x}"
-    return _hex_id(prefix, <unsigned long long>n)
+    return hex_id(prefix, <unsigned long long>n)
 
 
-cdef str _hex_id(str prefix, unsigned long long v):
+cdef str hex_id(str prefix, unsigned long long v):
     """``f"{prefix}{v:x}"``: with an ASCII prefix (the usual one), the id written into one
     new string."""
     cdef char buf[16]
@@ -182,7 +182,7 @@ cdef class RouteCore:
                 self._alloc = alloc
             prefix = self.prefix
             decision = decision_of(
-                _hex_id(<str>prefix, <unsigned long long>seq_c)
+                hex_id(<str>prefix, <unsigned long long>seq_c)
                 if c_seq and type(prefix) is str
                 else decision_id_of(<str>prefix, seq) if type(prefix) is str
                 else f"{prefix}{seq:x}",

@@ -191,6 +191,33 @@ def test_the_compiled_twins_are_the_ones_the_request_path_runs() -> None:
         exp.close()
 
 
+def test_the_bandit_reads_the_default_clock_in_c_and_calls_an_injected_one() -> None:
+    """With ``time.time`` as its clock the compiled bandit route reads the clock in C
+    (routing/clocks.pxd; its issued_at lies between two ``time.time()`` reads around the
+    route); an injected clock is called (the counter's readings, 0.25 apart)."""
+    import time
+
+    cfg = RouterConfig(salt="bandit-clock", metrics={"click": "binary"}, reward="click",
+                       mode="bandit", refresh_seconds=1e9)
+    exp = Experiment({"a": 0, "b": 1, "c": 2}, cfg)  # the default clock: time.time
+    try:
+        assert exp.bandit is not None and exp.bandit._core.wall  # type: ignore[union-attr]
+        for unit in ("u1", "u2", "u1"):
+            before = time.time()
+            decision, _ = exp.route_checked(unit)
+            after = time.time()
+            assert decision.mode == "bandit" and before <= decision.issued_at <= after
+    finally:
+        exp.close()
+    exp = make(variants=3)  # an injected clock
+    try:
+        assert not exp.bandit._core.wall  # type: ignore[union-attr]
+        times = [exp.route_checked(u)[0].issued_at for u in ("u1", "u2", "u1")]
+        assert times[1] - times[0] == times[2] - times[1] == 0.25
+    finally:
+        exp.close()
+
+
 # -- attacks on DecisionTracker.open ----------------------------------------------------------
 def _tracker(kind: str = "binary", rule: str = "zero", capacity: int = 8) -> DecisionTracker:
     training = Training(0, ((1, 0.5),), rule, kind, 0.25 if kind != "binary" else 0.0, 3)
