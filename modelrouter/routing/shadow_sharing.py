@@ -22,7 +22,9 @@ own :class:`~modelrouter.store.shadows.ShadowLog`. :class:`ShadowSharing` joins 
 Without a shared store none of this exists: the router reads its log directly.
 
 Thread safety: the outgoing labels are a list under a lock; :meth:`sync` runs on the store's
-one background thread; the log locks itself.
+one background thread, and one call at a time: a forced one (shutdown, a test settling its
+workers) waits for a background one that has taken labels but not attached them yet, so what
+it publishes includes them; the log locks itself.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +50,19 @@ log = logging.getLogger("modelrouter.shadows")
 
 MAX_OUTBOX = 100_000  # labels waiting for the next flush; beyond it a label is refused
 
+# every live ShadowSharing, for a forked child: a sync that ran in the parent's background
+# thread at the fork holds the parent's lock for ever in the child (no thread there gives it)
+_LIVE: weakref.WeakSet[ShadowSharing] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sharing in list(_LIVE):
+        sharing._syncing = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class ShadowSharing:
     """One worker's side of the shared shadow statistics (see the module docstring)."""
@@ -59,6 +76,8 @@ class ShadowSharing:
         self.publish_every = publish_every
         self._clock = clock
         self._lock = threading.Lock()
+        self._syncing = threading.Lock()  # one sync at a time (see the module docstring)
+        _LIVE.add(self)
         self._outbox: list[tuple[str, str, str]] = []
         self._published = -1  # the log's change count at the last publication
         self._last = -math.inf
@@ -92,8 +111,12 @@ class ShadowSharing:
     def sync(self, force: bool = False) -> None:
         """Push outgoing labels, attach the ones handed to this worker, publish this
         worker's state if it changed (and ``publish_every`` passed, unless ``force``). Runs
-        on the store's background thread after each flush; StoreError propagates (labels
-        not pushed stay queued)."""
+        on the store's background thread after each flush, one call at a time; StoreError
+        propagates (labels not pushed stay queued)."""
+        with self._syncing:
+            self._sync(force)
+
+    def _sync(self, force: bool) -> None:
         with self._lock:
             out, self._outbox = self._outbox, []
         try:
