@@ -86,8 +86,11 @@ from modelrouter.asgi.middleware_core_c cimport (MiddlewareCore, awaitable_of, c
                                                 target_of)
 from modelrouter.routing.clocks cimport perf_now
 from modelrouter.routing.experiment_c cimport RouteCore
+from modelrouter.store.dict_fields cimport Fields, field_or_attr, instance_dict, read_fields
 
 cdef bytes _TOKEN = TOKEN_HEADER.encode("latin-1")
+cdef Fields _mw  # the last middleware's _core, read from its instance dict (dict_fields.pxd)
+cdef tuple _MW = ("_core",)
 cdef object _ONE = 1.0, _ZERO = 0.0
 
 
@@ -325,8 +328,14 @@ cdef Flight _flight(MiddlewareCore core, object decision, object seq, object tar
 cdef object _entry(object mw, object scope, object receive, object send):
     """The request path: what the server awaits for this request (see the module
     docstring). Everything before the app runs happens here, at the call."""
-    cdef MiddlewareCore core = mw._core
+    cdef MiddlewareCore core
     cdef PyObject* seq_p = NULL
+    d = instance_dict(mw)  # mw._core, read from the instance dict: no lookup in the class
+    if d is not None:
+        read_fields(&_mw, <dict>d, _MW)
+        core = field_or_attr(_mw.values[0], mw, "_core")
+    else:
+        core = mw._core
     if core is None:  # (a C field of None would crash) the Python method's AttributeError
         raise AttributeError(f"{type(mw).__name__!r} object has no C copy of its attributes "
                              "(_core): its RoutingMiddleware.__init__ did not run")

@@ -139,6 +139,33 @@ def test_a_shallow_copy_has_a_c_copy_of_its_own() -> None:
     assert exp.route_checked("u3")[0].decision_id.startswith(exp._prefix)
 
 
+def test_the_core_is_read_from_the_instance_dict_again_after_every_change() -> None:
+    """The compiled call reads ``mw._core`` from the instance dict through a one-entry cache
+    keyed on the dict's version (store/dict_fields.pxd): two routers called in turn each
+    count in their own store; a ``_core`` set behind the mirror's back is the one read at the
+    next request (as a generic read finds it), a deleted one is AttributeError, a class
+    attribute is found as Python finds it."""
+    def decisions(router: Any) -> int:
+        return int(router.experiment.store.stats()["decisions"])
+
+    a, b = make_router(), make_router()
+    for i in range(6):
+        router = (a, b)[i % 2]
+        assert call(router, compiled_call, scope_of([(b"x-user-id", b"u%d" % i)]))["error"] is None
+    assert decisions(a) == decisions(b) == 3
+    object.__setattr__(a, "_core", b._core)  # (not through RoutingMiddleware.__setattr__)
+    assert call(a, compiled_call, scope_of([(b"x-user-id", b"u9")]))["error"] is None
+    assert decisions(a) == 3 and decisions(b) == 4
+    core = a.__dict__.pop("_core")
+    assert call(a, compiled_call, scope_of([(b"x-user-id", b"u9")]))["error"] == "AttributeError"
+    type(a)._core = core  # a class attribute: found by the generic read
+    try:
+        assert call(a, compiled_call, scope_of([(b"x-user-id", b"u9")]))["error"] is None
+        assert decisions(b) == 5
+    finally:
+        del type(a)._core
+
+
 def test_objects_whose_c_copy_is_missing_raise_instead_of_crashing() -> None:
     """Each once crashed the process (a C field read through None): a middleware whose
     ``__init__`` did not run (a subclass that skips it; the Python method raises
