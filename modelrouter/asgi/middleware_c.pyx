@@ -107,14 +107,15 @@ cdef class Flight:
     cdef void* _vectorcall  # _vectorcall for a Flight the middleware made (its send calls)
     cdef MiddlewareCore _core
     cdef bint _started
-    cdef object _start  # the timer's reading at the start, None when read in C (_t0)
-    cdef double _t0  # time.perf_counter() at the start, read in C (when _start is None)
+    cdef bint _c_start  # the start was read in C: _t0 (else the timer's reading: _start)
+    cdef double _t0  # time.perf_counter() at the start, read in C
+    cdef object _start  # what the injected timer returned at the start
     cdef public object status  # 0 until the response starts; -1 once recorded
 
     @property
     def start(self):
         """The timer's reading when the app was called (a float from the default timer)."""
-        return self._t0 if self._start is None else self._start
+        return self._t0 if self._c_start else self._start
 
     def __call__(self, message):
         return _message(self, message)
@@ -199,7 +200,7 @@ cdef object _message(Flight self, object message):
         if entries is None:
             core.finish(self._seq, self.start, error)
         else:
-            if self._start is None and core.perf and perf_now(&now) == 0:
+            if self._c_start and core.perf and perf_now(&now) == 0:
                 latency = (now - self._t0) * 1000.0  # the same float operations
             else:
                 latency = (core.timer() - self.start) * 1000.0
@@ -314,7 +315,8 @@ cdef Flight _flight(MiddlewareCore core, object decision, object seq, object tar
     f._core, f._decision, f._seq, f._send = core, decision, seq, send
     f._vectorcall = <void*>_vectorcall
     f.status = 0
-    if not (core.perf and perf_now(&f._t0) == 0):  # time.perf_counter(), read in C
+    f._c_start = core.perf and perf_now(&f._t0) == 0  # time.perf_counter(), read in C
+    if not f._c_start:
         f._start = core.timer()
     args[0], args[1], args[2] = <PyObject*>scope, <PyObject*>receive, <PyObject*>f
     try:

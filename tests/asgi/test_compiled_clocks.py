@@ -22,7 +22,8 @@ import pytest
 from modelrouter import ModelRouter, RouterConfig
 from modelrouter.config.extensions import compiled
 from modelrouter.routing.decision import Decision
-from tests.asgi._attack import both, columns, compiled_call, make_router, python_call, scope_of
+from tests.asgi._attack import (both, call, columns, compiled_call, make_router, python_call,
+                                scope_of)
 
 BUILT = bool(compiled()) and all(compiled().values())
 pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on this machine")
@@ -113,6 +114,24 @@ def test_a_flight_says_when_it_started_with_either_timer() -> None:
     flight = router(scope_of([(b"x-user-id", b"u2")]), _receive, _sink)
     assert not router._core.perf and flight.start is reading
     asyncio.run(flight)
+
+
+@pytest.mark.parametrize("reading", [None, "t", float("nan"), 10**400], ids=repr)
+def test_an_injected_timer_of_any_reading_is_used_as_by_the_python_method(reading: Any
+                                                                          ) -> None:
+    """A timer whose reading at the start is None, a str, NaN or an int past a float (and
+    1.0 at the end): the compiled Flight keeps the start as the object it was and subtracts
+    it as the Python method does (the same exception, or the same recorded latency)."""
+    outcomes = []
+    for via in (compiled_call, python_call):
+        router = make_router()
+        readings = iter([reading])
+        router._timer = lambda: next(readings, 1.0)  # noqa: B023
+        got = call(router, via, scope_of([(b"x-user-id", b"u1")]))
+        outcomes.append((got["error"], repr(columns(router))))  # (repr: NaN equals NaN)
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == {None: "TypeError", "t": "TypeError", 10**400: "OverflowError"
+                              }.get(reading)
 
 
 def test_a_decision_built_in_c_is_a_decision_like_any_other() -> None:
