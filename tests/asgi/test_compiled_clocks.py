@@ -22,8 +22,15 @@ import pytest
 from modelrouter import ModelRouter, RouterConfig
 from modelrouter.config.extensions import compiled
 from modelrouter.routing.decision import Decision
-from tests.asgi._attack import (both, call, columns, compiled_call, make_router, python_call,
-                                scope_of)
+from tests.asgi._attack import (
+    both,
+    call,
+    columns,
+    compiled_call,
+    make_router,
+    python_call,
+    scope_of,
+)
 
 BUILT = bool(compiled()) and all(compiled().values())
 pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on this machine")
