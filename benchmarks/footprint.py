@@ -50,7 +50,8 @@ def instruction_costs(text: str, where: dict[tuple[str, int], str] | None = None
     (positions ``instr line`` or ``instr``; names and relative addresses decompressed; the cost
     lines after ``calls=`` are a callee's inclusive cost: their address moves the position, their
     cost is not this address's own). ``where``, when given, is filled with the function of each
-    code line that has a cost: ``(object, address // LINE) -> function``."""
+    code line that has a cost: ``(object, address // LINE) -> function`` (where two functions
+    share a line, the one seen last)."""
     pos = re.search(r"^positions:\s*(.+)$", text, re.M)
     names = re.search(r"^events:\s*(.+)$", text, re.M)
     if pos is None or "instr" not in pos.group(1).split() or names is None:

@@ -150,6 +150,20 @@ def test_instruction_costs_decompress_addresses_and_skip_call_costs() -> None:
         instruction_costs("positions: line\nevents: Ir\n")
 
 
+def test_each_code_line_is_named_by_its_function_and_listed_unless_bare_runs_it() -> None:
+    from footprint import functions, instruction_costs
+
+    where: dict[tuple[str, int], str] = {}
+    instruction_costs(INSTR_DUMP, where)
+    lib, mod = "libpython3.11.so.1.0", "modelrouter/middleware_c.cpython-311-x86_64-linux-gnu.so"
+    # fn=(1) eval owns 0x1000..0x1044 (lines 64 and 65); the cfn= of the call names no line;
+    # fn=(2), a name compressed by the cfn= before it, owns 0x2000 (line 128)
+    assert where == {(lib, 64): "eval", (lib, 65): "eval", (mod, 128): "_message"}
+    text = functions({(lib, 64), (lib, 65), (mod, 128)}, {(lib, 64)}, where, 5)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()[2:]]
+    assert sorted(rows) == [["_message", "middleware_c", "1"], ["eval", "libpython3", "1"]]
+
+
 def test_per_request_lines_count_lines_that_grew_by_the_threshold() -> None:
     from footprint import own, per_request_lines, report
 
