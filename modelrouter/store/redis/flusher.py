@@ -51,6 +51,7 @@ class Flusher:
         self._errors, self._unavailable = errors, unavailable
         self._where = where  # "Redis at <redacted url>"
         self.lock = threading.Lock()
+        self.polling = threading.Lock()  # one poll of the inbox at a time (sharing.py)
         self.queue: list[Batch] = []
         self._batch_no = 0
         self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
@@ -70,7 +71,7 @@ class Flusher:
         taken as already applied: the batch marker), fresh locks and no thread yet."""
         self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
         self._batch_no = 0
-        self.lock = threading.Lock()
+        self.lock, self.polling = threading.Lock(), threading.Lock()
         self.wake, self._stop = threading.Event(), threading.Event()
         self.thread = None
 

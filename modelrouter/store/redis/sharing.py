@@ -99,7 +99,23 @@ class SharedMembers:
         forwarded to this worker (one it cannot apply is counted; an inbox that cannot be read
         is logged and tried again next time), then run the watchers (errors logged), whatever
         the inbox did; the flusher calls it after each flush (tests call it to be
-        deterministic)."""
+        deterministic).
+
+        One poll takes and applies the inbox at a time (the flusher's ``polling`` lock): a poll
+        forced while the background one holds values it popped waits for them to be applied,
+        so its return means what was in the inbox is in this worker's buffer
+        (tests/store/test_redis_poll_close.py). The watchers run outside that lock: each
+        guards its own state (the routing state's lock, the shadow sync's)."""
+        with self._flusher.polling:
+            self._take_inbox()
+        for callback in list(self._watchers):
+            try:
+                callback()
+            except Exception:  # a watcher must not stop the flusher
+                log.exception("modelrouter: a routing-state watcher failed")
+
+    def _take_inbox(self) -> None:
+        """The body of :meth:`poll` before the watchers (its ``polling`` lock held)."""
         try:
             self.control.release_doubtful()
         except StoreError as exc:  # kept for the next poll; the inbox is independent
@@ -125,8 +141,3 @@ class SharedMembers:
                 self.control.refuse("inbox")  # take_inbox checked it: not expected
                 log.error("modelrouter: a value forwarded to this worker was refused (%s); "
                           "counted in forwarded_refused", exc)
-        for callback in list(self._watchers):
-            try:
-                callback()
-            except Exception:  # a watcher must not stop the flusher
-                log.exception("modelrouter: a routing-state watcher failed")
