@@ -24,7 +24,8 @@ Without a shared store none of this exists: the router reads its log directly.
 Thread safety: the outgoing labels are a list under a lock; :meth:`sync` runs on the store's
 one background thread, and one call at a time: a forced one (shutdown, a test settling its
 workers) waits for a background one that has taken labels but not attached them yet, so what
-it publishes includes them; the log locks itself.
+it publishes includes them; the log locks itself. A fork (routing/forksafe.py) waits for the
+queue's lock; the child gets a fresh sync lock and an empty queue (:meth:`_after_fork`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from modelrouter.exceptions import AnalysisError, StoreError
+from modelrouter.routing.forksafe import renew, track
 from modelrouter.store.protocol import Store
 from modelrouter.store.shadow_state import log_state, merge_snapshots
 from modelrouter.store.shadows import ShadowLog, ShadowSnapshot
@@ -49,20 +49,6 @@ __all__ = ["MAX_OUTBOX", "ShadowSharing"]
 log = logging.getLogger("modelrouter.shadows")
 
 MAX_OUTBOX = 100_000  # labels waiting for the next flush; beyond it a label is refused
-
-# every live ShadowSharing, for a forked child: a sync that ran in the parent's background
-# thread at the fork holds the parent's lock for ever in the child (no thread there gives it)
-_LIVE: weakref.WeakSet[ShadowSharing] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for sharing in list(_LIVE):
-        sharing._syncing = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
 
 class ShadowSharing:
     """One worker's side of the shared shadow statistics (see the module docstring)."""
@@ -77,10 +63,19 @@ class ShadowSharing:
         self._clock = clock
         self._lock = threading.Lock()
         self._syncing = threading.Lock()  # one sync at a time (see the module docstring)
-        _LIVE.add(self)
         self._outbox: list[tuple[str, str, str]] = []
         self._published = -1  # the log's change count at the last publication
         self._last = -math.inf
+        track(self, self._lock)  # held for a list swap or append: a fork waits for it
+        renew(self, ShadowSharing._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a sync running in the parent's background thread at the fork
+        holds the parent's ``_syncing`` for ever here (no thread of the child gives it), so a
+        fresh one; the labels queued in the parent are the parent's to push (pushed by both,
+        the owner would attach them twice)."""
+        self._syncing = threading.Lock()
+        self._outbox = []
 
     def __repr__(self) -> str:
         return (f"ShadowSharing(owner={self._owner()!r}, outbox={len(self._outbox)}, "

@@ -8,6 +8,9 @@ take, published the state without them, and the background sync, having just see
 publication, did not publish again for ``publish_every``. A shutdown's forced sync (``close``)
 had the same race. The forced sync now waits for the background one.
 
+A forked child (gunicorn --preload, multiprocessing) also gets an empty label queue (the
+parent's labels were pushed twice) and a queue lock no thread of the parent still holds.
+
 Matrix cells: a shared store (a fake of its label calls: the race is in this class, not in
 Redis); one worker process with its background thread, and a forked child; fresh.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -95,5 +99,76 @@ def test_a_child_forked_during_a_background_sync_can_sync() -> None:
             os._exit(code)
     store.release.set()
     background.join(10)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+class _Pushes(_HeldLabels):
+    """A store that keeps what is pushed to it (nothing held)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first = False
+        self.pushed: list[tuple[str, str, str]] = []
+
+    def push_labels(self, items: Any) -> None:
+        self.pushed.extend(items)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_labels_queued_in_the_parent_are_not_pushed_by_a_forked_child() -> None:
+    """A label for another worker's decision queued before the fork is the parent's to push:
+    pushed by the child as well, the owner would attach it twice. The child starts with an
+    empty queue and queues its own labels; the parent pushes the one it queued."""
+    store = _Pushes()
+    sharing = _sharing(store)
+    assert sharing.label("w2-d1", 1)  # another worker's decision: queued
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            sharing.sync(force=True)
+            ok = store.pushed == []
+            assert sharing.label("w2-d2", 0)
+            sharing.sync(force=True)
+            code = 0 if ok and [d for _, d, _ in store.pushed] == ["w2-d2"] else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    sharing.sync(force=True)
+    assert store.pushed == [("w2-", "w2-d1", "1")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_fork_waits_for_a_label_being_queued() -> None:
+    """The outgoing queue's lock is held across a fork only between whole operations: a fork
+    while another thread holds it waits until it is given (before: the child's copy stayed
+    held and its first label hung)."""
+    store = _Pushes()
+    sharing = _sharing(store)
+    held = threading.Event()
+
+    def hold() -> None:
+        with sharing._lock:
+            held.set()
+            time.sleep(0.3)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    pid = os.fork()  # waits for the holder
+    if pid == 0:
+        code = 1
+        try:
+            done = threading.Event()
+            threading.Thread(target=lambda: (sharing.label("w2-d3", 1), done.set()),
+                             daemon=True).start()
+            code = 0 if done.wait(5) else 3
+        finally:
+            os._exit(code)
+    holder.join(10)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
