@@ -5,6 +5,8 @@ store wakes it), it checks the experiment's meta key once per connection, asks t
 new batches (``drain``) when the queue is empty, and sends them in order as calls of the batch
 script (batch.py), each atomic and idempotent. After a successful flush it calls ``after``
 (the store applies forwarded feedback and runs its watchers: the routing control plane).
+In a forked child it starts over (its own batch ids, no queue, no thread) and calls
+``forked``: the store drops what the parent buffered, which is the parent's to flush.
 Failures keep the queue for a retry with exponential backoff up to ``max_backoff``; an
 unexpected exception (a bug) is logged with its traceback and retried the same way (it used
 to end the thread, and with it every later flush of the worker).
@@ -39,13 +41,15 @@ class Flusher:
     def __init__(self, client: Any, layout: Layout, drain: Callable[[str, int], list[Batch]],
                  after: Callable[[], None], *, flush_seconds: float, max_backoff: float,
                  errors: tuple[type[BaseException], ...],
-                 unavailable: tuple[type[BaseException], ...], where: str) -> None:
+                 unavailable: tuple[type[BaseException], ...], where: str,
+                 forked: Callable[[], None] | None = None) -> None:
         self._client = client
         self._layout = layout
         self._script = client.register_script(LUA)
         self._script_keys = [layout.prefix + "counters", layout.prefix + "refused"]
         self._drain = drain
         self._after = after
+        self._forked = forked
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
         self._errors, self._unavailable = errors, unavailable
@@ -68,12 +72,19 @@ class Flusher:
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload): its own batch ids (the parent's would be
-        taken as already applied: the batch marker), fresh locks and no thread yet."""
+        taken as already applied: the batch marker), fresh locks, no thread yet, no queue
+        and counters of its own (the queued batches are the parent's to send), then the
+        store's ``forked``."""
         self._worker = f"{os.getpid()}-{os.urandom(6).hex()}"
         self._batch_no = 0
         self.lock, self.polling = threading.Lock(), threading.Lock()
         self.wake, self._stop = threading.Event(), threading.Event()
         self.thread = None
+        self.queue = []
+        self.last_error, self.last_refusal = None, None
+        self.flushed_events = self.failed_flushes = self.refused_batches = 0
+        if self._forked is not None:
+            self._forked()
 
     def start(self) -> None:
         """Start the thread (idempotent)."""

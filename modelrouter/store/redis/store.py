@@ -138,13 +138,30 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
         self._flusher = Flusher(self._client, self.layout, self._drain, self.poll,
                                 flush_seconds=self.flush_seconds, max_backoff=self.max_backoff,
                                 errors=self._errors, unavailable=self._unavailable,
-                                where=f"Redis at {self._safe_url()}")
+                                where=f"Redis at {self._safe_url()}",
+                                forked=self._after_fork)
         self.control = SharedControl(self._client, self.layout, self._guard, self._unavailable)
         self._sync: DecisionSync | None = None  # bandit mode: this worker's decisions
         self._watchers: list[Callable[[], object]] = []
         self._owner: str | None = None  # this process's decision-id prefix (its inbox)
         self._forwards: list[Forward] = []  # values for other workers' decisions
         self.forwarded = [0, 0, 0]  # values forwarded, taken from the inbox, lost there
+
+    def _after_fork(self) -> None:
+        """In a forked child (the flusher calls it): what the parent routed and recorded
+        before the fork and has not flushed is the parent's to flush. The child's copy of it
+        (the buffer, the local store's deltas, the bandit's training deltas, values for other
+        workers) is dropped, so nothing is counted once per process
+        (tests/store/test_redis_fork_buffer.py); its stats count from zero. A lock another
+        thread held at the fork is replaced (no thread of the child would give it)."""
+        self._lock = threading.Lock()
+        self._buf = DeltaBuffer(len(self.variants), self.max_buffer)
+        self._local.take_deltas()
+        if self._sync is not None:
+            self._sync.take()
+        self._forwards = []
+        self._dropped = [0, 0]
+        self.forwarded = [0, 0, 0]
 
     # -- protocol: epochs, segments, looks -----------------------------------------------
     def begin_epoch(self, epoch: int, mode: str, weights: Sequence[float]) -> None:

@@ -1,0 +1,99 @@
+"""A worker forked from a process that has routed and recorded without flushing yet.
+
+gunicorn ``--preload`` builds the app once and forks its workers; ``multiprocessing`` with the
+fork method does the same at any time. What the parent buffered before the fork (exposures,
+values, the bandit's training deltas, values for other workers' decisions) is the parent's
+to flush. Before: the child's copy of the buffer was flushed too, with the child's own batch
+ids, so each request routed before the fork was counted once per process (one request, a
+parent and one child: 2 in Redis).
+
+Cells covered: Redis store; a parent and forked children; A/B and bandit; 2 and 3 variants;
+user and request level; fresh; valid input.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from modelrouter import Experiment, RouterConfig
+from modelrouter.analysis import Analysis
+from tests.store.conftest import RedisServer
+
+redis = pytest.importorskip("redis")
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform"),
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
+
+
+def _experiment(url: str, variants: dict[str, Any], **kw: Any) -> Experiment:
+    base: dict[str, Any] = {"experiment": "fork", "metrics": {"click": "binary"}, "store": url,
+                            "flush_seconds": 3600.0}  # flushed by the test
+    return Experiment(variants, RouterConfig(**{**base, **kw}))
+
+
+def _in_child(run: Any) -> None:
+    """Run ``run()`` in a forked child; its exit code 0 means it returned."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            run()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _hash(url: str, name: str) -> dict[str, float]:
+    r = redis.Redis.from_url(url, decode_responses=True)
+    return {k: float(v) for k, v in r.hgetall("mr:{fork}:" + name).items()}
+
+
+@pytest.mark.parametrize("level", ["user", "request"])
+def test_what_the_parent_buffered_is_flushed_once(redis_server: RedisServer,
+                                                   level: str) -> None:
+    """A/B, 2 variants: 5 requests and 3 clicks buffered in the parent at the fork; two
+    children each route and click once and flush; the parent flushes: 7 requests and 5
+    clicks in Redis, not 5 per process."""
+    e = _experiment(redis_server.url, {"a": 1, "b": 2}, level=level)
+    decisions = [e.assign(f"p{i}" if level == "user" else None) for i in range(5)]
+    for d in decisions[:3]:
+        e.record(d.decision_id, "click", 1)
+
+    def child() -> None:
+        d = e.assign("c" + os.urandom(4).hex() if level == "user" else None)
+        e.record(d.decision_id, "click", 1)
+        e.flush()
+        assert e.store.stats()["buffered"] == 0
+
+    _in_child(child)
+    _in_child(child)
+    e.flush()
+    assert sum(_hash(redis_server.url, "requests").values()) == 7
+    snap = Analysis.from_experiment(e).snapshot
+    if level == "user":
+        assert snap.units is not None and snap.units.y["click"].sum() == 5.0
+    else:
+        assert sum(m["click"].n * m["click"].mean_x for _n, m in snap.groups.values()) == 5.0
+    e.close()
+
+
+def test_the_bandits_training_deltas_are_flushed_once(redis_server: RedisServer) -> None:
+    """Bandit, 3 arms, user level: 4 rewards trained in the parent before the fork; a child
+    flushes (nothing of its own); the parent flushes: 4 successes in the shared counters."""
+    e = _experiment(redis_server.url, {"a": 1, "b": 2, "c": 3}, reward="click",
+                    mode="bandit", refresh_every=10**9, refresh_seconds=None)
+    for i in range(4):
+        d = e.assign(f"u{i}")
+        e.record(d.decision_id, "click", 1)
+    _in_child(e.flush)
+    e.flush()
+    t = _hash(redis_server.url, "training")
+    assert sum(v for k, v in t.items() if k.startswith("successes:")) == 4, t
+    e.close()
