@@ -25,7 +25,8 @@ Thread safety: the outgoing labels are a list under a lock; :meth:`sync` runs on
 one background thread, and one call at a time: a forced one (shutdown, a test settling its
 workers) waits for a background one that has taken labels but not attached them yet, so what
 it publishes includes them; the log locks itself. A fork (routing/forksafe.py) waits for the
-queue's lock; the child gets a fresh sync lock and an empty queue (:meth:`_after_fork`).
+queue's lock; the child gets a fresh sync lock, an empty queue and an empty log
+(:meth:`_after_fork`).
 """
 
 from __future__ import annotations
@@ -72,10 +73,13 @@ class ShadowSharing:
     def _after_fork(self) -> None:
         """In a forked child: a sync running in the parent's background thread at the fork
         holds the parent's ``_syncing`` for ever here (no thread of the child gives it), so a
-        fresh one; the labels queued in the parent are the parent's to push (pushed by both,
-        the owner would attach them twice)."""
+        fresh one. The labels queued in the parent and the pairs its log holds are the
+        parent's to push and publish (by both, the owner would attach the labels twice and
+        the merged statistics count the pairs twice): the child starts with neither."""
         self._syncing = threading.Lock()
         self._outbox = []
+        self.log.reset()
+        self._published = self.log.changes  # nothing of its own to publish yet
 
     def __repr__(self) -> str:
         return (f"ShadowSharing(owner={self._owner()!r}, outbox={len(self._outbox)}, "

@@ -87,14 +87,23 @@ class ShadowLog:
         self.names = tuple(names)
         self.kind = kind
         self.max_decisions = max_decisions
-        self._stats = {n: ShadowStats(n, kind, capacity) for n in self.names}
-        self._recent: OrderedDict[str, _Entry] = OrderedDict()
+        self._capacity = capacity
         self._index = {n: i for i, n in enumerate(self.names)}
         self._none_yet = (_PENDING,) * len(self.names)
-        self._labels: Counter[str] = Counter()
-        self._lock = threading.Lock()
         self.changes = 0  # incremented by every call that changes a count (publishing skips
         # an unchanged log: routing/shadow_sharing.py)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start empty: no pair, no recent decision, no label count, a fresh lock. For a
+        forked child with a shared store (routing/shadow_sharing.py): the parent's pairs are
+        the parent's to publish; kept, they would be published by both and counted twice.
+        Only where no other thread uses the log (the lock is replaced, not taken)."""
+        self._stats = {n: ShadowStats(n, self.kind, self._capacity) for n in self.names}
+        self._recent: OrderedDict[str, _Entry] = OrderedDict()
+        self._labels: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.changes += 1
 
     def __repr__(self) -> str:
         return (f"ShadowLog(shadows={list(self.names)!r}, kind={self.kind!r}, "

@@ -172,3 +172,35 @@ def test_a_fork_waits_for_a_label_being_queued() -> None:
     holder.join(10)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_publishes_its_own_pairs_not_the_parents() -> None:
+    """The parent's log holds a pair at the fork and publishes it under its own entry. Before:
+    the child's copy of the log published it again under the child's entry, so the merged
+    statistics counted the parent's pair once per process. The child publishes only what it
+    shadowed itself."""
+    store = _Pushes()
+    sharing = _sharing(store)
+    sharing.log.open("w1-d1", 1)
+    sharing.log.done("w1-d1", "c", 1, 1.0, 1, 2.0)
+    sharing.sync(force=True)
+    assert store.published[-1]["stats"]["c"]["submitted"] == 1
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            before = len(store.published)
+            sharing.sync(force=True)  # nothing of its own yet: nothing published
+            nothing = len(store.published) == before
+            sharing.log.open("w9-d1", 0)
+            sharing.log.done("w9-d1", "c", 0, 1.0, 1, 2.0)
+            sharing.sync(force=True)
+            mine = store.published[-1]["stats"]["c"]["submitted"] == 1
+            code = 0 if nothing and mine else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert sharing.log.snapshot().stats["c"].submitted == 1  # the parent keeps its own
