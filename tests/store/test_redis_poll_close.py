@@ -73,45 +73,58 @@ def test_a_bandit_reward_forwarded_before_close_reaches_the_training_counters(
     b.close()
 
 
+class _HeldPoll:
+    """Two request-level workers; B forwarded a click to A's inbox; A's background poll has
+    popped it and is held before applying it until ``release`` is set."""
+
+    def __init__(self, url: str) -> None:
+        self.a, self.b = (worker(url, level="request") for _ in range(2))
+        d = self.a.assign(None)
+        self.a.flush()
+        token = Signer(SECRET, "cut").sign_decision(d).decode()
+        assert TokenFeedback(self.b, SECRET).submit(token, "click", 1)
+        self.b.flush()
+        control = self.a.store.control  # type: ignore[attr-defined]
+        real_take = control.take_inbox
+        taken, self.release = threading.Event(), threading.Event()
+
+        def held_take(owner: str) -> list[tuple[int, int, float, bool]]:
+            values = real_take(owner)
+            if values:  # the background poll: popped, not applied yet
+                taken.set()
+                assert self.release.wait(10)
+            return values
+
+        control.take_inbox = held_take
+        self.background = threading.Thread(target=self.a.store.poll)  # type: ignore[attr-defined]
+        self.background.start()
+        assert taken.wait(10)
+
+    def close(self) -> None:
+        self.release.set()
+        self.background.join(10)
+        assert not self.background.is_alive()
+        for e in (self.a, self.b):
+            e.close()
+
+
 def test_a_forced_poll_waits_for_the_values_the_background_poll_has_taken(
         redis_server: RedisServer) -> None:
-    """Request level: the background poll pops A's inbox and is held before applying it; a
-    poll forced meanwhile returns only once the click is applied, so the flush after it
-    writes the click. Before the fix the forced poll found the inbox empty and returned at
-    once, and the flush wrote nothing."""
-    a, b = (worker(redis_server.url, level="request") for _ in range(2))
-    d = a.assign(None)
-    a.flush()
-    assert TokenFeedback(b, SECRET).submit(Signer(SECRET, "cut").sign_decision(d).decode(),
-                                           "click", 1)
-    b.flush()
-    control = a.store.control  # type: ignore[attr-defined]
-    real_take = control.take_inbox
-    taken, release = threading.Event(), threading.Event()
-
-    def held_take(owner: str) -> list[tuple[int, int, float, bool]]:
-        values = real_take(owner)
-        if values:  # the background poll: popped, not applied yet
-            taken.set()
-            assert release.wait(10)
-        return values
-
-    control.take_inbox = held_take
-    background = threading.Thread(target=a.store.poll)  # type: ignore[attr-defined]
-    background.start()
-    assert taken.wait(10)
-    forced = threading.Thread(target=a.store.poll)  # type: ignore[attr-defined]
+    """Request level: a poll forced while the background one holds the popped click returns
+    only once the click is applied, so the flush after it writes the click. Before the fix
+    the forced poll found the inbox empty and returned at once, and the flush wrote
+    nothing."""
+    held = _HeldPoll(redis_server.url)
+    forced = threading.Thread(target=held.a.store.poll)  # type: ignore[attr-defined]
     forced.start()
     forced.join(0.2)
     assert forced.is_alive()  # waiting for the background poll's values
-    release.set()
+    held.release.set()
     forced.join(10)
-    background.join(10)
-    assert not forced.is_alive() and not background.is_alive()
-    a.flush()
-    assert _clicks(b) == 1.0
-    for e in (a, b):
-        e.close()
+    assert not forced.is_alive()
+    held.a.flush()
+    assert _clicks(held.b) == 1.0
+    held.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
@@ -120,38 +133,15 @@ def test_a_child_forked_during_a_poll_can_poll(redis_server: RedisServer) -> Non
     """A poll in the parent's background thread at the fork holds the parent's ``polling``
     lock; the child (where that thread does not exist) gets a fresh one (gunicorn
     --preload forks after the app is built) instead of waiting for ever."""
-    a, b = (worker(redis_server.url, level="request") for _ in range(2))
-    d = a.assign(None)
-    a.flush()
-    assert TokenFeedback(b, SECRET).submit(Signer(SECRET, "cut").sign_decision(d).decode(),
-                                           "click", 1)
-    b.flush()
-    control = a.store.control  # type: ignore[attr-defined]
-    real_take = control.take_inbox
-    taken, release = threading.Event(), threading.Event()
-
-    def held_take(owner: str) -> list[tuple[int, int, float, bool]]:
-        values = real_take(owner)
-        if values:
-            taken.set()
-            assert release.wait(10)
-        return values
-
-    control.take_inbox = held_take
-    background = threading.Thread(target=a.store.poll)  # type: ignore[attr-defined]
-    background.start()
-    assert taken.wait(10)
+    held = _HeldPoll(redis_server.url)
     pid = os.fork()
     if pid == 0:  # the child: poll must not wait for a thread it does not have
         done = threading.Event()
-        threading.Thread(target=lambda: (a.store.poll(), done.set()),  # type: ignore[attr-defined]
-                         daemon=True).start()
+        threading.Thread(target=lambda: (held.a.store.poll(),  # type: ignore[attr-defined]
+                                         done.set()), daemon=True).start()
         os._exit(0 if done.wait(5) else 1)
     try:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
-        release.set()
-        background.join(10)
-    for e in (a, b):
-        e.close()
+        held.close()
