@@ -7,8 +7,8 @@ to flush. Before: the child's copy of the buffer was flushed too, with the child
 ids, so each request routed before the fork was counted once per process (one request, a
 parent and one child: 2 in Redis).
 
-Cells covered: Redis store; a parent and forked children; A/B and bandit; 2 and 3 variants;
-user and request level; fresh; valid input.
+Cells covered: Redis store; a parent and forked children, and a second worker they forward
+to; A/B and bandit; 2 and 3 variants; user and request level; fresh; valid input.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pytest
 
 from modelrouter import Experiment, RouterConfig
 from modelrouter.analysis import Analysis
+from modelrouter.routing.tokens import Signer
+from modelrouter.web.feedback import TokenFeedback
 from tests.store.conftest import RedisServer
 
 redis = pytest.importorskip("redis")
@@ -97,3 +99,25 @@ def test_the_bandits_training_deltas_are_flushed_once(redis_server: RedisServer)
     t = _hash(redis_server.url, "training")
     assert sum(v for k, v in t.items() if k.startswith("successes:")) == 4, t
     e.close()
+
+
+def test_a_value_forwarded_before_the_fork_reaches_its_owner_once(
+        redis_server: RedisServer) -> None:
+    """Request level, 2 variants: worker P takes a click for worker O's decision (forwarded:
+    queued in P's buffer) and forks before flushing. The child flushes, P flushes, O takes
+    its inbox: one click forwarded and recorded, not one per process."""
+    secret = "s" * 32
+    owner, sender = (_experiment(redis_server.url, {"a": 1, "b": 2}, level="request",
+                                 secret=secret) for _ in range(2))
+    d = owner.assign(None)
+    token = Signer(secret, "fork").sign_decision(d).decode()
+    assert TokenFeedback(sender, secret).submit(token, "click", 1)
+    _in_child(sender.flush)
+    sender.flush()
+    owner.store.poll()  # type: ignore[attr-defined]
+    owner.flush()
+    assert owner.store.stats()["forwarded_in"] == 1
+    snap = Analysis.from_experiment(owner).snapshot
+    assert sum(m["click"].n * m["click"].mean_x for _n, m in snap.groups.values()) == 1.0
+    for e in (owner, sender):
+        e.close()
