@@ -27,6 +27,7 @@ import pytest
 
 from modelrouter.routing.shadow_sharing import ShadowSharing
 from modelrouter.store.shadows import ShadowLog
+from tests.forking import in_child
 
 
 class _HeldLabels:
@@ -87,20 +88,18 @@ def test_a_child_forked_during_a_background_sync_can_sync() -> None:
     background = threading.Thread(target=sharing.sync)
     background.start()
     assert store.taken.wait(10)
-    pid = os.fork()
-    if pid == 0:  # the child: its sync must return (a lock held for ever would hang here)
-        code = 1
-        try:
-            done = threading.Event()
-            threading.Thread(target=lambda: (sharing.sync(force=True), done.set()),
-                             daemon=True).start()
-            code = 0 if done.wait(5) else 3
-        finally:
-            os._exit(code)
-    store.release.set()
-    background.join(10)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+    def child() -> None:  # its sync must return (a lock held for ever would hang here)
+        done = threading.Event()
+        threading.Thread(target=lambda: (sharing.sync(force=True), done.set()),
+                         daemon=True).start()
+        assert done.wait(5)
+
+    try:
+        in_child(child)
+    finally:
+        store.release.set()
+        background.join(10)
 
 
 class _Pushes(_HeldLabels):
@@ -124,19 +123,15 @@ def test_labels_queued_in_the_parent_are_not_pushed_by_a_forked_child() -> None:
     store = _Pushes()
     sharing = _sharing(store)
     assert sharing.label("w2-d1", 1)  # another worker's decision: queued
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            sharing.sync(force=True)
-            ok = store.pushed == []
-            assert sharing.label("w2-d2", 0)
-            sharing.sync(force=True)
-            code = 0 if ok and [d for _, d, _ in store.pushed] == ["w2-d2"] else 3
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+    def child() -> None:
+        sharing.sync(force=True)
+        assert store.pushed == []
+        assert sharing.label("w2-d2", 0)
+        sharing.sync(force=True)
+        assert [d for _, d, _ in store.pushed] == ["w2-d2"]
+
+    in_child(child)
     sharing.sync(force=True)
     assert store.pushed == [("w2-", "w2-d1", "1")]
 
@@ -159,19 +154,15 @@ def test_a_fork_waits_for_a_label_being_queued() -> None:
     holder = threading.Thread(target=hold)
     holder.start()
     assert held.wait(10)
-    pid = os.fork()  # waits for the holder
-    if pid == 0:
-        code = 1
-        try:
-            done = threading.Event()
-            threading.Thread(target=lambda: (sharing.label("w2-d3", 1), done.set()),
-                             daemon=True).start()
-            code = 0 if done.wait(5) else 3
-        finally:
-            os._exit(code)
+
+    def child() -> None:
+        done = threading.Event()
+        threading.Thread(target=lambda: (sharing.label("w2-d3", 1), done.set()),
+                         daemon=True).start()
+        assert done.wait(5)
+
+    in_child(child)  # the fork waits for the holder
     holder.join(10)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
@@ -187,20 +178,15 @@ def test_a_forked_child_publishes_its_own_pairs_not_the_parents() -> None:
     sharing.log.done("w1-d1", "c", 1, 1.0, 1, 2.0)
     sharing.sync(force=True)
     assert store.published[-1]["stats"]["c"]["submitted"] == 1
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            before = len(store.published)
-            sharing.sync(force=True)  # nothing of its own yet: nothing published
-            nothing = len(store.published) == before
-            sharing.log.open("w9-d1", 0)
-            sharing.log.done("w9-d1", "c", 0, 1.0, 1, 2.0)
-            sharing.sync(force=True)
-            mine = store.published[-1]["stats"]["c"]["submitted"] == 1
-            code = 0 if nothing and mine else 3
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+    def child() -> None:
+        before = len(store.published)
+        sharing.sync(force=True)  # nothing of its own yet: nothing published
+        assert len(store.published) == before
+        sharing.log.open("w9-d1", 0)
+        sharing.log.done("w9-d1", "c", 0, 1.0, 1, 2.0)
+        sharing.sync(force=True)
+        assert store.published[-1]["stats"]["c"]["submitted"] == 1
+
+    in_child(child)
     assert sharing.log.snapshot().stats["c"].submitted == 1  # the parent keeps its own

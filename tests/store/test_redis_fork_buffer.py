@@ -22,6 +22,7 @@ from modelrouter import Experiment, RouterConfig
 from modelrouter.analysis import Analysis
 from modelrouter.routing.tokens import Signer
 from modelrouter.web.feedback import TokenFeedback
+from tests.forking import in_child
 from tests.store.conftest import RedisServer
 
 redis = pytest.importorskip("redis")
@@ -36,20 +37,6 @@ def _experiment(url: str, variants: dict[str, Any], **kw: Any) -> Experiment:
     base: dict[str, Any] = {"experiment": "fork", "metrics": {"click": "binary"}, "store": url,
                             "flush_seconds": 3600.0}  # flushed by the test
     return Experiment(variants, RouterConfig(**{**base, **kw}))
-
-
-def _in_child(run: Any) -> None:
-    """Run ``run()`` in a forked child; its exit code 0 means it returned."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            run()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def _hash(url: str, name: str) -> dict[str, float]:
@@ -74,8 +61,8 @@ def test_what_the_parent_buffered_is_flushed_once(redis_server: RedisServer,
         e.flush()
         assert e.store.stats()["buffered"] == 0
 
-    _in_child(child)
-    _in_child(child)
+    in_child(child)
+    in_child(child)
     e.flush()
     assert sum(_hash(redis_server.url, "requests").values()) == 7
     snap = Analysis.from_experiment(e).snapshot
@@ -94,7 +81,7 @@ def test_the_bandits_training_deltas_are_flushed_once(redis_server: RedisServer)
     for i in range(4):
         d = e.assign(f"u{i}")
         e.record(d.decision_id, "click", 1)
-    _in_child(e.flush)
+    in_child(e.flush)
     e.flush()
     t = _hash(redis_server.url, "training")
     assert sum(v for k, v in t.items() if k.startswith("successes:")) == 4, t
@@ -112,7 +99,7 @@ def test_a_value_forwarded_before_the_fork_reaches_its_owner_once(
     d = owner.assign(None)
     token = Signer(secret, "fork").sign_decision(d).decode()
     assert TokenFeedback(sender, secret).submit(token, "click", 1)
-    _in_child(sender.flush)
+    in_child(sender.flush)
     sender.flush()
     owner.store.poll()  # type: ignore[attr-defined]
     owner.flush()

@@ -28,6 +28,7 @@ from modelrouter import Experiment
 from modelrouter.analysis import Analysis
 from modelrouter.routing.tokens import Signer
 from modelrouter.web.feedback import TokenFeedback
+from tests.forking import in_child
 from tests.store.conftest import RedisServer
 from tests.store.test_redis_reply_lost import SECRET, training, worker
 
@@ -134,14 +135,14 @@ def test_a_child_forked_during_a_poll_can_poll(redis_server: RedisServer) -> Non
     lock; the child (where that thread does not exist) gets a fresh one (gunicorn
     --preload forks after the app is built) instead of waiting for ever."""
     held = _HeldPoll(redis_server.url)
-    pid = os.fork()
-    if pid == 0:  # the child: poll must not wait for a thread it does not have
+
+    def child() -> None:  # poll must not wait for a thread the child does not have
         done = threading.Event()
         threading.Thread(target=lambda: (held.a.store.poll(),  # type: ignore[attr-defined]
                                          done.set()), daemon=True).start()
-        os._exit(0 if done.wait(5) else 1)
+        assert done.wait(5)
+
     try:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        in_child(child)
     finally:
         held.close()
