@@ -1,0 +1,153 @@
+"""The build profile of the compiled request path (``pgo/``, setup.py, scripts/pgo_profile.py).
+
+A stale profile is not an error in the build (GCC compiles a changed function without it), but
+it silently gives back what the layout won: these tests make it visible.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = ROOT / "pgo"
+
+
+@pytest.fixture(scope="module")
+def build() -> Any:
+    spec = importlib.util.spec_from_file_location("modelrouter_setup", ROOT / "setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines; setup() runs only as __main__
+    return module
+
+
+@pytest.fixture(scope="module")
+def stamp() -> dict[str, Any]:
+    return dict(json.loads((PROFILE / "profile.json").read_text()))
+
+
+def test_profile_is_of_the_current_sources(build: Any, stamp: dict[str, Any]) -> None:
+    assert stamp["sources"] == build.source_digest(), (
+        "pgo/ was made from other .pyx/.pxd sources: run `python scripts/pgo_profile.py` and "
+        "commit pgo/")
+
+
+def test_every_extension_has_its_counts(build: Any) -> None:
+    for name in build.SOURCES:
+        data = (PROFILE / f"{name}.gcda").read_bytes()
+        assert data[:4] == b"adcg", name  # GCC's gcda magic, little-endian
+        assert len(data) > 1_000, name
+
+
+def test_digest_moves_with_any_cython_source(build: Any, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change to a .pxd (inlined into several modules) makes the profile stale as a .pyx's
+    does; a Python module does not."""
+    pkg = tmp_path / "modelrouter" / "store"
+    pkg.mkdir(parents=True)
+    (pkg / "a.pyx").write_text("x = 1\n")
+    (pkg / "b.pxd").write_text("cdef int y\n")
+    (pkg / "c.py").write_text("z = 1\n")
+    monkeypatch.setattr(build, "HERE", tmp_path)
+    first = build.source_digest()
+    (pkg / "c.py").write_text("z = 2\n")
+    assert build.source_digest() == first
+    (pkg / "b.pxd").write_text("cdef int y2\n")
+    second = build.source_digest()
+    assert second != first
+    (pkg / "b.pxd").rename(pkg / "d.pxd")  # the same content under another name
+    assert build.source_digest() != second
+
+
+def _fake_compiler(tmp_path: Path, banner: str, version: str) -> str:
+    path = tmp_path / "cc"
+    path.write_text(f"#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{banner}'; "
+                    f"else echo {version}; fi\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_only_gcc_gets_the_profile(build: Any, tmp_path: Path) -> None:
+    """clang answers ``-dumpfullversion`` too but cannot read GCC's counts."""
+    clang = _fake_compiler(tmp_path, "Debian clang version 14.0.6", "14.0.6")
+    assert build.gcc_version(clang) is None
+    assert build.gcc_version(str(tmp_path / "no-such-compiler")) is None
+    gcc = _fake_compiler(tmp_path, "gcc (GCC) 12.2.0\nCopyright (C) 2022 Free Software "
+                         "Foundation, Inc.", "12.2.0")
+    assert build.gcc_version(gcc) == "12.2.0"
+
+
+def _installed_extensions() -> list[Path]:
+    from modelrouter.config import extensions
+
+    paths = []
+    for name in ("modelrouter.store.hot_c", "modelrouter.asgi.middleware_c",
+                 "modelrouter.routing.bandit_c"):
+        module = extensions.load_extension(name)
+        if module is not None and module.__file__:
+            paths.append(Path(module.__file__))
+    return paths
+
+
+def test_installed_build_used_the_profile_when_it_could(build: Any,
+                                                        stamp: dict[str, Any]) -> None:
+    """Where the compiler and Cython here are the profile's, the installed extensions were
+    compiled with it (GCC writes its options into the debug info: ``-fprofile-use``). A build
+    that dropped it (a wrong path to the counts, a flag lost) fails here, not in a benchmark."""
+    import sysconfig
+
+    paths = _installed_extensions()
+    if not paths:
+        pytest.skip("the compiled twins are not installed")
+    cc = (sysconfig.get_config_var("CC") or "gcc").split()[0]
+    if build.gcc_version(cc) != stamp["gcc"] or build.cython_version() != stamp["cython"]:
+        pytest.skip(f"GCC {build.gcc_version(cc)} / Cython {build.cython_version()} here, the "
+                    f"profile's {stamp['gcc']} / {stamp['cython']}")
+    if os.environ.get("MODELROUTER_PGO", "use") != "use":
+        pytest.skip("MODELROUTER_PGO turns the profile off")
+    for path in paths:
+        data = path.read_bytes()
+        if b"GNU C" not in data:
+            pytest.skip(f"{path.name} has no debug info to read the options from")
+        assert b"-fprofile-use" in data, f"{path.name} was built without pgo/"
+
+
+def test_profile_used_only_where_it_fits(build: Any, stamp: dict[str, Any], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build's decision: the profile's GCC, Cython and sources, or the plain build and the
+    reason."""
+    import types
+
+    cmd = build.BuildExt.__new__(build.BuildExt)
+
+    def why(cc: str) -> str | None:
+        cmd.compiler = types.SimpleNamespace(compiler_so=[cc])
+        return cmd.profile_unusable()  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(build, "cython_version", lambda: stamp["cython"])
+    monkeypatch.setattr(build, "source_digest", lambda: stamp["sources"])
+    gcc = _fake_compiler(tmp_path, "gcc 1\nFree Software Foundation", stamp["gcc"])
+    assert why(gcc) is None
+    other = tmp_path / "other"
+    other.mkdir()
+    assert "not GCC" in str(why(_fake_compiler(other, "gcc\nFree Software Foundation",
+                                                 "99.1.0")))
+    clang = tmp_path / "clang"
+    clang.mkdir()
+    assert "not GCC" in str(why(_fake_compiler(clang, "clang version 14", stamp["gcc"])))
+    monkeypatch.setattr(build, "cython_version", lambda: "0.29.0")
+    assert "Cython is 0.29.0" in str(why(gcc))
+    monkeypatch.setattr(build, "cython_version", lambda: None)
+    assert "Cython is None" in str(why(gcc))
+    monkeypatch.setattr(build, "cython_version", lambda: stamp["cython"])
+    monkeypatch.setattr(build, "source_digest", lambda: "0" * 64)
+    assert "sources changed" in str(why(gcc))
+    monkeypatch.setattr(build, "PROFILE", tmp_path / "no-profile")
+    assert "no pgo/profile.json" in str(why(gcc))
