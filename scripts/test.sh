@@ -15,7 +15,7 @@ if ((${#need[@]})); then
   fi
 fi
 python -m pip install -q --disable-pip-version-check -e ".[test]"
-python -m ruff check modelrouter tests benchmarks examples
+python -m ruff check modelrouter tests benchmarks examples scripts setup.py
 python -m mypy modelrouter
 # the request-path benchmarks of issue 17 (scripts, not a package: checked from their folder)
 (cd benchmarks && python -m mypy --ignore-missing-imports bench_server.py _fixed_rate.py \
@@ -27,5 +27,6 @@ python -m pytest "$@"
 if [ "$#" -eq 0 ]; then
   MODELROUTER_NO_EXTENSIONS=1 python -m pytest -q tests/asgi tests/routing tests/test_router.py \
     tests/store/test_journal.py tests/store/test_lock.py tests/store/test_memory.py \
-    tests/store/test_persistence.py tests/store/test_protocol.py tests/store/test_ring.py
+    tests/store/test_persistence.py tests/store/test_protocol.py tests/store/test_ring.py \
+    tests/store/test_fork_store_lock.py tests/store/test_forksafe.py
 fi

@@ -51,12 +51,12 @@ from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.decision import Decision
 from modelrouter.routing.policies import RouteContext
 from modelrouter.store.decisions import HOLDOUT, STICKY, DecisionTracker, Training
+from modelrouter.store.forksafe import renew
 
 __all__ = ["EPOCH_BUDGET", "NEGLIGIBLE_CHANGE", "BanditAllocation", "BanditRouter",
            "BanditState"]
 
 _log = logging.getLogger("modelrouter.bandit")
-_ALIVE: weakref.WeakSet[BanditRouter] = weakref.WeakSet()
 _BELOW_ONE = math.nextafter(1.0, 0.0)
 NEGLIGIBLE_CHANGE = 0.005
 """A scheduled refresh that moves no arm's share by this much or more keeps the weights in
@@ -134,7 +134,7 @@ class BanditRouter(CoreMirror):
                                     timer=ctx.clock)
         self._refresh: Callable[[], object] | None = None
         self._init_threading()
-        _ALIVE.add(self)
+        renew(self, BanditRouter._after_fork)  # with the store's locks free (forksafe.py)
         # what the compiled route reads (routing/bandit_c.pyx), when it was built
         self._core = None if _compiled is None else _compiled.new_core(self)
 
@@ -383,14 +383,6 @@ def _worker(ref: weakref.ref[BanditRouter], event: threading.Event,
             _log.exception("bandit refresh failed; the current weights stay in force")
         del router
 
-
-def _after_fork_in_child() -> None:
-    for router in list(_ALIVE):
-        router._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # the compiled twin of route (routing/bandit_c.pyx), when it was built
 install(BanditRouter, "route", "modelrouter.routing.bandit_c")

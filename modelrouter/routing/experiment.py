@@ -33,7 +33,6 @@ from modelrouter.exceptions import (
 from modelrouter.routing.assignment import Allocation, Bucketer
 from modelrouter.routing.covariates import record_covariate
 from modelrouter.routing.decision import Decision
-from modelrouter.routing.forksafe import renew
 from modelrouter.routing.policies import RouteContext, unit_sources
 from modelrouter.routing.snapshot_members import SnapshotMembers
 from modelrouter.routing.state import RollbackEvent, RoutingState
@@ -41,6 +40,7 @@ from modelrouter.routing.tokens import TokenPayload
 from modelrouter.routing.values import check_value, value_range
 from modelrouter.store.extras import SnapshotExtras
 from modelrouter.store.factory import open_store
+from modelrouter.store.forksafe import renew
 from modelrouter.store.protocol import Store
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ are forgotten), then, with a shared store (Redis), claimed in the store
 time to live), so a replay to any worker of any host counts once, without the size bound. A
 claim whose feedback then fails to record is released, so a retry can count.
 
-Thread safety: one lock around the local set; the store claim is atomic in the store.
+Thread safety: one lock around the local set; the store claim is atomic in the store. A fork
+waits until no thread holds the lock (store/forksafe.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from cachetools import TTLCache
 
 from modelrouter.exceptions import StoreError
+from modelrouter.store.forksafe import LEAF, track
 from modelrouter.store.protocol import Store
 
 __all__ = ["SeenSet"]
@@ -36,6 +38,7 @@ class SeenSet:
         self._window = float(window)
         self._local: TTLCache[str, bool] = TTLCache(maxsize=maxsize, ttl=window, timer=clock)
         self._lock = threading.Lock()
+        track(self, self._lock, LEAF)  # a fork waits until no claim is half done (forksafe.py)
 
     def claim(self, key: str) -> bool:
         """True if ``key`` is new (now claimed), False if it was recorded before. A shared

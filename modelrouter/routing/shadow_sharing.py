@@ -24,7 +24,7 @@ Without a shared store none of this exists: the router reads its log directly.
 Thread safety: the outgoing labels are a list under a lock; :meth:`sync` runs on the store's
 one background thread, and one call at a time: a forced one (shutdown, a test settling its
 workers) waits for a background one that has taken labels but not attached them yet, so what
-it publishes includes them; the log locks itself. A fork (routing/forksafe.py) waits for the
+it publishes includes them; the log locks itself. A fork (store/forksafe.py) waits for the
 queue's lock; the child gets a fresh sync lock, an empty queue and an empty log
 (:meth:`_after_fork`).
 """
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelrouter.exceptions import AnalysisError, StoreError
-from modelrouter.routing.forksafe import renew, track
+from modelrouter.store.forksafe import LEAF, renew, track
 from modelrouter.store.protocol import Store
 from modelrouter.store.shadow_state import log_state, merge_snapshots
 from modelrouter.store.shadows import ShadowLog, ShadowSnapshot
@@ -67,7 +67,7 @@ class ShadowSharing:
         self._outbox: list[tuple[str, str, str]] = []
         self._published = -1  # the log's change count at the last publication
         self._last = -math.inf
-        track(self, self._lock)  # held for a list swap or append: a fork waits for it
+        track(self, self._lock, LEAF)  # held for a list swap or append: a fork waits for it
         renew(self, ShadowSharing._after_fork)
 
     def _after_fork(self) -> None:

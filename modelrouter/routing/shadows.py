@@ -54,7 +54,7 @@ from modelrouter.config.shadow import ShadowConfig
 from modelrouter.exceptions import ConfigError
 from modelrouter.routing.assignment import Bucketer
 from modelrouter.routing.decision import Decision, call_model
-from modelrouter.routing.forksafe import renew
+from modelrouter.store.forksafe import renew
 from modelrouter.store.shadows import ShadowLog, scalar_output
 
 __all__ = ["ShadowRunner", "ShadowedDecision"]

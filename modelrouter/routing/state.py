@@ -43,12 +43,12 @@ from modelrouter.config.rollout import Rollout
 from modelrouter.exceptions import ConfigError, StoreError
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.events import RollbackEvent
-from modelrouter.routing.forksafe import track
 from modelrouter.routing.promotion import Stages, staged_weights
 from modelrouter.routing.shared import RETRY_SECONDS, Conflict, make_record
 from modelrouter.routing.shared_members import SharedMembers
 from modelrouter.routing.stage_members import StageMembers
 from modelrouter.routing.weights import effective_ab, paused_ab
+from modelrouter.store.forksafe import track
 from modelrouter.store.protocol import Store
 from modelrouter.store.types import EpochInfo
 

@@ -6,6 +6,7 @@ cdef class FastLock:
     cdef void* _lock
     cdef bint _held
     cdef Py_ssize_t _waiters
+    cdef long _reset_in  # the process whose after_fork reset this lock last (0: none)
     cdef object __weakref__
     cdef void take(self) noexcept
     cdef void give(self) noexcept

@@ -54,13 +54,13 @@ from weakref import WeakSet
 cdef double _NAN = float("nan")
 # threading.Lock.acquire reads ``blocking`` as an integer up to 3.11, as a truth value from 3.12
 cdef bint _BLOCKING_IS_BOOL = _version >= (3, 12)
-# every live FastLock, for the forked child's reset (FastLock._after_fork)
+# every live FastLock, for the forked child's reset (FastLock.after_fork)
 _LOCKS = WeakSet()
 
 
 def _after_fork_in_child():
     for lock in list(_LOCKS):
-        lock._after_fork()
+        lock.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -94,8 +94,9 @@ cdef class FastLock:
     waits uninterruptibly (it cannot raise): its critical sections are short.
 
     After a fork the child forgets the parent's waiters (they are threads it does not have)
-    and gets a fresh signal; a lock held by another thread at the fork stays held, as a
-    ``threading.Lock`` does."""
+    and gets a fresh signal (``after_fork``). A lock held by another thread at the fork stays
+    held, as a ``threading.Lock`` does, unless the fork waited for it: the store's lock is
+    tracked by store/forksafe.py, which resets it in the child before releasing it."""
 
     def __cinit__(self):
         self._lock = <void*>PyThread_allocate_lock()
@@ -161,8 +162,15 @@ cdef class FastLock:
                     self._waiters -= 1
                     return 0
 
-    def _after_fork(self):
-        """In a forked child: no waiters (their threads stayed in the parent), a new signal."""
+    def after_fork(self):
+        """In a forked child only: no waiters (their threads stayed in the parent), a new
+        signal. The held flag is left as it is. Once per process: store/forksafe.py resets
+        the store's lock before releasing it, and this module's own hook resets every lock;
+        whichever runs second must not free a signal a thread of the child may wait on."""
+        cdef long pid = os.getpid()
+        if self._reset_in == pid:
+            return
+        self._reset_in = pid
         cdef void* fresh = <void*>PyThread_allocate_lock()
         if fresh == NULL:
             raise MemoryError("cannot allocate a lock")

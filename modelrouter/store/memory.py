@@ -31,6 +31,7 @@ from modelrouter.config.extensions import install
 from modelrouter.exceptions import ConfigError, UnknownUnitError
 from modelrouter.store.covariates import MemoryCovariateMembers
 from modelrouter.store.decisions import DecisionTracker
+from modelrouter.store.forksafe import STORE, track
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS, LatencyHistogram
 from modelrouter.store.journal import AutoJournal, fold_threshold
 from modelrouter.store.looks import Look, check_next_look
@@ -69,6 +70,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         self._auto = (self.metric_index["latency_ms"], self.metric_index["error"])
         k, n_metrics = len(self.variants), len(self.metric_names)
         self._lock = new_lock()
+        track(self, self._lock, STORE)  # a fork waits until no thread is inside (forksafe.py)
         ring = self.ring = PendingRing(self.max_pending, self.attribution_window, clock)
         # hot-path aliases of the ring's arrays (a ring never replaces them)
         self._ring_seq, self._ring_time, self._ring_row = ring.seq, ring.time, ring.row

@@ -24,6 +24,7 @@ from modelrouter.routing.experiment import Experiment
 from modelrouter.routing.seen import SeenSet
 from modelrouter.routing.tokens import Signer, TokenPayload
 from modelrouter.routing.values import check_value
+from modelrouter.store.forksafe import LEAF, track
 
 __all__ = ["CheckedFeedback", "TokenFeedback"]
 
@@ -48,6 +49,7 @@ class TokenFeedback:
         self.seen = SeenSet(experiment.store, self._window, experiment.config.max_seen_feedback,
                             experiment.clock)
         self._lock = threading.Lock()
+        track(self, self._lock, LEAF)  # a fork waits for a count being written (forksafe.py)
         self.counts: Counter[tuple[str, str]] = Counter()  # (metric, result) -> n
 
     def check(self, token: object, metric: object, value: object) -> CheckedFeedback:

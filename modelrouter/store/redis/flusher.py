@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from modelrouter.exceptions import StoreError
+from modelrouter.store.forksafe import renew
 from modelrouter.store.redis.batch import LUA, Batch
 from modelrouter.store.redis.layout import Layout, text
 from modelrouter.store.redis.snapshot import check_meta
@@ -68,7 +68,7 @@ class Flusher:
         self.failed_flushes = 0
         self.refused_batches = 0  # by this worker; every worker's: snapshot().losses
         self.last_refusal: str | None = None
-        _ALIVE.add(self)
+        renew(self, Flusher._after_fork)  # with the store's locks free (forksafe.py)
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn --preload): its own batch ids (the parent's would be
@@ -175,14 +175,3 @@ class Flusher:
                 "failed_flushes": self.failed_flushes, "last_error": self.last_error,
                 "refused_batches": self.refused_batches, "last_refusal": self.last_refusal}
 
-
-_ALIVE: weakref.WeakSet[Flusher] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for flusher in list(_ALIVE):
-        flusher._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
