@@ -40,7 +40,8 @@ SOURCES = {
 }
 
 
-def extensions() -> list[Extension]:
+def extensions(names: list[str] | None = None) -> list[Extension]:
+    """The compiled twins to build (``names``: only these; tests/test_build_profile.py)."""
     if os.environ.get("MODELROUTER_NO_EXTENSIONS", "") not in ("", "0"):
         return []
     try:
@@ -49,10 +50,14 @@ def extensions() -> list[Extension]:
         return []
     built = []
     for name, src in SOURCES.items():
+        if names is not None and name not in names:
+            continue
         try:  # one source that does not translate leaves only its own twin unbuilt
             # -ffp-contract=off: no fused multiply-add, so the twins' float arithmetic rounds
             # exactly as the Python methods' does
-            built += cythonize([Extension(name, [src], optional=True,
+            # depends: a new profile rebuilds the module, as a changed source does
+            profile = [str(p) for p in [PROFILE / f"{name}.gcda"] if p.is_file()]
+            built += cythonize([Extension(name, [src], optional=True, depends=profile,
                                           extra_compile_args=["-ffp-contract=off"])],
                                compiler_directives={"language_level": "3"}, quiet=True)
         except Exception as exc:  # noqa: BLE001 - the Python twin runs instead
@@ -91,6 +96,10 @@ def gcc_version(cc: str) -> str | None:
     return version.stdout.strip()
 
 
+USE_PROFILE = ["-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile",
+               "-Wno-error=coverage-mismatch"]
+
+
 class BuildExt(build_ext):
     """``build_ext`` with the profile-guided layout (see the module docstring)."""
 
@@ -117,23 +126,43 @@ class BuildExt(build_ext):
             if why is not None:
                 print(f"modelrouter: built without the profile-guided layout: {why}")
                 self.pgo = "off"
+        if self.pgo in ("use", "generate"):
+            # GCC tells the profile's functions apart by a checksum that includes the object
+            # file's path: with another path (pip's temporary build directory) most of them
+            # silently lose their counts. Training and use both compile to this one.
+            self.build_temp = os.path.join("build", "pgo")
         super().build_extensions()
 
     def build_extension(self, ext: Extension) -> None:
+        obj = None
         if self.pgo == "generate":
             ext.extra_compile_args = [*ext.extra_compile_args, "-fprofile-generate",
                                       "-fprofile-update=atomic"]
             ext.extra_link_args = [*ext.extra_link_args, "-fprofile-generate"]
         elif self.pgo == "use" and (PROFILE / f"{ext.name}.gcda").is_file():
-            # GCC reads the counts from beside the object file; a function whose code differs
-            # from the profile's is compiled without it (a warning, not an error)
-            obj = Path(self.compiler.object_filenames(ext.sources, output_dir=self.build_temp)[0])
-            obj.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(PROFILE / f"{ext.name}.gcda", obj.with_suffix(".gcda"))
-            ext.extra_compile_args = [*ext.extra_compile_args, "-fprofile-use",
-                                      "-fprofile-partial-training", "-Wno-missing-profile",
-                                      "-Wno-error=coverage-mismatch"]
+            obj = self.profile_in_place(ext)
+            plain = ext.extra_compile_args
+            ext.extra_compile_args = [*plain, *USE_PROFILE]
         super().build_extension(ext)
+        if obj is not None and obj.is_file() and b".text.hot" not in obj.read_bytes():
+            # without its counts -fprofile-use compiles as if nothing ran: slower than plain
+            print(f"modelrouter: the profile did not apply to {ext.name} (no hot code); "
+                  "built without it")
+            ext.extra_compile_args, force = plain, self.force
+            self.force = True
+            try:
+                super().build_extension(ext)
+            finally:
+                self.force = force
+
+    def profile_in_place(self, ext: Extension) -> Path:
+        """Copy the module's counts to where GCC reads them, beside its object file; return
+        the object file's path. A function whose code differs from the profile's is compiled
+        without it (a warning, not an error)."""
+        obj = Path(self.compiler.object_filenames(ext.sources, output_dir=self.build_temp)[0])
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROFILE / f"{ext.name}.gcda", obj.with_suffix(".gcda"))
+        return obj
 
 
 if __name__ == "__main__":  # as pip's backend runs it; scripts/pgo_profile.py imports the rest

@@ -200,16 +200,15 @@ def make_profile(requests: int) -> None:
                        cwd=work, check=True,
                        env={**os.environ, "PYTHONPATH": str(work),
                             "MODELROUTER_TRAIN": str(work / "modelrouter")})
-        counts = {name: next(work.glob(f"build/temp*/{Path(src).with_suffix('.gcda')}"), None)
+        counts = {name: work / "build" / "pgo" / Path(src).with_suffix(".gcda")
                   for name, src in build.SOURCES.items()}
-        missing = [name for name, path in counts.items() if path is None]
+        missing = [name for name, path in counts.items() if not path.is_file()]
         if missing:
             raise SystemExit(f"no profile written for {', '.join(missing)}")
         if PROFILE.exists():
             shutil.rmtree(PROFILE)
         PROFILE.mkdir()
         for name, path in counts.items():
-            assert path is not None
             shutil.copy(path, PROFILE / f"{name}.gcda")
     stamp = {"gcc": gcc, "cython": build.cython_version(), "sources": build.source_digest(),
              "requests": requests,
