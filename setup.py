@@ -109,7 +109,8 @@ class BuildExt(build_ext):
             stamp = json.loads((PROFILE / "profile.json").read_text())
         except (OSError, ValueError):
             return "no pgo/profile.json"
-        gcc = gcc_version(self.compiler.compiler_so[0])
+        command = getattr(self.compiler, "compiler_so", None)  # MSVC's has none
+        gcc = gcc_version(command[0]) if command else None
         if gcc != stamp.get("gcc"):
             return f"the compiler is not GCC {stamp.get('gcc')} (found {gcc or 'another'})"
         cython = cython_version()

@@ -209,3 +209,12 @@ def test_profile_used_only_where_it_fits(build: Any, stamp: dict[str, Any], tmp_
     assert "sources changed" in str(why(gcc))
     monkeypatch.setattr(build, "PROFILE", tmp_path / "no-profile")
     assert "no pgo/profile.json" in str(why(gcc))
+
+
+def test_a_compiler_without_a_unix_command_line_builds_plain(build: Any) -> None:
+    """MSVC's compiler object has no ``compiler_so``: the plain build, not an AttributeError."""
+    import types
+
+    cmd = build.BuildExt.__new__(build.BuildExt)
+    cmd.compiler = types.SimpleNamespace()
+    assert "not GCC" in str(cmd.profile_unusable())
