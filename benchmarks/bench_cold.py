@@ -17,10 +17,11 @@ so the code the last request ran is no longer in it, nor in L1) and a **disturba
 request through another Starlette app answering JSON, a JSON round trip, a regular expression,
 a decimal product, a date formatted and a URL split (other code and other branches, as the
 server's are). Only the request itself is timed (``perf_counter_ns`` around the ASGI call;
-the disturbance is outside the timer). The apps: ``bare`` (a trivial Starlette endpoint), A/B
-and bandit (``ModelRouter`` in front of it, user level, 2,000 distinct users, every one known
-after a warm-up), in interleaved rounds of ``--calls`` requests. Prints, per build, the bare
-request's time and what A/B and bandit add (median of the per-round differences, min..max).
+the disturbance is outside the timer). The apps: ``bare`` (a trivial Starlette endpoint), a
+pure pass-through ASGI middleware in front of it (the floor any middleware pays), A/B and
+bandit (``ModelRouter`` in front of it, user level, 2,000 distinct users, every one known after
+a warm-up), in interleaved rounds of ``--calls`` requests. Prints, per build, the bare
+request's time and what the others add (median of the per-round differences, min..max).
 
 ``--code DIR`` times another built copy of the package (``git archive <commit> modelrouter |
 tar -x -C DIR``, built in place); ``--baseline DIR`` times that copy and this checkout in
@@ -50,10 +51,10 @@ SECTION = "results:"
 
 
 def child(calls: int, rounds: int, users: int) -> dict[str, list[float]]:
-    """The timed process: per-round mean us per request of ``bare``, ``ab`` and ``bandit``."""
+    """The timed process: per-round mean us per request of each app."""
     import numpy as np
     from _harness import _receive, _send, scope
-    from bench_middleware import make_app
+    from bench_middleware import PassThrough, make_app
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -63,6 +64,7 @@ def child(calls: int, rounds: int, users: int) -> dict[str, list[float]]:
     metrics = {"click": "binary"}
     apps: dict[str, Any] = {
         "bare": make_app(),
+        "pass": PassThrough(make_app()),
         "ab": ModelRouter(make_app(), {"control": 0, "treatment": 1},
                           RouterConfig(metrics=metrics)),
         "bandit": ModelRouter(make_app(), {"control": 0, "treatment": 1},
@@ -161,8 +163,9 @@ def main() -> None:
         label = builds[name] or "this checkout"
         for k, result in enumerate(results, 1):
             rows.append([f"{name} ({label}), run {k}", fmt(result["bare"]),
-                         fmt(added(result, "ab")), fmt(added(result, "bandit"))])
-    print(table(["build", "bare", "A/B adds", "bandit adds"], rows))
+                         fmt(added(result, "pass")), fmt(added(result, "ab")),
+                         fmt(added(result, "bandit"))])
+    print(table(["build", "bare", "pass-through adds", "A/B adds", "bandit adds"], rows))
     if args.baseline:
         print()
         for app in ("ab", "bandit"):
