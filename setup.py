@@ -87,13 +87,13 @@ def gcc_version(cc: str) -> str | None:
     does not read GCC's profiles); None otherwise."""
     try:
         banner = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
-        version = subprocess.run([cc, "-dumpfullversion"], capture_output=True, text=True,
-                                 timeout=30)
+        dumped = subprocess.run([cc, "-dumpfullversion"], capture_output=True, text=True,
+                                timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    if "Free Software Foundation" not in banner.stdout or version.returncode != 0:
+    if "Free Software Foundation" not in banner.stdout or dumped.returncode != 0:
         return None
-    return version.stdout.strip()
+    return dumped.stdout.strip()
 
 
 USE_PROFILE = ["-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile",
