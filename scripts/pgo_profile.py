@@ -1,6 +1,6 @@
 """Write the build profile of the compiled request path: ``pgo/`` (GCC profile-guided optimisation).
 
-    python scripts/pgo_profile.py            # after changing any .pyx or .pxd; ~3 minutes
+    python scripts/pgo_profile.py            # after changing any .pyx or .pxd; ~1 minute
 
 Why: under a server the router's cost is set more by the instruction-cache lines its request
 touches than by its instructions (``benchmarks/simulate_server.py``). Cython's C interleaves
@@ -8,13 +8,16 @@ the few blocks a request runs with the many it never runs (type checks that alwa
 paths, fallbacks for hostile input), so each line fetched holds little of the request. With a
 profile, GCC moves the blocks that never ran to a cold section and lays the hot ones out
 straight: the A/B request touches about a quarter fewer lines of the router's code
-(``benchmarks/footprint.py``). This is how CPython builds its own interpreter.
+(``benchmarks/footprint.py``), and with the caches cold the router adds about a fifth less
+time (``benchmarks/bench_cold.py``). This is how CPython builds its own interpreter.
 
 What it does: copies the package's sources to a temporary directory, builds the extensions
 there instrumented (``MODELROUTER_PGO=generate``: setup.py adds ``-fprofile-generate``), runs the
 training workload below in that build (``--train``), and copies each extension's counts to
 ``pgo/<module>.gcda`` with ``pgo/profile.json``: the GCC and Cython versions that wrote them
-and a digest of the sources. setup.py compiles with the profile only when the compiler is that
+and a digest of the sources. Both builds compile to ``build/pgo`` (relative): GCC's checksum
+of a static function includes the object file's path, so the counts fit only a build that
+compiles to the same one. setup.py compiles with the profile only when the compiler is that
 GCC, Cython that version and the digest the sources' (else it builds as before and says so);
 tests/test_build_profile.py fails when the digest is stale, naming this command.
 
