@@ -17,6 +17,8 @@ router's refresh thread never runs inside the bare server).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -98,6 +100,16 @@ def spin() -> Any:
     """The endpoints behind a pass-through middleware spending ~3.6 us of Python work
     (in-process) per request (calibration)."""
     return _PassThrough(_app(), spin=200)
+
+
+if os.environ.get("MODELROUTER_BENCH_GC"):  # gc_server.py: each factory's app counted
+    from gc_server import counted
+
+    def _counting(factory: Callable[[], Any]) -> Callable[[], Any]:
+        return lambda: counted(factory())
+
+    bare, ab, bandit = _counting(bare), _counting(ab), _counting(bandit)
+    passthrough, spin = _counting(passthrough), _counting(spin)
 
 
 APPS = {"bare": bare, "ab": ab, "bandit": bandit, "passthrough": passthrough, "spin": spin}
