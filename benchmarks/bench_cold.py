@@ -2,7 +2,7 @@
 server disturbs them: what the router adds where its code is not hot, timed on this CPU.
 
     python benchmarks/bench_cold.py [--rounds 9] [--calls 2000] [--code DIR] [--baseline DIR]
-        [--runs 2]
+        [--runs 2] [--disturb 1]
 
 Why: in a hot loop (``bench_middleware.py``) the router's code, data and branch history stay in
 the core's caches from one request to the next; under a server the rest of the request
@@ -16,12 +16,13 @@ Before every request, of every app alike: 2 MiB of data written (the core's L2 i
 so the code the last request ran is no longer in it, nor in L1) and a **disturbance** run: a
 request through another Starlette app answering JSON, a JSON round trip, a regular expression,
 a decimal product, a date formatted and a URL split (other code and other branches, as the
-server's are). Only the request itself is timed (``perf_counter_ns`` around the ASGI call;
-the disturbance is outside the timer). The apps: ``bare`` (a trivial Starlette endpoint), a
-pure pass-through ASGI middleware in front of it (the floor any middleware pays), A/B and
-bandit (``ModelRouter`` in front of it, user level, 2,000 distinct users, every one known after
-a warm-up), in interleaved rounds of ``--calls`` requests. Prints, per build, the bare
-request's time and what the others add (median of the per-round differences, min..max).
+server's are; ``--disturb N``: N requests to the other app). Only the request itself is
+timed (``perf_counter_ns`` around the ASGI call; the disturbance is outside the timer). The
+apps: ``bare`` (a trivial Starlette endpoint), a pure pass-through ASGI middleware in front of
+it (the floor any middleware pays), A/B and bandit (``ModelRouter`` in front of it, user
+level, 2,000 distinct users, every one known after a warm-up), in interleaved rounds of
+``--calls`` requests. Prints, per build, the bare request's time and what the others add
+(median of the per-round differences, min..max).
 
 ``--code DIR`` times another built copy of the package (``git archive <commit> modelrouter |
 tar -x -C DIR``, built in place); ``--baseline DIR`` times that copy and this checkout in
@@ -50,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 SECTION = "results:"
 
 
-def child(calls: int, rounds: int, users: int) -> dict[str, list[float]]:
+def child(calls: int, rounds: int, users: int, disturb_with: int = 1) -> dict[str, list[float]]:
     """The timed process: per-round mean us per request of each app."""
     import numpy as np
     from _harness import _receive, _send, scope
@@ -82,9 +83,10 @@ def child(calls: int, rounds: int, users: int) -> dict[str, list[float]]:
 
     async def disturb() -> None:
         np.add(block, 1.0, out=block)
-        s = dict(noise_scope)
-        s["state"] = {}
-        await noise_app(s, _receive, _send)
+        for _ in range(disturb_with):
+            s = dict(noise_scope)
+            s["state"] = {}
+            await noise_app(s, _receive, _send)
         json.loads(json.dumps(document))
         pattern.findall("a=1 b=2 c=3 d=4")
         _ = decimal.Decimal("1.1") * decimal.Decimal("3.3")
@@ -115,13 +117,15 @@ def child(calls: int, rounds: int, users: int) -> dict[str, list[float]]:
     return out
 
 
-def measure(code: str | None, calls: int, rounds: int, users: int) -> dict[str, list[float]]:
+def measure(code: str | None, calls: int, rounds: int, users: int,
+            disturb_with: int = 1) -> dict[str, list[float]]:
     """Run :func:`child` in a fresh process on the package in ``code`` (None: this checkout)."""
     root = str(HERE.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*([code] if code else []), root,
                                                         str(HERE)])}
     out = subprocess.run([sys.executable, __file__, "--child", "--calls", str(calls),
-                          "--rounds", str(rounds), "--users", str(users)],
+                          "--rounds", str(rounds), "--users", str(users),
+                          "--disturb", str(disturb_with)],
                          env=env, capture_output=True, text=True, check=True).stdout
     return dict(json.loads(out.split(SECTION, 1)[1]))
 
@@ -140,10 +144,12 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR",
                         help="also time the package in DIR, in alternating processes")
     parser.add_argument("--runs", type=int, default=2, help="processes per build (--baseline)")
+    parser.add_argument("--disturb", type=int, default=1,
+                        help="requests to the other app in each disturbance (default 1)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = child(args.calls, args.rounds, args.users)
+        result = child(args.calls, args.rounds, args.users, args.disturb)
         print(SECTION + json.dumps(result))
         return
     from _harness import fmt, table
@@ -154,7 +160,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, list[float]]]] = {name: [] for name in builds}
     for _ in range(args.runs if args.baseline else 1):
         for name, code in builds.items():
-            runs[name].append(measure(code, args.calls, args.rounds, args.users))
+            runs[name].append(measure(code, args.calls, args.rounds, args.users, args.disturb))
     print(f"Per request, caches and predictors disturbed before each ({args.calls:,} requests "
           f"x {args.rounds} interleaved rounds per process, {args.users:,} users; us, median "
           "(min..max) of the rounds):\n")
