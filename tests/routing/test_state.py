@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from modelrouter import ConfigError, Experiment, RouterConfig
+from tests.forking import in_child
 
 RACES = 1500  # per pair of calls; before the RoutingState, pause racing pause lost a pause
 # in 199 of 1,500 races at this switch interval (0 of 1,500 at the default 5 ms)
@@ -232,24 +232,8 @@ def test_fork_during_a_control_plane_call_does_not_leave_the_child_locked(
     t = threading.Thread(target=exp.configure, kwargs={"mode": "bandit"})
     t.start()
     started.wait(5)
-    pid = os.fork()  # waits for the call to finish (before-fork hook)
-    if pid == 0:  # the child: the lock must be free
-        try:
-            exp.configure(weights={"a": 0.5, "b": 0.5, "c": 0.0})
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
+    # the fork waits for the call to finish (before-fork hook); in the child the lock is free
+    in_child(lambda: exp.configure(weights={"a": 0.5, "b": 0.5, "c": 0.0}))
     t.join()
-    deadline = time.monotonic() + 20
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child deadlocked on the routing state's lock")
-        time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(status) == 0
     assert exp.mode == "bandit"
     bandit.close()
