@@ -82,6 +82,13 @@ def cython_version() -> str | None:
         return None
 
 
+def default_compiler() -> str:
+    """The C compiler this Python's build uses (``sysconfig``'s ``CC``, its first word)."""
+    import sysconfig
+
+    return str(sysconfig.get_config_var("CC") or "gcc").split()[0]
+
+
 def gcc_version(cc: str) -> str | None:
     """The full version of ``cc`` when it is GCC (clang answers ``-dumpfullversion`` too, but
     does not read GCC's profiles); None otherwise."""

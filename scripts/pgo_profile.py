@@ -40,7 +40,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -186,7 +185,7 @@ def train(requests: int) -> None:
 def make_profile(requests: int) -> None:
     """Build instrumented in a temporary copy, train, and write ``pgo/``."""
     build = build_script()
-    gcc = build.gcc_version((sysconfig.get_config_var("CC") or "gcc").split()[0])
+    gcc = build.gcc_version(build.default_compiler())
     if gcc is None:
         raise SystemExit("the profile is GCC's: build with GCC (CC names another compiler)")
 

@@ -84,6 +84,14 @@ def test_only_gcc_gets_the_profile(build: Any, tmp_path: Path) -> None:
     assert build.gcc_version(gcc) == "12.2.0"
 
 
+def _skip_unless_the_profiles_toolchain(build: Any, stamp: dict[str, Any]) -> None:
+    """Skip unless this machine's compiler is the profile's GCC and Cython its version."""
+    gcc, cython = build.gcc_version(build.default_compiler()), build.cython_version()
+    if gcc != stamp["gcc"] or cython != stamp["cython"]:
+        pytest.skip(f"GCC {gcc} / Cython {cython} here, the profile's {stamp['gcc']} / "
+                    f"{stamp['cython']}")
+
+
 def _installed_extensions() -> list[Path]:
     from modelrouter.config import extensions
 
@@ -101,15 +109,10 @@ def test_installed_build_used_the_profile_when_it_could(build: Any,
     """Where the compiler and Cython here are the profile's, the installed extensions were
     compiled with it (GCC writes its options into the debug info: ``-fprofile-use``; a module
     the profile did not fit is rebuilt without it, see the next test)."""
-    import sysconfig
-
     paths = _installed_extensions()
     if not paths:
         pytest.skip("the compiled twins are not installed")
-    cc = (sysconfig.get_config_var("CC") or "gcc").split()[0]
-    if build.gcc_version(cc) != stamp["gcc"] or build.cython_version() != stamp["cython"]:
-        pytest.skip(f"GCC {build.gcc_version(cc)} / Cython {build.cython_version()} here, the "
-                    f"profile's {stamp['gcc']} / {stamp['cython']}")
+    _skip_unless_the_profiles_toolchain(build, stamp)
     if os.environ.get("MODELROUTER_PGO", "use") != "use":
         pytest.skip("MODELROUTER_PGO turns the profile off")
     for path in paths:
@@ -144,11 +147,7 @@ def test_the_profile_applies_in_a_build_like_pips(build: Any, stamp: dict[str, A
     import shutil
     import subprocess
     import sys
-    import sysconfig
-
-    cc = (sysconfig.get_config_var("CC") or "gcc").split()[0]
-    if build.gcc_version(cc) != stamp["gcc"] or build.cython_version() != stamp["cython"]:
-        pytest.skip("not the profile's GCC and Cython")
+    _skip_unless_the_profiles_toolchain(build, stamp)
     name = "modelrouter.routing.assignment_c"  # the smallest module: a few seconds
     work = tmp_path / "src"
     shutil.copytree(ROOT / "modelrouter", work / "modelrouter",
