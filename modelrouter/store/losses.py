@@ -59,7 +59,9 @@ REFUSAL_REASONS: Mapping[str, str] = {
     "type": "a key of the experiment is not a hash (overwritten by another client)",
     "stored": "a stored counter is not a number (overwritten by another client)",
     "increment": "an increment is not a finite number (a worker's buffered sum overflowed)",
-    "overflow": "a total would overflow (not a finite float, or beyond 64-bit integers)",
+    "overflow": "a total would overflow (not a finite float, or a count of 2**53 or more)",
+    "torn": ("Redis restarted twice around a batch it was writing to its append-only file and "
+             "replayed part of it before the worker's retry (part of it may be counted)"),
 }
 """Why the Redis store may refuse a batch (store/redis/batch.py), as the analysis notes say."""
 

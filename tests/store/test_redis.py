@@ -337,6 +337,49 @@ def test_the_script_checks_everything_before_writing_anything(redis_server: Redi
     assert run(good, "ok") == 1 and r.hget(P + "requests", "a") == "5"
 
 
+def test_the_script_writes_totals_that_read_back_exactly_and_refuses_what_they_cannot_hold(
+        redis_server: RedisServer) -> None:
+    """The script stores totals (HSET of the sum it computed, tests/store/test_redis_torn_aof.py
+    says why): a float total reads back as the same double Python's own sum gives, in the
+    shortest of 15-17 digits; a count stops below 2**53 (a double's exact integers); a field
+    both added to as an integer and as a float is a malformed batch; a marker left ``started``
+    (the torn case) refuses the retry, counted."""
+    from modelrouter.store.redis.batch import LUA, pack_batches
+
+    r = redis_client(redis_server)
+    script = r.register_script(LUA)
+
+    def run(ops: list[tuple[str, str, str, str]], batch: str) -> Any:
+        (_id, keys, argv), = pack_batches(ops, P, "w", 0)
+        return script(keys=[P + "batch:" + batch, P + "counters", P + "refused", *keys],
+                      args=argv)
+
+    values = [0.1, 0.2, 1e-17, 3.3, -7.25e-3]
+    total = 0.0
+    for i, v in enumerate(values):
+        assert run([("f", "x:revenue", "u1", repr(v))], f"f{i}") == 1
+        total += v
+    assert float(r.hget(P + "x:revenue", "u1")) == total  # the same double, bit for bit
+    assert run([("f", "x:revenue", "u2", "0.5"), ("f", "x:revenue", "u2", "0.25")], "h") == 1
+    assert r.hget(P + "x:revenue", "u2") == "0.75"  # shortest form that reads back
+    assert run([("f", "x:revenue", "u3", "1e300")], "big") == 1
+    assert float(r.hget(P + "x:revenue", "u3")) == 1e300
+    assert run([("i", "requests", "a", str(2**53 - 2))], "i1") == 1
+    assert r.hget(P + "requests", "a") == str(2**53 - 2)
+    assert run([("i", "requests", "a", "1")], "i2") == 1  # 2**53 - 1: still exact
+    reply = run([("i", "requests", "a", "1")], "i3")  # 2**53: no longer exact in a double
+    assert reply[0] == -1 and reply[1] == "overflow"
+    reply = run([("i", "latency", "a#1", "1"), ("f", "latency", "a#1", "0.5")], "mix")
+    assert reply[0] == -1 and reply[1] == "ops" and "mixes" in reply[2]
+    r.set(P + "batch:torn", "started")  # what a replayed part of a torn batch leaves
+    reply = run([("i", "requests", "b", "5")], "torn")
+    assert reply[0] == -1 and reply[1] == "torn"
+    assert r.hget(P + "requests", "b") is None and r.get(P + "batch:torn") == "1"
+    assert run([("i", "requests", "b", "5")], "torn") == 0  # counted once
+    assert r.hgetall(P + "refused") == {"overflow": "1", "ops": "1", "torn": "1"}
+    assert r.hget(P + "counters", "refused_requests") == "6"  # the overflowing 1, the torn 5
+
+
 def test_the_hot_path_refuses_what_redis_cannot_store(redis_server: RedisServer) -> None:
     from modelrouter import InvalidValueError, UnitIdError
 

@@ -12,8 +12,8 @@ first-writer-wins:
 ``mr:{exp}:meta``           variants, metrics, level, segment dimensions (checked on connect)
 ``mr:{exp}:first``          unit -> JSON ``[variant, epoch, propensity, first_seen, [segs]]``
                             written with ``HSETNX``: the first worker to flush a unit wins
-``mr:{exp}:exposures``      unit -> exposures (``HINCRBY``)
-``mr:{exp}:x:<metric>``     unit -> sum of values (``HINCRBYFLOAT``; "any" metrics clip >0)
+``mr:{exp}:exposures``      unit -> exposures (totals the batch script adds to: batch.py)
+``mr:{exp}:x:<metric>``     unit -> sum of values ("any" metrics clip >0)
 ``mr:{exp}:y:<metric>``     unit -> number of values
 ``mr:{exp}:cov:<name>``     unit -> JSON ``[value, recorded_at]`` of a covariate (``HSETNX``:
                             the first value recorded wins; store/redis/covariates.py)

@@ -3,9 +3,10 @@
 No network on the request path: ``expose``/``record_*`` only touch a local buffer under a lock
 (as :class:`~modelrouter.store.memory.MemoryStore` does). A flusher thread writes the buffered
 deltas every ``flush_seconds`` or ``flush_events`` events as Lua scripts, each atomic and
-idempotent (a batch id is set with ``SET NX`` in the same script, so a batch whose reply was
-lost is never applied twice). Everything shared merges by addition or first-writer-wins
-(the keys: store/redis/layout.py).
+idempotent (a batch id is set as a marker in the same script, so a batch whose reply was
+lost is never applied twice; the script writes totals, not increments, so a batch torn in
+Redis's AOF by a kill is never counted twice either: batch.py). Everything shared merges by
+addition or first-writer-wins (the keys: store/redis/layout.py).
 
 Redis down or slow: routing keeps serving; the buffer keeps deltas up to ``max_buffer`` unit
 entries and counts what it had to refuse (``dropped_exposures``, ``dropped_values``, flushed as
