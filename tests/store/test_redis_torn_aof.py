@@ -37,8 +37,12 @@ import pytest
 
 from modelrouter import Experiment, StoreError
 from modelrouter.analysis import Analysis
+from modelrouter.routing.tokens import Signer
+from modelrouter.store.rows import SUMS_PER_METRIC
+from modelrouter.web.feedback import TokenFeedback
 from tests.store.conftest import RedisServer
-from tests.store.test_redis_reply_lost import CuttingProxy, P, worker
+from tests.store.test_redis_reply_lost import SECRET, CuttingProxy, P, worker
+from tests.store.test_redis_shared import settle
 
 redis = pytest.importorskip("redis")
 
@@ -197,3 +201,110 @@ def test_a_torn_batch_replayed_before_its_retry_is_refused_and_counted_never_add
     assert counts(server) == got
     exp.close()
     other.close()
+
+
+def forwarded_clicks(owner: Experiment, sender: Experiment, n: int) -> int:
+    """n decisions of ``owner``; every other one clicked through ``sender`` (a token posted to
+    another worker): each click is forwarded to ``owner``'s inbox. Returns the clicks."""
+    signer = Signer(SECRET, "cut")
+    level = owner.config.level
+    decisions = [owner.assign(f"f{i}" if level == "user" else None) for i in range(n)]
+    owner.flush()
+    feedback = TokenFeedback(sender, SECRET)
+    for d in decisions[::2]:
+        assert feedback.submit(signer.sign_decision(d).decode(), "click", 1)
+    return len(decisions[::2])
+
+
+def owner_counts(server: RedisServer, owner: Experiment) -> tuple[float, float, int]:
+    """(successes in the training counters, clicks in the request-level groups, values the
+    owner took from its inbox)."""
+    r = redis.Redis.from_url(server.url, decode_responses=True)
+    training = r.hgetall(P + "training")
+    groups = r.hgetall(P + "groups")  # request level: sum k = 2 + 5m counts metric m's values
+    click = f"#{2 + SUMS_PER_METRIC * owner.store.metric_index['click']}"
+    return (sum(float(v) for k, v in training.items() if k.startswith("successes:")),
+            sum(float(v) for k, v in groups.items() if k.endswith(click)),
+            int(owner.store.stats()["forwarded_in"]))  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("mode", ["bandit-user", "ab-request"])
+def test_values_forwarded_in_a_torn_batch_reach_their_owner_once(
+        persistent_redis_server: RedisServer, cut: CuttingProxy, mode: str) -> None:
+    """Clicks for A's decisions posted to B are forwarded to A's inbox in B's batch; that
+    batch is torn in the AOF (every forward in the orphan part), B sends it again, Redis
+    restarts cleanly, A takes its inbox: each click once (pushed to a list, the replayed
+    orphan part put a second copy of each click in A's inbox)."""
+    server = persistent_redis_server
+    a = worker(server.url, **MODES[mode])
+    b = worker(cut.url, **MODES[mode])
+    a.store.poll()  # type: ignore[attr-defined]  # registers A's inbox hash
+    clicks = forwarded_clicks(a, b, 12)
+    cut.arm(b"batch:")
+    with pytest.raises(StoreError, match="unavailable"):
+        b.flush()
+    tear_last_batch(server, "last")
+    server.start()
+    b.flush()  # the retry, whole: the forwards are in A's inbox
+    server.stop()
+    server.start()  # replays the orphan part and the retry
+    settle([a, b])
+    successes, group_clicks, taken = owner_counts(server, a)
+    assert taken == clicks
+    if mode == "bandit-user":
+        assert successes == clicks
+    else:  # request level: the whole value is recorded by the owner
+        assert group_clicks == clicks
+    a.close()
+    b.close()
+
+
+def test_a_pop_of_the_inbox_torn_in_the_aof_takes_each_value_once(
+        persistent_redis_server: RedisServer, cut: CuttingProxy) -> None:
+    """A's pop of its inbox ran, Redis died before the reply, the pop's block is torn in the
+    AOF. The restart applies none of it; A's retry (same pop id) takes the values; a clean
+    restart replays the orphan part and the retry; more clicks arrive: every click once."""
+    server = persistent_redis_server
+    a = worker(cut.url, **BANDIT)
+    b = worker(server.url, **BANDIT)
+    a.store.poll()  # type: ignore[attr-defined]
+    clicks = forwarded_clicks(a, b, 20)
+    b.flush()
+    cut.arm(b"fwd:")
+    a.store.poll()  # type: ignore[attr-defined]  # the pop is cut (logged, not raised)
+    assert server.proc is None
+    tear_last_batch(server, "middle")
+    server.start()
+    settle([a, b])  # the retry
+    server.stop()
+    server.start()
+    clicks += forwarded_clicks(a, b, 10)
+    settle([a, b])
+    successes, _groups, taken = owner_counts(server, a)
+    assert taken == clicks and successes == clicks
+    a.close()
+    b.close()
+
+
+def test_an_owner_takes_what_older_senders_push_to_its_list_and_newer_ones_to_its_hash(
+        redis_server: RedisServer) -> None:
+    """Before an owner's first poll its inbox hash does not exist, so senders push to the
+    list older versions read; an older version pushes there too. The owner takes both, once;
+    after its poll, forwards go to the hash."""
+    a = worker(redis_server.url, **BANDIT)
+    b = worker(redis_server.url, **BANDIT)
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    owner = a._prefix
+    clicks = forwarded_clicks(a, b, 8)
+    b.flush()
+    assert r.type(P + "inbox:" + owner) == "list" and r.exists(P + "fwd:" + owner) == 0
+    settle([a, b])
+    assert r.type(P + "fwd:" + owner) == "hash" and r.exists(P + "inbox:" + owner) == 0
+    clicks += forwarded_clicks(a, b, 8)
+    b.flush()
+    assert r.hlen(P + "fwd:" + owner) == 1 + 4  # the registration and 4 clicks
+    settle([a, b])
+    successes, _groups, taken = owner_counts(redis_server, a)
+    assert taken == clicks and successes == clicks
+    a.close()
+    b.close()

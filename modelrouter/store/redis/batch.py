@@ -5,19 +5,20 @@ memory store's :class:`~modelrouter.store.types.Deltas` and the experiment's
 :class:`~.layout.Layout`; it never sees the store.
 
 An op is ``(kind, hash, field, value)`` with kind ``i`` (add an integer), ``f`` (add a
-float), ``n`` (HSETNX) or ``l`` (RPUSH ``value`` to a list, then PEXPIRE it to ``field`` ms: a
-value forwarded to the worker that owns its decision, control.py). Ops are packed into chunks;
-each chunk is one call of :data:`LUA`, which
+float), ``n`` (HSETNX) or ``p`` (a value forwarded to the worker that owns its decision,
+control.py: written to the owner's inbox hash under a field named by this batch and op, or
+pushed to the owner's list if the hash does not exist, then PEXPIREd to ``field`` ms). Ops are
+packed into chunks; each chunk is one call of :data:`LUA`, which
 
 1. returns 0 at once when the chunk's batch id (marker key) is ``1``: a retried batch whose
    reply was lost is not applied twice;
 2. validates everything before it writes anything: the ops decode (a unit id with a lone
-   surrogate does not), every key is a hash (a list for ``l`` ops) or absent, every increment
+   surrogate does not), every key is a hash (or a list: an inbox's list) or absent, every increment
    is a finite number (an integer for ``i``), every stored value it adds to is a number, and
    every total, computed as the batch would leave it, stays finite (and, for ``i``, below
    2**53, where a double still counts by one);
 3. only then sets the marker to ``started``, writes every total with ``HSET`` (the value it
-   computed, one command per hash) and the ``n`` and ``l`` ops, and sets the marker to ``1``,
+   computed, one command per hash) and the ``n`` and ``p`` ops, and sets the marker to ``1``,
    last.
 
 A Redis script is atomic towards other clients, but a command failing in the middle of one
@@ -41,7 +42,9 @@ the retry writes, so replaying part of them first changes nothing. If Redis rest
 before the retry, that load applies the orphan part, and the retry finds the marker
 ``started``: it cannot tell which part is in, so it is refused whole and counted as ``torn``
 (its requests and values may be partly in the totals as well; they are never added twice).
-The ``l`` pushes are not totals: see the README, "Redis store in detail".
+A forwarded value is written to a field named by the batch and the op, so a replay writes the
+same field again; only an owner that has not polled yet (or runs an older version) gets it
+pushed to a list, where a replayed push would be a second copy.
 
 Thread safety: pure functions of their arguments (the flusher owns a drained buffer alone).
 """
@@ -59,7 +62,7 @@ from modelrouter.store.histogram import N_SLOTS
 from modelrouter.store.looks import Look
 from modelrouter.store.losses import DROP_PREFIX
 from modelrouter.store.redis.buffer import DeltaBuffer, FirstExposure
-from modelrouter.store.redis.layout import Layout
+from modelrouter.store.redis.layout import INBOX, LEGACY_INBOX, Layout
 from modelrouter.store.redis.tracking import Forward, SyncDeltas
 from modelrouter.store.rows import SUMS_PER_METRIC
 from modelrouter.store.types import Deltas, EpochInfo
@@ -172,15 +175,24 @@ for i = 1, #ops do
   end
   local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
   local want = 'hash'
-  if op == 'l' then want = 'list' end
   local t = kinds[k]
   if t == nil then
     t = redis.call('TYPE', k)['ok']
     kinds[k] = t
   end
   if t ~= want and t ~= 'none' then return refuse('type', k .. ' is a ' .. t) end
-  if op == 'l' then
-    if not string.find(f, '^%d+$') then return refuse('ops', 'op ' .. i .. ': ttl ' .. f) end
+  if op == 'p' then
+    local ttl, li = string.match(f, '^(%d+):(%d+)$')
+    local lk = KEYS[tonumber(li or '0')]
+    if ttl == nil or tonumber(li) < 4 or lk == nil then
+      return refuse('ops', 'op ' .. i .. ': forward ' .. string.sub(f, 1, 40))
+    end
+    local lt = kinds[lk]
+    if lt == nil then
+      lt = redis.call('TYPE', lk)['ok']
+      kinds[lk] = lt
+    end
+    if lt ~= 'list' and lt ~= 'none' then return refuse('type', lk .. ' is a ' .. lt) end
   elseif op == 'i' or op == 'f' then
     local d = tonumber(v)
     if d == nil or not finite(d) or string.find(v, '[xXnN]')
@@ -223,9 +235,15 @@ write(flat)
 for i = 1, #ops do
   local o = ops[i]
   local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
-  if op == 'l' then
-    redis.call('RPUSH', k, v)
-    redis.call('PEXPIRE', k, f)
+  if op == 'p' then  -- a field per op of this batch: written again by a replay, not added
+    local ttl, li = string.match(f, '^(%d+):(%d+)$')
+    if redis.call('EXISTS', k) == 1 then
+      redis.call('HSET', k, KEYS[1] .. '#' .. i, v)
+    else  -- the owner has not registered its hash: an older version, or not polled yet
+      k = KEYS[tonumber(li)]
+      redis.call('RPUSH', k, v)
+    end
+    redis.call('PEXPIRE', k, ttl)
   elseif op == 'n' then redis.call('HSETNX', k, f, v) end
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
@@ -295,8 +313,9 @@ def training_ops(names: Sequence[str], deltas: Sequence[Sequence[float]],
 
 
 def forward_ops(forwards: Sequence[Forward], ttl_ms: int) -> list[Op]:
-    """Values for decisions of other workers, pushed to their inboxes (control.py)."""
-    return [("l", "inbox:" + owner, str(ttl_ms), json.dumps([seq, m, v, full]))
+    """Values for decisions of other workers, pushed to their inboxes (control.py): ``p``
+    ops on the owner's inbox hash, the time to live (ms) as field."""
+    return [("p", INBOX + owner, str(ttl_ms), json.dumps([seq, m, v, full]))
             for owner, seq, m, v, full in forwards]
 
 
@@ -361,8 +380,13 @@ def pack_batches(ops: Sequence[Op], prefix: str, worker: str, last_no: int) -> l
     for i, start in enumerate(range(0, len(ops), CHUNK)):
         chunk = ops[start:start + CHUNK]
         key_index: dict[str, int] = {}
-        packed = [[op, key_index.setdefault(prefix + key, len(key_index) + FIRST_KEY), field,
-                   value] for op, key, field, value in chunk]
+        packed: list[list[str | int]] = []
+        for op, key, field, value in chunk:
+            index = key_index.setdefault(prefix + key, len(key_index) + FIRST_KEY)
+            if op == "p":  # the owner's list too (where an unregistered owner reads): its index
+                legacy = prefix + LEGACY_INBOX + key[len(INBOX):]
+                field = f"{field}:{key_index.setdefault(legacy, len(key_index) + FIRST_KEY)}"
+            packed.append([op, index, field, value])
         argv = [MARKER_TTL, json.dumps(packed, separators=_COMPACT), str(len(packed)),
                 json.dumps(lost_tallies(chunk), separators=_COMPACT)]
         batches.append((f"{worker}:{last_no + i + 1}", list(key_index), argv))

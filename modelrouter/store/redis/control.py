@@ -19,9 +19,15 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
   killed after running it) refused its feedback, so it is doubtful, and released (deleted if
   it still holds that id, :data:`RELEASE_LUA`) before this worker's next claim and after each
   flush, so the client's retry is recorded instead of being taken for a duplicate.
-- ``mr:{exp}:inbox:<decision-id prefix>``: values for a decision that another worker issued
-  (its pending ring is there): pushed in the sender's batch, popped by the owner after its
-  flushes and applied to its decision tracker. The list lives one attribution window.
+- ``mr:{exp}:fwd:<decision-id prefix>``: values for a decision that another worker issued
+  (its pending ring is there): written in the sender's batch, one field per value (named by
+  the batch and its op, so a replay writes it again instead of adding a copy), taken by the
+  owner after its flushes (:data:`INBOX_POP_LUA`) and applied to its decision tracker. The
+  owner creates the hash at its first poll (an empty field) and keeps it alive; it lives one
+  attribution window past its owner's last poll or its last value.
+  ``mr:{exp}:inbox:<decision-id prefix>`` is the list older versions push to and read: a
+  sender pushes there while the owner's hash does not exist (an older owner, or one that has
+  not polled yet), and the owner's pop takes it too.
 - ``mr:{exp}:shadows`` (hash ``<decision-id prefix>`` -> JSON): each worker's own shadow
   statistics (store/shadow_state.py), replaced by that worker after its flushes; a reader
   merges every worker's (they are additive). A stopped worker's entry stays: its pairs count.
@@ -35,7 +41,12 @@ arrived (Redis killed after running it: with ``appendfsync always`` it answers o
 write is on disk, so the pop is replayed from the AOF on restart) is retried with the same id,
 which returns the receipt instead of popping again. A receipt is deleted by the next pop of
 the same list once its reply arrived (at most a day later: its TTL). Before this, such a pop
-took the values out of Redis and handed them to nobody, silently.
+took the values out of Redis and handed them to nobody, silently. The inbox's pop
+(:data:`INBOX_POP_LUA`) does the same for the inbox hash, and every write it makes names its
+field, so part of it replayed from an AOF a kill tore (batch.py) takes nothing twice. A label
+list's pop trims a count of entries from its head: a replayed part trims the same entries
+again, which is harmless unless the list held more than ``INBOX_BATCH`` entries then
+(tests/store/test_redis_torn_aof.py).
 
 Reads and writes here are control-plane or feedback calls, never on the request path.
 
@@ -56,12 +67,12 @@ from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import StoreError
 from modelrouter.store.redis.buffer import MAX_SQUARABLE
-from modelrouter.store.redis.layout import Layout, text
+from modelrouter.store.redis.layout import INBOX, LEGACY_INBOX, Layout, text
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["CONTROL_LUA", "POP_LUA", "RELEASE_LUA", "SharedControl"]
+__all__ = ["CONTROL_LUA", "INBOX_POP_LUA", "POP_LUA", "RELEASE_LUA", "SharedControl"]
 
 # KEYS[1] = control hash, KEYS[2] = epochs hash; ARGV[1] = expected epoch, ARGV[2] = new epoch,
 # ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash. An epochs entry equal
@@ -98,6 +109,66 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return items
 """
 
+# The inbox's pop. KEYS[1] = the owner's inbox hash (field: the sending batch's op, value: the
+# entry), KEYS[2] = its legacy list (older senders), KEYS[3] = this pop's receipt (a hash),
+# KEYS[4..] = receipts to delete; ARGV[1] = most entries taken, ARGV[2] = receipt TTL (s),
+# ARGV[3] = the inbox's TTL (ms). The hash is registered with an empty field (senders write to
+# it only if it exists) and kept alive while its owner polls, at most twice a TTL. Every write
+# names its field, so a replay of part of this script (a pop torn in the AOF by a kill:
+# batch.py) deletes and copies the same fields again and takes nothing twice.
+INBOX_POP_LUA = """
+for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+local kind = redis.call('TYPE', KEYS[3])['ok']
+if kind == 'hash' then return redis.call('HVALS', KEYS[3]) end
+if kind ~= 'none' then redis.call('DEL', KEYS[3]) end
+local ttl = tonumber(ARGV[3])
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'hash' and t ~= 'none' then redis.call('DEL', KEYS[1]); t = 'none' end
+if t == 'none' or redis.call('PTTL', KEYS[1]) < ttl / 2 then
+  redis.call('HSET', KEYS[1], '', '')
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+local n = tonumber(ARGV[1])
+local fields, values, seen = {}, {}, {}
+local cursor = '0'
+repeat
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', n)
+  cursor = r[1]
+  for i = 1, #r[2], 2 do
+    local f = r[2][i]
+    if f ~= '' and not seen[f] and #fields < n then
+      seen[f] = true
+      fields[#fields + 1] = f
+      values[#values + 1] = r[2][i + 1]
+    end
+  end
+until cursor == '0' or #fields >= n
+local items = {}
+if #fields < n and redis.call('TYPE', KEYS[2])['ok'] == 'list' then
+  items = redis.call('LRANGE', KEYS[2], 0, n - #fields - 1)
+  if #items > 0 then redis.call('LTRIM', KEYS[2], #items, -1) end
+end
+if #fields + #items == 0 then return {} end
+local receipt = {}
+for i = 1, #fields do
+  receipt[#receipt + 1] = fields[i]
+  receipt[#receipt + 1] = values[i]
+end
+for i = 1, #items do
+  receipt[#receipt + 1] = 'list#' .. i
+  receipt[#receipt + 1] = items[i]
+  values[#values + 1] = items[i]
+end
+for i = 1, #fields, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(fields, i, math.min(i + 999, #fields)))
+end
+for i = 1, #receipt, 2000 do
+  redis.call('HSET', KEYS[3], unpack(receipt, i, math.min(i + 1999, #receipt)))
+end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return values
+"""
+
 # KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
 RELEASE_LUA = """
 local n = 0
@@ -120,14 +191,17 @@ class SharedControl:
     """The shared keys above for one experiment (see the module docstring)."""
 
     def __init__(self, client: Any, layout: Layout, guard: Callable[[str], Any],
-                 unavailable: tuple[type[BaseException], ...]) -> None:
+                 unavailable: tuple[type[BaseException], ...], *,
+                 inbox_ttl_ms: int = 86_400_000) -> None:
         self._client = client
+        self.inbox_ttl_ms = max(1, int(inbox_ttl_ms))  # the attribution window
         self._unavailable = unavailable  # no answer at all (refused, lost, timed out)
         self._prefix = layout.prefix
         self._layout = layout
         self._guard = guard  # a context manager factory: redis errors -> StoreError
         self._cas = client.register_script(CONTROL_LUA)
         self._pop_script = client.register_script(POP_LUA)
+        self._inbox_script = client.register_script(INBOX_POP_LUA)
         self._ids_lock = threading.Lock()
         self._unanswered: dict[str, list[str]] = {}  # list key -> pop ids to retry
         self._answered: dict[str, list[str]] = {}  # list key -> receipts to delete
@@ -247,7 +321,8 @@ class SharedControl:
         with self._ids_lock:
             self.refused[kind] += n
 
-    def _pop(self, key: str, doing: str, kind: str) -> list[Any]:
+    def _pop(self, key: str, doing: str, kind: str, inbox_ttl_ms: int | None = None
+             ) -> list[Any]:
         """Pop up to INBOX_BATCH entries of the list ``key`` at once, each JSON-decoded
         (malformed ones are skipped and counted as refused ``kind``); idempotent
         (:data:`POP_LUA`): a pop whose reply was lost is retried first, by its id, and returns
@@ -259,10 +334,18 @@ class SharedControl:
         receipt = f"{self._prefix}taken:{key}:"
         try:
             with self._guard(doing):
-                raw = self._pop_script(keys=[self._prefix + key, receipt + pop_id,
-                                             *(receipt + d for d in done)],
-                                       args=[INBOX_BATCH, RECEIPT_TTL_SECONDS],
-                                       client=self._client)
+                if inbox_ttl_ms is None:  # a label list
+                    raw = self._pop_script(keys=[self._prefix + key, receipt + pop_id,
+                                                 *(receipt + d for d in done)],
+                                           args=[INBOX_BATCH, RECEIPT_TTL_SECONDS],
+                                           client=self._client)
+                else:  # an inbox: key is its hash, LEGACY_INBOX + owner its list
+                    legacy = self._prefix + LEGACY_INBOX + key[len(INBOX):]
+                    raw = self._inbox_script(
+                        keys=[self._prefix + key, legacy, receipt + pop_id,
+                              *(receipt + d for d in done)],
+                        args=[INBOX_BATCH, RECEIPT_TTL_SECONDS, inbox_ttl_ms],
+                        client=self._client)
         except BaseException:
             with self._ids_lock:  # ran or not: the retry with this id tells
                 self._unanswered.setdefault(key, []).append(pop_id)
@@ -286,7 +369,7 @@ class SharedControl:
         ``MAX_SQUARABLE``) are skipped and counted (``refused["inbox"]``), never applied."""
         out = []
         n_metrics = len(self._layout.metrics)
-        for item in self._pop("inbox:" + owner, "the inbox read", "inbox"):
+        for item in self._pop(INBOX + owner, "the inbox read", "inbox", self.inbox_ttl_ms):
             if isinstance(item, list) and len(item) == 4:
                 seq, metric, value, full = item
                 if (type(seq) is int and seq >= 0 and type(metric) is int

@@ -26,6 +26,8 @@ first-writer-wins:
 ``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
 ``mr:{exp}:latency``        ``variant#slot`` -> requests, ``variant#sum`` -> latency_ms sum
                             (the latency histogram, store/histogram.py)
+``mr:{exp}:fwd:<owner>``    values forwarded to a worker (control.py; ``inbox:<owner>``: the
+                            list older versions use)
 ==========================  ===============================================================
 
 
@@ -44,9 +46,11 @@ from modelrouter.store.histogram import LAYOUT
 if TYPE_CHECKING:
     from modelrouter.config import MetricSpec
 
-__all__ = ["FORMAT", "Layout", "text"]
+__all__ = ["FORMAT", "INBOX", "LEGACY_INBOX", "Layout", "text"]
 
 FORMAT = "1"  # version of the key layout, checked in the meta hash
+INBOX = "fwd:"  # + owner: a hash of values forwarded to that worker (control.py)
+LEGACY_INBOX = "inbox:"  # + owner: the list older versions push to and read (control.py)
 
 
 @dataclass(frozen=True)

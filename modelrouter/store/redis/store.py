@@ -141,7 +141,8 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
                                 errors=self._errors, unavailable=self._unavailable,
                                 where=f"Redis at {self._safe_url()}",
                                 forked=self._after_fork)
-        self.control = SharedControl(self._client, self.layout, self._guard, self._unavailable)
+        self.control = SharedControl(self._client, self.layout, self._guard, self._unavailable,
+                                     inbox_ttl_ms=int(self.attribution_window * 1000))
         self._sync: DecisionSync | None = None  # bandit mode: this worker's decisions
         self._watchers: list[Callable[[], object]] = []
         self._owner: str | None = None  # this process's decision-id prefix (its inbox)
