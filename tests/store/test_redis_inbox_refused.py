@@ -38,12 +38,19 @@ def bandit(url: str, **kw: Any) -> Any:
                   refresh_seconds=None, **kw)
 
 
+@pytest.mark.parametrize("where", ["list", "hash"])
 def test_hostile_inbox_entries_are_counted_and_the_real_click_is_counted(
-        redis_server: RedisServer) -> None:
+        redis_server: RedisServer, where: str) -> None:
+    """In the inbox hash (registered at the owner's first poll) or the list older versions
+    push to."""
     a, b = bandit(redis_server.url), bandit(redis_server.url)
     d = a.assign("alice")
     r = redis.Redis.from_url(redis_server.url)
-    r.rpush(P + "inbox:" + a._prefix, *HOSTILE)
+    if where == "list":
+        r.rpush(P + "inbox:" + a._prefix, *HOSTILE)
+    else:
+        a.store.poll()  # registers the hash
+        r.hset(P + "fwd:" + a._prefix, mapping={f"x{i}": v for i, v in enumerate(HOSTILE)})
     assert TokenFeedback(b, SECRET).submit(Signer(SECRET, "cut").sign_decision(d).decode(),
                                            "click", 1)
     settle([a, b])
