@@ -3,6 +3,7 @@ idempotent batches, outages with a bounded buffer, foreign configurations."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -240,6 +241,15 @@ def redis_client(server: RedisServer) -> Any:
 P = "mr:{exp7}:"
 
 
+def run_batch(r: Any, ops: list[tuple[str, str, str, str]], batch: str) -> Any:
+    """``ops`` as one batch with id ``batch``, straight through the store's script."""
+    from modelrouter.store.redis.batch import LUA, pack_batches
+
+    (_id, keys, argv), = pack_batches(ops, P, "w", 0)
+    return r.register_script(LUA)(keys=[P + "batch:" + batch, P + "counters", P + "refused",
+                                        *keys], args=argv)
+
+
 def test_an_overflowing_batch_is_refused_whole_and_counted_the_others_intact(
         redis_server: RedisServer) -> None:
     """Values allowed one by one (1e154, whose square is finite) whose sum of squares is not:
@@ -307,14 +317,8 @@ def test_a_batch_meeting_a_corrupt_counter_is_refused_and_the_batches_around_it_
 def test_the_script_checks_everything_before_writing_anything(redis_server: RedisServer) -> None:
     """Batches straight through the store's script: whatever op fails, the ones before it are
     not written, the refusal is counted once, and the batch id is used up."""
-    from modelrouter.store.redis.batch import LUA, pack_batches
-
     r = redis_client(redis_server)
-    script = r.register_script(LUA)
-    def run(ops: list[tuple[str, str, str, str]], batch: str) -> Any:
-        (_id, keys, argv), = pack_batches(ops, P, "w", 0)
-        return script(keys=[P + "batch:" + batch, P + "counters", P + "refused", *keys],
-                      args=argv)
+    run = functools.partial(run_batch, r)
 
     good = [("i", "requests", "a", "5"), ("f", "y:revenue", "u1", "1.0")]
     cases = {
@@ -344,15 +348,8 @@ def test_the_script_writes_totals_that_read_back_exactly_and_refuses_what_they_c
     shortest of 15-17 digits; a count stops below 2**53 (a double's exact integers); a field
     both added to as an integer and as a float is a malformed batch; a marker left ``started``
     (the torn case) refuses the retry, counted."""
-    from modelrouter.store.redis.batch import LUA, pack_batches
-
     r = redis_client(redis_server)
-    script = r.register_script(LUA)
-
-    def run(ops: list[tuple[str, str, str, str]], batch: str) -> Any:
-        (_id, keys, argv), = pack_batches(ops, P, "w", 0)
-        return script(keys=[P + "batch:" + batch, P + "counters", P + "refused", *keys],
-                      args=argv)
+    run = functools.partial(run_batch, r)
 
     values = [0.1, 0.2, 1e-17, 3.3, -7.25e-3]
     total = 0.0
