@@ -323,8 +323,9 @@ class SharedControl:
 
     def _pop(self, key: str, doing: str, kind: str, inbox_ttl_ms: int | None = None
              ) -> list[Any]:
-        """Pop up to INBOX_BATCH entries of the list ``key`` at once, each JSON-decoded
-        (malformed ones are skipped and counted as refused ``kind``); idempotent
+        """Pop up to INBOX_BATCH entries of the list ``key`` (with ``inbox_ttl_ms``: of the
+        inbox hash ``key`` and its owner's legacy list, :data:`INBOX_POP_LUA`) at once, each
+        JSON-decoded (malformed ones are skipped and counted as refused ``kind``); idempotent
         (:data:`POP_LUA`): a pop whose reply was lost is retried first, by its id, and returns
         what it took."""
         with self._ids_lock:
