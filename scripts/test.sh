@@ -20,7 +20,7 @@ python -m mypy modelrouter
 # the request-path benchmarks of issue 17 (scripts, not a package: checked from their folder)
 (cd benchmarks && python -m mypy --ignore-missing-imports bench_server.py _fixed_rate.py \
   profile_server.py simulate_server.py server_apps.py count_instructions.py bench_middleware.py \
-  footprint.py bench_cold.py gc_server.py)
+  footprint.py bench_cold.py gc_server.py perf_server.py)
 python -m pytest "$@"
 # the request path's Python twins, as they run where the compiled ones were not built
 # (modelrouter/config/extensions.py); tests/asgi/test_compiled_twins.py compares the two
