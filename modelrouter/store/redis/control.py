@@ -68,118 +68,13 @@ from typing import TYPE_CHECKING, Any
 from modelrouter.exceptions import StoreError
 from modelrouter.store.redis.buffer import MAX_SQUARABLE
 from modelrouter.store.redis.layout import INBOX, LEGACY_INBOX, Layout, text
+from modelrouter.store.redis.scripts import CONTROL_LUA, INBOX_POP_LUA, POP_LUA, RELEASE_LUA
 
 if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["CONTROL_LUA", "INBOX_POP_LUA", "POP_LUA", "RELEASE_LUA", "SharedControl"]
 
-# KEYS[1] = control hash, KEYS[2] = epochs hash; ARGV[1] = expected epoch, ARGV[2] = new epoch,
-# ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash. An epochs entry equal
-# to ARGV[4] (its time included) is this very change, retried after its reply was lost: it was
-# installed (1), even if another worker has published after it since.
-CONTROL_LUA = """
-local cur = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
-if cur ~= tonumber(ARGV[1]) then
-  if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[4] then return 1 end
-  return 0
-end
-redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'record', ARGV[3])
-redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
-return 1
-"""
-
-# KEYS[1] = the list, KEYS[2] = this pop's receipt, KEYS[3..] = receipts of earlier pops whose
-# replies arrived (deleted); ARGV[1] = most entries taken, ARGV[2] = receipt TTL in seconds.
-# A receipt that exists is a retry of a pop that ran: its entries are returned again (one
-# another client overwrote with another type is deleted: what it held is gone). RPUSH in
-# chunks: unpack has a limit of ~8,000 values in Redis's Lua.
-POP_LUA = """
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
-local kind = redis.call('TYPE', KEYS[2])['ok']
-if kind == 'list' then return redis.call('LRANGE', KEYS[2], 0, -1) end
-if kind ~= 'none' then redis.call('DEL', KEYS[2]) end
-local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #items == 0 then return items end
-redis.call('LTRIM', KEYS[1], #items, -1)
-for i = 1, #items, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
-end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return items
-"""
-
-# The inbox's pop. KEYS[1] = the owner's inbox hash (field: the sending batch's op, value: the
-# entry), KEYS[2] = its legacy list (older senders), KEYS[3] = this pop's receipt (a hash),
-# KEYS[4..] = receipts to delete; ARGV[1] = most entries taken, ARGV[2] = receipt TTL (s),
-# ARGV[3] = the inbox's TTL (ms). The hash is registered with an empty field (senders write to
-# it only if it exists) and kept alive while its owner polls, at most twice a TTL. Every write
-# names its field, so a replay of part of this script (a pop torn in the AOF by a kill:
-# batch.py) deletes and copies the same fields again and takes nothing twice.
-INBOX_POP_LUA = """
-for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
-local kind = redis.call('TYPE', KEYS[3])['ok']
-if kind == 'hash' then return redis.call('HVALS', KEYS[3]) end
-if kind ~= 'none' then redis.call('DEL', KEYS[3]) end
-local ttl = tonumber(ARGV[3])
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t ~= 'hash' and t ~= 'none' then redis.call('DEL', KEYS[1]); t = 'none' end
-if t == 'none' or redis.call('PTTL', KEYS[1]) < ttl / 2 then
-  redis.call('HSET', KEYS[1], '', '')
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-local n = tonumber(ARGV[1])
-local fields, values, seen = {}, {}, {}
-local cursor = '0'
-repeat
-  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', n)
-  cursor = r[1]
-  for i = 1, #r[2], 2 do
-    local f = r[2][i]
-    if f ~= '' and not seen[f] and #fields < n then
-      seen[f] = true
-      fields[#fields + 1] = f
-      values[#values + 1] = r[2][i + 1]
-    end
-  end
-until cursor == '0' or #fields >= n
-local items = {}
-if #fields < n and redis.call('TYPE', KEYS[2])['ok'] == 'list' then
-  items = redis.call('LRANGE', KEYS[2], 0, n - #fields - 1)
-  if #items > 0 then redis.call('LTRIM', KEYS[2], #items, -1) end
-end
-if #fields + #items == 0 then return {} end
-local receipt = {}
-for i = 1, #fields do
-  receipt[#receipt + 1] = fields[i]
-  receipt[#receipt + 1] = values[i]
-end
-for i = 1, #items do
-  receipt[#receipt + 1] = 'list#' .. i
-  receipt[#receipt + 1] = items[i]
-  values[#values + 1] = items[i]
-end
-for i = 1, #fields, 1000 do
-  redis.call('HDEL', KEYS[1], unpack(fields, i, math.min(i + 999, #fields)))
-end
-for i = 1, #receipt, 2000 do
-  redis.call('HSET', KEYS[3], unpack(receipt, i, math.min(i + 1999, #receipt)))
-end
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-return values
-"""
-
-# KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
-RELEASE_LUA = """
-local n = 0
-for i = 1, #KEYS do
-  if redis.call('TYPE', KEYS[i])['ok'] == 'string' and redis.call('GET', KEYS[i]) == ARGV[i] then
-    redis.call('DEL', KEYS[i])
-    n = n + 1
-  end
-end
-return n
-"""
 
 INBOX_BATCH = 10_000  # values popped per call
 PUBLISH_RETRY_SECONDS = 3.0  # a routing change retried this long while Redis cannot answer

@@ -1,0 +1,301 @@
+"""The Lua programs the Redis store runs inside Redis: each call is atomic towards other clients.
+
+- :data:`LUA`: one statistics batch (store/redis/batch.py builds its arguments and explains
+  what it checks and writes: totals, not increments, and a marker set to ``started`` first and
+  ``1`` last, so a batch a kill tore in Redis's AOF is never counted twice).
+- :data:`CONTROL_LUA`: the routing state's compare-and-set (control.py).
+- :data:`POP_LUA` and :data:`INBOX_POP_LUA`: the idempotent pops of a label list and of a
+  worker's inbox (control.py).
+- :data:`RELEASE_LUA`: the release of feedback claims whose replies were lost (control.py).
+
+Every script writes fields by name or totals it computed, never a relative change a replay
+would repeat (the exception, a list's ``LTRIM`` in the pops, is described in control.py): Redis
+7.0 can replay part of a script's writes a second time after a kill (batch.py). Each script's
+keys and arguments are described above it.
+
+Thread safety: constants.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CONTROL_LUA", "INBOX_POP_LUA", "LUA", "POP_LUA", "RELEASE_LUA"]
+
+# KEYS[1] = batch marker, KEYS[2] = counters hash, KEYS[3] = refused hash (reason -> batches),
+# KEYS[4..] = the hashes of the ops; ARGV[1] = marker TTL, ARGV[2] = JSON list of
+# [op, key index, field, value] (one argument: packing 4 arguments per op in redis-py costs more
+# than the whole Lua loop), ARGV[3] = number of ops (for the flusher's count), ARGV[4] = JSON
+# list of [counter, n]: what the batch holds, added to the counters if it is refused
+LUA = """
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+-- a total as Redis keeps it: an integer, or the shortest of 15-17 digits that reads back
+local function num(x, int)
+  if int then return string.format('%d', x) end
+  for _, p in ipairs({'%.15g', '%.16g'}) do
+    local s = string.format(p, x)
+    if tonumber(s) == x then return s end
+  end
+  return string.format('%.17g', x)
+end
+-- HSET of every total in one command per key (flat: {key, field, value, ...})
+local function write(flat)
+  local by, order = {}, {}
+  for i = 1, #flat, 3 do
+    local k = flat[i]
+    if by[k] == nil then by[k] = {}; order[#order + 1] = k end
+    local b = by[k]
+    b[#b + 1] = flat[i + 1]
+    b[#b + 1] = flat[i + 2]
+  end
+  for _, k in ipairs(order) do
+    local b = by[k]
+    for i = 1, #b, 2000 do redis.call('HSET', k, unpack(b, i, math.min(i + 1999, #b))) end
+  end
+end
+local function refuse(reason, detail)
+  for _, k in ipairs({KEYS[2], KEYS[3]}) do
+    local t = redis.call('TYPE', k)['ok']
+    if t ~= 'hash' and t ~= 'none' then
+      return redis.error_reply('modelrouter: batch refused (' .. reason .. ': ' .. detail ..
+                               ') and not countable: ' .. k .. ' is a ' .. t)
+    end
+  end
+  local adds = {}
+  local ok, lost = pcall(cjson.decode, ARGV[4])
+  if ok and type(lost) == 'table' then
+    for _, c in ipairs(lost) do
+      if type(c) == 'table' and type(c[1]) == 'string' and type(c[2]) == 'number' then
+        adds[#adds + 1] = {KEYS[2], c[1], c[2]}
+      end
+    end
+  end
+  adds[#adds + 1] = {KEYS[2], 'refused_batches', 1}
+  adds[#adds + 1] = {KEYS[3], reason, 1}
+  local new, out = {}, {}
+  for _, a in ipairs(adds) do
+    local id = a[1] .. ' ' .. a[2]
+    local cur = new[id]
+    if cur == nil then
+      local raw = redis.call('HGET', a[1], a[2])
+      cur = 0
+      if raw then
+        cur = tonumber(raw)
+        if cur == nil or not string.find(raw, '^%-?%d+$') then
+          return redis.error_reply('modelrouter: batch refused (' .. reason .. ': ' .. detail ..
+                                   ') and not countable: ' .. a[1] .. ' ' .. a[2] ..
+                                   ' is not an integer')
+        end
+      end
+      out[#out + 1] = a
+    end
+    new[id] = cur + a[3]
+  end
+  local flat = {}
+  for _, a in ipairs(out) do
+    local id = a[1] .. ' ' .. a[2]
+    flat[#flat + 1] = a[1]; flat[#flat + 1] = a[2]; flat[#flat + 1] = num(new[id], true)
+  end
+  write(flat)
+  redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+  return {-1, reason, detail}
+end
+local seen = redis.call('TYPE', KEYS[1])['ok']
+if seen ~= 'none' then
+  if seen == 'string' and redis.call('GET', KEYS[1]) == 'started' then
+    return refuse('torn', 'Redis replayed part of this batch from its AOF before the retry')
+  end
+  return 0
+end
+local ok, ops = pcall(cjson.decode, ARGV[2])
+if not ok or type(ops) ~= 'table' then
+  return refuse('ops', 'the batch does not decode: ' .. tostring(ops))
+end
+local total, ints, fields, kinds = {}, {}, {}, {}
+for i = 1, #ops do
+  local o = ops[i]
+  if type(o) ~= 'table' or type(o[2]) ~= 'number' or o[2] < 4 or KEYS[o[2]] == nil
+      or type(o[3]) ~= 'string' or type(o[4]) ~= 'string' then
+    return refuse('ops', 'op ' .. i .. ' is malformed')
+  end
+  local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
+  local want = 'hash'
+  local t = kinds[k]
+  if t == nil then
+    t = redis.call('TYPE', k)['ok']
+    kinds[k] = t
+  end
+  if t ~= want and t ~= 'none' then return refuse('type', k .. ' is a ' .. t) end
+  if op == 'p' then
+    local ttl, li = string.match(f, '^(%d+):(%d+)$')
+    local lk = KEYS[tonumber(li or '0')]
+    if ttl == nil or tonumber(li) < 4 or lk == nil then
+      return refuse('ops', 'op ' .. i .. ': forward ' .. string.sub(f, 1, 40))
+    end
+    local lt = kinds[lk]
+    if lt == nil then
+      lt = redis.call('TYPE', lk)['ok']
+      kinds[lk] = lt
+    end
+    if lt ~= 'list' and lt ~= 'none' then return refuse('type', lk .. ' is a ' .. lt) end
+  elseif op == 'i' or op == 'f' then
+    local d = tonumber(v)
+    if d == nil or not finite(d) or string.find(v, '[xXnN]')
+        or (op == 'i' and not string.find(v, '^%-?%d+$')) then
+      return refuse('increment', k .. ' op ' .. i .. ': increment ' .. string.sub(v, 1, 40))
+    end
+    local id = o[2] .. ' ' .. f
+    local cur = total[id]
+    if cur == nil then
+      local raw = redis.call('HGET', k, f)
+      cur = 0
+      if raw then
+        cur = tonumber(raw)
+        if cur == nil or not finite(cur) or string.find(raw, '[xXnN]')
+            or (op == 'i' and not string.find(raw, '^%-?%d+$')) then
+          return refuse('stored', k .. ' op ' .. i .. ': stored value ' .. string.sub(raw, 1, 40))
+        end
+      end
+      ints[id] = op == 'i'
+      fields[#fields + 1] = {k, f, id}
+    elseif ints[id] ~= (op == 'i') then
+      return refuse('ops', 'op ' .. i .. ' mixes integer and float increments of ' .. f)
+    end
+    local s = cur + d
+    if not finite(s) or (op == 'i' and (s >= 9007199254740992 or s <= -9007199254740992)) then
+      return refuse('overflow', k .. ' op ' .. i .. ': the total would be ' .. tostring(s))
+    end
+    total[id] = s
+  elseif op ~= 'n' then
+    return refuse('ops', 'op ' .. i .. ' has kind ' .. tostring(op))
+  end
+end
+redis.call('SET', KEYS[1], 'started', 'EX', ARGV[1])
+local flat = {}
+for _, kf in ipairs(fields) do
+  flat[#flat + 1] = kf[1]; flat[#flat + 1] = kf[2]
+  flat[#flat + 1] = num(total[kf[3]], ints[kf[3]])
+end
+write(flat)
+for i = 1, #ops do
+  local o = ops[i]
+  local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
+  if op == 'p' then  -- a field per op of this batch: written again by a replay, not added
+    local ttl, li = string.match(f, '^(%d+):(%d+)$')
+    if redis.call('EXISTS', k) == 1 then
+      redis.call('HSET', k, KEYS[1] .. '#' .. i, v)
+    else  -- the owner has not registered its hash: an older version, or not polled yet
+      k = KEYS[tonumber(li)]
+      redis.call('RPUSH', k, v)
+    end
+    redis.call('PEXPIRE', k, ttl)
+  elseif op == 'n' then redis.call('HSETNX', k, f, v) end
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return 1
+"""
+
+# KEYS[1] = control hash, KEYS[2] = epochs hash; ARGV[1] = expected epoch, ARGV[2] = new epoch,
+# ARGV[3] = record JSON, ARGV[4] = the epoch's JSON for the epochs hash. An epochs entry equal
+# to ARGV[4] (its time included) is this very change, retried after its reply was lost: it was
+# installed (1), even if another worker has published after it since.
+CONTROL_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if cur ~= tonumber(ARGV[1]) then
+  if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[4] then return 1 end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'record', ARGV[3])
+redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
+return 1
+"""
+
+# KEYS[1] = the list, KEYS[2] = this pop's receipt, KEYS[3..] = receipts of earlier pops whose
+# replies arrived (deleted); ARGV[1] = most entries taken, ARGV[2] = receipt TTL in seconds.
+# A receipt that exists is a retry of a pop that ran: its entries are returned again (one
+# another client overwrote with another type is deleted: what it held is gone). RPUSH in
+# chunks: unpack has a limit of ~8,000 values in Redis's Lua.
+POP_LUA = """
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind == 'list' then return redis.call('LRANGE', KEYS[2], 0, -1) end
+if kind ~= 'none' then redis.call('DEL', KEYS[2]) end
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items == 0 then return items end
+redis.call('LTRIM', KEYS[1], #items, -1)
+for i = 1, #items, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return items
+"""
+
+# The inbox's pop. KEYS[1] = the owner's inbox hash (field: the sending batch's op, value: the
+# entry), KEYS[2] = its legacy list (older senders), KEYS[3] = this pop's receipt (a hash),
+# KEYS[4..] = receipts to delete; ARGV[1] = most entries taken, ARGV[2] = receipt TTL (s),
+# ARGV[3] = the inbox's TTL (ms). The hash is registered with an empty field (senders write to
+# it only if it exists) and kept alive while its owner polls, at most twice a TTL. Every write
+# names its field, so a replay of part of this script (a pop torn in the AOF by a kill:
+# batch.py) deletes and copies the same fields again and takes nothing twice.
+INBOX_POP_LUA = """
+for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+local kind = redis.call('TYPE', KEYS[3])['ok']
+if kind == 'hash' then return redis.call('HVALS', KEYS[3]) end
+if kind ~= 'none' then redis.call('DEL', KEYS[3]) end
+local ttl = tonumber(ARGV[3])
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'hash' and t ~= 'none' then redis.call('DEL', KEYS[1]); t = 'none' end
+if t == 'none' or redis.call('PTTL', KEYS[1]) < ttl / 2 then
+  redis.call('HSET', KEYS[1], '', '')
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+local n = tonumber(ARGV[1])
+local fields, values, seen = {}, {}, {}
+local cursor = '0'
+repeat
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', n)
+  cursor = r[1]
+  for i = 1, #r[2], 2 do
+    local f = r[2][i]
+    if f ~= '' and not seen[f] and #fields < n then
+      seen[f] = true
+      fields[#fields + 1] = f
+      values[#values + 1] = r[2][i + 1]
+    end
+  end
+until cursor == '0' or #fields >= n
+local items = {}
+if #fields < n and redis.call('TYPE', KEYS[2])['ok'] == 'list' then
+  items = redis.call('LRANGE', KEYS[2], 0, n - #fields - 1)
+  if #items > 0 then redis.call('LTRIM', KEYS[2], #items, -1) end
+end
+if #fields + #items == 0 then return {} end
+local receipt = {}
+for i = 1, #fields do
+  receipt[#receipt + 1] = fields[i]
+  receipt[#receipt + 1] = values[i]
+end
+for i = 1, #items do
+  receipt[#receipt + 1] = 'list#' .. i
+  receipt[#receipt + 1] = items[i]
+  values[#values + 1] = items[i]
+end
+for i = 1, #fields, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(fields, i, math.min(i + 999, #fields)))
+end
+for i = 1, #receipt, 2000 do
+  redis.call('HSET', KEYS[3], unpack(receipt, i, math.min(i + 1999, #receipt)))
+end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return values
+"""
+
+# KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
+RELEASE_LUA = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('TYPE', KEYS[i])['ok'] == 'string' and redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+    n = n + 1
+  end
+end
+return n
+"""
