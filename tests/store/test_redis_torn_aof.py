@@ -86,15 +86,15 @@ def commands(data: bytes) -> list[tuple[int, int, bytes]]:
     return out
 
 
-def tear_last_batch(server: RedisServer, at: str) -> int:
-    """Cut the AOF in the middle of one command of its last MULTI block (``at``: the
-    ``first``, a ``middle`` or the ``last`` command before EXEC), as a short write leaves it;
-    returns how many whole commands of the block stay after the MULTI."""
+def tear_last_block(server: RedisServer, at: str) -> int:
+    """Cut the AOF in the middle of one command of its last MULTI block (a batch's or a pop's
+    writes; ``at``: the ``first``, a ``middle`` or the ``last`` command before EXEC), as a short
+    write leaves it; returns how many whole commands of the block stay after the MULTI."""
     path = incr_file(server)
     data = path.read_bytes()
     cmds = commands(data)
     multi = max(i for i, c in enumerate(cmds) if c[2] == b"MULTI")
-    assert cmds[-1][2] == b"EXEC" and multi < len(cmds) - 2, "the batch is not the last block"
+    assert cmds[-1][2] == b"EXEC" and multi < len(cmds) - 2, "the last write is not a MULTI block"
     inside = cmds[multi + 1:-1]
     k = {"first": 0, "middle": len(inside) // 2, "last": len(inside) - 1}[at]
     start, end, _name = inside[k]
@@ -153,7 +153,7 @@ def test_a_batch_torn_in_the_aof_and_sent_again_is_counted_once_after_every_rest
     with pytest.raises(StoreError, match="unavailable"):
         exp.flush()  # Redis ran batch 2 and died before its reply
     assert server.proc is None
-    tear_last_batch(server, at)
+    tear_last_block(server, at)
     server.start()  # the torn block is not applied
     exp.flush()  # batch 2 again, whole
     want = expected(exp.config.level, exp.config.mode, 35, clicks)
@@ -182,7 +182,7 @@ def test_a_torn_batch_replayed_before_its_retry_is_refused_and_counted_never_add
     cut.arm(b"batch:")
     with pytest.raises(StoreError, match="unavailable"):
         exp.flush()
-    tear_last_batch(server, "last")  # every op of batch 2 in the orphan part, not its end
+    tear_last_block(server, "last")  # every op of batch 2 in the orphan part, not its end
     server.start()
     clicks += traffic(other, 10, "c")
     other.flush()  # the transaction after the orphan part
@@ -243,7 +243,7 @@ def test_values_forwarded_in_a_torn_batch_reach_their_owner_once(
     cut.arm(b"batch:")
     with pytest.raises(StoreError, match="unavailable"):
         b.flush()
-    tear_last_batch(server, "last")
+    tear_last_block(server, "last")
     server.start()
     b.flush()  # the retry, whole: the forwards are in A's inbox
     server.stop()
@@ -273,7 +273,7 @@ def test_a_pop_of_the_inbox_torn_in_the_aof_takes_each_value_once(
     cut.arm(b"fwd:")
     a.store.poll()  # type: ignore[attr-defined]  # the pop is cut (logged, not raised)
     assert server.proc is None
-    tear_last_batch(server, "middle")
+    tear_last_block(server, "middle")
     server.start()
     settle([a, b])  # the retry
     server.stop()
