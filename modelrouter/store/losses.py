@@ -50,7 +50,9 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
                      f"({reasons or 'no reason recorded'}): "
                      f"{losses.get('refused_requests', 0):,} requests, "
                      f"{losses.get('refused_exposures', 0):,} exposures and "
-                     f"{losses.get('refused_values', 0):,} feedback values are missing")
+                     f"{losses.get('refused_values', 0):,} feedback values are missing"
+                     + (" (of a torn batch, part may be in the totals as well)"
+                        if losses.get("refused:torn") else ""))
     return notes
 
 
@@ -61,7 +63,7 @@ REFUSAL_REASONS: Mapping[str, str] = {
     "increment": "an increment is not a finite number (a worker's buffered sum overflowed)",
     "overflow": "a total would overflow (not a finite float, or a count of 2**53 or more)",
     "torn": ("Redis restarted twice around a batch it was writing to its append-only file and "
-             "replayed part of it before the worker's retry (part of it may be counted)"),
+             "replayed part of it before the worker's retry"),
 }
 """Why the Redis store may refuse a batch (store/redis/batch.py), as the analysis notes say."""
 

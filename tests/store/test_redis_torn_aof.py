@@ -38,6 +38,7 @@ import pytest
 from modelrouter import Experiment, StoreError
 from modelrouter.analysis import Analysis
 from modelrouter.routing.tokens import Signer
+from modelrouter.store.protocol import loss_notes
 from modelrouter.store.rows import SUMS_PER_METRIC
 from modelrouter.web.feedback import TokenFeedback
 from tests.store.conftest import RedisServer
@@ -197,6 +198,9 @@ def test_a_torn_batch_replayed_before_its_retry_is_refused_and_counted_never_add
     assert exp.store.stats()["refused_batches"] == 1
     snap = Analysis.from_experiment(other).snapshot
     assert snap.losses["refused:torn"] == 1
+    notes = loss_notes(snap.losses)  # what every analysis of this snapshot says
+    assert any("replayed part of it before the worker's retry" in n and "15 requests" in n
+               and "part may be in the totals as well" in n for n in notes), notes
     exp.flush()  # nothing counted again
     assert counts(server) == got
     exp.close()
