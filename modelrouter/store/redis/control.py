@@ -216,13 +216,14 @@ class SharedControl:
         with self._ids_lock:
             self.refused[kind] += n
 
-    def _pop(self, key: str, doing: str, kind: str, inbox_ttl_ms: int | None = None
-             ) -> list[Any]:
-        """Pop up to INBOX_BATCH entries of the list ``key`` (with ``inbox_ttl_ms``: of the
-        inbox hash ``key`` and its owner's legacy list, :data:`INBOX_POP_LUA`) at once, each
-        JSON-decoded (malformed ones are skipped and counted as refused ``kind``); idempotent
-        (:data:`POP_LUA`): a pop whose reply was lost is retried first, by its id, and returns
-        what it took."""
+    def _pop(self, key: str, doing: str, kind: str, script: Any, lead: Sequence[str],
+             args: Sequence[object]) -> list[Any]:
+        """Take up to INBOX_BATCH entries at once with ``script`` (:data:`POP_LUA` for a label
+        list, :data:`INBOX_POP_LUA` for an inbox), its keys ``lead``, then this pop's receipt
+        and the receipts to delete, its arguments ``args``; each entry JSON-decoded (malformed
+        ones are skipped and counted as refused ``kind``). Idempotent: a pop whose reply was
+        lost is retried first, by its id, and returns what it took. ``key`` names the pop's
+        receipts and its ids in flight."""
         with self._ids_lock:
             retry = self._unanswered.get(key)
             pop_id = retry.pop() if retry else os.urandom(8).hex()
@@ -230,18 +231,8 @@ class SharedControl:
         receipt = f"{self._prefix}taken:{key}:"
         try:
             with self._guard(doing):
-                if inbox_ttl_ms is None:  # a label list
-                    raw = self._pop_script(keys=[self._prefix + key, receipt + pop_id,
-                                                 *(receipt + d for d in done)],
-                                           args=[INBOX_BATCH, RECEIPT_TTL_SECONDS],
-                                           client=self._client)
-                else:  # an inbox: key is its hash, LEGACY_INBOX + owner its list
-                    legacy = self._prefix + LEGACY_INBOX + key[len(INBOX):]
-                    raw = self._inbox_script(
-                        keys=[self._prefix + key, legacy, receipt + pop_id,
-                              *(receipt + d for d in done)],
-                        args=[INBOX_BATCH, RECEIPT_TTL_SECONDS, inbox_ttl_ms],
-                        client=self._client)
+                raw = script(keys=[*lead, receipt + pop_id, *(receipt + d for d in done)],
+                             args=list(args), client=self._client)
         except BaseException:
             with self._ids_lock:  # ran or not: the retry with this id tells
                 self._unanswered.setdefault(key, []).append(pop_id)
@@ -265,7 +256,9 @@ class SharedControl:
         ``MAX_SQUARABLE``) are skipped and counted (``refused["inbox"]``), never applied."""
         out = []
         n_metrics = len(self._layout.metrics)
-        for item in self._pop(INBOX + owner, "the inbox read", "inbox", self.inbox_ttl_ms):
+        lead = [self._prefix + INBOX + owner, self._prefix + LEGACY_INBOX + owner]
+        for item in self._pop(INBOX + owner, "the inbox read", "inbox", self._inbox_script, lead,
+                              [INBOX_BATCH, RECEIPT_TTL_SECONDS, self.inbox_ttl_ms]):
             if isinstance(item, list) and len(item) == 4:
                 seq, metric, value, full = item
                 if (type(seq) is int and seq >= 0 and type(metric) is int
@@ -305,7 +298,9 @@ class SharedControl:
         """Pop the labels handed to ``owner`` (malformed entries are skipped and counted:
         ``refused["labels"]``)."""
         out = []
-        for item in self._pop("labels:" + owner, "the label read", "labels"):
+        key = "labels:" + owner
+        for item in self._pop(key, "the label read", "labels", self._pop_script,
+                              [self._prefix + key], [INBOX_BATCH, RECEIPT_TTL_SECONDS]):
             if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
                     and isinstance(item[1], str)):
                 out.append((item[0], item[1]))

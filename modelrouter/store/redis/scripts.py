@@ -20,13 +20,51 @@ from __future__ import annotations
 
 __all__ = ["CONTROL_LUA", "INBOX_POP_LUA", "LUA", "POP_LUA", "RELEASE_LUA"]
 
+# A Lua prelude of the scripts below: redis.call(cmd, key, ...) with the items in chunks of
+# ``size`` (Redis's Lua unpacks at most ~8,000 values in one call)
+EACH = """
+local function each(cmd, key, items, size)
+  for i = 1, #items, size do
+    redis.call(cmd, key, unpack(items, i, math.min(i + size - 1, #items)))
+  end
+end
+"""
+
 # KEYS[1] = batch marker, KEYS[2] = counters hash, KEYS[3] = refused hash (reason -> batches),
 # KEYS[4..] = the hashes of the ops; ARGV[1] = marker TTL, ARGV[2] = JSON list of
 # [op, key index, field, value] (one argument: packing 4 arguments per op in redis-py costs more
 # than the whole Lua loop), ARGV[3] = number of ops (for the flusher's count), ARGV[4] = JSON
 # list of [counter, n]: what the batch holds, added to the counters if it is refused
-LUA = """
+LUA = EACH + """
 local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+local INT_LIMIT = 9007199254740992  -- 2**53: past it a double no longer counts by one
+-- the totals this script adds to, in the order first met: {key, field, total, integer}
+local totals, order = {}, {}
+-- add d to key's field (its stored value read once); nil, or a reason and what was wrong
+local function add(k, f, d, int)
+  local e = totals[k .. ' ' .. f]
+  if e == nil then
+    local raw = redis.call('HGET', k, f)
+    local cur = 0
+    if raw then
+      cur = tonumber(raw)
+      if cur == nil or not finite(cur) or string.find(raw, '[xXnN]')
+          or (int and not string.find(raw, '^%-?%d+$')) then
+        return 'stored', 'stored value ' .. string.sub(raw, 1, 40)
+      end
+    end
+    e = {k, f, cur, int}
+    totals[k .. ' ' .. f] = e
+    order[#order + 1] = e
+  elseif e[4] ~= int then
+    return 'ops', 'mixes integer and float increments of ' .. f
+  end
+  local s = e[3] + d
+  if not finite(s) or (int and (s >= INT_LIMIT or s <= -INT_LIMIT)) then
+    return 'overflow', 'the total would be ' .. tostring(s)
+  end
+  e[3] = s
+end
 -- a total as Redis keeps it: an integer, or the shortest of 15-17 digits that reads back
 local function num(x, int)
   if int then return string.format('%d', x) end
@@ -36,20 +74,24 @@ local function num(x, int)
   end
   return string.format('%.17g', x)
 end
--- HSET of every total in one command per key (flat: {key, field, value, ...})
-local function write(flat)
-  local by, order = {}, {}
-  for i = 1, #flat, 3 do
-    local k = flat[i]
-    if by[k] == nil then by[k] = {}; order[#order + 1] = k end
-    local b = by[k]
-    b[#b + 1] = flat[i + 1]
-    b[#b + 1] = flat[i + 2]
+-- every total added so far, one HSET per key
+local function write()
+  local by, keys = {}, {}
+  for _, e in ipairs(order) do
+    if by[e[1]] == nil then by[e[1]] = {}; keys[#keys + 1] = e[1] end
+    local b = by[e[1]]
+    b[#b + 1] = e[2]
+    b[#b + 1] = num(e[3], e[4])
   end
-  for _, k in ipairs(order) do
-    local b = by[k]
-    for i = 1, #b, 2000 do redis.call('HSET', k, unpack(b, i, math.min(i + 1999, #b))) end
+  for _, k in ipairs(keys) do each('HSET', k, by[k], 2000) end
+end
+local function kind_of(cache, k)
+  local t = cache[k]
+  if t == nil then
+    t = redis.call('TYPE', k)['ok']
+    cache[k] = t
   end
+  return t
 end
 local function refuse(reason, detail)
   for _, k in ipairs({KEYS[2], KEYS[3]}) do
@@ -59,6 +101,7 @@ local function refuse(reason, detail)
                                ') and not countable: ' .. k .. ' is a ' .. t)
     end
   end
+  totals, order = {}, {}  -- what the batch added is dropped; only the refusal is counted
   local adds = {}
   local ok, lost = pcall(cjson.decode, ARGV[4])
   if ok and type(lost) == 'table' then
@@ -70,31 +113,14 @@ local function refuse(reason, detail)
   end
   adds[#adds + 1] = {KEYS[2], 'refused_batches', 1}
   adds[#adds + 1] = {KEYS[3], reason, 1}
-  local new, out = {}, {}
   for _, a in ipairs(adds) do
-    local id = a[1] .. ' ' .. a[2]
-    local cur = new[id]
-    if cur == nil then
-      local raw = redis.call('HGET', a[1], a[2])
-      cur = 0
-      if raw then
-        cur = tonumber(raw)
-        if cur == nil or not string.find(raw, '^%-?%d+$') then
-          return redis.error_reply('modelrouter: batch refused (' .. reason .. ': ' .. detail ..
-                                   ') and not countable: ' .. a[1] .. ' ' .. a[2] ..
-                                   ' is not an integer')
-        end
-      end
-      out[#out + 1] = a
+    local _why, what = add(a[1], a[2], a[3], true)
+    if what then
+      return redis.error_reply('modelrouter: batch refused (' .. reason .. ': ' .. detail ..
+                               ') and not countable: ' .. a[1] .. ' ' .. a[2] .. ': ' .. what)
     end
-    new[id] = cur + a[3]
   end
-  local flat = {}
-  for _, a in ipairs(out) do
-    local id = a[1] .. ' ' .. a[2]
-    flat[#flat + 1] = a[1]; flat[#flat + 1] = a[2]; flat[#flat + 1] = num(new[id], true)
-  end
-  write(flat)
+  write()
   redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
   return {-1, reason, detail}
 end
@@ -109,7 +135,7 @@ local ok, ops = pcall(cjson.decode, ARGV[2])
 if not ok or type(ops) ~= 'table' then
   return refuse('ops', 'the batch does not decode: ' .. tostring(ops))
 end
-local total, ints, fields, kinds = {}, {}, {}, {}
+local kinds = {}
 for i = 1, #ops do
   local o = ops[i]
   if type(o) ~= 'table' or type(o[2]) ~= 'number' or o[2] < 4 or KEYS[o[2]] == nil
@@ -117,24 +143,15 @@ for i = 1, #ops do
     return refuse('ops', 'op ' .. i .. ' is malformed')
   end
   local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
-  local want = 'hash'
-  local t = kinds[k]
-  if t == nil then
-    t = redis.call('TYPE', k)['ok']
-    kinds[k] = t
-  end
-  if t ~= want and t ~= 'none' then return refuse('type', k .. ' is a ' .. t) end
+  local t = kind_of(kinds, k)
+  if t ~= 'hash' and t ~= 'none' then return refuse('type', k .. ' is a ' .. t) end
   if op == 'p' then
     local ttl, li = string.match(f, '^(%d+):(%d+)$')
     local lk = KEYS[tonumber(li or '0')]
     if ttl == nil or tonumber(li) < 4 or lk == nil then
       return refuse('ops', 'op ' .. i .. ': forward ' .. string.sub(f, 1, 40))
     end
-    local lt = kinds[lk]
-    if lt == nil then
-      lt = redis.call('TYPE', lk)['ok']
-      kinds[lk] = lt
-    end
+    local lt = kind_of(kinds, lk)
     if lt ~= 'list' and lt ~= 'none' then return refuse('type', lk .. ' is a ' .. lt) end
   elseif op == 'i' or op == 'f' then
     local d = tonumber(v)
@@ -142,39 +159,14 @@ for i = 1, #ops do
         or (op == 'i' and not string.find(v, '^%-?%d+$')) then
       return refuse('increment', k .. ' op ' .. i .. ': increment ' .. string.sub(v, 1, 40))
     end
-    local id = o[2] .. ' ' .. f
-    local cur = total[id]
-    if cur == nil then
-      local raw = redis.call('HGET', k, f)
-      cur = 0
-      if raw then
-        cur = tonumber(raw)
-        if cur == nil or not finite(cur) or string.find(raw, '[xXnN]')
-            or (op == 'i' and not string.find(raw, '^%-?%d+$')) then
-          return refuse('stored', k .. ' op ' .. i .. ': stored value ' .. string.sub(raw, 1, 40))
-        end
-      end
-      ints[id] = op == 'i'
-      fields[#fields + 1] = {k, f, id}
-    elseif ints[id] ~= (op == 'i') then
-      return refuse('ops', 'op ' .. i .. ' mixes integer and float increments of ' .. f)
-    end
-    local s = cur + d
-    if not finite(s) or (op == 'i' and (s >= 9007199254740992 or s <= -9007199254740992)) then
-      return refuse('overflow', k .. ' op ' .. i .. ': the total would be ' .. tostring(s))
-    end
-    total[id] = s
+    local why, what = add(k, f, d, op == 'i')
+    if why then return refuse(why, k .. ' op ' .. i .. ': ' .. what) end
   elseif op ~= 'n' then
     return refuse('ops', 'op ' .. i .. ' has kind ' .. tostring(op))
   end
 end
 redis.call('SET', KEYS[1], 'started', 'EX', ARGV[1])
-local flat = {}
-for _, kf in ipairs(fields) do
-  flat[#flat + 1] = kf[1]; flat[#flat + 1] = kf[2]
-  flat[#flat + 1] = num(total[kf[3]], ints[kf[3]])
-end
-write(flat)
+write()
 for i = 1, #ops do
   local o = ops[i]
   local op, k, f, v = o[1], KEYS[o[2]], o[3], o[4]
@@ -213,7 +205,7 @@ return 1
 # A receipt that exists is a retry of a pop that ran: its entries are returned again (one
 # another client overwrote with another type is deleted: what it held is gone). RPUSH in
 # chunks: unpack has a limit of ~8,000 values in Redis's Lua.
-POP_LUA = """
+POP_LUA = EACH + """
 for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind == 'list' then return redis.call('LRANGE', KEYS[2], 0, -1) end
@@ -221,9 +213,7 @@ if kind ~= 'none' then redis.call('DEL', KEYS[2]) end
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #items == 0 then return items end
 redis.call('LTRIM', KEYS[1], #items, -1)
-for i = 1, #items, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
-end
+each('RPUSH', KEYS[2], items, 1000)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return items
 """
@@ -235,7 +225,7 @@ return items
 # it only if it exists) and kept alive while its owner polls, at most twice a TTL. Every write
 # names its field, so a replay of part of this script (a pop torn in the AOF by a kill:
 # batch.py) deletes and copies the same fields again and takes nothing twice.
-INBOX_POP_LUA = """
+INBOX_POP_LUA = EACH + """
 for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
 local kind = redis.call('TYPE', KEYS[3])['ok']
 if kind == 'hash' then return redis.call('HVALS', KEYS[3]) end
@@ -278,12 +268,8 @@ for i = 1, #items do
   receipt[#receipt + 1] = items[i]
   values[#values + 1] = items[i]
 end
-for i = 1, #fields, 1000 do
-  redis.call('HDEL', KEYS[1], unpack(fields, i, math.min(i + 999, #fields)))
-end
-for i = 1, #receipt, 2000 do
-  redis.call('HSET', KEYS[3], unpack(receipt, i, math.min(i + 1999, #receipt)))
-end
+each('HDEL', KEYS[1], fields, 1000)
+each('HSET', KEYS[3], receipt, 2000)
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 return values
 """
