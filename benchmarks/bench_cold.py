@@ -20,8 +20,10 @@ server's are; ``--disturb N``: N requests to the other app). Only the request it
 timed (``perf_counter_ns`` around the ASGI call; the disturbance is outside the timer). The
 apps: ``bare`` (a trivial Starlette endpoint), a pure pass-through ASGI middleware in front of
 it (the floor any middleware pays), A/B and bandit (``ModelRouter`` in front of it, user
-level, 2,000 distinct users, every one known after a warm-up), in interleaved rounds of
-``--calls`` requests. Prints, per build, the bare request's time and what the others add
+level, 2,000 distinct users, every one known after a warm-up), and ``A/B new``: the A/B
+router where every timed request is a unit's first exposure (an id never seen, as nearly
+every request of a server run over 100,000 users is), in interleaved rounds of ``--calls``
+requests. Prints, per build, the bare request's time and what the others add
 (median of the per-round differences, min..max).
 
 ``--code DIR`` times another built copy of the package (``git archive <commit> modelrouter |
@@ -70,6 +72,8 @@ def child(calls: int, rounds: int, users: int, disturb_with: int = 1) -> dict[st
                           RouterConfig(metrics=metrics)),
         "bandit": ModelRouter(make_app(), {"control": 0, "treatment": 1},
                               RouterConfig(metrics=metrics, mode="bandit", reward="click")),
+        "abnew": ModelRouter(make_app(), {"control": 0, "treatment": 1},
+                             RouterConfig(metrics=metrics)),
     }
 
     async def other(request: Any) -> JSONResponse:
@@ -94,14 +98,16 @@ def child(calls: int, rounds: int, users: int, disturb_with: int = 1) -> dict[st
         urllib.parse.urlsplit("http://a/b?c=d#e")
 
     scopes = [scope(user=f"user-{i}") for i in range(users)]
+    # abnew's timed requests: ids never seen, fresh for every round (made outside the timer)
+    fresh = iter([scope(user=f"new-{i}") for i in range(rounds * calls)])
 
-    async def run(app: Any, n: int, cold: bool) -> float:
+    async def run(app: Any, n: int, cold: bool, new: bool = False) -> float:
         total = 0
         clock = time.perf_counter_ns
         for i in range(n):
             if cold:
                 await disturb()
-            s = dict(scopes[i % users])
+            s = dict(next(fresh) if new else scopes[i % users])
             s["state"] = {}
             start = clock()
             await app(s, _receive, _send)
@@ -113,7 +119,7 @@ def child(calls: int, rounds: int, users: int, disturb_with: int = 1) -> dict[st
     out: dict[str, list[float]] = {name: [] for name in apps}
     for _ in range(rounds):
         for name, app in apps.items():
-            out[name].append(asyncio.run(run(app, calls, cold=True)))
+            out[name].append(asyncio.run(run(app, calls, cold=True, new=name == "abnew")))
     return out
 
 
@@ -170,11 +176,12 @@ def main() -> None:
         for k, result in enumerate(results, 1):
             rows.append([f"{name} ({label}), run {k}", fmt(result["bare"]),
                          fmt(added(result, "pass")), fmt(added(result, "ab")),
-                         fmt(added(result, "bandit"))])
-    print(table(["build", "bare", "pass-through adds", "A/B adds", "bandit adds"], rows))
+                         fmt(added(result, "abnew")), fmt(added(result, "bandit"))])
+    print(table(["build", "bare", "pass-through adds", "A/B adds", "A/B new unit adds",
+                 "bandit adds"], rows))
     if args.baseline:
         print()
-        for app in ("ab", "bandit"):
+        for app in ("ab", "abnew", "bandit"):
             before = statistics.median(x for r in runs["baseline"] for x in added(r, app))
             after = statistics.median(x for r in runs["this"] for x in added(r, app))
             print(f"{app}: adds {before:.2f} us (baseline) -> {after:.2f} us "

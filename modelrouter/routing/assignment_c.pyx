@@ -12,11 +12,17 @@ already. The digest's conversion to a double rounds to nearest, as Python's
 but an exact ASCII ``str`` (a non-ASCII id, whose UTF-8 bytes CPython would otherwise cache in
 the stored ``str`` for its lifetime; a subclass; bytes; a lone surrogate), and a Bucketer
 without its prefix, takes the Python method's steps, so errors are the Python ones.
+
+``bucket_of`` is the same hash for the compiled exposure (store/hot_c.pyx, from the compiled
+route), called from C: no call through ``type(bucket).__call__``, no float object.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memset
+
+from modelrouter.store.slot_fields cimport Slots, slot_at, slots_of
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object unicode)
@@ -127,6 +133,28 @@ def call(self, unit):
                                     <const unsigned char*>PyUnicode_DATA(unit),
                                     PyUnicode_GET_LENGTH(unit)) / 18446744073709551616.0
     return _call_py(self, unit)
+
+
+# Bucketer's prefix slot, at its offset (slot_fields.pxd)
+cdef Slots _bucketer
+cdef tuple _BUCKETER = ("_prefix",)
+
+
+cdef double bucket_of(object bucket, object unit) except? -1.0:
+    """``bucket(unit)`` for the compiled exposure (store/hot_c.pyx): :func:`call`'s hash
+    without the call and the float object, where ``bucket`` is a plain ``Bucketer`` whose
+    ``__call__`` is :func:`call`, its prefix bytes and ``unit`` an exact ASCII ``str``; anything
+    else is the call itself (its result as a float, its errors)."""
+    cdef PyObject* prefix
+    if (type(unit) is str and PyUnicode_IS_ASCII(unit)
+            and slots_of(&_bucketer, bucket, "__call__", call, _BUCKETER)):
+        prefix = slot_at(bucket, _bucketer.offset[0])
+        if prefix != NULL and type(<object>prefix) is bytes:
+            return <double>_digest8(<const unsigned char*>PyBytes_AS_STRING(<object>prefix),
+                                    PyBytes_GET_SIZE(<object>prefix),
+                                    <const unsigned char*>PyUnicode_DATA(unit),
+                                    PyUnicode_GET_LENGTH(unit)) / 18446744073709551616.0
+    return bucket(unit)
 
 
 cdef object _call_py(object self, object unit):

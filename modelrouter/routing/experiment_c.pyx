@@ -20,6 +20,7 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 
 from modelrouter.routing.assignment import Allocation
 from modelrouter.routing.decision import Decision
+from modelrouter.routing.assignment_c cimport bucket_of
 from modelrouter.routing.clocks cimport wall_now
 from modelrouter.store.hot_c cimport UnitPath, expose
 
@@ -171,7 +172,8 @@ cdef class RouteCore:
             codes = self.store.segment_codes(segment) if segment else ()
             path = self.path  # (one read: a refresh from another thread may change it)
             if path is not None:
-                i = expose(path, self.store, unit, self.bucket, alloc, codes, now, &seq_c)
+                i = expose(path, self.store, unit, self.bucket, bucket_of, alloc, codes, now,
+                           &seq_c)
                 seq = seq_c
                 c_seq = seq_c >= 0
             else:

@@ -25,11 +25,15 @@ cdef class UnitPath:
     cdef public long long seq
     cdef object _alloc
     cdef array _bounds, _owners
+    cdef object _palloc, _props, _epoch  # the allocation whose propensities, epoch are cached
     cdef object choose(self, object alloc, double u)
 
 
-cdef object expose(UnitPath p, object store, object unit, object bucket, object alloc,
-                   object segment, object now, long long* seq_out)
+# ``bucket(unit)`` as a C call (routing/assignment_c.pyx: ``bucket_of``), or NULL
+ctypedef double (*BucketFn)(object bucket, object unit) except? -1.0
+
+cdef object expose(UnitPath p, object store, object unit, object bucket, BucketFn bucket_c,
+                   object alloc, object segment, object now, long long* seq_out)
 
 
 cdef inline Py_ssize_t bisect_right_d(array a, double x) noexcept:

@@ -7,7 +7,9 @@
 - :class:`UnitPath`: the columns ``expose_unit`` touches, as typed C fields.
 - :func:`expose_unit`, :func:`expose_decision`: ``MemoryStore``'s exposures on those fields
   (``expose_decision_call``: the latter as the bandit route's C call, routing/bandit_c.pyx).
-- :func:`add_unit`: ``UnitTable.add`` (a new unit's row).
+- :func:`add_unit`: ``UnitTable.add`` (a new unit's row); ``add_row``, the same steps as the
+  exposures' C call, reading the table's slots at their offsets (store/slot_fields.pxd) while
+  its class is unchanged: a first exposure without a method call or nine attribute lookups.
 
 The column arithmetic (journal fold, ring slots, group sums) is in ``store/columns_c.pyx``.
 
@@ -30,6 +32,7 @@ from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 from modelrouter.store.array_exports cimport append_double, append_longlong, append_small
 from modelrouter.store.decisions_c cimport open_call
 from modelrouter.store.dict_fields cimport Fields, field_or_attr, instance_dict, read_fields
+from modelrouter.store.slot_fields cimport Slots, slot_at, slots_of
 
 
 cdef extern from "Python.h":
@@ -304,18 +307,76 @@ def add_unit(self, unit, variant, propensity, epoch, now, segment):
     return row
 
 
+# UnitTable's slots that add_unit reads, at their offsets (slot_fields.pxd)
+cdef Slots _table
+cdef tuple _TABLE = ("rows", "ids", "variant", "epoch", "propensity", "first_seen",
+                     "exposures", "segs", "_cap")
+
+
+cdef Py_ssize_t add_row(object units, object unit, object variant, object propensity,
+                        object epoch, object now, object segment) except -1:
+    """``units.add(unit, ...)`` for the exposures below: :func:`add_unit`'s steps without its
+    call and attribute lookups where the table is a plain ``UnitTable`` whose ``add`` is
+    :func:`add_unit`, its columns of their own types and the arguments of the types a route
+    passes (an exact ``str`` id, whose hash and comparison run no Python code; int codes; a
+    tuple of int segment codes). Anything else is the method's call (a replaced ``add``, a
+    subclass, a hostile argument), so errors and side effects are the twin's."""
+    cdef PyObject* v[9]
+    cdef Py_ssize_t row, d, n_segs, k
+    cdef long long cap
+    cdef int overflow = 0
+    if (type(unit) is not str or type(variant) is not int or type(epoch) is not int
+            or type(propensity) is not float or type(now) is not float
+            or type(segment) is not tuple
+            or not slots_of(&_table, units, "add", add_unit, _TABLE)):
+        return units.add(unit, variant, propensity, epoch, now, segment)
+    for k in range(9):
+        v[k] = slot_at(units, _table.offset[k])
+        if v[k] == NULL:  # an unset column: the method's AttributeError, at its step
+            return units.add(unit, variant, propensity, epoch, now, segment)
+    rows, ids, segs, cap_obj = <object>v[0], <object>v[1], <object>v[7], <object>v[8]
+    if (type(rows) is not dict or type(ids) is not list or type(segs) is not list
+            or type(cap_obj) is not int):
+        return units.add(unit, variant, propensity, epoch, now, segment)
+    for k in range(2, 7):
+        if type(<object>v[k]) is not array:
+            return units.add(unit, variant, propensity, epoch, now, segment)
+    n_segs = len(<list>segs)
+    for d in range(n_segs):
+        if type((<list>segs)[d]) is not array or (
+                d < len(<tuple>segment) and type((<tuple>segment)[d]) is not int):
+            return units.add(unit, variant, propensity, epoch, now, segment)
+    # the twin's steps, in its order (only the appends' own errors can stop them)
+    row = len(<array>v[2])
+    (<dict>rows)[unit] = row
+    (<list>ids).append(unit)
+    append_small(<array>v[2], variant, -128, 127, 0)
+    append_small(<array>v[3], epoch, -2147483648, 2147483647, 1)
+    append_double(<array>v[4], propensity)
+    append_double(<array>v[5], now)
+    append_small(<array>v[6], 1, 0, 4294967295, 2)
+    for d in range(n_segs):
+        append_small((<list>segs)[d], (<tuple>segment)[d] if d < len(<tuple>segment) else 0,
+                     0, 65535, 3)
+    cap = PyLong_AsLongLongAndOverflow(cap_obj, &overflow)
+    if overflow < 0 or (overflow == 0 and row >= cap):
+        units._grow()
+    return row
+
+
 def expose_unit(self, unit, bucket, alloc, segment, now):
     """The A/B hot path at unit level in one lock: find or create the unit's row, choose its
     variant from its (cached) hash bucket, count and remember it. ``(seq, variant)``."""
     cdef long long seq = 0
-    i = expose(self._path, self, unit, bucket, alloc, segment, now, &seq)
+    i = expose(self._path, self, unit, bucket, NULL, alloc, segment, now, &seq)
     return seq, i
 
 
-cdef object expose(UnitPath p, object store, object unit, object bucket, object alloc,
-                   object segment, object now, long long* seq_out):
+cdef object expose(UnitPath p, object store, object unit, object bucket, BucketFn bucket_c,
+                   object alloc, object segment, object now, long long* seq_out):
     """:func:`expose_unit` on the store's path ``p`` (also called from routing's twin): the
-    variant's index, its decision number written to ``*seq_out`` (no tuple per request)."""
+    variant's index, its decision number written to ``*seq_out`` (no tuple per request).
+    ``bucket_c``: ``bucket(unit)`` as a C call (NULL: the Python call)."""
     cdef FastLock lock = p.lock
     cdef Py_ssize_t row, slot
     cdef long long seq
@@ -326,13 +387,16 @@ cdef object expose(UnitPath p, object store, object unit, object bucket, object 
     try:
         found = p.rows.get(unit)
         if found is None:
-            u = bucket(unit)
+            u = bucket(unit) if bucket_c == NULL else bucket_c(bucket, unit)
             i = p.choose(alloc, u)
             if not store.unit_level:  # request level: the unit is only this request
                 seq_out[0] = store._expose_locked(None, i, alloc.propensities[i], alloc.epoch,
                                                   segment, now)[0]
                 return i
-            row = p.units.add(unit, i, alloc.propensities[i], alloc.epoch, now, segment)
+            if alloc is not p._palloc:  # (an allocation is never changed once in force)
+                p._props, p._epoch = alloc.propensities, alloc.epoch
+                p._palloc = alloc
+            row = add_row(p.units, unit, i, p._props[i], p._epoch, now, segment)
             append_double(p.ubucket, u)
         else:
             row = found
@@ -431,7 +495,7 @@ cdef object _expose_decision(object self, dict d, object unit, object variant,
             p.requests[variant] += 1  # the list's own indexing (its errors)
         known = p.rows.get(unit)
         if known is None:
-            row = p.units.add(unit, variant, propensity, epoch, now, segment)
+            row = add_row(p.units, unit, variant, propensity, epoch, now, segment)
             append_double(p.ubucket, _NAN)
         else:
             row = known
