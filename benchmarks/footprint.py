@@ -1,8 +1,8 @@
 """The request path's code footprint: how many distinct 64-byte lines of machine code one request
 runs through, per shared object, counted exactly by valgrind.
 
-    python benchmarks/footprint.py [--cases bare,pass,ab,bandit] [--calls 5000] [--users 2000]
-        [--code DIR] [--every 0.5] [--functions N]
+    python benchmarks/footprint.py [--cases bare,pass,ab,abnew,bandit] [--calls 5000]
+        [--users 2000] [--code DIR] [--every 0.5] [--functions N]
 
 Why: under a server, the router's cost is set by its instruction-cache misses more than by its
 instruction count (``simulate_server.py``: the bare request runs through ~400 KB of code, so
@@ -16,8 +16,10 @@ another path (the checkout against a ``--code`` directory) moves the allocator's
 the count by up to ~10 lines: compare builds through ``--code`` directories whose paths have
 the same length.
 
-For each case, the loop of ``count_instructions.py --child`` runs twice under ``valgrind
---tool=callgrind --dump-instr=yes`` (0 and ``--calls`` timed requests after the same warm-up);
+Cases are ``count_instructions.py``'s (``abnew``: every timed request a unit's first
+exposure). For each case, the loop of ``count_instructions.py --child`` runs twice under
+``valgrind --tool=callgrind --dump-instr=yes`` (0 and ``--calls`` timed requests after the same
+warm-up);
 a code line is in the request's footprint when its instructions ran, on average, at least
 ``--every`` more times per timed request (0.5 by default: a line that runs in most requests
 counts; code that runs once per journal fold, every few dozen requests, does not; the warm-up's
@@ -41,7 +43,7 @@ from _harness import table
 from count_instructions import callgrind_pair, resolve_name
 
 LINE = 64  # bytes per instruction-cache line on x86-64
-CASES = ("bare", "pass", "ab", "bandit")
+CASES = ("bare", "pass", "ab", "abnew", "bandit")
 
 
 def instruction_costs(text: str, where: dict[tuple[str, int], str] | None = None
