@@ -318,9 +318,12 @@ cdef Py_ssize_t add_row(object units, object unit, object variant, object propen
     """``units.add(unit, ...)`` for the exposures below: :func:`add_unit`'s steps without its
     call and attribute lookups where the table is a plain ``UnitTable`` whose ``add`` is
     :func:`add_unit`, its columns of their own types and the arguments of the types a route
-    passes (an exact ``str`` id, whose hash and comparison run no Python code; int codes; a
-    tuple of int segment codes). Anything else is the method's call (a replaced ``add``, a
-    subclass, a hostile argument), so errors and side effects are the twin's."""
+    passes (an exact ``str`` id, whose hash and comparison run no Python code; int variant and
+    epoch; float propensity and time; a tuple of int segment codes). Anything else is the
+    method's call, before any column is touched (a replaced ``add``, a subclass, a column of
+    another type, an unset slot, a hostile argument), so errors and side effects are the
+    twin's. Between the slot reads and the last append no Python code can run, so the
+    columns read are the ones written."""
     cdef PyObject* v[9]
     cdef Py_ssize_t row, d, n_segs, k
     cdef long long cap
