@@ -180,8 +180,10 @@ def test_units_add_replaced_on_the_class_after_the_offsets_were_cached_is_called
         assert calls == [] and exp.store._units.ids[-1] == "n2"
 
 
-def test_an_unrelated_change_of_the_class_refills_the_offsets(
+def test_first_exposures_agree_with_the_python_twin_across_unrelated_class_changes(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each change gives both classes a new version tag, so the offsets are found again
+    (a crash or a wrong column after a refill fails here; a stale cache would not)."""
     exp, twin = new_experiment(), new_experiment()
     alloc = exp.state.allocation
     for k in range(3):
