@@ -17,6 +17,8 @@ hostile input.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -56,6 +58,10 @@ def state_of(exp: Any) -> tuple[Any, ...]:
             list(t.exposures), repr(list(exp.store._path.ubucket)), exp.store._path.seq)
 
 
+def variant_of(route: Any, exp: Any, unit: Any) -> str:
+    return str(route(exp, unit)[0].variant)
+
+
 def route_both(units: list[Any], setup: Any = None) -> list[Any]:
     """Route ``units`` through the compiled route and the Python one, each on its own
     experiment (``setup(exp)`` first): per twin, every outcome and the state after."""
@@ -64,7 +70,7 @@ def route_both(units: list[Any], setup: Any = None) -> list[Any]:
         exp = new_experiment()
         if setup is not None:
             setup(exp)
-        got = [outcome(lambda u=u: route(exp, u)[0].variant) for u in units]  # noqa: B023
+        got = [outcome(partial(variant_of, route, exp, u)) for u in units]
         results.append((got, state_of(exp)))
     return results
 
@@ -105,8 +111,8 @@ class _PrefixProperty(Bucketer):
 
     __slots__ = ()
 
-    @property  # type: ignore[misc]
-    def _prefix(self) -> bytes:  # type: ignore[override]
+    @property
+    def _prefix(self) -> bytes:
         return b"other\x00"
 
     @_prefix.setter
@@ -118,13 +124,18 @@ class _WithDict(Bucketer):
     """Instances with a ``__dict__``: never read at offsets."""
 
 
+def install_bucketer(exp: Any, cls: type[Bucketer]) -> None:
+    """A ``cls`` instance for the salt "slots" as the experiment's bucketer."""
+    exp._bucket = object.__new__(cls)
+    Bucketer.__init__(exp._bucket, "slots")
+
+
 def test_subclasses_of_bucketer_are_called_as_python_calls_them() -> None:
-    for cls, expected in ((_OwnCall, lambda u: 0.5), (_PrefixProperty,
-                                                      lambda u: reference("other", u)),
-                          (_WithDict, lambda u: reference("slots", u))):
-        def setup(exp: Any, cls: Any = cls) -> None:
-            exp._bucket = object.__new__(cls)
-            Bucketer.__init__(exp._bucket, "slots")
+    cases: list[tuple[type[Bucketer], Callable[[str], float]]] = [
+        (_OwnCall, lambda u: 0.5), (_PrefixProperty, lambda u: reference("other", u)),
+        (_WithDict, lambda u: reference("slots", u))]
+    for cls, expected in cases:
+        setup = partial(install_bucketer, cls=cls)
         compiled_run, python_run = route_both(["p1", "p2", "p1"], setup)
         assert compiled_run == python_run, cls
         exp = new_experiment()
@@ -265,8 +276,7 @@ def test_an_unset_column_fails_as_the_python_twin_after_the_same_appends(slot: s
                                                         "propensity", "first_seen")}
         delattr(table, slot)
         expose = (PYTHON_EXPOSE if twin else MemoryStore.expose_unit)
-        got = outcome(lambda s=exp.store, e=expose: e(s, "v1", exp._bucket,  # noqa: B023
-                                                      alloc, (), 2.0))
+        got = outcome(partial(expose, exp.store, "v1", exp._bucket, alloc, (), 2.0))
         results.append((got, {k: repr(v) for k, v in kept.items()}))
     assert results[0] == results[1]
     assert results[0][0] == "AttributeError"
@@ -299,6 +309,6 @@ def test_hostile_arguments_of_a_first_exposure_add_rows_as_the_python_twin(
     for twin in (False, True):
         exp = new_experiment()
         expose = python_decision if twin else MemoryStore.expose_decision
-        got = [outcome(lambda e=expose, s=exp.store: e(s, *args)) for _ in range(2)]
+        got = [outcome(partial(expose, exp.store, *args)) for _ in range(2)]
         results.append((got, state_of(exp)))
     assert results[0] == results[1]
