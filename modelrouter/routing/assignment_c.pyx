@@ -128,11 +128,16 @@ def call(self, unit):
         except AttributeError:  # __init__ never ran: the Python method's own error
             return _call_py(self, unit)
         if type(prefix) is bytes:
-            return <double>_digest8(<const unsigned char*>PyBytes_AS_STRING(prefix),
-                                    PyBytes_GET_SIZE(prefix),
-                                    <const unsigned char*>PyUnicode_DATA(unit),
-                                    PyUnicode_GET_LENGTH(unit)) / 18446744073709551616.0
+            return _position(prefix, unit)
     return _call_py(self, unit)
+
+
+cdef inline double _position(bytes prefix, str unit) noexcept:
+    """The hash of ``prefix`` and an ASCII ``unit`` as a position in ``[0, 1)`` (exact: the
+    division by a power of two)."""
+    return <double>_digest8(<const unsigned char*>PyBytes_AS_STRING(prefix),
+                            PyBytes_GET_SIZE(prefix), <const unsigned char*>PyUnicode_DATA(unit),
+                            PyUnicode_GET_LENGTH(unit)) / 18446744073709551616.0
 
 
 # Bucketer's prefix slot, at its offset (slot_fields.pxd)
@@ -150,10 +155,7 @@ cdef double bucket_of(object bucket, object unit) except? -1.0:
             and slots_of(&_bucketer, bucket, "__call__", call, _BUCKETER)):
         prefix = slot_at(bucket, _bucketer.offset[0])
         if prefix != NULL and type(<object>prefix) is bytes:
-            return <double>_digest8(<const unsigned char*>PyBytes_AS_STRING(<object>prefix),
-                                    PyBytes_GET_SIZE(<object>prefix),
-                                    <const unsigned char*>PyUnicode_DATA(unit),
-                                    PyUnicode_GET_LENGTH(unit)) / 18446744073709551616.0
+            return _position(<bytes>prefix, <str>unit)
     return bucket(unit)
 
 

@@ -65,7 +65,8 @@ cdef inline bint slots_of(Slots* s, object obj, object method, object impl,
     if tp == s.tp and type_tag(tp, &tag) and tag == s.tag:
         return True
     s.tp = NULL
-    if not plain_slotted(tp) or _PyType_Lookup(tp, method) != <PyObject*>impl:
+    if (len(names) > 10 or not plain_slotted(tp)
+            or _PyType_Lookup(tp, method) != <PyObject*>impl):
         return False
     for i in range(len(names)):
         off = slot_offset(_PyType_Lookup(tp, names[i]))
