@@ -30,7 +30,10 @@ from cpython.array cimport array
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
 from modelrouter.routing.clocks cimport wall_now
-from modelrouter.routing.experiment_c cimport decision_of, hex_id
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+
+from modelrouter.routing.experiment_c cimport (decision_of, hex_id, set_bandit_route,
+                                               split_decision)
 from modelrouter.store.dict_fields cimport Fields, instance_dict, read_fields
 from modelrouter.store.hot_c cimport bisect_right_d, expose_decision_call
 
@@ -55,7 +58,7 @@ cdef object _route_py = None
 cdef object _bandit_state = None
 cdef object _memory_store = None  # MemoryStore (set at the end)
 cdef Fields _router  # the last router's _core (store/dict_fields.pxd)
-cdef tuple _ROUTER = ("_core",)
+cdef tuple _ROUTER = ("_core", "route")  # (its own route: route_call calls that one)
 cdef Fields _rng  # the last generator's own random, if any
 cdef tuple _RNG = ("random",)
 cdef object _random_c = Random.random  # random.Random's: a C method of its base class
@@ -136,6 +139,32 @@ cdef object _draw_rest(object router, object st, object u):
 def route(self, unit, segment, alloc):
     """Choose an arm for one request and count the decision: see ``BanditRouter.route``
     (routing/bandit.py), the Python twin."""
+    cdef PyObject* seq = NULL
+    decision = _route(self, unit, segment, alloc, &seq)
+    out = (decision, <object>seq)
+    Py_XDECREF(seq)
+    return out
+
+
+cdef object route_call(object router, object unit, object segment, object alloc,
+                       PyObject** seq_out):
+    """``router.route(unit, segment, alloc)`` for the compiled experiment route
+    (routing/experiment_c.pyx, which this module registers it with): the decision, ``seq`` (a
+    new reference) in ``*seq_out``. A C call unless the router is a subclass or its method was
+    replaced on the class or the instance (then that method is called, its pair split)."""
+    if (type(router) is _bandit_router
+            and _PyType_Lookup(Py_TYPE(router), "route") == <PyObject*>route):
+        d = instance_dict(router)
+        if d is not None:
+            read_fields(&_router, <dict>d, _ROUTER)
+            if _router.values[1] == NULL:
+                return _route(router, unit, segment, alloc, seq_out)
+    return split_decision(router.route(unit, segment, alloc), seq_out)
+
+
+cdef object _route(object self, object unit, object segment, object alloc,
+                   PyObject** seq_out):
+    """:func:`route`'s decision; its ``seq`` (a new reference) in ``*seq_out``."""
     cdef BanditCore c
     cdef StateView v
     cdef double ud, x, wall
@@ -144,21 +173,21 @@ def route(self, unit, segment, alloc):
     cdef long long sn
     cdef int overflow = 0
     if type(self) is not _bandit_router or unit is None:
-        return _route_py(self, unit, segment, alloc)
+        return split_decision(_route_py(self, unit, segment, alloc), seq_out)
     d = instance_dict(self)
     if d is None:
-        return _route_py(self, unit, segment, alloc)
+        return split_decision(_route_py(self, unit, segment, alloc), seq_out)
     read_fields(&_router, <dict>d, _ROUTER)
     if _router.values[0] == NULL or type(<object>_router.values[0]) is not BanditCore:
-        return _route_py(self, unit, segment, alloc)
+        return split_decision(_route_py(self, unit, segment, alloc), seq_out)
     c = <BanditCore><object>_router.values[0]
     if not c.fast:
-        return _route_py(self, unit, segment, alloc)
+        return split_decision(_route_py(self, unit, segment, alloc), seq_out)
     st = alloc.state
     v = c.view
     if v is None or v.st is not st:
         if type(st) is not _bandit_state:
-            return _route_py(self, unit, segment, alloc)
+            return split_decision(_route_py(self, unit, segment, alloc), seq_out)
         v = StateView(st)
         c.view = v
     if c.wall and wall_now(&wall) == 0:  # time.time(), read in C
@@ -237,8 +266,11 @@ def route(self, unit, segment, alloc):
         name, model = (<tuple>names)[i], (<tuple>models)[i]
     else:
         name, model = names[i_obj], models[i_obj]
-    return decision_of(decision_id, name, model, unit, p, epoch, "bandit", now,
-                       segment if type(segment) is tuple else tuple(segment)), seq
+    decision = decision_of(decision_id, name, model, unit, p, epoch, "bandit", now,
+                           segment if type(segment) is tuple else tuple(segment))
+    Py_INCREF(seq)
+    seq_out[0] = <PyObject*>seq
+    return decision
 
 
 def new_core(router):
@@ -260,3 +292,4 @@ _bandit_state = _BanditState
 _memory_store = _MemoryStore
 _draw_py = _BanditRouter.__dict__["_draw"]
 _route_py = python_method(_BanditRouter, "route")
+set_bandit_route(route_call)  # the experiment's compiled route calls it in C from now on

@@ -23,3 +23,17 @@ cdef object decision_of(object decision_id, object variant, object model, object
                         object propensity, object epoch, object mode, object issued_at,
                         object segment)
 cdef str hex_id(str prefix, unsigned long long v)
+
+
+# The pair ``(decision, seq)`` a Python route returns, split: the decision; ``seq`` (a new
+# reference) in ``*seq_out`` (the unpacking's own errors). Also used by the bandit's twin.
+cdef object split_decision(object pair, PyObject** seq_out)
+
+# BanditRouter.route (routing/bandit_c.pyx) as a C call for the bandit mode's decisions: bandit_c
+# cimports this module, so it registers its function here when it is imported (the router's
+# method is called while none is registered). The function writes ``seq`` as ``route_into``
+# does, checks that the router's method is still the compiled twin, and calls the method
+# otherwise.
+ctypedef object (*BanditRoute)(object router, object unit, object segment, object alloc,
+                               PyObject** seq_out)
+cdef void set_bandit_route(BanditRoute fn) noexcept

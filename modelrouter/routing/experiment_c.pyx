@@ -8,7 +8,10 @@ bandit's own router in bandit mode, the store's ``expose_unit`` for a unit, and
 
 What the method reads from the experiment it reads from a :class:`RouteCore` (C fields), which
 the experiment builds once (``Experiment._core``) and refreshes whenever one of its attributes
-is set (``Experiment.__setattr__``; a forked child's new decision-id prefix, say). With the memory store's compiled path (store/hot_c.pyx) the exposure is a C call.
+is set (``Experiment.__setattr__``; a forked child's new decision-id prefix, say). With the
+memory store's compiled path (store/hot_c.pyx) the exposure is a C call; in bandit mode, so is
+the compiled ``BanditRouter.route`` (registered by routing/bandit_c.pyx:
+:func:`set_bandit_route`).
 """
 
 from time import time as _wall_clock
@@ -58,6 +61,8 @@ cdef extern from *:
     Py_ssize_t hex_digits "modelrouter_hex_digits" (char* end, unsigned long long v) noexcept
 
 from libc.string cimport memcpy
+
+cdef BanditRoute _bandit_route = NULL  # set by routing/bandit_c.pyx when it is imported
 
 
 cdef inline void _put(object out, Py_ssize_t i, object item) noexcept:
@@ -162,7 +167,9 @@ cdef class RouteCore:
         cdef bint c_seq = False  # seq_c holds the decision's number (its id written from it)
         alloc = self.state.allocation  # one read: the whole decision uses one allocation
         if type(alloc) is not Allocation:  # bandit mode: a BanditAllocation (routing/bandit.py)
-            return _split(self.bandit.route(unit, segment, alloc), seq_out)
+            if _bandit_route != NULL:  # self.bandit.route(...), in C where it is the twin
+                return _bandit_route(self.bandit, unit, segment, alloc, seq_out)
+            return split_decision(self.bandit.route(unit, segment, alloc), seq_out)
         cdef double wall
         if self.wall and wall_now(&wall) == 0:  # time.time(), read in C
             now = wall
@@ -193,16 +200,22 @@ cdef class RouteCore:
             Py_INCREF(seq)
             seq_out[0] = <PyObject*>seq
             return decision
-        return _split(self.route_other(unit, segment, alloc, now), seq_out)
+        return split_decision(self.route_other(unit, segment, alloc, now), seq_out)
 
 
-cdef object _split(object pair, PyObject** seq_out):
+cdef object split_decision(object pair, PyObject** seq_out):
     """``decision, seq = pair`` (the unpacking's own errors): the decision; ``seq`` (a new
     reference) in ``*seq_out``."""
     decision, seq = pair
     Py_INCREF(seq)
     seq_out[0] = <PyObject*>seq
     return decision
+
+
+cdef void set_bandit_route(BanditRoute fn) noexcept:
+    """Register the compiled ``BanditRouter.route``'s C call (see experiment_c.pxd)."""
+    global _bandit_route
+    _bandit_route = fn
 
 
 def route_checked(self, unit, segment=()):

@@ -2,7 +2,8 @@
 """Compiled twins of the memory store's column arithmetic (see ``config/extensions.py``).
 
 - :func:`fold`: ``AutoJournal.fold`` (store/journal.py) with typed reads and writes of the
-  ``array`` columns;
+  ``array`` columns; in bandit mode the tracker's compiled ``apply`` as a C call (registered by
+  store/decisions_c.pyx, :func:`set_tracker_apply`);
 - :func:`remember`: ``PendingRing.remember`` (store/ring.py) through :func:`ring_remember`,
   the ring's C path (an overwrite in place or an append while the ring fills, its extra
   ``'d'`` and ``'b'`` columns filled in C), which the compiled ``DecisionTracker.open``
@@ -17,7 +18,8 @@ not hold, or a value of another type, goes through the Python operations (their 
 from bisect import bisect_left
 
 from cpython.array cimport array, resize_smart
-from cpython.list cimport PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject
 from libc.string cimport memset
 
 from modelrouter.store.array_exports cimport array_exports
@@ -33,6 +35,7 @@ cdef Py_ssize_t _N_EDGES = len(EDGES_MS)
 cdef Py_ssize_t _N_SLOTS = N_SLOTS
 cdef object _Ring = None  # PendingRing and its Python remember (set at the end of this module)
 cdef object _remember_py = None
+cdef TrackerApply _tracker_apply = NULL  # set by store/decisions_c.pyx when it is imported
 
 
 def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None,
@@ -128,8 +131,19 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
     if tracker is not None:  # a decision no longer tracked is skipped by apply
         lat, err = auto
         for seq_obj, latency_obj, error_obj in batch:
-            tracker.apply(seq_obj, lat, latency_obj)
-            tracker.apply(seq_obj, err, error_obj)
+            if _tracker_apply != NULL:  # tracker.apply(...), in C where it is the twin
+                _tracker_apply(tracker, seq_obj, lat, latency_obj)
+                _tracker_apply(tracker, seq_obj, err, error_obj)
+            else:
+                tracker.apply(seq_obj, lat, latency_obj)
+                tracker.apply(seq_obj, err, error_obj)
+
+
+
+cdef void set_tracker_apply(TrackerApply fn) noexcept:
+    """Register the compiled ``DecisionTracker.apply``'s C call (see columns_c.pxd)."""
+    global _tracker_apply
+    _tracker_apply = fn
 
 
 cdef enum:
@@ -202,10 +216,21 @@ cdef inline bint _typed(object a, char code):
     return type(a) is array and (<array>a).ob_descr.typecode == code
 
 
-cdef inline bint _writable(object pair, Py_ssize_t slot, bint append):
+cdef enum:
+    _MAX_COLUMNS = 16  # ring columns ring_remember writes in C (more: the Python method)
+
+
+ctypedef struct _Column:
+    PyObject* col  # the column's array, borrowed from the ring's list (see ring_remember)
+    double d  # its fill, read once: a 'd' column's
+    signed char b  # a 'b' column's
+    bint is_d
+
+
+cdef inline bint _writable(object pair, Py_ssize_t slot, bint append, _Column* out):
     """Whether a ring column ``(col, fill)`` is one C writes at ``slot`` (an ``array`` of 'd'
     with a float fill or of 'b' with an int fill in its range, holding ``slot``; for an append,
-    exporting no buffer)."""
+    exporting no buffer); if so, the array and its fill in ``*out``."""
     cdef long long x
     cdef int overflow = 0
     if type(pair) is not tuple or len(<tuple>pair) != 2:
@@ -218,20 +243,23 @@ cdef inline bint _writable(object pair, Py_ssize_t slot, bint append):
             return False
     elif slot >= len(<array>col):
         return False
-    if (<array>col).ob_descr.typecode == b"d":
-        return type(fill) is float
+    out.col = <PyObject*>col
+    if (<array>col).ob_descr.typecode == b"d" and type(fill) is float:
+        out.d, out.is_d = <double>fill, True
+        return True
     if (<array>col).ob_descr.typecode == b"b" and type(fill) is int:
         x = PyLong_AsLongLongAndOverflow(fill, &overflow)
+        out.b, out.is_d = <signed char>x, False
         return not overflow and -128 <= x <= 127
     return False
 
 
-cdef inline void _put(array col, Py_ssize_t i, object fill):
+cdef inline void _put(array col, Py_ssize_t i, _Column* c) noexcept:
     """``col[i] = fill`` for a column :func:`_writable` accepted."""
-    if col.ob_descr.typecode == b"d":
-        col.data.as_doubles[i] = <double>fill
+    if c.is_d:
+        col.data.as_doubles[i] = c.d
     else:
-        col.data.as_schars[i] = <signed char><long>fill
+        col.data.as_schars[i] = c.b
 
 
 cdef inline Py_ssize_t _grow(array a) except -1:
@@ -253,6 +281,8 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
     cdef Py_ssize_t slot = s % cap
     cdef Py_ssize_t size = len(seq_a), k, n = PyList_GET_SIZE(columns)
     cdef bint append = slot == size
+    cdef _Column cols[_MAX_COLUMNS]
+    cdef array col
     if slot > size:  # slots skipped: the Python method grows the ring
         return -1
     if append:
@@ -261,23 +291,26 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
             return -1
     elif slot >= len(time_a) or slot >= len(row_a):
         return -1
-    for k in range(n):  # every column checked before any write
-        if not _writable(columns[k], slot, append):
+    if n > _MAX_COLUMNS:
+        return -1
+    for k in range(n):  # every column checked before any write, its array and fill kept
+        if not _writable(<object>PyList_GET_ITEM(columns, k), slot, append, &cols[k]):
             return -1
+    # the arrays in cols are borrowed: the list holds their tuples, and from here to the return
+    # no Python code runs (resize_smart only reallocates), so none is replaced or freed
     if append:
         seq_a.data.as_longlongs[_grow(seq_a)] = s
         time_a.data.as_doubles[_grow(time_a)] = now
         row_a.data.as_longlongs[_grow(row_a)] = r
         for k in range(n):
-            col, fill = <tuple>columns[k]
-            _put(<array>col, _grow(<array>col), fill)
+            col = <array><object>cols[k].col
+            _put(col, _grow(col), &cols[k])
     else:
         seq_a.data.as_longlongs[slot] = s
         time_a.data.as_doubles[slot] = now
         row_a.data.as_longlongs[slot] = r
         for k in range(n):
-            col, fill = <tuple>columns[k]
-            _put(<array>col, slot, fill)
+            _put(<array><object>cols[k].col, slot, &cols[k])
     return slot
 
 

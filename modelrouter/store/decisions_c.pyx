@@ -30,7 +30,7 @@ from cpython.list cimport PyList_GET_SIZE
 from libc.string cimport memset
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 
-from modelrouter.store.columns_c cimport ring_remember
+from modelrouter.store.columns_c cimport ring_remember, set_tracker_apply
 from modelrouter.store.dict_fields cimport Fields, dict_version, instance_dict, read_fields
 
 from modelrouter.store.ring import PendingRing
@@ -316,6 +316,31 @@ cdef void _add_zero(object self, TrackerCore c, Py_ssize_t arm, object variant) 
 def apply(self, seq, m, value):
     """Add a validated value of metric ``m`` to decision ``seq`` if it is tracked: see
     ``DecisionTracker.apply`` (store/decisions.py), the Python twin."""
+    return _apply(self, _core_of(self), seq, m, value)
+
+
+# the last tracker's _core and its own apply, for the fold's C call (store/dict_fields.pxd)
+cdef Fields _applier
+cdef tuple _APPLIER = ("_core", "apply")
+
+
+cdef object apply_call(object tracker, object seq, object m, object value):
+    """``tracker.apply(seq, m, value)`` for the compiled journal fold (store/columns_c.pyx,
+    which this module registers it with): a C call unless the tracker is a subclass or its
+    method was replaced on the class or the instance (then that method is called)."""
+    if (type(tracker) is _tracker_cls
+            and _PyType_Lookup(Py_TYPE(tracker), "apply") == <PyObject*>apply):
+        d = instance_dict(tracker)
+        if d is not None:
+            read_fields(&_applier, <dict>d, _APPLIER)
+            if _applier.values[1] == NULL:
+                core = None if _applier.values[0] == NULL else <object>_applier.values[0]
+                return _apply(tracker, core, seq, m, value)
+    return tracker.apply(seq, m, value)
+
+
+cdef object _apply(object self, object core, object seq, object m, object value):
+    """:func:`apply` with the tracker's ``_core`` read."""
     cdef TrackerCore c
     cdef long long s, mi
     cdef int o1 = 0, o2 = 0
@@ -323,7 +348,6 @@ def apply(self, seq, m, value):
     cdef array xa, ya
     cdef double v, old_x, old_y, new_x, new_y
     cdef bint relevant
-    core = _core_of(self)
     if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
             or type(m) is not int):
         return _apply_py(self, seq, m, value)
@@ -398,3 +422,4 @@ def _python(name):
 _open_py = _python("open")
 _apply_py = _python("apply")
 _tracker_cls = _DecisionTracker
+set_tracker_apply(apply_call)  # the fold calls apply in C from now on

@@ -1,16 +1,20 @@
-"""The bandit's direct C calls: the compiled route calls the memory store's compiled
+"""The bandit's direct C calls: the experiment's compiled route calls the compiled
+``BanditRouter.route`` (routing/bandit_c.pyx), that one the memory store's compiled
 ``expose_decision`` (store/hot_c.pyx) and that one the compiled ``DecisionTracker.open``
-(store/decisions_c.pyx) as C functions, reading the store's and the tracker's fields from their
-instance dicts. Each call stays the method call wherever the method is not the twin.
+(store/decisions_c.pyx) as C functions, reading the router's, the store's and the tracker's
+fields from their instance dicts; the journal fold (store/columns_c.pyx) calls the compiled
+``DecisionTracker.apply`` in C too. Each call stays the method call wherever the method is not
+the twin.
 
 Every test runs a scenario twice on experiments built alike: with the compiled methods (the
 classes' own) and with the Python methods set on the instances (``use_python``), with the same
 override or damage applied to both; decisions, stored columns and the tracker's state must be
 equal (or the same exception, type and message). Cells: memory store; one worker; bandit mode
-and A/B -> bandit -> A/B; 3 arms; user level; holdout; a store subclass, a replaced store or
-tracker method (on the instance or the class), a tracker subclass; a store or tracker whose
-fields are gone, of another type, or whose ``__init__`` never ran; ``_relevant`` sets the C bits
-cannot hold. Skipped where the twins were not built.
+and A/B -> bandit -> A/B; 3 arms; user level; holdout; automatic metrics folded; a store,
+tracker or router subclass, a replaced store, tracker or router method (on the instance or the
+class); a store, tracker or router whose fields are gone, of another type, or whose
+``__init__`` never ran; ``_relevant`` sets the C bits cannot hold. Skipped where the twins were
+not built.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ def _counting(tag: str, method: Any) -> Any:
     return counted
 
 
-def _run(exp: Any, steps: int = 120, switch: bool = True) -> dict[str, Any]:
+def _run(exp: Any, steps: int = 120, switch: bool = True, auto: bool = False) -> dict[str, Any]:
+    """``steps`` requests; ``auto``: each decision's automatic metrics into the journal too,
+    folded every 16 requests (the fold applies them to the tracker, twice per entry)."""
     log = []
     for i in range(steps):
         if switch and i == 50:
@@ -72,6 +78,10 @@ def _run(exp: Any, steps: int = 120, switch: bool = True) -> dict[str, Any]:
                         d.mode, seq))
             if seq >= 0 and i % 3 == 0:
                 exp.record(d, "click", i % 2 == 0)
+            if auto:
+                exp.store.record_auto(seq, 1.0 + i % 5, 1.0 if i % 11 == 0 else 0.0)
+                if i % 16 == 15:
+                    exp.store.fold_journal()
         except Exception as exc:  # noqa: BLE001 - type and message compared
             log.append((type(exc).__name__, str(exc)))
         exp.bandit.wait_idle()
@@ -88,7 +98,8 @@ def _run(exp: Any, steps: int = 120, switch: bool = True) -> dict[str, Any]:
             if "_path" in vars(store) and hasattr(store._path, "seq") else None}
 
 
-def _both(damage: Any, steps: int = 120, switch: bool = True) -> tuple[dict[str, Any], int]:
+def _both(damage: Any, steps: int = 120, switch: bool = True,
+          auto: bool = False) -> tuple[dict[str, Any], int]:
     """The scenario with the compiled and with the Python methods, ``damage(exp)`` applied to
     each after it was built; returns the compiled run and how many calls were counted."""
     out, counted = [], []
@@ -99,7 +110,7 @@ def _both(damage: Any, steps: int = 120, switch: bool = True) -> tuple[dict[str,
         CALLS.clear()
         damage(exp)
         try:
-            out.append(_run(exp, steps, switch))
+            out.append(_run(exp, steps, switch, auto))
         finally:
             exp.close()
         counted.append(len(CALLS))
@@ -254,6 +265,132 @@ def test_a_method_set_or_removed_between_requests_is_seen_at_the_next_request() 
             del tracker.open
             for i in range(3):
                 exp.route_checked(f"v{i}")
+            assert len(CALLS) == 9  # neither replaced method is called any more
+    finally:
+        exp.close()
+
+
+# -- the fold's apply and the experiment's route: C calls since the twelfth pass ---------------
+# The journal fold (store/columns_c.pyx) calls the compiled DecisionTracker.apply, and the
+# experiment's compiled route (routing/experiment_c.pyx) the compiled BanditRouter.route, as C
+# functions each module registers with the other. Both check, at every call, that the object is
+# of the class itself, that the class's method is still the twin and that the instance has no
+# method of its own; anything else is the method's call, as the Python code makes it.
+
+PY_APPLY: Any = python_method(DecisionTracker, "apply")
+
+
+class ApplyCountingTracker(DecisionTracker):
+    def apply(self, *args: Any, **kwargs: Any) -> None:
+        CALLS.append("apply-subclass")
+        PY_APPLY(self, *args, **kwargs)
+
+
+class CountingRouter(BanditRouter):
+    def route(self, *args: Any, **kwargs: Any) -> Any:
+        CALLS.append("route-subclass")
+        return PY_ROUTE(self, *args, **kwargs)
+
+
+class PlainRouter(BanditRouter):
+    """A subclass that overrides nothing (its route: the compiled one, called as a method)."""
+
+
+def _apply_subclass(exp: Any) -> None:
+    exp.bandit.tracker.__class__ = ApplyCountingTracker
+    vars(exp.bandit.tracker).pop("apply", None)  # the Python run: the subclass's method too
+
+
+def _apply_instance(exp: Any) -> None:
+    exp.bandit.tracker.apply = MethodType(_counting("apply", PY_APPLY), exp.bandit.tracker)
+
+
+def _route_subclass(exp: Any) -> None:
+    exp.bandit.__class__ = CountingRouter
+    vars(exp.bandit).pop("route", None)
+
+
+def _route_instance(exp: Any) -> None:
+    exp.bandit.route = MethodType(_counting("route", PY_ROUTE), exp.bandit)
+
+
+def _auto_entries(out: dict[str, Any]) -> int:
+    """Journal entries of a run: one per decision that routed (no exception)."""
+    return sum(1 for e in out["log"] if len(e) == 6)
+
+
+@pytest.mark.parametrize("override", [_apply_subclass, _apply_instance])
+def test_an_overridden_apply_is_called_by_the_fold_for_every_entry(override: Any) -> None:
+    """Cells: memory store; bandit, A/B -> bandit -> A/B; 3 arms; holdout; automatic metrics
+    folded every 16 requests; a tracker subclass or an instance method."""
+    out, counted = _both(override, auto=True)
+    # each entry's two metrics through the replaced method, plus the clicks recorded by the
+    # feedback path (the same count in both runs: _both compares them)
+    assert counted >= 2 * _auto_entries(out) >= 2 * 110
+
+
+@pytest.mark.parametrize("override", [_route_subclass, _route_instance])
+def test_an_overridden_route_is_called_by_the_experiments_route(override: Any) -> None:
+    out, counted = _both(override, auto=True)
+    bandit = sum(1 for e in out["log"] if e[4] == "bandit")
+    assert bandit >= 90 and counted == bandit  # every bandit decision went through it
+
+
+@pytest.mark.parametrize("cls,name,method", [(DecisionTracker, "apply", PY_APPLY),
+                                             (BanditRouter, "route", PY_ROUTE)])
+def test_apply_or_route_replaced_on_the_class_is_called(
+        monkeypatch: pytest.MonkeyPatch, cls: type, name: str, method: Any) -> None:
+    monkeypatch.setattr(cls, name, _counting("class", method))
+
+    def class_method(exp: Any) -> None:  # the Python run: the class's (replaced) method too
+        vars(exp.bandit if cls is BanditRouter else exp.bandit.tracker).pop(name, None)
+
+    out, counted = _both(class_method, auto=True)
+    if cls is BanditRouter:
+        assert counted == sum(1 for e in out["log"] if e[4] == "bandit") >= 90
+    else:
+        assert counted >= 2 * _auto_entries(out) >= 2 * 110
+
+
+AUTO_DAMAGES = {
+    "router-plain-subclass": lambda exp: setattr(exp.bandit, "__class__", PlainRouter),
+    "router-core-deleted": lambda exp: delattr(exp.bandit, "_core"),
+    "tracker-plain-subclass": DAMAGES["tracker-plain-subclass"],
+    "tracker-core-deleted": DAMAGES["tracker-core-deleted"],
+    "tracker-relevant-large": DAMAGES["tracker-relevant-large"],
+    "store-decisions-none": DAMAGES["store-decisions-none"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTO_DAMAGES))
+def test_damaged_routers_and_trackers_give_the_python_methods_outcome_with_folds(
+        name: str) -> None:
+    out, _ = _both(AUTO_DAMAGES[name], steps=80, switch=False, auto=True)
+    assert _auto_entries(out) >= 40
+
+
+def test_apply_and_route_set_or_removed_between_requests_are_seen_at_the_next_call() -> None:
+    """The C calls read the instance dicts through a cache keyed on the dict's version: a
+    method set or deleted there is seen at the very next fold or request."""
+    exp: Any = make(variants=3)
+    try:
+        router, tracker, store = exp.bandit, exp.bandit.tracker, exp.store
+        assert type(tracker).apply is not PY_APPLY and type(router).route is not PY_ROUTE
+        for _ in range(2):
+            CALLS.clear()
+            router.route = MethodType(_counting("route", PY_ROUTE), router)
+            tracker.apply = MethodType(_counting("apply", PY_APPLY), tracker)
+            seqs = [exp.route_checked(f"u{i}")[1] for i in range(3)]
+            assert CALLS == ["route"] * 3
+            for seq in seqs:
+                store.record_auto(seq, 2.0, 0.0)
+            store.fold_journal()
+            assert CALLS == ["route"] * 3 + ["apply"] * 6
+            del router.route, tracker.apply
+            seqs = [exp.route_checked(f"v{i}")[1] for i in range(3)]
+            for seq in seqs:
+                store.record_auto(seq, 2.0, 0.0)
+            store.fold_journal()
             assert len(CALLS) == 9  # neither replaced method is called any more
     finally:
         exp.close()

@@ -14,10 +14,10 @@ wraps (overwrites in C) and skips slots (the Python method grows it); restored f
 ``load`` of a smaller and of a fuller state, ``clear`` to a size; hostile input: numbers past a
 C integer, negative, bool and float numbers, NaN/inf/1e300/int/str times, rows past a C
 integer, fills a 'b' column cannot hold, replaced or aliased arrays, a column listed twice,
-buffers exported by the arrays (memoryview) while the ring fills, a capacity set to 0, -3,
-2**70 or 2.0, a ring whose ``__init__`` never ran, a subclass and a duck-typed object. Without
-the build both sides are the Python method (the test still runs; ``test_..._installed`` is
-skipped).
+rings of 15 to 40 columns (C keeps 16 at most), buffers exported by the arrays (memoryview)
+while the ring fills, a capacity set to 0, -3, 2**70 or 2.0, a ring whose ``__init__`` never
+ran, a subclass and a duck-typed object. Without the build both sides are the Python method
+(the test still runs; ``test_..._installed`` is skipped).
 """
 
 from __future__ import annotations
@@ -130,6 +130,23 @@ def test_fill_wrap_and_skipped_slots_agree(layout: str) -> None:
                               (9, 4.0, 4)])
     assert answers[:12] == [*range(8), *range(4)]
     assert answers[12:] == [7, 0, 6, 1]
+
+
+@pytest.mark.parametrize("n_columns", [15, 16, 17, 40])
+def test_rings_of_many_columns_agree(n_columns: int) -> None:
+    """The C path keeps each column's array and fill in a stack array of 16 entries: a ring
+    of more columns is the Python method's (never a write past those entries); fewer, C's."""
+    def make() -> PendingRing:
+        ring = PendingRing(8)
+        for k in range(n_columns):
+            if k % 3 == 0:
+                ring.add_column("b", k % 100)
+            else:
+                ring.add_column("d", k + 0.5 if k % 3 == 1 else math.nan)
+        return ring
+
+    answers = run_both(make, [*filling(12), (30, 3.0, 3)])
+    assert answers == [*range(8), *range(4), 6]
 
 
 def test_skipped_slots_then_appends_agree() -> None:
