@@ -7,13 +7,23 @@ it never kills the worker. The guardrail monitor (monitor.py) and the rollout mo
 (rollout_monitor.py) are its subclasses, so neither analysis ever runs on a request.
 
 Thread safety: ``tick`` may be called from any thread or the event loop (a lost increment
-under a race only delays a check); runs happen one at a time on the worker.
+under a race only delays a check); runs happen one at a time on the worker, and a subclass's
+``check`` holds ``_lock`` (one check at a time, also when called directly).
+
+In a forked child (gunicorn ``--preload``, multiprocessing) the parent's worker does not exist,
+and a lock a parent thread held at the fork (``_lock`` during a check, which may run an
+analysis for seconds; ``_start_lock``) would stay held in the copy. So the child starts with
+fresh locks, events and no worker (``store.forksafe.renew``): its next due tick starts its own
+worker, and a check that was due and not yet run in the parent runs in the child too. The fork
+does not wait for a running check: it belongs to the parent.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+
+from modelrouter.store.forksafe import renew
 
 __all__ = ["BackgroundCheck"]
 
@@ -29,11 +39,24 @@ class BackgroundCheck:
         self.every = int(every)
         self.last_error: BaseException | None = None
         self._count = 0
+        self._fresh_threading()
+        renew(self, BackgroundCheck._after_fork)
+
+    def _fresh_threading(self) -> None:
+        self._lock = threading.Lock()  # one check at a time (subclasses' check holds it)
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
         self._worker: threading.Thread | None = None
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks, events and no worker (see the module docstring);
+        a check due and not yet run is started again."""
+        due = not self._idle.is_set()
+        self._fresh_threading()
+        if due:
+            self._trigger()
 
     def run(self) -> object:
         """The check itself (subclasses); called on the worker thread."""

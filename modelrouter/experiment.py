@@ -21,6 +21,7 @@ from modelrouter.config.rollout import Rollout
 from modelrouter.monitor import GuardrailMonitor
 from modelrouter.routing import experiment as core
 from modelrouter.routing.promotion import StageEvent, Stages
+from modelrouter.store.forksafe import renew
 from modelrouter.store.looks import Look
 
 if TYPE_CHECKING:
@@ -47,6 +48,13 @@ class Experiment(core.Experiment):
         if cfg.rollback:  # the hot path ticks the monitor only when automatic rollback is on
             self.subscribe(self.guard.tick)
         self._look_lock = threading.Lock()  # one record_look at a time (never the hot path)
+        renew(self, Experiment._after_fork)  # (replaces the routing core's hook, which it calls)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the routing core's renewal, and a fresh look lock (a look the
+        parent was recording at the fork is the parent's; its lock would stay held here)."""
+        super()._after_fork()
+        self._look_lock = threading.Lock()
 
     @property
     def stages(self) -> Stages:

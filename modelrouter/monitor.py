@@ -24,7 +24,6 @@ the routing state.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from modelrouter.background import BackgroundCheck
@@ -49,7 +48,6 @@ class GuardrailMonitor(BackgroundCheck):
         self.experiment = experiment
         self.enabled = enabled
         self.checks = 0
-        self._lock = threading.Lock()
 
     @property
     def rolled_back(self) -> bool:

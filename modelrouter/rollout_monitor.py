@@ -30,7 +30,6 @@ Thread safety: ``tick`` from any thread; checks run one at a time (its own lock)
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -61,7 +60,6 @@ class RolloutMonitor(BackgroundCheck):
         self.analyse = analyse
         self.checks = 0
         self.last_readings: tuple[GateReading, ...] = ()
-        self._lock = threading.Lock()
 
     def run(self) -> object:
         """The background run: :meth:`check`."""

@@ -6,7 +6,11 @@ waits until no thread holds it (``before``: this module takes it), and parent an
 release it afterwards. Tracked: the routing state's lock (control-plane changes), the store's
 lock (every exposure and record, and the background threads that read the store: the bandit's
 refresh, the Redis flusher's drain), the feedback replay guard's and counts', the shadow
-label queue's. Their critical sections are short, so the wait is too.
+label queue's, the shadow log's (its pairs and labels), the Redis control's lists of claims
+and pops to retry. Their critical sections are short, so the wait is too. Locks held across
+long work are not waited for but replaced in the child by a :func:`renew` hook, with the state
+they guard: the guardrail and rollout monitors' (a check runs an analysis; background.py), the
+recorded looks' (modelrouter/experiment.py), the bandit's and the shadow runner's threads.
 
 **Order.** The locks are taken in increasing ``rank`` (:data:`CONTROL`, then :data:`STORE`,
 then :data:`LEAF`), the order the code nests them in (a control-plane change holds the routing

@@ -29,6 +29,7 @@ from typing import Any
 
 from modelrouter.exceptions import AnalysisError
 from modelrouter.stats.paired_comparison import OutputKind, ShadowComparison
+from modelrouter.store.forksafe import LEAF, track
 from modelrouter.store.shadow_stats import ShadowStats, is_finite_number
 
 __all__ = ["ShadowLog", "ShadowSnapshot", "scalar_output"]
@@ -103,6 +104,7 @@ class ShadowLog:
         self._recent: OrderedDict[str, _Entry] = OrderedDict()
         self._labels: Counter[str] = Counter()
         self._lock = threading.Lock()
+        track(self, self._lock, LEAF)  # held on the request path: a fork waits for it
         self.changes += 1
 
     def __repr__(self) -> str:

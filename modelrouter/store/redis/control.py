@@ -66,6 +66,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import StoreError
+from modelrouter.store.forksafe import LEAF, track
 from modelrouter.store.redis.buffer import MAX_SQUARABLE
 from modelrouter.store.redis.layout import INBOX, LEGACY_INBOX, Layout, text
 from modelrouter.store.redis.scripts import CONTROL_LUA, INBOX_POP_LUA, POP_LUA, RELEASE_LUA
@@ -98,6 +99,7 @@ class SharedControl:
         self._pop_script = client.register_script(POP_LUA)
         self._inbox_script = client.register_script(INBOX_POP_LUA)
         self._ids_lock = threading.Lock()
+        track(self, self._ids_lock, LEAF)  # a fork waits for a list being swapped (forksafe.py)
         self._unanswered: dict[str, list[str]] = {}  # list key -> pop ids to retry
         self._answered: dict[str, list[str]] = {}  # list key -> receipts to delete
         self._release = client.register_script(RELEASE_LUA)
