@@ -13,9 +13,11 @@ fork.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -104,61 +106,56 @@ def _experiment() -> Any:
         rollback=True, guardrail_check_every=5))
 
 
+@contextlib.contextmanager
+def held_by_a_thread(lock: Any) -> Iterator[None]:
+    """A parent thread holds ``lock`` for the whole block (a check or a look in progress,
+    which a fork does not wait for)."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert held.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        t.join()
+
+
 def test_a_guardrail_check_in_progress_at_the_fork_leaves_the_childs_monitor_usable() -> None:
     exp = _experiment()
+
+    def child() -> None:
+        for i in range(10):
+            d = exp.assign(f"u{i}")
+            exp.record(d, "latency_ms", 10.0 + i)
+        results = exp.guard.check()  # the child's own check: no lock held for ever
+        assert results and exp.guard.checks >= 1
+        assert exp.guard.wait_idle(10)  # the ticks' checks ran on the child's worker
+
     try:
-        held, release = threading.Event(), threading.Event()
-
-        def long_check() -> None:  # a parent thread inside the monitor's check
-            with exp.guard._lock:
-                held.set()
-                release.wait()
-
-        t = threading.Thread(target=long_check)
-        t.start()
-        assert held.wait(10)
-
-        def child() -> None:
-            for i in range(10):
-                d = exp.assign(f"u{i}")
-                exp.record(d, "latency_ms", 10.0 + i)
-            results = exp.guard.check()  # the child's own check: no lock held for ever
-            assert results and exp.guard.checks >= 1
-            assert exp.guard.wait_idle(10)  # the ticks' checks ran on the child's worker
-
-        try:
+        with held_by_a_thread(exp.guard._lock):
             in_child(child)
-        finally:
-            release.set()
-            t.join()
     finally:
         exp.close()
 
 
 def test_the_look_lock_held_by_a_parent_thread_at_the_fork_is_free_in_the_child() -> None:
     exp = _experiment()
+
+    def child() -> None:
+        assert exp._look_lock.acquire(timeout=5), "the look lock stayed held"
+        exp._look_lock.release()
+        assert exp.assign("u1").variant in ("a", "b")  # the routing core renewed too
+
     try:
-        held, release = threading.Event(), threading.Event()
-
-        def look() -> None:  # a parent thread recording a look (it snapshots the store)
-            with exp._look_lock:
-                held.set()
-                release.wait()
-
-        t = threading.Thread(target=look)
-        t.start()
-        assert held.wait(10)
-
-        def child() -> None:
-            assert exp._look_lock.acquire(timeout=5), "the look lock stayed held"
-            exp._look_lock.release()
-            assert exp.assign("u1").variant in ("a", "b")  # the routing core renewed too
-
-        try:
+        with held_by_a_thread(exp._look_lock):
             in_child(child)
-        finally:
-            release.set()
-            t.join()
     finally:
         exp.close()
 

@@ -28,13 +28,12 @@ frozen dataclass, swapped whole at each refresh) it reads once per state into a
 
 from cpython.array cimport array
 from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
-
-from modelrouter.routing.clocks cimport wall_now
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 
+from modelrouter.routing.clocks cimport wall_now
 from modelrouter.routing.experiment_c cimport (decision_of, hex_id, set_bandit_route,
                                                split_decision)
-from modelrouter.store.dict_fields cimport Fields, instance_dict, read_fields
+from modelrouter.store.dict_fields cimport Fields, instance_dict, read_fields, twin_dict
 from modelrouter.store.hot_c cimport bisect_right_d, expose_decision_call
 
 from math import nextafter
@@ -153,12 +152,8 @@ cdef object route_call(object router, object unit, object segment, object alloc,
     new reference) in ``*seq_out``. A C call unless the router is a subclass or its method was
     replaced on the class or the instance (then that method is called, its pair split)."""
     if (type(router) is _bandit_router
-            and _PyType_Lookup(Py_TYPE(router), "route") == <PyObject*>route):
-        d = instance_dict(router)
-        if d is not None:
-            read_fields(&_router, <dict>d, _ROUTER)
-            if _router.values[1] == NULL:
-                return _route(router, unit, segment, alloc, seq_out)
+            and twin_dict(router, route, "route", &_router, _ROUTER, 1) is not None):
+        return _route(router, unit, segment, alloc, seq_out)
     return split_decision(router.route(unit, segment, alloc), seq_out)
 
 

@@ -28,17 +28,17 @@ called before anything is written, so it raises its own exceptions.
 from cpython.array cimport array
 from cpython.list cimport PyList_GET_SIZE
 from libc.string cimport memset
-from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
+from cpython.object cimport PyObject
 
 from modelrouter.store.columns_c cimport ring_remember, set_tracker_apply
-from modelrouter.store.dict_fields cimport Fields, dict_version, instance_dict, read_fields
+from modelrouter.store.dict_fields cimport (Fields, dict_version, instance_dict, read_fields,
+                                            twin_dict)
 
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, new_sums_row
 
 
 cdef extern from "Python.h":
-    PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
     int PyObject_GenericSetAttr(object obj, object name, PyObject* value) except -1
 
@@ -199,13 +199,9 @@ cdef object open_call(object tracker, object seq, object variant, object epoch, 
     """``tracker.open(...)`` for the compiled ``expose_decision`` (store/hot_c.pyx): a C call
     unless the tracker is a subclass or its method was replaced (then called)."""
     if (type(tracker) is _tracker_cls
-            and _PyType_Lookup(Py_TYPE(tracker), "open") == <PyObject*>open):
-        d = instance_dict(tracker)
-        if d is not None:
-            read_fields(&_tracker, <dict>d, _TRACKER)
-            if _tracker.values[1] == NULL:
-                core = None if _tracker.values[0] == NULL else <object>_tracker.values[0]
-                return _open(tracker, core, seq, variant, epoch, segment, tag, unit_row, now)
+            and twin_dict(tracker, open, "open", &_tracker, _TRACKER, 1) is not None):
+        core = None if _tracker.values[0] == NULL else <object>_tracker.values[0]
+        return _open(tracker, core, seq, variant, epoch, segment, tag, unit_row, now)
     return tracker.open(seq, variant, epoch, segment, tag, unit_row, now)
 
 
@@ -329,13 +325,9 @@ cdef object apply_call(object tracker, object seq, object m, object value):
     which this module registers it with): a C call unless the tracker is a subclass or its
     method was replaced on the class or the instance (then that method is called)."""
     if (type(tracker) is _tracker_cls
-            and _PyType_Lookup(Py_TYPE(tracker), "apply") == <PyObject*>apply):
-        d = instance_dict(tracker)
-        if d is not None:
-            read_fields(&_applier, <dict>d, _APPLIER)
-            if _applier.values[1] == NULL:
-                core = None if _applier.values[0] == NULL else <object>_applier.values[0]
-                return _apply(tracker, core, seq, m, value)
+            and twin_dict(tracker, apply, "apply", &_applier, _APPLIER, 1) is not None):
+        core = None if _applier.values[0] == NULL else <object>_applier.values[0]
+        return _apply(tracker, core, seq, m, value)
     return tracker.apply(seq, m, value)
 
 

@@ -8,11 +8,12 @@
 # with a new version, so nothing stale is read.
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.exc cimport PyErr_Clear
-from cpython.object cimport PyObject
+from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
 
 cdef extern from "Python.h":
     PyObject* GenericGetDict "PyObject_GenericGetDict" (object obj, void* context)
+    PyObject* TypeLookup "_PyType_Lookup" (PyTypeObject* tp, object name)
 
 cdef extern from *:
     """
@@ -61,3 +62,18 @@ cdef inline object field_or_attr(PyObject* found, object obj, str name):
     """The value read from the instance dict, else the generic read of ``obj.<name>`` (a class
     attribute, or its AttributeError)."""
     return getattr(obj, name) if found == NULL else <object>found
+
+
+cdef inline object twin_dict(object obj, object twin, str name, Fields* f, tuple names,
+                             Py_ssize_t at):
+    """``obj``'s instance dict when ``obj.<name>(...)`` would call ``twin``: its class's
+    ``name`` (the type's own lookup, through its cache) is ``twin`` and the dict, read into
+    ``f`` by ``names`` (``name`` at index ``at``), has no ``name`` of its own; else None (the
+    caller then makes the method's call). For the compiled twins that call each other in C."""
+    if TypeLookup(Py_TYPE(obj), name) != <PyObject*>twin:
+        return None
+    d = instance_dict(obj)
+    if d is None:
+        return None
+    read_fields(f, <dict>d, names)
+    return d if f.values[at] == NULL else None

@@ -27,16 +27,16 @@ from cpython.pythread cimport (NOWAIT_LOCK, PY_LOCK_ACQUIRED, PY_LOCK_INTR,
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from cpython.object cimport Py_TYPE, PyObject, PyTypeObject
+from cpython.object cimport PyObject
 
 from modelrouter.store.array_exports cimport append_double, append_longlong, append_small
 from modelrouter.store.decisions_c cimport open_call
-from modelrouter.store.dict_fields cimport Fields, field_or_attr, instance_dict, read_fields
+from modelrouter.store.dict_fields cimport (Fields, field_or_attr, instance_dict, read_fields,
+                                            twin_dict)
 from modelrouter.store.slot_fields cimport Slots, slot_at, slots_of
 
 
 cdef extern from "Python.h":
-    PyObject* _PyType_Lookup(PyTypeObject* tp, object name)
     PyObject* True_ "Py_True"
     long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
     # without Cython's ``except -1``: FastLock._wait cleans up before it propagates the error
@@ -461,13 +461,10 @@ cdef object expose_decision_call(object store, object unit, object variant, obje
                                  object epoch, object segment, object now, object tag):
     """``store.expose_decision(...)`` for the bandit's compiled route (a ``MemoryStore``): a C
     call unless its class or instance has another method (a patched one: called)."""
-    if _PyType_Lookup(Py_TYPE(store), "expose_decision") == <PyObject*>expose_decision:
-        d = instance_dict(store)
-        if d is not None:
-            read_fields(&_store, <dict>d, _STORE)
-            if _store.values[3] == NULL:
-                return _expose_decision(store, <dict>d, unit, variant, propensity, epoch,
-                                        segment, now, tag)
+    d = twin_dict(store, expose_decision, "expose_decision", &_store, _STORE, 3)
+    if d is not None:
+        return _expose_decision(store, <dict>d, unit, variant, propensity, epoch, segment, now,
+                                tag)
     return store.expose_decision(unit, variant, propensity, epoch, segment, now, tag)
 
 
