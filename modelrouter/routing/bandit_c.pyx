@@ -139,7 +139,7 @@ def route(self, unit, segment, alloc):
     """Choose an arm for one request and count the decision: see ``BanditRouter.route``
     (routing/bandit.py), the Python twin."""
     cdef PyObject* seq = NULL
-    decision = _route(self, unit, segment, alloc, &seq)
+    decision = _route(self, None, unit, segment, alloc, &seq)
     out = (decision, <object>seq)
     Py_XDECREF(seq)
     return out
@@ -151,15 +151,17 @@ cdef object route_call(object router, object unit, object segment, object alloc,
     (routing/experiment_c.pyx, which this module registers it with): the decision, ``seq`` (a
     new reference) in ``*seq_out``. A C call unless the router is a subclass or its method was
     replaced on the class or the instance (then that method is called, its pair split)."""
-    if (type(router) is _bandit_router
-            and twin_dict(router, route, "route", &_router, _ROUTER, 1) is not None):
-        return _route(router, unit, segment, alloc, seq_out)
+    if type(router) is _bandit_router:
+        d = twin_dict(router, route, "route", &_router, _ROUTER, 1)
+        if d is not None:
+            return _route(router, d, unit, segment, alloc, seq_out)
     return split_decision(router.route(unit, segment, alloc), seq_out)
 
 
-cdef object _route(object self, object unit, object segment, object alloc,
+cdef object _route(object self, object d, object unit, object segment, object alloc,
                    PyObject** seq_out):
-    """:func:`route`'s decision; its ``seq`` (a new reference) in ``*seq_out``."""
+    """:func:`route`'s decision; its ``seq`` (a new reference) in ``*seq_out``. ``d``: the
+    router's instance dict when the caller has read it already (``route_call``), else None."""
     cdef BanditCore c
     cdef StateView v
     cdef double ud, x, wall
@@ -169,7 +171,8 @@ cdef object _route(object self, object unit, object segment, object alloc,
     cdef int overflow = 0
     if type(self) is not _bandit_router or unit is None:
         return split_decision(_route_py(self, unit, segment, alloc), seq_out)
-    d = instance_dict(self)
+    if d is None:
+        d = instance_dict(self)
     if d is None:
         return split_decision(_route_py(self, unit, segment, alloc), seq_out)
     read_fields(&_router, <dict>d, _ROUTER)

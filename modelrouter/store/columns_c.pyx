@@ -139,7 +139,6 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
                 tracker.apply(seq_obj, err, error_obj)
 
 
-
 cdef void set_tracker_apply(TrackerApply fn) noexcept:
     """Register the compiled ``DecisionTracker.apply``'s C call (see columns_c.pxd)."""
     global _tracker_apply
