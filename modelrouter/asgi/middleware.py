@@ -82,6 +82,8 @@ class RoutingMiddleware(CoreMirror):
         # the store's journal of automatic metrics, appended to by the send wrapper directly
         journal = experiment.store.journal
         self._entries = None if journal is None else journal.entries
+        # its typed buffer, which the compiled send appends C records to (store/journal.py)
+        self._typed = None if journal is None else journal.typed
         self._threshold = 0 if journal is None else journal.threshold
         self._fold_journal = experiment.store.fold_journal
         # what the compiled __call__ reads (asgi/middleware_c.pyx), when it was built; kept

@@ -33,6 +33,7 @@ from cpython.ref cimport PyObject, Py_XDECREF
 cdef extern from "Python.h":
     int PyIter_Send(object iterator, object arg, PyObject** presult) except -1
     long PyLong_AsLongAndOverflow(object obj, int* overflow) except? -1
+    long long PyLong_AsLongLongAndOverflow(object obj, int* overflow) except? -1
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
     object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf,
                                PyObject* kwnames)
@@ -86,6 +87,7 @@ from modelrouter.asgi.middleware_core_c cimport (MiddlewareCore, awaitable_of, c
                                                 target_of)
 from modelrouter.routing.clocks cimport perf_now
 from modelrouter.routing.experiment_c cimport RouteCore
+from modelrouter.store.columns_c cimport push_entry
 from modelrouter.store.dict_fields cimport Fields, field_or_attr, instance_dict, read_fields
 
 cdef bytes _TOKEN = TOKEN_HEADER.encode("latin-1")
@@ -183,6 +185,9 @@ cdef object _message(Flight self, object message):
     """The ``send`` the app is given (:class:`Flight`'s ``__call__``, and its vectorcall)."""
     cdef MiddlewareCore core = self._core
     cdef double now
+    cdef long long seq
+    cdef Py_ssize_t pending
+    cdef bint failed
     if core is None:  # made outside the middleware's call: nothing to record into
         raise TypeError("a Flight is made by the middleware's call only")
     kind = message["type"]
@@ -195,18 +200,28 @@ cdef object _message(Flight self, object message):
     elif _is(kind, b"http.response.body", 18) and not (
             (<dict>message).get("more_body") if type(message) is dict
             else message.get("more_body")) and _at_least(self.status, 0):
-        error = _ONE if _at_least(self.status, 500) else _ZERO  # (the Python method's constants)
+        failed = _at_least(self.status, 500)
+        error = _ONE if failed else _ZERO  # (the Python method's constants)
         entries = core.entries
         if entries is None:
             core.finish(self._seq, self.start, error)
         else:
+            typed = core.typed
             if self._c_start and core.perf and perf_now(&now) == 0:
-                latency = (now - self._t0) * 1000.0  # the same float operations
-            else:
+                now = (now - self._t0) * 1000.0  # the latency: the same float operations
+                latency = None  # (a C double: no object made unless the list takes it)
+            else:  # an injected timer: its own operations, whatever type it returns
                 latency = (core.timer() - self.start) * 1000.0
-            entries.append((self._seq, latency, error))
-            if (PyList_GET_SIZE(entries) if type(entries) is list
-                    else len(entries)) >= core.threshold:
+                if type(latency) is float:
+                    now = <double>latency
+            if ((latency is None or type(latency) is float) and typed is not None
+                    and _seq_of(self._seq, &seq)):  # a C record in the journal: no objects
+                push_entry(typed, seq, now, 1.0 if failed else 0.0)
+                pending = typed.n
+            else:
+                entries.append((self._seq, now if latency is None else latency, error))
+                pending = PyList_GET_SIZE(entries) if type(entries) is list else len(entries)
+            if pending >= core.threshold:
                 core.fold_journal()
             route = core.route  # the experiment's C copy, when the route is compiled
             tick = core.experiment.tick if route is None else (<RouteCore>route).tick
@@ -215,6 +230,16 @@ cdef object _message(Flight self, object message):
         self.status = -1
     cdef PyObject* arg = <PyObject*>message
     return PyObject_Vectorcall(self._send, &arg, 1, NULL)  # the server's send(message)
+
+
+cdef inline bint _seq_of(object obj, long long* out) except -1:
+    """The decision number as a C integer when it is an exact int that fits (a route's
+    always does); False otherwise (the entry then goes to the list, as an object)."""
+    cdef int overflow = 0
+    if type(obj) is not int:
+        return False
+    out[0] = PyLong_AsLongLongAndOverflow(obj, &overflow)
+    return not overflow
 
 
 cdef inline bint _is(object kind, const char* name, size_t n) except -1:

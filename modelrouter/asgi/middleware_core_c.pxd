@@ -1,11 +1,13 @@
 """C declarations of asgi/middleware_core_c.pyx, cimported by asgi/middleware_c.pyx."""
 
 from modelrouter.routing.experiment_c cimport RouteCore
+from modelrouter.store.columns_c cimport EntryBuffer
 
 
 cdef class MiddlewareCore:
     cdef public object app, experiment, lifecycle, read_unit, read_segment, covariates
     cdef public object timer, fold_journal, routed, finish, entries
+    cdef public EntryBuffer typed  # the journal's typed entries (store/journal.py), or None
     cdef public object surface, shadows, replay, signer  # written through by the middleware
     cdef public object fast_header
     cdef public Py_ssize_t max_length, threshold

@@ -91,6 +91,8 @@ cdef class MiddlewareCore:
         # the default timer is read in C (perf_now): a call through the interpreter avoided
         self.perf = self.timer is perf_counter and perf_now(&now) == 0
         self.threshold = d.get("_threshold") or 0
+        typed = d.get("_typed")
+        self.typed = typed if type(typed) is EntryBuffer else None  # else: the list's appends
         self.fold_journal = d.get("_fold_journal")
         self.routed, self.finish = mw._routed, mw._finish
         self.http_prefix, self.every_path = d.get("_http_prefix"), d.get("_every_path", False)

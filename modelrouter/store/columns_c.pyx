@@ -17,7 +17,9 @@ not hold, or a value of another type, goes through the Python operations (their 
 
 from bisect import bisect_left
 
+cimport cython
 from cpython.array cimport array, resize_smart
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from libc.string cimport memset
@@ -33,120 +35,273 @@ from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 cdef array _EDGES = array("d", EDGES_MS)
 cdef Py_ssize_t _N_EDGES = len(EDGES_MS)
 cdef Py_ssize_t _N_SLOTS = N_SLOTS
+
+
+# The histogram slot of a latency, ``bisect_left(EDGES_MS, x)``, without a bisection: a
+# positive double's top bits (its exponent and the first _SUB_BITS bits of its mantissa) name
+# a bucket of 1/64 of an octave, narrower than the edges' spacing (2 % apart), so a bucket
+# holds at most one edge. _START[k] is bisect_left of the bucket's smallest double (a lower
+# bound of every answer in it); one or two comparisons with the edges finish the search,
+# exactly as the bisection ends. Built at import from the edges themselves.
+cdef enum:
+    _SUB_BITS = 6
+cdef unsigned long long _KEY0 = 0  # the bucket of the first edge
+cdef array _START = array("H")  # per bucket from _KEY0 to the last edge's
+
+
+cdef inline unsigned long long _key(double x) noexcept:
+    return (<unsigned long long*>&x)[0] >> (52 - _SUB_BITS)
+
+
+cdef inline Py_ssize_t slot_of(double x) noexcept:
+    """``bisect_left(EDGES_MS, x)`` for any double (NaN: 0, as the bisection gives it)."""
+    cdef Py_ssize_t lo
+    if not (x > _EDGES.data.as_doubles[0]):  # (NaN too: every comparison false)
+        return 0
+    if not (x <= _EDGES.data.as_doubles[_N_EDGES - 1]):
+        return _N_EDGES
+    lo = _START.data.as_ushorts[_key(x) - _KEY0]
+    while _EDGES.data.as_doubles[lo] < x:  # ends at the last edge at the latest (x <= it)
+        lo += 1
+    return lo
+
+
+cdef int _build_starts() except -1:
+    """Fill _START from the edges (positive, increasing, fewer than 65,536)."""
+    global _KEY0
+    cdef unsigned long long k, last, bits
+    cdef double start
+    if not (0.0 < EDGES_MS[0] and len(EDGES_MS) < 65535
+            and all(a < b for a, b in zip(EDGES_MS, EDGES_MS[1:]))):
+        raise ValueError("histogram edges must be positive, increasing and fewer than 65,535")
+    _KEY0, last = _key(EDGES_MS[0]), _key(EDGES_MS[len(EDGES_MS) - 1])  # (no wraparound)
+    for k in range(_KEY0, last + 1):
+        bits = k << (52 - _SUB_BITS)
+        start = (<double*>&bits)[0]  # the bucket's smallest double
+        _START.append(bisect_left(EDGES_MS, start))
+    return 0
+
+
+_build_starts()
+
+
+def histogram_slot(double x):
+    """``bisect_left(EDGES_MS, x)`` as the compiled fold computes it (for tests)."""
+    return slot_of(x)
 cdef object _Ring = None  # PendingRing and its Python remember (set at the end of this module)
 cdef object _remember_py = None
 cdef TrackerApply _tracker_apply = NULL  # set by store/decisions_c.pyx when it is imported
 
 
+cdef enum:
+    _HELD = 64  # variants whose latency sums a fold adds in C (more: Python's addition)
+
+
 def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None,
          auto=(0, 0)):
     """Apply the entries present now to the unit table and histogram (caller holds the
-    store lock): see ``AutoJournal.fold`` (store/journal.py), the Python twin."""
+    store lock): see ``AutoJournal.fold`` (store/journal.py), the Python twin. The typed
+    entries first (the compiled middleware's), then the list's, as the twin takes them."""
     entries = self.entries
-    cdef Py_ssize_t n = len(entries)
-    cdef array rs = ring_seq, rr = ring_row, hist_a = hist
-    cdef array lat_x = units.lat_x, lat_y = units.lat_y, err_x = units.err_x
-    cdef array err_y = units.err_y, variant = units.variant
-    hsum = hist_sum
-    cdef Py_ssize_t size, slot, row, lo, hi, mid, v
-    cdef long long seq, cap = capacity
-    cdef double latency, error
+    typed = self.typed
+    cdef EntryBuffer buf = typed if type(typed) is EntryBuffer else None
+    cdef Py_ssize_t n = len(entries), i, nb = 0, nb_cap = 0
+    cdef Entry* items = NULL
+    cdef long long seq
     cdef int overflow
-    cdef double acc[_HELD]  # hist_sum's floats while held in C (held[v] set)
-    cdef unsigned char held[_HELD]
-    cdef Py_ssize_t nv
-    if not n:
+    cdef _Fold f = _Fold(ring_seq, ring_row, capacity, units, hist, hist_sum)  # (TypeErrors
+    if buf is not None and buf.n:  # before anything is taken) all typed entries, taken whole:
+        items, nb, nb_cap = buf.items, buf.n, buf.cap  # those appended from now on (Python
+        buf.items, buf.n, buf.cap = buf.spare, 0, buf.spare_cap  # code may run below) are
+        buf.spare, buf.spare_cap = NULL, 0  # the next fold's
+    elif typed is not None and buf is None and len(typed):  # not the compiled buffer
+        entries[:0] = typed.take()
+        n = len(entries)
+    if not n and not nb:
         return
     batch = entries[:n]
     del entries[:n]  # entries appended since the slice stay, after these
-    size = len(rs)
-    # the variants' latency sums (hist_sum, a list of floats) are added in C and written
-    # back once per fold: the same float additions in the same order, one float object per
-    # variant per fold instead of one per entry; written back before any Python code runs
-    memset(held, 0, sizeof(held))
-    nv = _release(hsum, acc, held, 0)
     try:
-        for entry in batch:
-            seq_obj, latency_obj, error_obj = entry  # the twin's unpacking (its ValueError)
-            if type(seq_obj) is not int or type(latency_obj) is not float or (
-                    type(error_obj) is not float):  # not the middleware's (int, float, float)
-                nv = _release(hsum, acc, held, nv)
-                _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
-                             units, hist, hist_sum)
-                continue
-            seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
-            if overflow:  # past any decision number: the twin's own comparisons skip it
-                nv = _release(hsum, acc, held, nv)
-                _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity, size,
-                             units, hist, hist_sum)
-                continue
-            latency = latency_obj
-            error = error_obj
-            if seq < 0:
-                continue
-            slot = seq % cap
-            if slot >= size:
-                continue  # evicted by a flood of newer requests: nothing to attribute to
-            if slot >= len(rs):  # shrunk since ``size`` was read: the array's own IndexError
-                nv = _release(hsum, acc, held, nv)
-                ring_seq[slot]
-            if rs.data.as_longlongs[slot] != seq:
-                continue
-            if slot >= len(rr):  # the row column shorter than the ring, as the array would say
-                nv = _release(hsum, acc, held, nv)
-                raise IndexError("array index out of range")
-            row = rr.data.as_longlongs[slot]
-            if not (0 <= row < len(lat_x) and row < len(lat_y) and row < len(err_x)
-                    and row < len(err_y) and row < len(variant)):
-                nv = _release(hsum, acc, held, nv)
-                _fold_entry_py(units, row, latency_obj, error_obj, hist, hist_sum)
-                continue
-            lat_x.data.as_doubles[row] += latency
-            lat_y.data.as_doubles[row] += 1.0
-            if error:
-                err_x.data.as_doubles[row] += error
-            err_y.data.as_doubles[row] += 1.0
-            v = variant.data.as_schars[row]  # the unit's variant, as in its analysis
-            lo, hi = 0, _N_EDGES  # bisect_left(EDGES_MS, latency)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if _EDGES.data.as_doubles[mid] < latency:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if 0 <= v * _N_SLOTS + lo < len(hist_a):
-                hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
-            else:  # a variant code the histogram does not hold: the array's own indexing
-                nv = _release(hsum, acc, held, nv)
-                _add_at(hist, v * _N_SLOTS + lo, 1)
-            if 0 <= v < nv and (held[v] or _hold(<list>hsum, v, acc, held)):
-                acc[v] += latency  # the variant's latency sum, added in C (written back below)
-            elif type(hsum) is list and 0 <= v < len(<list>hsum):  # not a float: Python's +
-                (<list>hsum)[v] = (<list>hsum)[v] + latency
-            else:  # the list's own indexing (a negative code wraps, as in the Python twin)
-                nv = _release(hsum, acc, held, nv)
-                _add_at(hsum, v, latency_obj)
+        try:
+            for i in range(nb):
+                f.entry(items[i].seq, items[i].latency, items[i].error, None, None)
+            for entry in batch:
+                seq_obj, latency_obj, error_obj = entry  # the twin's unpacking (its ValueError)
+                if type(seq_obj) is not int or type(latency_obj) is not float or (
+                        type(error_obj) is not float):  # not the middleware's (int, float, float)
+                    f.release()
+                    _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity,
+                                 f.size, units, hist, hist_sum)
+                    continue
+                seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
+                if overflow:  # past any decision number: the twin's own comparisons skip it
+                    f.release()
+                    _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity,
+                                 f.size, units, hist, hist_sum)
+                    continue
+                f.entry(seq, <double>latency_obj, <double>error_obj, latency_obj, error_obj)
+        finally:
+            f.release()
+        if tracker is not None:  # a decision no longer tracked is skipped by apply
+            lat, err = auto
+            for i in range(nb):
+                _apply(tracker, items[i].seq, lat, float(items[i].latency))
+                _apply(tracker, items[i].seq, err, _error_of(items[i].error))
+            for seq_obj, latency_obj, error_obj in batch:
+                _apply(tracker, seq_obj, lat, latency_obj)
+                _apply(tracker, seq_obj, err, error_obj)
     finally:
-        _release(hsum, acc, held, nv)
-    if tracker is not None:  # a decision no longer tracked is skipped by apply
-        lat, err = auto
-        for seq_obj, latency_obj, error_obj in batch:
-            if _tracker_apply != NULL:  # tracker.apply(...), in C where it is the twin
-                _tracker_apply(tracker, seq_obj, lat, latency_obj)
-                _tracker_apply(tracker, seq_obj, err, error_obj)
+        if items != NULL:  # kept for the next fold's entries (unless one was kept meanwhile)
+            if buf.spare == NULL:
+                buf.spare, buf.spare_cap = items, nb_cap
             else:
-                tracker.apply(seq_obj, lat, latency_obj)
-                tracker.apply(seq_obj, err, error_obj)
+                PyMem_Free(items)
+
+
+cdef inline object _apply(object tracker, object seq, object m, object value):
+    """``tracker.apply(seq, m, value)``, in C where it is the compiled twin."""
+    if _tracker_apply != NULL:
+        return _tracker_apply(tracker, seq, m, value)
+    return tracker.apply(seq, m, value)
+
+
+cdef inline object _error_of(double error):
+    """The error value as the middleware's constants would give it (no new object for 0/1)."""
+    if error == 0.0:
+        return _ZERO
+    if error == 1.0:
+        return _ONE
+    return error
+
+
+cdef object _ZERO = 0.0, _ONE = 1.0
+
+
+@cython.final
+cdef class _Fold:
+    """One fold's columns, typed, and the variants' latency sums held in C: what
+    :meth:`entry` needs for one entry (the fold's locals, shared by its two loops)."""
+
+    cdef array rs, rr, hist_a, lat_x, lat_y, err_x, err_y, variant
+    cdef object ring_seq, ring_row, capacity, units, hist, hsum
+    cdef Py_ssize_t size, nv
+    cdef long long cap
+    cdef double acc[_HELD]  # hist_sum's floats while held in C (held[v] set)
+    cdef unsigned char held[_HELD]
+
+    def __cinit__(self, ring_seq, ring_row, capacity, units, hist, hist_sum):
+        self.rs, self.rr, self.hist_a = ring_seq, ring_row, hist
+        self.lat_x, self.lat_y, self.err_x = units.lat_x, units.lat_y, units.err_x
+        self.err_y, self.variant = units.err_y, units.variant
+        self.ring_seq, self.ring_row, self.capacity = ring_seq, ring_row, capacity
+        self.units, self.hist, self.hsum = units, hist, hist_sum
+        self.cap = capacity
+        self.size = len(self.rs)
+        # the variants' latency sums (hist_sum, a list of floats) are added in C and written
+        # back once per fold: the same float additions in the same order, one float object
+        # per variant per fold instead of one per entry; written back before any Python code
+        memset(self.held, 0, sizeof(self.held))
+        self.nv = _release(hist_sum, self.acc, self.held, 0)
+
+    cdef int release(self) except -1:
+        """Write the held sums back (before any Python code runs)."""
+        self.nv = _release(self.hsum, self.acc, self.held, self.nv)
+        return 0
+
+    cdef int entry(self, long long seq, double latency, double error, object latency_obj,
+                   object error_obj) except -1:
+        """One entry, its values in C (``latency_obj`` and ``error_obj``: the same values as
+        the entry's objects, or None for a typed entry: made where Python code needs them)."""
+        cdef Py_ssize_t slot, row, lo, v
+        hsum = self.hsum
+        if seq < 0:
+            return 0
+        slot = seq % self.cap
+        if slot >= self.size:
+            return 0  # evicted by a flood of newer requests: nothing to attribute to
+        if slot >= len(self.rs):  # shrunk since ``size`` was read: the array's own IndexError
+            self.release()
+            self.ring_seq[slot]
+        if self.rs.data.as_longlongs[slot] != seq:
+            return 0
+        if slot >= len(self.rr):  # the row column shorter than the ring, as the array would say
+            self.release()
+            raise IndexError("array index out of range")
+        row = self.rr.data.as_longlongs[slot]
+        if not (0 <= row < len(self.lat_x) and row < len(self.lat_y) and row < len(self.err_x)
+                and row < len(self.err_y) and row < len(self.variant)):
+            self.release()
+            _fold_entry_py(self.units, row, latency if latency_obj is None else latency_obj,
+                           _error_of(error) if error_obj is None else error_obj, self.hist,
+                           hsum)
+            return 0
+        self.lat_x.data.as_doubles[row] += latency
+        self.lat_y.data.as_doubles[row] += 1.0
+        if error:
+            self.err_x.data.as_doubles[row] += error
+        self.err_y.data.as_doubles[row] += 1.0
+        v = self.variant.data.as_schars[row]  # the unit's variant, as in its analysis
+        lo = slot_of(latency)  # bisect_left(EDGES_MS, latency)
+        if 0 <= v * _N_SLOTS + lo < len(self.hist_a):
+            self.hist_a.data.as_longlongs[v * _N_SLOTS + lo] += 1
+        else:  # a variant code the histogram does not hold: the array's own indexing
+            self.release()
+            _add_at(self.hist, v * _N_SLOTS + lo, 1)
+        if 0 <= v < self.nv and (self.held[v] or _hold(<list>hsum, v, self.acc, self.held)):
+            self.acc[v] += latency  # the variant's latency sum, added in C (written back later)
+        elif type(hsum) is list and 0 <= v < len(<list>hsum):  # not a float: Python's +
+            (<list>hsum)[v] = (<list>hsum)[v] + (latency if latency_obj is None
+                                                  else latency_obj)
+        else:  # the list's own indexing (a negative code wraps, as in the Python twin)
+            self.release()
+            _add_at(hsum, v, latency if latency_obj is None else latency_obj)
+        return 0
+
+
+@cython.final
+cdef class EntryBuffer:
+    """The journal's typed entries (see columns_c.pxd): ``(seq, latency_ms, error)`` as C
+    records, appended by the compiled middleware and read by the compiled fold."""
+
+    def __cinit__(self):
+        self.items = self.spare = NULL
+        self.n = self.cap = self.spare_cap = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.items)
+        PyMem_Free(self.spare)
+
+    cdef int grow(self) except -1:
+        cdef Py_ssize_t cap = max(64, 2 * self.cap)
+        cdef Entry* items = <Entry*>PyMem_Realloc(self.items, cap * sizeof(Entry))
+        if items == NULL:
+            raise MemoryError()
+        self.items, self.cap = items, cap
+        return 0
+
+    def __len__(self):
+        return self.n
+
+    def append(self, seq, latency_ms, error):
+        """Append one entry (an int decision number and two floats, as C values)."""
+        push_entry(self, seq, latency_ms, error)
+
+    def take(self):
+        """The entries as ``(seq, latency_ms, error)`` tuples, removed from the buffer (the
+        Python fold's way to read them)."""
+        out = [(self.items[i].seq, self.items[i].latency, _error_of(self.items[i].error))
+               for i in range(self.n)]
+        self.n = 0
+        return out
+
+    def __repr__(self):
+        return f"EntryBuffer(n={self.n}, cap={self.cap})"
 
 
 cdef void set_tracker_apply(TrackerApply fn) noexcept:
     """Register the compiled ``DecisionTracker.apply``'s C call (see columns_c.pxd)."""
     global _tracker_apply
     _tracker_apply = fn
-
-
-cdef enum:
-    _HELD = 64  # variants whose latency sums a fold adds in C (more: Python's addition)
 
 
 cdef bint _hold(list hsum, Py_ssize_t v, double* acc, unsigned char* held) except -1:

@@ -14,10 +14,18 @@ decision tracker takes the folded entries too (its decision sums, and its traini
 when a reward cost uses latency or errors), and the training counters are read after a fold
 (``take_training``/``peek_training``), so a refresh sees them as well.
 
+Where the compiled store was built, the compiled middleware appends each entry as a C record to
+the journal's ``typed`` buffer (``EntryBuffer``, store/columns_c.pyx) instead: no tuple, int or
+float object per request. The fold reads the typed entries first, then the list's (Python
+callers, hostile or odd values: anything that is not an int and two C doubles), one order for
+both twins.
+
 Thread safety: ``list.append`` and the slice operations are single operations on the list (the
-GIL, or the list's own lock on a free-threaded build); :meth:`AutoJournal.fold` runs under the
-owning store's lock, takes the first ``n`` entries and deletes exactly those, so an entry
-appended meanwhile by another thread stays for the next fold: nothing is lost or applied twice.
+GIL, or the list's own lock on a free-threaded build), and a typed append runs no Python code
+between its check and its write; :meth:`AutoJournal.fold` runs under the owning store's lock,
+takes the entries present when it starts (the first ``n`` of the list, every typed one) and
+removes exactly those, so an entry appended meanwhile by another thread stays for the next
+fold: nothing is lost or applied twice.
 
 A decision evicted from the pending ring before its entry is folded is skipped, as
 ``record_auto`` skips one evicted before it is called; ``threshold`` stays far below the ring's
@@ -28,12 +36,16 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from typing import Any
 
+from modelrouter.config.extensions import load_extension
 from modelrouter.store.decisions import DecisionTracker
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS
 from modelrouter.store.units import UnitTable
 
 __all__ = ["AutoJournal", "fold_threshold"]
+
+_compiled = load_extension("modelrouter.store.columns_c")  # EntryBuffer, when it was built
 
 
 def fold_threshold(capacity: int) -> int:
@@ -42,13 +54,20 @@ def fold_threshold(capacity: int) -> int:
 
 
 class AutoJournal:
-    """``(seq, latency_ms, error)`` of finished requests not yet folded (see the module)."""
+    """``(seq, latency_ms, error)`` of finished requests not yet folded (see the module):
+    ``entries``, a list of tuples, and ``typed``, the compiled middleware's C records (None
+    where the compiled store was not built)."""
 
-    __slots__ = ("entries", "threshold")
+    __slots__ = ("entries", "threshold", "typed")
 
     def __init__(self, threshold: int) -> None:
         self.entries: list[tuple[int, float, float]] = []
         self.threshold = threshold
+        self.typed: Any = None if _compiled is None else _compiled.EntryBuffer()
+
+    def __len__(self) -> int:
+        """Entries waiting for a fold (both kinds)."""
+        return len(self.entries) + (0 if self.typed is None else len(self.typed))
 
     def fold(self, ring_seq: array[int], ring_row: array[int], capacity: int, units: UnitTable,
              hist: array[int], hist_sum: list[float], tracker: DecisionTracker | None = None,
@@ -58,11 +77,14 @@ class AutoJournal:
         unit's), the latency's histogram slot and the latency sum; with a ``tracker`` (bandit
         mode), to the decisions too (``auto``: the metric indices of latency and error)."""
         entries = self.entries
+        typed = self.typed
+        head = typed.take() if typed is not None and len(typed) else []  # first, all of them
         n = len(entries)
-        if not n:
+        if not n and not head:
             return
         batch = entries[:n]
         del entries[:n]  # entries appended since the slice stay, after these
+        batch[:0] = head
         size = len(ring_seq)
         lat_x, lat_y, err_x, err_y = units.lat_x, units.lat_y, units.err_x, units.err_y
         variant = units.variant

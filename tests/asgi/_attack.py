@@ -16,6 +16,7 @@ from typing import Any
 from modelrouter import ModelRouter, RouterConfig
 from modelrouter.asgi.middleware import RoutingMiddleware
 from modelrouter.config.extensions import python_method
+from modelrouter.store.journal import AutoJournal
 
 
 def counter(step: float) -> Callable[[], float]:
@@ -98,3 +99,62 @@ def outcome(f: Callable[[], Any]) -> str:
         return type(exc).__name__
 
 
+_python_fold: Any = python_method(AutoJournal, "fold")
+
+
+def typeable(entry: Any) -> bool:
+    """Whether the compiled middleware would write a journal ``entry`` as a C record
+    (``AutoJournal.typed``): an int decision number that fits a C long long and two floats,
+    the error 0 or 1 (else it appends the tuple to the list)."""
+    return (type(entry) is tuple and len(entry) == 3 and type(entry[0]) is int
+            and -2**63 <= entry[0] < 2**63 and type(entry[1]) is float
+            and type(entry[2]) is float and entry[2] in (0.0, 1.0))
+
+
+def fold_run(entries: list[Any], compiled_fold: bool, bandit: bool,
+             variant_code: int | None = None, hist_sum_len: int | None = None,
+             hist_sum_extra: int = 0, typed: bool = False) -> str:
+    """A store after 100 requests of 30 units (ring of 64: it wrapped), its journal given
+    ``entries`` (with ``typed``, split as the compiled middleware splits them: C records and
+    the list's tuples), folded by one twin: the exception's type, what is left and every
+    column the fold touches."""
+    r = make_router(max_pending=64, **({"reward": "click"} if bandit else {}))
+    exp = r.experiment
+    if bandit:
+        exp.configure(mode="bandit")
+    for i in range(100):
+        exp.route_checked(f"u{i % 30}")
+    store: Any = exp.store
+    store.fold_journal()
+    if variant_code is not None:  # a corrupt code (written directly: a load refuses it)
+        store._units.variant[store._ring_row[99 % 64]] = variant_code
+    if hist_sum_len is not None:
+        del store._hist_sum[hist_sum_len:]
+    store._hist_sum.extend([0.5] * hist_sum_extra)
+    journal = store.journal
+    for entry in entries:
+        if typed and typeable(entry):
+            journal.typed.append(*entry)
+        else:
+            journal.entries.append(entry)
+    error = None
+    with store._lock:
+        try:
+            if compiled_fold:
+                store._fold()
+            else:
+                _python_fold(journal, store._ring_seq, store._ring_row, store.max_pending,
+                             store._units, store._hist, store._hist_sum, store._decisions,
+                             store._auto)
+        except Exception as exc:  # noqa: BLE001 - the type is what is compared
+            error = type(exc).__name__
+    u = store._units
+    tracker = store._decisions
+    return repr({
+        "error": error, "left": journal.entries,
+        "typed_left": 0 if journal.typed is None else len(journal.typed),
+        "cols": [list(c) for c in (u.lat_x, u.lat_y, u.err_x, u.err_y)],
+        "hist": list(store._hist), "hist_sum": [(type(x).__name__, x) for x in store._hist_sum],
+        "tracker": None if tracker is None else (
+            [list(c) for c in tracker._x] + [list(c) for c in tracker._y]
+            + [tracker.counters, tracker.pending])})

@@ -16,7 +16,7 @@ from modelrouter import RouterConfig
 from modelrouter.config.extensions import compiled, python_method
 from modelrouter.routing.experiment import Experiment
 from modelrouter.store.journal import AutoJournal
-from tests.asgi._attack import make_router, outcome
+from tests.asgi._attack import fold_run, make_router, outcome
 
 BUILT = bool(compiled()) and all(compiled().values())
 pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on this machine")
@@ -189,48 +189,6 @@ def test_hostile_request_counts_are_counted_as_by_the_python_twin(count: Any,
 _python_fold: Any = python_method(AutoJournal, "fold")
 
 
-def _fold_run(entries: list[Any], compiled_fold: bool, bandit: bool,
-              variant_code: int | None = None, hist_sum_len: int | None = None,
-              hist_sum_extra: int = 0) -> str:
-    """A store after 100 requests of 30 units (ring of 64: it wrapped), its journal given
-    ``entries``, folded by one twin: the exception's type and every column it touches."""
-    r = make_router(max_pending=64, **({"reward": "click"} if bandit else {}))
-    exp = r.experiment
-    if bandit:
-        exp.configure(mode="bandit")
-    for i in range(100):
-        exp.route_checked(f"u{i % 30}")
-    store: Any = exp.store
-    store.fold_journal()
-    if variant_code is not None:  # a corrupt code (written directly: a load refuses it)
-        store._units.variant[store._ring_row[99 % 64]] = variant_code
-    if hist_sum_len is not None:
-        del store._hist_sum[hist_sum_len:]
-    store._hist_sum.extend([0.5] * hist_sum_extra)
-    journal = store.journal
-    journal.entries.extend(entries)
-    error = None
-    with store._lock:
-        try:
-            if compiled_fold:
-                store._fold()
-            else:
-                _python_fold(journal, store._ring_seq, store._ring_row, store.max_pending,
-                             store._units, store._hist, store._hist_sum, store._decisions,
-                             store._auto)
-        except Exception as exc:  # noqa: BLE001 - the type is what is compared
-            error = type(exc).__name__
-    u = store._units
-    tracker = store._decisions
-    return repr({
-        "error": error, "left": journal.entries,
-        "cols": [list(c) for c in (u.lat_x, u.lat_y, u.err_x, u.err_y)],
-        "hist": list(store._hist), "hist_sum": [(type(x).__name__, x) for x in store._hist_sum],
-        "tracker": None if tracker is None else (
-            [list(c) for c in tracker._x] + [list(c) for c in tracker._y]
-            + [tracker.counters, tracker.pending])})
-
-
 def _np_entries() -> list[Any]:
     np = pytest.importorskip("numpy")
     return [(np.int64(99), np.float64(2.0), np.float64(1.0)), (np.int32(98), np.float32(1.5), 0)]
@@ -275,14 +233,14 @@ FOLD_ENTRIES: dict[str, Any] = {
 @pytest.mark.parametrize("name", sorted(FOLD_ENTRIES))
 def test_hostile_journal_entries_fold_the_same(name: str, bandit: bool) -> None:
     entries = _np_entries() if FOLD_ENTRIES[name] == "numpy" else FOLD_ENTRIES[name]
-    assert _fold_run(entries, True, bandit) == _fold_run(entries, False, bandit)
+    assert fold_run(entries, True, bandit) == fold_run(entries, False, bandit)
 
 
 def test_a_short_journal_entry_raises_instead_of_reading_past_the_tuple() -> None:
     """A 2-tuple entry: the compiled fold once read ``entry[2]`` past the tuple (a segfault);
     both twins now raise ValueError (the unpacking's)."""
     for compiled_fold in (True, False):
-        assert "'error': 'ValueError'" in _fold_run([(99, 1.0)], compiled_fold, False)
+        assert "'error': 'ValueError'" in fold_run([(99, 1.0)], compiled_fold, False)
 
 
 @pytest.mark.parametrize(("code", "hist_sum_len"), [(-1, None), (-3, None), (-4, None),
@@ -292,16 +250,16 @@ def test_a_corrupt_variant_code_folds_as_the_python_twin(code: int, hist_sum_len
     """A unit whose variant code the histogram sums do not hold: the compiled fold once read
     and wrote ``hist_sum[v]`` without a bound (-1: a segfault; -3: garbage, TypeError; a
     short list: a write past its end). Now the list's own indexing, as in the twin."""
-    assert (_fold_run([(99, 3.0, 1.0)], True, False, code, hist_sum_len)
-            == _fold_run([(99, 3.0, 1.0)], False, False, code, hist_sum_len))
+    assert (fold_run([(99, 3.0, 1.0)], True, False, code, hist_sum_len)
+            == fold_run([(99, 3.0, 1.0)], False, False, code, hist_sum_len))
 
 @pytest.mark.parametrize("extra", [0, 61, 62, 200])
 def test_latency_sums_of_many_variants_fold_the_same(extra: int) -> None:
     """A histogram-sum list longer than the compiled fold holds in C (64) is added to by
     Python's addition; at or under it, in C: the same floats either way."""
     entries = [(99 - i % 40, 0.1 * i + 1e-7, 0.0) for i in range(200)]
-    assert (_fold_run(entries, True, False, hist_sum_extra=extra)
-            == _fold_run(entries, False, False, hist_sum_extra=extra))
+    assert (fold_run(entries, True, False, hist_sum_extra=extra)
+            == fold_run(entries, False, False, hist_sum_extra=extra))
 
 
 @pytest.mark.parametrize("bandit", [False, True], ids=["ab", "bandit"])
