@@ -1,9 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=True
 """Compiled twins of the memory store's column arithmetic (see ``config/extensions.py``).
 
+- :class:`EntryBuffer`: the journal's typed entries, C records the compiled middleware appends
+  (``push_entry``, declared in columns_c.pxd) instead of tuples;
 - :func:`fold`: ``AutoJournal.fold`` (store/journal.py) with typed reads and writes of the
-  ``array`` columns; in bandit mode the tracker's compiled ``apply`` as a C call (registered by
-  store/decisions_c.pyx, :func:`set_tracker_apply`);
+  ``array`` columns, the typed entries first, the histogram slot from a bucket table
+  (:func:`histogram_slot`) instead of a bisection; in bandit mode the tracker's compiled
+  ``apply`` as a C call (registered by store/decisions_c.pyx, :func:`set_tracker_apply`);
 - :func:`remember`: ``PendingRing.remember`` (store/ring.py) through :func:`ring_remember`,
   the ring's C path (an overwrite in place or an append while the ring fills, its extra
   ``'d'`` and ``'b'`` columns filled in C), which the compiled ``DecisionTracker.open``
@@ -88,6 +91,8 @@ _build_starts()
 def histogram_slot(double x):
     """``bisect_left(EDGES_MS, x)`` as the compiled fold computes it (for tests)."""
     return slot_of(x)
+
+
 cdef object _Ring = None  # PendingRing and its Python remember (set at the end of this module)
 cdef object _remember_py = None
 cdef TrackerApply _tracker_apply = NULL  # set by store/decisions_c.pyx when it is imported
