@@ -106,11 +106,12 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
          auto=(0, 0)):
     """Apply the entries present now to the unit table and histogram (caller holds the
     store lock): see ``AutoJournal.fold`` (store/journal.py), the Python twin. The typed
-    entries first (the compiled middleware's), then the list's, as the twin takes them."""
+    entries first (the compiled middleware's), then the list's, as the twin takes them.
+    Returns how many entries had no pending decision to attribute them to (skipped)."""
     entries = self.entries
     typed = self.typed
     cdef EntryBuffer buf = typed if type(typed) is EntryBuffer else None
-    cdef Py_ssize_t n = len(entries), i, nb = 0, nb_cap = 0
+    cdef Py_ssize_t n = len(entries), i, nb = 0, nb_cap = 0, lost = 0
     cdef Entry* items = NULL
     cdef long long seq
     cdef int overflow
@@ -123,28 +124,29 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
         entries[:0] = typed.take()
         n = len(entries)
     if not n and not nb:
-        return
+        return 0
     batch = entries[:n]
     del entries[:n]  # entries appended since the slice stay, after these
     try:
         try:
             for i in range(nb):
-                f.entry(items[i].seq, items[i].latency, items[i].error, None, None)
+                lost += f.entry(items[i].seq, items[i].latency, items[i].error, None, None)
             for entry in batch:
                 seq_obj, latency_obj, error_obj = entry  # the twin's unpacking (its ValueError)
                 if type(seq_obj) is not int or type(latency_obj) is not float or (
                         type(error_obj) is not float):  # not the middleware's (int, float, float)
                     f.release()
-                    _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity,
-                                 f.size, units, hist, hist_sum)
+                    lost += _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row,
+                                         capacity, f.size, units, hist, hist_sum)
                     continue
                 seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
                 if overflow:  # past any decision number: the twin's own comparisons skip it
                     f.release()
-                    _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row, capacity,
-                                 f.size, units, hist, hist_sum)
+                    lost += _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row,
+                                         capacity, f.size, units, hist, hist_sum)
                     continue
-                f.entry(seq, <double>latency_obj, <double>error_obj, latency_obj, error_obj)
+                lost += f.entry(seq, <double>latency_obj, <double>error_obj, latency_obj,
+                                error_obj)
         finally:
             f.release()
         if tracker is not None:  # a decision no longer tracked is skipped by apply
@@ -155,6 +157,7 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
             for seq_obj, latency_obj, error_obj in batch:
                 _apply(tracker, seq_obj, lat, latency_obj)
                 _apply(tracker, seq_obj, err, error_obj)
+        return lost
     finally:
         if items != NULL:  # kept for the next fold's entries (unless one was kept meanwhile)
             if buf.spare == NULL:
@@ -216,19 +219,20 @@ cdef class _Fold:
     cdef int entry(self, long long seq, double latency, double error, object latency_obj,
                    object error_obj) except -1:
         """One entry, its values in C (``latency_obj`` and ``error_obj``: the same values as
-        the entry's objects, or None for a typed entry: made where Python code needs them)."""
+        the entry's objects, or None for a typed entry: made where Python code needs them);
+        1 when its decision is no longer pending (skipped), else 0."""
         cdef Py_ssize_t slot, row, lo, v
         hsum = self.hsum
         if seq < 0:
-            return 0
+            return 1
         slot = seq % self.cap
         if slot >= self.size:
-            return 0  # evicted by a flood of newer requests: nothing to attribute to
+            return 1  # evicted by a flood of newer requests: nothing to attribute to
         if slot >= len(self.rs):  # shrunk since ``size`` was read: the array's own IndexError
             self.release()
             self.ring_seq[slot]
         if self.rs.data.as_longlongs[slot] != seq:
-            return 0
+            return 1
         if slot >= len(self.rr):  # the row column shorter than the ring, as the array would say
             self.release()
             raise IndexError("array index out of range")
@@ -343,16 +347,18 @@ cdef void _add_at(object seq, object index, object value) except *:
     seq[index] += value
 
 
-cdef void _fold_any_py(object seq, object latency_ms, object error, object ring_seq,
+cdef bint _fold_any_py(object seq, object latency_ms, object error, object ring_seq,
                       object ring_row, object capacity, Py_ssize_t size, object units,
-                      object hist, object hist_sum) except *:
+                      object hist, object hist_sum) except -1:
     """One entry of :func:`fold` exactly as the Python twin's loop takes it, for an entry that
     is not the middleware's ``(int, float, float)`` (a value another type, a number past a
-    C integer): its eviction check first, then its float operations and its exceptions."""
+    C integer): its eviction check first, then its float operations and its exceptions;
+    True when it was skipped (no pending decision)."""
     slot = seq % capacity
     if seq < 0 or slot >= size or ring_seq[slot] != seq:
-        return  # evicted: nothing to attribute to
+        return True  # evicted: nothing to attribute to
     _fold_entry_py(units, ring_row[slot], latency_ms, error, hist, hist_sum)
+    return False
 
 
 cdef void _fold_entry_py(object units, object row, object latency_ms, object error,

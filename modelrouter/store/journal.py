@@ -29,7 +29,10 @@ fold: nothing is lost or applied twice.
 
 A decision evicted from the pending ring before its entry is folded is skipped, as
 ``record_auto`` skips one evicted before it is called; ``threshold`` stays far below the ring's
-capacity (:func:`fold_threshold`) so that a fold comes long before the ring wraps.
+capacity (:func:`fold_threshold`) so that a fold comes long before the ring wraps. The fold
+returns how many it skipped, and the store reports them (``Snapshot.losses``,
+``unattributed_requests``): a request in flight while ``max_pending`` newer decisions were made
+(a long stream under heavy traffic), or across a restore, is never dropped silently.
 """
 
 from __future__ import annotations
@@ -71,27 +74,31 @@ class AutoJournal:
 
     def fold(self, ring_seq: array[int], ring_row: array[int], capacity: int, units: UnitTable,
              hist: array[int], hist_sum: list[float], tracker: DecisionTracker | None = None,
-             auto: tuple[int, int] = (0, 0)) -> None:
+             auto: tuple[int, int] = (0, 0)) -> int:
         """Apply the entries present now to the unit table and histogram (caller holds the
         store lock): per unit, latency sum and count, error sum and count; per variant (the
         unit's), the latency's histogram slot and the latency sum; with a ``tracker`` (bandit
-        mode), to the decisions too (``auto``: the metric indices of latency and error)."""
+        mode), to the decisions too (``auto``: the metric indices of latency and error).
+        Returns how many entries were skipped: their decision was no longer pending (evicted
+        by ``capacity`` newer ones, or cleared by a restore), so nothing to attribute them to."""
         entries = self.entries
         typed = self.typed
         head = typed.take() if typed is not None and len(typed) else []  # first, all of them
         n = len(entries)
         if not n and not head:
-            return
+            return 0
         batch = entries[:n]
         del entries[:n]  # entries appended since the slice stay, after these
         batch[:0] = head
         size = len(ring_seq)
         lat_x, lat_y, err_x, err_y = units.lat_x, units.lat_y, units.err_x, units.err_y
         variant = units.variant
+        lost = 0
         for seq, latency_ms, error in batch:
             slot = seq % capacity
             if seq < 0 or slot >= size or ring_seq[slot] != seq:
-                continue  # evicted by a flood of newer requests: nothing to attribute to
+                lost += 1  # evicted by a flood of newer requests: nothing to attribute to
+                continue
             row = ring_row[slot]
             lat_x[row] += latency_ms
             lat_y[row] += 1.0
@@ -106,3 +113,4 @@ class AutoJournal:
             for seq, latency_ms, error in batch:
                 tracker.apply(seq, lat, latency_ms)
                 tracker.apply(seq, err, error)
+        return lost

@@ -4,7 +4,9 @@
 buffers, orphan values, batches Redis refused with their reasons, covariate values read from
 requests and dropped) into sentences for the analysis; :data:`REFUSAL_REASONS` explains each
 refusal reason of the Redis batch script (store/redis/batch.py), :data:`COVARIATE_DROP_REASONS`
-each reason a covariate read from a request is dropped (asgi/covariates.py). Re-exported by
+each reason a covariate read from a request is dropped (asgi/covariates.py). The memory store
+adds ``unattributed_requests``: finished requests whose decision was no longer pending, so
+their latency and error had nothing to be attributed to (store/journal.py). Re-exported by
 :mod:`modelrouter.store.protocol`.
 
 Thread safety: pure functions and constants.
@@ -29,6 +31,13 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
     if losses.get("dropped_values"):
         notes.append(f"{losses['dropped_values']:,} feedback values were dropped by full worker "
                      "buffers while the shared store was unreachable")
+    if losses.get("unattributed_requests"):
+        n = losses["unattributed_requests"]
+        whose = "request's" if n == 1 else "requests'"
+        notes.append(f"{n:,} finished {whose} latency and error were not recorded: the "
+                     "decision was no longer pending when the response ended "
+                     "(max_pending newer decisions were made while it was in flight, or the "
+                     "store was restored); raise max_pending if this grows")
     if losses.get("orphan_values"):
         notes.append(f"{losses['orphan_values']:,} feedback values belong to units whose exposure "
                      "is not in the shared store (dropped or not yet flushed); not analysed")

@@ -83,6 +83,10 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         self._slot_x = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._slot_y = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._uncounted, self._overflow = 0, 0
+        # finished requests whose automatic metrics had no pending decision left to attribute
+        # them to (evicted by max_pending newer ones, or cleared by a restore): reported in
+        # Snapshot.losses, never dropped silently
+        self._unattributed = 0
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs, self._looks = list[EpochInfo](), list[Look]()
         self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto,
@@ -217,7 +221,8 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         slot = seq % self.max_pending
         with self._lock:
             if seq < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
-                return  # evicted by a flood of newer requests: nothing to attribute to
+                self._unattributed += 1  # evicted by a flood of newer requests: counted
+                return
             row = self._ring_row[slot]  # request level: the group's sums and the request's own
             for m, value in zip(self._auto, (latency_ms, error)):
                 add_to_pair(self._slot_x[m], self._slot_y[m], slot, self._groups.sums[row],
@@ -237,8 +242,11 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
     def _fold(self) -> None:
         """Apply the journal's entries (lock held): before anything reads what they change."""
         if self.journal is not None:  # bandit mode: into the decision tracker too
-            self.journal.fold(self._ring_seq, self._ring_row, self.max_pending, self._units,
-                               self._hist, self._hist_sum, self._decisions, self._auto)
+            lost = self.journal.fold(self._ring_seq, self._ring_row, self.max_pending,
+                                     self._units, self._hist, self._hist_sum, self._decisions,
+                                     self._auto)
+            if lost:  # entries with no pending decision left: counted (see store/journal.py)
+                self._unattributed += lost
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit's row (unit level only)."""
@@ -313,6 +321,8 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
             requests = np.array(self._path.requests, dtype=np.int64)
             uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
             looks, drops = tuple(self._looks), self.covariate_losses()
+            if self._unattributed:
+                drops["unattributed_requests"] = self._unattributed
             dsums = self._decisions.copy_sums() if self._decisions is not None else []
             hist = LatencyHistogram.from_flat(self._hist, self._hist_sum, len(self.variants))
         return Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,

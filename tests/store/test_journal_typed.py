@@ -181,3 +181,75 @@ def test_histogram_slot_is_bisect_left() -> None:
     values += [10 ** rng.uniform(-4, 7) for _ in range(200_000)]  # 1e-4 ms to 1e7 ms
     wrong = [x for x in values if histogram_slot(x) != bisect.bisect_left(EDGES_MS, x)]
     assert wrong == []
+
+
+# -- a finished request whose decision is no longer pending: counted, never silent -------------
+@pytest.mark.parametrize("compiled_fold", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize("typed", [True, False], ids=["record", "tuple"])
+def test_an_entry_without_a_pending_decision_is_counted(compiled_fold: bool,
+                                                        typed: bool) -> None:
+    """Decisions 99 down to 36 are pending in a ring of 64; 0 and 35 were evicted, -1 was
+    never issued: three entries skipped and counted by both twins' folds, from either kind
+    of entry, and reported once in the snapshot's losses."""
+    entries = [(0, 1.0, 0.0), (35, 2.0, 1.0), (-1, 5.0, 0.0), (99, 1.0, 0.0), (98, 3.0, 0.0)]
+    out = fold_run(entries, compiled_fold, False, typed=typed)
+    assert "'error': None" in out
+    r = make_router(max_pending=64)
+    exp = r.experiment
+    seqs = [exp.route_checked(f"u{i % 30}")[1] for i in range(100)]
+    store: Any = exp.store
+    journal = store.journal
+    for seq, latency, error in entries:
+        (journal.typed.append if typed else lambda *e: journal.entries.append(e))(
+            seq, latency, error)
+    assert seqs[0] == 0 and seqs[-1] == 99
+    snap = store.snapshot()
+    assert snap.losses == {"unattributed_requests": 3}
+    assert snap.units is not None and snap.units.y["latency_ms"].sum() == 2
+    assert snap.n_units == 30
+
+
+def test_a_request_outlived_by_max_pending_decisions_is_reported() -> None:
+    """End to end: the app makes 100 other decisions (a ring of 64) before it answers, as a
+    long stream under heavy traffic would; the request's latency cannot be attributed, and
+    the analysis says so instead of silently counting one request fewer."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            for i in range(100):
+                r.experiment.route_checked(f"other-{i}")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    r = make_router(app, max_pending=64)
+    exp = r.experiment
+
+    async def go() -> None:
+        for path in ("/slow", "/fast"):
+            scope = {"type": "http", "path": path, "method": "GET", "query_string": b"",
+                     "headers": [(b"x-user-id", path.encode())]}
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b""}
+
+            async def send(message: Any) -> None:
+                return None
+
+            await r(scope, receive, send)
+
+    asyncio.run(go())
+    snap = exp.store.snapshot()
+    assert snap.losses == {"unattributed_requests": 1}
+    assert snap.units is not None and snap.units.y["latency_ms"].sum() == 1
+    notes = r.analysis().compare("latency_ms", "b").notes
+    assert any("1 finished request's latency and error were not recorded" in n for n in notes)
+
+
+def test_request_level_counts_the_same_drop() -> None:
+    r = make_router(max_pending=64, level="request")
+    exp = r.experiment
+    first = exp.route_checked("u")[1]
+    for i in range(100):
+        exp.route_checked(f"u{i}")
+    store: Any = exp.store
+    store.record_auto(first, 1.0, 0.0)
+    assert store.snapshot().losses == {"unattributed_requests": 1}
