@@ -30,6 +30,22 @@ from tests.asgi._attack import fold_run, make_router
 BUILT = bool(compiled()) and all(compiled().values())
 pytestmark = pytest.mark.skipif(not BUILT, reason="compiled twins not built on this machine")
 
+def serve(router: Any, requests: list[tuple[str, str]]) -> None:
+    """GET each ``(path, unit id)`` through ``router``, one after the other."""
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def go() -> None:
+        for path, unit in requests:
+            await router({"type": "http", "path": path, "method": "GET", "query_string": b"",
+                          "headers": [(b"x-user-id", unit.encode())]}, receive, send)
+
+    asyncio.run(go())
+
+
 ENTRIES: dict[str, list[Any]] = {
     "plain": [(99 - i % 40, 0.1 * i + 1e-7, float(i % 3 == 0)) for i in range(300)],
     "evicted-and-negative": [(0, 1.0, 0.0), (36, 2.0, 1.0), (-1, 5.0, 0.0), (99, 1.0, 0.0)],
@@ -150,20 +166,7 @@ def test_the_default_clock_writes_records_and_an_odd_timer_writes_tuples() -> No
                         **({} if timer is None else {"timer": timer}))
         journal = r.experiment.store.journal
 
-        async def go(router: Any = r) -> None:
-            for i in range(5):
-                scope = {"type": "http", "path": "/", "method": "GET", "query_string": b"",
-                         "headers": [(b"x-user-id", f"u{i}".encode())]}
-
-                async def receive() -> dict[str, Any]:
-                    return {"type": "http.request", "body": b""}
-
-                async def send(message: Any) -> None:
-                    return None
-
-                await router(scope, receive, send)
-
-        asyncio.run(go())
+        serve(r, [("/", f"u{i}") for i in range(5)])
         assert (len(journal.typed), len(journal.entries)) == ((5, 0) if kind == "typed"
                                                                else (0, 5)), kind
         units = r.experiment.store.snapshot().units
@@ -223,20 +226,7 @@ def test_a_request_outlived_by_max_pending_decisions_is_reported() -> None:
     r = make_router(app, max_pending=64)
     exp = r.experiment
 
-    async def go() -> None:
-        for path in ("/slow", "/fast"):
-            scope = {"type": "http", "path": path, "method": "GET", "query_string": b"",
-                     "headers": [(b"x-user-id", path.encode())]}
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b""}
-
-            async def send(message: Any) -> None:
-                return None
-
-            await r(scope, receive, send)
-
-    asyncio.run(go())
+    serve(r, [("/slow", "slow"), ("/fast", "fast")])
     snap = exp.store.snapshot()
     assert snap.losses == {"unattributed_requests": 1}
     assert snap.units is not None and snap.units.y["latency_ms"].sum() == 1
