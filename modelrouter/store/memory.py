@@ -83,10 +83,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         self._slot_x = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._slot_y = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._uncounted, self._overflow = 0, 0
-        # finished requests whose automatic metrics had no pending decision left to attribute
-        # them to (evicted by max_pending newer ones, or cleared by a restore): reported in
-        # Snapshot.losses, never dropped silently
-        self._unattributed = 0
+        self._unattributed = 0  # finished requests with no pending decision left (losses)
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs, self._looks = list[EpochInfo](), list[Look]()
         self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto,
@@ -242,11 +239,9 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
     def _fold(self) -> None:
         """Apply the journal's entries (lock held): before anything reads what they change."""
         if self.journal is not None:  # bandit mode: into the decision tracker too
-            lost = self.journal.fold(self._ring_seq, self._ring_row, self.max_pending,
-                                     self._units, self._hist, self._hist_sum, self._decisions,
-                                     self._auto)
-            if lost:  # entries with no pending decision left: counted (see store/journal.py)
-                self._unattributed += lost
+            self._unattributed += self.journal.fold(  # those skipped: store/journal.py
+                self._ring_seq, self._ring_row, self.max_pending, self._units, self._hist,
+                self._hist_sum, self._decisions, self._auto)
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit's row (unit level only)."""

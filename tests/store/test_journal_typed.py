@@ -243,3 +243,24 @@ def test_request_level_counts_the_same_drop() -> None:
     store: Any = exp.store
     store.record_auto(first, 1.0, 0.0)
     assert store.snapshot().losses == {"unattributed_requests": 1}
+
+
+@pytest.mark.parametrize("compiled_fold", [True, False], ids=["compiled", "python"])
+def test_each_fold_returns_what_it_skipped(compiled_fold: bool) -> None:
+    from modelrouter.config.extensions import python_method  # noqa: PLC0415
+
+    r = make_router(max_pending=64)
+    exp = r.experiment
+    for i in range(100):
+        exp.route_checked(f"u{i % 30}")
+    store: Any = exp.store
+    store.fold_journal()
+    journal = store.journal
+    journal.typed.append(0, 1.0, 0.0)  # evicted
+    journal.typed.append(99, 1.0, 0.0)  # pending
+    journal.entries.extend([(-1, 1.0, 0.0), (2**70, 1.0, 0.0), (98, 2.0, 1.0), (35, "x", 0.0)])
+    fold = journal.fold if compiled_fold else python_method(AutoJournal, "fold").__get__(journal)
+    with store._lock:
+        lost = fold(store._ring_seq, store._ring_row, store.max_pending, store._units,
+                    store._hist, store._hist_sum, store._decisions, store._auto)
+    assert lost == 4  # 0, -1, 2**70 and 35 (evicted before its value's type matters)
