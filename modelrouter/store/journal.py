@@ -68,8 +68,9 @@ class AutoJournal:
         self.threshold = threshold
         self.typed: Any = None if _compiled is None else _compiled.EntryBuffer()
 
-    def __len__(self) -> int:
-        """Entries waiting for a fold (both kinds)."""
+    def pending(self) -> int:
+        """Entries waiting for a fold (both kinds). A method, not ``__len__``: an empty
+        journal must stay truthy where code tests ``if store.journal``."""
         return len(self.entries) + (0 if self.typed is None else len(self.typed))
 
     def fold(self, ring_seq: array[int], ring_row: array[int], capacity: int, units: UnitTable,
