@@ -133,20 +133,16 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
                 lost += f.entry(items[i].seq, items[i].latency, items[i].error, None, None)
             for entry in batch:
                 seq_obj, latency_obj, error_obj = entry  # the twin's unpacking (its ValueError)
-                if type(seq_obj) is not int or type(latency_obj) is not float or (
-                        type(error_obj) is not float):  # not the middleware's (int, float, float)
-                    f.release()
-                    lost += _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row,
-                                         capacity, f.size, units, hist, hist_sum)
-                    continue
-                seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
-                if overflow:  # past any decision number: the twin's own comparisons skip it
-                    f.release()
-                    lost += _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row,
-                                         capacity, f.size, units, hist, hist_sum)
-                    continue
-                lost += f.entry(seq, <double>latency_obj, <double>error_obj, latency_obj,
-                                error_obj)
+                if (type(seq_obj) is int and type(latency_obj) is float
+                        and type(error_obj) is float):  # the middleware's (int, float, float)
+                    seq = PyLong_AsLongLongAndOverflow(seq_obj, &overflow)
+                    if not overflow:  # (past any decision number: the twin's comparisons)
+                        lost += f.entry(seq, <double>latency_obj, <double>error_obj,
+                                        latency_obj, error_obj)
+                        continue
+                f.release()  # any other entry: the Python twin's operations, in order
+                lost += _fold_any_py(seq_obj, latency_obj, error_obj, ring_seq, ring_row,
+                                     capacity, f.size, units, hist, hist_sum)
         finally:
             f.release()
         if tracker is not None:  # a decision no longer tracked is skipped by apply
@@ -191,7 +187,7 @@ cdef class _Fold:
     :meth:`entry` needs for one entry (the fold's locals, shared by its two loops)."""
 
     cdef array rs, rr, hist_a, lat_x, lat_y, err_x, err_y, variant
-    cdef object ring_seq, ring_row, capacity, units, hist, hsum
+    cdef object ring_seq, units, hist, hsum
     cdef Py_ssize_t size, nv
     cdef long long cap
     cdef double acc[_HELD]  # hist_sum's floats while held in C (held[v] set)
@@ -201,8 +197,7 @@ cdef class _Fold:
         self.rs, self.rr, self.hist_a = ring_seq, ring_row, hist
         self.lat_x, self.lat_y, self.err_x = units.lat_x, units.lat_y, units.err_x
         self.err_y, self.variant = units.err_y, units.variant
-        self.ring_seq, self.ring_row, self.capacity = ring_seq, ring_row, capacity
-        self.units, self.hist, self.hsum = units, hist, hist_sum
+        self.ring_seq, self.units, self.hist, self.hsum = ring_seq, units, hist, hist_sum
         self.cap = capacity
         self.size = len(self.rs)
         # the variants' latency sums (hist_sum, a list of floats) are added in C and written
