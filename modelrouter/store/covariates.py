@@ -22,7 +22,7 @@ changed by the treatment and is not used (analysis/adjusted.py).
 Values read from requests (asgi/covariates.py) that cannot be used are counted by reason
 (:class:`MemoryCovariateMembers`, ``drop_covariate``) and reported in ``Snapshot.losses`` as
 ``covariate_dropped:<reason>`` (store/losses.py says them in the analysis notes); the counts
-belong to the store object, so they survive a restore but are not written to snapshot files.
+are part of the store's saved state (its ``losses``), so a restored store still reports them.
 
 Thread safety: :class:`CovariateTable` has none of its own (the owning memory store calls it
 under its lock); :class:`MemoryCovariateMembers` takes the store's lock.
@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from modelrouter.exceptions import FeedbackError, StoreError
-from modelrouter.store.losses import DROP_PREFIX
+from modelrouter.store.losses import DROP_PREFIX, count_loss
 
 if TYPE_CHECKING:
     import numpy as np
@@ -164,7 +164,7 @@ class MemoryCovariateMembers:
 
     _lock: threading.Lock
     _units: _Units
-    _covariate_drops: dict[str, int] | None = None  # reason -> values dropped (lock held)
+    _losses: dict[str, int]  # the store's Snapshot.losses counts (lock held)
 
     def record_covariate(self, unit: str, index: int, value: float, now: float) -> None:
         """Keep a unit's pre-exposure covariate (first value wins; :class:`CovariateTable`)."""
@@ -174,11 +174,4 @@ class MemoryCovariateMembers:
     def drop_covariate(self, reason: str) -> None:
         """Count one covariate value read from a request and dropped for ``reason``."""
         with self._lock:
-            drops = self._covariate_drops
-            if drops is None:
-                drops = self._covariate_drops = {}
-            drops[reason] = drops.get(reason, 0) + 1
-
-    def covariate_losses(self) -> dict[str, int]:
-        """The drops as ``Snapshot.losses`` entries (call with the lock held)."""
-        return {DROP_PREFIX + r: n for r, n in sorted((self._covariate_drops or {}).items())}
+            count_loss(self._losses, DROP_PREFIX + reason)

@@ -5,9 +5,11 @@ buffers, orphan values, batches Redis refused with their reasons, covariate valu
 requests and dropped) into sentences for the analysis; :data:`REFUSAL_REASONS` explains each
 refusal reason of the Redis batch script (store/redis/batch.py), :data:`COVARIATE_DROP_REASONS`
 each reason a covariate read from a request is dropped (asgi/covariates.py). The memory store
-adds ``unattributed_requests``: finished requests whose decision was no longer pending, so
-their latency and error had nothing to be attributed to (store/journal.py). Re-exported by
-:mod:`modelrouter.store.protocol`.
+adds ``unattributed_requests`` (:data:`UNATTRIBUTED`): finished requests whose decision was no
+longer pending, so their latency and error had nothing to be attributed to (store/journal.py);
+the Redis store counts those of every worker too. A memory store keeps its losses in one dict
+(:func:`count_loss`) and saves them with its state (:func:`check_losses` reads them back).
+Re-exported by :mod:`modelrouter.store.protocol`.
 
 Thread safety: pure functions and constants.
 """
@@ -16,10 +18,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["COVARIATE_DROP_REASONS", "DROP_PREFIX", "REFUSAL_REASONS", "loss_notes"]
+__all__ = ["COVARIATE_DROP_REASONS", "DROP_PREFIX", "REFUSAL_REASONS", "UNATTRIBUTED",
+           "check_losses", "count_loss", "loss_notes"]
 
 DROP_PREFIX = "covariate_dropped:"
 """``Snapshot.losses`` key prefix of covariate values read from requests and dropped."""
+
+UNATTRIBUTED = "unattributed_requests"
+"""``Snapshot.losses`` key of finished requests whose decision was no longer pending."""
+
+
+def count_loss(losses: dict[str, int], key: str, n: int = 1) -> None:
+    """Add ``n`` to the ``losses`` entry ``key`` (nothing for 0: no zero entries)."""
+    if n:
+        losses[key] = losses.get(key, 0) + n
+
+
+def check_losses(section: object) -> dict[str, int]:
+    """A saved ``losses`` section validated (ValueError): a mapping of the keys a memory store
+    counts (:data:`UNATTRIBUTED`, :data:`DROP_PREFIX` + reason) to counts in [0, 2**63)."""
+    if not isinstance(section, Mapping):
+        raise ValueError(f"losses must be a mapping, not {type(section).__name__}")
+    losses = {}
+    for key, n in section.items():
+        if not isinstance(key, str) or not (key == UNATTRIBUTED or key.startswith(DROP_PREFIX)):
+            raise ValueError(f"unknown loss {key!r}")
+        if type(n) is not int or not 0 <= n < 2**63:
+            raise ValueError(f"loss {key!r} is {n!r}, not a count")
+        losses[key] = n
+    return losses
 
 
 def loss_notes(losses: Mapping[str, int]) -> list[str]:
@@ -31,8 +58,8 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
     if losses.get("dropped_values"):
         notes.append(f"{losses['dropped_values']:,} feedback values were dropped by full worker "
                      "buffers while the shared store was unreachable")
-    if losses.get("unattributed_requests"):
-        n = losses["unattributed_requests"]
+    if losses.get(UNATTRIBUTED):
+        n = losses[UNATTRIBUTED]
         whose = "request's" if n == 1 else "requests'"
         notes.append(f"{n:,} finished {whose} latency and error were not recorded: the "
                      "decision was no longer pending when the response ended "

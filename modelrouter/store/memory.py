@@ -35,6 +35,7 @@ from modelrouter.store.forksafe import STORE, track
 from modelrouter.store.histogram import EDGES_MS, N_SLOTS, LatencyHistogram
 from modelrouter.store.journal import AutoJournal, fold_threshold
 from modelrouter.store.looks import Look, check_next_look
+from modelrouter.store.losses import UNATTRIBUTED, count_loss
 from modelrouter.store.protocol import BaseStore
 from modelrouter.store.ring import PendingRing
 from modelrouter.store.rows import GroupTable, add_to_pair, moments_of_rows
@@ -83,7 +84,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         self._slot_x = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._slot_y = [ring.add_column("d", 0.0) for _ in range(per_slot)]
         self._uncounted, self._overflow = 0, 0
-        self._unattributed = 0  # finished requests with no pending decision left (losses)
+        self._losses: dict[str, int] = {}  # Snapshot.losses: unattributed, covariate drops
         self._seg_codes: list[dict[str, int]] = [{} for _ in self.segment_dims]
         self._epochs, self._looks = list[EpochInfo](), list[Look]()
         self._use_units(UnitTable(n_metrics, len(self.segment_dims), self._auto,
@@ -218,7 +219,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
         slot = seq % self.max_pending
         with self._lock:
             if seq < 0 or slot >= len(self._ring_seq) or self._ring_seq[slot] != seq:
-                self._unattributed += 1  # evicted by a flood of newer requests: counted
+                count_loss(self._losses, UNATTRIBUTED)  # evicted by newer requests: counted
                 return
             row = self._ring_row[slot]  # request level: the group's sums and the request's own
             for m, value in zip(self._auto, (latency_ms, error)):
@@ -239,9 +240,9 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
     def _fold(self) -> None:
         """Apply the journal's entries (lock held): before anything reads what they change."""
         if self.journal is not None:  # bandit mode: into the decision tracker too
-            self._unattributed += self.journal.fold(  # those skipped: store/journal.py
+            count_loss(self._losses, UNATTRIBUTED, self.journal.fold(  # the skipped ones
                 self._ring_seq, self._ring_row, self.max_pending, self._units, self._hist,
-                self._hist_sum, self._decisions, self._auto)
+                self._hist_sum, self._decisions, self._auto))
 
     def record_unit(self, unit: str, metric: int, value: float) -> None:
         """Add a validated value to a unit's row (unit level only)."""
@@ -315,9 +316,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
             seg_values = {d: code_order(t) for d, t in zip(self.segment_dims, self._seg_codes)}
             requests = np.array(self._path.requests, dtype=np.int64)
             uncounted, overflow, epochs = self._uncounted, self._overflow, tuple(self._epochs)
-            looks, drops = tuple(self._looks), self.covariate_losses()
-            if self._unattributed:
-                drops["unattributed_requests"] = self._unattributed
+            looks, drops = tuple(self._looks), dict(sorted(self._losses.items()))
             dsums = self._decisions.copy_sums() if self._decisions is not None else []
             hist = LatencyHistogram.from_flat(self._hist, self._hist_sum, len(self.variants))
         return Snapshot(variants=self.variants, metrics=self.metrics, level=self.level,
@@ -340,7 +339,8 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
             hist_sum, self._hist_sum = self._hist_sum, [0.0] * k
             groups = self._groups.take()
             tables = tuple(code_order(t) for t in self._seg_codes)
-        return Deltas(requests, uncounted, overflow, tables, groups, hist, hist_sum)
+            unattributed = self._losses.pop(UNATTRIBUTED, 0)
+        return Deltas(requests, uncounted, overflow, tables, groups, hist, hist_sum, unattributed)
 
     def stats(self) -> dict[str, object]:
         """Decisions issued, slots of the pending ring in use, units or groups (no I/O)."""
@@ -360,7 +360,8 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
                 self._path.requests, self._uncounted, self._overflow, self._seg_codes, self._epochs,
                 self._looks, self._groups, self._units if self.unit_level else None, self._hist,
                 self._hist_sum, None if self._decisions is None
-                else self._decisions.dump_training()), self.metric_names, self.clock())
+                else self._decisions.dump_training(), losses=self._losses),
+                self.metric_names, self.clock())
 
     def load(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         """Replace the statistics by a :meth:`dump`'s, all or nothing: validated first (StoreError,
@@ -379,7 +380,7 @@ class MemoryStore(MemoryCovariateMembers, BaseStore):
             self._path.requests, self._uncounted = new.requests, new.uncounted
             self._overflow, self._seg_codes = new.overflow, new.segment_codes
             self._epochs, self._looks, self._groups = new.epochs, new.looks, new.groups
-            self._hist, self._hist_sum = new.hist, new.hist_sum
+            self._hist, self._hist_sum, self._losses = new.hist, new.hist_sum, dict(new.losses)
             self._use_units(units)
             self.ring.clear(self._path.seq)
             if self._decisions is not None:  # its sums are keyed by the replaced epochs

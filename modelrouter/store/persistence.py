@@ -50,6 +50,11 @@ NaN where none was recorded (store/covariates.py). A file without them (written 
 covariates existed, or before the covariate was declared) restores with none recorded.
 Covariates waiting for a unit's first exposure are not saved.
 
+The losses a memory store counted (``Snapshot.losses``: finished requests whose decision had
+left the pending ring, covariate values dropped from requests) need no new version either: an
+optional header section ``losses`` (name -> count, store/losses.py), so a restored store's
+analysis still says what its data lacks. A file without it restores with none.
+
 Version 3 adds ``salt_sha256`` and ``control`` to the identity (above). Version 2 added the
 per-variant latency histogram (arrays ``latency_hist``, ``latency_sum``
 and its bucket layout ``latency_layout`` in the header, see store/histogram.py). Version 1

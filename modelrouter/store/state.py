@@ -2,7 +2,8 @@
 
 :meth:`MemoryStore.dump <modelrouter.store.memory.MemoryStore.dump>` gives a JSON-safe header
 (requests per variant, uncounted requests, segment overflow, segment value tables, epochs,
-request-level group keys, looks, ``saved_at``, the latency histogram layout) and named numpy
+request-level group keys, looks, ``saved_at``, the latency histogram layout, the losses counted
+so far: ``Snapshot.losses``, absent from files written before them) and named numpy
 arrays (latency histogram, group sums, and at unit level the unit index and every column, see
 store/units.py). :meth:`MemoryStore.load <modelrouter.store.memory.MemoryStore.load>` takes
 the same back: :func:`parse_state` validates all of it and builds new objects before the store
@@ -27,12 +28,13 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import StoreError
 from modelrouter.store.histogram import LAYOUT, N_SLOTS
 from modelrouter.store.looks import Look
+from modelrouter.store.losses import check_losses
 from modelrouter.store.rows import SUMS_PER_METRIC, GroupTable
 from modelrouter.store.types import EpochInfo
 from modelrouter.store.units import UnitTable
@@ -61,6 +63,7 @@ class StoreState:
     hist_sum: list[float]
     training: Mapping[str, Any] | None = None  # the tracker's counters (dump_training)
     training_counters: list[list[float]] | None = None  # parsed, in the tracker's order
+    losses: Mapping[str, int] = field(default_factory=dict)  # Snapshot.losses (store/losses.py)
 
 
 TRAINING_COUNTERS = {"binary": ("successes", "failures"), "continuous": ("n", "sum", "sumsq")}
@@ -86,6 +89,7 @@ def dump_state(state: StoreState, metric_names: Sequence[str], saved_at: float
         "saved_at": saved_at,
         "looks": [k.to_dict() for k in state.looks],
         "latency_layout": LAYOUT,
+        "losses": dict(state.losses),
     }
     if state.training is not None:
         header["training"] = state.training
@@ -144,7 +148,8 @@ def _parse(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], k: int,
         segment_codes=[{str(v): i for i, v in enumerate(t)} for t in tables],
         epochs=epochs, looks=[Look.from_dict(k) for k in header.get("looks", [])],
         groups=GroupTable.of(len(metric_names), keys, sums.tolist()), units=units,
-        hist=hist, hist_sum=hist_sum, training=training, training_counters=counters)
+        hist=hist, hist_sum=hist_sum, training=training, training_counters=counters,
+        losses=check_losses(header.get("losses", {})))
 
 
 def _training(section: Any, k: int) -> tuple[Mapping[str, Any] | None, list[list[float]] | None]:

@@ -110,3 +110,4 @@ class Deltas:
     groups: list[tuple[tuple[int, int, tuple[int, ...]], list[float]]]  # (key, row delta)
     hist: array[int]  # latency histogram increments, slot s of variant v at v * N_SLOTS + s
     hist_sum: list[float]
+    unattributed: int = 0  # finished requests whose decision was no longer pending

@@ -238,6 +238,7 @@ def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout, sync: SyncDeltas 
     requests = [a + b for a, b in zip(buf.requests, local.requests)]
     ops += counter_ops(layout.variants, layout.metric_names, buf.events, requests,
                        {"uncounted": buf.uncounted + local.uncounted,
+                        "unattributed": buf.unattributed + local.unattributed,
                         "segment_overflow": local.segment_overflow,
                         "dropped_exposures": buf.dropped[0], "dropped_values": buf.dropped[1],
                         **{DROP_PREFIX + r: n for r, n in buf.covariate_drops.items()}},

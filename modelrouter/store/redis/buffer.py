@@ -54,7 +54,7 @@ class DeltaBuffer:
 
     __slots__ = ("covariate_drops", "covariates", "dropped", "epochs", "events", "exposures",
                  "first", "hist", "hist_sum", "looks", "max_buffer", "requests", "size",
-                 "uncounted", "xy")
+                 "unattributed", "uncounted", "xy")
 
     def __init__(self, n_variants: int, max_buffer: int) -> None:
         self.max_buffer = max_buffer
@@ -67,6 +67,7 @@ class DeltaBuffer:
         self.events: dict[tuple[int, int], list[float]] = {}
         self.requests = [0] * n_variants
         self.uncounted = 0
+        self.unattributed = 0  # finished requests whose decision was no longer pending
         self.dropped = [0, 0]  # exposures, values refused by a full buffer
         self.epochs: list[EpochInfo] = []
         self.looks: list[Look] = []

@@ -19,7 +19,7 @@ first-writer-wins:
                             the first value recorded wins; store/redis/covariates.py)
 ``mr:{exp}:requests``       variant -> routed requests
 ``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values,
-                            refused_batches, refused_requests/_exposures/_values
+                            unattributed, refused_batches, refused_requests/_exposures/_values
 ``mr:{exp}:refused``        reason -> batches Redis refused for it (see batch.py)
 ``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
 ``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum

@@ -16,7 +16,9 @@ Request-level experiments buffer O(groups) sums, so they never drop.
 Each batch applies completely or not at all (batch.py validates it in its script before
 writing); one Redis can never apply (a total overflowing a float, a key another client
 overwrote) is dropped whole and counted with its reason (``refused_*`` counters, the
-``refused`` hash), reported in ``Snapshot.losses`` and the analysis notes. Errors say which
+``refused`` hash), reported in ``Snapshot.losses`` and the analysis notes, as are finished
+requests whose decision had left this worker's pending ring (``unattributed``, every worker's
+added: their latency and error had no unit to go to). Errors say which
 failure it was: ``... is unavailable`` (no answer) or ``... refused ...`` (an error reply such
 as OOM or READONLY); both keep the batch queued for a retry.
 
@@ -253,7 +255,8 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
             h = latency_slot(latency_ms)
             with self._lock:
                 slot = self.ring.find(seq)
-                if slot < 0:
+                if slot < 0:  # evicted by newer decisions (or a restart): counted, not lost
+                    self._buf.unattributed += 1
                     return
                 unit, variant = self._ring_unit[slot], self.ring.row[slot]
                 buf = self._buf
