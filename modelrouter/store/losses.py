@@ -36,12 +36,15 @@ def count_loss(losses: dict[str, int], key: str, n: int = 1) -> None:
 
 def check_losses(section: object) -> dict[str, int]:
     """A saved ``losses`` section validated (ValueError): a mapping of the keys a memory store
-    counts (:data:`UNATTRIBUTED`, :data:`DROP_PREFIX` + reason) to counts in [0, 2**63)."""
+    counts (:data:`UNATTRIBUTED`, :data:`DROP_PREFIX` + a reason of
+    :data:`COVARIATE_DROP_REASONS`) to counts in [0, 2**63). A file cannot put text of its
+    own into the analysis notes."""
     if not isinstance(section, Mapping):
         raise ValueError(f"losses must be a mapping, not {type(section).__name__}")
     losses = {}
     for key, n in section.items():
-        if not isinstance(key, str) or not (key == UNATTRIBUTED or key.startswith(DROP_PREFIX)):
+        if key != UNATTRIBUTED and (not isinstance(key, str) or not key.startswith(DROP_PREFIX)
+                                    or key[len(DROP_PREFIX):] not in COVARIATE_DROP_REASONS):
             raise ValueError(f"unknown loss {key!r}")
         if type(n) is not int or not 0 <= n < 2**63:
             raise ValueError(f"loss {key!r} is {n!r}, not a count")

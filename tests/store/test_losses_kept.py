@@ -110,10 +110,13 @@ def test_a_state_saved_before_the_losses_loads_with_none() -> None:
     {"unattributed_requests": 1.0},
     {"unattributed_requests": "1"},
     {"unattributed_requests": 2**63},
-    {"covariate_dropped:x": None},
+    {"covariate_dropped:refused": None},
+    {"covariate_dropped:see https://example.com": 1},  # text of its own into the notes
+    {"covariate_dropped:\ud800": 1},
     [["unattributed_requests", 1]],
     "unattributed_requests",
-], ids=["foreign", "negative", "bool", "float", "str", "huge", "none", "list", "text"])
+], ids=["foreign", "negative", "bool", "float", "str", "huge", "none", "reason", "surrogate",
+        "list", "text"])
 def test_a_hostile_losses_section_is_refused_and_changes_nothing(section: Any) -> None:
     """memory x hostile input: the state is refused before anything changes."""
     src = memory_router()
