@@ -45,3 +45,33 @@ cdef inline int push_entry(EntryBuffer b, long long seq, double latency,
     b.items[b.n].error = error
     b.n += 1
     return 0
+
+
+# store.rows.add_to_pair on 'd' arrays (a unit's x and y columns, its group's row), shared by the
+# compiled add_to_pair and the tracker's compiled apply (store/decisions_c.pyx): 1 when written,
+# 0 having written nothing when an index is out of range or an array holds no doubles (the caller
+# then runs the Python twin's lines). ``any_`` is tested after the checks and before the first
+# write, where the Python twin tests it, so an exception from it leaves everything unchanged.
+cdef inline int pair_to_row(array xa, array ya, Py_ssize_t i, array r, Py_ssize_t m, double v,
+                            object any_) except -1:
+    cdef Py_ssize_t b = 1 + 5 * m
+    cdef double old_x, old_y, new_x, new_y
+    cdef double* rd
+    if not (xa.ob_descr.typecode == b"d" and ya.ob_descr.typecode == b"d"
+            and r.ob_descr.typecode == b"d" and 0 <= i < len(xa) and i < len(ya)
+            and 0 <= m < (<Py_ssize_t>1 << 40) and b + 4 < len(r)):
+        return 0
+    old_x, old_y = xa.data.as_doubles[i], ya.data.as_doubles[i]
+    if any_:
+        new_x = v if v > old_x else old_x  # max(old_x, value)
+    else:
+        new_x = old_x + v
+    new_y = old_y + 1.0
+    xa.data.as_doubles[i], ya.data.as_doubles[i] = new_x, new_y
+    rd = r.data.as_doubles
+    rd[b] = rd[b] + (new_x - old_x)
+    rd[b + 1] = rd[b + 1] + 1.0
+    rd[b + 2] = rd[b + 2] + (new_x * new_x - old_x * old_x)
+    rd[b + 3] = rd[b + 3] + (new_y * new_y - old_y * old_y)
+    rd[b + 4] = rd[b + 4] + (new_x * new_y - old_x * old_y)
+    return 1

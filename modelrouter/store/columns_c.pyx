@@ -501,12 +501,22 @@ def remember(self, seq, now, row):
 def add_to_pair(xs, ys, slot, row, m, value, any_):
     """``store.rows.add_to_pair`` (the Python twin): add ``value`` to one unit's ``(x, y)``
     of metric ``m`` and move its group's sums by exactly the change; the same float
-    operations in the same order, in C for 'd' arrays, a list row of floats and a float."""
+    operations in the same order, in C for 'd' arrays (the row's too), a float value and int
+    slot and metric; a list row of floats as well (rows written before rows were arrays)."""
     cdef array xa, ya
     cdef Py_ssize_t i, b
     cdef double old_x, old_y, new_x, new_y, v
     cdef list r
-    if (type(xs) is array and type(ys) is array and type(row) is list
+    cdef long long si, mi
+    cdef int o1 = 0, o2 = 0
+    if (type(xs) is array and type(ys) is array and type(row) is array
+            and type(value) is float and type(slot) is int and type(m) is int):
+        si = PyLong_AsLongLongAndOverflow(slot, &o1)
+        mi = PyLong_AsLongLongAndOverflow(m, &o2)
+        if (not o1 and not o2 and 0 <= mi < 1 << 40
+                and pair_to_row(xs, ys, <Py_ssize_t>si, row, <Py_ssize_t>mi, value, any_)):
+            return None  # else the Python twin's lines below (their exceptions)
+    elif (type(xs) is array and type(ys) is array and type(row) is list
             and type(value) is float and type(slot) is int and type(m) is int):
         xa, ya, r = xs, ys, row
         i = slot

@@ -30,7 +30,7 @@ from cpython.list cimport PyList_GET_SIZE
 from libc.string cimport memset
 from cpython.object cimport PyObject
 
-from modelrouter.store.columns_c cimport ring_remember, set_tracker_apply
+from modelrouter.store.columns_c cimport pair_to_row, ring_remember, set_tracker_apply
 from modelrouter.store.dict_fields cimport (Fields, dict_version, instance_dict, read_fields,
                                             twin_dict)
 
@@ -224,6 +224,7 @@ cdef object _open(object self, object core, object seq, object variant, object e
     cdef Py_ssize_t gi, slot, ci
     cdef unsigned long long version
     cdef bint train, zero
+    cdef double* row_d
     if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
             or type(variant) is not int or type(tag) is not int or type(now) is not float):
         return _open_py(self, seq, variant, epoch, segment, tag, unit_row, now)
@@ -259,11 +260,12 @@ cdef object _open(object self, object core, object seq, object variant, object e
                 memset(c.g_cache, 0xFF, sizeof(c.g_cache))  # every entry -1
                 c.g_version, c.g_epoch = version, epoch
             c.g_cache[ci] = gi
-    if o1 or not 0 <= gi < PyList_GET_SIZE(c.sums) or not _float_at(c.sums[gi], 0):
+    if (o1 or not 0 <= gi < PyList_GET_SIZE(c.sums) or not _typed(c.sums[gi], b"d")
+            or len(<array>c.sums[gi]) < 1):
         (<object>c.sums)[g][0] += 1.0  # the list's own indexing (its errors)
     else:
-        row = c.sums[gi]
-        (<list>row)[0] = <double>(<list>row)[0] + 1.0
+        row_d = (<array>c.sums[gi]).data.as_doubles
+        row_d[0] = row_d[0] + 1.0
     if gi < 0:  # a group number the ring cannot take in C
         return _open_rest_py(self, c, seq, variant, tag, g, train, zero, unit_row, now)
     # PendingRing.remember: the ring's C path (store/columns_c.pyx), else the ring's method
@@ -336,9 +338,7 @@ cdef object _apply(object self, object core, object seq, object m, object value)
     cdef TrackerCore c
     cdef long long s, mi
     cdef int o1 = 0, o2 = 0
-    cdef Py_ssize_t slot, g, b
-    cdef array xa, ya
-    cdef double v, old_x, old_y, new_x, new_y
+    cdef Py_ssize_t slot, g
     cdef bint relevant
     if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
             or type(m) is not int):
@@ -360,28 +360,10 @@ cdef object _apply(object self, object core, object seq, object m, object value)
     xs, ys, row = c.xs[mi], c.ys[mi], None
     if 0 <= g < PyList_GET_SIZE(c.sums):
         row = c.sums[g]
-    b = 1 + 5 * mi
-    if (_typed(xs, b"d") and _typed(ys, b"d") and type(value) is float
-            and slot < len(<array>xs) and slot < len(<array>ys)
-            and type(row) is list and b + 4 < PyList_GET_SIZE(row)
-            and type((<list>row)[b]) is float and type((<list>row)[b + 1]) is float
-            and type((<list>row)[b + 2]) is float and type((<list>row)[b + 3]) is float
-            and type((<list>row)[b + 4]) is float):
-        # add_to_pair (store/rows.py): the same float operations in the same order
-        xa, ya, v = xs, ys, value
-        old_x, old_y = xa.data.as_doubles[slot], ya.data.as_doubles[slot]
-        if c.any_[mi]:
-            new_x = v if v > old_x else old_x  # max(old_x, value)
-        else:
-            new_x = old_x + v
-        new_y = old_y + 1.0
-        xa.data.as_doubles[slot], ya.data.as_doubles[slot] = new_x, new_y
-        (<list>row)[b] = <double>(<list>row)[b] + (new_x - old_x)
-        (<list>row)[b + 1] = <double>(<list>row)[b + 1] + 1.0
-        (<list>row)[b + 2] = <double>(<list>row)[b + 2] + (new_x * new_x - old_x * old_x)
-        (<list>row)[b + 3] = <double>(<list>row)[b + 3] + (new_y * new_y - old_y * old_y)
-        (<list>row)[b + 4] = <double>(<list>row)[b + 4] + (new_x * new_y - old_x * old_y)
-    else:  # the module's add_to_pair (its exceptions), as the Python method calls it
+    if (type(xs) is not array or type(ys) is not array or type(row) is not array
+            or type(value) is not float
+            or not pair_to_row(xs, ys, slot, row, mi, <double>value, c.any_[mi])):
+        # the module's add_to_pair (its exceptions), as the Python method calls it
         _globals["add_to_pair"](xs, ys, slot, (<object>c.sums)[g], m, value, c.any_[mi])
     if slot < len(c.train):
         train = c.train.data.as_schars[slot] != 0

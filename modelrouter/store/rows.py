@@ -1,7 +1,8 @@
 """Additive group rows: exact sums of per-unit ``(x, y)`` pairs, kept per group of units.
 
 A group's row is ``[n, then per metric: sum x, sum y, sum x^2, sum y^2, sum x*y]`` over its
-units (a unit is a request at request level, a decision in bandit mode). Rows add up exactly:
+units, an ``array('d')`` (the compiled request path adds to its doubles in place, where a list
+would make a float object per addition; the same float64 operations either way) (a unit is a request at request level, a decision in bandit mode). Rows add up exactly:
 a unit's change moves its group's sums by exactly the difference (:func:`add_to_pair`), rows
 of several workers add up in Redis, and :func:`moments_of_row` turns a row into
 :class:`~modelrouter.stats.moments.Moments` when a snapshot is taken. Memory is O(groups),
@@ -20,6 +21,7 @@ Thread safety: none of its own; the owning store calls everything under its lock
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Hashable, Iterable, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -36,13 +38,13 @@ SUMS_PER_METRIC = 5
 K = TypeVar("K", bound=Hashable)
 
 
-def new_sums_row(n_metrics: int) -> list[float]:
+def new_sums_row(n_metrics: int) -> array[float]:
     """An empty group row for ``n_metrics`` metrics."""
-    return [0.0] * (1 + SUMS_PER_METRIC * n_metrics)
+    return array("d", bytes(8 * (1 + SUMS_PER_METRIC * n_metrics)))
 
 
 def add_to_pair(xs: MutableSequence[float], ys: MutableSequence[float], slot: int,
-                row: list[float], m: int, value: float, any_: bool) -> None:
+                row: MutableSequence[float], m: int, value: float, any_: bool) -> None:
     """Add ``value`` to one unit's ``(x, y)`` of metric ``m`` (x is a max for "any" metrics)
     and move its group's additive sums by exactly the change, so they stay exact."""
     old_x, old_y = xs[slot], ys[slot]
@@ -85,7 +87,7 @@ class GroupTable(Generic[K]):
         self.n_metrics = n_metrics
         self.index: dict[K, int] = {}
         self.keys: list[K] = []
-        self.sums: list[list[float]] = []
+        self.sums: list[array[float]] = []
 
     @property
     def width(self) -> int:
@@ -115,7 +117,7 @@ class GroupTable(Generic[K]):
     def take(self) -> list[tuple[K, list[float]]]:
         """:meth:`copy`, then zero every row (deltas since the last take; groups stay)."""
         out = self.copy()
-        zero = [0.0] * self.width
+        zero = new_sums_row(self.n_metrics)
         for row in self.sums:
             row[:] = zero
         return out
@@ -133,7 +135,7 @@ class GroupTable(Generic[K]):
                 raise ValueError(f"group row of {len(row)} sums, expected {table.width}")
             if key in table.index:
                 raise ValueError(f"duplicate group key {key!r}")
-            table.sums[table.row_of(key)] = [float(v) for v in row]
+            table.sums[table.row_of(key)] = array("d", [float(v) for v in row])
         return table
 
 
