@@ -2,10 +2,36 @@
 from cpython.array cimport array
 
 
+from cpython.object cimport PyObject
+
+
+cdef enum:
+    MAX_RING_COLUMNS = 16  # ring columns ring_remember writes in C (more: the Python method)
+
+
+ctypedef struct RingColumn:
+    PyObject* col  # the column's array, borrowed from its (col, fill) tuple
+    double d  # its fill, read once: a 'd' column's
+    signed char b  # a 'b' column's
+    bint is_d
+
+
+# The columns ring_remember last checked, for a caller that remembers into one ring many times
+# (the decision tracker's compiled open): ``pairs`` holds the ring's (col, fill) tuples as they
+# were, so none of them can be freed and another take its address; while the ring's list holds
+# exactly these tuples, their arrays and fills (immutable parts of immutable tuples) are known,
+# and only what can change (an array's length, a buffer it exports) is checked again.
+cdef class ColumnCache:
+    cdef list pairs  # None until the first successful check
+    cdef RingColumn cols[MAX_RING_COLUMNS]
+
+
 # PendingRing.remember (store/ring.py) in C, shared by the ring's compiled twin and the tracker's
 # compiled open: the slot, or -1 having written nothing (the caller then runs the Python method).
+# ``cache``: a ColumnCache of this ring's columns, or None.
 cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list columns,
-                              long long cap, long long s, double now, long long r) except -2
+                              long long cap, long long s, double now, long long r,
+                              ColumnCache cache) except -2
 
 
 # DecisionTracker.apply (store/decisions_c.pyx) as a C call for the journal fold's decisions:
@@ -14,6 +40,10 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
 # method is still the compiled twin, and calls the method otherwise.
 ctypedef object (*TrackerApply)(object tracker, object seq, object m, object value)
 cdef void set_tracker_apply(TrackerApply fn) noexcept
+# The same for the fold's typed entries: the decision number and the value as C numbers.
+ctypedef int (*TrackerApplyTyped)(object tracker, long long seq, object m,
+                                  double value) except -1
+cdef void set_tracker_apply_typed(TrackerApplyTyped fn) noexcept
 
 
 # The journal's typed entries (AutoJournal.typed, store/journal.py): what the compiled middleware

@@ -6,12 +6,15 @@
 - :func:`fold`: ``AutoJournal.fold`` (store/journal.py) with typed reads and writes of the
   ``array`` columns, the typed entries first, the histogram slot from a bucket table
   (:func:`histogram_slot`) instead of a bisection; in bandit mode the tracker's compiled
-  ``apply`` as a C call (registered by store/decisions_c.pyx, :func:`set_tracker_apply`);
+  ``apply`` as a C call (registered by store/decisions_c.pyx, :func:`set_tracker_apply`;
+  for typed entries :func:`set_tracker_apply_typed`, the number and value as C numbers);
 - :func:`remember`: ``PendingRing.remember`` (store/ring.py) through :func:`ring_remember`,
   the ring's C path (an overwrite in place or an append while the ring fills, its extra
   ``'d'`` and ``'b'`` columns filled in C), which the compiled ``DecisionTracker.open``
-  (store/decisions_c.pyx) calls too (declared in columns_c.pxd);
-- :func:`add_to_pair`: ``store.rows.add_to_pair``, the same float operations in C.
+  (store/decisions_c.pyx) calls too (declared in columns_c.pxd), with a :class:`ColumnCache`
+  of its ring's columns as last checked;
+- :func:`add_to_pair`: ``store.rows.add_to_pair``, the same float operations in C on 'd'
+  arrays (``pair_to_row`` in columns_c.pxd, shared with the tracker's ``apply``).
 
 Each does exactly what its Python twin does, in the same order and with the same float
 operations (built with ``-ffp-contract=off``: no fused multiply-add); an index the arrays do
@@ -25,7 +28,7 @@ from cpython.array cimport array, resize_smart
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from modelrouter.store.array_exports cimport array_exports
 
@@ -96,6 +99,7 @@ def histogram_slot(double x):
 cdef object _Ring = None  # PendingRing and its Python remember (set at the end of this module)
 cdef object _remember_py = None
 cdef TrackerApply _tracker_apply = NULL  # set by store/decisions_c.pyx when it is imported
+cdef TrackerApplyTyped _tracker_apply_typed = NULL  # (the same)
 
 
 cdef enum:
@@ -148,8 +152,12 @@ def fold(self, ring_seq, ring_row, capacity, units, hist, hist_sum, tracker=None
         if tracker is not None:  # a decision no longer tracked is skipped by apply
             lat, err = auto
             for i in range(nb):
-                _apply(tracker, items[i].seq, lat, float(items[i].latency))
-                _apply(tracker, items[i].seq, err, _error_of(items[i].error))
+                if _tracker_apply_typed != NULL:
+                    _tracker_apply_typed(tracker, items[i].seq, lat, items[i].latency)
+                    _tracker_apply_typed(tracker, items[i].seq, err, items[i].error)
+                else:
+                    _apply(tracker, items[i].seq, lat, float(items[i].latency))
+                    _apply(tracker, items[i].seq, err, _error_of(items[i].error))
             for seq_obj, latency_obj, error_obj in batch:
                 _apply(tracker, seq_obj, lat, latency_obj)
                 _apply(tracker, seq_obj, err, error_obj)
@@ -308,6 +316,12 @@ cdef void set_tracker_apply(TrackerApply fn) noexcept:
     _tracker_apply = fn
 
 
+cdef void set_tracker_apply_typed(TrackerApplyTyped fn) noexcept:
+    """Register the decision tracker's typed ``apply`` (store/decisions_c.pyx)."""
+    global _tracker_apply_typed
+    _tracker_apply_typed = fn
+
+
 cdef bint _hold(list hsum, Py_ssize_t v, double* acc, unsigned char* held) except -1:
     """Take ``hsum[v]`` into C when it is a float (then ``held[v]``); False otherwise."""
     if v >= len(hsum):  # (shrunk by Python code since ``nv`` was read)
@@ -376,18 +390,12 @@ cdef inline bint _typed(object a, char code):
     return type(a) is array and (<array>a).ob_descr.typecode == code
 
 
-cdef enum:
-    _MAX_COLUMNS = 16  # ring columns ring_remember writes in C (more: the Python method)
+cdef class ColumnCache:
+    """See store/columns_c.pxd: the columns :func:`ring_remember` last checked for one
+    caller, held."""
 
 
-ctypedef struct _Column:
-    PyObject* col  # the column's array, borrowed from the ring's list (see ring_remember)
-    double d  # its fill, read once: a 'd' column's
-    signed char b  # a 'b' column's
-    bint is_d
-
-
-cdef inline bint _writable(object pair, Py_ssize_t slot, bint append, _Column* out):
+cdef inline bint _writable(object pair, Py_ssize_t slot, bint append, RingColumn* out):
     """Whether a ring column ``(col, fill)`` is one C writes at ``slot`` (an ``array`` of 'd'
     with a float fill or of 'b' with an int fill in its range, holding ``slot``; for an append,
     exporting no buffer); if so, the array and its fill in ``*out``."""
@@ -414,7 +422,7 @@ cdef inline bint _writable(object pair, Py_ssize_t slot, bint append, _Column* o
     return False
 
 
-cdef inline void _put(array col, Py_ssize_t i, _Column* c) noexcept:
+cdef inline void _put(array col, Py_ssize_t i, RingColumn* c) noexcept:
     """``col[i] = fill`` for a column :func:`_writable` accepted."""
     if c.is_d:
         col.data.as_doubles[i] = c.d
@@ -429,19 +437,34 @@ cdef inline Py_ssize_t _grow(array a) except -1:
     return n
 
 
+cdef inline bint _same(list columns, list pairs, Py_ssize_t n) noexcept:
+    """Whether ``columns`` holds exactly the tuples ``pairs`` holds (``n`` of each)."""
+    cdef Py_ssize_t k
+    if pairs is None or PyList_GET_SIZE(pairs) != n:
+        return False
+    for k in range(n):
+        if PyList_GET_ITEM(columns, k) != PyList_GET_ITEM(pairs, k):
+            return False
+    return True
+
+
 cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list columns,
-                              long long cap, long long s, double now, long long r) except -2:
+                              long long cap, long long s, double now, long long r,
+                              ColumnCache cache) except -2:
     """``PendingRing.remember(s, now, r)`` (store/ring.py) on the ring's arrays and columns
     (``seq`` 'q', ``time`` 'd', ``row`` 'q', ``_columns``; ``s >= 0``, ``cap >= 1``): an
     overwrite in place, or an append while the ring fills, with the Python method's writes in
     its order (an append writes at each array's end, as ``append`` does). Everything is checked
     before the first write and no Python code runs in between; anything else (a slot past the
     end, arrays of other lengths, a column C does not write, a buffer exported by an array that
-    would grow) returns -1 having written nothing: the caller runs the Python method."""
+    would grow) returns -1 having written nothing: the caller runs the Python method. With a
+    ``cache`` (store/columns_c.pxd) the columns' tuples are compared by identity with those it
+    holds instead of unpacked and checked again."""
     cdef Py_ssize_t slot = s % cap
     cdef Py_ssize_t size = len(seq_a), k, n = PyList_GET_SIZE(columns)
     cdef bint append = slot == size
-    cdef _Column cols[_MAX_COLUMNS]
+    cdef RingColumn local[MAX_RING_COLUMNS]
+    cdef RingColumn* cols = local
     cdef array col
     if slot > size:  # slots skipped: the Python method grows the ring
         return -1
@@ -451,11 +474,24 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
             return -1
     elif slot >= len(time_a) or slot >= len(row_a):
         return -1
-    if n > _MAX_COLUMNS:
+    if n > MAX_RING_COLUMNS:
         return -1
-    for k in range(n):  # every column checked before any write, its array and fill kept
-        if not _writable(<object>PyList_GET_ITEM(columns, k), slot, append, &cols[k]):
-            return -1
+    if cache is not None and _same(columns, cache.pairs, n):
+        cols = cache.cols  # the same tuples: the same arrays and fills; lengths and exports
+        for k in range(n):  # may have changed since
+            col = <array><object>cols[k].col
+            if append:
+                if array_exports(col):
+                    return -1
+            elif slot >= len(col):
+                return -1
+    else:
+        for k in range(n):  # every column checked before any write, its array and fill kept
+            if not _writable(<object>PyList_GET_ITEM(columns, k), slot, append, &local[k]):
+                return -1
+        if cache is not None:  # held from now on (a list copy: one allocation per change)
+            cache.pairs = list(columns)
+            memcpy(cache.cols, local, n * sizeof(RingColumn))
     # the arrays in cols are borrowed: the list holds their tuples, and from here to the return
     # no Python code runs (resize_smart only reallocates), so none is replaced or freed
     if append:
@@ -492,7 +528,7 @@ def remember(self, seq, now, row):
             r = PyLong_AsLongLongAndOverflow(row, &o2)
             cap = PyLong_AsLongLongAndOverflow(capacity, &o3)
             if not (o1 or o2 or o3) and s >= 0 and cap >= 1:
-                slot = ring_remember(seq_a, time_a, row_a, columns, cap, s, now, r)
+                slot = ring_remember(seq_a, time_a, row_a, columns, cap, s, now, r, None)
     if slot < 0:
         return _remember_py(self, seq, now, row)
     return slot

@@ -11,8 +11,11 @@ feedback) and do the Python method's steps in the same order: the decision's gro
 its count, the ring slot (``ring_remember``, the C ``PendingRing.remember`` of
 store/columns_c.pyx), the slot's training flag and reward, the unit's latest decision, the
 reward-0 training count (``_add`` inlined); for ``apply``, the slot (``PendingRing.find``
-inlined), ``add_to_pair``'s float operations (store/rows.py, built with ``-ffp-contract=off``)
-and ``_retrain`` (the tracker's own method) when the value can change the decision's reward.
+inlined), ``add_to_pair``'s float operations on the group's ``array('d')`` row (store/rows.py,
+``pair_to_row``, built with ``-ffp-contract=off``) and ``_retrain`` (the tracker's own method)
+when the value can change the decision's reward. The fold's typed entries reach ``apply``
+with their number and value as C numbers (:func:`apply_typed`): no int or float object per
+entry.
 
 What they read from the tracker they read from a :class:`TrackerCore` (C fields), which the
 tracker builds at the end of ``reset`` and refreshes whenever one of its attributes is set
@@ -30,7 +33,8 @@ from cpython.list cimport PyList_GET_SIZE
 from libc.string cimport memset
 from cpython.object cimport PyObject
 
-from modelrouter.store.columns_c cimport pair_to_row, ring_remember, set_tracker_apply
+from modelrouter.store.columns_c cimport (ColumnCache, pair_to_row, ring_remember,
+                                          set_tracker_apply, set_tracker_apply_typed)
 from modelrouter.store.dict_fields cimport (Fields, dict_version, instance_dict, read_fields,
                                             twin_dict)
 
@@ -70,6 +74,7 @@ cdef class TrackerCore:
     cdef unsigned long long g_version
     cdef object g_epoch
     cdef unsigned long long relevant_bits
+    cdef ColumnCache column_cache  # the ring's columns as ring_remember last checked them
 
     def refresh(self, tracker):
         """Read every field from the tracker again; ``fast`` only for the layout ``reset``
@@ -118,6 +123,8 @@ cdef class TrackerCore:
         if overflow or self.cap < 1:
             return
         self.seq_a, self.time_a, self.row_a, self.columns = seq_a, time_a, row_a, columns
+        if self.column_cache is None:
+            self.column_cache = ColumnCache()
         self.index, self.keys, self.sums, self.n_metrics = index, keys, sums, n_metrics
         self.fast = True
 
@@ -269,7 +276,8 @@ cdef object _open(object self, object core, object seq, object variant, object e
     if gi < 0:  # a group number the ring cannot take in C
         return _open_rest_py(self, c, seq, variant, tag, g, train, zero, unit_row, now)
     # PendingRing.remember: the ring's C path (store/columns_c.pyx), else the ring's method
-    slot = ring_remember(c.seq_a, c.time_a, c.row_a, c.columns, c.cap, s, <double>now, gi)
+    slot = ring_remember(c.seq_a, c.time_a, c.row_a, c.columns, c.cap, s, <double>now, gi,
+                         c.column_cache)
     if slot < 0:
         slot = c.ring.remember(seq, now, g)
     if 0 <= slot < len(c.train):
@@ -333,46 +341,66 @@ cdef object apply_call(object tracker, object seq, object m, object value):
     return tracker.apply(seq, m, value)
 
 
+cdef int apply_typed(object tracker, long long seq, object m, double value) except -1:
+    """:func:`apply_call` for the fold's typed entries (a decision number and a value in C):
+    no int or float object made unless the tracker's Python code needs one."""
+    cdef long long mi
+    cdef int o = 0
+    if (type(tracker) is _tracker_cls
+            and twin_dict(tracker, apply, "apply", &_applier, _APPLIER, 1) is not None):
+        core = None if _applier.values[0] == NULL else <object>_applier.values[0]
+        if type(core) is TrackerCore and (<TrackerCore>core).fast and type(m) is int:
+            mi = PyLong_AsLongLongAndOverflow(m, &o)
+            if not o and _apply_core(tracker, <TrackerCore>core, seq, mi, m, value) == 0:
+                return 0
+        _apply(tracker, core, seq, m, value)
+        return 0
+    tracker.apply(seq, m, value)
+    return 0
+
+
 cdef object _apply(object self, object core, object seq, object m, object value):
     """:func:`apply` with the tracker's ``_core`` read."""
-    cdef TrackerCore c
     cdef long long s, mi
     cdef int o1 = 0, o2 = 0
-    cdef Py_ssize_t slot, g
-    cdef bint relevant
     if (type(core) is not TrackerCore or not (<TrackerCore>core).fast or type(seq) is not int
-            or type(m) is not int):
+            or type(m) is not int or type(value) is not float):
         return _apply_py(self, seq, m, value)
-    c = <TrackerCore>core
     s = PyLong_AsLongLongAndOverflow(seq, &o1)
     mi = PyLong_AsLongLongAndOverflow(m, &o2)
-    if (o1 or o2 or mi < 0 or mi >= PyList_GET_SIZE(c.xs) or mi >= PyList_GET_SIZE(c.ys)
-            or mi >= len(c.any_)):
+    if o1 or o2 or _apply_core(self, <TrackerCore>core, s, mi, m, value) != 0:
         return _apply_py(self, seq, m, value)
+
+
+cdef int _apply_core(object self, TrackerCore c, long long s, long long mi, object m,
+                     double v) except -1:
+    """The Python twin's ``apply(s, m, v)`` on the core's arrays (``m`` the int ``mi``):
+    0 when done, 1 having changed nothing where the twin's own lines must run (a metric
+    past the columns, a ring row past its arrays, columns or a row of other types)."""
+    cdef Py_ssize_t slot, g
+    cdef bint relevant, train
+    if mi < 0 or mi >= PyList_GET_SIZE(c.xs) or mi >= PyList_GET_SIZE(c.ys) or mi >= len(c.any_):
+        return 1
     if s < 0:  # PendingRing.find
-        return
+        return 0
     slot = s % c.cap
     if slot >= len(c.seq_a) or c.seq_a.data.as_longlongs[slot] != s:
-        return  # an A/B decision, or one no longer in the ring
-    if slot >= len(c.row_a):
-        return _apply_py(self, seq, m, value)
+        return 0  # an A/B decision, or one no longer in the ring
+    if slot >= len(c.row_a) or slot >= len(c.train):
+        return 1
     g = c.row_a.data.as_longlongs[slot]
-    xs, ys, row = c.xs[mi], c.ys[mi], None
-    if 0 <= g < PyList_GET_SIZE(c.sums):
-        row = c.sums[g]
+    if not 0 <= g < PyList_GET_SIZE(c.sums):
+        return 1
+    xs, ys, row = c.xs[mi], c.ys[mi], c.sums[g]
     if (type(xs) is not array or type(ys) is not array or type(row) is not array
-            or type(value) is not float
-            or not pair_to_row(xs, ys, slot, row, mi, <double>value, c.any_[mi])):
-        # the module's add_to_pair (its exceptions), as the Python method calls it
-        _globals["add_to_pair"](xs, ys, slot, (<object>c.sums)[g], m, value, c.any_[mi])
-    if slot < len(c.train):
-        train = c.train.data.as_schars[slot] != 0
-    else:  # the array's own IndexError
-        train = (<object>c.train)[slot]
+            or not pair_to_row(xs, ys, slot, row, mi, v, c.any_[mi])):
+        return 1
+    train = c.train.data.as_schars[slot] != 0
     if train:  # and m in self._relevant (as bits when they hold it)
         relevant = (c.relevant_bits >> mi) & 1 if c.bits and mi < 64 else m in c.relevant
         if relevant:
             self._retrain(slot, (<object>c.keys)[g][0])
+    return 0
 
 
 # last: store/decisions.py imports this module at its own end, when DecisionTracker exists (and
@@ -397,3 +425,4 @@ _open_py = _python("open")
 _apply_py = _python("apply")
 _tracker_cls = _DecisionTracker
 set_tracker_apply(apply_call)  # the fold calls apply in C from now on
+set_tracker_apply_typed(apply_typed)

@@ -1,9 +1,10 @@
 """Additive group rows: exact sums of per-unit ``(x, y)`` pairs, kept per group of units.
 
 A group's row is ``[n, then per metric: sum x, sum y, sum x^2, sum y^2, sum x*y]`` over its
-units, an ``array('d')`` (the compiled request path adds to its doubles in place, where a list
-would make a float object per addition; the same float64 operations either way) (a unit is a request at request level, a decision in bandit mode). Rows add up exactly:
-a unit's change moves its group's sums by exactly the difference (:func:`add_to_pair`), rows
+units (a unit is a request at request level, a decision in bandit mode), an ``array('d')``:
+the compiled request path adds to its doubles in place, where a list would make a float
+object per addition (the same float64 operations either way). Rows add up exactly: a unit's
+change moves its group's sums by exactly the difference (:func:`add_to_pair`), rows
 of several workers add up in Redis, and :func:`moments_of_row` turns a row into
 :class:`~modelrouter.stats.moments.Moments` when a snapshot is taken. Memory is O(groups),
 whatever the traffic.

@@ -360,3 +360,47 @@ def test_tracker_open_with_hostile_values_and_exported_buffers_agrees() -> None:
         export, *opens(4, 9), release,  # full: overwrites under a view
     ])
     assert answers[3][0] == "BufferError"
+
+
+def test_tracker_open_sees_columns_changed_after_its_cache_was_filled() -> None:
+    """The tracker's compiled open keeps the ring's columns as last checked (a ColumnCache,
+    store/columns_c.pxd): after it has run, a column tuple replaced (another fill, one a 'b'
+    column cannot hold, another array), the list replaced, a column array shortened or one
+    exporting a buffer while the ring fills must give what the Python methods give."""
+    views: list[memoryview] = []
+
+    def refill(k: int, fill: Any) -> Callable[[DecisionTracker], None]:
+        def step(t: DecisionTracker) -> None:
+            col, _ = t.ring._columns[k]
+            t.ring._columns[k] = (col, fill)
+        return step
+
+    def new_array(t: DecisionTracker) -> None:  # the x column of metric 0, as a new array
+        col, fill = t.ring._columns[2]
+        t.ring._columns[2] = (array("d", col), fill)
+
+    def new_list(t: DecisionTracker) -> None:
+        t.ring._columns = list(t.ring._columns)
+
+    def shorten(t: DecisionTracker) -> None:
+        del t.ring._columns[1][0][2:]
+
+    def export(t: DecisionTracker) -> None:
+        views.append(memoryview(t.ring._columns[3][0]))
+
+    def release(t: DecisionTracker) -> None:
+        for v in views:
+            v.release()
+        views.clear()
+
+    answers = open_both(8, [
+        *opens(3),  # the cache filled while the ring fills
+        export, *opens(1, 3), release, *opens(1, 3),  # a column exports: BufferError
+        refill(1, 2.5), *opens(2, 4),  # 'd' fill 2.5 from now on
+        refill(0, 300), *opens(1, 6),  # a 'b' fill out of range: the Python method
+        refill(0, 1), *opens(2, 7),  # wraps with fill 1
+        new_array, *opens(2, 9), new_list, *opens(2, 11),
+        shorten, *opens(4, 13),  # slot 5: past the shortened column (IndexError)
+    ])
+    assert answers[4][0] == "BufferError"
+    assert "IndexError" in [a[0] for a in answers[-4:] if isinstance(a, tuple)]
