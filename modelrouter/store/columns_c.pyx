@@ -538,11 +538,9 @@ def add_to_pair(xs, ys, slot, row, m, value, any_):
     """``store.rows.add_to_pair`` (the Python twin): add ``value`` to one unit's ``(x, y)``
     of metric ``m`` and move its group's sums by exactly the change; the same float
     operations in the same order, in C for 'd' arrays (the row's too), a float value and int
-    slot and metric; a list row of floats as well (rows written before rows were arrays)."""
-    cdef array xa, ya
-    cdef Py_ssize_t i, b
-    cdef double old_x, old_y, new_x, new_y, v
-    cdef list r
+    slot and metric (``pair_to_row``); anything else (a list row included) by the Python
+    twin's lines."""
+    cdef double old_x, old_y
     cdef long long si, mi
     cdef int o1 = 0, o2 = 0
     if (type(xs) is array and type(ys) is array and type(row) is array
@@ -552,30 +550,6 @@ def add_to_pair(xs, ys, slot, row, m, value, any_):
         if (not o1 and not o2 and 0 <= mi < 1 << 40
                 and pair_to_row(xs, ys, <Py_ssize_t>si, row, <Py_ssize_t>mi, value, any_)):
             return None  # else the Python twin's lines below (their exceptions)
-    elif (type(xs) is array and type(ys) is array and type(row) is list
-            and type(value) is float and type(slot) is int and type(m) is int):
-        xa, ya, r = xs, ys, row
-        i = slot
-        b = 1 + 5 * <Py_ssize_t>m
-        if (xa.ob_descr.typecode == b"d" and ya.ob_descr.typecode == b"d"
-                and 0 <= i < len(xa) and i < len(ya) and 0 < b and b + 4 < len(r)
-                and type(r[b]) is float and type(r[b + 1]) is float
-                and type(r[b + 2]) is float and type(r[b + 3]) is float
-                and type(r[b + 4]) is float):
-            v = value
-            old_x, old_y = xa.data.as_doubles[i], ya.data.as_doubles[i]
-            if any_:
-                new_x = v if v > old_x else old_x  # max(old_x, value)
-            else:
-                new_x = old_x + v
-            new_y = old_y + 1.0
-            xa.data.as_doubles[i], ya.data.as_doubles[i] = new_x, new_y
-            r[b] = <double>r[b] + (new_x - old_x)
-            r[b + 1] = <double>r[b + 1] + 1.0
-            r[b + 2] = <double>r[b + 2] + (new_x * new_x - old_x * old_x)
-            r[b + 3] = <double>r[b + 3] + (new_y * new_y - old_y * old_y)
-            r[b + 4] = <double>r[b + 4] + (new_x * new_y - old_x * old_y)
-            return None
     # anything else: the Python twin's lines, as generic object operations
     old_x, old_y = xs[slot], ys[slot]
     new_xo = max(old_x, value) if any_ else old_x + value
