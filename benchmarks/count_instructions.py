@@ -127,7 +127,11 @@ def callgrind_pair(case: str, calls: int, users: int, code: str | None, tmp: Pat
     ``--dump-instr=yes``)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [*([code] if code else []), str(HERE.parent), str(HERE)]),
-        "PYTHONHASHSEED": "0"}  # the same dict layouts in both runs and from run to run
+        "PYTHONHASHSEED": "0",  # the same dict layouts in both runs and from run to run
+        # no OpenBLAS worker threads: the bandit case loads numpy and scipy, whose threads spin
+        # for a while after the libraries load, a count that varies from run to run (by ~1,000
+        # per request between the two runs in one bandit count) and no request executes
+        "OPENBLAS_NUM_THREADS": "1"}
     procs = []
     for n in (0, calls):
         out = tmp / f"cg.{case}.{n}"
