@@ -28,5 +28,6 @@ if [ "$#" -eq 0 ]; then
   MODELROUTER_NO_EXTENSIONS=1 python -m pytest -q tests/asgi tests/routing tests/test_router.py \
     tests/store/test_journal.py tests/store/test_lock.py tests/store/test_memory.py \
     tests/store/test_persistence.py tests/store/test_protocol.py tests/store/test_ring.py \
-    tests/store/test_fork_store_lock.py tests/store/test_forksafe.py tests/store/test_memory_budget.py
+    tests/store/test_fork_store_lock.py tests/store/test_forksafe.py tests/store/test_memory_budget.py \
+    tests/store/test_group_rows.py tests/store/test_losses_kept.py
 fi
