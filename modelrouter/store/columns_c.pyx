@@ -459,13 +459,20 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
     end, arrays of other lengths, a column C does not write, a buffer exported by an array that
     would grow) returns -1 having written nothing: the caller runs the Python method. With a
     ``cache`` (store/columns_c.pxd) the columns' tuples are compared by identity with those it
-    holds instead of unpacked and checked again."""
+    holds instead of unpacked and checked again; on a change, the new ones are copied (held)
+    before any check and kept after the writes."""
     cdef Py_ssize_t slot = s % cap
-    cdef Py_ssize_t size = len(seq_a), k, n = PyList_GET_SIZE(columns)
-    cdef bint append = slot == size
+    cdef Py_ssize_t size, k, n = PyList_GET_SIZE(columns)
+    cdef bint append, hit = cache is not None and _same(columns, cache.pairs, n)
     cdef RingColumn local[MAX_RING_COLUMNS]
     cdef RingColumn* cols = local
     cdef array col
+    cdef list pairs = None
+    if cache is not None and not hit:  # the tuples to check, held: the copy is made before
+        pairs = list(columns)  # every check, as allocating may run Python code (the GC's
+        n = PyList_GET_SIZE(columns)  # finalizers), which must not run between check and write
+    size = len(seq_a)
+    append = slot == size
     if slot > size:  # slots skipped: the Python method grows the ring
         return -1
     if append:
@@ -476,7 +483,7 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
         return -1
     if n > MAX_RING_COLUMNS:
         return -1
-    if cache is not None and _same(columns, cache.pairs, n):
+    if hit:
         cols = cache.cols  # the same tuples: the same arrays and fills; lengths and exports
         for k in range(n):  # may have changed since
             col = <array><object>cols[k].col
@@ -486,12 +493,11 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
             elif slot >= len(col):
                 return -1
     else:
+        if pairs is not None and not _same(columns, pairs, n):
+            return -1  # the columns changed while the copy was made: the Python method
         for k in range(n):  # every column checked before any write, its array and fill kept
             if not _writable(<object>PyList_GET_ITEM(columns, k), slot, append, &local[k]):
                 return -1
-        if cache is not None:  # held from now on (a list copy: one allocation per change)
-            cache.pairs = list(columns)
-            memcpy(cache.cols, local, n * sizeof(RingColumn))
     # the arrays in cols are borrowed: the list holds their tuples, and from here to the return
     # no Python code runs (resize_smart only reallocates), so none is replaced or freed
     if append:
@@ -507,6 +513,9 @@ cdef Py_ssize_t ring_remember(array seq_a, array time_a, array row_a, list colum
         row_a.data.as_longlongs[slot] = r
         for k in range(n):
             _put(<array><object>cols[k].col, slot, &cols[k])
+    if pairs is not None:  # after the writes (replacing the old list frees what it held): the
+        memcpy(cache.cols, local, n * sizeof(RingColumn))  # columns checked, held from now on
+        cache.pairs = pairs
     return slot
 
 

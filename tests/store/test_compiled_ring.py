@@ -404,3 +404,50 @@ def test_tracker_open_sees_columns_changed_after_its_cache_was_filled() -> None:
     ])
     assert answers[4][0] == "BufferError"
     assert "IndexError" in [a[0] for a in answers[-4:] if isinstance(a, tuple)]
+
+
+@pytest.mark.parametrize("nth", range(1, 5))
+def test_a_finalizer_changing_the_columns_while_the_cache_copies_them(nth: int) -> None:
+    """A finalizer run by the cyclic GC at the open's ``nth`` allocation of a GC-tracked
+    object replaces a column array, after the columns changed (so the open copies the list
+    for its cache). When the swap comes before the decision is written, the ring's columns
+    as they are afterwards must hold the decision's fills at its slot (a write to the array
+    checked before the swap would lose them, into an array the ring let go); after it, the
+    new array is the finalizer's. The copy itself is made before any check, so a GC it runs
+    cannot come between check and write; this test could not make the copy run the GC (a
+    list comes from CPython's free list without counting as an allocation), so it covers the
+    open's other allocations, and the copy's order is by construction."""
+    import gc
+
+    t = _tracker(8)
+    for args in opens(8):
+        t.open(*args)  # a full ring, the cache filled
+    ring = t.ring
+    col1, fill1 = ring._columns[1]
+    ring._columns[1] = (col1, float(fill1))  # a new tuple: the next open copies the list
+    ran = []
+
+    class Swap:
+        def __del__(self) -> None:
+            ran.append(ring.seq[3] == 11)  # whether the decision was written already
+            col, fill = ring._columns[3]
+            new = array("d", col)
+            new[3] = 12345.0  # not the fill: a write to the old array would leave it
+            ring._columns[3] = (new, fill)
+
+    op, args = t.open, (11, 0, 0, (), 0, "u", 5.5)  # slot 3 (the bound method made here)
+    threshold = gc.get_threshold()
+    gc.collect()
+    cycle = Swap()
+    cycle.self = cycle  # type: ignore[attr-defined]
+    del cycle
+    gc.set_threshold(gc.get_count()[0] + nth - 1)  # the GC runs at the open's nth allocation
+    try:
+        op(*args)
+    finally:
+        gc.set_threshold(*threshold)
+    gc.collect()
+    assert ran
+    if not ran[0]:  # replaced before the decision was written: the new arrays hold it
+        for col, fill in ring._columns[2:]:  # the metrics' x and y (train, r: set by open)
+            assert col[3] == fill, (nth, col, fill)
