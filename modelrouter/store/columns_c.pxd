@@ -81,7 +81,30 @@ cdef inline int push_entry(EntryBuffer b, long long seq, double latency,
 # compiled add_to_pair and the tracker's compiled apply (store/decisions_c.pyx): 1 when written,
 # 0 having written nothing when an index is out of range or an array holds no doubles (the caller
 # then runs the Python twin's lines). ``any_`` is tested after the checks and before the first
-# write, where the Python twin tests it, so an exception from it leaves everything unchanged.
+# write, where the Python twin tests it, so an exception from it leaves everything unchanged; a
+# truth test that runs Python code may resize the arrays, so the indices are checked again after
+# it (IndexError, as the twin's assignment would raise, and nothing written).
+cdef inline int _pair_resized(array xa, array ya, Py_ssize_t i, array r, Py_ssize_t b,
+                              double old_x, double old_y, double new_x,
+                              double new_y) except -1:
+    """pair_to_row's writes, one by one as the twin's lines make them, after the truth test
+    resized an array: each write checked, the IndexError where the twin's would fail."""
+    cdef double* rd
+    if i >= len(xa):
+        raise IndexError("array assignment index out of range")
+    xa.data.as_doubles[i] = new_x
+    if i >= len(ya):
+        raise IndexError("array assignment index out of range")
+    ya.data.as_doubles[i] = new_y
+    for k, d in enumerate((new_x - old_x, 1.0, new_x * new_x - old_x * old_x,
+                           new_y * new_y - old_y * old_y, new_x * new_y - old_x * old_y)):
+        if b + k >= len(r):
+            raise IndexError("array index out of range")
+        rd = r.data.as_doubles
+        rd[b + k] = rd[b + k] + <double>d
+    return 1
+
+
 cdef inline int pair_to_row(array xa, array ya, Py_ssize_t i, array r, Py_ssize_t m, double v,
                             object any_) except -1:
     cdef Py_ssize_t b = 1 + 5 * m
@@ -97,6 +120,8 @@ cdef inline int pair_to_row(array xa, array ya, Py_ssize_t i, array r, Py_ssize_
     else:
         new_x = old_x + v
     new_y = old_y + 1.0
+    if i >= len(xa) or i >= len(ya) or b + 4 >= len(r):  # resized by the truth test's code
+        return _pair_resized(xa, ya, i, r, b, old_x, old_y, new_x, new_y)
     xa.data.as_doubles[i], ya.data.as_doubles[i] = new_x, new_y
     rd = r.data.as_doubles
     rd[b] = rd[b] + (new_x - old_x)

@@ -395,7 +395,10 @@ cdef int _apply_core(object self, TrackerCore c, long long s, long long mi, obje
     if (type(xs) is not array or type(ys) is not array or type(row) is not array
             or not pair_to_row(xs, ys, slot, row, mi, v, c.any_[mi])):
         return 1
-    train = c.train.data.as_schars[slot] != 0
+    if slot < len(c.train):  # (again: any_'s truth test may have run Python code)
+        train = c.train.data.as_schars[slot] != 0
+    else:  # the array's own IndexError
+        train = (<object>c.train)[slot]
     if train:  # and m in self._relevant (as bits when they hold it)
         relevant = (c.relevant_bits >> mi) & 1 if c.bits and mi < 64 else m in c.relevant
         if relevant:

@@ -162,3 +162,30 @@ def test_the_bandits_decision_rows_hold_every_latency_and_error(level: str,
         g[3] += row[1 + 5 * rev]  # integers: exact in any order
     assert sum(g[0] for g in got.values()) == 600
     assert {v: g[1:] for v, g in got.items()} == sent
+
+
+@pytest.mark.parametrize("shrink", ["xs", "ys", "row to 8", "row to 9", "row to 10"])
+def test_an_any_flag_whose_truth_test_resizes_an_array_agrees(shrink: str) -> None:
+    """An ``any_`` whose ``__bool__`` shortens an array after the compiled path checked the
+    indices: no write past an array's end; the same writes and the same IndexError as the
+    Python twin's lines (which write x and y, then the row's sums one by one)."""
+    py = python_function("modelrouter.store.rows", "add_to_pair")
+    results = []
+    for fn in (py, rows.add_to_pair):
+        xs, ys = array("d", [1.0, 2.0, 3.0, 4.0]), array("d", [1.0] * 4)
+        row = array("d", [float(i) for i in range(11)])
+
+        class Shrink:
+            def __bool__(self) -> bool:
+                if shrink == "xs":
+                    del xs[2:]
+                elif shrink == "ys":
+                    del ys[2:]
+                else:
+                    del row[int(shrink.split()[-1]):]
+                return False
+
+        with pytest.raises(IndexError):
+            fn(xs, ys, 3, row, 1, 2.5, Shrink())  # metric 1: the row's sums 6..10
+        results.append((xs.tobytes(), ys.tobytes(), row.tobytes()))
+    assert results[0] == results[1]
