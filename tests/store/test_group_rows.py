@@ -176,7 +176,11 @@ def test_an_any_flag_whose_truth_test_resizes_an_array_agrees(shrink: str) -> No
         row = array("d", [float(i) for i in range(11)])
 
         class Shrink:
+            def __init__(self, xs: array[float], ys: array[float], row: array[float]) -> None:
+                self.arrays = xs, ys, row
+
             def __bool__(self) -> bool:
+                xs, ys, row = self.arrays
                 if shrink == "xs":
                     del xs[2:]
                 elif shrink == "ys":
@@ -186,6 +190,6 @@ def test_an_any_flag_whose_truth_test_resizes_an_array_agrees(shrink: str) -> No
                 return False
 
         with pytest.raises(IndexError):
-            fn(xs, ys, 3, row, 1, 2.5, Shrink())  # metric 1: the row's sums 6..10
+            fn(xs, ys, 3, row, 1, 2.5, Shrink(xs, ys, row))  # metric 1: the row's sums 6..10
         results.append((xs.tobytes(), ys.tobytes(), row.tobytes()))
     assert results[0] == results[1]
