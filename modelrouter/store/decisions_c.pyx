@@ -409,10 +409,7 @@ cdef int _apply_core(object self, TrackerCore c, long long s, long long mi, obje
 # last: store/decisions.py imports this module at its own end, when DecisionTracker exists (and
 # imported first, this module is complete before decisions.py asks it for its twins)
 from modelrouter.config.extensions import python_method
-from modelrouter.store import decisions as _decisions
 from modelrouter.store.decisions import DecisionTracker as _DecisionTracker
-
-_globals = vars(_decisions)  # add_to_pair as apply's Python twin finds it
 
 
 def _python(name):
