@@ -413,10 +413,9 @@ def test_a_finalizer_changing_the_columns_while_the_cache_copies_them(nth: int) 
     for its cache). When the swap comes before the decision is written, the ring's columns
     as they are afterwards must hold the decision's fills at its slot (a write to the array
     checked before the swap would lose them, into an array the ring let go); after it, the
-    new array is the finalizer's. The copy itself is made before any check, so a GC it runs
-    cannot come between check and write; this test could not make the copy run the GC (a
-    list comes from CPython's free list without counting as an allocation), so it covers the
-    open's other allocations, and the copy's order is by construction."""
+    new array is the finalizer's. The first allocations are the cache's copy of the list: made
+    after the checks (the first version), the GC it runs swaps a checked column before the
+    write, and cases 1-3 fail; made before every check, they pass."""
     import gc
 
     t = _tracker(8)
