@@ -34,10 +34,9 @@ class Truth:
         raise ZeroDivisionError("truth")
 
 
-def outcome(fn: Any, xs: array[float], ys: array[float], slot: Any, row: Any, m: Any,
+def outcome(fn: Any, xs: array[float], ys: array[float], slot: Any, row: array[Any], m: Any,
             value: Any, any_: Any) -> Any:
-    a, b, r = array("d", xs), array("d", ys), type(row)(row) if isinstance(row, list) \
-        else array(row.typecode, row)
+    a, b, r = array("d", xs), array("d", ys), array(row.typecode, row)
     try:
         fn(a, b, slot, r, m, value, any_)
     except Exception as exc:  # noqa: BLE001 - the same exception type is the claim
