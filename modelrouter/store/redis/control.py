@@ -22,7 +22,7 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
 - ``mr:{exp}:fwd:<decision-id prefix>``: values for a decision that another worker issued
   (its pending ring is there): written in the sender's batch, one field per value (named by
   the batch and its op, so a replay writes it again instead of adding a copy), taken by the
-  owner after its flushes (:data:`INBOX_POP_LUA`) and applied to its decision tracker. The
+  owner after its flushes (:data:`HASH_POP_LUA`) and applied to its decision tracker. The
   owner creates the hash at its first poll (an empty field) and keeps it alive; it lives one
   attribution window past its owner's last poll or its last value.
   ``mr:{exp}:inbox:<decision-id prefix>`` is the list older versions push to and read: a
@@ -31,22 +31,28 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
 - ``mr:{exp}:shadows`` (hash ``<decision-id prefix>`` -> JSON): each worker's own shadow
   statistics (store/shadow_state.py), replaced by that worker after its flushes; a reader
   merges every worker's (they are additive). A stopped worker's entry stays: its pairs count.
-- ``mr:{exp}:labels:<decision-id prefix>``: ground-truth labels for another worker's shadowed
-  decisions (``record_label``), popped by that worker after its flushes; lives a week.
-- ``mr:{exp}:taken:<list>:<pop id>``: the receipt of one pop of an inbox or label list.
+- ``mr:{exp}:lbl:<decision-id prefix>``: ground-truth labels for another worker's shadowed
+  decisions (``record_label``), a hash the owner registers at its first pop, as the inbox's;
+  each label is written to a field its sender chose (:data:`LABEL_PUSH_LUA`), so a push
+  retried after its reply was lost writes the same fields again instead of a second copy.
+  ``mr:{exp}:labels:<decision-id prefix>`` is the list older versions push to and read (and
+  where labels go before the owner's first pop); the owner's pop takes it too. Both live a
+  week past their last write or pop.
+- ``mr:{exp}:taken:<list>:<pop id>``: the receipt of one pop of an inbox or label hash.
 
-A pop (:data:`POP_LUA`) is idempotent, as the statistics batches are: it moves what it takes
-into a receipt keyed by a pop id in the same atomic script, and a pop whose reply never
+A pop (:data:`HASH_POP_LUA`) is idempotent, as the statistics batches are: it moves what it
+takes into a receipt keyed by a pop id in the same atomic script, and a pop whose reply never
 arrived (Redis killed after running it: with ``appendfsync always`` it answers only once the
 write is on disk, so the pop is replayed from the AOF on restart) is retried with the same id,
 which returns the receipt instead of popping again. A receipt is deleted by the next pop of
-the same list once its reply arrived (at most a day later: its TTL). Before this, such a pop
-took the values out of Redis and handed them to nobody, silently. The inbox's pop
-(:data:`INBOX_POP_LUA`) does the same for the inbox hash, and every write it makes names its
-field, so part of it replayed from an AOF a kill tore (batch.py) takes nothing twice. A label
-list's pop trims a count of entries from its head: a replayed part trims the same entries
-again, which is harmless unless the list held more than ``INBOX_BATCH`` entries then
-(tests/store/test_redis_torn_aof.py).
+the same hash once its reply arrived (at most a day later: its TTL). Before this, such a pop
+took the values out of Redis and handed them to nobody, silently. Every write of the pop names
+its field, so part of it replayed from an AOF a kill tore (batch.py) takes nothing twice. Only
+the legacy lists are trimmed by a count of entries from their head: a replayed part trims the
+same entries again, which is harmless unless the list held more than ``INBOX_BATCH`` entries
+then, and only values sent before the owner's first pop (or by older versions) are there
+(tests/store/test_redis_torn_aof.py). A key of another type where the owner's hash belongs
+(another client wrote it) is deleted by the pop and counted as one refused entry.
 
 Reads and writes here are control-plane or feedback calls, never on the request path.
 
@@ -59,6 +65,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -68,19 +75,21 @@ from typing import TYPE_CHECKING, Any
 from modelrouter.exceptions import StoreError
 from modelrouter.store.forksafe import LEAF, track
 from modelrouter.store.redis.buffer import MAX_SQUARABLE
-from modelrouter.store.redis.layout import INBOX, LEGACY_INBOX, Layout, text
-from modelrouter.store.redis.scripts import CONTROL_LUA, INBOX_POP_LUA, POP_LUA, RELEASE_LUA
+from modelrouter.store.redis.layout import INBOX, LABELS, LEGACY_INBOX, LEGACY_LABELS, Layout, text
+from modelrouter.store.redis.scripts import CONTROL_LUA, HASH_POP_LUA, LABEL_PUSH_LUA, RELEASE_LUA
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["CONTROL_LUA", "INBOX_POP_LUA", "POP_LUA", "RELEASE_LUA", "SharedControl"]
+__all__ = ["CONTROL_LUA", "HASH_POP_LUA", "LABEL_PUSH_LUA", "RELEASE_LUA", "SharedControl"]
+
+log = logging.getLogger("modelrouter.store.redis")
 
 
 INBOX_BATCH = 10_000  # values popped per call
 PUBLISH_RETRY_SECONDS = 3.0  # a routing change retried this long while Redis cannot answer
 RECEIPT_TTL_SECONDS = 86_400  # a pop retried later than this pops afresh
-LABEL_TTL_SECONDS = 7 * 24 * 3600  # a label list not read for a week is dropped with its owner
+LABEL_TTL_SECONDS = 7 * 24 * 3600  # labels not read for a week are dropped with their owner
 
 
 class SharedControl:
@@ -96,12 +105,16 @@ class SharedControl:
         self._layout = layout
         self._guard = guard  # a context manager factory: redis errors -> StoreError
         self._cas = client.register_script(CONTROL_LUA)
-        self._pop_script = client.register_script(POP_LUA)
-        self._inbox_script = client.register_script(INBOX_POP_LUA)
+        self._pop_script = client.register_script(HASH_POP_LUA)
+        self._push_script = client.register_script(LABEL_PUSH_LUA)
         self._ids_lock = threading.Lock()
         track(self, self._ids_lock, LEAF)  # a fork waits for a list being swapped (forksafe.py)
         self._unanswered: dict[str, list[str]] = {}  # list key -> pop ids to retry
         self._answered: dict[str, list[str]] = {}  # list key -> receipts to delete
+        # labels (owner, decision id, label) whose push may have run: the fields they were
+        # written to, reused by their retry (the outbox queues them again)
+        self._label_fields: dict[tuple[str, str, str], list[str]] = {}
+        self._field_ns = 0  # the time part of the last label field chosen (push_labels)
         self._release = client.register_script(RELEASE_LUA)
         self._doubtful: list[tuple[str, str]] = []  # claims whose replies were lost: key, id
         # entries popped and skipped: malformed, or out of range (another client wrote them)
@@ -218,14 +231,15 @@ class SharedControl:
         with self._ids_lock:
             self.refused[kind] += n
 
-    def _pop(self, key: str, doing: str, kind: str, script: Any, lead: Sequence[str],
+    def _pop(self, key: str, doing: str, kind: str, lead: Sequence[str],
              args: Sequence[object]) -> list[Any]:
-        """Take up to INBOX_BATCH entries at once with ``script`` (:data:`POP_LUA` for a label
-        list, :data:`INBOX_POP_LUA` for an inbox), its keys ``lead``, then this pop's receipt
-        and the receipts to delete, its arguments ``args``; each entry JSON-decoded (malformed
-        ones are skipped and counted as refused ``kind``). Idempotent: a pop whose reply was
-        lost is retried first, by its id, and returns what it took. ``key`` names the pop's
-        receipts and its ids in flight."""
+        """Take up to INBOX_BATCH entries at once with :data:`HASH_POP_LUA` (its keys ``lead``:
+        the hash and its legacy list, then this pop's receipt and the receipts to delete, its
+        arguments ``args``), in the order of their fields (a legacy list's first), each
+        JSON-decoded (malformed ones are skipped and counted as refused ``kind``, as is a key
+        of another type the script found and deleted where the hash belongs). Idempotent: a
+        pop whose reply was lost is retried first, by its id, and returns what it took.
+        ``key`` names the pop's receipts and its ids in flight."""
         with self._ids_lock:
             retry = self._unanswered.get(key)
             pop_id = retry.pop() if retry else os.urandom(8).hex()
@@ -233,8 +247,9 @@ class SharedControl:
         receipt = f"{self._prefix}taken:{key}:"
         try:
             with self._guard(doing):
-                raw = script(keys=[*lead, receipt + pop_id, *(receipt + d for d in done)],
-                             args=list(args), client=self._client)
+                raw = self._pop_script(
+                    keys=[*lead, receipt + pop_id, *(receipt + d for d in done)],
+                    args=list(args), client=self._client)
         except BaseException:
             with self._ids_lock:  # ran or not: the retry with this id tells
                 self._unanswered.setdefault(key, []).append(pop_id)
@@ -244,7 +259,13 @@ class SharedControl:
             with self._ids_lock:
                 self._answered.setdefault(key, []).append(pop_id)
         out = []
-        for item in raw:
+        for field, item in sorted(zip(map(text, raw[::2]), raw[1::2])):
+            if field == "!type":
+                log.warning("modelrouter: %s held a Redis %s, not a hash (another client wrote "
+                            "it); it was deleted, counted as refused %s", lead[0], text(item),
+                            kind)
+                self.refuse(kind)
+                continue
             try:
                 out.append(json.loads(text(item)))
             except (ValueError, RecursionError):  # UnicodeDecodeError too
@@ -259,7 +280,7 @@ class SharedControl:
         out = []
         n_metrics = len(self._layout.metrics)
         lead = [self._prefix + INBOX + owner, self._prefix + LEGACY_INBOX + owner]
-        for item in self._pop(INBOX + owner, "the inbox read", "inbox", self._inbox_script, lead,
+        for item in self._pop(INBOX + owner, "the inbox read", "inbox", lead,
                               [INBOX_BATCH, RECEIPT_TTL_SECONDS, self.inbox_ttl_ms]):
             if isinstance(item, list) and len(item) == 4:
                 seq, metric, value, full = item
@@ -285,24 +306,49 @@ class SharedControl:
         return {text(k): text(v) for k, v in fields.items()}
 
     def push_labels(self, items: Sequence[tuple[str, str, str]]) -> None:
-        """Append each ``(owner, decision id, label JSON)`` to its owner's label list."""
+        """Hand each ``(owner, decision id, label JSON)`` to its owner (:data:`LABEL_PUSH_LUA`,
+        one call per owner in one round trip). Each label is written to a field chosen here:
+        time-ordered, so the owner takes a sender's labels in order, and kept while the push
+        may have run without an answer, so its retry (the same item, queued again by the
+        caller) writes the same field instead of a second copy."""
         if not items:
             return
-        with self._guard("the label hand-over"):
-            pipe = self._client.pipeline(transaction=False)
-            for owner, decision_id, label in items:
-                key = self._prefix + "labels:" + owner
-                pipe.rpush(key, json.dumps([decision_id, label]))
-                pipe.expire(key, LABEL_TTL_SECONDS)
-            pipe.execute()
+        ttl_ms = LABEL_TTL_SECONDS * 1000
+        with self._ids_lock:
+            chosen = []
+            for item in items:
+                kept = self._label_fields.get(item)
+                if kept:
+                    chosen.append(kept.pop())
+                    if not kept:
+                        del self._label_fields[item]
+                else:  # strictly increasing here, even if the wall clock stalls or steps back
+                    self._field_ns = max(time.time_ns(), self._field_ns + 1)
+                    chosen.append(f"{self._field_ns:016x}{os.urandom(4).hex()}")
+        by_owner: dict[str, list[str]] = {}
+        for (owner, decision_id, label), field in zip(items, chosen):
+            by_owner.setdefault(owner, []).extend((field, json.dumps([decision_id, label])))
+        try:
+            with self._guard("the label hand-over"):
+                pipe = self._client.pipeline(transaction=False)
+                for owner, pairs in by_owner.items():
+                    self._push_script(keys=[self._prefix + LABELS + owner,
+                                            self._prefix + LEGACY_LABELS + owner],
+                                      args=[ttl_ms, *pairs], client=pipe)
+                pipe.execute()
+        except BaseException:
+            with self._ids_lock:  # ran or not: the retry writes the same fields
+                for item, field in zip(items, chosen):
+                    self._label_fields.setdefault(item, []).append(field)
+            raise
 
     def take_labels(self, owner: str) -> list[tuple[str, str]]:
-        """Pop the labels handed to ``owner`` (malformed entries are skipped and counted:
-        ``refused["labels"]``)."""
+        """Pop the labels handed to ``owner``, a sender's in the order it sent them
+        (malformed entries are skipped and counted: ``refused["labels"]``)."""
         out = []
-        key = "labels:" + owner
-        for item in self._pop(key, "the label read", "labels", self._pop_script,
-                              [self._prefix + key], [INBOX_BATCH, RECEIPT_TTL_SECONDS]):
+        lead = [self._prefix + LABELS + owner, self._prefix + LEGACY_LABELS + owner]
+        for item in self._pop(LEGACY_LABELS + owner, "the label read", "labels", lead,
+                              [INBOX_BATCH, RECEIPT_TTL_SECONDS, LABEL_TTL_SECONDS * 1000]):
             if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
                     and isinstance(item[1], str)):
                 out.append((item[0], item[1]))

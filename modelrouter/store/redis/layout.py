@@ -46,11 +46,13 @@ from modelrouter.store.histogram import LAYOUT
 if TYPE_CHECKING:
     from modelrouter.config import MetricSpec
 
-__all__ = ["FORMAT", "INBOX", "LEGACY_INBOX", "Layout", "text"]
+__all__ = ["FORMAT", "INBOX", "LABELS", "LEGACY_INBOX", "LEGACY_LABELS", "Layout", "text"]
 
 FORMAT = "1"  # version of the key layout, checked in the meta hash
 INBOX = "fwd:"  # + owner: a hash of values forwarded to that worker (control.py)
 LEGACY_INBOX = "inbox:"  # + owner: the list older versions push to and read (control.py)
+LABELS = "lbl:"  # + owner: a hash of labels handed to that worker (control.py)
+LEGACY_LABELS = "labels:"  # + owner: the list older versions push labels to and read
 
 
 @dataclass(frozen=True)

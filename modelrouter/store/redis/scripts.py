@@ -4,21 +4,21 @@
   what it checks and writes: totals, not increments, and a marker set to ``started`` first and
   ``1`` last, so a batch a kill tore in Redis's AOF is never counted twice).
 - :data:`CONTROL_LUA`: the routing state's compare-and-set (control.py).
-- :data:`POP_LUA` and :data:`INBOX_POP_LUA`: the idempotent pops of a label list and of a
-  worker's inbox (control.py).
+- :data:`HASH_POP_LUA`: the idempotent pop of a worker's inbox or label hash (control.py);
+  :data:`LABEL_PUSH_LUA`: the hand-over of labels to their owner's hash.
 - :data:`RELEASE_LUA`: the release of feedback claims whose replies were lost (control.py).
 
 Every script writes fields by name or totals it computed, never a relative change a replay
-would repeat (the exception, a list's ``LTRIM`` in the pops, is described in control.py): Redis
-7.0 can replay part of a script's writes a second time after a kill (batch.py). Each script's
-keys and arguments are described above it.
+would repeat (the exceptions, a legacy list's ``RPUSH`` and ``LTRIM``, are described in
+control.py): Redis 7.0 can replay part of a script's writes a second time after a kill
+(batch.py). Each script's keys and arguments are described above it.
 
 Thread safety: constants.
 """
 
 from __future__ import annotations
 
-__all__ = ["CONTROL_LUA", "INBOX_POP_LUA", "LUA", "POP_LUA", "RELEASE_LUA"]
+__all__ = ["CONTROL_LUA", "HASH_POP_LUA", "LABEL_PUSH_LUA", "LUA", "RELEASE_LUA"]
 
 # A Lua prelude of the scripts below: redis.call(cmd, key, ...) with the items in chunks of
 # ``size`` (Redis's Lua unpacks at most ~8,000 values in one call)
@@ -200,78 +200,87 @@ redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
 return 1
 """
 
-# KEYS[1] = the list, KEYS[2] = this pop's receipt, KEYS[3..] = receipts of earlier pops whose
-# replies arrived (deleted); ARGV[1] = most entries taken, ARGV[2] = receipt TTL in seconds.
-# A receipt that exists is a retry of a pop that ran: its entries are returned again (one
-# another client overwrote with another type is deleted: what it held is gone). RPUSH in
-# chunks: unpack has a limit of ~8,000 values in Redis's Lua.
-POP_LUA = EACH + """
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
-local kind = redis.call('TYPE', KEYS[2])['ok']
-if kind == 'list' then return redis.call('LRANGE', KEYS[2], 0, -1) end
-if kind ~= 'none' then redis.call('DEL', KEYS[2]) end
-local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #items == 0 then return items end
-redis.call('LTRIM', KEYS[1], #items, -1)
-each('RPUSH', KEYS[2], items, 1000)
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return items
-"""
-
-# The inbox's pop. KEYS[1] = the owner's inbox hash (field: the sending batch's op, value: the
-# entry), KEYS[2] = its legacy list (older senders), KEYS[3] = this pop's receipt (a hash),
-# KEYS[4..] = receipts to delete; ARGV[1] = most entries taken, ARGV[2] = receipt TTL (s),
-# ARGV[3] = the inbox's TTL (ms). The hash is registered with an empty field (senders write to
-# it only if it exists) and kept alive while its owner polls, at most twice a TTL. Every write
-# names its field, so a replay of part of this script (a pop torn in the AOF by a kill:
-# batch.py) deletes and copies the same fields again and takes nothing twice.
-INBOX_POP_LUA = EACH + """
+# The pop of a worker's inbox hash: the values forwarded to it (fwd:<owner>) or the labels
+# handed to it (lbl:<owner>). KEYS[1] = the hash (field: a name its sender chose, value: the
+# entry), KEYS[2] = its legacy list (older senders, and senders before the owner's first poll),
+# KEYS[3] = this pop's receipt (a hash), KEYS[4..] = receipts to delete; ARGV[1] = most entries
+# taken, ARGV[2] = receipt TTL (s), ARGV[3] = the hash's TTL (ms). Returns the entries taken as
+# field, value, field, value, ...: a list entry's field is '#' and its 10-digit position (so
+# the list, the older, sorts first), and a key of another type found at KEYS[1] (another
+# client wrote it) is deleted and reported once as the field '!type' (its type the value). The
+# hash is registered with an empty field (senders write to it only if it exists) and kept
+# alive while its owner polls, at most twice a TTL. Every write names its field, so a replay of
+# part of this script (a pop torn in the AOF by a kill: batch.py) deletes and copies the same
+# fields again and takes nothing twice; a pop whose receipt exists is a retry and returns it.
+HASH_POP_LUA = EACH + """
 for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
 local kind = redis.call('TYPE', KEYS[3])['ok']
-if kind == 'hash' then return redis.call('HVALS', KEYS[3]) end
+if kind == 'hash' then return redis.call('HGETALL', KEYS[3]) end
 if kind ~= 'none' then redis.call('DEL', KEYS[3]) end
 local ttl = tonumber(ARGV[3])
+local receipt = {}
 local t = redis.call('TYPE', KEYS[1])['ok']
-if t ~= 'hash' and t ~= 'none' then redis.call('DEL', KEYS[1]); t = 'none' end
+if t ~= 'hash' and t ~= 'none' then
+  redis.call('DEL', KEYS[1])
+  receipt[1], receipt[2] = '!type', t
+  t = 'none'
+end
 if t == 'none' or redis.call('PTTL', KEYS[1]) < ttl / 2 then
   redis.call('HSET', KEYS[1], '', '')
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
 local n = tonumber(ARGV[1])
-local fields, values, seen = {}, {}, {}
+local fields, seen, taken = {}, {}, 0
 local cursor = '0'
 repeat
   local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', n)
   cursor = r[1]
   for i = 1, #r[2], 2 do
     local f = r[2][i]
-    if f ~= '' and not seen[f] and #fields < n then
+    if f ~= '' and not seen[f] and taken < n then
       seen[f] = true
-      fields[#fields + 1] = f
-      values[#values + 1] = r[2][i + 1]
+      taken = taken + 1
+      fields[taken] = f
+      receipt[#receipt + 1] = f
+      receipt[#receipt + 1] = r[2][i + 1]
     end
   end
-until cursor == '0' or #fields >= n
-local items = {}
-if #fields < n and redis.call('TYPE', KEYS[2])['ok'] == 'list' then
-  items = redis.call('LRANGE', KEYS[2], 0, n - #fields - 1)
+until cursor == '0' or taken >= n
+if taken < n and redis.call('TYPE', KEYS[2])['ok'] == 'list' then
+  local items = redis.call('LRANGE', KEYS[2], 0, n - taken - 1)
   if #items > 0 then redis.call('LTRIM', KEYS[2], #items, -1) end
+  for i = 1, #items do
+    receipt[#receipt + 1] = string.format('#%010d', i)
+    receipt[#receipt + 1] = items[i]
+  end
 end
-if #fields + #items == 0 then return {} end
-local receipt = {}
-for i = 1, #fields do
-  receipt[#receipt + 1] = fields[i]
-  receipt[#receipt + 1] = values[i]
-end
-for i = 1, #items do
-  receipt[#receipt + 1] = 'list#' .. i
-  receipt[#receipt + 1] = items[i]
-  values[#values + 1] = items[i]
-end
+if #receipt == 0 then return {} end
 each('HDEL', KEYS[1], fields, 1000)
 each('HSET', KEYS[3], receipt, 2000)
 redis.call('EXPIRE', KEYS[3], ARGV[2])
-return values
+return receipt
+"""
+
+# The hand-over of labels to one owner. KEYS[1] = its label hash, KEYS[2] = its legacy list;
+# ARGV[1] = the TTL of either (ms), ARGV[2..] = field, value, field, value, ... (each field
+# chosen by the sender and kept for its retries). Once the owner has registered its hash (its
+# first pop: :data:`HASH_POP_LUA`), each label is written to its own field, so a retry whose
+# reply was lost, or a replay of part of this script, writes the same fields again and adds
+# nothing; before that (or for an older owner, which reads the list) the values are pushed to
+# the list. Returns 1 (hash) or 0 (list).
+LABEL_PUSH_LUA = EACH + """
+local values = {}
+for i = 3, #ARGV, 2 do values[#values + 1] = ARGV[i] end
+if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
+  local kv = {}
+  for i = 2, #ARGV do kv[#kv + 1] = ARGV[i] end
+  each('HSET', KEYS[1], kv, 2000)
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return 1
+end
+each('RPUSH', KEYS[2], values, 1000)
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 0
 """
 
 # KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
