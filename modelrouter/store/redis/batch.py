@@ -5,7 +5,7 @@ memory store's :class:`~modelrouter.store.types.Deltas` and the experiment's
 :class:`~.layout.Layout`; it never sees the store.
 
 An op is ``(kind, hash, field, value)`` with kind ``i`` (add an integer), ``f`` (add a
-float), ``n`` (HSETNX) or ``p`` (a value forwarded to the worker that owns its decision,
+float), ``n`` (set if absent) or ``p`` (a value forwarded to the worker that owns its decision,
 control.py: written to the owner's inbox hash under a field named by this batch and op, or
 pushed to the owner's list if the hash does not exist, then PEXPIREd to ``field`` ms). Ops are
 packed into chunks; each chunk is one call of :data:`LUA`, which
@@ -45,6 +45,13 @@ before the retry, that load applies the orphan part, and the retry finds the mar
 A forwarded value is written to a field named by the batch and the op, so a replay writes the
 same field again; only an owner that has not polled yet (or runs an older version) gets it
 pushed to a list, where a replayed push would be a second copy.
+
+Set if absent (``n``: a unit's first exposure, a covariate, an epoch, a look) is ``HEXISTS``
+then ``HSET``, not ``HSETNX``: the AOF logs a script's writes as the commands it ran, and a
+replayed ``HSETNX`` decides again. Replayed before the transaction after it (another
+worker's, which wrote the same field live because the torn batch was not loaded then), the
+orphan's ``HSETNX`` would win that field at the next load, against what every worker saw
+live. Logged as ``HSET``, the later transaction's own ``HSET`` overwrites it again.
 
 Thread safety: pure functions of their arguments (the flusher owns a drained buffer alone).
 """
@@ -86,7 +93,8 @@ _COMPACT = (",", ":")
 def unit_ops(first: Mapping[str, FirstExposure], exposures: Mapping[str, int],
              xy: Mapping[tuple[str, int], list[float]], metric_names: Sequence[str],
              tables: Sequence[Sequence[str]]) -> list[Op]:
-    """First exposures (HSETNX, first writer wins), exposure counts and per-unit x/y sums."""
+    """First exposures (set if absent: the first writer wins), exposure counts and per-unit
+    x/y sums."""
     ops: list[Op] = []
     for unit, (variant, epoch, prop, seen, seg) in first.items():
         segs = [tables[d][c] for d, c in enumerate(seg)]
@@ -102,7 +110,7 @@ def unit_ops(first: Mapping[str, FirstExposure], exposures: Mapping[str, int],
 
 def covariate_ops(covariates: Mapping[tuple[str, int], tuple[float, float]],
                   names: Sequence[str]) -> list[Op]:
-    """Covariate values (HSETNX: the first value any worker flushed wins), as JSON
+    """Covariate values (set if absent: the first value any worker flushed wins), as JSON
     ``[value, recorded_at]`` (``repr`` floats: exact round trip)."""
     return [("n", "cov:" + names[i], unit, json.dumps([v, t], separators=_COMPACT))
             for (unit, i), (v, t) in covariates.items()]

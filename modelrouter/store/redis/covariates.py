@@ -2,7 +2,7 @@
 
 A mixin of :class:`~modelrouter.store.redis.store.RedisStore` (kept apart so that module stays
 about the buffer and the statistics). A value goes into the worker's buffer (first value
-wins there, and counts against ``max_buffer``), the flush writes it with ``HSETNX`` to
+wins there, and counts against ``max_buffer``), the flush writes it if absent (batch.py) to
 ``mr:{exp}:cov:<name>`` as ``[value, recorded_at]`` (batch.py ``covariate_ops``: the first
 value any worker flushed wins), and a snapshot joins it to the unit's first exposure
 (snapshot.py). A unit not exposed yet needs no pending map here: its value waits in Redis

@@ -11,17 +11,17 @@ first-writer-wins:
 ==========================  ===============================================================
 ``mr:{exp}:meta``           variants, metrics, level, segment dimensions (checked on connect)
 ``mr:{exp}:first``          unit -> JSON ``[variant, epoch, propensity, first_seen, [segs]]``
-                            written with ``HSETNX``: the first worker to flush a unit wins
+                            set if absent (batch.py): the first worker to flush a unit wins
 ``mr:{exp}:exposures``      unit -> exposures (totals the batch script adds to: batch.py)
 ``mr:{exp}:x:<metric>``     unit -> sum of values ("any" metrics clip >0)
 ``mr:{exp}:y:<metric>``     unit -> number of values
-``mr:{exp}:cov:<name>``     unit -> JSON ``[value, recorded_at]`` of a covariate (``HSETNX``:
-                            the first value recorded wins; store/redis/covariates.py)
+``mr:{exp}:cov:<name>``     unit -> JSON ``[value, recorded_at]`` of a covariate (set if
+                            absent: the first value recorded wins; store/redis/covariates.py)
 ``mr:{exp}:requests``       variant -> routed requests
 ``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values,
                             unattributed, refused_batches, refused_requests/_exposures/_values
 ``mr:{exp}:refused``        reason -> batches Redis refused for it (see batch.py)
-``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (``HSETNX``)
+``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (set if absent)
 ``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum
 ``mr:{exp}:events``         ``variant:metric:{n,sum,sumsq}`` per event (bandit counters)
 ``mr:{exp}:latency``        ``variant#slot`` -> requests, ``variant#sum`` -> latency_ms sum

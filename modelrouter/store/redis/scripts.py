@@ -179,7 +179,9 @@ for i = 1, #ops do
       redis.call('RPUSH', k, v)
     end
     redis.call('PEXPIRE', k, ttl)
-  elseif op == 'n' then redis.call('HSETNX', k, f, v) end
+  elseif op == 'n' and redis.call('HEXISTS', k, f) == 0 then
+    redis.call('HSET', k, f, v)  -- (logged as this HSET: see batch.py on set-if-absent)
+  end
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
@@ -196,7 +198,9 @@ if cur ~= tonumber(ARGV[1]) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'record', ARGV[3])
-redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then  -- set if absent, logged as an HSET
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+end
 return 1
 """
 
