@@ -245,3 +245,23 @@ def test_a_key_of_another_type_where_the_hash_belongs_is_deleted_and_counted_onc
     assert a.store.stats()["labels_refused"] == (1 if kind == "labels" else 0)
     for e in (a, b):
         e.close()
+
+
+def test_a_key_of_another_type_at_the_list_name_does_not_hold_up_the_hand_over(
+        redis_server: RedisServer) -> None:
+    """Before A's first pop, another client wrote a string where A's legacy label list
+    belongs: B's push deletes it, counts one refused entry and pushes; its labels to another
+    owner in the same round trip go through too."""
+    a, b, c = worker(redis_server.url), worker(redis_server.url), worker(redis_server.url)
+    r = redis.Redis.from_url(redis_server.url)
+    r.set(P + "labels:" + a._prefix, "hostile")
+    assert c.store.take_labels(c._prefix) == []  # C has registered its hash, A has not
+    items = labels(a._prefix, 3) + labels(c._prefix, 2)
+    b.store.push_labels(items)
+    assert b.store.stats()["labels_refused"] == 1
+    assert a.store.take_labels(a._prefix) == taken(items[:3])
+    assert c.store.take_labels(c._prefix) == taken(items[3:])
+    b.store.push_labels(items)  # nothing left to delete
+    assert b.store.stats()["labels_refused"] == 1
+    for e in (a, b, c):
+        e.close()

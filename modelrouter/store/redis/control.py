@@ -335,12 +335,18 @@ class SharedControl:
                     self._push_script(keys=[self._prefix + LABELS + owner,
                                             self._prefix + LEGACY_LABELS + owner],
                                       args=[ttl_ms, *pairs], client=pipe)
-                pipe.execute()
+                replies = pipe.execute()
         except BaseException:
             with self._ids_lock:  # ran or not: the retry writes the same fields
                 for item, field in zip(items, chosen):
                     self._label_fields.setdefault(item, []).append(field)
             raise
+        for owner, (_hash, gone) in zip(by_owner, replies):
+            if text(gone):
+                log.warning("modelrouter: %s held a Redis %s, not a list (another client "
+                            "wrote it); it was deleted, counted as refused labels",
+                            self._prefix + LEGACY_LABELS + owner, text(gone))
+                self.refuse("labels")
 
     def take_labels(self, owner: str) -> list[tuple[str, str]]:
         """Pop the labels handed to ``owner``, a sender's in the order it sent them

@@ -271,20 +271,25 @@ return receipt
 # first pop: :data:`HASH_POP_LUA`), each label is written to its own field, so a retry whose
 # reply was lost, or a replay of part of this script, writes the same fields again and adds
 # nothing; before that (or for an older owner, which reads the list) the values are pushed to
-# the list. Returns 1 (hash) or 0 (list).
+# the list. A key of another type at the list's name (another client wrote it) is deleted
+# first, so it cannot hold up every later hand-over (one at the hash's name is the pop's to
+# delete and count; until then the list is used). Returns {1 (hash) or 0 (list), the type of
+# the key deleted or ''}.
 LABEL_PUSH_LUA = EACH + """
-local values = {}
-for i = 3, #ARGV, 2 do values[#values + 1] = ARGV[i] end
+local gone = redis.call('TYPE', KEYS[2])['ok']
+if gone == 'list' or gone == 'none' then gone = '' else redis.call('DEL', KEYS[2]) end
 if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
   local kv = {}
   for i = 2, #ARGV do kv[#kv + 1] = ARGV[i] end
   each('HSET', KEYS[1], kv, 2000)
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  return 1
+  return {1, gone}
 end
+local values = {}
+for i = 3, #ARGV, 2 do values[#values + 1] = ARGV[i] end
 each('RPUSH', KEYS[2], values, 1000)
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return 0
+return {0, gone}
 """
 
 # KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
