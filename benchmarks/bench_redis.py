@@ -5,6 +5,11 @@ Without ``--url`` a throw-away ``redis-server`` is started on a free port. An ev
 hot-path call: an exposure or one feedback value. The benchmark buffers ``events`` events
 (half exposures of ``units`` units, half values), then times ``flush()``: draining the buffer,
 building the idempotent Lua batches and executing them. It also times the hot path itself.
+
+``--labels N`` times the shadow labels' hand-over between two stores instead: one push of N
+labels for the other store's decisions (``push_labels``), then its pops until none is left
+(``take_labels``), in microseconds per label (the owner has polled once, so labels go to its
+hash, as they do after a worker's first flush).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,9 +52,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--units", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--labels", type=int, default=0)
     args = parser.parse_args()
     proc, url = (None, args.url) if args.url else start_server()
     try:
+        if args.labels:
+            print(json.dumps(bench_labels(url, args.labels, args.rounds)))
+            return
         from modelrouter.config import RouterConfig
         from modelrouter.store.redis.store import RedisStore
 
@@ -81,6 +91,36 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait()
+
+
+def bench_labels(url: str, n: int, rounds: int) -> dict[str, float]:
+    """Medians over ``rounds`` of the push and take time per label (see the docstring)."""
+    from modelrouter.config import RouterConfig
+    from modelrouter.store.redis.store import RedisStore
+
+    config = RouterConfig(metrics={"click": "binary"}, store=url)
+    stores = [RedisStore(url, ("a", "b"), config.metrics, experiment="labels",
+                         flush_seconds=3600.0) for _ in range(2)]
+    owner = "0123abcd-"
+    stores[0].take_labels(owner)  # the owner's first poll registers its hash
+    push, take = [], []
+    for r in range(rounds):
+        items = [(owner, f"{owner}{r:x}-{i:x}", str(i)) for i in range(n)]
+        t0 = time.perf_counter()
+        stores[1].push_labels(items)
+        t1 = time.perf_counter()
+        got = 0
+        while batch := stores[0].take_labels(owner):
+            got += len(batch)
+        t2 = time.perf_counter()
+        if got != n:
+            sys.exit(f"took {got} labels of {n}")
+        push.append((t1 - t0) / n * 1e6)
+        take.append((t2 - t1) / n * 1e6)
+    for s in stores:
+        s.close()
+    return {"labels": n, "push_us_per_label": round(statistics.median(push), 2),
+            "take_us_per_label": round(statistics.median(take), 2)}
 
 
 if __name__ == "__main__":
