@@ -29,6 +29,7 @@ from modelrouter.exceptions import StoreError
 from modelrouter.store.redis import control
 from tests.store.conftest import RedisServer
 from tests.store.test_redis_reply_lost import CuttingProxy, P, lost_reply, worker
+from tests.store.test_redis_shadows import Threshold, serve, unrouted_app
 from tests.store.test_redis_torn_aof import tear_last_block
 
 redis = pytest.importorskip("redis")
@@ -50,32 +51,10 @@ def taken(items: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
     return [(d, y) for _o, d, y in items]
 
 
-class Threshold:
-    """A model: 1 when its one feature passes the cut."""
-
-    def __init__(self, cut: float) -> None:
-        self.cut = cut
-
-    def predict(self, x: Any) -> list[int]:
-        return [int(row[0] > self.cut) for row in x]
-
-
-async def _app(scope: Any, receive: Any, send: Any) -> None:  # never served here
-    raise AssertionError
-
-
 def shadowed(url: str, variants: int) -> ModelRouter:
     config = RouterConfig(experiment="cut", salt="s", store=url, flush_seconds=3600.0)
     models = {f"v{i}": Threshold(0.5 + i / 10) for i in range(variants)}
-    return ModelRouter(_app, models, config, shadows={"cand": Threshold(0.55)})
-
-
-def serve(router: ModelRouter, unit: str, x: float) -> str:
-    decision, _ = router.experiment.route(unit)
-    assert router.shadows is not None
-    decision = router.shadows.select(decision)
-    decision.predict([[x]])
-    return decision.decision_id
+    return ModelRouter(unrouted_app, models, config, shadows={"cand": Threshold(0.55)})
 
 
 def sync(router: ModelRouter) -> None:

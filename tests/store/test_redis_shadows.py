@@ -146,17 +146,17 @@ class Threshold:
         return [int(r[0] > self.cut) for r in rows]
 
 
-async def _app(scope: Any, receive: Any, send: Any) -> None:  # never called: routed by hand
+async def unrouted_app(scope: Any, receive: Any, send: Any) -> None:  # routed by hand
     raise AssertionError
 
 
 def _worker(url: str) -> ModelRouter:
     config = RouterConfig(experiment="shadowed", salt="s", store=url, flush_seconds=0.05)
-    return ModelRouter(_app, {"control": Threshold(0.5), "treatment": Threshold(0.6)},
+    return ModelRouter(unrouted_app, {"control": Threshold(0.5), "treatment": Threshold(0.6)},
                        config, shadows={"cand": Threshold(0.55)})
 
 
-def _serve(router: ModelRouter, unit: str, x: float) -> str:
+def serve(router: ModelRouter, unit: str, x: float) -> str:
     decision, _ = router.experiment.route(unit)
     assert router.shadows is not None
     decision = router.shadows.select(decision)
@@ -194,7 +194,7 @@ def test_two_workers_one_statistic_and_labels_from_anywhere(redis_server: RedisS
     try:
         rng = np.random.default_rng(5)
         xs = rng.uniform(0, 1, 500)
-        ids = [_serve(a if i < 300 else b, f"u{i}", float(x)) for i, x in enumerate(xs)]
+        ids = [serve(a if i < 300 else b, f"u{i}", float(x)) for i, x in enumerate(xs)]
         labels = (xs > 0.52).astype(int)
         for i, (did, y) in enumerate(zip(ids, labels, strict=True)):
             assert (b if i < 300 else a).record_label(did, int(y)) is True  # forwarded
@@ -226,15 +226,15 @@ def test_a_stopped_workers_pairs_still_count_and_repeats_do_not(
     a, b = _worker(redis_server.url), _worker(redis_server.url)
     try:
         for i in range(120):
-            _serve(a, f"a{i}", i / 120)
+            serve(a, f"a{i}", i / 120)
         for i in range(80):
-            _serve(b, f"b{i}", i / 80)
+            serve(b, f"b{i}", i / 80)
         _settle([a, b])
         _settle([a, b])  # publishing again replaces, never adds
         _close(a)  # stops; its published state stays
         c = _worker(redis_server.url)
         try:
-            _serve(c, "c0", 0.3)
+            serve(c, "c0", 0.3)
             _settle([b, c])
             for r in (b, c):
                 assert r.analysis().shadow("cand").n_pairs == 201
@@ -269,7 +269,7 @@ def test_hostile_labels_and_flooded_outbox(redis_server: RedisServer,
 def test_redis_away_keeps_outgoing_labels(redis_server: RedisServer) -> None:
     a, b = _worker(redis_server.url), _worker(redis_server.url)
     try:
-        did = _serve(b, "u1", 0.9)
+        did = serve(b, "u1", 0.9)
         assert a.record_label(did, 1)
         sharing = a._shadow_sharing
         assert sharing is not None
