@@ -17,18 +17,18 @@ import pytest
 from modelrouter import ModelRouter, RouterConfig
 from modelrouter.exceptions import StoreError
 from modelrouter.store.persistence import read_info
-from tests.store.test_redis_shadows import Threshold, _app, _serve, _wait
+from tests.store.test_redis_shadows import Threshold, _wait, serve, unrouted_app
 
 
 def _router(kind: str = "label") -> ModelRouter:
     config = RouterConfig(experiment="snap", salt="s", shadow_kind=kind)  # type: ignore[arg-type]
-    return ModelRouter(_app, {"control": Threshold(0.5), "treatment": Threshold(0.6)}, config,
-                       shadows={"cand": Threshold(0.55)})
+    return ModelRouter(unrouted_app, {"control": Threshold(0.5), "treatment": Threshold(0.6)},
+                       config, shadows={"cand": Threshold(0.55)})
 
 
 def _serve_and_label(router: ModelRouter, n: int, seed: int) -> None:
     xs = np.random.default_rng(seed).uniform(0, 1, n)
-    ids = [_serve(router, f"u{seed}-{i}", float(x)) for i, x in enumerate(xs)]
+    ids = [serve(router, f"u{seed}-{i}", float(x)) for i, x in enumerate(xs)]
     _wait(lambda: router.shadows.pending == 0)  # type: ignore[union-attr]
     for did, x in zip(ids, xs, strict=True):
         assert router.record_label(did, int(x > 0.52))
@@ -65,7 +65,7 @@ def test_malformed_or_foreign_shadow_part_is_left_fresh(tmp_path: Path,
     assert b.analysis().shadow("cand").n_pairs == 0
     # shadows are arms held at weight 0 (routing/promotion.py): a router without the shadow
     # has other variants, and its restore is refused before anything changes
-    plain = ModelRouter(_app, {"control": Threshold(0.5), "treatment": Threshold(0.6)},
+    plain = ModelRouter(unrouted_app, {"control": Threshold(0.5), "treatment": Threshold(0.6)},
                         RouterConfig(experiment="snap", salt="s"))
     with pytest.raises(StoreError, match="variants"):
         plain.experiment.restore(path)
