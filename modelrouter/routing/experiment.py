@@ -334,7 +334,10 @@ class Experiment(SnapshotMembers, CoreMirror):
         self.store.flush()
 
     def close(self) -> None:
-        """Stop background flushing and flush what is left (no-op in memory)."""
+        """Stop the bandit's refresh thread (which would otherwise read the store again, on
+        a connection nothing closes) and background flushing, and flush what is left."""
+        if self.bandit is not None:
+            self.bandit.close()
         self.store.close()
 
     # -- configuration (the routing state applies it atomically) --------------------------
