@@ -69,14 +69,16 @@ def sync(router: ModelRouter) -> None:
     router._shadow_sharing.sync(force=True)
 
 
+@pytest.mark.parametrize("taken_between", [False, True], ids=["retry-first", "owner-first"])
 @pytest.mark.parametrize("ran", [True, False], ids=["push-ran", "push-never-ran"])
 @pytest.mark.parametrize("variants", [2, 3])
 def test_a_label_push_whose_reply_is_lost_attaches_each_label_once(
         persistent_redis_server: RedisServer, cut: CuttingProxy, ran: bool,
-        variants: int) -> None:
+        variants: int, taken_between: bool) -> None:
     """B made 12 shadowed decisions; their labels are posted to A, whose push to B is cut
-    (Redis ran it and died, or died first). A keeps them queued and pushes again: B attaches
-    12 labels and counts no duplicate (with the list, a push that ran was pushed twice)."""
+    (Redis ran it and died, or died first). A keeps them queued and pushes again, before or
+    after B has taken what the first push wrote: B attaches 12 labels and counts no duplicate
+    (with the list, a push that ran was pushed twice)."""
     server = persistent_redis_server
     a, b = shadowed(cut.url, variants), shadowed(server.url, variants)
     try:
@@ -90,6 +92,8 @@ def test_a_label_push_whose_reply_is_lost_attaches_each_label_once(
         lost_reply(server, cut, b"labels:" + owner.encode(), lambda: sharing.sync(force=True),
                    ran)
         assert len(sharing._outbox) == 12  # queued again
+        if taken_between:
+            sync(b)
         sync(a)
         sync(b)
         got = b.shadows.log.snapshot().labels  # type: ignore[union-attr]
@@ -243,4 +247,38 @@ def test_a_key_of_another_type_at_the_list_name_does_not_hold_up_the_hand_over(
     b.store.push_labels(items)  # nothing left to delete
     assert b.store.stats()["labels_refused"] == 1
     for e in (a, b, c):
+        e.close()
+
+
+@pytest.mark.parametrize("registered", [True, False], ids=["hash", "list"])
+def test_a_push_retried_after_the_owner_took_its_labels_adds_nothing(
+        persistent_redis_server: RedisServer, cut: CuttingProxy, registered: bool) -> None:
+    """B's push ran and its reply was lost; A takes the labels; B's retry (the same items)
+    finds the push's marker and writes nothing: A has each label once and no copy to count
+    as a duplicate. Before A's first pop the labels go to its list: the same."""
+    server = persistent_redis_server
+    a, b = worker(server.url), worker(cut.url)
+    owner = a._prefix
+    if registered:
+        assert a.store.take_labels(owner) == []
+    items = labels(owner, 5)
+    lost_reply(server, cut, b"labels:" + owner.encode(), lambda: b.store.push_labels(items))
+    assert a.store.take_labels(owner) == taken(items)
+    b.store.push_labels(items + labels(owner, 2, 5))  # the retry, with two new labels
+    assert a.store.take_labels(owner) == taken(labels(owner, 2, 5))
+    assert a.store.take_labels(owner) == []
+    for e in (a, b):
+        e.close()
+
+
+def test_a_senders_markers_of_answered_pushes_are_deleted_by_its_next_push(
+        redis_server: RedisServer) -> None:
+    a, b = worker(redis_server.url), worker(redis_server.url)
+    owner, other = a._prefix, "0123abcd-"
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    for k in range(5):
+        b.store.push_labels(labels(owner, 3, 3 * k) + labels(other, 1, k))
+        assert len(r.keys(P + "pushed:*")) == 2  # this push's, one per owner
+    assert a.store.take_labels(owner) == taken(labels(owner, 15))
+    for e in (a, b):
         e.close()

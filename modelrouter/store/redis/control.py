@@ -33,11 +33,15 @@ bandit's training counters, the feedback seen set and the forwarding inboxes.
   merges every worker's (they are additive). A stopped worker's entry stays: its pairs count.
 - ``mr:{exp}:lbl:<decision-id prefix>``: ground-truth labels for another worker's shadowed
   decisions (``record_label``), a hash the owner registers at its first pop, as the inbox's;
-  each label is written to a field its sender chose (:data:`LABEL_PUSH_LUA`), so a push
-  retried after its reply was lost writes the same fields again instead of a second copy.
+  each label is written to a field its sender chose (:data:`LABEL_PUSH_LUA`), so a replayed
+  part of a push writes the same fields again instead of a second copy.
   ``mr:{exp}:labels:<decision-id prefix>`` is the list older versions push to and read (and
   where labels go before the owner's first pop); the owner's pop takes it too. Both live a
   week past their last write or pop.
+- ``mr:{exp}:pushed:<push id>:<decision-id prefix>``: the marker of one push of labels to one
+  owner, set by the push's script: its retry after a lost reply finds it and writes nothing
+  again, even if the owner took the labels in between. Deleted by the sender's next push once
+  the reply arrived (at most a day later: its TTL).
 - ``mr:{exp}:taken:<list>:<pop id>``: the receipt of one pop of an inbox or label hash.
 
 A pop (:data:`HASH_POP_LUA`) is idempotent, as the statistics batches are: it moves what it
@@ -111,9 +115,11 @@ class SharedControl:
         track(self, self._ids_lock, LEAF)  # a fork waits for a list being swapped (forksafe.py)
         self._unanswered: dict[str, list[str]] = {}  # list key -> pop ids to retry
         self._answered: dict[str, list[str]] = {}  # list key -> receipts to delete
-        # labels (owner, decision id, label) whose push may have run: the fields they were
-        # written to, reused by their retry (the outbox queues them again)
-        self._label_fields: dict[tuple[str, str, str], list[str]] = {}
+        # labels (owner, decision id, label) whose push may have run: the push id and field
+        # of each, reused by their retry (the outbox queues them again); and the markers of
+        # pushes whose replies arrived, deleted by the next push
+        self._label_pending: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        self._label_markers: list[str] = []
         self._field_ns = 0  # the time part of the last label field chosen (push_labels)
         self._release = client.register_script(RELEASE_LUA)
         self._doubtful: list[tuple[str, str]] = []  # claims whose replies were lost: key, id
@@ -307,41 +313,51 @@ class SharedControl:
 
     def push_labels(self, items: Sequence[tuple[str, str, str]]) -> None:
         """Hand each ``(owner, decision id, label JSON)`` to its owner (:data:`LABEL_PUSH_LUA`,
-        one call per owner in one round trip). Each label is written to a field chosen here:
-        time-ordered, so the owner takes a sender's labels in order, and kept while the push
-        may have run without an answer, so its retry (the same item, queued again by the
-        caller) writes the same field instead of a second copy."""
+        one call per owner in one round trip). Each label is written to a field chosen here,
+        time-ordered, so the owner takes a sender's labels in order. Each call leaves a marker
+        named by its push id and owner; a push that may have run without an answer keeps its
+        id and fields, so its retry (the same items, queued again by the caller) finds the
+        marker and writes nothing again, even if the owner has taken the labels since."""
         if not items:
             return
-        ttl_ms = LABEL_TTL_SECONDS * 1000
         with self._ids_lock:
-            chosen = []
+            push_id = os.urandom(8).hex()
+            groups: dict[tuple[str, str], list[str]] = {}
+            assigned = []
             for item in items:
-                kept = self._label_fields.get(item)
+                kept = self._label_pending.get(item)
                 if kept:
-                    chosen.append(kept.pop())
+                    pid, field = kept.pop()
                     if not kept:
-                        del self._label_fields[item]
+                        del self._label_pending[item]
                 else:  # strictly increasing here, even if the wall clock stalls or steps back
                     self._field_ns = max(time.time_ns(), self._field_ns + 1)
-                    chosen.append(f"{self._field_ns:016x}{os.urandom(4).hex()}")
-        by_owner: dict[str, list[str]] = {}
-        for (owner, decision_id, label), field in zip(items, chosen):
-            by_owner.setdefault(owner, []).extend((field, json.dumps([decision_id, label])))
+                    pid, field = push_id, f"{self._field_ns:016x}{os.urandom(4).hex()}"
+                assigned.append((item, pid, field))
+                groups.setdefault((pid, item[0]), []).extend(
+                    (field, json.dumps([item[1], item[2]])))
+            done, self._label_markers = self._label_markers, []
+        markers = [f"{self._prefix}pushed:{pid}:{owner}" for pid, owner in groups]
         try:
             with self._guard("the label hand-over"):
                 pipe = self._client.pipeline(transaction=False)
-                for owner, pairs in by_owner.items():
+                for marker, ((_pid, owner), pairs) in zip(markers, groups.items()):
                     self._push_script(keys=[self._prefix + LABELS + owner,
-                                            self._prefix + LEGACY_LABELS + owner],
-                                      args=[ttl_ms, *pairs], client=pipe)
+                                            self._prefix + LEGACY_LABELS + owner, marker],
+                                      args=[LABEL_TTL_SECONDS * 1000, RECEIPT_TTL_SECONDS,
+                                            *pairs], client=pipe)
+                if done:
+                    pipe.delete(*done)
                 replies = pipe.execute()
         except BaseException:
-            with self._ids_lock:  # ran or not: the retry writes the same fields
-                for item, field in zip(items, chosen):
-                    self._label_fields.setdefault(item, []).append(field)
+            with self._ids_lock:  # ran or not: the retry's markers tell
+                for item, pid, field in assigned:
+                    self._label_pending.setdefault(item, []).append((pid, field))
+                self._label_markers[:0] = done
             raise
-        for owner, (_hash, gone) in zip(by_owner, replies):
+        with self._ids_lock:
+            self._label_markers.extend(markers)
+        for owner, (_where, gone) in zip((o for _p, o in groups), replies):
             if text(gone):
                 log.warning("modelrouter: %s held a Redis %s, not a list (another client "
                             "wrote it); it was deleted, counted as refused labels",

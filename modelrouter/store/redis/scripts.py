@@ -265,31 +265,37 @@ redis.call('EXPIRE', KEYS[3], ARGV[2])
 return receipt
 """
 
-# The hand-over of labels to one owner. KEYS[1] = its label hash, KEYS[2] = its legacy list;
-# ARGV[1] = the TTL of either (ms), ARGV[2..] = field, value, field, value, ... (each field
-# chosen by the sender and kept for its retries). Once the owner has registered its hash (its
-# first pop: :data:`HASH_POP_LUA`), each label is written to its own field, so a retry whose
-# reply was lost, or a replay of part of this script, writes the same fields again and adds
-# nothing; before that (or for an older owner, which reads the list) the values are pushed to
-# the list. A key of another type at the list's name (another client wrote it) is deleted
-# first, so it cannot hold up every later hand-over (one at the hash's name is the pop's to
-# delete and count; until then the list is used). Returns {1 (hash) or 0 (list), the type of
+# The hand-over of labels to one owner. KEYS[1] = its label hash, KEYS[2] = its legacy list,
+# KEYS[3] = this push's marker; ARGV[1] = the TTL of the hash or list (ms), ARGV[2] = the
+# marker's TTL (s), ARGV[3..] = field, value, field, value, ... (each field chosen by the
+# sender). A marker that exists means this very push ran and its reply was lost: nothing is
+# written again (the owner may have taken the labels since). Once the owner has registered its
+# hash (its first pop: :data:`HASH_POP_LUA`), each label is written to its own field, so a
+# replay of part of this script writes the same fields again and adds nothing; before that
+# (or for an older owner, which reads the list) the values are pushed to the list. A key of
+# another type at the list's name (another client wrote it) is deleted first, so it cannot
+# hold up every later hand-over (one at the hash's name is the pop's to delete and count;
+# until then the list is used). Returns {1 (hash), 0 (list) or 2 (already done), the type of
 # the key deleted or ''}.
 LABEL_PUSH_LUA = EACH + """
+if redis.call('EXISTS', KEYS[3]) == 1 then return {2, ''} end
 local gone = redis.call('TYPE', KEYS[2])['ok']
 if gone == 'list' or gone == 'none' then gone = '' else redis.call('DEL', KEYS[2]) end
+local where = 0
 if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
   local kv = {}
-  for i = 2, #ARGV do kv[#kv + 1] = ARGV[i] end
+  for i = 3, #ARGV do kv[#kv + 1] = ARGV[i] end
   each('HSET', KEYS[1], kv, 2000)
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  return {1, gone}
+  where = 1
+else
+  local values = {}
+  for i = 4, #ARGV, 2 do values[#values + 1] = ARGV[i] end
+  each('RPUSH', KEYS[2], values, 1000)
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
 end
-local values = {}
-for i = 3, #ARGV, 2 do values[#values + 1] = ARGV[i] end
-each('RPUSH', KEYS[2], values, 1000)
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return {0, gone}
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+return {where, gone}
 """
 
 # KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
