@@ -18,14 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["COVARIATE_DROP_REASONS", "DROP_PREFIX", "REFUSAL_REASONS", "UNATTRIBUTED",
-           "check_losses", "count_loss", "loss_notes"]
+__all__ = ["COVARIATE_DROP_REASONS", "DROP_PREFIX", "FORWARDS_LOST", "FORWARDS_REFUSED",
+           "REFUSAL_REASONS", "UNATTRIBUTED", "check_losses", "count_loss", "loss_notes"]
 
 DROP_PREFIX = "covariate_dropped:"
 """``Snapshot.losses`` key prefix of covariate values read from requests and dropped."""
 
 UNATTRIBUTED = "unattributed_requests"
 """``Snapshot.losses`` key of finished requests whose decision was no longer pending."""
+
+FORWARDS_LOST = "forwarded_lost"
+"""``Snapshot.losses`` key (Redis) of feedback values forwarded to the worker that made their
+decision after that decision had left its pending ring: their decision-level part (the
+bandit's decision sums and training, a request-level group's value) was not recorded."""
+
+FORWARDS_REFUSED = "forwarded_refused"
+"""``Snapshot.losses`` key (Redis) of entries in a worker's inbox that no worker writes
+(another client wrote them: malformed, out of range, a key of another type), never applied."""
 
 
 def count_loss(losses: dict[str, int], key: str, n: int = 1) -> None:
@@ -68,6 +77,17 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
                      "decision was no longer pending when the response ended "
                      "(max_pending newer decisions were made while it was in flight, or the "
                      "store was restored); raise max_pending if this grows")
+    if losses.get(FORWARDS_LOST):
+        n = losses[FORWARDS_LOST]
+        notes.append(f"{n:,} feedback value{'s' if n != 1 else ''} forwarded to the worker "
+                     "that made the decision arrived after that decision had left its pending "
+                     "ring (max_pending newer decisions, or a restart): its decision-level part "
+                     "(the bandit's decision sums and training, a request-level group's value) "
+                     "was not recorded; raise max_pending if this grows")
+    if losses.get(FORWARDS_REFUSED):
+        notes.append(f"{losses[FORWARDS_REFUSED]:,} entries in the workers' forwarding inboxes "
+                     "were refused, never applied: no worker writes them (another Redis client "
+                     "wrote into the experiment's keys)")
     if losses.get("orphan_values"):
         notes.append(f"{losses['orphan_values']:,} feedback values belong to units whose exposure "
                      "is not in the shared store (dropped or not yet flushed); not analysed")

@@ -67,7 +67,7 @@ import numpy as np
 
 from modelrouter.store.histogram import N_SLOTS
 from modelrouter.store.looks import Look
-from modelrouter.store.losses import DROP_PREFIX
+from modelrouter.store.losses import DROP_PREFIX, FORWARDS_LOST, FORWARDS_REFUSED
 from modelrouter.store.redis.buffer import DeltaBuffer, FirstExposure
 from modelrouter.store.redis.layout import INBOX, LEGACY_INBOX, Layout
 from modelrouter.store.redis.scripts import LUA
@@ -249,6 +249,8 @@ def drain_ops(buf: DeltaBuffer, local: Deltas, layout: Layout, sync: SyncDeltas 
                         "unattributed": buf.unattributed + local.unattributed,
                         "segment_overflow": local.segment_overflow,
                         "dropped_exposures": buf.dropped[0], "dropped_values": buf.dropped[1],
+                        FORWARDS_LOST: buf.forwards_lost[0],
+                        FORWARDS_REFUSED: buf.forwards_lost[1],
                         **{DROP_PREFIX + r: n for r, n in buf.covariate_drops.items()}},
                        buf.epochs, buf.looks)
     ops += latency_ops(layout.variants, buf.hist, buf.hist_sum)

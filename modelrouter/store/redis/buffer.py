@@ -53,8 +53,8 @@ class DeltaBuffer:
     """See the module docstring."""
 
     __slots__ = ("covariate_drops", "covariates", "dropped", "epochs", "events", "exposures",
-                 "first", "hist", "hist_sum", "looks", "max_buffer", "requests", "size",
-                 "unattributed", "uncounted", "xy")
+                 "first", "forwards_lost", "hist", "hist_sum", "looks", "max_buffer",
+                 "requests", "size", "unattributed", "uncounted", "xy")
 
     def __init__(self, n_variants: int, max_buffer: int) -> None:
         self.max_buffer = max_buffer
@@ -69,6 +69,8 @@ class DeltaBuffer:
         self.uncounted = 0
         self.unattributed = 0  # finished requests whose decision was no longer pending
         self.dropped = [0, 0]  # exposures, values refused by a full buffer
+        # values forwarded to this worker and not applied: decision evicted, entry refused
+        self.forwards_lost = [0, 0]
         self.epochs: list[EpochInfo] = []
         self.looks: list[Look] = []
         self.size = 0  # unit entries (first exposures and (unit, metric) pairs)

@@ -19,7 +19,8 @@ first-writer-wins:
                             absent: the first value recorded wins; store/redis/covariates.py)
 ``mr:{exp}:requests``       variant -> routed requests
 ``mr:{exp}:counters``       uncounted, segment_overflow, dropped_exposures, dropped_values,
-                            unattributed, refused_batches, refused_requests/_exposures/_values
+                            unattributed, forwarded_lost, forwarded_refused,
+                            refused_batches, refused_requests/_exposures/_values
 ``mr:{exp}:refused``        reason -> batches Redis refused for it (see batch.py)
 ``mr:{exp}:epochs``         epoch -> JSON ``[mode, weights, started_at]`` (set if absent)
 ``mr:{exp}:groups``         request level: ``JSON [variant, epoch, [segs]] #k`` -> k-th sum

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.exceptions import StoreError, UnknownDecisionError
+from modelrouter.store.redis.buffer import DeltaBuffer
 from modelrouter.store.redis.control import SharedControl
 from modelrouter.store.redis.flusher import Flusher
 from modelrouter.store.redis.tracking import DecisionSync, Forward
@@ -34,6 +35,7 @@ class SharedMembers:
     control: SharedControl
     _flusher: Flusher
     _lock: threading.Lock
+    _buf: DeltaBuffer
     _sync: DecisionSync | None
     _watchers: list[Callable[[], object]]
     _owner: str | None
@@ -122,6 +124,7 @@ class SharedMembers:
             log.warning("modelrouter: unanswered feedback claims not released yet: %s", exc)
         owner = self._owner
         inbox: list[tuple[int, int, float, bool]] = []
+        refused, lost = self.control.refused["inbox"], 0  # (only polls refuse inbox entries)
         if owner is not None:
             try:
                 inbox = self.control.take_inbox(owner)
@@ -137,7 +140,13 @@ class SharedMembers:
                         self._sync.tracker.apply(seq, metric, value)
             except UnknownDecisionError:
                 self.forwarded[2] += 1  # evicted from the pending ring meanwhile
+                lost += 1
             except (ValueError, TypeError, IndexError, OverflowError) as exc:
                 self.control.refuse("inbox")  # take_inbox checked it: not expected
                 log.error("modelrouter: a value forwarded to this worker was refused (%s); "
                           "counted in forwarded_refused", exc)
+        refused = self.control.refused["inbox"] - refused
+        if lost or refused:  # flushed into the shared counters: every analysis notes them
+            with self._lock:
+                self._buf.forwards_lost[0] += lost
+                self._buf.forwards_lost[1] += refused

@@ -24,7 +24,7 @@ from modelrouter.exceptions import StoreError
 from modelrouter.stats.moments import Moments
 from modelrouter.store.histogram import N_SLOTS, LatencyHistogram
 from modelrouter.store.looks import Look
-from modelrouter.store.losses import DROP_PREFIX, UNATTRIBUTED
+from modelrouter.store.losses import DROP_PREFIX, FORWARDS_LOST, FORWARDS_REFUSED, UNATTRIBUTED
 from modelrouter.store.memory import OTHER
 from modelrouter.store.redis.layout import Layout, text
 from modelrouter.store.rows import SUMS_PER_METRIC, moments_of_row
@@ -133,8 +133,9 @@ def build_snapshot(layout: Layout, data: dict[str, dict[str, str]], taken: float
                             "dropped_values": counters.get("dropped_values", 0),
                             "orphan_values": orphans,
                             **{name: counters.get(name, 0) for name in _REFUSED_COUNTERS},
-                            **({UNATTRIBUTED: counters["unattributed"]}
-                               if counters.get("unattributed") else {}),
+                            **{key: counters[name] for key, name in (
+                                (UNATTRIBUTED, "unattributed"), (FORWARDS_LOST, FORWARDS_LOST),
+                                (FORWARDS_REFUSED, FORWARDS_REFUSED)) if counters.get(name)},
                             **{k: n for k, n in sorted(counters.items())
                                if k.startswith(DROP_PREFIX)},
                             **{f"refused:{reason}": int(n)
