@@ -29,6 +29,9 @@ first-writer-wins:
                             (the latency histogram, store/histogram.py)
 ``mr:{exp}:fwd:<owner>``    values forwarded to a worker (control.py; ``inbox:<owner>``: the
                             list older versions use)
+``mr:{exp}:lbl:<owner>``    shadow labels handed to a worker (control.py; ``labels:<owner>``:
+                            the list older versions use; ``pushed:<id>:<owner>``: a push's
+                            marker)
 ==========================  ===============================================================
 
 
