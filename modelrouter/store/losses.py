@@ -29,8 +29,8 @@ UNATTRIBUTED = "unattributed_requests"
 
 FORWARDS_LOST = "forwarded_lost"
 """``Snapshot.losses`` key (Redis) of feedback values forwarded to the worker that made their
-decision after that decision had left its pending ring: their decision-level part (the
-bandit's decision sums and training, a request-level group's value) was not recorded."""
+decision (request level: the whole value goes there) after that decision had left its
+pending ring: not recorded (its group's statistics, a bandit's decision sums and training)."""
 
 FORWARDS_REFUSED = "forwarded_refused"
 """``Snapshot.losses`` key (Redis) of entries in a worker's inbox that no worker writes
@@ -81,9 +81,9 @@ def loss_notes(losses: Mapping[str, int]) -> list[str]:
         n = losses[FORWARDS_LOST]
         notes.append(f"{n:,} feedback value{'s' if n != 1 else ''} forwarded to the worker "
                      "that made the decision arrived after that decision had left its pending "
-                     "ring (max_pending newer decisions, or a restart): its decision-level part "
-                     "(the bandit's decision sums and training, a request-level group's value) "
-                     "was not recorded; raise max_pending if this grows")
+                     "ring (max_pending newer decisions, or a restart), so it was not recorded "
+                     "(its group's statistics, a bandit's decision sums and training); raise "
+                     "max_pending if this grows")
     if losses.get(FORWARDS_REFUSED):
         notes.append(f"{losses[FORWARDS_REFUSED]:,} entries in the workers' forwarding inboxes "
                      "were refused, never applied: no worker writes them (another Redis client "
