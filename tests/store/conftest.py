@@ -97,6 +97,17 @@ def persistent_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     yield from _server(tmp_path, True)
 
 
+@pytest.fixture
+def cut(persistent_redis_server: RedisServer) -> Iterator[Any]:
+    """A :class:`~tests.store.test_redis_reply_lost.CuttingProxy` in front of the persistent
+    server: it can kill Redis after a command ran and drop its reply."""
+    from tests.store.test_redis_reply_lost import CuttingProxy
+
+    proxy = CuttingProxy(persistent_redis_server)
+    yield proxy
+    proxy.close()
+
+
 class UvicornService:
     """``uvicorn <app> --workers N`` on a free port with ``MODELROUTER_TEST_REDIS`` set; ready
     once EVERY worker has answered ``GET /stats`` with its ``pid`` (new connections until N

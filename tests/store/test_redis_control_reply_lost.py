@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,12 +31,6 @@ CAS = b'"held"'  # only the compare-and-set's record carries this key
 HALF = {"a": 0.5, "b": 0.25, "c": 0.25}
 NEW = {"a": 0.2, "b": 0.3, "c": 0.5}
 
-
-@pytest.fixture
-def cut(persistent_redis_server: RedisServer) -> Iterator[CuttingProxy]:
-    proxy = CuttingProxy(persistent_redis_server)
-    yield proxy
-    proxy.close()
 
 
 def restart_after_cut(server: RedisServer, proxy: CuttingProxy, delay: float

@@ -7,9 +7,10 @@ the caller's retry (the owner then counted the second copy as a ``duplicate`` la
 never sent), and a pop trimmed a count of entries from the list's head, so a pop torn in the
 AOF (batch.py) and replayed after its retry trimmed that many labels a second time: labels
 lost, uncounted, once more than one pop's worth waited. Labels now go to a hash the owner
-registers at its first pop, each to a field its sender chose and reuses for the retry, and the
-pop deletes the fields it took by name: a replay or a retry writes or deletes the same fields
-again. Before the owner's first pop (and for older versions) the list is still used and read.
+registers at its first pop, each to a field its sender chose; each push leaves a marker its
+retry finds (then it writes nothing again), and the pop deletes the fields it took by name, so
+a replay writes or deletes the same fields again. Before the owner's first pop (and for older
+versions) the list is still used and read.
 
 Cells: Redis store (AOF, fsync always; a proxy that cuts a reply; the AOF cut by hand); two
 and three workers (in-process routers and stores on one Redis); A/B, 2 and 3 variants, user
@@ -20,7 +21,6 @@ labels, repeated labels and hostile entries (malformed JSON, a key of another ty
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -30,16 +30,11 @@ from modelrouter.store.redis import control
 from tests.store.conftest import RedisServer
 from tests.store.test_redis_reply_lost import CuttingProxy, P, lost_reply, worker
 from tests.store.test_redis_shadows import Threshold, serve, unrouted_app
+from tests.store.test_redis_shadows import _settle as settle
 from tests.store.test_redis_torn_aof import tear_last_block
 
 redis = pytest.importorskip("redis")
 
-
-@pytest.fixture
-def cut(persistent_redis_server: RedisServer) -> Any:
-    proxy = CuttingProxy(persistent_redis_server)
-    yield proxy
-    proxy.close()
 
 
 def labels(owner: str, n: int, start: int = 0) -> list[tuple[str, str, str]]:
@@ -57,18 +52,6 @@ def shadowed(url: str, variants: int) -> ModelRouter:
     return ModelRouter(unrouted_app, models, config, shadows={"cand": Threshold(0.55)})
 
 
-def sync(router: ModelRouter) -> None:
-    """The flusher's round: flush, poll, then the shadow sharing (push and take labels)."""
-    assert router.shadows is not None and router._shadow_sharing is not None
-    deadline = 200
-    while router.shadows.pending and deadline:
-        asyncio.run(asyncio.sleep(0.01))
-        deadline -= 1
-    router.experiment.flush()
-    router.experiment.store.poll()  # type: ignore[attr-defined]
-    router._shadow_sharing.sync(force=True)
-
-
 @pytest.mark.parametrize("taken_between", [False, True], ids=["retry-first", "owner-first"])
 @pytest.mark.parametrize("ran", [True, False], ids=["push-ran", "push-never-ran"])
 @pytest.mark.parametrize("variants", [2, 3])
@@ -83,7 +66,7 @@ def test_a_label_push_whose_reply_is_lost_attaches_each_label_once(
     a, b = shadowed(cut.url, variants), shadowed(server.url, variants)
     try:
         ids = [serve(b, f"u{i}", i / 12) for i in range(12)]
-        sync(b)  # B's first pop registers its label hash
+        settle([b])  # B's first pop registers its label hash
         for i, did in enumerate(ids):
             assert a.record_label(did, i % 2) is True  # forwarded to B
         sharing = a._shadow_sharing
@@ -93,9 +76,9 @@ def test_a_label_push_whose_reply_is_lost_attaches_each_label_once(
                    ran)
         assert len(sharing._outbox) == 12  # queued again
         if taken_between:
-            sync(b)
-        sync(a)
-        sync(b)
+            settle([b])
+        settle([a])
+        settle([b])
         got = b.shadows.log.snapshot().labels  # type: ignore[union-attr]
         assert got["attached"] == 12 and got.get("duplicate", 0) == 0
         assert b.analysis().shadow("cand").n_pairs == 12
@@ -106,8 +89,9 @@ def test_a_label_push_whose_reply_is_lost_attaches_each_label_once(
 
 def test_a_label_sent_twice_is_two_labels_across_a_lost_reply(
         persistent_redis_server: RedisServer, cut: CuttingProxy) -> None:
-    """The same (owner, decision, label) twice in one push is two labels: the reused fields
-    keep both, so the owner counts the second as the duplicate the user sent."""
+    """The same (owner, decision, label) twice in one push is two labels, each in a field of
+    its own (the retry finds the push's marker), so the owner counts the second as the
+    duplicate the user sent."""
     server = persistent_redis_server
     a, b = worker(server.url), worker(cut.url)
     owner = a._prefix

@@ -24,7 +24,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -113,12 +113,6 @@ class CuttingProxy:
                     else:
                         client.sendall(data)
 
-
-@pytest.fixture
-def cut(persistent_redis_server: RedisServer) -> Iterator[CuttingProxy]:
-    proxy = CuttingProxy(persistent_redis_server)
-    yield proxy
-    proxy.close()
 
 
 def worker(url: str, **kw: Any) -> Experiment:

@@ -52,12 +52,6 @@ MODES: dict[str, dict[str, Any]] = {"ab-user": {}, "bandit-user": BANDIT,
                                     "ab-request": {"level": "request"}}
 
 
-@pytest.fixture
-def cut(persistent_redis_server: RedisServer) -> Any:
-    proxy = CuttingProxy(persistent_redis_server)
-    yield proxy
-    proxy.close()
-
 
 def incr_file(server: RedisServer) -> Path:
     """The AOF file Redis appends to (the manifest's ``type i`` entry)."""

@@ -18,8 +18,6 @@ AOF, then after a clean restart; a routing change (``configure``) torn the same 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from modelrouter import StoreError
@@ -31,12 +29,6 @@ redis = pytest.importorskip("redis")
 
 BANDIT = {"reward": "click", "mode": "bandit", "refresh_every": 10**9, "refresh_seconds": None}
 
-
-@pytest.fixture
-def cut(persistent_redis_server: RedisServer) -> Any:
-    proxy = CuttingProxy(persistent_redis_server)
-    yield proxy
-    proxy.close()
 
 
 def tear_after(server: RedisServer, *needles: bytes) -> None:
