@@ -357,7 +357,7 @@ class SharedControl:
             raise
         with self._ids_lock:
             self._label_markers.extend(markers)
-        for owner, (_where, gone) in zip((o for _p, o in groups), replies):
+        for owner, gone in zip((o for _p, o in groups), replies):
             if text(gone):
                 log.warning("modelrouter: %s held a Redis %s, not a list (another client "
                             "wrote it); it was deleted, counted as refused labels",

@@ -275,19 +275,16 @@ return receipt
 # (or for an older owner, which reads the list) the values are pushed to the list. A key of
 # another type at the list's name (another client wrote it) is deleted first, so it cannot
 # hold up every later hand-over (one at the hash's name is the pop's to delete and count;
-# until then the list is used). Returns {1 (hash), 0 (list) or 2 (already done), the type of
-# the key deleted or ''}.
+# until then the list is used). Returns the type of the key deleted, or ''.
 LABEL_PUSH_LUA = EACH + """
-if redis.call('EXISTS', KEYS[3]) == 1 then return {2, ''} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return '' end
 local gone = redis.call('TYPE', KEYS[2])['ok']
 if gone == 'list' or gone == 'none' then gone = '' else redis.call('DEL', KEYS[2]) end
-local where = 0
 if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
   local kv = {}
   for i = 3, #ARGV do kv[#kv + 1] = ARGV[i] end
   each('HSET', KEYS[1], kv, 2000)
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  where = 1
 else
   local values = {}
   for i = 4, #ARGV, 2 do values[#values + 1] = ARGV[i] end
@@ -295,7 +292,7 @@ else
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
 end
 redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
-return {where, gone}
+return gone
 """
 
 # KEYS = claims, ARGV = their ids: each is deleted if it still holds its id; returns how many
