@@ -32,7 +32,6 @@ HALF = {"a": 0.5, "b": 0.25, "c": 0.25}
 NEW = {"a": 0.2, "b": 0.3, "c": 0.5}
 
 
-
 def restart_after_cut(server: RedisServer, proxy: CuttingProxy, delay: float
                       ) -> threading.Thread:
     """Restart Redis ``delay`` seconds after the proxy cut a reply (AOF replayed)."""

@@ -36,7 +36,6 @@ from tests.store.test_redis_torn_aof import tear_last_block
 redis = pytest.importorskip("redis")
 
 
-
 def labels(owner: str, n: int, start: int = 0) -> list[tuple[str, str, str]]:
     """n (owner, decision id, label JSON) items for ``owner``'s decisions."""
     return [(owner, f"{owner}{i:x}", str(i)) for i in range(start, start + n)]
@@ -162,8 +161,8 @@ def test_labels_sent_before_the_owners_first_pop_go_to_its_list_then_to_its_hash
     got = a.store.take_labels(owner)
     assert sorted(got) == sorted(taken(from_b + from_c))
     for sent in (from_b, from_c):
-        mine = [g for g in got if g in set(taken(sent))]
-        assert mine == taken(sent)
+        theirs = set(taken(sent))
+        assert [g for g in got if g in theirs] == taken(sent)
     assert a.store.take_labels(owner) == []
     for e in (a, b, c):
         e.close()

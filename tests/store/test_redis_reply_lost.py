@@ -114,7 +114,6 @@ class CuttingProxy:
                         client.sendall(data)
 
 
-
 def worker(url: str, **kw: Any) -> Experiment:
     base: dict[str, Any] = {"experiment": "cut", "metrics": {"click": "binary"}, "store": url,
                             "secret": SECRET, "flush_seconds": 3600.0}  # flushed by the test

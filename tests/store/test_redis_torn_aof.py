@@ -52,7 +52,6 @@ MODES: dict[str, dict[str, Any]] = {"ab-user": {}, "bandit-user": BANDIT,
                                     "ab-request": {"level": "request"}}
 
 
-
 def incr_file(server: RedisServer) -> Path:
     """The AOF file Redis appends to (the manifest's ``type i`` entry)."""
     folder = server.workdir / "appendonlydir"
@@ -81,18 +80,24 @@ def commands(data: bytes) -> list[tuple[int, int, bytes]]:
     return out
 
 
-def tear_last_block(server: RedisServer, at: str) -> int:
+def tear_last_block(server: RedisServer, at: str | tuple[bytes, ...]) -> int:
     """Cut the AOF in the middle of one command of its last MULTI block (a batch's or a pop's
-    writes; ``at``: the ``first``, a ``middle`` or the ``last`` command before EXEC), as a short
-    write leaves it; returns how many whole commands of the block stay after the MULTI."""
+    writes; ``at``: the ``first``, a ``middle`` or the ``last`` command before EXEC, or the
+    command after the first one that contains every byte string of a tuple, the EXEC if that
+    is the next), as a short write leaves it; returns how many whole commands of the block
+    stay after the MULTI."""
     path = incr_file(server)
     data = path.read_bytes()
     cmds = commands(data)
     multi = max(i for i, c in enumerate(cmds) if c[2] == b"MULTI")
     assert cmds[-1][2] == b"EXEC" and multi < len(cmds) - 2, "the last write is not a MULTI block"
-    inside = cmds[multi + 1:-1]
-    k = {"first": 0, "middle": len(inside) // 2, "last": len(inside) - 1}[at]
-    start, end, _name = inside[k]
+    block = cmds[multi + 1:]  # its commands, then the EXEC
+    if isinstance(at, tuple):
+        k = 1 + next(i for i, (start, end, _name) in enumerate(block[:-1])
+                     if all(n in data[start:end] for n in at))
+    else:
+        k = {"first": 0, "middle": (len(block) - 1) // 2, "last": len(block) - 2}[at]
+    start, end, _name = block[k]
     path.write_bytes(data[:start + (end - start) // 2])
     return k
 

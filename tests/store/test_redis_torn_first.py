@@ -23,27 +23,11 @@ import pytest
 from modelrouter import StoreError
 from tests.store.conftest import RedisServer
 from tests.store.test_redis_reply_lost import CuttingProxy, P, worker
-from tests.store.test_redis_torn_aof import commands, incr_file
+from tests.store.test_redis_torn_aof import tear_last_block
 
 redis = pytest.importorskip("redis")
 
 BANDIT = {"reward": "click", "mode": "bandit", "refresh_every": 10**9, "refresh_seconds": None}
-
-
-
-def tear_after(server: RedisServer, *needles: bytes) -> None:
-    """Cut the AOF inside its last MULTI block, in the middle of the command after the first
-    one that contains every one of ``needles`` (the EXEC, if that is the next): the orphan
-    part ends with that write."""
-    path = incr_file(server)
-    data = path.read_bytes()
-    cmds = commands(data)
-    multi = max(i for i, c in enumerate(cmds) if c[2] == b"MULTI")
-    assert cmds[-1][2] == b"EXEC"
-    k = next(i for i in range(multi + 1, len(cmds) - 1)
-             if all(n in data[cmds[i][0]:cmds[i][1]] for n in needles))
-    start, end, _name = cmds[k + 1]
-    path.write_bytes(data[:start + (end - start) // 2])
 
 
 def first_of(server: RedisServer, unit: str) -> str | None:
@@ -64,7 +48,7 @@ def test_a_first_exposure_torn_in_the_aof_does_not_win_at_a_later_restart(
     cut.arm(b"batch:")
     with pytest.raises(StoreError, match="unavailable"):
         a.flush()  # Redis wrote alice's first exposure and died before the reply
-    tear_after(server, P.encode() + b"first", b"alice")
+    tear_last_block(server, (P.encode() + b"first", b"alice"))  # just after alice's first
     server.start()  # the torn batch is not loaded
     assert first_of(server, "alice") is None
     b.route("alice")  # alice's first exposure, live, is B's
@@ -94,7 +78,7 @@ def test_a_routing_change_torn_in_the_aof_does_not_win_the_epochs_entry_later(
     cut.arm(b"propensities")  # the change itself (its record), not the reads before it
     with pytest.raises(StoreError, match="may or may not be in force"):
         a.configure(weights={"a": 0.8, "b": 0.1, "c": 0.1})
-    tear_after(server, P.encode() + b"epochs")
+    tear_last_block(server, (P.encode() + b"epochs",))  # in the EXEC after it
     server.start()
     b.configure(weights={"a": 0.1, "b": 0.1, "c": 0.8})
     r = redis.Redis.from_url(server.url, decode_responses=True)
