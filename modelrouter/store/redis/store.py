@@ -117,6 +117,7 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
                                 self.segment_dims, self.segment_cap)
         self.prefix = self.layout.prefix
         # a redis-py client (Any: redis-py is an optional dependency without stubs here)
+        self._owns_client = client is None  # close() closes only a client it made
         self._client = client if client is not None else redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
             retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
@@ -342,8 +343,13 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
         self._flusher.flush()
 
     def close(self) -> None:
-        """Stop the flusher and flush what is left (best effort: errors are logged)."""
+        """Stop the flusher and flush what is left (best effort: errors are logged), then
+        close the connections of the client this store made (a client passed in is the
+        caller's to close). Left open, a connection is closed only when garbage collection
+        finds the store, which may be never in a long-lived process."""
         self._flusher.close()
+        if self._owns_client:
+            self._client.close()
 
     def _safe_url(self) -> str:
         from modelrouter.config.store import redact_url
