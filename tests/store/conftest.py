@@ -26,13 +26,45 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process; ``kill()`` is SIGKILL, ``start()`` restarts on the same port."""
+    """One redis-server process; ``kill()`` is SIGKILL, ``start()`` restarts on the same port.
+
+    ``client()`` gives the test a redis-py client that the fixture closes at teardown. The
+    fixture then checks that the server holds no connection at all: a store, a thread or a
+    test that left one open would otherwise leave its socket to garbage collection (a
+    ResourceWarning, an error at pytest's exit, in whichever later test or run it lands)."""
 
     def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
+        self._clients: list[Any] = []
+
+    def client(self, *, decode_responses: bool = False) -> Any:
+        """A redis-py client of this server, closed by the fixture at teardown."""
+        import redis
+
+        c = redis.Redis.from_url(self.url, decode_responses=decode_responses)
+        self._clients.append(c)
+        return c
+
+    def open_connections(self, settle: float = 5.0) -> list[str]:
+        """Close the test's clients, then the addresses of the connections the server still
+        holds (polled up to ``settle`` s: the server sees a close at its next event-loop
+        turn)."""
+        import redis
+
+        for c in self._clients:
+            c.close()
+        with redis.Redis(port=self.port) as admin:
+            me = admin.client_id()
+            deadline = time.monotonic() + settle
+            while True:
+                left = [f"{c['addr']} (last command {c['cmd']}, age {c['age']} s)"
+                        for c in admin.client_list() if int(c["id"]) != me]
+                if not left or time.monotonic() > deadline:
+                    return left
+                time.sleep(0.01)
 
     @property
     def url(self) -> str:
@@ -64,6 +96,8 @@ class RedisServer:
             self.proc = None
 
     def stop(self) -> None:
+        for c in self._clients:  # (a client still used after a restart reconnects)
+            c.close()
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -81,6 +115,9 @@ def _server(tmp_path: Path, persistent: bool) -> Iterator[RedisServer]:
     server.start()
     try:
         yield server
+        if server.proc is not None:
+            left = server.open_connections()
+            assert not left, f"connections left open at the end of the test: {left}"
     finally:
         server.stop()
 

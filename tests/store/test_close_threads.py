@@ -67,8 +67,8 @@ def test_close_closes_the_connections_of_the_client_the_store_made(
     """Redis x A/B and bandit x user and request level: after ``close()`` the server holds no
     connection of this worker. Before, the final flush's connection stayed open until garbage
     collection found the store (a ResourceWarning that failed a CI run at pytest's exit)."""
-    redis = pytest.importorskip("redis")
-    admin = redis.Redis.from_url(redis_server.url)
+    pytest.importorskip("redis")
+    admin = redis_server.client()
     try:
         config = RouterConfig(experiment="close-conn", metrics={"click": "binary"},
                               reward="click" if mode == "bandit" else None, mode=mode,
@@ -88,11 +88,11 @@ def test_close_closes_the_connections_of_the_client_the_store_made(
 def test_close_leaves_a_client_passed_in_open(redis_server: RedisServer) -> None:
     """A redis-py client the caller made and passed in is the caller's: ``close()`` flushes
     through it and leaves its connection open."""
-    redis = pytest.importorskip("redis")
+    pytest.importorskip("redis")
     from modelrouter.store.redis.store import RedisStore
 
-    admin = redis.Redis.from_url(redis_server.url)
-    mine = redis.Redis.from_url(redis_server.url)
+    admin = redis_server.client()
+    mine = redis_server.client()
     try:
         metrics = RouterConfig(metrics={"click": "binary"}).metrics
         store = RedisStore(redis_server.url, ["a", "b"], metrics,

@@ -61,7 +61,6 @@ def test_protocol_is_implemented_by_both_stores(redis_server: RedisServer) -> No
 
 
 def test_two_routers_same_redis_see_same_statistics(redis_server: RedisServer) -> None:
-    import redis
 
     one = Experiment(VARIANTS, config(redis_server.url))
     two = Experiment(VARIANTS, config(redis_server.url))
@@ -71,7 +70,7 @@ def test_two_routers_same_redis_see_same_statistics(redis_server: RedisServer) -
     one.flush()
     two.flush()
     # the raw totals in Redis are exactly what was sent
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     p = "mr:{exp7}:"
     assert sum(int(v) for v in r.hgetall(p + "requests").values()) == sent["requests"]
     assert sum(int(v) for v in r.hgetall(p + "exposures").values()) == sent["requests"]
@@ -157,9 +156,8 @@ class LosesOneReply:
 
 
 def test_lost_reply_is_not_applied_twice(redis_server: RedisServer) -> None:
-    import redis
 
-    client = LosesOneReply(redis.Redis.from_url(redis_server.url))
+    client = LosesOneReply(redis_server.client())
     store = RedisStore(redis_server.url, list(VARIANTS), config().metrics, experiment="exp7",
                        client=client, flush_seconds=3600)
     revenue = store.metric_index["revenue"]
@@ -233,9 +231,8 @@ def test_config_validation() -> None:
 
 # -- batches apply completely or not at all; refused ones are counted with their reason ---------
 def redis_client(server: RedisServer) -> Any:
-    import redis
 
-    return redis.Redis.from_url(server.url, decode_responses=True)
+    return server.client(decode_responses=True)
 
 
 P = "mr:{exp7}:"

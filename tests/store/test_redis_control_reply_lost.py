@@ -48,7 +48,8 @@ def restart_after_cut(server: RedisServer, proxy: CuttingProxy, delay: float
 
 
 def epochs(url: str) -> dict[str, str]:
-    return redis.Redis.from_url(url, decode_responses=True).hgetall(P + "epochs")
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        return r.hgetall(P + "epochs")
 
 
 def loaded(*exps: Any) -> None:
@@ -139,7 +140,7 @@ def test_an_error_reply_is_not_retried(persistent_redis_server: RedisServer,
     once, not retried for seconds: only 'no answer' is retried."""
     server = persistent_redis_server
     a = worker(server.url)
-    r = redis.Redis.from_url(server.url)
+    r = server.client()
     r.delete(P + "control")
     r.set(P + "control", "not a hash")
     t0 = time.monotonic()

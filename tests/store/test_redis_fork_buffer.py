@@ -40,8 +40,8 @@ def _experiment(url: str, variants: dict[str, Any], **kw: Any) -> Experiment:
 
 
 def _hash(url: str, name: str) -> dict[str, float]:
-    r = redis.Redis.from_url(url, decode_responses=True)
-    return {k: float(v) for k, v in r.hgetall("mr:{fork}:" + name).items()}
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        return {k: float(v) for k, v in r.hgetall("mr:{fork}:" + name).items()}
 
 
 @pytest.mark.parametrize("level", ["user", "request"])

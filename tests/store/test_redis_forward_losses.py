@@ -64,7 +64,7 @@ def test_values_forwarded_for_evicted_decisions_are_in_every_workers_losses(
 def test_hostile_inbox_entries_are_in_every_workers_losses(redis_server: RedisServer) -> None:
     a, b = worker(redis_server.url, **BANDIT), worker(redis_server.url, **BANDIT)
     a.store.poll()  # type: ignore[attr-defined]  # registers the hash
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     r.hset(P + "fwd:" + a._prefix, mapping={f"x{i}": v for i, v in enumerate(HOSTILE)})
     settle([a, b])
     r.delete(P + "fwd:" + a._prefix)

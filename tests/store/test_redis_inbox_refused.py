@@ -45,7 +45,7 @@ def test_hostile_inbox_entries_are_counted_and_the_real_click_is_counted(
     push to."""
     a, b = bandit(redis_server.url), bandit(redis_server.url)
     d = a.assign("alice")
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     if where == "list":
         r.rpush(P + "inbox:" + a._prefix, *HOSTILE)
     else:
@@ -69,7 +69,7 @@ def test_hostile_label_entries_are_counted_and_the_real_label_is_handed_over(
         redis_server: RedisServer) -> None:
     a, b = worker(redis_server.url), worker(redis_server.url)
     owner = a._prefix
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     r.rpush(P + "labels:" + owner, "[1, 2]", '"x"', "not json", b"\xff", "[" * 100_000)
     b.store.push_labels([(owner, owner + "0", "1")])
     assert a.store.take_labels(owner) == [(owner + "0", "1")]
@@ -94,7 +94,7 @@ def test_the_flusher_survives_an_unexpected_exception_and_keeps_flushing(
 
     a.store._flusher._after = broken_poll
     a.assign("u0")
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     deadline = time.monotonic() + 10
     while calls["n"] < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -115,7 +115,7 @@ def test_an_inbox_key_of_another_type_does_not_stop_the_routing_sync(
     flow."""
     a, b = bandit(redis_server.url), bandit(redis_server.url)
     d = a.assign("alice")
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     inbox = P + "inbox:" + a._prefix
     r.set(inbox, "not a list")
     b.pause_arm("c")
@@ -140,7 +140,7 @@ def test_a_receipt_overwritten_by_another_client_does_not_block_the_pops(
     owner = a._prefix
     control = a.store.control
     control._unanswered["labels:" + owner] = ["feedc0de"]
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     r.set(P + "taken:labels:" + owner + ":feedc0de", "hostile")
     b.store.push_labels([(owner, owner + "0", "1")])
     assert a.store.take_labels(owner) == [(owner + "0", "1")]

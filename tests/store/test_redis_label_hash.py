@@ -144,7 +144,7 @@ def test_labels_sent_before_the_owners_first_pop_go_to_its_list_then_to_its_hash
     """Before A's first pop its hash does not exist: B's labels (and an older version's) go
     to the list. A takes the list's first, then the hash's, each sender's in its order."""
     a, b, c = worker(redis_server.url), worker(redis_server.url), worker(redis_server.url)
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     owner = a._prefix
     early = labels(owner, 5)
     b.store.push_labels(early)
@@ -173,7 +173,7 @@ def test_hostile_entries_in_the_label_hash_are_counted_and_the_real_label_handed
     a, b = worker(redis_server.url), worker(redis_server.url)
     owner = a._prefix
     assert a.store.take_labels(owner) == []
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     hostile = ["[1, 2]", '"x"', "not json", b"\xff", "[" * 100_000, "[1, null]"]
     r.hset(P + "lbl:" + owner, mapping={f"h{i}": v for i, v in enumerate(hostile)})
     r.hset(P + "lbl:" + owner, "!type", "list")  # a field that mimics the script's report
@@ -194,7 +194,7 @@ def test_a_key_of_another_type_where_the_hash_belongs_is_deleted_and_counted_onc
     a, b = worker(cut.url), worker(server.url)
     owner = a._prefix
     key = ("lbl:" if kind == "labels" else "fwd:") + owner
-    redis.Redis.from_url(server.url).set(P + key, "hostile")
+    server.client().set(P + key, "hostile")
     if kind == "labels":
         lost_reply(server, cut, key.encode(), lambda: a.store.take_labels(owner))
         assert a.store.take_labels(owner) == []  # the retry: the receipt's report
@@ -204,7 +204,7 @@ def test_a_key_of_another_type_where_the_hash_belongs_is_deleted_and_counted_onc
         a.store.poll()  # type: ignore[attr-defined]
     stats = a.store.stats()
     assert stats["labels_refused" if kind == "labels" else "forwarded_refused"] == 1
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     assert r.type(P + key) == "hash"
     b.store.push_labels(labels(owner, 2))
     assert a.store.take_labels(owner) == taken(labels(owner, 2))
@@ -219,7 +219,7 @@ def test_a_key_of_another_type_at_the_list_name_does_not_hold_up_the_hand_over(
     belongs: B's push deletes it, counts one refused entry and pushes; its labels to another
     owner in the same round trip go through too."""
     a, b, c = worker(redis_server.url), worker(redis_server.url), worker(redis_server.url)
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     r.set(P + "labels:" + a._prefix, "hostile")
     assert c.store.take_labels(c._prefix) == []  # C has registered its hash, A has not
     items = labels(a._prefix, 3) + labels(c._prefix, 2)
@@ -258,7 +258,7 @@ def test_a_senders_markers_of_answered_pushes_are_deleted_by_its_next_push(
         redis_server: RedisServer) -> None:
     a, b = worker(redis_server.url), worker(redis_server.url)
     owner, other = a._prefix, "0123abcd-"
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     for k in range(5):
         b.store.push_labels(labels(owner, 3, 3 * k) + labels(other, 1, k))
         assert len(r.keys(P + "pushed:*")) == 2  # this push's, one per owner

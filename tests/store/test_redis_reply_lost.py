@@ -137,8 +137,8 @@ def lost_reply(server: RedisServer, proxy: CuttingProxy, trigger: bytes,
 
 
 def training(url: str) -> dict[str, float]:
-    r = redis.Redis.from_url(url, decode_responses=True)
-    return {k: float(v) for k, v in r.hgetall(P + "training").items()}
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        return {k: float(v) for k, v in r.hgetall(P + "training").items()}
 
 
 @pytest.mark.parametrize("ran", [True, False], ids=["pop-ran", "pop-never-ran"])
@@ -167,7 +167,7 @@ def test_a_pop_of_the_inbox_whose_reply_is_lost_loses_no_forwarded_click(
                ran, raises=False)
     settle([a, b, c])
     t = training(server.url)
-    dropped = redis.Redis.from_url(server.url, decode_responses=True).hgetall(P + "counters")
+    dropped = server.client(decode_responses=True).hgetall(P + "counters")
     assert int(dropped.get("dropped_values", 0)) == 0
     assert sum(v for k, v in t.items() if k.startswith("successes:")) == clicks
     assert sum(v for k, v in t.items() if k.startswith("failures:")) == 30 - clicks
@@ -220,7 +220,7 @@ def test_a_pop_of_labels_whose_reply_is_lost_hands_every_label_over_once(
     b.store.push_labels(items[:1])  # later labels still flow, and the receipts are cleaned up
     assert a.store.take_labels(owner) == [items[0][1:]]
     assert a.store.take_labels(owner) == []
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     assert r.keys(P + "taken:*") == []
     for e in (a, b):
         e.close()
@@ -240,7 +240,7 @@ def test_a_batch_whose_reply_is_lost_is_applied_once(
     settle([a])
     t = training(server.url)
     assert sum(v for k, v in t.items() if k.startswith("successes:")) == 10
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     assert sum(int(v) for v in r.hgetall(P + "requests").values()) == 30
     assert sum(float(v) for v in r.hgetall(P + "y:click").values()) == 10
     a.close()
@@ -324,7 +324,7 @@ def test_pops_from_racing_threads_hand_each_label_over_once(
         t.join(timeout=60)
     assert sorted(taken) == sorted((d, y) for _o, d, y in items)
     a.store.take_labels(owner)  # deletes the receipts of the answered pops
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     assert r.keys(P + "taken:*") == []
     for e in (a, b):
         e.close()
@@ -341,7 +341,7 @@ def test_a_doubtful_claim_overwritten_by_another_client_does_not_block_later_cla
     fa = TokenFeedback(a, SECRET)
     lost_reply(server, cut, b"seen:", lambda: fa.submit(signer.sign_decision(d1).decode(),
                                                          "click", 1))
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     (seen,) = r.keys(P + "seen:*")
     r.delete(seen)
     r.hset(seen, "x", "1")
@@ -372,7 +372,7 @@ def test_a_routing_change_whose_reply_is_lost_is_adopted_once_and_a_retry_change
         assert dict(w.state.allocation.weights) == pytest.approx({"a": 0.4, "b": 0.6, "c": 0.0})
     a.pause_arm("c")
     assert a.state.allocation.epoch == 2
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     assert max(int(e) for e in r.hgetall(P + "epochs")) == 2  # epoch 0 comes with a flush
     for e in (a, b):
         e.close()

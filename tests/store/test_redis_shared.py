@@ -110,7 +110,7 @@ def test_racing_changes_from_four_workers_make_one_history(redis_server: RedisSe
     assert {e.state.allocation.epoch for e in exps} == {60}
     final = {tuple(e.state.allocation.weights.values()) for e in exps}
     assert len(final) == 1
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     shared = {int(k): json.loads(v) for k, v in r.hgetall(P + "epochs").items()}
     assert sorted(shared) == list(range(1, 61))  # epoch 0 is written by the first flush
     for e in exps:
@@ -218,7 +218,7 @@ def test_the_shared_schedule_refreshes_once_for_all_workers(redis_server: RedisS
     assert len(epochs) == 1 and epochs.pop() >= 1
     props = {tuple(e.state.allocation.propensities) for e in exps}
     assert len(props) == 1
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     updates = float(r.hget(P + "training", "updates") or 0)
     published = len(r.hgetall(P + "epochs")) - 1
     assert updates >= 100
@@ -310,7 +310,7 @@ def test_forked_workers_issue_their_own_ids_and_batches(redis_server: RedisServe
     parent_worker = parent.store._flusher._worker  # type: ignore[attr-defined]
     assert len(prefixes) == 2 and parent.assign("u").decision_id.split("-")[0] not in prefixes
     assert len(workers_ids) == 2 and parent_worker not in workers_ids
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     assert sum(int(v) for v in r.hgetall(P + "requests").values()) == 2  # both batches landed
     parent.close()
 

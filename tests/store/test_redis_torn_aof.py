@@ -103,7 +103,7 @@ def tear_last_block(server: RedisServer, at: str | tuple[bytes, ...]) -> int:
 
 
 def counts(server: RedisServer) -> dict[str, float]:
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     groups = r.hgetall(P + "groups")
     training = r.hgetall(P + "training")
     return {"requests": sum(int(v) for v in r.hgetall(P + "requests").values()),
@@ -191,7 +191,7 @@ def test_a_torn_batch_replayed_before_its_retry_is_refused_and_counted_never_add
     exp.flush()  # the retry finds batch 2 started and not finished
     got = counts(server)
     assert got["requests"] <= 45 and got["exposures"] <= 45 and got["clicks"] <= clicks
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     assert r.hgetall(P + "refused") == {"torn": "1"}
     assert r.hget(P + "counters", "refused_requests") == "15"
     assert exp.store.stats()["refused_batches"] == 1
@@ -222,7 +222,7 @@ def forwarded_clicks(owner: Experiment, sender: Experiment, n: int) -> int:
 def owner_counts(server: RedisServer, owner: Experiment) -> tuple[float, float, int]:
     """(successes in the training counters, clicks in the request-level groups, values the
     owner took from its inbox)."""
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     training = r.hgetall(P + "training")
     groups = r.hgetall(P + "groups")  # request level: sum k = 2 + 5m counts metric m's values
     click = f"#{2 + SUMS_PER_METRIC * owner.store.metric_index['click']}"
@@ -296,7 +296,7 @@ def test_an_owner_takes_what_older_senders_push_to_its_list_and_newer_ones_to_it
     after its poll, forwards go to the hash."""
     a = worker(redis_server.url, **BANDIT)
     b = worker(redis_server.url, **BANDIT)
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client(decode_responses=True)
     owner = a._prefix
     clicks = forwarded_clicks(a, b, 8)
     b.flush()

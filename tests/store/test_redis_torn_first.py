@@ -31,7 +31,7 @@ BANDIT = {"reward": "click", "mode": "bandit", "refresh_every": 10**9, "refresh_
 
 
 def first_of(server: RedisServer, unit: str) -> str | None:
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     value: str | None = r.hget(P + "first", unit)
     return value
 
@@ -60,7 +60,7 @@ def test_a_first_exposure_torn_in_the_aof_does_not_win_at_a_later_restart(
     server.stop()
     server.start()  # the orphan part is loaded with B's transaction
     assert first_of(server, "alice") == live
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     assert sum(int(v) for v in r.hgetall(P + "exposures").values()) == 3
     for e in (a, b):
         e.close()
@@ -81,12 +81,12 @@ def test_a_routing_change_torn_in_the_aof_does_not_win_the_epochs_entry_later(
     tear_last_block(server, (P.encode() + b"epochs",))  # in the EXEC after it
     server.start()
     b.configure(weights={"a": 0.1, "b": 0.1, "c": 0.8})
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     live = r.hget(P + "epochs", "2"), r.hget(P + "control", "record")
     assert live[0] is not None and "0.8" in live[0]
     server.stop()
     server.start()
-    r = redis.Redis.from_url(server.url, decode_responses=True)
+    r = server.client(decode_responses=True)
     assert (r.hget(P + "epochs", "2"), r.hget(P + "control", "record")) == live
     a.state.sync()  # A adopts B's change
     assert dict(a.state.allocation.weights) == {"a": 0.1, "b": 0.1, "c": 0.8}

@@ -115,9 +115,10 @@ def load(base: str, n: int, threads: int = 12, seed: int = 1, during: Any = None
 
 
 def redis_counts(url: str) -> dict[str, float]:
-    r = redis.Redis.from_url(url, decode_responses=True)
-    training = {k: float(v) for k, v in r.hgetall(P + "training").items()}
-    return {"requests": sum(int(v) for v in r.hgetall(P + "requests").values()),
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        training = {k: float(v) for k, v in r.hgetall(P + "training").items()}
+        requests = sum(int(v) for v in r.hgetall(P + "requests").values())
+    return {"requests": requests,
             "successes": sum(v for k, v in training.items() if k.startswith("successes:")),
             "failures": sum(v for k, v in training.items() if k.startswith("failures:"))}
 
@@ -237,7 +238,7 @@ def killed_run(tmp_path: Path, n: int, kills: int, first: float, down: float,
         assert sent["served"] == n  # routing never stopped
         refused = [e for e in sent["errors"] if e[0] == "feedback"]
         assert all(status == 503 for _k, status in refused)  # refused clearly, not lost
-        r = redis.Redis.from_url(server.url, decode_responses=True)
+        r = server.client(decode_responses=True)
 
         def dropped_counts() -> dict[str, int]:
             return {k: int(v) for k, v in r.hgetall(P + "counters").items()}

@@ -85,14 +85,14 @@ def load(base: str, n: int, threads: int = 12, during: Any = None) -> dict[str, 
 def redis_totals(url: str) -> dict[str, float]:
     import redis
 
-    r = redis.Redis.from_url(url, decode_responses=True)
     p = "mr:{it7}:"
-    counters = {k: int(v) for k, v in r.hgetall(p + "counters").items()}
-    return {"requests": sum(int(v) for v in r.hgetall(p + "requests").values()),
-            "exposures": sum(int(v) for v in r.hgetall(p + "exposures").values()),
-            "revenue": sum(float(v) for v in r.hgetall(p + "x:revenue").values()),
-            "values": sum(float(v) for v in r.hgetall(p + "y:revenue").values()),
-            "units": r.hlen(p + "first"), **counters}
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        counters = {k: int(v) for k, v in r.hgetall(p + "counters").items()}
+        return {"requests": sum(int(v) for v in r.hgetall(p + "requests").values()),
+                "exposures": sum(int(v) for v in r.hgetall(p + "exposures").values()),
+                "revenue": sum(float(v) for v in r.hgetall(p + "x:revenue").values()),
+                "values": sum(float(v) for v in r.hgetall(p + "y:revenue").values()),
+                "units": r.hlen(p + "first"), **counters}
 
 
 def wait_for(url: str, sent: dict[str, Any], timeout: float = 120) -> dict[str, float]:
@@ -120,10 +120,11 @@ def reference_analysis(url: str) -> dict[str, Any]:
 
     exp = Experiment({"control": 1, "treatment": 2},
                      RouterConfig(experiment="it7", metrics={"revenue": "continuous"}, store=url))
-    out = json.loads(json.dumps(Analysis.from_experiment(exp).to_dict(["revenue"]),
-                                sort_keys=True, default=str))
-    # no exposure, so its flusher never started: nothing to stop, nothing written to Redis
-    return out
+    try:
+        return json.loads(json.dumps(Analysis.from_experiment(exp).to_dict(["revenue"]),
+                                     sort_keys=True, default=str))
+    finally:  # no exposure, so nothing to flush: close() closes the store's connection
+        exp.close()
 
 
 def check_exact(url: str, service: Service, sent: dict[str, Any]) -> None:
