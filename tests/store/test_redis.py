@@ -61,7 +61,6 @@ def test_protocol_is_implemented_by_both_stores(redis_server: RedisServer) -> No
 
 
 def test_two_routers_same_redis_see_same_statistics(redis_server: RedisServer) -> None:
-
     one = Experiment(VARIANTS, config(redis_server.url))
     two = Experiment(VARIANTS, config(redis_server.url))
     reference = Experiment(VARIANTS, config())  # in-memory reference fed the same events
@@ -156,7 +155,6 @@ class LosesOneReply:
 
 
 def test_lost_reply_is_not_applied_twice(redis_server: RedisServer) -> None:
-
     client = LosesOneReply(redis_server.client())
     store = RedisStore(redis_server.url, list(VARIANTS), config().metrics, experiment="exp7",
                        client=client, flush_seconds=3600)
@@ -231,7 +229,6 @@ def test_config_validation() -> None:
 
 # -- batches apply completely or not at all; refused ones are counted with their reason ---------
 def redis_client(server: RedisServer) -> Any:
-
     return server.client(decode_responses=True)
 
 
