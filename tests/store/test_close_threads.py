@@ -9,7 +9,7 @@ bandit configured while in A/B mode, then switched; user level.
 ``close()`` also closes the connections of the Redis client the store made: the final flush's
 connection otherwise stayed open until garbage collection found the store, a ResourceWarning
 that failed a CI run at pytest's exit. Cells: Redis; A/B and bandit; user and request level; a
-client passed in (left open).
+client passed in (left open); a final flush that fails with a bug (closed all the same).
 """
 
 from __future__ import annotations
@@ -81,3 +81,25 @@ def test_close_leaves_a_client_passed_in_open(redis_server: RedisServer) -> None
         assert len(redis_server.open_connections(settle=0.0)) == 1
     finally:
         mine.close()
+
+
+def test_close_closes_the_connections_also_when_the_final_flush_fails(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A final flush that raises something other than a StoreError (a bug) propagates from
+    ``close()``, and the connections are closed all the same."""
+    pytest.importorskip("redis")
+    config = RouterConfig(experiment="close-bug", metrics={"click": "binary"},
+                          store=redis_server.url, flush_seconds=3600.0)
+    exp = Experiment({"a": 1, "b": 2}, config)
+    exp.route("u1")
+    exp.flush()
+    assert len(redis_server.open_connections(settle=0.0)) >= 1
+
+    def broken(worker: str, last_no: int) -> Any:
+        raise RuntimeError("a bug in the drain")
+
+    monkeypatch.setattr(exp.store._flusher, "_drain", broken)  # type: ignore[attr-defined]
+    exp.route("u2")
+    with pytest.raises(RuntimeError, match="a bug in the drain"):
+        exp.close()
+    assert redis_server.open_connections() == []

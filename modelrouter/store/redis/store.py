@@ -347,9 +347,11 @@ class RedisStore(SharedMembers, CovariateMembers, BaseStore):
         close the connections of the client this store made (a client passed in is the
         caller's to close). Left open, a connection is closed only when garbage collection
         finds the store, which may be never in a long-lived process."""
-        self._flusher.close()
-        if self._owns_client:
-            self._client.close()
+        try:
+            self._flusher.close()
+        finally:
+            if self._owns_client:
+                self._client.close()
 
     def _safe_url(self) -> str:
         from modelrouter.config.store import redact_url
