@@ -2,16 +2,15 @@
 worker's analysis, not only in that worker's ``/stats``.
 
 A feedback value posted to another worker is recorded there for the unit and forwarded to the
-worker that made the decision (its pending ring is there). If the decision has left that ring
-by then (``max_pending`` newer decisions, a restart), its decision-level part is lost: the
-bandit's decision sums and training, and at request level the whole value. Entries another
-Redis client wrote into an inbox are refused, never applied. Both were counted only in the
-owner's ``stats()`` (``forwarded_lost``, ``forwarded_refused``); they are now flushed into the
-shared counters, so ``Snapshot.losses`` and the analysis notes of every worker show them.
+worker that made the decision (its pending ring is there). At request level the whole value
+is forwarded; if the decision has left that ring by then (``max_pending`` newer decisions, a
+restart), the value is lost. Entries another Redis client wrote into an inbox are refused,
+never applied. Both were counted only in the owner's ``stats()`` (``forwarded_lost``,
+``forwarded_refused``); they are now flushed into the shared counters, so ``Snapshot.losses``
+and the analysis notes of every worker show them.
 
-Cells: Redis store; two workers; A/B and bandit (3 arms) at request level, bandit at user level;
-valid feedback for an evicted decision and hostile inbox entries; counted once across
-repeated flushes.
+Cells: Redis store; two workers; A/B and bandit (3 arms) at request level (evicted decisions),
+bandit at user level (hostile inbox entries); counted once across repeated flushes.
 """
 
 from __future__ import annotations
