@@ -21,6 +21,13 @@ round) so machine noise hits all of them alike; the tables show medians (min..ma
 ratios to the bare app measured in the same run, and the CPU each routed app adds per request
 (the median of the per-round differences to the bare app of the same round).
 
+``--apps`` also takes two calibrations (``passthrough``: a pure ASGI middleware; ``spin``: one
+that spends ~3.6 us of Python first) and the contract's floor (``floor_pass``, ``floor_lookup``,
+``floor_state``, ``floor_send``: minimal compiled middlewares, each adding one part of what the
+router must do per request; ``floor_c.pyx``, compiled with pyximport, so Cython and a C
+compiler are needed: ``pip install -e '.[bench]'``). The floor bounds from below what any
+implementation of the contract adds under this server (docs/performance.md, fifteenth pass).
+
 CPU time per request is the figure that decides (issue 17): on a shared machine, req/s and p99
 move with everything else that runs, CPU per request much less. Traffic goes to loopback only
 and every run is bounded in time. ``--json PATH`` also writes every raw measurement.
@@ -64,6 +71,9 @@ HERE = Path(__file__).resolve().parent
 ENDPOINTS = {"ok": "/ok", "model": "/model"}
 APPS = ("bare", "ab", "bandit")
 CALIBRATION = ("passthrough", "spin")  # server_apps.py: a known in-process cost, for scale
+# server_apps.py: the contract's floor, stage by stage (floor_c.pyx): C objects, not coroutine
+# functions, so uvicorn is told their interface instead of guessing it
+FLOOR = ("floor_pass", "floor_lookup", "floor_state", "floor_send")
 LUA = """
 counter = 0
 request = function()
@@ -185,7 +195,8 @@ def start_server(app: str, port: int, http: str, code: str | None = None,
     environment; ``quiet``: its standard error discarded."""
     cmd = [*pin(cpu), *prefix, sys.executable, "-m", "uvicorn", "--factory",
            f"server_apps:{app}", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-           "--log-level", "warning", "--http", http, "--lifespan", "off", "--workers", "1"]
+           "--log-level", "warning", "--http", http, "--lifespan", "off", "--workers", "1",
+           *(["--interface", "asgi3"] if app.split("@")[0] in FLOOR else [])]
     path = [code] if code else []
     variables = {**os.environ,
                  "PYTHONPATH": os.pathsep.join([*path, str(HERE.parent), str(HERE)]),
@@ -294,7 +305,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000,
                         help="distinct x-user-id values cycled by wrk")
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated subset of "
-                        f"{','.join(APPS + CALIBRATION)}")
+                        f"{','.join(APPS + CALIBRATION + FLOOR)}")
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS),
                         help=f"comma-separated subset of {','.join(ENDPOINTS)}")
     parser.add_argument("--quick", action="store_true",
@@ -331,13 +342,19 @@ def main() -> None:
     endpoints = [e for e in args.endpoints.split(",") if e]
     if "bare" not in apps:
         apps.insert(0, "bare")  # every ratio is to the bare app of the same round
-    unknown = set(apps) - set(APPS) - set(CALIBRATION) | set(endpoints) - set(ENDPOINTS)
+    unknown = (set(apps) - set(APPS) - set(CALIBRATION) - set(FLOOR)
+               | set(endpoints) - set(ENDPOINTS))
     if unknown:
         sys.exit(f"unknown app or endpoint: {sorted(unknown)}")
     if args.baseline:
         if not (Path(args.baseline) / "modelrouter" / "__init__.py").is_file():
             sys.exit(f"--baseline {args.baseline}: no modelrouter package there")
-        apps += [f"{a}@base" for a in apps if a != "bare"]
+        apps += [f"{a}@base" for a in apps if a != "bare" and a not in FLOOR]
+    if set(apps) & set(FLOOR):  # compiled here, once, before any server imports it
+        sys.path[:0] = [str(HERE.parent), str(HERE)]
+        import server_apps
+
+        server_apps.floor_module()
     load0 = os.getloadavg()
     results: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench_server_") as tmp:
@@ -391,7 +408,7 @@ def rates_by_endpoint(rates: list[float] | None, apps: list[str], endpoints: lis
     ``auto_rate`` of a 2 s saturation run of each routed app (every app when none is)."""
     if rates is not None:
         return {ep: rates for ep in endpoints}
-    probe = [a for a in apps if a not in ("bare", *CALIBRATION)] or apps
+    probe = [a for a in apps if a not in ("bare", *CALIBRATION, *FLOOR)] or apps
     out: dict[str, list[float]] = {}
     for ep in endpoints:
         rps = [run_one(a, ep, -1, 2, args.connections, script, http, args.baseline, cpus).rps

@@ -102,6 +102,37 @@ def spin() -> Any:
     return _PassThrough(_app(), spin=200)
 
 
+def floor_module() -> Any:
+    """benchmarks/floor_c.pyx, compiled on first use (pyximport, cached in ~/.pyxbld):
+    minimal middlewares that bound from below what the router's contract costs."""
+    import pyximport
+
+    pyximport.install(language_level=3, inplace=False)
+    import floor_c
+
+    return floor_c
+
+
+def floor_pass() -> Any:
+    """The floor's first stage: a C call that returns the app's coroutine (floor_c.pyx)."""
+    return floor_module().Pass(_app())
+
+
+def floor_lookup() -> Any:
+    """+ the unit id from the header and its row in a dict (floor_c.pyx)."""
+    return floor_module().Lookup(_app())
+
+
+def floor_state() -> Any:
+    """+ the variant, a decision and the request's state (floor_c.pyx)."""
+    return floor_module().State(_app(), MODELS)
+
+
+def floor_send() -> Any:
+    """+ the send wrapper recording latency and error (floor_c.pyx)."""
+    return floor_module().Metrics(_app(), MODELS)
+
+
 if os.environ.get("MODELROUTER_BENCH_GC"):  # gc_server.py: each factory's app counted
     from gc_server import counted
 
@@ -112,4 +143,6 @@ if os.environ.get("MODELROUTER_BENCH_GC"):  # gc_server.py: each factory's app c
     passthrough, spin = _counting(passthrough), _counting(spin)
 
 
-APPS = {"bare": bare, "ab": ab, "bandit": bandit, "passthrough": passthrough, "spin": spin}
+APPS = {"bare": bare, "ab": ab, "bandit": bandit, "passthrough": passthrough, "spin": spin,
+        "floor_pass": floor_pass, "floor_lookup": floor_lookup, "floor_state": floor_state,
+        "floor_send": floor_send}
