@@ -25,8 +25,8 @@ ratios to the bare app measured in the same run, and the CPU each routed app add
 that spends ~3.6 us of Python first) and the contract's floor (``floor_pass``, ``floor_lookup``,
 ``floor_state``, ``floor_send``: minimal compiled middlewares, each adding one part of what the
 router must do per request; ``floor_c.pyx``, compiled with pyximport, so Cython and a C
-compiler are needed: ``pip install -e '.[bench]'``). The floor bounds from below what any
-implementation of the contract adds under this server (docs/performance.md, fifteenth pass).
+compiler are needed: ``pip install -e '.[bench]'``). The floor measures what a plain form of
+the contract's per-request work adds under this server (docs/performance.md, fifteenth pass).
 
 CPU time per request is the figure that decides (issue 17): on a shared machine, req/s and p99
 move with everything else that runs, CPU per request much less. Traffic goes to loopback only

@@ -104,7 +104,7 @@ def spin() -> Any:
 
 def floor_module() -> Any:
     """benchmarks/floor_c.pyx, compiled on first use (pyximport, cached in ~/.pyxbld):
-    minimal middlewares that bound from below what the router's contract costs."""
+    minimal middlewares, the contract's per-request work in a plain form (its floor)."""
     import pyximport
 
     pyximport.install(language_level=3, inplace=False)
