@@ -24,9 +24,10 @@ ratios to the bare app measured in the same run, and the CPU each routed app add
 ``--apps`` also takes two calibrations (``passthrough``: a pure ASGI middleware; ``spin``: one
 that spends ~3.6 us of Python first) and the contract's floor (``floor_pass``, ``floor_lookup``,
 ``floor_state``, ``floor_send``: minimal compiled middlewares, each adding one part of what the
-router must do per request; ``floor_c.pyx``, compiled with pyximport, so Cython and a C
-compiler are needed: ``pip install -e '.[bench]'``). The floor measures what a plain form of
-the contract's per-request work adds under this server (docs/performance.md, fifteenth pass).
+router must do per request; ``floor_fast``: the last in the router's cheaper call forms;
+``floor_c.pyx``, compiled with pyximport, so Cython and a C compiler are needed: ``pip install
+-e '.[bench]'``). The floor measures what the contract's per-request work alone adds under
+this server (docs/performance.md, fifteenth pass).
 
 CPU time per request is the figure that decides (issue 17): on a shared machine, req/s and p99
 move with everything else that runs, CPU per request much less. Traffic goes to loopback only
@@ -73,7 +74,7 @@ APPS = ("bare", "ab", "bandit")
 CALIBRATION = ("passthrough", "spin")  # server_apps.py: a known in-process cost, for scale
 # server_apps.py: the contract's floor, stage by stage (floor_c.pyx): C objects, not coroutine
 # functions, so uvicorn is told their interface instead of guessing it
-FLOOR = ("floor_pass", "floor_lookup", "floor_state", "floor_send")
+FLOOR = ("floor_pass", "floor_lookup", "floor_state", "floor_send", "floor_fast")
 LUA = """
 counter = 0
 request = function()

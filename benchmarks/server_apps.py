@@ -133,6 +133,11 @@ def floor_send() -> Any:
     return floor_module().Metrics(_app(), MODELS)
 
 
+def floor_fast() -> Any:
+    """``floor_send`` in the router's cheaper forms: vectorcall, C compares (floor_c.pyx)."""
+    return floor_module().FastMetrics(_app(), MODELS)
+
+
 if os.environ.get("MODELROUTER_BENCH_GC"):  # gc_server.py: each factory's app counted
     from gc_server import counted
 
@@ -145,4 +150,4 @@ if os.environ.get("MODELROUTER_BENCH_GC"):  # gc_server.py: each factory's app c
 
 APPS = {"bare": bare, "ab": ab, "bandit": bandit, "passthrough": passthrough, "spin": spin,
         "floor_pass": floor_pass, "floor_lookup": floor_lookup, "floor_state": floor_state,
-        "floor_send": floor_send}
+        "floor_send": floor_send, "floor_fast": floor_fast}

@@ -4,6 +4,7 @@ temporary directory; skipped where Cython or a C compiler is missing."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from pathlib import Path
@@ -91,3 +92,27 @@ def test_metrics_records_one_latency_and_error_per_finished_response(floor: Any)
     values = app.sink.pairs()
     assert [error for _, error in values] == [0.0, 1.0, 0.0, 0.0, 1.0]
     assert all(0 <= latency < 1.0 for latency, _ in values)  # seconds, measured
+
+
+def test_the_fast_form_records_the_same_and_takes_one_positional_message(floor: Any) -> None:
+    app = floor.FastMetrics(Inner(), MODELS)
+    client = ASGIClient(app)
+    for p in ["/", "/fail", "/stream", "/", "/fail"]:
+        client.run("GET", p, headers={"x-user-id": "u1"})
+    assert [error for _, error in app.sink.pairs()] == [0.0, 1.0, 0.0, 0.0, 1.0]
+
+    seen: list[Any] = []
+
+    async def server_send(message: Any) -> None:
+        seen.append(message)
+
+    async def keep_send(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(send)
+
+    holder = floor.FastMetrics(keep_send, MODELS)
+    asyncio.run(holder({"type": "http", "path": "/", "headers": []}, None, server_send))
+    send = seen.pop()
+    with pytest.raises(TypeError):
+        send(message={"type": "http.response.body"})  # keywords: refused, not misread
+    with pytest.raises(TypeError):
+        send({"type": "x"}, {"type": "y"})
