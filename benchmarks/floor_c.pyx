@@ -2,7 +2,7 @@
 """The floor of issue 17's server goal: minimal compiled middlewares that do only part of what
 the router's contract needs on every request, each stage adding one part to the one before.
 
-bench_server.py ``--apps floor_pass,floor_lookup,floor_state,floor_send`` serves them
+bench_server.py ``--apps floor_pass,floor_lookup,floor_state,floor_send,floor_fast`` serves them
 (server_apps.py builds this module with pyximport on first use). What each adds:
 
 - ``floor_pass``: a C object whose call returns the app's coroutine (no coroutine of its own:
